@@ -1,0 +1,40 @@
+# The two commands of the README. Both create .venv with Python 3.11 and install from PyPI,
+# with torch pinned by constraints.txt (the CPU wheel on CI).
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+OUT    ?= demo-out
+
+.PHONY: demo test test-slow bench clean install install-test
+
+$(VENV)/.stamp-base: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt -e .
+	touch $@
+
+$(VENV)/.stamp-test: $(VENV)/.stamp-base
+	$(PIP) install -q -c constraints.txt -e '.[test,hf]'
+	touch $@
+
+install: $(VENV)/.stamp-base
+install-test: $(VENV)/.stamp-test
+
+## make demo: install, then run the main job on a small default and print where its outputs went
+demo: $(VENV)/.stamp-base
+	$(VENV)/bin/spinlens demo --out $(OUT)
+
+## make test: install with the test extras and run the test suite (under 10 minutes on 2 cores)
+test: $(VENV)/.stamp-test
+	$(PY) -m pytest -n 2 --timeout 600
+
+## long runs (paper-scale checks), not part of `make test`
+test-slow: $(VENV)/.stamp-test
+	$(PY) -m pytest -m slow --timeout 3600
+
+bench: $(VENV)/.stamp-base
+	$(PY) benchmarks/bench_core.py
+
+clean:
+	rm -rf $(VENV) demo-out .pytest_cache

@@ -1,0 +1,97 @@
+"""Errors and warnings of spinlens.
+
+`InvalidParameterError` is raised for bad user input; its message names the parameter, the allowed
+range and the value received (scikit-learn's wording). The CLI turns it into one line on stderr and
+exit code 2. Non-convergence is never an exception: solvers return ``converged=False`` and emit
+`SolverDidNotConvergeWarning`.
+"""
+
+from __future__ import annotations
+
+
+class SpinlensError(Exception):
+    """Base class of every error raised by spinlens."""
+
+
+class InvalidParameterError(SpinlensError, ValueError):
+    """A parameter is outside its allowed range, has the wrong type, or data are malformed."""
+
+
+class InvalidPromptsError(InvalidParameterError):
+    """A prompts file or array does not satisfy the Prompts contract (shapes, finiteness, hidden label)."""
+
+
+class SolverDidNotConvergeWarning(UserWarning):
+    """A solver stopped without meeting its tolerance, or diverged; see the result's ``message``."""
+
+
+def check_int(name: str, value, *, low: int | None = None, high: int | None = None, owner: str = "") -> int:
+    """Validate an integer parameter in [low, high] and return it as ``int``."""
+    where = f" of {owner}" if owner else ""
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
+        hasattr(value, "__index__") and not isinstance(value, float)
+    ):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise InvalidParameterError(
+                f"The '{name}' parameter{where} must be an integer{_range(low, high)}. Got {value!r} instead."
+            )
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise InvalidParameterError(
+            f"The '{name}' parameter{where} must be an integer{_range(low, high)}. Got {value!r} instead."
+        )
+    return value
+
+
+def check_float(
+    name: str,
+    value,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    owner: str = "",
+) -> float:
+    """Validate a finite real parameter in an (optionally open) interval and return it as ``float``."""
+    where = f" of {owner}" if owner else ""
+    lo_b = "(" if low_open or low is None else "["
+    hi_b = ")" if high_open or high is None else "]"
+    interval = f"{lo_b}{'-inf' if low is None else low}, {'inf' if high is None else high}{hi_b}"
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(
+            f"The '{name}' parameter{where} must be a real number in {interval}. Got {value!r} instead."
+        ) from None
+    bad = x != x or x in (float("inf"), float("-inf"))
+    if low is not None:
+        bad = bad or (x <= low if low_open else x < low)
+    if high is not None:
+        bad = bad or (x >= high if high_open else x > high)
+    if bad:
+        raise InvalidParameterError(
+            f"The '{name}' parameter{where} must be a real number in {interval}. Got {value!r} instead."
+        )
+    return x
+
+
+def check_choice(name: str, value, choices, *, owner: str = ""):
+    """Validate that ``value`` is one of ``choices``."""
+    where = f" of {owner}" if owner else ""
+    if value not in choices:
+        opts = ", ".join(repr(c) for c in choices)
+        raise InvalidParameterError(f"The '{name}' parameter{where} must be one of {{{opts}}}. Got {value!r} instead.")
+    return value
+
+
+def _range(low, high) -> str:
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f" >= {low}"
+    if low is None:
+        return f" <= {high}"
+    return f" in [{low}, {high}]"

@@ -1,0 +1,1 @@
+"""Torch models: the simplified linear attention of the paper and (in `zoo`) real attention architectures."""
