@@ -1,0 +1,173 @@
+r"""The spin glass Hamiltonian of the trained simplified linear attention.
+
+.. math::
+    E(W) = \tfrac12\,\mathrm{mean}_\mu (y^\mu - s^\mu\cdot W)^2 + \tfrac{\lambda}{2}\|W\|^2
+         = -\tfrac12\sum_{i\ne j} J_{ij} W_i W_j - \sum_i h_i W_i + \tfrac12 \sum_i \lambda_i W_i^2
+           + \tfrac12\,\mathrm{mean}_\mu (y^\mu)^2,
+
+with :math:`J_{ij} = -\mathrm{mean}_\mu s_i^\mu s_j^\mu`, :math:`h_i = \mathrm{mean}_\mu y^\mu s_i^\mu`,
+:math:`\lambda_i = \lambda - J_{ii}` and spins :math:`W_i`, ``i = a(D+1)+b`` (``W.reshape(-1)``).
+
+The object is matrix-free: it keeps the factored features (C, Q) of size O(P·D), and applies the
+Hessian A = SᵀS/P + λI as ``A v = Sᵀ(S v)/P + λ v`` in O(P·D²) without building J. The dense
+Gram matrix SᵀS/P ((D+1)⁴ entries) is built, in row blocks, only when asked for (`gram`, `J`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .errors import InvalidParameterError, check_float
+from .features import SpinFeatures, spin_features
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Hamiltonian:
+    """Quadratic spin glass Hamiltonian built from prompts (see module docstring for E).
+
+    Attributes
+    ----------
+    features : SpinFeatures
+        Factored features, C and Q of shape (n_prompts, d+1).
+    y : ndarray of shape (n_prompts,)
+        Targets.
+    l2_strength : float
+        λ >= 0.
+    """
+
+    features: SpinFeatures
+    y: np.ndarray
+    l2_strength: float
+    _cache: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    # ---- sizes
+    @property
+    def d(self) -> int:
+        return self.features.d
+
+    @property
+    def n_spins(self) -> int:
+        return self.features.n_spins
+
+    @property
+    def n_prompts(self) -> int:
+        return self.features.n_prompts
+
+    # ---- fields and couplings
+    @property
+    def h(self) -> np.ndarray:
+        """Fields h_i = mean_μ y^μ s_i^μ, shape (n_spins,)."""
+        if "h" not in self._cache:
+            self._cache["h"] = (self.features.rmatvec(self.y) / self.n_prompts).reshape(-1)
+        return self._cache["h"]
+
+    @property
+    def gram_diag(self) -> np.ndarray:
+        """Diagonal of SᵀS/P (= −J_ii), shape (n_spins,)."""
+        if "gdiag" not in self._cache:
+            C, Q = self.features.C, self.features.Q
+            self._cache["gdiag"] = ((C * C).T @ (Q * Q) / self.n_prompts).reshape(-1)
+        return self._cache["gdiag"]
+
+    @property
+    def lam_diag(self) -> np.ndarray:
+        """The diagonal λ_i = λ − J_ii, shape (n_spins,)."""
+        return self.l2_strength + self.gram_diag
+
+    def gram(self, block_rows: int = 2048) -> np.ndarray:
+        """The dense Gram matrix SᵀS/P of shape (n_spins, n_spins), accumulated over row blocks of S."""
+        if "gram" not in self._cache:
+            K = self.n_spins
+            A = np.zeros((K, K))
+            for start in range(0, self.n_prompts, block_rows):
+                S = self.features.dense(slice(start, start + block_rows))
+                A += S.T @ S
+            A /= self.n_prompts
+            self._cache["gram"] = A
+        return self._cache["gram"]
+
+    @property
+    def J(self) -> np.ndarray:
+        """Dense couplings J = −SᵀS/P (diagonal included; the energy uses only i ≠ j), (n_spins, n_spins)."""
+        return -self.gram()
+
+    # ---- operators
+    def gram_matvec(self, v: np.ndarray) -> np.ndarray:
+        """SᵀS v / P without forming S or J; v of shape (n_spins,) or (n_spins, k)."""
+        v = np.asarray(v)
+        if "gram" in self._cache:
+            return self._cache["gram"] @ v
+        D1 = self.d + 1
+        C, Q = self.features.C, self.features.Q
+        if v.ndim == 1:
+            Sv = self.features.predict(v)
+            return (self.features.rmatvec(Sv) / self.n_prompts).reshape(-1)
+        V = v.reshape(D1, D1, -1)
+        Sv = np.einsum("pa,abk,pb->pk", C, V, Q, optimize=True)
+        return np.einsum("pa,pk,pb->abk", C, Sv, Q, optimize=True).reshape(D1 * D1, -1) / self.n_prompts
+
+    def hessian_matvec(self, v: np.ndarray) -> np.ndarray:
+        """(SᵀS/P + λ I) v: the Hessian of E (β = 1) applied to v."""
+        return self.gram_matvec(v) + self.l2_strength * np.asarray(v)
+
+    def hessian(self) -> np.ndarray:
+        """Dense Hessian SᵀS/P + λ I."""
+        A = self.gram().copy()
+        A[np.diag_indices_from(A)] += self.l2_strength
+        return A
+
+    # ---- energy
+    def energy(self, W: np.ndarray) -> np.ndarray | float:
+        """E(W) for W of shape (d+1, d+1), (n_spins,), or a batch (k, n_spins)."""
+        W = np.asarray(W, dtype=float)
+        if W.ndim == 2 and W.shape == (self.d + 1, self.d + 1):
+            W = W.reshape(-1)
+        if W.ndim == 1:
+            r = self.y - self.features.predict(W)
+            return 0.5 * float(np.mean(r * r)) + 0.5 * self.l2_strength * float(W @ W)
+        D1 = self.d + 1
+        Sv = np.einsum("pa,kab,pb->kp", self.features.C, W.reshape(-1, D1, D1), self.features.Q, optimize=True)
+        r = self.y[None, :] - Sv
+        return 0.5 * np.mean(r * r, axis=1) + 0.5 * self.l2_strength * np.sum(W * W, axis=1)
+
+    def energy_from_couplings(self, W: np.ndarray) -> float:
+        """E(W) from the spin glass form −½Σ_{i≠j}J_ij W_iW_j − Σh_iW_i + ½Σλ_iW_i² + ½ mean y² (dense J)."""
+        w = np.asarray(W, dtype=float).reshape(-1)
+        J = self.J
+        off = w @ J @ w - np.sum(np.diag(J) * w * w)
+        return float(-0.5 * off - self.h @ w + 0.5 * np.sum(self.lam_diag * w * w) + 0.5 * np.mean(self.y**2))
+
+    def grad(self, W: np.ndarray) -> np.ndarray:
+        """∇E(W), same shape as W."""
+        W = np.asarray(W, dtype=float)
+        shape = W.shape
+        w = W.reshape(-1)
+        g = self.gram_matvec(w) - self.h + self.l2_strength * w
+        return g.reshape(shape)
+
+
+def build_hamiltonian(prompts_or_features, y=None, *, l2_strength: float) -> Hamiltonian:
+    """Build the Hamiltonian from prompts (a `Prompts`) or from `SpinFeatures` and targets ``y``.
+
+    Parameters
+    ----------
+    prompts_or_features : Prompts or SpinFeatures
+    y : ndarray of shape (n_prompts,), required with SpinFeatures
+    l2_strength : float >= 0
+        λ of E(W) (see `spinlens.conventions.l2_strength_from_weight_decay` for optimizer weight decay).
+    """
+    lam = check_float("l2_strength", l2_strength, low=0.0, owner="build_hamiltonian")
+    if isinstance(prompts_or_features, SpinFeatures):
+        if y is None:
+            raise InvalidParameterError("build_hamiltonian: 'y' is required when passing SpinFeatures.")
+        feats = prompts_or_features
+    else:
+        feats = spin_features(prompts_or_features)
+        if y is None:
+            y = prompts_or_features.y
+    y = np.asarray(y, dtype=float)
+    if y.shape != (feats.n_prompts,):
+        raise InvalidParameterError(f"y has shape {y.shape}; expected (n_prompts,) = ({feats.n_prompts},).")
+    return Hamiltonian(feats, y, lam)

@@ -1,0 +1,65 @@
+"""The result object shared by all solvers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverResult:
+    """What a solver returns.
+
+    Attributes
+    ----------
+    W : ndarray of shape (d+1, d+1)
+        The weights: the solver's estimate of the Boltzmann mean, reshaped.
+    m : ndarray of shape (d+1, d+1)
+        Marginal means (same numbers as ``W``).
+    v : ndarray of shape (d+1, d+1)
+        Marginal variances at inverse temperature ``beta`` (``inf`` along zero modes when λ = 0).
+    n_iter : int
+        Iterations (cavity steps, CG iterations, sampler steps; 0 for a direct factorisation).
+    residual : float
+        Final residual: relative ‖(λ+SᵀS/P) m − h‖/‖h‖ for exact and samplers; the last mean squared
+        change of (m, v) for the cavity iteration.
+    converged : bool
+        False when the tolerance was not met or the iteration diverged (see ``message``).
+    message : str
+        How the solver stopped.
+    seconds : float
+        Wall time.
+    method : str
+        "exact", "cavity", "sample" or "langevin".
+    beta : float
+        Inverse temperature.
+    extras : dict
+        Method-specific numbers (e.g. ``exact_distance`` for cavity, replica overlaps for samplers).
+    """
+
+    W: np.ndarray
+    m: np.ndarray
+    v: np.ndarray
+    n_iter: int
+    residual: float
+    converged: bool
+    message: str
+    seconds: float
+    method: str
+    beta: float
+    extras: dict = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """Scalars only (arrays omitted), JSON-friendly."""
+        d = {k: getattr(self, k) for k in ("method", "beta", "n_iter", "residual", "converged", "message", "seconds")}
+        d.update({k: v for k, v in self.extras.items() if np.ndim(v) == 0})
+        return d
+
+    def __repr__(self) -> str:
+        extra = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.extras.items() if np.ndim(v) == 0)
+        return (
+            f"SolverResult(method={self.method!r}, converged={self.converged}, n_iter={self.n_iter}, "
+            f"residual={self.residual:.3g}, message={self.message!r}, seconds={self.seconds:.3g}, "
+            f"W=<{self.W.shape}>{', ' + extra if extra else ''})"
+        )
