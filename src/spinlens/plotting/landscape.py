@@ -1,0 +1,62 @@
+"""Energy-landscape pictures: interpolated t-SNE surfaces and profiles along Hessian eigen-directions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spinlens.plotting.style import PALETTE, new_figure
+
+
+def plot_energy_surface(grid_x, grid_y, energy, *, points=None, title: str = "", levels: int = 30, ax=None):
+    """Filled contours of an interpolated energy surface over a 2-D embedding.
+
+    Parameters
+    ----------
+    grid_x, grid_y : arrays of shape (n_grid,)
+    energy : array of shape (n_grid, n_grid), indexed [iy, ix]
+    points : array of shape (n_samples, 2), optional
+        Embedded samples, drawn as small dots.
+
+    Returns
+    -------
+    (fig, ax)
+    """
+    fig, ax = new_figure(ax)
+    cs = ax.contourf(np.asarray(grid_x), np.asarray(grid_y), np.asarray(energy), levels=levels, cmap="viridis")
+    fig.colorbar(cs, ax=ax, label="energy E(W)")
+    if points is not None:
+        p = np.asarray(points)
+        ax.plot(p[:, 0], p[:, 1], ".", color="white", markersize=1.5, alpha=0.6)
+    ax.set_xlabel("t-SNE 1")
+    ax.set_ylabel("t-SNE 2")
+    if title:
+        ax.set_title(title)
+    return fig, ax
+
+
+def plot_direction_profiles(t, profiles, labels, *, title: str = "", logy: bool = False, ax=None):
+    """Energy change E(W* + t·u) − E(W*) along unit eigen-directions u.
+
+    Parameters
+    ----------
+    t : array of shape (n_t,)
+    profiles : array of shape (n_directions, n_t)
+    labels : sequence of n_directions strings
+
+    Returns
+    -------
+    (fig, ax)
+    """
+    fig, ax = new_figure(ax)
+    colours = [c for k, c in PALETTE.items() if k != "black"]
+    prof = np.asarray(profiles, float)
+    for k in range(prof.shape[0]):
+        ax.plot(np.asarray(t, float), prof[k], color=colours[k % len(colours)], label=labels[k])
+    if logy:
+        ax.set_yscale("symlog", linthresh=1e-4)
+    ax.set_xlabel("distance t along the eigen-direction")
+    ax.set_ylabel("E(W* + t u) − E(W*)")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return fig, ax

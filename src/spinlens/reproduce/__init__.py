@@ -1,0 +1,121 @@
+"""Reproduce the figures of Li, Bai & Huang, *Spin glass model of in-context learning* (arXiv 2408.02288).
+
+Each figure is a module ``spinlens.reproduce.<fig>`` with ``run(out_dir, quick=True, seed=0) -> dict``
+(see `spinlens.reproduce._framework` for the contract). `run_figure` runs one of them into
+``DIR/<fig>/`` and records ``run.json`` and the paper-vs-ours table; `FIGURES` lists them.
+
+Examples
+--------
+>>> from spinlens.reproduce import FIGURES
+>>> "fig4b" in FIGURES
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from spinlens.errors import InvalidParameterError, check_int
+
+#: figure name -> (module, one-line description)
+FIGURES: dict[str, tuple[str, str]] = {
+    "fig1": ("spinlens.reproduce.fig1", "couplings J and fields h and the distributions of their blocks"),
+    "fig2": ("spinlens.reproduce.fig2", "trained W (P=10 vs P=1000) and the cavity solution m, v"),
+    "fig3": ("spinlens.reproduce.fig3", "energy landscape: t-SNE of random W, P=10 vs P=1000"),
+    "fig4a": ("spinlens.reproduce.fig4a", "contrast ratio of the cavity solution over (N, P)"),
+    "fig4b": ("spinlens.reproduce.fig4b", "test error vs N: cavity, exact ridge, published points"),
+    "figS1": ("spinlens.reproduce.figS1", "double descent of the test error vs alpha = P/D^2"),
+    "figS2": ("spinlens.reproduce.figS2", "KL divergence of the coupling-block distributions vs N"),
+    "figS4": ("spinlens.reproduce.figS4", "test error vs the correlation c between positions"),
+    "figS5": ("spinlens.reproduce.figS5", "token covariance spectrum vs Marchenko-Pastur"),
+    "figS7": ("spinlens.reproduce.figS7", "Hessian zero-mode fraction vs P for several D"),
+    "figS8": ("spinlens.reproduce.figS8", "test error vs N across architectures (delegated module)"),
+}
+
+
+def available() -> list[str]:
+    """Names of the figures whose module can be imported now (figS8 only once its module exists)."""
+    out = []
+    for name, (mod, _) in FIGURES.items():
+        if importlib.util.find_spec(mod) is not None:
+            out.append(name)
+    return out
+
+
+def run_figure(name: str, out_dir, *, quick: bool = True, seed: int = 0, echo=None) -> dict:
+    """Run one figure into ``out_dir/<name>/`` and write ``run.json`` and ``paper_vs_ours.csv``.
+
+    Parameters
+    ----------
+    name : str
+        One of `FIGURES`.
+    out_dir : path
+        Parent folder; the figure writes into ``out_dir/<name>/``.
+    quick : bool
+        Small, fast parameters (default) or the paper's (``False``).
+    seed : int
+        Seed of every random draw of the run (stored in run.json).
+    echo : callable, optional
+        Called with text lines to show (the CLI passes ``print``).
+
+    Returns
+    -------
+    dict
+        The module's result plus ``figure``, ``mode``, ``seed``, ``wall_seconds``, ``out_dir``,
+        ``files``, ``max_deviation`` and ``table`` (the formatted paper-vs-ours table).
+    """
+    from spinlens.reproduce import _framework as fw
+
+    if name not in FIGURES:
+        raise InvalidParameterError(
+            f"The 'figure' parameter must be one of {{{', '.join(FIGURES)}, all}}. Got {name!r} instead."
+        )
+    seed = check_int("seed", seed, low=0)
+    mod_name = FIGURES[name][0]
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == mod_name:
+            raise InvalidParameterError(
+                f"The figure {name!r} is not available in this installation (module {mod_name} is missing)."
+            ) from None
+        raise
+    fig_dir = Path(out_dir) / name
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    with fw.Timer() as timer:
+        result = mod.run(fig_dir, quick=quick, seed=seed)
+    result = dict(result or {})
+    rows = list(result.get("comparison") or [])
+    table = ""
+    if rows:
+        fw.write_comparison(rows, fig_dir)
+        table = fw.format_comparison(rows)
+    worst = fw.max_deviation(rows)
+    files = sorted(str(p.relative_to(fig_dir)) for p in fig_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    if fw.RUN_FILE not in files:
+        files.append(fw.RUN_FILE)
+    record = {
+        "figure": name,
+        "description": FIGURES[name][1],
+        "mode": "quick" if quick else "full",
+        "seed": seed,
+        "parameters": result.get("parameters", {}),
+        "summary": result.get("summary", {}),
+        "notes": result.get("notes", []),
+        "max_deviation": worst,
+        "wall_seconds": round(timer.seconds, 3),
+        "files": files,
+        "versions": fw.package_versions(),
+        "git_sha": fw.git_sha(),
+    }
+    fw.write_run_json(fig_dir, record)
+    out = {**result, **record, "out_dir": str(fig_dir), "table": table}
+    if echo is not None:
+        echo(f"== {name} ({record['mode']}): {FIGURES[name][1]}")
+        if table:
+            echo(table)
+        for note in record["notes"]:
+            echo(f"note: {note}")
+        echo(f"wrote {len(files)} files to {fig_dir} in {timer.seconds:.1f} s")
+    return out
