@@ -1,0 +1,108 @@
+"""``spinlens sweep``: a parameter grid of the spin glass model, on a process pool or a Dask cluster."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import add_command
+
+EXAMPLES = """\
+  # Fig 4a of the paper: contrast ratio of the cavity solution over (N, P), 10 repeats
+  spinlens sweep --D 20 --N 2:100:50 --P 20:1000:50 --lam 1 --beta 100 --damping 0.9 --seed 0:10 \\
+      --observables contrast_ratio --out sweep-fig4a --jobs 2
+  # a small grid from a file, on a running Dask scheduler; continue after an interruption
+  spinlens sweep --config grid.toml --scheduler tcp://127.0.0.1:8786 --out sweep-a
+  spinlens sweep --config grid.toml --out sweep-a --resume
+  # test error vs label noise and λ on a log grid, with the exact solver
+  spinlens sweep --N 50 --P 2000 --sigma-eps 0,0.5,1 --lam 1e-3:1:4:log --method exact \\
+      --observables test_error,train_error,overlap --out sweep-noise
+
+value syntax: V | V1,V2,... | START:STOP:NUM (linspace, ints rounded) | START:STOP:NUM:log;
+  --seed START:STOP is range(START, STOP) (repeats). Dims of results.nc: d, n_context, n_prompts,
+  n_tasks, l2_strength, beta, damping, corr, sigma_eps, seed (only the swept ones).
+observables: test_error, pool_error, train_error, contrast_ratio, zero_mode_fraction, overlap,
+  exact_distance, converged (always), n_iter, residual, wall_time.
+"""
+
+# (flag, short name in the grid, help)
+_GRID_FLAGS = [
+    ("--D", "D", "token dimension D (int >= 1; default 20)"),
+    ("--N", "N", "context length N (int >= 1; default 100)"),
+    ("--P", "P", "number of pretraining prompts P (int >= 1; default 1000)"),
+    ("--K", "K", "task pool size K (int >= 1 or inf: a fresh task per prompt; default inf)"),
+    ("--lam", "lam", "ridge strength λ (>= 0; default 1)"),
+    ("--beta", "beta", "inverse temperature β (> 0; default 100)"),
+    ("--damping", "damping", "cavity damping θ in [0, 1) (default 0.9)"),
+    ("--corr", "corr", "correlation c between positions, in [0, 1) (default 0)"),
+    ("--sigma-eps", "sigma_eps", "label noise σ_ε (>= 0; default 0)"),
+    ("--seed", "seed", "seeds (int >= 0; START:STOP = repeats START..STOP-1; default 0)"),
+]
+
+_ALIASES = {"--N": ["--n-context"], "--P": ["--n-prompts"], "--K": ["--n-tasks"], "--lam": ["--l2-strength"],
+            "--D": ["--d"]}
+
+
+def register(sub) -> None:
+    p = add_command(sub, "sweep", "Sweep a grid of spin-glass parameters and store the observables per point.",
+                    EXAMPLES, run)
+    g = p.add_argument_group("grid (each: V, V1,V2,..., START:STOP:NUM or START:STOP:NUM:log)")
+    for flag, name, help_ in _GRID_FLAGS:
+        g.add_argument(flag, *_ALIASES.get(flag, []), dest=f"grid_{name}", metavar="VALUES", default=None, help=help_)
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="TOML/YAML/JSON file with a [grid] and an optional [settings] table; flags override it")
+    p.add_argument("--observables", default=None,
+                   help="comma-separated observables (default: contrast_ratio,test_error,n_iter)")
+    p.add_argument("--method", default=None, choices=["cavity", "exact"], help="solver giving W (default cavity)")
+    p.add_argument("--max-iter", type=int, default=None, help="cavity iterations at most (default 100)")
+    p.add_argument("--tol", type=float, default=None, help="cavity tolerance on the mean squared change (default 1e-6)")
+    p.add_argument("--n-mc", type=int, default=None,
+                   help="Monte-Carlo prompts for errors without a closed form (corr > 0; default 4096)")
+    p.add_argument("--out", default="sweep-out", metavar="DIR", help="sweep directory")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: number of CPU cores)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on a Dask distributed scheduler, e.g. tcp://127.0.0.1:8786")
+    p.add_argument("--chunk-size", type=int, default=None, help="points per task (default: automatic)")
+    p.add_argument("--resume", action="store_true", help="continue the sweep in --out; finished points are kept")
+    p.add_argument("--force", action="store_true", help="delete the sweep in --out and start over")
+    p.add_argument("--point-fn", default=None, metavar="MODULE:FUNC",
+                   help="custom point function fn(params, observables, **options) -> dict (advanced)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the run summary (run.json) as JSON on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from spinlens.errors import InvalidParameterError
+    from spinlens.sweeps import DEFAULT_OBSERVABLES, load_config, make_grid, run_sweep
+
+    cfg = load_config(args.config) if args.config else {"grid": {}, "settings": {}}
+    grid_spec = dict(cfg["grid"])
+    for _, name, _ in _GRID_FLAGS:
+        v = getattr(args, f"grid_{name}")
+        if v is not None:
+            grid_spec[name] = v
+    settings = dict(cfg["settings"])
+    allowed = {"observables", "method", "max_iter", "tol", "n_mc", "jobs", "scheduler", "chunk_size", "point_fn"}
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise InvalidParameterError(
+            f"The 'config' file has unknown keys {unknown}; grid parameters are D, N, P, K, lam, beta, damping, "
+            f"corr, sigma_eps, seed and settings are {sorted(allowed)}."
+        )
+    for key in allowed:
+        v = getattr(args, key, None)
+        if v is not None:
+            settings[key] = v
+    grid = make_grid(grid_spec)
+    obs = settings.get("observables", list(DEFAULT_OBSERVABLES))
+    if args.jobs is not None and args.jobs < 1:
+        raise InvalidParameterError(f"The 'jobs' parameter must be an integer >= 1. Got {args.jobs} instead.")
+    kwargs = {k: settings[k] for k in ("method", "max_iter", "tol", "n_mc", "jobs", "scheduler", "chunk_size", "point_fn")
+              if k in settings}
+    print(f"spinlens sweep: {grid!r} -> {args.out}", flush=True)
+    run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, progress=not args.no_progress, **kwargs)
+    if args.json:
+        with open(f"{args.out}/run.json") as f:
+            print(json.dumps(json.load(f)))
+    return 0

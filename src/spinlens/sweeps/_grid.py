@@ -1,0 +1,409 @@
+"""Grid specification of a sweep: which parameters, which values, validated once.
+
+A grid is the Cartesian product of value lists, one per model parameter. Parameters have a short name
+(the symbol of the paper, used on the command line and in point dictionaries) and a long name (the
+spinlens name, used as the dimension of the result Dataset):
+
+=========  ===============  =======  ==========================  ==========
+short      long (dim)       type     allowed                     default
+=========  ===============  =======  ==========================  ==========
+D          d                int      >= 1                        20
+N          n_context        int      >= 1                        100
+P          n_prompts        int      >= 1                        1000
+K          n_tasks          int      >= 1, or inf (fresh tasks)  inf
+lam        l2_strength      float    >= 0                        1.0
+beta       beta             float    > 0                         100.0
+damping    damping          float    [0, 1)                      0.9
+corr       corr             float    [0, 1)                      0.0
+sigma_eps  sigma_eps        float    >= 0                        0.0
+seed       seed             int      >= 0                        0
+=========  ===============  =======  ==========================  ==========
+
+Value syntax (command line strings, or strings in a TOML/YAML file):
+
+* ``20`` one value; ``10,20,50`` a list;
+* ``START:STOP:NUM`` ``NUM`` evenly spaced values, both ends included (numpy ``linspace``), rounded to the
+  nearest integer for integer parameters; ``START:STOP:NUM:log`` geometric spacing (``geomspace``);
+* for ``seed`` only, ``START:STOP`` is a Python range (STOP excluded): ``0:10`` means ten repeats 0..9.
+
+In a TOML/YAML file a value may also be a number, a list, or a table ``{start=, stop=, num=, log=}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from spinlens.errors import InvalidParameterError
+
+__all__ = ["PARAMETERS", "ParameterSpec", "SweepGrid", "parse_values", "make_grid", "load_config", "canonical_name"]
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One sweepable parameter: names, type, allowed range, default and labels for the Dataset."""
+
+    name: str
+    dim: str
+    kind: str  # "int" or "float"
+    low: float
+    low_open: bool
+    high: float | None
+    high_open: bool
+    default: object
+    long_name: str
+    aliases: tuple[str, ...] = ()
+    allow_inf: bool = False
+
+    def interval(self) -> str:
+        lo = ("(" if self.low_open else "[") + f"{self.low:g}"
+        hi = ("inf)" if self.high is None else f"{self.high:g}" + (")" if self.high_open else "]"))
+        extra = ", or inf" if self.allow_inf else ""
+        what = "an integer" if self.kind == "int" else "a real number"
+        return f"{what} in {lo}, {hi}{extra}"
+
+    def check(self, value, *, source: str = ""):
+        """Validate one value, returning it as int/float (or None for K = inf)."""
+        src = f" (from {source!r})" if source else ""
+        if self.allow_inf and (value is None or (isinstance(value, float) and math.isinf(value) and value > 0)):
+            return None
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            x = math.nan
+        bad = not math.isfinite(x)
+        if not bad and self.kind == "int":
+            bad = not float(x).is_integer()
+        if not bad:
+            bad = x <= self.low if self.low_open else x < self.low
+        if not bad and self.high is not None:
+            bad = x >= self.high if self.high_open else x > self.high
+        if bad or isinstance(value, bool):
+            raise InvalidParameterError(
+                f"The sweep parameter '{self.name}' ({self.dim}) must be {self.interval()}. Got {value!r}{src} instead."
+            )
+        return int(round(x)) if self.kind == "int" else float(x)
+
+
+PARAMETERS: dict[str, ParameterSpec] = {
+    p.name: p
+    for p in [
+        ParameterSpec("D", "d", "int", 1, False, None, False, 20, "token dimension D", ("d",)),
+        ParameterSpec("N", "n_context", "int", 1, False, None, False, 100, "context length N", ("n_context",)),
+        ParameterSpec("P", "n_prompts", "int", 1, False, None, False, 1000, "pretraining prompts P", ("n_prompts",)),
+        ParameterSpec(
+            "K", "n_tasks", "int", 1, False, None, False, None, "task pool size K", ("n_tasks",), allow_inf=True
+        ),
+        ParameterSpec("lam", "l2_strength", "float", 0.0, False, None, False, 1.0, "ridge strength λ",
+                      ("l2_strength", "λ", "lambda")),
+        ParameterSpec("beta", "beta", "float", 0.0, True, None, False, 100.0, "inverse temperature β", ("β",)),
+        ParameterSpec("damping", "damping", "float", 0.0, False, 1.0, True, 0.9, "cavity damping θ", ("θ", "theta")),
+        ParameterSpec("corr", "corr", "float", 0.0, False, 1.0, True, 0.0, "position correlation c", ("c",)),
+        ParameterSpec("sigma_eps", "sigma_eps", "float", 0.0, False, None, False, 0.0, "label noise σ_ε",
+                      ("σ_ε", "noise")),
+        ParameterSpec("seed", "seed", "int", 0, False, None, False, 0, "repeat seed", ("seeds",)),
+    ]
+}
+
+_ALIASES = {}
+for _p in PARAMETERS.values():
+    for _a in (_p.name, _p.dim, *_p.aliases):
+        _ALIASES[_a.lower().replace("-", "_")] = _p.name
+
+
+def canonical_name(key: str) -> str:
+    """Map a parameter name or alias (``N``, ``n_context``, ``n-context``, ``λ``) to its short name."""
+    k = str(key).strip()
+    if k in PARAMETERS:
+        return k
+    low = k.lower().replace("-", "_")
+    if low in _ALIASES:
+        return _ALIASES[low]
+    raise InvalidParameterError(
+        f"Unknown sweep parameter {key!r}; allowed: {', '.join(PARAMETERS)} (or their long names "
+        f"{', '.join(p.dim for p in PARAMETERS.values())})."
+    )
+
+
+def _parse_number(spec: ParameterSpec, text: str, source: str):
+    t = text.strip()
+    if spec.allow_inf and t.lower() in ("inf", "none", "infinite", "∞"):
+        return None
+    try:
+        return float(t) if any(ch in t for ch in ".eEnN") else int(t)
+    except ValueError:
+        raise InvalidParameterError(
+            f"The sweep parameter '{spec.name}' got {source!r}: {t!r} is not a number "
+            "(use VALUE, V1,V2,..., START:STOP:NUM or START:STOP:NUM:log)."
+        ) from None
+
+
+def _spaced(spec: ParameterSpec, start, stop, num, log: bool, source: str) -> list:
+    try:
+        num_f = float(num)
+    except (TypeError, ValueError):
+        num_f = math.nan
+    if not math.isfinite(num_f) or not num_f.is_integer():
+        raise InvalidParameterError(f"The sweep parameter '{spec.name}': NUM in {source!r} must be an integer.")
+    num_i = int(num_f)
+    if num_i < 1:
+        raise InvalidParameterError(
+            f"The sweep parameter '{spec.name}' got an empty range {source!r}: NUM must be >= 1, got {num_i}."
+        )
+    start, stop = float(start), float(stop)
+    if log:
+        if start <= 0 or stop <= 0:
+            raise InvalidParameterError(
+                f"The sweep parameter '{spec.name}': a log range {source!r} needs START > 0 and STOP > 0."
+            )
+        vals = np.geomspace(start, stop, num_i)
+    else:
+        vals = np.linspace(start, stop, num_i)
+    if spec.kind == "int":
+        rounded = [int(v) for v in np.rint(vals)]
+        if len(set(rounded)) != len(rounded):
+            raise InvalidParameterError(
+                f"The sweep parameter '{spec.name}': {source!r} gives repeated integers after rounding "
+                f"({rounded[:6]}...); use fewer points or a wider range."
+            )
+        return rounded
+    return [float(v) for v in vals]
+
+
+def parse_values(name: str, value) -> tuple:
+    """Parse one parameter's values from a CLI string or a config value into a validated tuple.
+
+    Parameters
+    ----------
+    name : str
+        Parameter name or alias (see the module table).
+    value : str, int, float, list or dict
+        ``"20"``, ``"10,20,50"``, ``"2:100:50"``, ``"1e-3:1:7:log"``, ``"0:10"`` (seed only), a number,
+        a list of numbers, or ``{"start": .., "stop": .., "num": .., "log": false}``.
+
+    Returns
+    -------
+    tuple
+        The validated values (int, float, or None for K = inf), in the order given.
+
+    Raises
+    ------
+    InvalidParameterError
+        Unknown parameter, empty range, bad syntax, value out of range, or repeated values.
+
+    Examples
+    --------
+    >>> parse_values("N", "2:10:5")
+    (2, 4, 6, 8, 10)
+    >>> parse_values("seed", "0:3")
+    (0, 1, 2)
+    """
+    pname = canonical_name(name)
+    spec = PARAMETERS[pname]
+    source = value if isinstance(value, str) else repr(value)
+    raw: list
+    if isinstance(value, dict):
+        unknown = set(value) - {"start", "stop", "num", "log"}
+        if unknown or not {"start", "stop", "num"} <= set(value):
+            raise InvalidParameterError(
+                f"The sweep parameter '{pname}': a range table needs keys start, stop, num (and optional log); "
+                f"got {sorted(value)}."
+            )
+        raw = _spaced(spec, value["start"], value["stop"], value["num"], bool(value.get("log", False)), source)
+    elif isinstance(value, (list, tuple)):
+        raw = [_parse_number(spec, v, source) if isinstance(v, str) else v for v in value]
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text:
+            raise InvalidParameterError(f"The sweep parameter '{pname}' got an empty value.")
+        if ":" in text:
+            parts = [p.strip() for p in text.split(":")]
+            log = False
+            if parts[-1].lower() in ("log", "geom"):
+                log = True
+                parts = parts[:-1]
+            if pname == "seed" and len(parts) == 2 and not log:
+                a, b = (_parse_number(spec, p, source) for p in parts)
+                if not all(isinstance(v, int) for v in (a, b)):
+                    raise InvalidParameterError(f"The sweep parameter 'seed': range {text!r} needs integers.")
+                raw = list(range(a, b))
+                if not raw:
+                    raise InvalidParameterError(
+                        f"The sweep parameter 'seed' got an empty range {text!r} (START:STOP with STOP > START)."
+                    )
+            elif len(parts) == 3:
+                nums = [_parse_number(spec, p, source) for p in parts]
+                if any(v is None for v in nums[:2]):
+                    raise InvalidParameterError(f"The sweep parameter '{pname}': range {text!r} cannot contain inf.")
+                raw = _spaced(spec, nums[0], nums[1], nums[2], log, text)
+            else:
+                hint = " (for seed, START:STOP is a range)" if pname != "seed" else ""
+                raise InvalidParameterError(
+                    f"The sweep parameter '{pname}' got {text!r}; a range is START:STOP:NUM or START:STOP:NUM:log{hint}."
+                )
+        else:
+            raw = [_parse_number(spec, p, source) for p in text.split(",") if p.strip() != ""]
+    elif value is None and spec.allow_inf:
+        raw = [None]
+    else:
+        raw = [value]
+    if not raw:
+        raise InvalidParameterError(f"The sweep parameter '{pname}' got an empty list of values {source!r}.")
+    vals = tuple(spec.check(v, source=str(source)) for v in raw)
+    if len(set(vals)) != len(vals):
+        raise InvalidParameterError(f"The sweep parameter '{pname}' has repeated values {list(vals)}.")
+    return vals
+
+
+@dataclass(frozen=True)
+class SweepGrid:
+    """A validated Cartesian grid over all sweep parameters.
+
+    Every parameter of `PARAMETERS` has a tuple of values (one value: held fixed). Points are enumerated
+    in C order over the parameters in the order of `PARAMETERS` (seed varies fastest).
+
+    Attributes
+    ----------
+    values : tuple of (name, tuple of values)
+        In the order of `PARAMETERS`.
+    """
+
+    values: tuple
+
+    @property
+    def mapping(self) -> dict:
+        return dict(self.values)
+
+    @property
+    def swept(self) -> list[str]:
+        """Short names of the parameters with more than one value (the Dataset's dims)."""
+        return [k for k, v in self.values if len(v) > 1]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(v) for _, v in self.values)
+
+    @property
+    def n_points(self) -> int:
+        return int(np.prod(self.shape))
+
+    def points(self):
+        """Iterate over the points as dicts {short name: value} (C order, seed fastest)."""
+        names = [k for k, _ in self.values]
+        for combo in itertools.product(*(v for _, v in self.values)):
+            yield dict(zip(names, combo))
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form (K = inf written as None)."""
+        return {k: list(v) for k, v in self.values}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SweepGrid":
+        return make_grid(d)
+
+    def __repr__(self) -> str:
+        parts = []
+        for k, v in self.values:
+            if len(v) == 1:
+                parts.append(f"{k}={v[0]}")
+            else:
+                parts.append(f"{k}=[{v[0]}..{v[-1]}]×{len(v)}")
+        return f"SweepGrid({', '.join(parts)}; {self.n_points} points)"
+
+
+def make_grid(spec: dict | None = None, **kwargs) -> SweepGrid:
+    """Build a validated `SweepGrid` from {name: value spec}; unspecified parameters take their defaults.
+
+    Examples
+    --------
+    >>> g = make_grid({"N": "10,20", "P": "100:300:3", "seed": "0:2"})
+    >>> g.swept, g.n_points
+    (['N', 'P', 'seed'], 12)
+    """
+    merged: dict = {}
+    for src in (spec or {}, kwargs):
+        for k, v in src.items():
+            if v is None and canonical_name(k) != "K":
+                continue
+            merged[canonical_name(k)] = v
+    values = []
+    for name, p in PARAMETERS.items():
+        if name in merged:
+            values.append((name, parse_values(name, merged[name])))
+        else:
+            values.append((name, (p.default,)))
+    return SweepGrid(tuple(values))
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read a sweep config (TOML, or YAML/JSON) into ``{"grid": {...}, "settings": {...}}``.
+
+    Accepted layouts: a ``[grid]`` table of parameters and an optional ``[settings]`` table
+    (observables, method, max_iter, tol, n_mc, jobs, ...), or a flat table where parameter names go to the
+    grid and anything else to the settings.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidParameterError(f"The 'config' file {str(path)!r} does not exist.")
+    text = path.read_text()
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".toml":
+            import tomllib
+
+            data = tomllib.loads(text)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        elif suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise InvalidParameterError(
+                f"The 'config' file {str(path)!r} must end in .toml, .yaml, .yml or .json."
+            )
+    except InvalidParameterError:
+        raise
+    except Exception as exc:  # parse errors of tomllib / yaml / json
+        raise InvalidParameterError(f"The 'config' file {str(path)!r} could not be parsed: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict):
+        raise InvalidParameterError(f"The 'config' file {str(path)!r} must hold a table/mapping at top level.")
+    grid = dict(data.pop("grid", {}) or {})
+    settings = dict(data.pop("settings", {}) or {})
+    for k, v in data.items():
+        try:
+            grid[canonical_name(k)] = v
+        except InvalidParameterError:
+            settings[k] = v
+    for k in list(grid):
+        grid[canonical_name(k)] = grid.pop(k)
+    return {"grid": grid, "settings": settings}
+
+
+def point_key(params: dict) -> str:
+    """A stable short hash of a point's parameters (file name of the point in the store)."""
+    return hashlib.sha256(canonical_json(params).encode()).hexdigest()[:20]
+
+
+def canonical_json(obj) -> str:
+    """JSON with sorted keys and exact float reprs: the same parameters always give the same text."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def point_seed_sequence(params: dict) -> np.random.SeedSequence:
+    """The random stream of a point: derived from its seed and a hash of its other parameters.
+
+    It does not depend on the order of execution, on the worker, or on the other points of the grid;
+    two grids sharing a point give that point the same stream.
+    """
+    rest = {k: v for k, v in params.items() if k != "seed"}
+    digest = hashlib.sha256(canonical_json(rest).encode()).digest()
+    words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
+    return np.random.SeedSequence([int(params.get("seed", 0)), *words])

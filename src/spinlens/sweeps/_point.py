@@ -1,0 +1,169 @@
+"""The work done at one grid point: sample prompts, build the Hamiltonian, solve, measure.
+
+`compute_point` is a pure function of the point's parameters (its random stream derives from them via
+`point_seed_sequence`), so a point gives the same numbers whichever worker runs it, in whatever order.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from spinlens.errors import InvalidParameterError
+
+from ._grid import point_seed_sequence
+
+__all__ = ["OBSERVABLES", "check_observables", "compute_point", "DEFAULT_OBSERVABLES"]
+
+#: name -> (long_name, units, needs a converged solution, dtype)
+OBSERVABLES: dict[str, tuple[str, str, bool, str]] = {
+    "test_error": ("ICL test error on fresh tasks, E(y - ŷ)²", "1", True, "float64"),
+    "pool_error": ("error on the pretraining tasks (fresh inputs), E(y - ŷ)²", "1", True, "float64"),
+    "train_error": ("training error, mean over prompts (y - ŷ)²", "1", True, "float64"),
+    "contrast_ratio": ("contrast ratio <W, I>_F / (|W|_F |I|_F)", "1", True, "float64"),
+    "zero_mode_fraction": ("fraction of zero modes of S^T S / P", "1", False, "float64"),
+    "overlap": ("cosine overlap of W with the infinite-diversity solution W*", "1", True, "float64"),
+    "exact_distance": ("relative distance |W - W_exact|_F / |W_exact|_F", "1", True, "float64"),
+    "converged": ("solver converged", "bool", False, "bool"),
+    "n_iter": ("solver iterations", "1", False, "int64"),
+    "residual": ("solver final residual", "1", False, "float64"),
+    "wall_time": ("wall time of the point", "s", False, "float64"),
+}
+
+DEFAULT_OBSERVABLES = ("contrast_ratio", "test_error", "n_iter")
+
+METHODS = ("cavity", "exact")
+
+
+def check_observables(observables) -> list[str]:
+    """Validate a list (or comma-separated string) of observable names; 'converged' is always added."""
+    if isinstance(observables, str):
+        observables = [o.strip() for o in observables.split(",") if o.strip()]
+    obs = list(dict.fromkeys(observables))
+    if not obs:
+        raise InvalidParameterError(f"The 'observables' parameter needs at least one of {', '.join(OBSERVABLES)}.")
+    for o in obs:
+        if o not in OBSERVABLES:
+            raise InvalidParameterError(
+                f"The 'observables' parameter got unknown observable {o!r}; allowed: {', '.join(OBSERVABLES)}."
+            )
+    if "converged" not in obs:
+        obs.append("converged")
+    return obs
+
+
+def _cosine(A, B) -> float:
+    a = np.asarray(A, dtype=float).ravel()
+    b = np.asarray(B, dtype=float).ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        return math.nan
+    return float(a @ b / (na * nb))
+
+
+def compute_point(
+    params: dict,
+    observables,
+    *,
+    method: str = "cavity",
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    n_mc: int = 4096,
+) -> dict:
+    """Compute the requested observables at one grid point.
+
+    Parameters
+    ----------
+    params : dict
+        The point: ``D, N, P, K, lam, beta, damping, corr, sigma_eps, seed`` (short names of
+        `spinlens.sweeps.PARAMETERS`; K = None for a fresh task per prompt).
+    observables : list of str
+        Names from `OBSERVABLES`. W-dependent observables are NaN when the solver did not converge.
+    method : {"cavity", "exact"}
+        The solver giving W (cavity: the paper's damped message passing with ``damping``, ``max_iter``,
+        ``tol``; exact: the Boltzmann mean, the ridge solution).
+    max_iter, tol : cavity stopping rule (paper: 100 steps, mean squared change < 1e-6).
+    n_mc : int
+        Monte-Carlo prompts for test/pool errors when no closed form applies (corr > 0).
+
+    Returns
+    -------
+    dict
+        {observable: value} for every requested observable, plus ``converged``, ``n_iter`` and
+        ``wall_time`` (always).
+
+    Notes
+    -----
+    Random streams: the point's `~numpy.random.SeedSequence` (from its seed and a hash of its other
+    parameters) spawns three children: prompts, solver initialisation, Monte-Carlo test prompts. Adding an
+    observable therefore never changes the prompts or W of a point.
+    """
+    from spinlens import limit, observables as obs_mod
+    from spinlens.hamiltonian import build_hamiltonian
+    from spinlens.prompts import PromptDistribution
+    from spinlens.solvers import solve
+
+    t0 = time.perf_counter()
+    observables = check_observables(observables)
+    ss_prompts, ss_solver, ss_mc = point_seed_sequence(params).spawn(3)
+    dist = PromptDistribution(
+        d=params["D"],
+        n_context=params["N"],
+        sigma_eps=params["sigma_eps"],
+        corr=params["corr"],
+        n_tasks=params["K"],
+    )
+    prompts = dist.sample(params["P"], rng=np.random.default_rng(ss_prompts))
+    H = build_hamiltonian(prompts, l2_strength=params["lam"])
+    if method == "cavity":
+        res = solve(
+            H,
+            method="cavity",
+            beta=params["beta"],
+            damping=params["damping"],
+            max_iter=max_iter,
+            tol=tol,
+            rng=np.random.default_rng(ss_solver),
+        )
+    elif method == "exact":
+        res = solve(H, method="exact", beta=params["beta"], rng=np.random.default_rng(ss_solver))
+    else:
+        raise InvalidParameterError(f"The 'method' parameter must be one of {METHODS}. Got {method!r} instead.")
+
+    W = np.asarray(res.W, dtype=float)
+    converged = bool(res.converged) and bool(np.all(np.isfinite(W)))
+    out: dict = {"converged": converged, "n_iter": int(res.n_iter), "residual": float(res.residual)}
+    nan = math.nan
+    for name in observables:
+        if name in out or name == "wall_time":
+            continue
+        needs_w = OBSERVABLES[name][2]
+        if needs_w and not converged:
+            out[name] = nan
+            continue
+        if name == "test_error":
+            out[name] = float(obs_mod.test_error(W, dist, rng=np.random.default_rng(ss_mc), n_mc=n_mc))
+        elif name == "pool_error":
+            pool = prompts.pool if prompts.pool is not None else prompts.w
+            out[name] = float(obs_mod.pool_error(W, dist, pool))
+        elif name == "train_error":
+            out[name] = float(obs_mod.train_error(W, prompts))
+        elif name == "contrast_ratio":
+            out[name] = float(obs_mod.contrast_ratio(W))
+        elif name == "zero_mode_fraction":
+            out[name] = float(obs_mod.zero_mode_fraction(obs_mod.hessian_spectrum(H)))
+        elif name == "overlap":
+            if dist.corr != 0.0:
+                out[name] = nan  # W* has a closed form only for independent positions
+            else:
+                out[name] = _cosine(W, limit.infinite_diversity_solution(dist, params["lam"]))
+        elif name == "exact_distance":
+            if method == "exact":
+                out[name] = 0.0
+            else:
+                ex = solve(H, method="exact", beta=params["beta"]).W
+                out[name] = float(np.linalg.norm(W - ex) / np.linalg.norm(ex))
+    out["wall_time"] = time.perf_counter() - t0
+    return out

@@ -1,0 +1,381 @@
+"""Running a sweep: pick the points not yet done, farm them out, store each as it finishes.
+
+Executors (no scheduler of our own):
+
+* ``jobs == 1`` and no scheduler: in this process, one point after the other;
+* ``jobs > 1``: `concurrent.futures.ProcessPoolExecutor` with the ``spawn`` start method; workers start
+  with ``OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=MKL_NUM_THREADS=1`` in their environment (set before they
+  import numpy) and ignore SIGINT, so Ctrl-C reaches only the parent, which stops cleanly;
+* ``scheduler="tcp://host:port"``: `dask.distributed.Client` to that scheduler, ``submit`` +
+  ``as_completed``.
+
+Points travel in chunks (a few seconds of work each) to keep the per-task overhead small; every point
+of a finished chunk is written to its own file at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import platform
+import signal
+import sys
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+from spinlens.errors import InvalidParameterError, check_float, check_int
+
+from ._grid import SweepGrid, make_grid, point_key
+from ._point import METHODS, check_observables
+from ._store import SweepStore, consolidate, point_meta, settings_hash, write_results
+
+__all__ = ["run_sweep", "SweepInterrupted"]
+
+_BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Raised by `run_sweep` after Ctrl-C, once every finished point is safely stored."""
+
+
+def resolve_point_fn(ref: str):
+    """Import ``"module:function"`` (the point function of a sweep)."""
+    mod, _, name = ref.partition(":")
+    if not mod or not name:
+        raise InvalidParameterError(f"The 'point_fn' parameter must look like 'module:function'. Got {ref!r} instead.")
+    try:
+        fn = getattr(importlib.import_module(mod), name)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidParameterError(f"The 'point_fn' {ref!r} cannot be imported: {exc}") from None
+    return fn
+
+
+def _run_chunk(point_fn_ref: str, chunk: list[dict], observables: list[str], options: dict) -> list[tuple]:
+    """Worker side: compute a chunk of points; returns [(params, values, meta)]."""
+    fn = resolve_point_fn(point_fn_ref)
+    out = []
+    for params in chunk:
+        t0 = time.perf_counter()
+        values = fn(dict(params), list(observables), **options)
+        wall = time.perf_counter() - t0
+        values = dict(values)
+        values.setdefault("wall_time", wall)
+        out.append((params, values, point_meta("", wall)))
+    return out
+
+
+def _worker_init() -> None:
+    """Pool worker start-up: ignore Ctrl-C (the parent handles it) and die with the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import threading
+
+    parent = os.getppid()
+
+    def watch():
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:  # parent gone (e.g. SIGKILL): do not linger as an orphan
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="spinlens-parent-watch").start()
+
+
+@contextlib.contextmanager
+def _single_thread_env():
+    old = {k: os.environ.get(k) for k in _BLAS_ENV}
+    try:
+        for k in _BLAS_ENV:
+            os.environ[k] = "1"
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _chunks(points: list[dict], size: int) -> list[list[dict]]:
+    return [points[i : i + size] for i in range(0, len(points), size)]
+
+
+def _versions() -> dict:
+    import numpy
+    import xarray
+
+    import spinlens
+
+    v = {"spinlens": spinlens.__version__, "numpy": numpy.__version__, "xarray": xarray.__version__,
+         "python": platform.python_version()}
+    try:
+        import scipy
+
+        v["scipy"] = scipy.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    return v
+
+
+def _git_sha() -> str | None:
+    import subprocess
+
+    try:
+        here = Path(__file__).resolve().parent
+        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        return r.stdout.strip() or None
+    except Exception:  # pragma: no cover
+        return None
+
+
+def run_sweep(
+    grid: SweepGrid | dict,
+    observables=("contrast_ratio", "test_error", "n_iter"),
+    out: str | os.PathLike = "sweep-out",
+    *,
+    method: str = "cavity",
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    n_mc: int = 4096,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    point_fn: str = "spinlens.sweeps._point:compute_point",
+    chunk_size: int | None = None,
+    log=None,
+):
+    """Run (or resume) a sweep and return its consolidated `xarray.Dataset`.
+
+    Parameters
+    ----------
+    grid : SweepGrid or dict
+        The grid (a dict goes through `make_grid`).
+    observables : sequence of str
+        Names from `spinlens.sweeps.OBSERVABLES`; ``converged`` is always recorded.
+    out : path
+        Sweep directory (see `spinlens.sweeps._store`). Must not hold another sweep unless ``force``.
+    method, max_iter, tol, n_mc
+        Passed to the point function (see `compute_point`); part of the sweep's identity.
+    jobs : int, optional
+        Worker processes (default: the number of CPU cores). 1 runs in this process.
+    scheduler : str, optional
+        Address of a Dask distributed scheduler (``tcp://host:port``); overrides ``jobs``.
+    resume : bool
+        Continue the sweep stored in ``out``: points already stored are not recomputed. The settings must
+        match; the grid may differ (e.g. more seeds), stored points are reused where they fall on it.
+    force : bool
+        Delete a sweep stored in ``out`` (its own files only) and start over.
+    progress : bool
+        Show a tqdm progress bar with ETA on stderr.
+    point_fn : str
+        ``"module:function"`` computing one point, called as ``fn(params, observables, **options)``.
+    chunk_size : int, optional
+        Points per task (default: about 1/16 of each worker's share, at most 64).
+    log : callable, optional
+        Where the one-line messages go (default: print to stderr).
+
+    Returns
+    -------
+    xarray.Dataset
+        As written to ``out/results.nc``.
+
+    Raises
+    ------
+    InvalidParameterError
+        Bad settings, or ``out`` holds a different sweep (without ``resume``/``force``).
+    SweepInterrupted
+        On Ctrl-C, after the finished points are stored (resume with ``resume=True``).
+    """
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    t_start = time.time()
+    if not isinstance(grid, SweepGrid):
+        grid = make_grid(grid)
+    obs = check_observables(observables)
+    if method not in METHODS:
+        raise InvalidParameterError(f"The 'method' parameter must be one of {METHODS}. Got {method!r} instead.")
+    max_iter = check_int("max_iter", max_iter, low=1, owner="sweep")
+    tol = check_float("tol", tol, low=0.0, low_open=True, owner="sweep")
+    n_mc = check_int("n_mc", n_mc, low=1, owner="sweep")
+    if scheduler is None:
+        jobs = (os.cpu_count() or 1) if jobs is None else check_int("jobs", jobs, low=1, owner="sweep")
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, low=1, owner="sweep")
+    resolve_point_fn(point_fn)  # fail early on a bad reference
+    if resume and force:
+        raise InvalidParameterError("Pass either 'resume' or 'force', not both.")
+
+    settings = {"observables": obs, "method": method, "max_iter": max_iter, "tol": tol, "n_mc": n_mc,
+                "point_fn": point_fn}
+    shash = settings_hash(settings)
+    store = SweepStore(out)
+    if store.exists():
+        old = store.read_spec()
+        if force:
+            store.clear()
+        elif not resume:
+            what = "a different sweep" if old is None or old.get("settings") != settings or old.get("grid") != grid.to_dict() else "this sweep"
+            raise InvalidParameterError(
+                f"The 'out' directory {str(store.root)!r} already holds {what}; pass --resume to continue it "
+                "or --force to delete it and start over."
+            )
+        elif old is not None and old.get("settings") != settings:
+            diff = sorted(k for k in set(settings) | set(old.get("settings", {})) if settings.get(k) != old["settings"].get(k))
+            raise InvalidParameterError(
+                f"Cannot resume {str(store.root)!r}: it was run with other settings ({', '.join(diff)} differ); "
+                "use another --out or --force."
+            )
+    store.clean_temporaries()
+    store.write_spec(grid, settings)
+
+    points = list(grid.points())
+    present = store.done_keys()
+    todo = []
+    for p in points:
+        if point_key(p) in present and store.has_point(p, shash):
+            continue
+        todo.append(p)
+    n_reused = len(points) - len(todo)
+    run_id = uuid.uuid4().hex[:12]
+    options = {"method": method, "max_iter": max_iter, "tol": tol, "n_mc": n_mc}
+    n_workers = jobs if scheduler is None else None
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(points), initial=n_reused, unit="pt", desc="sweep", disable=not progress,
+               smoothing=0.05, dynamic_ncols=True, file=sys.stderr)
+    n_computed = 0
+
+    def save(results):
+        nonlocal n_computed
+        for params, values, meta in results:
+            meta["run_id"] = run_id
+            store.write_point(params, values, meta, shash)
+            n_computed += 1
+        bar.update(len(results))
+
+    interrupted = False
+    try:
+        if todo:
+            if scheduler is not None:
+                _run_dask(scheduler, todo, point_fn, obs, options, chunk_size, save)
+            elif jobs == 1:
+                size = chunk_size or 1
+                for chunk in _chunks(todo, size):
+                    save(_run_chunk(point_fn, chunk, obs, options))
+            else:
+                _run_pool(jobs, todo, point_fn, obs, options, chunk_size, save)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    n_done = n_reused + n_computed
+    if interrupted:
+        log(
+            f"sweep interrupted: {n_done}/{len(points)} points stored in {store.points_dir} "
+            f"({n_computed} this run); continue with --resume"
+        )
+        raise SweepInterrupted()
+
+    ds = consolidate(store)
+    write_results(ds, store.results_path)
+    wall = time.time() - t_start
+    n_conv = int(ds["converged"].sum())
+    record = {
+        "command": "sweep",
+        "grid": grid.to_dict(),
+        "swept": grid.swept,
+        "n_points": len(points),
+        "settings": settings,
+        "executor": {"scheduler": scheduler} if scheduler else {"jobs": n_workers},
+        "run_id": run_id,
+        "n_computed": n_computed,
+        "n_reused": n_reused,
+        "n_converged": n_conv,
+        "wall_time_s": wall,
+        "started_at": t_start,
+        "seeds": sorted({int(s) for s in grid.mapping["seed"]}),
+        "seed_derivation": ds.attrs["seed_derivation"],
+        "versions": _versions(),
+        "git_sha": _git_sha(),
+        "argv": sys.argv,
+    }
+    tmp = store.run_path.with_name(f".tmp-run.json-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    os.replace(tmp, store.run_path)
+    log(
+        f"sweep done: {len(points)} points ({n_computed} computed, {n_reused} reused) in {wall:.1f} s; "
+        f"{n_conv}/{len(points)} converged ({100.0 * n_conv / max(1, len(points)):.1f}%); "
+        f"results in {store.results_path}"
+    )
+    return ds
+
+
+def _auto_chunk(n_todo: int, n_workers: int) -> int:
+    return max(1, min(64, n_todo // (16 * max(1, n_workers))))
+
+
+def _run_pool(jobs, todo, point_fn, obs, options, chunk_size, save) -> None:
+    import multiprocessing as mp
+
+    size = chunk_size or _auto_chunk(len(todo), jobs)
+    chunks = _chunks(todo, size)
+    with _single_thread_env():
+        ex = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+    pending = set()
+    try:
+        with _single_thread_env():  # workers are spawned lazily, on submit
+            # keep a bounded queue so that an interrupt leaves little half-done work
+            it = iter(chunks)
+            for chunk in it:
+                pending.add(ex.submit(_run_chunk, point_fn, chunk, obs, options))
+                if len(pending) >= 2 * jobs:
+                    break
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in done:
+                save(f.result())
+                nxt = next(it, None)
+                if nxt is not None:
+                    with _single_thread_env():
+                        pending.add(ex.submit(_run_chunk, point_fn, nxt, obs, options))
+    except KeyboardInterrupt:
+        # keep what is finished: cancel queued chunks, let running ones end, store them
+        for f in pending:
+            f.cancel()
+        ex.shutdown(wait=True, cancel_futures=True)
+        for f in pending:
+            if f.done() and not f.cancelled() and f.exception() is None:
+                save(f.result())
+        raise
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_dask(address, todo, point_fn, obs, options, chunk_size, save) -> None:
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError as exc:  # pragma: no cover
+        raise InvalidParameterError(f"--scheduler needs dask.distributed ({exc}).") from None
+    if not str(address).startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")):
+        raise InvalidParameterError(f"The 'scheduler' parameter must be an address like tcp://HOST:PORT. Got {address!r} instead.")
+    try:
+        client = Client(address, timeout="20s", set_as_default=False)
+    except OSError as exc:
+        raise InvalidParameterError(f"Cannot reach the Dask scheduler at {address!r}: {exc}") from None
+    try:
+        n_workers = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()))
+        size = chunk_size or _auto_chunk(len(todo), n_workers)
+        futures = [client.submit(_run_chunk, point_fn, chunk, obs, options, pure=False) for chunk in _chunks(todo, size)]
+        try:
+            for fut in as_completed(futures):
+                save(fut.result())
+        except KeyboardInterrupt:
+            client.cancel(futures)
+            raise
+    finally:
+        client.close()

@@ -1,0 +1,244 @@
+"""The on-disk store of a sweep: one small file per finished point, consolidated into NetCDF at the end.
+
+Layout of a sweep directory ``OUT``::
+
+    OUT/sweep.json          what is being swept (grid + settings); written once, atomically
+    OUT/points/<key>.json   one finished point: params, values, meta (run id, time stamp, pid, host)
+    OUT/results.nc          the consolidated xarray Dataset (written at the end, atomically)
+    OUT/run.json            the run record: settings, seeds, versions, timings, counts
+
+Why one file per point: a point file is written to a temporary name in the same directory and then
+``os.replace``-d onto its final name, and rename is atomic on POSIX file systems. Whatever kills the
+process (Ctrl-C, SIGKILL, OOM), a point file either exists complete or does not exist, so the set of
+finished points is exactly the set of files, with no journal to repair and no lock to break. The parent
+process alone writes (workers return values), so a Dask worker on another machine needs no shared
+file system. Files are not fsync-ed: they survive the death of the process, not a power cut of the
+machine; a point lost that way is simply recomputed by ``--resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spinlens.errors import InvalidParameterError
+
+from ._grid import PARAMETERS, SweepGrid, canonical_json, make_grid, point_key
+from ._point import OBSERVABLES
+
+__all__ = ["SweepStore", "consolidate", "open_sweep"]
+
+STORE_VERSION = 1
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+class SweepStore:
+    """A sweep directory (see module docstring). Not thread-safe; one writer (the parent process)."""
+
+    def __init__(self, out: str | os.PathLike):
+        self.root = Path(out)
+        self.points_dir = self.root / "points"
+        self.spec_path = self.root / "sweep.json"
+        self.results_path = self.root / "results.nc"
+        self.run_path = self.root / "run.json"
+
+    # ---- spec
+    def exists(self) -> bool:
+        return self.spec_path.exists() or self.points_dir.exists()
+
+    def read_spec(self) -> dict | None:
+        if not self.spec_path.exists():
+            return None
+        return json.loads(self.spec_path.read_text())
+
+    def write_spec(self, grid: SweepGrid, settings: dict) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.points_dir.mkdir(exist_ok=True)
+        spec = {"store_version": STORE_VERSION, "grid": grid.to_dict(), "settings": settings}
+        _atomic_write_text(self.spec_path, json.dumps(spec, indent=1, sort_keys=True) + "\n")
+
+    def clear(self) -> None:
+        """Remove this store's own files (used by --force); other files in OUT are left alone."""
+        if self.points_dir.exists():
+            shutil.rmtree(self.points_dir)
+        for p in (self.spec_path, self.results_path, self.run_path):
+            if p.exists():
+                p.unlink()
+
+    def clean_temporaries(self) -> int:
+        """Delete half-written temporary files left by a killed run; return how many."""
+        n = 0
+        for d in (self.points_dir, self.root):
+            if d.exists():
+                for p in d.glob(".tmp-*"):
+                    p.unlink(missing_ok=True)
+                    n += 1
+        return n
+
+    # ---- points
+    def point_path(self, params: dict) -> Path:
+        return self.points_dir / f"{point_key(params)}.json"
+
+    def has_point(self, params: dict, settings_hash: str) -> bool:
+        rec = self.read_point(params)
+        return rec is not None and rec.get("settings_hash") == settings_hash
+
+    def read_point(self, params: dict) -> dict | None:
+        p = self.point_path(params)
+        try:
+            text = p.read_text()
+        except FileNotFoundError:
+            return None
+        rec = json.loads(text)
+        if canonical_json(rec["params"]) != canonical_json(params):  # hash collision guard
+            raise RuntimeError(f"point file {p} holds other parameters {rec['params']} than {params}")
+        return rec
+
+    def write_point(self, params: dict, values: dict, meta: dict, settings_hash: str) -> None:
+        rec = {"params": params, "values": values, "meta": meta, "settings_hash": settings_hash}
+        _atomic_write_text(self.point_path(params), json.dumps(rec, sort_keys=True))
+
+    def done_keys(self) -> set[str]:
+        if not self.points_dir.exists():
+            return set()
+        return {p.stem for p in self.points_dir.glob("*.json") if not p.name.startswith(".")}
+
+
+def _coord_values(name: str, values: tuple):
+    if name == "K":
+        return np.array([math.inf if v is None else float(v) for v in values], dtype=float)
+    if PARAMETERS[name].kind == "int":
+        return np.array(values, dtype=np.int64)
+    return np.array(values, dtype=float)
+
+
+def consolidate(store: SweepStore, *, allow_missing: bool = False):
+    """Assemble the point files of a store into an `xarray.Dataset`.
+
+    Dims are the long names of the swept parameters (more than one value), in grid order; parameters held
+    fixed are scalar coordinates. One variable per observable with ``long_name``/``units`` attrs; the
+    boolean ``converged`` mask; W-dependent observables are NaN where not converged.
+
+    Parameters
+    ----------
+    store : SweepStore
+    allow_missing : bool
+        False (default) raises if a grid point has no file; True leaves it NaN (``converged`` False) and
+        adds a boolean ``done`` variable.
+    """
+    import xarray as xr
+
+    spec = store.read_spec()
+    if spec is None:
+        raise InvalidParameterError(f"{str(store.root)!r} is not a sweep directory (no sweep.json).")
+    grid = make_grid(spec["grid"])
+    settings = spec["settings"]
+    shash = settings_hash(settings)
+    obs = list(settings["observables"])
+    shape = grid.shape
+    arrays = {}
+    for o in obs:
+        dt = OBSERVABLES[o][3] if o in OBSERVABLES else "float64"
+        fill = False if dt == "bool" else (-1 if dt == "int64" else math.nan)
+        arrays[o] = np.full(shape, fill, dtype=dt)
+    done = np.zeros(shape, dtype=bool)
+    missing = 0
+    for flat, params in enumerate(grid.points()):
+        idx = np.unravel_index(flat, shape)
+        rec = store.read_point(params)
+        if rec is None or rec.get("settings_hash") != shash:
+            missing += 1
+            continue
+        done[idx] = True
+        vals = rec["values"]
+        for o in obs:
+            v = vals.get(o, math.nan)
+            arrays[o][idx] = (math.nan if v is None else v) if arrays[o].dtype.kind == "f" else v
+    if missing and not allow_missing:
+        raise RuntimeError(f"{missing} of {grid.n_points} points of {store.root} are not computed yet")
+    conv = arrays["converged"]
+    for o in obs:
+        if o in OBSERVABLES and OBSERVABLES[o][2]:
+            arrays[o][~conv] = math.nan
+    names = [k for k, _ in grid.values]
+    dims = [PARAMETERS[k].dim for k in names]
+    keep = [i for i, k in enumerate(names) if len(grid.mapping[k]) > 1]
+    squeeze_axes = tuple(i for i in range(len(names)) if i not in keep)
+    kept_dims = [dims[i] for i in keep]
+    data_vars = {}
+    for o in obs:
+        long_name, units = (OBSERVABLES[o][0], OBSERVABLES[o][1]) if o in OBSERVABLES else (o, "1")
+        data_vars[o] = xr.Variable(kept_dims, arrays[o].squeeze(axis=squeeze_axes), {"long_name": long_name, "units": units})
+    if allow_missing:
+        data_vars["done"] = xr.Variable(kept_dims, done.squeeze(axis=squeeze_axes), {"long_name": "point computed"})
+    coords = {}
+    for k, dim in zip(names, dims):
+        vals = _coord_values(k, grid.mapping[k])
+        attrs = {"long_name": PARAMETERS[k].long_name, "short_name": k}
+        coords[dim] = xr.Variable([dim], vals, attrs) if len(vals) > 1 else xr.Variable([], vals[0], attrs)
+    attrs = {
+        "title": "spinlens sweep",
+        "method": settings.get("method", ""),
+        "observables": ",".join(obs),
+        "settings": canonical_json(settings),
+        "grid": canonical_json(grid.to_dict()),
+        "seed_derivation": "SeedSequence([seed, sha256(other params)[:16] as 4 uint32]).spawn(3)",
+    }
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def settings_hash(settings: dict) -> str:
+    import hashlib
+
+    return hashlib.sha256(canonical_json(settings).encode()).hexdigest()[:16]
+
+
+def write_results(ds, path: Path) -> None:
+    """Write the Dataset to NetCDF atomically."""
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    ds.to_netcdf(tmp)
+    os.replace(tmp, path)
+
+
+def open_sweep(path: str | os.PathLike):
+    """Open a sweep as an `xarray.Dataset` (loaded into memory, file closed).
+
+    ``path`` is a sweep directory or its ``results.nc``. For an unfinished sweep (no ``results.nc`` yet)
+    the finished points are assembled on the fly: missing points are NaN and a ``done`` mask is added.
+
+    Examples
+    --------
+    >>> ds = open_sweep("sweep-out")                              # doctest: +SKIP
+    >>> ds.contrast_ratio.where(ds.converged).mean("seed").plot()  # doctest: +SKIP
+    """
+    import xarray as xr
+
+    p = Path(path)
+    if p.is_file():
+        with xr.open_dataset(p) as ds:
+            return ds.load()
+    store = SweepStore(p)
+    if store.results_path.exists():
+        with xr.open_dataset(store.results_path) as ds:
+            return ds.load()
+    if store.spec_path.exists():
+        return consolidate(store, allow_missing=True)
+    raise InvalidParameterError(f"The 'path' {str(p)!r} is neither a sweep directory nor a results.nc file.")
+
+
+def point_meta(run_id: str, wall_time: float | None = None) -> dict:
+    return {"run_id": run_id, "computed_at": time.time(), "pid": os.getpid(), "host": socket.gethostname(),
+            "wall_time": wall_time}
