@@ -1,0 +1,52 @@
+"""Prompt-distribution flags shared by `spinlens prompts`, `solve` and `train`."""
+
+from __future__ import annotations
+
+
+def add_prompt_args(p, *, data: bool = True, P_default: int = 2000):
+    g = p.add_argument_group("prompts")
+    g.add_argument("--D", type=int, default=10, help="token dimension D (>= 1)")
+    g.add_argument("--N", type=int, default=50, help="context length N (>= 1)")
+    g.add_argument("--P", type=int, default=P_default, help="number of pretraining prompts P (>= 1)")
+    g.add_argument("--K", type=int, default=None, help="finite task pool size (default: a fresh task per prompt)")
+    g.add_argument("--sigma-x", type=float, default=1.0, help="std of input coordinates (> 0)")
+    g.add_argument("--sigma-w", type=float, default=1.0, help="std of task coordinates (> 0)")
+    g.add_argument("--sigma-eps", type=float, default=0.0, help="label-noise std (>= 0)")
+    g.add_argument("--corr", type=float, default=0.0, help="correlation between positions, in [0, 1)")
+    g.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    if data:
+        g.add_argument("--data", default=None, metavar="PROMPTS.npz",
+                       help="prompts from a file (keys Z, y, optionally w) instead of sampling; D and N are read from it")
+    return g
+
+
+def distribution_from_args(args, *, d=None, n_context=None):
+    from spinlens.errors import check_float, check_int
+    from spinlens.prompts import PromptDistribution
+
+    d = check_int("--D", args.D if d is None else d, low=1)
+    n_context = check_int("--N", args.N if n_context is None else n_context, low=1)
+    K = None if args.K is None else check_int("--K", args.K, low=1)
+    return PromptDistribution(
+        d=d,
+        n_context=n_context,
+        sigma_x=check_float("--sigma-x", args.sigma_x, low=0, low_open=True),
+        sigma_w=check_float("--sigma-w", args.sigma_w, low=0, low_open=True),
+        sigma_eps=check_float("--sigma-eps", args.sigma_eps, low=0),
+        corr=check_float("--corr", args.corr, low=0, high=1, high_open=True),
+        n_tasks=K,
+    )
+
+
+def prompts_from_args(args, rng):
+    """(distribution, prompts): from --data when given, else sampled with --P."""
+    from spinlens.errors import check_int
+    from spinlens.prompts import load_prompts
+
+    if getattr(args, "data", None):
+        prompts = load_prompts(args.data)
+        dist = distribution_from_args(args, d=prompts.d, n_context=prompts.n_context)
+        return dist, prompts
+    dist = distribution_from_args(args)
+    P = check_int("--P", args.P, low=1)
+    return dist, dist.sample(P, rng=rng)

@@ -1,0 +1,77 @@
+"""`spinlens train`: train the simplified linear attention (merged or separate) on prompts."""
+
+from __future__ import annotations
+
+from ._common import add_command
+from ._prompt_args import add_prompt_args
+
+EXAMPLES = """  spinlens train --D 10 --N 100 --P 1000 --epochs 300 --lr 0.01 --out runs/train
+  spinlens train --model separate --D 20 --N 100 --P 10000 --weight-decay 0.01 --lr 1e-3 --epochs 5000 --out runs/sep
+  spinlens train --data prompts.npz --optimizer sgd --lr 0.05 --batch-size 256 --out runs/sgd
+"""
+
+
+def register(sub):
+    p = add_command(sub, "train", "Train a simplified linear-attention model with Adam or SGD and save its weights.", EXAMPLES, run)
+    add_prompt_args(p, P_default=1000)
+    g = p.add_argument_group("training")
+    g.add_argument("--model", default="merged", help="merged | separate")
+    g.add_argument("--optimizer", default="adam", help="adam | sgd")
+    g.add_argument("--lr", type=float, default=0.01, help="learning rate (> 0)")
+    g.add_argument("--weight-decay", type=float, default=0.0, help="torch weight decay λ₀ (>= 0); the Hamiltonian's λ = λ₀/2")
+    g.add_argument("--epochs", type=int, default=300, help="epochs (>= 1)")
+    g.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: full batch)")
+    g.add_argument("--test-prompts", type=int, default=1000, help="fresh test prompts (>= 1)")
+    g.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
+    g.add_argument("--out", default="runs/train", help="output directory (weights.safetensors, history.csv, run.json)")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+    from safetensors.torch import save_file
+
+    from spinlens import __version__, observables as ob
+    from spinlens.errors import check_choice, check_int
+    from spinlens.models.linear_attention import MergedLinearAttention, SeparateLinearAttention
+    from spinlens.random import spawn
+    from spinlens.training import train_model
+
+    from ._prompt_args import prompts_from_args
+
+    kind = check_choice("--model", args.model, ("merged", "separate"))
+    n_test = check_int("--test-prompts", args.test_prompts, low=1)
+    r_prompts, r_test, r_init, r_train = spawn(args.seed, 4)
+    dist, train = prompts_from_args(args, r_prompts)
+    test = dist.replace(n_tasks=None).sample(n_test, rng=r_test)
+    Model = MergedLinearAttention if kind == "merged" else SeparateLinearAttention
+    model = Model(dist.d, rng=r_init)
+    t0 = time.perf_counter()
+    res = train_model(
+        model, train, test, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+        epochs=args.epochs, batch_size=args.batch_size, device=args.device, rng=r_train, progress=not args.no_progress,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous() for k, v in res.model.state_dict().items()}, str(out / "weights.safetensors"))
+    res.history.to_dataframe().to_csv(out / "history.csv")
+    summary = {
+        "final_train_loss": res.final_train_loss,
+        "final_test_loss": res.final_test_loss,
+        "test_error_exact": ob.test_error(res.W, dist) if dist.isotropic else None,
+        "contrast_ratio": ob.contrast_ratio(res.W),
+        "seconds": time.perf_counter() - t0,
+    }
+    run_info = {"command": "train", "model": kind, "D": dist.d, "N": dist.n_context, "P": train.n_prompts,
+                "seed": args.seed, **res.config, "summary": summary, "spinlens": __version__, "torch": torch.__version__,
+                "numpy": np.__version__}
+    (out / "run.json").write_text(json.dumps(run_info, indent=2, default=str))
+    for k, v in summary.items():
+        print(f"{k:<18} {v:.6g}" if isinstance(v, float) else f"{k:<18} {v}")
+    print(f"wrote {out}/weights.safetensors, history.csv, run.json")
+    return 0
