@@ -1,0 +1,251 @@
+"""``spinlens theory``: asymptotic ICL/IDG errors of linear attention (Lu et al., arXiv 2405.11751).
+
+Forms:
+
+* ``spinlens theory --alpha A --tau T [--kappa K --rho R --lam L] [--json]``: one point, THEORY.md §1 units;
+* ``spinlens theory --spin-glass --D D --N N --P P --lam L [--K K --sigma-eps S] [--json]``: spin-glass
+  parameters mapped with `spinlens.conventions.to_lu` (``--lam`` is then the Hamiltonian's ``l2_strength``);
+* ``spinlens theory curve --vary tau --from 0.1 --to 3 --num 200 ... [--out DIR]``: a curve (table or
+  PNG+PDF+CSV);
+* ``spinlens theory simulate --d 40 ...``: finite-d simulation next to the theory.
+"""
+
+from __future__ import annotations
+
+from spinlens.cli._common import Formatter, add_command, print_json, print_table
+
+EXAMPLES = """  spinlens theory --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --json
+  spinlens theory --alpha 10 --tau 0.99 --kappa 0.5 --rho 0.01 --lam 0
+  spinlens theory --spin-glass --D 20 --N 100 --P 10000 --lam 0.01 --json
+  spinlens theory curve --vary tau --from 0.1 --to 3 --num 200 --alpha 10 --kappa 0.5 --rho 0.01 --lam 0,0.1 --out theory-out
+  spinlens theory simulate --d 40 --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --seed 0 --json
+"""
+
+CURVE_EXAMPLES = """  spinlens theory curve --vary tau --from 0.1 --to 3 --num 200 --alpha 10 --kappa 0.5 --rho 0.01 --lam 0,0.1
+  spinlens theory curve --vary kappa --from 0.1 --to 10 --num 100 --log --alpha 10 --tau 10 --rho 0.01 --lam 1e-6 --out g-task
+"""
+
+SIM_EXAMPLES = """  spinlens theory simulate --d 40 --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --seed 0 --json
+  spinlens theory simulate --d 30 --alpha 5 --tau 25 --kappa inf --lam 0.2 --repeats 3
+"""
+
+_PARAMS = ("alpha", "tau", "kappa", "rho", "lam")
+
+
+def _add_lu_args(p, *, lists: bool = False, required_note: str = "") -> None:
+    kind = "value or comma-separated list" if lists else "value"
+    p.add_argument("--alpha", default=None, help=f"context length l/d > 0 ({kind}){required_note}")
+    p.add_argument("--tau", default=None, help=f"pretraining contexts n/d^2 > 0 ({kind}){required_note}")
+    p.add_argument("--kappa", default="inf", help=f"task diversity k/d in (0, inf], 'inf' allowed ({kind})")
+    p.add_argument("--rho", default="0", help=f"label-noise variance >= 0 ({kind})")
+    p.add_argument("--lam", default="0", help=f"ridge strength >= 0 ({kind}); with --spin-glass the l2_strength of E(W)")
+
+
+def register(subparsers) -> None:
+    p = add_command(
+        subparsers,
+        "theory",
+        "Asymptotic ICL/IDG errors of ridge-pretrained linear attention (Lu et al. 2024) and finite-d checks.",
+        EXAMPLES,
+        _run_point,
+    )
+    _add_lu_args(p, required_note="; required unless --spin-glass")
+    p.add_argument("--spin-glass", action="store_true", help="take spin-glass parameters --D --N --P --lam [--K --sigma-eps]")
+    p.add_argument("--D", dest="D", default=None, help="spin glass: token dimension D")
+    p.add_argument("--N", dest="N", default=None, help="spin glass: context length N")
+    p.add_argument("--P", dest="P", default=None, help="spin glass: number of pretraining prompts P")
+    p.add_argument("--K", dest="K", default=None, help="spin glass: task-pool size K (default: a fresh task per prompt)")
+    p.add_argument("--sigma-eps", default="0", help="spin glass: label-noise std")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    sub = p.add_subparsers(dest="theory_mode", metavar="MODE")
+
+    c = sub.add_parser(
+        "curve", help="a learning curve: one parameter swept, the others fixed (lists give several lines)",
+        description="Sweep one parameter of the asymptotic theory; print a table or write PNG+PDF+CSV.",
+        epilog="examples:\n" + CURVE_EXAMPLES, formatter_class=Formatter,
+    )
+    c.add_argument("--vary", required=True, choices=_PARAMS, help="the swept parameter")
+    c.add_argument("--from", dest="start", required=True, help="first value")
+    c.add_argument("--to", dest="stop", required=True, help="last value")
+    c.add_argument("--num", default="200", help="number of points")
+    c.add_argument("--log", action="store_true", help="log-spaced values (and log x axis)")
+    c.add_argument("--logy", action="store_true", help="log y axis in the figure")
+    _add_lu_args(c, lists=True)
+    c.add_argument("--out", default=None, help="folder for curve.csv, curve.png, curve.pdf, run.json")
+    c.add_argument("--seed", type=int, default=0, help="recorded in run.json (the theory is deterministic)")
+    c.set_defaults(func=_run_curve)
+
+    s = sub.add_parser(
+        "simulate", help="finite-d ridge pretraining (exact test errors) next to the asymptotic theory",
+        description="Simulate THEORY.md §1.12 at dimension d and compare with the theory.",
+        epilog="examples:\n" + SIM_EXAMPLES, formatter_class=Formatter,
+    )
+    s.add_argument("--d", required=True, help="dimension d (the fit is a d(d+1)-dimensional ridge problem)")
+    _add_lu_args(s)
+    s.add_argument("--repeats", default="1", help="independent repeats")
+    s.add_argument("--seed", type=int, default=0, help="random seed")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=_run_simulate)
+
+
+# ----------------------------------------------------------------------------------------------------
+def _floats(name: str, text, *, allow_inf: bool = False) -> list[float]:
+    from spinlens.errors import InvalidParameterError
+
+    parts = [t.strip() for t in str(text).split(",") if t.strip()]
+    if not parts:
+        raise InvalidParameterError(f"The '{name}' parameter must be a number. Got {text!r} instead.")
+    out = []
+    for t in parts:
+        try:
+            v = float(t)
+        except ValueError:
+            raise InvalidParameterError(f"The '{name}' parameter must be a number. Got {t!r} instead.") from None
+        if v != v or (v in (float("inf"), float("-inf")) and not (allow_inf and v > 0)):
+            raise InvalidParameterError(f"The '{name}' parameter must be a finite number. Got {t!r} instead.")
+        out.append(v)
+    return out
+
+
+def _one(name: str, text, **kw) -> float:
+    from spinlens.errors import InvalidParameterError
+
+    vals = _floats(name, text, **kw)
+    if len(vals) != 1:
+        raise InvalidParameterError(f"The '{name}' parameter must be a single number here. Got {text!r} instead.")
+    return vals[0]
+
+
+def _lu_point_args(args) -> dict:
+    from spinlens.errors import InvalidParameterError
+    from spinlens.theory.asymptotic import validate_inputs
+
+    for name in ("alpha", "tau"):
+        if getattr(args, name) is None:
+            raise InvalidParameterError(f"The '{name}' parameter is required (--{name}), or use --spin-glass.")
+    vals = {n: _one(n, getattr(args, n), allow_inf=(n == "kappa")) for n in _PARAMS}
+    a, t, k, r, lm = validate_inputs(**vals)
+    return {"alpha": a, "tau": t, "kappa": k, "rho": r, "lam": lm}
+
+
+def _run_point(args) -> int:
+    from spinlens.errors import InvalidParameterError, check_float, check_int
+    from spinlens.theory.asymptotic import _point, validate_inputs
+
+    out: dict = {}
+    if args.spin_glass:
+        from spinlens.conventions import to_lu
+
+        missing = [n for n in ("D", "N", "P") if getattr(args, n) is None]
+        if missing:
+            raise InvalidParameterError(f"The '{missing[0]}' parameter is required with --spin-glass (--{missing[0]}).")
+        D = check_int("D", _one("D", args.D), low=1)
+        N = check_int("N", _one("N", args.N), low=1)
+        P = check_int("P", _one("P", args.P), low=1)
+        K = None if args.K is None or str(args.K).lower() in ("none", "inf") else check_int("K", _one("K", args.K), low=1)
+        l2 = check_float("lam", _one("lam", args.lam), low=0.0)
+        sig = check_float("sigma_eps", _one("sigma_eps", args.sigma_eps), low=0.0)
+        lu = to_lu(D, N, P, l2, n_tasks=K, sigma_eps=sig)
+        a, t, k, r, lm = validate_inputs(lu["alpha"], lu["tau"], lu["kappa"], lu["rho"], lu["lam"])
+        params = {"alpha": a, "tau": t, "kappa": k, "rho": r, "lam": lm}
+        out["spin_glass"] = {"D": D, "N": N, "P": P, "l2_strength": l2, "K": K, "sigma_eps": sig}
+    else:
+        params = _lu_point_args(args)
+    res = _point(**params)
+    out.update(params)
+    out.update(
+        icl_error=res.icl_error, idg_error=res.idg_error, g_task=res.g_task, epsilon=res.epsilon,
+        converged=res.converged, divergent=res.divergent, message=res.message,
+    )
+    if args.json:
+        print_json(out)
+    else:
+        rows = []
+        if "spin_glass" in out:
+            rows += [(f"spin glass {k}", v if v is not None else "fresh task per prompt") for k, v in out["spin_glass"].items()]
+        rows += [(k, v) for k, v in out.items() if k != "spin_glass"]
+        print_table(rows)
+    return 0 if res.converged else 1
+
+
+def _run_curve(args) -> int:
+    import numpy as np
+
+    from spinlens.errors import InvalidParameterError, check_int
+    from spinlens.theory.asymptotic import learning_curve
+
+    num = check_int("num", _one("num", args.num), low=2, high=100_000)
+    start = _one("from", args.start, allow_inf=False)
+    stop = _one("to", args.stop, allow_inf=False)
+    if args.log:
+        if start <= 0 or stop <= 0:
+            raise InvalidParameterError(f"With --log the '--from'/'--to' values must be > 0. Got {start!r}, {stop!r}.")
+        grid = np.geomspace(start, stop, num)
+    else:
+        grid = np.linspace(start, stop, num)
+    vals: dict = {}
+    for n in _PARAMS:
+        if n == args.vary:
+            vals[n] = grid
+            continue
+        text = getattr(args, n)
+        if text is None:
+            raise InvalidParameterError(f"The '{n}' parameter is required (--{n}).")
+        v = _floats(n, text, allow_inf=(n == "kappa"))
+        vals[n] = v[0] if len(v) == 1 else np.array(v)
+    ds = learning_curve(**vals)
+    df = ds.to_dataframe().reset_index()
+    cols = [c for c in _PARAMS if c in df.columns] + ["icl_error", "idg_error", "g_task", "epsilon", "converged", "divergent"]
+    df = df[cols]
+    if args.out is None:
+        print(df.to_string(index=False, float_format=lambda x: f"{x:.6g}"))
+    else:
+        import json
+        import os
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from spinlens import __version__
+        from spinlens.theory.figures import plot_learning_curve
+
+        os.makedirs(args.out, exist_ok=True)
+        df.to_csv(os.path.join(args.out, "curve.csv"), index=False)
+        fig, _ = plot_learning_curve(ds, args.vary, logx=args.log, logy=args.logy)
+        fig.savefig(os.path.join(args.out, "curve.png"), dpi=150)
+        fig.savefig(os.path.join(args.out, "curve.pdf"))
+        plt.close(fig)
+        cfg = {k: v for k, v in vars(args).items() if k != "func"}
+        with open(os.path.join(args.out, "run.json"), "w") as fh:
+            json.dump({"command": "theory curve", "config": cfg, "seed": args.seed, "version": __version__,
+                       "files": ["curve.csv", "curve.png", "curve.pdf"]}, fh, indent=2, default=str)
+        print(f"wrote {args.out}/curve.csv, curve.png, curve.pdf, run.json ({len(df)} rows)")
+    return 0 if bool(ds.converged.all()) else 1
+
+
+def _run_simulate(args) -> int:
+    from spinlens.errors import check_int
+    from spinlens.theory.asymptotic import _point
+    from spinlens.theory.simulate import simulate_point
+
+    params = _lu_point_args(args)
+    d = check_int("d", _one("d", args.d), low=2, high=200)
+    reps = check_int("repeats", _one("repeats", args.repeats), low=1, high=1000)
+    sim = simulate_point(d, **params, n_repeats=reps, rng=args.seed)
+    th = _point(**params)
+    out = dict(params)
+    out.update(
+        d=d, seed=args.seed, n_repeats=reps, n_context=sim.n_context, n_prompts=sim.n_prompts, n_tasks=sim.n_tasks,
+        sim_icl_error=sim.icl_error, sim_idg_error=sim.idg_error, sim_icl_std=sim.icl_std, sim_idg_std=sim.idg_std,
+        icl_error=th.icl_error, idg_error=th.idg_error, converged=th.converged,
+    )
+    if args.json:
+        print_json(out)
+    else:
+        print_table(list(out.items()))
+    return 0
+
+
+__all__ = ["register"]
