@@ -1,0 +1,169 @@
+"""Model merging of models fine-tuned from one base: task arithmetic, TIES and a neuron-level merge.
+
+With base weights θ₀ and fine-tuned weights θ_t (t = 1..T), the task vectors are τ_t = θ_t − θ₀.
+
+* Task arithmetic (Ilharco et al. 2023, arXiv 2212.04089): θ = θ₀ + λ Σ_t τ_t. ``scale=None`` uses
+  λ = 1/T (the average of the fine-tuned models).
+* TIES (Yadav et al. 2023, arXiv 2306.01708): per parameter tensor, keep the top ``density`` fraction
+  of each |τ_t| (trim); elect the sign of each entry as sign(Σ_t trimmed τ_t); average the trimmed
+  entries whose sign agrees with the elected sign (disjoint mean); θ = θ₀ + λ · that mean (λ = ``scale``).
+  Trimming is per tensor (mergekit does the same); the paper trims the whole flattened task vector.
+* Neuron merge (in the spirit of NeuronMerge, Gu et al. 2025): every MLP neuron is given to the task that
+  it serves most (largest importance score for that task, e.g. `attribution_importance` on that task's
+  prompts with the fine-tuned model); its input weights ``W_in[:, n]``, bias ``b_in[n]`` and output
+  weights ``W_out[n, :]`` are taken whole from that task's model (θ₀ + τ_t on those slices); every other
+  parameter is merged by task arithmetic (or TIES).
+
+All functions work on state dicts of tensors (``{name: tensor}``) and return a new state dict; `merge_models`
+wraps them for modules.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from spinlens.errors import InvalidParameterError, check_choice, check_float
+
+__all__ = ["task_vectors", "task_arithmetic", "ties_merge", "neuron_merge", "neuron_assignment", "merge_models"]
+
+
+def _sd(x) -> dict:
+    if isinstance(x, dict):
+        return x
+    return {k: v.detach() for k, v in x.state_dict().items()}
+
+
+def _check_compatible(base, models):
+    if len(models) == 0:
+        raise InvalidParameterError("The 'models' parameter must hold at least one fine-tuned model.")
+    for i, m in enumerate(models):
+        if set(m) != set(base):
+            raise InvalidParameterError(f"models[{i}] does not have the same parameter names as the base.")
+        for k in base:
+            if m[k].shape != base[k].shape:
+                raise InvalidParameterError(f"models[{i}][{k!r}] has shape {tuple(m[k].shape)}, base {tuple(base[k].shape)}.")
+
+
+def task_vectors(base, models) -> list[dict]:
+    """τ_t = θ_t − θ₀ for each fine-tuned model (state dicts or modules)."""
+    b = _sd(base)
+    ms = [_sd(m) for m in models]
+    _check_compatible(b, ms)
+    return [{k: m[k] - b[k] if b[k].is_floating_point() else m[k] for k in b} for m in ms]
+
+
+def task_arithmetic(base, models, *, scale=None) -> dict:
+    """θ₀ + λ Σ_t τ_t (``scale`` λ: float or one weight per model; None: 1/T)."""
+    b = _sd(base)
+    taus = task_vectors(b, models)
+    T = len(taus)
+    lam = [1.0 / T] * T if scale is None else ([float(scale)] * T if np.isscalar(scale) else [float(s) for s in scale])
+    if len(lam) != T:
+        raise InvalidParameterError(f"The 'scale' parameter must be a float or {T} floats. Got {scale!r} instead.")
+    out = {}
+    for k, v in b.items():
+        if not v.is_floating_point():
+            out[k] = v.clone()
+            continue
+        acc = v.clone()
+        for w, tau in zip(lam, taus):
+            acc = acc + w * tau[k]
+        out[k] = acc
+    return out
+
+
+def _trim(t, density: float):
+    """Keep the ``density`` fraction of entries of largest |t| (ties at the threshold kept), zero the rest."""
+    import torch
+
+    if density >= 1.0:
+        return t.clone()
+    n = t.numel()
+    k = int(np.ceil(density * n))
+    if k <= 0:
+        return torch.zeros_like(t)
+    thr = t.abs().reshape(-1).kthvalue(n - k + 1).values
+    return torch.where(t.abs() >= thr, t, torch.zeros_like(t))
+
+
+def ties_merge(base, models, *, density: float = 0.2, scale: float = 1.0) -> dict:
+    """TIES merging: trim to ``density``, elect signs by total mass, disjoint mean, θ₀ + ``scale`` · mean."""
+    import torch
+
+    density = check_float("density", density, low=0.0, high=1.0, low_open=True)
+    scale = check_float("scale", scale)
+    b = _sd(base)
+    taus = task_vectors(b, models)
+    out = {}
+    for k, v in b.items():
+        if not v.is_floating_point():
+            out[k] = v.clone()
+            continue
+        tr = torch.stack([_trim(t[k], density) for t in taus])  # (T, ...)
+        sign = torch.sign(tr.sum(0))
+        agree = (torch.sign(tr) == sign) & (tr != 0)
+        cnt = agree.sum(0)
+        mean = torch.where(cnt > 0, (tr * agree).sum(0) / cnt.clamp(min=1), torch.zeros_like(v))
+        out[k] = v + scale * mean
+    return out
+
+
+def neuron_assignment(importances, *, kind_dim: str = "neuron"):
+    """Task index per (layer, neuron): argmax over tasks of the importance maps (DataArrays layer × neuron).
+
+    Returns an int ndarray (layer, neuron); ties go to the lower task index.
+    """
+    arrs = [np.asarray(getattr(a, "values", a), dtype=float) for a in importances]
+    shapes = {a.shape for a in arrs}
+    if len(shapes) != 1:
+        raise InvalidParameterError(f"All importance maps must have the same (layer, neuron) shape. Got {shapes}.")
+    return np.argmax(np.stack(arrs), axis=0)
+
+
+def neuron_merge(base, models, importances, *, others: str = "task_arithmetic", scale=None, density: float = 0.2) -> dict:
+    """Neuron-level merge: each MLP neuron's in/out weights come from the task it serves most.
+
+    Parameters
+    ----------
+    base, models : state dicts or modules (Transformer layout: ``blocks.L.mlp.W_in`` ``(d_model, d_mlp)``)
+    importances : list of DataArray/array (layer, neuron), one per model
+        How much each neuron serves each task (e.g. `attribution_importance(model_t, Z_t, y_t, kind="neuron")`).
+    others : {"task_arithmetic", "ties"}
+        Merge of every parameter that is not a neuron slice.
+    """
+    check_choice("others", others, ("task_arithmetic", "ties"))
+    b = _sd(base)
+    ms = [_sd(m) for m in models]
+    if len(importances) != len(ms):
+        raise InvalidParameterError(f"Need one importance map per model ({len(ms)}). Got {len(importances)}.")
+    merged = task_arithmetic(b, ms, scale=scale) if others == "task_arithmetic" else ties_merge(b, ms, density=density)
+    assign = neuron_assignment(importances)
+    n_layers, d_mlp = assign.shape
+    for L in range(n_layers):
+        win, bin_, wout = f"blocks.{L}.mlp.W_in", f"blocks.{L}.mlp.b_in", f"blocks.{L}.mlp.W_out"
+        if win not in b:
+            raise InvalidParameterError(f"The base has no {win!r}: neuron merge needs MLPs with the Transformer layout.")
+        if b[win].shape[1] != d_mlp:
+            raise InvalidParameterError(f"Importance maps have {d_mlp} neurons, {win} has {b[win].shape[1]}.")
+        for n in range(d_mlp):
+            src = ms[int(assign[L, n])]
+            merged[win][:, n] = src[win][:, n]
+            merged[wout][n, :] = src[wout][n, :]
+            if bin_ in b:
+                merged[bin_][n] = src[bin_][n]
+    return merged
+
+
+def merge_models(base, models, method: str = "task_arithmetic", **kwargs):
+    """Merge modules: returns a copy of ``base`` loaded with the merged state dict.
+
+    ``method`` in {"task_arithmetic", "ties", "neuron"}; keyword arguments go to the merge function.
+    """
+    check_choice("method", method, ("task_arithmetic", "ties", "neuron"))
+    fn = {"task_arithmetic": task_arithmetic, "ties": ties_merge, "neuron": neuron_merge}[method]
+    sd = fn(base, models, **kwargs)
+    out = copy.deepcopy(base)
+    out.load_state_dict(sd)
+    return out
