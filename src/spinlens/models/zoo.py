@@ -371,15 +371,19 @@ class SimplifiedLinearAttention(HookedModule):
         cfg = config.resolve()
         self.config = cfg
         self.separate = cfg.arch == "sla-separate"
-        core = _construct(la.SeparateLinearAttention, cfg.d, cfg.d_head, rng) if self.separate else _construct(
-            la.MergedLinearAttention, cfg.d, None, rng
-        )
-        self.core = core.to(cfg.torch_dtype)
+        std = cfg.init_scale / math.sqrt(cfg.d + 1)
+        if self.separate:
+            core = la.SeparateLinearAttention(cfg.d, cfg.d_head, init_std=std, rng=rng, dtype=cfg.torch_dtype)
+        else:
+            core = la.MergedLinearAttention(cfg.d, init_std=std, rng=rng, dtype=cfg.torch_dtype)
+        self.core = core
         self.hook_embed = HookPoint()  # [batch, pos, D+1]
         self.blocks = nn.ModuleList([AttentionBlock(_SLAAttention(self))])
         self.hook_resid_final = HookPoint()  # [batch, pos, D+1]
         self.readout = LabelReadout(cfg.d)
         self.setup_hooks()
+        # the core's own hook points never fire here (its forward is not used): keep them out of the names
+        self._hook_points = {n: hp for n, hp in self._hook_points.items() if not n.startswith("core.")}
 
     def qk_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(W̃_q, W̃_k)`` of shape ``(D+1, d_head)`` with ``W̃_q W̃_kᵀ = Wᵀ``."""
@@ -390,10 +394,8 @@ class SimplifiedLinearAttention(HookedModule):
         return W.T, torch.eye(W.shape[0], dtype=W.dtype, device=W.device)
 
     def merged_weights(self) -> torch.Tensor:
-        """The merged matrix W, shape (D+1, D+1)."""
-        if self.separate:
-            return self.core.W_q.T @ self.core.W_k
-        return self.core.W
+        """The merged matrix W, shape (D+1, D+1) (``W_qᵀ W_k`` for the separate form)."""
+        return self.core.effective_W()
 
     def forward(self, Z: torch.Tensor) -> torch.Tensor:
         """``Z (batch, D+1, N+1) -> ŷ (batch,)``; query-only computation when no hook is active."""
@@ -445,19 +447,6 @@ class _SLAAttention(nn.Module):
 
 def _any_hook_active(model: HookedModule) -> bool:
     return any(hp._forward_hooks for hp in model._hook_points.values())
-
-
-def _construct(cls, d, d_k, rng):
-    """Build a core linear-attention module, passing ``d_k``/``rng`` only when it accepts them."""
-    import inspect
-
-    params = inspect.signature(cls).parameters
-    kwargs = {}
-    if d_k is not None and "d_k" in params:
-        kwargs["d_k"] = d_k
-    if "rng" in params:
-        kwargs["rng"] = rng
-    return cls(d, **kwargs)
 
 
 def _build_tf(cfg: ZooConfig, rng) -> nn.Module:
