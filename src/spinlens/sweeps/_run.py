@@ -323,33 +323,38 @@ def _run_pool(jobs, todo, point_fn, obs, options, chunk_size, save) -> None:
     import multiprocessing as mp
 
     size = chunk_size or _auto_chunk(len(todo), jobs)
-    chunks = _chunks(todo, size)
+    it = iter(_chunks(todo, size))
     with _single_thread_env():
         ex = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init)
-    pending = set()
+    submitted: list = []
+    saved: set = set()
+
+    def submit_next() -> bool:
+        chunk = next(it, None)
+        if chunk is None:
+            return False
+        with _single_thread_env():  # workers are spawned lazily, on submit, and inherit this environment
+            submitted.append(ex.submit(_run_chunk, point_fn, chunk, obs, options))
+        return True
+
     try:
-        with _single_thread_env():  # workers are spawned lazily, on submit
-            # keep a bounded queue so that an interrupt leaves little half-done work
-            it = iter(chunks)
-            for chunk in it:
-                pending.add(ex.submit(_run_chunk, point_fn, chunk, obs, options))
-                if len(pending) >= 2 * jobs:
-                    break
+        # a bounded queue (2 chunks per worker) so that an interrupt leaves little half-done work
+        pending = set()
+        for _ in range(2 * jobs):
+            if submit_next():
+                pending.add(submitted[-1])
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in done:
                 save(f.result())
-                nxt = next(it, None)
-                if nxt is not None:
-                    with _single_thread_env():
-                        pending.add(ex.submit(_run_chunk, point_fn, nxt, obs, options))
+                saved.add(f)
+                if submit_next():
+                    pending.add(submitted[-1])
     except KeyboardInterrupt:
-        # keep what is finished: cancel queued chunks, let running ones end, store them
-        for f in pending:
-            f.cancel()
+        # lose nothing: drop the queued chunks, let the running ones end, store every finished one
         ex.shutdown(wait=True, cancel_futures=True)
-        for f in pending:
-            if f.done() and not f.cancelled() and f.exception() is None:
+        for f in submitted:
+            if f not in saved and f.done() and not f.cancelled() and f.exception() is None:
                 save(f.result())
         raise
     finally:
@@ -372,7 +377,7 @@ def _run_dask(address, todo, point_fn, obs, options, chunk_size, save) -> None:
         size = chunk_size or _auto_chunk(len(todo), n_workers)
         futures = [client.submit(_run_chunk, point_fn, chunk, obs, options, pure=False) for chunk in _chunks(todo, size)]
         try:
-            for fut in as_completed(futures):
+            for fut in as_completed(futures, loop=client.loop):
                 save(fut.result())
         except KeyboardInterrupt:
             client.cancel(futures)
