@@ -212,7 +212,7 @@ def pinpoint_tune(
             with torch.no_grad():
                 for n in train:
                     params[n].sub_(lr * weight_decay * params[n] * fmask[n])
-        hist[step] = float(loss)
+        hist[step] = float(loss.detach())
     for p in params.values():
         p.requires_grad_(True)
     n_tr = int(sum(int(masks[n].sum()) for n in train))
@@ -225,7 +225,7 @@ def pinpoint_tune(
 def save_delta(path, base, tuned, masks=None, *, metadata: dict | None = None):
     """Save only the changed entries of ``tuned`` relative to ``base`` as safetensors.
 
-    For each parameter with changes it stores ``"<name>.idx"`` (int64 flat indices) and ``"<name>.val"``
+    For each parameter with changes it stores ``"<name>.idx"`` (int32/int64 flat indices) and ``"<name>.val"``
     (the new values). With ``masks``, the stored entries are those inside the masks (changed or not).
     Returns the number of stored entries.
     """
@@ -242,7 +242,8 @@ def save_delta(path, base, tuned, masks=None, *, metadata: dict | None = None):
             continue
         if sel is None:
             sel = pt.detach().reshape(-1) != pb.detach().reshape(-1)
-        idx = torch.nonzero(sel).reshape(-1).to(torch.int64)
+        idx = torch.nonzero(sel).reshape(-1)
+        idx = idx.to(torch.int32 if pt.numel() < 2**31 else torch.int64)
         if idx.numel() == 0:
             continue
         tensors[f"{name}.idx"] = idx.contiguous()
@@ -278,7 +279,7 @@ def apply_delta(model, delta, *, inplace: bool = False):
         for name, (idx, val) in delta.items():
             if name not in params:
                 raise InvalidParameterError(f"The delta names parameter {name!r}, absent from the model.")
-            params[name].view(-1)[idx] = val.to(params[name].dtype)
+            params[name].view(-1)[idx.long()] = val.to(params[name].dtype)
     return m
 
 
