@@ -254,6 +254,28 @@ class PromptDistribution:
         Z[:, D, N] = 0.0
         return Prompts(Z, y_all[:, N].astype(self.dtype, copy=False), w)
 
+    def sample_features(self, n_prompts: int, *, rng: RNGLike = None, chunk_size: int = 4096):
+        """Stream prompts in chunks and keep only their factored spin features and targets.
+
+        Memory O(P·D) instead of the O(P·D·N) of the prompts themselves: use this for large P·D·N
+        (e.g. D = 100, P = 10⁵). The draws come from ``rng`` chunk by chunk, so they differ from
+        `sample` with the same seed. Returns ``(SpinFeatures, y)``.
+        """
+        from .features import SpinFeatures, spin_features
+
+        n_prompts = check_int("n_prompts", n_prompts, low=1, owner="PromptDistribution.sample_features")
+        chunk_size = check_int("chunk_size", chunk_size, low=1, owner="PromptDistribution.sample_features")
+        g = as_generator(rng)
+        pool = self.sample_pool(rng=g) if self.n_tasks is not None else None
+        Cs, Qs, ys = [], [], []
+        for start in range(0, n_prompts, chunk_size):
+            p = self.sample(min(chunk_size, n_prompts - start), rng=g, pool=pool)
+            f = spin_features(p)
+            Cs.append(f.C)
+            Qs.append(f.Q)
+            ys.append(p.y)
+        return SpinFeatures(np.concatenate(Cs), np.concatenate(Qs)), np.concatenate(ys)
+
     def sample(self, n_prompts: int, *, rng: RNGLike = None, pool: np.ndarray | None = None) -> Prompts:
         """Draw ``n_prompts`` prompts.
 
