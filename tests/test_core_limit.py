@@ -106,3 +106,13 @@ def test_observables_basics():
         assert frac == pytest.approx(ob.expected_zero_mode_fraction(d, P))
     stats = ob.block_statistics(H)
     assert stats["h1"].size == 9 and stats["h2"].size == 3 and stats["J3"].size == 12
+
+
+@pytest.mark.slow
+def test_fig4b_cavity_full():
+    """Paper Fig. 4b at every N, 10 repeats: within ±0.02 of the published cavity curve."""
+    paper = {20: 0.534, 40: 0.362, 60: 0.277, 80: 0.224, 100: 0.192, 120: 0.166, 140: 0.148, 160: 0.135, 180: 0.123, 200: 0.113}
+    for N, ref in paper.items():
+        dist = PromptDistribution(d=20, n_context=N)
+        errs = [ob.test_error(solve(build_hamiltonian(dist.sample(10000, rng=s), l2_strength=0.01), "cavity", rng=100 + s, compare_exact=False).W, dist) for s in range(10)]
+        assert np.mean(errs) == pytest.approx(ref, abs=0.02), N
