@@ -34,12 +34,12 @@ def test_comparison_rows_and_max_deviation(tmp_path):
     rows = fw.comparison_rows("err", "N", [1, 2, 3], [0.5, 0.4, 0.3], [0.52, 0.35, float("nan")], tolerance=0.03)
     assert [r["within"] for r in rows] == [True, False, False]
     assert rows[0]["deviation"] == pytest.approx(0.02)
-    # a missing value (NaN) counts as the worst deviation: never hidden
-    assert fw.max_deviation(rows)["x"] == 3
-    rows2 = rows[:2]
-    assert fw.max_deviation(rows2)["x"] == 2
-    text = fw.format_comparison(rows2)
+    # the largest deviation is taken over existing values; missing ones are counted, never hidden
+    assert fw.max_deviation(rows)["x"] == 2
+    text = fw.format_comparison(rows)
     assert "largest deviation: -0.0500" in text and "outside ±0.03" in text
+    assert "1 of 3 values missing" in text
+    assert fw.max_deviation(rows[2:]) is None
     path = fw.write_comparison(rows, tmp_path)
     back = list(csv.DictReader(open(path)))
     assert back[1]["ours"] == "0.35" and back[2]["ours"] == "" and back[1]["within"] == "False"

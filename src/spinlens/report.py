@@ -151,6 +151,7 @@ def _render_comparison(path: Path) -> str:
     idx = {h: i for i, h in enumerate(header)}
     out = ["<table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr>"]
     worst = None
+    missing = 0
     for r in rows:
         bad = "within" in idx and r[idx["within"]] == "False"
         cells = "".join(f'<td class="{"l" if j == 0 else ""}">{_esc(c)}</td>' for j, c in enumerate(r))
@@ -159,10 +160,15 @@ def _render_comparison(path: Path) -> str:
             try:
                 d = abs(float(r[idx["deviation"]]))
             except ValueError:
-                d = math.inf
-            if worst is None or d > worst[0]:
+                missing += 1
+                continue
+            if math.isnan(d):
+                missing += 1
+            elif worst is None or d > worst[0]:
                 worst = (d, r)
     out.append("</table>")
+    if missing:
+        out.append(f'<p class="muted">{missing} of {len(rows)} of our values missing (e.g. the solver did not converge).</p>')
     if worst is not None:
         r = worst[1]
         out.append(

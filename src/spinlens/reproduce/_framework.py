@@ -158,16 +158,20 @@ def comparison_rows(quantity: str, x_name: str, xs, paper, ours, *, tolerance: f
     return rows
 
 
+def _missing(r) -> bool:
+    d = r.get("deviation")
+    return d is None or (isinstance(d, float) and math.isnan(d))
+
+
 def max_deviation(rows: list[dict]) -> dict | None:
-    """The row with the largest |ours − paper| (NaN deviations count as infinitely large)."""
-    if not rows:
+    """The row with the largest |ours − paper| among rows where ours exists (None if there is none).
+
+    Rows without our value (e.g. a solver that did not converge) are counted by `format_comparison`.
+    """
+    finite = [r for r in rows if not _missing(r)]
+    if not finite:
         return None
-
-    def key(r):
-        d = r["deviation"]
-        return math.inf if d is None or (isinstance(d, float) and math.isnan(d)) else abs(d)
-
-    return max(rows, key=key)
+    return max(finite, key=lambda r: abs(r["deviation"]))
 
 
 def write_comparison(rows: list[dict], out_dir) -> str:
@@ -202,9 +206,15 @@ def format_comparison(rows: list[dict]) -> str:
             f"{r['quantity'][:34]:<34} {xs:>10} {r['paper']:>9.4f} {_f(r['ours']):>9} {_f(r['deviation'], sign=True):>11}{flag}"
         )
     worst = max_deviation(rows)
-    lines.append(
-        f"largest deviation: {_f(worst['deviation'], sign=True)} ({worst['quantity']}, {worst['x_name']}={worst['x']})"
-    )
+    missing = sum(_missing(r) for r in rows)
+    if worst is None:
+        lines.append("largest deviation: n/a (none of our values exists)")
+    else:
+        lines.append(
+            f"largest deviation: {_f(worst['deviation'], sign=True)} ({worst['quantity']}, {worst['x_name']}={worst['x']})"
+        )
+    if missing:
+        lines.append(f"{missing} of {len(rows)} values missing on our side (n/a: e.g. the solver did not converge)")
     return "\n".join(lines)
 
 
