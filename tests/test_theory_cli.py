@@ -1,0 +1,116 @@
+"""``spinlens theory`` command."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from spinlens.cli.main import main
+from spinlens.theory import learning_curve_point
+
+
+def _run(capsys, *argv):
+    code = main(["theory", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_single_point_json_exact_form(capsys):
+    code, out, _ = _run(capsys, "--alpha", "1", "--tau", "0.5", "--kappa", "0.5", "--rho", "0.01", "--lam", "0", "--json")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 1
+    obj = json.loads(lines[0])
+    assert obj["icl_error"] == pytest.approx(1.2610769, rel=1e-6)  # THEORY.md §4 row 2
+    assert obj["idg_error"] == pytest.approx(0.8018492, rel=1e-6)
+    assert obj["epsilon"] == pytest.approx(1.6297333, rel=1e-6)
+    assert obj["g_task"] == pytest.approx(obj["icl_error"] - obj["idg_error"])
+    assert obj["converged"] is True
+    assert (obj["alpha"], obj["tau"], obj["kappa"], obj["rho"], obj["lam"]) == (1, 0.5, 0.5, 0.01, 0)
+
+
+def test_kappa_inf_and_table_output(capsys):
+    code, out, _ = _run(capsys, "--alpha", "5", "--tau", "2", "--kappa", "inf", "--json")
+    obj = json.loads(out)
+    assert code == 0 and obj["kappa"] == "inf" and obj["icl_error"] == pytest.approx(1 / 3, rel=1e-12)
+    code, out, _ = _run(capsys, "--alpha", "5", "--tau", "2")
+    assert code == 0 and "icl_error" in out and "0.333333" in out
+
+
+def test_divergent_point(capsys):
+    code, out, _ = _run(capsys, "--alpha", "10", "--tau", "1", "--kappa", "0.5", "--rho", "0.01", "--json")
+    obj = json.loads(out)
+    assert code == 0 and obj["divergent"] is True and obj["icl_error"] == "inf" and obj["g_task"] is None
+
+
+def test_spin_glass_form_maps_with_to_lu(capsys):
+    code, out, _ = _run(capsys, "--spin-glass", "--D", "20", "--N", "100", "--P", "10000", "--lam", "0.01", "--json")
+    assert code == 0
+    obj = json.loads(out)
+    assert obj["spin_glass"] == {"D": 20, "N": 100, "P": 10000, "l2_strength": 0.01, "K": None, "sigma_eps": 0.0}
+    assert obj["alpha"] == 5 and obj["tau"] == 25 and obj["kappa"] == "inf"
+    assert obj["lam"] == pytest.approx(20 * 0.01 * 1.01**2)
+    assert obj["icl_error"] == pytest.approx(learning_curve_point(5, 25, math.inf, 0, 20 * 0.01 * 1.01**2).icl_error)
+    code, out, _ = _run(capsys, "--spin-glass", "--D", "10", "--N", "20", "--P", "500", "--lam", "0.1",
+                        "--K", "30", "--sigma-eps", "0.5", "--json")
+    obj = json.loads(out)
+    assert obj["kappa"] == 3 and obj["rho"] == 0.25 and obj["spin_glass"]["K"] == 30
+
+
+@pytest.mark.parametrize(
+    "argv,name",
+    [
+        (["--alpha", "-1", "--tau", "2"], "alpha"),
+        (["--alpha", "1", "--tau", "0"], "tau"),
+        (["--alpha", "1", "--tau", "2", "--kappa", "0"], "kappa"),
+        (["--alpha", "1", "--tau", "2", "--rho", "-0.5"], "rho"),
+        (["--alpha", "1", "--tau", "2", "--lam", "abc"], "lam"),
+        (["--tau", "2"], "alpha"),
+        (["--spin-glass", "--D", "20", "--N", "100"], "P"),
+        (["--spin-glass", "--D", "0", "--N", "100", "--P", "10"], "D"),
+        (["curve", "--vary", "tau", "--from", "0", "--to", "1", "--num", "1", "--alpha", "1"], "num"),
+        (["curve", "--vary", "tau", "--from", "0", "--to", "1", "--log", "--alpha", "1"], "--from"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(capsys, argv, name):
+    code, out, err = _run(capsys, *argv)
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and name in err and out == ""
+
+
+def test_curve_table(capsys):
+    code, out, _ = _run(capsys, "curve", "--vary", "tau", "--from", "0.5", "--to", "2", "--num", "4",
+                        "--alpha", "10", "--kappa", "0.5", "--rho", "0.01", "--lam", "0,0.1")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 + 8 and "icl_error" in lines[0]
+
+
+def test_curve_out_writes_figures_and_data(tmp_path, capsys):
+    import csv
+
+    out_dir = tmp_path / "curve"
+    code, _, _ = _run(capsys, "curve", "--vary", "kappa", "--from", "0.1", "--to", "10", "--num", "20", "--log",
+                      "--alpha", "10", "--tau", "10", "--rho", "0.01", "--lam", "1e-6", "--out", str(out_dir))
+    assert code == 0
+    for f in ("curve.csv", "curve.png", "curve.pdf", "run.json"):
+        assert (out_dir / f).stat().st_size > 0
+    rows = list(csv.DictReader(open(out_dir / "curve.csv")))
+    assert len(rows) == 20
+    r = rows[9]
+    assert float(r["g_task"]) == pytest.approx(learning_curve_point(10, 10, float(r["kappa"]), 0.01, 1e-6).g_task)
+    assert json.loads((out_dir / "run.json").read_text())["command"] == "theory curve"
+
+
+def test_simulate_json(capsys):
+    code, out, _ = _run(capsys, "simulate", "--d", "12", "--alpha", "2", "--tau", "2", "--kappa", "0.5",
+                        "--rho", "0.1", "--lam", "0.1", "--seed", "0", "--json")
+    assert code == 0
+    obj = json.loads(out)
+    assert obj["n_prompts"] == 288 and obj["n_tasks"] == 6 and obj["n_context"] == 24
+    assert obj["sim_icl_error"] == pytest.approx(obj["icl_error"], rel=0.4)
+    code2, out2, _ = _run(capsys, "simulate", "--d", "12", "--alpha", "2", "--tau", "2", "--kappa", "0.5",
+                          "--rho", "0.1", "--lam", "0.1", "--seed", "0", "--json")
+    assert json.loads(out2)["sim_icl_error"] == obj["sim_icl_error"]  # seeded
