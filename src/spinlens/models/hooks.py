@@ -35,6 +35,28 @@ class HookPoint(nn.Identity):
         return self.register_forward_hook(_fwd)
 
 
+class ReadOnlyHookPoint(HookPoint):
+    """A hook point that can be read (cached) but not replaced.
+
+    Used by model adapters where writing the activation would not reach the computation (e.g. attention
+    patterns returned by a Hugging Face attention module). A hook returning a different tensor raises.
+    """
+
+    def add_hook(self, fn: HookFn) -> torch.utils.hooks.RemovableHandle:
+        def _fwd(module, inputs, output):
+            out = fn(output, hook=self)
+            if out is not None and out is not output:
+                from spinlens.errors import InvalidParameterError
+
+                raise InvalidParameterError(
+                    f"The hook point {self.name!r} is read-only on this model: a hook may read it but must return "
+                    "None (or the activation unchanged)."
+                )
+            return output
+
+        return self.register_forward_hook(_fwd)
+
+
 class ActivationCache(dict):
     """A dict ``name -> tensor`` of cached activations (detached), with a few helpers.
 

@@ -238,10 +238,13 @@ class Attention(nn.Module):
     def forward(self, resid: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         if cfg.split_qkv_input:
-            rep = resid[:, :, None, :].expand(-1, -1, cfg.n_heads, -1)
-            xq = self.ln(self.hook_q_input(rep))
-            xk = self.ln(self.hook_k_input(rep))
-            xv = self.ln(self.hook_v_input(rep))
+            # three distinct per-head copies (separate autograd nodes, so gradients stay per route)
+            def rep():
+                return resid[:, :, None, :].expand(-1, -1, cfg.n_heads, -1)
+
+            xq = self.ln(self.hook_q_input(rep()))
+            xk = self.ln(self.hook_k_input(rep()))
+            xv = self.ln(self.hook_v_input(rep()))
             q = torch.einsum("bphd,hde->bphe", xq, self.W_Q)
             k = torch.einsum("bphd,hde->bphe", xk, self.W_K)
             v = torch.einsum("bphd,hde->bphe", xv, self.W_V)

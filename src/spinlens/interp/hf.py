@@ -1,0 +1,342 @@
+"""Hugging Face causal LMs under spinlens hook names (an architecture-adapter table over plain torch hooks).
+
+`HookedHF` wraps an HF causal LM (GPT-2 family or Llama family: Llama, Mistral, Qwen2/3) *without changing
+its weights or its forward*: permanent forward (pre-)hooks on the HF submodules route each activation through
+a `HookPoint` named as in ``docs/design.md``, so `hooks`, `run_with_hooks` and `run_with_cache` work exactly as
+on `spinlens.models.transformer.Transformer`, and interpretability methods run unchanged on both.
+
+Where each name comes from (``L`` = layer):
+
+======================================  ====================================================  ========
+name                                    GPT-2 (``transformer.h.L``) / Llama (``model.layers.L``)  write
+======================================  ====================================================  ========
+``hook_embed``                          input of layer 0                                        yes
+``blocks.L.hook_resid_pre``             input of the decoder layer                              yes
+``blocks.L.attn.hook_q/k/v``            ``c_attn`` output split in 3 / ``q_proj``, ``k_proj``,   yes
+                                        ``v_proj`` outputs, viewed ``[b, p, head, d_head]``
+                                        (Llama: before RoPE; k/v have ``n_kv_heads`` heads)
+``blocks.L.attn.hook_pattern``          attention weights returned by the attention module      read
+                                        (eager attention is switched on)
+``blocks.L.attn.hook_z``                input of ``c_proj`` / ``o_proj`` viewed per head          yes
+``blocks.L.attn.hook_result``           z_h @ W_O[h] per head ``[b, p, head, d_model]`` (the     yes
+                                        projection is recomputed as their sum + bias)
+``blocks.L.hook_attn_out``              attention module output                                 yes
+``blocks.L.hook_resid_mid``             input of ``ln_2`` / ``post_attention_layernorm``        read
+``blocks.L.mlp.hook_pre``               ``c_fc`` output / ``gate_proj`` output (pre-activation)  yes
+``blocks.L.mlp.hook_post``              input of ``mlp.c_proj`` / ``down_proj`` (Llama:         yes
+                                        act(gate) * up)
+``blocks.L.hook_mlp_out``               MLP output                                              yes
+``blocks.L.hook_resid_post``            decoder layer output                                    yes
+``hook_resid_final``                    final norm output (``ln_f`` / ``model.norm``)            yes
+``readout.hook_out``                    ``lm_head`` output (logits)                              yes
+======================================  ====================================================  ========
+
+"read" hook points are `ReadOnlyHookPoint` s: a hook returning a new tensor raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from spinlens.errors import InvalidParameterError
+from spinlens.models.hooks import HookedModule, HookPoint, ReadOnlyHookPoint
+
+# architecture family -> module paths (relative to the model root or to one decoder layer)
+ARCHITECTURES: dict[str, dict] = {
+    "gpt2": dict(
+        layers="transformer.h", attn="attn", qkv_fused="attn.c_attn", o_proj="attn.c_proj", o_conv1d=True,
+        ln2="ln_2", mlp="mlp", mlp_in="mlp.c_fc", mlp_down="mlp.c_proj", final_norm="transformer.ln_f",
+        lm_head="lm_head",
+    ),
+    "llama": dict(
+        layers="model.layers", attn="self_attn", q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj",
+        o_proj="self_attn.o_proj", o_conv1d=False, ln2="post_attention_layernorm", mlp="mlp",
+        mlp_in="mlp.gate_proj", mlp_down="mlp.down_proj", final_norm="model.norm", lm_head="lm_head",
+    ),
+}
+MODEL_TYPES = {"gpt2": "gpt2", "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama"}
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Sizes of a wrapped HF model, named as in `spinlens.models.transformer.TransformerConfig`."""
+
+    arch: str
+    n_layers: int
+    n_heads: int
+    n_kv_heads: int
+    d_model: int
+    d_head: int
+    d_mlp: int
+    d_vocab: int
+    input_kind: str = "tokens"
+    layernorm: bool = True
+
+
+def _get(root: nn.Module, path: str) -> nn.Module:
+    mod = root
+    for part in path.split("."):
+        mod = getattr(mod, part)
+    return mod
+
+
+class _AttnHooks(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        for n in ("hook_q", "hook_k", "hook_v", "hook_z", "hook_result"):
+            setattr(self, n, HookPoint())
+        self.hook_pattern = ReadOnlyHookPoint()
+
+
+class _MLPHooks(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook_pre = HookPoint()
+        self.hook_post = HookPoint()
+
+
+class _BlockHooks(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.attn = _AttnHooks()
+        self.mlp = _MLPHooks()
+        self.hook_resid_pre = HookPoint()
+        self.hook_attn_out = HookPoint()
+        self.hook_resid_mid = ReadOnlyHookPoint()
+        self.hook_mlp_out = HookPoint()
+        self.hook_resid_post = HookPoint()
+
+
+class _ReadoutHooks(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hook_out = HookPoint()
+
+
+def _first(out):
+    return out[0] if isinstance(out, tuple) else out
+
+
+def _replace_first(out, new):
+    if isinstance(out, tuple):
+        return (new,) + tuple(out[1:])
+    return new
+
+
+class HookedHF(HookedModule):
+    """An HF causal LM with spinlens hook names; ``forward(tokens (batch, pos)) -> logits (batch, pos, vocab)``.
+
+    Parameters
+    ----------
+    hf_model : transformers PreTrainedModel
+        A causal LM of a supported family (``ARCHITECTURES``, ``MODEL_TYPES``). Its attention implementation
+        is switched to ``"eager"`` so that attention patterns exist.
+    arch : str or None
+        Force an adapter (``"gpt2"`` or ``"llama"``); None picks it from ``config.model_type``.
+    """
+
+    def __init__(self, hf_model: nn.Module, *, arch: str | None = None) -> None:
+        super().__init__()
+        hc = hf_model.config
+        if arch is None:
+            mt = getattr(hc, "model_type", None)
+            if mt not in MODEL_TYPES:
+                raise InvalidParameterError(
+                    f"The model type must be one of {sorted(MODEL_TYPES)} (an adapter family). Got {mt!r} instead."
+                )
+            arch = MODEL_TYPES[mt]
+        if arch not in ARCHITECTURES:
+            raise InvalidParameterError(f"The 'arch' parameter must be one of {sorted(ARCHITECTURES)}. Got {arch!r} instead.")
+        try:
+            hf_model.set_attn_implementation("eager")
+        except Exception:  # older/other versions
+            hc._attn_implementation = "eager"
+        self.hf = hf_model.eval()
+        self.spec = ARCHITECTURES[arch]
+        n_layers = len(_get(hf_model, self.spec["layers"]))
+        d_model = int(hc.hidden_size)
+        n_heads = int(hc.num_attention_heads)
+        d_head = int(getattr(hc, "head_dim", None) or d_model // n_heads)
+        n_kv = int(getattr(hc, "num_key_value_heads", None) or n_heads)
+        d_mlp = int(getattr(hc, "intermediate_size", None) or getattr(hc, "n_inner", None) or 4 * d_model)
+        self.cfg = AdapterConfig(arch, n_layers, n_heads, n_kv, d_model, d_head, d_mlp, int(hc.vocab_size))
+        self.blocks = nn.ModuleList([_BlockHooks() for _ in range(n_layers)])
+        self.hook_embed = HookPoint()
+        self.hook_resid_final = HookPoint()
+        self.readout = _ReadoutHooks()
+        self._bypass = False
+        self._handles: list = []
+        self._install()
+        self.setup_hooks()
+
+    # ----------------------------------------------------------- adapter
+    def _install(self) -> None:
+        s, cfg = self.spec, self.cfg
+        H, dh = cfg.n_heads, cfg.d_head
+        add = self._handles.append
+        layers = _get(self.hf, s["layers"])
+
+        def guard(fn):
+            def wrapped(*a, **k):
+                if self._bypass:
+                    return None
+                return fn(*a, **k)
+
+            return wrapped
+
+        for L, layer in enumerate(layers):
+            hb = self.blocks[L]
+
+            def pre_layer(mod, args, kwargs, hb=hb, L=L):
+                if args:
+                    x = args[0]
+                else:
+                    x = kwargs["hidden_states"]
+                if L == 0:
+                    x = self.hook_embed(x)
+                x = hb.hook_resid_pre(x)
+                if args:
+                    return (x,) + tuple(args[1:]), kwargs
+                kwargs = dict(kwargs)
+                kwargs["hidden_states"] = x
+                return args, kwargs
+
+            add(layer.register_forward_pre_hook(guard(pre_layer), with_kwargs=True))
+            add(layer.register_forward_hook(guard(lambda m, i, o, hb=hb: _replace_first(o, hb.hook_resid_post(_first(o))))))
+
+            def post_attn(mod, inp, out, hb=hb):
+                a = hb.hook_attn_out(_first(out))
+                if isinstance(out, tuple) and len(out) > 1 and out[1] is not None:
+                    hb.attn.hook_pattern(out[1])
+                return _replace_first(out, a)
+
+            add(_get(layer, s["attn"]).register_forward_hook(guard(post_attn)))
+
+            if "qkv_fused" in s:
+                def post_qkv(mod, inp, out, hb=hb):
+                    q, k, v = out.split(cfg.d_model, dim=-1)
+                    sh = (*out.shape[:-1], H, dh)
+                    q = hb.attn.hook_q(q.reshape(sh))
+                    k = hb.attn.hook_k(k.reshape(sh))
+                    v = hb.attn.hook_v(v.reshape(sh))
+                    return torch.cat([q.flatten(-2), k.flatten(-2), v.flatten(-2)], dim=-1)
+
+                add(_get(layer, s["qkv_fused"]).register_forward_hook(guard(post_qkv)))
+            else:
+                for key, hname in (("q", "hook_q"), ("k", "hook_k"), ("v", "hook_v")):
+                    def post_proj(mod, inp, out, hp=getattr(hb.attn, hname)):
+                        x = hp(out.reshape(*out.shape[:-1], -1, dh))
+                        return x.flatten(-2)
+
+                    add(_get(layer, s[key]).register_forward_hook(guard(post_proj)))
+
+            o_proj = _get(layer, s["o_proj"])
+
+            def pre_o(mod, args, hb=hb):
+                x = args[0]
+                z = hb.attn.hook_z(x.reshape(*x.shape[:-1], H, dh))
+                return (z.flatten(-2),) + tuple(args[1:])
+
+            def post_o(mod, args, out, hb=hb):
+                hp = hb.attn.hook_result
+                if not hp._forward_hooks:
+                    return None
+                z = args[0].reshape(*args[0].shape[:-1], H, dh)
+                W = self._W_O(mod)  # [H, dh, d_model]
+                res = hp(torch.einsum("bphe,hem->bphm", z, W))
+                bias = getattr(mod, "bias", None)
+                return res.sum(-2) + (bias if bias is not None else 0.0)
+
+            add(o_proj.register_forward_pre_hook(guard(pre_o)))
+            add(o_proj.register_forward_hook(guard(post_o)))
+            add(_get(layer, s["ln2"]).register_forward_pre_hook(guard(lambda m, a, hb=hb: (hb.hook_resid_mid(a[0]),) + a[1:])))
+            add(_get(layer, s["mlp"]).register_forward_hook(guard(lambda m, i, o, hb=hb: _replace_first(o, hb.hook_mlp_out(_first(o))))))
+            add(_get(layer, s["mlp_in"]).register_forward_hook(guard(lambda m, i, o, hb=hb: hb.mlp.hook_pre(o))))
+            add(_get(layer, s["mlp_down"]).register_forward_pre_hook(guard(lambda m, a, hb=hb: (hb.mlp.hook_post(a[0]),) + a[1:])))
+
+        add(_get(self.hf, s["final_norm"]).register_forward_hook(guard(lambda m, i, o: self.hook_resid_final(o))))
+        add(_get(self.hf, s["lm_head"]).register_forward_hook(guard(lambda m, i, o: self.readout.hook_out(o))))
+
+    def _W_O(self, mod: nn.Module) -> torch.Tensor:
+        """Per-head output projection ``[head, d_head, d_model]`` of ``c_proj`` / ``o_proj``."""
+        H, dh = self.cfg.n_heads, self.cfg.d_head
+        W = mod.weight
+        W = W if self.spec["o_conv1d"] else W.T  # -> [in = H*dh, out = d_model]
+        return W.reshape(H, dh, -1)
+
+    def W_O(self, layer: int) -> torch.Tensor:
+        return self._W_O(_get(_get(self.hf, self.spec["layers"])[layer], self.spec["o_proj"]))
+
+    def remove_adapter(self) -> None:
+        """Remove the permanent hooks from the HF model (the wrapper is unusable afterwards)."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    # ----------------------------------------------------------- forward
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.ndim != 2 or tokens.dtype.is_floating_point:
+            raise InvalidParameterError(
+                "The 'tokens' parameter must be an integer tensor of shape (batch, pos). "
+                f"Got dtype {tokens.dtype} and shape {tuple(tokens.shape)} instead."
+            )
+        return self.hf(input_ids=tokens, use_cache=False).logits
+
+    def unembed(self, resid: torch.Tensor) -> torch.Tensor:
+        """Final norm + ``lm_head`` of any residual stream ``[..., d_model] -> [..., vocab]`` (logit lens)."""
+        self._bypass = True
+        try:
+            return _get(self.hf, self.spec["lm_head"])(_get(self.hf, self.spec["final_norm"])(resid))
+        finally:
+            self._bypass = False
+
+
+def load_hf(path, *, arch: str | None = None, dtype: str = "float32", device: str = "cpu") -> HookedHF:
+    """Load a causal LM from a local directory (no network) and wrap it as `HookedHF`.
+
+    Parameters
+    ----------
+    path : str or Path
+        Directory written by ``save_pretrained`` (config.json + weights).
+    """
+    import os
+
+    if not os.path.isdir(path):
+        raise InvalidParameterError(f"The 'model' parameter must be a local directory with an HF model. Got {str(path)!r} instead.")
+    from transformers import AutoModelForCausalLM
+
+    dt = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}.get(dtype)
+    if dt is None:
+        raise InvalidParameterError(f"The 'dtype' parameter must be one of {{'float32', 'float64', 'bfloat16'}}. Got {dtype!r} instead.")
+    m = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, attn_implementation="eager", dtype=dt)
+    return HookedHF(m.to(device), arch=arch)
+
+
+def tiny_hf(arch: str = "gpt2", *, n_layers: int = 2, n_heads: int = 4, d_model: int = 32, d_vocab: int = 50,
+            n_kv_heads: int | None = None, max_pos: int = 64, rng=None) -> HookedHF:
+    """A tiny randomly initialised HF model (offline, from a config), wrapped; for tests and demos."""
+    import transformers
+
+    from spinlens.random import seed_from
+
+    with torch.random.fork_rng(devices=[]):  # HF init draws from the global torch RNG: fork it, seed, restore
+        torch.manual_seed(seed_from(rng))
+        if arch == "gpt2":
+            cfg = transformers.GPT2Config(
+                n_layer=n_layers, n_head=n_heads, n_embd=d_model, vocab_size=d_vocab, n_positions=max_pos,
+                resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+            )
+            m = transformers.GPT2LMHeadModel(cfg)
+        elif arch == "llama":
+            cfg = transformers.LlamaConfig(
+                num_hidden_layers=n_layers, num_attention_heads=n_heads, hidden_size=d_model,
+                intermediate_size=2 * d_model, vocab_size=d_vocab, max_position_embeddings=max_pos,
+                num_key_value_heads=n_kv_heads or n_heads,
+            )
+            m = transformers.LlamaForCausalLM(cfg)
+        else:
+            raise InvalidParameterError(f"The 'arch' parameter must be one of {{'gpt2', 'llama'}}. Got {arch!r} instead.")
+    return HookedHF(m.float().eval(), arch=arch)

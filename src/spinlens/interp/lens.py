@@ -1,0 +1,160 @@
+"""Logit lens / read-out lens: decode every intermediate residual stream with the model's final read-out.
+
+Stages are ``embed`` (= ``blocks.0.hook_resid_pre``), then ``L.mid`` (after layer L's attention) and ``L.post``
+(after its MLP) for each layer; the last stage equals the model's output. Decoding applies the final
+LayerNorm and the read-out (`model.unembed`): the scalar read-out of regression models, the unembedding of
+language models (nostalgebraist 2020, "interpreting GPT: the logit lens"). A tuned lens (a learned affine map
+per stage before decoding, Belrose et al. 2023) is available through `fit_tuned_lens`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from spinlens.errors import InvalidParameterError
+
+
+def lens_stages(model) -> list[tuple[str, str]]:
+    """``[(stage label, hook name), ...]`` of the residual streams decoded by the lens."""
+    st = [("embed", "blocks.0.hook_resid_pre")]
+    hp = model.hook_points
+    for L in range(model.cfg.n_layers):
+        if f"blocks.{L}.hook_resid_mid" in hp and f"blocks.{L}.hook_mlp_out" in hp:
+            st.append((f"{L}.mid", f"blocks.{L}.hook_resid_mid"))
+        st.append((f"{L}.post", f"blocks.{L}.hook_resid_post"))
+    return st
+
+
+@dataclass(frozen=True)
+class LensResult:
+    """Read-out lens of a batch of prompts.
+
+    Attributes
+    ----------
+    decoded : xarray.DataArray
+        Regression: dims ``(stage, prompt)`` — the prediction decoded at each stage.
+        Tokens: dims ``(stage, prompt)`` — the probability of the target token (``target`` given) or of
+        the final top token.
+    summary : xarray.Dataset
+        Per stage. Regression: ``mse`` to the target (if given), ``mse_to_final``, ``corr_to_final``.
+        Tokens: ``prob``, ``rank`` (mean rank of the target, 0 = top), ``logit``.
+    kind : {"regression", "tokens"}
+    """
+
+    decoded: object
+    summary: object
+    kind: str
+
+
+@torch.no_grad()
+def logit_lens(model, inputs: torch.Tensor, *, target: torch.Tensor | None = None, position: int = -1,
+               tuned=None) -> LensResult:
+    """Decode each stage's residual stream at ``position`` with the final read-out.
+
+    Parameters
+    ----------
+    model : HookedModule with ``unembed``
+    inputs : Tensor
+        Prompt matrices ``(batch, D+1, N+1)`` or tokens ``(batch, pos)``.
+    target : Tensor ``(batch,)`` or None
+        Regression: the true labels; tokens: the correct token ids.
+    position : int
+        Sequence position to decode (default: the last / query position).
+    tuned : TunedLens or None
+        Apply the tuned lens' affine map per stage before decoding.
+    """
+    import xarray as xr
+
+    stages = lens_stages(model)
+    names = sorted({n for _, n in stages})
+    out, cache = model.run_with_cache(inputs, names_filter=names)
+    labels = [s for s, _ in stages]
+    res = torch.stack([cache[n][:, position] for _, n in stages])  # [stage, batch, d_model]
+    if tuned is not None:
+        res = tuned.apply(res)
+    dec = model.unembed(res)  # [stage, batch, n_out]
+    B = res.shape[1]
+    kind = getattr(model.cfg, "input_kind", "tokens")
+    if kind == "regression":
+        pred = dec[..., 0].double().cpu().numpy()
+        final = pred[-1]
+        ds = {
+            "mse_to_final": ("stage", ((pred - final) ** 2).mean(1)),
+            "corr_to_final": ("stage", np.array([_corr(p, final) for p in pred])),
+        }
+        if target is not None:
+            t = np.asarray(target.detach().cpu(), dtype=np.float64)
+            if t.shape != (B,):
+                raise InvalidParameterError(f"The 'target' parameter must have shape ({B},). Got {t.shape} instead.")
+            ds["mse"] = ("stage", ((pred - t) ** 2).mean(1))
+        decoded = xr.DataArray(pred, dims=("stage", "prompt"), coords={"stage": labels}, name="prediction")
+    else:
+        logp = torch.log_softmax(dec.double(), -1)
+        tgt = (dec[-1].argmax(-1) if target is None else target.long()).to(dec.device)
+        idx = tgt[None, :, None].expand(len(labels), B, 1)
+        lp = logp.gather(-1, idx)[..., 0]
+        tl = dec.gather(-1, idx)[..., 0]
+        rank = (dec > tl[..., None]).sum(-1)
+        decoded = xr.DataArray(lp.exp().cpu().numpy(), dims=("stage", "prompt"), coords={"stage": labels}, name="prob")
+        ds = {
+            "prob": ("stage", lp.exp().mean(1).cpu().numpy()),
+            "rank": ("stage", rank.double().mean(1).cpu().numpy()),
+            "logit": ("stage", tl.double().mean(1).cpu().numpy()),
+        }
+    summary = xr.Dataset(ds, coords={"stage": labels})
+    return LensResult(decoded, summary, kind)
+
+
+def _corr(a, b) -> float:
+    sa, sb = a.std(), b.std()
+    if sa < 1e-12 or sb < 1e-12:
+        return 0.0
+    return float(((a - a.mean()) * (b - b.mean())).mean() / (sa * sb))
+
+
+class TunedLens(torch.nn.Module):
+    """One affine map ``d_model -> d_model`` per stage (initialised at the identity), trained so that the
+    decoded stage matches the model's final output (`fit_tuned_lens`)."""
+
+    def __init__(self, n_stages: int, d_model: int, dtype=torch.float32) -> None:
+        super().__init__()
+        self.A = torch.nn.Parameter(torch.zeros(n_stages, d_model, d_model, dtype=dtype))
+        self.b = torch.nn.Parameter(torch.zeros(n_stages, d_model, dtype=dtype))
+
+    def apply(self, res: torch.Tensor) -> torch.Tensor:  # [stage, batch, d]
+        return res + torch.einsum("sbd,sde->sbe", res, self.A) + self.b[:, None]
+
+
+def fit_tuned_lens(model, inputs: torch.Tensor, *, position: int = -1, steps: int = 200, lr: float = 1e-2) -> TunedLens:
+    """Fit a `TunedLens` on ``inputs``: per stage, minimise the squared error (regression) or the KL
+    divergence (tokens) between the decoded stage and the final output. The model stays frozen."""
+    stages = lens_stages(model)
+    with torch.no_grad():
+        out, cache = model.run_with_cache(inputs, names_filter=[n for _, n in stages])
+        res = torch.stack([cache[n][:, position] for _, n in stages])
+        final = model.unembed(res[-1])
+    lens = TunedLens(len(stages), res.shape[-1], dtype=res.dtype)
+    opt = torch.optim.Adam(lens.parameters(), lr=lr)
+    kind = getattr(model.cfg, "input_kind", "tokens")
+    flags = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        for _ in range(steps):
+            opt.zero_grad()
+            dec = model.unembed(lens.apply(res))
+            if kind == "regression":
+                loss = ((dec - final) ** 2).mean()
+            else:
+                lp = torch.log_softmax(dec, -1)
+                pf = torch.softmax(final, -1)
+                loss = (pf * (torch.log(pf + 1e-12) - lp)).sum(-1).mean()
+            loss.backward()
+            opt.step()
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+    return lens

@@ -1,0 +1,126 @@
+"""Hand-built models with a known circuit ("planted truth"), used to test that each method singles it out.
+
+`planted_regression_model` (in-context regression, linear attention, no LayerNorm):
+
+* head ``(0, 0)`` computes the one-step gradient-descent estimate at every position,
+  ``s = (1/n_keys) Σ_k (x_q·x_k) y_k``, into a residual slot ``s1``;
+* head ``(1, 1)`` attends to the query position only and copies ``s1`` into the output slot ``out``
+  (a V-composition edge ``(0,0) → (1,1)`` through v), which the read-out reads; so at the query
+  ``ŷ = N/(N+1) · ŷ_GD`` + the label-independent output of the layer-1 distractor heads (exactly
+  ``N/(N+1) · ŷ_GD`` with ``distractors=False``);
+* MLP neuron ``planted_neuron`` of layer 0 reads ``s1`` (a "GD-estimate neuron"); other neurons read random
+  directions of x only;
+* every other head attends with random q/k and reads only x coordinates, so it does not depend on the
+  labels: with corrupted prompts that change only the context labels its patching effect is exactly 0.
+
+`planted_copy_model` (tokens): head ``(1, 1)`` attends to position 0 and copies its token into the logits
+(the model predicts the first token); other heads read positions only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from spinlens.models.transformer import Transformer, TransformerConfig
+from spinlens.random import torch_generator
+
+
+def planted_regression_model(d: int, n_context: int, *, n_heads: int = 2, d_mlp: int = 8,
+                             planted_neuron: int = 3, distractors: bool = True, dtype: str = "float64",
+                             rng=0) -> Transformer:
+    """Two-layer linear-attention model whose circuit is (0,0) -v-> (1,1) -> read-out (see module doc).
+
+    Slots of the residual stream (``d_model = d + 5``): ``0..d-1`` x, ``d`` y, ``d+1`` s1 (GD estimate),
+    ``d+2`` out, ``d+3`` query flag, ``d+4`` junk.
+    """
+    T = n_context + 1
+    dm = d + 5
+    S1, OUT, FLAG, JUNK = d + 1, d + 2, d + 3, d + 4
+    dh = d
+    cfg = TransformerConfig(
+        n_layers=2, n_heads=n_heads, d_model=dm, d_head=dh, d_mlp=d_mlp, act="relu", layernorm=False,
+        causal=True, attention="linear", max_pos=T, positional="learned", input_kind="regression", d_in=d + 1,
+        dtype=dtype,
+    )
+    m = Transformer(cfg, rng=rng)
+    g = torch_generator(rng)
+    dt = cfg.torch_dtype
+    with torch.no_grad():
+        for p in m.parameters():
+            p.zero_()
+        m.W_in[: d + 1, : d + 1] = torch.eye(d + 1, dtype=dt)
+        m.W_pos[T - 1, FLAG] = 1.0
+        m.readout.W[OUT, 0] = 1.0
+        sc = math.sqrt(dh)
+        # layer 0, head 0: GD estimate into s1
+        a0 = m.blocks[0].attn
+        a0.W_Q[0, :d, :d] = torch.eye(d, dtype=dt) * math.sqrt(sc)
+        a0.W_K[0, :d, :d] = torch.eye(d, dtype=dt) * math.sqrt(sc)
+        a0.W_V[0, d, 0] = 1.0
+        a0.W_O[0, 0, S1] = 1.0
+        # layer 1, head 1: attend to the query only, copy s1 to out
+        a1 = m.blocks[1].attn
+        a1.b_Q[1, 0] = T * sc
+        a1.W_K[1, FLAG, 0] = 1.0
+        a1.W_V[1, S1, 0] = 1.0
+        a1.W_O[1, 0, OUT] = 1.0
+        # distractor heads: random q/k on x, values from x only, writing into junk / out
+        for L, attn in enumerate((a0, a1)):
+            for h in range(n_heads):
+                if (L, h) in ((0, 0), (1, 1)):
+                    continue
+                attn.W_Q[h, :d] = torch.randn(d, dh, generator=g, dtype=dt) / math.sqrt(d)
+                attn.W_K[h, :d] = torch.randn(d, dh, generator=g, dtype=dt) / math.sqrt(d)
+                attn.W_V[h, :d] = torch.randn(d, dh, generator=g, dtype=dt) / math.sqrt(d)
+                attn.W_O[h, :, JUNK if L == 0 else OUT] = torch.randn(dh, generator=g, dtype=dt) * 0.3 * distractors
+        # layer-0 MLP: planted neuron reads s1; others read random x directions; all write to junk
+        if d_mlp:
+            mlp = m.blocks[0].mlp
+            mlp.W_in[:d] = torch.randn(d, d_mlp, generator=g, dtype=dt) / math.sqrt(d)
+            mlp.W_in[:, planted_neuron] = 0.0
+            mlp.W_in[S1, planted_neuron] = 1.0
+            mlp.W_out[:, JUNK] = torch.randn(d_mlp, generator=g, dtype=dt) * 0.1
+    return m
+
+
+def planted_copy_model(d_vocab: int = 10, seq_len: int = 6, *, n_heads: int = 2, strength: float = 5.0,
+                       dtype: str = "float64", rng=0) -> Transformer:
+    """Two-layer attention-only token model: head (1, 1) copies the first token into the logits.
+
+    Residual slots (``d_model = d_vocab + seq_len + 2``): token one-hot, position one-hot, two junk slots.
+    """
+    V, T = d_vocab, seq_len
+    dm = V + T + 2
+    dh = V
+    cfg = TransformerConfig(
+        n_layers=2, n_heads=n_heads, d_model=dm, d_head=dh, d_mlp=0, layernorm=False, causal=True,
+        attention="softmax", max_pos=T, positional="learned", input_kind="tokens", d_vocab=V, dtype=dtype,
+    )
+    m = Transformer(cfg, rng=rng)
+    g = torch_generator(rng)
+    dt = cfg.torch_dtype
+    with torch.no_grad():
+        for p in m.parameters():
+            p.zero_()
+        m.W_E[:, :V] = torch.eye(V, dtype=dt)
+        m.W_pos[:, V : V + T] = torch.eye(T, dtype=dt)
+        m.readout.W[:V, :] = torch.eye(V, dtype=dt)
+        a1 = m.blocks[1].attn
+        a1.b_Q[1, 0] = 40.0
+        a1.W_K[1, V, 0] = 1.0  # position 0 one-hot
+        a1.W_V[1, :V, :V] = torch.eye(V, dtype=dt)
+        a1.W_O[1, :V, :V] = torch.eye(V, dtype=dt) * strength
+        for L, attn in enumerate((m.blocks[0].attn, a1)):
+            for h in range(n_heads):
+                if (L, h) == (1, 1):
+                    continue
+                attn.W_Q[h, V : V + T] = torch.randn(T, dh, generator=g, dtype=dt)
+                attn.W_K[h, V : V + T] = torch.randn(T, dh, generator=g, dtype=dt)
+                attn.W_V[h, V : V + T] = torch.randn(T, dh, generator=g, dtype=dt)
+                if L == 0:
+                    attn.W_O[h, :, V + T] = torch.randn(dh, generator=g, dtype=dt)
+                else:
+                    attn.W_O[h, :, :V] = torch.randn(dh, V, generator=g, dtype=dt) * 0.3
+    return m
