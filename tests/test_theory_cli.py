@@ -114,3 +114,15 @@ def test_simulate_json(capsys):
     code2, out2, _ = _run(capsys, "simulate", "--d", "12", "--alpha", "2", "--tau", "2", "--kappa", "0.5",
                           "--rho", "0.1", "--lam", "0.1", "--seed", "0", "--json")
     assert json.loads(out2)["sim_icl_error"] == obj["sim_icl_error"]  # seeded
+
+
+def test_diversity_json_and_out(tmp_path, capsys):
+    code, out, _ = _run(capsys, "diversity", "--D", "3", "--N", "6", "--P", "100", "--K", "2,8", "--n-test", "200",
+                        "--seed", "1", "--json", "--out", str(tmp_path / "div"))
+    assert code == 0
+    obj = json.loads(out)
+    assert [r["n_tasks"] for r in obj["rows"]] == [2, 8, "inf"]
+    for f in ("diversity.csv", "diversity.nc", "diversity.png", "diversity.pdf", "run.json"):
+        assert (tmp_path / "div" / f).stat().st_size > 0
+    code, _, err = _run(capsys, "diversity", "--K", "0")
+    assert code == 2 and "'K'" in err
