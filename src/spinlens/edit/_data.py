@@ -98,7 +98,7 @@ def train_regression(model, Z, y, *, lr=3e-3, steps=300, batch_size=64, rng=None
                 if named[n].grad is not None:
                     named[n].grad.mul_(m.to(named[n].grad.dtype))
         opt.step()
-        hist.append(float(loss))
+        hist.append(float(loss.detach()))
     return hist
 
 

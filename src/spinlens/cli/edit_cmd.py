@@ -1,0 +1,337 @@
+"""``spinlens steer | pinpoint | merge | quantize``: act on what interpretability found (issue 6).
+
+Every command works on a small GPT-2-style ICL-regression transformer: ``--model FILE`` (saved by
+`spinlens.edit.experiments.save_transformer`) or, by default, a base trained here in a few seconds and
+cached as ``OUT/base.safetensors``. Heavy imports happen inside the command functions.
+"""
+
+from __future__ import annotations
+
+from spinlens.cli._common import add_command
+
+STEER_EXAMPLES = """  spinlens steer --out steer-out                      # function/task vectors: recovery vs strength and layer
+  spinlens steer --spec spec.yaml --out steer-spec --json   # apply a spec file of interventions
+  # spec.yaml:
+  #   interventions:
+  #     - {type: add, hook: blocks.1.hook_resid_pre, vector: v.npy, strength: 2.0, positions: -1}
+  #     - {type: ablate, hook: blocks.0.attn.hook_result, head: 1, mode: mean}
+  #     - {type: neurons, hook: blocks.0.mlp.hook_post, neurons: [3, 7], scale: 0}
+  #     - {type: tokens, op: shuffle_labels}
+"""
+PINPOINT_EXAMPLES = """  spinlens pinpoint --out pin-out                     # top-2 heads vs random vs bottom vs full fine-tuning
+  spinlens pinpoint --target noisy --k 1 --importance attribution --steps 200 --out pin-noisy
+  spinlens pinpoint --importance-file scores.nc --out pin-custom   # DataArray (layer, head) from patching
+"""
+MERGE_EXAMPLES = """  spinlens merge --out merge-out                      # fine-tune on two task families, merge 4 ways, evaluate
+  spinlens merge --tasks corr noisy --density 0.5 --out merge-cn
+  spinlens merge --base base.safetensors --models a.safetensors b.safetensors --method ties --save merged.safetensors
+"""
+QUANTIZE_EXAMPLES = """  spinlens quantize --out quant-out                   # loss vs average bits: uniform vs importance-guided
+  spinlens quantize --budgets 3 3.4 4 --group-size 16 --out quant-g16
+  spinlens quantize --budget 3.4 --json --out quant-one    # one guided allocation, printed as JSON
+"""
+
+
+def _common(p, *, steps_default=300):
+    p.add_argument("--model", help="a .safetensors Transformer (default: train a small base, cached in OUT)")
+    p.add_argument("--d", type=int, default=5, help="token dimension D of the default base")
+    p.add_argument("--n-context", type=int, default=10, help="context length N of the default base")
+    p.add_argument("--base-steps", type=int, default=2000, help="training steps of the default base")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="output folder (figures PNG+PDF, data, run.json)")
+    p.add_argument("--json", action="store_true", help="print the main result as one JSON line")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def register(sub) -> None:
+    p = add_command(sub, "steer", "Steer a model: token/activation/neuron/module interventions, function vectors",
+                    STEER_EXAMPLES, _steer)
+    _common(p)
+    p.add_argument("--spec", help="JSON/YAML intervention spec; without it, run the function-vector experiment")
+    p.add_argument("--strengths", type=float, nargs="+", default=[0, 0.5, 1, 2, 3, 4])
+    p.add_argument("--n-top-heads", type=int, default=3)
+    p.add_argument("--n-prompts", type=int, default=256)
+
+    p = add_command(sub, "pinpoint", "Pinpoint tuning of important heads vs random heads vs full fine-tuning",
+                    PINPOINT_EXAMPLES, _pinpoint)
+    _common(p)
+    p.add_argument("--target", choices=["corr", "noisy", "aniso"], default="corr",
+                   help="shifted task: correlated inputs, noisy labels, anisotropic task prior")
+    p.add_argument("--k", type=int, default=2, help="number of heads to tune")
+    p.add_argument("--n-random", type=int, default=3, help="random draws of k heads")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--importance", choices=["patching", "attribution"], default="patching")
+    p.add_argument("--importance-file", help="NetCDF DataArray (layer, head) of importance scores")
+
+    p = add_command(sub, "merge", "Merge fine-tunes of one base: task arithmetic, TIES, neuron-level merge",
+                    MERGE_EXAMPLES, _merge)
+    _common(p)
+    p.add_argument("--tasks", nargs=2, choices=["corr", "noisy", "aniso"], default=["corr", "aniso"])
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--density", type=float, default=0.3, help="TIES: fraction of each task vector kept")
+    p.add_argument("--base", help="with --models: the common base (.safetensors)")
+    p.add_argument("--models", nargs="+", help="fine-tuned models (.safetensors) to merge")
+    p.add_argument("--method", choices=["task_arithmetic", "ties"], default="task_arithmetic")
+    p.add_argument("--scale", type=float, default=None, help="λ (default 1/T for task arithmetic, 1 for TIES)")
+    p.add_argument("--save", help="with --models: where to write the merged model")
+
+    p = add_command(sub, "quantize", "Importance-guided mixed-precision fake quantization vs uniform bits",
+                    QUANTIZE_EXAMPLES, _quantize)
+    _common(p)
+    p.add_argument("--budgets", type=float, nargs="+", default=[2.5, 3.0, 3.4, 4.0, 5.0])
+    p.add_argument("--budget", type=float, help="only this budget: print its guided allocation (with --json)")
+    p.add_argument("--uniform-bits", type=int, nargs="+", default=[2, 3, 4, 5, 6, 8])
+    p.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4, 5, 6, 8], help="bit widths to choose from")
+    p.add_argument("--group-size", type=int, default=32)
+    p.add_argument("--n-random", type=int, default=3)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _setup(args):
+    import os
+    from pathlib import Path
+
+    import torch
+
+    from spinlens.edit.experiments import load_transformer, pretrained_base
+    from spinlens.errors import check_int
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
+    check_int("d", args.d, low=1, high=64)
+    check_int("n_context", args.n_context, low=1, high=512)
+    check_int("base_steps", args.base_steps, low=0, high=10**6)
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    if args.model:
+        model = load_transformer(args.model)
+    else:
+        cache = out / "base.safetensors" if out else None
+        model = pretrained_base(args.d, args.n_context, steps=args.base_steps, path=cache, rng=args.seed)
+    return model, out
+
+
+def _write(out, stem, ds, fig, args, extra=None):
+    import json
+    import sys
+
+    from spinlens import __version__
+    from spinlens.cli._common import jsonable
+    from spinlens.edit.plots import save_figure
+
+    if out is None:
+        return
+    ds.to_dataframe().to_csv(out / f"{stem}.csv") if "run" in ds.dims else _to_csv(ds, out / f"{stem}.csv")
+    ds.to_netcdf(out / f"{stem}.nc")
+    save_figure(fig, out, stem)
+    run = {"command": " ".join(["spinlens"] + sys.argv[1:]), "args": {k: v for k, v in vars(args).items() if k != "func"},
+           "seed": args.seed, "version": __version__, "attrs": dict(ds.attrs), **(extra or {})}
+    (out / "run.json").write_text(json.dumps(jsonable(run), indent=1, default=str))
+
+
+def _to_csv(ds, path):
+    import pandas as pd
+
+    frames = []
+    for name, da in ds.data_vars.items():
+        df = da.to_dataframe(name="value").reset_index()
+        df.insert(0, "variable", name)
+        frames.append(df)
+    pd.concat(frames, ignore_index=True).to_csv(path, index=False)
+
+
+# ----------------------------------------------------------------------------------------------- commands
+
+
+def _steer(args):
+    import numpy as np
+    import torch
+
+    from spinlens.cli._common import print_json, print_table
+    from spinlens.edit._data import sample_regression_prompts
+    from spinlens.interp import steering as st
+
+    model, out = _setup(args)
+    if args.spec:
+        spec = st.load_spec(args.spec)
+        d, n = model.cfg.d_in - 1, model.cfg.max_pos - 1
+        Z, y, _ = sample_regression_prompts(args.n_prompts, d, n, rng=args.seed)
+        Zt = torch.as_tensor(Z, dtype=next(model.parameters()).dtype)
+        ivs = st.interventions_from_spec(spec, model=model, Z_ref=Zt)
+        base = st.run_steered(model, Zt)
+        steered = st.run_steered(model, Zt, ivs)
+        yt = torch.as_tensor(y, dtype=base.dtype)
+        res = {"n_interventions": len(ivs), "mean_shift": float((steered - base).mean()),
+               "mean_abs_shift": float((steered - base).abs().mean()), "mse_before": float(((base - yt) ** 2).mean()),
+               "mse_after": float(((steered - yt) ** 2).mean())}
+        if out:
+            import json
+
+            np.savetxt(out / "steered.csv", np.stack([y, base.numpy(), steered.numpy()], 1), delimiter=",",
+                       header="target,unsteered,steered", comments="")
+            (out / "run.json").write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "func"},
+                                                      "result": res}, indent=1, default=str))
+        print_json(res) if args.json else print_table(list(res.items()))
+        return 0
+    from spinlens.edit.experiments import steering_experiment
+    from spinlens.edit.plots import plot_steering
+    from spinlens.errors import check_int
+
+    check_int("n_top_heads", args.n_top_heads, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
+    ds = steering_experiment(model, strengths=args.strengths, n_top_heads=args.n_top_heads, n_prompts=args.n_prompts,
+                             rng=args.seed)
+    fig, _ = plot_steering(ds)
+    _write(out, "steering", ds, fig, args)
+    best = np.unravel_index(np.argmax(ds["recovery"].values), ds["recovery"].shape)
+    res = {"recovery_icl": ds.attrs["recovery_icl"], "best_function_vector_recovery": float(ds["recovery"].values[best]),
+           "best_layer": str(ds["layer"].values[best[0]]), "best_strength": float(ds["strength"].values[best[1]]),
+           "best_mean_diff_recovery": float(ds["recovery_mean_diff"].values.max()),
+           "best_task_vector_recovery": float(ds["recovery_task_vector"].values.max()), "fv_heads": ds.attrs["fv_heads"]}
+    print_json(res) if args.json else print_table(list(res.items()))
+    return 0
+
+
+def _pinpoint(args):
+    from spinlens.cli._common import print_json
+    from spinlens.edit.experiments import pinpoint_experiment
+    from spinlens.edit.plots import plot_pinpoint
+    from spinlens.errors import InvalidParameterError, check_float, check_int
+
+    model, out = _setup(args)
+    check_int("k", args.k, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
+    check_int("steps", args.steps, low=1)
+    check_float("lr", args.lr, low=0, low_open=True)
+    imp = args.importance
+    if args.importance_file:
+        import xarray as xr
+
+        try:
+            imp_da = xr.open_dataarray(args.importance_file)
+        except (OSError, ValueError) as exc:
+            raise InvalidParameterError(f"The 'importance_file' parameter must be a NetCDF DataArray: {exc}") from None
+        ds = _pinpoint_with(model, imp_da, args)
+    else:
+        ds = pinpoint_experiment(model, target=args.target, k=args.k, n_random=args.n_random, steps=args.steps,
+                                 lr=args.lr, importance=imp, rng=args.seed, progress=not args.no_progress)
+    fig, _ = plot_pinpoint(ds)
+    extra = {}
+    if out:
+        extra["delta"] = _save_top_delta(model, ds, args, out)
+    _write(out, "pinpoint", ds, fig, args, extra)
+    df = ds[["method", "components", "target_mse", "general_mse", "target_gain", "general_change", "n_trainable"]]
+    df = df.drop_vars([v for v in ("imp_layer", "head") if v in df.coords]).to_dataframe()
+    if args.json:
+        print_json(df.reset_index().to_dict(orient="list"))
+    else:
+        print(df.to_string(float_format=lambda x: f"{x:.4g}"))
+    return 0
+
+
+def _pinpoint_with(model, imp_da, args):
+    from spinlens.edit._data import sample_regression_prompts
+    from spinlens.edit.experiments import _task_kwargs
+    from spinlens.edit.pinpoint import pinpoint_comparison
+    from spinlens.random import spawn
+
+    d, n = model.cfg.d_in - 1, model.cfg.max_pos - 1
+    g = spawn(args.seed, 4)
+    kw = _task_kwargs(args.target, d)
+    Ztr, ytr, _ = sample_regression_prompts(8192, d, n, rng=g[0], **kw)
+    Zte, yte, _ = sample_regression_prompts(2048, d, n, rng=g[1], **kw)
+    Zg, yg, _ = sample_regression_prompts(2048, d, n, rng=g[2])
+    ds = pinpoint_comparison(model, (Ztr, ytr, Zte, yte), (Zg, yg), importance=imp_da, kind="head", k=args.k,
+                             n_random=args.n_random, lr=args.lr, steps=args.steps, rng=g[3])
+    ds["importance"] = (("imp_layer", "head"), imp_da.values)
+    ds.attrs.update(target=args.target, importance=str(args.importance_file), k=args.k)
+    return ds
+
+
+def _save_top_delta(model, ds, args, out):
+    from spinlens.edit._data import sample_regression_prompts
+    from spinlens.edit.experiments import _task_kwargs
+    from spinlens.edit.pinpoint import pinpoint_tune, save_delta
+
+    comps = str(ds["components"].values[list(ds["method"].values).index("importance")]).split(",")
+    d, n = model.cfg.d_in - 1, model.cfg.max_pos - 1
+    Z, y, _ = sample_regression_prompts(8192, d, n, rng=args.seed, **_task_kwargs(args.target, d))
+    res = pinpoint_tune(model, comps, Z, y, lr=args.lr, steps=args.steps, rng=args.seed)
+    n_saved = save_delta(out / "pinpoint_delta.safetensors", model, res.model, res.masks,
+                         metadata={"components": comps, "target": args.target})
+    return {"file": "pinpoint_delta.safetensors", "components": comps, "n_entries": n_saved}
+
+
+def _merge(args):
+    from spinlens.cli._common import print_json
+    from spinlens.errors import InvalidParameterError, check_float
+
+    check_float("density", args.density, low=0, high=1, low_open=True)
+    if args.models:
+        from spinlens.edit.experiments import load_transformer, save_transformer
+        from spinlens.edit.merging import merge_models
+
+        if not args.base or not args.save:
+            raise InvalidParameterError("Merging saved models needs --base and --save.")
+        base = load_transformer(args.base)
+        models = [load_transformer(p) for p in args.models]
+        kw = {"density": args.density, "scale": 1.0 if args.scale is None else args.scale} if args.method == "ties" \
+            else {"scale": args.scale}
+        merged = merge_models(base, models, args.method, **kw)
+        save_transformer(merged, args.save)
+        print_json({"saved": args.save, "method": args.method, **kw}) if args.json else print(f"saved {args.save}")
+        return 0
+    from spinlens.edit.experiments import merging_experiment
+    from spinlens.edit.plots import plot_merging
+
+    if args.tasks[0] == args.tasks[1]:
+        raise InvalidParameterError(f"The 'tasks' parameter must name two different task families. Got {args.tasks}.")
+    model, out = _setup(args)
+    ds = merging_experiment(model, tasks=tuple(args.tasks), steps=args.steps, lr=args.lr, density=args.density,
+                            rng=args.seed, progress=not args.no_progress)
+    fig, _ = plot_merging(ds)
+    _write(out, "merging", ds, fig, args)
+    table = ds["mse"].to_pandas()
+    if args.json:
+        print_json({m: dict(zip(table.columns, table.loc[m].tolist())) for m in table.index})
+    else:
+        print(table.to_string(float_format=lambda x: f"{x:.4g}"))
+    return 0
+
+
+def _quantize(args):
+    import json
+
+    from spinlens.cli._common import print_json
+    from spinlens.edit.experiments import quantization_experiment
+    from spinlens.edit.plots import plot_quantization
+    from spinlens.errors import InvalidParameterError, check_float, check_int
+
+    check_int("group_size", args.group_size, low=1)
+    for b in args.bits + args.uniform_bits:
+        check_int("bits", b, low=1, high=16)
+    budgets = [args.budget] if args.budget is not None else args.budgets
+    for b in budgets:
+        check_float("budget", b, low=min(args.bits), high=max(args.bits))
+    if len(set(args.bits)) != len(args.bits):
+        raise InvalidParameterError(f"The 'bits' parameter must not repeat values. Got {args.bits}.")
+    model, out = _setup(args)
+    ds = quantization_experiment(model, budgets=budgets, uniform_bits=args.uniform_bits, bits=sorted(args.bits),
+                                 group_size=args.group_size, n_random=args.n_random, rng=args.seed,
+                                 progress=not args.no_progress)
+    fig, _ = plot_quantization(ds)
+    _write(out, "quantization", ds, fig, args)
+    df = ds.drop_vars("bits_json").to_dataframe()
+    if args.budget is not None and args.json:
+        sel = (ds["scheme"].values == "guided_ablation")
+        i = int(sel.nonzero()[0][0])
+        print_json({"budget": args.budget, "average_bits": float(ds["average_bits"].values[i]),
+                    "mse": float(ds["mse"].values[i]), "fp_mse": ds.attrs["fp_mse"],
+                    "bits": json.loads(str(ds["bits_json"].values[i]))})
+    elif args.json:
+        print_json(df.reset_index().to_dict(orient="list"))
+    else:
+        print(df.to_string(float_format=lambda x: f"{x:.4g}"))
+    return 0

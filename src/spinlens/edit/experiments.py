@@ -1,0 +1,409 @@
+"""End-to-end experiments of issue 6 on small ICL-regression transformers (used by the CLI and examples).
+
+Each experiment returns an ``xarray.Dataset`` (the data behind its figure); plots live in
+`spinlens.edit.plots`. Every experiment compares the interpretability-informed choice with an uninformed
+baseline on the same model:
+
+* `steering_experiment`: function vectors (heads chosen by causal indirect effect) and task vectors added
+  at the query of zero-shot prompts, recovery of the ICL prediction vs strength and layer; baseline: a
+  random vector of the same norm.
+* `pinpoint_experiment`: top-k heads by importance vs k random heads vs bottom-k vs full fine-tuning.
+* `merging_experiment`: task arithmetic, TIES and neuron merge of two fine-tunes of one base.
+* `quantization_experiment`: loss vs average bits for uniform, importance-guided, measured-cost-guided
+  and random allocations.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from spinlens.edit._data import mse, sample_regression_prompts, train_regression
+from spinlens.random import as_generator, spawn
+
+BASE_DEFAULTS = dict(n_layers=2, n_heads=4, d_model=32, d_mlp=64)
+
+
+# ------------------------------------------------------------------------------------------ base model
+
+
+def save_transformer(model, path) -> Path:
+    """Save a `Transformer` as one safetensors file with its config in the metadata."""
+    from safetensors.torch import save_file
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(p),
+              metadata={"spinlens_transformer_config": json.dumps(model.cfg.to_dict())})
+    return p
+
+
+def load_transformer(path):
+    """Load a model saved by `save_transformer`."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from spinlens.errors import InvalidParameterError
+    from spinlens.models.transformer import Transformer, TransformerConfig
+
+    p = Path(path)
+    if not p.exists():
+        raise InvalidParameterError(f"The 'model' parameter must be an existing .safetensors file. Got {str(p)!r}.")
+    with safe_open(str(p), framework="pt") as f:
+        meta = f.metadata() or {}
+    if "spinlens_transformer_config" not in meta:
+        raise InvalidParameterError(f"{str(p)!r} has no spinlens transformer config in its metadata.")
+    m = Transformer(TransformerConfig(**json.loads(meta["spinlens_transformer_config"])))
+    m.load_state_dict(load_file(str(p)))
+    return m
+
+
+def pretrained_base(d: int = 5, n_context: int = 10, *, steps: int = 2000, path=None, rng=0, **arch):
+    """A small GPT-2-style transformer trained on isotropic ICL linear regression (cached at ``path``)."""
+    from spinlens.models.transformer import Transformer
+
+    if path is not None and Path(path).exists():
+        return load_transformer(path)
+    g1, g2, g3 = spawn(rng, 3)
+    cfg = {**BASE_DEFAULTS, **arch}
+    m = Transformer(d_in=d + 1, max_pos=n_context + 1, rng=g1, **cfg)
+    Z, y, _ = sample_regression_prompts(max(20000, 16 * steps), d, n_context, rng=g2)
+    train_regression(m, Z, y, lr=2e-3, steps=steps, batch_size=128, rng=g3)
+    if path is not None:
+        save_transformer(m, path)
+    return m
+
+
+def _d_n(model):
+    return model.cfg.d_in - 1, model.cfg.max_pos - 1
+
+
+# ----------------------------------------------------------------------------------------------- steering
+
+
+def steering_experiment(model, *, strengths=(0, 0.5, 1, 2, 3, 4), n_top_heads: int = 3, n_prompts: int = 256, rng=0):
+    """Function-vector and task-vector steering of zero-shot prompts towards one task w_A.
+
+    ICL prompts all use one task w_A; zero-shot prompts have the context labels set to 0 (token-level
+    ablation of the demonstrations). Heads with the largest causal indirect effect (corrupted = shuffled
+    labels) give the function vector; it is added at the query at ``blocks.L.hook_resid_pre`` (L = 0 ..
+    n_layers−1) and at the final residual (``blocks.{last}.hook_resid_post``).
+
+    Returns an xarray.Dataset with ``recovery`` (layer, strength) = 1 − MSE_steered / MSE_zero-shot of the
+    function vector, ``recovery_random`` for a random vector of the same norm, ``recovery_task_vector``
+    (layer) for Hendel et al.'s patch of the mean residual (it overwrites the query token, x_query
+    included), ``recovery_mean_diff`` for the difference of mean residuals ICL − zero-shot added with a
+    strength (CAA), and the indirect-effect map ``indirect_effect``
+    (ie_layer, head).
+    """
+    import torch
+    import xarray as xr
+
+    from spinlens.interp import steering as st
+
+    d, n = _d_n(model)
+    g = as_generator(rng)
+    wA = g.standard_normal(d)
+    Z_icl, y_icl, _ = sample_regression_prompts(n_prompts, d, n, w=wA, rng=g)
+    Z_q, y_q, _ = sample_regression_prompts(n_prompts, d, n, w=wA, rng=g)
+    Z_zero = st.TokenEdit("zero_labels").apply(Z_q)
+    Z_shuf = st.TokenEdit("shuffle_labels", seed=1).apply(Z_icl)
+    L = model.cfg.n_layers
+    ie = st.head_indirect_effect(model, Z_icl, Z_shuf, y_icl)
+    flat = np.argsort(-ie.values.ravel())[:n_top_heads]
+    heads = [(int(i // ie.shape[1]), int(i % ie.shape[1])) for i in flat]
+    fv = st.function_vector(model, Z_icl, heads)
+    rv = torch.as_tensor(g.standard_normal(fv.shape[0]), dtype=fv.dtype)
+    rv = rv / rv.norm() * fv.norm()
+    hooks = [f"blocks.{i}.hook_resid_pre" for i in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
+    dtype = next(model.parameters()).dtype
+    Zz = torch.as_tensor(Z_zero, dtype=dtype)
+    t = torch.as_tensor(y_q, dtype=dtype)
+
+    def err(ivs):
+        return float(torch.mean((st.run_steered(model, Zz, ivs) - t) ** 2))
+
+    e0 = err([])
+    e_icl = mse(model, Z_q, y_q)
+    rec = np.zeros((len(hooks), len(strengths)))
+    rec_r = np.zeros_like(rec)
+    for i, hk in enumerate(hooks):
+        for j, s in enumerate(strengths):
+            rec[i, j] = 1 - err([st.AddVector(hk, fv, float(s), -1)]) / e0
+            rec_r[i, j] = 1 - err([st.AddVector(hk, rv, float(s), -1)]) / e0
+    rec_md = np.zeros_like(rec)
+    for i, hk in enumerate(hooks):
+        md = st.difference_of_means(model, Z_icl, Z_zero, hk, position=-1)
+        for j, s in enumerate(strengths):
+            rec_md[i, j] = 1 - err([st.AddVector(hk, md, float(s), -1)]) / e0
+    rec_tv = np.array(
+        [1 - err([st.SetActivation(hk, st.mean_activation(model, Z_icl, hk, position=-1), -1)]) / e0 for hk in hooks]
+    )
+    return xr.Dataset(
+        {
+            "recovery": (("layer", "strength"), rec, {"long_name": "1 − MSE/MSE_zero-shot (function vector)"}),
+            "recovery_random": (("layer", "strength"), rec_r, {"long_name": "same, random vector of equal norm"}),
+            "recovery_mean_diff": (("layer", "strength"), rec_md,
+                                   {"long_name": "same, mean(ICL) − mean(zero-shot) residual (CAA)"}),
+            "recovery_task_vector": (("layer",), rec_tv, {"long_name": "task vector patch (Hendel et al.)"}),
+            "indirect_effect": (("ie_layer", "head"), ie.values),
+        },
+        coords={"layer": hooks, "strength": np.asarray(strengths, float), "ie_layer": np.arange(L),
+                "head": np.arange(ie.shape[1])},
+        attrs={"mse_zero_shot": e0, "mse_icl": e_icl, "recovery_icl": 1 - e_icl / e0, "fv_heads": json.dumps(heads),
+               "fv_norm": float(fv.norm())},
+    )
+
+
+# ----------------------------------------------------------------------------------------------- pinpoint
+
+
+TARGET_TASKS = {
+    "corr": dict(corr=0.7),
+    "noisy": dict(sigma_eps=0.5),
+    "aniso": dict(task_cov="aniso"),
+}
+
+
+def _task_kwargs(name: str, d: int) -> dict:
+    kw = dict(TARGET_TASKS[name])
+    if kw.get("task_cov") == "aniso":
+        kw["task_cov"] = np.diag(np.where(np.arange(d) < d // 2 + 1, 2.0, 0.1))
+    return kw
+
+
+def pinpoint_experiment(model, *, target: str = "corr", k: int = 2, n_random: int = 3, steps: int = 300,
+                        lr: float = 3e-3, importance: str = "patching", n_train: int = 8192, rng=0, progress=False):
+    """Adapt ``model`` to a shifted task (``target`` in {"corr", "noisy", "aniso"}) by pinpoint tuning.
+
+    ``importance``: "patching" (activation patching of each head's output, `spinlens.interp.patching`, on
+    target-task prompts vs label-corrupted copies; falls back to attribution if unavailable) or
+    "attribution" (gradient × activation). Returns the dataset of `pinpoint_comparison` plus the
+    importance map.
+    """
+    from spinlens.edit.pinpoint import attribution_importance, pinpoint_comparison
+
+    d, n = _d_n(model)
+    g = spawn(rng, 5)
+    kw = _task_kwargs(target, d)
+    Ztr, ytr, _ = sample_regression_prompts(n_train, d, n, rng=g[0], **kw)
+    Zte, yte, _ = sample_regression_prompts(2048, d, n, rng=g[1], **kw)
+    Zg, yg, _ = sample_regression_prompts(2048, d, n, rng=g[2])
+    imp, used = None, importance
+    if importance == "patching":
+        try:
+            imp = _patching_importance(model, Ztr[:512], target_kw=kw, rng=g[3])
+        except ImportError:  # pragma: no cover - interp.patching not present
+            used = "attribution"
+    if imp is None:
+        imp = attribution_importance(model, Ztr[:512], ytr[:512], kind="head")
+    ds = pinpoint_comparison(model, (Ztr, ytr, Zte, yte), (Zg, yg), importance=imp, kind="head", k=k,
+                             n_random=n_random, lr=lr, steps=steps, rng=g[4], progress=progress)
+    ds["importance"] = (("imp_layer", "head"), np.asarray(imp.values, float))
+    ds = ds.assign_coords(imp_layer=np.arange(imp.shape[0]), head=np.arange(imp.shape[1]))
+    ds.attrs.update(target=target, importance=used, k=k, steps=steps, lr=lr)
+    return ds
+
+
+def _patching_importance(model, Z, *, target_kw, rng):
+    """|activation-patching score| of each head output (denoising label-corrupted target-task prompts)."""
+    import torch
+
+    from spinlens.interp.metrics import regression_metric
+    from spinlens.interp.patching import activation_patch
+
+    d, n = _d_n(model)
+    g = as_generator(rng)
+    dtype = next(model.parameters()).dtype
+    w2 = g.standard_normal((Z.shape[0], d))
+    Zc = Z.copy()
+    Zc[:, d, :n] = np.einsum("pd,pdn->pn", w2, Z[:, :d, :n]) / np.sqrt(d)
+    clean = torch.as_tensor(Z, dtype=dtype)
+    with torch.no_grad():
+        target = model(clean)
+    res = activation_patch(model, clean, torch.as_tensor(Zc, dtype=dtype), metric=regression_metric(target),
+                           component="result")
+    s = res.scores
+    return abs(s.fillna(0.0))
+
+
+# ------------------------------------------------------------------------------------------------ merging
+
+
+def merging_experiment(model, *, tasks=("corr", "aniso"), steps: int = 300, lr: float = 3e-3, density: float = 0.3,
+                       n_train: int = 8192, rng=0, progress=False):
+    """Fine-tune ``model`` on two task families, merge, evaluate every model on both tasks (and the base task).
+
+    Returns an xarray.Dataset with ``mse`` (model, task) for models base, expert_A, expert_B, task arithmetic
+    (λ = 1/2 and λ = 1), TIES and the neuron merge.
+    """
+    import xarray as xr
+
+    from spinlens.edit.merging import merge_models
+    from spinlens.edit.pinpoint import attribution_importance, pinpoint_tune
+
+    d, n = _d_n(model)
+    gs = spawn(rng, 3 * len(tasks) + 1)
+    data = {}
+    for i, t in enumerate(tasks):
+        kw = _task_kwargs(t, d)
+        data[t] = (sample_regression_prompts(n_train, d, n, rng=gs[3 * i], **kw),
+                   sample_regression_prompts(2048, d, n, rng=gs[3 * i + 1], **kw))
+    data["base"] = (None, sample_regression_prompts(2048, d, n, rng=gs[-1]))
+    experts, imps = [], []
+    for i, t in enumerate(tasks):
+        (Ztr, ytr, _), _ = data[t]
+        res = pinpoint_tune(model, "all", Ztr, ytr, lr=lr, steps=steps, batch_size=128, rng=gs[3 * i + 2],
+                            progress=progress)
+        experts.append(res.model)
+        imps.append(attribution_importance(res.model, Ztr[:512], ytr[:512], kind="neuron"))
+    models = {"base": model, "expert_A": experts[0], "expert_B": experts[1],
+              "task_arithmetic_0.5": merge_models(model, experts, "task_arithmetic", scale=0.5),
+              "task_arithmetic_1": merge_models(model, experts, "task_arithmetic", scale=1.0),
+              "ties": merge_models(model, experts, "ties", density=density, scale=1.0),
+              "neuron": merge_models(model, experts, "neuron", importances=imps)}
+    evals = [tasks[0], tasks[1], "base"]
+    vals = np.array([[mse(m, data[t][1][0], data[t][1][1]) for t in evals] for m in models.values()])
+    frac = np.mean(np.argmax(np.stack([np.asarray(i.values) for i in imps]), 0) == 0)
+    return xr.Dataset({"mse": (("model", "task"), vals, {"long_name": "test MSE"})},
+                      coords={"model": list(models), "task": [f"A:{tasks[0]}", f"B:{tasks[1]}", "base"]},
+                      attrs={"steps": steps, "lr": lr, "density": density, "neurons_to_A": float(frac)})
+
+
+# ------------------------------------------------------------------------------------------- quantization
+
+
+def component_importance(model, Z, y, *, method: str = "attribution"):
+    """Importance of each head and each MLP: {component name: score >= 0}.
+
+    ``method="attribution"``: |gradient × activation| of the head output (``hook_result``) and of the MLP
+    output (``hook_mlp_out``), averaged over prompts. ``method="ablation"``: increase of the MSE when the
+    component's output is mean-ablated (`spinlens.interp.steering.Ablate`), clipped at 0.
+    """
+    import torch
+
+    from spinlens.errors import check_choice
+
+    check_choice("method", method, ("attribution", "ablation"))
+    if method == "ablation":
+        return _ablation_importance(model, Z, y)
+
+    from spinlens.edit.components import model_shape
+
+    s = model_shape(model)
+    names = [f"blocks.{L}.attn.hook_result" for L in range(s["n_layers"])]
+    if s["d_mlp"]:
+        names += [f"blocks.{L}.hook_mlp_out" for L in range(s["n_layers"])]
+    acts = {}
+
+    def keep(a, hook):
+        a.retain_grad()
+        acts[hook.name] = a
+
+    dtype = next(model.parameters()).dtype
+    with model.hooks([(nm, keep) for nm in names]):
+        pred = model(torch.as_tensor(Z, dtype=dtype))
+        loss = ((pred - torch.as_tensor(y, dtype=dtype)) ** 2).sum()
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+    out = {}
+    for nm in names:
+        a, gr = acts[nm].detach(), acts[nm].grad
+        L = int(nm.split(".")[1])
+        if "attn" in nm:
+            per = (a * gr).sum(dim=(1, 3)).abs().mean(0)
+            for h in range(per.shape[0]):
+                out[f"L{L}H{h}"] = float(per[h])
+        else:
+            out[f"L{L}.mlp"] = float((a * gr).sum(dim=(1, 2)).abs().mean())
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+def _ablation_importance(model, Z, y):
+    import torch
+
+    from spinlens.edit.components import model_shape
+    from spinlens.interp.steering import Ablate, run_steered
+
+    s = model_shape(model)
+    dtype = next(model.parameters()).dtype
+    Zt, yt = torch.as_tensor(Z, dtype=dtype), torch.as_tensor(y, dtype=dtype)
+    base = float(torch.mean((run_steered(model, Zt) - yt) ** 2))
+    out = {}
+    for L in range(s["n_layers"]):
+        hk = f"blocks.{L}.attn.hook_result"
+        ref = Ablate.from_model(model, Zt, hk, "mean").reference
+        for h in range(s["n_heads"]):
+            e = float(torch.mean((run_steered(model, Zt, [Ablate(hk, "mean", ref, head=h)]) - yt) ** 2))
+            out[f"L{L}H{h}"] = max(e - base, 0.0)
+    for L in range(s["n_layers"] if s["d_mlp"] else 0):
+        ab = Ablate.from_model(model, Zt, f"blocks.{L}.hook_mlp_out", "mean")
+        out[f"L{L}.mlp"] = max(float(torch.mean((run_steered(model, Zt, [ab]) - yt) ** 2)) - base, 0.0)
+    return out
+
+
+def quantization_experiment(model, *, budgets=(2.5, 3.0, 3.4, 4.0, 5.0), uniform_bits=(2, 3, 4, 5, 6, 8),
+                            bits=(2, 3, 4, 5, 6, 8), group_size: int = 32, n_test: int = 2048, n_random: int = 3,
+                            rng=0, progress=False):
+    """Loss vs average bits for uniform, importance-guided, measured-guided and random allocations.
+
+    Components: each head and each MLP. Guided schemes (all allocated by the exact DP knapsack):
+    ``guided_attribution`` and ``guided_ablation`` use cost = importance × (relative weight error)² with the
+    two `component_importance` methods; ``guided_measured`` uses the measured MSE increase when only that
+    component is quantized (`measured_cost_table`). All importances/costs use calibration prompts
+    disjoint from the test prompts. Returns an xarray.Dataset with one row per run: ``scheme``,
+    ``average_bits``, ``effective_bits`` (with scale/zero overhead), ``mse`` and ``bits_json``.
+    """
+    import xarray as xr
+
+    from spinlens.edit.components import component_size
+    from spinlens.edit.quantization import (
+        allocate_bits,
+        importance_cost_table,
+        measured_cost_table,
+        quantization_components,
+        quantize_model,
+        random_allocation,
+        uniform_allocation,
+    )
+
+    d, n = _d_n(model)
+    g = spawn(rng, 3 + n_random)
+    Zc, yc, _ = sample_regression_prompts(1024, d, n, rng=g[0])
+    Zt, yt, _ = sample_regression_prompts(n_test, d, n, rng=g[1])
+    comps = quantization_components(model, "head")
+    sizes = {str(c): component_size(model, c) for c in comps}
+    base = mse(model, Zt, yt)
+    rows = [("fp32", 32.0, 32.0, base, "{}")]
+
+    def run(scheme, alloc):
+        q = quantize_model(model, alloc.bits, group_size=group_size)
+        rows.append((scheme, alloc.average_bits, alloc.average_bits + 32 / group_size, mse(q, Zt, yt),
+                     json.dumps(alloc.bits)))
+
+    for b in uniform_bits:
+        run("uniform", uniform_allocation(model, b, group_size=group_size))
+    imp = component_importance(model, Zc, yc, method="attribution")
+    imp_ab = component_importance(model, Zc, yc, method="ablation")
+    cost_imp = importance_cost_table(model, imp, bits, group_size=group_size)
+    cost_ab = importance_cost_table(model, imp_ab, bits, group_size=group_size)
+    cost_meas = measured_cost_table(model, comps, lambda m: mse(m, Zc, yc), bits, group_size=group_size,
+                                    progress=progress)
+    for B in budgets:
+        run("guided_attribution", allocate_bits(cost_imp, sizes, B, method="dp", group_size=group_size))
+        run("guided_ablation", allocate_bits(cost_ab, sizes, B, method="dp", group_size=group_size))
+        run("guided_measured", allocate_bits(cost_meas, sizes, B, method="dp", group_size=group_size))
+        for r in range(n_random):
+            run("random", random_allocation(model, B, bits, rng=g[3 + r], group_size=group_size))
+    scheme, avg, eff, err, bj = zip(*rows)
+    return xr.Dataset(
+        {"average_bits": ("run", np.array(avg)), "effective_bits": ("run", np.array(eff)),
+         "mse": ("run", np.array(err)), "bits_json": ("run", list(bj))},
+        coords={"run": np.arange(len(rows)), "scheme": ("run", list(scheme))},
+        attrs={"group_size": group_size, "fp_mse": base, "importance_json": json.dumps(imp),
+               "ablation_importance_json": json.dumps(imp_ab),
+               "sizes_json": json.dumps(sizes)},
+    )
