@@ -135,6 +135,8 @@ def plot_circuit(circuit, *, ax=None, title: str = "circuit"):
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
     ax.set_xlim(-0.7, nH - 0.3)
     ax.set_ylim(-0.6, nL + 0.6)
+    ax.set_xticks(range(nH))
+    ax.set_yticks(range(nL))
     ax.set_xlabel("head")
     ax.set_ylabel("layer")
     ax.set_title(title)

@@ -453,3 +453,50 @@ class Transformer(HookedModule):
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+TRANSFORMER_FORMAT = "spinlens-transformer/1"
+
+
+def save_transformer(model: Transformer, path, *, metadata: dict | None = None):
+    """Save a `Transformer` into folder ``path``: ``model.safetensors`` + ``config.json`` (format
+    ``spinlens-transformer/1``; loading never unpickles). Returns the folder."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    folder = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": TRANSFORMER_FORMAT})
+    record = {"format": TRANSFORMER_FORMAT, "config": model.cfg.to_dict(), "metadata": metadata or {}}
+    (folder / "config.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
+def load_transformer(path, *, device: str = "cpu") -> Transformer:
+    """Load a `Transformer` saved by `save_transformer`, or the ``"tf"`` model of a zoo checkpoint."""
+    import json
+    from pathlib import Path
+
+    folder = Path(path)
+    cfg_file = folder / "config.json"
+    if not cfg_file.exists():
+        raise InvalidParameterError(f"The 'checkpoint' parameter must be a folder with config.json. Got {str(path)!r} instead.")
+    record = json.loads(cfg_file.read_text())
+    if record.get("format") != TRANSFORMER_FORMAT:
+        from spinlens.models.checkpoint import load_checkpoint
+
+        model = load_checkpoint(folder, device=device)
+        if not isinstance(model, Transformer):
+            raise InvalidParameterError(
+                f"The checkpoint {str(path)!r} holds a {type(model).__name__}; interpretability methods need a "
+                "spinlens Transformer (zoo arch 'tf' or save_transformer)."
+            )
+        return model
+    from safetensors.torch import load_file
+
+    model = Transformer(TransformerConfig(**record["config"]), rng=0)
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return model.to(device).eval()

@@ -1,0 +1,312 @@
+"""`spinlens interp`: interpretability methods on spinlens transformers and local Hugging Face causal LMs.
+
+Subcommands: lens, patch, path, circuit, attribution, neurons, flow. Each writes a figure (PNG + PDF), the data
+behind it (NetCDF / JSON) and run.json under ``--out``, and prints a short summary (``--json``: one object).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from ._common import Formatter, add_command, print_json
+
+EXAMPLES = """  spinlens interp patch --planted regression --out runs/interp-patch
+  spinlens interp circuit --checkpoint runs/tf --n-prompts 256 --threshold 0.1 --out runs/circuit
+  spinlens interp lens --model path/to/hf-model --n-prompts 64 --out runs/lens --json
+"""
+
+SUB = {
+    "lens": ("Read-out / logit lens: decode every layer's residual stream with the final read-out.",
+             "  spinlens interp lens --planted regression --out runs/lens\n"
+             "  spinlens interp lens --planted copy --json\n"
+             "  spinlens interp lens --model path/to/hf-model --tuned --out runs/lens-hf\n"),
+    "patch": ("Activation patching: recovery of the clean output when one head (layer, position) is patched.",
+              "  spinlens interp patch --planted regression --out runs/patch\n"
+              "  spinlens interp patch --checkpoint runs/tf --component z --per-position --out runs/patch-pos\n"
+              "  spinlens interp patch --model path/to/hf-model --component mlp_out --json\n"),
+    "path": ("Path patching: effect of every sender head through the receivers' q/k/v only (all else frozen).",
+             "  spinlens interp path --planted regression --receivers output --out runs/path\n"
+             "  spinlens interp path --planted regression --receivers 1.1 --input v --json\n"
+             "  spinlens interp path --checkpoint runs/tf --receivers 1.0,1.2 --input k --out runs/path-k\n"),
+    "circuit": ("Circuit discovery: iterate path patching backwards from the output; draw the circuit.",
+                "  spinlens interp circuit --planted regression --out runs/circuit\n"
+                "  spinlens interp circuit --checkpoint runs/tf --threshold 0.05 --json\n"
+                "  spinlens interp circuit --planted copy --out runs/circuit-copy\n"),
+    "attribution": ("Attribution patching over all edges, checked against exact path patching; circuit faithfulness.",
+                    "  spinlens interp attribution --planted regression --out runs/attr\n"
+                    "  spinlens interp attribution --checkpoint runs/tf --threshold 0.05 --json\n"
+                    "  spinlens interp attribution --checkpoint runs/tok --out runs/attr-tok\n"),
+    "neurons": ("Neuron and head descriptions: correlations with task quantities, top prompts, templated text.",
+                "  spinlens interp neurons --planted regression --out runs/neurons\n"
+                "  spinlens interp neurons --checkpoint runs/tf --top 20 --json\n"
+                "  spinlens interp neurons --model path/to/hf-model --out runs/neurons-hf\n"),
+    "flow": ("Information flow: attention rollout from every position to the query, per layer.",
+             "  spinlens interp flow --planted regression --out runs/flow\n"
+             "  spinlens interp flow --planted copy --head 1 --json\n"
+             "  spinlens interp flow --model path/to/hf-model --out runs/flow-hf\n"),
+}
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model (one of)")
+    g.add_argument("--model", default=None, help="local Hugging Face causal LM folder (GPT-2 or Llama family)")
+    g.add_argument("--checkpoint", default=None, help="spinlens Transformer folder (save_transformer, or zoo 'tf')")
+    g.add_argument("--planted", default=None, help="hand-built model with a known circuit: regression | copy "
+                   "(default regression when no model is given)")
+    g = p.add_argument_group("data")
+    g.add_argument("--n-prompts", type=int, default=256, help="clean/corrupted prompt pairs (>= 2)")
+    g.add_argument("--d", type=int, default=4, help="planted regression: token dimension D")
+    g.add_argument("--n-context", type=int, default=None, help="regression: context length N (default: the model's)")
+    g.add_argument("--n-pairs", type=int, default=4, help="token models: input→label pairs per prompt")
+    g.add_argument("--seed", type=int, default=0, help="seed of the prompts")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default=None, help="folder for figures (PNG, PDF), data (NetCDF/JSON) and run.json")
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    g.add_argument("--no-progress", action="store_true", help="hide progress output")
+
+
+def register(sub) -> None:
+    p = add_command(sub, "interp", "Interpretability: lens, activation/path patching, circuits, neurons, flow.",
+                    EXAMPLES, None)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    isub = p.add_subparsers(dest="interp_command", metavar="METHOD")
+    for name, (help_, ex) in SUB.items():
+        q = isub.add_parser(name, help=help_, description=help_, epilog="examples:\n" + ex, formatter_class=Formatter)
+        _common(q)
+        q.set_defaults(func=_run, method=name)
+        if name == "lens":
+            q.add_argument("--tuned", action="store_true", help="also fit a tuned lens (affine map per stage)")
+        if name == "patch":
+            q.add_argument("--component", default="z", help="z | q | k | v | result | pattern | resid_pre | "
+                           "resid_mid | resid_post | attn_out | mlp_out")
+            q.add_argument("--per-position", action="store_true", help="patch each position separately")
+            q.add_argument("--direction", default="denoise", help="denoise (clean into corrupt) | noise")
+        if name == "path":
+            q.add_argument("--receivers", default="output", help="'output' or heads 'L.H,L.H'")
+            q.add_argument("--input", default="q", help="receiver input: q | k | v")
+        if name in ("circuit", "attribution"):
+            q.add_argument("--threshold", type=float, default=0.1, help="keep edges with |score| above this (>= 0)")
+        if name == "neurons":
+            q.add_argument("--top", type=int, default=12, help="units shown in the table and figure (>= 1)")
+        if name == "flow":
+            q.add_argument("--head", type=int, default=None, help="one head's rollout (default: mean over heads)")
+            q.add_argument("--residual-weight", type=float, default=0.5, help="weight of the residual in [0, 1]")
+
+
+# ------------------------------------------------------------------------------------------------ setup
+def _setup(args):
+    """Model, clean/corrupt inputs, metric and extras from the arguments."""
+    import torch
+
+    from spinlens.errors import InvalidParameterError, check_int
+    from spinlens.interp import metrics as M
+    from spinlens.interp import planted, tasks
+
+    n = check_int("n-prompts", args.n_prompts, low=2)
+    given = [x for x in (args.model, args.checkpoint, args.planted) if x]
+    if len(given) > 1:
+        raise InvalidParameterError("Give at most one of --model, --checkpoint, --planted.")
+    extras = {}
+    if args.model:
+        from spinlens.interp.hf import load_hf
+
+        model = load_hf(args.model)
+        source = f"hf:{args.model}"
+    elif args.checkpoint:
+        from spinlens.models.transformer import load_transformer
+
+        model = load_transformer(args.checkpoint)
+        source = f"checkpoint:{args.checkpoint}"
+    else:
+        kind = args.planted or "regression"
+        if kind == "regression":
+            d = check_int("d", args.d, low=1)
+            N = check_int("n-context", args.n_context if args.n_context is not None else 10, low=1)
+            model = planted.planted_regression_model(d, N)
+        elif kind == "copy":
+            model = planted.planted_copy_model()
+        else:
+            raise InvalidParameterError(f"The 'planted' parameter must be one of {{'regression', 'copy'}}. Got {kind!r} instead.")
+        source = f"planted:{kind}"
+    model.eval()
+    cfg = model.cfg
+    dtype = next(model.parameters()).dtype
+    if getattr(cfg, "input_kind", "tokens") == "regression":
+        d = cfg.d_in - 1
+        N = args.n_context if args.n_context is not None else (cfg.max_pos - 1)
+        N = check_int("n-context", N, low=1, high=cfg.max_pos - 1)
+        pr = tasks.regression_pairs(d, N, n, dtype=dtype, rng=args.seed)
+        clean, corrupt = pr.clean, pr.corrupt
+        with torch.no_grad():
+            metric = M.projection_metric(model(clean), model(corrupt))
+        extras.update(target=pr.y, quantities=tasks.task_quantities(clean, pr.y, pr.w), kind="regression")
+    else:
+        V = cfg.d_vocab
+        if source == "planted:copy":
+            g = torch.Generator().manual_seed(args.seed)
+            T = cfg.max_pos
+            clean = torch.randint(0, V, (n, T), generator=g)
+            corrupt = clean.clone()
+            corrupt[:, 0] = (clean[:, 0] + torch.randint(1, V, (n,), generator=g)) % V
+            ans, alt = clean[:, 0], corrupt[:, 0]
+        else:
+            n_in = max(args.n_pairs, min(12, V // 2))
+            n_lab = min(6, V - n_in)
+            if n_lab < 2:
+                raise InvalidParameterError(f"The model's vocabulary ({V}) is too small for the token task (needs >= {args.n_pairs + 2}).")
+            tp = tasks.token_icl_pairs(n, n_pairs=args.n_pairs, n_inputs=n_in, n_labels=n_lab, rng=args.seed)
+            clean, corrupt, ans, alt = tp.clean, tp.corrupt, tp.answer, tp.corrupt_answer
+        metric = M.logit_diff_metric(ans, alt)
+        pos = torch.arange(clean.shape[1]).repeat(n)
+        cat = {"token": clean.reshape(-1).numpy(), "position": pos.numpy()}
+        if source == "planted:copy":
+            cat["first_token"] = clean[:, :1].expand(-1, clean.shape[1]).reshape(-1).numpy()
+        else:
+            cat["answer"] = ans[:, None].expand(-1, clean.shape[1]).reshape(-1).numpy()
+        extras.update(target=ans, kind="tokens", categorical=cat)
+    return model, clean, corrupt, metric, extras, source
+
+
+def _write_run(out, args, summary):
+    import spinlens
+
+    rec = {"command": "interp " + args.method, "argv": sys.argv[1:], "seed": args.seed,
+           "version": getattr(spinlens, "__version__", "?"), "summary": summary,
+           "args": {k: v for k, v in vars(args).items() if k != "func"}}
+    from ._common import jsonable
+
+    with open(os.path.join(out, "run.json"), "w") as fh:
+        json.dump(jsonable(rec), fh, indent=2)
+
+
+def _parse_heads(spec: str, cfg):
+    from spinlens.errors import InvalidParameterError
+
+    heads = []
+    for part in spec.split(","):
+        try:
+            L, h = part.strip().split(".")
+            heads.append((int(L), int(h)))
+        except ValueError:
+            raise InvalidParameterError(f"The 'receivers' parameter must be 'output' or heads 'L.H,L.H'. Got {spec!r} instead.") from None
+    return heads
+
+
+# ------------------------------------------------------------------------------------------------ run
+def _run(args) -> int:
+    import numpy as np
+    import torch
+
+    from spinlens import interp as I
+    from spinlens.interp import plotting as P
+
+    torch.set_grad_enabled(True)
+    t0 = time.perf_counter()
+    model, clean, corrupt, metric, extras, source = _setup(args)
+    out = args.out
+    figs, data = [], []
+    summary: dict = {"model": source, "n_prompts": int(clean.shape[0])}
+    m = args.method
+    if m == "lens":
+        res = I.logit_lens(model, clean, target=extras.get("target"))
+        summary["stages"] = [str(s) for s in res.summary.coords["stage"].values]
+        for k in res.summary.data_vars:
+            summary[k] = [float(v) for v in res.summary[k].values]
+        if args.tuned:
+            tl = I.fit_tuned_lens(model, clean[: max(2, len(clean) // 2)])
+            rt = I.logit_lens(model, clean, target=extras.get("target"), tuned=tl)
+            summary["tuned"] = {k: [float(v) for v in rt.summary[k].values] for k in rt.summary.data_vars}
+        if out:
+            figs += P.save_figure(P.plot_lens(res), out, "lens")
+            data.append(P.save_data(res.summary, out, "lens"))
+    elif m == "patch":
+        res = I.activation_patch(model, clean, corrupt, metric=metric, component=args.component,
+                                 per_position=args.per_position, direction=args.direction, progress=not args.no_progress)
+        summary.update(component=args.component, metric_base=res.metric_base, metric_source=res.metric_source,
+                       top=[{**k, "score": v} for k, v in res.top(5)])
+        if out:
+            figs += P.save_figure(P.plot_patching(res), out, "patch")
+            data.append(P.save_data(res.scores, out, "patch"))
+    elif m == "path":
+        rec = "output" if args.receivers == "output" else _parse_heads(args.receivers, model.cfg)
+        res = I.path_patch(model, clean, corrupt, metric=metric, receivers=rec, receiver_input=args.input)
+        summary.update(receivers=args.receivers, input=args.input, top=[{**k, "score": v} for k, v in res.top(5)])
+        if out:
+            figs += P.save_figure(P.plot_heatmap(res.scores, title=f"path patching → {args.receivers} ({args.input})"), out, "path")
+            data.append(P.save_data(res.scores, out, "path"))
+    elif m == "circuit":
+        c = I.find_circuit(model, clean, corrupt, metric=metric, threshold=args.threshold, progress=not args.no_progress)
+        f = I.circuit_faithfulness(model, clean, corrupt, c.nodes, metric=metric)
+        summary.update(c.to_dict(), faithfulness=f)
+        if out:
+            figs += P.save_figure(P.plot_circuit(c, title=f"circuit (threshold {args.threshold}, faithfulness {f:.2f})"), out, "circuit")
+            os.makedirs(out, exist_ok=True)
+            with open(os.path.join(out, "circuit.json"), "w") as fh:
+                json.dump(c.to_dict() | {"faithfulness": f}, fh, indent=2)
+            data.append(os.path.join(out, "circuit.json"))
+    elif m == "attribution":
+        ac = I.attribution_circuit(model, clean, corrupt, metric=metric, threshold=args.threshold)
+        exact = I.path_patch(model, clean, corrupt, metric=metric, receivers="output")
+        a = ac.attribution.output.values.ravel()
+        e = exact.scores.values.ravel()
+        ok = np.isfinite(a) & np.isfinite(e)
+        r = float(np.corrcoef(a[ok], e[ok])[0, 1]) if ok.sum() > 2 and np.std(a[ok]) > 0 and np.std(e[ok]) > 0 else float("nan")
+        summary.update(ac.circuit.to_dict(), faithfulness=ac.faithfulness, faithfulness_empty=ac.faithfulness_empty,
+                       output_edges_corr_with_exact=r, output_edges_max_abs_diff=float(np.max(np.abs(a[ok] - e[ok]))))
+        if out:
+            figs += P.save_figure(P.plot_attribution_vs_exact(a, e, title="head → output edges"), out, "attribution_vs_exact")
+            figs += P.save_figure(P.plot_circuit(ac.circuit, title=f"attribution circuit (faithfulness {ac.faithfulness:.2f})"), out, "attribution_circuit")
+            data.append(P.save_data(ac.attribution.edges, out, "edge_attribution"))
+            data.append(P.save_data(ac.attribution.output, out, "output_attribution"))
+    elif m == "neurons":
+        if extras["kind"] == "regression":
+            rep = I.describe_units(model, clean, extras["quantities"])
+        else:
+            rep = I.describe_units(model, clean, None, position=None, categorical=extras["categorical"])
+        summary["units"] = [{"unit": u, "quantity": q, "r": r, "description": d} for u, q, r, d in rep.table(args.top)]
+        if out:
+            figs += P.save_figure(P.plot_units(rep, k=args.top), out, "neurons")
+            data.append(P.save_data(rep.corr, out, "neurons"))
+    elif m == "flow":
+        res = I.attention_rollout(model, clean, head=args.head, residual_weight=args.residual_weight)
+        qf = res.query_flow.values
+        summary.update(query_flow_last_layer=[float(v) for v in qf[-1]], top_source_position=int(np.argmax(qf[-1])))
+        if out:
+            figs += P.save_figure(P.plot_flow(res), out, "flow")
+            data.append(P.save_data(res.rollout, out, "flow"))
+    summary["seconds"] = time.perf_counter() - t0
+    if out:
+        summary["files"] = figs + data
+        _write_run(out, args, summary)
+    if args.json:
+        print_json(summary)
+    else:
+        _print_summary(m, summary)
+    return 0
+
+
+def _print_summary(m, s) -> None:
+    print(f"spinlens interp {m}: {s['model']}, {s['n_prompts']} prompts, {s['seconds']:.2f} s")
+    if "top" in s:
+        for row in s["top"]:
+            print("  " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    if "nodes" in s:
+        print(f"  nodes: {s['nodes']}")
+        for e in s["edges"]:
+            print(f"  {e['sender']} -> {e['receiver']} ({e['input']}): {e['score']:+.3f}")
+        print(f"  faithfulness: {s['faithfulness']:.3f}")
+    if "units" in s:
+        for u in s["units"]:
+            print("  " + u["description"])
+    if "stages" in s:
+        for i, st in enumerate(s["stages"]):
+            vals = ", ".join(f"{k}={s[k][i]:.4g}" for k in ("mse", "mse_to_final", "corr_to_final", "prob", "rank") if k in s)
+            print(f"  {st:>8}: {vals}")
+    if "query_flow_last_layer" in s:
+        print(f"  most information at the query comes from position {s['top_source_position']}")
+    for f in s.get("files", []):
+        print(f"  wrote {f}")
