@@ -323,3 +323,12 @@ def test_no_warnings_on_normal_points():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         learning_curve(alpha=[0.5, 5], tau=np.geomspace(0.05, 50, 30), kappa=[0.1, 1, INF], rho=0.1, lam=[0, 1e-3])
+
+
+@pytest.mark.parametrize("modname", ["spinlens.theory.asymptotic", "spinlens.theory.baselines"])
+def test_docstring_examples(modname):
+    import doctest
+    import importlib
+
+    res = doctest.testmod(importlib.import_module(modname))
+    assert res.attempted > 0 and res.failed == 0
