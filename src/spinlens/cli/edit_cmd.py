@@ -125,7 +125,14 @@ def _write(out, stem, ds, fig, args, extra=None):
 
     if out is None:
         return
-    ds.to_dataframe().to_csv(out / f"{stem}.csv") if "run" in ds.dims else _to_csv(ds, out / f"{stem}.csv")
+    if "run" in ds.dims:
+        run_vars = [v for v in ds.data_vars if ds[v].dims == ("run",)]
+        ds[run_vars].to_dataframe().to_csv(out / f"{stem}.csv")
+        rest = [v for v in ds.data_vars if v not in run_vars]
+        if rest:
+            _to_csv(ds[rest].drop_dims("run", errors="ignore"), out / f"{stem}_{'_'.join(rest)}.csv")
+    else:
+        _to_csv(ds, out / f"{stem}.csv")
     ds.to_netcdf(out / f"{stem}.nc")
     save_figure(fig, out, stem)
     run = {"command": " ".join(["spinlens"] + sys.argv[1:]), "args": {k: v for k, v in vars(args).items() if k != "func"},

@@ -96,7 +96,7 @@ def steering_experiment(model, *, strengths=(0, 0.5, 1, 2, 3, 4), n_top_heads: i
     (layer) for Hendel et al.'s patch of the mean residual (it overwrites the query token, x_query
     included), ``recovery_mean_diff`` for the difference of mean residuals ICL − zero-shot added with a
     strength (CAA), and the indirect-effect map ``indirect_effect``
-    (ie_layer, head).
+    (ie_layer, head), and the effect size ``abs_shift`` (layer, strength): mean |ŷ_steered − ŷ_unsteered|.
     """
     import torch
     import xarray as xr
@@ -126,6 +126,7 @@ def steering_experiment(model, *, strengths=(0, 0.5, 1, 2, 3, 4), n_top_heads: i
         return float(torch.mean((st.run_steered(model, Zz, ivs) - t) ** 2))
 
     e0 = err([])
+    sweep = st.steering_sweep(model, Zz, fv, hooks, strengths)
     e_icl = mse(model, Z_q, y_q)
     rec = np.zeros((len(hooks), len(strengths)))
     rec_r = np.zeros_like(rec)
@@ -144,6 +145,8 @@ def steering_experiment(model, *, strengths=(0, 0.5, 1, 2, 3, 4), n_top_heads: i
     return xr.Dataset(
         {
             "recovery": (("layer", "strength"), rec, {"long_name": "1 − MSE/MSE_zero-shot (function vector)"}),
+            "abs_shift": (("layer", "strength"), sweep["abs_shift"].values,
+                          {"long_name": "mean |ŷ_steered − ŷ| (function vector)"}),
             "recovery_random": (("layer", "strength"), rec_r, {"long_name": "same, random vector of equal norm"}),
             "recovery_mean_diff": (("layer", "strength"), rec_md,
                                    {"long_name": "same, mean(ICL) − mean(zero-shot) residual (CAA)"}),

@@ -21,8 +21,15 @@ def plot_steering(ds):
     dashed: mean-difference vector, dotted: random vector of the FV's norm; ×: task-vector patch).
     Right: head indirect effects."""
     plt = _plt()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.6), gridspec_kw={"width_ratios": [1.6, 1]})
+    fig, (ax0, ax, ax2) = plt.subplots(1, 3, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1.2, 1.4, 1]})
     s = ds["strength"].values
+    colors0 = plt.cm.viridis(np.linspace(0, 0.9, ds.sizes["layer"]))
+    for i, hk in enumerate(ds["layer"].values):
+        ax0.plot(s, ds["abs_shift"].values[i], "-o", ms=3, color=colors0[i], label=str(hk))
+    ax0.set_xlabel("strength α")
+    ax0.set_ylabel("mean |ŷ_steered − ŷ|")
+    ax0.set_title("effect size of the function vector", fontsize=9)
+    ax0.legend(fontsize=7)
     colors = plt.cm.viridis(np.linspace(0, 0.9, ds.sizes["layer"]))
     for i, hk in enumerate(ds["layer"].values):
         ax.plot(s, ds["recovery"].values[i], "-o", ms=3, color=colors[i], label=str(hk))
@@ -36,15 +43,18 @@ def plot_steering(ds):
     ax.set_ylabel("1 − MSE / MSE(zero-shot)")
     ax.set_title("steering zero-shot prompts towards task w_A", fontsize=9)
     ax.legend(fontsize=7, loc="best")
-    im = ax2.imshow(ds["indirect_effect"].values, cmap="RdBu_r", aspect="auto",
+    ie = ds["indirect_effect"].values
+    im = ax2.imshow(ie, cmap="RdBu_r", aspect="auto", extent=(-0.5, ie.shape[1] - 0.5, ie.shape[0] - 0.5, -0.5),
                     vmax=np.abs(ds["indirect_effect"].values).max(), vmin=-np.abs(ds["indirect_effect"].values).max())
+    ax2.set_xticks(range(ie.shape[1]))
+    ax2.set_yticks(range(ie.shape[0]))
     ax2.set_xlabel("head")
     ax2.set_ylabel("layer")
     ax2.set_title("causal indirect effect (FV heads: " + ", ".join(f"L{a}H{b}" for a, b in json.loads(ds.attrs["fv_heads"])) + ")",
                   fontsize=8)
     fig.colorbar(im, ax=ax2)
     fig.tight_layout()
-    return fig, (ax, ax2)
+    return fig, (ax0, ax, ax2)
 
 
 def plot_pinpoint(ds):
@@ -66,7 +76,10 @@ def plot_pinpoint(ds):
     ax.set_ylabel("general-task MSE change")
     ax.set_title(f"pinpoint tuning, k={ds.attrs.get('k')} heads, target={ds.attrs.get('target')}", fontsize=9)
     ax.legend(fontsize=7)
-    im = ax2.imshow(ds["importance"].values, cmap="viridis", aspect="auto")
+    imp = ds["importance"].values
+    im = ax2.imshow(imp, cmap="viridis", aspect="auto", extent=(-0.5, imp.shape[1] - 0.5, imp.shape[0] - 0.5, -0.5))
+    ax2.set_xticks(range(imp.shape[1]))
+    ax2.set_yticks(range(imp.shape[0]))
     ax2.set_xlabel("head")
     ax2.set_ylabel("layer")
     ax2.set_title(f"head importance ({ds.attrs.get('importance')})", fontsize=9)
