@@ -168,7 +168,7 @@ def landscape_dataset(d: int, n_context: int, n_prompts_list, *, l2_strength: fl
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(it, desc="landscape", leave=False)
+        it = tqdm(it, desc="landscape", leave=False, disable=None)
     for i in it:
         H = build_hamiltonian(dist.sample(Ps[i], rng=streams[3 * i]), l2_strength=l2_strength)
         W, E = sample_energies(H, n_samples, rng=streams[3 * i + 1])
