@@ -172,3 +172,17 @@ def test_spin_glass_ridge_matches_theory_through_to_lu():
     # a wrong λ map (e.g. forgetting the factor D) would be far off
     wrong = learning_curve_point(5, 25, math.inf, 0, 0.2 / D).icl_error
     assert abs(err - wrong) > 2 * abs(err - th)
+
+
+def test_spin_glass_fig4b_theory_columns_via_to_lu():
+    # THEORY.md §3.4 (SG Fig. 4b: D=20, P=10⁴, wd = λ0 = 0.01): LU theory with the AMP λ (E's l2_strength = λ0)
+    # and with Adam's coupled weight decay (l2_strength = wd/2)
+    from spinlens.conventions import l2_strength_from_weight_decay
+
+    amp = [0.5221, 0.3549, 0.2724, 0.2234, 0.1909, 0.1677, 0.1504, 0.1369, 0.1262, 0.1174]
+    sgd = [0.5201, 0.3485, 0.2632, 0.2121, 0.1782, 0.1539, 0.1358, 0.1217, 0.1104, 0.1012]
+    for i, N in enumerate(range(20, 201, 20)):
+        e_amp = learning_curve_point(**to_lu(20, N, 10_000, 0.01)).icl_error
+        e_sgd = learning_curve_point(**to_lu(20, N, 10_000, l2_strength_from_weight_decay(0.01))).icl_error
+        assert abs(e_amp - amp[i]) <= 6e-5, N
+        assert abs(e_sgd - sgd[i]) <= 6e-5, N
