@@ -1,0 +1,51 @@
+"""`spinlens interp` CLI: every method on the planted models writes figure + data + run.json; bad input exits 2."""
+
+import json
+
+import pytest
+
+from spinlens.cli.main import main
+
+
+@pytest.mark.parametrize("method,files", [
+    ("patch", ["patch.png", "patch.pdf", "patch.nc"]),
+    ("circuit", ["circuit.png", "circuit.pdf", "circuit.json"]),
+    ("lens", ["lens.png", "lens.pdf", "lens.nc"]),
+    ("attribution", ["attribution_vs_exact.png", "attribution_circuit.pdf", "edge_attribution.nc"]),
+    ("neurons", ["neurons.png", "neurons.nc"]),
+    ("flow", ["flow.png", "flow.pdf", "flow.nc"]),
+    ("path", ["path.png", "path.nc"]),
+])
+def test_methods_write_outputs(tmp_path, capsys, method, files):
+    out = tmp_path / method
+    assert main(["interp", method, "--planted", "regression", "--n-prompts", "32", "--out", str(out), "--json",
+                 "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for f in files + ["run.json"]:
+        assert (out / f).exists(), f
+    if method == "circuit":
+        assert summary["nodes"] == [[0, 0], [1, 1]] and summary["faithfulness"] == pytest.approx(1.0)
+    if method == "patch":
+        assert {(t["layer"], t["head"]) for t in summary["top"][:2]} == {(0, 0), (1, 1)}
+
+
+def test_copy_model_and_checkpoint(tmp_path, capsys):
+    from spinlens.interp.planted import planted_copy_model
+    from spinlens.models.transformer import save_transformer
+
+    save_transformer(planted_copy_model(), tmp_path / "ck")
+    # a token checkpoint gets the in-context token task (2 pairs fit in its 6 positions)
+    assert main(["interp", "patch", "--checkpoint", str(tmp_path / "ck"), "--n-prompts", "16", "--n-pairs", "2", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["model"].startswith("checkpoint:") and len(s["top"]) == 4
+    assert main(["interp", "circuit", "--planted", "copy", "--n-prompts", "16", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["nodes"] == [[1, 1]]
+
+
+def test_bad_input_exit_2(capsys):
+    assert main(["interp", "patch", "--planted", "banana"]) == 2
+    assert "planted" in capsys.readouterr().err
+    assert main(["interp", "patch", "--component", "zz", "--n-prompts", "8"]) == 2
+    assert main(["interp", "path", "--receivers", "1-1", "--n-prompts", "8"]) == 2
+    assert main(["interp", "lens", "--n-prompts", "1"]) == 2
