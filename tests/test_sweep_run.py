@@ -38,7 +38,7 @@ def _brute_force_prompts_features(params):
 def test_exact_point_matches_brute_force_ridge_and_monte_carlo():
     params = dict(make_grid({"D": 3, "N": 6, "P": 60, "lam": 0.05}).points().__next__())
     obs = ["test_error", "pool_error", "train_error", "contrast_ratio", "zero_mode_fraction", "overlap", "n_iter"]
-    r = compute_point(params, obs, method="exact")
+    r = compute_point(params, obs, method="exact", sampler="core")
     pr, S, y = _brute_force_prompts_features(params)
     P, n = S.shape
     w = np.linalg.solve(S.T @ S / P + params["lam"] * np.eye(n), S.T @ y / P)
@@ -81,7 +81,7 @@ def test_cavity_point_masks_non_converged_and_reports_distance(tmp_path):
     assert ((d > 0) & (d < 0.5)).all()
     # a coordinate lookup gives the same numbers as a direct call at that point
     p = dict(make_grid({**base, "N": 30, "P": 400, "seed": 1}).points().__next__())
-    direct = compute_point(p, ["contrast_ratio"])
+    direct = compute_point(p, ["contrast_ratio"])  # same default sampler as the sweep
     assert ds.contrast_ratio.sel(n_context=30, n_prompts=400, seed=1).item() == direct["contrast_ratio"]
 
 

@@ -57,6 +57,9 @@ def register(sub) -> None:
     p.add_argument("--tol", type=float, default=None, help="cavity tolerance on the mean squared change (default 1e-6)")
     p.add_argument("--n-mc", type=int, default=None,
                    help="Monte-Carlo prompts for errors without a closed form (corr > 0; default 4096)")
+    p.add_argument("--sampler", default=None, choices=["auto", "reduced", "core"],
+                   help="training features: 'core' draws full prompts; 'reduced' the same feature distribution "
+                        "from ~3D+4 numbers per prompt (corr = 0); 'auto' (default) reduced where corr = 0")
     p.add_argument("--out", default="sweep-out", metavar="DIR", help="sweep directory")
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: number of CPU cores)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -83,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if v is not None:
             grid_spec[name] = v
     settings = dict(cfg["settings"])
-    allowed = {"observables", "method", "max_iter", "tol", "n_mc", "jobs", "scheduler", "chunk_size", "point_fn"}
+    allowed = {"observables", "method", "max_iter", "tol", "n_mc", "sampler", "jobs", "scheduler", "chunk_size", "point_fn"}
     unknown = sorted(set(settings) - allowed)
     if unknown:
         raise InvalidParameterError(
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     obs = settings.get("observables", list(DEFAULT_OBSERVABLES))
     if args.jobs is not None and args.jobs < 1:
         raise InvalidParameterError(f"The 'jobs' parameter must be an integer >= 1. Got {args.jobs} instead.")
-    kwargs = {k: settings[k] for k in ("method", "max_iter", "tol", "n_mc", "jobs", "scheduler", "chunk_size", "point_fn")
+    kwargs = {k: settings[k] for k in ("method", "max_iter", "tol", "n_mc", "sampler", "jobs", "scheduler", "chunk_size", "point_fn")
               if k in settings}
     print(f"spinlens sweep: {grid!r} -> {args.out}", flush=True)
     run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, progress=not args.no_progress, **kwargs)

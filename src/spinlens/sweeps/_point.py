@@ -63,6 +63,9 @@ def _cosine(A, B) -> float:
     return float(a @ b / (na * nb))
 
 
+SAMPLERS = ("auto", "reduced", "core")
+
+
 def compute_point(
     params: dict,
     observables,
@@ -71,6 +74,7 @@ def compute_point(
     max_iter: int = 100,
     tol: float = 1e-6,
     n_mc: int = 4096,
+    sampler: str = "auto",
 ) -> dict:
     """Compute the requested observables at one grid point.
 
@@ -83,32 +87,52 @@ def compute_point(
         Names from `OBSERVABLES`. W-dependent observables are NaN when the solver did not converge.
     method : {"cavity", "exact"}
         The solver giving W (cavity: the paper's damped message passing with ``damping``, ``max_iter``,
-        ``tol``; exact: the Boltzmann mean, the ridge solution).
+        ``tol``, random initial messages; exact: the Boltzmann mean, i.e. the ridge solution).
     max_iter, tol : cavity stopping rule (paper: 100 steps, mean squared change < 1e-6).
     n_mc : int
         Monte-Carlo prompts for test/pool errors when no closed form applies (corr > 0).
+    sampler : {"auto", "reduced", "core"}
+        How the point's training features are drawn. "core": `PromptDistribution.sample` then
+        `spin_features` (all D(N+2) numbers of each prompt). "reduced": the same distribution of
+        features from about 3D+4 numbers per prompt (`spinlens.sweeps._fast.reduced_features`; needs
+        corr = 0). "auto" (default): reduced where corr = 0, core otherwise.
 
     Returns
     -------
     dict
-        {observable: value} for every requested observable, plus ``converged``, ``n_iter`` and
-        ``wall_time`` (always).
+        {observable: value} for every requested observable, plus ``converged``, ``n_iter``,
+        ``residual`` and ``wall_time`` (always).
 
     Notes
     -----
     Random streams: the point's `~numpy.random.SeedSequence` (from its seed and a hash of its other
-    parameters) spawns three children: prompts, solver initialisation, Monte-Carlo test prompts. Adding an
-    observable therefore never changes the prompts or W of a point.
+    parameters) spawns three children: training features, solver initialisation, Monte-Carlo test
+    prompts. Adding an observable therefore never changes the features or W of a point.
+    The cavity iteration is `spinlens.sweeps._fast.cavity_iterate`, bit-identical to
+    `spinlens.solvers.CavitySolver` with ``init="random"`` and the same generator.
+
+    Examples
+    --------
+    >>> from spinlens.sweeps import make_grid
+    >>> p = next(make_grid({"D": 5, "N": 20, "P": 400}).points())
+    >>> r = compute_point(p, ["contrast_ratio"])
+    >>> r["converged"], round(r["contrast_ratio"], 2)  # doctest: +SKIP
+    (True, 0.7)
     """
     from spinlens import limit, observables as obs_mod
+    from spinlens.features import SpinFeatures, spin_features
     from spinlens.hamiltonian import build_hamiltonian
     from spinlens.prompts import PromptDistribution
-    from spinlens.solvers import CavitySolver, ExactSolver
+    from spinlens.solvers import ExactSolver
+
+    from ._fast import cavity_iterate, reduced_features
 
     t0 = time.perf_counter()
     observables = check_observables(observables)
     if method not in METHODS:
         raise InvalidParameterError(f"The 'method' parameter must be one of {METHODS}. Got {method!r} instead.")
+    if sampler not in SAMPLERS:
+        raise InvalidParameterError(f"The 'sampler' parameter must be one of {SAMPLERS}. Got {sampler!r} instead.")
     ss_prompts, ss_solver, ss_mc = point_seed_sequence(params).spawn(3)
     dist = PromptDistribution(
         d=params["D"],
@@ -117,19 +141,35 @@ def compute_point(
         corr=params["corr"],
         n_tasks=params["K"],
     )
-    prompts = dist.sample(params["P"], rng=np.random.default_rng(ss_prompts))
-    H = build_hamiltonian(prompts, l2_strength=params["lam"])
-    want_distance = "exact_distance" in observables
-    if method == "cavity":
-        # non-convergence is data here (the converged mask), not a warning per point
-        solver = CavitySolver(damping=params["damping"], max_iter=max_iter, tol=tol, compare_exact=want_distance)
-        res = solver.solve(H, beta=params["beta"], rng=np.random.default_rng(ss_solver), warn=False)
+    g = np.random.default_rng(ss_prompts)
+    if sampler == "reduced" or (sampler == "auto" and dist.corr == 0.0):
+        if dist.corr != 0.0:
+            raise InvalidParameterError("The 'reduced' sampler needs corr = 0; use sampler='core' or 'auto'.")
+        C, Q, y, w, pool = reduced_features(dist, params["P"], rng=g)
+        feats = SpinFeatures(C, Q)
     else:
-        res = ExactSolver().solve(H, beta=params["beta"], rng=np.random.default_rng(ss_solver))
-
-    W = np.asarray(res.W, dtype=float)
-    converged = bool(res.converged) and bool(np.all(np.isfinite(W)))
-    out: dict = {"converged": converged, "n_iter": int(res.n_iter), "residual": float(res.residual)}
+        prompts = dist.sample(params["P"], rng=g)
+        feats, y, w, pool = spin_features(prompts), prompts.y, prompts.w, prompts.pool
+    H = build_hamiltonian(feats, y, l2_strength=params["lam"])
+    beta = float(params["beta"])
+    exact_W = None
+    if method == "cavity":
+        gs = np.random.default_rng(ss_solver)
+        K = H.n_spins
+        m0 = gs.standard_normal(K)  # the initial messages of CavitySolver(init="random")
+        v0 = gs.standard_normal(K)
+        m, _, n_iter, err, converged = cavity_iterate(
+            H.gram(), H.h, H.lam_diag, beta=beta, damping=float(params["damping"]), max_iter=max_iter, tol=tol,
+            m0=m0, v0=v0,
+        )
+        W = m.reshape(H.d + 1, H.d + 1)
+        residual = err
+    else:
+        res = ExactSolver().solve(H, beta=beta, rng=np.random.default_rng(ss_solver))
+        W, n_iter, converged, residual = np.asarray(res.W, dtype=float), res.n_iter, bool(res.converged), res.residual
+        exact_W = W
+    converged = bool(converged) and bool(np.all(np.isfinite(W)))
+    out: dict = {"converged": converged, "n_iter": int(n_iter), "residual": float(residual)}
     nan = math.nan
     for name in observables:
         if name in out or name == "wall_time":
@@ -141,10 +181,10 @@ def compute_point(
         if name == "test_error":
             out[name] = float(obs_mod.test_error(W, dist, rng=np.random.default_rng(ss_mc), n_mc=n_mc))
         elif name == "pool_error":
-            pool = prompts.pool if prompts.pool is not None else prompts.w
-            out[name] = float(obs_mod.pool_error(W, dist, pool))
+            tasks = pool if pool is not None else w
+            out[name] = float(obs_mod.pool_error(W, dist, tasks, rng=np.random.default_rng(ss_mc), n_mc=n_mc))
         elif name == "train_error":
-            out[name] = float(obs_mod.train_error(W, prompts))
+            out[name] = float(np.mean((y - feats.predict(W)) ** 2))
         elif name == "contrast_ratio":
             out[name] = float(obs_mod.contrast_ratio(W))
         elif name == "zero_mode_fraction":
@@ -155,6 +195,9 @@ def compute_point(
             else:
                 out[name] = _cosine(W, limit.infinite_diversity_solution(dist, params["lam"]))
         elif name == "exact_distance":
-            out[name] = 0.0 if method == "exact" else float(res.extras["exact_distance"])
+            if exact_W is None:
+                exact_W = ExactSolver(n_probes=0).solve(H, beta=beta).W
+            ex = np.asarray(exact_W, dtype=float)
+            out[name] = float(np.linalg.norm(W - ex) / max(np.linalg.norm(ex), 1e-300))
     out["wall_time"] = time.perf_counter() - t0
     return out

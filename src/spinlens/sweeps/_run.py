@@ -30,7 +30,7 @@ from pathlib import Path
 from spinlens.errors import InvalidParameterError, check_float, check_int
 
 from ._grid import SweepGrid, make_grid, point_key
-from ._point import METHODS, check_observables
+from ._point import METHODS, SAMPLERS, check_observables
 from ._store import SweepStore, consolidate, point_meta, settings_hash, write_results
 
 __all__ = ["run_sweep", "SweepInterrupted"]
@@ -59,13 +59,27 @@ def _run_chunk(point_fn_ref: str, chunk: list[dict], observables: list[str], opt
     fn = resolve_point_fn(point_fn_ref)
     out = []
     for params in chunk:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         values = fn(dict(params), list(observables), **options)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         values = dict(values)
         values.setdefault("wall_time", wall)
-        out.append((params, values, point_meta("", wall)))
+        meta = point_meta("", wall)
+        meta["cpu_time"] = cpu
+        out.append((params, values, meta))
     return out
+
+
+@contextlib.contextmanager
+def _blas_single_thread_here():
+    """In-process runs: one BLAS thread, like the pool workers (threadpoolctl if installed)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 
 def _worker_init() -> None:
@@ -140,6 +154,7 @@ def run_sweep(
     max_iter: int = 100,
     tol: float = 1e-6,
     n_mc: int = 4096,
+    sampler: str = "auto",
     jobs: int | None = None,
     scheduler: str | None = None,
     resume: bool = False,
@@ -159,7 +174,7 @@ def run_sweep(
         Names from `spinlens.sweeps.OBSERVABLES`; ``converged`` is always recorded.
     out : path
         Sweep directory (see `spinlens.sweeps._store`). Must not hold another sweep unless ``force``.
-    method, max_iter, tol, n_mc
+    method, max_iter, tol, n_mc, sampler
         Passed to the point function (see `compute_point`); part of the sweep's identity.
     jobs : int, optional
         Worker processes (default: the number of CPU cores). 1 runs in this process.
@@ -201,6 +216,8 @@ def run_sweep(
     max_iter = check_int("max_iter", max_iter, low=1, owner="sweep")
     tol = check_float("tol", tol, low=0.0, low_open=True, owner="sweep")
     n_mc = check_int("n_mc", n_mc, low=1, owner="sweep")
+    if sampler not in SAMPLERS:
+        raise InvalidParameterError(f"The 'sampler' parameter must be one of {SAMPLERS}. Got {sampler!r} instead.")
     if scheduler is None:
         jobs = (os.cpu_count() or 1) if jobs is None else check_int("jobs", jobs, low=1, owner="sweep")
     if chunk_size is not None:
@@ -210,7 +227,7 @@ def run_sweep(
         raise InvalidParameterError("Pass either 'resume' or 'force', not both.")
 
     settings = {"observables": obs, "method": method, "max_iter": max_iter, "tol": tol, "n_mc": n_mc,
-                "point_fn": point_fn}
+                "sampler": sampler, "point_fn": point_fn}
     shash = settings_hash(settings)
     store = SweepStore(out)
     if store.exists():
@@ -241,7 +258,7 @@ def run_sweep(
         todo.append(p)
     n_reused = len(points) - len(todo)
     run_id = uuid.uuid4().hex[:12]
-    options = {"method": method, "max_iter": max_iter, "tol": tol, "n_mc": n_mc}
+    options = {"method": method, "max_iter": max_iter, "tol": tol, "n_mc": n_mc, "sampler": sampler}
     n_workers = jobs if scheduler is None else None
 
     from tqdm.auto import tqdm
@@ -249,13 +266,15 @@ def run_sweep(
     bar = tqdm(total=len(points), initial=n_reused, unit="pt", desc="sweep", disable=not progress,
                smoothing=0.05, dynamic_ncols=True, file=sys.stderr)
     n_computed = 0
+    cpu_total = 0.0
 
     def save(results):
-        nonlocal n_computed
+        nonlocal n_computed, cpu_total
         for params, values, meta in results:
             meta["run_id"] = run_id
             store.write_point(params, values, meta, shash)
             n_computed += 1
+            cpu_total += float(meta.get("cpu_time") or 0.0)
         bar.update(len(results))
 
     interrupted = False
@@ -265,8 +284,9 @@ def run_sweep(
                 _run_dask(scheduler, todo, point_fn, obs, options, chunk_size, save)
             elif jobs == 1:
                 size = chunk_size or 1
-                for chunk in _chunks(todo, size):
-                    save(_run_chunk(point_fn, chunk, obs, options))
+                with _blas_single_thread_here():
+                    for chunk in _chunks(todo, size):
+                        save(_run_chunk(point_fn, chunk, obs, options))
             else:
                 _run_pool(jobs, todo, point_fn, obs, options, chunk_size, save)
     except KeyboardInterrupt:
@@ -297,6 +317,7 @@ def run_sweep(
         "n_reused": n_reused,
         "n_converged": n_conv,
         "wall_time_s": wall,
+        "cpu_time_points_s": cpu_total,
         "started_at": t_start,
         "seeds": sorted({int(s) for s in grid.mapping["seed"]}),
         "seed_derivation": ds.attrs["seed_derivation"],
