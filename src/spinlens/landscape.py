@@ -239,3 +239,34 @@ def marchenko_pastur_cdf(x, ratio: float, sigma2: float = 1.0, n_grid: int = 400
     atom = max(0.0, 1.0 - 1.0 / q)
     x = np.asarray(x, dtype=float)
     return np.where(x < 0, 0.0, atom + np.interp(x, xg, cum, left=0.0, right=cum[-1]))
+
+
+def spectrum_dataset(d: int, n_context: int, n_prompts_list, *, rng: RNGLike = None):
+    """Eigenvalues of SᵀS/P for several P and their zero-mode fractions (measured and the rank formula).
+
+    Returns
+    -------
+    xarray.Dataset with ``eigenvalues`` (n_prompts, mode), ``zero_mode_fraction`` and
+    ``zero_mode_fraction_expected`` (n_prompts,).
+    """
+    import xarray as xr
+
+    from . import PromptDistribution, build_hamiltonian
+    from .observables import expected_zero_mode_fraction, hessian_spectrum, zero_mode_fraction
+    from .random import spawn
+
+    Ps = [check_int("n_prompts", p, low=1, owner="spectrum_dataset") for p in n_prompts_list]
+    dist = PromptDistribution(d=d, n_context=n_context)
+    streams = spawn(rng, len(Ps))
+    eigs = np.zeros((len(Ps), (d + 1) ** 2))
+    for i, P in enumerate(Ps):
+        eigs[i] = hessian_spectrum(build_hamiltonian(dist.sample(P, rng=streams[i]), l2_strength=0.0))
+    return xr.Dataset(
+        {
+            "eigenvalues": (("n_prompts", "mode"), eigs, {"long_name": "eigenvalues of SᵀS/P"}),
+            "zero_mode_fraction": (("n_prompts",), np.array([zero_mode_fraction(e) for e in eigs])),
+            "zero_mode_fraction_expected": (("n_prompts",), np.array([expected_zero_mode_fraction(d, P) for P in Ps])),
+        },
+        coords={"n_prompts": ("n_prompts", np.asarray(Ps), {"long_name": "number of prompts P"})},
+        attrs={"d": d, "n_context": n_context},
+    )
