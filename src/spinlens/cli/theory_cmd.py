@@ -20,6 +20,16 @@ EXAMPLES = """  spinlens theory --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.
   spinlens theory curve --vary tau --from 0.1 --to 3 --num 200 --alpha 10 --kappa 0.5 --rho 0.01 --lam 0,0.1 --out theory-out
   spinlens theory simulate --d 40 --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --seed 0 --json
   spinlens theory diversity --D 10 --N 20 --P 2000 --lam 0.01 --sigma-eps 0.5 --out div-out
+  spinlens theory phase --D 10 --N 5:60:12 --K 1:1000:12:log --P 4000 --lam 0.01 --repeats 2 --seed 0 --out phase-out
+"""
+
+PHASE_EXAMPLES = """  spinlens theory phase --out phase-out                       # the default grid below, under a minute
+  spinlens theory phase --D 10 --N 5:60:12 --K 1:1000:12:log --P 4000 --lam 0.01 --repeats 2 --seed 0 --out phase-out
+  spinlens theory phase --D 8 --N 10,40 --K 2,8,64,512 --P 3000 --lam 1 --json
+
+grid syntax (as in `spinlens sweep`): V | V1,V2,... | START:STOP:NUM (linspace, rounded) | START:STOP:NUM:log.
+Cells whose cavity iteration did not converge are NaN in phase.nc and blank in the figure; the exact ridge
+solution and the asymptotic theory (kappa = K/D, via to_lu) are stored next to the cavity for comparison.
 """
 
 CURVE_EXAMPLES = """  spinlens theory curve --vary tau --from 0.1 --to 3 --num 200 --alpha 10 --kappa 0.5 --rho 0.01 --lam 0,0.1
@@ -110,6 +120,30 @@ def register(subparsers) -> None:
     v.add_argument("--out", default=None, help="folder for diversity.csv, diversity.nc, diversity.png/.pdf, run.json")
     v.add_argument("--json", action="store_true", help="print the table as one JSON object")
     v.set_defaults(func=_run_diversity)
+
+    ph = sub.add_parser(
+        "phase",
+        help="phase diagram of the cavity solution over task-pool size K and context length N",
+        description="Solve the spin glass with the paper's cavity method on a (K, N) grid of finite task pools: "
+        "ICL error, pool error, g_task = ICL - pool, contrast ratio, convergence; with the exact ridge "
+        "solution and the asymptotic theory at kappa = K/D for comparison.",
+        epilog="examples:\n" + PHASE_EXAMPLES, formatter_class=Formatter,
+    )
+    ph.add_argument("--D", dest="D", default="10", help="token dimension D (1..40)")
+    ph.add_argument("--N", dest="N", default="5:60:12", help="context lengths N (grid syntax)")
+    ph.add_argument("--K", dest="K", default="1:1000:12:log", help="task-pool sizes K (grid syntax)")
+    ph.add_argument("--P", dest="P", default="4000", help="pretraining prompts P per cell")
+    ph.add_argument("--lam", default="0.01", help="l2_strength of E(W)")
+    ph.add_argument("--sigma-eps", default="0", help="label-noise std")
+    ph.add_argument("--beta", default="100", help="inverse temperature of the cavity solver")
+    ph.add_argument("--damping", default="0.9", help="cavity damping in [0, 1)")
+    ph.add_argument("--max-iter", default="100", help="cavity iterations at most")
+    ph.add_argument("--repeats", default="2", help="independent repeats per cell")
+    ph.add_argument("--no-exact", action="store_true", help="skip the exact ridge solution of each cell")
+    ph.add_argument("--seed", type=int, default=0, help="random seed")
+    ph.add_argument("--out", default=None, help="folder for phase.nc, phase.csv, phase.png/.pdf, run.json")
+    ph.add_argument("--json", action="store_true", help="print the averaged table as one JSON object")
+    ph.set_defaults(func=_run_phase)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -316,6 +350,86 @@ def _run_diversity(args) -> int:
                       default=str)
         if not args.json:
             print(f"wrote {args.out}/diversity.csv, diversity.nc, diversity.png, diversity.pdf, run.json")
+    return 0
+
+
+def _grid_ints(name: str, text, flag: str) -> list[int]:
+    from spinlens.errors import InvalidParameterError
+
+    try:
+        from spinlens.sweeps import parse_values
+    except ImportError:  # pragma: no cover - the sweep package ships with spinlens
+        parse_values = None
+    if parse_values is not None:
+        vals = parse_values(flag, text)
+    else:  # pragma: no cover
+        vals = tuple(int(round(v)) for v in _floats(name, text))
+    if any(v is None for v in vals):
+        raise InvalidParameterError(f"The '{name}' parameter must list finite integers >= 1 here (no 'inf'). Got {text!r}.")
+    return [int(v) for v in vals]
+
+
+def _run_phase(args) -> int:
+    import time
+
+    from spinlens.errors import check_float, check_int
+    from spinlens.theory.phase import task_pool_phase_diagram
+
+    D = check_int("D", _one("D", args.D), low=1, high=40)
+    ns = _grid_ints("N", args.N, "N")
+    ks = _grid_ints("K", args.K, "K")
+    P = check_int("P", _one("P", args.P), low=1)
+    l2 = check_float("lam", _one("lam", args.lam), low=0.0)
+    sig = check_float("sigma_eps", _one("sigma_eps", args.sigma_eps), low=0.0)
+    beta = check_float("beta", _one("beta", args.beta), low=0.0, low_open=True)
+    damping = check_float("damping", _one("damping", args.damping), low=0.0, high=1.0, high_open=True)
+    max_iter = check_int("max_iter", _one("max_iter", args.max_iter), low=1)
+    reps = check_int("repeats", _one("repeats", args.repeats), low=1, high=1000)
+    t0 = time.perf_counter()
+    ds = task_pool_phase_diagram(D, ns, ks, P, l2, beta=beta, damping=damping, max_iter=max_iter, n_repeats=reps,
+                                 sigma_eps=sig, exact=not args.no_exact, rng=args.seed, progress=True)
+    seconds = time.perf_counter() - t0
+    cols = [v for v in ("icl_error", "pool_error", "g_task", "contrast_ratio", "converged_fraction",
+                        "exact_icl_error", "exact_pool_error", "exact_g_task", "theory_icl_error",
+                        "theory_idg_error", "theory_g_task") if v in ds]
+    df = ds[cols].to_dataframe().reset_index()
+    df = df[["n_tasks", "n_context", "kappa", "alpha"] + cols]
+    n_conv = int((ds.converged_fraction.values > 0).sum())
+    summary = (f"{ds.converged_fraction.size} cells, {n_conv} with a converged cavity run, "
+               f"{float(ds.converged.values.mean()):.0%} of runs converged, {seconds:.1f} s")
+    if args.json:
+        print_json({"config": {"D": D, "N": ns, "K": ks, "P": P, "l2_strength": l2, "sigma_eps": sig, "beta": beta,
+                               "damping": damping, "max_iter": max_iter, "repeats": reps, "seed": args.seed},
+                    "rows": df.to_dict(orient="records")})
+    else:
+        print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+        print(summary)
+    if args.out is not None:
+        import json
+        import os
+
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from spinlens import __version__
+        from spinlens.theory.figures import plot_phase_diagram
+
+        os.makedirs(args.out, exist_ok=True)
+        df.to_csv(os.path.join(args.out, "phase.csv"), index=False)
+        ds.to_netcdf(os.path.join(args.out, "phase.nc"))
+        fig, _ = plot_phase_diagram(ds)
+        fig.savefig(os.path.join(args.out, "phase.png"), dpi=150)
+        fig.savefig(os.path.join(args.out, "phase.pdf"))
+        plt.close(fig)
+        cfg = {k: v for k, v in vars(args).items() if k != "func"}
+        with open(os.path.join(args.out, "run.json"), "w") as fh:
+            json.dump({"command": "theory phase", "config": cfg, "seed": args.seed, "version": __version__,
+                       "grid": {"D": D, "N": ns, "K": ks}, "seconds": seconds, "summary": summary,
+                       "files": ["phase.nc", "phase.csv", "phase.png", "phase.pdf"]}, fh, indent=2, default=str)
+        if not args.json:
+            print(f"wrote {args.out}/phase.nc, phase.csv, phase.png, phase.pdf, run.json")
     return 0
 
 

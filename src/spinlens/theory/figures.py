@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["plot_learning_curve", "plot_task_diversity"]
+__all__ = ["plot_learning_curve", "plot_task_diversity", "plot_phase_diagram"]
 
 _LABELS = {"icl_error": "ICL", "idg_error": "IDG", "g_task": "g_task"}
 
@@ -109,3 +109,114 @@ def plot_task_diversity(ds, *, ax=None, show_idg: bool = True, theory_points: in
     ax.legend(fontsize=6.5, ncol=2)
     fig.tight_layout()
     return fig, ax
+
+
+_PHASE_PANELS = ("icl_error", "g_task", "contrast_ratio", "converged_fraction",
+                 "exact_icl_error", "exact_g_task", "theory_icl_error", "theory_g_task")
+_PHASE_TITLES = {
+    "icl_error": "cavity: ICL error", "pool_error": "cavity: pool error", "g_task": "cavity: g_task = ICL − pool",
+    "contrast_ratio": "cavity: contrast ratio", "converged_fraction": "cavity: converged fraction",
+    "exact_icl_error": "exact ridge: ICL error", "exact_pool_error": "exact ridge: pool error",
+    "exact_g_task": "exact ridge: g_task", "exact_contrast_ratio": "exact ridge: contrast ratio",
+    "theory_icl_error": "theory (Lu et al.): ICL error", "theory_idg_error": "theory: IDG error",
+    "theory_g_task": "theory: g_task",
+}
+
+
+def _edges(v, log: bool) -> np.ndarray:
+    v = np.asarray(v, dtype=float)
+    t = np.log(v) if log else v
+    if len(t) == 1:
+        e = np.array([t[0] - 0.5, t[0] + 0.5]) if not log else np.array([t[0] - 0.35, t[0] + 0.35])
+    else:
+        mid = 0.5 * (t[1:] + t[:-1])
+        e = np.concatenate([[t[0] - (mid[0] - t[0])], mid, [t[-1] + (t[-1] - mid[-1])]])
+    return np.exp(e) if log else e
+
+
+def plot_phase_diagram(ds, panels=_PHASE_PANELS, *, ncols: int = 4, figsize=None):
+    """Heatmaps over task-pool size K (log x axis) and context length N from `task_pool_phase_diagram`.
+
+    Cells whose cavity runs all failed to converge are blank (NaN); cells where only some repeats
+    converged carry a small dot. The dashed vertical line is κ = K/D = 1. ICL-error panels share one
+    colour scale, g_task panels another, so cavity, exact ridge and theory can be compared by eye.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Output of `spinlens.theory.phase.task_pool_phase_diagram` (dims ``n_tasks``, ``n_context``).
+    panels : sequence of str
+        Variables to draw; ``exact_g_task`` is computed from ``exact_icl_error - exact_pool_error``.
+        Missing variables are skipped.
+    ncols : int
+        Panels per row.
+
+    Returns
+    -------
+    (fig, axes)
+        ``axes`` is the flat array of used Axes.
+    """
+    import matplotlib.pyplot as plt
+
+    data = {}
+    for name in panels:
+        if name == "exact_g_task" and "exact_icl_error" in ds and "exact_pool_error" in ds:
+            data[name] = (ds["exact_icl_error"] - ds["exact_pool_error"]).transpose("n_context", "n_tasks").values
+        elif name in ds:
+            data[name] = ds[name].transpose("n_context", "n_tasks").values.astype(float)
+    names = list(data)
+    if not names:
+        raise ValueError("plot_phase_diagram: none of the requested panels is in the dataset.")
+    nrows = -(-len(names) // ncols)
+    nc = min(ncols, len(names))
+    fig, axes = plt.subplots(nrows, nc, figsize=figsize or (3.3 * nc, 2.9 * nrows), squeeze=False,
+                             constrained_layout=True)
+    K = ds["n_tasks"].values.astype(float)
+    N = ds["n_context"].values.astype(float)
+    xe, ye = _edges(K, True), _edges(N, False)
+
+    def _group(n):
+        if n.endswith("g_task"):
+            return "g"
+        if n.endswith("icl_error") or n.endswith("pool_error") or n.endswith("idg_error"):
+            return "err"
+        return n
+
+    lims = {}
+    for n in names:
+        finite = data[n][np.isfinite(data[n])]
+        if finite.size:
+            lo, hi = lims.get(_group(n), (np.inf, -np.inf))
+            lims[_group(n)] = (min(lo, finite.min()), max(hi, finite.max()))
+    frac = ds["converged_fraction"].transpose("n_context", "n_tasks").values if "converged_fraction" in ds else None
+    d = ds.attrs.get("d")
+    for ax, n in zip(axes.flat, names):
+        vmin, vmax = lims.get(_group(n), (0.0, 1.0))
+        if n == "converged_fraction":
+            vmin, vmax = 0.0, 1.0
+        cmap = plt.get_cmap("magma" if _group(n) == "g" else "viridis").copy()
+        cmap.set_bad("white")
+        z = np.ma.masked_invalid(data[n])
+        mesh = ax.pcolormesh(xe, ye, z, cmap=cmap, vmin=vmin, vmax=vmax, shading="flat",
+                             edgecolors="0.85", linewidth=0.2)
+        fig.colorbar(mesh, ax=ax, shrink=0.85)
+        if frac is not None and n.split("_")[0] not in ("exact", "theory") and n != "converged_fraction":
+            kk, nn = np.meshgrid(K, N)
+            part = (frac > 0) & (frac < 1)
+            ax.plot(kk[part], nn[part], ".", color="white", ms=2.5, mec="k", mew=0.3)
+        if d:
+            ax.axvline(d, color="red", ls="--", lw=1.0)
+        ax.set_xscale("log")
+        ax.set_xlim(xe[0], xe[-1])
+        ax.set_ylim(ye[0], ye[-1])
+        ax.set_xlabel("task-pool size K")
+        ax.set_ylabel("context length N")
+        ax.set_title(_PHASE_TITLES.get(n, n), fontsize=9)
+    for ax in list(axes.flat)[len(names):]:
+        ax.remove()
+    a = ds.attrs
+    fig.suptitle(f"D={a.get('d')}, P={a.get('n_prompts')}, λ={a.get('l2_strength', float('nan')):g}, "
+                 f"σ_ε={a.get('sigma_eps', 0):g}, β={a.get('beta', float('nan')):g}, θ={a.get('damping', float('nan')):g}, "
+                 f"{a.get('n_repeats', 1)} repeat(s); blank: cavity not converged; dashed: κ = K/D = 1",
+                 fontsize=9)
+    return fig, np.array(list(axes.flat)[: len(names)])
