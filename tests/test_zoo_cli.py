@@ -1,0 +1,76 @@
+"""`spinlens zoo` CLI and the Fig S8 pipeline on a tiny setting."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import pytest
+
+from spinlens.cli.main import main
+from spinlens.reproduce import figS8
+
+
+def test_zoo_list_json(capsys):
+    assert main(["zoo", "list", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"sla", "sla-separate", "fla", "mhla", "sa", "tf"}
+
+
+def test_zoo_train_and_bridge(tmp_path, capsys):
+    out = tmp_path / "fla"
+    code = main(["zoo", "train", "--arch", "fla", "--D", "3", "--N", "10", "--P", "500", "--steps", "200",
+                 "--lr", "0.03", "--batch-size", "64", "--test-prompts", "500", "--weight-decay", "0.001",
+                 "--out", str(out), "--json", "--no-progress"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["arch"] == "fla" and summary["n_prompts"] == 500 and summary["seed"] == 0
+    assert summary["test_loss"] < summary["baseline_zero_prediction"]
+    for name in ("run.json", "history.nc", "train_loss.csv", "test_loss.csv", "loss.png", "loss.pdf",
+                 "model/model.safetensors", "model/config.json"):
+        assert (out / name).exists(), name
+    assert main(["zoo", "bridge", str(out), "--json", "--prompts", "500"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["arch"] == "fla" and rep["n_context"] == 10 and rep["l2_strength"] == pytest.approx(0.0005)
+    assert -1.0 <= rep["cos_w_star"] <= 1.0
+
+
+def test_zoo_bad_input_exits_2(tmp_path, capsys):
+    assert main(["zoo", "train", "--arch", "gpt", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "'arch'" in err and err.count("\n") == 1
+    assert main(["zoo", "train", "--arch", "fla", "--D", "3", "--N", "5", "--steps", "0", "--out", str(tmp_path)]) == 2
+    assert main(["zoo", "bridge", str(tmp_path / "missing")]) == 2
+
+
+def test_paper_interpolation():
+    got = figS8.paper_at("tf", [50, 60, 190, 200])
+    assert got[0] == pytest.approx(0.5656)
+    assert got[1] == pytest.approx((0.5656 + 0.4780) / 2)
+    assert got[2] == pytest.approx(0.2661)
+    assert np.isnan(got[3])
+    for name, (xs, ys, ss) in figS8.PAPER.items():
+        assert len(xs) == len(ys) == len(ss), name
+
+
+def test_figS8_run_tiny(tmp_path, monkeypatch):
+    tiny = {a: figS8.ArchTraining(60, 64, 2e-2, weight_decay=t.weight_decay,
+                                  overrides=(("n_layers", 1), ("d_model", 8), ("d_mlp", 16)) if a == "tf" else ())
+            for a, t in figS8.training_plan(True).items()}
+    monkeypatch.setattr(figS8, "QUICK_N", (20, 40))
+    monkeypatch.setattr(figS8, "training_plan", lambda quick=True: tiny)
+    monkeypatch.setattr(figS8, "compute", functools.partial(figS8.compute, d=3, n_prompts=300, n_test=300,
+                                                            n_bridge=200, progress=False))
+    from spinlens.reproduce import run_figure
+
+    res = run_figure("figS8", tmp_path, quick=True, seed=0)
+    folder = tmp_path / "figS8"
+    for name in ("figS8.png", "figS8.pdf", "data.csv", "data.nc", "bridge.csv", "run.json", "paper_vs_ours.csv"):
+        assert (folder / name).exists(), name
+    run = json.loads((folder / "run.json").read_text())
+    assert run["figure"] == "figS8" and run["seed"] == 0
+    assert "ordering_as_paper" in res["summary"]
+    assert len(res["bridge"]) == 2 * 3  # sla, fla, mhla at two values of N
+    header = (folder / "data.csv").read_text().splitlines()[0].split(",")
+    assert {"N", "cavity", "w_star", "sla_mean", "tf_mean", "paper_sa"} <= set(header)
