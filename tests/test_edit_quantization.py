@@ -105,3 +105,18 @@ def test_guided_allocation_prefers_important_components():
     assert r.average_bits <= 3.4 + 1e-12
     rel = Q.relative_error_table(m, ["L0H0", "L1.mlp"], bits=(2, 4, 8))
     assert np.all(np.diff(rel.values, axis=1) < 0)
+
+
+def test_quantization_experiment_granularities():
+    from spinlens.edit.experiments import quantization_experiment
+
+    m = Transformer(d_in=4, n_layers=2, n_heads=2, d_model=8, d_mlp=16, max_pos=8, rng=0)
+    for gran, n_comp in (("module", 4), ("layer", 2)):
+        ds = quantization_experiment(m, budgets=(3.0,), uniform_bits=(4,), bits=(2, 4), group_size=8, n_test=64,
+                                     n_random=1, granularity=gran, rng=0)
+        assert list(ds["scheme"].values) == ["fp32", "uniform", "guided_attribution", "guided_ablation",
+                                             "guided_measured", "random"]
+        assert np.all(ds["average_bits"].values[2:] <= 3.0 + 1e-12)
+        import json
+
+        assert len(json.loads(str(ds["bits_json"].values[2]))) == n_comp

@@ -29,6 +29,7 @@ MERGE_EXAMPLES = """  spinlens merge --out merge-out                      # fine
 QUANTIZE_EXAMPLES = """  spinlens quantize --out quant-out                   # loss vs average bits: uniform vs importance-guided
   spinlens quantize --budgets 3 3.4 4 --group-size 16 --out quant-g16
   spinlens quantize --budget 3.4 --json --out quant-one    # one guided allocation, printed as JSON
+  spinlens quantize --granularity layer --out quant-layer  # one bit width per block
 """
 
 
@@ -85,6 +86,8 @@ def register(sub) -> None:
     p.add_argument("--uniform-bits", type=int, nargs="+", default=[2, 3, 4, 5, 6, 8])
     p.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4, 5, 6, 8], help="bit widths to choose from")
     p.add_argument("--group-size", type=int, default=32)
+    p.add_argument("--granularity", choices=["head", "module", "layer"], default="head",
+                   help="components: heads + MLPs, attention layers + MLPs, or blocks")
     p.add_argument("--n-random", type=int, default=3)
 
 
@@ -326,7 +329,8 @@ def _quantize(args):
         raise InvalidParameterError(f"The 'bits' parameter must not repeat values. Got {args.bits}.")
     model, out = _setup(args)
     ds = quantization_experiment(model, budgets=budgets, uniform_bits=args.uniform_bits, bits=sorted(args.bits),
-                                 group_size=args.group_size, n_random=args.n_random, rng=args.seed,
+                                 group_size=args.group_size, n_random=args.n_random, granularity=args.granularity,
+                                 rng=args.seed,
                                  progress=not args.no_progress)
     fig, _ = plot_quantization(ds)
     _write(out, "quantization", ds, fig, args)

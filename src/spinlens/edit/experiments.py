@@ -348,12 +348,30 @@ def _ablation_importance(model, Z, y):
     return out
 
 
+def _coarsen(imp: dict, comps) -> dict:
+    """Sum head/MLP importances into the given (possibly coarser) components."""
+    from spinlens.edit.components import Component
+
+    out = {}
+    for c in comps:
+        c = Component.parse(c)
+        if c.kind in ("head", "mlp"):
+            out[str(c)] = imp.get(str(c), 0.0)
+            continue
+        keys = [k for k in imp if Component.parse(k).layer == c.layer
+                and (c.kind == "layer" or Component.parse(k).kind == ("head" if c.kind == "attn" else "mlp"))]
+        out[str(c)] = float(sum(imp[k] for k in keys))
+    return out
+
+
 def quantization_experiment(model, *, budgets=(2.5, 3.0, 3.4, 4.0, 5.0), uniform_bits=(2, 3, 4, 5, 6, 8),
                             bits=(2, 3, 4, 5, 6, 8), group_size: int = 32, n_test: int = 2048, n_random: int = 3,
-                            rng=0, progress=False):
+                            granularity: str = "head", rng=0, progress=False):
     """Loss vs average bits for uniform, importance-guided, measured-guided and random allocations.
 
-    Components: each head and each MLP. Guided schemes (all allocated by the exact DP knapsack):
+    Components: each head and each MLP (``granularity="head"``), or each attention layer and MLP
+    ("module"), or each block ("layer"); a coarse component's importance is the sum of its heads' and
+    MLP's. Guided schemes (all allocated by the exact DP knapsack):
     ``guided_attribution`` and ``guided_ablation`` use cost = importance × (relative weight error)² with the
     two `component_importance` methods; ``guided_measured`` uses the measured MSE increase when only that
     component is quantized (`measured_cost_table`). All importances/costs use calibration prompts
@@ -377,7 +395,7 @@ def quantization_experiment(model, *, budgets=(2.5, 3.0, 3.4, 4.0, 5.0), uniform
     g = spawn(rng, 3 + n_random)
     Zc, yc, _ = sample_regression_prompts(1024, d, n, rng=g[0])
     Zt, yt, _ = sample_regression_prompts(n_test, d, n, rng=g[1])
-    comps = quantization_components(model, "head")
+    comps = quantization_components(model, granularity)
     sizes = {str(c): component_size(model, c) for c in comps}
     base = mse(model, Zt, yt)
     rows = [("fp32", 32.0, 32.0, base, "{}")]
@@ -388,9 +406,9 @@ def quantization_experiment(model, *, budgets=(2.5, 3.0, 3.4, 4.0, 5.0), uniform
                      json.dumps(alloc.bits)))
 
     for b in uniform_bits:
-        run("uniform", uniform_allocation(model, b, group_size=group_size))
-    imp = component_importance(model, Zc, yc, method="attribution")
-    imp_ab = component_importance(model, Zc, yc, method="ablation")
+        run("uniform", uniform_allocation(model, b, granularity=granularity, group_size=group_size))
+    imp = _coarsen(component_importance(model, Zc, yc, method="attribution"), comps)
+    imp_ab = _coarsen(component_importance(model, Zc, yc, method="ablation"), comps)
     cost_imp = importance_cost_table(model, imp, bits, group_size=group_size)
     cost_ab = importance_cost_table(model, imp_ab, bits, group_size=group_size)
     cost_meas = measured_cost_table(model, comps, lambda m: mse(m, Zc, yc), bits, group_size=group_size,
@@ -400,13 +418,14 @@ def quantization_experiment(model, *, budgets=(2.5, 3.0, 3.4, 4.0, 5.0), uniform
         run("guided_ablation", allocate_bits(cost_ab, sizes, B, method="dp", group_size=group_size))
         run("guided_measured", allocate_bits(cost_meas, sizes, B, method="dp", group_size=group_size))
         for r in range(n_random):
-            run("random", random_allocation(model, B, bits, rng=g[3 + r], group_size=group_size))
+            run("random", random_allocation(model, B, bits, granularity=granularity, rng=g[3 + r],
+                                            group_size=group_size))
     scheme, avg, eff, err, bj = zip(*rows)
     return xr.Dataset(
         {"average_bits": ("run", np.array(avg)), "effective_bits": ("run", np.array(eff)),
          "mse": ("run", np.array(err)), "bits_json": ("run", list(bj))},
         coords={"run": np.arange(len(rows)), "scheme": ("run", list(scheme))},
-        attrs={"group_size": group_size, "fp_mse": base, "importance_json": json.dumps(imp),
+        attrs={"group_size": group_size, "granularity": granularity, "fp_mse": base, "importance_json": json.dumps(imp),
                "ablation_importance_json": json.dumps(imp_ab),
                "sizes_json": json.dumps(sizes)},
     )
