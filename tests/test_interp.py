@@ -268,3 +268,18 @@ def test_bad_input(reg):
         path_patch(m, pr.clean, pr.corrupt, metric=met, receivers=[(1, 1)], receiver_input="x")
     with pytest.raises(InvalidParameterError, match="residual_weight"):
         attention_rollout(m, pr.clean, residual_weight=2.0)
+
+
+def test_run_variants_layer_skipping_is_exact():
+    """Starting variants from the cached residual stream gives the same outputs as full forwards."""
+    from spinlens.interp.patching import run_variants
+
+    m = _random_model(n_layers=3)
+    pr = regression_pairs(D, N, 8, dtype=torch.float64, rng=6)
+    _, cc = m.run_with_cache(pr.clean, names_filter="*hook_z")
+    variants = [[(f"blocks.{L}.attn.hook_z", (slice(None), h), cc[f"blocks.{L}.attn.hook_z"])] for L in (2, 0, 1) for h in range(3)]
+    a, ra = run_variants(m, pr.corrupt, variants, record=["blocks.2.attn.hook_q"], max_batch=16)
+    b, rb = run_variants(m, pr.corrupt, variants, record=["blocks.2.attn.hook_q"], skip_unpatched_layers=False)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(ra["blocks.2.attn.hook_q"], rb["blocks.2.attn.hook_q"], rtol=1e-12, atol=1e-12)
+    assert a.shape == (9, 8)

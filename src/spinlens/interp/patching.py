@@ -75,6 +75,13 @@ def _repeat(x: torch.Tensor, n: int) -> torch.Tensor:
     return x.repeat(n, *([1] * (x.ndim - 1)))
 
 
+def _layer_of(name: str) -> int:
+    """Layer index of a ``blocks.{L}....`` hook name (0 for names outside the blocks)."""
+    if name.startswith("blocks."):
+        return int(name.split(".")[1])
+    return 0
+
+
 @torch.no_grad()
 def run_variants(
     model,
@@ -83,6 +90,7 @@ def run_variants(
     *,
     record: Sequence[str] = (),
     max_batch: int = 8192,
+    skip_unpatched_layers: bool = True,
     progress: bool = False,
 ):
     """Run ``base`` once per variant (stacked on the batch dim) with each variant's patches applied.
@@ -98,6 +106,10 @@ def run_variants(
     record : names of hook points whose (patched) activations to return, ``(n_variants, batch, ...)``.
     max_batch : int
         Largest number of sequences per forward pass.
+    skip_unpatched_layers : bool
+        For models with ``forward_from`` (`spinlens.models.transformer.Transformer`): variants whose patches
+        and records all sit in layers >= L start from the base run's cached ``blocks.L.hook_resid_pre``
+        instead of recomputing the identical layers below L.
 
     Returns
     -------
@@ -107,21 +119,44 @@ def run_variants(
     B = base.shape[0]
     V = len(variants)
     per = max(1, max_batch // B)
-    outs, recs = [], {n: [] for n in record}
-    chunks = range(0, V, per)
+    rec_start = min([_layer_of(n) for n in record], default=10**9)
+    starts = []
+    for patches in variants:
+        st = min([_layer_of(n) for n, _, _ in patches] + [rec_start])
+        starts.append(0 if st == 10**9 else st)
+    can_skip = skip_unpatched_layers and hasattr(model, "forward_from")
+    if not can_skip:
+        starts = [0] * V
+    resid_cache = {}
+    if can_skip and any(st > 0 for st in starts):
+        names = sorted({f"blocks.{st}.hook_resid_pre" for st in starts if st > 0})
+        _, resid_cache = model.run_with_cache(base, names_filter=names)
+    order = sorted(range(V), key=lambda i: starts[i])
+    chunks = []
+    i = 0
+    while i < V:
+        st = starts[order[i]]
+        j = i
+        while j < V and j - i < per and starts[order[j]] == st:
+            j += 1
+        chunks.append((st, order[i:j]))
+        i = j
+    outs: list = [None] * V
+    recs = {n: [None] * V for n in record}
+    it = chunks
     if progress:
         from tqdm.auto import tqdm
 
-        chunks = tqdm(chunks, desc="patching", unit="chunk")
-    for start in chunks:
-        chunk = variants[start : start + per]
+        it = tqdm(chunks, desc="patching", unit="chunk")
+    for st, idxs in it:
+        chunk = [variants[i] for i in idxs]
         Vc = len(chunk)
         by_name: dict[str, list] = {}
         for vi, patches in enumerate(chunk):
             for name, idx, vals in patches:
                 by_name.setdefault(name, []).append((vi, idx, vals))
 
-        def make_hook(items):
+        def make_hook(items, Vc=Vc):
             def hook(act, hook):
                 a = act.reshape(Vc, B, *act.shape[1:]).clone()
                 for vi, idx, vals in items:
@@ -134,16 +169,21 @@ def run_variants(
         fwd = [(n, make_hook(items)) for n, items in by_name.items()]
         saved = {}
 
-        def saver(act, hook):
+        def saver(act, hook, Vc=Vc):
             saved[hook.name] = act.reshape(Vc, B, *act.shape[1:])
 
         fwd += [(n, saver) for n in record]
         with model.hooks(fwd):
-            out = model(_repeat(base, Vc))
-        outs.append(out.reshape(Vc, B, *out.shape[1:]))
-        for n in record:
-            recs[n].append(saved[n])
-    return torch.cat(outs), {n: torch.cat(v) for n, v in recs.items()}
+            if st > 0:
+                out = model.forward_from(_repeat(resid_cache[f"blocks.{st}.hook_resid_pre"], Vc), st)
+            else:
+                out = model(_repeat(base, Vc))
+        out = out.reshape(Vc, B, *out.shape[1:])
+        for k, i in enumerate(idxs):
+            outs[i] = out[k]
+            for n in record:
+                recs[n][i] = saved[n][k]
+    return torch.stack(outs), {n: torch.stack(v) for n, v in recs.items()}
 
 
 def _metric_means(metric, outs: torch.Tensor) -> np.ndarray:

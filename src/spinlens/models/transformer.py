@@ -191,9 +191,7 @@ class LayerNorm(nn.Module):
         self.b = nn.Parameter(torch.zeros(d, dtype=dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x - x.mean(-1, keepdim=True)
-        scale = (x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
-        return x / scale * self.w + self.b
+        return nn.functional.layer_norm(x, (x.shape[-1],), self.w, self.b, self.eps)
 
 
 class Attention(nn.Module):
@@ -235,12 +233,16 @@ class Attention(nn.Module):
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]
         self.hook_result = HookPoint()  # [batch, pos, head, d_model]
 
+    def _active(self, *hps) -> bool:
+        return any(hp._forward_hooks for hp in hps)
+
     def forward(self, resid: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
+        H, dh = cfg.n_heads, cfg.d_head
         if cfg.split_qkv_input:
             # three distinct per-head copies (separate autograd nodes, so gradients stay per route)
             def rep():
-                return resid[:, :, None, :].expand(-1, -1, cfg.n_heads, -1)
+                return resid[:, :, None, :].expand(-1, -1, H, -1)
 
             xq = self.ln(self.hook_q_input(rep()))
             xk = self.ln(self.hook_k_input(rep()))
@@ -250,31 +252,43 @@ class Attention(nn.Module):
             v = torch.einsum("bphd,hde->bphe", xv, self.W_V)
         else:
             x = self.ln(resid)
-            q = torch.einsum("bpd,hde->bphe", x, self.W_Q)
-            k = torch.einsum("bpd,hde->bphe", x, self.W_K)
-            v = torch.einsum("bpd,hde->bphe", x, self.W_V)
-        q = self.hook_q(q + self.b_Q)
-        k = self.hook_k(k + self.b_K)
-        v = self.hook_v(v + self.b_V)
-        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(cfg.d_head)
-        scores = self.hook_attn_scores(scores)
-        T = scores.shape[-1]
-        if cfg.attention == "softmax":
-            if cfg.causal:
-                mask = torch.ones(T, T, dtype=torch.bool, device=scores.device).triu(1)
-                scores = scores.masked_fill(mask, float("-inf"))
-            pattern = torch.softmax(scores, dim=-1)
+            W = torch.stack([self.W_Q, self.W_K, self.W_V]).permute(2, 0, 1, 3).reshape(cfg.d_model, 3 * H * dh)
+            b = torch.stack([self.b_Q, self.b_K, self.b_V]).reshape(3 * H * dh)
+            qkv = torch.addmm(b, x.reshape(-1, cfg.d_model), W).reshape(*x.shape[:-1], 3, H, dh)
+            q, k, v = qkv[..., 0, :, :], qkv[..., 1, :, :], qkv[..., 2, :, :]
+        if cfg.split_qkv_input:
+            q, k, v = q + self.b_Q, k + self.b_K, v + self.b_V
+        q = self.hook_q(q)
+        k = self.hook_k(k)
+        v = self.hook_v(v)
+        if cfg.attention == "softmax" and not self._active(self.hook_attn_scores, self.hook_pattern):
+            # fast path (no one reads the pattern): fused scaled dot-product attention
+            z = nn.functional.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=cfg.causal
+            ).transpose(1, 2)
         else:
-            if cfg.causal:
-                keep = torch.ones(T, T, dtype=scores.dtype, device=scores.device).tril()
-                n_keys = torch.arange(1, T + 1, dtype=scores.dtype, device=scores.device)
-                pattern = scores * keep / n_keys[:, None]
+            scores = torch.einsum("bqhe,bkhe->bhqk", q, k) / math.sqrt(dh)
+            scores = self.hook_attn_scores(scores)
+            T = scores.shape[-1]
+            if cfg.attention == "softmax":
+                if cfg.causal:
+                    mask = torch.ones(T, T, dtype=torch.bool, device=scores.device).triu(1)
+                    scores = scores.masked_fill(mask, float("-inf"))
+                pattern = torch.softmax(scores, dim=-1)
             else:
-                pattern = scores / T
-        pattern = self.hook_pattern(pattern)
-        z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern, v))
-        result = self.hook_result(torch.einsum("bqhe,hem->bqhm", z, self.W_O))
-        return result.sum(dim=2) + self.b_O
+                if cfg.causal:
+                    keep = torch.ones(T, T, dtype=scores.dtype, device=scores.device).tril()
+                    n_keys = torch.arange(1, T + 1, dtype=scores.dtype, device=scores.device)
+                    pattern = scores * keep / n_keys[:, None]
+                else:
+                    pattern = scores / T
+            pattern = self.hook_pattern(pattern)
+            z = torch.einsum("bhqk,bkhe->bqhe", pattern, v)
+        z = self.hook_z(z)
+        if self._active(self.hook_result):  # per-head results only when someone reads/writes them (memory)
+            result = self.hook_result(torch.einsum("bqhe,hem->bqhm", z, self.W_O))
+            return result.sum(dim=2) + self.b_O
+        return z.reshape(*z.shape[:-2], H * dh) @ self.W_O.reshape(H * dh, cfg.d_model) + self.b_O
 
 
 class MLP(nn.Module):
@@ -294,9 +308,9 @@ class MLP(nn.Module):
         self.hook_post = HookPoint()  # [batch, pos, d_mlp]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = self.hook_pre(x @ self.W_in + self.b_in)
-        post = self.hook_post(self.act(pre))
-        return post @ self.W_out + self.b_out
+        pre = torch.addmm(self.b_in, x.reshape(-1, x.shape[-1]), self.W_in).reshape(*x.shape[:-1], -1)
+        post = self.hook_post(self.act(self.hook_pre(pre)))
+        return torch.addmm(self.b_out, post.reshape(-1, post.shape[-1]), self.W_out).reshape(*x.shape)
 
 
 class Block(nn.Module):
@@ -436,8 +450,12 @@ class Transformer(HookedModule):
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Regression: ``Z (batch, D+1, N+1) -> (batch,)``; tokens: ``(batch, pos) -> (batch, pos, d_vocab)``."""
-        resid = self.hook_embed(self.embed(inputs))
-        for block in self.blocks:
+        return self.forward_from(self.hook_embed(self.embed(inputs)), 0)
+
+    def forward_from(self, resid: torch.Tensor, start_layer: int) -> torch.Tensor:
+        """Run blocks ``start_layer, ...`` on the residual stream ``resid`` ``[batch, pos, d_model]`` (the input of
+        ``blocks.{start_layer}.hook_resid_pre``) and return the model output; hooks of earlier layers do not fire."""
+        for block in self.blocks[start_layer:]:
             resid = block(resid)
         out = self.readout(self.hook_resid_final(self.ln_final(resid)))
         if self.cfg.input_kind == "regression":
