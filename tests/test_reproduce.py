@@ -86,8 +86,15 @@ def test_unknown_figure_is_rejected(tmp_path, capsys):
 
 
 def test_every_figure_is_registered():
+    import subprocess
+    import sys
+
     expected = {"fig1", "fig2", "fig3", "fig4a", "fig4b", "figS1", "figS2", "figS4", "figS5", "figS7", "figS8"}
     assert set(FIGURES) == expected
+    # `available()` in a fresh interpreter (importlib.util must not rely on someone else importing it)
+    code = "from spinlens.reproduce import available; print(' '.join(available()))"
+    names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert set(names) >= expected - {"figS8"}
 
 
 # --- Fig 4b --------------------------------------------------------------------------------------

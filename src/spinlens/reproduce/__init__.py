@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from pathlib import Path
 
 from spinlens.errors import InvalidParameterError, check_int
