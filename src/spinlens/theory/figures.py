@@ -146,8 +146,7 @@ def plot_phase_diagram(ds, panels=_PHASE_PANELS, *, ncols: int = 4, figsize=None
     ds : xarray.Dataset
         Output of `spinlens.theory.phase.task_pool_phase_diagram` (dims ``n_tasks``, ``n_context``).
     panels : sequence of str
-        Variables to draw; ``exact_g_task`` is computed from ``exact_icl_error - exact_pool_error``.
-        Missing variables are skipped.
+        Variables to draw; missing ones (e.g. ``exact_*`` when computed with ``exact=False``) are skipped.
     ncols : int
         Panels per row.
 
@@ -160,9 +159,7 @@ def plot_phase_diagram(ds, panels=_PHASE_PANELS, *, ncols: int = 4, figsize=None
 
     data = {}
     for name in panels:
-        if name == "exact_g_task" and "exact_icl_error" in ds and "exact_pool_error" in ds:
-            data[name] = (ds["exact_icl_error"] - ds["exact_pool_error"]).transpose("n_context", "n_tasks").values
-        elif name in ds:
+        if name in ds:
             data[name] = ds[name].transpose("n_context", "n_tasks").values.astype(float)
     names = list(data)
     if not names:
@@ -194,8 +191,7 @@ def plot_phase_diagram(ds, panels=_PHASE_PANELS, *, ncols: int = 4, figsize=None
         vmin, vmax = lims.get(_group(n), (0.0, 1.0))
         if n == "converged_fraction":
             vmin, vmax = 0.0, 1.0
-        cmap = plt.get_cmap("magma" if _group(n) == "g" else "viridis").copy()
-        cmap.set_bad("white")
+        cmap = plt.get_cmap("magma" if _group(n) == "g" else "viridis").with_extremes(bad="white")
         z = np.ma.masked_invalid(data[n])
         mesh = ax.pcolormesh(xe, ye, z, cmap=cmap, vmin=vmin, vmax=vmax, shading="flat",
                              edgecolors="0.85", linewidth=0.2)
