@@ -42,33 +42,38 @@ _ALIASES = {"--N": ["--n-context"], "--P": ["--n-prompts"], "--K": ["--n-tasks"]
             "--D": ["--d"]}
 
 
+# '%(default).0s' renders as nothing but stops the formatter from appending "(default: None)"
+_NO_DEFAULT = "%(default).0s"
+
+
 def register(sub) -> None:
     p = add_command(sub, "sweep", "Sweep a grid of spin-glass parameters and store the observables per point.",
                     EXAMPLES, run)
     g = p.add_argument_group("grid (each: V, V1,V2,..., START:STOP:NUM or START:STOP:NUM:log)")
     for flag, name, help_ in _GRID_FLAGS:
-        g.add_argument(flag, *_ALIASES.get(flag, []), dest=f"grid_{name}", metavar="VALUES", default=None, help=help_)
+        g.add_argument(flag, *_ALIASES.get(flag, []), dest=f"grid_{name}", metavar="VALUES", default=None,
+                       help=help_ + _NO_DEFAULT)
     p.add_argument("--config", default=None, metavar="FILE",
-                   help="TOML/YAML/JSON file with a [grid] and an optional [settings] table; flags override it")
+                   help="TOML/YAML/JSON file with a [grid] and an optional [settings] table; flags override it" + _NO_DEFAULT)
     p.add_argument("--observables", default=None,
-                   help="comma-separated observables (default: contrast_ratio,test_error,n_iter)")
-    p.add_argument("--method", default=None, choices=["cavity", "exact"], help="solver giving W (default cavity)")
-    p.add_argument("--max-iter", type=int, default=None, help="cavity iterations at most (default 100)")
-    p.add_argument("--tol", type=float, default=None, help="cavity tolerance on the mean squared change (default 1e-6)")
+                   help="comma-separated observables (default: contrast_ratio,test_error,n_iter)" + _NO_DEFAULT)
+    p.add_argument("--method", default=None, choices=["cavity", "exact"], help="solver giving W (default cavity)" + _NO_DEFAULT)
+    p.add_argument("--max-iter", type=int, default=None, help="cavity iterations at most (default 100)" + _NO_DEFAULT)
+    p.add_argument("--tol", type=float, default=None, help="cavity tolerance on the mean squared change (default 1e-6)" + _NO_DEFAULT)
     p.add_argument("--n-mc", type=int, default=None,
-                   help="Monte-Carlo prompts for errors without a closed form (corr > 0; default 4096)")
+                   help="Monte-Carlo prompts for errors without a closed form (corr > 0; default 4096)" + _NO_DEFAULT)
     p.add_argument("--sampler", default=None, choices=["auto", "reduced", "core"],
                    help="training features: 'core' draws full prompts; 'reduced' the same feature distribution "
-                        "from ~3D+4 numbers per prompt (corr = 0); 'auto' (default) reduced where corr = 0")
+                        "from ~3D+4 numbers per prompt (corr = 0); 'auto' (default) reduced where corr = 0" + _NO_DEFAULT)
     p.add_argument("--out", default="sweep-out", metavar="DIR", help="sweep directory")
-    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: number of CPU cores)")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: number of CPU cores)" + _NO_DEFAULT)
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="run on a Dask distributed scheduler, e.g. tcp://127.0.0.1:8786")
-    p.add_argument("--chunk-size", type=int, default=None, help="points per task (default: automatic)")
+                   help="run on a Dask distributed scheduler, e.g. tcp://127.0.0.1:8786" + _NO_DEFAULT)
+    p.add_argument("--chunk-size", type=int, default=None, help="points per task (default: automatic)" + _NO_DEFAULT)
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out; finished points are kept")
     p.add_argument("--force", action="store_true", help="delete the sweep in --out and start over")
     p.add_argument("--point-fn", default=None, metavar="MODULE:FUNC",
-                   help="custom point function fn(params, observables, **options) -> dict (advanced)")
+                   help="custom point function fn(params, observables, **options) -> dict (advanced)" + _NO_DEFAULT)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the run summary (run.json) as JSON on stdout")
 
@@ -103,7 +108,6 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"The 'jobs' parameter must be an integer >= 1. Got {args.jobs} instead.")
     kwargs = {k: settings[k] for k in ("method", "max_iter", "tol", "n_mc", "sampler", "jobs", "scheduler", "chunk_size", "point_fn")
               if k in settings}
-    print(f"spinlens sweep: {grid!r} -> {args.out}", flush=True)
     run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, progress=not args.no_progress, **kwargs)
     if args.json:
         with open(f"{args.out}/run.json") as f:

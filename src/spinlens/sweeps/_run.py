@@ -257,6 +257,8 @@ def run_sweep(
             continue
         todo.append(p)
     n_reused = len(points) - len(todo)
+    where = f"Dask scheduler {scheduler}" if scheduler else f"{jobs} process{'es' if jobs > 1 else ''}"
+    log(f"sweep: {grid!r} -> {store.root}; {len(todo)} to compute, {n_reused} stored, on {where}")
     run_id = uuid.uuid4().hex[:12]
     options = {"method": method, "max_iter": max_iter, "tol": tol, "n_mc": n_mc, "sampler": sampler}
     n_workers = jobs if scheduler is None else None
@@ -301,8 +303,10 @@ def run_sweep(
         )
         raise SweepInterrupted()
 
+    t_cons = time.perf_counter()
     ds = consolidate(store)
     write_results(ds, store.results_path)
+    t_cons = time.perf_counter() - t_cons
     wall = time.time() - t_start
     n_conv = int(ds["converged"].sum())
     record = {
@@ -318,6 +322,7 @@ def run_sweep(
         "n_converged": n_conv,
         "wall_time_s": wall,
         "cpu_time_points_s": cpu_total,
+        "consolidate_s": t_cons,
         "started_at": t_start,
         "seeds": sorted({int(s) for s in grid.mapping["seed"]}),
         "seed_derivation": ds.attrs["seed_derivation"],
