@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -164,6 +165,34 @@ def test_effective_W_exact_without_value_leak(arch):
     m2 = _model(arch, seed=4)
     assert effective_form(m2).leak > 0.05
     assert not np.allclose(spin_features(p).predict(effective_weights(m2)), m2(Z).detach().numpy())
+
+
+@pytest.mark.parametrize("arch", ["fla", "mhla"])
+def test_effective_W_plus_xx_remainder_is_exact(arch):
+    """Model = merged W_eff + the trilinear remainder of the symmetrised x-x block, for any weights."""
+    m = _model(arch, seed=5)
+    Z, p = _Z(20, seed=3)
+    form = effective_form(m)
+    rem = form.T_sym.copy()
+    rem[D] = 0.0
+    rem[:, D] = 0.0
+    remainder = dataclasses.replace(form, T=rem).predict(p)
+    np.testing.assert_allclose(spin_features(p).predict(form.W) + remainder, m(Z).detach().numpy(),
+                               rtol=1e-10, atol=1e-12)
+
+
+def test_effective_W_exact_through_the_label_row_of_the_key_query_form():
+    """A value row with only an x part still gives an exact merged W through B's label row (b = D)."""
+    m = _model("fla", seed=6)
+    with torch.no_grad():
+        a = m.blocks[0].attn
+        a.W_V[:, D, :] = 0.0  # value row read by the label: x part only
+        a.W_K[:, :D, :] = 0.0  # key-query form B = W_K W_Qᵀ: only its label row b = D is nonzero
+    Z, p = _Z(20, seed=4)
+    form = effective_form(m)
+    assert form.leak == pytest.approx(0.0, abs=1e-14)
+    assert np.linalg.norm(form.W[:D, :D]) > 0.1
+    np.testing.assert_allclose(spin_features(p).predict(form.W), m(Z).detach().numpy(), rtol=1e-10, atol=1e-12)
 
 
 def test_effective_W_of_sla_is_W():

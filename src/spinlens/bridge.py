@@ -13,15 +13,19 @@ the zoo predicts (`spinlens.models.zoo`, heads ``h``)
     \qquad u_h = W_V^h W_O^h e_D,\quad B_h = W_K^h W_Q^{h\top},
 
 i.e. the trilinear form :math:`\hat y = \frac{1}{N+1}\sum_{abc} T_{abc}(ZZ^\top)_{ab} q_c` with
-:math:`T = \sum_h u_h \otimes B_h` (`EffectiveForm`). The paper's merged model is the slice ``a = D``:
-:math:`\hat y = [ZZ^\top W Z/(N+1)]_{D,N}` with ``W = T[D]``. So the effective merged matrix is
+:math:`T = \sum_h u_h \otimes B_h` (`EffectiveForm`). Only the part of T symmetric in (a, b) matters
+(ZZᵀ is symmetric). The paper's merged model uses the features :math:`(ZZ^\top)_{Db} q_c`; they appear in
+T both at ``a = D`` and at ``b = D``, so the effective merged matrix is
 
-.. math::  W_\text{eff} = \sum_h (u_h)_D\, B_h ,
+.. math::  W_\text{eff}[b, c] = T_{Dbc} + T_{bDc}\ (b < D), \qquad W_\text{eff}[D, c] = T_{DDc},
 
-exact when the value rows read by the label coordinate have no x part (``T[:D] = 0``); the remaining
-part ``T[:D]`` multiplies features :math:`\sum_t x_t z_t^\top q` that are odd in the task and have zero
-correlation with the target, so training drives it to 0 — `EffectiveForm.leak` reports its size. For
-``sla``, ``W_eff = W``; for ``sla-separate``, ``W_qᵀW_k``.
+and :math:`\hat y = [ZZ^\top W_\text{eff} Z/(N+1)]_{D,N} + r`, where the remainder r comes from the
+x-x block :math:`T_{abc}, a, b < D`, multiplying :math:`\sum_t x_{ta}x_{tb}\, q_c`. Those features are odd in
+the task, uncorrelated with the target, so training drives the block to 0; `EffectiveForm.leak` reports
+its relative size and the merged W is exact when it vanishes. For ``sla``, ``W_eff = W``; for
+``sla-separate``, ``W_qᵀW_k``. (A model can also use the ``b = D`` route, the y row of the key-query
+form with the x part of the value row: a rank-one W_eff, the stall seen when an FLA is trained from an
+unlucky initialisation at small D.)
 
 **One step of in-context gradient descent.** From w₀ = 0 on :math:`L(w) = \frac{1}{2N}\sum_i (y_i - w\cdot x_i)^2`
 one step of size η gives :math:`\hat y_\text{GD} = \frac{\eta}{N}\sum_i y_i\, x_i\cdot x_q`, which is the
@@ -61,7 +65,7 @@ class EffectiveForm:
     Attributes
     ----------
     T : ndarray of shape (D+1, D+1, D+1), float64
-        ``Σ_h u_h ⊗ B_h``.
+        ``Σ_h u_h ⊗ B_h`` (only its part symmetric in the first two indices affects predictions).
     u : ndarray of shape (n_heads, D+1)
         Value rows read by the label coordinate, ``W_V^h W_O^h e_D``.
     B : ndarray of shape (n_heads, D+1, D+1)
@@ -79,16 +83,25 @@ class EffectiveForm:
         return self.T.shape[0] - 1
 
     @property
+    def T_sym(self) -> np.ndarray:
+        """``(T + T.transpose(1, 0, 2))/2``: the part of T that the predictions see."""
+        return 0.5 * (self.T + self.T.transpose(1, 0, 2))
+
+    @property
     def W(self) -> np.ndarray:
-        """Effective merged matrix ``W_eff = T[D]`` (D+1, D+1)."""
-        return self.T[self.d].copy()
+        """Effective merged matrix (D+1, D+1): ``W[b] = T[D, b] + T[b, D]`` for b < D, ``W[D] = T[D, D]``."""
+        d = self.d
+        W = self.T[d] + self.T[:, d]
+        W[d] = self.T[d, d]
+        return W
 
     @property
     def leak(self) -> float:
-        """‖T[:D, :, :D]‖ / ‖T[:, :, :D]‖: the part of the live form outside the merged family (0 = exact)."""
-        live = self.T[:, :, : self.d]
+        """‖T_sym[:D, :D, :D]‖ / ‖T_sym[:, :, :D]‖: the live form outside the merged family (0: W exact)."""
+        d = self.d
+        live = self.T_sym[:, :, :d]
         n = np.linalg.norm(live)
-        return 0.0 if n == 0 else float(np.linalg.norm(live[: self.d]) / n)
+        return 0.0 if n == 0 else float(np.linalg.norm(live[:d, :d]) / n)
 
     def predict(self, Z) -> np.ndarray:
         """Predictions ``(n_prompts,)`` of the full trilinear form on Z ``(n_prompts, D+1, N+1)``."""
