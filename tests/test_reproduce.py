@@ -177,3 +177,20 @@ def test_identity_block_stats_detects_non_identity():
     W[3, 0] = 1.0
     s = identity_block_stats(W)
     assert s["block_residual"] > 0.5 and s["rest_fraction"] > 0.2
+
+
+def test_demo_command_writes_figures_and_report(tmp_path, capsys, monkeypatch):
+    """`make demo` runs `spinlens demo`; here with two cheap figures instead of fig4b and fig2."""
+    from spinlens.cli import demo
+    from spinlens.cli.main import main
+
+    assert demo.DEMO_FIGURES == ("fig4b", "fig2")
+    monkeypatch.setattr(demo, "DEMO_FIGURES", ("fig1", "figS7"))
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 0
+    printed = capsys.readouterr().out
+    for name in ("fig1/fig1.png", "figS7/figS7.png", "figS7/run.json", "report.html"):
+        assert (tmp_path / "d" / name).is_file(), name
+        assert str(tmp_path / "d" / name) in printed or name == "report.html"
+    assert f"report: {tmp_path / 'd' / 'report.html'}" in printed
+    html = (tmp_path / "d" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2

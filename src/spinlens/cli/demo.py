@@ -48,9 +48,14 @@ def _run(args) -> int:
         print(f"  {res['figure']:<6} figures: {', '.join(str(Path(res['out_dir']) / f) for f in figs)}")
         print(f"  {'':<6} data:    {', '.join(str(Path(res['out_dir']) / f) for f in data)}")
         print(f"  {'':<6} run:     {Path(res['out_dir']) / 'run.json'}")
-    s = results[0]["summary"]
-    print(f"Fig 4b: largest |ours - paper| = {s['max_abs_deviation_cavity']:.4f} "
-          f"(tolerance 0.02: {'ok' if s['within_tolerance'] else 'NOT met'})")
+    for res in results:
+        worst = res.get("max_deviation")
+        if worst:
+            tol = worst.get("tolerance")
+            verdict = ""
+            if tol not in ("", None):
+                verdict = f" (tolerance ±{tol:g}: {'ok' if worst.get('within') else 'NOT met'})"
+            print(f"{res['figure']}: largest |ours - paper| = {abs(worst['deviation']):.4f}{verdict}")
     print(f"report: {report}")
     print(f"total {time.perf_counter() - t0:.1f} s")
     return 0
