@@ -11,6 +11,8 @@ EXAMPLES = """  spinlens reproduce fig4b --out repro            # quick: about 1
 
 
 def register(sub) -> None:
+    import argparse
+
     from spinlens.reproduce import FIGURES
 
     p = add_command(
@@ -22,9 +24,10 @@ def register(sub) -> None:
     )
     p.add_argument("figure", metavar="FIG", help=f"one of: {', '.join(FIGURES)}, all")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", dest="full", action="store_false", help="small parameters, under a minute (default)")
-    mode.add_argument("--full", dest="full", action="store_true", help="the paper's parameters (slow)")
-    p.set_defaults(full=False)
+    mode.add_argument("--quick", dest="full", action="store_false", default=argparse.SUPPRESS,
+                      help="small parameters, seconds to half a minute per figure (the default mode)")
+    mode.add_argument("--full", dest="full", action="store_true", default=argparse.SUPPRESS,
+                      help="the paper's parameters (slow: fig4a --full is 25000 cavity solves)")
     p.add_argument("--out", default="repro-out", help="output folder; the figure goes to OUT/FIG/")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of the tables")
@@ -52,7 +55,7 @@ def _run(args) -> int:
     echo = None if args.json else print
     summaries = []
     for name in names:
-        res = run_figure(name, args.out, quick=not args.full, seed=args.seed, echo=echo)
+        res = run_figure(name, args.out, quick=not getattr(args, "full", False), seed=args.seed, echo=echo)
         summaries.append(
             {
                 "figure": name,
