@@ -79,7 +79,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
                         title="fields", ax=axes[0, 2])
         for ax, name, label in ((axes[1, 0], "J1", "J1: first D(D+1) spins"), (axes[1, 1], "J2", "J2: cross block"),
                                 (axes[1, 2], "J3", "J3: last D+1 spins")):
-            plot_histograms({label: ds[name].values}, xlabel="J", logy=True, ax=ax)
+            plot_histograms({label: ds[name].values}, xlabel="J", logy=True, bins=30, ax=ax)
         fig.suptitle(f"Fig 1: P={cfg['n_prompts']}, D={cfg['d']}, N={cfg['n_context']}")
         fig.tight_layout()
         fw.save_figure(fig, out_dir, "fig1")
