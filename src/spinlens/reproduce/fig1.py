@@ -76,7 +76,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
         plot_matrix(ds["J"].values, title="J", ax=axes[0, 0])
         plot_matrix(ds["h"].values, title="h (as a (D+1)×(D+1) matrix)", ax=axes[0, 1])
         plot_histograms({"h1 (D×D block)": ds["h1"].values, "h2 (last row)": ds["h2"].values}, xlabel="h",
-                        title="fields", ax=axes[0, 2])
+                        title="fields", bins=15, ax=axes[0, 2])
         for ax, name, label in ((axes[1, 0], "J1", "J1: first D(D+1) spins"), (axes[1, 1], "J2", "J2: cross block"),
                                 (axes[1, 2], "J3", "J3: last D+1 spins")):
             plot_histograms({label: ds[name].values}, xlabel="J", logy=True, bins=30, ax=ax)
