@@ -95,15 +95,11 @@ def register(sub) -> None:
 
 
 def _setup(args):
-    import os
     from pathlib import Path
-
-    import torch
 
     from spinlens.edit.experiments import load_transformer, pretrained_base
     from spinlens.errors import check_int
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1") or 1))
     check_int("d", args.d, low=1, high=64)
     check_int("n_context", args.n_context, low=1, high=512)
     check_int("base_steps", args.base_steps, low=0, high=10**6)
