@@ -75,7 +75,10 @@ def compute(n_context_values, *, d=20, n_prompts=1000, repeats=20, n_bins=50, rn
 
 
 def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
-    """Quick: D=10, P=500, N ∈ {20, 21, 40, 80, 160}, 40 draws; full: the paper's D=20, P=1000, 11 N, 1000 repeats."""
+    """Quick: D=10, P=500, N ∈ {20, 21, 40, 80, 160}, 40 draws; full: the paper's D=20, P=1000 and 11 N, 200 draws.
+
+    The published script uses 1000 draws and per-draw histograms; pooled histograms need fewer draws.
+    """
     import matplotlib.pyplot as plt
 
     from spinlens.plotting.curves import plot_series
@@ -85,7 +88,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     if quick:
         d, n_prompts, Ns, repeats = 10, 500, (20, 21, 40, 80, 160), 40
     else:
-        d, n_prompts, Ns, repeats = cfg["d"], cfg["n_prompts"], cfg["n_context"], cfg["repeats"]
+        d, n_prompts, Ns, repeats = cfg["d"], cfg["n_prompts"], cfg["n_context"], 200
     ds = compute(Ns, d=d, n_prompts=n_prompts, repeats=repeats, rng=seed)
     fw.save_dataset(ds, out_dir, "data")
     with paper_style():
