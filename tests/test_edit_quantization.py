@@ -120,3 +120,15 @@ def test_quantization_experiment_granularities():
         import json
 
         assert len(json.loads(str(ds["bits_json"].values[2]))) == n_comp
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_symmetric_per_channel_matches_torch_fake_quantize(bits):
+    # independent implementation: torch's per-channel affine fake quantization with zero point 0
+    g = torch.Generator().manual_seed(bits)
+    w = torch.randn(24, 5, generator=g)  # (n_in, n_out): one group = one output column
+    ours = Q.fake_quantize(w, bits, group_size=24, symmetric=True)
+    qmax = 2 ** (bits - 1) - 1
+    scale = (w.abs().amax(0) / qmax).double()
+    ref = torch.fake_quantize_per_channel_affine(w, scale.float(), torch.zeros(5, dtype=torch.int32), 1, -qmax, qmax)
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-6)
