@@ -88,6 +88,8 @@ def test_converged_mask_consistent_with_nans(ds):
     np.testing.assert_allclose(ds.g_task.values[~none], expect, rtol=1e-12, atol=1e-15)
     # the published cavity diverges at small pools with λ = 0.01, and converges at large ones
     assert ds.converged_fraction.sel(n_tasks=1).max() == 0
+    assert ds.diverged_fraction.sel(n_tasks=1).min() == 1  # ... by negative cavity variances, not slowness
+    assert np.all(ds.converged_fraction.values + ds.diverged_fraction.values <= 1)
     assert ds.converged_fraction.sel(n_tasks=1024).min() > 0
 
 

@@ -95,7 +95,9 @@ def task_pool_phase_diagram(
     xarray.Dataset
         Dims ``(n_tasks, n_context)`` (repeats averaged) and ``repeat`` for the per-repeat variables.
         Variables: ``icl_error``, ``pool_error``, ``g_task``, ``contrast_ratio`` (means over converged
-        repeats, NaN where none converged), ``converged_fraction``, ``converged`` (bool, per repeat),
+        repeats, NaN where none converged), ``converged_fraction``, ``diverged_fraction`` (runs whose
+        cavity variances ended non-positive or non-finite; the rest of the non-converged runs hit
+        ``max_iter``), ``converged`` (bool, per repeat),
         ``icl_error_repeats``, ``pool_error_repeats``, ``contrast_ratio_repeats`` (NaN where not
         converged), ``n_iter``, ``exact_icl_error``, ``exact_pool_error``, ``exact_g_task``,
         ``exact_contrast_ratio`` (if ``exact``; all repeats),
@@ -141,6 +143,7 @@ def task_pool_phase_diagram(
     nK, nN, R = len(ks), len(ns), n_repeats
     per = {n: np.full((nK, nN, R), np.nan) for n in ("icl", "pool", "cr", "n_iter", "ex_icl", "ex_pool", "ex_cr")}
     conv = np.zeros((nK, nN, R), dtype=bool)
+    bad = np.zeros((nK, nN, R), dtype=bool)
     th = {n: np.full((nK, nN), np.nan) for n in ("icl", "idg", "g")}
     th_ok = np.zeros((nK, nN), dtype=bool)
 
@@ -167,6 +170,8 @@ def task_pool_phase_diagram(
             W = np.asarray(res.W, dtype=float)
             ok = bool(res.converged) and bool(np.all(np.isfinite(W)))
             conv[i, j, r] = ok
+            v = np.asarray(res.v, dtype=float)
+            bad[i, j, r] = not (np.all(np.isfinite(v)) and np.all(v > 0) and np.all(np.isfinite(W)))
             per["n_iter"][i, j, r] = res.n_iter
             if ok:
                 per["icl"][i, j, r] = test_error(W, base)
@@ -198,6 +203,8 @@ def task_pool_phase_diagram(
         "contrast_ratio": (dims, cr, {"long_name": "contrast ratio <W, I>/(|W||I|), cavity", "units": "1"}),
         "converged_fraction": (dims, conv.mean(axis=-1), {"long_name": "fraction of converged cavity runs",
                                                           "units": "1"}),
+        "diverged_fraction": (dims, bad.mean(axis=-1), {
+            "long_name": "fraction of cavity runs ending with non-positive or non-finite variances", "units": "1"}),
         "converged": (dims_r, conv, {"long_name": "cavity converged"}),
         "icl_error_repeats": (dims_r, per["icl"], {"long_name": "ICL error per repeat (NaN: not converged)", **E}),
         "pool_error_repeats": (dims_r, per["pool"], {"long_name": "pool error per repeat (NaN: not converged)", **E}),
