@@ -110,7 +110,8 @@ def _setup(args):
         model = load_transformer(args.model)
     else:
         cache = out / "base.safetensors" if out else None
-        model = pretrained_base(args.d, args.n_context, steps=args.base_steps, path=cache, rng=args.seed)
+        model = pretrained_base(args.d, args.n_context, steps=args.base_steps, path=cache, rng=args.seed,
+                                progress=not args.no_progress)
     return model, out
 
 

@@ -69,7 +69,8 @@ def sample_regression_prompts(
     return Z, ys[:, n_context], W
 
 
-def train_regression(model, Z, y, *, lr=3e-3, steps=300, batch_size=64, rng=None, params=None, grad_masks=None):
+def train_regression(model, Z, y, *, lr=3e-3, steps=300, batch_size=64, rng=None, params=None, grad_masks=None,
+                     progress=False):
     """Minimal Adam MSE loop (no weight decay) used by examples and tests; returns the loss history.
 
     ``params`` restricts the optimised parameters; ``grad_masks`` ({name: bool tensor}) zeroes the
@@ -88,7 +89,12 @@ def train_regression(model, Z, y, *, lr=3e-3, steps=300, batch_size=64, rng=None
     opt = torch.optim.Adam([named[n] for n in params], lr=lr)
     gen = torch_generator(rng)
     hist = []
-    for _ in range(steps):
+    it = range(steps)
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(it, desc="train base", leave=False)
+    for _ in it:
         idx = torch.randint(0, Zt.shape[0], (min(batch_size, Zt.shape[0]),), generator=gen)
         loss = torch.mean((model(Zt[idx]) - yt[idx]) ** 2)
         opt.zero_grad()

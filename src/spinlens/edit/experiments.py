@@ -60,7 +60,7 @@ def load_transformer(path):
     return m
 
 
-def pretrained_base(d: int = 5, n_context: int = 10, *, steps: int = 2000, path=None, rng=0, **arch):
+def pretrained_base(d: int = 5, n_context: int = 10, *, steps: int = 2000, path=None, rng=0, progress=False, **arch):
     """A small GPT-2-style transformer trained on isotropic ICL linear regression (cached at ``path``)."""
     from spinlens.models.transformer import Transformer
 
@@ -70,7 +70,7 @@ def pretrained_base(d: int = 5, n_context: int = 10, *, steps: int = 2000, path=
     cfg = {**BASE_DEFAULTS, **arch}
     m = Transformer(d_in=d + 1, max_pos=n_context + 1, rng=g1, **cfg)
     Z, y, _ = sample_regression_prompts(max(20000, 16 * steps), d, n_context, rng=g2)
-    train_regression(m, Z, y, lr=2e-3, steps=steps, batch_size=128, rng=g3)
+    train_regression(m, Z, y, lr=2e-3, steps=steps, batch_size=128, rng=g3, progress=progress)
     if path is not None:
         save_transformer(m, path)
     return m
