@@ -65,7 +65,9 @@ def pretrained_base(d: int = 5, n_context: int = 10, *, steps: int = 2000, path=
     from spinlens.models.transformer import Transformer
 
     if path is not None and Path(path).exists():
-        return load_transformer(path)
+        m = load_transformer(path)
+        if m.cfg.d_in == d + 1 and m.cfg.max_pos == n_context + 1:
+            return m  # cached; a cache with other sizes is retrained and overwritten
     g1, g2, g3 = spawn(rng, 3)
     cfg = {**BASE_DEFAULTS, **arch}
     m = Transformer(d_in=d + 1, max_pos=n_context + 1, rng=g1, **cfg)
