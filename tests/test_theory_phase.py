@@ -139,7 +139,7 @@ def test_figure_blanks_non_converged_cells(ds, tmp_path):
     from spinlens.theory.figures import plot_phase_diagram
 
     fig, axes = plot_phase_diagram(ds)
-    assert len(axes) == 8
+    assert len(axes) == 10
     mesh = axes[0].collections[0]
     arr = mesh.get_array()
     expect = np.isnan(ds.icl_error.transpose("n_context", "n_tasks").values).ravel()

@@ -111,11 +111,12 @@ def plot_task_diversity(ds, *, ax=None, show_idg: bool = True, theory_points: in
     return fig, ax
 
 
-_PHASE_PANELS = ("icl_error", "g_task", "contrast_ratio", "converged_fraction",
-                 "exact_icl_error", "exact_g_task", "theory_icl_error", "theory_g_task")
+_PHASE_PANELS = ("icl_error", "g_task", "contrast_ratio", "converged_fraction", "diverged_fraction",
+                 "exact_icl_error", "exact_g_task", "exact_contrast_ratio", "theory_icl_error", "theory_g_task")
 _PHASE_TITLES = {
     "icl_error": "cavity: ICL error", "pool_error": "cavity: pool error", "g_task": "cavity: g_task = ICL − pool",
     "contrast_ratio": "cavity: contrast ratio", "converged_fraction": "cavity: converged fraction",
+    "diverged_fraction": "cavity: diverged fraction (v ≤ 0)",
     "exact_icl_error": "exact ridge: ICL error", "exact_pool_error": "exact ridge: pool error",
     "exact_g_task": "exact ridge: g_task", "exact_contrast_ratio": "exact ridge: contrast ratio",
     "theory_icl_error": "theory (Lu et al.): ICL error", "theory_idg_error": "theory: IDG error",
@@ -134,7 +135,7 @@ def _edges(v, log: bool) -> np.ndarray:
     return np.exp(e) if log else e
 
 
-def plot_phase_diagram(ds, panels=_PHASE_PANELS, *, ncols: int = 4, figsize=None):
+def plot_phase_diagram(ds, panels=_PHASE_PANELS, *, ncols: int = 5, figsize=None):
     """Heatmaps over task-pool size K (log x axis) and context length N from `task_pool_phase_diagram`.
 
     Cells whose cavity runs all failed to converge are blank (NaN); cells where only some repeats
@@ -175,6 +176,8 @@ def plot_phase_diagram(ds, panels=_PHASE_PANELS, *, ncols: int = 4, figsize=None
     def _group(n):
         if n.endswith("g_task"):
             return "g"
+        if n.endswith("contrast_ratio"):
+            return "cr"
         if n.endswith("icl_error") or n.endswith("pool_error") or n.endswith("idg_error"):
             return "err"
         return n
@@ -189,14 +192,14 @@ def plot_phase_diagram(ds, panels=_PHASE_PANELS, *, ncols: int = 4, figsize=None
     d = ds.attrs.get("d")
     for ax, n in zip(axes.flat, names):
         vmin, vmax = lims.get(_group(n), (0.0, 1.0))
-        if n == "converged_fraction":
+        if n in ("converged_fraction", "diverged_fraction"):
             vmin, vmax = 0.0, 1.0
         cmap = plt.get_cmap("magma" if _group(n) == "g" else "viridis").with_extremes(bad="white")
         z = np.ma.masked_invalid(data[n])
         mesh = ax.pcolormesh(xe, ye, z, cmap=cmap, vmin=vmin, vmax=vmax, shading="flat",
                              edgecolors="0.85", linewidth=0.2)
         fig.colorbar(mesh, ax=ax, shrink=0.85)
-        if frac is not None and n.split("_")[0] not in ("exact", "theory") and n != "converged_fraction":
+        if frac is not None and n.split("_")[0] not in ("exact", "theory") and not n.endswith("_fraction"):
             kk, nn = np.meshgrid(K, N)
             part = (frac > 0) & (frac < 1)
             ax.plot(kk[part], nn[part], ".", color="white", ms=2.5, mec="k", mew=0.3)
