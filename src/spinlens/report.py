@@ -45,7 +45,7 @@ table{border-collapse:collapse;margin:.5em 0;font-size:.85em}
 th,td{border:1px solid #ddd;padding:.2em .5em;text-align:right} th{background:#f3f3f3}
 td.l,th.l{text-align:left}
 tr.bad td{background:#fde2e1}
-figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top}
+figure{display:inline-block;margin:.5em 1em .5em 0;vertical-align:top;max-width:100%}
 figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.8em;color:#555}
 pre{background:#f7f7f7;padding:.5em;overflow-x:auto;font-size:.8em}
