@@ -283,3 +283,34 @@ def test_run_variants_layer_skipping_is_exact():
     torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(ra["blocks.2.attn.hook_q"], rb["blocks.2.attn.hook_q"], rtol=1e-12, atol=1e-12)
     assert a.shape == (9, 8)
+
+
+def test_path_patching_equals_residual_injection_with_ln_and_mlp():
+    """With LayerNorm and MLPs: the path S → output equals adding S's clean-minus-corrupt result to the final
+    residual stream (everything else frozen), and S → R's q equals adding it to R's own q input only."""
+    m = _random_model(n_layers=3, split_qkv_input=True)
+    pr = regression_pairs(D, N, 16, dtype=torch.float64, rng=7)
+    with torch.no_grad():
+        yc, yk = m(pr.clean), m(pr.corrupt)
+        met = projection_metric(yc, yk)
+        _, cc = m.run_with_cache(pr.clean, names_filter="*hook_result")
+        _, ck = m.run_with_cache(pr.corrupt, names_filter="*hook_result")
+    m_b, m_s = float(met(yk).mean()), float(met(yc).mean())
+    s_out = path_patch(m, pr.clean, pr.corrupt, metric=met).scores.values
+    s_q = path_patch(m, pr.clean, pr.corrupt, metric=met, receivers=[(2, 1)], receiver_input="q").scores.values
+    for S in range(3):
+        for h in range(3):
+            delta = cc[f"blocks.{S}.attn.hook_result"][:, :, h] - ck[f"blocks.{S}.attn.hook_result"][:, :, h]
+            with torch.no_grad():
+                out = m.run_with_hooks(pr.corrupt, fwd_hooks=[("blocks.2.hook_resid_post", lambda r, hook, d=delta: r + d)])
+            assert s_out[S, h] == pytest.approx((float(met(out).mean()) - m_b) / (m_s - m_b), rel=1e-8, abs=1e-10)
+            if S < 2:
+                def inject(x, hook, d=delta):
+                    x = x.clone()
+                    x[:, :, 1] += d
+                    return x
+
+                with torch.no_grad():
+                    out = m.run_with_hooks(pr.corrupt, fwd_hooks=[("blocks.2.attn.hook_q_input", inject)])
+                assert s_q[S, h] == pytest.approx((float(met(out).mean()) - m_b) / (m_s - m_b), rel=1e-8, abs=1e-10)
+    assert np.abs(s_out).max() > 0.01 and np.abs(s_q[:2]).max() > 1e-4  # not trivially zero
