@@ -1,7 +1,8 @@
 """Asymptotic theory of ICL by linear attention (Lu et al.) and Bayes baselines (ridge, dMMSE).
 
 See ``docs/theory.md``. Submodules: `asymptotic` (formulas), `simulate` (finite-d checks), `baselines`
-(ridge / dMMSE predictors), `comparison` (task-diversity sweep against the core solver), `figures`.
+(ridge / dMMSE predictors), `comparison` (task-diversity sweep against the core solver), `phase`
+((K, N) phase diagram of the cavity solution), `figures`.
 """
 
 from spinlens.theory.asymptotic import M_kappa as M_kappa
@@ -16,3 +17,4 @@ from spinlens.theory.baselines import dmmse_predict as dmmse_predict
 from spinlens.theory.baselines import ridge_predict as ridge_predict
 from spinlens.theory.simulate import SimulationResult as SimulationResult
 from spinlens.theory.simulate import simulate_point as simulate_point
+from spinlens.theory.phase import task_pool_phase_diagram as task_pool_phase_diagram
