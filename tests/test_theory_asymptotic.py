@@ -325,7 +325,7 @@ def test_no_warnings_on_normal_points():
         learning_curve(alpha=[0.5, 5], tau=np.geomspace(0.05, 50, 30), kappa=[0.1, 1, INF], rho=0.1, lam=[0, 1e-3])
 
 
-@pytest.mark.parametrize("modname", ["spinlens.theory.asymptotic", "spinlens.theory.baselines"])
+@pytest.mark.parametrize("modname", ["spinlens.theory.asymptotic", "spinlens.theory.baselines", "spinlens.theory.phase"])
 def test_docstring_examples(modname):
     import doctest
     import importlib
