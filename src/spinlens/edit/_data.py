@@ -1,15 +1,66 @@
-"""Small helpers shared by the edit/steering code: ICL-regression prompts and training loops.
+"""Prompt helpers of the edit/steering code: thin wrappers over `spinlens.prompts.PromptDistribution`.
 
-`sample_regression_prompts` builds prompt matrices with the convention of ``docs/design.md``
-(column i = [x_i; y_i], y = w·x/√D, last column [x_query; 0]); it uses `spinlens.prompts` when it is there.
+The core distribution draws inputs (``corr`` = correlation between the *positions* of one prompt, as
+everywhere in spinlens), labels and noise. The task-distribution shifts the experiments need are built
+here as task matrices W and passed to `PromptDistribution.prompts_from_tasks`:
+
+* a fixed task (``w``), shared by every prompt (steering towards one task w_A);
+* an anisotropic task prior w ~ N(0, σ_w² Σ_w) (``task_cov``).
+
+The returned target is the noise-free query label w·x_q/√D, so that a noisy-context target ("noisy")
+measures how well the context is used, not the irreducible label noise.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from spinlens.errors import check_float, check_int
+from spinlens import conventions
+from spinlens.errors import InvalidParameterError, check_int
+from spinlens.prompts import PromptDistribution
 from spinlens.random import as_generator
+
+
+def shifted_tasks(dist: PromptDistribution, n: int, *, w=None, task_cov=None, rng=None) -> np.ndarray:
+    """Task matrix (n, D) for `PromptDistribution.prompts_from_tasks`.
+
+    Parameters
+    ----------
+    dist : PromptDistribution
+        Gives D and σ_w.
+    n : int >= 1
+        Number of tasks (one per prompt).
+    w : array (D,) or (n, D), optional
+        Fixed task(s), broadcast to (n, D); excludes ``task_cov``.
+    task_cov : array (D, D), optional
+        Covariance Σ_w of the task prior (symmetric positive definite); default identity
+        (the core prior w ~ N(0, σ_w² I)).
+    rng : None, int or Generator, keyword-only
+
+    Returns
+    -------
+    ndarray (n, D), the distribution's dtype
+    """
+    n = check_int("n", n, low=1, owner="shifted_tasks")
+    D = dist.d
+    if w is not None:
+        if task_cov is not None:
+            raise InvalidParameterError("Give at most one of 'w' (fixed task) and 'task_cov' (task prior).")
+        w = np.asarray(w, dtype=dist.dtype)
+        if w.shape not in ((D,), (n, D)):
+            raise InvalidParameterError(f"The 'w' parameter must have shape ({D},) or ({n}, {D}). Got {w.shape}.")
+        return np.broadcast_to(w, (n, D)).copy()
+    W = dist.sample_tasks(n, rng=rng)
+    if task_cov is not None:
+        cov = np.asarray(task_cov, dtype=float)
+        if cov.shape != (D, D):
+            raise InvalidParameterError(f"The 'task_cov' parameter must have shape ({D}, {D}). Got {cov.shape}.")
+        try:
+            chol = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            raise InvalidParameterError("The 'task_cov' parameter must be symmetric positive definite.") from None
+        W = (W @ chol.T).astype(dist.dtype, copy=False)
+    return W
 
 
 def sample_regression_prompts(
@@ -24,18 +75,18 @@ def sample_regression_prompts(
     task_cov=None,
     rng=None,
 ):
-    """Sample ICL linear-regression prompts.
+    """Sample ICL linear-regression prompts (`PromptDistribution` plus the task shifts above).
 
     Parameters
     ----------
     n_prompts, d, n_context : int
-        P, D, N.
+        P >= 1, D >= 1, N >= 1.
     w : array (D,) or (P, D), optional
-        Fixed task vector(s); default a fresh w ~ N(0, sigma_w² Σ_w) per prompt.
+        Fixed task vector(s); default a fresh w ~ N(0, σ_w² Σ_w) per prompt.
     corr : float in [0, 1)
-        Correlation between the coordinates of x (equicorrelated covariance (1-c) I + c 11ᵀ).
+        Correlation between the positions of one prompt (`PromptDistribution.corr`).
     sigma_w, sigma_eps : float
-        Task scale and label-noise std.
+        Task scale (> 0) and label-noise std (>= 0) of the context labels.
     task_cov : array (D, D), optional
         Covariance Σ_w of the task prior (default identity).
     rng : None, int or Generator, keyword-only
@@ -43,69 +94,21 @@ def sample_regression_prompts(
     Returns
     -------
     Z : ndarray (P, D+1, N+1), float64
-    y : ndarray (P,)  target at the query (noise-free)
-    W : ndarray (P, D)  tasks
+        Prompts (``docs/design.md`` layout, query label 0).
+    y : ndarray (P,)
+        Noise-free query target w·x_q/√D.
+    W : ndarray (P, D)
+        Tasks.
     """
-    n_prompts = check_int("n_prompts", n_prompts, low=1)
-    d = check_int("d", d, low=1)
-    n_context = check_int("n_context", n_context, low=0)
-    corr = check_float("corr", corr, low=0.0, high=1.0, high_open=True)
+    n_prompts = check_int("n_prompts", n_prompts, low=1, owner="sample_regression_prompts")
+    dist = PromptDistribution(d, n_context, sigma_w=sigma_w, sigma_eps=sigma_eps, corr=corr)
     g = as_generator(rng)
-    x = g.standard_normal((n_prompts, n_context + 1, d))
-    if corr > 0:
-        # x = sqrt(1-c) ξ + sqrt(c) η 1, η shared by all coordinates of one token
-        x = np.sqrt(1 - corr) * x + np.sqrt(corr) * g.standard_normal((n_prompts, n_context + 1, 1))
-    if w is None:
-        W = g.standard_normal((n_prompts, d)) * sigma_w
-        if task_cov is not None:
-            W = W @ np.linalg.cholesky(np.asarray(task_cov, dtype=float)).T
-    else:
-        W = np.broadcast_to(np.asarray(w, dtype=float), (n_prompts, d)).copy()
-    ys = np.einsum("ptd,pd->pt", x, W) / np.sqrt(d)
-    noisy = ys + sigma_eps * g.standard_normal(ys.shape)
-    Z = np.zeros((n_prompts, d + 1, n_context + 1))
-    Z[:, :d, :] = x.transpose(0, 2, 1)
-    Z[:, d, :n_context] = noisy[:, :n_context]
-    return Z, ys[:, n_context], W
-
-
-def train_regression(model, Z, y, *, lr=3e-3, steps=300, batch_size=64, rng=None, params=None, grad_masks=None,
-                     progress=False):
-    """Minimal Adam MSE loop (no weight decay) used by examples and tests; returns the loss history.
-
-    ``params`` restricts the optimised parameters; ``grad_masks`` ({name: bool tensor}) zeroes the
-    gradient outside each mask (see `spinlens.edit.pinpoint`).
-    """
-    import torch
-
-    from spinlens.random import torch_generator
-
-    dtype = next(model.parameters()).dtype
-    Zt = torch.as_tensor(np.asarray(Z), dtype=dtype)
-    yt = torch.as_tensor(np.asarray(y), dtype=dtype)
-    named = dict(model.named_parameters())
-    if params is None:
-        params = list(named)
-    opt = torch.optim.Adam([named[n] for n in params], lr=lr)
-    gen = torch_generator(rng)
-    hist = []
-    it = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
-
-        it = tqdm(it, desc="train base", leave=False)
-    for _ in it:
-        idx = torch.randint(0, Zt.shape[0], (min(batch_size, Zt.shape[0]),), generator=gen)
-        loss = torch.mean((model(Zt[idx]) - yt[idx]) ** 2)
-        opt.zero_grad()
-        loss.backward()
-        if grad_masks:
-            for n, m in grad_masks.items():
-                if named[n].grad is not None:
-                    named[n].grad.mul_(m.to(named[n].grad.dtype))
-        opt.step()
-        hist.append(float(loss.detach()))
-    return hist
+    W = shifted_tasks(dist, n_prompts, w=w, task_cov=task_cov, rng=g)
+    p = dist.prompts_from_tasks(W, rng=g)
+    y = p.y
+    if dist.sigma_eps > 0:  # the core target includes the query's noise; ours is the clean w·x_q/√D
+        y = np.einsum("pd,pd->p", p.Z[:, :d, n_context], W) * conventions.label_scale(d)
+    return p.Z, y, W
 
 
 def mse(model, Z, y) -> float:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spinlens.edit._data import mse, sample_regression_prompts, train_regression
+from spinlens.edit._data import mse, sample_regression_prompts
 from spinlens.random import as_generator, spawn
 
 BASE_DEFAULTS = dict(n_layers=2, n_heads=4, d_model=32, d_mlp=64)
@@ -72,7 +72,9 @@ def pretrained_base(d: int = 5, n_context: int = 10, *, steps: int = 2000, path=
     cfg = {**BASE_DEFAULTS, **arch}
     m = Transformer(d_in=d + 1, max_pos=n_context + 1, rng=g1, **cfg)
     Z, y, _ = sample_regression_prompts(max(20000, 16 * steps), d, n_context, rng=g2)
-    train_regression(m, Z, y, lr=2e-3, steps=steps, batch_size=128, rng=g3, progress=progress)
+    from spinlens.edit.pinpoint import pinpoint_tune
+
+    m = pinpoint_tune(m, "all", Z, y, lr=2e-3, steps=steps, batch_size=128, rng=g3, progress=progress).model
     if path is not None:
         save_transformer(m, path)
     return m

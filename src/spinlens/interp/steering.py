@@ -66,6 +66,19 @@ def _pos_index(positions: Positions):
     return [int(p) for p in positions]
 
 
+def _sel(pos, head):
+    """Index of positions ``pos`` (and head ``head``, when set) of a [batch, pos, (head,) d] activation."""
+    return (slice(None), pos) + ((head,) if head is not None else ())
+
+
+def _edited(act, pos, head, update):
+    """A copy of ``act`` whose selection `_sel(pos, head)` is replaced by ``update(selection)``."""
+    out = act.clone()
+    sel = _sel(pos, head)
+    out[sel] = update(out[sel])
+    return out
+
+
 def _as_tensor(x, like):
     import torch
 
@@ -106,12 +119,7 @@ class AddVector:
 
         def fn(act, hook):
             v = _as_tensor(self.vector, act)
-            out = act.clone()
-            if self.head is None:
-                out[:, pos] = out[:, pos] + strength * v
-            else:
-                out[:, pos, self.head] = out[:, pos, self.head] + strength * v
-            return out
+            return _edited(act, pos, self.head, lambda a: a + strength * v)
 
         return [(self.hook, fn)]
 
@@ -133,14 +141,9 @@ class SetActivation:
 
         def fn(act, hook):
             v = _as_tensor(self.value, act)
-            out = act.clone()
             if v.ndim == 2:  # (batch, d): one value per prompt, broadcast over positions
                 v = v[:, None, :]
-            if self.head is None:
-                out[:, pos] = v
-            else:
-                out[:, pos, self.head] = v
-            return out
+            return _edited(act, pos, self.head, lambda a: v.expand_as(a))
 
         return [(self.hook, fn)]
 
@@ -166,16 +169,15 @@ class SetNeurons:
         pos = _pos_index(self.positions)
         idx = [int(i) for i in self.neurons]
 
-        def fn(act, hook):
-            out = act.clone()
-            sel = (slice(None), pos) + ((self.head,) if self.head is not None else ())
-            view = out[sel]
+        def update(view):
             if self.value is not None:
                 view[..., idx] = float(self.value)
             else:
                 view[..., idx] = view[..., idx] * float(self.scale)
-            out[sel] = view
-            return out
+            return view
+
+        def fn(act, hook):
+            return _edited(act, pos, self.head, update)
 
         return [(self.hook, fn)]
 
@@ -194,12 +196,7 @@ class Scale:
         f = check_float("factor", self.factor)
 
         def fn(act, hook):
-            out = act.clone()
-            if self.head is None:
-                out[:, pos] = out[:, pos] * f
-            else:
-                out[:, pos, self.head] = out[:, pos, self.head] * f
-            return out
+            return _edited(act, pos, self.head, lambda a: a * f)
 
         return [(self.hook, fn)]
 
@@ -249,11 +246,8 @@ class Ablate:
         pos = _pos_index(self.positions)
 
         def fn(act, hook):
-            out = act.clone()
-            sel = (slice(None), pos) + ((self.head,) if self.head is not None else ())
             if self.mode == "zero":
-                out[sel] = 0.0
-                return out
+                return _edited(act, pos, self.head, torch.zeros_like)
             ref = _as_tensor(self.reference, act)
             if ref.shape[1:] != act.shape[1:]:
                 raise InvalidParameterError(
@@ -265,8 +259,8 @@ class Ablate:
                 g = torch.Generator().manual_seed(int(self.seed))
                 rows = torch.randint(0, ref.shape[0], (act.shape[0],), generator=g)
                 new = ref[rows]
-            out[sel] = new[sel]
-            return out
+            sel = _sel(pos, self.head)
+            return _edited(act, pos, self.head, lambda a: new[sel])
 
         return [(self.hook, fn)]
 
