@@ -314,3 +314,18 @@ def test_path_patching_equals_residual_injection_with_ln_and_mlp():
                     out = m.run_with_hooks(pr.corrupt, fwd_hooks=[("blocks.2.attn.hook_q_input", inject)])
                 assert s_q[S, h] == pytest.approx((float(met(out).mean()) - m_b) / (m_s - m_b), rel=1e-8, abs=1e-10)
     assert np.abs(s_out).max() > 0.01 and np.abs(s_q[:2]).max() > 1e-4  # not trivially zero
+
+
+def test_cache_positions_and_batches():
+    from spinlens.interp import cache_in_batches
+
+    m = _random_model()
+    pr = regression_pairs(D, N, 10, dtype=torch.float64, rng=8)
+    out, full = m.run_with_cache(pr.clean)
+    _, last = m.run_with_cache(pr.clean, positions=-1, names_filter=["*hook_z", "*hook_pattern"])
+    torch.testing.assert_close(last["blocks.1.attn.hook_z"], full["blocks.1.attn.hook_z"][:, [-1]])
+    torch.testing.assert_close(last["blocks.0.attn.hook_pattern"], full["blocks.0.attn.hook_pattern"][:, :, [-1]])
+    out2, c2 = cache_in_batches(m, pr.clean, names_filter="*resid_post", batch_size=3)
+    torch.testing.assert_close(out2, out.detach())
+    torch.testing.assert_close(c2["blocks.1.hook_resid_post"], full["blocks.1.hook_resid_post"])
+    assert set(c2) == {"blocks.0.hook_resid_post", "blocks.1.hook_resid_post"}

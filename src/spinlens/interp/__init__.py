@@ -28,6 +28,7 @@ from spinlens.interp.neurons import describe_units as describe_units
 from spinlens.interp.patching import Circuit as Circuit
 from spinlens.interp.patching import PatchingResult as PatchingResult
 from spinlens.interp.patching import activation_patch as activation_patch
+from spinlens.interp.patching import cache_in_batches as cache_in_batches
 from spinlens.interp.patching import circuit_faithfulness as circuit_faithfulness
 from spinlens.interp.patching import find_circuit as find_circuit
 from spinlens.interp.patching import path_patch as path_patch

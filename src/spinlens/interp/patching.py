@@ -543,3 +543,26 @@ def circuit_faithfulness(
     patches = [(names[L], _index("z", h, None), cc[names[L]]) for L in range(nL) for h in range(nH) if (L, h) not in keep]
     outs, _ = run_variants(model, clean, [patches])
     return float((_metric_means(metric, outs)[0] - m_b) / (m_s - m_b))
+
+
+def cache_in_batches(model, inputs: torch.Tensor, *, names_filter=None, batch_size: int = 256, device="cpu",
+                     positions=None, progress: bool = False):
+    """`run_with_cache` over ``inputs`` in batches of ``batch_size`` (memory-bounded streaming); activations are
+    moved to ``device`` batch by batch and concatenated. Returns ``(outputs, ActivationCache)``."""
+    from spinlens.models.hooks import ActivationCache
+
+    check_int("batch_size", batch_size, low=1)
+    outs, parts = [], {}
+    starts = range(0, inputs.shape[0], batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="caching", unit="batch")
+    with torch.no_grad():
+        for s in starts:
+            out, c = model.run_with_cache(inputs[s : s + batch_size], names_filter=names_filter, device=device,
+                                          positions=positions)
+            outs.append(out.to(device))
+            for k, v in c.items():
+                parts.setdefault(k, []).append(v)
+    return torch.cat(outs), ActivationCache({k: torch.cat(v) for k, v in parts.items()})

@@ -133,14 +133,26 @@ class HookedModule(nn.Module):
         names_filter: str | Iterable[str] | Callable[[str], bool] | None = None,
         device=None,
         detach: bool = True,
+        positions=None,
         **kwargs,
     ):
-        """Run the model and return ``(output, ActivationCache)`` of the hook points passing the filter."""
+        """Run the model and return ``(output, ActivationCache)`` of the hook points passing the filter.
+
+        Memory: ``names_filter`` (names, globs or a predicate) keeps only some hook points; ``device="cpu"``
+        moves each activation off the accelerator as soon as it is produced; ``positions`` (int, slice or
+        list of ints) keeps only those sequence positions (the query positions of attention patterns/scores,
+        dim 1 of every other activation); `spinlens.interp.cache_in_batches` streams over prompt batches.
+        """
         keep = _as_filter(names_filter)
         cache = ActivationCache()
 
         def save(act, hook):
             t = act.detach() if detach else act
+            if positions is not None:
+                dim = 2 if hook.name.endswith(("hook_pattern", "hook_attn_scores")) else 1
+                idx = [slice(None)] * t.ndim
+                idx[dim] = [positions] if isinstance(positions, int) else positions
+                t = t[tuple(idx)]
             cache[hook.name] = t if device is None else t.to(device)
 
         fwd = [(n, save) for n in self._hook_points if keep(n)]
