@@ -152,6 +152,7 @@ def _render_comparison(path: Path) -> str:
     out = ["<table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr>"]
     worst = None
     missing = 0
+    per_q: dict = {}
     for r in rows:
         bad = "within" in idx and r[idx["within"]] == "False"
         cells = "".join(f'<td class="{"l" if j == 0 else ""}">{_esc(c)}</td>' for j, c in enumerate(r))
@@ -164,8 +165,12 @@ def _render_comparison(path: Path) -> str:
                 continue
             if math.isnan(d):
                 missing += 1
-            elif worst is None or d > worst[0]:
+                continue
+            if worst is None or d > worst[0]:
                 worst = (d, r)
+            q = r[idx["quantity"]] if "quantity" in idx else ""
+            if q not in per_q or d > per_q[q][0]:
+                per_q[q] = (d, r)
     out.append("</table>")
     if missing:
         out.append(f'<p class="muted">{missing} of {len(rows)} of our values missing (e.g. the solver did not converge).</p>')
@@ -175,6 +180,12 @@ def _render_comparison(path: Path) -> str:
             f"<p>Largest deviation |ours − paper| = <b>{_esc(_fmt(worst[0]))}</b> "
             f"({_esc(r[idx['quantity']])}, {_esc(r[idx['x_name']])} = {_esc(r[idx['x']])}).</p>"
         )
+    if len(per_q) > 1:
+        out.append("<ul>")
+        for q, (d, r) in per_q.items():
+            out.append(f"<li>{_esc(q)}: largest |ours − paper| = {_esc(_fmt(d))} at "
+                       f"{_esc(r[idx['x_name']])} = {_esc(r[idx['x']])}</li>")
+        out.append("</ul>")
     return "\n".join(out)
 
 

@@ -92,7 +92,8 @@ def run_figure(name: str, out_dir, *, quick: bool = True, seed: int = 0, echo=No
     if rows:
         fw.write_comparison(rows, fig_dir)
         table = fw.format_comparison(rows)
-    worst = fw.max_deviation(rows)
+    headline = result.get("headline_quantity")
+    worst = fw.max_deviation([r for r in rows if r["quantity"] == headline] if headline else rows)
     files = sorted(str(p.relative_to(fig_dir)) for p in fig_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
     if fw.RUN_FILE not in files:
         files.append(fw.RUN_FILE)

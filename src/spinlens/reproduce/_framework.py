@@ -10,7 +10,9 @@ folder, ``DIR/<fig>/``, created beforehand) and returns a dict with any of the k
 * ``"parameters"``: the parameters actually used (JSON-friendly),
 * ``"comparison"``: rows made by `comparison_rows` (ours beside the paper's published numbers),
 * ``"summary"``: a few headline numbers,
-* ``"notes"``: strings explaining caveats (e.g. which published numbers are known to be off).
+* ``"notes"``: strings explaining caveats (e.g. which published numbers are known to be off),
+* ``"headline_quantity"``: the comparison quantity whose largest deviation heads run.json and the
+  report (default: all rows).
 
 `run_figure` wraps the call: it times it, writes ``paper_vs_ours.csv`` and ``run.json`` (parameters,
 seed, mode, package versions, git sha, wall time, largest deviation) and returns the augmented dict.
@@ -207,6 +209,12 @@ def format_comparison(rows: list[dict]) -> str:
         )
     worst = max_deviation(rows)
     missing = sum(_missing(r) for r in rows)
+    quantities = list(dict.fromkeys(r["quantity"] for r in rows))
+    if len(quantities) > 1:
+        for q in quantities:
+            w = max_deviation([r for r in rows if r["quantity"] == q])
+            txt = "n/a" if w is None else f"{_f(w['deviation'], sign=True)} at {w['x_name']}={w['x']}"
+            lines.append(f"  largest deviation, {q}: {txt}")
     if worst is None:
         lines.append("largest deviation: n/a (none of our values exists)")
     else:

@@ -113,6 +113,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
         "parameters": {**cfg, "n_context": list(Ns), "repeats": repeats, "tol": 1e-6,
                        "test_error": "exact expectation on fresh prompts (spinlens.observables.test_error)"},
         "comparison": rows,
+        "headline_quantity": "test error, cavity",
         "summary": {"max_abs_deviation_cavity": float(cav_dev), "within_tolerance": bool(cav_dev <= TOLERANCE),
                     "cavity_converged_fraction": float(np.mean(data["cavity_converged_fraction"])),
                     "cavity_relative_distance_to_exact_mean": float(np.nanmean(data["cavity_exact_distance_mean"]))},

@@ -134,6 +134,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
         "parameters": {**cfg, "corr": [float(c) for c in corrs], "repeats": repeats, "max_iter": 200, "n_test": n_test,
                        "test_error": "Monte-Carlo over fresh prompts of the same construction"},
         "comparison": rows,
+        "headline_quantity": "cavity, published construction",
         "summary": {"cavity_converged_fraction_published": float(ds["cavity_converged_fraction"].sel(construction="published").mean()),
                     "cavity_converged_fraction_described": float(ds["cavity_converged_fraction"].sel(construction="described").mean())},
         "notes": [
