@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -110,3 +112,23 @@ def test_cli_rejects_bad_grid_with_one_line(capsys, tmp_path):
     assert code == 2 and "'lam'" in capsys.readouterr().err
     code = main(["sweep", "--observables", "nope", "--out", str(tmp_path / "o"), "--no-progress"])
     assert code == 2 and "unknown observable" in capsys.readouterr().err
+
+
+def test_cli_config_file_with_flag_override(tmp_path, capsys):
+    from spinlens.cli.main import main
+    from spinlens.sweeps import open_sweep
+
+    cfg = tmp_path / "grid.toml"
+    cfg.write_text('[grid]\nN = "5,10"\nP = "40:80:2"\nseed = "0:2"\n'
+                   '[settings]\nobservables = ["contrast_ratio", "n_iter"]\npoint_fn = "spinlens.sweeps.testing:toy_point"\n')
+    out = tmp_path / "o"
+    assert main(["sweep", "--config", str(cfg), "--P", "60", "--out", str(out), "--jobs", "1", "--no-progress",
+                 "--json"]) == 0
+    rec = json.loads(capsys.readouterr().out)
+    assert rec["grid"]["P"] == [60] and rec["grid"]["N"] == [5, 10] and rec["n_points"] == 4
+    ds = open_sweep(out)
+    assert set(ds.data_vars) == {"contrast_ratio", "n_iter", "converged"} and ds.sizes == {"n_context": 2, "seed": 2}
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[grid]\nN = 5\n[settings]\nobservable = ["x"]\n')
+    assert main(["sweep", "--config", str(bad), "--out", str(tmp_path / "b")]) == 2
+    assert "unknown keys ['observable']" in capsys.readouterr().err

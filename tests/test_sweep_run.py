@@ -144,3 +144,13 @@ def test_toy_stand_in_masks_like_the_real_one(tmp_path):
                    progress=False, point_fn=TOY)
     assert bool(ds.converged.sel(n_context=50, n_prompts=50)) is False
     assert math.isnan(ds.contrast_ratio.sel(n_context=50, n_prompts=50))
+
+
+def test_contrast_ratio_rises_with_task_diversity(tmp_path):
+    # the trend of the paper's Fig 4a on a small system: more prompts, closer to the identity
+    grid = make_grid({"D": 6, "N": 30, "P": "100,400,1600", "seed": "0:4"})
+    ds = run_sweep(grid, ["contrast_ratio"], tmp_path, jobs=1, progress=False)
+    assert bool(ds.converged.sel(n_prompts=[400, 1600]).all())
+    mean = ds.contrast_ratio.where(ds.converged).mean("seed")
+    assert float(mean.sel(n_prompts=400)) < float(mean.sel(n_prompts=1600))
+    assert float(mean.sel(n_prompts=1600)) > 0.6
