@@ -40,7 +40,7 @@ def _n_points(out: Path) -> int:
 
 
 def _interrupt_midway(out: Path, log: Path, sig: int, at_least: int = 10) -> subprocess.CompletedProcess:
-    p = subprocess.Popen(_cli_args(out), env=_env(log, 0.08), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    p = subprocess.Popen(_cli_args(out), env=_env(log, 0.15), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          start_new_session=True, text=True)
     t0 = time.time()
     while _n_points(out) < at_least:

@@ -140,10 +140,12 @@ def test_refuses_to_overwrite_and_resume_extends_grid(tmp_path, capsys):
 
 
 def test_toy_stand_in_masks_like_the_real_one(tmp_path):
-    ds = run_sweep(make_grid({"N": "10,50", "P": "50,200"}), ["contrast_ratio"], tmp_path, jobs=1,
+    ds = run_sweep(make_grid({"N": "10,50", "P": "50,200", "K": "inf,8"}), ["contrast_ratio"], tmp_path, jobs=1,
                    progress=False, point_fn=TOY)
-    assert bool(ds.converged.sel(n_context=50, n_prompts=50)) is False
-    assert math.isnan(ds.contrast_ratio.sel(n_context=50, n_prompts=50))
+    assert bool(ds.converged.sel(n_context=50, n_prompts=50, n_tasks=8)) is False
+    assert math.isnan(ds.contrast_ratio.sel(n_context=50, n_prompts=50, n_tasks=np.inf))
+    assert ds.n_tasks.values.tolist() == [np.inf, 8.0]
+    xr.testing.assert_identical(open_sweep(tmp_path), ds)  # inf survives NetCDF
 
 
 def test_contrast_ratio_rises_with_task_diversity(tmp_path):
