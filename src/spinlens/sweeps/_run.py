@@ -218,6 +218,8 @@ def run_sweep(
     n_mc = check_int("n_mc", n_mc, low=1, owner="sweep")
     if sampler not in SAMPLERS:
         raise InvalidParameterError(f"The 'sampler' parameter must be one of {SAMPLERS}. Got {sampler!r} instead.")
+    if sampler == "reduced" and any(c != 0 for c in grid.mapping["corr"]):
+        raise InvalidParameterError("The 'reduced' sampler needs corr = 0 at every point; use --sampler auto or core.")
     if scheduler is None:
         jobs = (os.cpu_count() or 1) if jobs is None else check_int("jobs", jobs, low=1, owner="sweep")
     if chunk_size is not None:
