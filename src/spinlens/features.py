@@ -9,10 +9,12 @@ Z Zᵀ is never formed.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
 from . import conventions
+from .errors import InvalidParameterError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,3 +61,80 @@ def spin_features(prompts_or_Z) -> SpinFeatures:
     C = np.einsum("pn,pan->pa", ctx[:, D, :], ctx, optimize=True) * conventions.token_average(N)
     Q = np.array(Z[:, :, N])
     return SpinFeatures(C, Q)
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSample:
+    """Features, targets and tasks of sampled prompts (without the prompts themselves)."""
+
+    features: SpinFeatures
+    y: np.ndarray
+    w: np.ndarray
+    pool: np.ndarray | None
+
+
+def sample_reduced_features(dist, n_prompts: int, *, rng, pool: np.ndarray | None = None) -> "FeatureSample":
+    r"""Draw spin features, targets and tasks without drawing the context inputs (``corr == 0`` only).
+
+    Exact in distribution, not in sample path, compared with `PromptDistribution.sample` followed by
+    `spin_features`. Write x_i = σ_x(u_i ŵ + r_i) with u_i ~ N(0, 1) along ŵ = w/|w| and
+    r_i ~ N(0, I − ŵŵᵀ); then y_i = a u_i + ε_i with a = σ_x|w|/√D and
+    Σ y_i x_i = σ_x(S_yu ŵ + √S_yy r̃) with r̃ ~ N(0, I − ŵŵᵀ), S_yu = aΣu² + Σuε,
+    S_yy = Σy² = a²Σu² + 2aΣuε + Σε². The triple (Σu², Σuε, Σε²) is a 2×2 Wishart W₂(N, diag(1, σ_ε²)),
+    drawn by Bartlett's decomposition. A prompt costs about 3D + 4 random numbers instead of D(N + 2).
+
+    Parameters
+    ----------
+    dist : PromptDistribution
+        With ``corr == 0`` (independent positions).
+    n_prompts : int
+    rng : numpy Generator
+    pool : array of shape (n_tasks, d), optional
+        Task pool; drawn from ``rng`` when ``dist.n_tasks`` is set and no pool is given.
+
+    Returns
+    -------
+    FeatureSample
+        ``features`` (C, Q of shape (n_prompts, d+1)), ``y`` (n_prompts,), ``w`` (n_prompts, d),
+        ``pool`` (n_tasks, d) or None.
+    """
+    if dist.corr != 0:
+        raise InvalidParameterError(
+            f"sample_reduced_features needs independent positions (corr = 0); got corr = {dist.corr}."
+        )
+    g = rng
+    P, D, N = int(n_prompts), dist.d, dist.n_context
+    if pool is None and dist.n_tasks is not None:
+        pool = dist.sample_pool(rng=g)
+    if pool is not None:
+        w = np.asarray(pool, dtype=float)[g.integers(0, pool.shape[0], size=P)]
+    else:
+        w = dist.sample_tasks(P, rng=g)
+    sx, se = dist.sigma_x, dist.sigma_eps
+    norm = np.linalg.norm(w, axis=1)
+    safe = np.where(norm > 0, norm, 1.0)
+    what = w / safe[:, None]
+    what[norm == 0] = np.eye(D)[0]
+    a = sx * norm / math.sqrt(D)
+    c1sq = g.chisquare(N, size=P)
+    if se > 0:
+        n21 = g.standard_normal(P)
+        c2sq = g.chisquare(N - 1, size=P) if N > 1 else np.zeros(P)
+        suu, sue, see = c1sq, se * np.sqrt(c1sq) * n21, se * se * (n21 * n21 + c2sq)
+    else:
+        suu, sue, see = c1sq, np.zeros(P), np.zeros(P)
+    syu = a * suu + sue
+    syy = a * a * suu + 2.0 * a * sue + see
+    z = g.standard_normal((P, D))
+    r = z - np.sum(z * what, axis=1, keepdims=True) * what  # N(0, I - ŵŵᵀ)
+    inv = 1.0 / (N + 1)  # conventions.token_average(N)
+    C = np.empty((P, D + 1))
+    C[:, :D] = sx * (syu[:, None] * what + np.sqrt(np.maximum(syy, 0.0))[:, None] * r) * inv
+    C[:, D] = syy * inv
+    xq = sx * g.standard_normal((P, D))
+    Q = np.zeros((P, D + 1))
+    Q[:, :D] = xq
+    y = np.sum(w * xq, axis=1) / math.sqrt(D)  # conventions.label_scale(D)
+    if se > 0:
+        y = y + se * g.standard_normal(P)
+    return FeatureSample(SpinFeatures(C, Q), y, w, pool)

@@ -94,7 +94,7 @@ def compute_point(
     sampler : {"auto", "reduced", "core"}
         How the point's training features are drawn. "core": `PromptDistribution.sample` then
         `spin_features` (all D(N+2) numbers of each prompt). "reduced": the same distribution of
-        features from about 3D+4 numbers per prompt (`spinlens.sweeps._fast.reduced_features`; needs
+        features from about 3D+4 numbers per prompt (`spinlens.features.sample_reduced_features`; needs
         corr = 0). "auto" (default): reduced where corr = 0, core otherwise.
 
     Returns
@@ -108,7 +108,7 @@ def compute_point(
     Random streams: the point's `~numpy.random.SeedSequence` (from its seed and a hash of its other
     parameters) spawns three children: training features, solver initialisation, Monte-Carlo test
     prompts. Adding an observable therefore never changes the features or W of a point.
-    The cavity iteration is `spinlens.sweeps._fast.cavity_iterate`, bit-identical to
+    The cavity iteration is `spinlens.solvers.cavity.cavity_iterate`, the loop of
     `spinlens.solvers.CavitySolver` with ``init="random"`` and the same generator.
 
     Examples
@@ -125,7 +125,8 @@ def compute_point(
     from spinlens.prompts import PromptDistribution
     from spinlens.solvers import ExactSolver
 
-    from ._fast import cavity_iterate, reduced_features
+    from spinlens.features import sample_reduced_features
+    from spinlens.solvers.cavity import cavity_iterate
 
     t0 = time.perf_counter()
     observables = check_observables(observables)
@@ -145,8 +146,8 @@ def compute_point(
     if sampler == "reduced" or (sampler == "auto" and dist.corr == 0.0):
         if dist.corr != 0.0:
             raise InvalidParameterError("The 'reduced' sampler needs corr = 0; use sampler='core' or 'auto'.")
-        C, Q, y, w, pool = reduced_features(dist, params["P"], rng=g)
-        feats = SpinFeatures(C, Q)
+        fs = sample_reduced_features(dist, params["P"], rng=g)
+        feats, y, w, pool = fs.features, fs.y, fs.w, fs.pool
     else:
         prompts = dist.sample(params["P"], rng=g)
         feats, y, w, pool = spin_features(prompts), prompts.y, prompts.w, prompts.pool
@@ -158,12 +159,12 @@ def compute_point(
         K = H.n_spins
         m0 = gs.standard_normal(K)  # the initial messages of CavitySolver(init="random")
         v0 = gs.standard_normal(K)
-        m, _, n_iter, err, converged = cavity_iterate(
+        st = cavity_iterate(
             H.gram(), H.h, H.lam_diag, beta=beta, damping=float(params["damping"]), max_iter=max_iter, tol=tol,
             m0=m0, v0=v0,
         )
-        W = m.reshape(H.d + 1, H.d + 1)
-        residual = err
+        W = st.m.reshape(H.d + 1, H.d + 1)
+        n_iter, residual, converged = st.n_iter, st.err, st.converged
     else:
         res = ExactSolver().solve(H, beta=beta, rng=np.random.default_rng(ss_solver))
         W, n_iter, converged, residual = np.asarray(res.W, dtype=float), res.n_iter, bool(res.converged), res.residual
