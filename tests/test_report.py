@@ -95,7 +95,13 @@ def _chromium() -> str:
         if path:
             return path
     if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=900, check=False)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        res = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=900,
+                             check=False, env=env)
+        if res.returncode != 0:  # stale package lists: refresh once and retry
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600, check=False, env=env)
+            subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, timeout=900,
+                           check=False, env=env)
         path = shutil.which("chromium")
         if path:
             return path
