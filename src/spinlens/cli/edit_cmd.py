@@ -30,11 +30,17 @@ QUANTIZE_EXAMPLES = """  spinlens quantize --out quant-out                   # l
   spinlens quantize --budgets 3 3.4 4 --group-size 16 --out quant-g16
   spinlens quantize --budget 3.4 --json --out quant-one    # one guided allocation, printed as JSON
   spinlens quantize --granularity layer --out quant-layer  # one bit width per block
+  # a local Hugging Face causal LM (save_pretrained folder): one bit width per Linear per layer,
+  # costs = measured KL increase on 8 random-token sequences (or --calib-text / --calib-tokens)
+  spinlens quantize --model ./tiny-gpt2 --budgets 3 3.4 4 --out quant-hf
+  spinlens quantize --model ./tiny-gpt2 --granularity module --importance fisher --calib-tokens ids.npy --out quant-hf2
+  spinlens quantize --model ./tiny-llama --crosscheck torchao hqq --json   # our RTN vs torchao / HQQ (if installed)
 """
 
 
 def _common(p, *, steps_default=300):
-    p.add_argument("--model", help="a .safetensors Transformer (default: train a small base, cached in OUT)")
+    p.add_argument("--model", help="a .safetensors Transformer (default: train a small base, cached in OUT); "
+                                    "quantize also takes a Hugging Face causal-LM directory")
     p.add_argument("--d", type=int, default=5, help="token dimension D of the default base")
     p.add_argument("--n-context", type=int, default=10, help="context length N of the default base")
     p.add_argument("--base-steps", type=int, default=2000, help="training steps of the default base")
@@ -86,9 +92,22 @@ def register(sub) -> None:
     p.add_argument("--uniform-bits", type=int, nargs="+", default=[2, 3, 4, 5, 6, 8])
     p.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4, 5, 6, 8], help="bit widths to choose from")
     p.add_argument("--group-size", type=int, default=32)
-    p.add_argument("--granularity", choices=["head", "module", "layer"], default="head",
-                   help="components: heads + MLPs, attention layers + MLPs, or blocks")
+    p.add_argument("--granularity", choices=["head", "module", "layer", "linear"], default=None,
+                   help="components: heads + MLPs (default), attention layers + MLPs, or blocks; for an HF "
+                        "model: each Linear per layer (default), attention + MLP per layer, or layers")
     p.add_argument("--n-random", type=int, default=3)
+    hf = p.add_argument_group("Hugging Face models (--model DIR)")
+    hf.add_argument("--importance", choices=["measured", "fisher"], default="measured",
+                    help="cost per (component, bits): measured metric increase, or empirical-Fisher estimate")
+    hf.add_argument("--metric", choices=["kl", "loss"], default="kl",
+                    help="measured cost and evaluation: KL to the full-precision model, or the LM loss")
+    hf.add_argument("--calib-text", help="text file, tokenized by the tokenizer saved with the model")
+    hf.add_argument("--calib-tokens", help="token ids: .npy or whitespace-separated integers")
+    hf.add_argument("--n-seq", type=int, default=8, help="calibration (and evaluation) sequences")
+    hf.add_argument("--seq-len", type=int, default=32, help="tokens per sequence")
+    hf.add_argument("--crosscheck", nargs="+", choices=["torchao", "hqq", "hqq-opt"],
+                    help="only compare our RTN with these libraries at --bits/--group-size (optional packages; "
+                         "hqq-opt: HQQ with its half-quadratic optimisation)")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -310,6 +329,7 @@ def _merge(args):
 
 def _quantize(args):
     import json
+    from pathlib import Path
 
     from spinlens.cli._common import print_json
     from spinlens.edit.experiments import quantization_experiment
@@ -324,6 +344,13 @@ def _quantize(args):
         check_float("budget", b, low=min(args.bits), high=max(args.bits))
     if len(set(args.bits)) != len(args.bits):
         raise InvalidParameterError(f"The 'bits' parameter must not repeat values. Got {args.bits}.")
+    if args.model and Path(args.model).is_dir():
+        return _quantize_hf(args, budgets)
+    if args.crosscheck:
+        raise InvalidParameterError("The '--crosscheck' option needs '--model DIR', a Hugging Face model directory.")
+    if args.granularity == "linear":
+        raise InvalidParameterError("The 'granularity' parameter 'linear' is for Hugging Face models; use head, module or layer.")
+    args.granularity = args.granularity or "head"
     model, out = _setup(args)
     ds = quantization_experiment(model, budgets=budgets, uniform_bits=args.uniform_bits, bits=sorted(args.bits),
                                  group_size=args.group_size, n_random=args.n_random, granularity=args.granularity,
@@ -339,6 +366,86 @@ def _quantize(args):
                     "mse": float(ds["mse"].values[i]), "fp_mse": ds.attrs["fp_mse"],
                     "bits": json.loads(str(ds["bits_json"].values[i]))})
     elif args.json:
+        print_json(df.reset_index().to_dict(orient="list"))
+    else:
+        print(df.to_string(float_format=lambda x: f"{x:.4g}"))
+    return 0
+
+
+def _calib_tokens(args, model, rng):
+    from pathlib import Path
+
+    import numpy as np
+
+    from spinlens.edit.hf_quantization import calibration_tokens
+    from spinlens.errors import InvalidParameterError
+
+    n = 2 * args.n_seq  # first half calibrates, second half evaluates
+    if args.calib_text:
+        p = Path(args.calib_text)
+        if not p.is_file():
+            raise InvalidParameterError(f"The 'calib_text' parameter must be an existing text file. Got {str(p)!r}.")
+        ids = calibration_tokens(model, n, args.seq_len, text=p.read_text())
+    elif args.calib_tokens:
+        p = Path(args.calib_tokens)
+        if not p.is_file():
+            raise InvalidParameterError(f"The 'calib_tokens' parameter must be an existing file. Got {str(p)!r}.")
+        try:
+            arr = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, dtype=np.int64).reshape(-1)
+        except ValueError as exc:
+            raise InvalidParameterError(f"Cannot read token ids from {str(p)!r}: {exc}") from None
+        ids = calibration_tokens(model, n, args.seq_len, tokens=arr)
+    else:
+        ids = calibration_tokens(model, n, args.seq_len, rng=rng)
+    if ids.shape[0] < 2:
+        raise InvalidParameterError(f"Need at least {2 * args.seq_len} calibration tokens (2 sequences of --seq-len).")
+    h = ids.shape[0] // 2
+    return ids[:h], ids[h:]
+
+
+def _quantize_hf(args, budgets):
+    """``spinlens quantize --model DIR``: per-module mixed precision of a local HF causal LM."""
+    from pathlib import Path
+
+    from spinlens.cli._common import print_json
+    from spinlens.edit import hf_quantization as H
+    from spinlens.edit.plots import plot_quantization
+    from spinlens.errors import InvalidParameterError, check_int
+
+    check_int("n_seq", args.n_seq, low=1, high=4096)
+    check_int("seq_len", args.seq_len, low=2)
+    gran = args.granularity or "linear"
+    if gran == "head":
+        raise InvalidParameterError("The 'granularity' parameter must be linear, module or layer for a Hugging Face model.")
+    model = H.load_hf_causal_lm(args.model)
+    calib, test = _calib_tokens(args, model, args.seed)
+    if args.crosscheck:
+        res = {}
+        for lib in args.crosscheck:
+            fn = H.torchao_crosscheck if lib == "torchao" else H.hqq_crosscheck
+            kw = {"optimize": True} if lib == "hqq-opt" else {}
+            try:
+                res[lib] = [fn(model, b, group_size=args.group_size, ids=test, **kw) for b in sorted(args.bits)]
+            except ImportError as exc:
+                raise InvalidParameterError(f"--crosscheck {lib} needs the optional package: {exc}") from None
+        if args.json:
+            print_json(res)
+        else:
+            for lib, rows in res.items():
+                for r in rows:
+                    print(lib, " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+        return 0
+    out = Path(args.out) if args.out else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    ds = H.hf_quantization_experiment(model, calib, test, budgets=budgets, uniform_bits=args.uniform_bits,
+                                      bits=sorted(args.bits), granularity=gran, importance=args.importance,
+                                      metric=args.metric, group_size=args.group_size, n_random=args.n_random,
+                                      rng=args.seed, progress=not args.no_progress)
+    fig, _ = plot_quantization(ds)
+    _write(out, "quantization", ds, fig, args, extra={"model_dir": str(Path(args.model).resolve())})
+    df = ds.drop_vars("bits_json").to_dataframe()
+    if args.json:
         print_json(df.reset_index().to_dict(orient="list"))
     else:
         print(df.to_string(float_format=lambda x: f"{x:.4g}"))

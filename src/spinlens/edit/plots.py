@@ -113,7 +113,7 @@ def plot_quantization(ds):
     fig, ax = plt.subplots(figsize=(6, 4))
     sch = ds["scheme"].values
     style = {"uniform": ("-o", "k"), "guided_attribution": ("-s", "C0"), "guided_ablation": ("-d", "C4"), "guided_measured": ("-^", "C2"),
-             "random": ("x", "C3")}
+             "guided_fisher": ("-v", "C1"), "random": ("x", "C3")}
     for name, (mk, col) in style.items():
         sel = sch == name
         if not sel.any():
@@ -123,13 +123,16 @@ def plot_quantization(ds):
             o = np.argsort(b)
             b, e = b[o], e[o]
         ax.plot(b, e, mk, color=col, label=name.replace("_", " "), ms=5)
-    ax.axhline(ds.attrs["fp_mse"], color="gray", ls="--", lw=0.8, label="full precision")
+    if ds.attrs.get("fp_mse", 0) > 0:
+        ax.axhline(ds.attrs["fp_mse"], color="gray", ls="--", lw=0.8, label="full precision")
     ax.axvline(3.4, color="gray", ls=":", lw=0.8)
     ax.set_xlabel(f"average bits per weight (group size {ds.attrs['group_size']}, overhead not counted)")
-    ax.set_ylabel("test MSE")
+    ax.set_ylabel(ds["mse"].attrs.get("long_name", "test MSE"))
     ax.set_yscale("log")
     ax.legend(fontsize=8)
-    ax.set_title("mixed-precision fake quantization (heads + MLPs)", fontsize=9)
+    what = {"head": "heads + MLPs", "module": "attention + MLP per layer", "layer": "one width per layer",
+            "linear": "each Linear per layer"}.get(ds.attrs.get("granularity"), ds.attrs.get("granularity", ""))
+    ax.set_title(f"mixed-precision fake quantization ({what})", fontsize=9)
     fig.tight_layout()
     return fig, ax
 

@@ -43,6 +43,7 @@ __all__ = [
     "Allocation",
     "uniform_allocation",
     "random_allocation",
+    "random_allocation_from_sizes",
     "BIT_CHOICES",
 ]
 
@@ -50,7 +51,8 @@ BIT_CHOICES = (2, 3, 4, 5, 6, 8, 16)
 GRANULARITIES = ("head", "module", "layer")
 
 
-def fake_quantize(w, bits: int, *, group_size: int = 32, symmetric: bool = False, dim: int = -2):
+def fake_quantize(w, bits: int, *, group_size: int = 32, symmetric: bool = False, dim: int = -2,
+                  zero_point: str = "float"):
     """Group-wise round-to-nearest fake quantization of ``w`` (returns a new tensor of the same shape/dtype).
 
     Parameters
@@ -64,10 +66,16 @@ def fake_quantize(w, bits: int, *, group_size: int = 32, symmetric: bool = False
         asymmetric: ``2^b`` levels spanning [min, max] of the group.
     dim : int
         The input dimension along which groups run.
+    zero_point : {"float", "int"}
+        Asymmetric only. "float" (default): the grid is lo + k·s, s = (hi − lo)/(2^b − 1) (the group's
+        minimum is exact; HQQ's round-to-nearest without optimisation). "int": the range is widened to
+        include 0, s = (max(hi, 0) − min(lo, 0))/(2^b − 1) rounded to float32, integer zero point
+        z = round(−min(lo, 0)/s), grid (k − z)·s (0 is exact; torchao ``MappingType.ASYMMETRIC``).
     """
     import torch
 
     bits = check_int("bits", bits, low=1, high=16)
+    check_choice("zero_point", zero_point, ("float", "int"), owner="fake_quantize")
     group_size = check_int("group_size", group_size, low=1)
     x = w.detach()
     if x.ndim == 0:
@@ -94,6 +102,13 @@ def fake_quantize(w, bits: int, *, group_size: int = 32, symmetric: bool = False
         s = g.abs().amax(-1, keepdim=True) / qmax
         s = torch.where(s > 0, s, torch.ones_like(s))
         q = torch.clamp(torch.round(g / s), -qmax, qmax) * s
+    elif zero_point == "int":
+        levels = 2**bits - 1
+        lo, hi = g.amin(-1, keepdim=True).clamp(max=0.0), g.amax(-1, keepdim=True).clamp(min=0.0)
+        s = ((hi - lo) / levels).to(torch.float32).to(work)
+        s = torch.where(s > 0, s, torch.ones_like(s))
+        z = torch.round(-lo / s)
+        q = (torch.clamp(torch.round(g / s) + z, 0, levels) - z) * s
     else:
         levels = 2**bits - 1
         lo, hi = g.amin(-1, keepdim=True), g.amax(-1, keepdim=True)
@@ -352,14 +367,24 @@ def uniform_allocation(model, bits: int, *, granularity: str = "head", group_siz
 def random_allocation(model, budget: float, bits=BIT_CHOICES, *, granularity: str = "head", rng=None,
                       group_size: int | None = None) -> Allocation:
     """The uninformed baseline: random costs, allocated by the greedy solver at the same budget."""
+    comps = quantization_components(model, granularity)
+    sizes = {str(c): component_size(model, c) for c in comps}
+    return random_allocation_from_sizes(sizes, budget, bits, rng=rng, group_size=group_size)
+
+
+def random_allocation_from_sizes(sizes: dict, budget: float, bits=BIT_CHOICES, *, rng=None,
+                                 group_size: int | None = None) -> Allocation:
+    """`random_allocation` for any components given by their sizes ({name: number of weights}).
+
+    Each component gets a random importance s_c ~ Exp(1) and cost s_c·2^(−b); the greedy knapsack then
+    spends the budget, so the allocation is feasible and uses the budget like the guided ones.
+    """
     import xarray as xr
 
     from spinlens.random import as_generator
 
-    comps = quantization_components(model, granularity)
-    sizes = {str(c): component_size(model, c) for c in comps}
     g = as_generator(rng)
-    imp = g.exponential(size=len(comps))
+    imp = g.exponential(size=len(sizes))
     decay = np.array([2.0 ** (-b) for b in bits])
     cost = xr.DataArray(imp[:, None] * decay[None, :], dims=("component", "bits"),
                         coords={"component": list(sizes), "bits": list(bits)})

@@ -1,0 +1,442 @@
+"""Per-module mixed-precision fake quantization of Hugging Face causal LMs, and library cross-checks.
+
+The same group-wise RTN (`spinlens.edit.quantization.fake_quantize`) and knapsack (`allocate_bits`) as for
+our ICL transformers, applied to the weight matrices of a local HF causal LM (GPT-2 family: ``Conv1D``
+with weights (in, out); Llama family and anything else: ``nn.Linear`` with weights (out, in)). Groups
+always run along the *input* dimension. Only the Linear/Conv1D weights inside the decoder layers are
+quantized; embeddings, ``lm_head``, biases and norms stay in full precision and are not counted.
+
+Components (``granularity``):
+
+* ``"linear"``: each weight matrix of each layer, named ``L{i}.{path}`` (``L0.attn.c_attn``,
+  ``L1.mlp.down_proj``);
+* ``"module"``: the attention and the MLP of each layer (``L{i}.attn``, ``L{i}.mlp``);
+* ``"layer"``: each decoder layer (``L{i}``).
+
+Costs for the bit allocation (cheap, from a small calibration batch of token ids):
+
+* ``"measured"``: the increase of the metric (mean next-token KL divergence from the full-precision
+  model, or the LM loss) when only that component is quantized at b bits: one forward pass per
+  (component, bits);
+* ``"fisher"``: ½ Σ_i F_ii (Q_b(w)_i − w_i)² over the component's weights, with the empirical Fisher
+  diagonal per token F_ii ≈ (T − 1) · mean over sequences of (∂ L_seq/∂w_i)² (L_seq the mean loss over the
+  T − 1 predicted tokens of a sequence; the factor undoes the averaging of independent token gradients):
+  one backward pass per calibration sequence, no forward pass per (component, bits).
+
+Cross-checks with optional libraries (not dependencies; imported inside the functions):
+`torchao_crosscheck` (torchao ``IntxWeightOnlyConfig``, asymmetric, per group: equals our RTN with an
+integer zero point) and `hqq_crosscheck` (HQQ's ``Quantizer`` without optimisation equals our default RTN;
+with its half-quadratic optimisation it is a stronger quantizer).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from spinlens.errors import InvalidParameterError, check_choice, check_int
+
+__all__ = [
+    "load_hf_causal_lm",
+    "hf_weight_modules",
+    "hf_components",
+    "quantize_hf",
+    "lm_metrics",
+    "calibration_tokens",
+    "hf_cost_table",
+    "hf_quantization_experiment",
+    "torchao_crosscheck",
+    "hqq_crosscheck",
+]
+
+HF_GRANULARITIES = ("linear", "module", "layer")
+_ATTN_WORDS = ("attn", "attention")
+_MLP_WORDS = ("mlp", "feed_forward", "ffn")
+
+
+def _unwrap(model):
+    """The raw HF model of a `spinlens.interp.hf.HookedHF` (or the model itself)."""
+    return getattr(model, "hf", model)
+
+
+def load_hf_causal_lm(path, *, dtype: str = "float32"):
+    """Load a causal LM from a local directory written by ``save_pretrained`` (no network), in eval mode."""
+    import torch
+
+    p = Path(path)
+    if not (p.is_dir() and (p / "config.json").exists()):
+        raise InvalidParameterError(
+            f"The 'model' parameter must be a local Hugging Face model directory with a config.json. Got {str(path)!r}."
+        )
+    check_choice("dtype", dtype, ("float32", "float64"), owner="load_hf_causal_lm")
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(str(p), local_files_only=True, dtype=getattr(torch, dtype))
+    return m.eval()
+
+
+def _layers(hf):
+    """The ModuleList of decoder layers: by the adapter table of `spinlens.interp.hf`, else the first
+    ModuleList with ``config.num_hidden_layers`` entries."""
+    from torch import nn
+
+    from spinlens.interp.hf import ARCHITECTURES, MODEL_TYPES
+
+    mt = getattr(getattr(hf, "config", None), "model_type", None)
+    if mt in MODEL_TYPES:
+        mod = hf
+        for part in ARCHITECTURES[MODEL_TYPES[mt]]["layers"].split("."):
+            mod = getattr(mod, part)
+        return mod
+    n = getattr(getattr(hf, "config", None), "num_hidden_layers", None)
+    for _, mod in hf.named_modules():
+        if isinstance(mod, nn.ModuleList) and len(mod) == n:
+            return mod
+    raise InvalidParameterError("Cannot find the decoder layers of this model (no nn.ModuleList of num_hidden_layers).")
+
+
+def _is_weight_module(mod) -> bool:
+    from torch import nn
+
+    if isinstance(mod, nn.Linear):
+        return True
+    return type(mod).__name__ == "Conv1D" and hasattr(mod, "weight") and mod.weight.ndim == 2
+
+
+def _input_dim(mod) -> int:
+    """The input dimension of the module's weight: −2 for GPT-2's Conv1D (in, out), −1 for nn.Linear."""
+    from torch import nn
+
+    return -1 if isinstance(mod, nn.Linear) else -2
+
+
+def hf_weight_modules(model) -> dict:
+    """``{component name "L{i}.{path}": (full module path, kind "attn"|"mlp"|"other", module)}``, in order."""
+    hf = _unwrap(model)
+    layers = _layers(hf)
+    full = {id(m): n for n, m in hf.named_modules()}
+    out = {}
+    for i, layer in enumerate(layers):
+        for rel, mod in layer.named_modules():
+            if rel and _is_weight_module(mod):
+                head = rel.split(".")[0].lower()
+                kind = ("attn" if any(w in head for w in _ATTN_WORDS)
+                        else "mlp" if any(w in head for w in _MLP_WORDS) else "other")
+                out[f"L{i}.{rel}"] = (full[id(mod)], kind, mod)
+    if not out:
+        raise InvalidParameterError("The model has no nn.Linear/Conv1D weights inside its decoder layers.")
+    return out
+
+
+def hf_components(model, granularity: str = "linear") -> dict:
+    """``{component name: [linear component names]}`` at the given granularity (see the module docstring)."""
+    check_choice("granularity", granularity, HF_GRANULARITIES)
+    mods = hf_weight_modules(model)
+    out: dict = {}
+    for name, (_, kind, _) in mods.items():
+        layer = name.split(".")[0]
+        key = name if granularity == "linear" else layer if granularity == "layer" else f"{layer}.{kind}"
+        out.setdefault(key, []).append(name)
+    return out
+
+
+def hf_component_sizes(model, granularity: str = "linear") -> dict:
+    """Number of quantized weights of each component."""
+    mods = hf_weight_modules(model)
+    return {c: int(sum(mods[n][2].weight.numel() for n in names)) for c, names in hf_components(model, granularity).items()}
+
+
+def quantize_hf(model, allocation: dict, *, granularity: str = "linear", group_size: int = 32, symmetric: bool = False,
+                zero_point: str = "float"):
+    """A copy of the HF model whose components in ``allocation`` ({component: bits}) are fake-quantized."""
+    import torch
+
+    from spinlens.edit.quantization import fake_quantize
+
+    comps = hf_components(model, granularity)
+    unknown = [c for c in allocation if c not in comps]
+    if unknown:
+        raise InvalidParameterError(
+            f"Unknown component(s) {unknown} at granularity {granularity!r}; known: {list(comps)[:8]}...")
+    new = copy.deepcopy(_unwrap(model))
+    mods = hf_weight_modules(new)
+    with torch.no_grad():
+        for c, b in allocation.items():
+            b = check_int("bits", b, low=1, high=16)
+            for n in comps[c]:
+                mod = mods[n][2]
+                mod.weight.copy_(fake_quantize(mod.weight, b, group_size=group_size, symmetric=symmetric,
+                                               dim=_input_dim(mod), zero_point=zero_point))
+    return new
+
+
+def calibration_tokens(model, n_seq: int = 8, seq_len: int = 32, *, text=None, tokens=None, rng=None):
+    """Token ids (n_seq, seq_len) for calibration/evaluation.
+
+    ``tokens``: an integer array (any shape; flattened and cut into rows); ``text``: a string tokenized by
+    the tokenizer saved next to the model (``model.name_or_path``); neither: uniform random token ids.
+    """
+    import torch
+
+    from spinlens.random import as_generator
+
+    hf = _unwrap(model)
+    V = int(hf.config.vocab_size)
+    n_seq = check_int("n_seq", n_seq, low=1)
+    seq_len = check_int("seq_len", seq_len, low=2)
+    max_pos = getattr(hf.config, "n_positions", None) or getattr(hf.config, "max_position_embeddings", None)
+    if max_pos and seq_len > max_pos:
+        raise InvalidParameterError(f"The 'seq_len' parameter must be at most the model's {max_pos} positions. Got {seq_len}.")
+    if text is not None:
+        from transformers import AutoTokenizer
+
+        try:
+            tok = AutoTokenizer.from_pretrained(hf.name_or_path, local_files_only=True)
+        except Exception as exc:  # no tokenizer files next to the model
+            raise InvalidParameterError(f"Text calibration needs a tokenizer saved with the model: {exc}") from None
+        tokens = np.asarray(tok(text)["input_ids"])
+    if tokens is not None:
+        flat = np.asarray(tokens).reshape(-1)
+        if not np.issubdtype(flat.dtype, np.integer) or flat.size < seq_len:
+            raise InvalidParameterError(f"Calibration tokens must be >= {seq_len} integer ids. Got {flat.size} of {flat.dtype}.")
+        if flat.min() < 0 or flat.max() >= V:
+            raise InvalidParameterError(f"Calibration token ids must lie in [0, {V}). Got [{flat.min()}, {flat.max()}].")
+        rows = min(n_seq, flat.size // seq_len)
+        return torch.as_tensor(flat[: rows * seq_len].reshape(rows, seq_len), dtype=torch.long)
+    g = as_generator(rng)
+    return torch.as_tensor(g.integers(0, V, size=(n_seq, seq_len)), dtype=torch.long)
+
+
+def _logprobs(model, ids):
+    import torch
+
+    with torch.no_grad():
+        logits = _unwrap(model)(input_ids=ids).logits
+    return torch.log_softmax(logits.double(), -1)
+
+
+def lm_metrics(model, ids, ref_logprobs=None) -> dict:
+    """``{"loss": mean next-token cross-entropy, "kl": mean KL(ref ‖ model) per token}`` (float64)."""
+    import torch
+
+    lp = _logprobs(model, ids)
+    loss = float(-lp[:, :-1].gather(-1, ids[:, 1:, None]).mean())
+    kl = float("nan") if ref_logprobs is None else float(
+        (ref_logprobs.exp() * (ref_logprobs - lp)).sum(-1).mean().clamp(min=0.0))
+    return {"loss": loss, "kl": kl}
+
+
+def hf_cost_table(model, ids, bits=(2, 3, 4, 5, 6, 8), *, granularity: str = "linear", method: str = "measured",
+                  metric: str = "kl", group_size: int = 32, symmetric: bool = False, progress: bool = False):
+    """Cost of each component at each bit width (xarray (component, bits)); see the module docstring.
+
+    ``method="measured"`` uses ``metric`` ("kl" to the full-precision model, or "loss" increase);
+    ``method="fisher"`` ignores it.
+    """
+    import torch
+    import xarray as xr
+
+    from spinlens.edit.quantization import fake_quantize
+
+    check_choice("method", method, ("measured", "fisher"))
+    check_choice("metric", metric, ("kl", "loss"))
+    comps = hf_components(model, granularity)
+    out = np.zeros((len(comps), len(bits)))
+    if method == "measured":
+        ref = _logprobs(model, ids)
+        base = lm_metrics(model, ids, ref)[metric]
+        it = [(i, j) for i in range(len(comps)) for j in range(len(bits))]
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, desc="sensitivity", leave=False)
+        names = list(comps)
+        for i, j in it:
+            q = quantize_hf(model, {names[i]: bits[j]}, granularity=granularity, group_size=group_size, symmetric=symmetric)
+            out[i, j] = lm_metrics(q, ids, ref)[metric] - base
+    else:
+        hf = copy.deepcopy(_unwrap(model))
+        mods = hf_weight_modules(hf)
+        fisher = {n: torch.zeros_like(m.weight, dtype=torch.float64) for n, (_, _, m) in mods.items()}
+        for row in ids:
+            hf.zero_grad(set_to_none=True)
+            hf(input_ids=row[None], labels=row[None]).loss.backward()
+            for n, (_, _, m) in mods.items():
+                fisher[n] += m.weight.grad.double() ** 2 * (ids.shape[1] - 1) / len(ids)
+        for i, names in enumerate(comps.values()):
+            for j, b in enumerate(bits):
+                tot = 0.0
+                for n in names:
+                    w = mods[n][2].weight.detach()
+                    dq = fake_quantize(w, b, group_size=group_size, symmetric=symmetric, dim=_input_dim(mods[n][2])) - w
+                    tot += 0.5 * float((fisher[n] * dq.double() ** 2).sum())
+                out[i, j] = tot
+    return xr.DataArray(out, dims=("component", "bits"), coords={"component": list(comps), "bits": list(bits)},
+                        name=f"{method}_cost")
+
+
+def _allocate(cost, sizes, budget, group_size):
+    """Exact DP knapsack when its table is small, else greedy."""
+    from spinlens.edit.quantization import allocate_bits
+
+    n = np.array(list(sizes.values()))
+    units = budget * n.sum() / int(np.gcd.reduce(n))
+    return allocate_bits(cost, sizes, budget, method="dp" if units <= 2e5 else "greedy", group_size=group_size)
+
+
+def hf_quantization_experiment(model, calib_ids, eval_ids, *, budgets=(2.5, 3.0, 3.4, 4.0, 5.0),
+                               uniform_bits=(2, 3, 4, 5, 6, 8), bits=(2, 3, 4, 5, 6, 8), granularity: str = "linear",
+                               importance: str = "measured", metric: str = "kl", group_size: int = 32,
+                               n_random: int = 3, rng=0, progress: bool = False):
+    """Uniform vs importance-guided vs random bit allocations on an HF causal LM.
+
+    Costs from ``calib_ids`` (`hf_cost_table` with ``importance``), evaluation on ``eval_ids``. Returns an
+    xarray.Dataset with one row per run like `spinlens.edit.experiments.quantization_experiment`
+    (``scheme``, ``average_bits``, ``effective_bits``, ``mse`` = the evaluation metric, ``loss``, ``kl``,
+    ``bits_json``) so that `spinlens.edit.plots.plot_quantization` draws it.
+    """
+    import xarray as xr
+
+    from spinlens.edit.quantization import random_allocation_from_sizes
+    from spinlens.random import spawn
+
+    group_size = check_int("group_size", group_size, low=1)
+    sizes = hf_component_sizes(model, granularity)
+    ref = _logprobs(model, eval_ids)
+    fp = lm_metrics(model, eval_ids, ref)
+    rows = [("fp32", 32.0, 32.0, fp["loss"], 0.0, "{}")]
+
+    def run(scheme, alloc_bits):
+        q = quantize_hf(model, alloc_bits, granularity=granularity, group_size=group_size)
+        m = lm_metrics(q, eval_ids, ref)
+        avg = sum(sizes[c] * b for c, b in alloc_bits.items()) / sum(sizes.values())
+        rows.append((scheme, avg, avg + 32 / group_size, m["loss"], m["kl"], json.dumps(alloc_bits)))
+
+    for b in uniform_bits:
+        run("uniform", {c: int(b) for c in sizes})
+    cost = hf_cost_table(model, calib_ids, bits, granularity=granularity, method=importance, metric=metric,
+                         group_size=group_size, progress=progress)
+    gs = spawn(rng, max(n_random, 1))
+    for B in budgets:
+        run(f"guided_{importance}", _allocate(cost, sizes, B, group_size).bits)
+        for r in range(n_random):
+            run("random", random_allocation_from_sizes(sizes, B, bits, rng=gs[r]).bits)
+    scheme, avg, eff, loss, kl, bj = zip(*rows)
+    main = np.array(kl) if metric == "kl" else np.array(loss)
+    return xr.Dataset(
+        {"average_bits": ("run", np.array(avg)), "effective_bits": ("run", np.array(eff)),
+         "mse": ("run", main, {"long_name": f"eval {metric}"}), "loss": ("run", np.array(loss)),
+         "kl": ("run", np.array(kl)), "bits_json": ("run", list(bj))},
+        coords={"run": np.arange(len(rows)), "scheme": ("run", list(scheme))},
+        attrs={"group_size": group_size, "granularity": granularity, "fp_mse": fp["loss"] if metric == "loss" else 0.0,
+               "fp_loss": fp["loss"], "metric": metric, "importance": importance, "sizes_json": json.dumps(sizes),
+               "cost_json": json.dumps({c: dict(zip(map(int, cost["bits"].values), map(float, cost.sel(component=c).values)))
+                                        for c in cost["component"].values})},
+    )
+
+
+# ------------------------------------------------------------------------------------------ cross-checks
+
+
+def _weight_linears(hf):
+    from torch import nn
+
+    return {n: m for n, m in hf.named_modules() if isinstance(m, nn.Linear) and n in
+            {p for p, _, _ in hf_weight_modules(hf).values()}}
+
+
+def torchao_crosscheck(model, bits: int = 4, *, group_size: int = 32, ids=None) -> dict:
+    """Quantize every decoder nn.Linear with torchao and with our RTN (integer zero point); compare.
+
+    torchao: ``quantize_(model, IntxWeightOnlyConfig(weight_dtype=torch.int{bits}, granularity=PerGroup(g),
+    mapping_type=MappingType.ASYMMETRIC))`` restricted to the decoder layers by ``filter_fn``. Returns
+    ``max_step_diff`` (max |w_torchao − w_ours| over all weights, in units of the group's step),
+    ``frac_same_level`` (fraction of weights within 1e-3 of a step: the same grid level up to float32
+    rounding), the relative weight errors of both, and
+    with ``ids`` the eval loss of both models and their max logit difference.
+    """
+    import torch
+    from torchao.quantization import IntxWeightOnlyConfig, quantize_
+    from torchao.quantization.granularity import PerGroup
+    from torchao.quantization.quant_primitives import MappingType
+
+    bits = check_int("bits", bits, low=1, high=8)
+    hf = copy.deepcopy(_unwrap(model)).float()
+    lins = _weight_linears(hf)
+    if not lins:
+        raise InvalidParameterError("torchao_crosscheck needs nn.Linear weights (e.g. a Llama model; GPT-2 uses Conv1D).")
+    orig = {n: m.weight.detach().clone() for n, m in lins.items()}
+    ours = quantize_hf(hf, {c: bits for c in hf_components(hf, "linear")
+                            if hf_weight_modules(hf)[c][0] in lins}, group_size=group_size, zero_point="int")
+    cfg = IntxWeightOnlyConfig(weight_dtype=getattr(torch, f"int{bits}"), granularity=PerGroup(group_size),
+                               mapping_type=MappingType.ASYMMETRIC)
+    tao = copy.deepcopy(hf)
+    quantize_(tao, cfg, filter_fn=lambda m, fqn: fqn in lins)
+    ours_mods = dict(ours.named_modules())
+    tao_mods = dict(tao.named_modules())
+    return _compare(orig, {n: ours_mods[n].weight.detach() for n in lins},
+                    {n: tao_mods[n].weight.dequantize().detach() for n in lins}, bits, group_size, -1,
+                    ours, tao, hf, ids)
+
+
+def hqq_crosscheck(model, bits: int = 4, *, group_size: int = 32, optimize: bool = False, ids=None) -> dict:
+    """Quantize every decoder weight with HQQ's ``Quantizer`` and with our RTN (float zero point); compare.
+
+    With ``optimize=False`` HQQ is plain RTN over [min, max] per group, the same as our default; with
+    ``optimize=True`` its half-quadratic solver moves scale and zero (compare the errors). Works for Conv1D
+    (GPT-2) and nn.Linear weights; groups along the input dimension. Same keys as `torchao_crosscheck`.
+    """
+    import torch
+    from hqq.core.quantize import Quantizer
+
+    bits = check_int("bits", bits, low=1, high=8)
+    hf = copy.deepcopy(_unwrap(model)).float()
+    mods = hf_weight_modules(hf)
+    orig = {n: m.weight.detach().clone() for n, (_, _, m) in mods.items()}
+    ours = quantize_hf(hf, {c: bits for c in mods}, group_size=group_size)
+    theirs = copy.deepcopy(hf)
+    th_mods = hf_weight_modules(theirs)
+    with torch.no_grad():
+        for n, (_, _, m) in th_mods.items():
+            w = m.weight.detach()
+            wt = w.T.contiguous() if _input_dim(m) == -2 else w  # HQQ groups consecutive entries of (out, in)
+            Wq, meta = Quantizer.quantize(wt, nbits=bits, group_size=group_size, optimize=optimize, axis=1, bitpack=False,
+                                          device="cpu", compute_dtype=torch.float32)
+            deq = Quantizer.dequantize(Wq, meta).float().reshape(wt.shape)
+            m.weight.copy_(deq.T if _input_dim(m) == -2 else deq)
+    o_mods = hf_weight_modules(ours)
+    dims = {n: _input_dim(m) for n, (_, _, m) in mods.items()}
+    return _compare(orig, {n: o_mods[n][2].weight.detach() for n in mods},
+                    {n: th_mods[n][2].weight.detach() for n in mods}, bits, group_size, dims, ours, theirs, hf, ids)
+
+
+def _compare(orig, ours, theirs, bits, group_size, dims, ours_model, their_model, hf, ids) -> dict:
+    import torch
+
+    max_step, n_eq, n_tot, e_o, e_t, nrm = 0.0, 0, 0, 0.0, 0.0, 0.0
+    for n, w in orig.items():
+        d = dims if isinstance(dims, int) else dims[n]
+        wt = w.double().movedim(d, -1)
+        lo = wt.reshape(-1, group_size).amin(-1, keepdim=True)
+        hi = wt.reshape(-1, group_size).amax(-1, keepdim=True)
+        step = ((hi - lo) / (2**bits - 1)).clamp(min=1e-30)
+        diff = (ours[n].double() - theirs[n].double()).movedim(d, -1).reshape(-1, group_size).abs() / step
+        max_step = max(max_step, float(diff.max()))
+        n_eq += int((diff < 1e-3).sum())
+        n_tot += diff.numel()
+        e_o += float(((ours[n].double() - w.double()) ** 2).sum())
+        e_t += float(((theirs[n].double() - w.double()) ** 2).sum())
+        nrm += float((w.double() ** 2).sum())
+    res = {"bits": bits, "group_size": group_size, "max_step_diff": max_step, "frac_same_level": n_eq / n_tot,
+           "rel_error_ours": math.sqrt(e_o / nrm), "rel_error_library": math.sqrt(e_t / nrm)}
+    if ids is not None:
+        with torch.no_grad():
+            lo_, lt_ = ours_model(input_ids=ids).logits, their_model(input_ids=ids).logits
+        ref = _logprobs(hf, ids)
+        res.update(max_logit_diff=float((lo_ - lt_).abs().max()),
+                   kl_ours=lm_metrics(ours_model, ids, ref)["kl"], kl_library=lm_metrics(their_model, ids, ref)["kl"])
+    return res
