@@ -119,3 +119,15 @@ def test_load_hf_roundtrip(tmp_path):
     b = tiny_hf("llama", n_layers=1, n_heads=2, d_model=16, d_vocab=30, rng=7)
     assert torch.equal(torch.random.get_rng_state(), state)
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+
+
+def test_circuit_on_gqa_model():
+    from spinlens.interp import find_circuit
+
+    m = tiny_hf("llama", n_layers=2, n_heads=4, d_model=32, d_vocab=40, n_kv_heads=2, rng=1)
+    tp = token_icl_pairs(8, n_pairs=3, n_inputs=10, n_labels=6, rng=1)
+    met = logit_diff_metric(tp.answer, tp.corrupt_answer)
+    s = path_patch(m, tp.clean, tp.corrupt, metric=met, receivers=[(1, 3)], receiver_input="k").scores.values
+    assert np.all(np.isfinite(s[0]))
+    c = find_circuit(m, tp.clean, tp.corrupt, metric=met, threshold=0.0, max_nodes=3)
+    assert len(c.nodes) <= 3

@@ -342,6 +342,14 @@ def _freeze_patches(model, base_cache, sender, src_cache) -> list[Patch]:
     return patches
 
 
+def _kv_head(cfg, h: int, inp: str) -> int:
+    """On grouped-query models k/v of query head h live in key/value head h // (n_heads / n_kv_heads)."""
+    n_kv = getattr(cfg, "n_kv_heads", cfg.n_heads)
+    if inp in ("k", "v") and n_kv < cfg.n_heads:
+        return h // (cfg.n_heads // n_kv)
+    return h
+
+
 def path_patch(
     model,
     clean: torch.Tensor,
@@ -361,7 +369,9 @@ def path_patch(
     receivers : "output" or list of ``(layer, head)``
         The read-out (direct effect) or receiver heads (patched together).
     receiver_input : {"q", "k", "v"}
-        Which input of the receiver heads the path enters (ignored for ``"output"``).
+        Which input of the receiver heads the path enters (ignored for ``"output"``). On grouped-query
+        (GQA) models the k/v of a query head are those of its key/value head, shared with the other query
+        heads of its group: patching them reaches the whole group.
     senders : list of ``(layer, head)`` or None
         Default: every head in a layer below the lowest receiver (all heads for ``"output"``).
 
@@ -418,7 +428,7 @@ def path_patch(
             patches = []
             for L, h in rec_list:
                 n = _hook_name(receiver_input, L)
-                patches.append((n, _index(receiver_input, h, None), recs[n][vi]))
+                patches.append((n, _index(receiver_input, _kv_head(cfg, h, receiver_input), None), recs[n][vi]))
             step2.append(patches)
         outs, _ = run_variants(model, base, step2, max_batch=max_batch)
         vals = (_metric_means(metric, outs) - m_b) / (m_s - m_b)
@@ -479,7 +489,7 @@ def find_circuit(
 
     Heads whose direct path score to the read-out has ``|score| > threshold`` are the first nodes; then each
     node's ``inputs`` are path-patched from all heads of earlier layers and senders above the threshold are
-    added (and expanded in turn), until no new node appears or ``max_nodes`` is reached.
+    added (and expanded in turn), until no new node appears; at most ``max_nodes`` nodes, strongest first.
     """
     queue = []
     edges = []
@@ -488,10 +498,11 @@ def find_circuit(
     res = path_patch(model, clean, corrupt, metric=metric, receivers="output", direction=direction, max_batch=max_batch)
     path_scores[("output", "out")] = res.scores
     for (L, h), v in _above(res.scores, threshold):
+        if len(nodes) >= max_nodes:
+            break
         edges.append(((L, h), "output", "out", v))
-        if (L, h) not in nodes:
-            nodes.append((L, h))
-            queue.append((L, h))
+        nodes.append((L, h))
+        queue.append((L, h))
     it = 0
     while queue and len(nodes) < max_nodes:
         rec = queue.pop(0)
@@ -503,23 +514,26 @@ def find_circuit(
                            direction=direction, max_batch=max_batch)
             path_scores[(rec, inp)] = r.scores
             for (L, h), v in _above(r.scores, threshold):
-                edges.append(((L, h), rec, inp, v))
-                if (L, h) not in nodes and len(nodes) < max_nodes:
+                if (L, h) not in nodes:
+                    if len(nodes) >= max_nodes:
+                        continue
                     nodes.append((L, h))
                     queue.append((L, h))
+                edges.append(((L, h), rec, inp, v))
         if progress:
             print(f"circuit: expanded {rec}, {len(nodes)} nodes, {len(edges)} edges")
     return Circuit(tuple(sorted(nodes)), tuple(edges), float(threshold), model.cfg.n_layers, model.cfg.n_heads, path_scores)
 
 
 def _above(scores, threshold):
+    """``[((layer, head), score), ...]`` with ``|score| > threshold``, largest |score| first."""
     v = scores.values
     out = []
     for L in range(v.shape[0]):
         for h in range(v.shape[1]):
             if np.isfinite(v[L, h]) and abs(v[L, h]) > threshold:
                 out.append(((L, h), float(v[L, h])))
-    return out
+    return sorted(out, key=lambda t: -abs(t[1]))
 
 
 def circuit_faithfulness(
