@@ -329,3 +329,17 @@ def test_cache_positions_and_batches():
     torch.testing.assert_close(out2, out.detach())
     torch.testing.assert_close(c2["blocks.1.hook_resid_post"], full["blocks.1.hook_resid_post"])
     assert set(c2) == {"blocks.0.hook_resid_post", "blocks.1.hook_resid_post"}
+
+
+def test_token_input_swap():
+    tp = token_icl_pairs(64, n_pairs=3, n_inputs=8, n_labels=4, corruption="input_swap", rng=3)
+    seq, cor = tp.clean.numpy(), tp.corrupt.numpy()
+    for i in range(64):
+        assert cor[i, -1] == seq[i, -1]  # same query token
+        pos = [p for p in range(0, 6, 2) if cor[i, p] == cor[i, -1]][0]  # where the query now sits
+        assert cor[i, pos + 1] == int(tp.corrupt_answer[i])
+        assert sorted(cor[i, 0:6:2]) == sorted(seq[i, 0:6:2])  # inputs permuted, labels untouched
+        assert np.array_equal(cor[i, 1:6:2], seq[i, 1:6:2])
+    assert (tp.corrupt_answer != tp.answer).float().mean() > 0.7
+    with pytest.raises(InvalidParameterError, match="corruption"):
+        token_icl_pairs(4, corruption="shuffle")

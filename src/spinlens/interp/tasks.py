@@ -81,7 +81,7 @@ class TokenICLPairs:
     Attributes
     ----------
     clean, corrupt : LongTensor ``(n_prompts, 2*n_pairs+1)``
-        corrupt: the label of the queried pair is swapped for another label (label swap).
+        corrupt: see ``corruption`` of `token_icl_pairs` (default: the queried pair's label is swapped).
     answer, corrupt_answer : LongTensor ``(n_prompts,)``
     query_source : LongTensor ``(n_prompts,)`` position of the queried pair's label in the context.
     d_vocab : int
@@ -95,8 +95,19 @@ class TokenICLPairs:
     d_vocab: int
 
 
-def token_icl_pairs(n_prompts: int, *, n_pairs: int = 4, n_inputs: int = 12, n_labels: int = 6, rng=None) -> TokenICLPairs:
-    """Sample the token task of `TokenICLPairs` (inputs in a prompt are distinct)."""
+def token_icl_pairs(n_prompts: int, *, n_pairs: int = 4, n_inputs: int = 12, n_labels: int = 6,
+                    corruption: str = "label_swap", rng=None) -> TokenICLPairs:
+    """Sample the token task of `TokenICLPairs` (inputs in a prompt are distinct).
+
+    corruption : {"label_swap", "input_swap"}
+        ``label_swap``: the queried pair's label is replaced by another label (what is copied changes;
+        which position is matched does not). ``input_swap``: the queried input trades places with the input of
+        another pair that has a different label (when one exists), so the query now matches the other pair and
+        the answer becomes that pair's label (which position is matched changes; the labels do not).
+    """
+    from spinlens.errors import check_choice
+
+    check_choice("corruption", corruption, ("label_swap", "input_swap"))
     n_prompts = check_int("n_prompts", n_prompts, low=1)
     n_pairs = check_int("n_pairs", n_pairs, low=1)
     n_inputs = check_int("n_inputs", n_inputs, low=n_pairs)
@@ -111,11 +122,21 @@ def token_icl_pairs(n_prompts: int, *, n_pairs: int = 4, n_inputs: int = 12, n_l
     seq[:, 1:2 * K:2] = labels
     seq[:, -1] = xs[np.arange(P), q]
     ans = labels[np.arange(P), q]
-    alt = n_inputs + (ans - n_inputs + g.integers(1, n_labels, size=P)) % n_labels
     cor = seq.copy()
-    cor[np.arange(P), 2 * q + 1] = alt
-    if np.any(alt == ans):
-        raise InvalidParameterError("internal error: label swap produced the same label")
+    if corruption == "label_swap":
+        alt = n_inputs + (ans - n_inputs + g.integers(1, n_labels, size=P)) % n_labels
+        cor[np.arange(P), 2 * q + 1] = alt
+    else:
+        alt = ans.copy()
+        for i in range(P):
+            others = [j for j in range(K) if j != q[i] and labels[i, j] != ans[i]]
+            if not others:
+                others = [j for j in range(K) if j != q[i]]
+            if not others:
+                continue
+            j = others[int(g.integers(0, len(others)))]
+            cor[i, 2 * q[i]], cor[i, 2 * j] = seq[i, 2 * j], seq[i, 2 * q[i]]
+            alt[i] = labels[i, j]
     return TokenICLPairs(
         torch.as_tensor(seq), torch.as_tensor(cor), torch.as_tensor(ans), torch.as_tensor(alt),
         torch.as_tensor(2 * q + 1), n_inputs + n_labels,
