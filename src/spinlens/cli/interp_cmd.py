@@ -34,6 +34,7 @@ SUB = {
              "  spinlens interp path --checkpoint runs/tf --receivers 1.0,1.2 --input k --out runs/path-k\n"),
     "circuit": ("Circuit discovery: iterate path patching backwards from the output; draw the circuit.",
                 "  spinlens interp circuit --planted regression --out runs/circuit\n"
+                "  spinlens interp circuit --checkpoint runs/tok/model --n-pairs 3 --corruption input_swap --out runs/induction\n"
                 "  spinlens interp circuit --checkpoint runs/tf --threshold 0.05 --json\n"
                 "  spinlens interp circuit --planted copy --out runs/circuit-copy\n"),
     "attribution": ("Attribution patching over all edges, checked against exact path patching; circuit faithfulness.",
@@ -62,6 +63,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--d", type=int, default=4, help="planted regression: token dimension D")
     g.add_argument("--n-context", type=int, default=None, help="regression: context length N (default: the model's)")
     g.add_argument("--n-pairs", type=int, default=4, help="token models: input→label pairs per prompt")
+    g.add_argument("--corruption", default="label_swap", help="token models: label_swap (what is copied changes) | "
+                   "input_swap (which pair the query matches changes)")
     g.add_argument("--seed", type=int, default=0, help="seed of the prompts")
     g = p.add_argument_group("output")
     g.add_argument("--out", default=None, help="folder for figures (PNG, PDF), data (NetCDF/JSON) and run.json")
@@ -156,9 +159,13 @@ def _setup(args):
         else:
             n_in = max(args.n_pairs, min(12, V // 2))
             n_lab = min(6, V - n_in)
+            meta = _checkpoint_metadata(args.checkpoint) if args.checkpoint else {}
+            if "n_inputs" in meta and "n_labels" in meta:  # the task the model was trained on
+                n_in, n_lab = int(meta["n_inputs"]), int(meta["n_labels"])
             if n_lab < 2:
                 raise InvalidParameterError(f"The model's vocabulary ({V}) is too small for the token task (needs >= {args.n_pairs + 2}).")
-            tp = tasks.token_icl_pairs(n, n_pairs=args.n_pairs, n_inputs=n_in, n_labels=n_lab, rng=args.seed)
+            tp = tasks.token_icl_pairs(n, n_pairs=args.n_pairs, n_inputs=n_in, n_labels=n_lab,
+                                       corruption=args.corruption, rng=args.seed)
             clean, corrupt, ans, alt = tp.clean, tp.corrupt, tp.answer, tp.corrupt_answer
         metric = M.logit_diff_metric(ans, alt)
         pos = torch.arange(clean.shape[1]).repeat(n)
@@ -169,6 +176,14 @@ def _setup(args):
             cat["answer"] = ans[:, None].expand(-1, clean.shape[1]).reshape(-1).numpy()
         extras.update(target=ans, kind="tokens", categorical=cat)
     return model, clean, corrupt, metric, extras, source
+
+
+def _checkpoint_metadata(path) -> dict:
+    try:
+        with open(os.path.join(path, "config.json")) as fh:
+            return dict(json.load(fh).get("metadata", {}))
+    except (OSError, ValueError):
+        return {}
 
 
 def _write_run(out, args, summary):
