@@ -209,3 +209,29 @@ def test_attention_only_and_gradients():
     loss = m(_Z()).pow(2).mean()
     loss.backward()
     assert all(p.grad is not None for p in m.parameters())
+
+
+def test_fast_paths_match_explicit_attention():
+    """The fused (SDPA, no per-head result) path equals the explicit pattern/result path."""
+    for causal in (True, False):
+        m = _reg(dtype="float64", causal=causal, split_qkv_input=False)
+        Z = _Z().double()
+        fast = m(Z)
+        slow = m.run_with_hooks(Z, fwd_hooks=[("*hook_pattern", lambda p, hook: None),
+                                              ("*hook_result", lambda r, hook: None)])
+        torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
+    # forward_from a cached residual stream reproduces the output
+    _, c = m.run_with_cache(Z, names_filter="blocks.1.hook_resid_pre")
+    torch.testing.assert_close(m.forward_from(c["blocks.1.hook_resid_pre"], 1), m(Z))
+
+
+def test_save_load_roundtrip(tmp_path):
+    from spinlens.models.transformer import load_transformer, save_transformer
+
+    m = _reg()
+    save_transformer(m, tmp_path / "m", metadata={"note": "x"})
+    m2 = load_transformer(tmp_path / "m")
+    torch.testing.assert_close(m2(_Z()), m(_Z()))
+    assert m2.cfg == m.cfg
+    with pytest.raises(InvalidParameterError, match="checkpoint"):
+        load_transformer(tmp_path / "missing")
