@@ -26,6 +26,7 @@ demo: $(VENV)/.stamp-base
 
 ## make test: install with the test extras and run the test suite (under 10 minutes on 2 cores)
 test: $(VENV)/.stamp-test
+	@./.ci/ensure-chromium
 	$(PY) -m pytest -n 2 --timeout 600
 
 ## long runs (paper-scale checks), not part of `make test`
