@@ -130,6 +130,17 @@ def test_cli_quantize_hf_model(tmp_path, capsys, gpt2):
     assert res["scheme"][:3] == ["fp32", "uniform", "uniform"] and len(res["kl"]) == 5
     for f in ("quantization.png", "quantization.pdf", "quantization.csv", "quantization.nc", "run.json"):
         assert (out / f).exists(), f
+    saved = tmp_path / "q3.4"
+    assert main(["quantize", "--model", str(d), "--budget", "3.4", "--bits", "2", "3", "4", "--uniform-bits", "4",
+                 "--n-random", "0", "--n-seq", "2", "--seq-len", "16", "--no-progress", "--json",
+                 "--save", str(saved)]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["average_bits"] <= 3.4 and set(res["bits"]) == set(H.hf_components(gpt2))
+    # the saved model is the fake-quantized one: reload and compare one weight with quantize_hf
+    q = H.load_hf_causal_lm(saved)
+    ref = H.quantize_hf(gpt2, res["bits"], group_size=32)
+    assert torch.equal(q.transformer.h[0].attn.c_attn.weight, ref.transformer.h[0].attn.c_attn.weight)
+    assert not torch.equal(q.transformer.h[0].attn.c_attn.weight, gpt2.transformer.h[0].attn.c_attn.weight)
     ids = tmp_path / "ids.txt"
     ids.write_text(" ".join(str(i % 50) for i in range(200)))
     assert main([*args, "--granularity", "layer", "--importance", "fisher", "--calib-tokens", str(ids)]) == 0

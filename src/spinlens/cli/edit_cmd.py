@@ -33,6 +33,7 @@ QUANTIZE_EXAMPLES = """  spinlens quantize --out quant-out                   # l
   # a local Hugging Face causal LM (save_pretrained folder): one bit width per Linear per layer,
   # costs = measured KL increase on 8 random-token sequences (or --calib-text / --calib-tokens)
   spinlens quantize --model ./tiny-gpt2 --budgets 3 3.4 4 --out quant-hf
+  spinlens quantize --model ./tiny-gpt2 --budget 3.4 --json --save ./tiny-gpt2-q3.4   # guided bits, saved model
   spinlens quantize --model ./tiny-gpt2 --granularity module --importance fisher --calib-tokens ids.npy --out quant-hf2
   spinlens quantize --model ./tiny-llama --crosscheck torchao hqq --json   # our RTN vs torchao / HQQ (if installed)
 """
@@ -105,6 +106,8 @@ def register(sub) -> None:
     hf.add_argument("--calib-tokens", help="token ids: .npy or whitespace-separated integers")
     hf.add_argument("--n-seq", type=int, default=8, help="calibration (and evaluation) sequences")
     hf.add_argument("--seq-len", type=int, default=32, help="tokens per sequence")
+    hf.add_argument("--save", help="write the model fake-quantized with the guided allocation at the first budget "
+                                   "(save_pretrained folder + spinlens_quantization.json)")
     hf.add_argument("--crosscheck", nargs="+", choices=["torchao", "hqq", "hqq-opt"],
                     help="only compare our RTN with these libraries at --bits/--group-size (optional packages; "
                          "hqq-opt: HQQ with its half-quadratic optimisation)")
@@ -346,8 +349,8 @@ def _quantize(args):
         raise InvalidParameterError(f"The 'bits' parameter must not repeat values. Got {args.bits}.")
     if args.model and Path(args.model).is_dir():
         return _quantize_hf(args, budgets)
-    if args.crosscheck:
-        raise InvalidParameterError("The '--crosscheck' option needs '--model DIR', a Hugging Face model directory.")
+    if args.crosscheck or args.save:
+        raise InvalidParameterError("The '--crosscheck' and '--save' options need '--model DIR', a Hugging Face model directory.")
     if args.granularity == "linear":
         raise InvalidParameterError("The 'granularity' parameter 'linear' is for Hugging Face models; use head, module or layer.")
     args.granularity = args.granularity or "head"
@@ -405,6 +408,7 @@ def _calib_tokens(args, model, rng):
 
 def _quantize_hf(args, budgets):
     """``spinlens quantize --model DIR``: per-module mixed precision of a local HF causal LM."""
+    import json
     from pathlib import Path
 
     from spinlens.cli._common import print_json
@@ -444,8 +448,20 @@ def _quantize_hf(args, budgets):
                                       rng=args.seed, progress=not args.no_progress)
     fig, _ = plot_quantization(ds)
     _write(out, "quantization", ds, fig, args, extra={"model_dir": str(Path(args.model).resolve())})
+    i = int((ds["scheme"].values == f"guided_{args.importance}").nonzero()[0][0])  # guided, first budget
+    guided = json.loads(str(ds["bits_json"].values[i]))
+    if args.save:
+        q = H.quantize_hf(model, guided, granularity=gran, group_size=args.group_size)
+        q.save_pretrained(args.save)
+        Path(args.save, "spinlens_quantization.json").write_text(json.dumps(
+            {"bits": guided, "granularity": gran, "group_size": args.group_size, "budget": budgets[0],
+             "average_bits": float(ds["average_bits"].values[i]), "note": "fake-quantized float weights"}, indent=1))
     df = ds.drop_vars("bits_json").to_dataframe()
-    if args.json:
+    if args.budget is not None and args.json:
+        print_json({"budget": args.budget, "average_bits": float(ds["average_bits"].values[i]),
+                    "kl": float(ds["kl"].values[i]), "loss": float(ds["loss"].values[i]),
+                    "fp_loss": ds.attrs["fp_loss"], "bits": guided})
+    elif args.json:
         print_json(df.reset_index().to_dict(orient="list"))
     else:
         print(df.to_string(float_format=lambda x: f"{x:.4g}"))
