@@ -168,3 +168,23 @@ def test_crosscheck_hqq(gpt2):
     assert r["frac_same_level"] == 1.0 and r["max_logit_diff"] < 1e-5, r  # HQQ without optimisation = our RTN
     r = H.hqq_crosscheck(gpt2, 3, group_size=32, optimize=True)
     assert r["rel_error_library"] < r["rel_error_ours"]  # its half-quadratic solver lowers the weight error
+
+
+def test_calibration_from_text_with_saved_tokenizer(tmp_path, gpt2):
+    tokenizers = pytest.importorskip("tokenizers")
+    from transformers import PreTrainedTokenizerFast
+
+    gpt2.save_pretrained(tmp_path)
+    vocab = {f"w{i}": i for i in range(49)} | {"[UNK]": 49}
+    tk = tokenizers.Tokenizer(tokenizers.models.WordLevel(vocab, unk_token="[UNK]"))
+    tk.pre_tokenizer = tokenizers.pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]").save_pretrained(tmp_path)
+    m = H.load_hf_causal_lm(tmp_path)
+    ids = H.calibration_tokens(m, 2, 8, text=" ".join(f"w{i % 49}" for i in range(20)) + " unknown")
+    assert ids.tolist() == [list(range(8)), list(range(8, 16))]  # rows cut from the token stream in order
+    (tmp_path / "text.txt").write_text(" ".join(f"w{(7 * i) % 49}" for i in range(100)))
+    assert main(["quantize", "--model", str(tmp_path), "--calib-text", str(tmp_path / "text.txt"), "--budgets", "3",
+                 "--bits", "2", "4", "--uniform-bits", "4", "--n-random", "0", "--n-seq", "2", "--seq-len", "16",
+                 "--no-progress"]) == 0
+    with pytest.raises(InvalidParameterError, match="tokenizer"):
+        H.calibration_tokens(gpt2, 2, 8, text="w1 w2")  # the in-memory model has no saved tokenizer
