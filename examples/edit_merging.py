@@ -1,4 +1,4 @@
-"""Merging two fine-tunes (correlated inputs; anisotropic task prior) of one ICL base.
+"""Merging two fine-tunes (inputs with correlated positions; anisotropic task prior) of one ICL base.
 
 Task arithmetic (λ = 1/2, 1), TIES and the neuron-level merge, each evaluated on both tasks and the base task.
 Usage: python examples/edit_merging.py [OUT_DIR]

@@ -1,4 +1,4 @@
-"""Pinpoint tuning: adapt a pretrained ICL model to correlated inputs by tuning only the most important heads.
+"""Pinpoint tuning: adapt a pretrained ICL model to inputs with correlated positions by tuning only the most important heads.
 
 Compares the top-k heads (activation patching) with k random heads, the bottom-k heads and full fine-tuning:
 target-task gain vs change on the original (isotropic) ICL task. Saves the delta of the top-k run.

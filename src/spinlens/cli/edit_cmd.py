@@ -64,7 +64,7 @@ def register(sub) -> None:
                     PINPOINT_EXAMPLES, _pinpoint)
     _common(p)
     p.add_argument("--target", choices=["corr", "noisy", "aniso"], default="corr",
-                   help="shifted task: correlated inputs, noisy labels, anisotropic task prior")
+                   help="shifted task: positions correlated (corr 0.7), noisy context labels (σ 0.5), anisotropic task prior")
     p.add_argument("--k", type=int, default=2, help="number of heads to tune")
     p.add_argument("--n-random", type=int, default=3, help="random draws of k heads")
     p.add_argument("--steps", type=int, default=300)
