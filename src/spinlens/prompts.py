@@ -10,13 +10,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from . import conventions
 from .errors import InvalidParameterError, InvalidPromptsError, check_float, check_int
+from .io import atomic_savez
 from .random import RNGLike, as_generator
 
 
@@ -86,16 +86,7 @@ class Prompts:
         for k in ("w", "task_index", "pool"):
             if getattr(self, k) is not None:
                 arrays[k] = getattr(self, k)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_savez(path, **arrays)
 
 
 def validate_prompts(Z, y, w=None) -> None:

@@ -105,24 +105,11 @@ def run(args) -> int:
 
 
 def _save(path, res, H, couplings):
-    import os
-    import tempfile
-    from pathlib import Path
-
-    import numpy as np
+    from spinlens.io import atomic_savez
 
     arrays = {"W": res["W"], "m": res["m"], "h": H.h}
     if res["v"] is not None:
         arrays["v"] = res["v"]
     if couplings:
         arrays["J"] = H.J
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_savez(path, **arrays)
