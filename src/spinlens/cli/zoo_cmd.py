@@ -93,6 +93,7 @@ def register(sub):
                       help="4 values of N, short training (a few minutes on 2 CPU cores)")
     mode.add_argument("--full", dest="quick", action="store_false", help="10 values of N, 3 repeats, longer training")
     f.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    f.add_argument("--device", default="cpu", help="torch device of the training (cpu, cuda, ...)")
     f.add_argument("--out", default="runs", help="parent output directory (the figure goes to OUT/figS8/)")
     f.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     f.set_defaults(func=run_figS8)
@@ -244,7 +245,10 @@ def run_figS8(args) -> int:
 
     from ._common import print_json
 
+    from spinlens.reproduce import figS8
+
     seed = check_int("--seed", args.seed, low=0)
+    figS8.DEFAULT_DEVICE = args.device
     res = run_figure("figS8", args.out, quick=args.quick, seed=seed, echo=None if args.json else print)
     if args.json:
         print_json({"summary": res.get("summary", {}), "out_dir": res["out_dir"], "wall_seconds": res["wall_seconds"],

@@ -66,8 +66,10 @@ ARCHS = ("sla", "fla", "mhla", "sa", "tf")
 LINEAR = ("sla", "sla-separate", "fla", "mhla")
 LABELS = {"cavity": "cavity", "sla": "SLA", "sla-separate": "SLA (separate)", "fla": "FLA", "mhla": "MHLA",
           "sa": "SA", "tf": "TF"}
-QUICK_N = (50, 90, 130, 190)
+QUICK_N = (50, 90, 130, 170)
 FULL_N = tuple(range(20, 201, 20))
+#: torch device of `run` (the CLI's ``--device`` sets it; `compute` takes ``device`` directly)
+DEFAULT_DEVICE = "cpu"
 #: |linear model − cavity| allowed for "on the cavity curve"
 LINEAR_TOLERANCE = 0.03
 
@@ -98,7 +100,7 @@ def training_plan(quick: bool = True) -> dict[str, ArchTraining]:
             "fla": ArchTraining(400, 256, 1e-2),
             "mhla": ArchTraining(400, 256, 1e-2),
             "sa": ArchTraining(400, 256, 1e-2, weight_decay=0.0),
-            "tf": ArchTraining(400, 256, 1e-2, weight_decay=0.0, overrides=tf_model),
+            "tf": ArchTraining(300, 256, 1e-2, weight_decay=0.0, overrides=tf_model),
         }
     return {
         "sla": ArchTraining(1500, 256, 1e-2),
@@ -317,18 +319,20 @@ def plot(ds, bridge_rows=(), *, paper: bool = True):
     return fig, axes
 
 
-def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
+def run(out_dir, quick: bool = True, seed: int = 0, device: str | None = None) -> dict:
     """Reproduce Fig S8 into ``out_dir``: ``figS8.png/.pdf``, ``data.csv``, ``data.nc``, ``bridge.csv``.
 
-    quick: N ∈ {50, 90, 130, 190}, one repeat, short training (a few minutes on 2 CPU cores);
-    full: N = 20, 40, ..., 200, 3 repeats, longer training and a larger transformer.
+    quick: N ∈ {50, 90, 130, 170}, one repeat, 300-400 Adam steps per model, 4096 test prompts (a few
+    minutes on 2 free CPU cores, most of it the transformer); full: N = 20, 40, ..., 200, 3 repeats,
+    thousands of steps and a larger transformer (hours on CPU: use ``device="cuda"``).
     """
     from spinlens.plotting.style import paper_style
 
     Ns = QUICK_N if quick else FULL_N
     repeats = 1 if quick else 3
     plan = training_plan(quick)
-    out = compute(Ns, archs=ARCHS, plan=plan, repeats=repeats, rng=seed)
+    out = compute(Ns, archs=ARCHS, plan=plan, repeats=repeats, rng=seed, n_test=4096 if quick else 8192,
+                  device=device or DEFAULT_DEVICE)
     ds, bridge_rows = out["dataset"], out["bridge"]
     fw.save_dataset(ds, out_dir, "data")
     cols = {"N": ds.n_context.values, "cavity": ds.cavity.mean("repeat").values,
