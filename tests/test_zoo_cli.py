@@ -74,3 +74,15 @@ def test_figS8_run_tiny(tmp_path, monkeypatch):
     assert len(res["bridge"]) == 2 * 3  # sla, fla, mhla at two values of N
     header = (folder / "data.csv").read_text().splitlines()[0].split(",")
     assert {"N", "cavity", "w_star", "sla_mean", "tf_mean", "paper_sa"} <= set(header)
+
+
+@pytest.mark.slow
+def test_figS8_quick_shows_the_paper_ordering(tmp_path):
+    """The real quick mode (minutes): linear models on the cavity curve, SA and TF above it."""
+    res = figS8.run(tmp_path, quick=True, seed=0)
+    s = res["summary"]
+    assert s["ordering_as_paper"], s
+    assert s["bridge_min_cos_w_star"] > 0.98
+    rows = {(r["quantity"], r["x"]): r for r in res["comparison"]}
+    for N in figS8.QUICK_N:
+        assert rows[("test error, cavity", N)]["within"] is True

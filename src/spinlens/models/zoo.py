@@ -44,6 +44,7 @@ from torch import nn
 from spinlens import conventions
 from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
 from spinlens.models.hooks import HookedModule, HookPoint
+from spinlens.models.transformer import Transformer, TransformerConfig
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 POSITIONALS = ("learned", "none")
@@ -450,8 +451,6 @@ def _any_hook_active(model: HookedModule) -> bool:
 
 
 def _build_tf(cfg: ZooConfig, rng) -> nn.Module:
-    from spinlens.models.transformer import Transformer, TransformerConfig
-
     tcfg = TransformerConfig(
         n_layers=cfg.n_layers,
         n_heads=cfg.n_heads,
@@ -479,22 +478,17 @@ _CLASSES = {
     "fla": FullLinearAttention,
     "mhla": MultiHeadLinearAttention,
     "sa": SoftmaxAttention,
-    "tf": None,  # built by _build_tf (models.transformer.Transformer)
+    "tf": Transformer,  # built by _build_tf from the ZooConfig
 }
+
+#: registry name -> class
+ARCHITECTURES = dict(_CLASSES)
 
 
 def architecture_class(arch: str):
     """The class behind a registry name (``"tf"`` -> `spinlens.models.transformer.Transformer`)."""
     check_choice("arch", arch, ARCH_NAMES)
-    if arch == "tf":
-        from spinlens.models.transformer import Transformer
-
-        return Transformer
     return _CLASSES[arch]
-
-
-#: registry name -> class, resolved lazily for "tf" (use `architecture_class`)
-ARCHITECTURES = _CLASSES
 
 
 def build_model(config: ZooConfig | dict, *, rng=None) -> nn.Module:
