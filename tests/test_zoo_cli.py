@@ -54,6 +54,26 @@ def test_paper_interpolation():
         assert len(xs) == len(ys) == len(ss), name
 
 
+def test_control_variate_error_is_precise_near_the_reference():
+    from spinlens.features import spin_features
+    from spinlens.limit import infinite_diversity_solution
+    from spinlens.observables import test_error
+    from spinlens.prompts import PromptDistribution
+
+    dist = PromptDistribution(5, 30)
+    W_star = infinite_diversity_solution(dist, 0.01)
+    W = W_star + 0.01 * np.random.default_rng(0).standard_normal(W_star.shape)
+    exact = test_error(W, dist)
+    cv, mc = [], []
+    for seed in range(5):
+        p = dist.sample(2000, rng=seed)
+        f = spin_features(p)
+        cv.append(figS8.control_variate_error(f.predict(W), p.y, f.predict(W_star), test_error(W_star, dist)))
+        mc.append(np.mean((f.predict(W) - p.y) ** 2))
+    assert np.max(np.abs(np.array(cv) - exact)) < 2e-3
+    assert np.std(cv) < 0.2 * np.std(mc)
+
+
 def test_figS8_run_tiny(tmp_path, monkeypatch):
     tiny = {a: figS8.ArchTraining(60, 64, 2e-2, weight_decay=t.weight_decay,
                                   overrides=(("n_layers", 1), ("d_model", 8), ("d_mlp", 16)) if a == "tf" else ())
