@@ -75,7 +75,7 @@ def test_control_variate_error_is_precise_near_the_reference():
 
 
 def test_figS8_run_tiny(tmp_path, monkeypatch):
-    tiny = {a: figS8.ArchTraining(60, 64, 2e-2, weight_decay=t.weight_decay,
+    tiny = {a: figS8.ArchTraining(60, 64, 2e-2, weight_decay=t.weight_decay, optimizer=t.optimizer,
                                   overrides=(("n_layers", 1), ("d_model", 8), ("d_mlp", 16)) if a == "tf" else ())
             for a, t in figS8.training_plan(True).items()}
     monkeypatch.setattr(figS8, "QUICK_N", (20, 40))
