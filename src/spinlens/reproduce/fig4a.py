@@ -7,6 +7,8 @@ and with the saved samples minus 0.09; match the trend, not those digits.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from spinlens.reproduce import _framework as fw
@@ -17,36 +19,55 @@ QUICK_P = (20, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
 
 
 def compute(n_context_values, n_prompts_values, *, d=20, l2_strength=1.0, beta=100.0, damping=0.9, repeats=2,
-            max_iter=100, rng=0, progress_desc="fig4a"):
-    """Contrast ratio of the cavity and exact solutions on the (N, P) grid.
+            max_iter=100, rng=0, sweep_dir=None, jobs=None, progress=True):
+    """Contrast ratio of the cavity and exact solutions on the (N, P) grid, through `spinlens.sweeps`.
+
+    The two sweeps (cavity, exact) run on a local process pool and are stored point by point under
+    ``sweep_dir`` (a temporary folder when None): an interrupted full run resumes where it stopped.
+    Seeds ``rng, rng+1, …`` are the repeats; each point's random stream derives from its seed and parameters.
 
     Returns
     -------
-    xarray.Dataset with ``contrast_ratio`` (cavity, NaN where no repeat converged), ``contrast_ratio_exact``,
-    ``converged_fraction`` and ``n_iter`` over dims (n_context, n_prompts).
+    xarray.Dataset with ``contrast_ratio`` (cavity, mean over converged repeats; NaN where none converged),
+    ``contrast_ratio_std``, ``contrast_ratio_exact``, ``converged_fraction`` and ``n_iter`` over dims
+    (n_context, n_prompts).
     """
+    import tempfile
+    from pathlib import Path
+
     import xarray as xr
 
-    from spinlens import PromptDistribution, build_hamiltonian
-    from spinlens.observables import contrast_ratio
-    from spinlens.random import spawn
-    from spinlens.solvers import CavitySolver, ExactSolver
+    from spinlens.sweeps import run_sweep
 
+    seed0 = int(rng)
+    grid = {"D": d, "N": [int(n) for n in n_context_values], "P": [int(p) for p in n_prompts_values],
+            "lam": l2_strength, "beta": beta, "damping": damping, "seed": list(range(seed0, seed0 + repeats))}
+    tmp = None
+    if sweep_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="spinlens-fig4a-")
+        sweep_dir = tmp.name
+    sweep_dir = Path(sweep_dir)
+    try:
+        common = dict(max_iter=max_iter, tol=1e-6, jobs=jobs, resume=True, progress=progress, log=lambda *_: None)
+        cav = run_sweep(grid, ["contrast_ratio", "n_iter"], sweep_dir / "cavity", method="cavity", **common)
+        ex = run_sweep(grid, ["contrast_ratio"], sweep_dir / "exact", method="exact", **common)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+    def plane(da):
+        da = da.squeeze(drop=True)
+        extra = [k for k in da.dims if k not in ("n_context", "n_prompts", "seed")]
+        return da.isel({k: 0 for k in extra}).transpose("n_context", "n_prompts", ...)
+
+    cr = plane(cav["contrast_ratio"]).values
+    if cr.ndim == 2:
+        cr = cr[..., None]
+    conv = plane(cav["converged"]).values.reshape(cr.shape).astype(bool)
+    iters = plane(cav["n_iter"]).values.reshape(cr.shape).astype(float)
+    cr_ex = plane(ex["contrast_ratio"]).values.reshape(cr.shape)
+    cr = np.where(conv, cr, np.nan)
     Ns, Ps = list(n_context_values), list(n_prompts_values)
-    shape = (len(Ns), len(Ps), repeats)
-    cr, cr_ex, conv, iters = np.full(shape, np.nan), np.full(shape, np.nan), np.zeros(shape, bool), np.zeros(shape)
-    streams = spawn(rng, len(Ns) * len(Ps) * repeats)
-    solver = CavitySolver(damping=damping, max_iter=max_iter, tol=1e-6, compare_exact=False)
-    jobs = [(i, j, r) for i in range(len(Ns)) for j in range(len(Ps)) for r in range(repeats)]
-    for k, (i, j, r) in enumerate(fw.progress(jobs, desc=progress_desc)):
-        g = streams[k]
-        dist = PromptDistribution(d=d, n_context=Ns[i])
-        H = build_hamiltonian(dist.sample(Ps[j], rng=g), l2_strength=l2_strength)
-        res = solver.solve(H, beta=beta, rng=g, warn=False)
-        conv[i, j, r], iters[i, j, r] = res.converged, res.n_iter
-        if res.converged:
-            cr[i, j, r] = contrast_ratio(res.W)
-        cr_ex[i, j, r] = contrast_ratio(ExactSolver(n_probes=0).solve(H, beta=beta).W)
     dims = ("n_context", "n_prompts")
     return xr.Dataset(
         {
@@ -77,7 +98,8 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
         Ps = np.linspace(20, 1000, 50).round().astype(int)
         repeats = cfg["repeats"]
     kw = {k: cfg[k] for k in ("d", "l2_strength", "beta", "damping")}
-    ds = compute(Ns, Ps, repeats=repeats, rng=seed, **kw)
+    # the full grid (25 000 cavity solves) is stored point by point under DIR/fig4a/sweeps: rerunning resumes it
+    ds = compute(Ns, Ps, repeats=repeats, rng=seed, sweep_dir=None if quick else Path(out_dir) / "sweeps", **kw)
     fw.save_dataset(ds, out_dir, "data")
     marks = [(n, p, v) for (n, p), v in paper.FIG4A_SAMPLES.items()]
     with paper_style():
