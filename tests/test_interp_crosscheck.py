@@ -1,0 +1,191 @@
+"""Cross-checks of `spinlens.interp` against TransformerLens 4.x and nnsight 0.8 (run only where installed).
+
+Both libraries are optional oracles (extra ``[crosscheck]``; they are *not* in the project venv, see
+``docs/interp.md`` § Cross-checks). Each test builds a tiny random HF GPT-2 from a config, saves it to a
+temporary folder (TransformerLens only loads offline from a local folder) and compares on the same weights:
+
+(a) cached activations: residual stream before/after every layer, per-head ``z``, q, attention pattern;
+(b) activation patching of one head (``z`` from the clean run into the corrupted run): patched logits, and our
+    batched `activation_patch` score for that head;
+(c) logit lens: every layer's residual decoded with the final LayerNorm + unembedding.
+
+    python -m pytest tests/test_interp_crosscheck.py -q -p no:cacheprovider
+"""
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers", reason="transformers is an optional dependency (extra [hf])")
+
+from spinlens.interp import activation_patch, logit_diff_metric, logit_lens, token_icl_pairs  # noqa: E402
+from spinlens.interp.hf import tiny_hf  # noqa: E402
+
+N_LAYERS, N_HEADS, D_MODEL, D_VOCAB = 2, 4, 32, 40
+D_HEAD = D_MODEL // N_HEADS
+ATOL = 2e-5  # float32 on identical weights; the two sides differ only in summation order
+
+
+@pytest.fixture(scope="module")
+def ours():
+    return tiny_hf("gpt2", n_layers=N_LAYERS, n_heads=N_HEADS, d_model=D_MODEL, d_vocab=D_VOCAB, rng=3)
+
+
+@pytest.fixture(scope="module")
+def saved(ours, tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny_gpt2")
+    ours.hf.save_pretrained(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    # token ICL prompts (vocab 12 inputs + 6 labels < D_VOCAB) with the queried label swapped
+    return token_icl_pairs(16, n_pairs=4, n_inputs=12, n_labels=6, rng=5)
+
+
+def _fresh_hf(path):
+    import transformers
+
+    return transformers.GPT2LMHeadModel.from_pretrained(path, attn_implementation="eager", local_files_only=True).eval()
+
+
+def _patch_z_hook(z_clean, head):
+    def fn(z, hook):
+        z = z.clone()
+        z[:, :, head] = z_clean[:, :, head]
+        return z
+
+    return fn
+
+
+# ------------------------------------------------------------------------------------------------------
+# TransformerLens 4.x (TransformerBridge)
+
+
+@pytest.fixture(scope="module")
+def bridge(saved):
+    pytest.importorskip("transformer_lens", reason="TransformerLens is an optional cross-check (extra [crosscheck])")
+    from transformer_lens.model_bridge import TransformerBridge
+
+    return TransformerBridge.boot_transformers(str(saved), hf_model=_fresh_hf(saved), device="cpu")
+
+
+def test_tl_cache_matches(ours, bridge, pairs):
+    toks = pairs.clean
+    with torch.no_grad():
+        lt, ct = bridge.run_with_cache(toks)
+        lo, co = ours.run_with_cache(toks)
+    torch.testing.assert_close(lo, lt, atol=ATOL, rtol=0)
+    for L in range(N_LAYERS):
+        for name in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out",
+                     "attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern"):
+            key = f"blocks.{L}.{name}"
+            a, b = co[key], ct[key]
+            if b.ndim == 3 and a.ndim == 4:  # [b, t, h*dh] on their side
+                b = b.reshape(a.shape)
+            assert a.shape == b.shape, key
+            torch.testing.assert_close(a, b, atol=ATOL, rtol=0, msg=key)
+
+
+def test_tl_head_patch_matches(ours, bridge, pairs):
+    L, h = 1, 2
+    with torch.no_grad():
+        _, ct = bridge.run_with_cache(pairs.clean, names_filter=lambda n: n == f"blocks.{L}.attn.hook_z")
+        zt = ct[f"blocks.{L}.attn.hook_z"]
+        zt = zt.reshape(*zt.shape[:2], N_HEADS, D_HEAD) if zt.ndim == 3 else zt
+
+        def tl_fn(z, hook):
+            shp = z.shape
+            z = z.reshape(*shp[:2], N_HEADS, D_HEAD).clone()
+            z[:, :, h] = zt[:, :, h]
+            return z.reshape(shp)
+
+        lt = bridge.run_with_hooks(pairs.corrupt, fwd_hooks=[(f"blocks.{L}.attn.hook_z", tl_fn)])
+        _, co = ours.run_with_cache(pairs.clean, names_filter=f"blocks.{L}.attn.hook_z")
+        lo = ours.run_with_hooks(pairs.corrupt, fwd_hooks=[(f"blocks.{L}.attn.hook_z", _patch_z_hook(co[f"blocks.{L}.attn.hook_z"], h))])
+        l_corrupt = ours(pairs.corrupt)
+    assert (lo - l_corrupt).abs().max() > 1e-3  # the patch does something
+    torch.testing.assert_close(lo, lt, atol=ATOL, rtol=0)
+    # our batched activation_patch score for (L, h) equals the normalised metric of TL's patched run
+    met = logit_diff_metric(pairs.answer, pairs.corrupt_answer)
+    with torch.no_grad():
+        m_c, m_x = met(ours(pairs.clean)).mean(), met(l_corrupt).mean()
+    ref = float((met(lt).mean() - m_x) / (m_c - m_x))
+    res = activation_patch(ours, pairs.clean, pairs.corrupt, metric=met)
+    np.testing.assert_allclose(float(res.scores.sel(layer=L, head=h)), ref, atol=1e-4)
+
+
+def test_tl_logit_lens_matches(ours, bridge, pairs):
+    toks, tgt = pairs.clean, pairs.answer
+    with torch.no_grad():
+        _, ct = bridge.run_with_cache(toks)
+        acc = ct.accumulated_resid(layer=-1, incl_mid=False, apply_ln=False)  # [n_layers+1, b, t, d]
+        # their decoding: final LayerNorm (the HF ln_f) then the unembedding, position -1
+        dec = bridge.unembed(bridge.ln_final(acc[:, :, -1]))
+    assert dec.shape == (N_LAYERS + 1, len(toks), D_VOCAB)
+    p_tl = torch.softmax(dec.double(), -1).gather(-1, tgt[None, :, None].expand(N_LAYERS + 1, -1, 1))[..., 0]
+    lens = logit_lens(ours, toks, target=tgt)
+    post = [s for s in lens.decoded.coords["stage"].values if not s.endswith(".mid")]
+    assert post == ["embed"] + [f"{L}.post" for L in range(N_LAYERS)]
+    np.testing.assert_allclose(lens.decoded.sel(stage=post).values, p_tl.numpy(), atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------------------------
+# nnsight 0.8
+
+
+@pytest.fixture(scope="module")
+def nns(saved):
+    pytest.importorskip("nnsight", reason="nnsight is an optional cross-check (extra [crosscheck])")
+    from nnsight import NNsight
+
+    return NNsight(_fresh_hf(saved))
+
+
+def test_nnsight_cache_matches(ours, nns, pairs):
+    toks = pairs.clean
+    pre, z, post = [], [], []  # nnsight: accesses in execution order, collected into outer lists
+    with torch.no_grad(), nns.trace(input_ids=toks):
+        for L in range(N_LAYERS):
+            pre.append(nns.transformer.h[L].input.save())
+            z.append(nns.transformer.h[L].attn.c_proj.input.save())
+            post.append(nns.transformer.h[L].output.save())
+        logits = nns.lm_head.output.save()
+    with torch.no_grad():
+        lo, co = ours.run_with_cache(toks)
+    torch.testing.assert_close(lo, logits, atol=ATOL, rtol=0)
+    for L in range(N_LAYERS):
+        p = post[L][0] if isinstance(post[L], tuple) else post[L]
+        torch.testing.assert_close(co[f"blocks.{L}.hook_resid_pre"], pre[L], atol=ATOL, rtol=0)
+        torch.testing.assert_close(co[f"blocks.{L}.hook_resid_post"], p, atol=ATOL, rtol=0)
+        torch.testing.assert_close(co[f"blocks.{L}.attn.hook_z"], z[L].reshape(*toks.shape, N_HEADS, D_HEAD), atol=ATOL, rtol=0)
+
+
+def test_nnsight_head_patch_matches(ours, nns, pairs):
+    L, h = 0, 1
+    sl = slice(h * D_HEAD, (h + 1) * D_HEAD)
+    with torch.no_grad():
+        with nns.trace(input_ids=pairs.clean):
+            zc = nns.transformer.h[L].attn.c_proj.input.save()
+        with nns.trace(input_ids=pairs.corrupt):
+            nns.transformer.h[L].attn.c_proj.input[:, :, sl] = zc[:, :, sl]
+            ln = nns.lm_head.output.save()
+        _, co = ours.run_with_cache(pairs.clean, names_filter=f"blocks.{L}.attn.hook_z")
+        lo = ours.run_with_hooks(pairs.corrupt, fwd_hooks=[(f"blocks.{L}.attn.hook_z", _patch_z_hook(co[f"blocks.{L}.attn.hook_z"], h))])
+        assert (lo - ours(pairs.corrupt)).abs().max() > 1e-3
+    torch.testing.assert_close(lo, ln, atol=ATOL, rtol=0)
+
+
+def test_nnsight_logit_lens_matches(ours, nns, pairs):
+    toks, tgt = pairs.clean, pairs.answer
+    dec = []
+    with torch.no_grad(), nns.trace(input_ids=toks):
+        for L in range(N_LAYERS):  # residual before layer L (= after layer L-1), decoded with ln_f + lm_head
+            dec.append(nns.lm_head(nns.transformer.ln_f(nns.transformer.h[L].input[:, -1])).save())
+        dec.append(nns.lm_head.output[:, -1].save())
+    dec = torch.stack(list(dec)).double()
+    p_nn = torch.softmax(dec, -1).gather(-1, tgt[None, :, None].expand(N_LAYERS + 1, -1, 1))[..., 0]
+    lens = logit_lens(ours, toks, target=tgt)
+    post = ["embed"] + [f"{L}.post" for L in range(N_LAYERS)]
+    np.testing.assert_allclose(lens.decoded.sel(stage=post).values, p_nn.numpy(), atol=1e-5)
