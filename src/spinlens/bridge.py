@@ -21,8 +21,9 @@ T both at ``a = D`` and at ``b = D``, so the effective merged matrix is
 
 and :math:`\hat y = [ZZ^\top W_\text{eff} Z/(N+1)]_{D,N} + r`, where the remainder r comes from the
 x-x block :math:`T_{abc}, a, b < D`, multiplying :math:`\sum_t x_{ta}x_{tb}\, q_c`. Those features are odd in
-the task, uncorrelated with the target, so training drives the block to 0; `EffectiveForm.leak` reports
-its relative size and the merged W is exact when it vanishes. For ``sla``, ``W_eff = W``; for
+the task and uncorrelated with the target, so on fresh prompts they only add variance and online training
+drives the block to 0 (on a fixed training set they can fit noise); `EffectiveForm.leak` reports its
+relative size and the merged W is exact when it vanishes. For ``sla``, ``W_eff = W``; for
 ``sla-separate``, ``W_qᵀW_k``. (A model can also use the ``b = D`` route, the y row of the key-query
 form with the x part of the value row: a rank-one W_eff, the stall seen when an FLA is trained from an
 unlucky initialisation at small D.)
