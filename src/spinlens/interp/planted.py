@@ -124,3 +124,67 @@ def planted_copy_model(d_vocab: int = 10, seq_len: int = 6, *, n_heads: int = 2,
                 else:
                     attn.W_O[h, :, :V] = torch.randn(dh, V, generator=g, dtype=dt) * 0.3
     return m
+
+
+def planted_task_model(n_inputs: int = 4, n_tasks: int = 2, labels_per_task: int = 3, n_pairs: int = 3, *,
+                       strength: float = 5.0, dtype: str = "float64", rng=0):
+    """Two-layer token model where head (0, 1) alone carries the task identity (a planted function vector).
+
+    Tasks (disjoint label sets): ``tasks[t, x] = n_inputs + t·labels_per_task + (x + t) mod labels_per_task``.
+    Residual slots (``d_model = d_vocab + n_tasks + 1``): token one-hot, one "task" slot per task, a junk slot.
+
+    * head (0, 1): uniform attention (q = k = 0); its OV maps every label token of task t to task slot t,
+      scaled so that on a clean prompt of ``n_pairs`` demonstrations (``2·n_pairs+1`` positions) the last
+      position receives exactly 1 in slot t — its mean output there *is* the task's function vector ``e_t``;
+    * head (0, 0): a distractor (random q/k/v on input slots) writing only the junk slot, which nothing reads;
+    * layer-1 MLP: one ReLU neuron per (input x, task t), ``relu(x-slot + t-slot − 1.5)``, firing only when
+      both are present and writing ``strength`` to the logit of ``tasks[t, x]``; layer-1 heads and the layer-0
+      MLP are zero.
+
+    So at the last position ``p(answer) = e^s / (e^s + V − 1)`` on clean prompts (``s = strength``,
+    ``V = d_vocab``) and ``1/V`` on the query alone (all logits 0).
+
+    Returns
+    -------
+    (Transformer, tasks) with ``tasks`` an int64 array ``(n_tasks, n_inputs)``.
+    """
+    import numpy as np
+
+    from spinlens.errors import check_int
+
+    I_ = check_int("n_inputs", n_inputs, low=2)
+    T = check_int("n_tasks", n_tasks, low=1)
+    M = check_int("labels_per_task", labels_per_task, low=1)
+    K = check_int("n_pairs", n_pairs, low=1, high=I_ - 1)
+    V = I_ + T * M
+    dm = V + T + 1
+    tasks = np.array([[I_ + t * M + (x + t) % M for x in range(I_)] for t in range(T)], dtype=np.int64)
+    cfg = TransformerConfig(
+        n_layers=2, n_heads=2, d_model=dm, d_head=max(T, I_), d_mlp=I_ * T, act="relu", layernorm=False, causal=True,
+        attention="softmax", max_pos=2 * K + 1, positional="none", input_kind="tokens", d_vocab=V, dtype=dtype,
+    )
+    m = Transformer(cfg, rng=rng)
+    g = torch_generator(rng)
+    dt = cfg.torch_dtype
+    with torch.no_grad():
+        for p in m.parameters():
+            p.zero_()
+        m.W_E[:, :V] = torch.eye(V, dtype=dt)
+        a0 = m.blocks[0].attn
+        for t in range(T):  # task head: label tokens of task t -> task slot t
+            a0.W_V[1, I_ + t * M : I_ + (t + 1) * M, t] = 1.0
+            a0.W_O[1, t, V + t] = (2 * K + 1) / K
+        a0.W_Q[0, :I_] = torch.randn(I_, cfg.d_head, generator=g, dtype=dt)
+        a0.W_K[0, :I_] = torch.randn(I_, cfg.d_head, generator=g, dtype=dt)
+        a0.W_V[0, :I_] = torch.randn(I_, cfg.d_head, generator=g, dtype=dt)
+        a0.W_O[0, :, V + T] = torch.randn(cfg.d_head, generator=g, dtype=dt)
+        mlp = m.blocks[1].mlp
+        for x in range(I_):
+            for t in range(T):
+                n = x * T + t
+                mlp.W_in[x, n] = 1.0
+                mlp.W_in[V + t, n] = 1.0
+                mlp.b_in[n] = -1.5
+                mlp.W_out[n, tasks[t, x]] = 2.0 * strength
+        m.readout.W[I_:V, I_:V] = torch.eye(V - I_, dtype=dt)
+    return m, tasks

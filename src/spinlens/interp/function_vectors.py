@@ -1,0 +1,406 @@
+"""Function vectors on token models (Todd et al. 2023, arXiv 2310.15213), for fixed in-context token tasks.
+
+A *function vector* (FV) is the sum, over a few attention heads, of each head's mean output at the last
+position of in-context prompts of one task. Todd et al. pick the heads by their *causal indirect effect*
+(CIE): on prompts whose demonstrations are corrupted (shuffled labels), set one head's output at the last
+position to its mean over clean prompts of the task and measure how much the probability of the correct
+answer rises. Adding the FV to the residual stream of a prompt without usable demonstrations (zero-shot: the
+query alone; or shuffled labels) should bring back the task's answer.
+
+A FV needs a task that is the *same across prompts*: in `spinlens.interp.token_icl_pairs` every prompt has its
+own random input→label map, so a mean over prompts carries no information about any prompt's answer. This
+module therefore draws prompts from a small set of **fixed tasks** (a table ``tasks[t, x]`` = label token of
+input ``x`` under task ``t``; the query is never among the demonstrations, so the answer cannot be copied: the
+model has to recognise the task from the demonstrations and apply it).
+
+Vocabulary (as `token_icl_pairs`): inputs ``0..n_inputs-1``, labels from ``n_inputs`` on.
+
+* `fixed_token_tasks` — a random task table; `fixed_task_prompts` — clean / shuffled / zero-shot prompts;
+* `token_head_indirect_effect` — CIE per (layer, head), ``xarray.DataArray (layer, head)``;
+* `token_function_vector` — one FV per task from chosen heads, ``(n_tasks, d_model)``;
+* `fv_hook` / `evaluate_function_vector` — add the FV at one layer's residual stream and measure accuracy
+  and p(answer); `function_vector_experiment` runs the whole pipeline and returns a `FunctionVectorResult`.
+
+Hook names (``docs/design.md``): head outputs ``blocks.{L}.attn.hook_result`` ``[batch, pos, head, d_model]``
+(after W_O), residual ``blocks.{L}.hook_resid_pre`` ``[batch, pos, d_model]``; layer ``n_layers`` means
+``blocks.{n_layers-1}.hook_resid_post``. Works on any `HookedModule` that maps tokens ``(batch, pos)`` to
+logits ``(batch, pos, vocab)`` (spinlens `Transformer` with ``input_kind="tokens"``, `HookedHF`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
+from spinlens.random import as_generator
+
+__all__ = [
+    "FixedTaskPrompts",
+    "FunctionVectorResult",
+    "fixed_token_tasks",
+    "fixed_task_prompts",
+    "token_head_indirect_effect",
+    "token_function_vector",
+    "top_heads",
+    "fv_hook",
+    "evaluate_function_vector",
+    "function_vector_experiment",
+]
+
+
+# --------------------------------------------------------------------------------------------------------
+# fixed tasks and prompts
+
+
+def fixed_token_tasks(n_tasks: int, n_inputs: int, n_labels: int, *, rng=None) -> np.ndarray:
+    """A table of ``n_tasks`` fixed input→label maps, ``tasks[t, x]`` = label token (``n_inputs + j``).
+
+    Each map draws every input's label uniformly from the ``n_labels`` labels; maps are redrawn until all
+    tasks are pairwise different on at least half of the inputs (so a few demonstrations identify the task).
+
+    Returns
+    -------
+    ndarray ``(n_tasks, n_inputs)`` of int64
+    """
+    n_tasks = check_int("n_tasks", n_tasks, low=1)
+    n_inputs = check_int("n_inputs", n_inputs, low=2)
+    n_labels = check_int("n_labels", n_labels, low=2)
+    g = as_generator(rng)
+    for _ in range(1000):
+        tab = n_inputs + g.integers(0, n_labels, size=(n_tasks, n_inputs))
+        diff = (tab[:, None, :] != tab[None, :, :]).mean(-1) + np.eye(n_tasks)
+        if diff.min() >= 0.5:
+            return tab.astype(np.int64)
+    raise InvalidParameterError(
+        f"The 'n_tasks' parameter is too large for n_inputs={n_inputs}, n_labels={n_labels}: no table of "
+        f"pairwise distinct tasks was found. Got {n_tasks}; use fewer tasks or more labels."
+    )
+
+
+@dataclass(frozen=True)
+class FixedTaskPrompts:
+    """In-context prompts of fixed tasks: ``x1 l1 ... xk lk x_q`` with ``l_i = tasks[t, x_i]``, ``x_q`` new.
+
+    Attributes
+    ----------
+    clean : LongTensor ``(n_prompts, 2*n_pairs+1)``
+        Demonstrations of the prompt's task; the query input does not occur among them.
+    shuffled : LongTensor ``(n_prompts, 2*n_pairs+1)``
+        The same inputs with the demonstration labels cyclically shifted (``x_i`` paired with
+        ``l_{i+1}``): Todd et al.'s shuffled-label prompts (the input→label map is broken).
+    other_task : LongTensor ``(n_prompts, 2*n_pairs+1)``
+        The same inputs with the demonstrations labelled by another task ``other`` (the prompt now
+        demonstrates a different task; its answer is ``tasks[other, x_q]``).
+    zero_shot : LongTensor ``(n_prompts, 1)``
+        The query alone.
+    answer : LongTensor ``(n_prompts,)``
+        ``tasks[task, x_q]``.
+    task, other : LongTensor ``(n_prompts,)``
+        The task of the clean prompt and of ``other_task`` (equal only when there is a single task).
+    tasks : ndarray ``(n_tasks, n_inputs)``
+    d_vocab : int
+    """
+
+    clean: torch.Tensor
+    shuffled: torch.Tensor
+    other_task: torch.Tensor
+    zero_shot: torch.Tensor
+    answer: torch.Tensor
+    task: torch.Tensor
+    other: torch.Tensor
+    tasks: np.ndarray
+    d_vocab: int
+
+
+def fixed_task_prompts(n_prompts: int, tasks: np.ndarray, *, n_pairs: int = 3, task: int | None = None,
+                       d_vocab: int | None = None, rng=None) -> FixedTaskPrompts:
+    """Sample prompts of the fixed tasks ``tasks`` (one task per prompt, uniform unless ``task`` is given).
+
+    Inputs within a prompt are distinct and the query input is not among the demonstrations.
+
+    Parameters
+    ----------
+    n_prompts : int
+    tasks : array ``(n_tasks, n_inputs)``
+        Label token of each input under each task (`fixed_token_tasks`).
+    n_pairs : int
+        Demonstrations per prompt, ``1 <= n_pairs <= n_inputs - 1``.
+    task : int or None
+        Use only this task.
+    d_vocab : int or None
+        Vocabulary size (default ``tasks.max() + 1``).
+    """
+    tab = np.asarray(tasks, dtype=np.int64)
+    if tab.ndim != 2 or tab.shape[1] < 2:
+        raise InvalidParameterError(f"The 'tasks' parameter must be an (n_tasks, n_inputs>=2) array. Got shape {tab.shape} instead.")
+    T, n_in = tab.shape
+    if tab.min() < n_in:
+        raise InvalidParameterError(f"The 'tasks' parameter must hold label tokens >= n_inputs={n_in}. Got min {tab.min()}.")
+    n_prompts = check_int("n_prompts", n_prompts, low=1)
+    K = check_int("n_pairs", n_pairs, low=1, high=n_in - 1)
+    V = int(tab.max()) + 1 if d_vocab is None else check_int("d_vocab", d_vocab, low=int(tab.max()) + 1)
+    g = as_generator(rng)
+    t = np.full(n_prompts, check_int("task", task, low=0, high=T - 1)) if task is not None else g.integers(0, T, n_prompts)
+    xs = np.argsort(g.random((n_prompts, n_in)), axis=1)[:, : K + 1]  # K demonstrations + the query, distinct
+    labels = tab[t[:, None], xs]
+    seq = np.empty((n_prompts, 2 * K + 1), dtype=np.int64)
+    seq[:, 0 : 2 * K : 2] = xs[:, :K]
+    seq[:, 1 : 2 * K : 2] = labels[:, :K]
+    seq[:, -1] = xs[:, K]
+    shuf = seq.copy()
+    shuf[:, 1 : 2 * K : 2] = np.roll(labels[:, :K], -1, axis=1)
+    t2 = (t + g.integers(1, T, n_prompts)) % T if T > 1 else t.copy()
+    oth = seq.copy()
+    oth[:, 1 : 2 * K : 2] = tab[t2[:, None], xs[:, :K]]
+    return FixedTaskPrompts(
+        torch.as_tensor(seq), torch.as_tensor(shuf), torch.as_tensor(oth), torch.as_tensor(xs[:, K:K + 1].copy()),
+        torch.as_tensor(labels[:, K].copy()), torch.as_tensor(t), torch.as_tensor(t2), tab, V,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+# indirect effects and vectors
+
+
+def _group_means(act: torch.Tensor, groups: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """Mean of ``act`` ``(batch, ...)`` over the prompts of each group → ``(n_groups, ...)``."""
+    out = torch.zeros((n_groups,) + tuple(act.shape[1:]), dtype=act.dtype)
+    for k in range(n_groups):
+        sel = groups == k
+        if sel.any():
+            out[k] = act[sel].mean(0)
+    return out
+
+
+def _groups(groups, n: int) -> tuple[torch.Tensor, int]:
+    if groups is None:
+        return torch.zeros(n, dtype=torch.long), 1
+    g = torch.as_tensor(groups).long()
+    if g.shape != (n,) or (g < 0).any():
+        raise InvalidParameterError(f"The 'groups' parameter must be ({n},) non-negative task ids. Got shape {tuple(g.shape)}.")
+    return g, int(g.max()) + 1
+
+
+def _prob(logits: torch.Tensor, answer: torch.Tensor, position: int) -> torch.Tensor:
+    return torch.softmax(logits[:, position].double(), -1).gather(-1, answer.long()[:, None])[:, 0]
+
+
+@torch.no_grad()
+def token_head_indirect_effect(model, clean: torch.Tensor, corrupt: torch.Tensor, answer: torch.Tensor, *,
+                               groups=None, position: int = -1,
+                               hook_template: str = "blocks.{layer}.attn.hook_result"):
+    """Causal indirect effect of every head (Todd et al. 2023) on a token task.
+
+    ``CIE(l, h) = mean_prompts [ p(answer | corrupt, head (l,h) at ``position`` := its mean over the clean
+    prompts of the same group) − p(answer | corrupt) ]``.
+
+    Parameters
+    ----------
+    model : HookedModule, tokens ``(batch, pos)`` → logits ``(batch, pos, vocab)``
+    clean, corrupt : LongTensor ``(batch, pos)``
+        Clean in-context prompts and their corrupted versions (e.g. shuffled labels); same shape.
+    answer : LongTensor ``(batch,)``
+        The correct token of each prompt.
+    groups : LongTensor ``(batch,)`` or None
+        Task of each prompt: means are taken per task (Todd et al. average the CIE over tasks).
+    position : int
+        Where the head output is set and the answer read (default: the last position).
+
+    Returns
+    -------
+    xarray.DataArray, dims ``(layer, head)``, name ``indirect_effect`` (probability units).
+    """
+    import xarray as xr
+
+    from spinlens.interp.steering import SetActivation, run_steered
+
+    if clean.shape != corrupt.shape or clean.ndim != 2:
+        raise InvalidParameterError(
+            f"The 'clean' and 'corrupt' parameters must be token tensors of the same shape (batch, pos). "
+            f"Got {tuple(clean.shape)} and {tuple(corrupt.shape)}."
+        )
+    if answer.shape != (len(clean),):
+        raise InvalidParameterError(f"The 'answer' parameter must have shape ({len(clean)},). Got {tuple(answer.shape)}.")
+    g, n_groups = _groups(groups, len(clean))
+    n_layers = model.cfg.n_layers
+    names = [hook_template.format(layer=L) for L in range(n_layers)]
+    _, cache = model.run_with_cache(clean, names_filter=names)
+    base = _prob(model(corrupt), answer, position)
+    n_heads = cache[names[0]].shape[2]
+    out = np.zeros((n_layers, n_heads))
+    for L in range(n_layers):
+        means = _group_means(cache[names[L]][:, position], g, n_groups)  # (group, head, d_model)
+        for h in range(n_heads):
+            iv = SetActivation(names[L], means[g, h], positions=position, head=h)
+            p = _prob(run_steered(model, corrupt, [iv]), answer, position)
+            out[L, h] = float((p - base).mean())
+    return xr.DataArray(
+        out, dims=("layer", "head"), coords={"layer": np.arange(n_layers), "head": np.arange(n_heads)},
+        name="indirect_effect",
+        attrs={"long_name": "p(answer | corrupt, head := clean mean) − p(answer | corrupt)", "units": "probability"},
+    )
+
+
+def top_heads(indirect_effect, k: int) -> list[tuple[int, int]]:
+    """The ``k`` (layer, head) pairs with the largest indirect effect, largest first."""
+    ie = np.asarray(indirect_effect)
+    k = check_int("k", k, low=1, high=ie.size)
+    flat = np.argsort(-ie.ravel(), kind="stable")[:k]
+    return [tuple(int(i) for i in np.unravel_index(f, ie.shape)) for f in flat]
+
+
+@torch.no_grad()
+def token_function_vector(model, clean: torch.Tensor, heads: Sequence[tuple[int, int]], *, groups=None,
+                          position: int = -1, hook_template: str = "blocks.{layer}.attn.hook_result") -> torch.Tensor:
+    """Function vector of each task: Σ over ``heads`` of the head's mean output at ``position``.
+
+    Returns
+    -------
+    Tensor ``(n_groups, d_model)`` (``n_groups = 1`` when ``groups`` is None).
+    """
+    if len(heads) == 0:
+        raise InvalidParameterError("The 'heads' parameter must list at least one (layer, head) pair.")
+    g, n_groups = _groups(groups, len(clean))
+    names = sorted({hook_template.format(layer=int(L)) for L, _ in heads})
+    _, cache = model.run_with_cache(clean, names_filter=names)
+    v = 0
+    for L, h in heads:
+        v = v + _group_means(cache[hook_template.format(layer=int(L))][:, position, int(h)], g, n_groups)
+    return v
+
+
+def _resid_hook(model, layer: int) -> str:
+    n = model.cfg.n_layers
+    layer = check_int("layer", layer, low=0, high=n)
+    return f"blocks.{layer}.hook_resid_pre" if layer < n else f"blocks.{n - 1}.hook_resid_post"
+
+
+def fv_hook(model, vectors: torch.Tensor, *, layer: int, groups=None, position: int = -1, strength: float = 1.0):
+    """A ``(hook_name, fn)`` pair adding ``strength * vectors[group]`` to the residual before ``layer`` at ``position``.
+
+    ``layer = n_layers`` adds after the last block. Use with ``model.hooks([...])`` or
+    `spinlens.interp.steering.run_steered`.
+    """
+    strength = check_float("strength", strength)
+    name = _resid_hook(model, layer)
+    vec = torch.as_tensor(vectors)
+    vec = vec[None] if vec.ndim == 1 else vec
+
+    def fn(act, hook):
+        g = torch.zeros(act.shape[0], dtype=torch.long) if groups is None else torch.as_tensor(groups).long()
+        out = act.clone()
+        out[:, position] = out[:, position] + strength * vec.to(act.dtype)[g]
+        return out
+
+    return name, fn
+
+
+@torch.no_grad()
+def evaluate_function_vector(model, prompts: torch.Tensor, answer: torch.Tensor, vectors: torch.Tensor, *,
+                             layers: Sequence[int], groups=None, strength: float = 1.0) -> dict:
+    """Accuracy and mean p(answer) at the last position without and with the FV added before each layer.
+
+    Returns
+    -------
+    dict with ``base_accuracy``, ``base_prob`` (floats) and ``accuracy``, ``prob`` (arrays over ``layers``).
+    """
+    from spinlens.interp.steering import run_steered
+
+    base = model(prompts)[:, -1]
+    acc, prob = [], []
+    for L in layers:
+        lg = run_steered(model, prompts, [fv_hook(model, vectors, layer=L, groups=groups, strength=strength)])[:, -1]
+        acc.append(float((lg.argmax(-1) == answer).double().mean()))
+        prob.append(float(_prob(lg[:, None], answer, -1).mean()))
+    return {
+        "base_accuracy": float((base.argmax(-1) == answer).double().mean()),
+        "base_prob": float(_prob(base[:, None], answer, -1).mean()),
+        "accuracy": np.array(acc),
+        "prob": np.array(prob),
+    }
+
+
+@dataclass(frozen=True)
+class FunctionVectorResult:
+    """Result of `function_vector_experiment`.
+
+    Attributes
+    ----------
+    indirect_effect : xarray.DataArray ``(layer, head)``
+    heads : list of (layer, head)
+        The top heads used for the FVs.
+    vectors : Tensor ``(n_tasks, d_model)``
+    evaluation : xarray.Dataset
+        dims ``(condition, layer)`` with condition ∈ {``zero_shot``, ``shuffled``} and ``layer`` = where the FV
+        is added (residual before that layer); variables ``accuracy``, ``prob`` (with the FV) and
+        ``base_accuracy``, ``base_prob`` (dims ``condition``: without it). attrs: ``clean_accuracy``,
+        ``clean_prob`` (full in-context prompts, no intervention).
+    """
+
+    indirect_effect: object
+    heads: list
+    vectors: torch.Tensor
+    evaluation: object
+
+    def to_dict(self) -> dict:
+        ev = self.evaluation
+        out = {"heads": [list(h) for h in self.heads], "clean_accuracy": ev.attrs["clean_accuracy"],
+               "clean_prob": ev.attrs["clean_prob"], "indirect_effect": self.indirect_effect.values.tolist()}
+        for c in ev.coords["condition"].values:
+            e = ev.sel(condition=c)
+            out[str(c)] = {
+                "base_accuracy": float(e["base_accuracy"]), "base_prob": float(e["base_prob"]),
+                "accuracy_by_layer": {int(L): float(a) for L, a in zip(ev.coords["layer"].values, e["accuracy"].values)},
+                "prob_by_layer": {int(L): float(a) for L, a in zip(ev.coords["layer"].values, e["prob"].values)},
+            }
+        return out
+
+
+def function_vector_experiment(model, tasks: np.ndarray, *, n_prompts: int = 256, n_pairs: int = 3, top_k: int = 3,
+                               layers: Sequence[int] | None = None, strength: float = 1.0, corruption: str = "shuffled",
+                               rng=None) -> FunctionVectorResult:
+    """CIE of every head → FVs from the ``top_k`` heads → FV added to zero-shot and shuffled prompts.
+
+    The heads are chosen on one prompt set (CIE with the ``corruption`` prompts of `FixedTaskPrompts`,
+    ``shuffled`` as in Todd et al. or ``other_task``, as the base) and the FVs are
+    extracted from it; the evaluation uses fresh prompts (same tasks). ``layers`` defaults to
+    ``0..n_layers`` (every residual insertion point).
+    """
+    import xarray as xr
+
+    check_choice("corruption", corruption, ("shuffled", "other_task"))
+    g = as_generator(rng)
+    V = model.cfg.d_vocab if getattr(model.cfg, "d_vocab", None) else None
+    fit = fixed_task_prompts(n_prompts, tasks, n_pairs=n_pairs, d_vocab=V, rng=g)
+    ie = token_head_indirect_effect(model, fit.clean, getattr(fit, corruption), fit.answer, groups=fit.task)
+    heads = top_heads(ie.values, top_k)
+    T = np.asarray(tasks).shape[0]
+    vecs = token_function_vector(model, fit.clean, heads, groups=fit.task)
+    if vecs.shape[0] < T:  # a task absent from the fit set (tiny n_prompts)
+        raise InvalidParameterError(f"The 'n_prompts' parameter is too small to see all {T} tasks. Got {n_prompts}.")
+    ev = fixed_task_prompts(n_prompts, tasks, n_pairs=n_pairs, d_vocab=V, rng=g)
+    layers = list(range(model.cfg.n_layers + 1)) if layers is None else [int(L) for L in layers]
+    with torch.no_grad():
+        clean_logits = model(ev.clean)[:, -1]
+    res = {c: evaluate_function_vector(model, p, ev.answer, vecs, layers=layers, groups=ev.task, strength=strength)
+           for c, p in (("zero_shot", ev.zero_shot), ("shuffled", ev.shuffled))}
+    conds = list(res)
+    ds = xr.Dataset(
+        {
+            "accuracy": (("condition", "layer"), np.stack([res[c]["accuracy"] for c in conds])),
+            "prob": (("condition", "layer"), np.stack([res[c]["prob"] for c in conds])),
+            "base_accuracy": ("condition", np.array([res[c]["base_accuracy"] for c in conds])),
+            "base_prob": ("condition", np.array([res[c]["base_prob"] for c in conds])),
+        },
+        coords={"condition": conds, "layer": layers},
+        attrs={
+            "clean_accuracy": float((clean_logits.argmax(-1) == ev.answer).double().mean()),
+            "clean_prob": float(_prob(clean_logits[:, None], ev.answer, -1).mean()),
+            "heads": str(heads), "strength": float(strength),
+        },
+    )
+    return FunctionVectorResult(ie, heads, vecs, ds)
