@@ -118,3 +118,20 @@ def test_experiment_end_to_end_on_planted(planted):
     assert d["heads"] == [[0, 1]] and d["zero_shot"]["accuracy_by_layer"][1] == 1.0
     with pytest.raises(InvalidParameterError, match="corruption"):
         function_vector_experiment(m, tab, corruption="bogus")
+
+
+def test_cli_fv_planted(tmp_path, capsys):
+    import json
+
+    from spinlens.cli.main import main
+
+    rc = main(["interp", "fv", "--planted", "--corruption", "other_task", "--top-k", "1", "--n-prompts", "64",
+               "--out", str(tmp_path / "fv"), "--json"])
+    assert rc == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["heads"] == [[0, 1]] and d["zero_shot"]["accuracy_by_layer"]["1"] == 1.0
+    for f in ("function_vectors.png", "function_vectors.pdf", "function_vectors_eval.nc", "result.json", "run.json"):
+        assert (tmp_path / "fv" / f).exists()
+    assert main(["interp", "fv", "--planted", "--top-k", "9"]) == 2
+    assert "top-k" in capsys.readouterr().err
+    assert main(["interp", "fv", "--checkpoint", str(tmp_path)]) == 2

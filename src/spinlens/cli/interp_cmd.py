@@ -98,6 +98,9 @@ def register(sub) -> None:
         if name == "flow":
             q.add_argument("--head", type=int, default=None, help="one head's rollout (default: mean over heads)")
             q.add_argument("--residual-weight", type=float, default=0.5, help="weight of the residual in [0, 1]")
+    from ._interp_fv import register_fv  # function vectors: own arguments (no --model), own module
+
+    register_fv(isub)
 
 
 # ------------------------------------------------------------------------------------------------ setup

@@ -400,7 +400,7 @@ def function_vector_experiment(model, tasks: np.ndarray, *, n_prompts: int = 256
         attrs={
             "clean_accuracy": float((clean_logits.argmax(-1) == ev.answer).double().mean()),
             "clean_prob": float(_prob(clean_logits[:, None], ev.answer, -1).mean()),
-            "heads": str(heads), "strength": float(strength),
+            "heads": str(heads), "strength": float(strength), "n_layers": int(model.cfg.n_layers),
         },
     )
     return FunctionVectorResult(ie, heads, vecs, ds)

@@ -167,3 +167,27 @@ def plot_attribution_vs_exact(attr: np.ndarray, exact: np.ndarray, *, ax=None, t
     ax.set_ylabel("attribution patching")
     ax.set_title(title)
     return fig
+
+
+def plot_function_vectors(result, *, title: str = "function vectors"):
+    """Two panels for a `FunctionVectorResult`: head indirect effects (layer × head) and accuracy with / without
+    the FV added before each layer (zero-shot and shuffled prompts; dashed: clean in-context accuracy)."""
+    fig, (a1, a2) = _fig(ncols=2, figsize=(9.5, 3.4))
+    plot_heatmap(result.indirect_effect, ax=a1, title="indirect effect (Δ p(answer))")
+    ev = result.evaluation
+    layers = ev.coords["layer"].values
+    x = np.arange(len(layers))
+    for i, c in enumerate(ev.coords["condition"].values):
+        e = ev.sel(condition=c)
+        a2.plot(x, e["accuracy"], "o-", color=f"C{i}", label=f"{c} + FV")
+        a2.axhline(float(e["base_accuracy"]), color=f"C{i}", ls=":", label=f"{c}, no FV")
+    a2.axhline(ev.attrs["clean_accuracy"], color="k", ls="--", label="in-context (clean)")
+    nl = int(ev.attrs.get("n_layers", max(layers)))
+    a2.set_xticks(x, [f"before {L}" if L < nl else "after last" for L in layers])
+    a2.set_xlabel("where the FV is added (residual stream)")
+    a2.set_ylabel("accuracy")
+    a2.set_ylim(0, 1.02)
+    a2.legend(fontsize=7, loc="best")
+    a2.set_title(f"{title}: heads {', '.join(f'({L},{h})' for L, h in result.heads)}")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,130 @@
+"""``spinlens interp fv``: function vectors (Todd et al. 2023) on a token model with fixed in-context tasks.
+
+Registered by `spinlens.cli.interp_cmd` (kept in its own module so the interp CLI stays small).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from ._common import Formatter, jsonable, print_json, print_table
+
+try:  # shared validator (added by the CLI error-handling audit); a local equivalent until it lands
+    from ._common import check_out_dir
+except ImportError:  # pragma: no cover
+
+    def check_out_dir(name: str, path):
+        from spinlens.errors import InvalidParameterError
+
+        if path is not None and os.path.exists(path) and not os.path.isdir(path):
+            raise InvalidParameterError(f"The '{name}' parameter must be a folder (existing or new). Got {str(path)!r}, an existing file.")
+        return path
+
+HELP = "Function vectors: head indirect effects, FV from the top heads, FV added to zero-shot/shuffled prompts."
+EXAMPLES = (
+    "  spinlens interp fv --planted --out runs/fv-planted\n"
+    "  spinlens interp fv --planted --corruption other_task --top-k 1 --json\n"
+    "  spinlens interp fv --checkpoint runs/icl_circuit_tokens_fv/model --top-k 3 --out runs/fv\n"
+    "  (the checkpoint's metadata must hold the task table 'tasks', as written by\n"
+    "   examples/icl_circuit_tokens_fv.py)\n"
+)
+
+
+def register_fv(isub) -> None:
+    q = isub.add_parser("fv", help=HELP, description=HELP, epilog="examples:\n" + EXAMPLES, formatter_class=Formatter)
+    g = q.add_argument_group("model (one of)")
+    g.add_argument("--checkpoint", default=None, help="spinlens token Transformer folder whose metadata has 'tasks'")
+    g.add_argument("--planted", action="store_true", help="hand-built model where head (0,1) carries the task "
+                   "(default when no checkpoint is given)")
+    g = q.add_argument_group("method")
+    g.add_argument("--n-prompts", type=int, default=256, help="prompts for choosing heads, and again for evaluation (>= 8)")
+    g.add_argument("--n-pairs", type=int, default=None, help="demonstrations per prompt (default: the checkpoint's, or 3)")
+    g.add_argument("--top-k", type=int, default=3, help="heads summed into the FV (>= 1)")
+    g.add_argument("--corruption", default="shuffled", help="base prompts for the indirect effect: shuffled | other_task")
+    g.add_argument("--strength", type=float, default=1.0, help="multiplier of the added FV")
+    g.add_argument("--seed", type=int, default=0, help="seed of the prompts")
+    g = q.add_argument_group("output")
+    g.add_argument("--out", default=None, help="folder for function_vectors.png/.pdf, NetCDF data, result.json, run.json")
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    q.set_defaults(func=run_fv, method="fv")
+
+
+def run_fv(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
+    from spinlens.interp import function_vectors as FV
+
+    n = check_int("n-prompts", args.n_prompts, low=8)
+    check_int("top-k", args.top_k, low=1)
+    check_choice("corruption", args.corruption, ("shuffled", "other_task"))
+    check_float("strength", args.strength)
+    check_out_dir("out", args.out)
+    if args.checkpoint and args.planted:
+        raise InvalidParameterError("Give at most one of --checkpoint, --planted.")
+    if args.checkpoint:
+        from spinlens.models.transformer import load_transformer
+
+        model = load_transformer(args.checkpoint)
+        try:
+            with open(os.path.join(args.checkpoint, "config.json")) as fh:
+                meta = dict(json.load(fh).get("metadata", {}))
+        except (OSError, ValueError):
+            meta = {}
+        if "tasks" not in meta or getattr(model.cfg, "input_kind", "") != "tokens":
+            raise InvalidParameterError(
+                "The 'checkpoint' parameter must be a token Transformer whose config.json metadata holds the task "
+                f"table 'tasks' (see examples/icl_circuit_tokens_fv.py). Got {args.checkpoint!r}."
+            )
+        tasks = np.asarray(meta["tasks"], dtype=np.int64)
+        n_pairs = args.n_pairs or int(meta.get("n_pairs", 3))
+        source = f"checkpoint:{args.checkpoint}"
+    else:
+        from spinlens.interp.planted import planted_task_model
+
+        n_pairs = args.n_pairs or 3
+        model, tasks = planted_task_model(n_pairs=check_int("n-pairs", n_pairs, low=1, high=3))
+        source = "planted:task"
+    check_int("n-pairs", n_pairs, low=1, high=min(tasks.shape[1] - 1, (model.cfg.max_pos - 1) // 2))
+    n_heads_total = model.cfg.n_layers * model.cfg.n_heads
+    check_int("top-k", args.top_k, low=1, high=n_heads_total)
+    model.eval()
+    torch.set_grad_enabled(False)
+    res = FV.function_vector_experiment(model, tasks, n_prompts=n, n_pairs=n_pairs, top_k=args.top_k,
+                                        corruption=args.corruption, strength=args.strength, rng=args.seed)
+    d = res.to_dict()
+    d["source"] = source
+    if args.out:
+        from spinlens.interp import plotting as P
+
+        os.makedirs(args.out, exist_ok=True)
+        P.save_figure(P.plot_function_vectors(res), args.out, "function_vectors")
+        P.save_data(res.evaluation, args.out, "function_vectors_eval")
+        P.save_data(res.indirect_effect, args.out, "function_vectors_indirect_effect")
+        with open(os.path.join(args.out, "result.json"), "w") as fh:
+            json.dump(jsonable(d), fh, indent=2)
+        import spinlens
+
+        rec = {"command": "interp fv", "argv": sys.argv[1:], "seed": args.seed,
+               "version": getattr(spinlens, "__version__", "?"), "summary": d,
+               "args": {k: v for k, v in vars(args).items() if k != "func"}}
+        with open(os.path.join(args.out, "run.json"), "w") as fh:
+            json.dump(jsonable(rec), fh, indent=2)
+    if args.json:
+        print_json(d)
+    else:
+        rows = [("source", source), ("heads", " ".join(f"{L}.{h}" for L, h in res.heads)),
+                ("clean accuracy", d["clean_accuracy"])]
+        for c in ("zero_shot", "shuffled"):
+            rows.append((f"{c} accuracy (no FV)", d[c]["base_accuracy"]))
+            for L, a in d[c]["accuracy_by_layer"].items():
+                where = f"before layer {L}" if L < model.cfg.n_layers else "after the last layer"
+                rows.append((f"{c} accuracy, FV {where}", a))
+        print_table(rows)
+        if args.out:
+            print(f"wrote {args.out}")
+    return 0
