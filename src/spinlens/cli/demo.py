@@ -28,6 +28,13 @@ def _run(args) -> int:
     import time
     from pathlib import Path
 
+    from spinlens.cli._common import check_out_dir
+    from spinlens.errors import check_int
+
+    check_int("--seed", args.seed, low=0)
+    check_out_dir("--out", args.out)
+    for name in DEMO_FIGURES:
+        check_out_dir("--out", Path(args.out) / name)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import matplotlib
 

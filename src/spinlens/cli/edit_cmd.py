@@ -116,21 +116,29 @@ def register(sub) -> None:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def _setup(args):
-    from pathlib import Path
-
-    from spinlens.edit.experiments import load_transformer, pretrained_base
+def _check_common(args):
+    """Validate the shared flags before any work (nothing is written when this raises)."""
+    from spinlens.cli._common import check_out_dir
     from spinlens.errors import check_int
 
     check_int("d", args.d, low=1, high=64)
     check_int("n_context", args.n_context, low=1, high=512)
     check_int("base_steps", args.base_steps, low=0, high=10**6)
+    check_int("seed", args.seed, low=0)
+    check_out_dir("out", args.out)
+
+
+def _setup(args):
+    from pathlib import Path
+
+    from spinlens.edit.experiments import load_transformer, pretrained_base
+
+    _check_common(args)
     out = Path(args.out) if args.out else None
+    model = load_transformer(args.model) if args.model else None  # a bad file fails before OUT is created
     if out:
         out.mkdir(parents=True, exist_ok=True)
-    if args.model:
-        model = load_transformer(args.model)
-    else:
+    if model is None:
         cache = out / "base.safetensors" if out else None
         model = pretrained_base(args.d, args.n_context, steps=args.base_steps, path=cache, rng=args.seed,
                                 progress=not args.no_progress)
@@ -182,17 +190,32 @@ def _steer(args):
 
     from spinlens.cli._common import print_json, print_table
     from spinlens.edit._data import sample_regression_prompts
+    from spinlens.errors import check_float, check_int
     from spinlens.interp import steering as st
 
+    _check_common(args)
+    check_int("n_prompts", args.n_prompts, low=1)
+    check_int("n_top_heads", args.n_top_heads, low=1)
+    for s in args.strengths:
+        check_float("strengths", s)
+    spec = st.load_spec(args.spec) if args.spec else None
+    if spec is not None:  # check every entry (keys, vector files) before the base model is trained or loaded
+        st.interventions_from_spec({**spec, "interventions": [
+            e for e in spec["interventions"]
+            if not (isinstance(e, dict) and e.get("type") == "ablate" and e.get("mode", "zero") != "zero")]})
     model, out = _setup(args)
     if args.spec:
-        spec = st.load_spec(args.spec)
         d, n = model.cfg.d_in - 1, model.cfg.max_pos - 1
         Z, y, _ = sample_regression_prompts(args.n_prompts, d, n, rng=args.seed)
         Zt = torch.as_tensor(Z, dtype=next(model.parameters()).dtype)
         ivs = st.interventions_from_spec(spec, model=model, Z_ref=Zt)
         base = st.run_steered(model, Zt)
-        steered = st.run_steered(model, Zt, ivs)
+        try:
+            steered = st.run_steered(model, Zt, ivs)
+        except KeyError as exc:  # an unknown hook name in the spec
+            from spinlens.errors import InvalidParameterError
+
+            raise InvalidParameterError(f"The 'spec' file {args.spec!r}: {exc.args[0] if exc.args else exc}") from None
         yt = torch.as_tensor(y, dtype=base.dtype)
         res = {"n_interventions": len(ivs), "mean_shift": float((steered - base).mean()),
                "mean_abs_shift": float((steered - base).abs().mean()), "mse_before": float(((base - yt) ** 2).mean()),
@@ -208,7 +231,6 @@ def _steer(args):
         return 0
     from spinlens.edit.experiments import steering_experiment
     from spinlens.edit.plots import plot_steering
-    from spinlens.errors import check_int
 
     check_int("n_top_heads", args.n_top_heads, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
     ds = steering_experiment(model, strengths=args.strengths, n_top_heads=args.n_top_heads, n_prompts=args.n_prompts,
@@ -230,18 +252,32 @@ def _pinpoint(args):
     from spinlens.edit.plots import plot_pinpoint
     from spinlens.errors import InvalidParameterError, check_float, check_int
 
-    model, out = _setup(args)
-    check_int("k", args.k, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
+    _check_common(args)
+    check_int("k", args.k, low=1)
     check_int("steps", args.steps, low=1)
+    check_int("n_random", args.n_random, low=0)
     check_float("lr", args.lr, low=0, low_open=True)
     imp = args.importance
+    imp_da = None
     if args.importance_file:
         import xarray as xr
 
         try:
             imp_da = xr.open_dataarray(args.importance_file)
         except (OSError, ValueError) as exc:
-            raise InvalidParameterError(f"The 'importance_file' parameter must be a NetCDF DataArray: {exc}") from None
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InvalidParameterError(f"The 'importance_file' parameter must be a NetCDF file holding one DataArray "
+                                        f"(layer, head): cannot read {args.importance_file!r}: {msg}") from None
+        if imp_da.ndim != 2:
+            raise InvalidParameterError(f"The 'importance_file' parameter must hold a 2-d DataArray (layer, head). "
+                                        f"Got dims {imp_da.dims}.")
+    model, out = _setup(args)
+    check_int("k", args.k, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
+    if imp_da is not None:
+        shape = (model.cfg.n_layers, model.cfg.n_heads)
+        if tuple(imp_da.shape) != shape:
+            raise InvalidParameterError(f"The 'importance_file' parameter must hold a (layer, head) = {shape} array "
+                                        f"for this model. Got shape {tuple(imp_da.shape)}.")
         ds = _pinpoint_with(model, imp_da, args)
     else:
         ds = pinpoint_experiment(model, target=args.target, k=args.k, n_random=args.n_random, steps=args.steps,
@@ -297,7 +333,15 @@ def _merge(args):
     from spinlens.cli._common import print_json
     from spinlens.errors import InvalidParameterError, check_float
 
+    from spinlens.cli._common import check_out_file
+    from spinlens.errors import check_int
+
     check_float("density", args.density, low=0, high=1, low_open=True)
+    check_int("steps", args.steps, low=1)
+    check_float("lr", args.lr, low=0, low_open=True)
+    if args.scale is not None:
+        check_float("scale", args.scale)
+    check_out_file("save", args.save)
     if args.models:
         from spinlens.edit.experiments import load_transformer, save_transformer
         from spinlens.edit.merging import merge_models
@@ -317,6 +361,8 @@ def _merge(args):
 
     if args.tasks[0] == args.tasks[1]:
         raise InvalidParameterError(f"The 'tasks' parameter must name two different task families. Got {args.tasks}.")
+    if args.base or args.save:
+        raise InvalidParameterError("The '--base' and '--save' options need '--models' (fine-tuned models to merge).")
     model, out = _setup(args)
     ds = merging_experiment(model, tasks=tuple(args.tasks), steps=args.steps, lr=args.lr, density=args.density,
                             rng=args.seed, progress=not args.no_progress)
@@ -339,7 +385,17 @@ def _quantize(args):
     from spinlens.edit.plots import plot_quantization
     from spinlens.errors import InvalidParameterError, check_float, check_int
 
+    from spinlens.cli._common import check_out_dir
+
     check_int("group_size", args.group_size, low=1)
+    check_int("n_random", args.n_random, low=0)
+    check_int("n_seq", args.n_seq, low=1, high=4096)
+    check_int("seq_len", args.seq_len, low=2)
+    _check_common(args)
+    check_out_dir("save", args.save)
+    if args.model and not Path(args.model).exists():
+        raise InvalidParameterError(f"The 'model' parameter must be a .safetensors Transformer file or a Hugging Face "
+                                    f"model folder. Got {args.model!r}, which does not exist.")
     for b in args.bits + args.uniform_bits:
         check_int("bits", b, low=1, high=16)
     budgets = [args.budget] if args.budget is not None else args.budgets
@@ -411,7 +467,7 @@ def _quantize_hf(args, budgets):
     import json
     from pathlib import Path
 
-    from spinlens.cli._common import print_json
+    from spinlens.cli._common import check_out_dir, print_json
     from spinlens.edit import hf_quantization as H
     from spinlens.edit.plots import plot_quantization
     from spinlens.errors import InvalidParameterError, check_int
@@ -441,6 +497,7 @@ def _quantize_hf(args, budgets):
         return 0
     out = Path(args.out) if args.out else None
     if out:
+        check_out_dir("out", out)
         out.mkdir(parents=True, exist_ok=True)
     ds = H.hf_quantization_experiment(model, calib, test, budgets=budgets, uniform_bits=args.uniform_bits,
                                       bits=sorted(args.bits), granularity=gran, importance=args.importance,

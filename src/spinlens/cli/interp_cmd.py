@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from ._common import Formatter, add_command, print_json
+from ._common import Formatter, add_command, check_out_dir, print_json
 
 EXAMPLES = """  spinlens interp patch --planted regression --out runs/interp-patch
   spinlens interp circuit --checkpoint runs/tf --n-prompts 256 --threshold 0.1 --out runs/circuit
@@ -108,11 +108,18 @@ def _setup(args):
     """Model, clean/corrupt inputs, metric and extras from the arguments."""
     import torch
 
-    from spinlens.errors import InvalidParameterError, check_int
+    from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
     from spinlens.interp import metrics as M
     from spinlens.interp import planted, tasks
 
     n = check_int("n-prompts", args.n_prompts, low=2)
+    check_int("n-pairs", args.n_pairs, low=1)
+    check_choice("corruption", args.corruption, ("label_swap", "input_swap"))
+    check_out_dir("out", args.out)
+    if getattr(args, "threshold", None) is not None:
+        check_float("threshold", args.threshold, low=0.0)
+    if getattr(args, "top", None) is not None:
+        check_int("top", args.top, low=1)
     given = [x for x in (args.model, args.checkpoint, args.planted) if x]
     if len(given) > 1:
         raise InvalidParameterError("Give at most one of --model, --checkpoint, --planted.")
@@ -140,6 +147,8 @@ def _setup(args):
         source = f"planted:{kind}"
     model.eval()
     cfg = model.cfg
+    if getattr(args, "head", None) is not None:
+        check_int("head", args.head, low=0, high=cfg.n_heads - 1)
     dtype = next(model.parameters()).dtype
     if getattr(cfg, "input_kind", "tokens") == "regression":
         d = cfg.d_in - 1

@@ -49,6 +49,9 @@ def _validate(args):
     for d in args.spectrum_d:
         check_int("spectrum_d", d, low=1, high=60)
     check_int("seed", args.seed, low=0)
+    from spinlens.cli._common import check_out_dir
+
+    check_out_dir("--out", args.out)
 
 
 def _run(args) -> int:

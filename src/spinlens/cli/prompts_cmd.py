@@ -18,8 +18,10 @@ def register(sub):
 
 
 def run(args) -> int:
+    from ._common import check_out_file
     from ._prompt_args import prompts_from_args
 
+    check_out_file("--output", args.output)
     dist, prompts = prompts_from_args(args, args.seed)
     path = prompts.save(args.output)
     print(f"wrote {prompts!r} to {path}")

@@ -26,9 +26,10 @@ def register(sub) -> None:
 def _run(args) -> int:
     from pathlib import Path
 
-    from spinlens.cli._common import print_json
+    from spinlens.cli._common import check_out_file, print_json
     from spinlens.report import _run_folders, build_report
 
+    check_out_file("--out", args.out)
     path = build_report(args.dir, args.out, title=args.title)
     n = len(_run_folders(Path(args.dir), exclude=path))
     if args.json:

@@ -40,8 +40,10 @@ def _run(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from spinlens.cli._common import print_json
-    from spinlens.errors import InvalidParameterError
+    from pathlib import Path
+
+    from spinlens.cli._common import check_out_dir, print_json
+    from spinlens.errors import InvalidParameterError, check_int
     from spinlens.reproduce import FIGURES, available, run_figure
 
     if args.figure == "all":
@@ -52,6 +54,10 @@ def _run(args) -> int:
         raise InvalidParameterError(
             f"The 'FIG' argument must be one of {{{', '.join(FIGURES)}, all}}. Got {args.figure!r} instead."
         )
+    check_int("--seed", args.seed, low=0)
+    check_out_dir("--out", args.out)
+    for name in names:
+        check_out_dir("--out", Path(args.out) / name)
     echo = None if args.json else print
     summaries = []
     for name in names:

@@ -44,7 +44,7 @@ def run(args) -> int:
     from spinlens.random import spawn
     from spinlens.solvers import solve
 
-    from ._common import print_json, print_table
+    from ._common import check_out_file, print_json, print_table
     from ._prompt_args import prompts_from_args
 
     method = check_choice("--method", args.method, ("exact", "cavity", "sample", "langevin", "limit"))
@@ -55,6 +55,7 @@ def run(args) -> int:
     tol = check_float("--tol", args.tol, low=0, low_open=True)
     samples = check_int("--samples", args.samples, low=2)
     mc = check_int("--mc-prompts", args.mc_prompts, low=2)
+    check_out_file("--save", args.save)
     r_prompts, r_solve, r_eval = spawn(args.seed, 3)
     dist, prompts = prompts_from_args(args, r_prompts)
     H = build_hamiltonian(prompts, l2_strength=lam)

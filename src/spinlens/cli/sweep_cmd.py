@@ -84,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     from spinlens.errors import InvalidParameterError
     from spinlens.sweeps import DEFAULT_OBSERVABLES, load_config, make_grid, run_sweep
 
+    from ._common import check_out_dir
+
+    check_out_dir("--out", args.out)
     cfg = load_config(args.config) if args.config else {"grid": {}, "settings": {}}
     grid_spec = dict(cfg["grid"])
     for _, name, _ in _GRID_FLAGS:

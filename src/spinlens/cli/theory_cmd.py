@@ -12,7 +12,7 @@ Forms:
 
 from __future__ import annotations
 
-from spinlens.cli._common import Formatter, add_command, print_json, print_table
+from spinlens.cli._common import Formatter, add_command, check_out_dir, print_json, print_table
 
 EXAMPLES = """  spinlens theory --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --json
   spinlens theory --alpha 10 --tau 0.99 --kappa 0.5 --rho 0.01 --lam 0
@@ -232,6 +232,7 @@ def _run_curve(args) -> int:
     from spinlens.errors import InvalidParameterError, check_int
     from spinlens.theory.asymptotic import learning_curve
 
+    check_out_dir("--out", args.out)
     num = check_int("num", _one("num", args.num), low=2, high=100_000)
     start = _one("from", args.start, allow_inf=False)
     stop = _one("to", args.stop, allow_inf=False)
@@ -310,6 +311,7 @@ def _run_diversity(args) -> int:
     from spinlens.errors import check_float, check_int
     from spinlens.theory.comparison import task_diversity_sweep
 
+    check_out_dir("--out", args.out)
     D = check_int("D", _one("D", args.D), low=1, high=60)
     N = check_int("N", _one("N", args.N), low=1)
     P = check_int("P", _one("P", args.P), low=1)
@@ -375,6 +377,7 @@ def _run_phase(args) -> int:
     from spinlens.errors import check_float, check_int
     from spinlens.theory.phase import task_pool_phase_diagram
 
+    check_out_dir("--out", args.out)
     D = check_int("D", _one("D", args.D), low=1, high=40)
     ns = _grid_ints("N", args.N, "N")
     ks = _grid_ints("K", args.K, "K")

@@ -42,10 +42,13 @@ def run(args) -> int:
     from spinlens.random import spawn
     from spinlens.training import train_model
 
+    from ._common import check_device, check_out_dir
     from ._prompt_args import prompts_from_args
 
     kind = check_choice("--model", args.model, ("merged", "separate"))
     n_test = check_int("--test-prompts", args.test_prompts, low=1)
+    check_out_dir("--out", args.out)
+    check_device("--device", args.device)
     r_prompts, r_test, r_init, r_train = spawn(args.seed, 4)
     dist, train = prompts_from_args(args, r_prompts)
     test = dist.replace(n_tasks=None).sample(n_test, rng=r_test)

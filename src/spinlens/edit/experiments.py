@@ -48,11 +48,18 @@ def load_transformer(path):
     from spinlens.errors import InvalidParameterError
     from spinlens.models.transformer import Transformer, TransformerConfig
 
+    from safetensors import SafetensorError
+
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise InvalidParameterError(f"The 'model' parameter must be an existing .safetensors file. Got {str(p)!r}.")
-    with safe_open(str(p), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(p), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidParameterError(f"The 'model' parameter must be a .safetensors file saved by save_transformer; "
+                                    f"cannot read {str(p)!r}: {msg}") from None
     if "spinlens_transformer_config" not in meta:
         raise InvalidParameterError(f"{str(p)!r} has no spinlens transformer config in its metadata.")
     m = Transformer(TransformerConfig(**json.loads(meta["spinlens_transformer_config"])))

@@ -389,9 +389,17 @@ def load_spec(path) -> dict:
     if p.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
-        spec = yaml.safe_load(text)
+        try:
+            spec = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+            raise InvalidParameterError(f"The 'spec' file {str(p)!r} is not valid YAML{at}.") from None
     else:
-        spec = json.loads(text)
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidParameterError(f"The 'spec' file {str(p)!r} is not valid JSON: {exc}.") from None
     if isinstance(spec, list):
         spec = {"interventions": spec}
     if not isinstance(spec, dict) or not isinstance(spec.get("interventions"), list):
@@ -426,6 +434,9 @@ def interventions_from_spec(spec: dict, *, model=None, Z_ref=None) -> list:
     out = []
     base = spec.get("_dir", ".")
     for i, entry in enumerate(spec["interventions"]):
+        if not isinstance(entry, dict):
+            raise InvalidParameterError(f"interventions[{i}] must be a mapping such as {{type: add, hook: ...}}. "
+                                        f"Got {entry!r} instead.")
         entry = dict(entry)
         kind = entry.pop("type", None)
         if kind not in _TYPES:
@@ -446,7 +457,13 @@ def interventions_from_spec(spec: dict, *, model=None, Z_ref=None) -> list:
             else:
                 out.append(_TYPES[kind](**entry))
         except TypeError as exc:
-            raise InvalidParameterError(f"interventions[{i}] ({kind}): {exc}") from None
+            import inspect
+
+            try:
+                keys = ", ".join(["type", *inspect.signature(_TYPES[kind]).parameters])
+            except (TypeError, ValueError):  # pragma: no cover - every intervention class has a signature
+                keys = "see the docstring"
+            raise InvalidParameterError(f"interventions[{i}] ({kind}): {exc}; allowed keys: {keys}.") from None
     return out
 
 
