@@ -101,6 +101,10 @@ def main() -> None:
     with torch.no_grad():
         tp = I.token_icl_pairs(args.n_prompts, n_pairs=args.n_pairs, n_inputs=args.n_inputs, n_labels=args.n_labels, rng=args.seed + 3)
         summary["copy_task_accuracy"] = float((model(tp.clean)[:, -1].argmax(-1) == tp.answer).double().mean())
+    # reference accuracies on fresh-query prompts (query uniform over inputs, task uniform):
+    # best zero-shot guess knows only x (mode of tasks[:, x]); best guess knowing only the task (its commonest label)
+    summary["bayes_zero_shot_accuracy"] = float(np.mean([np.bincount(tasks[:, x]).max() / len(tasks) for x in range(tasks.shape[1])]))
+    summary["task_only_accuracy"] = float(np.mean([np.bincount(r).max() / len(r) for r in tasks]))
     t0 = time.perf_counter()
     runs = {}
     for k in (1, 2, 3, 4):
