@@ -77,9 +77,14 @@ def test_tl_cache_matches(ours, bridge, pairs):
         lt, ct = bridge.run_with_cache(toks)
         lo, co = ours.run_with_cache(toks)
     torch.testing.assert_close(lo, lt, atol=ATOL, rtol=0)
+    # the one shared name with a different meaning: our hook_embed includes the positions (docs/design.md),
+    # TransformerLens splits it into hook_embed (tokens) + hook_pos_embed
+    torch.testing.assert_close(co["hook_embed"], ct["hook_embed"] + ct["hook_pos_embed"], atol=ATOL, rtol=0)
+    assert (co["hook_embed"] - ct["hook_embed"]).abs().max() > 1e-3
     for L in range(N_LAYERS):
         for name in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out",
-                     "attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern"):
+                     "attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern",
+                     "mlp.hook_pre", "mlp.hook_post"):
             key = f"blocks.{L}.{name}"
             a, b = co[key], ct[key]
             if b.ndim == 3 and a.ndim == 4:  # [b, t, h*dh] on their side
