@@ -31,11 +31,23 @@ def ours():
     return tiny_hf("gpt2", n_layers=N_LAYERS, n_heads=N_HEADS, d_model=D_MODEL, d_vocab=D_VOCAB, rng=3)
 
 
+def _save(model, folder):
+    """save_pretrained plus a word-level tokenizer over the vocabulary, so nothing is looked up on the hub."""
+    import tokenizers
+    import transformers
+
+    model.hf.save_pretrained(folder)
+    V = model.hf.config.vocab_size
+    tk = tokenizers.Tokenizer(tokenizers.models.WordLevel({f"t{i}": i for i in range(V)}, unk_token="t0"))
+    tk.pre_tokenizer = tokenizers.pre_tokenizers.WhitespaceSplit()
+    transformers.PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="t0", eos_token="t0", unk_token="t0",
+                                         pad_token="t0").save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def saved(ours, tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny_gpt2")
-    ours.hf.save_pretrained(d)
-    return d
+    return _save(ours, tmp_path_factory.mktemp("tiny_gpt2"))
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +59,7 @@ def pairs():
 def _fresh_hf(path):
     import transformers
 
-    return transformers.GPT2LMHeadModel.from_pretrained(path, attn_implementation="eager", local_files_only=True).eval()
+    return transformers.AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", local_files_only=True).eval()
 
 
 def _patch_z_hook(z_clean, head):
@@ -91,6 +103,28 @@ def test_tl_cache_matches(ours, bridge, pairs):
                 b = b.reshape(a.shape)
             assert a.shape == b.shape, key
             torch.testing.assert_close(a, b, atol=ATOL, rtol=0, msg=key)
+
+
+def test_tl_cache_matches_llama_gqa(pairs, tmp_path):
+    """Second architecture: Llama with grouped-query attention (4 query heads, 2 key/value heads), RMSNorm, RoPE."""
+    pytest.importorskip("transformer_lens", reason="TransformerLens is an optional cross-check (extra [crosscheck])")
+    from transformer_lens.model_bridge import TransformerBridge
+
+    m = tiny_hf("llama", n_layers=N_LAYERS, n_heads=N_HEADS, d_model=D_MODEL, d_vocab=D_VOCAB, n_kv_heads=2, rng=4)
+    d = _save(m, tmp_path / "tiny_llama")
+    br = TransformerBridge.boot_transformers(str(d), hf_model=_fresh_hf(d), device="cpu")
+    with torch.no_grad():
+        lt, ct = br.run_with_cache(pairs.clean)
+        lo, co = m.run_with_cache(pairs.clean)
+    torch.testing.assert_close(lo, lt, atol=ATOL, rtol=0)
+    assert co["blocks.0.attn.hook_k"].shape[2] == 2
+    for L in range(N_LAYERS):
+        for name in ("hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out",
+                     "attn.hook_z", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern",
+                     "mlp.hook_pre", "mlp.hook_post"):
+            key = f"blocks.{L}.{name}"
+            assert co[key].shape == ct[key].shape, key
+            torch.testing.assert_close(co[key], ct[key], atol=ATOL, rtol=0, msg=key)
 
 
 def test_tl_head_patch_matches(ours, bridge, pairs):
