@@ -171,59 +171,82 @@ def test_tl_logit_lens_matches(ours, bridge, pairs):
 
 
 # ------------------------------------------------------------------------------------------------------
-# nnsight 0.8
+# nnsight 0.8 — run in a child process: importing nnsight patches globals (a `.save()` on every object,
+# `Tensor.backward`), which must not leak into the rest of the test session.
+
+_NNSIGHT_CHILD = r"""
+import sys, torch, transformers
+from nnsight import NNsight
+folder, inp, out, n_layers, d_head, L_patch, h_patch = sys.argv[1:8]
+n_layers, d_head, L_patch, h_patch = int(n_layers), int(d_head), int(L_patch), int(h_patch)
+data = torch.load(inp)
+hf = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager", local_files_only=True).eval()
+m = NNsight(hf)
+res = {"pre": [], "z": [], "post": [], "lens": []}
+with torch.no_grad():
+    with m.trace(input_ids=data["clean"]):          # accesses in execution order, into outer lists
+        for L in range(n_layers):
+            res["pre"].append(m.transformer.h[L].input.save())
+            res["z"].append(m.transformer.h[L].attn.c_proj.input.save())
+            res["post"].append(m.transformer.h[L].output.save())
+        res["logits"] = m.lm_head.output.save()
+    with m.trace(input_ids=data["clean"]):          # logit lens: ln_f + lm_head on the input of each layer
+        for L in range(n_layers):
+            res["lens"].append(m.lm_head(m.transformer.ln_f(m.transformer.h[L].input[:, -1])).save())
+        res["lens"].append(m.lm_head.output[:, -1].save())
+    sl = slice(h_patch * d_head, (h_patch + 1) * d_head)
+    with m.trace(input_ids=data["clean"]):
+        zc = m.transformer.h[L_patch].attn.c_proj.input.save()
+    with m.trace(input_ids=data["corrupt"]):         # head patch: clean z of one head into the corrupted run
+        m.transformer.h[L_patch].attn.c_proj.input[:, :, sl] = zc[:, :, sl]
+        res["patched"] = m.lm_head.output.save()
+clean = lambda v: (v[0] if isinstance(v, tuple) else v).detach().clone()
+torch.save({k: ([clean(x) for x in v] if isinstance(v, list) else clean(v)) for k, v in res.items()}, out)
+"""
+
+NN_PATCH = (0, 1)
 
 
 @pytest.fixture(scope="module")
-def nns(saved):
-    pytest.importorskip("nnsight", reason="nnsight is an optional cross-check (extra [crosscheck])")
-    from nnsight import NNsight
+def nn_results(saved, pairs, tmp_path_factory):
+    import importlib.util
+    import subprocess
+    import sys
 
-    return NNsight(_fresh_hf(saved))
+    if importlib.util.find_spec("nnsight") is None:
+        pytest.skip("nnsight is an optional cross-check (extra [crosscheck])")
+    d = tmp_path_factory.mktemp("nnsight")
+    torch.save({"clean": pairs.clean, "corrupt": pairs.corrupt}, d / "in.pt")
+    args = [str(saved), str(d / "in.pt"), str(d / "out.pt"), str(N_LAYERS), str(D_HEAD), *map(str, NN_PATCH)]
+    r = subprocess.run([sys.executable, "-c", _NNSIGHT_CHILD, *args], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return torch.load(d / "out.pt")
 
 
-def test_nnsight_cache_matches(ours, nns, pairs):
+def test_nnsight_cache_matches(ours, nn_results, pairs):
     toks = pairs.clean
-    pre, z, post = [], [], []  # nnsight: accesses in execution order, collected into outer lists
-    with torch.no_grad(), nns.trace(input_ids=toks):
-        for L in range(N_LAYERS):
-            pre.append(nns.transformer.h[L].input.save())
-            z.append(nns.transformer.h[L].attn.c_proj.input.save())
-            post.append(nns.transformer.h[L].output.save())
-        logits = nns.lm_head.output.save()
     with torch.no_grad():
         lo, co = ours.run_with_cache(toks)
-    torch.testing.assert_close(lo, logits, atol=ATOL, rtol=0)
+    torch.testing.assert_close(lo, nn_results["logits"], atol=ATOL, rtol=0)
     for L in range(N_LAYERS):
-        p = post[L][0] if isinstance(post[L], tuple) else post[L]
-        torch.testing.assert_close(co[f"blocks.{L}.hook_resid_pre"], pre[L], atol=ATOL, rtol=0)
-        torch.testing.assert_close(co[f"blocks.{L}.hook_resid_post"], p, atol=ATOL, rtol=0)
-        torch.testing.assert_close(co[f"blocks.{L}.attn.hook_z"], z[L].reshape(*toks.shape, N_HEADS, D_HEAD), atol=ATOL, rtol=0)
+        torch.testing.assert_close(co[f"blocks.{L}.hook_resid_pre"], nn_results["pre"][L], atol=ATOL, rtol=0)
+        torch.testing.assert_close(co[f"blocks.{L}.hook_resid_post"], nn_results["post"][L], atol=ATOL, rtol=0)
+        torch.testing.assert_close(co[f"blocks.{L}.attn.hook_z"], nn_results["z"][L].reshape(*toks.shape, N_HEADS, D_HEAD),
+                                   atol=ATOL, rtol=0)
 
 
-def test_nnsight_head_patch_matches(ours, nns, pairs):
-    L, h = 0, 1
-    sl = slice(h * D_HEAD, (h + 1) * D_HEAD)
+def test_nnsight_head_patch_matches(ours, nn_results, pairs):
+    L, h = NN_PATCH
     with torch.no_grad():
-        with nns.trace(input_ids=pairs.clean):
-            zc = nns.transformer.h[L].attn.c_proj.input.save()
-        with nns.trace(input_ids=pairs.corrupt):
-            nns.transformer.h[L].attn.c_proj.input[:, :, sl] = zc[:, :, sl]
-            ln = nns.lm_head.output.save()
         _, co = ours.run_with_cache(pairs.clean, names_filter=f"blocks.{L}.attn.hook_z")
         lo = ours.run_with_hooks(pairs.corrupt, fwd_hooks=[(f"blocks.{L}.attn.hook_z", _patch_z_hook(co[f"blocks.{L}.attn.hook_z"], h))])
         assert (lo - ours(pairs.corrupt)).abs().max() > 1e-3
-    torch.testing.assert_close(lo, ln, atol=ATOL, rtol=0)
+    torch.testing.assert_close(lo, nn_results["patched"], atol=ATOL, rtol=0)
 
 
-def test_nnsight_logit_lens_matches(ours, nns, pairs):
+def test_nnsight_logit_lens_matches(ours, nn_results, pairs):
     toks, tgt = pairs.clean, pairs.answer
-    dec = []
-    with torch.no_grad(), nns.trace(input_ids=toks):
-        for L in range(N_LAYERS):  # residual before layer L (= after layer L-1), decoded with ln_f + lm_head
-            dec.append(nns.lm_head(nns.transformer.ln_f(nns.transformer.h[L].input[:, -1])).save())
-        dec.append(nns.lm_head.output[:, -1].save())
-    dec = torch.stack(list(dec)).double()
+    dec = torch.stack(nn_results["lens"]).double()
     p_nn = torch.softmax(dec, -1).gather(-1, tgt[None, :, None].expand(N_LAYERS + 1, -1, 1))[..., 0]
     lens = logit_lens(ours, toks, target=tgt)
     post = ["embed"] + [f"{L}.post" for L in range(N_LAYERS)]
