@@ -1,5 +1,6 @@
 """Interpretability of ICL transformers: hooks on spinlens and Hugging Face models, read-out lens, activation
-and path patching, circuit discovery (exact and attribution patching), unit descriptions, information flow.
+and path patching, circuit discovery (exact and attribution patching), unit descriptions, information flow,
+function vectors on token models.
 
 Everything runs on any `spinlens.models.hooks.HookedModule` with the hook names of ``docs/design.md``:
 `spinlens.models.transformer.Transformer` and Hugging Face causal LMs wrapped by `HookedHF` / `load_hf`.
@@ -12,6 +13,12 @@ from spinlens.interp.attribution import attribution_circuit as attribution_circu
 from spinlens.interp.attribution import edge_attribution as edge_attribution
 from spinlens.interp.flow import FlowResult as FlowResult
 from spinlens.interp.flow import attention_rollout as attention_rollout
+from spinlens.interp.function_vectors import FunctionVectorResult as FunctionVectorResult
+from spinlens.interp.function_vectors import fixed_task_prompts as fixed_task_prompts
+from spinlens.interp.function_vectors import fixed_token_tasks as fixed_token_tasks
+from spinlens.interp.function_vectors import function_vector_experiment as function_vector_experiment
+from spinlens.interp.function_vectors import token_function_vector as token_function_vector
+from spinlens.interp.function_vectors import token_head_indirect_effect as token_head_indirect_effect
 from spinlens.interp.hf import HookedHF as HookedHF
 from spinlens.interp.hf import load_hf as load_hf
 from spinlens.interp.hf import tiny_hf as tiny_hf
