@@ -37,6 +37,7 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "grid_bad.toml").write_text("[grid]\nN = 10\nbogus = 3\n")
     (tmp_path / "bad.safetensors").write_text("garbage")
     (tmp_path / "bad.nc").write_text("garbage")
+    (tmp_path / "emptydir").mkdir()
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -48,6 +49,15 @@ BAD = [
     ("prompts --corr 1 -o x.npz", "'--corr'"),
     ("prompts --sigma-x 0 -o x.npz", "'--sigma-x'"),
     ("prompts --D 2 --N 2 --P 2 -o afile/x.npz", "'--output'"),
+    ("prompts --seed -1 -o x.npz", "'--seed'"),
+    ("solve --seed -1 --D 2 --N 2 --P 5", "'--seed'"),
+    ("train --seed -1 --D 2 --N 2 --P 4 --out o_train", "'--seed'"),
+    ("theory simulate --d 4 --alpha 2 --tau 2 --seed -1", "'--seed'"),
+    ("theory diversity --D 2 --N 2 --P 10 --K 2 --seed -1", "'--seed'"),
+    ("theory phase --D 2 --N 3 --K 2 --P 20 --repeats 1 --seed -1", "'--seed'"),
+    ("interp lens --seed -1", "'seed'"),
+    ("interp lens --model emptydir", "'model'"),
+    ("quantize --model emptydir --out o_edit", "'model'"),
     ("solve --lam -1", "'--lam'"),
     ("solve --beta 0", "'--beta'"),
     ("solve --damping 1", "'--damping'"),
@@ -241,3 +251,15 @@ def test_help_is_fast_and_solve_prompts_theory_import_no_torch(tmp_path):
     assert res["help_seconds"] < 1.0
     assert res["solve_rc"] == 0 and res["prompts_rc"] == 0 and res["theory_rc"] == 0
     assert res["heavy"] == [], res
+
+
+def test_prompts_json_describes_the_written_file(tmp_path, capsys):
+    from spinlens.prompts import load_prompts
+
+    code = main(["prompts", "--D", "2", "--N", "3", "--P", "4", "--K", "2", "--seed", "5", "-o", str(tmp_path / "p.npz"),
+                 "--json"])
+    rec = json.loads(capsys.readouterr().out)
+    assert code == 0
+    pr = load_prompts(rec["path"])
+    assert pr.Z.shape == (4, 3, 4)  # (P, D+1, N+1)
+    assert (rec["n_prompts"], rec["d"], rec["n_context"], rec["n_tasks"], rec["seed"]) == (4, 2, 3, 2, 5)

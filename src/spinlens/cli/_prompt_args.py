@@ -24,6 +24,7 @@ def distribution_from_args(args, *, d=None, n_context=None):
     from spinlens.errors import check_float, check_int
     from spinlens.prompts import PromptDistribution
 
+    check_int("--seed", args.seed, low=0)
     d = check_int("--D", args.D if d is None else d, low=1)
     n_context = check_int("--N", args.N if n_context is None else n_context, low=1)
     K = None if args.K is None else check_int("--K", args.K, low=1)

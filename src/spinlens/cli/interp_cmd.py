@@ -114,6 +114,7 @@ def _setup(args):
 
     n = check_int("n-prompts", args.n_prompts, low=2)
     check_int("n-pairs", args.n_pairs, low=1)
+    check_int("seed", args.seed, low=0)
     check_choice("corruption", args.corruption, ("label_swap", "input_swap"))
     check_out_dir("out", args.out)
     if getattr(args, "threshold", None) is not None:

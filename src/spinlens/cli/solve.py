@@ -47,6 +47,7 @@ def run(args) -> int:
     from ._common import check_out_file, print_json, print_table
     from ._prompt_args import prompts_from_args
 
+    check_int("--seed", args.seed, low=0)
     method = check_choice("--method", args.method, ("exact", "cavity", "sample", "langevin", "limit"))
     lam = check_float("--lam", args.lam, low=0)
     beta = check_float("--beta", args.beta, low=0, low_open=True)

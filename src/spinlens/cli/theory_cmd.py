@@ -174,6 +174,12 @@ def _one(name: str, text, **kw) -> float:
     return vals[0]
 
 
+def _check_seed(args) -> None:
+    from spinlens.errors import check_int
+
+    check_int("--seed", args.seed, low=0)
+
+
 def _lu_point_args(args) -> dict:
     from spinlens.errors import InvalidParameterError
     from spinlens.theory.asymptotic import validate_inputs
@@ -227,6 +233,7 @@ def _run_point(args) -> int:
 
 
 def _run_curve(args) -> int:
+    _check_seed(args)
     import numpy as np
 
     from spinlens.errors import InvalidParameterError, check_int
@@ -285,6 +292,7 @@ def _run_curve(args) -> int:
 
 
 def _run_simulate(args) -> int:
+    _check_seed(args)
     from spinlens.errors import check_int
     from spinlens.theory.asymptotic import _point
     from spinlens.theory.simulate import simulate_point
@@ -308,6 +316,7 @@ def _run_simulate(args) -> int:
 
 
 def _run_diversity(args) -> int:
+    _check_seed(args)
     from spinlens.errors import check_float, check_int
     from spinlens.theory.comparison import task_diversity_sweep
 
@@ -372,6 +381,7 @@ def _grid_ints(name: str, text, flag: str) -> list[int]:
 
 
 def _run_phase(args) -> int:
+    _check_seed(args)
     import time
 
     from spinlens.errors import check_float, check_int

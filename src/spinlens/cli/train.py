@@ -38,6 +38,8 @@ def run(args) -> int:
 
     from spinlens import __version__, observables as ob
     from spinlens.errors import check_choice, check_int
+
+    check_int("--seed", args.seed, low=0)
     from spinlens.models.linear_attention import MergedLinearAttention, SeparateLinearAttention
     from spinlens.random import spawn
     from spinlens.training import train_model

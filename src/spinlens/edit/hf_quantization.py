@@ -75,7 +75,11 @@ def load_hf_causal_lm(path, *, dtype: str = "float32"):
     check_choice("dtype", dtype, ("float32", "float64"), owner="load_hf_causal_lm")
     from transformers import AutoModelForCausalLM
 
-    m = AutoModelForCausalLM.from_pretrained(str(p), local_files_only=True, dtype=getattr(torch, dtype))
+    try:
+        m = AutoModelForCausalLM.from_pretrained(str(p), local_files_only=True, dtype=getattr(torch, dtype))
+    except (OSError, ValueError, KeyError) as exc:  # no weights, unknown model_type, ...
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidParameterError(f"The 'model' parameter: cannot load an HF causal LM from {str(path)!r}: {msg}") from None
     return m.eval()
 
 

@@ -304,14 +304,19 @@ def load_hf(path, *, arch: str | None = None, dtype: str = "float32", device: st
     """
     import os
 
-    if not os.path.isdir(path):
-        raise InvalidParameterError(f"The 'model' parameter must be a local directory with an HF model. Got {str(path)!r} instead.")
+    if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
+        raise InvalidParameterError(f"The 'model' parameter must be a local directory with an HF model "
+                                    f"(save_pretrained: config.json + weights). Got {str(path)!r} instead.")
     from transformers import AutoModelForCausalLM
 
     dt = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}.get(dtype)
     if dt is None:
         raise InvalidParameterError(f"The 'dtype' parameter must be one of {{'float32', 'float64', 'bfloat16'}}. Got {dtype!r} instead.")
-    m = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, attn_implementation="eager", dtype=dt)
+    try:
+        m = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, attn_implementation="eager", dtype=dt)
+    except (OSError, ValueError, KeyError) as exc:  # no weights, unknown model_type, ...
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidParameterError(f"The 'model' parameter: cannot load an HF causal LM from {str(path)!r}: {msg}") from None
     return HookedHF(m.to(device), arch=arch)
 
 
