@@ -38,6 +38,8 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "bad.safetensors").write_text("garbage")
     (tmp_path / "bad.nc").write_text("garbage")
     (tmp_path / "emptydir").mkdir()
+    (tmp_path / "ck_badjson").mkdir()
+    (tmp_path / "ck_badjson" / "config.json").write_text("{")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
@@ -108,6 +110,7 @@ BAD = [
     ("interp lens --n-prompts 0", "'n-prompts'"),
     ("interp lens --corruption foo", "'corruption'"),
     ("interp lens --out afile", "'out'"),
+    ("interp lens --checkpoint ck_badjson", "'checkpoint'"),
     ("interp patch --component foo", "'component'"),
     ("interp circuit --threshold -1 --out o_interp", "'threshold'"),
     ("interp neurons --top 0 --out o_interp", "'top'"),
@@ -135,6 +138,7 @@ BAD = [
     ("quantize --out afile", "'out'"),
     ("zoo train --arch foo --out o_zoo", "'arch'"),
     ("zoo bridge missing_dir", "missing_dir"),
+    ("zoo bridge bad.safetensors", "bad.safetensors"),
 ]
 
 

@@ -92,8 +92,14 @@ def read_checkpoint_config(path):
         p = p / WEIGHTS_FILE
     if not p.exists():
         raise InvalidParameterError(f"checkpoint {str(path)!r} does not exist (expected a folder or a .safetensors file).")
-    with safe_open(str(p), framework="pt") as fh:
-        meta = fh.metadata() or {}
+    from safetensors import SafetensorError
+
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except (SafetensorError, OSError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidParameterError(f"checkpoint {str(p)!r} is not a readable .safetensors file: {msg}") from None
     if "spinlens_config" not in meta:
         raise InvalidParameterError(f"{str(p)!r} has no 'spinlens_config' metadata: not a spinlens zoo checkpoint.")
     return ZooConfig.from_dict(json.loads(meta["spinlens_config"]))
@@ -129,7 +135,13 @@ def load_checkpoint(path, *, device="cpu"):
     weights = p / WEIGHTS_FILE if p.is_dir() else p
     if not weights.exists():
         raise InvalidParameterError(f"checkpoint folder {str(path)!r} lacks {WEIGHTS_FILE}.")
-    tensors = load_file(str(weights), device="cpu")
+    from safetensors import SafetensorError
+
+    try:
+        tensors = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidParameterError(f"checkpoint weights {str(weights)!r} are not a readable .safetensors file: {msg}") from None
     model = build_model(cfg, rng=0)
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:

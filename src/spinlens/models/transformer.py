@@ -502,7 +502,12 @@ def load_transformer(path, *, device: str = "cpu") -> Transformer:
     cfg_file = folder / "config.json"
     if not cfg_file.exists():
         raise InvalidParameterError(f"The 'checkpoint' parameter must be a folder with config.json. Got {str(path)!r} instead.")
-    record = json.loads(cfg_file.read_text())
+    try:
+        record = json.loads(cfg_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidParameterError(f"The 'checkpoint' parameter: {str(cfg_file)!r} is not valid JSON ({exc}).") from None
+    if not isinstance(record, dict):
+        raise InvalidParameterError(f"The 'checkpoint' parameter: {str(cfg_file)!r} must hold a JSON object.")
     if record.get("format") != TRANSFORMER_FORMAT:
         from spinlens.models.checkpoint import load_checkpoint
 
@@ -513,8 +518,15 @@ def load_transformer(path, *, device: str = "cpu") -> Transformer:
                 "spinlens Transformer (zoo arch 'tf' or save_transformer)."
             )
         return model
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     model = Transformer(TransformerConfig(**record["config"]), rng=0)
-    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    try:
+        tensors = load_file(str(folder / "model.safetensors"))
+    except (SafetensorError, OSError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidParameterError(f"The 'checkpoint' parameter: cannot read {str(folder / 'model.safetensors')!r}: "
+                                    f"{msg}") from None
+    model.load_state_dict(tensors)
     return model.to(device).eval()
