@@ -35,6 +35,8 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "spec_malformed.yaml").write_text("interventions: [\n")
     (tmp_path / "spec_list.yaml").write_text("interventions: [1]\n")
     (tmp_path / "grid_bad.toml").write_text("[grid]\nN = 10\nbogus = 3\n")
+    (tmp_path / "grid_notmap.yaml").write_text("grid: 5\n")
+    (tmp_path / "grid_malformed.yaml").write_text("grid: [\n")
     (tmp_path / "bad.safetensors").write_text("garbage")
     (tmp_path / "bad.nc").write_text("garbage")
     (tmp_path / "emptydir").mkdir()
@@ -96,6 +98,8 @@ BAD = [
     ("sweep --method foo --out o_sweep", "--method"),
     ("sweep --config missing.toml --out o_sweep", "'config'"),
     ("sweep --config grid_bad.toml --out o_sweep", "'bogus'"),
+    ("sweep --config grid_notmap.yaml --out o_sweep", "'grid'"),
+    ("sweep --config grid_malformed.yaml --out o_sweep", "'config'"),
     ("sweep --N 2 --P 3 --D 2 --out afile", "'--out'"),
     ("reproduce figX --out o_rep", "'FIG'"),
     ("reproduce fig4b --out afile", "'--out'"),

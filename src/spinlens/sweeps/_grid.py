@@ -375,6 +375,12 @@ def load_config(path: str | os.PathLike) -> dict:
         raise InvalidParameterError(f"The 'config' file {str(path)!r} could not be parsed: {exc}".splitlines()[0]) from None
     if not isinstance(data, dict):
         raise InvalidParameterError(f"The 'config' file {str(path)!r} must hold a table/mapping at top level.")
+    for table in ("grid", "settings"):
+        if not isinstance(data.get(table) or {}, dict):
+            raise InvalidParameterError(
+                f"The 'config' file {str(path)!r}: '{table}' must be a table/mapping of names to values. "
+                f"Got {data[table]!r} instead."
+            )
     grid = dict(data.pop("grid", {}) or {})
     settings = dict(data.pop("settings", {}) or {})
     for k, v in data.items():
