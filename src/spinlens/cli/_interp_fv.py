@@ -60,6 +60,9 @@ def run_fv(args: argparse.Namespace) -> int:
     from spinlens.interp import function_vectors as FV
 
     n = check_int("n-prompts", args.n_prompts, low=8)
+    check_int("--seed", args.seed, low=0)
+    if args.n_pairs is not None:
+        check_int("n-pairs", args.n_pairs, low=1)
     check_int("top-k", args.top_k, low=1)
     check_choice("corruption", args.corruption, ("shuffled", "other_task"))
     check_float("strength", args.strength)
@@ -81,12 +84,12 @@ def run_fv(args: argparse.Namespace) -> int:
                 f"table 'tasks' (see examples/icl_circuit_tokens_fv.py). Got {args.checkpoint!r}."
             )
         tasks = np.asarray(meta["tasks"], dtype=np.int64)
-        n_pairs = args.n_pairs or int(meta.get("n_pairs", 3))
+        n_pairs = args.n_pairs if args.n_pairs is not None else int(meta.get("n_pairs", 3))
         source = f"checkpoint:{args.checkpoint}"
     else:
         from spinlens.interp.planted import planted_task_model
 
-        n_pairs = args.n_pairs or 3
+        n_pairs = args.n_pairs if args.n_pairs is not None else 3
         model, tasks = planted_task_model(n_pairs=check_int("n-pairs", n_pairs, low=1, high=3))
         source = "planted:task"
     check_int("n-pairs", n_pairs, low=1, high=min(tasks.shape[1] - 1, (model.cfg.max_pos - 1) // 2))

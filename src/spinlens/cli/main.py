@@ -36,7 +36,9 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from ._common import OneLineErrorParser
+
+    parser = OneLineErrorParser(
         prog="spinlens",
         description="The spin glass model of in-context learning, and interpretability of ICL transformers.",
         epilog=EPILOG,
@@ -57,6 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_prog(parser, argv) -> str:
+    """The full name of the (sub)command being run, e.g. 'spinlens theory curve', for error messages."""
+    prog = parser.prog
+    for token in argv:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or token not in subs[0].choices:
+            if token.startswith("-") or not subs:
+                continue
+            break
+        parser = subs[0].choices[token]
+        prog = parser.prog
+    return prog
+
+
 def main(argv: list[str] | None = None) -> int:
     from spinlens.errors import InvalidParameterError
 
@@ -65,13 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    prog = _command_prog(parser, sys.argv[1:] if argv is None else argv)
     try:
         code = args.func(args)
     except InvalidParameterError as exc:
-        print(f"spinlens {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"spinlens {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     return int(code or 0)
 

@@ -126,8 +126,11 @@ def run_train(args) -> int:
     from spinlens.reproduce import _framework as fw
     from spinlens.training_online import train_online
 
-    from ._common import print_json, print_table
+    from ._common import check_device, check_out_dir, print_json, print_table
     from ._prompt_args import distribution_from_args, prompts_from_args
+
+    check_out_dir("--out", args.out)
+    check_device("--device", args.device)
 
     seed = check_int("--seed", args.seed, low=0)
     r_prompts, r_test, r_init, r_train = spawn(seed, 4)
@@ -247,7 +250,11 @@ def run_figS8(args) -> int:
 
     from spinlens.reproduce import figS8
 
+    from ._common import check_device, check_out_dir
+
     seed = check_int("--seed", args.seed, low=0)
+    check_out_dir("--out", args.out)
+    check_device("--device", args.device)
     figS8.DEFAULT_DEVICE = args.device
     res = run_figure("figS8", args.out, quick=args.quick, seed=seed, echo=None if args.json else print)
     if args.json:
