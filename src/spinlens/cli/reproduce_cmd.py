@@ -25,7 +25,7 @@ def register(sub) -> None:
     p.add_argument("figure", metavar="FIG", help=f"one of: {', '.join(FIGURES)}, all")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", dest="full", action="store_false", default=argparse.SUPPRESS,
-                      help="small parameters, seconds to half a minute per figure (the default mode)")
+                      help="small parameters, seconds to half a minute per figure (figS8, which trains six models: about 3 minutes) (the default mode)")
     mode.add_argument("--full", dest="full", action="store_true", default=argparse.SUPPRESS,
                       help="the paper's parameters (slow: fig4a --full is 25000 cavity solves)")
     p.add_argument("--out", default="repro-out", help="output folder; the figure goes to OUT/FIG/")
