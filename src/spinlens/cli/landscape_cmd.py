@@ -69,7 +69,7 @@ def _run(args) -> int:
 
     from spinlens.cli._common import print_json, print_table
     from spinlens.landscape import landscape_dataset, marchenko_pastur_density, spectrum_dataset
-    from spinlens.plotting.landscape import plot_direction_profiles, plot_energy_surface
+    from spinlens.plotting.landscape import plot_landscape_grid
     from spinlens.plotting.spectrum import plot_eigen_density, plot_mp_comparison, plot_zero_mode_fraction
     from spinlens.plotting.style import paper_style
     from spinlens.random import spawn
@@ -85,17 +85,9 @@ def _run(args) -> int:
     fw.save_dataset(ds, out, "landscape")
     Ps = list(ds["n_prompts"].values)
     with paper_style():
-        fig, axes = plt.subplots(2, len(Ps), figsize=(5.0 * len(Ps), 7.2), squeeze=False)
-        for k, P in enumerate(Ps):
-            sub = ds.isel(n_prompts=k)
-            plot_energy_surface(sub["grid_x"].values, sub["grid_y"].values, sub["surface"].values,
-                                points=sub["embedding"].values, title=f"P={P}: t-SNE of {args.samples} random W",
-                                ax=axes[0, k])
-            plot_direction_profiles(sub["t"].values, sub["profile"].values, list(sub["direction"].values),
-                                    title=f"P={P}: {int(sub['n_zero_modes'])} zero modes of {sub.sizes['mode']}",
-                                    logy=True, ax=axes[1, k])
-        fig.suptitle(f"energy landscape: D={args.d}, N={args.n_context}, λ={args.l2_strength}")
-        fig.tight_layout()
+        fig, _ = plot_landscape_grid(
+            ds, surface_title=lambda P, sub: f"P={P}: t-SNE of {args.samples} random W",
+            suptitle=f"energy landscape: D={args.d}, N={args.n_context}, λ={args.l2_strength}")
         fw.save_figure(fig, out, "landscape")
 
     summary = {}

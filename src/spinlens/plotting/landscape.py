@@ -60,3 +60,26 @@ def plot_direction_profiles(t, profiles, labels, *, title: str = "", logy: bool 
         ax.set_title(title)
     ax.legend()
     return fig, ax
+
+
+def plot_landscape_grid(ds, *, surface_title, suptitle: str = ""):
+    """Two rows per P of a landscape Dataset (`spinlens.landscape.landscape_dataset`): the interpolated
+    t-SNE energy surface (top) and the energy along the Hessian's eigen-directions (bottom).
+
+    ``surface_title(P, sub)`` gives each surface panel's title. Returns ``(fig, axes)``.
+    """
+    import matplotlib.pyplot as plt
+
+    Ps = list(ds["n_prompts"].values)
+    fig, axes = plt.subplots(2, len(Ps), figsize=(5.0 * len(Ps), 7.2), squeeze=False)
+    for k, P in enumerate(Ps):
+        sub = ds.isel(n_prompts=k)
+        plot_energy_surface(sub["grid_x"].values, sub["grid_y"].values, sub["surface"].values,
+                            points=sub["embedding"].values, title=surface_title(P, sub), ax=axes[0, k])
+        plot_direction_profiles(sub["t"].values, sub["profile"].values, list(sub["direction"].values),
+                                title=f"P={P}: {int(sub['n_zero_modes'])} zero modes of {sub.sizes['mode']}",
+                                logy=True, ax=axes[1, k])
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig, axes

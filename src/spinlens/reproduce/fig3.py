@@ -19,7 +19,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     import matplotlib.pyplot as plt
 
     from spinlens.landscape import landscape_dataset
-    from spinlens.plotting.landscape import plot_direction_profiles, plot_energy_surface
+    from spinlens.plotting.landscape import plot_landscape_grid
     from spinlens.plotting.style import paper_style
 
     cfg = dict(paper.FIG3)
@@ -29,17 +29,9 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     fw.save_dataset(ds, out_dir, "data")
     Ps = list(ds["n_prompts"].values)
     with paper_style():
-        fig, axes = plt.subplots(2, len(Ps), figsize=(5.0 * len(Ps), 7.2), squeeze=False)
-        for k, P in enumerate(Ps):
-            sub = ds.isel(n_prompts=k)
-            plot_energy_surface(sub["grid_x"].values, sub["grid_y"].values, sub["surface"].values,
-                                points=sub["embedding"].values,
-                                title=f"P={P}: {int(sub['n_local_minima'])} local minima on the surface", ax=axes[0, k])
-            plot_direction_profiles(sub["t"].values, sub["profile"].values, list(sub["direction"].values),
-                                    title=f"P={P}: {int(sub['n_zero_modes'])} zero modes of {sub.sizes['mode']}",
-                                    logy=True, ax=axes[1, k])
-        fig.suptitle(f"Fig 3: D={cfg['d']}, N={cfg['n_context']}, λ={cfg['l2_strength']}")
-        fig.tight_layout()
+        fig, _ = plot_landscape_grid(
+            ds, surface_title=lambda P, sub: f"P={P}: {int(sub['n_local_minima'])} local minima on the surface",
+            suptitle=f"Fig 3: D={cfg['d']}, N={cfg['n_context']}, λ={cfg['l2_strength']}")
         fw.save_figure(fig, out_dir, "fig3")
     summary = {}
     for k, P in enumerate(Ps):
