@@ -53,6 +53,13 @@ def register_fv(isub) -> None:
 
 
 def run_fv(args: argparse.Namespace) -> int:
+    import torch
+
+    with torch.no_grad():  # local: a CLI call run in-process must not switch autograd off for its caller
+        return _run_fv(args)
+
+
+def _run_fv(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
@@ -96,7 +103,6 @@ def run_fv(args: argparse.Namespace) -> int:
     n_heads_total = model.cfg.n_layers * model.cfg.n_heads
     check_int("top-k", args.top_k, low=1, high=n_heads_total)
     model.eval()
-    torch.set_grad_enabled(False)
     res = FV.function_vector_experiment(model, tasks, n_prompts=n, n_pairs=n_pairs, top_k=args.top_k,
                                         corruption=args.corruption, strength=args.strength, rng=args.seed)
     d = res.to_dict()

@@ -226,13 +226,19 @@ def _parse_heads(spec: str, cfg):
 
 # ------------------------------------------------------------------------------------------------ run
 def _run(args) -> int:
+    import torch
+
+    with torch.enable_grad():  # attribution needs gradients; restored for an in-process caller
+        return _run_interp(args)
+
+
+def _run_interp(args) -> int:
     import numpy as np
     import torch
 
     from spinlens import interp as I
     from spinlens.interp import plotting as P
 
-    torch.set_grad_enabled(True)
     t0 = time.perf_counter()
     model, clean, corrupt, metric, extras, source = _setup(args)
     out = args.out
