@@ -1,6 +1,6 @@
 # The two commands of the README. Both create .venv with Python 3.11 and install from PyPI,
 # with torch pinned by constraints.txt (the CPU wheel on CI).
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
