@@ -32,7 +32,6 @@ def _exact_vs_theory(D, alpha, tau, kappa, lam_lu, sigma_eps, seed):
 
 def _exact_vs_theory_streamed(D, alpha, tau, kappa, lam_lu, sigma_eps, seed, chunk_size=512):
     """Same as `_exact_vs_theory` at large D: features streamed in chunks (O(P·D) memory), CG solver."""
-    from spinlens.features import SpinFeatures, spin_features
 
     N, P = round(alpha * D), round(tau * D * D)
     K = None if kappa == math.inf else round(kappa * D)
@@ -42,16 +41,9 @@ def _exact_vs_theory_streamed(D, alpha, tau, kappa, lam_lu, sigma_eps, seed, chu
     if K is None:
         feats, y = dist.sample_features(P, rng=g, chunk_size=chunk_size)
         pool = None
-    else:  # as sample_features, keeping the pool for the IDG error
+    else:  # draw the pool first (as sample_features does) and keep it for the IDG error
         pool = dist.sample_pool(rng=g)
-        Cs, Qs, ys = [], [], []
-        for start in range(0, P, chunk_size):
-            p = dist.sample(min(chunk_size, P - start), rng=g, pool=pool)
-            f = spin_features(p)
-            Cs.append(f.C)
-            Qs.append(f.Q)
-            ys.append(p.y)
-        feats, y = SpinFeatures(np.concatenate(Cs), np.concatenate(Qs)), np.concatenate(ys)
+        feats, y = dist.sample_features(P, rng=g, chunk_size=chunk_size, pool=pool)
     res = core.solve(build_hamiltonian(feats, y, l2_strength=l2), "exact", backend="cg", n_probes=0)
     assert res.converged and res.residual < 1e-8
     base = dist.replace(n_tasks=None)

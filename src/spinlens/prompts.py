@@ -245,7 +245,7 @@ class PromptDistribution:
         Z[:, D, N] = 0.0
         return Prompts(Z, y_all[:, N].astype(self.dtype, copy=False), w)
 
-    def sample_features(self, n_prompts: int, *, rng: RNGLike = None, chunk_size: int = 4096):
+    def sample_features(self, n_prompts: int, *, rng: RNGLike = None, chunk_size: int = 4096, pool=None):
         """Stream prompts in chunks and keep only their factored spin features and targets.
 
         Memory O(P·D) instead of the O(P·D·N) of the prompts themselves: use this for large P·D·N
@@ -257,7 +257,8 @@ class PromptDistribution:
         n_prompts = check_int("n_prompts", n_prompts, low=1, owner="PromptDistribution.sample_features")
         chunk_size = check_int("chunk_size", chunk_size, low=1, owner="PromptDistribution.sample_features")
         g = as_generator(rng)
-        pool = self.sample_pool(rng=g) if self.n_tasks is not None else None
+        if pool is None and self.n_tasks is not None:
+            pool = self.sample_pool(rng=g)
         Cs, Qs, ys = [], [], []
         for start in range(0, n_prompts, chunk_size):
             p = self.sample(min(chunk_size, n_prompts - start), rng=g, pool=pool)

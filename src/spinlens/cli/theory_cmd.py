@@ -266,27 +266,9 @@ def _run_curve(args) -> int:
     if args.out is None:
         print(df.to_string(index=False, float_format=lambda x: f"{x:.6g}"))
     else:
-        import json
-        import os
-
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from spinlens import __version__
         from spinlens.theory.figures import plot_learning_curve
 
-        os.makedirs(args.out, exist_ok=True)
-        df.to_csv(os.path.join(args.out, "curve.csv"), index=False)
-        fig, _ = plot_learning_curve(ds, args.vary, logx=args.log, logy=args.logy)
-        fig.savefig(os.path.join(args.out, "curve.png"), dpi=150)
-        fig.savefig(os.path.join(args.out, "curve.pdf"))
-        plt.close(fig)
-        cfg = {k: v for k, v in vars(args).items() if k != "func"}
-        with open(os.path.join(args.out, "run.json"), "w") as fh:
-            json.dump({"command": "theory curve", "config": cfg, "seed": args.seed, "version": __version__,
-                       "files": ["curve.csv", "curve.png", "curve.pdf"]}, fh, indent=2, default=str)
+        _write_outputs(args, "curve", df, lambda: plot_learning_curve(ds, args.vary, logx=args.log, logy=args.logy))
         print(f"wrote {args.out}/curve.csv, curve.png, curve.pdf, run.json ({len(df)} rows)")
     return 0 if bool(ds.converged.all()) else 1
 
@@ -336,29 +318,9 @@ def _run_diversity(args) -> int:
     else:
         print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     if args.out is not None:
-        import json
-        import os
-
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from spinlens import __version__
         from spinlens.theory.figures import plot_task_diversity
 
-        os.makedirs(args.out, exist_ok=True)
-        df.to_csv(os.path.join(args.out, "diversity.csv"), index=False)
-        ds.to_netcdf(os.path.join(args.out, "diversity.nc"))
-        fig, _ = plot_task_diversity(ds)
-        fig.savefig(os.path.join(args.out, "diversity.png"), dpi=150)
-        fig.savefig(os.path.join(args.out, "diversity.pdf"))
-        plt.close(fig)
-        cfg = {k: v for k, v in vars(args).items() if k != "func"}
-        with open(os.path.join(args.out, "run.json"), "w") as fh:
-            json.dump({"command": "theory diversity", "config": cfg, "seed": args.seed, "version": __version__,
-                       "files": ["diversity.csv", "diversity.nc", "diversity.png", "diversity.pdf"]}, fh, indent=2,
-                      default=str)
+        _write_outputs(args, "diversity", df, lambda: plot_task_diversity(ds), ds=ds)
         if not args.json:
             print(f"wrote {args.out}/diversity.csv, diversity.nc, diversity.png, diversity.pdf, run.json")
     return 0
@@ -418,32 +380,43 @@ def _run_phase(args) -> int:
         print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
         print(summary)
     if args.out is not None:
-        import json
-        import os
-
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from spinlens import __version__
         from spinlens.theory.figures import plot_phase_diagram
 
-        os.makedirs(args.out, exist_ok=True)
-        df.to_csv(os.path.join(args.out, "phase.csv"), index=False)
-        ds.to_netcdf(os.path.join(args.out, "phase.nc"))
-        fig, _ = plot_phase_diagram(ds)
-        fig.savefig(os.path.join(args.out, "phase.png"), dpi=150)
-        fig.savefig(os.path.join(args.out, "phase.pdf"))
-        plt.close(fig)
-        cfg = {k: v for k, v in vars(args).items() if k != "func"}
-        with open(os.path.join(args.out, "run.json"), "w") as fh:
-            json.dump({"command": "theory phase", "config": cfg, "seed": args.seed, "version": __version__,
-                       "grid": {"D": D, "N": ns, "K": ks}, "seconds": seconds, "summary": summary,
-                       "files": ["phase.nc", "phase.csv", "phase.png", "phase.pdf"]}, fh, indent=2, default=str)
+        _write_outputs(args, "phase", df, lambda: plot_phase_diagram(ds), ds=ds,
+                       extra={"grid": {"D": D, "N": ns, "K": ks}, "seconds": seconds, "summary": summary})
         if not args.json:
             print(f"wrote {args.out}/phase.nc, phase.csv, phase.png, phase.pdf, run.json")
     return 0
+
+
+def _write_outputs(args, stem: str, df, make_figure, *, ds=None, extra: dict | None = None) -> list[str]:
+    """Write ``stem``.csv (and .nc when ``ds`` is given), the figure as PNG and PDF, and run.json under --out."""
+    import json
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spinlens import __version__
+
+    os.makedirs(args.out, exist_ok=True)
+    files = [f"{stem}.csv"]
+    df.to_csv(os.path.join(args.out, f"{stem}.csv"), index=False)
+    if ds is not None:
+        ds.to_netcdf(os.path.join(args.out, f"{stem}.nc"))
+        files.append(f"{stem}.nc")
+    fig, _ = make_figure()
+    fig.savefig(os.path.join(args.out, f"{stem}.png"), dpi=150)
+    fig.savefig(os.path.join(args.out, f"{stem}.pdf"))
+    plt.close(fig)
+    files += [f"{stem}.png", f"{stem}.pdf"]
+    cfg = {k: v for k, v in vars(args).items() if k != "func"}
+    with open(os.path.join(args.out, "run.json"), "w") as fh:
+        json.dump({"command": f"theory {stem}", "config": cfg, "seed": args.seed,
+                   "version": __version__, **(extra or {}), "files": files}, fh, indent=2, default=str)
+    return files
 
 
 __all__ = ["register"]
