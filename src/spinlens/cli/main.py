@@ -3,7 +3,9 @@
 Each subcommand lives in ``spinlens/cli/<module>.py`` and defines ``register(subparsers)``, which adds
 its parser and sets ``func`` (called with the parsed namespace, returns an exit code). Command modules
 import only argparse at top level: heavy libraries (torch, matplotlib) are imported inside ``func``, so
-``spinlens --help`` stays fast. Bad input (`InvalidParameterError`) prints one line and exits 2.
+``spinlens --help`` stays fast. `main` is the one error boundary: bad input (`InvalidParameterError`, an
+unusable file) prints one line and exits 2; any other exception prints one line naming its type and exits 1
+(``--debug`` or ``SPINLENS_DEBUG=1`` re-raises it with the traceback).
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
+    from ._common import apply_vocabulary
+
+    apply_vocabulary(parser)  # the paper's symbols, long aliases and deprecated spellings on every command
     return parser
 
 
@@ -74,23 +79,57 @@ def _command_prog(parser, argv) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from spinlens.errors import InvalidParameterError
+    """Run one command; the error boundary of the command line.
 
+    Exit codes (docs/cli.md): 0 success; 2 bad input (one line on stderr naming the parameter or the file,
+    nothing written); 3 finished but did not converge (results written, ``"converged": false``, one warning
+    line); 1 an unexpected internal error (one line with the exception type; ``--debug`` or
+    ``SPINLENS_DEBUG=1`` shows the traceback); 130 interrupted.
+    """
+    import os
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("SPINLENS_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    prog = _command_prog(parser, sys.argv[1:] if argv is None else argv)
+    prog = _command_prog(parser, argv)
     try:
         code = args.func(args)
-    except InvalidParameterError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the boundary: one line, never a traceback unless --debug
+        if debug:
+            raise
+        msg, code = describe_error(exc)
+        print(f"{prog}: {msg}", file=sys.stderr)
+        return code
     return int(code or 0)
+
+
+def describe_error(exc: BaseException) -> tuple[str, int]:
+    """(one-line message, exit code) for an exception that reached the command line's boundary."""
+    from spinlens.errors import InvalidParameterError
+
+    def one_line(text) -> str:
+        text = " ".join(str(text).split())
+        return text if len(text) <= 400 else text[:397] + "..."
+
+    if isinstance(exc, InvalidParameterError):
+        return f"error: {one_line(exc)}", 2
+    if isinstance(exc, MemoryError):
+        return ("error: not enough memory for this request; choose smaller sizes "
+                f"({type(exc).__name__}: {one_line(exc) or 'allocation failed'})"), 2
+    if isinstance(exc, OSError) and getattr(exc, "filename", None) is not None:
+        reason = exc.strerror or one_line(exc)
+        return f"error: cannot use the file or folder {str(exc.filename)!r}: {reason}", 2
+    detail = one_line(exc)
+    return (f"internal error: {type(exc).__name__}{': ' + detail if detail else ''} "
+            "(this is a bug in spinlens; rerun with --debug or SPINLENS_DEBUG=1 for the traceback)"), 1
 
 
 if __name__ == "__main__":  # pragma: no cover

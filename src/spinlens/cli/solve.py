@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from ._common import add_command
 from ._prompt_args import add_prompt_args
 
@@ -44,7 +42,7 @@ def run(args) -> int:
     from spinlens.random import spawn
     from spinlens.solvers import solve
 
-    from ._common import check_out_file, print_json, print_table
+    from ._common import all_finite, check_out_file, convergence_exit, print_json, print_table
     from ._prompt_args import prompts_from_args
 
     check_int("--seed", args.seed, low=0)
@@ -97,13 +95,15 @@ def run(args) -> int:
     if args.save:
         _save(args.save, res, H, args.save_couplings)
         out["saved"] = args.save
-    if not out["converged"]:
-        print(f"spinlens solve: warning: {method} did not converge: {res['message']}", file=sys.stderr)
+    if out["converged"] and not all_finite(W, out["test_error"], out["train_error"], out.get("pool_error")):
+        out["converged"] = False  # a non-finite answer is never a converged one
+        out["message"] = ("non-finite result (test/train error or W is inf/NaN): the prompts or parameters "
+                          "overflow float64; rescale the data or choose smaller sizes")
     if args.json:
         print_json(out)
     else:
         print_table([(k, v) for k, v in out.items()])
-    return 0
+    return convergence_exit("spinlens solve", out["converged"], out["message"], what=method)
 
 
 def _save(path, res, H, couplings):

@@ -12,7 +12,7 @@ Forms:
 
 from __future__ import annotations
 
-from spinlens.cli._common import Formatter, add_command, check_out_dir, print_json, print_table
+from spinlens.cli._common import Formatter, add_command, check_out_dir, convergence_exit, print_json, print_table
 
 EXAMPLES = """  spinlens theory --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --json
   spinlens theory --alpha 10 --tau 0.99 --kappa 0.5 --rho 0.01 --lam 0
@@ -229,7 +229,7 @@ def _run_point(args) -> int:
             rows += [(f"spin glass {k}", v if v is not None else "fresh task per prompt") for k, v in out["spin_glass"].items()]
         rows += [(k, v) for k, v in out.items() if k != "spin_glass"]
         print_table(rows)
-    return 0 if res.converged else 1
+    return convergence_exit("spinlens theory", bool(res.converged), res.message)
 
 
 def _run_curve(args) -> int:
@@ -270,7 +270,8 @@ def _run_curve(args) -> int:
 
         _write_outputs(args, "curve", df, lambda: plot_learning_curve(ds, args.vary, logx=args.log, logy=args.logy))
         print(f"wrote {args.out}/curve.csv, curve.png, curve.pdf, run.json ({len(df)} rows)")
-    return 0 if bool(ds.converged.all()) else 1
+    n_bad = int((~ds.converged.values.astype(bool)).sum())
+    return convergence_exit("spinlens theory curve", n_bad == 0, f"{n_bad} of {ds.converged.size} points (see the 'converged' column)")
 
 
 def _run_simulate(args) -> int:
@@ -386,7 +387,9 @@ def _run_phase(args) -> int:
                        extra={"grid": {"D": D, "N": ns, "K": ks}, "seconds": seconds, "summary": summary})
         if not args.json:
             print(f"wrote {args.out}/phase.nc, phase.csv, phase.png, phase.pdf, run.json")
-    return 0
+    n_bad = int((~ds.converged.values.astype(bool)).sum())
+    return convergence_exit("spinlens theory phase", n_bad == 0,
+                            f"{n_bad} of {ds.converged.size} cavity runs (see 'converged_fraction')")
 
 
 def _write_outputs(args, stem: str, df, make_figure, *, ds=None, extra: dict | None = None) -> list[str]:
