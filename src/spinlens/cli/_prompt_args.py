@@ -31,9 +31,10 @@ def distribution_from_args(args, *, d=None, n_context=None):
     return PromptDistribution(
         d=d,
         n_context=n_context,
-        sigma_x=check_float("--sigma-x", args.sigma_x, low=0, low_open=True),
-        sigma_w=check_float("--sigma-w", args.sigma_w, low=0, low_open=True),
-        sigma_eps=check_float("--sigma-eps", args.sigma_eps, low=0),
+        # scales beyond 1e±30 overflow float64 in the sixth powers of the theory (σ_x⁶σ_w²) and in E(W)
+        sigma_x=check_float("--sigma-x", args.sigma_x, low=1e-30, high=1e30),
+        sigma_w=check_float("--sigma-w", args.sigma_w, low=1e-30, high=1e30),
+        sigma_eps=check_float("--sigma-eps", args.sigma_eps, low=0, high=1e30),
         corr=check_float("--corr", args.corr, low=0, high=1, high_open=True),
         n_tasks=K,
     )

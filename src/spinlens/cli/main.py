@@ -124,6 +124,9 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, MemoryError):
         return ("error: not enough memory for this request; choose smaller sizes "
                 f"({type(exc).__name__}: {one_line(exc) or 'allocation failed'})"), 2
+    if isinstance(exc, (OverflowError, FloatingPointError)):
+        return ("error: the input overflows float64 or a machine integer "
+                f"({type(exc).__name__}: {one_line(exc)}); choose smaller sizes or rescale the values"), 2
     if isinstance(exc, OSError) and getattr(exc, "filename", None) is not None:
         reason = exc.strerror or one_line(exc)
         return f"error: cannot use the file or folder {str(exc.filename)!r}: {reason}", 2

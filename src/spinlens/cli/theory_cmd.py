@@ -150,9 +150,12 @@ def register(subparsers) -> None:
 def _floats(name: str, text, *, allow_inf: bool = False) -> list[float]:
     from spinlens.errors import InvalidParameterError
 
-    parts = [t.strip() for t in str(text).split(",") if t.strip()]
-    if not parts:
+    parts = [t.strip() for t in str(text).split(",")]
+    if not any(parts):
         raise InvalidParameterError(f"The '{name}' parameter must be a number. Got {text!r} instead.")
+    if not all(parts):
+        raise InvalidParameterError(f"The '{name}' parameter must be a comma-separated list of numbers without empty "
+                                    f"items. Got {text!r} instead.")
     out = []
     for t in parts:
         try:

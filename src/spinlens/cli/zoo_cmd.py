@@ -126,7 +126,7 @@ def run_train(args) -> int:
     from spinlens.reproduce import _framework as fw
     from spinlens.training_online import train_online
 
-    from ._common import check_device, check_out_dir, print_json, print_table
+    from ._common import check_device, check_out_dir, convergence_exit, print_json, print_table
     from ._prompt_args import distribution_from_args, prompts_from_args
 
     check_out_dir("--out", args.out)
@@ -150,9 +150,18 @@ def run_train(args) -> int:
                     max_pos=max(512, dist.n_context + 1))
     model = build_model(cfg, rng=r_init)
     t0 = time.perf_counter()
-    res = train_online(model, data, test, n_steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer,
-                       lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule, device=args.device,
-                       rng=seed_from(r_train), progress=not args.no_progress)
+    try:
+        res = train_online(model, data, test, n_steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer,
+                           lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule, device=args.device,
+                           rng=seed_from(r_train), progress=not args.no_progress)
+    except FloatingPointError as exc:  # the loss became non-finite: nothing worth saving
+        if args.json:
+            print_json({"arch": cfg.arch, "converged": False, "message": str(exc)})
+        return convergence_exit("spinlens zoo train", False, f"{exc} (nothing written)", what="training")
+    from spinlens.training import divergence_reason
+
+    zero_loss = float(np.mean(test.y ** 2))
+    diverged = divergence_reason(res.train_loss, zero_loss)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {
@@ -161,7 +170,8 @@ def run_train(args) -> int:
         "n_context": dist.n_context,
         "n_prompts": None if args.online else data.n_prompts,
         "n_params": int(sum(p.numel() for p in model.parameters())),
-        "baseline_zero_prediction": float(np.mean(test.y ** 2)),
+        "converged": diverged is None,
+        "baseline_zero_prediction": zero_loss,
         **res.to_dict(),
         "seed": seed,
     }
@@ -180,7 +190,7 @@ def run_train(args) -> int:
         print_json(summary)
     else:
         print_table([(k, v) for k, v in summary.items() if not isinstance(v, dict)] + [("out", str(out))])
-    return 0
+    return convergence_exit("spinlens zoo train", diverged is None, diverged or "", what="training")
 
 
 def _plot_history(hist, out, *, title: str) -> None:

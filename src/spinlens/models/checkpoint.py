@@ -83,14 +83,21 @@ def read_checkpoint_config(path):
                 record = json.loads(cfg_file.read_text())
             except json.JSONDecodeError as exc:
                 raise InvalidParameterError(f"{str(cfg_file)!r} is not valid JSON: {exc}") from None
-            if record.get("format") != FORMAT or "config" not in record:
-                raise InvalidParameterError(
-                    f"{str(cfg_file)!r} is not a spinlens zoo checkpoint config (format {record.get('format')!r}, "
-                    f"expected {FORMAT!r})."
-                )
+            if not isinstance(record, dict):
+                raise InvalidParameterError(f"{str(cfg_file)!r} must hold a JSON object, not {type(record).__name__}.")
+            if "format" not in record:
+                raise InvalidParameterError(f"{str(cfg_file)!r} has no 'format' key: not a spinlens zoo checkpoint "
+                                            f"config (expected format {FORMAT!r}).")
+            if record["format"] != FORMAT:
+                raise InvalidParameterError(f"{str(cfg_file)!r} has format {record['format']!r}; expected {FORMAT!r}.")
+            if not isinstance(record.get("config"), dict):
+                raise InvalidParameterError(f"{str(cfg_file)!r} lacks a 'config' object (the model's settings).")
             return ZooConfig.from_dict(record["config"])
         p = p / WEIGHTS_FILE
     if not p.exists():
+        if Path(path).is_dir():
+            raise InvalidParameterError(f"checkpoint folder {str(path)!r} holds neither {CONFIG_FILE} nor {WEIGHTS_FILE}; "
+                                        "expected a folder written by `spinlens zoo train` (its model/ subfolder).")
         raise InvalidParameterError(f"checkpoint {str(path)!r} does not exist (expected a folder or a .safetensors file).")
     from safetensors import SafetensorError
 
@@ -110,7 +117,14 @@ def read_checkpoint_metadata(path) -> dict:
     cfg_file = Path(path) / CONFIG_FILE
     if not cfg_file.exists():
         return {}
-    return dict(json.loads(cfg_file.read_text()).get("metadata", {}))
+    try:
+        record = json.loads(cfg_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise InvalidParameterError(f"{str(cfg_file)!r} is not valid JSON: {exc}") from None
+    meta = record.get("metadata", {}) if isinstance(record, dict) else None
+    if not isinstance(meta, dict):
+        raise InvalidParameterError(f"{str(cfg_file)!r}: 'metadata' must be a JSON object.")
+    return dict(meta)
 
 
 def load_checkpoint(path, *, device="cpu"):
@@ -143,7 +157,11 @@ def load_checkpoint(path, *, device="cpu"):
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidParameterError(f"checkpoint weights {str(weights)!r} are not a readable .safetensors file: {msg}") from None
     model = build_model(cfg, rng=0)
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(tensors, strict=False)
+    except RuntimeError as exc:  # a tensor of the wrong shape
+        msg = " ".join(str(exc).split())
+        raise InvalidParameterError(f"checkpoint {str(path)!r} does not match its config ({cfg.arch}): {msg[:300]}") from None
     if missing or unexpected:
         raise InvalidParameterError(
             f"checkpoint {str(path)!r} does not match its config ({cfg.arch}): missing {sorted(missing)}, "
