@@ -25,9 +25,10 @@ def distribution_from_args(args, *, d=None, n_context=None):
     from spinlens.prompts import PromptDistribution
 
     check_int("--seed", args.seed, low=0)
-    d = check_int("--D", args.D if d is None else d, low=1)
-    n_context = check_int("--N", args.N if n_context is None else n_context, low=1)
-    K = None if args.K is None else check_int("--K", args.K, low=1)
+    # (D+1)^2 spins: D beyond 10^4 is 10^8 spins and more, far past what any solver or model here can hold
+    d = check_int("--D", args.D if d is None else d, low=1, high=10_000)
+    n_context = check_int("--N", args.N if n_context is None else n_context, low=1, high=10**7)
+    K = None if args.K is None else check_int("--K", args.K, low=1, high=10**12)
     return PromptDistribution(
         d=d,
         n_context=n_context,

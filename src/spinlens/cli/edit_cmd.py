@@ -194,8 +194,8 @@ def _steer(args):
     from spinlens.interp import steering as st
 
     _check_common(args)
-    check_int("n_prompts", args.n_prompts, low=1)
-    check_int("n_top_heads", args.n_top_heads, low=1)
+    check_int("n_prompts", args.n_prompts, low=1, high=10**6)
+    check_int("n_top_heads", args.n_top_heads, low=1, high=10**4)
     for s in args.strengths:
         check_float("strengths", s)
     spec = st.load_spec(args.spec) if args.spec else None

@@ -121,6 +121,9 @@ def _setup(args):
         check_float("threshold", args.threshold, low=0.0)
     if getattr(args, "top", None) is not None:
         check_int("top", args.top, low=1)
+    for flag, value in (("--model", args.model), ("--checkpoint", args.checkpoint), ("--planted", args.planted)):
+        if value is not None and not str(value).strip():
+            raise InvalidParameterError(f"The '{flag}' parameter must not be empty.")
     given = [x for x in (args.model, args.checkpoint, args.planted) if x]
     if len(given) > 1:
         raise InvalidParameterError("Give at most one of --model, --checkpoint, --planted.")

@@ -78,6 +78,19 @@ def _command_prog(parser, argv) -> str:
     return prog
 
 
+def _find_parser(parser, prog: str):
+    """The (sub)parser whose prog is ``prog``."""
+    if parser.prog == prog:
+        return parser
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for sub in a.choices.values():
+                found = _find_parser(sub, prog)
+                if found is not None:
+                    return found
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the error boundary of the command line.
 
@@ -93,10 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
     prog = _command_prog(parser, argv)
+    if not getattr(args, "func", None):
+        if prog == parser.prog:
+            parser.print_help()
+            return 2
+        group = _find_parser(parser, prog)
+        subs = [a for a in group._actions if isinstance(a, argparse._SubParsersAction)]
+        choices = ", ".join(subs[0].choices) if subs else ""
+        print(f"{prog}: error: choose one of: {choices} (see '{prog} --help')", file=sys.stderr)
+        return 2
     try:
         code = args.func(args)
     except KeyboardInterrupt:

@@ -50,11 +50,16 @@ def run(args) -> int:
     lam = check_float("--lam", args.lam, low=0)
     beta = check_float("--beta", args.beta, low=0, low_open=True)
     damping = check_float("--damping", args.damping, low=0, high=1, high_open=True)
-    steps = check_int("--steps", args.steps, low=1)
+    steps = check_int("--steps", args.steps, low=1, high=10**7)
     tol = check_float("--tol", args.tol, low=0, low_open=True)
     samples = check_int("--samples", args.samples, low=2)
     mc = check_int("--mc-prompts", args.mc_prompts, low=2)
     check_out_file("--save", args.save)
+    if method == "limit" and args.K is not None:
+        from spinlens.errors import InvalidParameterError
+
+        raise InvalidParameterError("The '--K' parameter has no effect with --method limit (the P → ∞ closed form "
+                                    "assumes a fresh task per prompt); drop --K or choose another method.")
     r_prompts, r_solve, r_eval = spawn(args.seed, 3)
     dist, prompts = prompts_from_args(args, r_prompts)
     H = build_hamiltonian(prompts, l2_strength=lam)

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     from spinlens.errors import InvalidParameterError
     from spinlens.sweeps import DEFAULT_OBSERVABLES, load_config, make_grid, run_sweep
 
-    from ._common import check_out_dir
+    from ._common import check_out_dir, convergence_exit
 
     check_out_dir("--out", args.out)
     cfg = load_config(args.config) if args.config else {"grid": {}, "settings": {}}
@@ -111,8 +111,11 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"The 'jobs' parameter must be an integer >= 1. Got {args.jobs} instead.")
     kwargs = {k: settings[k] for k in ("method", "max_iter", "tol", "n_mc", "sampler", "jobs", "scheduler", "chunk_size", "point_fn")
               if k in settings}
-    run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, progress=not args.no_progress, **kwargs)
+    ds = run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, progress=not args.no_progress, **kwargs)
     if args.json:
         with open(f"{args.out}/run.json") as f:
             print(json.dumps(json.load(f)))
-    return 0
+    conv = ds["converged"].values.astype(bool) if "converged" in ds else None
+    n_bad = 0 if conv is None else int((~conv).sum())
+    return convergence_exit("spinlens sweep", n_bad == 0,
+                            f"{n_bad} of {0 if conv is None else conv.size} points (the 'converged' mask of results.nc)")

@@ -145,6 +145,9 @@ def _parse_number(spec: ParameterSpec, text: str, source: str):
         ) from None
 
 
+MAX_VALUES = 100_000  # values of one parameter; a grid is their product, so this is already far past a day of work
+
+
 def _spaced(spec: ParameterSpec, start, stop, num, log: bool, source: str) -> list:
     try:
         num_f = float(num)
@@ -153,6 +156,10 @@ def _spaced(spec: ParameterSpec, start, stop, num, log: bool, source: str) -> li
     if not math.isfinite(num_f) or not num_f.is_integer():
         raise InvalidParameterError(f"The sweep parameter '{spec.name}': NUM in {source!r} must be an integer.")
     num_i = int(num_f)
+    if num_i > MAX_VALUES:
+        raise InvalidParameterError(
+            f"The sweep parameter '{spec.name}': NUM in {source!r} must be at most {MAX_VALUES}, got {num_i}."
+        )
     if num_i < 1:
         raise InvalidParameterError(
             f"The sweep parameter '{spec.name}' got an empty range {source!r}: NUM must be >= 1, got {num_i}."
@@ -233,6 +240,9 @@ def parse_values(name: str, value) -> tuple:
                 a, b = (_parse_number(spec, p, source) for p in parts)
                 if not all(isinstance(v, int) for v in (a, b)):
                     raise InvalidParameterError(f"The sweep parameter 'seed': range {text!r} needs integers.")
+                if b - a > MAX_VALUES:
+                    raise InvalidParameterError(
+                        f"The sweep parameter 'seed': range {text!r} holds {b - a} seeds; at most {MAX_VALUES}.")
                 raw = list(range(a, b))
                 if not raw:
                     raise InvalidParameterError(
