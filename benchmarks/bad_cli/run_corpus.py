@@ -5,7 +5,7 @@
 Each line of the corpus is one command line (without the leading ``spinlens``); ``#`` starts a comment.
 Lines run in a scratch folder holding malformed fixtures (see ``make_fixtures``). Classes:
 
-* ``clean``      exit 2, one line on stderr, no traceback (the goal for bad input);
+* ``clean``      exit 2, ONE error line on stderr (the last), no traceback (the goal for bad input);
 * ``traceback``  an exception escaped ``main`` or stderr holds a traceback;
 * ``internal``   exit 1 with the boundary's one-line "internal error" (a bug, reported cleanly);
 * ``multiline``  exit 2 but more than one line on stderr;
@@ -117,8 +117,8 @@ def run_line(line: str, timeout: float):
             cls = "internal"
         elif code in (0, 3):
             cls = "accepted"
-        elif code == 2 and len([ln for ln in lines if "warning" not in ln.lower()]) == 1:
-            cls = "clean"
+        elif code == 2 and len([ln for ln in lines if ": error:" in ln]) == 1 and ": error:" in lines[-1]:
+            cls = "clean"  # progress/info lines before the one error line are fine
         elif code == 2:
             cls = "multiline"
         else:

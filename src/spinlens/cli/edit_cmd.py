@@ -198,11 +198,24 @@ def _steer(args):
     check_int("n_top_heads", args.n_top_heads, low=1, high=10**4)
     for s in args.strengths:
         check_float("strengths", s)
-    spec = st.load_spec(args.spec) if args.spec else None
-    if spec is not None:  # check every entry (keys, vector files) before the base model is trained or loaded
-        st.interventions_from_spec({**spec, "interventions": [
-            e for e in spec["interventions"]
-            if not (isinstance(e, dict) and e.get("type") == "ablate" and e.get("mode", "zero") != "zero")]})
+    from spinlens.errors import InvalidParameterError
+
+    try:
+        spec = st.load_spec(args.spec) if args.spec else None
+        if spec is not None:  # check every entry (keys, vector files) before the base model is trained or loaded
+            st.interventions_from_spec({**spec, "interventions": [
+                e for e in spec["interventions"]
+                if not (isinstance(e, dict) and e.get("type") == "ablate" and e.get("mode", "zero") != "zero")]})
+    except InvalidParameterError:
+        raise
+    except UnicodeDecodeError:
+        raise InvalidParameterError(f"The 'spec' file {args.spec!r} is not UTF-8 text (JSON or YAML).") from None
+    except OSError as exc:
+        raise InvalidParameterError(f"The 'spec' file {args.spec!r} names a file that cannot be read: "
+                                    f"{exc.filename or ''} ({exc.strerror or exc}).") from None
+    except ValueError as exc:  # e.g. a vector .npy holding Python objects (never unpickled)
+        raise InvalidParameterError(f"The 'spec' file {args.spec!r}: a vector file is not a plain numeric array "
+                                    f"({' '.join(str(exc).split())}).") from None
     model, out = _setup(args)
     if args.spec:
         d, n = model.cfg.d_in - 1, model.cfg.max_pos - 1

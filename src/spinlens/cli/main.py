@@ -143,6 +143,8 @@ def describe_error(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, MemoryError):
         return ("error: not enough memory for this request; choose smaller sizes "
                 f"({type(exc).__name__}: {one_line(exc) or 'allocation failed'})"), 2
+    if isinstance(exc, UnicodeDecodeError):
+        return (f"error: an input file is not UTF-8 text ({one_line(exc)}); pass the text file the option expects", 2)
     if isinstance(exc, (OverflowError, FloatingPointError)):
         return ("error: the input overflows float64 or a machine integer "
                 f"({type(exc).__name__}: {one_line(exc)}); choose smaller sizes or rescale the values"), 2

@@ -107,11 +107,28 @@ def run(args: argparse.Namespace) -> int:
             settings[key] = v
     grid = make_grid(grid_spec)
     obs = settings.get("observables", list(DEFAULT_OBSERVABLES))
+    if isinstance(obs, str):
+        obs = [o.strip() for o in obs.split(",")]
+    if not isinstance(obs, (list, tuple)) or not obs or not all(isinstance(o, str) and o.strip() for o in obs):
+        raise InvalidParameterError(f"The 'observables' setting must be a non-empty list of names (or a comma-separated "
+                                    f"string) without empty items. Got {settings.get('observables')!r} instead.")
     if args.jobs is not None and args.jobs < 1:
         raise InvalidParameterError(f"The 'jobs' parameter must be an integer >= 1. Got {args.jobs} instead.")
     kwargs = {k: settings[k] for k in ("method", "max_iter", "tol", "n_mc", "sampler", "jobs", "scheduler", "chunk_size", "point_fn")
               if k in settings}
-    ds = run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, progress=not args.no_progress, **kwargs)
+    custom_fn = kwargs.get("point_fn")
+    try:
+        ds = run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, progress=not args.no_progress,
+                       **kwargs)
+    except (InvalidParameterError, KeyboardInterrupt, OSError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code: a point function that fails is bad input, not our bug
+        if not custom_fn:
+            raise
+        raise InvalidParameterError(
+            f"The 'point_fn' {custom_fn!r} failed: {type(exc).__name__}: {exc}; a point function takes "
+            "(params: dict, observables: list, **options) and returns a dict of observables."
+        ) from None
     if args.json:
         with open(f"{args.out}/run.json") as f:
             print(json.dumps(json.load(f)))

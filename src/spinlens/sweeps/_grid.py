@@ -362,7 +362,10 @@ def load_config(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InvalidParameterError(f"The 'config' file {str(path)!r} does not exist.")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise InvalidParameterError(f"The 'config' file {str(path)!r} is not UTF-8 text (TOML, YAML or JSON).") from None
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":
