@@ -134,7 +134,7 @@ def _run(args) -> int:
     record = {
         "command": "landscape", "description": "energy landscape and spectra of S^T S/P", "mode": "custom",
         "seed": args.seed,
-        "parameters": {"d": args.d, "n_context": args.n_context, "prompts": Ps, "l2_strength": args.l2_strength,
+        "parameters": {"D": args.d, "N": args.n_context, "P": Ps, "lam": args.l2_strength,
                        "samples": args.samples, "grid": args.grid, "directions": args.directions,
                        "spectrum_d": list(args.spectrum_d)},
         "summary": summary, "wall_seconds": round(time.perf_counter() - t0, 3),

@@ -7,7 +7,7 @@ Forms:
   parameters mapped with `spinlens.conventions.to_lu` (``--lam`` is then the Hamiltonian's ``l2_strength``);
 * ``spinlens theory curve --vary tau --from 0.1 --to 3 --num 200 ... [--out DIR]``: a curve (table or
   PNG+PDF+CSV);
-* ``spinlens theory simulate --d 40 ...``: finite-d simulation next to the theory.
+* ``spinlens theory simulate --D 40 ...``: finite-d simulation next to the theory.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ EXAMPLES = """  spinlens theory --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.
   spinlens theory --alpha 10 --tau 0.99 --kappa 0.5 --rho 0.01 --lam 0
   spinlens theory --spin-glass --D 20 --N 100 --P 10000 --lam 0.01 --json
   spinlens theory curve --vary tau --from 0.1 --to 3 --num 200 --alpha 10 --kappa 0.5 --rho 0.01 --lam 0,0.1 --out theory-out
-  spinlens theory simulate --d 40 --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --seed 0 --json
+  spinlens theory simulate --D 40 --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --seed 0 --json
   spinlens theory diversity --D 10 --N 20 --P 2000 --lam 0.01 --sigma-eps 0.5 --out div-out
   spinlens theory phase --D 10 --N 5:60:12 --K 1:1000:12:log --P 4000 --lam 0.01 --repeats 2 --seed 0 --out phase-out
 """
@@ -40,8 +40,8 @@ DIV_EXAMPLES = """  spinlens theory diversity --D 10 --N 20 --P 2000 --lam 0.01 
   spinlens theory diversity --D 10 --N 20 --P 2000 --lam 0.01 --sigma-eps 0.5 --K 2,8,32,128,512 --out div-out
 """
 
-SIM_EXAMPLES = """  spinlens theory simulate --d 40 --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --seed 0 --json
-  spinlens theory simulate --d 30 --alpha 5 --tau 25 --kappa inf --lam 0.2 --repeats 3
+SIM_EXAMPLES = """  spinlens theory simulate --D 40 --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --seed 0 --json
+  spinlens theory simulate --D 30 --alpha 5 --tau 25 --kappa inf --lam 0.2 --repeats 3
 """
 
 _PARAMS = ("alpha", "tau", "kappa", "rho", "lam")
@@ -215,7 +215,7 @@ def _run_point(args) -> int:
         lu = to_lu(D, N, P, l2, n_tasks=K, sigma_eps=sig)
         a, t, k, r, lm = validate_inputs(lu["alpha"], lu["tau"], lu["kappa"], lu["rho"], lu["lam"])
         params = {"alpha": a, "tau": t, "kappa": k, "rho": r, "lam": lm}
-        out["spin_glass"] = {"D": D, "N": N, "P": P, "l2_strength": l2, "K": K, "sigma_eps": sig}
+        out["spin_glass"] = {"D": D, "N": N, "P": P, "lam": l2, "K": K, "sigma_eps": sig}
     else:
         params = _lu_point_args(args)
     res = _point(**params)
@@ -284,7 +284,7 @@ def _run_simulate(args) -> int:
     from spinlens.theory.simulate import simulate_point
 
     params = _lu_point_args(args)
-    d = check_int("d", _one("d", args.d), low=2, high=200)
+    d = check_int("--D", _one("--D", args.d), low=2, high=200)
     reps = check_int("repeats", _one("repeats", args.repeats), low=1, high=1000)
     sim = simulate_point(d, **params, n_repeats=reps, rng=args.seed)
     th = _point(**params)
@@ -294,11 +294,14 @@ def _run_simulate(args) -> int:
         sim_icl_error=sim.icl_error, sim_idg_error=sim.idg_error, sim_icl_std=sim.icl_std, sim_idg_std=sim.idg_std,
         icl_error=th.icl_error, idg_error=th.idg_error, converged=th.converged,
     )
+    from spinlens.vocabulary import to_symbols
+
+    out = to_symbols(out)  # D, N, P, K: the keys of docs/vocabulary.md
     if args.json:
         print_json(out)
     else:
         print_table(list(out.items()))
-    return 0
+    return convergence_exit("spinlens theory simulate", bool(th.converged), th.message, what="theory")
 
 
 def _run_diversity(args) -> int:
@@ -317,7 +320,7 @@ def _run_diversity(args) -> int:
     ds = task_diversity_sweep(D, N, P, l2, ks, sigma_eps=sig, n_test=n_test, rng=args.seed, progress=True)
     df = ds.to_dataframe().reset_index()
     if args.json:
-        print_json({"config": {"D": D, "N": N, "P": P, "l2_strength": l2, "sigma_eps": sig, "seed": args.seed},
+        print_json({"config": {"D": D, "N": N, "P": P, "lam": l2, "sigma_eps": sig, "seed": args.seed},
                     "rows": df.to_dict(orient="records")})
     else:
         print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
@@ -377,7 +380,7 @@ def _run_phase(args) -> int:
     summary = (f"{ds.converged_fraction.size} cells, {n_conv} with a converged cavity run, "
                f"{float(ds.converged.values.mean()):.0%} of runs converged, {seconds:.1f} s")
     if args.json:
-        print_json({"config": {"D": D, "N": ns, "K": ks, "P": P, "l2_strength": l2, "sigma_eps": sig, "beta": beta,
+        print_json({"config": {"D": D, "N": ns, "K": ks, "P": P, "lam": l2, "sigma_eps": sig, "beta": beta,
                                "damping": damping, "max_iter": max_iter, "repeats": reps, "seed": args.seed},
                     "rows": df.to_dict(orient="records")})
     else:

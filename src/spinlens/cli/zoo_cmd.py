@@ -21,7 +21,7 @@ FIG_EXAMPLES = """  spinlens zoo figS8 --quick --out runs/figS8
 """
 
 BRIDGE_EXAMPLES = """  spinlens zoo bridge runs/fla
-  spinlens zoo bridge runs/fla --N 100 --l2-strength 0.005 --json
+  spinlens zoo bridge runs/fla --N 100 --lam 0.005 --json
 """
 
 
@@ -166,9 +166,9 @@ def run_train(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     summary = {
         "arch": cfg.arch,
-        "d": dist.d,
-        "n_context": dist.n_context,
-        "n_prompts": None if args.online else data.n_prompts,
+        "D": dist.d,
+        "N": dist.n_context,
+        "P": None if args.online else data.n_prompts,
         "n_params": int(sum(p.numel() for p in model.parameters())),
         "converged": diverged is None,
         "baseline_zero_prediction": zero_loss,
@@ -183,7 +183,9 @@ def run_train(args) -> int:
                     out, "train_loss")
     fw.save_columns({"step": hist.eval_step.values, "test_loss": hist.test_loss.values}, out, "test_loss")
     _plot_history(hist, out, title=f"{cfg.arch}: D={dist.d}, N={dist.n_context}")
-    fw.write_run_json(out, {"command": "zoo train", "config": cfg.to_dict(), "distribution": dist_info,
+    from spinlens.vocabulary import to_symbols
+
+    fw.write_run_json(out, {"command": "zoo train", "config": cfg.to_dict(), "distribution": to_symbols(dist_info),
                             "seed": seed, "summary": summary, "version": __version__, "git_sha": fw.git_sha(),
                             "wall_seconds": time.perf_counter() - t0, "versions": fw.package_versions()})
     if args.json:
@@ -242,11 +244,13 @@ def run_bridge(args) -> int:
         wd = float(meta.get("weight_decay", 0.0) or 0.0)
         lam = wd / 2 if meta.get("optimizer", "adam") != "adamw" else 0.0
     else:
-        lam = check_float("--l2-strength", args.l2_strength, low=0)
+        lam = check_float("--lam", args.l2_strength, low=0)
     rep = bridge_report(model, dist, l2_strength=lam, n_prompts=check_int("--prompts", args.prompts, low=10),
                         rng=check_int("--seed", args.seed, low=0))
     if args.json:
-        print_json(rep.to_dict())
+        from spinlens.vocabulary import to_symbols
+
+        print_json(to_symbols(rep.to_dict()))
     else:
         print_table(list(rep.to_dict().items()))
     return 0
