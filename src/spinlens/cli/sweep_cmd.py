@@ -117,6 +117,9 @@ def run(args: argparse.Namespace) -> int:
     kwargs = {k: settings[k] for k in ("method", "max_iter", "tol", "n_mc", "sampler", "jobs", "scheduler", "chunk_size", "point_fn")
               if k in settings}
     custom_fn = kwargs.get("point_fn")
+    from pathlib import Path
+
+    fresh = not Path(args.out).exists()
     try:
         ds = run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, progress=not args.no_progress,
                        **kwargs)
@@ -125,6 +128,11 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - user code: a point function that fails is bad input, not our bug
         if not custom_fn:
             raise
+        points = Path(args.out) / "points"
+        if fresh and not (points.is_dir() and any(points.iterdir())):  # nothing finished: leave nothing behind
+            import shutil
+
+            shutil.rmtree(args.out, ignore_errors=True)
         raise InvalidParameterError(
             f"The 'point_fn' {custom_fn!r} failed: {type(exc).__name__}: {exc}; a point function takes "
             "(params: dict, observables: list, **options) and returns a dict of observables."

@@ -56,7 +56,7 @@ def register(sub):
     g = t.add_argument_group("training")
     g.add_argument("--online", action="store_true", help="fresh prompts every step (P → ∞) instead of a fixed set of --P")
     g.add_argument("--steps", type=int, default=1000, help="optimizer steps (>= 1)")
-    g.add_argument("--batch-size", type=int, default=256, help="prompts per step (>= 1)")
+    g.add_argument("--batch-size", type=int, default=None, help="prompts per step (default: 256, or P when fewer)")
     g.add_argument("--optimizer", default="adam", help="adam | adamw | sgd")
     g.add_argument("--lr", type=float, default=1e-2, help="learning rate (> 0)")
     g.add_argument("--weight-decay", type=float, default=0.0,
@@ -143,7 +143,13 @@ def run_train(args) -> int:
         data = dist
     else:
         dist, data = prompts_from_args(args, r_prompts)
-    n_test = check_int("--test-prompts", args.test_prompts, low=1)
+    n_test = check_int("--test-prompts", args.test_prompts, low=1, high=10**7)
+    check_int("--steps", args.steps, low=1, high=10**8)
+    # a batch is drawn from the P stored prompts (or fresh ones online); more than P would silently mean P
+    max_batch = 10**6 if args.online else data.n_prompts
+    if args.batch_size is None:
+        args.batch_size = min(256, max_batch)
+    check_int("--batch-size", args.batch_size, low=1, high=max_batch)
     test = dist.replace(n_tasks=None).sample(n_test, rng=r_test)
     cfg = ZooConfig(arch=args.arch, d=dist.d, n_heads=args.n_heads, d_head=args.d_head, n_layers=args.n_layers,
                     d_model=args.d_model, d_mlp=args.d_mlp, causal=bool(args.causal), dtype=args.dtype,
