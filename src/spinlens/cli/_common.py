@@ -246,6 +246,13 @@ def all_finite(*values) -> bool:
     return True
 
 
+def args_record(args) -> dict:
+    """The parsed options of a command for run.json, keyed by the vocabulary's symbols (``d`` -> ``D``)."""
+    from spinlens.vocabulary import to_symbols
+
+    return to_symbols({k: v for k, v in vars(args).items() if k != "func"})
+
+
 def jsonable(obj):
     """Convert numpy scalars/arrays and non-finite floats into JSON-friendly values (inf -> "inf")."""
     import numpy as np

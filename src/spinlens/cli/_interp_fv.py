@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from ._common import Formatter, jsonable, print_json, print_table
+from ._common import Formatter, args_record, jsonable, print_json, print_table
 
 try:  # shared validator (added by the CLI error-handling audit); a local equivalent until it lands
     from ._common import check_out_dir
@@ -120,7 +120,7 @@ def _run_fv(args: argparse.Namespace) -> int:
 
         rec = {"command": "interp fv", "argv": sys.argv[1:], "seed": args.seed,
                "version": getattr(spinlens, "__version__", "?"), "summary": d,
-               "args": {k: v for k, v in vars(args).items() if k != "func"}}
+               "args": args_record(args)}
         with open(os.path.join(args.out, "run.json"), "w") as fh:
             json.dump(jsonable(rec), fh, indent=2)
     if args.json:

@@ -7,7 +7,7 @@ cached as ``OUT/base.safetensors``. Heavy imports happen inside the command func
 
 from __future__ import annotations
 
-from spinlens.cli._common import add_command
+from spinlens.cli._common import add_command, args_record
 
 STEER_EXAMPLES = """  spinlens steer --out steer-out                      # function/task vectors: recovery vs strength and layer
   spinlens steer --spec spec.yaml --out steer-spec --json   # apply a spec file of interventions
@@ -165,7 +165,7 @@ def _write(out, stem, ds, fig, args, extra=None):
         _to_csv(ds, out / f"{stem}.csv")
     ds.to_netcdf(out / f"{stem}.nc")
     save_figure(fig, out, stem)
-    run = {"command": " ".join(["spinlens"] + sys.argv[1:]), "args": {k: v for k, v in vars(args).items() if k != "func"},
+    run = {"command": " ".join(["spinlens"] + sys.argv[1:]), "args": args_record(args),
            "seed": args.seed, "version": __version__, "attrs": dict(ds.attrs), **(extra or {})}
     (out / "run.json").write_text(json.dumps(jsonable(run), indent=1, default=str))
 
@@ -238,7 +238,7 @@ def _steer(args):
 
             np.savetxt(out / "steered.csv", np.stack([y, base.numpy(), steered.numpy()], 1), delimiter=",",
                        header="target,unsteered,steered", comments="")
-            (out / "run.json").write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "func"},
+            (out / "run.json").write_text(json.dumps({"args": args_record(args),
                                                       "result": res}, indent=1, default=str))
         print_json(res) if args.json else print_table(list(res.items()))
         return 0

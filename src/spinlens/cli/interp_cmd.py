@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from ._common import Formatter, add_command, check_out_dir, print_json
+from ._common import Formatter, add_command, args_record, check_out_dir, print_json
 
 EXAMPLES = """  spinlens interp patch --planted regression --out runs/interp-patch
   spinlens interp circuit --checkpoint runs/tf --n-prompts 256 --threshold 0.1 --out runs/circuit
@@ -212,7 +212,7 @@ def _write_run(out, args, summary):
 
     rec = {"command": "interp " + args.method, "argv": sys.argv[1:], "seed": args.seed,
            "version": getattr(spinlens, "__version__", "?"), "summary": summary,
-           "args": {k: v for k, v in vars(args).items() if k != "func"}}
+           "args": args_record(args)}
     from ._common import jsonable
 
     with open(os.path.join(out, "run.json"), "w") as fh:

@@ -116,8 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         choices = ", ".join(subs[0].choices) if subs else ""
         print(f"{prog}: error: choose one of: {choices} (see '{prog} --help')", file=sys.stderr)
         return 2
+    import warnings
+
     try:
-        code = args.func(args)
+        with warnings.catch_warnings():
+            if not debug:  # numpy's overflow chatter: the commands report non-finite results themselves
+                warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy(\.|$)")
+            code = args.func(args)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130

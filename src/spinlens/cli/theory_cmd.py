@@ -12,7 +12,7 @@ Forms:
 
 from __future__ import annotations
 
-from spinlens.cli._common import Formatter, add_command, check_out_dir, convergence_exit, print_json, print_table
+from spinlens.cli._common import Formatter, add_command, args_record, check_out_dir, convergence_exit, print_json, print_table
 
 EXAMPLES = """  spinlens theory --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --json
   spinlens theory --alpha 10 --tau 0.99 --kappa 0.5 --rho 0.01 --lam 0
@@ -421,7 +421,7 @@ def _write_outputs(args, stem: str, df, make_figure, *, ds=None, extra: dict | N
     fig.savefig(os.path.join(args.out, f"{stem}.pdf"))
     plt.close(fig)
     files += [f"{stem}.png", f"{stem}.pdf"]
-    cfg = {k: v for k, v in vars(args).items() if k != "func"}
+    cfg = args_record(args)
     with open(os.path.join(args.out, "run.json"), "w") as fh:
         json.dump({"command": f"theory {stem}", "config": cfg, "seed": args.seed,
                    "version": __version__, **(extra or {}), "files": files}, fh, indent=2, default=str)
