@@ -18,8 +18,8 @@ EXAMPLES = """\
       --observables test_error,train_error,overlap --out sweep-noise
 
 value syntax: V | V1,V2,... | START:STOP:NUM (linspace, ints rounded) | START:STOP:NUM:log;
-  --seed START:STOP is range(START, STOP) (repeats). Dims of results.nc: d, n_context, n_prompts,
-  n_tasks, l2_strength, beta, damping, corr, sigma_eps, seed (only the swept ones).
+  --seed START:STOP is range(START, STOP) (repeats). Dims of results.nc: D, N, P, K, lam, beta,
+  damping, corr, sigma_eps, seed (the symbols of docs/vocabulary.md; only the swept ones).
 observables: test_error, pool_error, train_error, contrast_ratio, zero_mode_fraction, overlap,
   exact_distance, converged (always), n_iter, residual, wall_time.
 """
