@@ -391,31 +391,23 @@ def _run_phase(args) -> int:
 
 def _write_outputs(args, stem: str, df, make_figure, *, ds=None, extra: dict | None = None) -> list[str]:
     """Write ``stem``.csv (and .nc when ``ds`` is given), the figure as PNG and PDF, and run.json under --out."""
-    import json
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from spinlens import __version__
+    from spinlens import io
 
-    os.makedirs(args.out, exist_ok=True)
     files = [f"{stem}.csv"]
-    df.to_csv(os.path.join(args.out, f"{stem}.csv"), index=False)
+    io.save_dataframe(df, args.out, stem, index=False)
     if ds is not None:
-        ds.to_netcdf(os.path.join(args.out, f"{stem}.nc"))
+        io.save_dataset(ds, args.out, stem)
         files.append(f"{stem}.nc")
     fig, _ = make_figure()
-    fig.savefig(os.path.join(args.out, f"{stem}.png"), dpi=150)
-    fig.savefig(os.path.join(args.out, f"{stem}.pdf"))
-    plt.close(fig)
+    io.save_figure(fig, args.out, stem, dpi=150)
     files += [f"{stem}.png", f"{stem}.pdf"]
     cfg = {k: v for k, v in vars(args).items() if k != "func"}
-    with open(os.path.join(args.out, "run.json"), "w") as fh:
-        json.dump({"command": f"theory {stem}", "config": cfg, "seed": args.seed,
-                   "version": __version__, **(extra or {}), "files": files}, fh, indent=2, default=str)
+    io.write_run_json(args.out, io.run_record(f"theory {stem}", seed=args.seed, config=cfg, **(extra or {}),
+                                              files=files))
     return files
 
 

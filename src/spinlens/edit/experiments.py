@@ -29,52 +29,30 @@ BASE_DEFAULTS = dict(n_layers=2, n_heads=4, d_model=32, d_mlp=64)
 # ------------------------------------------------------------------------------------------ base model
 
 
-def save_transformer(model, path) -> Path:
-    """Save a `Transformer` as one safetensors file with its config in the metadata."""
-    from safetensors.torch import save_file
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(p),
-              metadata={"spinlens_transformer_config": json.dumps(model.cfg.to_dict())})
-    return p
-
-
 def load_transformer(path):
-    """Load a model saved by `save_transformer`."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    """Load a spinlens `Transformer` from a checkpoint folder (`spinlens.models.checkpoint.load_model`).
 
-    from spinlens.errors import InvalidParameterError
-    from spinlens.models.transformer import Transformer, TransformerConfig
+    Also reads the single ``.safetensors`` file the edit commands wrote before (with a `FutureWarning`).
+    Saving goes through `spinlens.models.checkpoint.save_model` (one folder format for every model).
+    """
+    from spinlens.models.checkpoint import load_transformer as _load
 
-    from safetensors import SafetensorError
-
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidParameterError(f"The 'model' parameter must be an existing .safetensors file. Got {str(p)!r}.")
-    try:
-        with safe_open(str(p), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidParameterError(f"The 'model' parameter must be a .safetensors file saved by save_transformer; "
-                                    f"cannot read {str(p)!r}: {msg}") from None
-    if "spinlens_transformer_config" not in meta:
-        raise InvalidParameterError(f"{str(p)!r} has no spinlens transformer config in its metadata.")
-    m = Transformer(TransformerConfig(**json.loads(meta["spinlens_transformer_config"])))
-    m.load_state_dict(load_file(str(p)))
-    return m
+    return _load(path)
 
 
 def pretrained_base(d: int = 5, n_context: int = 10, *, steps: int = 2000, path=None, rng=0, progress=False, **arch):
-    """A small GPT-2-style transformer trained on isotropic ICL linear regression (cached at ``path``)."""
+    """A small GPT-2-style transformer trained on isotropic ICL linear regression (cached in the folder ``path``).
+
+    The cache is a checkpoint folder (`spinlens.models.checkpoint.save_model`); a cache with other sizes
+    is retrained and overwritten.
+    """
+    from spinlens.models.checkpoint import is_checkpoint, save_model
     from spinlens.models.transformer import Transformer
 
-    if path is not None and Path(path).exists():
+    if path is not None and is_checkpoint(path):
         m = load_transformer(path)
         if m.cfg.d_in == d + 1 and m.cfg.max_pos == n_context + 1:
-            return m  # cached; a cache with other sizes is retrained and overwritten
+            return m
     g1, g2, g3 = spawn(rng, 3)
     cfg = {**BASE_DEFAULTS, **arch}
     m = Transformer(d_in=d + 1, max_pos=n_context + 1, rng=g1, **cfg)
@@ -83,18 +61,24 @@ def pretrained_base(d: int = 5, n_context: int = 10, *, steps: int = 2000, path=
 
     m = pinpoint_tune(m, "all", Z, y, lr=2e-3, steps=steps, batch_size=128, rng=g3, progress=progress).model
     if path is not None:
-        save_transformer(m, path)
+        save_model(m, path, metadata={"task": "icl-regression", "distribution": {"d": d, "n_context": n_context},
+                                      "steps": steps, "seed": rng if isinstance(rng, int) else None})
     return m
 
 
-def _d_n(model):
-    return model.cfg.d_in - 1, model.cfg.max_pos - 1
+def _d_n(model, n_context=None):
+    """(D, N) of a regression Transformer: N = ``n_context`` (the length it was trained on) or its longest."""
+    from spinlens.errors import check_int
+
+    n_max = model.cfg.max_pos - 1
+    n = n_max if n_context is None else check_int("n_context", n_context, low=1, high=n_max)
+    return model.cfg.d_in - 1, n
 
 
 # ----------------------------------------------------------------------------------------------- steering
 
 
-def steering_experiment(model, *, strengths=(0, 0.5, 1, 2, 3, 4), n_top_heads: int = 3, n_prompts: int = 256, rng=0):
+def steering_experiment(model, *, n_context: int | None = None, strengths=(0, 0.5, 1, 2, 3, 4), n_top_heads: int = 3, n_prompts: int = 256, rng=0):
     """Function-vector and task-vector steering of zero-shot prompts towards one task w_A.
 
     ICL prompts all use one task w_A; zero-shot prompts have the context labels set to 0 (token-level
@@ -114,7 +98,7 @@ def steering_experiment(model, *, strengths=(0, 0.5, 1, 2, 3, 4), n_top_heads: i
 
     from spinlens.interp import steering as st
 
-    d, n = _d_n(model)
+    d, n = _d_n(model, n_context)
     g = as_generator(rng)
     wA = g.standard_normal(d)
     Z_icl, y_icl, _ = sample_regression_prompts(n_prompts, d, n, w=wA, rng=g)
@@ -188,7 +172,7 @@ def _task_kwargs(name: str, d: int) -> dict:
     return kw
 
 
-def pinpoint_experiment(model, *, target: str = "corr", k: int = 2, n_random: int = 3, steps: int = 300,
+def pinpoint_experiment(model, *, n_context: int | None = None, target: str = "corr", k: int = 2, n_random: int = 3, steps: int = 300,
                         lr: float = 3e-3, importance: str = "patching", n_train: int = 8192, rng=0, progress=False):
     """Adapt ``model`` to a shifted task (``target`` in {"corr", "noisy", "aniso"}) by pinpoint tuning.
 
@@ -199,7 +183,7 @@ def pinpoint_experiment(model, *, target: str = "corr", k: int = 2, n_random: in
     """
     from spinlens.edit.pinpoint import attribution_importance, pinpoint_comparison
 
-    d, n = _d_n(model)
+    d, n = _d_n(model, n_context)
     g = spawn(rng, 5)
     kw = _task_kwargs(target, d)
     Ztr, ytr, _ = sample_regression_prompts(n_train, d, n, rng=g[0], **kw)
@@ -228,7 +212,7 @@ def _patching_importance(model, Z, *, target_kw, rng):
     from spinlens.interp.metrics import regression_metric
     from spinlens.interp.patching import activation_patch
 
-    d, n = _d_n(model)
+    d, n = Z.shape[1] - 1, Z.shape[2] - 1
     g = as_generator(rng)
     dtype = next(model.parameters()).dtype
     w2 = g.standard_normal((Z.shape[0], d))
@@ -246,7 +230,7 @@ def _patching_importance(model, Z, *, target_kw, rng):
 # ------------------------------------------------------------------------------------------------ merging
 
 
-def merging_experiment(model, *, tasks=("corr", "aniso"), steps: int = 300, lr: float = 3e-3, density: float = 0.3,
+def merging_experiment(model, *, n_context: int | None = None, tasks=("corr", "aniso"), steps: int = 300, lr: float = 3e-3, density: float = 0.3,
                        n_train: int = 8192, rng=0, progress=False):
     """Fine-tune ``model`` on two task families, merge, evaluate every model on both tasks (and the base task).
 
@@ -258,7 +242,7 @@ def merging_experiment(model, *, tasks=("corr", "aniso"), steps: int = 300, lr: 
     from spinlens.edit.merging import merge_models
     from spinlens.edit.pinpoint import attribution_importance, pinpoint_tune
 
-    d, n = _d_n(model)
+    d, n = _d_n(model, n_context)
     gs = spawn(rng, 3 * len(tasks) + 1)
     data = {}
     for i, t in enumerate(tasks):
@@ -375,7 +359,7 @@ def _coarsen(imp: dict, comps) -> dict:
     return out
 
 
-def quantization_experiment(model, *, budgets=(2.5, 3.0, 3.4, 4.0, 5.0), uniform_bits=(2, 3, 4, 5, 6, 8),
+def quantization_experiment(model, *, n_context: int | None = None, budgets=(2.5, 3.0, 3.4, 4.0, 5.0), uniform_bits=(2, 3, 4, 5, 6, 8),
                             bits=(2, 3, 4, 5, 6, 8), group_size: int = 32, n_test: int = 2048, n_random: int = 3,
                             granularity: str = "head", rng=0, progress=False):
     """Loss vs average bits for uniform, importance-guided, measured-guided and random allocations.
@@ -402,7 +386,7 @@ def quantization_experiment(model, *, budgets=(2.5, 3.0, 3.4, 4.0, 5.0), uniform
         uniform_allocation,
     )
 
-    d, n = _d_n(model)
+    d, n = _d_n(model, n_context)
     g = spawn(rng, 3 + n_random)
     Zc, yc, _ = sample_regression_prompts(1024, d, n, rng=g[0])
     Zt, yt, _ = sample_regression_prompts(n_test, d, n, rng=g[1])

@@ -138,12 +138,9 @@ def plot_quantization(ds):
 
 
 def save_figure(fig, out_dir, stem: str):
-    """Save ``fig`` as PNG and PDF in ``out_dir``; returns the two paths."""
+    """Save ``fig`` as PNG and PDF in ``out_dir`` (through `spinlens.io.save_figure`); returns the two paths."""
     from pathlib import Path
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1])
-    return paths
+    from spinlens.io import save_figure as _save
+
+    return [Path(p) for p in _save(fig, out_dir, stem, close=False, dpi=150)]

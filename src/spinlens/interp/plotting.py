@@ -24,32 +24,16 @@ def _fig(ax=None, **kw):
 
 def save_figure(fig, out_dir, stem: str) -> list[str]:
     """Write ``<stem>.png`` and ``<stem>.pdf`` under ``out_dir``; close the figure; return the paths."""
-    import matplotlib.pyplot as plt
+    from spinlens.io import save_figure as _save
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "pdf"):
-        p = out / f"{stem}.{ext}"
-        fig.savefig(p, bbox_inches="tight", dpi=150)
-        paths.append(str(p))
-    plt.close(fig)
-    return paths
+    return _save(fig, out_dir, stem, bbox_inches="tight", dpi=150)
 
 
 def save_data(obj, out_dir, stem: str) -> str:
-    """Write an xarray DataArray/Dataset as ``<stem>.nc`` (NetCDF)."""
-    import xarray as xr
+    """Write an xarray DataArray/Dataset as ``<stem>.nc`` (NetCDF, through `spinlens.io.save_dataset`)."""
+    from spinlens.io import save_dataset
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ds = obj.to_dataset(name=obj.name or stem) if isinstance(obj, xr.DataArray) else obj
-    ds = ds.copy()
-    for v in [ds, *ds.variables.values()]:
-        v.attrs = {k: (x if isinstance(x, (str, int, float)) else str(x)) for k, x in v.attrs.items()}
-    p = out / f"{stem}.nc"
-    ds.to_netcdf(p)
-    return str(p)
+    return save_dataset(obj, out_dir, stem)
 
 
 def plot_heatmap(da, *, ax=None, title: str = "", cmap: str = "RdBu_r", symmetric: bool = True, annotate: bool = True):
