@@ -121,12 +121,13 @@ def warn_deprecated(message: str) -> None:
     print(f"spinlens: deprecated: {message}", file=sys.stderr)
 
 
-def load_checkpoint_arg(path, *, flag: str = "--checkpoint", transformer: bool = True):
-    """Load the spinlens model folder given under ``flag``: ``(model, Checkpoint)``.
+def load_checkpoint_arg(path, *, flag: str = "checkpoint", transformer: bool = True, deprecated: str | None = None):
+    """Load the spinlens model folder given under ``--flag``: ``(model, Checkpoint)``.
 
     ``transformer=True`` requires a `spinlens.models.transformer.Transformer` (a ``save_model`` folder of one,
     or a ``zoo train --arch tf`` folder). Older layouts (a ``model/`` subfolder, a single ``.safetensors``
-    file) still load, with a deprecation line on stderr.
+    file) still load, with a deprecation line on stderr. ``deprecated``: a deprecation message printed once the
+    model has loaded (an error stays the only line on stderr).
     """
     import warnings
 
@@ -141,7 +142,9 @@ def load_checkpoint_arg(path, *, flag: str = "--checkpoint", transformer: bool =
             model = load_model(path, kind=Transformer if transformer else None)
     except InvalidParameterError as exc:
         raise InvalidParameterError(str(exc).replace("The 'checkpoint' parameter", f"The '{flag}' parameter")) from None
+    if deprecated:
+        warn_deprecated(deprecated)
     for w in caught:
         if issubclass(w.category, FutureWarning):
-            warn_deprecated(f"{flag} {path}: {w.message}")
+            warn_deprecated(f"--{flag} {path}: {w.message}")
     return model, ck

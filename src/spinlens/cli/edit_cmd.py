@@ -138,7 +138,6 @@ def _spinlens_model_in_model_flag(args) -> None:
     """``--model`` naming a spinlens model (old spelling): move it to ``--checkpoint`` with a deprecation line."""
     from pathlib import Path
 
-    from spinlens.cli._common import warn_deprecated
     from spinlens.models.checkpoint import is_checkpoint
 
     m = getattr(args, "model", None)
@@ -147,8 +146,10 @@ def _spinlens_model_in_model_flag(args) -> None:
             from spinlens.errors import InvalidParameterError
 
             raise InvalidParameterError("Give the spinlens model once, under --checkpoint (not also --model).")
-        warn_deprecated(f"--model {m}: a spinlens model goes under --checkpoint DIR (--model is for Hugging Face folders)")
         args.checkpoint, args.model = m, None
+        args.checkpoint_flag = "model"
+        args.checkpoint_deprecated = (f"--model {m}: a spinlens model goes under --checkpoint DIR (--model is for "
+                                      "Hugging Face folders)")
 
 
 def _setup(args):
@@ -168,7 +169,8 @@ def _setup(args):
     if args.checkpoint:  # a bad folder fails before OUT is created
         from spinlens.cli._common import load_checkpoint_arg
 
-        model, ck = load_checkpoint_arg(args.checkpoint)
+        model, ck = load_checkpoint_arg(args.checkpoint, flag=getattr(args, "checkpoint_flag", "checkpoint"),
+                                        deprecated=getattr(args, "checkpoint_deprecated", None))
         if getattr(model.cfg, "input_kind", "regression") != "regression":
             from spinlens.errors import InvalidParameterError
 
@@ -383,19 +385,21 @@ def _merge(args):
     if args.base:
         if args.checkpoint:
             raise InvalidParameterError("Give the base model once, under --checkpoint (--base is its old spelling).")
-        warn_deprecated("--base: the base model goes under --checkpoint DIR")
         args.checkpoint, args.base = args.base, None
+        args.checkpoint_flag = "base"
+        args.checkpoint_deprecated = "--base: the base model goes under --checkpoint DIR"
     if args.models:
         from spinlens.edit.merging import merge_models
         from spinlens.models.checkpoint import save_model
 
         if not args.checkpoint or not args.save:
             raise InvalidParameterError("Merging saved models needs --checkpoint (the base) and --save (a folder).")
+        check_out_dir("save", args.save)
+        base, ck = load_checkpoint_arg(args.checkpoint, flag=getattr(args, "checkpoint_flag", "checkpoint"),
+                                       deprecated=getattr(args, "checkpoint_deprecated", None))
+        models = [load_checkpoint_arg(p, flag="models")[0] for p in args.models]
         if args.save.endswith(".safetensors"):
             warn_deprecated(f"--save {args.save}: the merged model is written as a model folder")
-        check_out_dir("save", args.save)
-        base, ck = load_checkpoint_arg(args.checkpoint)
-        models = [load_checkpoint_arg(p, flag="--models")[0] for p in args.models]
         kw = {"density": args.density, "scale": 1.0 if args.scale is None else args.scale} if args.method == "ties" \
             else {"scale": args.scale}
         merged = merge_models(base, models, args.method, **kw)

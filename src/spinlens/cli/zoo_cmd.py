@@ -199,17 +199,17 @@ def run_bridge(args) -> int:
     from spinlens.errors import InvalidParameterError, check_float, check_int
     from spinlens.prompts import PromptDistribution
 
-    from ._common import load_checkpoint_arg, print_json, print_table, warn_deprecated
+    from ._common import load_checkpoint_arg, print_json, print_table
 
     if args.checkpoint and args.checkpoint_flag:
         raise InvalidParameterError("Give the model folder once, under --checkpoint.")
-    if args.checkpoint:
-        warn_deprecated(f"'zoo bridge {args.checkpoint}': give the model folder as --checkpoint {args.checkpoint}")
+    old = (f"'zoo bridge {args.checkpoint}': give the model folder as --checkpoint {args.checkpoint}"
+           if args.checkpoint else None)
     path = args.checkpoint_flag or args.checkpoint
     if not path:
         raise InvalidParameterError("The '--checkpoint' parameter is required: a model folder written by "
                                     "`spinlens zoo train` or `spinlens train`.")
-    model, ck = load_checkpoint_arg(path, transformer=False)
+    model, ck = load_checkpoint_arg(path, transformer=False, deprecated=old)
     meta = ck.metadata
     dist_info = dict(meta.get("distribution") or {})
     N = args.N if args.N is not None else dist_info.get("n_context")

@@ -213,7 +213,8 @@ def _safetensors_meta(p: Path) -> dict:
             return dict(fh.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidParameterError(f"checkpoint {str(p)!r} is not a readable .safetensors file: {msg}") from None
+        raise InvalidParameterError(f"The 'checkpoint' parameter: {str(p)!r} is not a readable .safetensors file: "
+                                    f"{msg}") from None
 
 
 def _legacy_warning(what: str, path) -> None:
