@@ -109,3 +109,12 @@ def test_legacy_layouts_load_with_warning(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ck.load_model(tmp_path / "new")
+
+
+def test_is_checkpoint_tells_hf_folders_apart(tmp_path):
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    assert not ck.is_checkpoint(tmp_path / "hf")
+    assert not ck.is_checkpoint(tmp_path / "missing")
+    ck.save_model(build_model(ZooConfig("fla", d=2), rng=0), tmp_path / "ours")
+    assert ck.is_checkpoint(tmp_path / "ours")

@@ -141,14 +141,15 @@ def jsonable(obj):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set)):
         return [jsonable(v) for v in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (int, str)):
+    if obj is None or type(obj) in (bool, int, str):
         return obj
-    if isinstance(obj, float):
-        if math.isnan(obj):
+    if isinstance(obj, float):  # also numpy.float64, a float subclass
+        x = float(obj)
+        if math.isnan(x):
             return None
-        if math.isinf(obj):
-            return "inf" if obj > 0 else "-inf"
-        return obj
+        if math.isinf(x):
+            return "inf" if x > 0 else "-inf"
+        return x
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     try:

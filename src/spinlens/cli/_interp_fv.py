@@ -102,7 +102,7 @@ def _run_fv(args: argparse.Namespace) -> int:
     d = res.to_dict()
     d["source"] = source
     if args.out:
-        from spinlens.interp import plotting as P
+        from spinlens.plotting import interp as P
 
         os.makedirs(args.out, exist_ok=True)
         P.save_figure(P.plot_function_vectors(res), args.out, "function_vectors")

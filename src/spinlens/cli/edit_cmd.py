@@ -269,7 +269,7 @@ def _steer(args):
         print_json(res) if args.json else print_table(list(res.items()))
         return 0
     from spinlens.edit.experiments import steering_experiment
-    from spinlens.edit.plots import plot_steering
+    from spinlens.plotting.edit import plot_steering
 
     check_int("n_top_heads", args.n_top_heads, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
     ds = steering_experiment(model, n_context=args.n_context, strengths=args.strengths, n_top_heads=args.n_top_heads, n_prompts=args.n_prompts,
@@ -288,7 +288,7 @@ def _steer(args):
 def _pinpoint(args):
     from spinlens.cli._common import print_json
     from spinlens.edit.experiments import pinpoint_experiment
-    from spinlens.edit.plots import plot_pinpoint
+    from spinlens.plotting.edit import plot_pinpoint
     from spinlens.errors import InvalidParameterError, check_float, check_int
 
     _check_common(args)
@@ -408,7 +408,7 @@ def _merge(args):
         print_json({"saved": args.save, "method": args.method, **kw}) if args.json else print(f"saved {args.save}")
         return 0
     from spinlens.edit.experiments import merging_experiment
-    from spinlens.edit.plots import plot_merging
+    from spinlens.plotting.edit import plot_merging
 
     if args.tasks[0] == args.tasks[1]:
         raise InvalidParameterError(f"The 'tasks' parameter must name two different task families. Got {args.tasks}.")
@@ -433,7 +433,7 @@ def _quantize(args):
 
     from spinlens.cli._common import print_json
     from spinlens.edit.experiments import quantization_experiment
-    from spinlens.edit.plots import plot_quantization
+    from spinlens.plotting.edit import plot_quantization
     from spinlens.errors import InvalidParameterError, check_float, check_int
 
     from spinlens.cli._common import check_out_dir
@@ -521,7 +521,7 @@ def _quantize_hf(args, budgets):
 
     from spinlens.cli._common import check_out_dir, print_json
     from spinlens.edit import hf_quantization as H
-    from spinlens.edit.plots import plot_quantization
+    from spinlens.plotting.edit import plot_quantization
     from spinlens.errors import InvalidParameterError, check_int
 
     check_int("n_seq", args.n_seq, low=1, high=4096)

@@ -224,7 +224,7 @@ def _run_interp(args) -> int:
     import torch
 
     from spinlens import interp as I
-    from spinlens.interp import plotting as P
+    from spinlens.plotting import interp as P
 
     t0 = time.perf_counter()
     model, clean, corrupt, metric, extras, source = _setup(args)

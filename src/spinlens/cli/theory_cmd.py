@@ -266,7 +266,7 @@ def _run_curve(args) -> int:
     if args.out is None:
         print(df.to_string(index=False, float_format=lambda x: f"{x:.6g}"))
     else:
-        from spinlens.theory.figures import plot_learning_curve
+        from spinlens.plotting.theory import plot_learning_curve
 
         _write_outputs(args, "curve", df, lambda: plot_learning_curve(ds, args.vary, logx=args.log, logy=args.logy))
         print(f"wrote {args.out}/curve.csv, curve.png, curve.pdf, run.json ({len(df)} rows)")
@@ -318,9 +318,11 @@ def _run_diversity(args) -> int:
     else:
         print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     if args.out is not None:
-        from spinlens.theory.figures import plot_task_diversity
+        from spinlens.plotting.theory import plot_task_diversity
+        from spinlens.theory.comparison import diversity_theory_curve
 
-        _write_outputs(args, "diversity", df, lambda: plot_task_diversity(ds), ds=ds)
+        curve = diversity_theory_curve(ds)
+        _write_outputs(args, "diversity", df, lambda: plot_task_diversity(ds, theory=curve), ds=ds)
         if not args.json:
             print(f"wrote {args.out}/diversity.csv, diversity.nc, diversity.png, diversity.pdf, run.json")
     return 0
@@ -380,7 +382,7 @@ def _run_phase(args) -> int:
         print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
         print(summary)
     if args.out is not None:
-        from spinlens.theory.figures import plot_phase_diagram
+        from spinlens.plotting.theory import plot_phase_diagram
 
         _write_outputs(args, "phase", df, lambda: plot_phase_diagram(ds), ds=ds,
                        extra={"grid": {"D": D, "N": ns, "K": ks}, "seconds": seconds, "summary": summary})

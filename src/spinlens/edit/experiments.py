@@ -1,7 +1,7 @@
-"""End-to-end experiments of issue 6 on small ICL-regression transformers (used by the CLI and examples).
+"""End-to-end edit experiments on small ICL-regression transformers (used by the CLI and examples).
 
 Each experiment returns an ``xarray.Dataset`` (the data behind its figure); plots live in
-`spinlens.edit.plots`. Every experiment compares the interpretability-informed choice with an uninformed
+`spinlens.plotting.edit`. Every experiment compares the interpretability-informed choice with an uninformed
 baseline on the same model:
 
 * `steering_experiment`: function vectors (heads chosen by causal indirect effect) and task vectors added
@@ -11,68 +11,25 @@ baseline on the same model:
 * `merging_experiment`: task arithmetic, TIES and neuron merge of two fine-tunes of one base.
 * `quantization_experiment`: loss vs average bits for uniform, importance-guided, measured-cost-guided
   and random allocations.
+
+The base model they start from (`pretrained_base`) lives in `spinlens.edit.base`, the importance scores
+(`component_importance`) in `spinlens.edit.importance`; both names stay importable from here. Each
+experiment takes ``n_context``, the context length the model was trained on (default: its longest).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
 from spinlens.edit._data import mse, sample_regression_prompts
+from spinlens.edit.importance import component_importance
 from spinlens.random import as_generator, spawn
 
-BASE_DEFAULTS = dict(n_layers=2, n_heads=4, d_model=32, d_mlp=64)
-
-
-# ------------------------------------------------------------------------------------------ base model
-
-
-def load_transformer(path):
-    """Load a spinlens `Transformer` from a checkpoint folder (`spinlens.models.checkpoint.load_model`).
-
-    Also reads the single ``.safetensors`` file the edit commands wrote before (with a `FutureWarning`).
-    Saving goes through `spinlens.models.checkpoint.save_model` (one folder format for every model).
-    """
-    from spinlens.models.checkpoint import load_transformer as _load
-
-    return _load(path)
-
-
-def pretrained_base(d: int = 5, n_context: int = 10, *, steps: int = 2000, path=None, rng=0, progress=False, **arch):
-    """A small GPT-2-style transformer trained on isotropic ICL linear regression (cached in the folder ``path``).
-
-    The cache is a checkpoint folder (`spinlens.models.checkpoint.save_model`); a cache with other sizes
-    is retrained and overwritten.
-    """
-    from spinlens.models.checkpoint import is_checkpoint, save_model
-    from spinlens.models.transformer import Transformer
-
-    if path is not None and is_checkpoint(path):
-        m = load_transformer(path)
-        if m.cfg.d_in == d + 1 and m.cfg.max_pos == n_context + 1:
-            return m
-    g1, g2, g3 = spawn(rng, 3)
-    cfg = {**BASE_DEFAULTS, **arch}
-    m = Transformer(d_in=d + 1, max_pos=n_context + 1, rng=g1, **cfg)
-    Z, y, _ = sample_regression_prompts(max(20000, 16 * steps), d, n_context, rng=g2)
-    from spinlens.edit.pinpoint import pinpoint_tune
-
-    m = pinpoint_tune(m, "all", Z, y, lr=2e-3, steps=steps, batch_size=128, rng=g3, progress=progress).model
-    if path is not None:
-        save_model(m, path, metadata={"task": "icl-regression", "distribution": {"d": d, "n_context": n_context},
-                                      "steps": steps, "seed": rng if isinstance(rng, int) else None})
-    return m
-
-
-def _d_n(model, n_context=None):
-    """(D, N) of a regression Transformer: N = ``n_context`` (the length it was trained on) or its longest."""
-    from spinlens.errors import check_int
-
-    n_max = model.cfg.max_pos - 1
-    n = n_max if n_context is None else check_int("n_context", n_context, low=1, high=n_max)
-    return model.cfg.d_in - 1, n
+# the base model (training, caching) lives in spinlens.edit.base; importance in spinlens.edit.importance
+from spinlens.edit.base import BASE_DEFAULTS, load_transformer, pretrained_base  # noqa: E402,F401
+from spinlens.edit.base import regression_dims as _d_n  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------- steering
@@ -271,76 +228,6 @@ def merging_experiment(model, *, n_context: int | None = None, tasks=("corr", "a
 
 
 # ------------------------------------------------------------------------------------------- quantization
-
-
-def component_importance(model, Z, y, *, method: str = "attribution"):
-    """Importance of each head and each MLP: {component name: score >= 0}.
-
-    ``method="attribution"``: |gradient × activation| of the head output (``hook_result``) and of the MLP
-    output (``hook_mlp_out``), averaged over prompts. ``method="ablation"``: increase of the MSE when the
-    component's output is mean-ablated (`spinlens.interp.steering.Ablate`), clipped at 0.
-    """
-    import torch
-
-    from spinlens.errors import check_choice
-
-    check_choice("method", method, ("attribution", "ablation"))
-    if method == "ablation":
-        return _ablation_importance(model, Z, y)
-
-    from spinlens.edit.components import model_shape
-
-    s = model_shape(model)
-    names = [f"blocks.{L}.attn.hook_result" for L in range(s["n_layers"])]
-    if s["d_mlp"]:
-        names += [f"blocks.{L}.hook_mlp_out" for L in range(s["n_layers"])]
-    acts = {}
-
-    def keep(a, hook):
-        a.retain_grad()
-        acts[hook.name] = a
-
-    dtype = next(model.parameters()).dtype
-    with model.hooks([(nm, keep) for nm in names]):
-        pred = model(torch.as_tensor(Z, dtype=dtype))
-        loss = ((pred - torch.as_tensor(y, dtype=dtype)) ** 2).sum()
-        model.zero_grad(set_to_none=True)
-        loss.backward()
-    out = {}
-    for nm in names:
-        a, gr = acts[nm].detach(), acts[nm].grad
-        L = int(nm.split(".")[1])
-        if "attn" in nm:
-            per = (a * gr).sum(dim=(1, 3)).abs().mean(0)
-            for h in range(per.shape[0]):
-                out[f"L{L}H{h}"] = float(per[h])
-        else:
-            out[f"L{L}.mlp"] = float((a * gr).sum(dim=(1, 2)).abs().mean())
-    model.zero_grad(set_to_none=True)
-    return out
-
-
-def _ablation_importance(model, Z, y):
-    import torch
-
-    from spinlens.edit.components import model_shape
-    from spinlens.interp.steering import Ablate, run_steered
-
-    s = model_shape(model)
-    dtype = next(model.parameters()).dtype
-    Zt, yt = torch.as_tensor(Z, dtype=dtype), torch.as_tensor(y, dtype=dtype)
-    base = float(torch.mean((run_steered(model, Zt) - yt) ** 2))
-    out = {}
-    for L in range(s["n_layers"]):
-        hk = f"blocks.{L}.attn.hook_result"
-        ref = Ablate.from_model(model, Zt, hk, "mean").reference
-        for h in range(s["n_heads"]):
-            e = float(torch.mean((run_steered(model, Zt, [Ablate(hk, "mean", ref, head=h)]) - yt) ** 2))
-            out[f"L{L}H{h}"] = max(e - base, 0.0)
-    for L in range(s["n_layers"] if s["d_mlp"] else 0):
-        ab = Ablate.from_model(model, Zt, f"blocks.{L}.hook_mlp_out", "mean")
-        out[f"L{L}.mlp"] = max(float(torch.mean((run_steered(model, Zt, [ab]) - yt) ** 2)) - base, 0.0)
-    return out
 
 
 def _coarsen(imp: dict, comps) -> dict:

@@ -241,12 +241,15 @@ def find_checkpoint(path) -> Path:
 
 
 def is_checkpoint(path) -> bool:
-    """Whether ``path`` is (or holds, in the older layout) a spinlens checkpoint folder."""
-    try:
-        p = find_checkpoint(path)
-    except InvalidParameterError:
+    """Whether ``path`` is a spinlens model folder (or holds one in the older ``model/`` layout)."""
+    p = Path(path)
+    if not p.is_dir():
         return False
-    return p.is_dir() and (p / CONFIG_FILE).is_file()
+    try:
+        read_checkpoint(p)
+    except InvalidParameterError:  # e.g. a Hugging Face folder: config.json without a spinlens format tag
+        return False
+    return True
 
 
 def read_checkpoint(path) -> Checkpoint:
