@@ -65,12 +65,96 @@ def spin_features(prompts_or_Z) -> SpinFeatures:
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSample:
-    """Features, targets and tasks of sampled prompts (without the prompts themselves)."""
+    """Features, targets and tasks of sampled prompts (without the prompts themselves).
+
+    ``w`` (n_prompts, d) is None when the tasks were not kept (`stream_features` with ``keep_tasks=False``).
+    """
 
     features: SpinFeatures
     y: np.ndarray
-    w: np.ndarray
+    w: np.ndarray | None
     pool: np.ndarray | None
+
+
+SAMPLERS = ("auto", "core", "reduced")
+
+
+def resolve_sampler(sampler: str, dist) -> str:
+    """"core" or "reduced" for ``sampler`` ∈ {"auto", "core", "reduced"}: auto is reduced where corr = 0."""
+    if sampler not in SAMPLERS:
+        raise InvalidParameterError(f"The 'sampler' parameter must be one of {SAMPLERS}. Got {sampler!r} instead.")
+    if sampler == "reduced" and dist.corr != 0:
+        raise InvalidParameterError(
+            f"The 'reduced' sampler needs independent positions (corr = 0); got corr = {dist.corr}. Use 'core' or 'auto'."
+        )
+    if sampler == "auto":
+        return "reduced" if dist.corr == 0 else "core"
+    return sampler
+
+
+def stream_features(dist, n_prompts: int, *, rng, sampler: str = "core", batch_size: int | None = None,
+                    pool: np.ndarray | None = None, keep_tasks: bool = False, on_batch=None,
+                    progress: bool = False) -> FeatureSample:
+    """Draw ``n_prompts`` prompts batch by batch and keep only their features (C, Q), targets and tasks.
+
+    At most one batch of prompts exists at a time; the features are written into arrays allocated once
+    (memory (2(D+1)+1)·P numbers, plus P·D for the tasks with ``keep_tasks``).
+
+    Parameters
+    ----------
+    dist : PromptDistribution
+    n_prompts : int
+    rng : seed or numpy Generator
+        One generator feeds every batch in order, so the result depends on ``batch_size`` (default
+        `spinlens.prompts.BATCH_SIZE`) but not on anything else: with the "core" sampler it equals
+        `spin_features` of ``dist.sample_batched(n_prompts, rng=rng, batch_size=batch_size)``.
+    sampler : {"core", "reduced", "auto"}
+        "core": full prompts (`PromptDistribution.iter_batches`). "reduced": the same law of the features
+        from about 3D+4 numbers per prompt (`sample_reduced_features`, corr = 0 only). "auto": reduced where
+        corr = 0.
+    pool : array (n_tasks, d), optional
+        The task pool (drawn first from ``rng`` when the distribution has ``n_tasks`` and none is given).
+    keep_tasks : bool
+        Keep each prompt's task vector (``w``).
+    on_batch : callable, optional
+        Called with each `Prompts` batch ("core" only), e.g. to write the prompts out.
+    progress : bool
+        tqdm progress bar over batches.
+    """
+    from .errors import check_int
+    from .prompts import BATCH_SIZE
+    from .random import as_generator
+
+    P = check_int("n_prompts", n_prompts, low=1, owner="stream_features")
+    bs = check_int("batch_size", BATCH_SIZE if batch_size is None else batch_size, low=1, owner="stream_features")
+    kind = resolve_sampler(sampler, dist)
+    g = as_generator(rng)
+    if pool is None and dist.n_tasks is not None:
+        pool = dist.sample_pool(rng=g)
+    D1 = dist.d + 1
+    C = np.empty((P, D1))
+    Q = np.empty((P, D1))
+    y = np.empty(P)
+    w = np.empty((P, dist.d)) if keep_tasks else None
+    starts = range(0, P, bs)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="features", unit="batch")
+    for s in starts:
+        b = min(bs, P - s)
+        if kind == "reduced":
+            fs = sample_reduced_features(dist, b, rng=g, pool=pool)
+            f, yb, wb = fs.features, fs.y, fs.w
+        else:
+            p = dist.sample(b, rng=g, pool=pool)
+            if on_batch is not None:
+                on_batch(p)
+            f, yb, wb = spin_features(p), p.y, p.w
+        C[s:s + b], Q[s:s + b], y[s:s + b] = f.C, f.Q, yb
+        if w is not None:
+            w[s:s + b] = wb
+    return FeatureSample(SpinFeatures(C, Q), y, w, pool)
 
 
 def sample_reduced_features(dist, n_prompts: int, *, rng, pool: np.ndarray | None = None) -> "FeatureSample":

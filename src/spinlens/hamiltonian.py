@@ -99,14 +99,9 @@ class Hamiltonian:
         v = np.asarray(v)
         if "gram" in self._cache:
             return self._cache["gram"] @ v
-        D1 = self.d + 1
-        C, Q = self.features.C, self.features.Q
-        if v.ndim == 1:
-            Sv = self.features.predict(v)
-            return (self.features.rmatvec(Sv) / self.n_prompts).reshape(-1)
-        V = v.reshape(D1, D1, -1)
-        Sv = np.einsum("pa,abk,pb->pk", C, V, Q, optimize=True)
-        return np.einsum("pa,pk,pb->abk", C, Sv, Q, optimize=True).reshape(D1 * D1, -1) / self.n_prompts
+        from .solvers._cg import GramOperator
+
+        return GramOperator(self.features.C, self.features.Q, 0.0).gram_matvec(v)
 
     def hessian_matvec(self, v: np.ndarray) -> np.ndarray:
         """(SᵀS/P + λ I) v: the Hessian of E (β = 1) applied to v."""
