@@ -222,3 +222,51 @@ def sample_reduced_features(dist, n_prompts: int, *, rng, pool: np.ndarray | Non
     if se > 0:
         y = y + se * g.standard_normal(P)
     return FeatureSample(SpinFeatures(C, Q), y, w, pool)
+
+
+def stream_features_torch(dist, n_prompts: int, *, seed: int, device="cpu", batch_size: int = 65536,
+                          pool: np.ndarray | None = None) -> FeatureSample:
+    """`stream_features` with the "core" sampler run in torch on ``device`` (float64); features returned as numpy.
+
+    Each batch's prompts are drawn and reduced to (C, Q) on the device, then copied into host arrays, so a
+    GPU does the O(P·D·N) part. The random stream is torch's (``torch.Generator`` seeded with ``seed``): same
+    law as the numpy samplers, different draws. torch is imported only here.
+    """
+    import torch
+
+    from .errors import check_int
+
+    P = check_int("n_prompts", n_prompts, low=1, owner="stream_features_torch")
+    bs = check_int("batch_size", batch_size, low=1, owner="stream_features_torch")
+    dev = torch.device(device)
+    g = torch.Generator(device=dev)
+    g.manual_seed(int(seed))
+    D, N, f64 = dist.d, dist.n_context, torch.float64
+    if pool is None and dist.n_tasks is not None:
+        pool = (dist.sigma_w * torch.randn(dist.n_tasks, D, generator=g, device=dev, dtype=f64)).cpu().numpy()
+    pool_t = None if pool is None else torch.as_tensor(pool, dtype=f64, device=dev)
+    D1 = D + 1
+    C, Q, y = np.empty((P, D1)), np.empty((P, D1)), np.empty(P)
+    inv, ls = conventions.token_average(N), conventions.label_scale(D)
+    for s in range(0, P, bs):
+        b = min(bs, P - s)
+        if pool_t is not None:
+            w = pool_t[torch.randint(0, pool_t.shape[0], (b,), generator=g, device=dev)]
+        else:
+            w = dist.sigma_w * torch.randn(b, D, generator=g, device=dev, dtype=f64)
+        x = torch.randn(b, D, N + 1, generator=g, device=dev, dtype=f64)
+        if dist.corr > 0:
+            x = math.sqrt(1 - dist.corr) * x + math.sqrt(dist.corr) * torch.randn(b, D, 1, generator=g, device=dev, dtype=f64)
+        x = dist.sigma_x * x
+        yy = torch.einsum("pd,pdn->pn", w, x) * ls
+        if dist.sigma_eps > 0:
+            yy = yy + dist.sigma_eps * torch.randn(b, N + 1, generator=g, device=dev, dtype=f64)
+        yc = yy[:, :N]
+        Cb = torch.empty(b, D1, dtype=f64, device=dev)
+        Cb[:, :D] = torch.einsum("pn,pdn->pd", yc, x[:, :, :N]) * inv
+        Cb[:, D] = (yc * yc).sum(1) * inv
+        C[s:s + b] = Cb.cpu().numpy()
+        Q[s:s + b, :D] = x[:, :, N].cpu().numpy()
+        Q[s:s + b, D] = 0.0
+        y[s:s + b] = yy[:, N].cpu().numpy()
+    return FeatureSample(SpinFeatures(C, Q), y, None, pool)

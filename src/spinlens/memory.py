@@ -29,7 +29,7 @@ langevin                (2·n_chains)·K·8·(3 + n_steps/thin)
 limit                   O(D²)
 ======================  ============================================================================
 
-plus a fixed 0.25 GiB for the interpreter and libraries. The estimate is checked against
+plus a fixed 0.15 GiB for the interpreter and libraries. The estimate is checked against
 tracemalloc in the test suite (within a factor of two of the measured array peak).
 """
 
@@ -43,7 +43,7 @@ from .errors import InsufficientMemoryError, check_choice, check_int
 
 GIB = 1024**3
 #: interpreter, numpy/scipy and their libraries (RSS of a bare ``spinlens solve`` is about 0.15 GiB)
-BASE_BYTES = int(0.25 * GIB)
+BASE_BYTES = int(0.15 * GIB)
 #: environment variable capping the memory spinlens may use (GiB), e.g. for a shared machine
 LIMIT_ENV = "SPINLENS_MEMORY_LIMIT_GIB"
 

@@ -31,7 +31,7 @@ class GramOperator:
     ``matvec`` takes V of shape (K,) or (K, k), K = (D+1)², and returns the same shape.
     """
 
-    def __init__(self, C, Q, l2_strength: float, *, chunk: int = 8192):
+    def __init__(self, C, Q, l2_strength: float, *, chunk: int = 2048):
         self.C, self.Q, self.lam = C, Q, float(l2_strength)
         self.torch = _is_torch(C)
         self.P, self.D1 = C.shape
@@ -53,6 +53,10 @@ class GramOperator:
         for s in range(0, self.P, self.chunk):
             Cc, Qc = self.C[s:s + self.chunk], self.Q[s:s + self.chunk]
             b = Cc.shape[0]
+            if k == 1:
+                Sv = ((Cc @ Vm) * Qc).sum(1)  # (S v)_μ = c_μᵀ V q_μ
+                out += Cc.T @ (Qc * Sv[:, None])  # Σ_μ (Sv)_μ c_μ q_μᵀ
+                continue
             T = (Cc @ Vm).reshape(b, D1, k)  # T[p, b, k] = Σ_a C[p, a] V[a, b, k]
             Sv = (T * Qc[:, :, None]).sum(1)  # (b, k)
             U = (Qc[:, :, None] * Sv[:, None, :]).reshape(b, D1 * k)
@@ -97,15 +101,10 @@ class KroneckerPreconditioner:
         D1 = self.D1
         X = R.reshape(D1, D1, -1)
         U, V = self.U, self.V
-        if _is_torch(R):
-            import torch
-
-            Y = torch.einsum("ai,abk,bj->ijk", U, X, V) * self.inv[:, :, None]
-            Z = torch.einsum("ai,ijk,bj->abk", U, Y, V)
-        else:
-            Y = np.einsum("ai,abk,bj->ijk", U, X, V, optimize=True) * self.inv[:, :, None]
-            Z = np.einsum("ai,ijk,bj->abk", U, Y, V, optimize=True)
-        Z = Z.reshape(D1 * D1, -1)
+        Xk = X.permute(2, 0, 1) if _is_torch(R) else X.transpose(2, 0, 1)  # (k, D1, D1)
+        Y = (U.T @ Xk @ V) * self.inv  # (Uᵀ R V) / (λ_c λ_qᵀ + λ), per column
+        Zk = U @ Y @ V.T
+        Z = (Zk.permute(1, 2, 0) if _is_torch(R) else Zk.transpose(1, 2, 0)).reshape(D1 * D1, -1)
         return Z.reshape(-1) if one else Z
 
     def diagonal(self):

@@ -72,7 +72,7 @@ class ExactSolver(Solver):
     method = "exact"
 
     def __init__(self, backend="auto", dense_max=6000, tol=1e-10, max_iter=5000, n_probes=8, probe_tol=1e-4,
-                 preconditioner="kronecker", device="cpu", chunk=8192):
+                 preconditioner="kronecker", device="cpu", chunk=2048):
         own = "ExactSolver"
         self.backend = check_choice("backend", backend, ("auto", "dense", "cg"), owner=own)
         self.dense_max = check_int("dense_max", dense_max, low=1, owner=own)
