@@ -313,3 +313,48 @@ def test_solve_imports_no_torch():
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+# ---- reproduce targets of the scale work
+def test_extrapolation_recovers_a_known_limit():
+    from spinlens.reproduce.fss import extrapolate, mapped_point
+
+    D = np.array([10, 20, 40, 80])
+    e = 0.3 + 0.7 / D - 2.0 / D**2
+    val, err, coef = extrapolate(D, e, np.full(4, 1e-3), np.full(4, 4))
+    assert val == pytest.approx(0.3, abs=1e-9) and coef[0] == pytest.approx(0.7, abs=1e-7)
+    from spinlens.conventions import to_lu
+
+    for d in (10, 37, 160):
+        N, P, lam = mapped_point(d, 1.0, 10.0, 1.0)
+        lu = to_lu(d, N, P, lam)
+        assert lu["alpha"] == pytest.approx(1.0) and lu["tau"] == pytest.approx(10.0) and lu["lam"] == pytest.approx(1.0)
+
+
+def test_fss_quick(tmp_path):
+    from spinlens.reproduce import run_figure
+
+    res = run_figure("fss", tmp_path, quick=True, seed=0)
+    d = tmp_path / "fss"
+    for f in ("fss.png", "fss.pdf", "data.nc", "gap_table.csv", "run.json"):
+        assert (d / f).exists(), f
+    rec = json.loads((d / "run.json").read_text())
+    per = rec["summary"]["per_D"]
+    assert set(per) == {"10", "20", "40"} and all(v["seconds"] > 0 and v["peak_gib"] > 0 for v in per.values())
+    th = rec["summary"]["theory_icl_error"]
+    # the gap shrinks towards the theory and stays within 10 % at D = 40
+    assert abs(per["40"]["gap"]) < 0.1 * th and abs(per["40"]["gap"]) < abs(per["10"]["gap"])
+    assert rec["summary"]["tap_max_distance"] < 1e-7
+    assert res["summary"]["extrapolated_icl_error"] == pytest.approx(th, rel=0.1)
+
+
+def test_tapmap_quick(tmp_path):
+    from spinlens.reproduce import run_figure
+
+    run_figure("tapmap", tmp_path, quick=True, seed=0)
+    rec = json.loads((tmp_path / "tapmap" / "run.json").read_text())
+    s = rec["summary"]
+    assert 0 < s["converged_fraction_cavity"] <= 1 and 0 < s["converged_fraction_tap_tight"] <= 1
+    assert s["max_distance_tap_tight"] < 1e-7  # TAP's fixed points are the exact mean
+    assert s["median_distance_cavity"] > 1e-3  # the paper's update's are not
+    assert (tmp_path / "tapmap" / "tapmap.png").exists() and (tmp_path / "tapmap" / "tapmap.pdf").exists()
