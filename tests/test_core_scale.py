@@ -358,3 +358,41 @@ def test_tapmap_quick(tmp_path):
     assert s["max_distance_tap_tight"] < 1e-7  # TAP's fixed points are the exact mean
     assert s["median_distance_cavity"] > 1e-3  # the paper's update's are not
     assert (tmp_path / "tapmap" / "tapmap.png").exists() and (tmp_path / "tapmap" / "tapmap.pdf").exists()
+
+
+# ---- benchmarks: the plain NumPy pipeline computes the same numbers; the GPU script runs on the CPU
+def test_plain_numpy_pipeline_matches_spinlens():
+    from pathlib import Path
+
+    from spinlens import observables as ob
+    from spinlens.solvers import CavitySolver
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "plain_numpy_pipeline.py"
+    for method in ("exact", "cavity"):
+        r = subprocess.run([sys.executable, str(script), "--D", "3", "--N", "7", "--P", "400", "--lam", "0.05",
+                            "--method", method, "--seed", "3"], capture_output=True, text=True, check=True)
+        plain = json.loads(r.stdout)
+        dist = PromptDistribution(d=3, n_context=7)
+        g = np.random.default_rng(3)
+        p = dist.sample(400, rng=g)  # same draws in the same order: tasks, then inputs
+        H = build_hamiltonian(p, l2_strength=0.05)
+        if method == "exact":
+            m = ExactSolver(backend="dense").solve(H).m
+        else:
+            res = CavitySolver().solve(H, rng=g, warn=False)
+            m = res.m
+            assert plain["exact_distance"] == pytest.approx(res.extras["exact_distance"], rel=1e-8)
+        assert plain["test_error"] == pytest.approx(ob.test_error(m, dist), rel=1e-10)
+        assert plain["train_error"] == pytest.approx(ob.train_error(m, p), rel=1e-10)
+
+
+def test_bench_gpu_smoke_on_cpu():
+    pytest.importorskip("torch")
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+    r = subprocess.run([sys.executable, str(script), "--device", "cpu", "--D", "8", "--P", "2000"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["converged"] and d["residual"] < 1e-9 and abs(d["relative_gap"]) < 0.3

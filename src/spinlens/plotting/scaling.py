@@ -52,3 +52,28 @@ def plot_finite_size(D, curves: dict, *, theory: float | None = None, extrapolat
     if title:
         ax.set_title(title)
     return fig, ax
+
+
+def plot_cost_curves(x, series: dict, *, xlabel: str, ylabel: str, logx: bool = True, logy: bool = True, ax=None):
+    """Cost (time or memory) against a size, one line per entry of ``series`` (label -> values; NaN skipped).
+
+    Returns
+    -------
+    (fig, ax)
+    """
+    fig, ax = new_figure(ax)
+    x = np.asarray(x, float)
+    markers = ["o", "s", "^", "D", "v", "P"]
+    styles = ["-", "--", "-.", ":"]
+    for i, (label, ys) in enumerate(series.items()):
+        ys = np.asarray([np.nan if v is None else v for v in ys], float)
+        ok = np.isfinite(ys)
+        ax.plot(x[ok], ys[ok], marker=markers[i % len(markers)], ls=styles[i % len(styles)], label=label)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    return fig, ax

@@ -93,10 +93,10 @@ class ExactSolver(Solver):
         if backend == "dense":
             m, var_unit, msg = _dense(H)
             n_iter, ok, extras = 0, True, {}
+            h = H.h
+            res = np.linalg.norm(H.hessian_matvec(m) - h) / max(np.linalg.norm(h), 1e-300)
         else:
-            m, var_unit, n_iter, msg, ok, extras = self._cg(H, rng)
-        h = H.h
-        res = np.linalg.norm(H.hessian_matvec(m) - h) / max(np.linalg.norm(h), 1e-300)
+            m, var_unit, n_iter, msg, ok, extras, res = self._cg(H, rng)
         return RunOutput(m=m, v=var_unit / beta, n_iter=n_iter, residual=float(res), converged=ok, message=msg,
                          extras={"backend": backend, **extras})
 
@@ -145,7 +145,7 @@ class ExactSolver(Solver):
             var = 1.0 / np.maximum(H.lam_diag, 1e-300)
             msg += "; variances from the diagonal approximation 1/(beta*lambda_i) (n_probes=0)"
         extras["matvecs"] = int(op.n_matvec)
-        return _to_numpy(m), var, int(n_iter), msg, ok, extras
+        return _to_numpy(m), var, int(n_iter), msg, ok, extras, float(res[0])
 
 
 def _to_numpy(x):
