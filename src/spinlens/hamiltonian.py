@@ -79,13 +79,21 @@ class Hamiltonian:
     def gram(self, block_rows: int = 2048) -> np.ndarray:
         """The dense Gram matrix SᵀS/P of shape (n_spins, n_spins), accumulated over row blocks of S."""
         if "gram" not in self._cache:
+            from scipy.linalg.blas import dsyrk
+
             K = self.n_spins
-            A = np.zeros((K, K))
+            A = np.zeros((K, K), order="F")
             for start in range(0, self.n_prompts, block_rows):
                 S = self.features.dense(slice(start, start + block_rows))
-                A += S.T @ S
+                # lower triangle of SᵀS (symmetric rank-k update: half the flops of S.T @ S), in place
+                A = dsyrk(1.0, S.T, beta=1.0, c=A, trans=0, lower=1, overwrite_c=1)
+            for i in range(0, K, 512):  # mirror the lower triangle, block by block (no K² temporaries)
+                j = min(i + 512, K)
+                A[i:j, j:] = A[j:, i:j].T
+                blk = A[i:j, i:j]
+                blk[np.triu_indices(j - i, 1)] = blk.T[np.triu_indices(j - i, 1)]
             A /= self.n_prompts
-            self._cache["gram"] = A
+            self._cache["gram"] = A.T  # symmetric: the transpose is the same matrix, C-contiguous
         return self._cache["gram"]
 
     @property
