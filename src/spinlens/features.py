@@ -41,14 +41,21 @@ class SpinFeatures:
         C, Q = self.C[rows], self.Q[rows]
         return (C[:, :, None] * Q[:, None, :]).reshape(C.shape[0], -1)
 
-    def predict(self, W: np.ndarray) -> np.ndarray:
-        """ŷ_μ = C_μᵀ W Q_μ for W of shape (D+1, D+1) (or flattened), shape (P,)."""
+    def predict(self, W: np.ndarray, *, chunk: int = 8192) -> np.ndarray:
+        """ŷ_μ = C_μᵀ W Q_μ for W of shape (D+1, D+1) (or flattened), shape (P,); row chunks bound the temporaries."""
         W = np.asarray(W).reshape(self.C.shape[1], self.C.shape[1])
-        return np.einsum("pa,ab,pb->p", self.C, W, self.Q, optimize=True)
+        out = np.empty(self.C.shape[0])
+        for s in range(0, self.C.shape[0], chunk):
+            out[s:s + chunk] = np.einsum("pb,pb->p", self.C[s:s + chunk] @ W, self.Q[s:s + chunk])
+        return out
 
-    def rmatvec(self, u: np.ndarray) -> np.ndarray:
-        """Sᵀ u as a (D+1, D+1) matrix: Σ_μ u_μ C_μ Q_μᵀ."""
-        return (self.C * u[:, None]).T @ self.Q
+    def rmatvec(self, u: np.ndarray, *, chunk: int = 8192) -> np.ndarray:
+        """Sᵀ u as a (D+1, D+1) matrix: Σ_μ u_μ C_μ Q_μᵀ (row chunks bound the temporaries)."""
+        D1 = self.C.shape[1]
+        out = np.zeros((D1, D1))
+        for s in range(0, self.C.shape[0], chunk):
+            out += (self.C[s:s + chunk] * u[s:s + chunk, None]).T @ self.Q[s:s + chunk]
+        return out
 
 
 def spin_features(prompts_or_Z) -> SpinFeatures:

@@ -68,7 +68,11 @@ class Hamiltonian:
         """Diagonal of SᵀS/P (= −J_ii), shape (n_spins,)."""
         if "gdiag" not in self._cache:
             C, Q = self.features.C, self.features.Q
-            self._cache["gdiag"] = ((C * C).T @ (Q * Q) / self.n_prompts).reshape(-1)
+            D1, b = C.shape[1], 8192
+            g = np.zeros((D1, D1))
+            for s in range(0, self.n_prompts, b):
+                g += (C[s:s + b] ** 2).T @ (Q[s:s + b] ** 2)
+            self._cache["gdiag"] = (g / self.n_prompts).reshape(-1)
         return self._cache["gdiag"]
 
     @property

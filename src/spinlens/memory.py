@@ -46,6 +46,8 @@ GIB = 1024**3
 BASE_BYTES = int(0.15 * GIB)
 #: environment variable capping the memory spinlens may use (GiB), e.g. for a shared machine
 LIMIT_ENV = "SPINLENS_MEMORY_LIMIT_GIB"
+#: a job must fit in this fraction of the available memory (other processes grow while it runs)
+SAFETY = 0.8
 
 METHODS = ("exact", "cavity", "tap", "sample", "langevin", "limit")
 
@@ -133,11 +135,16 @@ def estimate_memory(method: str, *, d: int, n_context: int, n_prompts: int | Non
             parts["dense"] = 3 * K * K * f + min(P, 2048) * K * f
         else:
             k = 1 + n_probes
-            parts["cg"] = 6 * k * K * f + 3 * min(P, 8192) * D1 * k * f
+            parts["cg"] = 6 * k * K * f + 3 * min(P, 2048) * D1 * k * f
     elif method in ("cavity", "tap"):
         parts["couplings"] = 3 * K * K * f + min(P, 2048) * K * f
         if compare_exact:
-            parts["exact_reference"] = 2 * K * K * f
+            from .solvers.exact import choose_backend
+
+            if choose_backend("auto", n_spins=K, n_prompts=P, dense_max=dense_max, gram_cached=True) == "dense":
+                parts["exact_reference"] = 2 * K * K * f
+            else:
+                parts["exact_reference"] = 6 * K * f
     elif method == "sample":
         parts["dense"] = 3 * K * K * f + min(P, 2048) * K * f
         parts["samples"] = 4 * n_samples * K * f
@@ -204,7 +211,8 @@ def available_memory() -> int:
 
 _HINTS = {
     "dense": "use the matrix-free CG backend (--exact-backend cg), a smaller --D, or fewer prompts",
-    "cg": "use a smaller --P, the reduced sampler (--sampler reduced), or fewer --probes",
+    "cg": "use a smaller --P (the features take (2D+3)·P numbers), fewer --probes, or a larger machine "
+          "(--device cuda for the CG on a GPU)",
     "couplings": "the dense couplings of cavity/tap need (D+1)^4 numbers: use a smaller --D, or --method exact "
                  "(matrix-free CG)",
     "prompts": "use a smaller --P, or drop --save-prompts",
@@ -212,10 +220,10 @@ _HINTS = {
 
 
 def check_memory(estimate: MemoryEstimate, *, available: int | None = None, what: str = "this job") -> MemoryEstimate:
-    """Return ``estimate`` if it fits in ``available`` bytes (default `available_memory`), else raise
-    `InsufficientMemoryError` with one line: the estimate and the available memory in GiB and what to change."""
+    """Return ``estimate`` if it fits in `SAFETY` (80 %) of ``available`` bytes (default `available_memory`), else
+    raise `InsufficientMemoryError` with one line: the estimate and the available memory in GiB and what to change."""
     avail = available_memory() if available is None else int(available)
-    if estimate.bytes <= avail:
+    if estimate.bytes <= SAFETY * avail:
         return estimate
     big = max((k for k in estimate.parts if k != "base"), key=lambda k: estimate.parts[k])
     if big in ("dense", "exact_reference") and estimate.method == "exact":
@@ -229,5 +237,6 @@ def check_memory(estimate: MemoryEstimate, *, available: int | None = None, what
     raise InsufficientMemoryError(
         f"{what} needs about {estimate.gib:.2f} GiB ({estimate.method}"
         f"{', ' + estimate.backend if estimate.backend else ''}; largest part: {big} "
-        f"{estimate.parts[big] / GIB:.2f} GiB) but only {avail / GIB:.2f} GiB is available: {hint}."
+        f"{estimate.parts[big] / GIB:.2f} GiB) but only {avail / GIB:.2f} GiB is available (a job may use "
+        f"{SAFETY:.0%} of it): {hint}."
     )
