@@ -63,8 +63,12 @@ def _unwrap(model):
     return getattr(model, "hf", model)
 
 
-def load_hf_causal_lm(path, *, dtype: str = "float32"):
-    """Load a causal LM from a local directory written by ``save_pretrained`` (no network), in eval mode."""
+def load_hf_causal_lm(path, *, dtype: str = "float32", allow_pickle_weights: bool = False):
+    """Load a causal LM from a local directory written by ``save_pretrained`` (no network), in eval mode.
+
+    Only ``*.safetensors`` weights are loaded unless ``allow_pickle_weights`` (PyTorch ``.bin`` files are
+    pickles, which can run code when loaded).
+    """
     import torch
 
     p = Path(path)
@@ -76,9 +80,13 @@ def load_hf_causal_lm(path, *, dtype: str = "float32"):
     from transformers import AutoModelForCausalLM
 
     try:
-        m = AutoModelForCausalLM.from_pretrained(str(p), local_files_only=True, dtype=getattr(torch, dtype))
+        m = AutoModelForCausalLM.from_pretrained(str(p), local_files_only=True, dtype=getattr(torch, dtype),
+                                                 use_safetensors=None if allow_pickle_weights else True)
     except (OSError, ValueError, KeyError) as exc:  # no weights, unknown model_type, ...
+        from spinlens.interp.hf import pickle_weights_hint
+
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = pickle_weights_hint(p, allow_pickle_weights) or msg
         raise InvalidParameterError(f"The 'model' parameter: cannot load an HF causal LM from {str(path)!r}: {msg}") from None
     return m.eval()
 
