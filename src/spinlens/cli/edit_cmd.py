@@ -1,4 +1,4 @@
-"""``spinlens steer | pinpoint | merge | quantize``: act on what interpretability found (issue 6).
+"""``spinlens steer | pinpoint | merge | quantize``: act on what interpretability found.
 
 Every command works on a small GPT-2-style ICL-regression transformer: ``--checkpoint DIR`` (a spinlens
 model folder, e.g. written by ``spinlens zoo train --arch tf --out DIR`` or
