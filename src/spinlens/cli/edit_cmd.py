@@ -48,6 +48,9 @@ def _common(p, *, steps_default=300):
                    "`spinlens zoo train --arch tf --out DIR`); default: train a small base, cached in OUT/base")
     p.add_argument("--model", help="quantize: a Hugging Face causal-LM folder (a spinlens model here is deprecated: "
                                     "use --checkpoint)")
+    p.add_argument("--allow-pickle-weights", action="store_true",
+                   help="also load pickled PyTorch .bin weights of a Hugging Face --model folder (default: "
+                        ".safetensors only; a pickle can run code, so only for folders you trust)")
     p.add_argument("--d", type=int, default=5, help="token dimension D of the default base")
     p.add_argument("--n-context", type=int, default=10, help="context length N of the default base")
     p.add_argument("--base-steps", type=int, default=2000, help="training steps of the default base")
@@ -529,7 +532,7 @@ def _quantize_hf(args, budgets):
     gran = args.granularity or "linear"
     if gran == "head":
         raise InvalidParameterError("The 'granularity' parameter must be linear, module or layer for a Hugging Face model.")
-    model = H.load_hf_causal_lm(args.model)
+    model = H.load_hf_causal_lm(args.model, allow_pickle_weights=getattr(args, "allow_pickle_weights", False))
     calib, test = _calib_tokens(args, model, args.seed)
     if args.crosscheck:
         res = {}

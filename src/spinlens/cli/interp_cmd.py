@@ -53,6 +53,9 @@ SUB = {
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model (one of)")
     g.add_argument("--model", default=None, help="local Hugging Face causal LM folder (GPT-2 or Llama family)")
+    p.add_argument("--allow-pickle-weights", action="store_true",
+                   help="also load pickled PyTorch .bin weights of a --model folder (default: .safetensors only; "
+                        "a pickle can run code, so only for folders you trust)")
     g.add_argument("--checkpoint", default=None, help="spinlens model folder holding a Transformer "
                    "(`zoo train --arch tf --out DIR`, or spinlens.models.checkpoint.save_model)")
     g.add_argument("--planted", default=None, help="hand-built model with a known circuit: regression | copy "
@@ -128,7 +131,7 @@ def _setup(args):
     if args.model:
         from spinlens.interp.hf import load_hf
 
-        model = load_hf(args.model)
+        model = load_hf(args.model, allow_pickle_weights=getattr(args, "allow_pickle_weights", False))
         source = f"hf:{args.model}"
     elif args.checkpoint:
         from ._common import load_checkpoint_arg

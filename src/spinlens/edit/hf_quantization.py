@@ -62,15 +62,16 @@ def _unwrap(model):
     return getattr(model, "hf", model)
 
 
-def load_hf_causal_lm(path, *, dtype: str = "float32"):
+def load_hf_causal_lm(path, *, dtype: str = "float32", allow_pickle_weights: bool = False):
     """Load a causal LM from a local directory written by ``save_pretrained`` (no network), in eval mode.
 
-    The same loader as the interpretability methods (`spinlens.interp.hf.load_hf_model`), unwrapped.
+    The same loader as the interpretability methods (`spinlens.interp.hf.load_hf_model`), unwrapped. Only
+    ``*.safetensors`` weights are loaded unless ``allow_pickle_weights`` (``.bin`` files are pickles).
     """
     from spinlens.interp.hf import load_hf_model
 
     check_choice("dtype", dtype, ("float32", "float64"), owner="load_hf_causal_lm")
-    return load_hf_model(path, dtype=dtype)
+    return load_hf_model(path, dtype=dtype, allow_pickle_weights=allow_pickle_weights)
 
 
 def _layers(hf):

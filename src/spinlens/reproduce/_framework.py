@@ -162,6 +162,20 @@ class Timer:
         return False
 
 
+def announce(name: str, index: int, total: int, *, quick: bool, description: str = "", stream=None) -> str:
+    """Say on stderr that a figure starts (``reproduce [2/11] fig4a (quick): ... started``); returns the line.
+
+    Long figures (fig4a's sweeps, figS8's training) then show a progress bar of their own.
+    """
+    import sys
+
+    stream = sys.stderr if stream is None else stream
+    where = f" [{index}/{total}]" if total > 1 else ""
+    line = f"reproduce{where} {name} ({'quick' if quick else 'full'}): {description} ... started".replace(":  ...", " ...")
+    print(line, file=stream, flush=True)
+    return line
+
+
 def progress(iterable, *, desc: str, total: int | None = None):
     """A tqdm progress bar on stderr (silent when stderr is not a terminal)."""
     from tqdm.auto import tqdm

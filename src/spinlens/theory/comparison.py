@@ -1,7 +1,7 @@
 r"""Task diversity sweep: linear attention (exact ridge of the spin glass) vs the Bayes baselines vs theory.
 
-For each task-pool size ``K`` (and ``K = ∞``, a fresh task per prompt) this draws ``P`` pretraining
-prompts in the spin-glass setting (`spinlens.prompts.PromptDistribution`), solves the Hamiltonian
+For each task-pool size ``K`` (and ``K = ∞``, a fresh task per prompt) this streams the features of ``P``
+pretraining prompts in the spin-glass setting (`spinlens.prompts.PromptDistribution`), solves the Hamiltonian
 exactly (`spinlens.solvers.solve(H, "exact")`, the Boltzmann mean = ridge solution) and records
 
 * the linear attention's ICL error (fresh tasks, `spinlens.observables.test_error`, exact) and IDG
@@ -37,6 +37,7 @@ def task_diversity_sweep(
     include_infinite: bool = True,
     rng: RNGLike = None,
     progress: bool = False,
+    sampler: str = "auto",
 ):
     """ICL/IDG errors of the exact spin-glass ridge solution and of the Bayes baselines vs pool size K.
 
@@ -57,6 +58,9 @@ def task_diversity_sweep(
     rng : None, int or Generator
     progress : bool
         tqdm progress bar.
+    sampler : {"auto", "core", "reduced"}
+        How the pretraining features are streamed (`spinlens.features.stream_features`); "auto" draws the
+        exact reduced law (about 3D+4 numbers a prompt) where positions are independent.
 
     Returns
     -------
@@ -68,6 +72,7 @@ def task_diversity_sweep(
     import xarray as xr
 
     from spinlens.conventions import to_lu
+    from spinlens.features import stream_features
     from spinlens.hamiltonian import build_hamiltonian
     from spinlens.observables import pool_error, test_error
     from spinlens.prompts import PromptDistribution
@@ -98,9 +103,9 @@ def task_diversity_sweep(
         g = gens[i]
         fresh = K == math.inf
         dist = base if fresh else base.replace(n_tasks=int(K))
-        pre = dist.sample(n_prompts, rng=g)
-        H = build_hamiltonian(pre, l2_strength=l2)
-        W = solve(H, "exact").W
+        pre = stream_features(dist, n_prompts, rng=g, sampler=sampler)  # one batch of prompts at a time
+        H = build_hamiltonian(pre.features, pre.y, l2_strength=l2)
+        W = solve(H, "exact").m
         out["attention_icl"][i] = test_error(W, base)
         test_new = base.sample(n_test, rng=g)
         y_new = test_new.y
