@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import platform
 import signal
@@ -25,7 +24,6 @@ import sys
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from pathlib import Path
 
 from spinlens.errors import InvalidParameterError, check_float, check_int
 
@@ -206,14 +204,9 @@ def _versions() -> dict:
 
 
 def _git_sha() -> str | None:
-    import subprocess
+    from spinlens.io import git_sha
 
-    try:
-        here = Path(__file__).resolve().parent
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        return r.stdout.strip() or None
-    except Exception:  # pragma: no cover
-        return None
+    return git_sha()
 
 
 def run_sweep(
@@ -448,9 +441,9 @@ def _run_locked(store, grid, settings, shash, point_fn, obs, jobs, scheduler, sc
         "git_sha": _git_sha(),
         "argv": sys.argv,
     }
-    tmp = store.run_path.with_name(f".tmp-run.json-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    os.replace(tmp, store.run_path)
+    from spinlens.io import write_json
+
+    write_json(store.run_path, record, indent=1)
     log(
         f"sweep done: {len(points)} points ({n_computed} computed, {n_reused} reused) in {wall:.1f} s; "
         f"{n_conv}/{len(points)} converged ({100.0 * n_conv / max(1, len(points)):.1f}%); "

@@ -46,10 +46,9 @@ STORE_VERSION = 1
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from spinlens.io import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 class SweepStore:
@@ -241,9 +240,10 @@ def settings_hash(settings: dict) -> str:
 
 def write_results(ds, path: Path) -> None:
     """Write the Dataset to NetCDF atomically."""
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    ds.to_netcdf(tmp)
-    os.replace(tmp, path)
+    from spinlens.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp)
 
 
 def open_sweep(path: str | os.PathLike):
