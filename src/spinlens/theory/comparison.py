@@ -22,7 +22,7 @@ import numpy as np
 from spinlens.errors import check_float, check_int
 from spinlens.random import RNGLike, as_generator, spawn
 
-__all__ = ["task_diversity_sweep"]
+__all__ = ["task_diversity_sweep", "diversity_theory_curve"]
 
 
 def task_diversity_sweep(
@@ -142,3 +142,34 @@ def task_diversity_sweep(
         attrs.update({f"lu_{k}": v for k, v in lu.items() if k != "kappa"})
     return xr.Dataset(data, coords={"n_tasks": ("n_tasks", np.array(grid), {"long_name": "task-pool size K"})},
                       attrs=attrs)
+
+
+def diversity_theory_curve(ds, *, n_points: int = 200):
+    """The asymptotic theory on a fine grid of K for the setting of a `task_diversity_sweep` result.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Output of `task_diversity_sweep` (its attrs hold the Lu et al. parameters ``lu_alpha``, ``lu_tau``,
+        ``lu_rho``, ``lu_lam`` and ``d``).
+    n_points : int
+        Grid points between the smallest and the largest finite K.
+
+    Returns
+    -------
+    xarray.Dataset with ``icl_error`` and ``idg_error`` over ``n_tasks`` (K = κ·D).
+    """
+    import xarray as xr
+
+    from spinlens.theory.asymptotic import learning_curve
+
+    n_points = check_int("n_points", n_points, low=2)
+    K = np.asarray(ds["n_tasks"].values, dtype=float)
+    K = K[np.isfinite(K)]
+    d = ds.attrs["d"]
+    kk = np.geomspace(K.min() / d, K.max() / d, n_points)
+    th = learning_curve(alpha=ds.attrs["lu_alpha"], tau=ds.attrs["lu_tau"], kappa=kk, rho=ds.attrs["lu_rho"],
+                        lam=ds.attrs["lu_lam"])
+    return xr.Dataset({"icl_error": ("n_tasks", np.asarray(th.icl_error, float)),
+                       "idg_error": ("n_tasks", np.asarray(th.idg_error, float))}, coords={"n_tasks": kk * d})
+
