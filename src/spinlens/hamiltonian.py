@@ -80,14 +80,20 @@ class Hamiltonian:
         """The diagonal λ_i = λ − J_ii, shape (n_spins,)."""
         return self.l2_strength + self.gram_diag
 
-    def gram(self, block_rows: int = 2048) -> np.ndarray:
-        """The dense Gram matrix SᵀS/P of shape (n_spins, n_spins), accumulated over row blocks of S."""
+    def gram(self, block_rows: int = 2048, *, progress: bool = False) -> np.ndarray:
+        """The dense Gram matrix SᵀS/P of shape (n_spins, n_spins), accumulated over row blocks of S
+        (P·K² flops; ``progress`` shows a tqdm bar over the blocks)."""
         if "gram" not in self._cache:
             from scipy.linalg.blas import dsyrk
 
             K = self.n_spins
             A = np.zeros((K, K), order="F")
-            for start in range(0, self.n_prompts, block_rows):
+            starts = range(0, self.n_prompts, block_rows)
+            if progress:
+                from tqdm.auto import tqdm
+
+                starts = tqdm(starts, desc=f"couplings ({K} spins)", unit="block")
+            for start in starts:
                 S = self.features.dense(slice(start, start + block_rows))
                 # lower triangle of SᵀS (symmetric rank-k update: half the flops of S.T @ S), in place
                 A = dsyrk(1.0, S.T, beta=1.0, c=A, trans=0, lower=1, overwrite_c=1)

@@ -164,6 +164,8 @@ def run(args) -> int:
             "langevin": dict(n_steps=steps),
         }[method]
         with thread_policy(K, threads=threads) as n_threads:
+            if method in ("cavity", "tap", "sample") and K >= 4000 and sys.stderr.isatty() and not args.json:
+                H.gram(progress=True)  # the dense couplings: the long part at large D
             r = SOLVERS[method](**opts).solve(H, beta=beta, rng=r_solve, warn=False)
             W = r.m
             out.update(P=P, lam=lam, beta=beta, sampler=sampler,
