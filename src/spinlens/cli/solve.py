@@ -92,6 +92,11 @@ def run(args) -> int:
         raise InvalidParameterError(f"The '--device' parameter must be cpu, torch-cpu, cuda or cuda:N. Got {device!r} instead.")
     if device != "cpu" and method != "exact":
         raise InvalidParameterError(f"'--device {device}' runs the matrix-free CG: use it with --method exact (got --method {method}).")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InvalidParameterError(f"'--device {device}': torch {torch.__version__} sees no CUDA device here; use --device cpu.")
     check_out_file("--save", args.save)
     check_out_file("--save-prompts", args.save_prompts)
     r_prompts, r_solve, r_eval = spawn(args.seed, 3)
