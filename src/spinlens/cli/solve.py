@@ -115,6 +115,8 @@ def run(args) -> int:
         if args.save_prompts and sampler == "reduced":
             raise InvalidParameterError("'--save-prompts' needs the prompts themselves: use --sampler core (the reduced sampler draws only features).")
         sampler = "core" if args.save_prompts else resolve_sampler(sampler, dist)
+        if device != "cpu":
+            sampler = "core (torch)"  # the prompts are drawn in torch on the device
     D1 = dist.d + 1
     K = D1 * D1
     n_probes = (8 if K < 10_000 else 0) if args.probes is None else check_int("--probes", args.probes, low=0)
