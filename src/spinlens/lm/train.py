@@ -45,6 +45,9 @@ class LMConfig:
         Steps between held-out evaluations (the loss curve).
     n_checkpoints : int
         Model folders saved along training (log-spaced steps, plus the last).
+    pos_init : {"sinusoidal", "random"}
+        Initial value of the learned positional embedding: sinusoids (offsets such as "the previous position"
+        are then a linear map away, which speeds up the previous-token heads) or the model's random init.
     seed : int
         Initialisation and batch order.
     """
@@ -63,6 +66,7 @@ class LMConfig:
     val_fraction: float = 0.1
     eval_every: int = 50
     n_checkpoints: int = 12
+    pos_init: str = "sinusoidal"
     seed: int = 0
 
     def __post_init__(self):
@@ -85,6 +89,7 @@ class LMConfig:
         check_int("eval_every", self.eval_every, low=1, owner=o)
         check_int("n_checkpoints", self.n_checkpoints, low=0, high=1000, owner=o)
         check_int("seed", self.seed, low=0, owner=o)
+        check_choice("pos_init", self.pos_init, ("sinusoidal", "random"), owner=o)
 
     def transformer_config(self, d_vocab: int):
         from spinlens.models.transformer import TransformerConfig
@@ -103,6 +108,19 @@ class LMConfig:
         params = 2 * V * d + T * d + L * (4 * d * d + mlp)
         acts = B * T * (V * 3 + L * (16 * d + (8 * d if mlp else 0))) + B * L * H * T * T * 3
         return int(4 * (4 * params + acts))
+
+
+def sinusoidal_positions_(model) -> None:
+    """Set ``W_pos`` to sin/cos features of the position (Vaswani et al. 2017), scaled like the random init."""
+    W = model.W_pos
+    T, d = W.shape
+    pos = torch.arange(T, dtype=torch.float64)[:, None]
+    freq = torch.exp(-math.log(10_000.0) * torch.arange(0, d, 2, dtype=torch.float64) / d)
+    pe = torch.zeros(T, d, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)[:, : d // 2]
+    with torch.no_grad():
+        W.copy_((pe * math.sqrt(2.0 / d)).to(W.dtype))
 
 
 def checkpoint_steps(steps: int, n: int) -> list[int]:
@@ -245,7 +263,10 @@ def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "
     split = split_tokens(ids, val_fraction=cfg.val_fraction, n_ctx=cfg.n_ctx)
     V = tokenizer.get_vocab_size()
     rng = np.random.default_rng(cfg.seed)
-    model = Transformer(cfg.transformer_config(V), rng=cfg.seed).to(device)
+    model = Transformer(cfg.transformer_config(V), rng=cfg.seed)
+    if cfg.pos_init == "sinusoidal":
+        sinusoidal_positions_(model)
+    model = model.to(device)
     val = eval_windows(split.val, cfg.n_ctx)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     ck_steps = set(checkpoint_steps(cfg.steps, cfg.n_checkpoints))
