@@ -230,3 +230,25 @@ def test_edit_commands_on_lm(tiny_run, tmp_path, small_text, capsys):
     # a folder that is not a language model: one line, exit 2
     assert main(["steer", "--checkpoint", str(tmp_path), "--json"]) == 2
     assert "language model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_defaults_grow_induction_heads(tmp_path, capsys):
+    """`spinlens lm` with its defaults (a few CPU minutes): an induction head, a repeat advantage, a negative
+    ICL score, a phase change over the checkpoints, and the ablation / K-composition checks."""
+    out = tmp_path / "lm"
+    assert main(["lm", "--out", str(out), "--no-progress", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert s["top_head"]["induction_score"] > 0.3 and s["top_head"]["layer"] >= 1
+    assert s["repeated_loss"]["first"] - s["repeated_loss"]["repeat"] > 1.0
+    assert s["icl_score"] < 0
+    import csv
+
+    rows = list(csv.DictReader(open(out / "induction_curve.csv")))
+    first, last = float(rows[0]["max_induction_score"]), float(rows[-1]["max_induction_score"])
+    assert first < 0.15 < 0.3 < last  # the phase change: no induction head at the start, one at the end
+    assert main(["interp", "induction", "--checkpoint", str(out), "--json"]) == 0
+    j = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    ab = j["ablation"]
+    assert ab["repeat_advantage"] < 0.5 * ab["repeat_advantage_before"]
+    assert j["k_composition"]["k"]["score"] > max(j["k_composition"]["q"]["score"], j["k_composition"]["v"]["score"])

@@ -45,6 +45,11 @@ class LMConfig:
         Steps between held-out evaluations (the loss curve).
     n_checkpoints : int
         Model folders saved along training (log-spaced steps, plus the last).
+    repeat_fraction : float
+        Share of the training windows in which a random span of the window's own text is repeated right after
+        itself (real text shown twice, at a random lag; `repeat_spans`). The repeats reward copying from the
+        context, which speeds up the induction heads; with 0 (plain text only) none had formed after 4000 steps
+        of the default model (docs/lm.md).
     pos_init : {"sinusoidal", "random"}
         Initial value of the learned positional embedding: sinusoids (offsets such as "the previous position"
         are then a linear map away, which speeds up the previous-token heads) or the model's random init.
@@ -67,6 +72,7 @@ class LMConfig:
     eval_every: int = 50
     n_checkpoints: int = 12
     pos_init: str = "sinusoidal"
+    repeat_fraction: float = 0.25
     seed: int = 0
 
     def __post_init__(self):
@@ -90,6 +96,7 @@ class LMConfig:
         check_int("n_checkpoints", self.n_checkpoints, low=0, high=1000, owner=o)
         check_int("seed", self.seed, low=0, owner=o)
         check_choice("pos_init", self.pos_init, ("sinusoidal", "random"), owner=o)
+        check_float("repeat_fraction", self.repeat_fraction, low=0.0, high=1.0, owner=o)
 
     def transformer_config(self, d_vocab: int):
         from spinlens.models.transformer import TransformerConfig
@@ -121,6 +128,20 @@ def sinusoidal_positions_(model) -> None:
     pe[:, 1::2] = torch.cos(pos * freq)[:, : d // 2]
     with torch.no_grad():
         W.copy_((pe * math.sqrt(2.0 / d)).to(W.dtype))
+
+
+def repeat_spans(windows: torch.Tensor, which, *, rng=None, min_len: int = 4) -> torch.Tensor:
+    """Windows ``(n, T)`` where each row in ``which`` repeats a span of its own text: a random span
+    ``[s, s + h)`` (length ``h`` uniform in ``[min_len, T/2]``, start uniform) is copied right after itself,
+    so the lag between the two copies varies and only content (not position) tells where to copy from."""
+    g = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    w = windows.clone()
+    T = w.shape[1]
+    for i in np.flatnonzero(np.asarray(which)):
+        h = int(g.integers(min(min_len, T // 2), T // 2 + 1))
+        s = int(g.integers(0, T - 2 * h + 1))
+        w[i, s + h:s + 2 * h] = w[i, s:s + h]
+    return w
 
 
 def checkpoint_steps(steps: int, n: int) -> list[int]:
@@ -274,6 +295,13 @@ def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "
             "n_train_tokens": int(len(split.train)), "n_val_tokens": int(len(split.val)), "lm_config": cfg.to_dict()}
     history, checkpoints = [], []
     out = Path(out) if out is not None else None
+    if out is not None:  # the held-out split first: checkpoints read it from the run folder during training
+        out.mkdir(parents=True, exist_ok=True)
+        from spinlens.io import atomic_path
+
+        with atomic_path(out / HELDOUT_FILE) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, split.val.astype(np.int32))
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -286,7 +314,10 @@ def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "
         model.train()
         for gparam in opt.param_groups:
             gparam["lr"] = _lr_at(step - 1, cfg)
-        w = random_windows(split.train, cfg.batch_size, cfg.n_ctx, rng=rng).to(device)
+        w = random_windows(split.train, cfg.batch_size, cfg.n_ctx, rng=rng)
+        if cfg.repeat_fraction > 0:
+            w = repeat_spans(w, rng.random(cfg.batch_size) < cfg.repeat_fraction, rng=rng)
+        w = w.to(device)
         logits = model(w[:, :-1])
         loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V).float(), w[:, 1:].reshape(-1))
         opt.zero_grad(set_to_none=True)
@@ -317,7 +348,7 @@ def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "
     model.eval()
     meta.update(step=cfg.steps, val_loss=history[-1]["val_loss"], val_ppl=history[-1]["val_ppl"], train_seconds=seconds)
     if out is not None:
-        save_lm(model, tokenizer, out, metadata=meta, heldout=split.val)
+        save_lm(model, tokenizer, out, metadata=meta)
     return LMResult(model, tokenizer, history, checkpoints, seconds, len(split.train), len(split.val), meta)
 
 
