@@ -14,7 +14,7 @@ $(VENV)/.stamp-base: pyproject.toml constraints.txt
 	touch $@
 
 $(VENV)/.stamp-test: $(VENV)/.stamp-base
-	$(PIP) install -q -c constraints.txt -e '.[test,hf]'
+	$(PIP) install -q -c constraints.txt -e '.[test,hf,docs]'
 	touch $@
 
 install: $(VENV)/.stamp-base

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from spinlens.edit.experiments import merging_experiment, pretrained_base
-from spinlens.edit.plots import plot_merging, save_figure
+from spinlens.plotting.edit import plot_merging, save_figure
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "edit-out")
 model = pretrained_base(d=5, n_context=10, steps=2000, path=out / "base.safetensors", rng=0)

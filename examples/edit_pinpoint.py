@@ -11,7 +11,7 @@ from pathlib import Path
 from spinlens.edit._data import sample_regression_prompts
 from spinlens.edit.experiments import pretrained_base, pinpoint_experiment
 from spinlens.edit.pinpoint import pinpoint_tune, save_delta
-from spinlens.edit.plots import plot_pinpoint, save_figure
+from spinlens.plotting.edit import plot_pinpoint, save_figure
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "edit-out")
 model = pretrained_base(d=5, n_context=10, steps=2000, path=out / "base.safetensors", rng=0)

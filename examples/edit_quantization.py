@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from spinlens.edit.experiments import pretrained_base, quantization_experiment
-from spinlens.edit.plots import plot_quantization, save_figure
+from spinlens.plotting.edit import plot_quantization, save_figure
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "edit-out")
 n_seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 3

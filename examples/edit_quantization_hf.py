@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from spinlens.edit.hf_quantization import calibration_tokens, hf_quantization_experiment
-from spinlens.edit.plots import plot_quantization, save_figure
+from spinlens.plotting.edit import plot_quantization, save_figure
 from spinlens.interp.hf import tiny_hf
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "edit-out")

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from spinlens.edit.experiments import pretrained_base, steering_experiment
-from spinlens.edit.plots import plot_steering, save_figure
+from spinlens.plotting.edit import plot_steering, save_figure
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "edit-out")
 model = pretrained_base(d=5, n_context=10, steps=2000, path=out / "base.safetensors", rng=0)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from spinlens import interp as I
-from spinlens.interp import plotting as P
+from spinlens.plotting import interp as P
 from spinlens.models.transformer import Transformer, TransformerConfig, save_transformer
 from spinlens.random import as_generator
 

@@ -31,7 +31,7 @@ import torch
 
 from spinlens import interp as I
 from spinlens.interp import function_vectors as FV
-from spinlens.interp import plotting as P
+from spinlens.plotting import interp as P
 from spinlens.models.transformer import Transformer, TransformerConfig, load_transformer, save_transformer
 from spinlens.random import as_generator
 

@@ -97,6 +97,6 @@ def test_train_cli(tmp_path, capsys):
     out = tmp_path / "t"
     code, o, _ = run_cli(["train", "--D", "3", "--N", "10", "--P", "100", "--epochs", "20", "--no-progress", "--out", str(out)], capsys)
     assert code == 0
-    assert (out / "weights.safetensors").exists() and (out / "history.csv").exists()
+    assert (out / "model.safetensors").exists() and (out / "config.json").exists() and (out / "history.csv").exists()
     run = json.loads((out / "run.json").read_text())
     assert run["summary"]["final_train_loss"] > 0

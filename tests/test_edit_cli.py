@@ -14,16 +14,16 @@ def test_steer_experiment_and_spec(tmp_path, capsys):
     assert main(["steer", *SMALL, "--strengths", "0", "1", "--n-prompts", "32", "--json", "--out", str(out)]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert "best_function_vector_recovery" in res
-    for f in ("steering.png", "steering.pdf", "steering.csv", "steering.nc", "run.json", "base.safetensors"):
+    for f in ("steering.png", "steering.pdf", "steering.csv", "steering.nc", "run.json", "base/model.safetensors", "base/config.json"):
         assert (out / f).exists(), f
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps([{"type": "scale", "hook": "blocks.1.hook_mlp_out", "factor": 1.0}]))
-    assert main(["steer", "--model", str(out / "base.safetensors"), "--spec", str(spec), "--json",
+    assert main(["steer", "--checkpoint", str(out / "base"), "--spec", str(spec), "--json",
                  "--n-prompts", "16"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["mean_abs_shift"] == 0.0  # scaling by 1 changes nothing
     spec.write_text(json.dumps([{"type": "warp"}]))
-    assert main(["steer", "--model", str(out / "base.safetensors"), "--spec", str(spec)]) == 2
+    assert main(["steer", "--checkpoint", str(out / "base"), "--spec", str(spec)]) == 2
 
 
 def test_pinpoint_merge_quantize(tmp_path, capsys):
@@ -32,22 +32,22 @@ def test_pinpoint_merge_quantize(tmp_path, capsys):
                  "--out", str(base)]) == 0
     for f in ("pinpoint.png", "pinpoint.pdf", "pinpoint.csv", "pinpoint_delta.safetensors", "run.json"):
         assert (base / f).exists(), f
-    model = str(base / "base.safetensors")
-    assert main(["merge", "--model", model, "--steps", "3", "--out", str(tmp_path / "m"), "--json"]) == 0
+    model = str(base / "base")
+    assert main(["merge", "--checkpoint", model, "--steps", "3", "--out", str(tmp_path / "m"), "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(res) == {"base", "expert_A", "expert_B", "task_arithmetic_0.5", "task_arithmetic_1", "ties", "neuron"}
-    merged = tmp_path / "merged.safetensors"
-    assert main(["merge", "--base", model, "--models", model, model, "--method", "ties", "--density", "1",
+    merged = tmp_path / "merged"
+    assert main(["merge", "--checkpoint", model, "--models", model, model, "--method", "ties", "--density", "1",
                  "--save", str(merged)]) == 0
-    assert merged.exists()
-    assert main(["quantize", "--model", model, "--budget", "3.4", "--json", "--n-random", "1", "--uniform-bits", "4",
+    assert (merged / "model.safetensors").exists() and (merged / "config.json").exists()
+    assert main(["quantize", "--checkpoint", model, "--budget", "3.4", "--json", "--n-random", "1", "--uniform-bits", "4",
                  "--out", str(tmp_path / "q")]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["average_bits"] <= 3.4 and set(res["bits"]) >= {"L0H0", "L0.mlp"}
     assert (tmp_path / "q" / "quantization.png").exists()
-    assert main(["quantize", "--model", model, "--budget", "1.0"]) == 2
-    assert main(["pinpoint", "--model", model, "--k", "99"]) == 2
-    assert main(["merge", "--model", model, "--density", "0"]) == 2
+    assert main(["quantize", "--checkpoint", model, "--budget", "1.0"]) == 2
+    assert main(["pinpoint", "--checkpoint", model, "--k", "99"]) == 2
+    assert main(["merge", "--checkpoint", model, "--density", "0"]) == 2
 
 
 def test_help_has_examples(capsys):

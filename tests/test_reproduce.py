@@ -89,7 +89,7 @@ def test_every_figure_is_registered():
     import subprocess
     import sys
 
-    expected = {"fig1", "fig2", "fig3", "fig4a", "fig4b", "figS1", "figS2", "figS4", "figS5", "figS7", "figS8"}
+    expected = {"fig1", "fig2", "fig3", "fig4a", "fig4b", "figS1", "figS2", "figS4", "figS5", "figS7", "figS8", "fss", "tapmap"}
     assert set(FIGURES) == expected
     # `available()` in a fresh interpreter (importlib.util must not rely on someone else importing it)
     code = "from spinlens.reproduce import available; print(' '.join(available()))"

@@ -136,7 +136,7 @@ def test_figure_blanks_non_converged_cells(ds, tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from spinlens.theory.figures import plot_phase_diagram
+    from spinlens.plotting.theory import plot_phase_diagram
 
     fig, axes = plot_phase_diagram(ds)
     assert len(axes) == 10

@@ -264,7 +264,7 @@ def test_checkpoint_errors(tmp_path):
         load_checkpoint(tmp_path / "nothing")
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "config.json").write_text(json.dumps({"format": "other"}))
-    with pytest.raises(InvalidParameterError, match="not a spinlens zoo checkpoint"):
+    with pytest.raises(InvalidParameterError, match="format 'other'"):
         load_checkpoint(tmp_path / "bad")
     with pytest.raises(InvalidParameterError):
         save_checkpoint(torch.nn.Linear(2, 2), tmp_path / "lin")

@@ -95,3 +95,11 @@ def _range(low, high) -> str:
     if low is None:
         return f" <= {high}"
     return f" in [{low}, {high}]"
+
+
+class InsufficientMemoryError(InvalidParameterError):
+    """A job's estimated peak memory exceeds the memory available; raised before any large allocation.
+
+    The message is one line: the estimate in GiB, the memory available, and what to change. See
+    `spinlens.memory`.
+    """

@@ -68,7 +68,11 @@ class Hamiltonian:
         """Diagonal of SᵀS/P (= −J_ii), shape (n_spins,)."""
         if "gdiag" not in self._cache:
             C, Q = self.features.C, self.features.Q
-            self._cache["gdiag"] = ((C * C).T @ (Q * Q) / self.n_prompts).reshape(-1)
+            D1, b = C.shape[1], 8192
+            g = np.zeros((D1, D1))
+            for s in range(0, self.n_prompts, b):
+                g += (C[s:s + b] ** 2).T @ (Q[s:s + b] ** 2)
+            self._cache["gdiag"] = (g / self.n_prompts).reshape(-1)
         return self._cache["gdiag"]
 
     @property
@@ -79,13 +83,21 @@ class Hamiltonian:
     def gram(self, block_rows: int = 2048) -> np.ndarray:
         """The dense Gram matrix SᵀS/P of shape (n_spins, n_spins), accumulated over row blocks of S."""
         if "gram" not in self._cache:
+            from scipy.linalg.blas import dsyrk
+
             K = self.n_spins
-            A = np.zeros((K, K))
+            A = np.zeros((K, K), order="F")
             for start in range(0, self.n_prompts, block_rows):
                 S = self.features.dense(slice(start, start + block_rows))
-                A += S.T @ S
+                # lower triangle of SᵀS (symmetric rank-k update: half the flops of S.T @ S), in place
+                A = dsyrk(1.0, S.T, beta=1.0, c=A, trans=0, lower=1, overwrite_c=1)
+            for i in range(0, K, 512):  # mirror the lower triangle, block by block (no K² temporaries)
+                j = min(i + 512, K)
+                A[i:j, j:] = A[j:, i:j].T
+                blk = A[i:j, i:j]
+                blk[np.triu_indices(j - i, 1)] = blk.T[np.triu_indices(j - i, 1)]
             A /= self.n_prompts
-            self._cache["gram"] = A
+            self._cache["gram"] = A.T  # symmetric: the transpose is the same matrix, C-contiguous
         return self._cache["gram"]
 
     @property
@@ -99,14 +111,9 @@ class Hamiltonian:
         v = np.asarray(v)
         if "gram" in self._cache:
             return self._cache["gram"] @ v
-        D1 = self.d + 1
-        C, Q = self.features.C, self.features.Q
-        if v.ndim == 1:
-            Sv = self.features.predict(v)
-            return (self.features.rmatvec(Sv) / self.n_prompts).reshape(-1)
-        V = v.reshape(D1, D1, -1)
-        Sv = np.einsum("pa,abk,pb->pk", C, V, Q, optimize=True)
-        return np.einsum("pa,pk,pb->abk", C, Sv, Q, optimize=True).reshape(D1 * D1, -1) / self.n_prompts
+        from .solvers._cg import GramOperator
+
+        return GramOperator(self.features.C, self.features.Q, 0.0).gram_matvec(v)
 
     def hessian_matvec(self, v: np.ndarray) -> np.ndarray:
         """(SᵀS/P + λ I) v: the Hessian of E (β = 1) applied to v."""

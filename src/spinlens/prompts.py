@@ -20,6 +20,10 @@ from .io import atomic_savez
 from .random import RNGLike, as_generator
 
 
+#: prompts per streamed batch (`PromptDistribution.iter_batches`); the draws of P > BATCH_SIZE prompts depend on it
+BATCH_SIZE = 4096
+
+
 @dataclasses.dataclass(frozen=True)
 class Prompts:
     """A batch of regression prompts.
@@ -245,28 +249,43 @@ class PromptDistribution:
         Z[:, D, N] = 0.0
         return Prompts(Z, y_all[:, N].astype(self.dtype, copy=False), w)
 
-    def sample_features(self, n_prompts: int, *, rng: RNGLike = None, chunk_size: int = 4096, pool=None):
+    def sample_features(self, n_prompts: int, *, rng: RNGLike = None, chunk_size: int = BATCH_SIZE, pool=None):
         """Stream prompts in chunks and keep only their factored spin features and targets.
 
         Memory O(P·D) instead of the O(P·D·N) of the prompts themselves: use this for large P·D·N
-        (e.g. D = 100, P = 10⁵). The draws come from ``rng`` chunk by chunk, so they differ from
-        `sample` with the same seed. Returns ``(SpinFeatures, y)``.
+        (e.g. D = 100, P = 10⁵). The draws are those of `sample_batched` with the same ``rng`` and
+        ``chunk_size`` (and of `sample` when P ≤ ``chunk_size``). Returns ``(SpinFeatures, y)``; see
+        `spinlens.features.stream_features` for the reduced sampler and the tasks.
         """
-        from .features import SpinFeatures, spin_features
+        from .features import stream_features
 
         n_prompts = check_int("n_prompts", n_prompts, low=1, owner="PromptDistribution.sample_features")
         chunk_size = check_int("chunk_size", chunk_size, low=1, owner="PromptDistribution.sample_features")
+        fs = stream_features(self, n_prompts, rng=rng, sampler="core", batch_size=chunk_size, pool=pool)
+        return fs.features, fs.y
+
+    def iter_batches(self, n_prompts: int, *, rng: RNGLike = None, batch_size: int = BATCH_SIZE, pool=None):
+        """Yield `Prompts` batches of at most ``batch_size`` prompts, ``n_prompts`` in all, from one generator.
+
+        The finite pool (``n_tasks`` set and no ``pool`` given) is drawn first; every batch then draws its
+        tasks, inputs and noise as `sample` does. Only one batch exists at a time.
+        """
+        n_prompts = check_int("n_prompts", n_prompts, low=1, owner="PromptDistribution.iter_batches")
+        batch_size = check_int("batch_size", batch_size, low=1, owner="PromptDistribution.iter_batches")
         g = as_generator(rng)
         if pool is None and self.n_tasks is not None:
             pool = self.sample_pool(rng=g)
-        Cs, Qs, ys = [], [], []
-        for start in range(0, n_prompts, chunk_size):
-            p = self.sample(min(chunk_size, n_prompts - start), rng=g, pool=pool)
-            f = spin_features(p)
-            Cs.append(f.C)
-            Qs.append(f.Q)
-            ys.append(p.y)
-        return SpinFeatures(np.concatenate(Cs), np.concatenate(Qs)), np.concatenate(ys)
+        for start in range(0, n_prompts, batch_size):
+            yield self.sample(min(batch_size, n_prompts - start), rng=g, pool=pool)
+
+    def sample_batched(self, n_prompts: int, *, rng: RNGLike = None, batch_size: int = BATCH_SIZE, pool=None) -> Prompts:
+        """The prompts of `iter_batches`, all in memory (what the streaming entry points see batch by batch)."""
+        batches = list(self.iter_batches(n_prompts, rng=rng, batch_size=batch_size, pool=pool))
+        if len(batches) == 1:
+            return batches[0]
+        first = batches[0]
+        cat = lambda k: None if getattr(first, k) is None else np.concatenate([getattr(b, k) for b in batches])  # noqa: E731
+        return Prompts(cat("Z"), cat("y"), cat("w"), cat("task_index"), first.pool)
 
     def sample(self, n_prompts: int, *, rng: RNGLike = None, pool: np.ndarray | None = None) -> Prompts:
         """Draw ``n_prompts`` prompts.

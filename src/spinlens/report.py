@@ -78,10 +78,9 @@ def build_report(root, out=None, *, title: str = "spinlens report") -> Path:
     out = Path(out) if out is not None else root / REPORT_NAME
     sections = [_collect(d, root) for d in _run_folders(root, exclude=out)]
     page = _render_page(title, root, sections)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    from spinlens.io import atomic_write_text
+
+    atomic_write_text(out, page)
     return out
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
 
@@ -100,28 +99,7 @@ def check_device(name: str, value: str) -> str:
     return value
 
 
-def jsonable(obj):
-    """Convert numpy scalars/arrays and non-finite floats into JSON-friendly values (inf -> "inf")."""
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        x = float(obj)
-        if math.isnan(x):
-            return None
-        if math.isinf(x):
-            return "inf" if x > 0 else "-inf"
-        return x
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
+from spinlens.io import jsonable  # noqa: E402  (one JSON conversion for stdout and files)
 
 
 def print_json(obj) -> None:
@@ -135,3 +113,37 @@ def print_table(rows: list[tuple[str, object]]) -> None:
         if isinstance(v, float):
             v = f"{v:.6g}"
         print(f"{k:<{width}}  {v}")
+
+
+def warn_deprecated(message: str) -> None:
+    """One line on stderr for an old spelling that still works (it will go in a later release)."""
+    print(f"spinlens: deprecated: {message}", file=sys.stderr)
+
+
+def load_checkpoint_arg(path, *, flag: str = "checkpoint", transformer: bool = True, deprecated: str | None = None):
+    """Load the spinlens model folder given under ``--flag``: ``(model, Checkpoint)``.
+
+    ``transformer=True`` requires a `spinlens.models.transformer.Transformer` (a ``save_model`` folder of one,
+    or a ``zoo train --arch tf`` folder). Older layouts (a ``model/`` subfolder, a single ``.safetensors``
+    file) still load, with a deprecation line on stderr. ``deprecated``: a deprecation message printed once the
+    model has loaded (an error stays the only line on stderr).
+    """
+    import warnings
+
+    from spinlens.errors import InvalidParameterError
+    from spinlens.models.checkpoint import load_model, read_checkpoint
+    from spinlens.models.transformer import Transformer
+
+    try:
+        ck = read_checkpoint(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", FutureWarning)
+            model = load_model(path, kind=Transformer if transformer else None)
+    except InvalidParameterError as exc:
+        raise InvalidParameterError(str(exc).replace("The 'checkpoint' parameter", f"The '{flag}' parameter")) from None
+    if deprecated:
+        warn_deprecated(deprecated)
+    for w in caught:
+        if issubclass(w.category, FutureWarning):
+            warn_deprecated(f"--{flag} {path}: {w.message}")
+    return model, ck

@@ -6,11 +6,9 @@ Registered by `spinlens.cli.interp_cmd` (kept in its own module so the interp CL
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 
-from ._common import Formatter, jsonable, print_json, print_table
+from ._common import Formatter, print_json, print_table
 
 try:  # shared validator (added by the CLI error-handling audit); a local equivalent until it lands
     from ._common import check_out_dir
@@ -77,14 +75,10 @@ def _run_fv(args: argparse.Namespace) -> int:
     if args.checkpoint and args.planted:
         raise InvalidParameterError("Give at most one of --checkpoint, --planted.")
     if args.checkpoint:
-        from spinlens.models.transformer import load_transformer
+        from ._common import load_checkpoint_arg
 
-        model = load_transformer(args.checkpoint)
-        try:
-            with open(os.path.join(args.checkpoint, "config.json")) as fh:
-                meta = dict(json.load(fh).get("metadata", {}))
-        except (OSError, ValueError):
-            meta = {}
+        model, ck = load_checkpoint_arg(args.checkpoint)
+        meta = ck.metadata
         if "tasks" not in meta or getattr(model.cfg, "input_kind", "") != "tokens":
             raise InvalidParameterError(
                 "The 'checkpoint' parameter must be a token Transformer whose config.json metadata holds the task "
@@ -108,21 +102,16 @@ def _run_fv(args: argparse.Namespace) -> int:
     d = res.to_dict()
     d["source"] = source
     if args.out:
-        from spinlens.interp import plotting as P
+        from spinlens.plotting import interp as P
 
         os.makedirs(args.out, exist_ok=True)
         P.save_figure(P.plot_function_vectors(res), args.out, "function_vectors")
         P.save_data(res.evaluation, args.out, "function_vectors_eval")
         P.save_data(res.indirect_effect, args.out, "function_vectors_indirect_effect")
-        with open(os.path.join(args.out, "result.json"), "w") as fh:
-            json.dump(jsonable(d), fh, indent=2)
-        import spinlens
+        from spinlens import io
 
-        rec = {"command": "interp fv", "argv": sys.argv[1:], "seed": args.seed,
-               "version": getattr(spinlens, "__version__", "?"), "summary": d,
-               "args": {k: v for k, v in vars(args).items() if k != "func"}}
-        with open(os.path.join(args.out, "run.json"), "w") as fh:
-            json.dump(jsonable(rec), fh, indent=2)
+        io.write_json(os.path.join(args.out, "result.json"), d)
+        io.write_run_json(args.out, io.run_record("interp fv", args=args, seed=args.seed, summary=d))
     if args.json:
         print_json(d)
     else:

@@ -1,11 +1,15 @@
 """``spinlens steer | pinpoint | merge | quantize``: act on what interpretability found (issue 6).
 
-Every command works on a small GPT-2-style ICL-regression transformer: ``--model FILE`` (saved by
-`spinlens.edit.experiments.save_transformer`) or, by default, a base trained here in a few seconds and
-cached as ``OUT/base.safetensors``. Heavy imports happen inside the command functions.
+Every command works on a small GPT-2-style ICL-regression transformer: ``--checkpoint DIR`` (a spinlens
+model folder, e.g. written by ``spinlens zoo train --arch tf --out DIR`` or
+`spinlens.models.checkpoint.save_model`) or, by default, a base trained here in a few seconds and cached
+in the folder ``OUT/base``. ``quantize --model DIR`` takes a Hugging Face causal LM. Heavy imports happen
+inside the command functions.
 """
 
 from __future__ import annotations
+
+import argparse
 
 from spinlens.cli._common import add_command
 
@@ -24,7 +28,7 @@ PINPOINT_EXAMPLES = """  spinlens pinpoint --out pin-out                     # t
 """
 MERGE_EXAMPLES = """  spinlens merge --out merge-out                      # fine-tune on two task families, merge 4 ways, evaluate
   spinlens merge --tasks corr noisy --density 0.5 --out merge-cn
-  spinlens merge --base base.safetensors --models a.safetensors b.safetensors --method ties --save merged.safetensors
+  spinlens merge --checkpoint runs/base --models runs/ft-a runs/ft-b --method ties --save runs/merged
 """
 QUANTIZE_EXAMPLES = """  spinlens quantize --out quant-out                   # loss vs average bits: uniform vs importance-guided
   spinlens quantize --budgets 3 3.4 4 --group-size 16 --out quant-g16
@@ -40,8 +44,13 @@ QUANTIZE_EXAMPLES = """  spinlens quantize --out quant-out                   # l
 
 
 def _common(p, *, steps_default=300):
-    p.add_argument("--model", help="a .safetensors Transformer (default: train a small base, cached in OUT); "
-                                    "quantize also takes a Hugging Face causal-LM directory")
+    p.add_argument("--checkpoint", help="spinlens model folder holding a regression Transformer (e.g. from "
+                   "`spinlens zoo train --arch tf --out DIR`); default: train a small base, cached in OUT/base")
+    p.add_argument("--model", help="quantize: a Hugging Face causal-LM folder (a spinlens model here is deprecated: "
+                                    "use --checkpoint)")
+    p.add_argument("--allow-pickle-weights", action="store_true",
+                   help="also load pickled PyTorch .bin weights of a Hugging Face --model folder (default: "
+                        ".safetensors only; a pickle can run code, so only for folders you trust)")
     p.add_argument("--d", type=int, default=5, help="token dimension D of the default base")
     p.add_argument("--n-context", type=int, default=10, help="context length N of the default base")
     p.add_argument("--base-steps", type=int, default=2000, help="training steps of the default base")
@@ -79,11 +88,11 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--density", type=float, default=0.3, help="TIES: fraction of each task vector kept")
-    p.add_argument("--base", help="with --models: the common base (.safetensors)")
-    p.add_argument("--models", nargs="+", help="fine-tuned models (.safetensors) to merge")
+    p.add_argument("--base", help=argparse.SUPPRESS)  # deprecated spelling of --checkpoint
+    p.add_argument("--models", nargs="+", help="fine-tuned spinlens model folders to merge into --checkpoint (the base)")
     p.add_argument("--method", choices=["task_arithmetic", "ties"], default="task_arithmetic")
     p.add_argument("--scale", type=float, default=None, help="λ (default 1/T for task arithmetic, 1 for TIES)")
-    p.add_argument("--save", help="with --models: where to write the merged model")
+    p.add_argument("--save", help="with --models: folder for the merged model")
 
     p = add_command(sub, "quantize", "Importance-guided mixed-precision fake quantization vs uniform bits",
                     QUANTIZE_EXAMPLES, _quantize)
@@ -132,57 +141,92 @@ def _check_common(args):
     check_out_dir("out", args.out)
 
 
+def _spinlens_model_in_model_flag(args) -> None:
+    """``--model`` naming a spinlens model (old spelling): move it to ``--checkpoint`` with a deprecation line."""
+    from pathlib import Path
+
+    from spinlens.models.checkpoint import is_checkpoint
+
+    m = getattr(args, "model", None)
+    if m and (Path(m).is_file() or is_checkpoint(m)):
+        if args.checkpoint:
+            from spinlens.errors import InvalidParameterError
+
+            raise InvalidParameterError("Give the spinlens model once, under --checkpoint (not also --model).")
+        args.checkpoint, args.model = m, None
+        args.checkpoint_flag = "model"
+        args.checkpoint_deprecated = (f"--model {m}: a spinlens model goes under --checkpoint DIR (--model is for "
+                                      "Hugging Face folders)")
+
+
 def _setup(args):
     from pathlib import Path
 
-    from spinlens.edit.experiments import load_transformer, pretrained_base
+    from spinlens.edit.experiments import pretrained_base
 
     _check_common(args)
+    _spinlens_model_in_model_flag(args)
+    if getattr(args, "model", None):
+        from spinlens.errors import InvalidParameterError
+
+        raise InvalidParameterError(f"The '--model' parameter (a Hugging Face folder) is only for 'quantize'; give a "
+                                    f"spinlens model folder under --checkpoint. Got {args.model!r}.")
     out = Path(args.out) if args.out else None
-    model = load_transformer(args.model) if args.model else None  # a bad file fails before OUT is created
+    model = None
+    if args.checkpoint:  # a bad folder fails before OUT is created
+        from spinlens.cli._common import load_checkpoint_arg
+
+        model, ck = load_checkpoint_arg(args.checkpoint, flag=getattr(args, "checkpoint_flag", "checkpoint"),
+                                        deprecated=getattr(args, "checkpoint_deprecated", None))
+        if getattr(model.cfg, "input_kind", "regression") != "regression":
+            from spinlens.errors import InvalidParameterError
+
+            raise InvalidParameterError(f"The '--checkpoint' parameter must hold a regression Transformer (prompt "
+                                        f"matrices in, a number out). Got a token Transformer in {args.checkpoint!r}.")
+        args.d = model.cfg.d_in - 1
+        args.n_context = ck.n_context() or model.cfg.max_pos - 1
     if out:
         out.mkdir(parents=True, exist_ok=True)
     if model is None:
-        cache = out / "base.safetensors" if out else None
+        cache = out / "base" if out else None
         model = pretrained_base(args.d, args.n_context, steps=args.base_steps, path=cache, rng=args.seed,
                                 progress=not args.no_progress)
     return model, out
 
 
 def _write(out, stem, ds, fig, args, extra=None):
-    import json
-    import sys
-
-    from spinlens import __version__
-    from spinlens.cli._common import jsonable
-    from spinlens.edit.plots import save_figure
+    from spinlens import io
 
     if out is None:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
         return
     if "run" in ds.dims:
         run_vars = [v for v in ds.data_vars if ds[v].dims == ("run",)]
-        ds[run_vars].to_dataframe().to_csv(out / f"{stem}.csv")
+        io.save_dataframe(ds[run_vars].to_dataframe(), out, stem)
         rest = [v for v in ds.data_vars if v not in run_vars]
         if rest:
-            _to_csv(ds[rest].drop_dims("run", errors="ignore"), out / f"{stem}_{'_'.join(rest)}.csv")
+            _to_csv(ds[rest].drop_dims("run", errors="ignore"), out, f"{stem}_{'_'.join(rest)}")
     else:
-        _to_csv(ds, out / f"{stem}.csv")
-    ds.to_netcdf(out / f"{stem}.nc")
-    save_figure(fig, out, stem)
-    run = {"command": " ".join(["spinlens"] + sys.argv[1:]), "args": {k: v for k, v in vars(args).items() if k != "func"},
-           "seed": args.seed, "version": __version__, "attrs": dict(ds.attrs), **(extra or {})}
-    (out / "run.json").write_text(json.dumps(jsonable(run), indent=1, default=str))
+        _to_csv(ds, out, stem)
+    io.save_dataset(ds, out, stem)
+    io.save_figure(fig, out, stem, dpi=150)
+    io.write_run_json(out, io.run_record(args.func.__name__.lstrip("_"), args=args, seed=args.seed, attrs=dict(ds.attrs),
+                                         **(extra or {})))
 
 
-def _to_csv(ds, path):
+def _to_csv(ds, out, name):
     import pandas as pd
 
+    from spinlens.io import save_dataframe
+
     frames = []
-    for name, da in ds.data_vars.items():
+    for var, da in ds.data_vars.items():
         df = da.to_dataframe(name="value").reset_index()
-        df.insert(0, "variable", name)
+        df.insert(0, "variable", var)
         frames.append(df)
-    pd.concat(frames, ignore_index=True).to_csv(path, index=False)
+    save_dataframe(pd.concat(frames, ignore_index=True), out, name, index=False)
 
 
 # ----------------------------------------------------------------------------------------------- commands
@@ -209,7 +253,7 @@ def _steer(args):
             if not (isinstance(e, dict) and e.get("type") == "ablate" and e.get("mode", "zero") != "zero")]})
     model, out = _setup(args)
     if args.spec:
-        d, n = model.cfg.d_in - 1, model.cfg.max_pos - 1
+        d, n = model.cfg.d_in - 1, args.n_context
         Z, y, _ = sample_regression_prompts(args.n_prompts, d, n, rng=args.seed)
         Zt = torch.as_tensor(Z, dtype=next(model.parameters()).dtype)
         ivs = st.interventions_from_spec(spec, model=model, Z_ref=Zt)
@@ -225,19 +269,17 @@ def _steer(args):
                "mean_abs_shift": float((steered - base).abs().mean()), "mse_before": float(((base - yt) ** 2).mean()),
                "mse_after": float(((steered - yt) ** 2).mean())}
         if out:
-            import json
+            from spinlens import io
 
-            np.savetxt(out / "steered.csv", np.stack([y, base.numpy(), steered.numpy()], 1), delimiter=",",
-                       header="target,unsteered,steered", comments="")
-            (out / "run.json").write_text(json.dumps({"args": {k: v for k, v in vars(args).items() if k != "func"},
-                                                      "result": res}, indent=1, default=str))
+            io.save_columns({"target": y, "unsteered": base.numpy(), "steered": steered.numpy()}, out, "steered")
+            io.write_run_json(out, io.run_record("steer", args=args, seed=args.seed, result=res))
         print_json(res) if args.json else print_table(list(res.items()))
         return 0
     from spinlens.edit.experiments import steering_experiment
-    from spinlens.edit.plots import plot_steering
+    from spinlens.plotting.edit import plot_steering
 
     check_int("n_top_heads", args.n_top_heads, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
-    ds = steering_experiment(model, strengths=args.strengths, n_top_heads=args.n_top_heads, n_prompts=args.n_prompts,
+    ds = steering_experiment(model, n_context=args.n_context, strengths=args.strengths, n_top_heads=args.n_top_heads, n_prompts=args.n_prompts,
                              rng=args.seed)
     fig, _ = plot_steering(ds)
     _write(out, "steering", ds, fig, args)
@@ -253,7 +295,7 @@ def _steer(args):
 def _pinpoint(args):
     from spinlens.cli._common import print_json
     from spinlens.edit.experiments import pinpoint_experiment
-    from spinlens.edit.plots import plot_pinpoint
+    from spinlens.plotting.edit import plot_pinpoint
     from spinlens.errors import InvalidParameterError, check_float, check_int
 
     _check_common(args)
@@ -284,7 +326,7 @@ def _pinpoint(args):
                                         f"for this model. Got shape {tuple(imp_da.shape)}.")
         ds = _pinpoint_with(model, imp_da, args)
     else:
-        ds = pinpoint_experiment(model, target=args.target, k=args.k, n_random=args.n_random, steps=args.steps,
+        ds = pinpoint_experiment(model, n_context=args.n_context, target=args.target, k=args.k, n_random=args.n_random, steps=args.steps,
                                  lr=args.lr, importance=imp, rng=args.seed, progress=not args.no_progress)
     fig, _ = plot_pinpoint(ds)
     extra = {}
@@ -306,7 +348,7 @@ def _pinpoint_with(model, imp_da, args):
     from spinlens.edit.pinpoint import pinpoint_comparison
     from spinlens.random import spawn
 
-    d, n = model.cfg.d_in - 1, model.cfg.max_pos - 1
+    d, n = model.cfg.d_in - 1, args.n_context
     g = spawn(args.seed, 4)
     kw = _task_kwargs(args.target, d)
     Ztr, ytr, _ = sample_regression_prompts(8192, d, n, rng=g[0], **kw)
@@ -325,7 +367,7 @@ def _save_top_delta(model, ds, args, out):
     from spinlens.edit.pinpoint import pinpoint_tune, save_delta
 
     comps = str(ds["components"].values[list(ds["method"].values).index("importance")]).split(",")
-    d, n = model.cfg.d_in - 1, model.cfg.max_pos - 1
+    d, n = model.cfg.d_in - 1, args.n_context
     Z, y, _ = sample_regression_prompts(8192, d, n, rng=args.seed, **_task_kwargs(args.target, d))
     res = pinpoint_tune(model, comps, Z, y, lr=args.lr, steps=args.steps, rng=args.seed)
     n_saved = save_delta(out / "pinpoint_delta.safetensors", model, res.model, res.masks,
@@ -337,7 +379,6 @@ def _merge(args):
     from spinlens.cli._common import print_json
     from spinlens.errors import InvalidParameterError, check_float
 
-    from spinlens.cli._common import check_out_file
     from spinlens.errors import check_int
 
     check_float("density", args.density, low=0, high=1, low_open=True)
@@ -345,30 +386,43 @@ def _merge(args):
     check_float("lr", args.lr, low=0, low_open=True)
     if args.scale is not None:
         check_float("scale", args.scale)
-    check_out_file("save", args.save)
-    if args.models:
-        from spinlens.edit.experiments import load_transformer, save_transformer
-        from spinlens.edit.merging import merge_models
+    from spinlens.cli._common import check_out_dir, load_checkpoint_arg, warn_deprecated
 
-        if not args.base or not args.save:
-            raise InvalidParameterError("Merging saved models needs --base and --save.")
-        base = load_transformer(args.base)
-        models = [load_transformer(p) for p in args.models]
+    _spinlens_model_in_model_flag(args)
+    if args.base:
+        if args.checkpoint:
+            raise InvalidParameterError("Give the base model once, under --checkpoint (--base is its old spelling).")
+        args.checkpoint, args.base = args.base, None
+        args.checkpoint_flag = "base"
+        args.checkpoint_deprecated = "--base: the base model goes under --checkpoint DIR"
+    if args.models:
+        from spinlens.edit.merging import merge_models
+        from spinlens.models.checkpoint import save_model
+
+        if not args.checkpoint or not args.save:
+            raise InvalidParameterError("Merging saved models needs --checkpoint (the base) and --save (a folder).")
+        check_out_dir("save", args.save)
+        base, ck = load_checkpoint_arg(args.checkpoint, flag=getattr(args, "checkpoint_flag", "checkpoint"),
+                                       deprecated=getattr(args, "checkpoint_deprecated", None))
+        models = [load_checkpoint_arg(p, flag="models")[0] for p in args.models]
+        if args.save.endswith(".safetensors"):
+            warn_deprecated(f"--save {args.save}: the merged model is written as a model folder")
         kw = {"density": args.density, "scale": 1.0 if args.scale is None else args.scale} if args.method == "ties" \
             else {"scale": args.scale}
         merged = merge_models(base, models, args.method, **kw)
-        save_transformer(merged, args.save)
+        save_model(merged, args.save, metadata={**ck.metadata, "merge": {"method": args.method, **kw,
+                                                                          "models": list(args.models)}})
         print_json({"saved": args.save, "method": args.method, **kw}) if args.json else print(f"saved {args.save}")
         return 0
     from spinlens.edit.experiments import merging_experiment
-    from spinlens.edit.plots import plot_merging
+    from spinlens.plotting.edit import plot_merging
 
     if args.tasks[0] == args.tasks[1]:
         raise InvalidParameterError(f"The 'tasks' parameter must name two different task families. Got {args.tasks}.")
-    if args.base or args.save:
-        raise InvalidParameterError("The '--base' and '--save' options need '--models' (fine-tuned models to merge).")
+    if args.save:
+        raise InvalidParameterError("The '--save' option needs '--models' (fine-tuned models to merge).")
     model, out = _setup(args)
-    ds = merging_experiment(model, tasks=tuple(args.tasks), steps=args.steps, lr=args.lr, density=args.density,
+    ds = merging_experiment(model, n_context=args.n_context, tasks=tuple(args.tasks), steps=args.steps, lr=args.lr, density=args.density,
                             rng=args.seed, progress=not args.no_progress)
     fig, _ = plot_merging(ds)
     _write(out, "merging", ds, fig, args)
@@ -386,7 +440,7 @@ def _quantize(args):
 
     from spinlens.cli._common import print_json
     from spinlens.edit.experiments import quantization_experiment
-    from spinlens.edit.plots import plot_quantization
+    from spinlens.plotting.edit import plot_quantization
     from spinlens.errors import InvalidParameterError, check_float, check_int
 
     from spinlens.cli._common import check_out_dir
@@ -398,8 +452,9 @@ def _quantize(args):
     _check_common(args)
     check_out_dir("save", args.save)
     if args.model and not Path(args.model).exists():
-        raise InvalidParameterError(f"The 'model' parameter must be a .safetensors Transformer file or a Hugging Face "
-                                    f"model folder. Got {args.model!r}, which does not exist.")
+        raise InvalidParameterError(f"The 'model' parameter must be a Hugging Face model folder. Got {args.model!r}, "
+                                    "which does not exist.")
+    _spinlens_model_in_model_flag(args)
     for b in args.bits + args.uniform_bits:
         check_int("bits", b, low=1, high=16)
     budgets = [args.budget] if args.budget is not None else args.budgets
@@ -415,7 +470,7 @@ def _quantize(args):
         raise InvalidParameterError("The 'granularity' parameter 'linear' is for Hugging Face models; use head, module or layer.")
     args.granularity = args.granularity or "head"
     model, out = _setup(args)
-    ds = quantization_experiment(model, budgets=budgets, uniform_bits=args.uniform_bits, bits=sorted(args.bits),
+    ds = quantization_experiment(model, n_context=args.n_context, budgets=budgets, uniform_bits=args.uniform_bits, bits=sorted(args.bits),
                                  group_size=args.group_size, n_random=args.n_random, granularity=args.granularity,
                                  rng=args.seed,
                                  progress=not args.no_progress)
@@ -473,7 +528,7 @@ def _quantize_hf(args, budgets):
 
     from spinlens.cli._common import check_out_dir, print_json
     from spinlens.edit import hf_quantization as H
-    from spinlens.edit.plots import plot_quantization
+    from spinlens.plotting.edit import plot_quantization
     from spinlens.errors import InvalidParameterError, check_int
 
     check_int("n_seq", args.n_seq, low=1, high=4096)
@@ -481,7 +536,7 @@ def _quantize_hf(args, budgets):
     gran = args.granularity or "linear"
     if gran == "head":
         raise InvalidParameterError("The 'granularity' parameter must be linear, module or layer for a Hugging Face model.")
-    model = H.load_hf_causal_lm(args.model)
+    model = H.load_hf_causal_lm(args.model, allow_pickle_weights=getattr(args, "allow_pickle_weights", False))
     calib, test = _calib_tokens(args, model, args.seed)
     if args.crosscheck:
         res = {}
@@ -514,9 +569,12 @@ def _quantize_hf(args, budgets):
     if args.save:
         q = H.quantize_hf(model, guided, granularity=gran, group_size=args.group_size)
         q.save_pretrained(args.save)
-        Path(args.save, "spinlens_quantization.json").write_text(json.dumps(
-            {"bits": guided, "granularity": gran, "group_size": args.group_size, "budget": budgets[0],
-             "average_bits": float(ds["average_bits"].values[i]), "note": "fake-quantized float weights"}, indent=1))
+        from spinlens.io import write_json
+
+        write_json(Path(args.save, "spinlens_quantization.json"),
+                   {"bits": guided, "granularity": gran, "group_size": args.group_size, "budget": budgets[0],
+                    "average_bits": float(ds["average_bits"].values[i]), "note": "fake-quantized float weights"},
+                   indent=1)
     df = ds.drop_vars("bits_json").to_dataframe()
     if args.budget is not None and args.json:
         print_json({"budget": args.budget, "average_bits": float(ds["average_bits"].values[i]),

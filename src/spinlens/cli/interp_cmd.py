@@ -7,9 +7,7 @@ behind it (NetCDF / JSON) and run.json under ``--out``, and prints a short summa
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import time
 
 from ._common import Formatter, add_command, check_out_dir, print_json
@@ -55,7 +53,11 @@ SUB = {
 def _common(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model (one of)")
     g.add_argument("--model", default=None, help="local Hugging Face causal LM folder (GPT-2 or Llama family)")
-    g.add_argument("--checkpoint", default=None, help="spinlens Transformer folder (save_transformer, or zoo 'tf')")
+    p.add_argument("--allow-pickle-weights", action="store_true",
+                   help="also load pickled PyTorch .bin weights of a --model folder (default: .safetensors only; "
+                        "a pickle can run code, so only for folders you trust)")
+    g.add_argument("--checkpoint", default=None, help="spinlens model folder holding a Transformer "
+                   "(`zoo train --arch tf --out DIR`, or spinlens.models.checkpoint.save_model)")
     g.add_argument("--planted", default=None, help="hand-built model with a known circuit: regression | copy "
                    "(default regression when no model is given)")
     g = p.add_argument_group("data")
@@ -185,15 +187,17 @@ def _setup(args):
     if len(given) > 1:
         raise InvalidParameterError("Give at most one of --model, --checkpoint, --planted.")
     extras = {}
+    ck_n_context, ck_meta = None, {}
     if args.model:
         from spinlens.interp.hf import load_hf
 
-        model = load_hf(args.model)
+        model = load_hf(args.model, allow_pickle_weights=getattr(args, "allow_pickle_weights", False))
         source = f"hf:{args.model}"
     elif args.checkpoint:
-        from spinlens.models.transformer import load_transformer
+        from ._common import load_checkpoint_arg
 
-        model = load_transformer(args.checkpoint)
+        model, ck = load_checkpoint_arg(args.checkpoint)
+        ck_n_context, ck_meta = ck.n_context(), ck.metadata
         source = f"checkpoint:{args.checkpoint}"
     else:
         kind = args.planted or "regression"
@@ -213,7 +217,7 @@ def _setup(args):
     dtype = next(model.parameters()).dtype
     if getattr(cfg, "input_kind", "tokens") == "regression":
         d = cfg.d_in - 1
-        N = args.n_context if args.n_context is not None else (cfg.max_pos - 1)
+        N = args.n_context if args.n_context is not None else (ck_n_context or cfg.max_pos - 1)
         N = check_int("n-context", N, low=1, high=cfg.max_pos - 1)
         pr = tasks.regression_pairs(d, N, n, dtype=dtype, rng=args.seed)
         clean, corrupt = pr.clean, pr.corrupt
@@ -232,7 +236,7 @@ def _setup(args):
         else:
             n_in = max(args.n_pairs, min(12, V // 2))
             n_lab = min(6, V - n_in)
-            meta = _checkpoint_metadata(args.checkpoint) if args.checkpoint else {}
+            meta = ck_meta
             if "n_inputs" in meta and "n_labels" in meta:  # the task the model was trained on
                 n_in, n_lab = int(meta["n_inputs"]), int(meta["n_labels"])
             if n_lab < 2:
@@ -251,24 +255,10 @@ def _setup(args):
     return model, clean, corrupt, metric, extras, source
 
 
-def _checkpoint_metadata(path) -> dict:
-    try:
-        with open(os.path.join(path, "config.json")) as fh:
-            return dict(json.load(fh).get("metadata", {}))
-    except (OSError, ValueError):
-        return {}
-
-
 def _write_run(out, args, summary):
-    import spinlens
+    from spinlens import io
 
-    rec = {"command": "interp " + args.method, "argv": sys.argv[1:], "seed": args.seed,
-           "version": getattr(spinlens, "__version__", "?"), "summary": summary,
-           "args": {k: v for k, v in vars(args).items() if k != "func"}}
-    from ._common import jsonable
-
-    with open(os.path.join(out, "run.json"), "w") as fh:
-        json.dump(jsonable(rec), fh, indent=2)
+    io.write_run_json(out, io.run_record("interp " + args.method, args=args, seed=args.seed, summary=summary))
 
 
 def _parse_heads(spec: str, cfg):
@@ -297,7 +287,7 @@ def _run_interp(args) -> int:
     import torch
 
     from spinlens import interp as I
-    from spinlens.interp import plotting as P
+    from spinlens.plotting import interp as P
 
     t0 = time.perf_counter()
     model, clean, corrupt, metric, extras, source = _setup(args)
@@ -339,8 +329,9 @@ def _run_interp(args) -> int:
         if out:
             figs += P.save_figure(P.plot_circuit(c, title=f"circuit (threshold {args.threshold}, faithfulness {f:.2f})"), out, "circuit")
             os.makedirs(out, exist_ok=True)
-            with open(os.path.join(out, "circuit.json"), "w") as fh:
-                json.dump(c.to_dict() | {"faithfulness": f}, fh, indent=2)
+            from spinlens.io import write_json
+
+            write_json(os.path.join(out, "circuit.json"), c.to_dict() | {"faithfulness": f})
             data.append(os.path.join(out, "circuit.json"))
     elif m == "attribution":
         ac = I.attribution_circuit(model, clean, corrupt, metric=metric, threshold=args.threshold)

@@ -45,6 +45,7 @@ def _run(args) -> int:
     from spinlens.cli._common import check_out_dir, print_json
     from spinlens.errors import InvalidParameterError, check_int
     from spinlens.reproduce import FIGURES, available, run_figure
+    from spinlens.reproduce._framework import announce
 
     if args.figure == "all":
         names = [n for n in FIGURES if n in available()]
@@ -60,7 +61,8 @@ def _run(args) -> int:
         check_out_dir("--out", Path(args.out) / name)
     echo = None if args.json else print
     summaries = []
-    for name in names:
+    for k, name in enumerate(names, 1):
+        announce(name, k, len(names), quick=not getattr(args, "full", False), description=FIGURES[name][1])
         res = run_figure(name, args.out, quick=not getattr(args, "full", False), seed=args.seed, echo=echo)
         summaries.append(
             {

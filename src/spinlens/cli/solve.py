@@ -1,4 +1,8 @@
-"""`spinlens solve`: build the spin glass from prompts and solve it."""
+"""`spinlens solve`: build the spin glass from prompts and solve it.
+
+The prompts are streamed: at most one batch exists at a time and only the features (O(P·D)) are kept;
+the peak memory of the method is estimated and checked before any large allocation (`spinlens.memory`).
+"""
 
 from __future__ import annotations
 
@@ -9,46 +13,70 @@ from ._prompt_args import add_prompt_args
 
 EXAMPLES = """  spinlens solve --D 20 --N 100 --P 10000 --lam 0.01 --method cavity
   spinlens solve --D 10 --N 50 --P 2000 --method exact --json
+  spinlens solve --D 100 --N 100 --P 100000 --lam 0.01 --method exact --json    # matrix-free CG
+  spinlens solve --D 20 --N 100 --P 10000 --lam 0.01 --method tap --tol 1e-20 --steps 5000 --json
   spinlens solve --data prompts.npz --lam 0.01 --method sample --beta 100 --save result.npz
   spinlens solve --D 20 --N 100 --method limit --lam 0.01 --json
+  spinlens solve --D 8 --N 20 --P 5000 --sampler core --save-prompts prompts.npz
 """
+
+METHODS = ("exact", "cavity", "tap", "sample", "langevin", "limit")
 
 
 def register(sub):
-    p = add_command(sub, "solve", "Solve the spin glass of a linear-attention transformer (exact, cavity, sampling, P→∞ limit).", EXAMPLES, run)
+    p = add_command(sub, "solve", "Solve the spin glass of a linear-attention transformer (exact, cavity, TAP, sampling, P→∞ limit).", EXAMPLES, run)
     add_prompt_args(p)
+    p.add_argument_group("prompts").add_argument(
+        "--sampler", default="auto", help="auto | core | reduced: draw full prompts (core) or the same law of the "
+        "features from ~3D+4 numbers a prompt (reduced, corr = 0 only); auto = reduced where allowed")
     g = p.add_argument_group("solver")
     g.add_argument("--lam", type=float, default=0.01, help="the Hamiltonian's ridge strength λ (>= 0)")
-    g.add_argument("--method", default="exact", help="exact | cavity | sample | langevin | limit (the P→∞ closed form)")
+    g.add_argument("--method", default="exact", help="exact | cavity | tap (cavity + Onsager reaction term) | sample | langevin | limit (the P→∞ closed form)")
     g.add_argument("--beta", type=float, default=100.0, help="inverse temperature β (> 0)")
-    g.add_argument("--damping", type=float, default=0.9, help="cavity damping θ in [0, 1)")
-    g.add_argument("--steps", type=int, default=100, help="cavity steps / Langevin steps (>= 1)")
-    g.add_argument("--tol", type=float, default=1e-6, help="cavity tolerance on the mean squared change (> 0)")
+    g.add_argument("--damping", type=float, default=0.9, help="cavity/tap damping θ in [0, 1)")
+    g.add_argument("--steps", type=int, default=100, help="cavity/tap steps / Langevin steps (>= 1)")
+    g.add_argument("--tol", type=float, default=1e-6, help="cavity/tap tolerance on the mean squared change (> 0)")
     g.add_argument("--samples", type=int, default=1000, help="samples per replica for --method sample (>= 2)")
+    g.add_argument("--exact-backend", default="auto", help="auto | dense (Cholesky) | cg (matrix-free conjugate gradients)")
+    g.add_argument("--preconditioner", default="kronecker", help="CG preconditioner: kronecker | jacobi | none")
+    g.add_argument("--probes", type=int, default=None,
+                   help="probe vectors for the CG marginal variances (>= 0; default 8 below 10^4 spins, else 0: "
+                        "variances from the preconditioner's diagonal)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads (>= 1; default: 1 below 2500 spins, all cores above; $SPINLENS_THREADS and "
+                        "$OMP_NUM_THREADS also set it)")
+    g.add_argument("--device", default="cpu", help="cpu (numpy) | cuda | cuda:N: run the feature accumulation and "
+                   "the matrix-free CG in torch on that device (--method exact)")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print one JSON object")
     o.add_argument("--save", default=None, metavar="RESULT.npz", help="write W, m, v, h (and J with --save-couplings)")
     o.add_argument("--save-couplings", action="store_true", help="also write the dense couplings J to --save")
+    o.add_argument("--save-prompts", default=None, metavar="PROMPTS.npz",
+                   help="also write the sampled prompts (materialises them all; needs --sampler core or auto with corr > 0)")
     o.add_argument("--mc-prompts", type=int, default=20000, help="fresh prompts for Monte-Carlo errors when no closed form applies")
 
 
 def run(args) -> int:
+    import time
     import warnings
 
     import numpy as np
 
     from spinlens import observables as ob
-    from spinlens.errors import check_choice, check_float, check_int
+    from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
+    from spinlens.features import resolve_sampler, spin_features, stream_features
     from spinlens.hamiltonian import build_hamiltonian
-    from spinlens.limit import infinite_diversity_solution
+    from spinlens.memory import check_memory, estimate_memory
     from spinlens.random import spawn
-    from spinlens.solvers import solve
+    from spinlens.solvers import SOLVERS
+    from spinlens.threads import thread_policy
 
     from ._common import check_out_file, print_json, print_table
-    from ._prompt_args import prompts_from_args
+    from ._prompt_args import distribution_from_args
 
+    t_start = time.perf_counter()
     check_int("--seed", args.seed, low=0)
-    method = check_choice("--method", args.method, ("exact", "cavity", "sample", "langevin", "limit"))
+    method = check_choice("--method", args.method, METHODS)
     lam = check_float("--lam", args.lam, low=0)
     beta = check_float("--beta", args.beta, low=0, low_open=True)
     damping = check_float("--damping", args.damping, low=0, high=1, high_open=True)
@@ -56,62 +84,125 @@ def run(args) -> int:
     tol = check_float("--tol", args.tol, low=0, low_open=True)
     samples = check_int("--samples", args.samples, low=2)
     mc = check_int("--mc-prompts", args.mc_prompts, low=2)
+    backend = check_choice("--exact-backend", args.exact_backend, ("auto", "dense", "cg"))
+    precond = check_choice("--preconditioner", args.preconditioner, ("kronecker", "jacobi", "none"))
+    threads = None if args.threads is None else check_int("--threads", args.threads, low=1)
+    device = str(args.device)
+    if device != "cpu" and not (device == "torch-cpu" or device.startswith("cuda")):
+        raise InvalidParameterError(f"The '--device' parameter must be cpu, torch-cpu, cuda or cuda:N. Got {device!r} instead.")
+    if device != "cpu" and method != "exact":
+        raise InvalidParameterError(f"'--device {device}' runs the matrix-free CG: use it with --method exact (got --method {method}).")
     check_out_file("--save", args.save)
+    check_out_file("--save-prompts", args.save_prompts)
     r_prompts, r_solve, r_eval = spawn(args.seed, 3)
-    dist, prompts = prompts_from_args(args, r_prompts)
-    H = build_hamiltonian(prompts, l2_strength=lam)
-    opts = {"cavity": dict(damping=damping, max_iter=steps, tol=tol), "sample": dict(n_samples=samples), "langevin": dict(n_steps=steps)}
-    if method == "limit":
-        import time
 
-        t0 = time.perf_counter()
-        W = infinite_diversity_solution(dist, lam)
-        res = dict(W=W, m=W, v=None, converged=True, iterations=0, seconds=time.perf_counter() - t0, message="closed form (P → ∞)")
-        extras = {}
+    prompts = None
+    if getattr(args, "data", None):
+        from spinlens.prompts import load_prompts
+
+        prompts = load_prompts(args.data)
+        dist = distribution_from_args(args, d=prompts.d, n_context=prompts.n_context)
+        P, sampler = prompts.n_prompts, "file"
     else:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            r = solve(H, method, beta=beta, rng=r_solve, **opts.get(method, {}))
-        res = dict(W=r.W, m=r.m, v=r.v, converged=r.converged, iterations=r.n_iter, seconds=r.seconds, message=r.message)
-        extras = {k: v for k, v in r.extras.items() if np.ndim(v) == 0}
-    W = res["W"]
-    out = {
-        "method": method,
-        "D": dist.d,
-        "N": dist.n_context,
-        "P": prompts.n_prompts,
-        "lam": lam,
-        "beta": beta,
-        "test_error": ob.test_error(W, dist, rng=r_eval, n_mc=mc),
-        "test_error_kind": "exact" if dist.isotropic else f"monte-carlo ({mc} prompts)",
-        "train_error": ob.train_error(W, prompts),
-        "contrast_ratio": ob.contrast_ratio(W),
-        "converged": bool(res["converged"]),
-        "iterations": int(res["iterations"]),
-        "seconds": float(res["seconds"]),
-        "message": res["message"],
-        **extras,
-    }
-    if prompts.pool is not None:
-        out["pool_error"] = ob.pool_error(W, dist, prompts.pool, rng=r_eval, n_mc=mc)
+        dist = distribution_from_args(args)
+        P = check_int("--P", args.P, low=1)
+        sampler = check_choice("--sampler", args.sampler, ("auto", "core", "reduced"))
+        if args.save_prompts and sampler == "reduced":
+            raise InvalidParameterError("'--save-prompts' needs the prompts themselves: use --sampler core (the reduced sampler draws only features).")
+        sampler = "core" if args.save_prompts else resolve_sampler(sampler, dist)
+    D1 = dist.d + 1
+    K = D1 * D1
+    n_probes = (8 if K < 10_000 else 0) if args.probes is None else check_int("--probes", args.probes, low=0)
+
+    est = estimate_memory(method, d=dist.d, n_context=dist.n_context, n_prompts=P,
+                          sampler="reduced" if sampler == "reduced" else "core", backend=backend, n_probes=n_probes,
+                          n_samples=samples, n_steps=steps, save_prompts=bool(args.save_prompts))
+    if prompts is not None:
+        est.parts["loaded_prompts"] = prompts.Z.nbytes + prompts.y.nbytes
+    check_memory(est, what=f"spinlens solve --method {method} at D={dist.d}, N={dist.n_context}"
+                 + ("" if method == "limit" else f", P={P}"))
+
+    out: dict = {"method": method, "D": dist.d, "N": dist.n_context}
+    if method == "limit":
+        from spinlens.solvers import LimitSolver
+
+        r = LimitSolver(dist, l2_strength=lam).solve(None, beta=beta)
+        W = r.m
+        out.update(lam=lam, beta=beta, test_error=ob.test_error(W, dist, rng=r_eval, n_mc=mc),
+                   test_error_kind="exact" if dist.isotropic else f"monte-carlo ({mc} prompts)",
+                   contrast_ratio=ob.contrast_ratio(W), converged=True, iterations=0, seconds=r.seconds,
+                   message=r.message)
+        H = None
+    else:
+        t0 = time.perf_counter()
+        if prompts is not None:
+            feats, y, pool = spin_features(prompts), prompts.y, prompts.pool
+        elif device != "cpu":
+            from spinlens.features import stream_features_torch
+
+            fs = stream_features_torch(dist, P, seed=int(r_prompts.integers(2**62)), device="cpu" if device == "torch-cpu" else device)
+            feats, y, pool = fs.features, fs.y, fs.pool
+        else:
+            batches = [] if args.save_prompts else None
+            progress = P >= 200_000 and sys.stderr.isatty() and not args.json
+            fs = stream_features(dist, P, rng=r_prompts, sampler=sampler, on_batch=None if batches is None else batches.append,
+                                 progress=progress)
+            feats, y, pool = fs.features, fs.y, fs.pool
+            if batches is not None:
+                from spinlens.prompts import Prompts
+
+                cat = lambda k: None if getattr(batches[0], k) is None else np.concatenate([getattr(b, k) for b in batches])  # noqa: E731
+                Prompts(cat("Z"), cat("y"), cat("w"), cat("task_index"), batches[0].pool).save(args.save_prompts)
+                del batches
+        t_features = time.perf_counter() - t0
+        H = build_hamiltonian(feats, y, l2_strength=lam)
+        opts = {
+            "exact": dict(backend=backend, n_probes=n_probes, preconditioner=precond, device=device),
+            "cavity": dict(damping=damping, max_iter=steps, tol=tol),
+            "tap": dict(damping=damping, max_iter=steps, tol=tol),
+            "sample": dict(n_samples=samples),
+            "langevin": dict(n_steps=steps),
+        }[method]
+        with thread_policy(K, threads=threads) as n_threads:
+            r = SOLVERS[method](**opts).solve(H, beta=beta, rng=r_solve, warn=False)
+            W = r.m
+            out.update(P=P, lam=lam, beta=beta, sampler=sampler,
+                       test_error=ob.test_error(W, dist, rng=r_eval, n_mc=mc),
+                       test_error_kind="exact" if dist.isotropic else f"monte-carlo ({mc} prompts)",
+                       train_error=float(np.mean((y - feats.predict(W)) ** 2)),
+                       contrast_ratio=ob.contrast_ratio(W), converged=bool(r.converged), iterations=int(r.n_iter),
+                       seconds=float(r.seconds), message=r.message,
+                       **{k: v for k, v in r.extras.items() if np.ndim(v) == 0})
+            if pool is not None:
+                out["pool_error"] = ob.pool_error(W, dist, pool, rng=r_eval, n_mc=mc)
+        out["threads"] = n_threads
+        out["features_seconds"] = t_features
     if args.save:
-        _save(args.save, res, H, args.save_couplings)
+        arrays = {"W": r.m, "m": r.m, "v": r.v}
+        if H is not None:
+            arrays["h"] = H.h
+            if args.save_couplings:
+                arrays["J"] = H.J
+        from spinlens.io import atomic_savez
+
+        atomic_savez(args.save, **arrays)
         out["saved"] = args.save
+    if args.save_prompts:
+        out["saved_prompts"] = args.save_prompts
+    out.update(est.to_dict())
+    out["peak_memory_gib"] = _peak_rss_gib()
+    out["wall_seconds"] = time.perf_counter() - t_start
     if not out["converged"]:
-        print(f"spinlens solve: warning: {method} did not converge: {res['message']}", file=sys.stderr)
+        print(f"spinlens solve: warning: {method} did not converge: {out['message']}", file=sys.stderr)
     if args.json:
         print_json(out)
     else:
-        print_table([(k, v) for k, v in out.items()])
+        print_table([(k, v) for k, v in out.items() if k != "memory_parts_gib"])
     return 0
 
 
-def _save(path, res, H, couplings):
-    from spinlens.io import atomic_savez
+def _peak_rss_gib() -> float:
+    """Peak resident memory of this process so far (ru_maxrss), GiB."""
+    import resource
 
-    arrays = {"W": res["W"], "m": res["m"], "h": H.h}
-    if res["v"] is not None:
-        arrays["v"] = res["v"]
-    if couplings:
-        arrays["J"] = H.J
-    atomic_savez(path, **arrays)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1024**3

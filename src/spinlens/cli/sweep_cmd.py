@@ -69,11 +69,17 @@ def register(sub) -> None:
     p.add_argument("--jobs", type=int, default=None, help="worker processes (default: number of CPU cores)" + _NO_DEFAULT)
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run on a Dask distributed scheduler, e.g. tcp://127.0.0.1:8786" + _NO_DEFAULT)
+    p.add_argument("--scheduler-timeout", type=float, default=None, metavar="SECONDS",
+                   help="seconds to wait for the Dask scheduler before giving up (default 5)" + _NO_DEFAULT)
     p.add_argument("--chunk-size", type=int, default=None, help="points per task (default: automatic)" + _NO_DEFAULT)
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out; finished points are kept")
     p.add_argument("--force", action="store_true", help="delete the sweep in --out and start over")
     p.add_argument("--point-fn", default=None, metavar="MODULE:FUNC",
-                   help="custom point function fn(params, observables, **options) -> dict (advanced)" + _NO_DEFAULT)
+                   help="custom point function fn(params, observables, **options) -> dict (advanced; a function "
+                        "outside spinlens also needs --allow-point-fn)" + _NO_DEFAULT)
+    p.add_argument("--allow-point-fn", action="store_true",
+                   help="allow a point function outside spinlens (from --point-fn or the config file): it is "
+                        "imported and run with your rights, so only for code you trust")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the run summary (run.json) as JSON on stdout")
 
@@ -83,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     from spinlens.errors import InvalidParameterError
     from spinlens.sweeps import DEFAULT_OBSERVABLES, load_config, make_grid, run_sweep
+    from spinlens.sweeps._run import BUILTIN_POINT_FNS
 
     from ._common import check_out_dir
 
@@ -94,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         if v is not None:
             grid_spec[name] = v
     settings = dict(cfg["settings"])
-    allowed = {"observables", "method", "max_iter", "tol", "n_mc", "sampler", "jobs", "scheduler", "chunk_size", "point_fn"}
+    allowed = {"observables", "method", "max_iter", "tol", "n_mc", "sampler", "jobs", "scheduler", "scheduler_timeout",
+               "chunk_size", "point_fn"}
     unknown = sorted(set(settings) - allowed)
     if unknown:
         raise InvalidParameterError(
@@ -105,12 +113,23 @@ def run(args: argparse.Namespace) -> int:
         v = getattr(args, key, None)
         if v is not None:
             settings[key] = v
+    point_fn = settings.get("point_fn")
+    if point_fn is not None:
+        if not isinstance(point_fn, str):
+            raise InvalidParameterError(f"The 'point_fn' setting must be a string 'module:function'. Got {point_fn!r} instead.")
+        if point_fn not in BUILTIN_POINT_FNS and not args.allow_point_fn:
+            where = "--point-fn" if args.point_fn is not None else f"the 'config' file {args.config!r}"
+            raise InvalidParameterError(
+                f"The 'point_fn' {point_fn!r} from {where} is not one of spinlens' own point functions "
+                f"({', '.join(BUILTIN_POINT_FNS)}); it would be imported and run with your rights: pass "
+                "--allow-point-fn if you trust it."
+            )
     grid = make_grid(grid_spec)
     obs = settings.get("observables", list(DEFAULT_OBSERVABLES))
     if args.jobs is not None and args.jobs < 1:
         raise InvalidParameterError(f"The 'jobs' parameter must be an integer >= 1. Got {args.jobs} instead.")
-    kwargs = {k: settings[k] for k in ("method", "max_iter", "tol", "n_mc", "sampler", "jobs", "scheduler", "chunk_size", "point_fn")
-              if k in settings}
+    kwargs = {k: settings[k] for k in ("method", "max_iter", "tol", "n_mc", "sampler", "jobs", "scheduler",
+                                       "scheduler_timeout", "chunk_size", "point_fn") if k in settings}
     run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, progress=not args.no_progress, **kwargs)
     if args.json:
         with open(f"{args.out}/run.json") as f:

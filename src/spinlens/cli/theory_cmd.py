@@ -266,7 +266,7 @@ def _run_curve(args) -> int:
     if args.out is None:
         print(df.to_string(index=False, float_format=lambda x: f"{x:.6g}"))
     else:
-        from spinlens.theory.figures import plot_learning_curve
+        from spinlens.plotting.theory import plot_learning_curve
 
         _write_outputs(args, "curve", df, lambda: plot_learning_curve(ds, args.vary, logx=args.log, logy=args.logy))
         print(f"wrote {args.out}/curve.csv, curve.png, curve.pdf, run.json ({len(df)} rows)")
@@ -318,9 +318,11 @@ def _run_diversity(args) -> int:
     else:
         print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     if args.out is not None:
-        from spinlens.theory.figures import plot_task_diversity
+        from spinlens.plotting.theory import plot_task_diversity
+        from spinlens.theory.comparison import diversity_theory_curve
 
-        _write_outputs(args, "diversity", df, lambda: plot_task_diversity(ds), ds=ds)
+        curve = diversity_theory_curve(ds)
+        _write_outputs(args, "diversity", df, lambda: plot_task_diversity(ds, theory=curve), ds=ds)
         if not args.json:
             print(f"wrote {args.out}/diversity.csv, diversity.nc, diversity.png, diversity.pdf, run.json")
     return 0
@@ -380,7 +382,7 @@ def _run_phase(args) -> int:
         print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
         print(summary)
     if args.out is not None:
-        from spinlens.theory.figures import plot_phase_diagram
+        from spinlens.plotting.theory import plot_phase_diagram
 
         _write_outputs(args, "phase", df, lambda: plot_phase_diagram(ds), ds=ds,
                        extra={"grid": {"D": D, "N": ns, "K": ks}, "seconds": seconds, "summary": summary})
@@ -391,31 +393,23 @@ def _run_phase(args) -> int:
 
 def _write_outputs(args, stem: str, df, make_figure, *, ds=None, extra: dict | None = None) -> list[str]:
     """Write ``stem``.csv (and .nc when ``ds`` is given), the figure as PNG and PDF, and run.json under --out."""
-    import json
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from spinlens import __version__
+    from spinlens import io
 
-    os.makedirs(args.out, exist_ok=True)
     files = [f"{stem}.csv"]
-    df.to_csv(os.path.join(args.out, f"{stem}.csv"), index=False)
+    io.save_dataframe(df, args.out, stem, index=False)
     if ds is not None:
-        ds.to_netcdf(os.path.join(args.out, f"{stem}.nc"))
+        io.save_dataset(ds, args.out, stem)
         files.append(f"{stem}.nc")
     fig, _ = make_figure()
-    fig.savefig(os.path.join(args.out, f"{stem}.png"), dpi=150)
-    fig.savefig(os.path.join(args.out, f"{stem}.pdf"))
-    plt.close(fig)
+    io.save_figure(fig, args.out, stem, dpi=150)
     files += [f"{stem}.png", f"{stem}.pdf"]
     cfg = {k: v for k, v in vars(args).items() if k != "func"}
-    with open(os.path.join(args.out, "run.json"), "w") as fh:
-        json.dump({"command": f"theory {stem}", "config": cfg, "seed": args.seed,
-                   "version": __version__, **(extra or {}), "files": files}, fh, indent=2, default=str)
+    io.write_run_json(args.out, io.run_record(f"theory {stem}", seed=args.seed, config=cfg, **(extra or {}),
+                                              files=files))
     return files
 
 

@@ -23,23 +23,20 @@ def register(sub):
     g.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: full batch)")
     g.add_argument("--test-prompts", type=int, default=1000, help="fresh test prompts (>= 1)")
     g.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
-    g.add_argument("--out", default="runs/train", help="output directory (weights.safetensors, history.csv, run.json)")
+    g.add_argument("--out", default="runs/train", help="output folder: the model (model.safetensors + config.json, "
+                   "a spinlens model folder for --checkpoint), history.csv, run.json")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args) -> int:
-    import json
     import time
     from pathlib import Path
 
-    import numpy as np
-    import torch
-    from safetensors.torch import save_file
-
-    from spinlens import __version__, observables as ob
+    from spinlens import io, observables as ob
     from spinlens.errors import check_choice, check_int
 
     check_int("--seed", args.seed, low=0)
+    from spinlens.models.checkpoint import save_model
     from spinlens.models.linear_attention import MergedLinearAttention, SeparateLinearAttention
     from spinlens.random import spawn
     from spinlens.training import train_model
@@ -63,8 +60,12 @@ def run(args) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous() for k, v in res.model.state_dict().items()}, str(out / "weights.safetensors"))
-    res.history.to_dataframe().to_csv(out / "history.csv")
+    dist_info = {k: getattr(dist, k) for k in ("d", "n_context", "sigma_x", "sigma_w", "sigma_eps", "corr", "n_tasks")}
+    # OUT is a spinlens model folder (the zoo's "sla" / "sla-separate"): --checkpoint OUT works everywhere
+    save_model(res.model.to("cpu"), out, metadata={"command": "train", "distribution": dist_info, "seed": args.seed,
+                                                   "optimizer": args.optimizer, "weight_decay": args.weight_decay,
+                                                   "n_prompts": train.n_prompts})
+    io.save_dataframe(res.history.to_dataframe(), out, "history")
     summary = {
         "final_train_loss": res.final_train_loss,
         "final_test_loss": res.final_test_loss,
@@ -72,11 +73,10 @@ def run(args) -> int:
         "contrast_ratio": ob.contrast_ratio(res.W),
         "seconds": time.perf_counter() - t0,
     }
-    run_info = {"command": "train", "model": kind, "D": dist.d, "N": dist.n_context, "P": train.n_prompts,
-                "seed": args.seed, **res.config, "summary": summary, "spinlens": __version__, "torch": torch.__version__,
-                "numpy": np.__version__}
-    (out / "run.json").write_text(json.dumps(run_info, indent=2, default=str))
+    run_info = {"model": kind, "D": dist.d, "N": dist.n_context, "P": train.n_prompts,
+                **{k: v for k, v in res.config.items() if k != "seed"}, "summary": summary}
+    io.write_run_json(out, io.run_record("train", args=args, seed=args.seed, **run_info))
     for k, v in summary.items():
         print(f"{k:<18} {v:.6g}" if isinstance(v, float) else f"{k:<18} {v}")
-    print(f"wrote {out}/weights.safetensors, history.csv, run.json")
+    print(f"wrote {out}/model.safetensors, config.json, history.csv, run.json")
     return 0

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+
 from ._common import Formatter, add_command
 
 EXAMPLES = """  spinlens zoo list
   spinlens zoo train --arch fla --D 20 --N 100 --P 10000 --steps 1000 --out runs/fla
   spinlens zoo train --arch tf --D 10 --N 40 --online --steps 2000 --n-layers 2 --d-model 32 --json --out runs/tf
-  spinlens zoo bridge runs/fla --json
+  spinlens zoo bridge --checkpoint runs/fla --json
   spinlens zoo figS8 --quick --out runs/figS8
 """
 
@@ -20,8 +22,9 @@ FIG_EXAMPLES = """  spinlens zoo figS8 --quick --out runs/figS8
   spinlens zoo figS8 --full --seed 1 --out runs/figS8-full
 """
 
-BRIDGE_EXAMPLES = """  spinlens zoo bridge runs/fla
-  spinlens zoo bridge runs/fla --N 100 --l2-strength 0.005 --json
+BRIDGE_EXAMPLES = """  spinlens zoo bridge --checkpoint runs/fla
+  spinlens zoo bridge --checkpoint runs/fla --N 100 --l2-strength 0.005 --json
+  spinlens zoo bridge --checkpoint runs/train      # a model folder written by `spinlens train`
 """
 
 
@@ -39,7 +42,8 @@ def register(sub):
 
     t = zsub.add_parser("train", help="train one architecture and save a checkpoint",
                         description="Train one zoo architecture on a fixed pretraining set (--P) or online (--online) "
-                        "and save a safetensors checkpoint, the loss curves (CSV, NetCDF, PNG, PDF) and run.json.",
+                        "and save it as a spinlens model folder (OUT/model.safetensors + OUT/config.json, for "
+                        "--checkpoint OUT), the loss curves (CSV, NetCDF, PNG, PDF) and run.json.",
                         epilog="examples:\n" + TRAIN_EXAMPLES, formatter_class=Formatter)
     from ._prompt_args import add_prompt_args
 
@@ -74,7 +78,9 @@ def register(sub):
                         "(sla, sla-separate, fla, mhla): cosine of W_eff with W*(N, D, λ) and with the optimal "
                         "one-step GD predictor, and agreement of predictions on fresh prompts.",
                         epilog="examples:\n" + BRIDGE_EXAMPLES, formatter_class=Formatter)
-    b.add_argument("checkpoint", help="checkpoint folder written by `spinlens zoo train`")
+    b.add_argument("--checkpoint", dest="checkpoint_flag", default=None,
+                   help="spinlens model folder of a linear model (`spinlens zoo train --out DIR` or `spinlens train`)")
+    b.add_argument("checkpoint", nargs="?", default=None, help=argparse.SUPPRESS)  # old positional spelling
     b.add_argument("--N", type=int, default=None, help="context length (default: the one stored in the checkpoint)")
     b.add_argument("--l2-strength", type=float, default=None,
                    help="λ of W* (default: the checkpoint's weight decay / 2)")
@@ -118,12 +124,12 @@ def run_train(args) -> int:
 
     import numpy as np
 
-    from spinlens import __version__
+    from spinlens import io
     from spinlens.errors import check_int
-    from spinlens.models.checkpoint import save_checkpoint
+    from spinlens.models.checkpoint import save_model
     from spinlens.models.zoo import ZooConfig, build_model
     from spinlens.random import seed_from, spawn
-    from spinlens.reproduce import _framework as fw
+    from spinlens.plotting.curves import plot_training_history
     from spinlens.training_online import train_online
 
     from ._common import check_device, check_out_dir, print_json, print_table
@@ -166,16 +172,21 @@ def run_train(args) -> int:
         "seed": seed,
     }
     dist_info = {k: getattr(dist, k) for k in ("d", "n_context", "sigma_x", "sigma_w", "sigma_eps", "corr", "n_tasks")}
-    save_checkpoint(model.to("cpu"), out / "model", metadata={**summary, "distribution": dist_info, "seed": seed})
+    # OUT itself is the model folder (--checkpoint OUT in every command)
+    save_model(model.to("cpu"), out, metadata={**summary, "distribution": dist_info, "seed": seed})
     hist = res.history
-    fw.save_dataset(hist, out, "history")
-    fw.save_columns({"step": hist.step.values, "train_loss": hist.train_loss.values, "lr": hist.lr.values},
+    io.save_dataset(hist, out, "history")
+    io.save_columns({"step": hist.step.values, "train_loss": hist.train_loss.values, "lr": hist.lr.values},
                     out, "train_loss")
-    fw.save_columns({"step": hist.eval_step.values, "test_loss": hist.test_loss.values}, out, "test_loss")
-    _plot_history(hist, out, title=f"{cfg.arch}: D={dist.d}, N={dist.n_context}")
-    fw.write_run_json(out, {"command": "zoo train", "config": cfg.to_dict(), "distribution": dist_info,
-                            "seed": seed, "summary": summary, "version": __version__, "git_sha": fw.git_sha(),
-                            "wall_seconds": time.perf_counter() - t0, "versions": fw.package_versions()})
+    io.save_columns({"step": hist.eval_step.values, "test_loss": hist.test_loss.values}, out, "test_loss")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig, _ = plot_training_history(hist, title=f"{cfg.arch}: D={dist.d}, N={dist.n_context}")
+    io.save_figure(fig, out, "loss")
+    io.write_run_json(out, io.run_record("zoo train", args=args, seed=seed, config=cfg.to_dict(),
+                                         distribution=dist_info, summary=summary,
+                                         wall_seconds=time.perf_counter() - t0))
     if args.json:
         print_json(summary)
     else:
@@ -183,44 +194,23 @@ def run_train(args) -> int:
     return 0
 
 
-def _plot_history(hist, out, *, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from spinlens.plotting.style import paper_style
-    from spinlens.reproduce import _framework as fw
-
-    with paper_style():
-        fig, ax = plt.subplots(figsize=(4.8, 3.4))
-        ax.plot(hist.step, hist.train_loss, lw=0.8, label="train (mini-batch)")
-        if hist.sizes.get("eval_step", 0):
-            ax.plot(hist.eval_step, hist.test_loss, "o-", ms=3, label="test (fresh tasks)")
-        ax.axhline(1.0, color="0.5", ls=":", lw=0.8, label="predict 0")
-        ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_ylabel("MSE")
-        ax.set_title(title)
-        ax.legend()
-        fw.save_figure(fig, out, "loss")
-
-
 def run_bridge(args) -> int:
-    from pathlib import Path
-
     from spinlens.bridge import bridge_report
     from spinlens.errors import InvalidParameterError, check_float, check_int
-    from spinlens.models.checkpoint import load_checkpoint, read_checkpoint_metadata
     from spinlens.prompts import PromptDistribution
 
-    from ._common import print_json, print_table
+    from ._common import load_checkpoint_arg, print_json, print_table
 
-    folder = Path(args.checkpoint)
-    if (folder / "model").is_dir():
-        folder = folder / "model"
-    model = load_checkpoint(folder)
-    meta = read_checkpoint_metadata(folder)
+    if args.checkpoint and args.checkpoint_flag:
+        raise InvalidParameterError("Give the model folder once, under --checkpoint.")
+    old = (f"'zoo bridge {args.checkpoint}': give the model folder as --checkpoint {args.checkpoint}"
+           if args.checkpoint else None)
+    path = args.checkpoint_flag or args.checkpoint
+    if not path:
+        raise InvalidParameterError("The '--checkpoint' parameter is required: a model folder written by "
+                                    "`spinlens zoo train` or `spinlens train`.")
+    model, ck = load_checkpoint_arg(path, transformer=False, deprecated=old)
+    meta = ck.metadata
     dist_info = dict(meta.get("distribution") or {})
     N = args.N if args.N is not None else dist_info.get("n_context")
     if N is None:

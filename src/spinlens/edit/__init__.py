@@ -3,7 +3,7 @@
 Each edit acts on *components* (heads, MLP neurons, MLPs, attention layers, blocks; see
 `spinlens.edit.components`) of a model with the `spinlens.models.transformer.Transformer` layout and
 returns a new model (the input is never modified). Activation-level control (steering) lives in
-`spinlens.interp.steering`.
+`spinlens.interp.interventions` (vectors from data: `spinlens.interp.function_vectors`).
 """
 
 from spinlens.edit.components import Component as Component
@@ -17,7 +17,8 @@ from spinlens.edit.merging import neuron_merge as neuron_merge
 from spinlens.edit.merging import task_arithmetic as task_arithmetic
 from spinlens.edit.merging import ties_merge as ties_merge
 from spinlens.edit.pinpoint import apply_delta as apply_delta
-from spinlens.edit.pinpoint import attribution_importance as attribution_importance
+from spinlens.edit.importance import attribution_importance as attribution_importance
+from spinlens.edit.importance import component_importance as component_importance
 from spinlens.edit.pinpoint import load_delta as load_delta
 from spinlens.edit.pinpoint import pinpoint_comparison as pinpoint_comparison
 from spinlens.edit.pinpoint import pinpoint_tune as pinpoint_tune
@@ -39,6 +40,7 @@ __all__ = [
     "ties_merge",
     "apply_delta",
     "attribution_importance",
+    "component_importance",
     "load_delta",
     "pinpoint_comparison",
     "pinpoint_tune",

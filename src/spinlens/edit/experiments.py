@@ -1,7 +1,7 @@
-"""End-to-end experiments of issue 6 on small ICL-regression transformers (used by the CLI and examples).
+"""End-to-end edit experiments on small ICL-regression transformers (used by the CLI and examples).
 
 Each experiment returns an ``xarray.Dataset`` (the data behind its figure); plots live in
-`spinlens.edit.plots`. Every experiment compares the interpretability-informed choice with an uninformed
+`spinlens.plotting.edit`. Every experiment compares the interpretability-informed choice with an uninformed
 baseline on the same model:
 
 * `steering_experiment`: function vectors (heads chosen by causal indirect effect) and task vectors added
@@ -11,90 +11,31 @@ baseline on the same model:
 * `merging_experiment`: task arithmetic, TIES and neuron merge of two fine-tunes of one base.
 * `quantization_experiment`: loss vs average bits for uniform, importance-guided, measured-cost-guided
   and random allocations.
+
+The base model they start from (`pretrained_base`) lives in `spinlens.edit.base`, the importance scores
+(`component_importance`) in `spinlens.edit.importance`; both names stay importable from here. Each
+experiment takes ``n_context``, the context length the model was trained on (default: its longest).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
 from spinlens.edit._data import mse, sample_regression_prompts
+from spinlens.edit.importance import component_importance
 from spinlens.random import as_generator, spawn
 
-BASE_DEFAULTS = dict(n_layers=2, n_heads=4, d_model=32, d_mlp=64)
-
-
-# ------------------------------------------------------------------------------------------ base model
-
-
-def save_transformer(model, path) -> Path:
-    """Save a `Transformer` as one safetensors file with its config in the metadata."""
-    from safetensors.torch import save_file
-
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(p),
-              metadata={"spinlens_transformer_config": json.dumps(model.cfg.to_dict())})
-    return p
-
-
-def load_transformer(path):
-    """Load a model saved by `save_transformer`."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    from spinlens.errors import InvalidParameterError
-    from spinlens.models.transformer import Transformer, TransformerConfig
-
-    from safetensors import SafetensorError
-
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidParameterError(f"The 'model' parameter must be an existing .safetensors file. Got {str(p)!r}.")
-    try:
-        with safe_open(str(p), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidParameterError(f"The 'model' parameter must be a .safetensors file saved by save_transformer; "
-                                    f"cannot read {str(p)!r}: {msg}") from None
-    if "spinlens_transformer_config" not in meta:
-        raise InvalidParameterError(f"{str(p)!r} has no spinlens transformer config in its metadata.")
-    m = Transformer(TransformerConfig(**json.loads(meta["spinlens_transformer_config"])))
-    m.load_state_dict(load_file(str(p)))
-    return m
-
-
-def pretrained_base(d: int = 5, n_context: int = 10, *, steps: int = 2000, path=None, rng=0, progress=False, **arch):
-    """A small GPT-2-style transformer trained on isotropic ICL linear regression (cached at ``path``)."""
-    from spinlens.models.transformer import Transformer
-
-    if path is not None and Path(path).exists():
-        m = load_transformer(path)
-        if m.cfg.d_in == d + 1 and m.cfg.max_pos == n_context + 1:
-            return m  # cached; a cache with other sizes is retrained and overwritten
-    g1, g2, g3 = spawn(rng, 3)
-    cfg = {**BASE_DEFAULTS, **arch}
-    m = Transformer(d_in=d + 1, max_pos=n_context + 1, rng=g1, **cfg)
-    Z, y, _ = sample_regression_prompts(max(20000, 16 * steps), d, n_context, rng=g2)
-    from spinlens.edit.pinpoint import pinpoint_tune
-
-    m = pinpoint_tune(m, "all", Z, y, lr=2e-3, steps=steps, batch_size=128, rng=g3, progress=progress).model
-    if path is not None:
-        save_transformer(m, path)
-    return m
-
-
-def _d_n(model):
-    return model.cfg.d_in - 1, model.cfg.max_pos - 1
+# the base model (training, caching) lives in spinlens.edit.base; importance in spinlens.edit.importance
+from spinlens.edit.base import BASE_DEFAULTS, load_transformer, pretrained_base  # noqa: E402,F401
+from spinlens.edit.base import regression_dims as _d_n  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------- steering
 
 
-def steering_experiment(model, *, strengths=(0, 0.5, 1, 2, 3, 4), n_top_heads: int = 3, n_prompts: int = 256, rng=0):
+def steering_experiment(model, *, n_context: int | None = None, strengths=(0, 0.5, 1, 2, 3, 4), n_top_heads: int = 3, n_prompts: int = 256, rng=0):
     """Function-vector and task-vector steering of zero-shot prompts towards one task w_A.
 
     ICL prompts all use one task w_A; zero-shot prompts have the context labels set to 0 (token-level
@@ -114,7 +55,7 @@ def steering_experiment(model, *, strengths=(0, 0.5, 1, 2, 3, 4), n_top_heads: i
 
     from spinlens.interp import steering as st
 
-    d, n = _d_n(model)
+    d, n = _d_n(model, n_context)
     g = as_generator(rng)
     wA = g.standard_normal(d)
     Z_icl, y_icl, _ = sample_regression_prompts(n_prompts, d, n, w=wA, rng=g)
@@ -188,7 +129,7 @@ def _task_kwargs(name: str, d: int) -> dict:
     return kw
 
 
-def pinpoint_experiment(model, *, target: str = "corr", k: int = 2, n_random: int = 3, steps: int = 300,
+def pinpoint_experiment(model, *, n_context: int | None = None, target: str = "corr", k: int = 2, n_random: int = 3, steps: int = 300,
                         lr: float = 3e-3, importance: str = "patching", n_train: int = 8192, rng=0, progress=False):
     """Adapt ``model`` to a shifted task (``target`` in {"corr", "noisy", "aniso"}) by pinpoint tuning.
 
@@ -199,7 +140,7 @@ def pinpoint_experiment(model, *, target: str = "corr", k: int = 2, n_random: in
     """
     from spinlens.edit.pinpoint import attribution_importance, pinpoint_comparison
 
-    d, n = _d_n(model)
+    d, n = _d_n(model, n_context)
     g = spawn(rng, 5)
     kw = _task_kwargs(target, d)
     Ztr, ytr, _ = sample_regression_prompts(n_train, d, n, rng=g[0], **kw)
@@ -228,7 +169,7 @@ def _patching_importance(model, Z, *, target_kw, rng):
     from spinlens.interp.metrics import regression_metric
     from spinlens.interp.patching import activation_patch
 
-    d, n = _d_n(model)
+    d, n = Z.shape[1] - 1, Z.shape[2] - 1
     g = as_generator(rng)
     dtype = next(model.parameters()).dtype
     w2 = g.standard_normal((Z.shape[0], d))
@@ -246,7 +187,7 @@ def _patching_importance(model, Z, *, target_kw, rng):
 # ------------------------------------------------------------------------------------------------ merging
 
 
-def merging_experiment(model, *, tasks=("corr", "aniso"), steps: int = 300, lr: float = 3e-3, density: float = 0.3,
+def merging_experiment(model, *, n_context: int | None = None, tasks=("corr", "aniso"), steps: int = 300, lr: float = 3e-3, density: float = 0.3,
                        n_train: int = 8192, rng=0, progress=False):
     """Fine-tune ``model`` on two task families, merge, evaluate every model on both tasks (and the base task).
 
@@ -258,7 +199,7 @@ def merging_experiment(model, *, tasks=("corr", "aniso"), steps: int = 300, lr: 
     from spinlens.edit.merging import merge_models
     from spinlens.edit.pinpoint import attribution_importance, pinpoint_tune
 
-    d, n = _d_n(model)
+    d, n = _d_n(model, n_context)
     gs = spawn(rng, 3 * len(tasks) + 1)
     data = {}
     for i, t in enumerate(tasks):
@@ -289,76 +230,6 @@ def merging_experiment(model, *, tasks=("corr", "aniso"), steps: int = 300, lr: 
 # ------------------------------------------------------------------------------------------- quantization
 
 
-def component_importance(model, Z, y, *, method: str = "attribution"):
-    """Importance of each head and each MLP: {component name: score >= 0}.
-
-    ``method="attribution"``: |gradient × activation| of the head output (``hook_result``) and of the MLP
-    output (``hook_mlp_out``), averaged over prompts. ``method="ablation"``: increase of the MSE when the
-    component's output is mean-ablated (`spinlens.interp.steering.Ablate`), clipped at 0.
-    """
-    import torch
-
-    from spinlens.errors import check_choice
-
-    check_choice("method", method, ("attribution", "ablation"))
-    if method == "ablation":
-        return _ablation_importance(model, Z, y)
-
-    from spinlens.edit.components import model_shape
-
-    s = model_shape(model)
-    names = [f"blocks.{L}.attn.hook_result" for L in range(s["n_layers"])]
-    if s["d_mlp"]:
-        names += [f"blocks.{L}.hook_mlp_out" for L in range(s["n_layers"])]
-    acts = {}
-
-    def keep(a, hook):
-        a.retain_grad()
-        acts[hook.name] = a
-
-    dtype = next(model.parameters()).dtype
-    with model.hooks([(nm, keep) for nm in names]):
-        pred = model(torch.as_tensor(Z, dtype=dtype))
-        loss = ((pred - torch.as_tensor(y, dtype=dtype)) ** 2).sum()
-        model.zero_grad(set_to_none=True)
-        loss.backward()
-    out = {}
-    for nm in names:
-        a, gr = acts[nm].detach(), acts[nm].grad
-        L = int(nm.split(".")[1])
-        if "attn" in nm:
-            per = (a * gr).sum(dim=(1, 3)).abs().mean(0)
-            for h in range(per.shape[0]):
-                out[f"L{L}H{h}"] = float(per[h])
-        else:
-            out[f"L{L}.mlp"] = float((a * gr).sum(dim=(1, 2)).abs().mean())
-    model.zero_grad(set_to_none=True)
-    return out
-
-
-def _ablation_importance(model, Z, y):
-    import torch
-
-    from spinlens.edit.components import model_shape
-    from spinlens.interp.steering import Ablate, run_steered
-
-    s = model_shape(model)
-    dtype = next(model.parameters()).dtype
-    Zt, yt = torch.as_tensor(Z, dtype=dtype), torch.as_tensor(y, dtype=dtype)
-    base = float(torch.mean((run_steered(model, Zt) - yt) ** 2))
-    out = {}
-    for L in range(s["n_layers"]):
-        hk = f"blocks.{L}.attn.hook_result"
-        ref = Ablate.from_model(model, Zt, hk, "mean").reference
-        for h in range(s["n_heads"]):
-            e = float(torch.mean((run_steered(model, Zt, [Ablate(hk, "mean", ref, head=h)]) - yt) ** 2))
-            out[f"L{L}H{h}"] = max(e - base, 0.0)
-    for L in range(s["n_layers"] if s["d_mlp"] else 0):
-        ab = Ablate.from_model(model, Zt, f"blocks.{L}.hook_mlp_out", "mean")
-        out[f"L{L}.mlp"] = max(float(torch.mean((run_steered(model, Zt, [ab]) - yt) ** 2)) - base, 0.0)
-    return out
-
-
 def _coarsen(imp: dict, comps) -> dict:
     """Sum head/MLP importances into the given (possibly coarser) components."""
     from spinlens.edit.components import Component
@@ -375,7 +246,7 @@ def _coarsen(imp: dict, comps) -> dict:
     return out
 
 
-def quantization_experiment(model, *, budgets=(2.5, 3.0, 3.4, 4.0, 5.0), uniform_bits=(2, 3, 4, 5, 6, 8),
+def quantization_experiment(model, *, n_context: int | None = None, budgets=(2.5, 3.0, 3.4, 4.0, 5.0), uniform_bits=(2, 3, 4, 5, 6, 8),
                             bits=(2, 3, 4, 5, 6, 8), group_size: int = 32, n_test: int = 2048, n_random: int = 3,
                             granularity: str = "head", rng=0, progress=False):
     """Loss vs average bits for uniform, importance-guided, measured-guided and random allocations.
@@ -402,7 +273,7 @@ def quantization_experiment(model, *, budgets=(2.5, 3.0, 3.4, 4.0, 5.0), uniform
         uniform_allocation,
     )
 
-    d, n = _d_n(model)
+    d, n = _d_n(model, n_context)
     g = spawn(rng, 3 + n_random)
     Zc, yc, _ = sample_regression_prompts(1024, d, n, rng=g[0])
     Zt, yt, _ = sample_regression_prompts(n_test, d, n, rng=g[1])

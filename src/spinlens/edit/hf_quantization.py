@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -63,24 +62,16 @@ def _unwrap(model):
     return getattr(model, "hf", model)
 
 
-def load_hf_causal_lm(path, *, dtype: str = "float32"):
-    """Load a causal LM from a local directory written by ``save_pretrained`` (no network), in eval mode."""
-    import torch
+def load_hf_causal_lm(path, *, dtype: str = "float32", allow_pickle_weights: bool = False):
+    """Load a causal LM from a local directory written by ``save_pretrained`` (no network), in eval mode.
 
-    p = Path(path)
-    if not (p.is_dir() and (p / "config.json").exists()):
-        raise InvalidParameterError(
-            f"The 'model' parameter must be a local Hugging Face model directory with a config.json. Got {str(path)!r}."
-        )
+    The same loader as the interpretability methods (`spinlens.interp.hf.load_hf_model`), unwrapped. Only
+    ``*.safetensors`` weights are loaded unless ``allow_pickle_weights`` (``.bin`` files are pickles).
+    """
+    from spinlens.interp.hf import load_hf_model
+
     check_choice("dtype", dtype, ("float32", "float64"), owner="load_hf_causal_lm")
-    from transformers import AutoModelForCausalLM
-
-    try:
-        m = AutoModelForCausalLM.from_pretrained(str(p), local_files_only=True, dtype=getattr(torch, dtype))
-    except (OSError, ValueError, KeyError) as exc:  # no weights, unknown model_type, ...
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidParameterError(f"The 'model' parameter: cannot load an HF causal LM from {str(path)!r}: {msg}") from None
-    return m.eval()
+    return load_hf_model(path, dtype=dtype, allow_pickle_weights=allow_pickle_weights)
 
 
 def _layers(hf):
@@ -225,7 +216,6 @@ def _logprobs(model, ids):
 
 def lm_metrics(model, ids, ref_logprobs=None) -> dict:
     """``{"loss": mean next-token cross-entropy, "kl": mean KL(ref ‖ model) per token}`` (float64)."""
-    import torch
 
     lp = _logprobs(model, ids)
     loss = float(-lp[:, :-1].gather(-1, ids[:, 1:, None]).mean())

@@ -25,6 +25,7 @@ from spinlens.edit.components import (
     random_components,
     select_components,
 )
+from spinlens.edit.importance import attribution_importance
 from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
 
 __all__ = [
@@ -42,62 +43,6 @@ def _tensor(x, model):
     import torch
 
     return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=next(model.parameters()).dtype)
-
-
-def attribution_importance(model, Z, y, *, kind: str = "head", absolute: bool = True):
-    """Gradient × activation importance of every head or MLP neuron (attribution patching to zero).
-
-    For a component with activation ``a`` (head: ``blocks.L.attn.hook_result[..., h, :]``; neuron:
-    ``blocks.L.mlp.hook_post[..., n]``) and loss ``ℓ = mean (model(Z) − y)²``, the first-order change of
-    the loss when the component is zero-ablated on prompt p is ``−Σ_{pos, d} a·∂ℓ_p/∂a``. The score is the
-    mean over prompts of its absolute value (``absolute=True``) or of the signed value.
-
-    Returns
-    -------
-    xarray.DataArray, dims (layer, head) or (layer, neuron)
-    """
-    import torch
-    import xarray as xr
-
-    from spinlens.edit.components import model_shape
-
-    check_choice("kind", kind, ("head", "neuron"))
-    s = model_shape(model)
-    if kind == "neuron" and not s["d_mlp"]:
-        raise InvalidParameterError("kind='neuron' needs a model with MLPs (d_mlp > 0).")
-    tmpl = "blocks.{}.attn.hook_result" if kind == "head" else "blocks.{}.mlp.hook_post"
-    names = [tmpl.format(L) for L in range(s["n_layers"])]
-    acts = {}
-
-    def keep(act, hook):
-        act.retain_grad()
-        acts[hook.name] = act
-
-    Zt, yt = _tensor(Z, model), _tensor(y, model)
-    with model.hooks([(n, keep) for n in names]):
-        pred = model(Zt)
-        # sum of per-prompt squared errors: the gradient w.r.t. prompt p's activations is ∂ℓ_p/∂a
-        loss = ((pred - yt) ** 2).sum()
-        model.zero_grad(set_to_none=True)
-        loss.backward()
-    rows = []
-    for n in names:
-        a, g = acts[n].detach(), acts[n].grad
-        if kind == "head":
-            per = -(a * g).sum(dim=(1, 3))  # (batch, head)
-        else:
-            per = -(a * g).sum(dim=1)  # (batch, neuron)
-        rows.append((per.abs() if absolute else per).mean(0).numpy())
-    model.zero_grad(set_to_none=True)
-    dim = "head" if kind == "head" else "neuron"
-    vals = np.stack(rows).astype(float)
-    return xr.DataArray(
-        vals,
-        dims=("layer", dim),
-        coords={"layer": np.arange(vals.shape[0]), dim: np.arange(vals.shape[1])},
-        name="attribution",
-        attrs={"long_name": "|grad × activation| (loss change on zero ablation, 1st order)"},
-    )
 
 
 @dataclass(frozen=True)

@@ -62,8 +62,10 @@ def fake_quantize(w, bits: int, *, group_size: int = 32, symmetric: bool = False
     group_size : int >= 1
         Consecutive entries along ``dim`` sharing one scale (and zero point); the last group may be shorter.
     symmetric : bool
-        Symmetric: levels ``s·{−(2^(b−1)−1) … 2^(b−1)−1}`` with s = max|w| / (2^(b−1)−1) (1 bit: ±s);
-        asymmetric: ``2^b`` levels spanning [min, max] of the group.
+        Symmetric, b >= 2 bits: levels ``s·{−(2^(b−1)−1) … 2^(b−1)−1}`` with s = max|w| / (2^(b−1)−1).
+        Symmetric, 1 bit: sign binarisation, two levels ±s: ``q = s·sign(w)`` with ``sign(0) = +1`` and
+        s = mean|w| over the group, the scale that minimises the squared error ``Σ(w − s·sign(w))²``.
+        Asymmetric: ``2^b`` levels spanning [min, max] of the group.
     dim : int
         The input dimension along which groups run.
     zero_point : {"float", "int"}
@@ -97,8 +99,15 @@ def fake_quantize(w, bits: int, *, group_size: int = 32, symmetric: bool = False
         # pad by repeating the last entry: it does not change the min/max/absmax of the group
         flat = torch.cat([flat, flat[:, -1:].expand(-1, pad)], dim=1)
     g = flat.reshape(flat.shape[0], -1, group_size)
-    if symmetric:
-        qmax = max(2 ** (bits - 1) - 1, 1)
+    if symmetric and bits == 1:
+        valid = torch.ones(n + pad, dtype=torch.bool)
+        valid[n:] = False  # padded entries do not count towards the group's mean |w|
+        valid = valid.reshape(-1, group_size)
+        a = g.abs() * valid
+        s = a.sum(-1, keepdim=True) / valid.sum(-1, keepdim=True)
+        q = torch.where(g >= 0, s, -s)
+    elif symmetric:
+        qmax = 2 ** (bits - 1) - 1
         s = g.abs().amax(-1, keepdim=True) / qmax
         s = torch.where(s > 0, s, torch.ones_like(s))
         q = torch.clamp(torch.round(g / s), -qmax, qmax) * s

@@ -25,6 +25,12 @@ Hook names (``docs/design.md``): head outputs ``blocks.{L}.attn.hook_result`` ``
 (after W_O), residual ``blocks.{L}.hook_resid_pre`` ``[batch, pos, d_model]``; layer ``n_layers`` means
 ``blocks.{n_layers-1}.hook_resid_post``. Works on any `HookedModule` that maps tokens ``(batch, pos)`` to
 logits ``(batch, pos, vocab)`` (spinlens `Transformer` with ``input_kind="tokens"``, `HookedHF`).
+
+The same ideas on regression models (prompt matrix ``Z`` in, ``ŷ`` out), used by ``spinlens steer``:
+`difference_of_means` (ActAdd/CAA, Turner et al. 2023; Panickssery et al. 2023), `mean_activation`,
+`function_vector` (sum over chosen heads of the mean head output at the query), `task_vector` (Hendel et
+al. 2023: the residual at a layer and the last position) and `head_indirect_effect` (the causal indirect
+effect with the MSE as the metric, the head × layer map used to choose the heads).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import numpy as np
 import torch
 
 from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
+from spinlens.interp.interventions import SetActivation, run_steered
 from spinlens.random import as_generator
 
 __all__ = [
@@ -49,6 +56,11 @@ __all__ = [
     "fv_hook",
     "evaluate_function_vector",
     "function_vector_experiment",
+    "mean_activation",
+    "difference_of_means",
+    "function_vector",
+    "task_vector",
+    "head_indirect_effect",
 ]
 
 
@@ -216,8 +228,6 @@ def token_head_indirect_effect(model, clean: torch.Tensor, corrupt: torch.Tensor
     """
     import xarray as xr
 
-    from spinlens.interp.steering import SetActivation, run_steered
-
     if clean.shape != corrupt.shape or clean.ndim != 2:
         raise InvalidParameterError(
             f"The 'clean' and 'corrupt' parameters must be token tensors of the same shape (batch, pos). "
@@ -283,7 +293,7 @@ def fv_hook(model, vectors: torch.Tensor, *, layer: int, groups=None, position: 
     """A ``(hook_name, fn)`` pair adding ``strength * vectors[group]`` to the residual before ``layer`` at ``position``.
 
     ``layer = n_layers`` adds after the last block. Use with ``model.hooks([...])`` or
-    `spinlens.interp.steering.run_steered`.
+    `spinlens.interp.interventions.run_steered`.
     """
     strength = check_float("strength", strength)
     name = _resid_hook(model, layer)
@@ -308,8 +318,6 @@ def evaluate_function_vector(model, prompts: torch.Tensor, answer: torch.Tensor,
     -------
     dict with ``base_accuracy``, ``base_prob`` (floats) and ``accuracy``, ``prob`` (arrays over ``layers``).
     """
-    from spinlens.interp.steering import run_steered
-
     base = model(prompts)[:, -1]
     acc, prob = [], []
     for L in layers:
@@ -404,3 +412,115 @@ def function_vector_experiment(model, tasks: np.ndarray, *, n_prompts: int = 256
         },
     )
     return FunctionVectorResult(ie, heads, vecs, ds)
+
+
+# --------------------------------------------------------------------------------------------------------
+# vectors from data on regression models (prompt matrices in, a number out)
+
+
+def mean_activation(model, Z, hook: str, *, position: int | None = -1):
+    """Mean over prompts of the activation at ``hook`` and ``position`` (None: mean over positions too).
+
+    Returns a tensor of the trailing shape of the hook (``(d,)`` for residual hooks).
+    """
+    import torch
+
+    dtype = next(model.parameters()).dtype
+    with torch.no_grad():
+        _, cache = model.run_with_cache(torch.as_tensor(Z, dtype=dtype), names_filter=[hook])
+    if hook not in cache:
+        raise InvalidParameterError(f"The 'hook' parameter must be an exact hook name of the model. Got {hook!r}.")
+    a = cache[hook]
+    a = a.mean(1) if position is None else a[:, position]
+    return a.mean(0)
+
+
+def difference_of_means(model, Z_pos, Z_neg, hook: str, *, position: int | None = -1):
+    """Steering vector mean(act | Z_pos) − mean(act | Z_neg) at ``hook`` (CAA / ActAdd; shape ``(d,)``)."""
+    return mean_activation(model, Z_pos, hook, position=position) - mean_activation(model, Z_neg, hook, position=position)
+
+
+def function_vector(
+    model,
+    Z,
+    heads: Sequence[tuple[int, int]],
+    *,
+    position: int = -1,
+    hook_template: str = "blocks.{layer}.attn.hook_result",
+):
+    """Function vector (Todd et al. 2023): Σ over ``heads`` [(layer, head), ...] of the mean head output.
+
+    The head output is read at ``hook_template`` (``[batch, pos, head, d_model]``, after W_O) at the
+    query ``position``, averaged over the ICL prompts ``Z`` (all of one task). Returns ``(d_model,)``.
+    """
+    import torch
+
+    if len(heads) == 0:
+        raise InvalidParameterError("The 'heads' parameter must list at least one (layer, head) pair.")
+    dtype = next(model.parameters()).dtype
+    names = sorted({hook_template.format(layer=int(layer)) for layer, _ in heads})
+    with torch.no_grad():
+        _, cache = model.run_with_cache(torch.as_tensor(Z, dtype=dtype), names_filter=names)
+    v = None
+    for layer, head in heads:
+        a = cache[hook_template.format(layer=int(layer))][:, position, int(head)].mean(0)
+        v = a if v is None else v + a
+    return v
+
+
+def task_vector(model, Z, layer: int, *, position: int = -1, hook_template: str = "blocks.{layer}.hook_resid_pre"):
+    """Task vector (Hendel et al. 2023): mean residual at ``layer`` and the last position over ICL prompts Z.
+
+    Patch it into a zero-shot forward pass with ``SetActivation(hook_template.format(layer=L), θ, -1)``.
+    """
+    return mean_activation(model, Z, hook_template.format(layer=int(layer)), position=position)
+
+
+def head_indirect_effect(
+    model,
+    Z_clean,
+    Z_corrupt,
+    target,
+    *,
+    position: int = -1,
+    hook_template: str = "blocks.{layer}.attn.hook_result",
+    n_layers: int | None = None,
+    n_heads: int | None = None,
+):
+    """Causal indirect effect of each head (Todd et al. 2023, regression analogue).
+
+    For each (layer, head): on the corrupted prompts, set the head's output at the query to its mean over
+    the clean prompts and measure the drop of the MSE to ``target``:
+    ``CIE = MSE(corrupt) − MSE(corrupt, head := mean clean)``. Positive = the head carries the task.
+
+    Returns
+    -------
+    xarray.DataArray, dims (layer, head)
+    """
+    import torch
+    import xarray as xr
+
+    dtype = next(model.parameters()).dtype
+    n_layers = n_layers or getattr(model, "n_layers", None) or len(getattr(model, "blocks"))
+    Zc = torch.as_tensor(Z_clean, dtype=dtype)
+    Zx = torch.as_tensor(Z_corrupt, dtype=dtype)
+    t = torch.as_tensor(np.asarray(target), dtype=dtype)
+    names = [hook_template.format(layer=layer) for layer in range(n_layers)]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(Zc, names_filter=names)
+        base = float(torch.mean((model(Zx) - t) ** 2))
+    n_heads = n_heads or cache[names[0]].shape[2]
+    out = np.zeros((n_layers, n_heads))
+    for layer in range(n_layers):
+        means = cache[names[layer]][:, position].mean(0)  # (head, d_model)
+        for h in range(n_heads):
+            iv = SetActivation(names[layer], means[h], positions=position, head=h)
+            pred = run_steered(model, Zx, [iv])
+            out[layer, h] = base - float(torch.mean((pred - t) ** 2))
+    return xr.DataArray(
+        out,
+        dims=("layer", "head"),
+        coords={"layer": np.arange(n_layers), "head": np.arange(n_heads)},
+        name="indirect_effect",
+        attrs={"long_name": "MSE(corrupt) − MSE(patched)", "units": "squared label units"},
+    )

@@ -294,13 +294,23 @@ class HookedHF(HookedModule):
             self._bypass = False
 
 
-def load_hf(path, *, arch: str | None = None, dtype: str = "float32", device: str = "cpu") -> HookedHF:
-    """Load a causal LM from a local directory (no network) and wrap it as `HookedHF`.
+def load_hf_model(path, *, dtype: str = "float32", device: str = "cpu", allow_pickle_weights: bool = False):
+    """Load a Hugging Face causal LM from a local ``save_pretrained`` directory (no network), in eval mode.
+
+    The one loader of Hugging Face models in spinlens (`load_hf` wraps its result as `HookedHF`;
+    ``spinlens quantize --model DIR`` uses it directly). Attention is the eager implementation, so that
+    attention patterns are real tensors a hook can read.
 
     Parameters
     ----------
     path : str or Path
         Directory written by ``save_pretrained`` (config.json + weights).
+    dtype : {"float32", "float64", "bfloat16"}
+    device : str
+        Torch device.
+    allow_pickle_weights : bool
+        False (default): load ``*.safetensors`` weights only. True also accepts PyTorch ``.bin`` weights,
+        which are pickles: loading one can run code, so only for folders you trust.
     """
     import os
 
@@ -313,11 +323,39 @@ def load_hf(path, *, arch: str | None = None, dtype: str = "float32", device: st
     if dt is None:
         raise InvalidParameterError(f"The 'dtype' parameter must be one of {{'float32', 'float64', 'bfloat16'}}. Got {dtype!r} instead.")
     try:
-        m = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, attn_implementation="eager", dtype=dt)
+        m = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, attn_implementation="eager", dtype=dt,
+                                                 use_safetensors=None if allow_pickle_weights else True)
     except (OSError, ValueError, KeyError) as exc:  # no weights, unknown model_type, ...
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        msg = pickle_weights_hint(path, allow_pickle_weights) or msg
         raise InvalidParameterError(f"The 'model' parameter: cannot load an HF causal LM from {str(path)!r}: {msg}") from None
-    return HookedHF(m.to(device), arch=arch)
+    return m.to(device).eval()
+
+
+def load_hf(path, *, arch: str | None = None, dtype: str = "float32", device: str = "cpu",
+            allow_pickle_weights: bool = False) -> HookedHF:
+    """Load a causal LM from a local directory (no network, `load_hf_model`) and wrap it as `HookedHF`.
+
+    Parameters
+    ----------
+    path : str or Path
+        Directory written by ``save_pretrained`` (config.json + weights).
+    allow_pickle_weights : bool
+        See `load_hf_model`: ``.safetensors`` only unless True.
+    """
+    return HookedHF(load_hf_model(path, dtype=dtype, device=device, allow_pickle_weights=allow_pickle_weights),
+                    arch=arch)
+
+
+def pickle_weights_hint(path, allow_pickle_weights: bool) -> str | None:
+    """The one-line reason a folder with only pickled (.bin) weights is refused, or None."""
+    from pathlib import Path
+
+    p = Path(path)
+    if allow_pickle_weights or any(p.glob("*.safetensors")) or not any(p.glob("*.bin")):
+        return None
+    return ("it holds only pickled PyTorch weights (*.bin), which can run code when loaded; spinlens loads "
+            "*.safetensors only unless you pass --allow-pickle-weights (allow_pickle_weights=True) for a folder you trust")
 
 
 def tiny_hf(arch: str = "gpt2", *, n_layers: int = 2, n_heads: int = 4, d_model: int = 32, d_vocab: int = 50,

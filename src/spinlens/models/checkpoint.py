@@ -1,120 +1,373 @@
-"""Checkpoints of zoo models: weights as safetensors, architecture as JSON; loading never unpickles.
+"""The model registry: one folder format for every model spinlens trains; loading never unpickles.
 
 A checkpoint is a folder with
 
-* ``model.safetensors``: the state dict (tensors only), with the JSON config also embedded in the file's
-  metadata (key ``spinlens_config``), so that the ``.safetensors`` file alone is enough;
-* ``config.json``: ``{"format": "spinlens-zoo/1", "config": <ZooConfig.to_dict()>, "metadata": {...}}``.
+* ``model.safetensors``: the state dict (tensors only); its metadata repeats the format tag and the
+  config, so that the ``.safetensors`` file alone is enough to rebuild the model;
+* ``config.json``: ``{"format": TAG, "format_version": 1, "config": {...}, "metadata": {...},
+  "spinlens_version": ...}``;
+* anything else the writer adds (``run.json``, loss curves, a ``tokenizer.json``): ignored when loading.
 
-`load_checkpoint` rebuilds the model with `spinlens.models.zoo.build_model` and loads the tensors
-(strict: every parameter present, no extra ones), so a round trip is bit-exact.
+Formats (the tag's suffix is the version):
+
+=============================  ==================================================================
+tag                            models
+=============================  ==================================================================
+``spinlens-transformer/1``     `spinlens.models.transformer.Transformer` (regression and tokens),
+                               config = ``TransformerConfig.to_dict()``
+``spinlens-zoo/1``             every zoo architecture (sla, sla-separate, fla, mhla, sa, tf),
+                               config = ``ZooConfig.to_dict()``
+=============================  ==================================================================
+
+`save_model` picks the format from the model (a zoo model carries a ``ZooConfig`` as ``.config``,
+a bare `Transformer` its ``TransformerConfig`` as ``.cfg``; the simplified linear attention of
+`spinlens.models.linear_attention` is saved as the zoo's ``sla`` / ``sla-separate``).
+`load_model` reads any of them (the folder, or its ``model.safetensors`` alone), plus two older layouts
+with a `FutureWarning`: a folder holding the checkpoint in a ``model/`` subfolder (what ``zoo train``
+wrote before), and the single-file Transformer format of the earlier ``steer``/``merge``/``quantize``.
+
+Dependencies point one way: ``transformer`` ← ``zoo`` ← ``checkpoint`` (this module); the model
+modules import nothing from here.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from spinlens.errors import InvalidParameterError
 
-FORMAT = "spinlens-zoo/1"
+ZOO_FORMAT = "spinlens-zoo/1"
+TRANSFORMER_FORMAT = "spinlens-transformer/1"
+FORMAT = ZOO_FORMAT  # the tag of zoo checkpoints (older name)
+FORMATS = (TRANSFORMER_FORMAT, ZOO_FORMAT)
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+LEGACY_SUBFOLDER = "model"
+_LEGACY_TRANSFORMER_KEY = "spinlens_transformer_config"  # single-file format of the old edit commands
+
+__all__ = [
+    "FORMATS",
+    "TRANSFORMER_FORMAT",
+    "ZOO_FORMAT",
+    "Checkpoint",
+    "find_checkpoint",
+    "is_checkpoint",
+    "load_model",
+    "read_checkpoint",
+    "read_metadata",
+    "save_model",
+    # older names
+    "load_checkpoint",
+    "load_transformer",
+    "read_checkpoint_config",
+    "read_checkpoint_metadata",
+    "save_checkpoint",
+    "save_transformer",
+]
 
 
-def save_checkpoint(model, path, *, metadata: dict | None = None) -> Path:
-    """Save a zoo model (one with a ``config`` `ZooConfig`) into the folder ``path``; return the folder.
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a checkpoint folder (or file) says about itself, before any tensor is read.
+
+    Attributes
+    ----------
+    path : Path
+        The folder (or, for the single-file layouts, the ``.safetensors`` file).
+    format : str
+        One of `FORMATS` (``"spinlens-transformer/1"`` also for the old single-file Transformer format).
+    config : dict
+        The architecture config (``TransformerConfig`` or ``ZooConfig`` as a dict).
+    metadata : dict
+        Free-form JSON written with the model (training settings, distribution, task tables ...).
+    legacy : str or None
+        ``None`` for the current layout, else a short description of the older layout that was read.
+    """
+
+    path: Path
+    format: str
+    config: dict
+    metadata: dict
+    legacy: str | None = None
+
+    @property
+    def weights(self) -> Path:
+        return self.path / WEIGHTS_FILE if self.path.is_dir() else self.path
+
+    def n_context(self) -> int | None:
+        """The context length N the model was trained on, when the metadata records it."""
+        m = self.metadata
+        for src in (m.get("distribution") or {}, m):
+            for key in ("n_context", "N"):
+                if isinstance(src.get(key), int):
+                    return int(src[key])
+        return None
+
+
+# ------------------------------------------------------------------------------------------------ saving
+
+
+def _record_of(model):
+    """(format tag, config dict) of a model, or raise naming what is accepted."""
+    from spinlens.models.transformer import Transformer
+    from spinlens.models.zoo import ZooConfig
+
+    cfg = getattr(model, "config", None)
+    if isinstance(cfg, ZooConfig):
+        return ZOO_FORMAT, cfg.to_dict()
+    if isinstance(model, Transformer):
+        return TRANSFORMER_FORMAT, model.cfg.to_dict()
+    raise InvalidParameterError(
+        "The 'model' parameter of save_model must be a spinlens model: a zoo model (spinlens.models.zoo."
+        "build_model), a spinlens.models.transformer.Transformer, or a Merged/SeparateLinearAttention. "
+        f"Got {type(model).__name__}."
+    )
+
+
+def _as_zoo_sla(model):
+    """A zoo ``sla`` / ``sla-separate`` model holding the weights of a bare linear-attention model."""
+    import torch
+
+    from spinlens.models import linear_attention as la
+    from spinlens.models.zoo import DTYPES, ZooConfig, build_model
+
+    dtype = next(model.parameters()).dtype
+    dname = next((k for k, v in DTYPES.items() if v == dtype), None)
+    if dname is None:
+        raise InvalidParameterError(f"save_model: linear-attention weights of dtype {dtype} cannot be saved "
+                                    f"(allowed: {sorted(DTYPES)}).")
+    if isinstance(model, la.SeparateLinearAttention):
+        cfg = ZooConfig("sla-separate", d=model.d, d_head=int(model.W_q.shape[0]), dtype=dname)
+    else:
+        cfg = ZooConfig("sla", d=model.d, dtype=dname)
+    zoo = build_model(cfg, rng=0)
+    with torch.no_grad():
+        zoo.core.load_state_dict(model.state_dict())
+    return zoo
+
+
+def save_model(model, path, *, metadata: dict | None = None) -> Path:
+    """Save any spinlens model into the folder ``path`` (``model.safetensors`` + ``config.json``); return it.
 
     Parameters
     ----------
     model : torch.nn.Module
-        A model built by `spinlens.models.zoo.build_model`.
+        A zoo model (`spinlens.models.zoo.build_model`), a `spinlens.models.transformer.Transformer`,
+        or a `spinlens.models.linear_attention` model (stored as the zoo's ``sla`` / ``sla-separate``).
     path : str or Path
-        Folder to write (created if needed); existing checkpoint files in it are replaced atomically.
+        Folder to write (created if needed). Other files in it are kept; the two checkpoint files are
+        replaced atomically (weights first, config last).
     metadata : dict, optional
-        JSON-serialisable extra information (training settings, seed, test loss ...), stored in config.json.
+        JSON-serialisable information kept with the model (training settings, distribution, seed ...).
+
+    Examples
+    --------
+    >>> import tempfile, torch
+    >>> from spinlens.models.zoo import ZooConfig, build_model
+    >>> m = build_model(ZooConfig("fla", d=3), rng=0)
+    >>> folder = save_model(m, tempfile.mkdtemp(), metadata={"note": "demo"})
+    >>> m2 = load_model(folder)
+    >>> all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
+    True
+    >>> read_checkpoint(folder).format
+    'spinlens-zoo/1'
     """
     from safetensors.torch import save_file
 
+    from spinlens import __version__
+    from spinlens.io import atomic_path, jsonable, write_json
+    from spinlens.models import linear_attention as la
+
+    if isinstance(model, (la.MergedLinearAttention, la.SeparateLinearAttention)):
+        model = _as_zoo_sla(model)
+    tag, cfg = _record_of(model)
+    try:
+        json.dumps(jsonable(metadata or {}))
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(f"The 'metadata' parameter of save_model must be JSON-serialisable: {exc}") from None
+    record = {"format": tag, "format_version": 1, "config": cfg, "metadata": jsonable(metadata or {}),
+              "spinlens_version": __version__}
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise InvalidParameterError(f"The 'path' parameter of save_model must be a folder. Got {str(path)!r}, a file.")
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    meta = {"format": tag, "spinlens_config": json.dumps(cfg, sort_keys=True)}
+    with atomic_path(folder / WEIGHTS_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    write_json(folder / CONFIG_FILE, record)
+    return folder
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def _safetensors_meta(p: Path) -> dict:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(p), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidParameterError(f"The 'checkpoint' parameter: {str(p)!r} is not a readable .safetensors file: "
+                                    f"{msg}") from None
+
+
+def _legacy_warning(what: str, path) -> None:
+    warnings.warn(f"{what} ({str(path)!r}) is deprecated; re-save it with spinlens.models.checkpoint.save_model "
+                  "(a folder with model.safetensors + config.json)", FutureWarning, stacklevel=3)
+
+
+def find_checkpoint(path) -> Path:
+    """The checkpoint folder or file ``path`` refers to (the folder itself, its ``model/`` subfolder of the
+    older ``zoo train`` layout, or a ``.safetensors`` file); raise a one-line error otherwise."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / CONFIG_FILE).is_file() or (p / WEIGHTS_FILE).is_file():
+            return p
+        sub = p / LEGACY_SUBFOLDER
+        if sub.is_dir() and ((sub / CONFIG_FILE).is_file() or (sub / WEIGHTS_FILE).is_file()):
+            return sub
+        raise InvalidParameterError(f"The 'checkpoint' parameter must be a spinlens model folder (with {CONFIG_FILE} and "
+                                    f"{WEIGHTS_FILE}). Got {str(path)!r}, a folder without them.")
+    if p.is_file():
+        return p
+    raise InvalidParameterError(f"The 'checkpoint' parameter must be a spinlens model folder (with {CONFIG_FILE} and "
+                                f"{WEIGHTS_FILE}). Got {str(path)!r}, which does not exist.")
+
+
+def is_checkpoint(path) -> bool:
+    """Whether ``path`` is a spinlens model folder (or holds one in the older ``model/`` layout)."""
+    p = Path(path)
+    if not p.is_dir():
+        return False
+    try:
+        read_checkpoint(p)
+    except InvalidParameterError:  # e.g. a Hugging Face folder: config.json without a spinlens format tag
+        return False
+    return True
+
+
+def read_checkpoint(path) -> Checkpoint:
+    """Describe the checkpoint at ``path`` (format, config, metadata) without reading its tensors."""
+    p = find_checkpoint(path)
+    legacy = None
+    if p != Path(path):
+        legacy = "a model/ subfolder"
+    if p.is_dir():
+        cfg_file = p / CONFIG_FILE
+        if cfg_file.is_file():
+            try:
+                record = json.loads(cfg_file.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise InvalidParameterError(f"The 'checkpoint' parameter: {str(cfg_file)!r} is not valid JSON ({exc}).") from None
+            if not isinstance(record, dict):
+                raise InvalidParameterError(f"The 'checkpoint' parameter: {str(cfg_file)!r} must hold a JSON object.")
+            tag = record.get("format")
+            if tag not in FORMATS or not isinstance(record.get("config"), dict):
+                raise InvalidParameterError(
+                    f"The 'checkpoint' parameter: {str(cfg_file)!r} has format {tag!r}; spinlens reads {list(FORMATS)}. "
+                    "(A Hugging Face folder goes under --model.)"
+                )
+            return Checkpoint(p, tag, dict(record["config"]), dict(record.get("metadata") or {}), legacy)
+        p = p / WEIGHTS_FILE  # weights without config.json: the file's metadata has it
+    meta = _safetensors_meta(p)
+    if "spinlens_config" in meta:
+        tag = meta.get("format", ZOO_FORMAT)
+        if tag not in FORMATS:
+            tag = ZOO_FORMAT
+        return Checkpoint(p, tag, json.loads(meta["spinlens_config"]), {}, legacy)
+    if _LEGACY_TRANSFORMER_KEY in meta:
+        return Checkpoint(p, TRANSFORMER_FORMAT, json.loads(meta[_LEGACY_TRANSFORMER_KEY]), {},
+                          "the single-file Transformer format")
+    raise InvalidParameterError(f"The 'checkpoint' parameter: {str(p)!r} has no spinlens config in its metadata "
+                                "(not a spinlens model).")
+
+
+def read_metadata(path) -> dict:
+    """The ``metadata`` dict stored with a checkpoint ({} when there is none)."""
+    return dict(read_checkpoint(path).metadata)
+
+
+def _build(ck: Checkpoint):
+    if ck.format == ZOO_FORMAT:
+        from spinlens.models.zoo import build_model
+
+        return build_model(ck.config, rng=0)
+    from spinlens.models.transformer import Transformer, TransformerConfig
+
+    try:
+        cfg = TransformerConfig(**ck.config)
+    except TypeError as exc:
+        raise InvalidParameterError(f"The 'checkpoint' parameter: {str(ck.path)!r} has a bad Transformer config: {exc}") from None
+    return Transformer(cfg, rng=0)
+
+
+def load_model(path, *, device: str = "cpu", kind=None):
+    """Rebuild and load the model saved at ``path`` (any format of this module); strict, bit-exact.
+
+    Parameters
+    ----------
+    path : str or Path
+        A checkpoint folder (or one of the older layouts, with a `FutureWarning`).
+    device : str
+        Torch device to move the model to.
+    kind : type or tuple of types, optional
+        Required model class (e.g. `spinlens.models.transformer.Transformer` for the interpretability
+        methods); a checkpoint of another class raises a one-line `InvalidParameterError`.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    ck = read_checkpoint(path)
+    if ck.legacy:
+        _legacy_warning(f"reading {ck.legacy}", path)
+    model = _build(ck)
+    if kind is not None and not isinstance(model, kind):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        arch = ck.config.get("arch")
+        raise InvalidParameterError(
+            f"The 'checkpoint' parameter: {str(path)!r} holds a {type(model).__name__}"
+            + (f" (zoo arch {arch!r})" if arch else "") + f"; this command needs a {names}."
+        )
+    try:
+        tensors = load_file(str(ck.weights), device="cpu")
+    except FileNotFoundError:
+        raise InvalidParameterError(f"The 'checkpoint' parameter: folder {str(ck.path)!r} lacks {WEIGHTS_FILE}.") from None
+    except (SafetensorError, OSError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidParameterError(f"The 'checkpoint' parameter: {str(ck.weights)!r} is not a readable .safetensors "
+                                    f"file: {msg}") from None
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if missing or unexpected:
+        raise InvalidParameterError(
+            f"The 'checkpoint' parameter: {str(path)!r} does not match its config: missing {sorted(missing)}, "
+            f"unexpected {sorted(unexpected)}."
+        )
+    return model.to(device).eval()
+
+
+# ----------------------------------------------------------------------------------------- older names
+
+
+def save_checkpoint(model, path, *, metadata: dict | None = None) -> Path:
+    """Save a zoo model (older name of `save_model`, restricted to zoo models)."""
     from spinlens.models.zoo import ZooConfig
 
-    cfg = getattr(model, "config", None)
-    if not isinstance(cfg, ZooConfig):
+    if not isinstance(getattr(model, "config", None), ZooConfig):
         raise InvalidParameterError(
             "The 'model' parameter of save_checkpoint must be a zoo model with a ZooConfig 'config' attribute "
             f"(built by spinlens.models.zoo.build_model). Got {type(model).__name__}."
         )
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    cfg_json = json.dumps(cfg.to_dict(), sort_keys=True)
-    record = {"format": FORMAT, "config": cfg.to_dict(), "metadata": metadata or {}}
-    try:
-        record_text = json.dumps(record, indent=2, sort_keys=True)
-    except TypeError as exc:
-        raise InvalidParameterError(f"The 'metadata' parameter of save_checkpoint must be JSON-serialisable: {exc}") from None
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".safetensors.tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": FORMAT, "spinlens_config": cfg_json})
-        os.replace(tmp, folder / WEIGHTS_FILE)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".json.tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(record_text + "\n")
-    os.replace(tmp, folder / CONFIG_FILE)
-    return folder
-
-
-def read_checkpoint_config(path):
-    """The `ZooConfig` of a checkpoint folder (from config.json) or ``.safetensors`` file (its metadata)."""
-    from safetensors import safe_open
-
-    from spinlens.models.zoo import ZooConfig
-
-    p = Path(path)
-    if p.is_dir():
-        cfg_file = p / CONFIG_FILE
-        if cfg_file.exists():
-            try:
-                record = json.loads(cfg_file.read_text())
-            except json.JSONDecodeError as exc:
-                raise InvalidParameterError(f"{str(cfg_file)!r} is not valid JSON: {exc}") from None
-            if record.get("format") != FORMAT or "config" not in record:
-                raise InvalidParameterError(
-                    f"{str(cfg_file)!r} is not a spinlens zoo checkpoint config (format {record.get('format')!r}, "
-                    f"expected {FORMAT!r})."
-                )
-            return ZooConfig.from_dict(record["config"])
-        p = p / WEIGHTS_FILE
-    if not p.exists():
-        raise InvalidParameterError(f"checkpoint {str(path)!r} does not exist (expected a folder or a .safetensors file).")
-    from safetensors import SafetensorError
-
-    try:
-        with safe_open(str(p), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except (SafetensorError, OSError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidParameterError(f"checkpoint {str(p)!r} is not a readable .safetensors file: {msg}") from None
-    if "spinlens_config" not in meta:
-        raise InvalidParameterError(f"{str(p)!r} has no 'spinlens_config' metadata: not a spinlens zoo checkpoint.")
-    return ZooConfig.from_dict(json.loads(meta["spinlens_config"]))
-
-
-def read_checkpoint_metadata(path) -> dict:
-    """The ``metadata`` dict stored in a checkpoint folder's config.json ({} when absent)."""
-    cfg_file = Path(path) / CONFIG_FILE
-    if not cfg_file.exists():
-        return {}
-    return dict(json.loads(cfg_file.read_text()).get("metadata", {}))
+    return save_model(model, path, metadata=metadata)
 
 
 def load_checkpoint(path, *, device="cpu"):
-    """Rebuild and load a zoo model saved by `save_checkpoint` (folder or ``.safetensors`` file).
+    """Load a checkpoint (older name of `load_model`).
 
     Examples
     --------
@@ -126,27 +379,39 @@ def load_checkpoint(path, *, device="cpu"):
     >>> all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), m2.state_dict().values()))
     True
     """
-    from safetensors.torch import load_file
+    return load_model(path, device=device)
 
-    from spinlens.models.zoo import build_model
 
-    cfg = read_checkpoint_config(path)
-    p = Path(path)
-    weights = p / WEIGHTS_FILE if p.is_dir() else p
-    if not weights.exists():
-        raise InvalidParameterError(f"checkpoint folder {str(path)!r} lacks {WEIGHTS_FILE}.")
-    from safetensors import SafetensorError
+def read_checkpoint_config(path):
+    """The `ZooConfig` of a zoo checkpoint folder or ``.safetensors`` file."""
+    from spinlens.models.zoo import ZooConfig
 
+    ck = read_checkpoint(path)
+    if ck.format != ZOO_FORMAT:
+        raise InvalidParameterError(f"{str(path)!r} is a {ck.format} checkpoint, not a zoo checkpoint ({ZOO_FORMAT}).")
+    return ZooConfig.from_dict(ck.config)
+
+
+def read_checkpoint_metadata(path) -> dict:
+    """The ``metadata`` dict of a checkpoint (older name of `read_metadata`; {} when absent)."""
     try:
-        tensors = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidParameterError(f"checkpoint weights {str(weights)!r} are not a readable .safetensors file: {msg}") from None
-    model = build_model(cfg, rng=0)
-    missing, unexpected = model.load_state_dict(tensors, strict=False)
-    if missing or unexpected:
-        raise InvalidParameterError(
-            f"checkpoint {str(path)!r} does not match its config ({cfg.arch}): missing {sorted(missing)}, "
-            f"unexpected {sorted(unexpected)}."
-        )
-    return model.to(device).eval()
+        return read_metadata(path)
+    except InvalidParameterError:
+        return {}
+
+
+def save_transformer(model, path, *, metadata: dict | None = None) -> Path:
+    """Save a `spinlens.models.transformer.Transformer` into a folder (`save_model` for Transformers)."""
+    from spinlens.models.transformer import Transformer
+
+    if not isinstance(model, Transformer):
+        raise InvalidParameterError(f"The 'model' parameter of save_transformer must be a Transformer. "
+                                    f"Got {type(model).__name__}.")
+    return save_model(model, path, metadata=metadata)
+
+
+def load_transformer(path, *, device: str = "cpu"):
+    """Load a `Transformer` (a ``spinlens-transformer/1`` folder or a zoo ``"tf"`` checkpoint)."""
+    from spinlens.models.transformer import Transformer
+
+    return load_model(path, device=device, kind=Transformer)

@@ -473,60 +473,14 @@ class Transformer(HookedModule):
         return sum(p.numel() for p in self.parameters())
 
 
-TRANSFORMER_FORMAT = "spinlens-transformer/1"
+TRANSFORMER_FORMAT = "spinlens-transformer/1"  # the tag of a saved Transformer (see spinlens.models.checkpoint)
 
 
-def save_transformer(model: Transformer, path, *, metadata: dict | None = None):
-    """Save a `Transformer` into folder ``path``: ``model.safetensors`` + ``config.json`` (format
-    ``spinlens-transformer/1``; loading never unpickles). Returns the folder."""
-    import json
-    from pathlib import Path
+def __getattr__(name: str):
+    # Saving and loading live in the model registry, spinlens.models.checkpoint (which imports this
+    # module, never the other way round); these two names stay importable from here.
+    if name in ("save_transformer", "load_transformer"):
+        from spinlens.models import checkpoint
 
-    from safetensors.torch import save_file
-
-    folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    save_file(tensors, str(folder / "model.safetensors"), metadata={"format": TRANSFORMER_FORMAT})
-    record = {"format": TRANSFORMER_FORMAT, "config": model.cfg.to_dict(), "metadata": metadata or {}}
-    (folder / "config.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return folder
-
-
-def load_transformer(path, *, device: str = "cpu") -> Transformer:
-    """Load a `Transformer` saved by `save_transformer`, or the ``"tf"`` model of a zoo checkpoint."""
-    import json
-    from pathlib import Path
-
-    folder = Path(path)
-    cfg_file = folder / "config.json"
-    if not cfg_file.exists():
-        raise InvalidParameterError(f"The 'checkpoint' parameter must be a folder with config.json. Got {str(path)!r} instead.")
-    try:
-        record = json.loads(cfg_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidParameterError(f"The 'checkpoint' parameter: {str(cfg_file)!r} is not valid JSON ({exc}).") from None
-    if not isinstance(record, dict):
-        raise InvalidParameterError(f"The 'checkpoint' parameter: {str(cfg_file)!r} must hold a JSON object.")
-    if record.get("format") != TRANSFORMER_FORMAT:
-        from spinlens.models.checkpoint import load_checkpoint
-
-        model = load_checkpoint(folder, device=device)
-        if not isinstance(model, Transformer):
-            raise InvalidParameterError(
-                f"The checkpoint {str(path)!r} holds a {type(model).__name__}; interpretability methods need a "
-                "spinlens Transformer (zoo arch 'tf' or save_transformer)."
-            )
-        return model
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    model = Transformer(TransformerConfig(**record["config"]), rng=0)
-    try:
-        tensors = load_file(str(folder / "model.safetensors"))
-    except (SafetensorError, OSError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidParameterError(f"The 'checkpoint' parameter: cannot read {str(folder / 'model.safetensors')!r}: "
-                                    f"{msg}") from None
-    model.load_state_dict(tensors)
-    return model.to(device).eval()
+        return getattr(checkpoint, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

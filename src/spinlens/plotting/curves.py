@@ -68,3 +68,32 @@ def plot_series(
     if series or reference:
         ax.legend()
     return fig, ax
+
+
+def plot_training_history(hist, *, title: str = "", ax=None):
+    """Loss curves of a training run: mini-batch train loss per step and test loss at the evaluation steps.
+
+    Parameters
+    ----------
+    hist : xarray.Dataset
+        ``train_loss`` over ``step`` and ``test_loss`` over ``eval_step`` (`spinlens.training_online`).
+
+    Returns
+    -------
+    (fig, ax)
+    """
+    from spinlens.plotting.style import paper_style
+
+    with paper_style():
+        fig, ax = new_figure(ax, figsize=(4.8, 3.4))
+        ax.plot(hist.step, hist.train_loss, lw=0.8, label="train (mini-batch)")
+        if hist.sizes.get("eval_step", 0):
+            ax.plot(hist.eval_step, hist.test_loss, "o-", ms=3, label="test (fresh tasks)")
+        ax.axhline(1.0, color="0.5", ls=":", lw=0.8, label="predict 0")
+        ax.set_yscale("log")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("mean squared error")
+        if title:
+            ax.set_title(title)
+        ax.legend()
+    return fig, ax

@@ -21,12 +21,7 @@ seed, mode, package versions, git sha, wall time, largest deviation) and returns
 from __future__ import annotations
 
 import csv
-import json
 import math
-import os
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -34,95 +29,15 @@ COMPARISON_FILE = "paper_vs_ours.csv"
 RUN_FILE = "run.json"
 COMPARISON_FIELDS = ["quantity", "x_name", "x", "paper", "ours", "deviation", "tolerance", "within"]
 
-_VERSION_PACKAGES = ["numpy", "scipy", "xarray", "matplotlib", "scikit-learn", "torch", "netCDF4", "pandas"]
-
-
-def package_versions() -> dict:
-    """Versions of Python, spinlens and the main scientific packages (read from metadata, no imports)."""
-    from importlib import metadata
-
-    from spinlens import __version__
-
-    out = {"python": sys.version.split()[0], "platform": platform.platform(), "spinlens": __version__}
-    for name in _VERSION_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def git_sha() -> str | None:
-    """The git commit of the spinlens source tree, or None outside a checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        res = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    sha = res.stdout.strip()
-    return sha if res.returncode == 0 and sha else None
-
-
-def save_figure(fig, out_dir, stem: str) -> list[str]:
-    """Write ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` under ``out_dir``, close it, return the paths."""
-    import matplotlib.pyplot as plt
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for ext in ("png", "pdf"):
-        p = out_dir / f"{stem}.{ext}"
-        fig.savefig(p)
-        paths.append(str(p))
-    plt.close(fig)
-    return paths
-
-
-def save_dataset(ds, out_dir, name: str = "data") -> str:
-    """Write an ``xarray.Dataset`` to ``<name>.nc`` (NetCDF) under ``out_dir`` atomically; return the path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.nc"
-    tmp = out_dir / f".{name}.nc.tmp"
-    ds = ds.copy()
-    # NetCDF attributes must be str/number/array: stringify anything else (bools, None, dicts)
-    for obj in [ds, *ds.variables.values()]:
-        for k, v in list(obj.attrs.items()):
-            if isinstance(v, bool) or v is None or isinstance(v, (dict, list, tuple)):
-                obj.attrs[k] = json.dumps(v)
-    ds.to_netcdf(tmp)
-    os.replace(tmp, path)
-    return str(path)
-
-
-def save_columns(columns: dict, out_dir, name: str = "data") -> str:
-    """Write equal-length 1-D columns ``{header: values}`` as ``<name>.csv``; return the path."""
-    import numpy as np
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cols = {k: np.asarray(v).ravel() for k, v in columns.items()}
-    lengths = {len(v) for v in cols.values()}
-    if len(lengths) != 1:
-        raise ValueError(f"columns must have equal lengths; got { {k: len(v) for k, v in cols.items()} }")
-    path = out_dir / f"{name}.csv"
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(list(cols))
-        for row in zip(*cols.values()):
-            w.writerow([_fmt_cell(v) for v in row])
-    return str(path)
-
-
-def _fmt_cell(v):
-    if isinstance(v, (float,)) or hasattr(v, "dtype") and getattr(v.dtype, "kind", "") == "f":
-        x = float(v)
-        return "" if math.isnan(x) else repr(x)
-    if hasattr(v, "item"):
-        return v.item()
-    return v
+# the writers live in spinlens.io (one place for every output); re-exported here for the figure modules
+from spinlens.io import (  # noqa: E402,F401
+    git_sha,
+    package_versions,
+    save_columns,
+    save_dataset,
+    save_figure,
+    write_run_json,
+)
 
 
 def comparison_rows(quantity: str, x_name: str, xs, paper, ours, *, tolerance: float | None = None) -> list[dict]:
@@ -178,8 +93,10 @@ def max_deviation(rows: list[dict]) -> dict | None:
 
 def write_comparison(rows: list[dict], out_dir) -> str:
     """Write the paper-vs-ours rows to ``paper_vs_ours.csv`` under ``out_dir``; return the path."""
+    from spinlens.io import atomic_path
+
     path = Path(out_dir) / COMPARISON_FILE
-    with open(path, "w", newline="") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=COMPARISON_FIELDS)
         w.writeheader()
         for r in rows:
@@ -232,20 +149,6 @@ def _f(v, sign=False):
     return f"{v:+.4f}" if sign else f"{v:.4f}"
 
 
-def write_run_json(out_dir, record: dict) -> str:
-    """Write ``run.json`` (JSON-friendly: numpy values and non-finite floats converted) atomically."""
-    from spinlens.cli._common import jsonable
-
-    out_dir = Path(out_dir)
-    path = out_dir / RUN_FILE
-    tmp = out_dir / f".{RUN_FILE}.tmp"
-    with open(tmp, "w") as fh:
-        json.dump(jsonable(record), fh, indent=2, sort_keys=False)
-        fh.write("\n")
-    os.replace(tmp, path)
-    return str(path)
-
-
 class Timer:
     """Wall-clock timer used as a context manager: ``with Timer() as t: ...; t.seconds``."""
 
@@ -257,6 +160,20 @@ class Timer:
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self._t0
         return False
+
+
+def announce(name: str, index: int, total: int, *, quick: bool, description: str = "", stream=None) -> str:
+    """Say on stderr that a figure starts (``reproduce [2/11] fig4a (quick): ... started``); returns the line.
+
+    Long figures (fig4a's sweeps, figS8's training) then show a progress bar of their own.
+    """
+    import sys
+
+    stream = sys.stderr if stream is None else stream
+    where = f" [{index}/{total}]" if total > 1 else ""
+    line = f"reproduce{where} {name} ({'quick' if quick else 'full'}): {description} ... started".replace(":  ...", " ...")
+    print(line, file=stream, flush=True)
+    return line
 
 
 def progress(iterable, *, desc: str, total: int | None = None):

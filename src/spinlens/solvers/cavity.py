@@ -12,27 +12,24 @@ published code) or zeros.
 
 This update has no Onsager reaction term in the numerator, so its fixed point is *not* the exact
 Boltzmann mean (a ridge solution with a weaker effective λ); the result reports the relative distance
-to the exact mean in ``extras["exact_distance"]`` (BRIEF.md §1). When the variance equation has no
+to the exact mean in ``extras["exact_distance"]``. `TapSolver` adds the reaction term; its fixed
+points are the exact mean. When the variance equation has no
 positive solution the iteration diverges: the result then has ``converged=False`` and the last finite
 iterate, never NaN.
 """
 
 from __future__ import annotations
 
-import time
-import warnings
-
-import numpy as np
-
 import dataclasses
 import math
 
-from ..errors import InvalidParameterError, SolverDidNotConvergeWarning, check_choice, check_float, check_int
-from ..random import RNGLike, as_generator
-from .result import SolverResult
+import numpy as np
+
+from ..errors import InvalidParameterError, check_choice, check_float, check_int
+from .base import RunOutput, Solver
 
 
-class CavitySolver:
+class CavitySolver(Solver):
     """The paper's message passing.
 
     Parameters
@@ -49,29 +46,30 @@ class CavitySolver:
         Also compute the exact Boltzmann mean and report the relative distance (``extras``).
     """
 
+    method = "cavity"
+    reaction = False
+
     def __init__(self, damping=0.9, max_iter=100, tol=1e-6, init="random", compare_exact=True):
-        own = "CavitySolver"
+        own = type(self).__name__
         self.damping = check_float("damping", damping, low=0.0, high=1.0, high_open=True, owner=own)
         self.max_iter = check_int("max_iter", max_iter, low=1, owner=own)
         self.tol = check_float("tol", tol, low=0.0, low_open=True, owner=own)
         self.init = check_choice("init", init, ("random", "zeros"), owner=own)
         self.compare_exact = bool(compare_exact)
 
-    def solve(self, H, *, beta: float = 100.0, rng: RNGLike = None, warn: bool = True) -> SolverResult:
-        beta = check_float("beta", beta, low=0.0, low_open=True, owner="CavitySolver")
-        t0 = time.perf_counter()
+    def _run(self, H, beta, rng):
         K = H.n_spins
-        g = as_generator(rng)
         if self.init == "random":
-            m0 = g.standard_normal(K)
-            v0 = g.standard_normal(K)
+            m0 = rng.standard_normal(K)
+            v0 = rng.standard_normal(K)
         else:
             m0 = np.zeros(K)
             v0 = np.zeros(K)
         st = cavity_iterate(
-            H.gram(), H.h, H.lam_diag, beta=beta, damping=self.damping, max_iter=self.max_iter, tol=self.tol, m0=m0, v0=v0
+            H.gram(), H.h, H.lam_diag, beta=beta, damping=self.damping, max_iter=self.max_iter, tol=self.tol,
+            m0=m0, v0=v0, reaction=self.reaction,
         )
-        m, v, n_iter, err, converged = st.m, st.v, st.n_iter, st.err, st.converged
+        m, v, n_iter, err = st.m, st.v, st.n_iter, st.err
         n_neg = int(np.sum(v <= 0))
         message = {
             "converged": f"converged: mean squared change {err:.3g} < tol={self.tol:g}",
@@ -84,25 +82,26 @@ class CavitySolver:
         if self.compare_exact:
             from .exact import ExactSolver
 
-            ex = ExactSolver(n_probes=0).solve(H, beta=beta)
-            m_ex = ex.m.reshape(-1)
+            m_ex = ExactSolver(n_probes=0).solve(H, beta=beta).m.reshape(-1)
             extras["exact_distance"] = float(np.linalg.norm(m - m_ex) / max(np.linalg.norm(m_ex), 1e-300))
-        if not converged and warn:
-            warnings.warn(f"cavity: {message}", SolverDidNotConvergeWarning, stacklevel=2)
-        D1 = H.d + 1
-        return SolverResult(
-            W=m.reshape(D1, D1),
-            m=m.reshape(D1, D1).copy(),
-            v=v.reshape(D1, D1),
-            n_iter=int(n_iter),
-            residual=float(err),
-            converged=bool(converged),
-            message=message,
-            seconds=time.perf_counter() - t0,
-            method="cavity",
-            beta=beta,
-            extras=extras,
-        )
+        return RunOutput(m=m, v=v, n_iter=n_iter, residual=err, converged=st.converged, message=message, extras=extras)
+
+
+class TapSolver(CavitySolver):
+    r"""The paper's update plus the Onsager reaction term: the TAP equations, whose fixed points are exact.
+
+    .. math::
+        m_i \leftarrow \frac{\beta (h_i + \sum_{j\ne i} J_{ij} m_j) - \beta^2 m_i \sum_{j\ne i} J_{ij}^2 v_j}
+                          {\beta\lambda_i - \beta^2 \sum_{j\ne i} J_{ij}^2 v_j},
+
+    v as in `CavitySolver`. At a fixed point m_i(βλ_i − β²Σ_j J_ij²v_j) = β(h_i + Σ_{j≠i}J_ij m_j) − β²m_iΣ_j J_ij²v_j,
+    i.e. λ_i m_i − Σ_{j≠i} J_ij m_j = h_i: (λI − J)m = h, the exact Boltzmann mean (docs/core.md). Same cost per
+    step as the paper's update (the product J∘J·v is shared by numerator and denominator). Parameters as
+    `CavitySolver`.
+    """
+
+    method = "tap"
+    reaction = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +124,7 @@ class CavityState:
 
 
 def cavity_iterate(A, h, lam_diag, *, beta: float, damping: float, max_iter: int, tol: float,
-                   m0: np.ndarray, v0: np.ndarray, kernel: str = "symv") -> CavityState:
+                   m0: np.ndarray, v0: np.ndarray, kernel: str = "symv", reaction: bool = False) -> CavityState:
     """The damped cavity iteration (the loop of `CavitySolver`), on plain arrays.
 
     Parameters
@@ -141,6 +140,8 @@ def cavity_iterate(A, h, lam_diag, *, beta: float, damping: float, max_iter: int
         about 3x faster per step than "gemv" (plain ``@``), the loop being memory-bound. The two differ
         by rounding only; where the paper's loose stopping rule fires the iterate still carries slowly
         growing modes that amplify it, to ~1e-6 relative in W at D = 20.
+    reaction : bool
+        Add the Onsager reaction term −β² m_i Σ_j J_ij² v_j to the numerator (`TapSolver`).
     """
     J0 = -np.asarray(A, dtype=float)  # a fresh array: A is not modified
     np.fill_diagonal(J0, 0.0)
@@ -169,8 +170,12 @@ def cavity_iterate(A, h, lam_diag, *, beta: float, damping: float, max_iter: int
     err, n_iter, status = math.inf, 0, "max_iter"
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for n_iter in range(1, max_iter + 1):
-            denom = bl - bb * mv2(v)
-            m_new = beta * (h + mv0(m)) / denom
+            j2v = bb * mv2(v)
+            denom = bl - j2v
+            if reaction:
+                m_new = (beta * (h + mv0(m)) - j2v * m) / denom
+            else:
+                m_new = beta * (h + mv0(m)) / denom
             v_new = 1.0 / denom
             e = float(np.mean((m_new - m) ** 2) + np.mean((v_new - v) ** 2))
             if not e <= 1e300:  # non-finite or overflowing messages: keep the last finite iterate

@@ -13,17 +13,16 @@ class SolverResult:
 
     Attributes
     ----------
-    W : ndarray of shape (d+1, d+1)
-        The weights: the solver's estimate of the Boltzmann mean, reshaped.
     m : ndarray of shape (d+1, d+1)
-        Marginal means (same numbers as ``W``).
+        The marginal means: the solver's estimate of the Boltzmann mean, which is also the weight matrix
+        of the merged attention. ``W`` is a read-only alias of it (the same array).
     v : ndarray of shape (d+1, d+1)
         Marginal variances at inverse temperature ``beta`` (``inf`` along zero modes when λ = 0).
     n_iter : int
-        Iterations (cavity steps, CG iterations, sampler steps; 0 for a direct factorisation).
+        Iterations (cavity steps, CG iterations, sampler steps; 0 for a direct factorisation or a closed form).
     residual : float
         Final residual: relative ‖(λ+SᵀS/P) m − h‖/‖h‖ for exact and samplers; the last mean squared
-        change of (m, v) for the cavity iteration.
+        change of (m, v) for the cavity and TAP iterations; 0 for the closed form.
     converged : bool
         False when the tolerance was not met or the iteration diverged (see ``message``).
     message : str
@@ -31,14 +30,16 @@ class SolverResult:
     seconds : float
         Wall time.
     method : str
-        "exact", "cavity", "sample" or "langevin".
+        "exact", "cavity", "tap", "sample", "langevin" or "limit".
     beta : float
         Inverse temperature.
+    n_prompts : int or None
+        P of the Hamiltonian solved; None for the P → ∞ limit.
     extras : dict
-        Method-specific numbers (e.g. ``exact_distance`` for cavity, replica overlaps for samplers).
+        Method-specific numbers (e.g. ``exact_distance`` for cavity/tap, replica overlaps for samplers,
+        ``backend`` and ``preconditioner`` for exact).
     """
 
-    W: np.ndarray
     m: np.ndarray
     v: np.ndarray
     n_iter: int
@@ -48,11 +49,17 @@ class SolverResult:
     seconds: float
     method: str
     beta: float
+    n_prompts: int | None = None
     extras: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def W(self) -> np.ndarray:
+        """Read-only alias of ``m``: the weights of the merged attention are the marginal means."""
+        return self.m
 
     def to_dict(self) -> dict:
         """Scalars only (arrays omitted), JSON-friendly."""
-        d = {k: getattr(self, k) for k in ("method", "beta", "n_iter", "residual", "converged", "message", "seconds")}
+        d = {k: getattr(self, k) for k in ("method", "beta", "n_prompts", "n_iter", "residual", "converged", "message", "seconds")}
         d.update({k: v for k, v in self.extras.items() if np.ndim(v) == 0})
         return d
 
@@ -61,5 +68,5 @@ class SolverResult:
         return (
             f"SolverResult(method={self.method!r}, converged={self.converged}, n_iter={self.n_iter}, "
             f"residual={self.residual:.3g}, message={self.message!r}, seconds={self.seconds:.3g}, "
-            f"W=<{self.W.shape}>{', ' + extra if extra else ''})"
+            f"m=<{self.m.shape}>{', ' + extra if extra else ''})"
         )

@@ -12,15 +12,13 @@ q₁₂ = W¹·W²/n_spins between independent replicas and q₁₁ = W·W/n_spi
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import scipy.linalg as sla
 
 from ..errors import check_float, check_int
 from ..random import RNGLike, as_generator
+from .base import RunOutput, Solver
 from .exact import ExactSolver
-from .result import SolverResult
 
 
 def _exact_reference(H, beta):
@@ -37,10 +35,9 @@ def _exact_reference(H, beta):
     }
 
 
-def _summarise(H, samples_a, samples_b, beta, method, t0, n_iter, message, exact=True):
+def _summarise(H, samples_a, samples_b, beta, n_iter, message, exact=True) -> RunOutput:
     """samples_*: (n, K) from two independent replicas."""
     K = H.n_spins
-    D1 = H.d + 1
     allw = np.concatenate([samples_a, samples_b])
     mean = allw.mean(0)
     var = allw.var(0, ddof=1)
@@ -62,32 +59,25 @@ def _summarise(H, samples_a, samples_b, beta, method, t0, n_iter, message, exact
             mean_distance=float(np.linalg.norm(mean - ref["mean"]) / max(np.linalg.norm(ref["mean"]), 1e-300)),
         )
     res = np.linalg.norm(H.hessian_matvec(mean) - H.h) / max(np.linalg.norm(H.h), 1e-300)
-    return SolverResult(
-        W=mean.reshape(D1, D1),
-        m=mean.reshape(D1, D1).copy(),
-        v=var.reshape(D1, D1),
-        n_iter=n_iter,
-        residual=float(res),
-        converged=True,
-        message=message,
-        seconds=time.perf_counter() - t0,
-        method=method,
-        beta=beta,
-        extras=extras,
-    )
+    return RunOutput(m=mean, v=var, n_iter=n_iter, residual=float(res), converged=True, message=message, extras=extras)
 
 
-class GaussianSampler:
+class GaussianSampler(Solver):
     """Exact draws W = m + L⁻ᵀz/√β from the Gaussian Boltzmann measure (needs λ > 0 or full rank).
 
     Parameters
     ----------
     n_samples : int
         Samples per replica (two independent replicas are drawn).
+    compare_exact : bool
+        Also report the exact energy, overlaps and the distance of the sample mean to the exact mean.
     """
 
-    def __init__(self, n_samples: int = 1000):
+    method = "sample"
+
+    def __init__(self, n_samples: int = 1000, compare_exact: bool = True):
         self.n_samples = check_int("n_samples", n_samples, low=2, owner="GaussianSampler")
+        self.compare_exact = bool(compare_exact)
 
     def draw(self, H, *, beta: float = 100.0, n: int | None = None, rng: RNGLike = None) -> np.ndarray:
         """n samples of shape (n, n_spins)."""
@@ -101,15 +91,14 @@ class GaussianSampler:
         x = sla.solve_triangular(L, z, lower=True, trans="T", check_finite=False) / np.sqrt(beta)
         return (m[:, None] + x).T
 
-    def solve(self, H, *, beta: float = 100.0, rng: RNGLike = None) -> SolverResult:
-        t0 = time.perf_counter()
-        g = as_generator(rng)
-        a = self.draw(H, beta=beta, rng=g)
-        b = self.draw(H, beta=beta, rng=g)
-        return _summarise(H, a, b, beta, "sample", t0, 2 * self.n_samples, f"exact Gaussian draws: 2 replicas x {self.n_samples}")
+    def _run(self, H, beta, rng):
+        a = self.draw(H, beta=beta, rng=rng)
+        b = self.draw(H, beta=beta, rng=rng)
+        return _summarise(H, a, b, beta, 2 * self.n_samples, f"exact Gaussian draws: 2 replicas x {self.n_samples}",
+                          exact=self.compare_exact)
 
 
-class LangevinSampler:
+class LangevinSampler(Solver):
     """Unadjusted Langevin dynamics using only ∇E.
 
     Parameters
@@ -124,15 +113,20 @@ class LangevinSampler:
         η; default 0.05/(β a_max) with a_max from power iteration on the Hessian.
     thin : int
         Keep every ``thin``-th state.
+    compare_exact : bool
+        Also report the exact energy, overlaps and the distance of the sample mean to the exact mean.
     """
 
-    def __init__(self, n_steps=2000, n_burn=None, n_chains=16, step_size=None, thin=10):
+    method = "langevin"
+
+    def __init__(self, n_steps=2000, n_burn=None, n_chains=16, step_size=None, thin=10, compare_exact=True):
         own = "LangevinSampler"
         self.n_steps = check_int("n_steps", n_steps, low=1, owner=own)
         self.n_burn = self.n_steps // 2 if n_burn is None else check_int("n_burn", n_burn, low=0, owner=own)
         self.n_chains = check_int("n_chains", n_chains, low=1, owner=own)
         self.step_size = None if step_size is None else check_float("step_size", step_size, low=0, low_open=True, owner=own)
         self.thin = check_int("thin", thin, low=1, owner=own)
+        self.compare_exact = bool(compare_exact)
 
     @staticmethod
     def max_curvature(H, *, rng: RNGLike = None, n_iter: int = 50) -> float:
@@ -145,10 +139,8 @@ class LangevinSampler:
             x = y / lam
         return lam * 1.05
 
-    def solve(self, H, *, beta: float = 100.0, rng: RNGLike = None, exact: bool = True) -> SolverResult:
-        beta = check_float("beta", beta, low=0.0, low_open=True, owner="LangevinSampler")
-        t0 = time.perf_counter()
-        g = as_generator(rng)
+    def _run(self, H, beta, rng):
+        g = rng
         eta = self.step_size or 0.05 / (beta * self.max_curvature(H, rng=g))
         K = H.n_spins
         c = 2 * self.n_chains  # two replicas
@@ -165,4 +157,4 @@ class LangevinSampler:
         a = S[:, : self.n_chains].reshape(-1, K)
         b = S[:, self.n_chains :].reshape(-1, K)
         msg = f"unadjusted Langevin: step {eta:.3g}, {self.n_burn} burn-in + {self.n_steps} steps, 2 replicas x {self.n_chains} chains"
-        return _summarise(H, a, b, beta, "langevin", t0, total, msg, exact=exact)
+        return _summarise(H, a, b, beta, total, msg, exact=self.compare_exact)

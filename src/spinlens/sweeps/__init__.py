@@ -17,6 +17,8 @@ from ._grid import point_seed_sequence as point_seed_sequence
 from ._point import DEFAULT_OBSERVABLES as DEFAULT_OBSERVABLES
 from ._point import OBSERVABLES as OBSERVABLES
 from ._point import compute_point as compute_point
+from ._lock import SweepLockedError as SweepLockedError
+from ._run import PointFunctionError as PointFunctionError
 from ._run import SweepInterrupted as SweepInterrupted
 from ._run import run_sweep as run_sweep
 from ._store import SweepStore as SweepStore
@@ -30,6 +32,8 @@ __all__ = [
     "SweepGrid",
     "SweepStore",
     "SweepInterrupted",
+    "SweepLockedError",
+    "PointFunctionError",
     "make_grid",
     "parse_values",
     "load_config",

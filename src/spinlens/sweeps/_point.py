@@ -34,7 +34,7 @@ OBSERVABLES: dict[str, tuple[str, str, bool, str]] = {
 
 DEFAULT_OBSERVABLES = ("contrast_ratio", "test_error", "n_iter")
 
-METHODS = ("cavity", "exact")
+METHODS = ("cavity", "exact", "tap")
 
 
 def check_observables(observables) -> list[str]:
@@ -85,15 +85,16 @@ def compute_point(
         `spinlens.sweeps.PARAMETERS`; K = None for a fresh task per prompt).
     observables : list of str
         Names from `OBSERVABLES`. W-dependent observables are NaN when the solver did not converge.
-    method : {"cavity", "exact"}
+    method : {"cavity", "exact", "tap"}
         The solver giving W (cavity: the paper's damped message passing with ``damping``, ``max_iter``,
-        ``tol``, random initial messages; exact: the Boltzmann mean, i.e. the ridge solution).
+        ``tol``, random initial messages; tap: the same plus the Onsager reaction term (`spinlens.solvers.TapSolver`);
+        exact: the Boltzmann mean, i.e. the ridge solution).
     max_iter, tol : cavity stopping rule (paper: 100 steps, mean squared change < 1e-6).
     n_mc : int
         Monte-Carlo prompts for test/pool errors when no closed form applies (corr > 0).
     sampler : {"auto", "reduced", "core"}
-        How the point's training features are drawn. "core": `PromptDistribution.sample` then
-        `spin_features` (all D(N+2) numbers of each prompt). "reduced": the same distribution of
+        How the point's training features are drawn, streamed in batches (`spinlens.features.stream_features`).
+        "core": `PromptDistribution.sample` then `spin_features` (all D(N+2) numbers of each prompt). "reduced": the same distribution of
         features from about 3D+4 numbers per prompt (`spinlens.features.sample_reduced_features`; needs
         corr = 0). "auto" (default): reduced where corr = 0, core otherwise.
 
@@ -120,20 +121,16 @@ def compute_point(
     (True, 0.7)
     """
     from spinlens import limit, observables as obs_mod
-    from spinlens.features import SpinFeatures, spin_features
+    from spinlens.features import resolve_sampler, stream_features
     from spinlens.hamiltonian import build_hamiltonian
     from spinlens.prompts import PromptDistribution
     from spinlens.solvers import ExactSolver
-
-    from spinlens.features import sample_reduced_features
     from spinlens.solvers.cavity import cavity_iterate
 
     t0 = time.perf_counter()
     observables = check_observables(observables)
     if method not in METHODS:
         raise InvalidParameterError(f"The 'method' parameter must be one of {METHODS}. Got {method!r} instead.")
-    if sampler not in SAMPLERS:
-        raise InvalidParameterError(f"The 'sampler' parameter must be one of {SAMPLERS}. Got {sampler!r} instead.")
     ss_prompts, ss_solver, ss_mc = point_seed_sequence(params).spawn(3)
     dist = PromptDistribution(
         d=params["D"],
@@ -143,25 +140,21 @@ def compute_point(
         n_tasks=params["K"],
     )
     g = np.random.default_rng(ss_prompts)
-    if sampler == "reduced" or (sampler == "auto" and dist.corr == 0.0):
-        if dist.corr != 0.0:
-            raise InvalidParameterError("The 'reduced' sampler needs corr = 0; use sampler='core' or 'auto'.")
-        fs = sample_reduced_features(dist, params["P"], rng=g)
-        feats, y, w, pool = fs.features, fs.y, fs.w, fs.pool
-    else:
-        prompts = dist.sample(params["P"], rng=g)
-        feats, y, w, pool = spin_features(prompts), prompts.y, prompts.w, prompts.pool
+    kind = resolve_sampler(sampler, dist)
+    keep = "pool_error" in observables and dist.n_tasks is None
+    fs = stream_features(dist, params["P"], rng=g, sampler=kind, keep_tasks=keep)
+    feats, y, w, pool = fs.features, fs.y, fs.w, fs.pool
     H = build_hamiltonian(feats, y, l2_strength=params["lam"])
     beta = float(params["beta"])
     exact_W = None
-    if method == "cavity":
+    if method in ("cavity", "tap"):
         gs = np.random.default_rng(ss_solver)
         K = H.n_spins
         m0 = gs.standard_normal(K)  # the initial messages of CavitySolver(init="random")
         v0 = gs.standard_normal(K)
         st = cavity_iterate(
             H.gram(), H.h, H.lam_diag, beta=beta, damping=float(params["damping"]), max_iter=max_iter, tol=tol,
-            m0=m0, v0=v0,
+            m0=m0, v0=v0, reaction=method == "tap",
         )
         W = st.m.reshape(H.d + 1, H.d + 1)
         n_iter, residual, converged = st.n_iter, st.err, st.converged

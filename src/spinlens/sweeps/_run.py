@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import json
 import os
 import platform
 import signal
@@ -25,15 +24,19 @@ import sys
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from pathlib import Path
 
 from spinlens.errors import InvalidParameterError, check_float, check_int
 
 from ._grid import SweepGrid, make_grid, point_key
 from ._point import METHODS, SAMPLERS, check_observables
+from ._lock import SweepLock, SweepLockedError
 from ._store import SweepStore, consolidate, point_meta, settings_hash, write_results
 
-__all__ = ["run_sweep", "SweepInterrupted"]
+__all__ = ["run_sweep", "SweepInterrupted", "SweepLockedError", "PointFunctionError", "BUILTIN_POINT_FNS",
+           "check_point_fn"]
+
+#: spinlens' own point functions: a config file may name these without an explicit opt-in.
+BUILTIN_POINT_FNS = ("spinlens.sweeps._point:compute_point", "spinlens.sweeps.testing:toy_point")
 
 _BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -42,25 +45,91 @@ class SweepInterrupted(KeyboardInterrupt):
     """Raised by `run_sweep` after Ctrl-C, once every finished point is safely stored."""
 
 
+class PointFunctionError(InvalidParameterError):
+    """A custom point function failed, or returned something other than a mapping of observables."""
+
+
 def resolve_point_fn(ref: str):
     """Import ``"module:function"`` (the point function of a sweep)."""
+    if not isinstance(ref, str):
+        raise InvalidParameterError(f"The 'point_fn' parameter must be a string 'module:function'. Got {ref!r} instead.")
     mod, _, name = ref.partition(":")
     if not mod or not name:
         raise InvalidParameterError(f"The 'point_fn' parameter must look like 'module:function'. Got {ref!r} instead.")
     try:
         fn = getattr(importlib.import_module(mod), name)
-    except (ImportError, AttributeError) as exc:
-        raise InvalidParameterError(f"The 'point_fn' {ref!r} cannot be imported: {exc}") from None
+    except Exception as exc:  # ImportError, AttributeError, or whatever the module raises on import
+        raise InvalidParameterError(f"The 'point_fn' {ref!r} cannot be imported: {exc}".splitlines()[0]) from None
+    if not callable(fn):
+        raise InvalidParameterError(f"The 'point_fn' {ref!r} is not a function.")
     return fn
+
+
+_OPTION_NAMES = ("method", "max_iter", "tol", "n_mc", "sampler")
+
+
+def check_point_fn(ref: str, observables=("converged",)):
+    """Import a point function and check it can be called as ``fn(params, observables, **options)``."""
+    import inspect
+
+    fn = resolve_point_fn(ref)
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return fn  # builtins without a signature: checked by the first call
+    try:
+        sig.bind({}, list(observables), **{k: None for k in _OPTION_NAMES})
+    except TypeError:
+        raise InvalidParameterError(
+            f"The 'point_fn' {ref!r} cannot be called as fn(params, observables, method=, max_iter=, tol=, "
+            f"n_mc=, sampler=); its signature is {sig}."
+        ) from None
+    return fn
+
+
+def _check_values(ref: str, params: dict, values) -> dict:
+    import math
+    import numbers
+
+    import numpy as np
+
+    if not isinstance(values, dict) or "converged" not in values:
+        raise PointFunctionError(
+            f"The 'point_fn' {ref!r} must return a dict of observables with a 'converged' entry. "
+            f"Got {type(values).__name__} at point {params}."
+        )
+    out = {}
+    for k, v in values.items():
+        if v is None or isinstance(v, (bool, np.bool_)):
+            out[str(k)] = None if v is None else bool(v)
+        elif isinstance(v, (numbers.Integral, np.integer)):
+            out[str(k)] = int(v)
+        elif isinstance(v, (numbers.Real, np.floating)):
+            out[str(k)] = None if math.isnan(float(v)) else float(v)
+        else:
+            raise PointFunctionError(
+                f"The 'point_fn' {ref!r} returned {k}={v!r} at point {params}; observables must be numbers or bools."
+            )
+    return out
 
 
 def _run_chunk(point_fn_ref: str, chunk: list[dict], observables: list[str], options: dict) -> list[tuple]:
     """Worker side: compute a chunk of points; returns [(params, values, meta)]."""
     fn = resolve_point_fn(point_fn_ref)
+    builtin = point_fn_ref in BUILTIN_POINT_FNS
     out = []
     for params in chunk:
         t0, c0 = time.perf_counter(), time.process_time()
-        values = fn(dict(params), list(observables), **options)
+        if builtin:
+            values = fn(dict(params), list(observables), **options)
+        else:
+            try:
+                values = fn(dict(params), list(observables), **options)
+            except Exception as exc:
+                raise PointFunctionError(
+                    f"The 'point_fn' {point_fn_ref!r} failed at point {params}: {type(exc).__name__}: {exc}".splitlines()[0]
+                ) from None
+            values = _check_values(point_fn_ref, params, values)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         values = dict(values)
         values.setdefault("wall_time", wall)
@@ -135,14 +204,9 @@ def _versions() -> dict:
 
 
 def _git_sha() -> str | None:
-    import subprocess
+    from spinlens.io import git_sha
 
-    try:
-        here = Path(__file__).resolve().parent
-        r = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        return r.stdout.strip() or None
-    except Exception:  # pragma: no cover
-        return None
+    return git_sha()
 
 
 def run_sweep(
@@ -157,6 +221,7 @@ def run_sweep(
     sampler: str = "auto",
     jobs: int | None = None,
     scheduler: str | None = None,
+    scheduler_timeout: float = 5.0,
     resume: bool = False,
     force: bool = False,
     progress: bool = True,
@@ -179,12 +244,19 @@ def run_sweep(
     jobs : int, optional
         Worker processes (default: the number of CPU cores). 1 runs in this process.
     scheduler : str, optional
-        Address of a Dask distributed scheduler (``tcp://host:port``); overrides ``jobs``.
+        Address of a Dask distributed scheduler (``tcp://host:port``); overrides ``jobs``. What travels
+        to it is pickled (functions, points, results): use only a cluster you trust (see docs/sweep.md).
+    scheduler_timeout : float
+        Seconds to wait when connecting to ``scheduler`` (default 5): an unreachable scheduler is reported
+        after this long.
     resume : bool
         Continue the sweep stored in ``out``: points already stored are not recomputed. The settings must
         match; the grid may differ (e.g. more seeds), stored points are reused where they fall on it.
     force : bool
         Delete a sweep stored in ``out`` (its own files only) and start over.
+
+        While it runs, a sweep holds the advisory lock ``out/.lock``: a second run on the same folder
+        raises `SweepLockedError` (a lock left by a killed process of this host is taken over).
     progress : bool
         Show a tqdm progress bar with ETA on stderr.
     point_fn : str
@@ -224,7 +296,11 @@ def run_sweep(
         jobs = (os.cpu_count() or 1) if jobs is None else check_int("jobs", jobs, low=1, owner="sweep")
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, low=1, owner="sweep")
-    resolve_point_fn(point_fn)  # fail early on a bad reference
+    scheduler_timeout = check_float("scheduler_timeout", scheduler_timeout, low=0.0, low_open=True, high=3600.0,
+                                    owner="sweep")
+    if scheduler is not None and not isinstance(scheduler, str):
+        raise InvalidParameterError(f"The 'scheduler' parameter must be an address like tcp://HOST:PORT. Got {scheduler!r} instead.")
+    check_point_fn(point_fn, obs)  # fail early on a bad reference or signature
     if resume and force:
         raise InvalidParameterError("Pass either 'resume' or 'force', not both.")
 
@@ -232,25 +308,49 @@ def run_sweep(
                 "sampler": sampler, "point_fn": point_fn}
     shash = settings_hash(settings)
     store = SweepStore(out)
-    if store.exists():
-        old = store.read_spec()
-        if force:
+    existed = store.root.exists()
+    lock = SweepLock(store.root)
+    lock.acquire()  # a second run on this folder stops here, with one line
+    created_spec = False
+    try:
+        if store.exists() and store.n_points_stored() > 0:
+            old = store.read_spec()
+            if force:
+                store.clear()
+            elif not resume:
+                what = "a different sweep" if old is None or old.get("settings") != settings or old.get("grid") != grid.to_dict() else "this sweep"
+                raise InvalidParameterError(
+                    f"The 'out' directory {str(store.root)!r} already holds {what}; pass --resume to continue it "
+                    "or --force to delete it and start over."
+                )
+            elif old is not None and old.get("settings") != settings:
+                diff = sorted(k for k in set(settings) | set(old.get("settings", {})) if settings.get(k) != old["settings"].get(k))
+                raise InvalidParameterError(
+                    f"Cannot resume {str(store.root)!r}: it was run with other settings ({', '.join(diff)} differ); "
+                    "use another --out or --force."
+                )
+        elif store.exists():
+            store.clear()  # a sweep.json with no point stored (e.g. died at its first point): nothing to keep
+        store.clean_temporaries()
+        store.write_spec(grid, settings)
+        created_spec = True
+        return _run_locked(store, grid, settings, shash, point_fn, obs, jobs, scheduler, scheduler_timeout,
+                           chunk_size, progress, log, t_start)
+    except BaseException as exc:
+        if created_spec and not isinstance(exc, KeyboardInterrupt) and store.n_points_stored() == 0:
+            # failed before storing any point: leave nothing that would block a plain retry
             store.clear()
-        elif not resume:
-            what = "a different sweep" if old is None or old.get("settings") != settings or old.get("grid") != grid.to_dict() else "this sweep"
-            raise InvalidParameterError(
-                f"The 'out' directory {str(store.root)!r} already holds {what}; pass --resume to continue it "
-                "or --force to delete it and start over."
-            )
-        elif old is not None and old.get("settings") != settings:
-            diff = sorted(k for k in set(settings) | set(old.get("settings", {})) if settings.get(k) != old["settings"].get(k))
-            raise InvalidParameterError(
-                f"Cannot resume {str(store.root)!r}: it was run with other settings ({', '.join(diff)} differ); "
-                "use another --out or --force."
-            )
-    store.clean_temporaries()
-    store.write_spec(grid, settings)
+            if not existed:
+                with contextlib.suppress(OSError):
+                    lock.release()
+                    store.root.rmdir()
+        raise
+    finally:
+        lock.release()
 
+
+def _run_locked(store, grid, settings, shash, point_fn, obs, jobs, scheduler, scheduler_timeout, chunk_size,
+                progress, log, t_start):
     points = list(grid.points())
     present = store.done_keys()
     todo = []
@@ -262,7 +362,7 @@ def run_sweep(
     where = f"Dask scheduler {scheduler}" if scheduler else f"{jobs} process{'es' if jobs > 1 else ''}"
     log(f"sweep: {grid!r} -> {store.root}; {len(todo)} to compute, {n_reused} stored, on {where}")
     run_id = uuid.uuid4().hex[:12]
-    options = {"method": method, "max_iter": max_iter, "tol": tol, "n_mc": n_mc, "sampler": sampler}
+    options = {k: settings[k] for k in ("method", "max_iter", "tol", "n_mc", "sampler")}
     n_workers = jobs if scheduler is None else None
 
     from tqdm.auto import tqdm
@@ -285,7 +385,7 @@ def run_sweep(
     try:
         if todo:
             if scheduler is not None:
-                _run_dask(scheduler, todo, point_fn, obs, options, chunk_size, save)
+                _run_dask(scheduler, todo, point_fn, obs, options, chunk_size, save, timeout=scheduler_timeout)
             elif jobs == 1:
                 size = chunk_size or 1
                 with _blas_single_thread_here():
@@ -332,9 +432,9 @@ def run_sweep(
         "git_sha": _git_sha(),
         "argv": sys.argv,
     }
-    tmp = store.run_path.with_name(f".tmp-run.json-{os.getpid()}")
-    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    os.replace(tmp, store.run_path)
+    from spinlens.io import write_json
+
+    write_json(store.run_path, record, indent=1)
     log(
         f"sweep done: {len(points)} points ({n_computed} computed, {n_reused} reused) in {wall:.1f} s; "
         f"{n_conv}/{len(points)} converged ({100.0 * n_conv / max(1, len(points)):.1f}%); "
@@ -389,17 +489,25 @@ def _run_pool(jobs, todo, point_fn, obs, options, chunk_size, save) -> None:
         ex.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_dask(address, todo, point_fn, obs, options, chunk_size, save) -> None:
+def _run_dask(address, todo, point_fn, obs, options, chunk_size, save, *, timeout: float = 5.0) -> None:
     try:
         from dask.distributed import Client, as_completed
     except ImportError as exc:  # pragma: no cover
         raise InvalidParameterError(f"--scheduler needs dask.distributed ({exc}).") from None
     if not str(address).startswith(("tcp://", "tls://", "inproc://", "ucx://", "ws://", "wss://")):
         raise InvalidParameterError(f"The 'scheduler' parameter must be an address like tcp://HOST:PORT. Got {address!r} instead.")
+    import dask
+
+    t = f"{float(timeout)}s"
     try:
-        client = Client(address, timeout="20s", set_as_default=False)
-    except OSError as exc:
-        raise InvalidParameterError(f"Cannot reach the Dask scheduler at {address!r}: {exc}") from None
+        with dask.config.set({"distributed.comm.timeouts.connect": t}):
+            client = Client(address, timeout=t, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise InvalidParameterError(
+            f"Cannot reach the Dask scheduler at {address!r} within {float(timeout):g} s "
+            f"(--scheduler-timeout): {first}"
+        ) from None
     try:
         n_workers = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()))
         size = chunk_size or _auto_chunk(len(todo), n_workers)

@@ -6,11 +6,18 @@ Layout of a sweep directory ``OUT``::
     OUT/points/<key>.json   one finished point: params, values, meta (run id, time stamp, pid, host)
     OUT/results.nc          the consolidated xarray Dataset (written at the end, atomically)
     OUT/run.json            the run record: settings, seeds, versions, timings, counts
+    OUT/.lock               held while a run works on OUT (see `spinlens.sweeps._lock`)
+
+Consistency: ``sweep.json`` is the truth about what is swept, the point files about what is done.
+``results.nc`` and ``run.json`` are derived from them: a run deletes both before it (re)writes
+``sweep.json``, and `open_sweep` returns ``results.nc`` only if its grid and settings are those of
+``sweep.json`` and every point of the grid is on disk; otherwise it assembles the points afresh, with a
+``done`` mask.
 
 Why one file per point: a point file is written to a temporary name in the same directory and then
 ``os.replace``-d onto its final name, and rename is atomic on POSIX file systems. Whatever kills the
 process (Ctrl-C, SIGKILL, OOM), a point file either exists complete or does not exist, so the set of
-finished points is exactly the set of files, with no journal to repair and no lock to break. The parent
+finished points is exactly the set of files, with no journal to repair. The parent
 process alone writes (workers return values), so a Dask worker on another machine needs no shared
 file system. Files are not fsync-ed: they survive the death of the process, not a power cut of the
 machine; a point lost that way is simply recomputed by ``--resume``.
@@ -39,10 +46,9 @@ STORE_VERSION = 1
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from spinlens.io import atomic_write_text
+
+    atomic_write_text(path, text)
 
 
 class SweepStore:
@@ -65,10 +71,36 @@ class SweepStore:
         return json.loads(self.spec_path.read_text())
 
     def write_spec(self, grid: SweepGrid, settings: dict) -> None:
+        """Write sweep.json; results.nc and run.json, derived from the previous spec, are deleted first."""
         self.root.mkdir(parents=True, exist_ok=True)
+        self.invalidate_results()
         self.points_dir.mkdir(exist_ok=True)
         spec = {"store_version": STORE_VERSION, "grid": grid.to_dict(), "settings": settings}
         _atomic_write_text(self.spec_path, json.dumps(spec, indent=1, sort_keys=True) + "\n")
+
+    def invalidate_results(self) -> None:
+        """Delete results.nc and run.json (derived files) so that no stale copy outlives a change."""
+        for p in (self.results_path, self.run_path):
+            p.unlink(missing_ok=True)
+
+    def n_points_stored(self) -> int:
+        return len(self.done_keys())
+
+    def results_are_current(self, ds) -> bool:
+        """True if the Dataset ``ds`` (a results.nc) matches sweep.json and every grid point is on disk."""
+        spec = self.read_spec()
+        if spec is None:
+            return True  # a results.nc without its folder: nothing to compare with
+        try:
+            grid = make_grid(spec["grid"])
+            same = (ds.attrs.get("grid") == canonical_json(grid.to_dict())
+                    and ds.attrs.get("settings") == canonical_json(spec["settings"]) and "done" not in ds)
+        except (KeyError, TypeError, ValueError):
+            return False
+        if not same:
+            return False
+        present = self.done_keys()
+        return all(point_key(p) in present for p in grid.points())
 
     def clear(self) -> None:
         """Remove this store's own files (used by --force); other files in OUT are left alone."""
@@ -208,16 +240,19 @@ def settings_hash(settings: dict) -> str:
 
 def write_results(ds, path: Path) -> None:
     """Write the Dataset to NetCDF atomically."""
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    ds.to_netcdf(tmp)
-    os.replace(tmp, path)
+    from spinlens.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp)
 
 
 def open_sweep(path: str | os.PathLike):
     """Open a sweep as an `xarray.Dataset` (loaded into memory, file closed).
 
-    ``path`` is a sweep directory or its ``results.nc``. For an unfinished sweep (no ``results.nc`` yet)
-    the finished points are assembled on the fly: missing points are NaN and a ``done`` mask is added.
+    ``path`` is a sweep directory or its ``results.nc``. ``results.nc`` is returned only if it matches
+    the folder's ``sweep.json`` and point files; for an unfinished sweep (no ``results.nc`` yet, or one
+    left from before the grid was extended) the stored points are assembled on the fly: missing points
+    are NaN and a boolean ``done`` mask is added.
 
     Examples
     --------
@@ -228,12 +263,17 @@ def open_sweep(path: str | os.PathLike):
 
     p = Path(path)
     if p.is_file():
-        with xr.open_dataset(p) as ds:
-            return ds.load()
-    store = SweepStore(p)
+        store = SweepStore(p.parent)
+        if p.name != store.results_path.name or not store.spec_path.exists():
+            with xr.open_dataset(p) as ds:
+                return ds.load()
+    else:
+        store = SweepStore(p)
     if store.results_path.exists():
         with xr.open_dataset(store.results_path) as ds:
-            return ds.load()
+            ds = ds.load()
+        if store.results_are_current(ds):
+            return ds
     if store.spec_path.exists():
         return consolidate(store, allow_missing=True)
     raise InvalidParameterError(f"The 'path' {str(p)!r} is neither a sweep directory nor a results.nc file.")

@@ -1,7 +1,7 @@
 r"""Task diversity sweep: linear attention (exact ridge of the spin glass) vs the Bayes baselines vs theory.
 
-For each task-pool size ``K`` (and ``K = ∞``, a fresh task per prompt) this draws ``P`` pretraining
-prompts in the spin-glass setting (`spinlens.prompts.PromptDistribution`), solves the Hamiltonian
+For each task-pool size ``K`` (and ``K = ∞``, a fresh task per prompt) this streams the features of ``P``
+pretraining prompts in the spin-glass setting (`spinlens.prompts.PromptDistribution`), solves the Hamiltonian
 exactly (`spinlens.solvers.solve(H, "exact")`, the Boltzmann mean = ridge solution) and records
 
 * the linear attention's ICL error (fresh tasks, `spinlens.observables.test_error`, exact) and IDG
@@ -22,7 +22,7 @@ import numpy as np
 from spinlens.errors import check_float, check_int
 from spinlens.random import RNGLike, as_generator, spawn
 
-__all__ = ["task_diversity_sweep"]
+__all__ = ["task_diversity_sweep", "diversity_theory_curve"]
 
 
 def task_diversity_sweep(
@@ -37,6 +37,7 @@ def task_diversity_sweep(
     include_infinite: bool = True,
     rng: RNGLike = None,
     progress: bool = False,
+    sampler: str = "auto",
 ):
     """ICL/IDG errors of the exact spin-glass ridge solution and of the Bayes baselines vs pool size K.
 
@@ -57,6 +58,9 @@ def task_diversity_sweep(
     rng : None, int or Generator
     progress : bool
         tqdm progress bar.
+    sampler : {"auto", "core", "reduced"}
+        How the pretraining features are streamed (`spinlens.features.stream_features`); "auto" draws the
+        exact reduced law (about 3D+4 numbers a prompt) where positions are independent.
 
     Returns
     -------
@@ -68,6 +72,7 @@ def task_diversity_sweep(
     import xarray as xr
 
     from spinlens.conventions import to_lu
+    from spinlens.features import stream_features
     from spinlens.hamiltonian import build_hamiltonian
     from spinlens.observables import pool_error, test_error
     from spinlens.prompts import PromptDistribution
@@ -98,9 +103,9 @@ def task_diversity_sweep(
         g = gens[i]
         fresh = K == math.inf
         dist = base if fresh else base.replace(n_tasks=int(K))
-        pre = dist.sample(n_prompts, rng=g)
-        H = build_hamiltonian(pre, l2_strength=l2)
-        W = solve(H, "exact").W
+        pre = stream_features(dist, n_prompts, rng=g, sampler=sampler)  # one batch of prompts at a time
+        H = build_hamiltonian(pre.features, pre.y, l2_strength=l2)
+        W = solve(H, "exact").m
         out["attention_icl"][i] = test_error(W, base)
         test_new = base.sample(n_test, rng=g)
         y_new = test_new.y
@@ -137,3 +142,34 @@ def task_diversity_sweep(
         attrs.update({f"lu_{k}": v for k, v in lu.items() if k != "kappa"})
     return xr.Dataset(data, coords={"n_tasks": ("n_tasks", np.array(grid), {"long_name": "task-pool size K"})},
                       attrs=attrs)
+
+
+def diversity_theory_curve(ds, *, n_points: int = 200):
+    """The asymptotic theory on a fine grid of K for the setting of a `task_diversity_sweep` result.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Output of `task_diversity_sweep` (its attrs hold the Lu et al. parameters ``lu_alpha``, ``lu_tau``,
+        ``lu_rho``, ``lu_lam`` and ``d``).
+    n_points : int
+        Grid points between the smallest and the largest finite K.
+
+    Returns
+    -------
+    xarray.Dataset with ``icl_error`` and ``idg_error`` over ``n_tasks`` (K = κ·D).
+    """
+    import xarray as xr
+
+    from spinlens.theory.asymptotic import learning_curve
+
+    n_points = check_int("n_points", n_points, low=2)
+    K = np.asarray(ds["n_tasks"].values, dtype=float)
+    K = K[np.isfinite(K)]
+    d = ds.attrs["d"]
+    kk = np.geomspace(K.min() / d, K.max() / d, n_points)
+    th = learning_curve(alpha=ds.attrs["lu_alpha"], tau=ds.attrs["lu_tau"], kappa=kk, rho=ds.attrs["lu_rho"],
+                        lam=ds.attrs["lu_lam"])
+    return xr.Dataset({"icl_error": ("n_tasks", np.asarray(th.icl_error, float)),
+                       "idg_error": ("n_tasks", np.asarray(th.idg_error, float))}, coords={"n_tasks": kk * d})
+

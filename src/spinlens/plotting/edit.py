@@ -1,0 +1,163 @@
+"""Figures of the edit experiments; each takes the experiment's Dataset and returns (fig, axes). No computing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_steering(ds):
+    """Left: recovery of the ICL prediction vs strength, one line per layer (solid: function vector,
+    dashed: mean-difference vector, dotted: random vector of the FV's norm; ×: task-vector patch).
+    Right: head indirect effects."""
+    plt = _plt()
+    fig, (ax0, ax, ax2) = plt.subplots(1, 3, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1.2, 1.4, 1]})
+    s = ds["strength"].values
+    colors0 = plt.cm.viridis(np.linspace(0, 0.9, ds.sizes["layer"]))
+    for i, hk in enumerate(ds["layer"].values):
+        ax0.plot(s, ds["abs_shift"].values[i], "-o", ms=3, color=colors0[i], label=str(hk))
+    ax0.set_xlabel("strength α")
+    ax0.set_ylabel("mean |ŷ_steered − ŷ|")
+    ax0.set_title("effect size of the function vector", fontsize=9)
+    ax0.legend(fontsize=7)
+    colors = plt.cm.viridis(np.linspace(0, 0.9, ds.sizes["layer"]))
+    for i, hk in enumerate(ds["layer"].values):
+        ax.plot(s, ds["recovery"].values[i], "-o", ms=3, color=colors[i], label=str(hk))
+        ax.plot(s, ds["recovery_random"].values[i], ":", color=colors[i])
+        if "recovery_mean_diff" in ds:
+            ax.plot(s, ds["recovery_mean_diff"].values[i], "--", color=colors[i])
+        ax.plot([s[-1] * 1.04], [ds["recovery_task_vector"].values[i]], "x", color=colors[i], ms=7)
+    ax.axhline(ds.attrs["recovery_icl"], color="k", lw=0.8, ls="--", label="full ICL prompt")
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.set_xlabel("strength α (vector added at the query)")
+    ax.set_ylabel("1 − MSE / MSE(zero-shot)")
+    ax.set_title("steering zero-shot prompts towards task w_A", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    ie = ds["indirect_effect"].values
+    im = ax2.imshow(ie, cmap="RdBu_r", aspect="auto", extent=(-0.5, ie.shape[1] - 0.5, ie.shape[0] - 0.5, -0.5),
+                    vmax=np.abs(ds["indirect_effect"].values).max(), vmin=-np.abs(ds["indirect_effect"].values).max())
+    ax2.set_xticks(range(ie.shape[1]))
+    ax2.set_yticks(range(ie.shape[0]))
+    ax2.set_xlabel("head")
+    ax2.set_ylabel("layer")
+    ax2.set_title("causal indirect effect (FV heads: " + ", ".join(f"L{a}H{b}" for a, b in json.loads(ds.attrs["fv_heads"])) + ")",
+                  fontsize=8)
+    fig.colorbar(im, ax=ax2)
+    fig.tight_layout()
+    return fig, (ax0, ax, ax2)
+
+
+def plot_pinpoint(ds):
+    """Target-task gain vs change on the general task, one point per run, labelled by method."""
+    plt = _plt()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9.5, 3.6), gridspec_kw={"width_ratios": [1.5, 1]})
+    marks = {"importance": ("o", "C0"), "bottom": ("v", "C3"), "random": ("s", "C1"), "full": ("*", "C2"),
+             "before": ("x", "k")}
+    seen = set()
+    for i in range(ds.sizes["run"]):
+        meth = str(ds["method"].values[i])
+        mk, col = marks.get(meth, ("o", "gray"))
+        lab = None if meth in seen else f"{meth} ({int(ds['n_trainable'].values[i])} params)"
+        seen.add(meth)
+        ax.plot(ds["target_gain"].values[i], ds["general_change"].values[i], mk, color=col, ms=8, label=lab)
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.axvline(0, color="gray", lw=0.5)
+    ax.set_xlabel("target-task MSE decrease (gain)")
+    ax.set_ylabel("general-task MSE change")
+    ax.set_title(f"pinpoint tuning, k={ds.attrs.get('k')} heads, target={ds.attrs.get('target')}", fontsize=9)
+    ax.legend(fontsize=7)
+    imp = ds["importance"].values
+    im = ax2.imshow(imp, cmap="viridis", aspect="auto", extent=(-0.5, imp.shape[1] - 0.5, imp.shape[0] - 0.5, -0.5))
+    ax2.set_xticks(range(imp.shape[1]))
+    ax2.set_yticks(range(imp.shape[0]))
+    ax2.set_xlabel("head")
+    ax2.set_ylabel("layer")
+    ax2.set_title(f"head importance ({ds.attrs.get('importance')})", fontsize=9)
+    fig.colorbar(im, ax=ax2)
+    fig.tight_layout()
+    return fig, (ax, ax2)
+
+
+def plot_merging(ds):
+    """Grouped bars: test MSE of every model (base, experts, merges) on task A, task B and the base task."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    models, tasks = list(ds["model"].values), list(ds["task"].values)
+    w = 0.8 / len(tasks)
+    x = np.arange(len(models))
+    for j, t in enumerate(tasks):
+        ax.bar(x + (j - (len(tasks) - 1) / 2) * w, ds["mse"].values[:, j], w, label=str(t))
+    ax.set_xticks(x)
+    ax.set_xticklabels(models, rotation=20, fontsize=8)
+    ax.set_ylabel("test MSE")
+    ax.set_yscale("log")
+    ax.set_title("merging two fine-tunes of one ICL base", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig, ax
+
+
+def plot_quantization(ds):
+    """MSE vs average bits: uniform RTN (line), importance-guided and measured-guided allocations, random."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sch = ds["scheme"].values
+    style = {"uniform": ("-o", "k"), "guided_attribution": ("-s", "C0"), "guided_ablation": ("-d", "C4"), "guided_measured": ("-^", "C2"),
+             "guided_fisher": ("-v", "C1"), "random": ("x", "C3")}
+    for name, (mk, col) in style.items():
+        sel = sch == name
+        if not sel.any():
+            continue
+        b, e = ds["average_bits"].values[sel], ds["mse"].values[sel]
+        if name != "random":
+            o = np.argsort(b)
+            b, e = b[o], e[o]
+        ax.plot(b, e, mk, color=col, label=name.replace("_", " "), ms=5)
+    if ds.attrs.get("fp_mse", 0) > 0:
+        ax.axhline(ds.attrs["fp_mse"], color="gray", ls="--", lw=0.8, label="full precision")
+    ax.axvline(3.4, color="gray", ls=":", lw=0.8)
+    ax.set_xlabel(f"average bits per weight (group size {ds.attrs['group_size']}, overhead not counted)")
+    ax.set_ylabel(ds["mse"].attrs.get("long_name", "test MSE"))
+    ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    what = {"head": "heads + MLPs", "module": "attention + MLP per layer", "layer": "one width per layer",
+            "linear": "each Linear per layer"}.get(ds.attrs.get("granularity"), ds.attrs.get("granularity", ""))
+    ax.set_title(f"mixed-precision fake quantization ({what})", fontsize=9)
+    fig.tight_layout()
+    return fig, ax
+
+
+def save_figure(fig, out_dir, stem: str):
+    """Save ``fig`` as PNG and PDF in ``out_dir`` (through `spinlens.io.save_figure`); returns the two paths."""
+    from pathlib import Path
+
+    from spinlens.io import save_figure as _save
+
+    return [Path(p) for p in _save(fig, out_dir, stem, close=False, dpi=150)]
+
+
+def plot_steering_sweep(ds, variable: str = "abs_shift", ax=None):
+    """Plot ``ds[variable]`` vs strength, one line per hook; returns (fig, ax). Computes nothing."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+    else:
+        fig = ax.figure
+    for hk in ds["hook"].values:
+        ax.plot(ds["strength"].values, ds[variable].sel(hook=hk).values, marker="o", ms=3, label=str(hk))
+    ax.set_xlabel("steering strength α")
+    ax.set_ylabel(ds[variable].attrs.get("long_name", variable))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig, ax

@@ -1,0 +1,175 @@
+"""Figures of the interpretability methods (computing lives in the method modules; this only draws).
+
+Every function takes a result object and an optional ``ax`` and returns the figure. `save_figure` writes
+PNG + PDF, `save_data` writes the DataArray/Dataset behind it as NetCDF.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _fig(ax=None, **kw):
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    if ax is not None:
+        return ax.figure, ax
+    return plt.subplots(**kw)
+
+
+def save_figure(fig, out_dir, stem: str) -> list[str]:
+    """Write ``<stem>.png`` and ``<stem>.pdf`` under ``out_dir``; close the figure; return the paths."""
+    from spinlens.io import save_figure as _save
+
+    return _save(fig, out_dir, stem, bbox_inches="tight", dpi=150)
+
+
+def save_data(obj, out_dir, stem: str) -> str:
+    """Write an xarray DataArray/Dataset as ``<stem>.nc`` (NetCDF, through `spinlens.io.save_dataset`)."""
+    from spinlens.io import save_dataset
+
+    return save_dataset(obj, out_dir, stem)
+
+
+def plot_heatmap(da, *, ax=None, title: str = "", cmap: str = "RdBu_r", symmetric: bool = True, annotate: bool = True):
+    """Heatmap of a 2-D DataArray (first dim on the y axis)."""
+    fig, ax = _fig(ax, figsize=(max(3.0, 0.45 * da.shape[1] + 1.5), max(2.2, 0.45 * da.shape[0] + 1.0)))
+    v = np.asarray(da.values, dtype=float)
+    vmax = np.nanmax(np.abs(v)) if np.isfinite(v).any() else 1.0
+    vmax = vmax if vmax > 0 else 1.0
+    im = ax.imshow(v, cmap=cmap, vmin=-vmax if symmetric else None, vmax=vmax if symmetric else None, aspect="auto")
+    ax.set_ylabel(da.dims[0])
+    ax.set_xlabel(da.dims[1])
+    ax.set_yticks(range(v.shape[0]), [str(c) for c in da.coords[da.dims[0]].values])
+    if v.shape[1] <= 32:
+        ax.set_xticks(range(v.shape[1]), [str(c) for c in da.coords[da.dims[1]].values])
+    if annotate and v.size <= 64:
+        for i in range(v.shape[0]):
+            for j in range(v.shape[1]):
+                if np.isfinite(v[i, j]):
+                    ax.text(j, i, f"{v[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=ax, label=da.attrs.get("long_name", da.name or ""))
+    ax.set_title(title)
+    return fig
+
+
+def plot_patching(result, *, ax=None, head: int | None = None, title: str | None = None):
+    """Heatmap of a `PatchingResult`: layer × head, layer × pos (layer components or one ``head``)."""
+    da = result.scores
+    if "pos" in da.dims and "head" in da.dims:
+        da = da.sel(head=head) if head is not None else da.max("head")
+    if da.ndim == 1:
+        da = da.expand_dims(component=[result.component]).transpose("layer", "component")
+    t = title or f"{result.component} patching ({result.direction}), {result.n_prompts} prompts"
+    return plot_heatmap(da, ax=ax, title=t)
+
+
+def plot_lens(result, *, ax=None, title: str = "read-out lens"):
+    """Per-stage curve of the lens summary (regression: MSE to target/final; tokens: probability and rank)."""
+    fig, ax = _fig(ax, figsize=(4.8, 3.2))
+    s = result.summary
+    x = np.arange(s.sizes["stage"])
+    if result.kind == "regression":
+        if "mse" in s:
+            ax.plot(x, s["mse"], "o-", label="MSE to target")
+        ax.plot(x, s["mse_to_final"], "s--", label="MSE to final output")
+        ax.set_ylabel("mean squared error")
+        ax.set_yscale("symlog", linthresh=1e-3)
+    else:
+        ax.plot(x, s["prob"], "o-", label="p(target)")
+        ax2 = ax.twinx()
+        ax2.plot(x, s["rank"], "s--", color="gray", label="rank of target")
+        ax2.set_ylabel("mean rank")
+        ax.set_ylabel("probability")
+    ax.set_xticks(x, [str(v) for v in s.coords["stage"].values], rotation=45)
+    ax.set_xlabel("stage (residual stream)")
+    ax.legend(loc="best")
+    ax.set_title(title)
+    return fig
+
+
+def plot_circuit(circuit, *, ax=None, title: str = "circuit"):
+    """Draw a `Circuit`: heads as nodes at (head, layer), the read-out on top, edges coloured by input."""
+    fig, ax = _fig(ax, figsize=(max(3.5, 0.7 * max(circuit.n_heads, 2) + 1.5), 1.0 + 1.0 * (circuit.n_layers + 1)))
+    colors = {"out": "black", "q": "#0072B2", "k": "#E69F00", "v": "#009E73"}
+    nL, nH = circuit.n_layers, circuit.n_heads
+    for L in range(nL):
+        for h in range(nH):
+            on = (L, h) in circuit.nodes
+            ax.scatter(h, L, s=260 if on else 60, c="#CC79A7" if on else "lightgray", zorder=3, edgecolors="k" if on else "none")
+            if on:
+                ax.text(h, L, f"{L}.{h}", ha="center", va="center", fontsize=7, zorder=4)
+    out_xy = ((nH - 1) / 2, nL)
+    ax.scatter(*out_xy, s=400, marker="s", c="white", edgecolors="k", zorder=3)
+    ax.text(*out_xy, "out", ha="center", va="center", fontsize=8, zorder=4)
+    wmax = max([abs(e[3]) for e in circuit.edges] + [1e-9])
+    for s, r, inp, v in circuit.edges:
+        xy_s = (s[1], s[0])
+        xy_r = out_xy if r == "output" else (r[1], r[0])
+        off = {"q": -0.12, "k": 0.0, "v": 0.12, "out": 0.0}[inp]
+        ax.annotate("", xy=(xy_r[0] + off, xy_r[1] - 0.15), xytext=xy_s,
+                    arrowprops=dict(arrowstyle="->", color=colors[inp], lw=0.8 + 3 * abs(v) / wmax), zorder=2)
+    for k, c in colors.items():
+        ax.plot([], [], color=c, label=k)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+    ax.set_xlim(-0.7, nH - 0.3)
+    ax.set_ylim(-0.6, nL + 0.6)
+    ax.set_xticks(range(nH))
+    ax.set_yticks(range(nL))
+    ax.set_xlabel("head")
+    ax.set_ylabel("layer")
+    ax.set_title(title)
+    return fig
+
+
+def plot_flow(result, *, ax=None, title: str = "attention rollout to the query"):
+    """Heatmap layer × key position of the rollout at the query."""
+    return plot_heatmap(result.query_flow, ax=ax, title=title, cmap="viridis", symmetric=False, annotate=False)
+
+
+def plot_units(report, *, k: int = 12, ax=None, title: str = "unit descriptions"):
+    """Correlation heatmap (unit × quantity) of the ``k`` units with the strongest best correlation."""
+    order = np.argsort(-np.abs(report.best_r))[:k]
+    da = report.corr.isel(unit=order)
+    return plot_heatmap(da, ax=ax, title=title)
+
+
+def plot_attribution_vs_exact(attr: np.ndarray, exact: np.ndarray, *, ax=None, title: str = "attribution vs exact path patching"):
+    """Scatter of attribution-patching edge scores against exact path-patching scores."""
+    fig, ax = _fig(ax, figsize=(3.6, 3.4))
+    a, e = np.asarray(attr, float), np.asarray(exact, float)
+    ok = np.isfinite(a) & np.isfinite(e)
+    ax.scatter(e[ok], a[ok], s=12)
+    lim = [min(e[ok].min(initial=0), a[ok].min(initial=0)), max(e[ok].max(initial=1), a[ok].max(initial=1))]
+    ax.plot(lim, lim, "k--", lw=0.8)
+    ax.set_xlabel("exact path patching")
+    ax.set_ylabel("attribution patching")
+    ax.set_title(title)
+    return fig
+
+
+def plot_function_vectors(result, *, title: str = "function vectors"):
+    """Two panels for a `FunctionVectorResult`: head indirect effects (layer × head) and accuracy with / without
+    the FV added before each layer (zero-shot and shuffled prompts; dashed: clean in-context accuracy)."""
+    fig, (a1, a2) = _fig(ncols=2, figsize=(9.5, 3.4))
+    plot_heatmap(result.indirect_effect, ax=a1, title="indirect effect (Δ p(answer))")
+    ev = result.evaluation
+    layers = ev.coords["layer"].values
+    x = np.arange(len(layers))
+    for i, c in enumerate(ev.coords["condition"].values):
+        e = ev.sel(condition=c)
+        a2.plot(x, e["accuracy"], "o-", color=f"C{i}", label=f"{c} + FV")
+        a2.axhline(float(e["base_accuracy"]), color=f"C{i}", ls=":", label=f"{c}, no FV")
+    a2.axhline(ev.attrs["clean_accuracy"], color="k", ls="--", label="in-context (clean)")
+    nl = int(ev.attrs.get("n_layers", max(layers)))
+    a2.set_xticks(x, [f"before {L}" if L < nl else "after last" for L in layers])
+    a2.set_xlabel("where the FV is added (residual stream)")
+    a2.set_ylabel("accuracy")
+    a2.set_ylim(0, 1.02)
+    a2.legend(fontsize=7, loc="best")
+    a2.set_title(f"{title}: heads {', '.join(f'({L},{h})' for L, h in result.heads)}")
+    fig.tight_layout()
+    return fig
