@@ -227,9 +227,10 @@ def test_edit_commands_on_lm(tiny_run, tmp_path, small_text, capsys):
     assert main(["merge", *common, "--domains", str(tmp_path / "a.txt"), str(tmp_path / "b.txt"), "--steps", "2"]) == 0
     m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {r["method"] for r in m["loss_general"]} >= {"base", "finetune_a", "ties"}
-    # a folder that is not a language model: one line, exit 2
+    # a folder that is not a model: one line, exit 2
     assert main(["steer", "--checkpoint", str(tmp_path), "--json"]) == 2
-    assert "language model" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert "checkpoint" in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.slow
