@@ -121,6 +121,10 @@ def register(sub) -> None:
                     help="only compare our RTN with these libraries at --bits/--group-size (optional packages; "
                          "hqq-opt: HQQ with its half-quadratic optimisation)")
 
+    from spinlens.cli.lm_cmd import attach_lm_edit  # --checkpoint DIR of a language model (spinlens lm)
+
+    attach_lm_edit(sub)
+
 
 # ------------------------------------------------------------------------------------------------ helpers
 
