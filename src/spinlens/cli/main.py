@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             if not debug:  # numpy's overflow chatter: the commands report non-finite results themselves
-                warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numpy(\.|$)")
+                warnings.filterwarnings("ignore", category=RuntimeWarning,
+                                        message=r"(overflow|invalid value|divide by zero|underflow) encountered")
             code = args.func(args)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
