@@ -62,6 +62,7 @@ FAST = [
     (r"^spinlens quantize --budgets (.*) --out quant-out$", r"spinlens quantize --budgets \1 --out quant-out --base-steps 30"),
     (r"--jobs 2\b", "--jobs 1"),
     (r"examples/icl_circuit_tokens.py (.*)$", r"examples/icl_circuit_tokens.py \1 --steps 30"),
+    (r"^spinlens lm (.*)$", r"spinlens lm \1 --steps 10 --max-chars 20000 --vocab-size 300 --d-model 32 --n-ctx 32"),
 ]
 SKIP = ("source .venv/bin/activate", "pip install")  # the test environment has both (make test installs [hf])
 
