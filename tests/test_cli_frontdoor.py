@@ -197,6 +197,8 @@ HARDENING = [
     ("unwritable", "train --D 2 --N 3 --P 8 --out ''", "'--out'"),
     ("huge", "prompts --P 99999999999999999999 --D 2 --N 3 -o p.npz", "--P"),
     ("huge", "prompts --D 99999999999 --N 3 --P 4 -o p.npz", "'--D'"),
+    ("huge", "prompts --P 100000000 --D 100 --N 100 -o p.npz", "'--P'"),
+    ("huge", "train --P 100000000 --D 100 --N 100 --out o", "'--P'"),
     ("huge", "train --D 2 --N 3 --P 8 --epochs 99999999999999999999 --out o", "--epochs"),
     ("huge", "sweep --seed 0:99999999999 --out o", "'seed'"),
     ("huge", "sweep --N 1:100:100000000 --out o", "'N'"),
