@@ -18,7 +18,7 @@ EXAMPLES = """  spinlens lm --out runs/lm                               # stdlib
 
 
 def register(sub) -> None:
-    from spinlens.lm.train import LMConfig
+    from spinlens.lm.config import LMConfig
 
     d = LMConfig()
     p = add_command(sub, "lm", "Train a small causal LM on text (BPE tokenizer, checkpoints, loss curves, induction scores).",
@@ -195,7 +195,7 @@ def run_lm_edit(args, name) -> int:
     from pathlib import Path
 
     from spinlens.cli._common import check_out_dir, print_json
-    from spinlens.cli.edit_cmd import _write
+    from spinlens.cli._common import write_result as _write
     from spinlens.errors import check_int
     from spinlens.lm import experiments as E
     from spinlens.lm import study as S
