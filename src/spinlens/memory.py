@@ -11,7 +11,7 @@ the Python API is meant for other commands too::
     >>> est.backend, round(est.gib, 3) < 1
     ('cg', True)
     >>> check_memory(est, available=2**40)  # fits: returns the estimate
-    MemoryEstimate(method='exact', backend='dense', ...)
+    MemoryEstimate(method='exact', backend='cg', ...)
 
 Sizes (K = (D+1)² spins, D1 = D+1, B = prompts per batch):
 
