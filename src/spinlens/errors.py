@@ -37,7 +37,12 @@ def check_int(name: str, value, *, low: int | None = None, high: int | None = No
             raise InvalidParameterError(
                 f"The '{name}' parameter{where} must be an integer{_range(low, high)}. Got {value!r} instead."
             )
-    value = int(value)
+    try:
+        value = int(value)
+    except (TypeError, ValueError, OverflowError):  # e.g. an array with __index__, or a float inf
+        raise InvalidParameterError(
+            f"The '{name}' parameter{where} must be an integer{_range(low, high)}. Got {value!r} instead."
+        ) from None
     if (low is not None and value < low) or (high is not None and value > high):
         raise InvalidParameterError(
             f"The '{name}' parameter{where} must be an integer{_range(low, high)}. Got {value!r} instead."
@@ -81,7 +86,11 @@ def check_float(
 def check_choice(name: str, value, choices, *, owner: str = ""):
     """Validate that ``value`` is one of ``choices``."""
     where = f" of {owner}" if owner else ""
-    if value not in choices:
+    try:
+        ok = isinstance(value, (str, int, float, type(None))) and value in choices
+    except TypeError:
+        ok = False
+    if not ok:
         opts = ", ".join(repr(c) for c in choices)
         raise InvalidParameterError(f"The '{name}' parameter{where} must be one of {{{opts}}}. Got {value!r} instead.")
     return value
