@@ -227,7 +227,10 @@ def run_record(command: str, *, args=None, seed=None, **fields) -> dict:
                  "git_sha": git_sha(), "versions": package_versions()}
     if args is not None:
         items = vars(args).items() if not isinstance(args, dict) else args.items()
-        rec["args"] = {k: v for k, v in items if k != "func" and not callable(v)}
+        from spinlens.vocabulary import to_symbols
+
+        # keyed by the symbols of docs/vocabulary.md (D, N, lam, ...), like every JSON output
+        rec["args"] = to_symbols({k: v for k, v in items if k != "func" and not callable(v)})
     rec.update(fields)
     return rec
 

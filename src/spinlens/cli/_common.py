@@ -35,6 +35,70 @@ def add_command(sub, name: str, help: str, examples: str, func):
     return p
 
 
+class _DeprecatedSpelling:
+    """Mixin for an argparse action reached by an old flag spelling: warn once, then act as usual."""
+
+    _deprecated: dict = {}
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        new = self._deprecated.get(option_string)
+        if new:
+            print(f"{parser.prog}: warning: {option_string} is deprecated; use {new}", file=sys.stderr)
+        return super().__call__(parser, namespace, values, option_string)
+
+
+MAX_INT = 2**53  # integers above this overflow C integers and float64 sizes; reject them while parsing
+
+
+def bounded_int(text: str) -> int:
+    """argparse type for integer flags: an integer of at most 2**53 in size (no silent C overflow later)."""
+    value = int(text)
+    if abs(value) > MAX_INT:
+        raise argparse.ArgumentTypeError(f"integer too large: {text!r} (at most 2**53 = {MAX_INT})")
+    return value
+
+
+bounded_int.__name__ = "int"  # argparse names the type in "invalid int value: ..."
+
+
+def apply_vocabulary(parser) -> None:
+    """Give every flag of a quantity in `spinlens.vocabulary` its symbol and long alias, in every (sub)command.
+
+    A flag declared under any spelling of a table quantity (``--d``, ``--n-context``, ``--N``, ...) becomes
+    ``--N`` with the alias ``--context-length``; the other spellings it was declared with stay accepted,
+    hidden from --help, and print a deprecation warning. The ``dest`` (the attribute the command reads) is
+    unchanged. Called once by `spinlens.cli.main.build_parser`.
+    """
+    from spinlens.vocabulary import by_symbol, cli_spellings
+
+    spell = cli_spellings()
+    for action in list(parser._actions):
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                apply_vocabulary(sub)
+            continue
+        if action.type is int:
+            action.type = bounded_int
+        symbols = {spell[o][0] for o in action.option_strings if o in spell}
+        if len(symbols) != 1:
+            continue
+        term = by_symbol(symbols.pop())
+        visible = [term.flag, term.long_flag]
+        taken = [o for o in visible if parser._option_string_actions.get(o, action) is not action]
+        if taken:
+            continue
+        old = {o: term.flag for o in action.option_strings if o not in visible}
+        for o in visible:
+            parser._option_string_actions[o] = action
+        action.option_strings = visible
+        if action.metavar is None and action.nargs != 0:
+            action.metavar = term.symbol.upper()
+        if old:
+            cls = action.__class__
+            action.__class__ = type(f"Deprecated{cls.__name__}", (_DeprecatedSpelling, cls), {})
+            action._deprecated = old
+
+
 def _nearest_existing(path):
     from pathlib import Path
 
@@ -44,14 +108,46 @@ def _nearest_existing(path):
     return p
 
 
+def _probe_writable(name: str, path, folder) -> None:
+    """Create and remove a scratch folder inside ``folder``: the only test of writability that does not lie
+    (``os.access`` says yes to root in /proc, read-only mounts, full disks)."""
+    import tempfile
+
+    from spinlens.errors import InvalidParameterError
+
+    try:
+        tmp = tempfile.mkdtemp(prefix=".spinlens-write-test-", dir=folder)
+    except OSError as exc:
+        raise InvalidParameterError(
+            f"The '{name}' parameter must be a path where spinlens can write. Got {str(path)!r}, but "
+            f"{str(folder)!r} is not writable ({exc.strerror or type(exc).__name__})."
+        ) from None
+    import os
+
+    os.rmdir(tmp)
+
+
+def _check_path_text(name: str, path) -> None:
+    from spinlens.errors import InvalidParameterError
+
+    if not str(path).strip() or "\x00" in str(path):
+        raise InvalidParameterError(f"The '{name}' parameter must be a non-empty path. Got {str(path)!r} instead.")
+
+
 def check_out_dir(name: str, path):
-    """Validate an output folder before any work: it may exist as a folder or be creatable (no file in the way)."""
+    """Validate an output folder before any work: an existing folder or a creatable one, writable.
+
+    Every command calls this (or `check_out_file`) on each output path before it computes anything, so a
+    bad ``--out`` costs nothing and leaves nothing behind: the test writes and removes a scratch folder in
+    the nearest existing folder on the path.
+    """
     from pathlib import Path
 
     from spinlens.errors import InvalidParameterError
 
     if path is None:
         return None
+    _check_path_text(name, path)
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise InvalidParameterError(f"The '{name}' parameter must be a folder (existing or new). Got {str(path)!r}, an existing file.")
@@ -59,24 +155,30 @@ def check_out_dir(name: str, path):
     if not anc.is_dir():
         raise InvalidParameterError(f"The '{name}' parameter must be a folder (existing or new). Got {str(path)!r}, "
                                     f"but {str(anc)!r} is a file.")
+    _probe_writable(name, path, anc)
     return p
 
 
 def check_out_file(name: str, path):
-    """Validate an output file path before any work: not an existing folder, no file among its parent folders."""
+    """Validate an output file path before any work: not a folder, its folder existing or creatable, writable."""
     from pathlib import Path
 
     from spinlens.errors import InvalidParameterError
 
     if path is None:
         return None
+    _check_path_text(name, path)
     p = Path(path)
-    if p.is_dir():
-        raise InvalidParameterError(f"The '{name}' parameter must be a file path. Got {str(path)!r}, an existing folder.")
+    if p.is_dir() or str(path).endswith(("/", "\\")):
+        raise InvalidParameterError(f"The '{name}' parameter must be a file path. Got {str(path)!r}, a folder.")
+    if p.exists() and not p.is_file():
+        raise InvalidParameterError(f"The '{name}' parameter must be a regular file path. Got {str(path)!r}, "
+                                    "an existing special file.")
     anc = _nearest_existing(p.parent if str(p.parent) else ".")
     if not anc.is_dir():
         raise InvalidParameterError(f"The '{name}' parameter must be a file path in a folder. Got {str(path)!r}, "
                                     f"but {str(anc)!r} is a file.")
+    _probe_writable(name, path, anc)
     return p
 
 
@@ -92,11 +194,55 @@ def check_device(name: str, value: str) -> str:
         raise InvalidParameterError(
             f"The '{name}' parameter must be a torch device such as 'cpu', 'cuda', 'cuda:0' or 'mps'. Got {value!r} instead."
         ) from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise InvalidParameterError(
+            f"The '{name}' parameter must be a device spinlens can train on: 'cpu', 'cuda', 'cuda:N' or 'mps'. "
+            f"Got {value!r} instead."
+        )
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InvalidParameterError(f"The '{name}' parameter is {value!r} but CUDA is not available here; use 'cpu'.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InvalidParameterError(f"The '{name}' parameter is {value!r} but this machine has "
+                                    f"{torch.cuda.device_count()} CUDA device(s).")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise InvalidParameterError(f"The '{name}' parameter is {value!r} but MPS is not available here; use 'cpu'.")
     return value
+
+
+EXIT_BAD_INPUT = 2
+EXIT_NOT_CONVERGED = 3
+
+
+def convergence_exit(prog: str, converged: bool, reason: str = "", *, what: str = "") -> int:
+    """The one rule for non-convergence (docs/cli.md), shared by every command.
+
+    A result that did not converge (a solver that stopped short, a fixed point that was not reached, a
+    training run whose loss diverged or became non-finite) is still printed and written, carries
+    ``"converged": false`` in the JSON output and in run.json, gets ONE warning line on stderr
+    (``<prog>: warning: did not converge: <reason>``), and the command exits with code 3.
+    Returns the exit code: 0 when converged, else 3.
+    """
+    if converged:
+        return 0
+    subject = f"{what} " if what else ""
+    print(f"{prog}: warning: {subject}did not converge: {' '.join(str(reason).split()) or 'no reason given'}",
+          file=sys.stderr)
+    return EXIT_NOT_CONVERGED
+
+
+def all_finite(*values) -> bool:
+    """True when every value (scalars or arrays; None counts as missing, not as non-finite) is finite."""
+    import numpy as np
+
+    for v in values:
+        if v is None:
+            continue
+        try:
+            if not np.all(np.isfinite(np.asarray(v, dtype=float))):
+                return False
+        except (TypeError, ValueError):
+            return False
+    return True
 
 
 from spinlens.io import jsonable  # noqa: E402  (one JSON conversion for stdout and files)
