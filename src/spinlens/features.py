@@ -129,7 +129,7 @@ def stream_features(dist, n_prompts: int, *, rng, sampler: str = "core", batch_s
         tqdm progress bar over batches.
     """
     from .errors import check_int
-    from .prompts import BATCH_SIZE
+    BATCH_SIZE = conventions.BATCH_SIZE
     from .random import as_generator
 
     P = check_int("n_prompts", n_prompts, low=1, owner="stream_features")

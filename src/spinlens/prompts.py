@@ -20,8 +20,8 @@ from .io import atomic_savez
 from .random import RNGLike, as_generator
 
 
-#: prompts per streamed batch (`PromptDistribution.iter_batches`); the draws of P > BATCH_SIZE prompts depend on it
-BATCH_SIZE = 4096
+#: prompts per streamed batch (`PromptDistribution.iter_batches`); defined in `spinlens.conventions`
+BATCH_SIZE = conventions.BATCH_SIZE
 
 
 @dataclasses.dataclass(frozen=True)
