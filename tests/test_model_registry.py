@@ -10,7 +10,10 @@ import torch
 
 from spinlens.errors import InvalidParameterError
 from spinlens.models import checkpoint as ck
-from spinlens.models.linear_attention import MergedLinearAttention, SeparateLinearAttention
+from spinlens.models.linear_attention import (
+    MergedLinearAttention,
+    SeparateLinearAttention,
+)
 from spinlens.models.transformer import Transformer, TransformerConfig
 from spinlens.models.zoo import ARCH_NAMES, ZooConfig, build_model
 

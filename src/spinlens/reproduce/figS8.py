@@ -243,9 +243,9 @@ def compute(
             err[k, i, r] = control_variate_error(y_model, test.y, y_star, star_exact)
             secs[k, i, r] = out.seconds
             if checkpoint_dir is not None:
-                from spinlens.models.checkpoint import save_checkpoint
+                from spinlens.models.checkpoint import save_model
 
-                save_checkpoint(model, f"{checkpoint_dir}/{arch}_N{N}_r{r}",
+                save_model(model, f"{checkpoint_dir}/{arch}_N{N}_r{r}",
                                 metadata={"n_context": N, "repeat": r, "test_loss": out.test_loss, **out.to_dict()})
             if arch in LINEAR and r == 0:
                 rep = bridge_report(model, dist, l2_strength=l2_strength, n_prompts=n_bridge, rng=g_bridge)
