@@ -42,10 +42,6 @@ import math
 
 import numpy as np
 
-#: prompts per streamed batch (`spinlens.prompts.PromptDistribution.iter_batches`, `spinlens.features.stream_features`);
-#: the draws of P > BATCH_SIZE prompts depend on it, so it is part of the sampler's conventions
-BATCH_SIZE = 4096
-
 
 def label_scale(d: int) -> float:
     """Scale of the labels, y = label_scale(D) · w·x: 1/√D."""

@@ -20,6 +20,7 @@ function                    writes
 `save_dataframe`            ``OUT/<name>.csv`` from a pandas DataFrame
 `git_sha`                   the git commit of the spinlens source tree (None outside a checkout)
 `package_versions`          versions of Python, spinlens and the scientific stack
+`check_out_dir/_file`       validate an output folder / file path before any work (one-line error)
 ==========================  ===========================================================================
 
 This module imports nothing from the rest of spinlens at import time (only ``spinlens.__version__``
@@ -55,6 +56,8 @@ __all__ = [
     "save_dataframe",
     "git_sha",
     "package_versions",
+    "check_out_dir",
+    "check_out_file",
 ]
 
 RUN_FILE = "run.json"
@@ -314,3 +317,45 @@ def save_dataframe(df, out_dir: str | os.PathLike, name: str = "data", *, index:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=index)
     return str(path)
+
+
+# ------------------------------------------------------------------------- checks before any work
+
+
+def _nearest_existing(path):
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def check_out_dir(name: str, path):
+    """Validate an output folder before any work: it may exist as a folder or be creatable (no file in the way)."""
+    from spinlens.errors import InvalidParameterError
+
+    if path is None:
+        return None
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InvalidParameterError(f"The '{name}' parameter must be a folder (existing or new). Got {str(path)!r}, an existing file.")
+    anc = _nearest_existing(p)
+    if not anc.is_dir():
+        raise InvalidParameterError(f"The '{name}' parameter must be a folder (existing or new). Got {str(path)!r}, "
+                                    f"but {str(anc)!r} is a file.")
+    return p
+
+
+def check_out_file(name: str, path):
+    """Validate an output file path before any work: not an existing folder, no file among its parent folders."""
+    from spinlens.errors import InvalidParameterError
+
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        raise InvalidParameterError(f"The '{name}' parameter must be a file path. Got {str(path)!r}, an existing folder.")
+    anc = _nearest_existing(p.parent if str(p.parent) else ".")
+    if not anc.is_dir():
+        raise InvalidParameterError(f"The '{name}' parameter must be a file path in a folder. Got {str(path)!r}, "
+                                    f"but {str(anc)!r} is a file.")
+    return p

@@ -16,12 +16,9 @@ import numpy as np
 
 from . import conventions
 from .errors import InvalidParameterError, InvalidPromptsError, check_float, check_int
+from .features import BATCH_SIZE
 from .io import atomic_savez
 from .random import RNGLike, as_generator
-
-
-#: prompts per streamed batch (`PromptDistribution.iter_batches`); defined in `spinlens.conventions`
-BATCH_SIZE = conventions.BATCH_SIZE
 
 
 @dataclasses.dataclass(frozen=True)

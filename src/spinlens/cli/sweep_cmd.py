@@ -94,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
     from ._common import check_out_dir
 
     check_out_dir("--out", args.out)
+    if args.config is not None and not args.config.strip():
+        raise InvalidParameterError("The 'config' parameter got an empty file name.")
     cfg = load_config(args.config) if args.config else {"grid": {}, "settings": {}}
     grid_spec = dict(cfg["grid"])
     for _, name, _ in _GRID_FLAGS:

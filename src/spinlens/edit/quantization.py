@@ -93,6 +93,7 @@ def fake_quantize(w, bits: int, *, group_size: int = 32, symmetric: bool = False
     xt = x.movedim(dim_, -1)  # groups along the last dim
     shp = xt.shape
     n = shp[-1]
+    group_size = min(group_size, max(n, 1))  # a group longer than the row is the whole row
     pad = (-n) % group_size
     flat = xt.reshape(-1, n)
     if pad:

@@ -46,6 +46,11 @@ from spinlens.errors import InvalidParameterError
 __all__ = ["PARAMETERS", "ParameterSpec", "SweepGrid", "parse_values", "make_grid", "load_config", "canonical_name"]
 
 
+#: at most this many values per parameter, and grid points in all
+MAX_VALUES = 1_000_000
+MAX_POINTS = 10_000_000
+
+
 @dataclass(frozen=True)
 class ParameterSpec:
     """One sweepable parameter: names, type, allowed range, default and labels for the Dataset."""
@@ -157,7 +162,18 @@ def _spaced(spec: ParameterSpec, start, stop, num, log: bool, source: str) -> li
         raise InvalidParameterError(
             f"The sweep parameter '{spec.name}' got an empty range {source!r}: NUM must be >= 1, got {num_i}."
         )
-    start, stop = float(start), float(stop)
+    try:
+        start, stop = float(start), float(stop)
+    except (TypeError, ValueError):
+        start = stop = math.nan
+    if not (math.isfinite(start) and math.isfinite(stop)):
+        raise InvalidParameterError(
+            f"The sweep parameter '{spec.name}': START and STOP in {source!r} must be finite numbers."
+        )
+    if num_i > MAX_VALUES:
+        raise InvalidParameterError(
+            f"The sweep parameter '{spec.name}': NUM in {source!r} must be at most {MAX_VALUES}, got {num_i}."
+        )
     if log:
         if start <= 0 or stop <= 0:
             raise InvalidParameterError(
@@ -233,6 +249,10 @@ def parse_values(name: str, value) -> tuple:
                 a, b = (_parse_number(spec, p, source) for p in parts)
                 if not all(isinstance(v, int) for v in (a, b)):
                     raise InvalidParameterError(f"The sweep parameter 'seed': range {text!r} needs integers.")
+                if b - a > MAX_VALUES:
+                    raise InvalidParameterError(
+                        f"The sweep parameter 'seed': range {text!r} has {b - a} values; at most {MAX_VALUES}."
+                    )
                 raw = list(range(a, b))
                 if not raw:
                     raise InvalidParameterError(
@@ -339,7 +359,13 @@ def make_grid(spec: dict | None = None, **kwargs) -> SweepGrid:
             values.append((name, parse_values(name, merged[name])))
         else:
             values.append((name, (p.default,)))
-    return SweepGrid(tuple(values))
+    grid = SweepGrid(tuple(values))
+    if grid.n_points > MAX_POINTS:
+        raise InvalidParameterError(
+            f"The sweep grid has {grid.n_points} points ({' × '.join(str(n) for n in grid.shape if n > 1)}); "
+            f"at most {MAX_POINTS}: split it into several sweeps."
+        )
+    return grid
 
 
 def load_config(path: str | os.PathLike) -> dict:
@@ -352,7 +378,12 @@ def load_config(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InvalidParameterError(f"The 'config' file {str(path)!r} does not exist.")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidParameterError(f"The 'config' file {str(path)!r} is not a UTF-8 text file.") from None
+    except OSError as exc:
+        raise InvalidParameterError(f"The 'config' file {str(path)!r} cannot be read: {exc.strerror or exc}.") from None
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":

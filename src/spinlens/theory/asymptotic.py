@@ -470,6 +470,31 @@ def learning_curve(*, alpha, tau, kappa=INF, rho=0.0, lam=0.0):
 # ----------------------------------------------------------------------------------------------------
 # independent closed forms (cross-checks)
 # ----------------------------------------------------------------------------------------------------
+def _finite_or_refuse(fn):
+    """Closed forms in float64: an overflow or a non-finite result outside the documented inf cases is
+    refused with one line, never returned as NaN or raised as OverflowError."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            out = fn(*args, **kwargs)
+        except (OverflowError, ZeroDivisionError, FloatingPointError) as exc:
+            raise InvalidParameterError(
+                f"{fn.__name__}: the inputs {args + tuple(kwargs.values())} are outside the range where the "
+                f"closed form can be evaluated in float64 ({type(exc).__name__})."
+            ) from None
+        if any(math.isnan(x) or x == -INF for x in out):
+            raise InvalidParameterError(
+                f"{fn.__name__}: the inputs {args + tuple(kwargs.values())} are outside the range where the "
+                "closed form can be evaluated in float64 (the result is not a number)."
+            )
+        return out
+
+    return wrapper
+
+
+@_finite_or_refuse
 def ridgeless_closed_form(alpha, tau, kappa=INF, rho=0.0) -> tuple[float, float]:
     r"""The authors' ridgeless (λ → 0⁺) closed forms (Lu et al.), an independent cross-check.
 
@@ -511,6 +536,7 @@ def ridgeless_closed_form(alpha, tau, kappa=INF, rho=0.0) -> tuple[float, float]
     return float(icl), float(idg)
 
 
+@_finite_or_refuse
 def infinite_diversity_closed_form(alpha, tau, rho=0.0, lam=0.0) -> tuple[float, float]:
     r"""Fully explicit κ = ∞ formulas (Lu et al.): ε from a quadratic, then ``e_ICL = e_IDG``.
 
