@@ -9,11 +9,6 @@ from spinlens.errors import check_float, check_int
 
 def induction_command(args) -> dict:
     """Induction scores, ablation, K-composition and the text analysis of one LM folder; writes ``--out`` files."""
-    import json
-    import sys
-
-    from spinlens import __version__
-    from spinlens.io import jsonable
     from spinlens.lm.analysis import ablation_study, heldout_windows, write_analysis
     from spinlens.lm.induction import induction_report, k_composition
     from spinlens.lm.train import load_lm
@@ -52,7 +47,7 @@ def induction_command(args) -> dict:
         summary["files"] = write_analysis(out, model, tok, rep, summary, val, top_k=args.top_k)
     summary["seconds"] = time.perf_counter() - t0
     if out is not None:
-        run = {"command": " ".join(["spinlens"] + sys.argv[1:]), "version": __version__, "seed": args.seed,
-               "args": {k: v for k, v in vars(args).items() if k != "func"}, "summary": summary}
-        (out / "run.json").write_text(json.dumps(jsonable(run), indent=1, default=str) + "\n")
+        from spinlens import io
+
+        io.write_run_json(out, io.run_record("interp induction", args=args, seed=args.seed, summary=summary))
     return summary

@@ -194,7 +194,8 @@ def _setup(args):
     return model, out
 
 
-from ._common import write_result as _write  # noqa: E402  (one writer for edit and lm results)
+# the writer of every edit experiment (also used by the language-model experiments)
+from spinlens.cli._common import write_experiment as _write  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------- commands

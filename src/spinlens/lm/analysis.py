@@ -138,7 +138,7 @@ def write_analysis(out, model, tok, rep, summary, val, *, top_k: int = 5) -> lis
         a.set(xlabel="head", ylabel="layer", title=t, xticks=range(mat.shape[1]), yticks=range(mat.shape[0]))
         for (i, j), v in np.ndenumerate(mat):
             a.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.5 else "k", fontsize=8)
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="score (0 to 1)")
     files += save_figure(fig, out, "head_scores")
     if "k_composition" in summary:
         kc = summary["k_composition"]
