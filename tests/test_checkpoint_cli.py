@@ -8,6 +8,9 @@ import pytest
 
 from spinlens.cli.main import main
 
+# every figure saved by these tests is checked (labels, colourbars, legends): tests/conftest.py
+pytestmark = pytest.mark.usefixtures("audit_figures")
+
 
 @pytest.fixture(scope="module")
 def tf_folder(tmp_path_factory):

@@ -11,6 +11,9 @@ from scipy.integrate import quad
 from spinlens import PromptDistribution, build_hamiltonian
 from spinlens import landscape as L
 
+# every figure saved by these tests is checked (labels, colourbars, legends): tests/conftest.py
+pytestmark = pytest.mark.usefixtures("audit_figures")
+
 
 @pytest.fixture(scope="module")
 def H():

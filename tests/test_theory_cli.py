@@ -10,6 +10,9 @@ import pytest
 from spinlens.cli.main import main
 from spinlens.theory import learning_curve_point
 
+# every figure saved by these tests is checked (labels, colourbars, legends): tests/conftest.py
+pytestmark = pytest.mark.usefixtures("audit_figures")
+
 
 def _run(capsys, *argv):
     code = main(["theory", *argv])
@@ -23,7 +26,7 @@ def test_single_point_json_exact_form(capsys):
     lines = out.strip().splitlines()
     assert len(lines) == 1
     obj = json.loads(lines[0])
-    assert obj["icl_error"] == pytest.approx(1.2610769, rel=1e-6)  # THEORY.md §4 row 2
+    assert obj["icl_error"] == pytest.approx(1.2610769, rel=1e-6)  # Lu et al. check value (docs/theory.md, 'What was checked')
     assert obj["idg_error"] == pytest.approx(0.8018492, rel=1e-6)
     assert obj["epsilon"] == pytest.approx(1.6297333, rel=1e-6)
     assert obj["g_task"] == pytest.approx(obj["icl_error"] - obj["idg_error"])

@@ -146,6 +146,9 @@ def test_figure_blanks_non_converged_cells(ds, tmp_path):
     np.testing.assert_array_equal(np.ma.getmaskarray(arr).ravel(), expect)
     # κ = 1 line at K = D
     assert any(np.allclose(line.get_xdata(), [D, D]) for line in axes[0].get_lines())
+    from spinlens.plotting.checks import figure_problems
+
+    assert figure_problems(fig) == []  # labels, colourbar labels, legends
     fig.savefig(tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
 

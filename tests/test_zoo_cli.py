@@ -11,6 +11,9 @@ import pytest
 from spinlens.cli.main import main
 from spinlens.reproduce import figS8
 
+# every figure saved by these tests is checked (labels, colourbars, legends): tests/conftest.py
+pytestmark = pytest.mark.usefixtures("audit_figures")
+
 
 def test_zoo_list_json(capsys):
     assert main(["zoo", "list", "--json"]) == 0

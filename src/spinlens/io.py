@@ -59,6 +59,10 @@ __all__ = [
 
 RUN_FILE = "run.json"
 
+#: callables ``hook(fig, path_stem)`` run on every figure just before `save_figure` writes it (the test
+#: suite registers `spinlens.plotting.checks.assert_figure_ok` here to audit every saved figure)
+FIGURE_HOOKS: list = []
+
 
 def _umask() -> int:
     """The process umask, read without changing it where the OS allows (Linux: /proc)."""
@@ -242,6 +246,8 @@ def save_figure(fig, out_dir: str | os.PathLike, stem: str, *, formats=("png", "
     ``savefig_kw`` (``dpi``, ``bbox_inches`` ...) go to ``Figure.savefig``.
     """
     out_dir = Path(out_dir)
+    for hook in list(FIGURE_HOOKS):
+        hook(fig, out_dir / stem)
     paths = []
     for ext in formats:
         p = out_dir / f"{stem}.{ext}"

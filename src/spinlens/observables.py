@@ -96,7 +96,7 @@ def zero_mode_fraction(eigenvalues, *, rtol: float = 1e-9) -> float:
 
 
 def expected_zero_mode_fraction(d: int, n_prompts: int) -> float:
-    """Almost-sure zero-mode fraction 1 − min(P, D(D+1))/(D+1)² (BRIEF.md §1)."""
+    """Almost-sure zero-mode fraction 1 − min(P, D(D+1))/(D+1)² (docs/paper-notes.md)."""
     return 1.0 - min(n_prompts, d * (d + 1)) / (d + 1) ** 2
 
 

@@ -16,12 +16,9 @@ import numpy as np
 
 from . import conventions
 from .errors import InvalidParameterError, InvalidPromptsError, check_float, check_int
+from .features import BATCH_SIZE
 from .io import atomic_savez
 from .random import RNGLike, as_generator
-
-
-#: prompts per streamed batch (`PromptDistribution.iter_batches`); the draws of P > BATCH_SIZE prompts depend on it
-BATCH_SIZE = 4096
 
 
 @dataclasses.dataclass(frozen=True)

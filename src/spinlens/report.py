@@ -34,6 +34,7 @@ from spinlens.errors import InvalidParameterError
 
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml"}
 MAX_TABLE_ROWS = 40
+MAX_TEXT_ROWS = 400  # tables of unit descriptions / text snippets (the LM study) are shown whole, up to this
 REPORT_NAME = "report.html"
 
 _CSS = """
@@ -190,10 +191,14 @@ def _render_comparison(path: Path) -> str:
 
 def _render_table(path: Path) -> str:
     header, rows = _read_csv(path)
-    shown = rows[:MAX_TABLE_ROWS]
+    text_table = "snippet" in header or "description" in header  # unit descriptions with text snippets: all rows
+    shown = rows[:MAX_TEXT_ROWS if text_table else MAX_TABLE_ROWS]
+    left = {i for i, h in enumerate(header) if h in ("snippet", "description", "unit", "intervention", "scheme", "method")}
     out = [f"<h3>{_esc(path.name)}</h3>", "<table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr>"]
     for r in shown:
-        out.append("<tr>" + "".join(f"<td>{_esc(_short(c))}</td>" for c in r) + "</tr>")
+        out.append("<tr>" + "".join(f"<td class='l'><code>{_esc(c)}</code></td>" if i in left and header[i] == "snippet"
+                                    else f"<td class='l'>{_esc(c)}</td>" if i in left
+                                    else f"<td>{_esc(_short(c))}</td>" for i, c in enumerate(r)) + "</tr>")
     out.append("</table>")
     if len(rows) > len(shown):
         out.append(f'<p class="muted">… {len(rows) - len(shown)} more rows in {_esc(path.name)}.</p>')

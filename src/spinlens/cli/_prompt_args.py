@@ -50,4 +50,5 @@ def prompts_from_args(args, rng):
         return dist, prompts
     dist = distribution_from_args(args)
     P = check_int("--P", args.P, low=1)
-    return dist, dist.sample(P, rng=rng)
+    # the batches `spinlens solve --sampler core` streams with the same generator (one batch when P <= 4096)
+    return dist, dist.sample_batched(P, rng=rng)

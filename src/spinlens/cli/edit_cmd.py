@@ -1,4 +1,4 @@
-"""``spinlens steer | pinpoint | merge | quantize``: act on what interpretability found (issue 6).
+"""``spinlens steer | pinpoint | merge | quantize``: act on what interpretability found.
 
 Every command works on a small GPT-2-style ICL-regression transformer: ``--checkpoint DIR`` (a spinlens
 model folder, e.g. written by ``spinlens zoo train --arch tf --out DIR`` or
@@ -120,6 +120,10 @@ def register(sub) -> None:
     hf.add_argument("--crosscheck", nargs="+", choices=["torchao", "hqq", "hqq-opt"],
                     help="only compare our RTN with these libraries at --bits/--group-size (optional packages; "
                          "hqq-opt: HQQ with its half-quadratic optimisation)")
+
+    from spinlens.cli.lm_cmd import attach_lm_edit  # --checkpoint DIR of a language model (spinlens lm)
+
+    attach_lm_edit(sub)
 
 
 # ------------------------------------------------------------------------------------------------ helpers

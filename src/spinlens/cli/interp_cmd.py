@@ -1,6 +1,6 @@
 """`spinlens interp`: interpretability methods on spinlens transformers and local Hugging Face causal LMs.
 
-Subcommands: lens, patch, path, circuit, attribution, neurons, flow. Each writes a figure (PNG + PDF), the data
+Subcommands: lens, patch, path, circuit, attribution, neurons, flow, fv, induction. Each writes a figure (PNG + PDF), the data
 behind it (NetCDF / JSON) and run.json under ``--out``, and prints a short summary (``--json``: one object).
 """
 
@@ -103,6 +103,66 @@ def register(sub) -> None:
     from ._interp_fv import register_fv  # function vectors: own arguments (no --model), own module
 
     register_fv(isub)
+    _register_induction(isub)
+
+
+# ------------------------------------------------------------------------------------------------ induction
+INDUCTION_HELP = ("Induction heads of a language model (spinlens lm): per-head induction and previous-token scores, "
+                  "repeated-token loss, held-out ICL score, ablation and K-composition path patching.")
+INDUCTION_EXAMPLES = """  spinlens interp induction --checkpoint runs/lm --json
+  spinlens interp induction --checkpoint runs/lm --out runs/lm-induction    # + figures, snippets, lens
+  spinlens interp induction --checkpoint runs/lm/checkpoints/step-000100 --no-ablation --no-path
+"""
+
+
+def _register_induction(isub) -> None:
+    q = isub.add_parser("induction", help=INDUCTION_HELP, description=INDUCTION_HELP,
+                        epilog="examples:\n" + INDUCTION_EXAMPLES, formatter_class=Formatter)
+    q.add_argument("--checkpoint", required=True, help="language-model folder written by 'spinlens lm' (or one of its "
+                   "checkpoints/step-* folders)")
+    q.add_argument("--n-seq", type=int, default=64, help="repeated random token sequences (>= 1)")
+    q.add_argument("--half", type=int, default=None, help="tokens per half of a repeated sequence (default: n_ctx/2, "
+                   "at most 64)")
+    q.add_argument("--text", default=None, help="held-out UTF-8 text for icl_score (default: the held-out split saved "
+                   "with the model)")
+    q.add_argument("--threshold", type=float, default=0.3, help="heads with induction score >= this are ablated")
+    q.add_argument("--no-ablation", action="store_true", help="skip ablating the induction heads")
+    q.add_argument("--no-path", action="store_true", help="skip K-composition path patching")
+    q.add_argument("--top-k", type=int, default=5, help="text snippets per unit in --out (>= 1)")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--out", default=None, help="folder: figures (PNG, PDF), CSVs, snippets, run.json; "
+                   "then 'spinlens report DIR' gathers them in one HTML page")
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.set_defaults(func=_run_induction, method="induction")
+
+
+def _run_induction(args) -> int:
+    from spinlens.lm.analysis import induction_command
+
+    summary = induction_command(args)
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"spinlens interp induction: {args.checkpoint}")
+        for r in summary["heads"][:6]:
+            print(f"  head {r['layer']}.{r['head']}: induction_score {r['induction_score']:.3f}, "
+                  f"prev_token_score {r['prev_token_score']:.3f}")
+        rl = summary["repeated_loss"]
+        print(f"  repeated_loss first {rl['first']:.3f}, repeat {rl['repeat']:.3f} (nats)")
+        if summary.get("icl_score") is not None:
+            print(f"  icl_score {summary['icl_score']:+.3f} (late minus early held-out loss; negative: uses context)")
+        if "ablation" in summary:
+            a = summary["ablation"]
+            print(f"  ablating {a['heads']}: repeat loss {a['repeated_loss']['repeat']:.3f} "
+                  f"(first {a['repeated_loss']['first']:.3f}); random heads: repeat {a['random_repeat_mean']:.3f}")
+        if "k_composition" in summary:
+            k = summary["k_composition"]
+            print(f"  path patching into {k['receiver']}: via k {k['k']['score']:.3f} from {k['k']['sender']}, "
+                  f"via q {k['q']['score']:.3f}, via v {k['v']['score']:.3f}")
+        for f in summary.get("files", []):
+            print(f"  wrote {f}")
+    return 0
 
 
 # ------------------------------------------------------------------------------------------------ setup

@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "zoo_cmd",
     "interp_cmd",
     "edit_cmd",
+    "lm_cmd",
 ]
 
 EPILOG = """examples:

@@ -92,6 +92,11 @@ def run(args) -> int:
         raise InvalidParameterError(f"The '--device' parameter must be cpu, torch-cpu, cuda or cuda:N. Got {device!r} instead.")
     if device != "cpu" and method != "exact":
         raise InvalidParameterError(f"'--device {device}' runs the matrix-free CG: use it with --method exact (got --method {method}).")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InvalidParameterError(f"'--device {device}': torch {torch.__version__} sees no CUDA device here; use --device cpu.")
     check_out_file("--save", args.save)
     check_out_file("--save-prompts", args.save_prompts)
     r_prompts, r_solve, r_eval = spawn(args.seed, 3)
@@ -110,6 +115,8 @@ def run(args) -> int:
         if args.save_prompts and sampler == "reduced":
             raise InvalidParameterError("'--save-prompts' needs the prompts themselves: use --sampler core (the reduced sampler draws only features).")
         sampler = "core" if args.save_prompts else resolve_sampler(sampler, dist)
+        if device != "cpu":
+            sampler = "core (torch)"  # the prompts are drawn in torch on the device
     D1 = dist.d + 1
     K = D1 * D1
     n_probes = (8 if K < 10_000 else 0) if args.probes is None else check_int("--probes", args.probes, low=0)
@@ -164,6 +171,8 @@ def run(args) -> int:
             "langevin": dict(n_steps=steps),
         }[method]
         with thread_policy(K, threads=threads) as n_threads:
+            if method in ("cavity", "tap", "sample") and K >= 4000 and sys.stderr.isatty() and not args.json:
+                H.gram(progress=True)  # the dense couplings: the long part at large D
             r = SOLVERS[method](**opts).solve(H, beta=beta, rng=r_solve, warn=False)
             W = r.m
             out.update(P=P, lam=lam, beta=beta, sampler=sampler,

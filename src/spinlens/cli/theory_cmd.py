@@ -2,7 +2,7 @@
 
 Forms:
 
-* ``spinlens theory --alpha A --tau T [--kappa K --rho R --lam L] [--json]``: one point, THEORY.md §1 units;
+* ``spinlens theory --alpha A --tau T [--kappa K --rho R --lam L] [--json]``: one point, in Lu et al.'s units (docs/theory.md);
 * ``spinlens theory --spin-glass --D D --N N --P P --lam L [--K K --sigma-eps S] [--json]``: spin-glass
   parameters mapped with `spinlens.conventions.to_lu` (``--lam`` is then the Hamiltonian's ``l2_strength``);
 * ``spinlens theory curve --vary tau --from 0.1 --to 3 --num 200 ... [--out DIR]``: a curve (table or
@@ -92,7 +92,7 @@ def register(subparsers) -> None:
 
     s = sub.add_parser(
         "simulate", help="finite-d ridge pretraining (exact test errors) next to the asymptotic theory",
-        description="Simulate THEORY.md §1.12 at dimension d and compare with the theory.",
+        description="Simulate ridge-pretrained linear attention at dimension d (docs/theory.md, finite-d simulator) and compare with the theory.",
         epilog="examples:\n" + SIM_EXAMPLES, formatter_class=Formatter,
     )
     s.add_argument("--d", required=True, help="dimension d (the fit is a d(d+1)-dimensional ridge problem)")

@@ -17,7 +17,7 @@
   (enumeration, for tests).
 * Cost tables: `importance_cost_table` (interpretability-guided: importance_c × relative weight error²
   of c at b bits, no forward pass per (c, b)) and `measured_cost_table` (Δloss when only c is quantized
-  at b bits; the direct measurement of ``../shared/INTERP.md`` §2.11).
+  at b bits; measured directly).
 """
 
 from __future__ import annotations

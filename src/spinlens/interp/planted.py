@@ -188,3 +188,61 @@ def planted_task_model(n_inputs: int = 4, n_tasks: int = 2, labels_per_task: int
                 mlp.W_out[n, tasks[t, x]] = 2.0 * strength
         m.readout.W[I_:V, I_:V] = torch.eye(V - I_, dtype=dt)
     return m, tasks
+
+
+def planted_induction_model(d_vocab: int = 32, max_pos: int = 32, *, n_heads: int = 2, strength: float = 60.0,
+                            dtype: str = "float64", rng=0) -> Transformer:
+    """Two-layer attention-only token model with a planted induction circuit (K-composition).
+
+    * head ``(0, 0)`` is a previous-token head: it attends from position ``i`` to ``i - 1`` (positional q/k)
+      and writes the token there into a "previous token" slot;
+    * head ``(1, 0)`` is an induction head: its query is the current token, its key the previous-token slot
+      (so it attends to the position right after an earlier occurrence of the current token), and it copies
+      the token found there into the output slot that the read-out reads;
+    * the other heads attend with random positional q/k and write into a junk slot the read-out ignores.
+
+    Residual slots (``d_model = 3 V + max_pos + 2``): token one-hot, previous-token one-hot, output one-hot,
+    position one-hot, constant 1, junk. No LayerNorm, so the scores are exactly those above (up to
+    ``exp(-strength)``-small softmax leakage).
+    """
+    V, T = d_vocab, max_pos
+    TOK, PREV, OUT, POS = 0, V, 2 * V, 3 * V
+    ONE, JUNK = 3 * V + T, 3 * V + T + 1
+    dm = 3 * V + T + 2
+    dh = max(V, T) + 1
+    cfg = TransformerConfig(
+        n_layers=2, n_heads=n_heads, d_model=dm, d_head=dh, d_mlp=0, layernorm=False, causal=True,
+        attention="softmax", max_pos=T, positional="learned", input_kind="tokens", d_vocab=V, dtype=dtype,
+    )
+    m = Transformer(cfg, rng=rng)
+    g = torch_generator(rng)
+    dt = cfg.torch_dtype
+    eye_v, eye_t = torch.eye(V, dtype=dt), torch.eye(T, dtype=dt)
+    c = strength * math.sqrt(dh)  # scores are divided by sqrt(d_head)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.zero_()
+        m.W_E[:, TOK:TOK + V] = eye_v
+        m.W_pos[:, POS:POS + T] = eye_t
+        m.W_pos[:, ONE] = 1.0
+        m.readout.W[OUT:OUT + V, :] = eye_v * 10.0
+        a0, a1 = m.blocks[0].attn, m.blocks[1].attn
+        # (0, 0): query at position i matches the key of position i - 1
+        a0.W_Q[0, POS:POS + T, :T] = eye_t * c
+        a0.W_K[0, POS:POS + T - 1, 1:T] = eye_t[:T - 1, :T - 1]
+        a0.W_V[0, TOK:TOK + V, :V] = eye_v
+        a0.W_O[0, :V, PREV:PREV + V] = eye_v
+        # (1, 0): query = current token, key = previous-token slot; position 0 (no previous token) is pushed away
+        a1.W_Q[0, TOK:TOK + V, :V] = eye_v * c
+        a1.W_Q[0, ONE, V] = c
+        a1.W_K[0, PREV:PREV + V, :V] = eye_v
+        a1.W_K[0, POS, V] = -2.0
+        a1.W_V[0, TOK:TOK + V, :V] = eye_v
+        a1.W_O[0, :V, OUT:OUT + V] = eye_v
+        for L, attn in enumerate((a0, a1)):
+            for h in range(1, n_heads):
+                attn.W_Q[h, POS:POS + T] = torch.randn(T, dh, generator=g, dtype=dt)
+                attn.W_K[h, POS:POS + T] = torch.randn(T, dh, generator=g, dtype=dt)
+                attn.W_V[h, POS:POS + T] = torch.randn(T, dh, generator=g, dtype=dt)
+                attn.W_O[h, :, JUNK] = torch.randn(dh, generator=g, dtype=dt)
+    return m

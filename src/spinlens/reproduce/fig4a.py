@@ -1,7 +1,7 @@
 """Fig 4a: contrast ratio ⟨W, I⟩/(‖W‖‖I‖) of the cavity solution over (N, P), D=20, λ=1, β=100, θ=0.9.
 
 Cells where no repeat converged stay blank (NaN), as in the paper. The saved published map is about
-0.09 above what the published code produces (BRIEF.md §1): the table compares with the saved samples
+0.09 above what the published code produces (docs/paper-notes.md): the table compares with the saved samples
 and with the saved samples minus 0.09; match the trend, not those digits.
 """
 
@@ -128,6 +128,6 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
             "contrast_ratio_max": float(cr.max()),
             "contrast_ratio_at_largest_N_P": float(cr.isel(n_context=-1, n_prompts=-1)),
         },
-        "notes": ["The saved published map is about 0.09 above what the published code gives (BRIEF.md §1); compare the "
+        "notes": ["The saved published map is about 0.09 above what the published code gives (docs/paper-notes.md); compare the "
                   "trend (rising with P and N), and the second block of the table (saved − 0.09)."],
     }

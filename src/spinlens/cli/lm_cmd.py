@@ -1,0 +1,281 @@
+"""``spinlens lm``: train a small causal language model on real text (a file or a built-in offline source).
+
+Writes a model folder (spinlens' transformer format + ``tokenizer.json``) that ``spinlens interp ...
+--checkpoint DIR`` and the edit commands take, checkpoints along training, the held-out loss and
+perplexity curves (PNG, PDF, CSV), the induction scores over the checkpoints (the phase change) and run.json.
+"""
+
+from __future__ import annotations
+
+from ._common import add_command
+
+EXAMPLES = """  spinlens lm --out runs/lm                               # stdlib docs, attention-only, 2 layers (a few CPU minutes)
+  spinlens lm --variant mlp --out runs/lm-mlp             # blocks with MLPs
+  spinlens lm --corpus notes.txt --n-ctx 64 --steps 500 --out runs/lm-notes
+  spinlens lm --device cuda --steps 3000 --batch-size 128 --d-model 256 --out runs/lm-gpu
+  spinlens interp induction --checkpoint runs/lm --json   # then: find its induction heads
+"""
+
+
+def register(sub) -> None:
+    from spinlens.lm.train import LMConfig
+
+    d = LMConfig()
+    p = add_command(sub, "lm", "Train a small causal LM on text (BPE tokenizer, checkpoints, loss curves, induction scores).",
+                    EXAMPLES, _run)
+    g = p.add_argument_group("data")
+    g.add_argument("--corpus", default="stdlib-docs",
+                   help="UTF-8 text file, or a built-in offline source: stdlib-docs (pydoc topics + stdlib docstrings) "
+                        "| pydoc-topics")
+    g.add_argument("--max-chars", type=int, default=1_000_000, help="built-in sources: characters to use (>= 1000)")
+    g.add_argument("--vocab-size", type=int, default=d.vocab_size, help="BPE vocabulary trained on the corpus (>= 257)")
+    g.add_argument("--val-fraction", type=float, default=d.val_fraction, help="held-out share of the corpus, (0, 0.5]")
+    g = p.add_argument_group("model")
+    g.add_argument("--variant", default=d.variant, help="attn-only | mlp")
+    g.add_argument("--n-layers", type=int, default=d.n_layers)
+    g.add_argument("--n-heads", type=int, default=d.n_heads)
+    g.add_argument("--d-model", type=int, default=d.d_model)
+    g.add_argument("--n-ctx", type=int, default=d.n_ctx, help="context length (tokens)")
+    g = p.add_argument_group("training")
+    g.add_argument("--steps", type=int, default=d.steps)
+    g.add_argument("--batch-size", type=int, default=d.batch_size)
+    g.add_argument("--lr", type=float, default=d.lr)
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--eval-every", type=int, default=d.eval_every, help="steps between held-out evaluations")
+    g.add_argument("--n-checkpoints", type=int, default=d.n_checkpoints, help="model folders saved along training")
+    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:0, mps")
+    g.add_argument("--max-memory-gb", type=float, default=4.0, help="refuse settings whose estimated memory exceeds this")
+    g = p.add_argument_group("output")
+    g.add_argument("--out", default="runs/lm", help="model folder (model.safetensors, config.json, tokenizer.json, "
+                                                      "checkpoints/, curves.csv/png/pdf, run.json)")
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    g.add_argument("--no-progress", action="store_true")
+
+
+def _run(args) -> int:
+    import json
+    import sys
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from spinlens import __version__
+    from spinlens.errors import InvalidParameterError, check_int
+    from spinlens.lm.corpus import load_corpus
+    from spinlens.lm.train import LMConfig, remove_partial, train_lm
+
+    from ._common import check_device, check_out_dir, jsonable, print_json
+
+    cfg = LMConfig(variant=args.variant, n_layers=args.n_layers, n_heads=args.n_heads, d_model=args.d_model,
+                   n_ctx=args.n_ctx, vocab_size=args.vocab_size, steps=args.steps, batch_size=args.batch_size,
+                   lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
+                   eval_every=args.eval_every, n_checkpoints=args.n_checkpoints, seed=args.seed)
+    check_int("max-chars", args.max_chars, low=1000)
+    check_device("device", args.device)
+    out = check_out_dir("out", args.out)
+    est = cfg.memory_estimate_bytes() / 2**30
+    if est > args.max_memory_gb:
+        raise InvalidParameterError(f"The settings need about {est:.1f} GiB (> --max-memory-gb {args.max_memory_gb}); "
+                                    "lower --batch-size, --n-ctx, --d-model or --vocab-size.")
+    t0 = time.perf_counter()
+    text = load_corpus(args.corpus, max_chars=args.max_chars)
+    existed = out.exists()
+    try:
+        res = train_lm(text, cfg, out=out, device=args.device, corpus_name=str(args.corpus),
+                       progress=not args.no_progress and not args.json)
+        summary = write_study_files(out, res, cfg, device=args.device)
+    except (InvalidParameterError, KeyboardInterrupt):
+        if out.exists():
+            remove_partial(out)
+            if not existed and not any(out.iterdir()):
+                out.rmdir()
+        raise
+    summary.update(seconds_total=time.perf_counter() - t0, threads=torch.get_num_threads())
+    run = {"command": " ".join(["spinlens"] + sys.argv[1:]), "version": __version__, "seed": cfg.seed,
+           "device": args.device, "config": cfg.to_dict(), "summary": summary}
+    (out / "run.json").write_text(json.dumps(jsonable(run), indent=1, default=str) + "\n")
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"spinlens lm: {summary['corpus']} ({summary['n_train_tokens']} train / {summary['n_val_tokens']} held-out "
+              f"tokens), {cfg.variant}, {cfg.n_layers}x{cfg.n_heads} heads, {summary['n_params']} parameters")
+        print(f"  trained {cfg.steps} steps in {summary['train_seconds']:.1f} s on {args.device}; held-out loss "
+              f"{summary['val_loss']:.3f} (perplexity {summary['val_ppl']:.1f})")
+        h = summary["top_head"]
+        print(f"  top induction head {h['layer']}.{h['head']}: induction score {h['induction_score']:.3f}, repeated loss "
+              f"first {summary['repeated_loss']['first']:.2f} / repeat {summary['repeated_loss']['repeat']:.2f}, "
+              f"icl_score {summary['icl_score']:+.3f}")
+        print(f"  wrote {out}/ (model, tokenizer.json, checkpoints/, curves.csv/png/pdf, induction_curve.csv/png/pdf)")
+    return 0
+
+
+def write_study_files(out, res, cfg, *, device="cpu") -> dict:
+    """Curves and the induction scores over the checkpoints, written next to the model; returns the summary."""
+    from spinlens.lm.study import checkpoint_curve, plot_curves, plot_phase_change, write_csv
+
+    write_csv(out / "curves.csv", res.history)
+    plot_curves(res.history, out, "curves")
+    curve, final = checkpoint_curve(out, device=device)
+    write_csv(out / "induction_curve.csv", curve)
+    plot_phase_change(curve, out, "induction_curve")
+    top = final.heads()[0]
+    return {"corpus": res.metadata["corpus"], "n_train_tokens": res.n_train_tokens, "n_val_tokens": res.n_val_tokens,
+            "n_params": int(res.model.n_params()), "train_seconds": res.seconds,
+            "val_loss": res.history[-1]["val_loss"], "val_ppl": res.history[-1]["val_ppl"],
+            "top_head": top, "repeated_loss": final.repeated_loss, "icl_score": final.icl["icl_score"],
+            "n_checkpoints": len(res.checkpoints)}
+
+
+# ------------------------------------------------------------------------------------------------ edit commands
+LM_EDIT_EXAMPLES = {
+    "steer": "  spinlens steer --checkpoint runs/lm --out steer-lm          # a language model from 'spinlens lm'\n",
+    "pinpoint": "  spinlens pinpoint --checkpoint runs/lm --domain stdlib-code --k 2 --steps 100 --out pin-lm\n",
+    "merge": "  spinlens merge --checkpoint runs/lm --domains stdlib-code stdlib-comments --out merge-lm\n",
+    "quantize": "  spinlens quantize --checkpoint runs/lm --budgets 3 3.4 4 --out quant-lm\n",
+}
+
+
+def attach_lm_edit(sub) -> None:
+    """Give ``steer``, ``pinpoint``, ``merge`` and ``quantize`` a language-model path: ``--checkpoint DIR`` of a
+    folder written by ``spinlens lm`` runs the experiment of `spinlens.lm.experiments` on held-out text; any other
+    input goes to the command as before."""
+    for name in ("steer", "pinpoint", "merge", "quantize"):
+        p = sub.choices.get(name)
+        if p is None:
+            continue
+        opts = p._option_string_actions
+        g = p.add_argument_group("language model (--checkpoint DIR from 'spinlens lm')")
+        owned = "--checkpoint" not in opts  # the command has no --checkpoint of its own: only LM folders here
+        if owned:
+            g.add_argument("--checkpoint", default=None, help="model folder; a language model from 'spinlens lm' runs "
+                                                              "the experiment on held-out text")
+        if "--n-seeds" not in opts:
+            g.add_argument("--n-seeds", type=int, default=3, help="language model: seeds --seed, --seed+1, ... (>= 1)")
+        if name == "steer":
+            g.add_argument("--token-class", default="capitalised", help="capitalised | digit | newline")
+        if name == "pinpoint":
+            g.add_argument("--domain", default="stdlib-code", help="new text domain: a UTF-8 file or a built-in source")
+        if name == "merge":
+            g.add_argument("--domains", nargs=2, default=["stdlib-code", "stdlib-comments"],
+                           help="two text domains (files or built-in sources) to fine-tune on and merge")
+        p.epilog = (p.epilog or "") + LM_EDIT_EXAMPLES[name]
+        inner = p.get_default("func")
+        p.set_defaults(func=_lm_or(inner, name, owned))
+
+
+def _is_lm_folder(path) -> bool:
+    import json
+    from pathlib import Path
+
+    try:
+        meta = json.loads((Path(path) / "config.json").read_text()).get("metadata", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(meta, dict) and meta.get("kind") == "lm"
+
+
+def _lm_or(inner, name, owned):
+    def func(args):
+        ck = getattr(args, "checkpoint", None)
+        if ck is not None and _is_lm_folder(ck):
+            return run_lm_edit(args, name)
+        if ck is not None and owned:
+            from spinlens.lm.train import load_lm
+
+            load_lm(ck)  # raises the one-line "not a language model" error
+        return inner(args)
+
+    return func
+
+
+def run_lm_edit(args, name) -> int:
+    """The LM experiment of one edit command; files via the edit commands' writer."""
+    from pathlib import Path
+
+    from spinlens.cli._common import check_out_dir, print_json
+    from spinlens.cli.edit_cmd import _write
+    from spinlens.errors import check_int
+    from spinlens.lm import experiments as E
+    from spinlens.lm import study as S
+    from spinlens.lm.analysis import heldout_windows
+    from spinlens.lm.corpus import load_corpus
+    from spinlens.lm.train import load_lm
+
+    check_int("seed", args.seed, low=0)
+    n_seeds = check_int("n-seeds", args.n_seeds, low=1, high=100)
+    seeds = tuple(range(args.seed, args.seed + n_seeds))
+    check_out_dir("out", args.out)
+    model, tok, meta = load_lm(args.checkpoint)
+    val = heldout_windows(model, tok, args.checkpoint)
+    if val is None:
+        from spinlens.errors import InvalidParameterError
+
+        raise InvalidParameterError(f"The checkpoint {args.checkpoint!r} has no held-out tokens (heldout_tokens.npy).")
+    progress = not args.no_progress and not args.json
+    if name == "steer":
+        ds = E.steering_experiment(model, tok, val, token_class_name=args.token_class, strengths=tuple(args.strengths),
+                                   seeds=seeds)
+        fig = S.plot_lm_steering(ds)
+        act = E.summarise(ds.where(ds.level == "activation", drop=True), ("strength",), "class_prob")
+        mod = E.summarise(ds.where(ds.level == "module", drop=True), ("intervention",), "repeat_loss")
+        tokl = E.summarise(ds.where(ds.level == "token", drop=True), ("intervention",), "loss")
+        summary = {"token_class": args.token_class, "class_base_rate": ds.attrs["class_base_rate"],
+                   "activation_class_prob": act, "module_repeat_loss": mod, "token_level_loss": tokl,
+                   "induction_heads": ds.attrs["induction_heads"], "seeds": list(seeds)}
+        if (ds.level == "neuron").any():
+            summary["neuron_class_prob"] = E.summarise(ds.where(ds.level == "neuron", drop=True), ("strength",), "class_prob")
+        stem = "steer_lm"
+    elif name == "pinpoint":
+        text = load_corpus(args.domain, max_chars=400_000)
+        ds = E.pinpoint_experiment(model, tok, val, text, k=args.k, n_random=args.n_random, steps=args.steps, lr=args.lr,
+                                   seeds=seeds, progress=progress)
+        fig = S.plot_lm_pinpoint(ds)
+        summary = {"domain": str(args.domain), "heads": ds.attrs["heads"], "before_target_loss": float(ds.target_loss[0]),
+                   "target_gain": E.summarise(ds, ("method",), "target_gain"),
+                   "general_change": E.summarise(ds, ("method",), "general_change"), "seeds": list(seeds)}
+        stem = "pinpoint_lm"
+    elif name == "merge":
+        ta, tb = (load_corpus(d, max_chars=400_000) for d in args.domains)
+        names = tuple(Path(d).stem.replace("-", "_").replace("stdlib_", "") for d in args.domains)
+        ds = E.merging_experiment(model, tok, val, ta, tb, steps=args.steps, lr=args.lr, density=args.density, seeds=seeds,
+                                  names=names, progress=progress)
+        fig = S.plot_lm_merging(ds)
+        summary = {"domains": list(args.domains), "seeds": list(seeds)}
+        for v in ds.data_vars:
+            summary[v] = E.summarise(ds, ("method",), v)
+        stem = "merge_lm"
+    else:
+        budgets = tuple(args.budgets) if args.budget is None else (args.budget,)
+        ds = E.quantization_experiment(model, val, budgets=budgets, uniform_bits=tuple(args.uniform_bits),
+                                       bits=tuple(args.bits), group_size=args.group_size,
+                                       granularity=args.granularity or "head", n_random=args.n_random, seeds=seeds)
+        fig = S.plot_lm_quantization(ds)
+        summary = {"fp_perplexity": ds.attrs["fp_perplexity"], "perplexity": E.summarise(ds, ("scheme",), "perplexity"),
+                   "average_bits": E.summarise(ds, ("scheme",), "average_bits"), "seeds": list(seeds)}
+        stem = "quantize_lm"
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        _write(out, stem, ds, fig, args, {"summary": summary, "checkpoint": str(args.checkpoint)})
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    if args.json:
+        print_json(summary)
+    else:
+        _print_lm_summary(name, summary)
+    return 0
+
+
+def _print_lm_summary(name, s) -> None:
+    print(f"spinlens {name} (language model), seeds {s['seeds']}:")
+    for k, v in s.items():
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            print(f"  {k}:")
+            for r in v:
+                key = ", ".join(f"{a}={b}" for a, b in r.items() if a not in ("mean", "std", "n"))
+                print(f"    {key}: {r['mean']:.4g} ± {r['std']:.2g} (n={r['n']})")
+        elif k != "seeds":
+            print(f"  {k}: {v}")

@@ -1,0 +1,218 @@
+"""The LM study's analysis: induction circuit (scores, ablation, K-composition), logit lens on real text,
+unit descriptions with top-k text snippets. `induction_command` is ``spinlens interp induction``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spinlens.errors import InvalidParameterError, check_float, check_int
+from spinlens.random import as_generator
+
+
+def heldout_windows(model, tokenizer, folder, *, text_file=None, max_windows: int = 64):
+    """Held-out windows ``(n, n_ctx + 1)``: from ``text_file`` (tokenized) or the split saved with the model."""
+    from spinlens.lm.corpus import read_text_file
+    from spinlens.lm.data import eval_windows
+    from spinlens.lm.tokenizer import encode
+    from spinlens.lm.train import load_heldout
+
+    n_ctx = model.cfg.max_pos
+    if text_file is not None:
+        ids = encode(tokenizer, read_text_file(text_file))
+        if len(ids) < n_ctx + 1:
+            raise InvalidParameterError(f"The 'text' file has {len(ids)} tokens, fewer than n_ctx + 1 = {n_ctx + 1}.")
+    else:
+        ids = load_heldout(folder)
+        if ids is None:
+            return None
+    return eval_windows(ids, n_ctx, max_windows=max_windows)
+
+
+def ablation_study(model, heads, *, n_seq: int = 64, half: int = 32, n_random: int = 5, val=None, exclude=(),
+                   rng=0) -> dict:
+    """Mean-ablate ``heads`` (and, as a control, ``n_random`` random sets of as many other heads, never those in
+    ``exclude``, e.g. the previous-token heads of the circuit): repeated loss and ICL score with and without.
+    The repeat advantage is ``first - repeat``."""
+    from spinlens.lm.induction import ablation_hooks, icl_score, repeated_loss, repeated_tokens
+
+    cfg = model.cfg
+    g = as_generator(rng)
+    tokens = repeated_tokens(n_seq, half, cfg.d_vocab, rng=g)
+    ref = repeated_tokens(n_seq, half, cfg.d_vocab, rng=g)
+    base = repeated_loss(model, tokens)
+    hk = ablation_hooks(model, heads, mode="mean", reference=ref)
+    abl = repeated_loss(model, tokens, hooks=hk)
+    others = [(L, h) for L in range(cfg.n_layers) for h in range(cfg.n_heads) if (L, h) not in set(heads) | set(exclude)]
+    rand = []
+    for _ in range(n_random if len(others) >= len(heads) else 0):
+        pick = [others[i] for i in g.choice(len(others), len(heads), replace=False)]
+        rand.append(repeated_loss(model, tokens, hooks=ablation_hooks(model, pick, mode="mean", reference=ref)))
+    out = {"heads": [f"{L}.{h}" for L, h in heads], "repeated_loss_before": base, "repeated_loss": abl,
+           "repeat_advantage_before": base["first"] - base["repeat"], "repeat_advantage": abl["first"] - abl["repeat"],
+           "random_repeat_advantage": [r["first"] - r["repeat"] for r in rand],
+           "random_repeat_mean": float(np.mean([r["repeat"] for r in rand])) if rand else float("nan")}
+    if val is not None:
+        out["icl_score_before"] = icl_score(model, val)["icl_score"]
+        out["icl_score"] = icl_score(model, val, hooks=hk)["icl_score"]
+    return out
+
+
+def _snippet(tokenizer, window, pos, before: int = 12, after: int = 2) -> str:
+    """The text of ``window[pos-before : pos+after]`` with the token at ``pos`` marked ⟦like this⟧."""
+    w = [int(t) for t in window]
+    left = tokenizer.decode(w[max(0, pos - before):pos])
+    mid = tokenizer.decode([w[pos]])
+    right = tokenizer.decode(w[pos + 1:pos + 1 + after])
+    return (left + "⟦" + mid + "⟧" + right).replace("\n", "⏎")
+
+
+def seen_before(windows: torch.Tensor) -> np.ndarray:
+    """``(n, pos)`` 1.0 where the token already occurred earlier in its window."""
+    w = windows.numpy()
+    out = np.zeros(w.shape)
+    for i, row in enumerate(w):
+        seen = set()
+        for j, t in enumerate(row):
+            out[i, j] = t in seen
+            seen.add(t)
+    return out
+
+
+def describe_lm_units(model, tokenizer, windows: torch.Tensor, *, top_k: int = 5, max_units: int = 64):
+    """Heads and MLP neurons described on real text: templated descriptions (`spinlens.interp.describe_units`
+    against token identity, previous token, position, and whether the token occurred before) and the top-k
+    text snippets where each unit is most active. Returns a list of rows (one per unit and rank)."""
+    from spinlens.interp.neurons import describe_units
+
+    x = windows[:, :-1]
+    n, T = x.shape
+    pos = np.broadcast_to(np.arange(T), (n, T)).reshape(-1).astype(float)
+    prev = np.concatenate([np.full((n, 1), -1), x[:, :-1].numpy()], 1).reshape(-1)
+    rep = describe_units(model, x, {"position": pos, "token_seen_before": seen_before(x).reshape(-1)},
+                         position=None, categorical={"token": x.reshape(-1).numpy(), "previous_token": prev},
+                         top_k=top_k)
+    order = [i for i in range(len(rep.units)) if ".H" in rep.units[i]]
+    order += [i for i in np.argsort(-np.abs(rep.best_r)) if ".N" in rep.units[i]][: max(0, max_units - len(order))]
+    rows = []
+    for i in order:
+        for rank, s in enumerate(rep.top_prompts[i]):
+            p, t = divmod(int(s), T)
+            rows.append({"unit": rep.units[i], "description": rep.description[i], "rank": rank + 1,
+                         "activation": float(rep.activations[s, i]), "snippet": _snippet(tokenizer, x[p], t)})
+    return rows
+
+
+def lens_on_text(model, windows: torch.Tensor, *, n_positions: int = 8):
+    """Logit lens on held-out text: probability and rank of the true next token decoded from every stage,
+    averaged over ``n_positions`` positions spread along the context. Returns rows per stage."""
+    from spinlens.interp.lens import logit_lens
+
+    T = windows.shape[1] - 1
+    acc = {}
+    for p in np.unique(np.linspace(T // 8, T - 1, n_positions).astype(int)):
+        res = logit_lens(model, windows[:, :-1], target=windows[:, p + 1], position=int(p))
+        for st in res.summary.coords["stage"].values:
+            a = acc.setdefault(str(st), {"prob": [], "rank": []})
+            a["prob"].append(float(res.summary["prob"].sel(stage=st)))
+            a["rank"].append(float(res.summary["rank"].sel(stage=st)))
+    return [{"stage": s, "prob_true_next": float(np.mean(v["prob"])), "rank_true_next": float(np.mean(v["rank"]))}
+            for s, v in acc.items()]
+
+
+def induction_command(args) -> dict:
+    """``spinlens interp induction``: everything above for one model folder; writes ``--out`` files."""
+    import json
+    import sys
+
+    from spinlens import __version__
+    from spinlens.cli._common import check_device, check_out_dir, jsonable
+    from spinlens.lm.induction import induction_report, k_composition
+    from spinlens.lm.train import load_lm
+
+    t0 = time.perf_counter()
+    check_int("n-seq", args.n_seq, low=1, high=100_000)
+    check_int("seed", args.seed, low=0)
+    check_int("top-k", args.top_k, low=1, high=100)
+    check_float("threshold", args.threshold, low=0.0, high=1.0)
+    check_device("device", args.device)
+    out = check_out_dir("out", args.out)
+    model, tok, meta = load_lm(args.checkpoint, device=args.device)
+    cfg = model.cfg
+    half = args.half if args.half is not None else max(2, min(64, cfg.max_pos // 2))
+    check_int("half", half, low=2, high=cfg.max_pos // 2)
+    val = heldout_windows(model, tok, args.checkpoint, text_file=args.text)
+    rep = induction_report(model, val_windows=val, n_seq=args.n_seq, half=half, rng=args.seed)
+    summary = rep.to_dict()
+    summary["checkpoint"] = str(args.checkpoint)
+    summary["step"] = meta.get("step")
+    heads = rep.induction_heads(args.threshold) or [(rep.heads()[0]["layer"], rep.heads()[0]["head"])]
+    if not args.no_ablation:
+        prev = [(r["layer"], r["head"]) for r in rep.heads() if r["prev_token_score"] >= args.threshold]
+        summary["ablation"] = ablation_study(model, heads, n_seq=args.n_seq, half=half, val=val, exclude=prev,
+                                             rng=args.seed)
+    if not args.no_path and cfg.n_layers >= 2:
+        top = [h for h in rep.heads() if h["layer"] >= 1][0]
+        kc = k_composition(model, n_seq=min(args.n_seq, 64), half=half, receivers=[(top["layer"], top["head"])],
+                           rng=args.seed)
+        summary["k_composition"] = {"receiver": f"{top['layer']}.{top['head']}",
+                                    **{inp: {"sender": f"{L}.{H}", "score": s} for inp, (L, H, s) in kc["top"].items()},
+                                    "scores": {inp: v.tolist() for inp, v in kc["scores"].items()}}
+    if out is not None:
+        summary["files"] = write_analysis(out, model, tok, rep, summary, val, top_k=args.top_k)
+    summary["seconds"] = time.perf_counter() - t0
+    if out is not None:
+        run = {"command": " ".join(["spinlens"] + sys.argv[1:]), "version": __version__, "seed": args.seed,
+               "args": {k: v for k, v in vars(args).items() if k != "func"}, "summary": summary}
+        (out / "run.json").write_text(json.dumps(jsonable(run), indent=1, default=str) + "\n")
+    return summary
+
+
+def write_analysis(out, model, tok, rep, summary, val, *, top_k: int = 5) -> list[str]:
+    """Figures and tables of one model's analysis under ``out`` (for ``spinlens report``)."""
+    from spinlens.interp.plotting import save_figure
+    from spinlens.lm.study import _plt, write_csv
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = [str(write_csv(out / "heads.csv", rep.heads()))]
+    plt = _plt()
+    fig, ax = plt.subplots(1, 2, figsize=(8, 3.2))
+    for a, mat, t in zip(ax, (rep.induction, rep.prev_token), ("induction score", "previous-token score")):
+        im = a.imshow(mat, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+        a.set(xlabel="head", ylabel="layer", title=t, xticks=range(mat.shape[1]), yticks=range(mat.shape[0]))
+        for (i, j), v in np.ndenumerate(mat):
+            a.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.5 else "k", fontsize=8)
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    files += save_figure(fig, out, "head_scores")
+    if "k_composition" in summary:
+        kc = summary["k_composition"]
+        rows = []
+        for inp in ("k", "q", "v"):
+            s = np.asarray(kc["scores"][inp], dtype=float)
+            for h in range(s.shape[1]):
+                rows.append({"receiver": kc["receiver"], "input": inp, "sender": f"0.{h}", "path_score": float(s[0, h])})
+        files.append(str(write_csv(out / "k_composition.csv", rows)))
+    if val is not None:
+        from spinlens.lm.induction import loss_by_position
+
+        lbp = loss_by_position(model, val)
+        files.append(str(write_csv(out / "loss_by_position.csv",
+                                   [{"position": i, "loss": float(v)} for i, v in enumerate(lbp)])))
+        fig, a = plt.subplots(figsize=(5, 3.2))
+        a.plot(np.arange(len(lbp)), lbp)
+        a.set(xlabel="context position", ylabel="held-out loss (nats)", title=f"icl_score {summary['icl_score']:+.3f}")
+        files += save_figure(fig, out, "loss_by_position")
+        lens = lens_on_text(model, val)
+        files.append(str(write_csv(out / "logit_lens.csv", lens)))
+        fig, a = plt.subplots(figsize=(5, 3.2))
+        a.plot([r["stage"] for r in lens], [r["prob_true_next"] for r in lens], "o-")
+        a.set(xlabel="stage", ylabel="P(true next token)", title="logit lens on held-out text")
+        files += save_figure(fig, out, "logit_lens")
+        units = describe_lm_units(model, tok, val[:32], top_k=top_k)
+        files.append(str(write_csv(out / "unit_snippets.csv", units)))
+    return files

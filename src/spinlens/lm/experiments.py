@@ -1,0 +1,332 @@
+"""Acting on a trained LM, measured on held-out text: steering, pinpoint tuning, merging, mixed precision.
+
+Each experiment returns an `xarray.Dataset` (one row per run, the seed a coordinate) so that the CLI writes
+it as CSV + NetCDF + figure. Library functions reused: `spinlens.interp.steering` (interventions),
+`spinlens.edit.components` (head masks), `spinlens.edit.merging` (task arithmetic, TIES),
+`spinlens.edit.quantization` (fake quantization, measured costs, knapsack allocation).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import torch
+
+from spinlens.errors import InvalidParameterError, check_int
+from spinlens.random import as_generator, spawn
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def domain_split(tokenizer, text: str, n_ctx: int, *, val_fraction: float = 0.2, max_windows: int = 48):
+    """``(train_ids, val_windows)`` of a text domain, tokenized with the model's tokenizer."""
+    from spinlens.lm.data import eval_windows, split_tokens
+    from spinlens.lm.tokenizer import encode
+
+    s = split_tokens(encode(tokenizer, text), val_fraction=val_fraction, n_ctx=n_ctx)
+    return s.train, eval_windows(s.val, n_ctx, max_windows=max_windows)
+
+
+def mean_loss(model, windows, hooks=()) -> float:
+    from spinlens.lm.data import token_losses
+
+    return float(token_losses(model, windows, hooks=hooks).mean())
+
+
+def finetune(model, train_ids, *, components="all", steps: int = 100, lr: float = 1e-3, batch_size: int = 16,
+             rng=None):
+    """A copy of ``model`` fine-tuned on ``train_ids`` (next-token loss, Adam); only ``components`` change
+    ("all", or a list of `spinlens.edit.components.Component` names such as ``"L1.H2"``). Returns
+    ``(model, n_trainable)``."""
+    from spinlens.edit.components import Component, all_masks, component_masks
+    from spinlens.lm.data import random_windows
+
+    new = copy.deepcopy(model)
+    new.train()
+    masks = all_masks(new) if components == "all" else component_masks(new, [Component.parse(c) for c in components])
+    params = dict(new.named_parameters())
+    train = [n for n, m in masks.items() if bool(m.any())]
+    for n, p in params.items():
+        p.requires_grad_(n in train)
+    fmask = {n: masks[n].to(params[n].dtype) for n in train}
+    opt = torch.optim.Adam([params[n] for n in train], lr=lr)
+    g = as_generator(rng)
+    n_ctx = new.cfg.max_pos
+    V = new.cfg.d_vocab
+    for _ in range(steps):
+        w = random_windows(train_ids, batch_size, n_ctx, rng=g)
+        loss = torch.nn.functional.cross_entropy(new(w[:, :-1]).reshape(-1, V).float(), w[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        with torch.no_grad():
+            for n in train:
+                params[n].grad.mul_(fmask[n])
+        opt.step()
+    for p in params.values():
+        p.requires_grad_(True)
+    new.eval()
+    return new, int(sum(int(masks[n].sum()) for n in train))
+
+
+def _heads_by_induction(model, k: int, *, rng=0):
+    from spinlens.lm.induction import induction_report
+
+    rep = induction_report(model, n_seq=32, rng=rng)
+    return [f"L{r['layer']}H{r['head']}" for r in rep.heads()[:k]], rep
+
+
+# ------------------------------------------------------------------------------------------------ pinpoint
+
+
+def pinpoint_experiment(model, tokenizer, base_val, target_text: str, *, k: int = 2, n_random: int = 3,
+                        steps: int = 100, lr: float = 1e-3, batch_size: int = 16, seeds=(0, 1, 2), progress=False):
+    """Tune only the ``k`` heads with the highest induction score on a new text domain, against ``k`` random
+    heads (``n_random`` draws per seed) and full fine-tuning; held-out loss on the new domain (``target_loss``)
+    and on the training corpus (``general_loss``)."""
+    import xarray as xr
+
+    from spinlens.edit.components import list_components
+
+    heads, _ = _heads_by_induction(model, k)
+    all_heads = [str(c) for c in list_components(model, "head")]
+    tr, tv = domain_split(tokenizer, target_text, model.cfg.max_pos)
+    t0, g0 = mean_loss(model, tv), mean_loss(model, base_val)
+    rows = [(-1, "before", "-", t0, g0, 0)]
+    for seed in seeds:
+        gs = spawn(seed, 2 + n_random)
+        runs = [("induction_heads", heads, gs[0]), ("full", "all", gs[1])]
+        for r in range(n_random):
+            pick = [all_heads[i] for i in as_generator(gs[2 + r]).choice(len(all_heads), k, replace=False)]
+            runs.append(("random_heads", pick, gs[2 + r]))
+        for name, comps, g in runs:
+            m, ntr = finetune(model, tr, components=comps, steps=steps, lr=lr, batch_size=batch_size, rng=g)
+            rows.append((seed, name, ",".join(comps) if comps != "all" else "all", mean_loss(m, tv), mean_loss(m, base_val),
+                         ntr))
+            if progress:
+                print(f"  pinpoint seed {seed} {name} {rows[-1][2]}: target {rows[-1][3]:.3f}", flush=True)
+    seed, meth, comps, tl, gl, ntr = zip(*rows)
+    tl, gl = np.array(tl), np.array(gl)
+    return xr.Dataset({"target_loss": ("run", tl), "general_loss": ("run", gl), "target_gain": ("run", t0 - tl),
+                       "general_change": ("run", gl - g0), "n_trainable": ("run", np.array(ntr))},
+                      coords={"run": np.arange(len(rows)), "seed": ("run", np.array(seed)), "method": ("run", list(meth)),
+                              "components": ("run", list(comps))},
+                      attrs={"k": k, "steps": steps, "lr": lr, "heads": ",".join(heads), "loss": "nats/token"})
+
+
+# ------------------------------------------------------------------------------------------------ merging
+
+
+def merging_experiment(model, tokenizer, base_val, text_a: str, text_b: str, *, steps: int = 100, lr: float = 1e-3,
+                       batch_size: int = 16, density: float = 0.3, seeds=(0, 1, 2), names=("a", "b"), progress=False):
+    """Fine-tune the LM on two text domains, merge the fine-tunes (task arithmetic λ=1/2 and λ=1, TIES), and
+    measure held-out loss on both domains and on the training corpus. ``recovered_a`` is the share of the
+    domain-a fine-tune's gain that a model keeps: (before − loss) / (before − loss of the a fine-tune)."""
+    import xarray as xr
+
+    from spinlens.edit.merging import merge_models
+
+    tra, va = domain_split(tokenizer, text_a, model.cfg.max_pos)
+    trb, vb = domain_split(tokenizer, text_b, model.cfg.max_pos)
+    rows = []
+
+    def ev(seed, name, m):
+        rows.append((seed, name, mean_loss(m, va), mean_loss(m, vb), mean_loss(m, base_val)))
+
+    ev(-1, "base", model)
+    for seed in seeds:
+        ga, gb = spawn(seed, 2)
+        fa, _ = finetune(model, tra, steps=steps, lr=lr, batch_size=batch_size, rng=ga)
+        fb, _ = finetune(model, trb, steps=steps, lr=lr, batch_size=batch_size, rng=gb)
+        ev(seed, f"finetune_{names[0]}", fa)
+        ev(seed, f"finetune_{names[1]}", fb)
+        ev(seed, "task_arithmetic_0.5", merge_models(model, [fa, fb], "task_arithmetic", scale=0.5))
+        ev(seed, "task_arithmetic_1", merge_models(model, [fa, fb], "task_arithmetic", scale=1.0))
+        ev(seed, "ties", merge_models(model, [fa, fb], "ties", density=density, scale=1.0))
+        if progress:
+            print(f"  merge seed {seed}: {rows[-3:]}", flush=True)
+    seed, meth, la, lb, lg = (np.array(x) if i != 1 else list(x) for i, x in enumerate(zip(*rows)))
+    a0, b0 = la[0], lb[0]
+    fa_l = {s: la[i] for i, (s, m) in enumerate(zip(seed, meth)) if m == f"finetune_{names[0]}"}
+    fb_l = {s: lb[i] for i, (s, m) in enumerate(zip(seed, meth)) if m == f"finetune_{names[1]}"}
+    rec_a = np.array([(a0 - la[i]) / (a0 - fa_l[s]) if s in fa_l else np.nan for i, s in enumerate(seed)])
+    rec_b = np.array([(b0 - lb[i]) / (b0 - fb_l[s]) if s in fb_l else np.nan for i, s in enumerate(seed)])
+    return xr.Dataset({f"loss_{names[0]}": ("run", la), f"loss_{names[1]}": ("run", lb), "loss_general": ("run", lg),
+                       f"recovered_{names[0]}": ("run", rec_a), f"recovered_{names[1]}": ("run", rec_b)},
+                      coords={"run": np.arange(len(rows)), "seed": ("run", seed), "method": ("run", meth)},
+                      attrs={"steps": steps, "lr": lr, "density": density, "domains": ",".join(names)})
+
+
+# ------------------------------------------------------------------------------------------------ quantization
+
+
+def quantization_experiment(model, val_windows, *, budgets=(3.0, 3.4, 4.0), uniform_bits=(3, 4, 8), bits=(2, 3, 4, 8),
+                            group_size: int = 32, granularity: str = "head", n_random: int = 2, seeds=(0, 1, 2),
+                            n_calib: int = 16):
+    """Held-out perplexity against average bits: uniform bits vs an allocation guided by the measured loss
+    increase of each component (heads, MLPs) on calibration windows, vs random allocations at the same budget.
+
+    Seeds draw the calibration windows (disjoint from the evaluation windows) and the random allocations.
+    Embedding and unembedding stay in full precision (as in every allocation here).
+    """
+    import xarray as xr
+
+    from spinlens.edit.components import component_size
+    from spinlens.edit.quantization import (allocate_bits, measured_cost_table, quantization_components,
+                                            quantize_model, random_allocation, uniform_allocation)
+
+    n = len(val_windows)
+    if n < 4:
+        raise InvalidParameterError(f"The held-out text must give at least 4 windows. Got {n}.")
+    comps = quantization_components(model, granularity)
+    sizes = {str(c): component_size(model, c) for c in comps}
+    rows = []
+    base = float(np.exp(mean_loss(model, val_windows)))
+    rows.append((-1, "fp32", 32.0, 32.0, base, "{}"))
+    for seed in seeds:
+        g = as_generator(seed)
+        perm = g.permutation(n)
+        calib, test = val_windows[perm[: min(n_calib, n // 2)]], val_windows[perm[min(n_calib, n // 2):]]
+
+        def run(scheme, alloc):
+            q = quantize_model(model, alloc.bits, group_size=group_size)
+            rows.append((seed, scheme, alloc.average_bits, alloc.average_bits + 32 / group_size,
+                         float(np.exp(mean_loss(q, test))), json.dumps(alloc.bits)))
+
+        rows.append((seed, "fp32_test", 32.0, 32.0, float(np.exp(mean_loss(model, test))), "{}"))
+        for b in uniform_bits:
+            run(f"uniform_{b}", uniform_allocation(model, b, granularity=granularity, group_size=group_size))
+        cost = measured_cost_table(model, comps, lambda m: mean_loss(m, calib), bits, group_size=group_size)
+        for B in budgets:
+            run(f"guided_{B:g}", allocate_bits(cost, sizes, B, method="dp", group_size=group_size))
+            for r in range(n_random):
+                run(f"random_{B:g}", random_allocation(model, B, bits, granularity=granularity,
+                                                       rng=spawn(seed, n_random)[r], group_size=group_size))
+    seed, scheme, avg, eff, ppl, bj = zip(*rows)
+    return xr.Dataset({"average_bits": ("run", np.array(avg)), "effective_bits": ("run", np.array(eff)),
+                       "perplexity": ("run", np.array(ppl)), "bits_json": ("run", list(bj))},
+                      coords={"run": np.arange(len(rows)), "seed": ("run", np.array(seed)), "scheme": ("run", list(scheme))},
+                      attrs={"group_size": group_size, "granularity": granularity, "fp_perplexity": base,
+                             "sizes_json": json.dumps(sizes)})
+
+
+# ------------------------------------------------------------------------------------------------ steering
+
+
+def token_class(tokenizer, name: str) -> np.ndarray:
+    """Boolean mask over the vocabulary: ``capitalised`` (the token's first letter is upper case),
+    ``digit`` (starts with a digit), ``newline`` (contains a line break)."""
+    V = tokenizer.get_vocab_size()
+    out = np.zeros(V, dtype=bool)
+    for i in range(V):
+        s = tokenizer.decode([i]).lstrip(" ")
+        if name == "capitalised":
+            out[i] = bool(s) and s[0].isalpha() and s[0].isupper()
+        elif name == "digit":
+            out[i] = bool(s) and s[0].isdigit()
+        elif name == "newline":
+            out[i] = "\n" in tokenizer.decode([i])
+        else:
+            raise InvalidParameterError(f"The 'token class' must be one of capitalised, digit, newline. Got {name!r}.")
+    return out
+
+
+def _class_prob(model, windows, mask, hooks=()) -> tuple[float, float]:
+    """Mean probability mass on the token class over all positions, and the mean loss, under ``hooks``."""
+    m = torch.as_tensor(mask)
+    with torch.no_grad(), model.hooks(list(hooks)):
+        logits = model(windows[:, :-1]).float()
+    p = torch.softmax(logits, -1)
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), windows[:, 1:].reshape(-1))
+    return float(p[..., m].sum(-1).mean()), float(ce)
+
+
+def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str = "capitalised",
+                        strengths=(0, 1, 2, 4, 8), layer: int | None = None, seeds=(0, 1, 2), n_fit: int = 16):
+    """Steering with readable effects on held-out text.
+
+    * activation level: difference of means (ActAdd/CAA) of the residual stream before ``layer`` between
+      positions whose next token is in the class and the others, added at every position with each strength;
+      effect: the probability mass the model puts on the class (``class_prob``) and the loss;
+    * module level: the induction heads (score ≥ 0.3, else the top one) mean-ablated, and scaled by 2;
+      effect: loss on the repeat of repeated random tokens (``repeat_loss``) and held-out loss;
+    * neuron level (models with MLPs): the ``8`` MLP neurons of ``layer - 1`` whose activation best separates
+      the two position sets set to their class mean × strength;
+    * token level: the held-out windows with their first half replaced by a copy of the second half's start
+      (a repeated context), effect on the loss of the repeated part.
+
+    Seeds draw the windows used to fit the vectors (disjoint from the evaluated windows).
+    """
+    import xarray as xr
+
+    from spinlens.interp.steering import AddVector, Scale, SetNeurons, hook_fns
+    from spinlens.lm.induction import ablation_hooks, induction_report, repeated_loss, repeated_tokens
+
+    cfg = model.cfg
+    L = cfg.n_layers - 1 if layer is None else check_int("layer", layer, low=0, high=cfg.n_layers - 1)
+    hook = f"blocks.{L}.hook_resid_pre"
+    mask = token_class(tokenizer, token_class_name)
+    rep = induction_report(model, n_seq=32, rng=0)
+    ind_heads = rep.induction_heads(0.3) or [(rep.heads()[0]["layer"], rep.heads()[0]["head"])]
+    rows = []
+    n = len(val_windows)
+    for seed in seeds:
+        g = as_generator(seed)
+        perm = g.permutation(n)
+        fit, ev = val_windows[perm[: min(n_fit, n // 2)]], val_windows[perm[min(n_fit, n // 2):]]
+        with torch.no_grad():
+            _, cache = model.run_with_cache(fit[:, :-1], names_filter=[hook])
+        act = cache[hook].reshape(-1, cfg.d_model)
+        nxt = torch.as_tensor(mask)[fit[:, 1:].reshape(-1)]
+        vec = act[nxt].mean(0) - act[~nxt].mean(0)
+        vec = vec / vec.norm() * act.norm(dim=-1).mean()  # unit direction × typical residual norm
+        for s in strengths:
+            cp, loss = _class_prob(model, ev, mask, hook_fns([AddVector(hook, vec, strength=float(s))]))
+            rows.append((seed, "activation", f"add {token_class_name} direction at {hook}", float(s), cp, loss, np.nan))
+        if f"blocks.{max(L - 1, 0)}.mlp.hook_post" in model.hook_points:
+            nh = f"blocks.{max(L - 1, 0)}.mlp.hook_post"
+            with torch.no_grad():
+                _, c2 = model.run_with_cache(fit[:, :-1], names_filter=[nh])
+            a = c2[nh].reshape(-1, c2[nh].shape[-1])
+            diff = a[nxt].mean(0) - a[~nxt].mean(0)
+            top = torch.argsort(-diff)[:8]
+            for s in strengths:
+                iv = SetNeurons(nh, [int(i) for i in top], value=float(a[nxt][:, top].mean()) * float(s)) if s else None
+                cp, loss = _class_prob(model, ev, mask, hook_fns([iv]) if iv else ())
+                rows.append((seed, "neuron", f"set 8 {token_class_name} neurons of {nh}", float(s), cp, loss, np.nan))
+        toks = repeated_tokens(32, min(32, cfg.max_pos // 2), cfg.d_vocab, rng=g)
+        ref = repeated_tokens(32, min(32, cfg.max_pos // 2), cfg.d_vocab, rng=g)
+        for name, hks in (("none", []), ("ablate induction heads", ablation_hooks(model, ind_heads, mode="mean", reference=ref)),
+                          ("scale induction heads x2", hook_fns([Scale(f"blocks.{Lh}.attn.hook_z", 2.0, head=h)
+                                                                 for Lh, h in ind_heads]))):
+            rl = repeated_loss(model, toks, hooks=hks)
+            cp, loss = _class_prob(model, ev, mask, hks)
+            rows.append((seed, "module", name, np.nan, cp, loss, rl["repeat"]))
+        # token level: repeat the context (the second half of each window shows its first half again)
+        T = ev.shape[1] // 2
+        rep_w = torch.cat([ev[:, :T], ev[:, :T], ev[:, -1:]], 1)[:, : ev.shape[1]]
+        from spinlens.lm.data import token_losses
+
+        l_orig = float(token_losses(model, ev)[:, T:].mean())
+        l_rep = float(token_losses(model, rep_w)[:, T:].mean())
+        rows.append((seed, "token", "original text (second half)", np.nan, np.nan, l_orig, np.nan))
+        rows.append((seed, "token", "first half repeated (second half)", np.nan, np.nan, l_rep, np.nan))
+    seed, level, what, strength, cp, loss, rl = zip(*rows)
+    return xr.Dataset({"strength": ("run", np.array(strength, dtype=float)), "class_prob": ("run", np.array(cp, dtype=float)),
+                       "loss": ("run", np.array(loss, dtype=float)), "repeat_loss": ("run", np.array(rl, dtype=float))},
+                      coords={"run": np.arange(len(rows)), "seed": ("run", np.array(seed)), "level": ("run", list(level)),
+                              "intervention": ("run", list(what))},
+                      attrs={"token_class": token_class_name, "hook": hook,
+                             "induction_heads": ",".join(f"{a}.{b}" for a, b in ind_heads),
+                             "class_base_rate": float(mask.mean())})
+
+
+def summarise(ds, by=("method",), var="target_loss") -> list[dict]:
+    """Mean ± std over seeds of ``var`` grouped by the coordinates ``by`` (rows for tables and docs)."""
+    import pandas as pd
+
+    df = ds.to_dataframe().reset_index()
+    g = df.groupby(list(by))[var]
+    return [{**dict(zip(by, k if isinstance(k, tuple) else (k,))), "mean": float(v.mean()),
+             "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))} for k, v in g]

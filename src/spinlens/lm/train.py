@@ -1,0 +1,361 @@
+"""Train a small GPT-style causal LM (spinlens' own `Transformer`, token mode) on text.
+
+The model folder (``save_lm``) is spinlens' one transformer format, ``model.safetensors`` + ``config.json``
+(`spinlens.models.transformer.save_transformer`), plus the corpus tokenizer ``tokenizer.json``; every
+``interp``/edit command that takes ``--checkpoint DIR`` reads it. Checkpoints along training are complete
+model folders under ``DIR/checkpoints/step-XXXXXX``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
+
+VARIANTS = ("attn-only", "mlp")
+LM_KIND = "lm"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass(frozen=True)
+class LMConfig:
+    """Model and training settings of `train_lm` (defaults: induction heads in a few CPU minutes).
+
+    Parameters
+    ----------
+    variant : {"attn-only", "mlp"}
+        Attention-only blocks (``d_mlp = 0``) or blocks with a GELU MLP of width ``4 * d_model``.
+    n_layers, n_heads, d_model : int
+    n_ctx : int
+        Context length (tokens per training window).
+    vocab_size : int
+        BPE vocabulary trained on the corpus.
+    steps, batch_size, lr, weight_decay, warmup : training (AdamW, linear warm-up, cosine decay to lr/10).
+    val_fraction : float
+        Held-out share of the corpus (interleaved blocks).
+    eval_every : int
+        Steps between held-out evaluations (the loss curve).
+    n_checkpoints : int
+        Model folders saved along training (log-spaced steps, plus the last).
+    repeat_fraction : float
+        Share of the training windows in which a random span of the window's own text is repeated right after
+        itself (real text shown twice, at a random lag; `repeat_spans`). The repeats reward copying from the
+        context, which speeds up the induction heads; with 0 (plain text only) none had formed after 4000 steps
+        of the default model (docs/lm.md).
+    pos_init : {"sinusoidal", "random"}
+        Initial value of the learned positional embedding: sinusoids (offsets such as "the previous position"
+        are then a linear map away, which speeds up the previous-token heads) or the model's random init.
+    seed : int
+        Initialisation and batch order.
+    """
+
+    variant: str = "attn-only"
+    n_layers: int = 2
+    n_heads: int = 4
+    d_model: int = 128
+    n_ctx: int = 128
+    vocab_size: int = 2048
+    steps: int = 1500
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    warmup: int = 100
+    val_fraction: float = 0.1
+    eval_every: int = 50
+    n_checkpoints: int = 12
+    pos_init: str = "sinusoidal"
+    repeat_fraction: float = 0.25
+    seed: int = 0
+
+    def __post_init__(self):
+        o = "LMConfig"
+        check_choice("variant", self.variant, VARIANTS, owner=o)
+        check_int("n_layers", self.n_layers, low=1, high=64, owner=o)
+        check_int("n_heads", self.n_heads, low=1, high=256, owner=o)
+        check_int("d_model", self.d_model, low=self.n_heads, high=1 << 14, owner=o)
+        if self.d_model % self.n_heads:
+            raise InvalidParameterError(f"The 'd_model' parameter of {o} must be divisible by n_heads={self.n_heads}. "
+                                        f"Got {self.d_model} instead.")
+        check_int("n_ctx", self.n_ctx, low=8, high=8192, owner=o)
+        check_int("vocab_size", self.vocab_size, low=257, high=1 << 18, owner=o)
+        check_int("steps", self.steps, low=1, high=10**7, owner=o)
+        check_int("batch_size", self.batch_size, low=1, high=1 << 16, owner=o)
+        check_float("lr", self.lr, low=0.0, low_open=True, high=10.0, owner=o)
+        check_float("weight_decay", self.weight_decay, low=0.0, high=10.0, owner=o)
+        check_int("warmup", self.warmup, low=0, owner=o)
+        check_float("val_fraction", self.val_fraction, low=0.0, low_open=True, high=0.5, owner=o)
+        check_int("eval_every", self.eval_every, low=1, owner=o)
+        check_int("n_checkpoints", self.n_checkpoints, low=0, high=1000, owner=o)
+        check_int("seed", self.seed, low=0, owner=o)
+        check_choice("pos_init", self.pos_init, ("sinusoidal", "random"), owner=o)
+        check_float("repeat_fraction", self.repeat_fraction, low=0.0, high=1.0, owner=o)
+
+    def transformer_config(self, d_vocab: int):
+        from spinlens.models.transformer import TransformerConfig
+
+        return TransformerConfig(n_layers=self.n_layers, n_heads=self.n_heads, d_model=self.d_model,
+                                 d_mlp=0 if self.variant == "attn-only" else 4 * self.d_model, act="gelu",
+                                 max_pos=self.n_ctx, input_kind="tokens", d_vocab=d_vocab)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def memory_estimate_bytes(self) -> int:
+        """Rough peak memory of training (weights, Adam state, activations incl. attention patterns)."""
+        V, d, L, T, B, H = self.vocab_size, self.d_model, self.n_layers, self.n_ctx, self.batch_size, self.n_heads
+        mlp = 0 if self.variant == "attn-only" else 8 * d * d
+        params = 2 * V * d + T * d + L * (4 * d * d + mlp)
+        acts = B * T * (V * 3 + L * (16 * d + (8 * d if mlp else 0))) + B * L * H * T * T * 3
+        return int(4 * (4 * params + acts))
+
+
+def sinusoidal_positions_(model) -> None:
+    """Set ``W_pos`` to sin/cos features of the position (Vaswani et al. 2017), scaled like the random init."""
+    W = model.W_pos
+    T, d = W.shape
+    pos = torch.arange(T, dtype=torch.float64)[:, None]
+    freq = torch.exp(-math.log(10_000.0) * torch.arange(0, d, 2, dtype=torch.float64) / d)
+    pe = torch.zeros(T, d, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq)[:, : d // 2]
+    with torch.no_grad():
+        W.copy_((pe * math.sqrt(2.0 / d)).to(W.dtype))
+
+
+def repeat_spans(windows: torch.Tensor, which, *, rng=None, min_len: int = 4) -> torch.Tensor:
+    """Windows ``(n, T)`` where each row in ``which`` repeats a span of its own text: a random span
+    ``[s, s + h)`` (length ``h`` uniform in ``[min_len, T/2]``, start uniform) is copied right after itself,
+    so the lag between the two copies varies and only content (not position) tells where to copy from."""
+    g = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
+    w = windows.clone()
+    T = w.shape[1]
+    for i in np.flatnonzero(np.asarray(which)):
+        h = int(g.integers(min(min_len, T // 2), T // 2 + 1))
+        s = int(g.integers(0, T - 2 * h + 1))
+        w[i, s + h:s + 2 * h] = w[i, s:s + h]
+    return w
+
+
+def checkpoint_steps(steps: int, n: int) -> list[int]:
+    """``n`` roughly log-spaced steps in ``[1, steps]`` (dense early, where induction heads form), with ``steps``."""
+    if n <= 0:
+        return []
+    s = np.unique(np.round(np.geomspace(max(1, steps / 64), steps, n)).astype(int))
+    return sorted(set(int(x) for x in s) | {int(steps)})
+
+
+@dataclass
+class LMResult:
+    """What `train_lm` returns.
+
+    Attributes
+    ----------
+    model : Transformer (eval mode, on the training device)
+    tokenizer : tokenizers.Tokenizer
+    history : list of dicts {step, tokens_seen, train_loss, val_loss, val_ppl, seconds}
+    checkpoints : list of (step, folder)
+    seconds : wall time of the training loop
+    n_train_tokens, n_val_tokens : sizes of the split
+    """
+
+    model: object
+    tokenizer: object
+    history: list
+    checkpoints: list = field(default_factory=list)
+    seconds: float = 0.0
+    n_train_tokens: int = 0
+    n_val_tokens: int = 0
+    metadata: dict = field(default_factory=dict)
+
+
+def _lr_at(step: int, cfg: LMConfig) -> float:
+    if cfg.warmup and step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    frac = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+HELDOUT_FILE = "heldout_tokens.npy"
+
+
+def save_lm(model, tokenizer, folder, *, metadata: dict | None = None, heldout=None) -> Path:
+    """Write a model folder: ``model.safetensors`` + ``config.json`` (metadata ``kind: "lm"``) + ``tokenizer.json``
+    (+ ``heldout_tokens.npy``, the held-out token ids, when ``heldout`` is given)."""
+    from spinlens.io import atomic_path
+    from spinlens.lm.tokenizer import save_tokenizer
+    from spinlens.models.transformer import save_transformer
+
+    folder = Path(folder)
+    save_transformer(model, folder, metadata={"kind": LM_KIND, **(metadata or {})})
+    save_tokenizer(tokenizer, folder)
+    if heldout is not None:
+        with atomic_path(folder / HELDOUT_FILE) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.asarray(heldout, dtype=np.int32))
+    return folder
+
+
+def load_heldout(folder) -> np.ndarray | None:
+    """The held-out token ids saved with a model (in the folder, or in the run folder above a checkpoint)."""
+    folder = Path(folder)
+    for d in (folder, folder.parent.parent):
+        if (d / HELDOUT_FILE).is_file():
+            return np.load(d / HELDOUT_FILE).astype(np.int64)
+    return None
+
+
+def load_lm(folder, *, device: str = "cpu"):
+    """``(model, tokenizer, metadata)`` of a folder written by `save_lm` / ``spinlens lm``.
+
+    A folder that is not a language model (another format, no tokenizer, no token input) gets one line.
+    """
+    from spinlens.lm.tokenizer import load_tokenizer
+    from spinlens.models.transformer import TRANSFORMER_FORMAT, load_transformer
+
+    folder = Path(folder)
+    cfg_file = folder / "config.json"
+    if not folder.is_dir() or not cfg_file.is_file():
+        raise InvalidParameterError(f"The 'checkpoint' parameter must be a language model folder written by 'spinlens lm' "
+                                    f"(config.json, model.safetensors, tokenizer.json). Got {str(folder)!r}.")
+    try:
+        record = json.loads(cfg_file.read_text())
+    except (ValueError, UnicodeDecodeError):
+        record = {}
+    meta = record.get("metadata", {}) if isinstance(record, dict) else {}
+    if not isinstance(record, dict) or record.get("format") != TRANSFORMER_FORMAT or meta.get("kind") != LM_KIND:
+        fmt = record.get("format") if isinstance(record, dict) else None
+        raise InvalidParameterError(f"The checkpoint {str(folder)!r} is not a language model (format {fmt!r}, kind "
+                                    f"{meta.get('kind')!r}); train one with 'spinlens lm --out DIR'.")
+    tok = load_tokenizer(folder)
+    model = load_transformer(folder, device=device)
+    if model.cfg.input_kind != "tokens" or model.cfg.d_vocab != tok.get_vocab_size():
+        raise InvalidParameterError(f"The checkpoint {str(folder)!r} does not match its tokenizer "
+                                    f"(d_vocab {model.cfg.d_vocab}, tokenizer {tok.get_vocab_size()}).")
+    return model, tok, dict(meta)
+
+
+def list_checkpoints(folder) -> list[tuple[int, Path]]:
+    """``[(step, folder)]`` of the checkpoints saved along training, in step order."""
+    root = Path(folder) / CHECKPOINTS
+    out = []
+    for d in sorted(root.glob("step-*")) if root.is_dir() else []:
+        try:
+            out.append((int(d.name.split("-", 1)[1]), d))
+        except ValueError:
+            continue
+    return sorted(out)
+
+
+def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "cpu", corpus_name: str = "text",
+             tokenizer=None, progress: bool = False, callback=None) -> LMResult:
+    """Train a tokenizer (unless given) and a causal LM on ``text``; save folders under ``out`` if given.
+
+    Parameters
+    ----------
+    text : str
+        The corpus.
+    cfg : LMConfig
+    out : path, optional
+        Final model folder (`save_lm`), checkpoints in ``out/checkpoints/step-XXXXXX``.
+    device : torch device string ("cpu", "cuda", ...).
+    tokenizer : tokenizers.Tokenizer, optional
+        Use this tokenizer instead of training one (fine-tuning on a new domain keeps the vocabulary).
+    callback : callable(step, model), optional
+        Called after every held-out evaluation.
+    """
+    from spinlens.lm.corpus import text_digest
+    from spinlens.lm.data import eval_windows, random_windows, split_tokens, token_losses
+    from spinlens.lm.tokenizer import encode, train_tokenizer
+    from spinlens.models.transformer import Transformer
+
+    if not text or not text.strip():
+        raise InvalidParameterError("The 'corpus' is empty.")
+    if tokenizer is None:
+        tokenizer = train_tokenizer(text, cfg.vocab_size)
+    ids = encode(tokenizer, text)
+    split = split_tokens(ids, val_fraction=cfg.val_fraction, n_ctx=cfg.n_ctx)
+    V = tokenizer.get_vocab_size()
+    rng = np.random.default_rng(cfg.seed)
+    model = Transformer(cfg.transformer_config(V), rng=cfg.seed)
+    if cfg.pos_init == "sinusoidal":
+        sinusoidal_positions_(model)
+    model = model.to(device)
+    val = eval_windows(split.val, cfg.n_ctx)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
+    ck_steps = set(checkpoint_steps(cfg.steps, cfg.n_checkpoints))
+    meta = {"corpus": corpus_name, "corpus_sha256": text_digest(text), "corpus_chars": len(text),
+            "n_train_tokens": int(len(split.train)), "n_val_tokens": int(len(split.val)), "lm_config": cfg.to_dict()}
+    history, checkpoints = [], []
+    out = Path(out) if out is not None else None
+    if out is not None:  # the held-out split first: checkpoints read it from the run folder during training
+        out.mkdir(parents=True, exist_ok=True)
+        from spinlens.io import atomic_path
+
+        with atomic_path(out / HELDOUT_FILE) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, split.val.astype(np.int32))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.steps, desc="lm", unit="step", leave=False)
+    t0 = time.perf_counter()
+    train_loss = float("nan")
+    ema = None
+    for step in range(1, cfg.steps + 1):
+        model.train()
+        for gparam in opt.param_groups:
+            gparam["lr"] = _lr_at(step - 1, cfg)
+        w = random_windows(split.train, cfg.batch_size, cfg.n_ctx, rng=rng)
+        if cfg.repeat_fraction > 0:
+            w = repeat_spans(w, rng.random(cfg.batch_size) < cfg.repeat_fraction, rng=rng)
+        w = w.to(device)
+        logits = model(w[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V).float(), w[:, 1:].reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        train_loss = float(loss.detach())
+        ema = train_loss if ema is None else 0.9 * ema + 0.1 * train_loss
+        if not math.isfinite(train_loss):
+            raise InvalidParameterError(f"Training diverged at step {step} (loss {train_loss}); lower --lr (now {cfg.lr}).")
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema:.3f}")
+        if step % cfg.eval_every == 0 or step == cfg.steps or step == 1 or step in ck_steps:
+            model.eval()
+            vl = float(token_losses(model, val).mean())
+            history.append({"step": step, "tokens_seen": step * cfg.batch_size * cfg.n_ctx, "train_loss": ema,
+                            "val_loss": vl, "val_ppl": math.exp(vl), "seconds": time.perf_counter() - t0})
+            if callback is not None:
+                callback(step, model)
+        if out is not None and step in ck_steps:
+            d = out / CHECKPOINTS / f"step-{step:06d}"
+            save_lm(model, tokenizer, d, metadata={**meta, "step": step, "val_loss": history[-1]["val_loss"]})
+            checkpoints.append((step, d))
+    if bar is not None:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    model.eval()
+    meta.update(step=cfg.steps, val_loss=history[-1]["val_loss"], val_ppl=history[-1]["val_ppl"], train_seconds=seconds)
+    if out is not None:
+        save_lm(model, tokenizer, out, metadata=meta)
+    return LMResult(model, tokenizer, history, checkpoints, seconds, len(split.train), len(split.val), meta)
+
+
+def remove_partial(out) -> None:
+    """Remove a model folder left by an interrupted run (only files `train_lm` writes)."""
+    out = Path(out)
+    if (out / CHECKPOINTS).is_dir():
+        shutil.rmtree(out / CHECKPOINTS)
+    for name in ("model.safetensors", "config.json", "tokenizer.json", HELDOUT_FILE):
+        (out / name).unlink(missing_ok=True)
