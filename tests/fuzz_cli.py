@@ -176,12 +176,13 @@ KNOWN_GAPS = [
      "size checked only after allocating (prompts, solve, train, zoo train)"),
     (lambda c, o, v: c.startswith("interp") and o in SIZE_OPTIONS | {"--seed"} and v in HUGE,
      "interp sizes and seeds checked only after allocating"),
-    (lambda c, o, v: c != "sweep" and o in ("--out", "-o", "--save") and v in UNWRITABLE,
+    (lambda c, o, v: c != "sweep" and (o in ("--out", "-o") or o.startswith("--save")) and v in UNWRITABLE,
      "output path not checked for writability before work"),
     (lambda c, o, v: c in ("solve", "train", "zoo train") and o.startswith("--sigma") and v in HUGE,
      "overflow of huge σ"),
     (lambda c, o, v: c == "zoo train" and o in ("--lr", "--weight-decay") and v in HUGE,
      "diverging zoo training raises FloatingPointError"),
+    (lambda c, o, v: c == "solve" and o == "--threads" and v in HUGE, "thread count not bounded"),
 ]
 
 
