@@ -115,5 +115,13 @@ def test_old_spellings_still_work(tf_folder, sla_folder, tmp_path, capsys):
     assert main(["merge", "--base", str(tf_folder), "--models", str(tf_folder), "--save", str(tmp_path / "m"),
                  "--json"]) == 0
     assert "deprecated" in capsys.readouterr().err
+    # a run folder of the older `spinlens train` (weights.safetensors, no config.json)
+    sla = load_model(sla_folder)
+    old_train = tmp_path / "old_train"
+    old_train.mkdir()
+    save_file({k: v.contiguous() for k, v in sla.core.state_dict().items()}, str(old_train / "weights.safetensors"))
+    (old_train / "run.json").write_text(json.dumps({"command": "train", "N": 10}))
+    assert main(["zoo", "bridge", "--checkpoint", str(old_train), "--prompts", "100", "--json"]) == 0
+    assert "deprecated" in capsys.readouterr().err
     # an HF-only flag on a command that takes spinlens models
     assert main(["steer", "--model", str(tmp_path)]) == 2

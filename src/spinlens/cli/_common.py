@@ -99,116 +99,6 @@ def apply_vocabulary(parser) -> None:
             action._deprecated = old
 
 
-def _nearest_existing(path):
-    from pathlib import Path
-
-    p = Path(path).absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
-
-
-def _probe_writable(name: str, path, folder) -> None:
-    """Create and remove a scratch folder inside ``folder``: the only test of writability that does not lie
-    (``os.access`` says yes to root in /proc, read-only mounts, full disks)."""
-    import tempfile
-
-    from spinlens.errors import InvalidParameterError
-
-    try:
-        tmp = tempfile.mkdtemp(prefix=".spinlens-write-test-", dir=folder)
-    except OSError as exc:
-        raise InvalidParameterError(
-            f"The '{name}' parameter must be a path where spinlens can write. Got {str(path)!r}, but "
-            f"{str(folder)!r} is not writable ({exc.strerror or type(exc).__name__})."
-        ) from None
-    import os
-
-    os.rmdir(tmp)
-
-
-def _check_path_text(name: str, path) -> None:
-    from spinlens.errors import InvalidParameterError
-
-    if not str(path).strip() or "\x00" in str(path):
-        raise InvalidParameterError(f"The '{name}' parameter must be a non-empty path. Got {str(path)!r} instead.")
-
-
-def check_out_dir(name: str, path):
-    """Validate an output folder before any work: an existing folder or a creatable one, writable.
-
-    Every command calls this (or `check_out_file`) on each output path before it computes anything, so a
-    bad ``--out`` costs nothing and leaves nothing behind: the test writes and removes a scratch folder in
-    the nearest existing folder on the path.
-    """
-    from pathlib import Path
-
-    from spinlens.errors import InvalidParameterError
-
-    if path is None:
-        return None
-    _check_path_text(name, path)
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise InvalidParameterError(f"The '{name}' parameter must be a folder (existing or new). Got {str(path)!r}, an existing file.")
-    anc = _nearest_existing(p)
-    if not anc.is_dir():
-        raise InvalidParameterError(f"The '{name}' parameter must be a folder (existing or new). Got {str(path)!r}, "
-                                    f"but {str(anc)!r} is a file.")
-    _probe_writable(name, path, anc)
-    return p
-
-
-def check_out_file(name: str, path):
-    """Validate an output file path before any work: not a folder, its folder existing or creatable, writable."""
-    from pathlib import Path
-
-    from spinlens.errors import InvalidParameterError
-
-    if path is None:
-        return None
-    _check_path_text(name, path)
-    p = Path(path)
-    if p.is_dir() or str(path).endswith(("/", "\\")):
-        raise InvalidParameterError(f"The '{name}' parameter must be a file path. Got {str(path)!r}, a folder.")
-    if p.exists() and not p.is_file():
-        raise InvalidParameterError(f"The '{name}' parameter must be a regular file path. Got {str(path)!r}, "
-                                    "an existing special file.")
-    anc = _nearest_existing(p.parent if str(p.parent) else ".")
-    if not anc.is_dir():
-        raise InvalidParameterError(f"The '{name}' parameter must be a file path in a folder. Got {str(path)!r}, "
-                                    f"but {str(anc)!r} is a file.")
-    _probe_writable(name, path, anc)
-    return p
-
-
-def check_device(name: str, value: str) -> str:
-    """Validate a torch device string (imports torch): it must parse and, for cuda/mps, be available."""
-    import torch
-
-    from spinlens.errors import InvalidParameterError
-
-    try:
-        dev = torch.device(value)
-    except (RuntimeError, TypeError, ValueError):
-        raise InvalidParameterError(
-            f"The '{name}' parameter must be a torch device such as 'cpu', 'cuda', 'cuda:0' or 'mps'. Got {value!r} instead."
-        ) from None
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise InvalidParameterError(
-            f"The '{name}' parameter must be a device spinlens can train on: 'cpu', 'cuda', 'cuda:N' or 'mps'. "
-            f"Got {value!r} instead."
-        )
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidParameterError(f"The '{name}' parameter is {value!r} but CUDA is not available here; use 'cpu'.")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise InvalidParameterError(f"The '{name}' parameter is {value!r} but this machine has "
-                                    f"{torch.cuda.device_count()} CUDA device(s).")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InvalidParameterError(f"The '{name}' parameter is {value!r} but MPS is not available here; use 'cpu'.")
-    return value
-
-
 EXIT_BAD_INPUT = 2
 EXIT_NOT_CONVERGED = 3
 
@@ -245,6 +135,9 @@ def all_finite(*values) -> bool:
     return True
 
 
+# validators of output paths and devices live in the library (spinlens.io, spinlens.errors); re-exported here
+from spinlens.errors import check_device  # noqa: E402,F401
+from spinlens.io import check_out_dir, check_out_file  # noqa: E402,F401
 from spinlens.io import jsonable  # noqa: E402  (one JSON conversion for stdout and files)
 
 
@@ -293,3 +186,42 @@ def load_checkpoint_arg(path, *, flag: str = "checkpoint", transformer: bool = T
         if issubclass(w.category, FutureWarning):
             warn_deprecated(f"--{flag} {path}: {w.message}")
     return model, ck
+
+
+def write_experiment(out, stem, ds, fig, args, extra=None):
+    """Write an experiment's Dataset (CSV + NetCDF), its figure (PNG + PDF) and run.json under ``out``
+    (nothing when ``out`` is None; the figure is closed either way)."""
+    from spinlens import io
+
+    if out is None:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        return
+    if "run" in ds.dims:
+        run_vars = [v for v in ds.data_vars if ds[v].dims == ("run",)]
+        io.save_dataframe(ds[run_vars].to_dataframe(), out, stem)
+        rest = [v for v in ds.data_vars if v not in run_vars]
+        if rest:
+            _to_csv(ds[rest].drop_dims("run", errors="ignore"), out, f"{stem}_{'_'.join(rest)}")
+    else:
+        _to_csv(ds, out, stem)
+    io.save_dataset(ds, out, stem)
+    io.save_figure(fig, out, stem, dpi=150)
+    base = stem.removesuffix("_lm")
+    command = {"steering": "steer", "merging": "merge", "quantization": "quantize"}.get(base, base)
+    io.write_run_json(out, io.run_record(command, args=args, seed=args.seed, attrs=dict(ds.attrs),
+                                         **(extra or {})))
+
+
+def _to_csv(ds, out, name):
+    import pandas as pd
+
+    from spinlens.io import save_dataframe
+
+    frames = []
+    for var, da in ds.data_vars.items():
+        df = da.to_dataframe(name="value").reset_index()
+        df.insert(0, "variable", var)
+        frames.append(df)
+    save_dataframe(pd.concat(frames, ignore_index=True), out, name, index=False)

@@ -194,39 +194,8 @@ def _setup(args):
     return model, out
 
 
-def _write(out, stem, ds, fig, args, extra=None):
-    from spinlens import io
-
-    if out is None:
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-        return
-    if "run" in ds.dims:
-        run_vars = [v for v in ds.data_vars if ds[v].dims == ("run",)]
-        io.save_dataframe(ds[run_vars].to_dataframe(), out, stem)
-        rest = [v for v in ds.data_vars if v not in run_vars]
-        if rest:
-            _to_csv(ds[rest].drop_dims("run", errors="ignore"), out, f"{stem}_{'_'.join(rest)}")
-    else:
-        _to_csv(ds, out, stem)
-    io.save_dataset(ds, out, stem)
-    io.save_figure(fig, out, stem, dpi=150)
-    io.write_run_json(out, io.run_record(args.func.__name__.lstrip("_"), args=args, seed=args.seed, attrs=dict(ds.attrs),
-                                         **(extra or {})))
-
-
-def _to_csv(ds, out, name):
-    import pandas as pd
-
-    from spinlens.io import save_dataframe
-
-    frames = []
-    for var, da in ds.data_vars.items():
-        df = da.to_dataframe(name="value").reset_index()
-        df.insert(0, "variable", var)
-        frames.append(df)
-    save_dataframe(pd.concat(frames, ignore_index=True), out, name, index=False)
+# the writer of every edit experiment (also used by the language-model experiments)
+from spinlens.cli._common import write_experiment as _write  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------- commands

@@ -139,7 +139,7 @@ def _register_induction(isub) -> None:
 
 
 def _run_induction(args) -> int:
-    from spinlens.lm.analysis import induction_command
+    from ._interp_induction import induction_command
 
     summary = induction_command(args)
     if args.json:

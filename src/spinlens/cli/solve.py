@@ -55,8 +55,8 @@ def register(sub):
 
 
 def run(args) -> int:
+    import sys
     import time
-    import warnings
 
     import numpy as np
 
