@@ -224,7 +224,6 @@ HARDENING = [
     ("ignored", "theory curve --vary tau --from 0.1 --to 3 --num 5 --alpha 2 --lam 0,,0.1", "'lam'"),
     ("ignored", "theory diversity --K 2,,4 --D 2 --N 2 --P 10", "'K'"),
     ("ignored", "pinpoint --n-random 0 --out o", "'n_random'"),
-    ("ignored", "quantize --n-random 0 --out o", "'n_random'"),
     ("ignored", "solve --method limit --K 3", "'--K'"),
     ("ignored", "zoo train --arch sla --D 2 --N 3 --P 8 --batch-size 99 --out o", "'--batch-size'"),
     ("ignored", "report emptydir", "'DIR'"),

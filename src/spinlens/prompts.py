@@ -136,8 +136,8 @@ def load_prompts(path: str | os.PathLike, *, dtype=np.float64) -> Prompts:
         head = fh.read(6)
     if not head.startswith(b"PK"):  # np.load falls back to unpickling, whose message would mislead
         what = "a single .npy array" if head.startswith(b"\x93NUMPY") else "not an .npz archive (a zip of .npy arrays)"
-        raise InvalidPromptsError(f"prompts file {str(path)!r} is {what}; expected an .npz with keys 'Z' and 'y' "
-                                  "(see `spinlens prompts`).")
+        raise InvalidPromptsError(f"cannot read prompts file {str(path)!r}: it is {what}; expected an .npz with keys "
+                                  "'Z' and 'y' (see `spinlens prompts`).")
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}

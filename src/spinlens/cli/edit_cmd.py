@@ -428,7 +428,7 @@ def _quantize(args):
     from spinlens.cli._common import check_out_dir
 
     check_int("group_size", args.group_size, low=1, high=1 << 20)
-    check_int("n_random", args.n_random, low=1)  # the uninformed baseline is part of the result
+    check_int("n_random", args.n_random, low=0)  # 0: no random baseline (e.g. only --save a quantized model)
     check_int("n_seq", args.n_seq, low=1, high=4096)
     check_int("seq_len", args.seq_len, low=2)
     _check_common(args)
