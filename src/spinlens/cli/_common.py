@@ -35,6 +35,106 @@ def add_command(sub, name: str, help: str, examples: str, func):
     return p
 
 
+class _DeprecatedSpelling:
+    """Mixin for an argparse action reached by an old flag spelling: warn once, then act as usual."""
+
+    _deprecated: dict = {}
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        new = self._deprecated.get(option_string)
+        if new:
+            print(f"{parser.prog}: warning: {option_string} is deprecated; use {new}", file=sys.stderr)
+        return super().__call__(parser, namespace, values, option_string)
+
+
+MAX_INT = 2**53  # integers above this overflow C integers and float64 sizes; reject them while parsing
+
+
+def bounded_int(text: str) -> int:
+    """argparse type for integer flags: an integer of at most 2**53 in size (no silent C overflow later)."""
+    value = int(text)
+    if abs(value) > MAX_INT:
+        raise argparse.ArgumentTypeError(f"integer too large: {text!r} (at most 2**53 = {MAX_INT})")
+    return value
+
+
+bounded_int.__name__ = "int"  # argparse names the type in "invalid int value: ..."
+
+
+def apply_vocabulary(parser) -> None:
+    """Give every flag of a quantity in `spinlens.vocabulary` its symbol and long alias, in every (sub)command.
+
+    A flag declared under any spelling of a table quantity (``--d``, ``--n-context``, ``--N``, ...) becomes
+    ``--N`` with the alias ``--context-length``; the other spellings it was declared with stay accepted,
+    hidden from --help, and print a deprecation warning. The ``dest`` (the attribute the command reads) is
+    unchanged. Called once by `spinlens.cli.main.build_parser`.
+    """
+    from spinlens.vocabulary import by_symbol, cli_spellings
+
+    spell = cli_spellings()
+    for action in list(parser._actions):
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                apply_vocabulary(sub)
+            continue
+        if action.type is int:
+            action.type = bounded_int
+        symbols = {spell[o][0] for o in action.option_strings if o in spell}
+        if len(symbols) != 1:
+            continue
+        term = by_symbol(symbols.pop())
+        visible = [term.flag, term.long_flag]
+        taken = [o for o in visible if parser._option_string_actions.get(o, action) is not action]
+        if taken:
+            continue
+        old = {o: term.flag for o in action.option_strings if o not in visible}
+        for o in visible:
+            parser._option_string_actions[o] = action
+        action.option_strings = visible
+        if action.metavar is None and action.nargs != 0:
+            action.metavar = term.symbol.upper()
+        if old:
+            cls = action.__class__
+            action.__class__ = type(f"Deprecated{cls.__name__}", (_DeprecatedSpelling, cls), {})
+            action._deprecated = old
+
+
+EXIT_BAD_INPUT = 2
+EXIT_NOT_CONVERGED = 3
+
+
+def convergence_exit(prog: str, converged: bool, reason: str = "", *, what: str = "") -> int:
+    """The one rule for non-convergence (docs/cli.md), shared by every command.
+
+    A result that did not converge (a solver that stopped short, a fixed point that was not reached, a
+    training run whose loss diverged or became non-finite) is still printed and written, carries
+    ``"converged": false`` in the JSON output and in run.json, gets ONE warning line on stderr
+    (``<prog>: warning: did not converge: <reason>``), and the command exits with code 3.
+    Returns the exit code: 0 when converged, else 3.
+    """
+    if converged:
+        return 0
+    subject = f"{what} " if what else ""
+    print(f"{prog}: warning: {subject}did not converge: {' '.join(str(reason).split()) or 'no reason given'}",
+          file=sys.stderr)
+    return EXIT_NOT_CONVERGED
+
+
+def all_finite(*values) -> bool:
+    """True when every value (scalars or arrays; None counts as missing, not as non-finite) is finite."""
+    import numpy as np
+
+    for v in values:
+        if v is None:
+            continue
+        try:
+            if not np.all(np.isfinite(np.asarray(v, dtype=float))):
+                return False
+        except (TypeError, ValueError):
+            return False
+    return True
+
+
 # validators of output paths and devices live in the library (spinlens.io, spinlens.errors); re-exported here
 from spinlens.errors import check_device  # noqa: E402,F401
 from spinlens.io import check_out_dir, check_out_file  # noqa: E402,F401

@@ -18,7 +18,7 @@ EXAMPLES = """  spinlens lm --out runs/lm                               # stdlib
 
 
 def register(sub) -> None:
-    from spinlens.lm.train import LMConfig
+    from spinlens.lm.config import LMConfig
 
     d = LMConfig()
     p = add_command(sub, "lm", "Train a small causal LM on text (BPE tokenizer, checkpoints, loss curves, induction scores).",

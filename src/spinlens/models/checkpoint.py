@@ -276,10 +276,19 @@ def read_checkpoint(path) -> Checkpoint:
             if not isinstance(record, dict):
                 raise InvalidParameterError(f"The 'checkpoint' parameter: {str(cfg_file)!r} must hold a JSON object.")
             tag = record.get("format")
-            if tag not in FORMATS or not isinstance(record.get("config"), dict):
+            if "format" not in record:
+                raise InvalidParameterError(
+                    f"The 'checkpoint' parameter: {str(cfg_file)!r} has no 'format' key, so it is not a spinlens model "
+                    f"config (formats {list(FORMATS)}). (A Hugging Face folder goes under --model.)"
+                )
+            if tag not in FORMATS:
                 raise InvalidParameterError(
                     f"The 'checkpoint' parameter: {str(cfg_file)!r} has format {tag!r}; spinlens reads {list(FORMATS)}. "
                     "(A Hugging Face folder goes under --model.)"
+                )
+            if not isinstance(record.get("config"), dict):
+                raise InvalidParameterError(
+                    f"The 'checkpoint' parameter: {str(cfg_file)!r} (format {tag!r}) lacks its 'config' object."
                 )
             return Checkpoint(p, tag, dict(record["config"]), dict(record.get("metadata") or {}), legacy)
         if not (p / WEIGHTS_FILE).is_file() and (p / LEGACY_TRAIN_WEIGHTS).is_file():
