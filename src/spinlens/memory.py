@@ -88,7 +88,7 @@ class MemoryEstimate:
 
 
 def estimate_memory(method: str, *, d: int, n_context: int, n_prompts: int | None, sampler: str = "core",
-                    batch_size: int = 4096, backend: str = "auto", n_probes: int = 0, n_samples: int = 1000,
+                    batch_size: int = 4096, backend: str = "auto", n_probes: int = 8, n_samples: int = 1000,
                     n_chains: int = 16, n_steps: int = 2000, thin: int = 10, compare_exact: bool = True,
                     save_prompts: bool = False, dense_max: int = 6000) -> MemoryEstimate:
     """Peak memory of solving the spin glass of (D, N, P) with ``method`` (sizes in the module docstring).
