@@ -42,7 +42,7 @@ BASES: dict[str, str] = {
 # Commands whose base run takes long (they train or reproduce): only values that must be refused before
 # any work are tried on them.
 SLOW = ("demo", "reproduce", "zoo figS8", "zoo bridge", "landscape", "steer", "pinpoint", "merge", "quantize",
-        "interp fv", "interp path", "interp attribution")
+        "interp fv", "interp path", "interp attribution", "lm", "interp induction")
 
 #: values that no option of spinlens accepts for a number (refused before any work)
 BAD_NUMBERS = ["-1", "-7.5", "nan", "NaN", "inf", "-inf", "abc", "", " ", "1e400", "0x10", "½", "1,,2", "--",
@@ -176,12 +176,13 @@ KNOWN_GAPS = [
      "size checked only after allocating (prompts, solve, train, zoo train)"),
     (lambda c, o, v: c.startswith("interp") and o in SIZE_OPTIONS | {"--seed"} and v in HUGE,
      "interp sizes and seeds checked only after allocating"),
-    (lambda c, o, v: c != "sweep" and o in ("--out", "-o", "--save") and v in UNWRITABLE,
+    (lambda c, o, v: c != "sweep" and (o in ("--out", "-o") or o.startswith("--save")) and v in UNWRITABLE,
      "output path not checked for writability before work"),
     (lambda c, o, v: c in ("solve", "train", "zoo train") and o.startswith("--sigma") and v in HUGE,
      "overflow of huge σ"),
     (lambda c, o, v: c == "zoo train" and o in ("--lr", "--weight-decay") and v in HUGE,
      "diverging zoo training raises FloatingPointError"),
+    (lambda c, o, v: c == "solve" and o == "--threads" and v in HUGE, "thread count not bounded"),
 ]
 
 
