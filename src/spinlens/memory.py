@@ -7,11 +7,13 @@ not fit with one line naming the estimate in GiB and what to change. The CLI cal
 the Python API is meant for other commands too::
 
     >>> from spinlens.memory import estimate_memory, check_memory
-    >>> est = estimate_memory("exact", d=20, n_context=100, n_prompts=10_000)
+    >>> est = estimate_memory("exact", d=20, n_context=100, n_prompts=10_000)  # ExactSolver's defaults: 8 probes
     >>> est.backend, round(est.gib, 3) < 1
-    ('cg', True)
+    ('dense', True)
+    >>> estimate_memory("exact", d=20, n_context=100, n_prompts=10_000, n_probes=0).backend  # mean only: CG is cheaper
+    'cg'
     >>> check_memory(est, available=2**40)  # fits: returns the estimate
-    MemoryEstimate(method='exact', backend='cg', ...)
+    MemoryEstimate(method='exact', backend='dense', ...)
 
 Sizes (K = (D+1)² spins, D1 = D+1, B = prompts per batch):
 
