@@ -7,12 +7,11 @@ import math
 import numpy as np
 import pytest
 
-core = pytest.importorskip("spinlens.solvers", reason="core solvers not available")
-
-from spinlens.conventions import to_lu  # noqa: E402
-from spinlens.hamiltonian import build_hamiltonian  # noqa: E402
-from spinlens.observables import pool_error, test_error  # noqa: E402
-from spinlens.prompts import PromptDistribution  # noqa: E402
+import spinlens.solvers as core
+from spinlens.conventions import to_lu
+from spinlens.hamiltonian import build_hamiltonian
+from spinlens.observables import pool_error, test_error
+from spinlens.prompts import PromptDistribution
 from spinlens.theory import learning_curve_point  # noqa: E402
 
 
