@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 OUT    ?= demo-out
 
-.PHONY: demo test test-slow bench clean install install-test
+.PHONY: demo test test-slow bench clean install install-test docs
 
 $(VENV)/.stamp-base: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,12 @@ test: $(VENV)/.stamp-test
 test-slow: $(VENV)/.stamp-test
 	$(PY) -m pytest -m slow --timeout 3600
 
+## make docs: the documentation site (MkDocs + mkdocstrings) into site/; any warning fails the build
+docs: $(VENV)/.stamp-test
+	$(PY) -m mkdocs build --strict --site-dir site
+
 bench: $(VENV)/.stamp-base
 	$(PY) benchmarks/bench_core.py
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) demo-out .pytest_cache site

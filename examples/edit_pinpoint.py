@@ -14,7 +14,7 @@ from spinlens.edit.pinpoint import pinpoint_tune, save_delta
 from spinlens.plotting.edit import plot_pinpoint, save_figure
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "edit-out")
-model = pretrained_base(d=5, n_context=10, steps=2000, path=out / "base.safetensors", rng=0)
+model = pretrained_base(d=5, n_context=10, steps=2000, path=out / "base", rng=0)
 ds = pinpoint_experiment(model, target="corr", k=2, n_random=3, steps=300, importance="patching", rng=0)
 runs = ds.drop_vars(["importance", "imp_layer", "head"])
 runs.to_dataframe().to_csv(out / "pinpoint.csv")

@@ -17,7 +17,7 @@ out = Path(sys.argv[1] if len(sys.argv) > 1 else "edit-out")
 n_seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
 rows = []
 for seed in range(n_seeds):
-    path = out / ("base.safetensors" if seed == 0 else f"base_seed{seed}.safetensors")
+    path = out / ("base" if seed == 0 else f"base_seed{seed}")
     model = pretrained_base(d=5, n_context=10, steps=2000, path=path, rng=seed)
     ds = quantization_experiment(model, budgets=(2.5, 3.0, 3.4, 4.0, 5.0), group_size=32, rng=seed)
     if seed == 0:

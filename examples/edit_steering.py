@@ -10,7 +10,7 @@ from spinlens.edit.experiments import pretrained_base, steering_experiment
 from spinlens.plotting.edit import plot_steering, save_figure
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "edit-out")
-model = pretrained_base(d=5, n_context=10, steps=2000, path=out / "base.safetensors", rng=0)
+model = pretrained_base(d=5, n_context=10, steps=2000, path=out / "base", rng=0)
 ds = steering_experiment(model, strengths=(0, 0.5, 1, 2, 3, 4), n_top_heads=3, rng=0)
 ds.to_netcdf(out / "steering.nc")
 ds["recovery"].to_dataframe().to_csv(out / "steering_recovery.csv")

@@ -396,3 +396,13 @@ def test_bench_gpu_smoke_on_cpu():
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
     assert d["converged"] and d["residual"] < 1e-9 and abs(d["relative_gap"]) < 0.3
+
+
+def test_cli_device_torch_cpu_and_missing_cuda(capsys):
+    torch = pytest.importorskip("torch")
+    assert _cli(["solve", "--D", "4", "--N", "8", "--P", "800", "--device", "torch-cpu", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["backend"] == "cg" and d["converged"] and d["device"] == "torch-cpu"
+    if not torch.cuda.is_available():
+        assert _cli(["solve", "--D", "4", "--P", "100", "--device", "cuda"]) == 2
+        assert "CUDA" in capsys.readouterr().err

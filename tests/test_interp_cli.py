@@ -6,6 +6,9 @@ import pytest
 
 from spinlens.cli.main import main
 
+# every figure saved by these tests is checked (labels, colourbars, legends): tests/conftest.py
+pytestmark = pytest.mark.usefixtures("audit_figures")
+
 
 @pytest.mark.parametrize("method,files", [
     ("patch", ["patch.png", "patch.pdf", "patch.nc"]),

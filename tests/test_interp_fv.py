@@ -18,6 +18,9 @@ from spinlens.interp.function_vectors import (
 )
 from spinlens.interp.planted import planted_task_model
 
+# every figure saved by these tests is checked (labels, colourbars, legends): tests/conftest.py
+pytestmark = pytest.mark.usefixtures("audit_figures")
+
 K = 3
 STRENGTH = 5.0
 

@@ -12,6 +12,9 @@ import pytest
 from spinlens.errors import InvalidParameterError
 from spinlens.reproduce import FIGURES, _framework as fw, paper, run_figure
 
+# every figure saved by these tests is checked (labels, colourbars, legends): tests/conftest.py
+pytestmark = pytest.mark.usefixtures("audit_figures")
+
 
 def _read_csv(path) -> dict:
     with open(path, newline="") as fh:

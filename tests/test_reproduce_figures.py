@@ -12,6 +12,9 @@ import xarray as xr
 
 from spinlens.reproduce import paper, run_figure
 
+# every figure saved by these tests is checked (labels, colourbars, legends): tests/conftest.py
+pytestmark = pytest.mark.usefixtures("audit_figures")
+
 
 @pytest.fixture(scope="module")
 def out(tmp_path_factory):
@@ -48,7 +51,7 @@ def test_fig1_block_statistics(out):
     diag = np.diag(ds["J"].values)
     assert np.all(diag <= 0)
     assert np.linalg.norm(diag - ds["J_diag_expected"].values) / np.linalg.norm(ds["J_diag_expected"].values) < 0.2
-    # block sizes as defined in the brief
+    # block sizes as defined in docs/reproduce.md
     assert ds.sizes["h1_entry"] == D * D and ds.sizes["h2_entry"] == D
     n1 = D * (D + 1)
     assert ds.sizes["J1_entry"] == n1 * n1 - n1 and ds.sizes["J2_entry"] == n1 * (D + 1)
@@ -74,7 +77,7 @@ def test_fig4a_contrast_rises_with_P(out):
     assert np.all(ex.isel(n_prompts=-1) > ex.isel(n_prompts=1))
     # the smallest P never converges (blank cells in the paper); our value is NaN there, never a number
     assert np.all(np.isnan(cr.sel(n_prompts=20)))
-    # within 0.05 of (saved map − 0.09) where both exist (BRIEF: the saved map is ~0.09 above the code)
+    # within 0.05 of (saved map − 0.09) where both exist (docs/paper-notes.md: the saved map is ~0.09 above the code)
     rows = [r for r in res["comparison"] if "0.09" in r["quantity"] and np.isfinite(r["ours"])]
     assert len(rows) >= 3
     assert max(abs(r["deviation"]) for r in rows) < 0.06

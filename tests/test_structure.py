@@ -8,6 +8,7 @@ name importable after it moved (PEP 562), which runs only when a user asks for t
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import spinlens
@@ -60,6 +61,7 @@ def _resolve(mod: str) -> str | None:
     return mod or None
 
 
+@functools.lru_cache(maxsize=1)
 def _graph() -> dict[str, set[str]]:
     g = {}
     for name, path in MODULES.items():
@@ -127,3 +129,17 @@ def test_cycle_finder_finds_a_cycle():
 def test_graph_sees_lazy_imports():
     # models.checkpoint imports the zoo only inside functions; the graph must still see that edge
     assert "spinlens.models.zoo" in _graph()["spinlens.models.checkpoint"]
+
+
+def test_docs_refer_only_to_the_repository():
+    # no reference to notes outside the repository (internal briefs, issue numbers) in code, docs or examples
+    import re
+
+    root = SRC.parent
+    words = ["BRI" + "EF", "INT" + "ERP.md", "THE" + "ORY.md", "ST" + "YLE.md", "the bri" + "ef", "shared/"]
+    pattern = re.compile("|".join(re.escape(w) for w in words) + r"|issue \d")
+    files = [*(root / "src").rglob("*.py"), *(root / "docs").rglob("*.md"), *(root / "examples").rglob("*.py")]
+    files += [root / "README.md"]
+    hits = [f"{f.relative_to(root)}:{i}" for f in files if f.is_file()
+            for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert hits == []

@@ -1,4 +1,4 @@
-"""Asymptotic theory of Lu et al. (spinlens.theory.asymptotic) against THEORY.md §4 and closed forms."""
+"""Asymptotic theory of Lu et al. (spinlens.theory.asymptotic) against published check values and closed forms."""
 
 from __future__ import annotations
 

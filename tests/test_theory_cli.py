@@ -10,6 +10,9 @@ import pytest
 from spinlens.cli.main import main
 from spinlens.theory import learning_curve_point
 
+# every figure saved by these tests is checked (labels, colourbars, legends): tests/conftest.py
+pytestmark = pytest.mark.usefixtures("audit_figures")
+
 
 def _run(capsys, *argv):
     code = main(["theory", *argv])
@@ -23,7 +26,7 @@ def test_single_point_json_exact_form(capsys):
     lines = out.strip().splitlines()
     assert len(lines) == 1
     obj = json.loads(lines[0])
-    assert obj["icl_error"] == pytest.approx(1.2610769, rel=1e-6)  # THEORY.md §4 row 2
+    assert obj["icl_error"] == pytest.approx(1.2610769, rel=1e-6)  # Lu et al. check value (docs/theory.md, 'What was checked')
     assert obj["idg_error"] == pytest.approx(0.8018492, rel=1e-6)
     assert obj["epsilon"] == pytest.approx(1.6297333, rel=1e-6)
     assert obj["g_task"] == pytest.approx(obj["icl_error"] - obj["idg_error"])
@@ -49,7 +52,7 @@ def test_spin_glass_form_maps_with_to_lu(capsys):
     code, out, _ = _run(capsys, "--spin-glass", "--D", "20", "--N", "100", "--P", "10000", "--lam", "0.01", "--json")
     assert code == 0
     obj = json.loads(out)
-    assert obj["spin_glass"] == {"D": 20, "N": 100, "P": 10000, "l2_strength": 0.01, "K": None, "sigma_eps": 0.0}
+    assert obj["spin_glass"] == {"D": 20, "N": 100, "P": 10000, "lam": 0.01, "K": None, "sigma_eps": 0.0}
     assert obj["alpha"] == 5 and obj["tau"] == 25 and obj["kappa"] == "inf"
     assert obj["lam"] == pytest.approx(20 * 0.01 * 1.01**2)
     assert obj["icl_error"] == pytest.approx(learning_curve_point(5, 25, math.inf, 0, 20 * 0.01 * 1.01**2).icl_error)
@@ -109,7 +112,7 @@ def test_simulate_json(capsys):
                         "--rho", "0.1", "--lam", "0.1", "--seed", "0", "--json")
     assert code == 0
     obj = json.loads(out)
-    assert obj["n_prompts"] == 288 and obj["n_tasks"] == 6 and obj["n_context"] == 24
+    assert obj["P"] == 288 and obj["K"] == 6 and obj["N"] == 24 and obj["D"] == 12  # docs/vocabulary.md
     assert obj["sim_icl_error"] == pytest.approx(obj["icl_error"], rel=0.4)
     code2, out2, _ = _run(capsys, "simulate", "--d", "12", "--alpha", "2", "--tau", "2", "--kappa", "0.5",
                           "--rho", "0.1", "--lam", "0.1", "--seed", "0", "--json")

@@ -1,4 +1,4 @@
-"""Finite-d simulator (THEORY.md §1.12) and its agreement with the asymptotic theory (rows 9-14, 17)."""
+"""Finite-d simulator (docs/theory.md) and its agreement with the asymptotic theory (rows 9-14, 17)."""
 
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ def test_to_lu_matches_theory_doc_section_3_2():
 
 
 def test_spin_glass_ridge_matches_theory_through_to_lu():
-    # THEORY.md §3.2: λ_LU = 0.2, α = 5, τ = 25: finite-D SG ridge 0.1967 (D=20) vs theory 0.1902
+    # docs/theory.md, map from the spin glass: λ_LU = 0.2, α = 5, τ = 25: finite-D SG ridge 0.1967 (D=20) vs theory 0.1902
     D, N = 20, 100
     l2 = 0.2 / (D * (1 + 1 / N) ** 2)
     P = 25 * D * D
@@ -175,7 +175,7 @@ def test_spin_glass_ridge_matches_theory_through_to_lu():
 
 
 def test_spin_glass_fig4b_theory_columns_via_to_lu():
-    # THEORY.md §3.4 (SG Fig. 4b: D=20, P=10⁴, wd = λ0 = 0.01): LU theory with the AMP λ (E's l2_strength = λ0)
+    # docs/theory.md (SG Fig. 4b: D=20, P=10⁴, wd = λ0 = 0.01): LU theory with the AMP λ (E's l2_strength = λ0)
     # and with Adam's coupled weight decay (l2_strength = wd/2)
     from spinlens.conventions import l2_strength_from_weight_decay
 

@@ -33,7 +33,7 @@ Conventions
   mean squared error, so a stationary point of training minimises E with λ = λ₀/2
   (`l2_strength_from_weight_decay`).
 * Asymptotic theory (Lu et al., arXiv 2405.11751): α = N/D, τ = P/D², κ = K/D, ρ = σ_ε²/(σ_xσ_w)²,
-  λ_LU = D·λ·(1+1/N)² for σ_x = σ_w = 1 (THEORY.md §3.2); see `to_lu`.
+  λ_LU = D·λ·(1+1/N)² for σ_x = σ_w = 1 (docs/theory.md, 'Map from the spin glass'); see `to_lu`.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def to_lu(
     ŷ/(σ_xσ_w) = x̃_qᵀ Γ h̃ with Γ[:, :D] = (N/(N+1))·σ_x²·W[:D, :D]ᵀ, so the SG objective
     mean(…)²/2 + λ/2 |W|² equals, in LU units and up to a factor 2, (1/n)Σ(…)² + (λ_LU/d)|Γ|² with
 
-        λ_LU = D · λ · (1 + 1/N)² / (σ_x⁶ σ_w²)      (= D λ (1+1/N)² for σ_x = σ_w = 1, THEORY.md §3.2).
+        λ_LU = D · λ · (1 + 1/N)² / (σ_x⁶ σ_w²)      (= D λ (1+1/N)² for σ_x = σ_w = 1; docs/theory.md).
 
     The last column of Γ (the Σy² feature) is penalised differently; that is O(1/D). κ = ∞ when every
     prompt has its own task (``n_tasks=None``).

@@ -16,6 +16,10 @@ import numpy as np
 from . import conventions
 from .errors import InvalidParameterError
 
+#: prompts per streamed batch (`stream_features`, `PromptDistribution.iter_batches`); the draws of more
+#: than BATCH_SIZE prompts depend on it
+BATCH_SIZE = 4096
+
 
 @dataclasses.dataclass(frozen=True)
 class SpinFeatures:
@@ -113,7 +117,7 @@ def stream_features(dist, n_prompts: int, *, rng, sampler: str = "core", batch_s
     n_prompts : int
     rng : seed or numpy Generator
         One generator feeds every batch in order, so the result depends on ``batch_size`` (default
-        `spinlens.prompts.BATCH_SIZE`) but not on anything else: with the "core" sampler it equals
+        `BATCH_SIZE`) but not on anything else: with the "core" sampler it equals
         `spin_features` of ``dist.sample_batched(n_prompts, rng=rng, batch_size=batch_size)``.
     sampler : {"core", "reduced", "auto"}
         "core": full prompts (`PromptDistribution.iter_batches`). "reduced": the same law of the features
@@ -129,7 +133,6 @@ def stream_features(dist, n_prompts: int, *, rng, sampler: str = "core", batch_s
         tqdm progress bar over batches.
     """
     from .errors import check_int
-    from .prompts import BATCH_SIZE
     from .random import as_generator
 
     P = check_int("n_prompts", n_prompts, low=1, owner="stream_features")

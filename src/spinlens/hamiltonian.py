@@ -80,24 +80,38 @@ class Hamiltonian:
         """The diagonal λ_i = λ − J_ii, shape (n_spins,)."""
         return self.l2_strength + self.gram_diag
 
-    def gram(self, block_rows: int = 2048) -> np.ndarray:
-        """The dense Gram matrix SᵀS/P of shape (n_spins, n_spins), accumulated over row blocks of S."""
-        if "gram" not in self._cache:
-            from scipy.linalg.blas import dsyrk
+    def gram(self, block_rows: int = 2048, *, progress: bool = False) -> np.ndarray:
+        """The dense Gram matrix SᵀS/P of shape (n_spins, n_spins) (``progress``: a tqdm bar over row blocks).
 
-            K = self.n_spins
-            A = np.zeros((K, K), order="F")
-            for start in range(0, self.n_prompts, block_rows):
-                S = self.features.dense(slice(start, start + block_rows))
-                # lower triangle of SᵀS (symmetric rank-k update: half the flops of S.T @ S), in place
-                A = dsyrk(1.0, S.T, beta=1.0, c=A, trans=0, lower=1, overwrite_c=1)
-            for i in range(0, K, 512):  # mirror the lower triangle, block by block (no K² temporaries)
-                j = min(i + 512, K)
-                A[i:j, j:] = A[j:, i:j].T
-                blk = A[i:j, i:j]
-                blk[np.triu_indices(j - i, 1)] = blk.T[np.triu_indices(j - i, 1)]
-            A /= self.n_prompts
-            self._cache["gram"] = A.T  # symmetric: the transpose is the same matrix, C-contiguous
+        Built from the symmetric pair products: with s = c ⊗ q, (SᵀS)[(a,b),(a',b')] = Σ_μ (c_a c_a')(q_b q_b'),
+        and both factors are symmetric under a ↔ a', b ↔ b'. So G₂ = XᵀY over the D₁(D₁+1)/2 pairs a ≤ a'
+        (X_μ = c_a c_a') and b ≤ b' (Y_μ = q_b q_b') holds every entry: P·K²/4 multiply-adds instead of the
+        P·K² of SᵀS (K = D₁² spins), then scattered block by block.
+        """
+        if "gram" not in self._cache:
+            C, Q = self.features.C, self.features.Q
+            D1 = C.shape[1]
+            ia, ib = np.triu_indices(D1)
+            npair = ia.size
+            G2 = np.zeros((npair, npair))
+            starts = range(0, self.n_prompts, block_rows)
+            if progress:
+                from tqdm.auto import tqdm
+
+                starts = tqdm(starts, desc=f"couplings ({D1 * D1} spins)", unit="block")
+            for start in starts:
+                Cb, Qb = C[start:start + block_rows], Q[start:start + block_rows]
+                G2 += (Cb[:, ia] * Cb[:, ib]).T @ (Qb[:, ia] * Qb[:, ib])
+            G2 /= self.n_prompts
+            pair = np.empty((D1, D1), dtype=np.intp)
+            pair[ia, ib] = np.arange(npair)
+            pair[ib, ia] = pair[ia, ib]
+            A = np.empty((D1 * D1, D1 * D1))
+            A4 = A.reshape(D1, D1, D1, D1)  # [a, b, a', b']
+            for a in range(D1):
+                # A[a, :, a', :] = G2[pair(a, a'), pair(b, b')] for every a'
+                A4[a] = G2[pair[a]][:, pair].transpose(1, 0, 2)
+            self._cache["gram"] = A
         return self._cache["gram"]
 
     @property

@@ -71,10 +71,29 @@ def infinite_diversity_solution(dist, l2_strength: float) -> np.ndarray:
     return W
 
 
+def as_weights(W, shape=None, *, name: str = "W") -> np.ndarray:
+    """``W`` as a float array of ``shape`` (default: any square matrix), or `InvalidParameterError`.
+
+    Non-finite entries are allowed (the observables of such a W are NaN or inf, never an exception).
+    """
+    from .errors import InvalidParameterError
+
+    try:
+        A = np.asarray(W, dtype=float)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(f"The '{name}' parameter must be an array of real numbers. Got {type(W).__name__} instead.") from None
+    if shape is not None and A.size == int(np.prod(shape)):
+        return A.reshape(shape)
+    if shape is not None or A.ndim != 2 or A.shape[0] != A.shape[1] or A.size == 0:
+        want = f"shape {tuple(shape)}" if shape is not None else "a non-empty square matrix"
+        raise InvalidParameterError(f"The '{name}' parameter must be {want}. Got shape {A.shape} instead.")
+    return A
+
+
 def expected_error(W, dist) -> float:
     """Exact expected squared error of the merged model W on fresh prompts with fresh tasks."""
     mom = moments(dist)
-    W = np.asarray(W, dtype=float).reshape(mom.ys.shape)
+    W = as_weights(W, mom.ys.shape)
     return float(mom.y2 - 2 * np.sum(W * mom.ys) + np.sum(mom.ss_diag * W * W))
 
 

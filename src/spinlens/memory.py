@@ -9,9 +9,9 @@ the Python API is meant for other commands too::
     >>> from spinlens.memory import estimate_memory, check_memory
     >>> est = estimate_memory("exact", d=20, n_context=100, n_prompts=10_000)
     >>> est.backend, round(est.gib, 3) < 1
-    ('dense', True)
+    ('cg', True)
     >>> check_memory(est, available=2**40)  # fits: returns the estimate
-    MemoryEstimate(method='exact', backend='dense', ...)
+    MemoryEstimate(method='exact', backend='cg', ...)
 
 Sizes (K = (D+1)² spins, D1 = D+1, B = prompts per batch):
 
@@ -21,10 +21,10 @@ part                    bytes
 prompt batch (core)     3·B·D1·(N+1)·8 (the batch, its inputs and the einsum temporary)
 prompt batch (reduced)  8·B·D1·8
 features C, Q, y        (2·D1 + 1)·P·8 (the streamed features; the prompts are never all held)
-dense exact             3·K²·8 (Gram, Hessian/Cholesky factor, its inverse for the variances)
+dense exact             3.25·K²·8 (Gram and its pair form, Hessian/Cholesky factor, its inverse)
 CG exact                (6·k)·K·8 + 3·b·D1·k·8 (block CG vectors, k = 1 + probes; row chunk b)
-cavity / tap            3·K²·8 (Gram, J₀, J₀∘J₀) plus the dense exact mean for ``exact_distance``
-sample                  3·K²·8 + 4·n_samples·K·8
+cavity / tap            3.25·K²·8 (Gram, J₀, J₀∘J₀) plus the exact mean for ``exact_distance``
+sample                  3.25·K²·8 + 4·n_samples·K·8
 langevin                (2·n_chains)·K·8·(3 + n_steps/thin)
 limit                   O(D²)
 ======================  ============================================================================
@@ -132,12 +132,12 @@ def estimate_memory(method: str, *, d: int, n_context: int, n_prompts: int | Non
 
         be = choose_backend(backend, n_spins=K, n_prompts=P, n_probes=n_probes, dense_max=dense_max)
         if be == "dense":
-            parts["dense"] = 3 * K * K * f + min(P, 2048) * K * f
+            parts["dense"] = 3 * K * K * f + K * K * f // 4 + min(P, 2048) * K * f
         else:
             k = 1 + n_probes
             parts["cg"] = 6 * k * K * f + 3 * min(P, 2048) * D1 * k * f
     elif method in ("cavity", "tap"):
-        parts["couplings"] = 3 * K * K * f + min(P, 2048) * K * f
+        parts["couplings"] = 3 * K * K * f + K * K * f // 4 + min(P, 2048) * K * f
         if compare_exact:
             from .solvers.exact import choose_backend
 
@@ -146,7 +146,7 @@ def estimate_memory(method: str, *, d: int, n_context: int, n_prompts: int | Non
             else:
                 parts["exact_reference"] = 6 * K * f
     elif method == "sample":
-        parts["dense"] = 3 * K * K * f + min(P, 2048) * K * f
+        parts["dense"] = 3 * K * K * f + K * K * f // 4 + min(P, 2048) * K * f
         parts["samples"] = 4 * n_samples * K * f
     elif method == "langevin":
         parts["chains"] = 2 * n_chains * K * f * (3 + math.ceil(n_steps / thin))

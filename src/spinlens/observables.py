@@ -33,7 +33,7 @@ def test_error(W, dist, *, rng: RNGLike = None, n_mc: int = 20000) -> float:
     """
     if dist.isotropic:
         return limit.expected_error(W, dist)
-    return mc_error(W, dist, n_prompts=n_mc, rng=rng)[0]
+    return mc_error(limit.as_weights(W, (dist.d + 1, dist.d + 1)), dist, n_prompts=n_mc, rng=rng)[0]
 
 
 test_error.__test__ = False  # not a pytest test
@@ -53,8 +53,13 @@ def train_error(W, prompts) -> float:
 
 
 def contrast_ratio(W) -> float:
-    """Cosine similarity with the identity: ⟨W, I⟩_F / (‖W‖_F ‖I‖_F)."""
-    W = np.asarray(W, dtype=float)
+    """Cosine similarity with the identity: ⟨W, I⟩_F / (‖W‖_F ‖I‖_F) (NaN if W is not finite)."""
+    W = limit.as_weights(W)
+    if not np.all(np.isfinite(W)):
+        return float("nan")
+    big = float(np.abs(W).max(initial=0.0))
+    if big > 0:
+        W = W / big  # scale-free: avoids overflow of the norm for huge entries
     n = np.linalg.norm(W)
     if n == 0:
         return 0.0
@@ -91,7 +96,7 @@ def zero_mode_fraction(eigenvalues, *, rtol: float = 1e-9) -> float:
 
 
 def expected_zero_mode_fraction(d: int, n_prompts: int) -> float:
-    """Almost-sure zero-mode fraction 1 − min(P, D(D+1))/(D+1)² (BRIEF.md §1)."""
+    """Almost-sure zero-mode fraction 1 − min(P, D(D+1))/(D+1)² (docs/paper-notes.md)."""
     return 1.0 - min(n_prompts, d * (d + 1)) / (d + 1) ** 2
 
 

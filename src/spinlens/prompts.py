@@ -16,12 +16,9 @@ import numpy as np
 
 from . import conventions
 from .errors import InvalidParameterError, InvalidPromptsError, check_float, check_int
+from .features import BATCH_SIZE
 from .io import atomic_savez
 from .random import RNGLike, as_generator
-
-
-#: prompts per streamed batch (`PromptDistribution.iter_batches`); the draws of P > BATCH_SIZE prompts depend on it
-BATCH_SIZE = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +130,14 @@ def load_prompts(path: str | os.PathLike, *, dtype=np.float64) -> Prompts:
     path = Path(path)
     if not path.exists():
         raise InvalidPromptsError(f"prompts file {str(path)!r} does not exist.")
+    if path.is_dir():
+        raise InvalidPromptsError(f"prompts file {str(path)!r} is a folder; expected an .npz file.")
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if not head.startswith(b"PK"):  # np.load falls back to unpickling, whose message would mislead
+        what = "a single .npy array" if head.startswith(b"\x93NUMPY") else "not an .npz archive (a zip of .npy arrays)"
+        raise InvalidPromptsError(f"prompts file {str(path)!r} is {what}; expected an .npz with keys 'Z' and 'y' "
+                                  "(see `spinlens prompts`).")
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}

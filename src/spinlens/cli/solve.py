@@ -6,8 +6,6 @@ the peak memory of the method is estimated and checked before any large allocati
 
 from __future__ import annotations
 
-import sys
-
 from ._common import add_command
 from ._prompt_args import add_prompt_args
 
@@ -57,8 +55,8 @@ def register(sub):
 
 
 def run(args) -> int:
+    import sys
     import time
-    import warnings
 
     import numpy as np
 
@@ -71,7 +69,7 @@ def run(args) -> int:
     from spinlens.solvers import SOLVERS
     from spinlens.threads import thread_policy
 
-    from ._common import check_out_file, print_json, print_table
+    from ._common import all_finite, check_out_file, convergence_exit, print_json, print_table
     from ._prompt_args import distribution_from_args
 
     t_start = time.perf_counter()
@@ -80,7 +78,7 @@ def run(args) -> int:
     lam = check_float("--lam", args.lam, low=0)
     beta = check_float("--beta", args.beta, low=0, low_open=True)
     damping = check_float("--damping", args.damping, low=0, high=1, high_open=True)
-    steps = check_int("--steps", args.steps, low=1)
+    steps = check_int("--steps", args.steps, low=1, high=10**7)
     tol = check_float("--tol", args.tol, low=0, low_open=True)
     samples = check_int("--samples", args.samples, low=2)
     mc = check_int("--mc-prompts", args.mc_prompts, low=2)
@@ -92,8 +90,16 @@ def run(args) -> int:
         raise InvalidParameterError(f"The '--device' parameter must be cpu, torch-cpu, cuda or cuda:N. Got {device!r} instead.")
     if device != "cpu" and method != "exact":
         raise InvalidParameterError(f"'--device {device}' runs the matrix-free CG: use it with --method exact (got --method {method}).")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InvalidParameterError(f"'--device {device}': torch {torch.__version__} sees no CUDA device here; use --device cpu.")
     check_out_file("--save", args.save)
     check_out_file("--save-prompts", args.save_prompts)
+    if method == "limit" and args.K is not None:
+        raise InvalidParameterError("The '--K' parameter has no effect with --method limit (the P → ∞ closed form "
+                                    "assumes a fresh task per prompt); drop --K or choose another method.")
     r_prompts, r_solve, r_eval = spawn(args.seed, 3)
 
     prompts = None
@@ -110,6 +116,8 @@ def run(args) -> int:
         if args.save_prompts and sampler == "reduced":
             raise InvalidParameterError("'--save-prompts' needs the prompts themselves: use --sampler core (the reduced sampler draws only features).")
         sampler = "core" if args.save_prompts else resolve_sampler(sampler, dist)
+        if device != "cpu":
+            sampler = "core (torch)"  # the prompts are drawn in torch on the device
     D1 = dist.d + 1
     K = D1 * D1
     n_probes = (8 if K < 10_000 else 0) if args.probes is None else check_int("--probes", args.probes, low=0)
@@ -164,6 +172,8 @@ def run(args) -> int:
             "langevin": dict(n_steps=steps),
         }[method]
         with thread_policy(K, threads=threads) as n_threads:
+            if method in ("cavity", "tap", "sample") and K >= 4000 and sys.stderr.isatty() and not args.json:
+                H.gram(progress=True)  # the dense couplings: the long part at large D
             r = SOLVERS[method](**opts).solve(H, beta=beta, rng=r_solve, warn=False)
             W = r.m
             out.update(P=P, lam=lam, beta=beta, sampler=sampler,
@@ -192,13 +202,15 @@ def run(args) -> int:
     out.update(est.to_dict())
     out["peak_memory_gib"] = _peak_rss_gib()
     out["wall_seconds"] = time.perf_counter() - t_start
-    if not out["converged"]:
-        print(f"spinlens solve: warning: {method} did not converge: {out['message']}", file=sys.stderr)
+    if out["converged"] and not all_finite(W, out.get("test_error"), out.get("train_error"), out.get("pool_error")):
+        out["converged"] = False  # a non-finite answer is never a converged one
+        out["message"] = ("non-finite result (test/train error or W is inf/NaN): the prompts or parameters "
+                          "overflow float64; rescale the data or choose smaller sizes")
     if args.json:
         print_json(out)
     else:
         print_table([(k, v) for k, v in out.items() if k != "memory_parts_gib"])
-    return 0
+    return convergence_exit("spinlens solve", out["converged"], out["message"], what=method)
 
 
 def _peak_rss_gib() -> float:

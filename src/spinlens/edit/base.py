@@ -32,11 +32,20 @@ def pretrained_base(d: int = 5, n_context: int = 10, *, steps: int = 2000, path=
     The cache is a checkpoint folder (`spinlens.models.checkpoint.save_model`); a cache with other sizes
     is retrained and overwritten.
     """
+    from pathlib import Path
+
     from spinlens.models.checkpoint import is_checkpoint, save_model
     from spinlens.models.transformer import Transformer
 
-    if path is not None and is_checkpoint(path):
-        m = load_transformer(path)
+    folder = None if path is None else Path(path)
+    if folder is not None and folder.suffix == ".safetensors":  # the older single-file cache name
+        if folder.is_file():
+            m = load_transformer(folder)
+            if m.cfg.d_in == d + 1 and m.cfg.max_pos == n_context + 1:
+                return m
+        folder = folder.with_suffix("")
+    if folder is not None and is_checkpoint(folder):
+        m = load_transformer(folder)
         if m.cfg.d_in == d + 1 and m.cfg.max_pos == n_context + 1:
             return m
     g1, g2, g3 = spawn(rng, 3)
@@ -46,8 +55,8 @@ def pretrained_base(d: int = 5, n_context: int = 10, *, steps: int = 2000, path=
     from spinlens.edit.pinpoint import pinpoint_tune
 
     m = pinpoint_tune(m, "all", Z, y, lr=2e-3, steps=steps, batch_size=128, rng=g3, progress=progress).model
-    if path is not None:
-        save_model(m, path, metadata={"task": "icl-regression", "distribution": {"d": d, "n_context": n_context},
+    if folder is not None:
+        save_model(m, folder, metadata={"task": "icl-regression", "distribution": {"d": d, "n_context": n_context},
                                       "steps": steps, "seed": rng if isinstance(rng, int) else None})
     return m
 

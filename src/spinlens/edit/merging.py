@@ -32,6 +32,8 @@ __all__ = ["task_vectors", "task_arithmetic", "ties_merge", "neuron_merge", "neu
 def _sd(x) -> dict:
     if isinstance(x, dict):
         return x
+    if not hasattr(x, "state_dict"):
+        raise InvalidParameterError(f"Models to merge must be torch modules or state dicts. Got {type(x).__name__} instead.")
     return {k: v.detach() for k, v in x.state_dict().items()}
 
 
@@ -59,7 +61,15 @@ def task_arithmetic(base, models, *, scale=None) -> dict:
     b = _sd(base)
     taus = task_vectors(b, models)
     T = len(taus)
-    lam = [1.0 / T] * T if scale is None else ([float(scale)] * T if np.isscalar(scale) else [float(s) for s in scale])
+    if scale is None:
+        lam = [1.0 / T] * T
+    elif np.isscalar(scale) and not isinstance(scale, str):
+        lam = [check_float("scale", scale, owner="task_arithmetic")] * T
+    else:
+        try:
+            lam = [check_float("scale", s, owner="task_arithmetic") for s in scale]
+        except TypeError:
+            lam = []
     if len(lam) != T:
         raise InvalidParameterError(f"The 'scale' parameter must be a float or {T} floats. Got {scale!r} instead.")
     out = {}
@@ -71,7 +81,18 @@ def task_arithmetic(base, models, *, scale=None) -> dict:
         for w, tau in zip(lam, taus):
             acc = acc + w * tau[k]
         out[k] = acc
+    _check_finite(out, "scale")
     return out
+
+
+def _check_finite(sd: dict, knob: str) -> None:
+    import torch
+
+    for k, v in sd.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise InvalidParameterError(
+                f"The merged weights {k!r} are not finite (overflow or non-finite inputs); check the models and lower '{knob}'."
+            )
 
 
 def _trim(t, density: float):
@@ -107,6 +128,7 @@ def ties_merge(base, models, *, density: float = 0.2, scale: float = 1.0) -> dic
         cnt = agree.sum(0)
         mean = torch.where(cnt > 0, (tr * agree).sum(0) / cnt.clamp(min=1), torch.zeros_like(v))
         out[k] = v + scale * mean
+    _check_finite(out, "scale")
     return out
 
 
@@ -162,6 +184,11 @@ def merge_models(base, models, method: str = "task_arithmetic", **kwargs):
     ``method`` in {"task_arithmetic", "ties", "neuron"}; keyword arguments go to the merge function.
     """
     check_choice("method", method, ("task_arithmetic", "ties", "neuron"))
+    if not hasattr(base, "load_state_dict"):
+        raise InvalidParameterError(
+            f"The 'base' parameter of merge_models must be a torch module (for state dicts use task_arithmetic, "
+            f"ties_merge or neuron_merge). Got {type(base).__name__} instead."
+        )
     fn = {"task_arithmetic": task_arithmetic, "ties": ties_merge, "neuron": neuron_merge}[method]
     sd = fn(base, models, **kwargs)
     out = copy.deepcopy(base)

@@ -195,7 +195,10 @@ def save_delta(path, base, tuned, masks=None, *, metadata: dict | None = None):
         tensors[f"{name}.val"] = pt.detach().reshape(-1)[idx].contiguous()
         n += idx.numel()
     meta = {"format": "spinlens-delta-v1", **{k: json.dumps(v) for k, v in (metadata or {}).items()}}
-    save_file(tensors, str(path), metadata=meta)
+    from spinlens.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
     return n
 
 

@@ -17,7 +17,7 @@
   (enumeration, for tests).
 * Cost tables: `importance_cost_table` (interpretability-guided: importance_c × relative weight error²
   of c at b bits, no forward pass per (c, b)) and `measured_cost_table` (Δloss when only c is quantized
-  at b bits; the direct measurement of ``../shared/INTERP.md`` §2.11).
+  at b bits; measured directly).
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ def fake_quantize(w, bits: int, *, group_size: int = 32, symmetric: bool = False
     xt = x.movedim(dim_, -1)  # groups along the last dim
     shp = xt.shape
     n = shp[-1]
+    group_size = min(group_size, max(n, 1))  # a group longer than the row is the whole row
     pad = (-n) % group_size
     flat = xt.reshape(-1, n)
     if pad:

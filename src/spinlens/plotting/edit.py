@@ -21,7 +21,7 @@ def plot_steering(ds):
     dashed: mean-difference vector, dotted: random vector of the FV's norm; ×: task-vector patch).
     Right: head indirect effects."""
     plt = _plt()
-    fig, (ax0, ax, ax2) = plt.subplots(1, 3, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1.2, 1.4, 1]})
+    fig, (ax0, ax, ax2) = plt.subplots(1, 3, figsize=(15, 3.8), gridspec_kw={"width_ratios": [1.2, 1.4, 1]})
     s = ds["strength"].values
     colors0 = plt.cm.viridis(np.linspace(0, 0.9, ds.sizes["layer"]))
     for i, hk in enumerate(ds["layer"].values):
@@ -37,12 +37,18 @@ def plot_steering(ds):
         if "recovery_mean_diff" in ds:
             ax.plot(s, ds["recovery_mean_diff"].values[i], "--", color=colors[i])
         ax.plot([s[-1] * 1.04], [ds["recovery_task_vector"].values[i]], "x", color=colors[i], ms=7)
-    ax.axhline(ds.attrs["recovery_icl"], color="k", lw=0.8, ls="--", label="full ICL prompt")
+    ax.axhline(ds.attrs["recovery_icl"], color="k", lw=1.2, ls="-.", label="full ICL prompt")
     ax.axhline(0, color="gray", lw=0.5)
+    # a key for the line styles (the colours say which layer)
+    ax.plot([], [], "-o", ms=3, color="0.3", label="function vector")
+    if "recovery_mean_diff" in ds:
+        ax.plot([], [], "--", color="0.3", label="mean difference (CAA)")
+    ax.plot([], [], ":", color="0.3", label="random vector, same norm")
+    ax.plot([], [], "x", ms=7, color="0.3", label="task-vector patch")
     ax.set_xlabel("strength α (vector added at the query)")
     ax.set_ylabel("1 − MSE / MSE(zero-shot)")
     ax.set_title("steering zero-shot prompts towards task w_A", fontsize=9)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     ie = ds["indirect_effect"].values
     im = ax2.imshow(ie, cmap="RdBu_r", aspect="auto", extent=(-0.5, ie.shape[1] - 0.5, ie.shape[0] - 0.5, -0.5),
                     vmax=np.abs(ds["indirect_effect"].values).max(), vmin=-np.abs(ds["indirect_effect"].values).max())
@@ -52,7 +58,7 @@ def plot_steering(ds):
     ax2.set_ylabel("layer")
     ax2.set_title("causal indirect effect (FV heads: " + ", ".join(f"L{a}H{b}" for a, b in json.loads(ds.attrs["fv_heads"])) + ")",
                   fontsize=8)
-    fig.colorbar(im, ax=ax2)
+    fig.colorbar(im, ax=ax2, label="indirect effect (Δ MSE)")
     fig.tight_layout()
     return fig, (ax0, ax, ax2)
 
@@ -83,7 +89,7 @@ def plot_pinpoint(ds):
     ax2.set_xlabel("head")
     ax2.set_ylabel("layer")
     ax2.set_title(f"head importance ({ds.attrs.get('importance')})", fontsize=9)
-    fig.colorbar(im, ax=ax2)
+    fig.colorbar(im, ax=ax2, label=ds["importance"].attrs.get("long_name", "importance score"))
     fig.tight_layout()
     return fig, (ax, ax2)
 
@@ -99,10 +105,11 @@ def plot_merging(ds):
         ax.bar(x + (j - (len(tasks) - 1) / 2) * w, ds["mse"].values[:, j], w, label=str(t))
     ax.set_xticks(x)
     ax.set_xticklabels(models, rotation=20, fontsize=8)
-    ax.set_ylabel("test MSE")
+    ax.set_xlabel("model (base, fine-tuned experts, merges)")
+    ax.set_ylabel("test MSE (squared label units)")
     ax.set_yscale("log")
     ax.set_title("merging two fine-tunes of one ICL base", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, title="evaluated on", title_fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
     return fig, ax
 
@@ -125,7 +132,7 @@ def plot_quantization(ds):
         ax.plot(b, e, mk, color=col, label=name.replace("_", " "), ms=5)
     if ds.attrs.get("fp_mse", 0) > 0:
         ax.axhline(ds.attrs["fp_mse"], color="gray", ls="--", lw=0.8, label="full precision")
-    ax.axvline(3.4, color="gray", ls=":", lw=0.8)
+    ax.axvline(3.4, color="gray", ls=":", lw=0.8, label="3.4 bits (reference budget)")
     ax.set_xlabel(f"average bits per weight (group size {ds.attrs['group_size']}, overhead not counted)")
     ax.set_ylabel(ds["mse"].attrs.get("long_name", "test MSE"))
     ax.set_yscale("log")

@@ -34,15 +34,29 @@ def save_data(obj, out_dir, stem: str) -> str:
     return save_dataset(obj, out_dir, stem)
 
 
-def plot_heatmap(da, *, ax=None, title: str = "", cmap: str = "RdBu_r", symmetric: bool = True, annotate: bool = True):
-    """Heatmap of a 2-D DataArray (first dim on the y axis)."""
+_DIM_LABELS = {"layer": "layer", "head": "head", "pos": "position", "key_pos": "key position (token)",
+               "query_pos": "query position (token)", "component": "component", "unit": "unit",
+               "quantity": "task quantity", "stage": "stage (residual stream)", "neuron": "neuron"}
+
+
+def _dim_label(dim: str) -> str:
+    return _DIM_LABELS.get(dim, dim.replace("_", " "))
+
+
+def plot_heatmap(da, *, ax=None, title: str = "", cmap: str = "RdBu_r", symmetric: bool = True, annotate: bool = True,
+                 xlabel: str | None = None, ylabel: str | None = None, cbar_label: str | None = None):
+    """Heatmap of a 2-D DataArray (first dim on the y axis).
+
+    Axis labels default to readable names of the dims, the colourbar label to the DataArray's ``long_name``
+    (and ``units``) attribute, else its name.
+    """
     fig, ax = _fig(ax, figsize=(max(3.0, 0.45 * da.shape[1] + 1.5), max(2.2, 0.45 * da.shape[0] + 1.0)))
     v = np.asarray(da.values, dtype=float)
     vmax = np.nanmax(np.abs(v)) if np.isfinite(v).any() else 1.0
     vmax = vmax if vmax > 0 else 1.0
     im = ax.imshow(v, cmap=cmap, vmin=-vmax if symmetric else None, vmax=vmax if symmetric else None, aspect="auto")
-    ax.set_ylabel(da.dims[0])
-    ax.set_xlabel(da.dims[1])
+    ax.set_ylabel(ylabel or _dim_label(da.dims[0]))
+    ax.set_xlabel(xlabel or _dim_label(da.dims[1]))
     ax.set_yticks(range(v.shape[0]), [str(c) for c in da.coords[da.dims[0]].values])
     if v.shape[1] <= 32:
         ax.set_xticks(range(v.shape[1]), [str(c) for c in da.coords[da.dims[1]].values])
@@ -51,7 +65,11 @@ def plot_heatmap(da, *, ax=None, title: str = "", cmap: str = "RdBu_r", symmetri
             for j in range(v.shape[1]):
                 if np.isfinite(v[i, j]):
                     ax.text(j, i, f"{v[i, j]:.2f}", ha="center", va="center", fontsize=7)
-    fig.colorbar(im, ax=ax, label=da.attrs.get("long_name", da.name or ""))
+    if cbar_label is None:
+        cbar_label = da.attrs.get("long_name") or (da.name or "value").replace("_", " ")
+        if da.attrs.get("units"):
+            cbar_label += f" ({da.attrs['units']})"
+    fig.colorbar(im, ax=ax, label=cbar_label)
     ax.set_title(title)
     return fig
 
@@ -127,7 +145,9 @@ def plot_circuit(circuit, *, ax=None, title: str = "circuit"):
 
 def plot_flow(result, *, ax=None, title: str = "attention rollout to the query"):
     """Heatmap layer × key position of the rollout at the query."""
-    return plot_heatmap(result.query_flow, ax=ax, title=title, cmap="viridis", symmetric=False, annotate=False)
+    return plot_heatmap(result.query_flow, ax=ax, title=title, cmap="viridis", symmetric=False, annotate=False,
+                        xlabel="key position (token the query reads from)", ylabel="layer",
+                        cbar_label="attention rollout weight to the query")
 
 
 def plot_units(report, *, k: int = 12, ax=None, title: str = "unit descriptions"):

@@ -47,11 +47,18 @@ def plot_direction_profiles(t, profiles, labels, *, title: str = "", logy: bool 
     -------
     (fig, ax)
     """
+    from spinlens.plotting.style import LINESTYLES, MARKERS
+
     fig, ax = new_figure(ax)
     colours = [c for k, c in PALETTE.items() if k != "black"]
     prof = np.asarray(profiles, float)
-    for k in range(prof.shape[0]):
-        ax.plot(np.asarray(t, float), prof[k], color=colours[k % len(colours)], label=labels[k])
+    tt = np.asarray(t, float)
+    n = prof.shape[0]
+    for k in range(n):
+        # profiles can coincide (equal eigenvalues): distinct dashes and staggered markers keep each visible
+        ax.plot(tt, prof[k], color=colours[k % len(colours)], linestyle=LINESTYLES[k % len(LINESTYLES)],
+                marker=MARKERS[k % len(MARKERS)], markevery=(k * max(1, len(tt) // (4 * n)), max(1, len(tt) // 4)),
+                markersize=4, mfc="none", zorder=2 + n - k, label=labels[k])
     if logy:
         ax.set_yscale("symlog", linthresh=1e-4)
     ax.set_xlabel("distance t along the eigen-direction")

@@ -16,6 +16,9 @@ def plot_matrix(
     diverging: bool = True,
     colorbar: bool = True,
     vmax: float | None = None,
+    xlabel: str = "column index",
+    ylabel: str = "row index",
+    cbar_label: str = "value",
     ax=None,
 ):
     """Show a 2-D array as an image (row index downwards), symmetric colour scale when ``diverging``.
@@ -25,6 +28,10 @@ def plot_matrix(
     matrix : array of shape (rows, cols)
     diverging : bool
         Centre the colour map on 0 (for weights and couplings of either sign).
+    xlabel, ylabel : str
+        What the column and row indices count (integer ticks at the indices).
+    cbar_label : str
+        The quantity the colour shows (with its unit, if it has one).
 
     Returns
     -------
@@ -39,12 +46,17 @@ def plot_matrix(
         im = ax.imshow(m, cmap=DIVERGING_CMAP, vmin=-lim, vmax=lim, interpolation="nearest")
     else:
         im = ax.imshow(m, cmap=SEQUENTIAL_CMAP, vmax=vmax, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     if colorbar:
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        cb.set_label(cbar_label)
     return fig, ax
 
 
@@ -59,6 +71,9 @@ def plot_histograms(
     ax=None,
 ):
     """Overlaid step histograms of several samples (e.g. the blocks h1, h2, J1, J2, J3 of Fig 1).
+
+    One sample is named in the title (no legend); several get a legend above the axes, where it can
+    cover no bar.
 
     Returns
     -------
@@ -75,8 +90,13 @@ def plot_histograms(
     if logy:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("density" if density else "count")
-    if title:
-        ax.set_title(title)
-    ax.legend()
+    ax.set_ylabel("probability density" if density else "count")
+    names = [k for k, v in samples.items() if np.isfinite(np.asarray(v, dtype=float)).any()]
+    if len(names) == 1:
+        ax.set_title(f"{title}: {names[0]}" if title else names[0])
+    else:
+        if title:
+            ax.set_title(title, pad=22)
+        ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(names), frameon=False,
+                  borderaxespad=0.1, handlelength=1.5, columnspacing=1.0)
     return fig, ax

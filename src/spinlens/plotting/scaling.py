@@ -29,10 +29,13 @@ def plot_finite_size(D, curves: dict, *, theory: float | None = None, extrapolat
     D = np.asarray(D, float)
     x = 1.0 / D if inverse else D
     markers = ["o", "s", "^", "D"]
+    styles = ["-", "--", "-.", ":"]
     for i, (label, (mean, std)) in enumerate(curves.items()):
         mean, std = np.asarray(mean, float), np.asarray(std, float)
         ok = np.isfinite(mean)
-        ax.errorbar(x[ok], mean[ok], yerr=np.nan_to_num(std[ok]), marker=markers[i % 4], ls="-", capsize=3, label=label)
+        # later curves: open, larger markers and their own line style, so coinciding curves stay visible
+        ax.errorbar(x[ok], mean[ok], yerr=np.nan_to_num(std[ok]), marker=markers[i % 4], ls=styles[i % 4], capsize=3,
+                    mfc="none" if i else None, ms=6 + 3 * i, label=label)
     if theory is not None and np.isfinite(theory):
         ax.axhline(theory, ls="--", color=PAPER, label=f"asymptotic theory ({theory:.4f})")
     if extrapolated is not None:

@@ -91,6 +91,11 @@ def plot_zero_mode_fraction(
     ax.set_ylabel(da.attrs.get("long_name", "zero-mode fraction"))
     if title:
         ax.set_title(title)
+    # a key for the line styles (the colours say which D)
+    if floors:
+        ax.plot([], [], color="0.4", linestyle="--", linewidth=0.8, label="floor 1/(D+1)")
+    if thresholds:
+        ax.plot([], [], color="0.4", linestyle=":", linewidth=0.8, label="P = D(D+1)")
     ax.legend()
     return fig, ax
 

@@ -34,6 +34,9 @@ PALETTE = {
 OURS = PALETTE["blue"]
 PAPER = PALETTE["black"]
 EXACT = PALETTE["orange"]
+#: markers and dash patterns that keep coinciding curves apart (use with the palette, in order)
+MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+LINESTYLES = ("-", "--", "-.", ":")
 SEQUENTIAL_CMAP = "viridis"
 DIVERGING_CMAP = "RdBu_r"
 

@@ -123,6 +123,10 @@ _PHASE_TITLES = {
 }
 
 
+_PHASE_UNITS = {"err": "test error (squared label units)", "g": "g_task (squared label units)",
+                "cr": "contrast ratio"}
+
+
 def _edges(v, log: bool) -> np.ndarray:
     v = np.asarray(v, dtype=float)
     t = np.log(v) if log else v
@@ -197,7 +201,7 @@ def plot_phase_diagram(ds, panels=_PHASE_PANELS, *, ncols: int = 5, figsize=None
         z = np.ma.masked_invalid(data[n])
         mesh = ax.pcolormesh(xe, ye, z, cmap=cmap, vmin=vmin, vmax=vmax, shading="flat",
                              edgecolors="0.85", linewidth=0.2)
-        fig.colorbar(mesh, ax=ax, shrink=0.85)
+        fig.colorbar(mesh, ax=ax, shrink=0.85, label=_PHASE_UNITS.get(_group(n), "fraction of runs"))
         if frac is not None and n.split("_")[0] not in ("exact", "theory") and not n.endswith("_fraction"):
             kk, nn = np.meshgrid(K, N)
             part = (frac > 0) & (frac < 1)

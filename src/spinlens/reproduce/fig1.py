@@ -1,6 +1,6 @@
 """Fig 1: the couplings J and fields h for P=1000, D=5, N=100, and the distributions of their blocks.
 
-Blocks (BRIEF.md §1): h1 = h's upper-left D×D block, h2 = h's last row (first D entries), J1 = couplings
+Blocks (docs/reproduce.md, Fig 1): h1 = h's upper-left D×D block, h2 = h's last row (first D entries), J1 = couplings
 among the first D(D+1) spins, J2 = the cross block, J3 = couplings among the last D+1 spins. The block
 means are checked against the closed-form moments of `spinlens.limit` (E[h] = E[y s], E[J_ii] = −E[s_i²]).
 """
@@ -73,13 +73,15 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     fw.save_dataset(ds, out_dir, "data")
     with paper_style():
         fig, axes = plt.subplots(2, 3, figsize=(10.5, 6.0))
-        plot_matrix(ds["J"].values, title="J", ax=axes[0, 0])
-        plot_matrix(ds["h"].values, title="h (as a (D+1)×(D+1) matrix)", ax=axes[0, 1])
-        plot_histograms({"h1 (D×D block)": ds["h1"].values, "h2 (last row)": ds["h2"].values}, xlabel="h",
+        plot_matrix(ds["J"].values, title="couplings J", xlabel="spin j", ylabel="spin i",
+                    cbar_label="coupling J_ij", ax=axes[0, 0])
+        plot_matrix(ds["h"].values, title="fields h as a (D+1)×(D+1) matrix", xlabel="column b", ylabel="row a",
+                    cbar_label="field h_ab", ax=axes[0, 1])
+        plot_histograms({"h1 (D×D block)": ds["h1"].values, "h2 (last row)": ds["h2"].values}, xlabel="field h",
                         title="fields", bins=15, ax=axes[0, 2])
         for ax, name, label in ((axes[1, 0], "J1", "J1: first D(D+1) spins"), (axes[1, 1], "J2", "J2: cross block"),
                                 (axes[1, 2], "J3", "J3: last D+1 spins")):
-            plot_histograms({label: ds[name].values}, xlabel="J", logy=True, bins=30, ax=ax)
+            plot_histograms({label: ds[name].values}, xlabel="coupling J", logy=True, bins=30, ax=ax)
         fig.suptitle(f"Fig 1: P={cfg['n_prompts']}, D={cfg['d']}, N={cfg['n_context']}")
         fig.tight_layout()
         fw.save_figure(fig, out_dir, "fig1")

@@ -118,15 +118,20 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     with paper_style():
         fig, axes = plt.subplots(2, 3, figsize=(10.5, 6.2))
         for k, P in enumerate(ds["n_prompts"].values):
-            plot_matrix(ds["W_trained"].isel(n_prompts=k).values, title=f"Adam, P={P}", ax=axes[0, k])
+            plot_matrix(ds["W_trained"].isel(n_prompts=k).values, title=f"Adam, P={P}", xlabel="column b",
+                        ylabel="row a", cbar_label="weight W_ab", ax=axes[0, k])
         plot_series(
             ds["epoch"].values,
             {f"test, P={P}": ds["test_loss"].isel(n_prompts=k).values for k, P in enumerate(ds["n_prompts"].values)},
             xlabel="epoch", ylabel="MSE", title="test loss (fresh tasks)", logy=True, markers=False, ax=axes[0, 2],
         )
-        plot_matrix(ds["cavity_m"].values, title=f"cavity m, P={cfg['cavity_prompts']}", ax=axes[1, 0])
-        plot_matrix(ds["cavity_v"].values, title="cavity v", diverging=False, ax=axes[1, 1])
-        plot_matrix(ds["exact_m"].values, title="exact Boltzmann mean", ax=axes[1, 2])
+        kw = dict(xlabel="column b", ylabel="row a")
+        plot_matrix(ds["cavity_m"].values, title=f"cavity m, P={cfg['cavity_prompts']}", cbar_label="mean m_ab",
+                    ax=axes[1, 0], **kw)
+        plot_matrix(ds["cavity_v"].values, title="cavity v", diverging=False, cbar_label="variance v_ab",
+                    ax=axes[1, 1], **kw)
+        plot_matrix(ds["exact_m"].values, title="exact Boltzmann mean", cbar_label="mean ⟨W_ab⟩", ax=axes[1, 2],
+                    **kw)
         fig.suptitle(f"Fig 2: D={cfg['d']}, N={cfg['n_context']}")
         fig.tight_layout()
         fw.save_figure(fig, out_dir, "fig2")

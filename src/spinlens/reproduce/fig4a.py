@@ -1,7 +1,7 @@
 """Fig 4a: contrast ratio ⟨W, I⟩/(‖W‖‖I‖) of the cavity solution over (N, P), D=20, λ=1, β=100, θ=0.9.
 
 Cells where no repeat converged stay blank (NaN), as in the paper. The saved published map is about
-0.09 above what the published code produces (BRIEF.md §1): the table compares with the saved samples
+0.09 above what the published code produces (docs/paper-notes.md): the table compares with the saved samples
 and with the saved samples minus 0.09; match the trend, not those digits.
 """
 
@@ -57,8 +57,8 @@ def compute(n_context_values, n_prompts_values, *, d=20, l2_strength=1.0, beta=1
 
     def plane(da):
         da = da.squeeze(drop=True)
-        extra = [k for k in da.dims if k not in ("n_context", "n_prompts", "seed")]
-        return da.isel({k: 0 for k in extra}).transpose("n_context", "n_prompts", ...)
+        extra = [k for k in da.dims if k not in ("N", "P", "seed")]  # sweep dims are the symbols
+        return da.isel({k: 0 for k in extra}).transpose("N", "P", ...)
 
     cr = plane(cav["contrast_ratio"]).values
     if cr.ndim == 2:
@@ -128,6 +128,6 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
             "contrast_ratio_max": float(cr.max()),
             "contrast_ratio_at_largest_N_P": float(cr.isel(n_context=-1, n_prompts=-1)),
         },
-        "notes": ["The saved published map is about 0.09 above what the published code gives (BRIEF.md §1); compare the "
+        "notes": ["The saved published map is about 0.09 above what the published code gives (docs/paper-notes.md); compare the "
                   "trend (rising with P and N), and the second block of the table (saved − 0.09)."],
     }

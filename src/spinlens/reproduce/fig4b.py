@@ -2,7 +2,7 @@
 
 Ours: the paper's cavity iteration (as published), the exact Boltzmann mean at the same λ, and the
 exact minimiser of E at λ = λ₀/2 = 0.005, the fixed point of the paper's Adam run with weight decay
-λ₀ = 0.01 (BRIEF.md §1: the two published curves solve different problems). Test error = the exact
+λ₀ = 0.01 (docs/paper-notes.md: the two published curves solve different problems). Test error = the exact
 expected squared error on fresh prompts with fresh tasks (`spinlens.observables.test_error`); the P → ∞
 limit W* is drawn for reference.
 """

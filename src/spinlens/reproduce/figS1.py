@@ -126,7 +126,8 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
             xlabel="α = P/D²", ylabel="test error (fresh tasks)", logy=True,
             title=f"Fig S1: D={d}, N={cfg['n_context']}, no weight decay", ax=ax,
         )
-        ax.axvline(peak, color="0.5", linestyle=":", linewidth=0.8)
+        ax.axvline(peak, color="0.5", linestyle=":", linewidth=0.8, label="P = D(D+1) (interpolation threshold)")
+        ax.legend(fontsize=7)
         fw.save_figure(fig, out_dir, "figS1")
     summary = {}
     rows = []

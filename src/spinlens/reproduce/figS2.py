@@ -1,6 +1,6 @@
 """Fig S2: how the distributions of the blocks of h and J change with the context length N.
 
-Not described in BRIEF.md; reconstructed from the published figure data: for each N the entries of the
+Not described in the paper's text (docs/paper-notes.md); reconstructed from the published figure data: for each N the entries of the
 five blocks of Fig 1 (h1 off-diagonal, h2, J1, J2, J3; zero entries dropped) are histogrammed on fixed
 bins, and the Kullback–Leibler divergence KL(p_{N₀} ‖ p_N) (bits, add-one smoothing) to the first N₀ of
 the list is averaged over independent draws. N₀ + 1 is included as a baseline: its divergence is the
@@ -101,6 +101,6 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
         "parameters": {"d": d, "n_prompts": n_prompts, "n_context": list(Ns), "repeats": repeats, "n_bins": 50, "pooled_over_repeats": True},
         "summary": {f"kl_{b}_N{Ns[-1]}": float(ds["kl"].sel(block=b).values[-1]) for b in BLOCKS}
         | {f"kl_{b}_N{Ns[1]}": float(ds["kl"].sel(block=b).values[1]) for b in BLOCKS},
-        "notes": ["Fig S2 is not specified in the brief; this reconstruction (KL divergence of the block distributions "
+        "notes": ["Fig S2 is not specified in the paper's text; this reconstruction (KL divergence of the block distributions "
                   "to the first N of the list) follows the published figure data. No published numbers are compared."],
     }

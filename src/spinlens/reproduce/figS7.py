@@ -67,7 +67,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
         plot_zero_mode_fraction(
             ds["zero_mode_fraction"], x="n_prompts", hue="d",
             floors={d: 1 / (d + 1) for d in ds_values}, thresholds={d: d * (d + 1) for d in ds_values},
-            title="Fig S7: zero modes of SᵀS/P (dashed: 1/(D+1); dotted: P = D(D+1))", ax=ax,
+            title="Fig S7: zero modes of SᵀS/P", ax=ax,
         )
         fw.save_figure(fig, out_dir, "figS7")
     diff = np.nanmax(np.abs(ds["zero_mode_fraction"].values - ds["zero_mode_fraction_expected"].values))

@@ -243,9 +243,9 @@ def compute(
             err[k, i, r] = control_variate_error(y_model, test.y, y_star, star_exact)
             secs[k, i, r] = out.seconds
             if checkpoint_dir is not None:
-                from spinlens.models.checkpoint import save_checkpoint
+                from spinlens.models.checkpoint import save_model
 
-                save_checkpoint(model, f"{checkpoint_dir}/{arch}_N{N}_r{r}",
+                save_model(model, f"{checkpoint_dir}/{arch}_N{N}_r{r}",
                                 metadata={"n_context": N, "repeat": r, "test_loss": out.test_loss, **out.to_dict()})
             if arch in LINEAR and r == 0:
                 rep = bridge_report(model, dist, l2_strength=l2_strength, n_prompts=n_bridge, rng=g_bridge)
@@ -307,39 +307,48 @@ def plot(ds, bridge_rows=(), *, paper: bool = True):
     """
     import matplotlib.pyplot as plt
 
-    from spinlens.plotting.style import PALETTE
+    from spinlens.plotting.style import MARKERS, PALETTE
 
     colours = [c for name, c in PALETTE.items() if name != "black"]
     n_panels = 2 if bridge_rows else 1
-    fig, axes = plt.subplots(1, n_panels, figsize=(4.8 * n_panels, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, n_panels, figsize=(5.4 * n_panels, 4.0), squeeze=False)
     ax = axes[0, 0]
     N = ds.n_context.values
-    ax.plot(N, ds.cavity.mean("repeat"), "-", color="black", label="cavity (ours)")
-    ax.plot(N, ds.w_star, ":", color="0.4", label="W* (P → ∞)")
-    for k, arch in enumerate(ds.arch.values):
+    # the lines go under the markers; each architecture has its own marker and a sideways offset, so that
+    # models whose errors coincide (the linear ones follow the cavity curve) stay visible
+    ax.plot(N, ds.cavity.mean("repeat"), "-", color="black", lw=1.0, zorder=1, label="cavity (ours)")
+    ax.plot(N, ds.w_star, ":", color="0.4", zorder=1, label="W* (P → ∞)")
+    archs = list(ds.arch.values)
+    step = 0.03 * (float(np.max(N)) - float(np.min(N)) or float(np.max(N)))
+    for k, arch in enumerate(archs):
         c = colours[k % len(colours)]
+        mk = MARKERS[k % len(MARKERS)]
         m = ds.test_error.sel(arch=arch).mean("repeat")
         s = ds.test_error.sel(arch=arch).std("repeat") if ds.sizes["repeat"] > 1 else None
-        ax.errorbar(N + (k - 2) * 0.8, m, yerr=s, fmt="o", ms=4, capsize=2, color=c, label=LABELS.get(arch, arch))
+        ax.errorbar(N + (k - (len(archs) - 1) / 2) * step, m, yerr=s, fmt=mk, ms=4.5, capsize=2, color=c,
+                    mfc="none" if k % 2 else c, zorder=3 + k, label=LABELS.get(arch, arch))
         if paper and arch in PAPER:
             xs, ys, _ = PAPER[arch]
-            ax.plot(xs, ys, "x", ms=4, color=c, alpha=0.6)
+            ax.plot(xs, ys, "x", ms=4, color=c, alpha=0.7, zorder=2)
     if paper:
         xs, ys, _ = PAPER["cavity"]
-        ax.plot(xs, ys, "--", color="0.6", lw=0.8, label="paper (x: models)")
+        ax.plot(xs, ys, "--", color="0.6", lw=0.8, zorder=1, label="paper (x: models)")
     ax.set_xlabel("context length N")
     ax.set_ylabel("test error (fresh tasks)")
     ax.set_title(f"(a) D={ds.attrs['d']}, P={ds.attrs['n_prompts']}, λ={ds.attrs['l2_strength']}")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=2, framealpha=0.9)
     if bridge_rows:
         ax = axes[0, 1]
         archs = list(dict.fromkeys(r["arch"] for r in bridge_rows))
         for k, arch in enumerate(archs):
             rows = [r for r in bridge_rows if r["arch"] == arch]
-            x = [r["n_context"] for r in rows]
+            # sideways offsets and one marker per architecture: the linear models' curves often coincide
+            x = np.asarray([r["n_context"] for r in rows], float) + (k - (len(archs) - 1) / 2) * step
             c = colours[list(ds.arch.values).index(arch) % len(colours)] if arch in ds.arch.values else colours[k]
-            ax.plot(x, [r["cos_w_star"] for r in rows], "-o", ms=3, color=c, label=f"{LABELS[arch]}: cos(W_eff, W*)")
-            ax.plot(x, [r["r2_vs_gd"] for r in rows], "--s", ms=3, mfc="none", color=c,
+            mk = MARKERS[list(ds.arch.values).index(arch) % len(MARKERS)] if arch in ds.arch.values else MARKERS[k]
+            ax.plot(x, [r["cos_w_star"] for r in rows], "-", marker=mk, ms=4, color=c, zorder=3 + k,
+                    label=f"{LABELS[arch]}: cos(W_eff, W*)")
+            ax.plot(x, [r["r2_vs_gd"] for r in rows], "--", marker=mk, ms=4, mfc="none", color=c, zorder=3 + k,
                     label=f"{LABELS[arch]}: R² vs GD step")
         ax.set_xlabel("context length N")
         ax.set_ylabel("similarity")

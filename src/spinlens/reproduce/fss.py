@@ -36,9 +36,18 @@ def mapped_point(D: int, alpha: float, tau: float, lam_lu: float) -> tuple[int, 
 
 
 def extrapolate(D, mean, std, n):
-    """Weighted least squares of e(D) = e∞ + a/D (+ b/D² when ≥ 4 sizes). Returns (e∞, stderr, coefficients)."""
-    D, mean = np.asarray(D, float), np.asarray(mean, float)
-    sem = np.asarray(std, float) / np.sqrt(np.maximum(np.asarray(n, float), 1))
+    """Weighted least squares of e(D) = e∞ + a/D (+ b/D² when ≥ 4 sizes). Returns (e∞, stderr, coefficients).
+
+    Weights are 1/sem²; a size run with one seed gets the standard deviation c/D with c the median of
+    std·D over the sizes with several seeds."""
+    D, mean, std = np.asarray(D, float), np.asarray(mean, float), np.asarray(std, float)
+    n = np.asarray(n, float)
+    # sizes with a single seed have no std: model it as c/D from the others (the spread falls as 1/D)
+    known = np.isfinite(std) & (n > 1) & (std > 0)
+    if known.any():
+        c = float(np.median(std[known] * D[known]))
+        std = np.where(known, std, c / D)
+    sem = std / np.sqrt(np.maximum(n, 1))
     ok = np.isfinite(mean)
     D, mean, sem = D[ok], mean[ok], sem[ok]
     floor = 1e-4 * np.abs(mean).max()

@@ -12,8 +12,8 @@ published code) or zeros.
 
 This update has no Onsager reaction term in the numerator, so its fixed point is *not* the exact
 Boltzmann mean (a ridge solution with a weaker effective λ); the result reports the relative distance
-to the exact mean in ``extras["exact_distance"]``. `TapSolver` adds the reaction term; its fixed
-points are the exact mean. When the variance equation has no
+to the exact mean in ``extras["exact_distance"]`` (docs/paper-notes.md). `TapSolver` adds the reaction
+term; its fixed points are the exact mean. When the variance equation has no
 positive solution the iteration diverges: the result then has ``converged=False`` and the last finite
 iterate, never NaN.
 """

@@ -1,11 +1,11 @@
 """Grid specification of a sweep: which parameters, which values, validated once.
 
-A grid is the Cartesian product of value lists, one per model parameter. Parameters have a short name
-(the symbol of the paper, used on the command line and in point dictionaries) and a long name (the
-spinlens name, used as the dimension of the result Dataset):
+A grid is the Cartesian product of value lists, one per model parameter. A parameter is named by its
+symbol (docs/vocabulary.md), on the command line, in point dictionaries and as the dimension of the
+result Dataset; the Python (long) names are accepted as aliases in config files:
 
 =========  ===============  =======  ==========================  ==========
-short      long (dim)       type     allowed                     default
+symbol     Python name      type     allowed                     default
 =========  ===============  =======  ==========================  ==========
 D          d                int      >= 1                        20
 N          n_context        int      >= 1                        100
@@ -44,6 +44,11 @@ import numpy as np
 from spinlens.errors import InvalidParameterError
 
 __all__ = ["PARAMETERS", "ParameterSpec", "SweepGrid", "parse_values", "make_grid", "load_config", "canonical_name"]
+
+
+#: at most this many values per parameter, and grid points in all
+MAX_VALUES = 1_000_000
+MAX_POINTS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,7 @@ class ParameterSpec:
             bad = x >= self.high if self.high_open else x > self.high
         if bad or isinstance(value, bool):
             raise InvalidParameterError(
-                f"The sweep parameter '{self.name}' ({self.dim}) must be {self.interval()}. Got {value!r}{src} instead."
+                f"The sweep parameter '{self.name}' ({self.long_name}) must be {self.interval()}. Got {value!r}{src} instead."
             )
         return int(round(x)) if self.kind == "int" else float(x)
 
@@ -95,13 +100,13 @@ class ParameterSpec:
 PARAMETERS: dict[str, ParameterSpec] = {
     p.name: p
     for p in [
-        ParameterSpec("D", "d", "int", 1, False, None, False, 20, "token dimension D", ("d",)),
-        ParameterSpec("N", "n_context", "int", 1, False, None, False, 100, "context length N", ("n_context",)),
-        ParameterSpec("P", "n_prompts", "int", 1, False, None, False, 1000, "pretraining prompts P", ("n_prompts",)),
+        ParameterSpec("D", "D", "int", 1, False, None, False, 20, "token dimension D", ("d",)),
+        ParameterSpec("N", "N", "int", 1, False, None, False, 100, "context length N", ("n_context",)),
+        ParameterSpec("P", "P", "int", 1, False, None, False, 1000, "pretraining prompts P", ("n_prompts",)),
         ParameterSpec(
-            "K", "n_tasks", "int", 1, False, None, False, None, "task pool size K", ("n_tasks",), allow_inf=True
+            "K", "K", "int", 1, False, None, False, None, "task pool size K", ("n_tasks",), allow_inf=True
         ),
-        ParameterSpec("lam", "l2_strength", "float", 0.0, False, None, False, 1.0, "ridge strength λ",
+        ParameterSpec("lam", "lam", "float", 0.0, False, None, False, 1.0, "ridge strength λ",
                       ("l2_strength", "λ", "lambda")),
         ParameterSpec("beta", "beta", "float", 0.0, True, None, False, 100.0, "inverse temperature β", ("β",)),
         ParameterSpec("damping", "damping", "float", 0.0, False, 1.0, True, 0.9, "cavity damping θ", ("θ", "theta")),
@@ -127,8 +132,8 @@ def canonical_name(key: str) -> str:
     if low in _ALIASES:
         return _ALIASES[low]
     raise InvalidParameterError(
-        f"Unknown sweep parameter {key!r}; allowed: {', '.join(PARAMETERS)} (or their long names "
-        f"{', '.join(p.dim for p in PARAMETERS.values())})."
+        f"Unknown sweep parameter {key!r}; allowed: {', '.join(PARAMETERS)} (or their Python names "
+        f"{', '.join(p.aliases[0] for p in PARAMETERS.values() if p.aliases)})."
     )
 
 
@@ -157,7 +162,18 @@ def _spaced(spec: ParameterSpec, start, stop, num, log: bool, source: str) -> li
         raise InvalidParameterError(
             f"The sweep parameter '{spec.name}' got an empty range {source!r}: NUM must be >= 1, got {num_i}."
         )
-    start, stop = float(start), float(stop)
+    try:
+        start, stop = float(start), float(stop)
+    except (TypeError, ValueError):
+        start = stop = math.nan
+    if not (math.isfinite(start) and math.isfinite(stop)):
+        raise InvalidParameterError(
+            f"The sweep parameter '{spec.name}': START and STOP in {source!r} must be finite numbers."
+        )
+    if num_i > MAX_VALUES:
+        raise InvalidParameterError(
+            f"The sweep parameter '{spec.name}': NUM in {source!r} must be at most {MAX_VALUES}, got {num_i}."
+        )
     if log:
         if start <= 0 or stop <= 0:
             raise InvalidParameterError(
@@ -233,6 +249,10 @@ def parse_values(name: str, value) -> tuple:
                 a, b = (_parse_number(spec, p, source) for p in parts)
                 if not all(isinstance(v, int) for v in (a, b)):
                     raise InvalidParameterError(f"The sweep parameter 'seed': range {text!r} needs integers.")
+                if b - a > MAX_VALUES:
+                    raise InvalidParameterError(
+                        f"The sweep parameter 'seed': range {text!r} has {b - a} values; at most {MAX_VALUES}."
+                    )
                 raw = list(range(a, b))
                 if not raw:
                     raise InvalidParameterError(
@@ -339,7 +359,13 @@ def make_grid(spec: dict | None = None, **kwargs) -> SweepGrid:
             values.append((name, parse_values(name, merged[name])))
         else:
             values.append((name, (p.default,)))
-    return SweepGrid(tuple(values))
+    grid = SweepGrid(tuple(values))
+    if grid.n_points > MAX_POINTS:
+        raise InvalidParameterError(
+            f"The sweep grid has {grid.n_points} points ({' × '.join(str(n) for n in grid.shape if n > 1)}); "
+            f"at most {MAX_POINTS}: split it into several sweeps."
+        )
+    return grid
 
 
 def load_config(path: str | os.PathLike) -> dict:
@@ -352,7 +378,12 @@ def load_config(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise InvalidParameterError(f"The 'config' file {str(path)!r} does not exist.")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InvalidParameterError(f"The 'config' file {str(path)!r} is not a UTF-8 text file.") from None
+    except OSError as exc:
+        raise InvalidParameterError(f"The 'config' file {str(path)!r} cannot be read: {exc.strerror or exc}.") from None
     suffix = path.suffix.lower()
     try:
         if suffix == ".toml":

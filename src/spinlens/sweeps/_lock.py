@@ -106,7 +106,7 @@ class SweepLock:
     def acquire(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         me = _me()
-        tmp = self.root / f".tmp-lock-{me['pid']}-{int(me['created_at'] * 1e6)}"
+        tmp = self.root / f".lock-new-{me['pid']}-{int(me['created_at'] * 1e6)}"
         tmp.write_text(json.dumps(me) + "\n")
         try:
             for _ in range(3):

@@ -41,6 +41,10 @@ def check_observables(observables) -> list[str]:
     """Validate a list (or comma-separated string) of observable names; 'converged' is always added."""
     if isinstance(observables, str):
         observables = [o.strip() for o in observables.split(",") if o.strip()]
+    if not isinstance(observables, (list, tuple)) or not all(isinstance(o, str) for o in observables):
+        raise InvalidParameterError(
+            f"The 'observables' parameter must be a list of names or a comma-separated string. Got {observables!r} instead."
+        )
     obs = list(dict.fromkeys(observables))
     if not obs:
         raise InvalidParameterError(f"The 'observables' parameter needs at least one of {', '.join(OBSERVABLES)}.")
@@ -52,6 +56,19 @@ def check_observables(observables) -> list[str]:
     if "converged" not in obs:
         obs.append("converged")
     return obs
+
+
+def estimate_point_bytes(params: dict, sampler: str = "auto") -> int:
+    """A generous estimate of the peak memory of `compute_point` at one point, in bytes.
+
+    The training features (P × (D+1)² float64) dominate, then the Gram matrix ((D+1)² × (D+1)²) and, for the
+    core sampler, the prompts themselves (P × (D+1) × (N+1)); a factor 3 covers temporaries.
+    """
+    D, N, P = int(params["D"]), int(params["N"]), int(params["P"])
+    n = (D + 1) ** 2
+    core = sampler == "core" or (sampler == "auto" and float(params.get("corr", 0.0)) != 0.0)
+    words = P * n + n * n + (P * (D + 1) * (N + 1) if core else P * (3 * D + 4))
+    return 3 * 8 * words
 
 
 def _cosine(A, B) -> float:

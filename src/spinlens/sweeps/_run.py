@@ -293,7 +293,7 @@ def run_sweep(
     if sampler == "reduced" and any(c != 0 for c in grid.mapping["corr"]):
         raise InvalidParameterError("The 'reduced' sampler needs corr = 0 at every point; use --sampler auto or core.")
     if scheduler is None:
-        jobs = (os.cpu_count() or 1) if jobs is None else check_int("jobs", jobs, low=1, owner="sweep")
+        jobs = (os.cpu_count() or 1) if jobs is None else check_int("jobs", jobs, low=1, high=1024, owner="sweep")
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, low=1, owner="sweep")
     scheduler_timeout = check_float("scheduler_timeout", scheduler_timeout, low=0.0, low_open=True, high=3600.0,
@@ -301,6 +301,10 @@ def run_sweep(
     if scheduler is not None and not isinstance(scheduler, str):
         raise InvalidParameterError(f"The 'scheduler' parameter must be an address like tcp://HOST:PORT. Got {scheduler!r} instead.")
     check_point_fn(point_fn, obs)  # fail early on a bad reference or signature
+    if not str(out).strip():
+        raise InvalidParameterError("The 'out' parameter must name a folder. Got an empty string instead.")
+    if scheduler is None:
+        _check_memory(grid, sampler, jobs)
     if resume and force:
         raise InvalidParameterError("Pass either 'resume' or 'force', not both.")
 
@@ -310,7 +314,12 @@ def run_sweep(
     store = SweepStore(out)
     existed = store.root.exists()
     lock = SweepLock(store.root)
-    lock.acquire()  # a second run on this folder stops here, with one line
+    try:
+        lock.acquire()  # a second run on this folder stops here, with one line
+    except OSError as exc:
+        raise InvalidParameterError(
+            f"The 'out' directory {str(store.root)!r} cannot be created or written: {exc.strerror or exc}."
+        ) from None
     created_spec = False
     try:
         if store.exists() and store.n_points_stored() > 0:
@@ -441,6 +450,33 @@ def _run_locked(store, grid, settings, shash, point_fn, obs, jobs, scheduler, sc
         f"results in {store.results_path}"
     )
     return ds
+
+
+def _total_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _check_memory(grid: SweepGrid, sampler: str, jobs: int) -> None:
+    """Refuse a grid whose largest point cannot fit in this machine's memory (``jobs`` points at a time)."""
+    from ._point import estimate_point_bytes
+
+    total = _total_memory()
+    if total is None:
+        return
+    big = {k: max(v) for k, v in grid.values if k in ("D", "N", "P")}
+    big["corr"] = max(grid.mapping["corr"])
+    need = estimate_point_bytes(big, sampler)
+    at_once = need * min(jobs, grid.n_points)
+    if at_once > total:
+        gib = 2.0**30
+        raise InvalidParameterError(
+            f"The sweep grid's largest point (D={big['D']}, N={big['N']}, P={big['P']}) needs about "
+            f"{need / gib:.3g} GiB ({at_once / gib:.3g} GiB for {min(jobs, grid.n_points)} at once), more than this "
+            f"machine's {total / gib:.3g} GiB: lower P or D, or --jobs."
+        )
 
 
 def _auto_chunk(n_todo: int, n_workers: int) -> int:

@@ -115,7 +115,8 @@ class SweepStore:
         n = 0
         for d in (self.points_dir, self.root):
             if d.exists():
-                for p in d.glob(".tmp-*"):
+                # ".tmp-*": older spinlens; ".NAME.XXXX.tmp": spinlens.io.atomic_path
+                for p in [*d.glob(".tmp-*"), *d.glob(".*.tmp")]:
                     p.unlink(missing_ok=True)
                     n += 1
         return n

@@ -9,7 +9,7 @@ limit ``d → ∞`` with
 * ``rho`` (label-noise *variance*) and ``lam`` (ridge, objective ``(1/n)Σ(…)² + (λ/d)‖Γ‖²``)
 
 fixed, the test errors on fresh tasks (ICL) and on the pretraining pool (IDG) are deterministic. This
-module implements them (conventions and derivations: ``docs/theory.md``, THEORY.md §1):
+module implements them (conventions and formulas: ``docs/theory.md``):
 
 * :math:`M_\kappa(z)`, the Stieltjes-type transform of the Marchenko–Pastur law of the task covariance,
   and its derivative (`M_kappa`, `M_kappa_derivative`);
@@ -177,7 +177,7 @@ class _Eps:
 
 
 def _xi_ridgeless(xs: float, tau: float, kappa: float) -> float:
-    """Closed form ξ = (1−τ)/(τ M_{κ/τ}(x*)) of the ridgeless τ < 1 root (THEORY.md §1.6)."""
+    """Closed form ξ = (1−τ)/(τ M_{κ/τ}(x*)) of the ridgeless τ < 1 root (docs/theory.md, 'Formulas implemented')."""
     return (1.0 - tau) / (tau * _m_scalar(xs, kappa / tau if kappa != INF else INF))
 
 
@@ -216,7 +216,7 @@ def _solve_eps(alpha: float, tau: float, kappa: float, rho: float, lam: float) -
 
 
 def solve_epsilon(alpha, tau, kappa=INF, rho=0.0, lam=0.0) -> float:
-    r"""Effective regularisation ε of the pretrained Γ (THEORY.md §1.6).
+    r"""Effective regularisation ε of the pretrained Γ (docs/theory.md, 'Formulas implemented').
 
     ε > 0 is the unique root of :math:`1-\tau+\tau\lambda/\varepsilon-\varepsilon M_\kappa(x^*+\varepsilon)=0`,
     :math:`x^* = (1+\rho)/\alpha`, found by bracketing and Brent's method. Ridgeless limits (``lam=0``):
@@ -271,7 +271,7 @@ class TheoryResult:
     message : str
         How ε was obtained, or why the errors diverge / were not computed.
     alpha, tau, kappa, rho, lam : float
-        The inputs (THEORY.md §1 conventions).
+        The inputs (Lu et al. conventions, docs/theory.md).
     divergent : bool
         True at the ridgeless interpolation threshold (``lam = 0``, ``tau = 1``), where both errors are +inf.
     """
@@ -295,7 +295,7 @@ class TheoryResult:
 
 
 def _errors(alpha, tau, kappa, rho, lam, eps):
-    """General-λ formulas of THEORY.md §1.7 given ε. Returns (e_icl, e_idg, c)."""
+    """General-λ formulas (docs/theory.md) given ε. Returns (e_icl, e_idg, c)."""
     xs = (1.0 + rho) / alpha
     nu = xs + eps
     m = _m_scalar(nu, kappa)
@@ -316,7 +316,11 @@ def _point(alpha, tau, kappa, rho, lam) -> TheoryResult:
         return TheoryResult(INF, INF, math.nan, 0.0, True, sol.message + " (g_task undefined: NaN)", divergent=True, **inputs)
     if not sol.converged:
         return TheoryResult(math.nan, math.nan, math.nan, sol.value, False, sol.message, **inputs)
-    e_icl, e_idg, c = _errors(alpha, tau, kappa, rho, lam, sol.value)
+    try:
+        e_icl, e_idg, c = _errors(alpha, tau, kappa, rho, lam, sol.value)
+    except (ZeroDivisionError, OverflowError):  # parameters so extreme that float64 loses the formula
+        return TheoryResult(math.nan, math.nan, math.nan, sol.value, False,
+                            "the error formulas are singular in float64 at these parameters (under/overflow)", **inputs)
     if not (math.isfinite(e_icl) and math.isfinite(e_idg)) or c < -1e-12 * (1.0 + abs(c)):
         return TheoryResult(
             math.nan, math.nan, math.nan, sol.value, False,
@@ -326,7 +330,7 @@ def _point(alpha, tau, kappa, rho, lam) -> TheoryResult:
 
 
 def learning_curve_point(alpha, tau, kappa=INF, rho=0.0, lam=0.0) -> TheoryResult:
-    r"""Asymptotic ICL/IDG errors at one point (THEORY.md §1.7).
+    r"""Asymptotic ICL/IDG errors at one point (docs/theory.md, 'Formulas implemented').
 
     With ε from `solve_epsilon`, :math:`\nu=x^*+\varepsilon`, :math:`M=M_\kappa(\nu)`, :math:`M'=M_\kappa'(\nu)`:
 
@@ -470,8 +474,33 @@ def learning_curve(*, alpha, tau, kappa=INF, rho=0.0, lam=0.0):
 # ----------------------------------------------------------------------------------------------------
 # independent closed forms (cross-checks)
 # ----------------------------------------------------------------------------------------------------
+def _finite_or_refuse(fn):
+    """Closed forms in float64: an overflow or a non-finite result outside the documented inf cases is
+    refused with one line, never returned as NaN or raised as OverflowError."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            out = fn(*args, **kwargs)
+        except (OverflowError, ZeroDivisionError, FloatingPointError) as exc:
+            raise InvalidParameterError(
+                f"{fn.__name__}: the inputs {args + tuple(kwargs.values())} are outside the range where the "
+                f"closed form can be evaluated in float64 ({type(exc).__name__})."
+            ) from None
+        if any(math.isnan(x) or x == -INF for x in out):
+            raise InvalidParameterError(
+                f"{fn.__name__}: the inputs {args + tuple(kwargs.values())} are outside the range where the "
+                "closed form can be evaluated in float64 (the result is not a number)."
+            )
+        return out
+
+    return wrapper
+
+
+@_finite_or_refuse
 def ridgeless_closed_form(alpha, tau, kappa=INF, rho=0.0) -> tuple[float, float]:
-    r"""The authors' ridgeless (λ → 0⁺) closed forms (THEORY.md §1.9), an independent cross-check.
+    r"""The authors' ridgeless (λ → 0⁺) closed forms (Lu et al.), an independent cross-check.
 
     Parameters
     ----------
@@ -511,8 +540,9 @@ def ridgeless_closed_form(alpha, tau, kappa=INF, rho=0.0) -> tuple[float, float]
     return float(icl), float(idg)
 
 
+@_finite_or_refuse
 def infinite_diversity_closed_form(alpha, tau, rho=0.0, lam=0.0) -> tuple[float, float]:
-    r"""Fully explicit κ = ∞ formulas (THEORY.md §1.10): ε from a quadratic, then ``e_ICL = e_IDG``.
+    r"""Fully explicit κ = ∞ formulas (Lu et al.): ε from a quadratic, then ``e_ICL = e_IDG``.
 
     Returns
     -------

@@ -1,4 +1,4 @@
-r"""Finite-d simulation of ridge-pretrained reduced linear attention (THEORY.md §1.12), Lu et al. conventions.
+r"""Finite-d simulation of ridge-pretrained reduced linear attention (docs/theory.md, 'Finite-d simulator'), Lu et al. conventions.
 
 Used to test the asymptotic formulas of `spinlens.theory.asymptotic`:
 
@@ -9,7 +9,7 @@ Used to test the asymptotic formulas of `spinlens.theory.asymptotic`:
 3. fit ``Γ = argmin Σ_μ (y_q − x_qᵀΓh)² + (n/d)λ‖Γ‖²`` (primal normal equations when ``n ≥ d(d+1)``,
    kernel form with the Gram matrix ``(X_q X_qᵀ)∘(H Hᵀ)`` otherwise; ``λ = 0`` gives least squares /
    the minimum-norm interpolator);
-4. evaluate the exact test error of Γ by the trace formula (THEORY.md §1.4) for fresh tasks (ICL) and
+4. evaluate the exact test error of Γ by the trace formula (docs/theory.md) for fresh tasks (ICL) and
    for the pool (IDG) — no Monte-Carlo test set.
 
 Contexts are drawn with an exact O(ℓ + d) sampler: writing ``x_i = a_i u + x_i^⊥`` with ``u = w/|w|``,
@@ -141,7 +141,7 @@ def fit_gamma(x_query: np.ndarray, h: np.ndarray, y_query: np.ndarray, lam: floa
 
 
 def exact_error(gamma: np.ndarray, rho: float, n_context: int, pool: np.ndarray | None = None) -> float:
-    r"""Exact test error of Γ for tasks on the sphere (THEORY.md §1.4).
+    r"""Exact test error of Γ for tasks on the sphere (trace formula, docs/theory.md).
 
     :math:`e = 1+\rho-\tfrac2d\operatorname{tr}(\Gamma A)+\tfrac1d\operatorname{tr}(\Gamma^\top\Gamma B)`.
 
