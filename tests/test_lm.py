@@ -73,6 +73,10 @@ def test_planted_induction_model_scores():
     others = np.delete(rep.induction.ravel(), 2)
     assert others.max() < 0.3
     assert rep.repeated_loss["repeat"] < 0.01 < 2.0 < rep.repeated_loss["first"]
+    from spinlens.lm.analysis import head_roles
+
+    roles = head_roles(rep)
+    assert roles["L1.H0"].startswith("induction head") and roles["L0.H0"].startswith("previous-token head")
     # K-composition: the previous-token head reaches the induction head through its keys only
     kc = ind.k_composition(m, n_seq=16, half=16, receivers=[(1, 0)], rng=2)
     assert kc["top"]["k"][:2] == (0, 0) and kc["top"]["k"][2] > 0.95
