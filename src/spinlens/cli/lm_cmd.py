@@ -219,7 +219,9 @@ def run_lm_edit(args, name) -> int:
         mod = E.summarise(ds.where(ds.level == "module", drop=True), ("intervention",), "repeat_loss")
         tokl = E.summarise(ds.where(ds.level == "token", drop=True), ("intervention",), "loss")
         summary = {"token_class": args.token_class, "class_base_rate": ds.attrs["class_base_rate"],
-                   "activation_class_prob": act, "module_repeat_loss": mod, "token_level_loss": tokl,
+                   "activation_class_prob": act,
+                   "activation_loss": E.summarise(ds.where(ds.level == "activation", drop=True), ("strength",), "loss"),
+                   "module_repeat_loss": mod, "token_level_loss": tokl,
                    "induction_heads": ds.attrs["induction_heads"], "seeds": list(seeds)}
         if (ds.level == "neuron").any():
             summary["neuron_class_prob"] = E.summarise(ds.where(ds.level == "neuron", drop=True), ("strength",), "class_prob")
