@@ -42,7 +42,7 @@ BASES: dict[str, str] = {
 # Commands whose base run takes long (they train or reproduce): only values that must be refused before
 # any work are tried on them.
 SLOW = ("demo", "reproduce", "zoo figS8", "zoo bridge", "landscape", "steer", "pinpoint", "merge", "quantize",
-        "interp fv", "interp path", "interp attribution")
+        "interp fv", "interp path", "interp attribution", "interp induction", "lm")
 
 #: values that no option of spinlens accepts for a number (refused before any work)
 BAD_NUMBERS = ["-1", "-7.5", "nan", "NaN", "inf", "-inf", "abc", "", " ", "1e400", "0x10", "½", "1,,2", "--",
@@ -183,6 +183,8 @@ KNOWN_GAPS = [
     (lambda c, o, v: c == "zoo train" and o in ("--lr", "--weight-decay") and v in HUGE,
      "diverging zoo training raises FloatingPointError"),
     (lambda c, o, v: c == "solve" and o == "--threads" and v in HUGE, "thread count not bounded"),
+    (lambda c, o, v: c == "lm" and o == "--max-memory-gb" and v.lower() in ("nan", "inf", "1e400"),
+     "lm accepts a non-finite --max-memory-gb (and then trains)"),
 ]
 
 
