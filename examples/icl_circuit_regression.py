@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from spinlens import interp as I
+from spinlens.models.checkpoint import save_model
+from spinlens.models.transformer import Transformer, TransformerConfig
 from spinlens.plotting import interp as P
-from spinlens.models.transformer import Transformer, TransformerConfig, save_transformer
 from spinlens.random import as_generator
 
 
@@ -77,7 +78,7 @@ def main() -> None:
     summary["train_seconds"] = time.perf_counter() - t0
     summary["final_train_loss"] = float(np.mean(losses[-100:]))
     model.eval()
-    save_transformer(model, os.path.join(args.out, "model"), metadata={"task": "icl-regression", "D": D, "N": N})
+    save_model(model, os.path.join(args.out, "model"), metadata={"task": "icl-regression", "D": D, "N": N})
 
     # ---------------------------------------------------------------- predictions vs theory
     from spinlens.features import spin_features

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from spinlens import interp as I
+from spinlens.models.checkpoint import save_model
+from spinlens.models.transformer import Transformer, TransformerConfig
 from spinlens.plotting import interp as P
-from spinlens.models.transformer import Transformer, TransformerConfig, save_transformer
 from spinlens.random import as_generator
 
 
@@ -126,12 +127,12 @@ def main() -> None:
     model = Transformer(cfg, rng=args.seed)
     summary: dict = {"task": kw, "seq_len": T}
     if args.load:
-        from spinlens.models.transformer import load_transformer
+        from spinlens.models.checkpoint import load_model
 
-        model = load_transformer(args.load)
+        model = load_model(args.load)
     else:
         train(model, args, kw, summary)
-        save_transformer(model, os.path.join(args.out, "model"), metadata={"task": "icl-tokens", **kw})
+        save_model(model, os.path.join(args.out, "model"), metadata={"task": "icl-tokens", **kw})
     model.eval()
 
     for corruption in ("label_swap", "input_swap"):

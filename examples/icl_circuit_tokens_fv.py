@@ -31,8 +31,9 @@ import torch
 
 from spinlens import interp as I
 from spinlens.interp import function_vectors as FV
+from spinlens.models.checkpoint import load_model, save_model
+from spinlens.models.transformer import Transformer, TransformerConfig
 from spinlens.plotting import interp as P
-from spinlens.models.transformer import Transformer, TransformerConfig, load_transformer, save_transformer
 from spinlens.random import as_generator
 
 
@@ -90,12 +91,12 @@ def main() -> None:
     T = 2 * args.n_pairs + 1
     summary: dict = {"n_pairs": args.n_pairs, "n_inputs": args.n_inputs, "n_labels": args.n_labels, "tasks": tasks.tolist()}
     if args.load:
-        model = load_transformer(args.load)
+        model = load_model(args.load)
     else:
         cfg = TransformerConfig(n_layers=2, n_heads=4, d_model=64, d_mlp=128, input_kind="tokens", d_vocab=V, max_pos=T)
         model = Transformer(cfg, rng=args.seed)
         train(model, tasks, args, summary)
-        save_transformer(model, os.path.join(args.out, "model"),
+        save_model(model, os.path.join(args.out, "model"),
                          metadata={"task": "icl-tokens-fixed-tasks", "tasks": tasks.tolist(), "n_pairs": args.n_pairs})
     model.eval()
     with torch.no_grad():

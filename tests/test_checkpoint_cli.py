@@ -64,7 +64,7 @@ def test_edit_commands_take_the_folder(tf_folder, tmp_path, capsys):
         assert _json(capsys) is not None
         run = json.loads((out / "run.json").read_text())
         assert run["args"]["checkpoint"] == str(tf_folder)
-        assert run["args"]["n_context"] == 8, name  # the context length the model was trained on, not its max_pos
+        assert run["args"]["N"] == 8, name  # (N: docs/vocabulary.md) the context length the model was trained on, not its max_pos
         assert not (out / "base").exists()  # no default base trained
 
 
@@ -79,7 +79,7 @@ def test_merge_saved_folders(tf_folder, tmp_path, capsys):
 def test_bridge_takes_train_and_zoo_folders(sla_folder, tf_folder, capsys):
     assert main(["zoo", "bridge", "--checkpoint", str(sla_folder), "--prompts", "200", "--json"]) == 0
     rep = _json(capsys)
-    assert rep["arch"] == "sla" and rep["n_context"] == 10 and rep["l2_strength"] == pytest.approx(0.005)
+    assert rep["arch"] == "sla" and rep["N"] == 10 and rep["lam"] == pytest.approx(0.005)
     # a transformer has no effective linear form: a one-line error, exit 2
     assert main(["zoo", "bridge", "--checkpoint", str(tf_folder)]) == 2
     err = capsys.readouterr().err
@@ -114,6 +114,14 @@ def test_old_spellings_still_work(tf_folder, sla_folder, tmp_path, capsys):
     # merge --base
     assert main(["merge", "--base", str(tf_folder), "--models", str(tf_folder), "--save", str(tmp_path / "m"),
                  "--json"]) == 0
+    assert "deprecated" in capsys.readouterr().err
+    # a run folder of the older `spinlens train` (weights.safetensors, no config.json)
+    sla = load_model(sla_folder)
+    old_train = tmp_path / "old_train"
+    old_train.mkdir()
+    save_file({k: v.contiguous() for k, v in sla.core.state_dict().items()}, str(old_train / "weights.safetensors"))
+    (old_train / "run.json").write_text(json.dumps({"command": "train", "N": 10}))
+    assert main(["zoo", "bridge", "--checkpoint", str(old_train), "--prompts", "100", "--json"]) == 0
     assert "deprecated" in capsys.readouterr().err
     # an HF-only flag on a command that takes spinlens models
     assert main(["steer", "--model", str(tmp_path)]) == 2

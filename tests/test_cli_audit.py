@@ -56,7 +56,7 @@ BAD = [
     ("prompts --seed -1 -o x.npz", "'--seed'"),
     ("solve --seed -1 --D 2 --N 2 --P 5", "'--seed'"),
     ("train --seed -1 --D 2 --N 2 --P 4 --out o_train", "'--seed'"),
-    ("theory simulate --d 4 --alpha 2 --tau 2 --seed -1", "'--seed'"),
+    ("theory simulate --D 4 --alpha 2 --tau 2 --seed -1", "'--seed'"),
     ("theory diversity --D 2 --N 2 --P 10 --K 2 --seed -1", "'--seed'"),
     ("theory phase --D 2 --N 3 --K 2 --P 20 --repeats 1 --seed -1", "'--seed'"),
     ("interp lens --seed -1", "'seed'"),
@@ -86,7 +86,7 @@ BAD = [
     ("theory curve --vary foo --from 0.1 --to 3", "--vary"),
     ("theory curve --vary tau --from 0.1 --to 3 --num 1 --alpha 10", "'num'"),
     ("theory curve --vary tau --from 0.1 --to 3 --num 5 --alpha 2 --out afile", "'--out'"),
-    ("theory simulate --d 1 --alpha 2 --tau 2", "'d'"),
+    ("theory simulate --D 1 --alpha 2 --tau 2", "'--D'"),
     ("theory diversity --lam -1", "'lam'"),
     ("theory diversity --D 2 --N 2 --P 10 --K 2 --out afile", "'--out'"),
     ("theory phase --damping 1", "'damping'"),
@@ -104,7 +104,7 @@ BAD = [
     ("reproduce figX --out o_rep", "'FIG'"),
     ("reproduce fig4b --out afile", "'--out'"),
     ("reproduce fig4b --seed -1 --out o_rep", "'--seed'"),
-    ("landscape --l2-strength -1 --out o_land", "'l2_strength'"),
+    ("landscape --lam -1 --out o_land", "'--lam'"),
     ("landscape --out afile", "'--out'"),
     ("report missing_dir", "'DIR'"),
     ("report . --out afile/x.html", "'--out'"),
@@ -270,4 +270,4 @@ def test_prompts_json_describes_the_written_file(tmp_path, capsys):
     assert code == 0
     pr = load_prompts(rec["path"])
     assert pr.Z.shape == (4, 3, 4)  # (P, D+1, N+1)
-    assert (rec["n_prompts"], rec["d"], rec["n_context"], rec["n_tasks"], rec["seed"]) == (4, 2, 3, 2, 5)
+    assert (rec["P"], rec["D"], rec["N"], rec["K"], rec["seed"]) == (4, 2, 3, 2, 5)  # docs/vocabulary.md

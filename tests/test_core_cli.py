@@ -15,9 +15,10 @@ def run_cli(args, capsys):
 
 
 def test_solve_json_keys(capsys):
-    code, out, _ = run_cli(["solve", "--D", "5", "--N", "20", "--P", "500", "--method", "cavity", "--json"], capsys)
-    assert code == 0
+    code, out, err = run_cli(["solve", "--D", "5", "--N", "20", "--P", "500", "--method", "cavity", "--json"], capsys)
     d = json.loads(out)
+    assert code == (0 if d["converged"] else 3)  # the non-convergence rule: exit 3 and one warning line
+    assert ("did not converge" in err) == (not d["converged"])
     for k in ("test_error", "train_error", "contrast_ratio", "converged", "iterations", "seconds"):
         assert k in d
     assert 0 < d["test_error"] < 2 and isinstance(d["converged"], bool)
@@ -78,7 +79,7 @@ def test_malformed_npz(tmp_path, capsys):
 
 def test_cavity_nonconvergence_reported(capsys):
     code, out, err = run_cli(["solve", "--D", "5", "--N", "20", "--P", "20", "--method", "cavity", "--json"], capsys)
-    assert code == 0 and json.loads(out)["converged"] is False and "did not converge" in err
+    assert code == 3 and json.loads(out)["converged"] is False and "did not converge" in err
     assert "NaN" not in out
 
 

@@ -16,7 +16,11 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from spinlens.plotting.checks import assert_figure_ok, exempt, figure_problems  # noqa: E402
+from spinlens.plotting.checks import (  # noqa: E402
+    assert_figure_ok,
+    exempt,
+    figure_problems,
+)
 
 
 @pytest.fixture(autouse=True)

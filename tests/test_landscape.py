@@ -93,7 +93,7 @@ def test_landscape_cli(tmp_path, capsys):
     from spinlens.cli.main import main
 
     out = tmp_path / "land"
-    args = ["landscape", "--d", "4", "--n-context", "20", "--prompts", "5", "100", "--samples", "60", "--grid", "20",
+    args = ["landscape", "--D", "4", "--N", "20", "--P", "5", "100", "--samples", "60", "--grid", "20",
             "--spectrum-d", "3", "4", "--out", str(out), "--json"]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -103,12 +103,12 @@ def test_landscape_cli(tmp_path, capsys):
                  "zero_modes.nc", "marchenko_pastur.csv", "run.json"):
         assert (out / name).is_file(), name
     run = json.loads((out / "run.json").read_text())
-    assert run["seed"] == 0 and run["parameters"]["prompts"] == [5, 100]
+    assert run["seed"] == 0 and run["parameters"]["P"] == [5, 100]
 
 
 def test_landscape_cli_bad_input(tmp_path, capsys):
     from spinlens.cli.main import main
 
-    assert main(["landscape", "--prompts", "0", "--out", str(tmp_path)]) == 2
-    assert "'prompts'" in capsys.readouterr().err
+    assert main(["landscape", "--P", "0", "--out", str(tmp_path)]) == 2
+    assert "'--P'" in capsys.readouterr().err
     assert main(["landscape", "--samples", "3", "--out", str(tmp_path)]) == 2

@@ -10,7 +10,10 @@ import torch
 
 from spinlens.errors import InvalidParameterError
 from spinlens.models import checkpoint as ck
-from spinlens.models.linear_attention import MergedLinearAttention, SeparateLinearAttention
+from spinlens.models.linear_attention import (
+    MergedLinearAttention,
+    SeparateLinearAttention,
+)
 from spinlens.models.transformer import Transformer, TransformerConfig
 from spinlens.models.zoo import ARCH_NAMES, ZooConfig, build_model
 
@@ -118,3 +121,19 @@ def test_is_checkpoint_tells_hf_folders_apart(tmp_path):
     assert not ck.is_checkpoint(tmp_path / "missing")
     ck.save_model(build_model(ZooConfig("fla", d=2), rng=0), tmp_path / "ours")
     assert ck.is_checkpoint(tmp_path / "ours")
+
+
+@pytest.mark.parametrize("cls", [MergedLinearAttention, SeparateLinearAttention])
+def test_older_train_folder_loads_as_zoo_sla(tmp_path, cls):
+    from safetensors.torch import save_file
+
+    m = cls(3, rng=0)
+    save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(tmp_path / "weights.safetensors"))
+    (tmp_path / "run.json").write_text(json.dumps({"command": "train", "N": 7, "weight_decay": 0.02}))
+    c = ck.read_checkpoint(tmp_path)
+    assert c.legacy and c.n_context() == 7 and c.metadata["weight_decay"] == 0.02
+    with pytest.warns(FutureWarning):
+        m2 = ck.load_model(tmp_path)
+    torch.testing.assert_close(m.effective_W(), m2.merged_weights())
+    Z = _Z(3, dtype=torch.float64)
+    torch.testing.assert_close(m(Z), m2(Z))

@@ -8,6 +8,7 @@ name importable after it moved (PEP 562), which runs only when a user asks for t
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import spinlens
@@ -60,6 +61,7 @@ def _resolve(mod: str) -> str | None:
     return mod or None
 
 
+@functools.lru_cache(maxsize=1)
 def _graph() -> dict[str, set[str]]:
     g = {}
     for name, path in MODULES.items():

@@ -127,7 +127,7 @@ def test_cli_config_file_with_flag_override(tmp_path, capsys):
     rec = json.loads(capsys.readouterr().out)
     assert rec["grid"]["P"] == [60] and rec["grid"]["N"] == [5, 10] and rec["n_points"] == 4
     ds = open_sweep(out)
-    assert set(ds.data_vars) == {"contrast_ratio", "n_iter", "converged"} and ds.sizes == {"n_context": 2, "seed": 2}
+    assert set(ds.data_vars) == {"contrast_ratio", "n_iter", "converged"} and ds.sizes == {"N": 2, "seed": 2}
     bad = tmp_path / "bad.toml"
     bad.write_text('[grid]\nN = 5\n[settings]\nobservable = ["x"]\n')
     assert main(["sweep", "--config", str(bad), "--out", str(tmp_path / "b")]) == 2

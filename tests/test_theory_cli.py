@@ -52,7 +52,7 @@ def test_spin_glass_form_maps_with_to_lu(capsys):
     code, out, _ = _run(capsys, "--spin-glass", "--D", "20", "--N", "100", "--P", "10000", "--lam", "0.01", "--json")
     assert code == 0
     obj = json.loads(out)
-    assert obj["spin_glass"] == {"D": 20, "N": 100, "P": 10000, "l2_strength": 0.01, "K": None, "sigma_eps": 0.0}
+    assert obj["spin_glass"] == {"D": 20, "N": 100, "P": 10000, "lam": 0.01, "K": None, "sigma_eps": 0.0}
     assert obj["alpha"] == 5 and obj["tau"] == 25 and obj["kappa"] == "inf"
     assert obj["lam"] == pytest.approx(20 * 0.01 * 1.01**2)
     assert obj["icl_error"] == pytest.approx(learning_curve_point(5, 25, math.inf, 0, 20 * 0.01 * 1.01**2).icl_error)
@@ -112,7 +112,7 @@ def test_simulate_json(capsys):
                         "--rho", "0.1", "--lam", "0.1", "--seed", "0", "--json")
     assert code == 0
     obj = json.loads(out)
-    assert obj["n_prompts"] == 288 and obj["n_tasks"] == 6 and obj["n_context"] == 24
+    assert obj["P"] == 288 and obj["K"] == 6 and obj["N"] == 24 and obj["D"] == 12  # docs/vocabulary.md
     assert obj["sim_icl_error"] == pytest.approx(obj["icl_error"], rel=0.4)
     code2, out2, _ = _run(capsys, "simulate", "--d", "12", "--alpha", "2", "--tau", "2", "--kappa", "0.5",
                           "--rho", "0.1", "--lam", "0.1", "--seed", "0", "--json")

@@ -158,8 +158,8 @@ def test_cli_phase(tmp_path, capsys):
     code = main(["theory", "phase", "--D", "3", "--N", "4,8", "--K", "1:100:3:log", "--P", "300", "--lam", "0.1",
                  "--repeats", "1", "--seed", "1", "--out", str(out), "--json"])
     text = capsys.readouterr().out
-    assert code == 0
     obj = json.loads(text.strip().splitlines()[-1])
+    assert code == (0 if all(r["converged_fraction"] == 1 for r in obj["rows"]) else 3)  # docs/cli.md
     assert obj["config"]["K"] == [1, 10, 100] and len(obj["rows"]) == 6
     for f in ("phase.nc", "phase.csv", "phase.png", "phase.pdf", "run.json"):
         assert (out / f).stat().st_size > 0, f

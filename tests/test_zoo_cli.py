@@ -28,14 +28,14 @@ def test_zoo_train_and_bridge(tmp_path, capsys):
                  "--out", str(out), "--json", "--no-progress"])
     assert code == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["arch"] == "fla" and summary["n_prompts"] == 500 and summary["seed"] == 0
+    assert summary["arch"] == "fla" and summary["P"] == 500 and summary["seed"] == 0
     assert summary["test_loss"] < summary["baseline_zero_prediction"]
     for name in ("run.json", "history.nc", "train_loss.csv", "test_loss.csv", "loss.png", "loss.pdf",
                  "model.safetensors", "config.json"):
         assert (out / name).exists(), name
     assert main(["zoo", "bridge", "--checkpoint", str(out), "--json", "--prompts", "500"]) == 0
     rep = json.loads(capsys.readouterr().out)
-    assert rep["arch"] == "fla" and rep["n_context"] == 10 and rep["l2_strength"] == pytest.approx(0.0005)
+    assert rep["arch"] == "fla" and rep["N"] == 10 and rep["lam"] == pytest.approx(0.0005)
     assert -1.0 <= rep["cos_w_star"] <= 1.0
 
 

@@ -112,3 +112,28 @@ class InsufficientMemoryError(InvalidParameterError):
     The message is one line: the estimate in GiB, the memory available, and what to change. See
     `spinlens.memory`.
     """
+
+
+def check_device(name: str, value: str) -> str:
+    """Validate a torch device string (imports torch): it must parse and, for cuda/mps, be available."""
+    import torch
+
+    try:
+        dev = torch.device(value)
+    except (RuntimeError, TypeError, ValueError):
+        raise InvalidParameterError(
+            f"The '{name}' parameter must be a torch device such as 'cpu', 'cuda', 'cuda:0' or 'mps'. Got {value!r} instead."
+        ) from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise InvalidParameterError(
+            f"The '{name}' parameter must be a device spinlens can train on: 'cpu', 'cuda', 'cuda:N' or 'mps'. "
+            f"Got {value!r} instead."
+        )
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidParameterError(f"The '{name}' parameter is {value!r} but CUDA is not available here; use 'cpu'.")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InvalidParameterError(f"The '{name}' parameter is {value!r} but this machine has "
+                                    f"{torch.cuda.device_count()} CUDA device(s).")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InvalidParameterError(f"The '{name}' parameter is {value!r} but MPS is not available here; use 'cpu'.")
+    return value

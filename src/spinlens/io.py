@@ -20,6 +20,7 @@ function                    writes
 `save_dataframe`            ``OUT/<name>.csv`` from a pandas DataFrame
 `git_sha`                   the git commit of the spinlens source tree (None outside a checkout)
 `package_versions`          versions of Python, spinlens and the scientific stack
+`check_out_dir/_file`       validate an output folder / file path before any work (one-line error)
 ==========================  ===========================================================================
 
 This module imports nothing from the rest of spinlens at import time (only ``spinlens.__version__``
@@ -55,6 +56,8 @@ __all__ = [
     "save_dataframe",
     "git_sha",
     "package_versions",
+    "check_out_dir",
+    "check_out_file",
 ]
 
 RUN_FILE = "run.json"
@@ -227,7 +230,10 @@ def run_record(command: str, *, args=None, seed=None, **fields) -> dict:
                  "git_sha": git_sha(), "versions": package_versions()}
     if args is not None:
         items = vars(args).items() if not isinstance(args, dict) else args.items()
-        rec["args"] = {k: v for k, v in items if k != "func" and not callable(v)}
+        from spinlens.vocabulary import to_symbols
+
+        # keyed by the symbols of docs/vocabulary.md (D, N, lam, ...), like every JSON output
+        rec["args"] = to_symbols({k: v for k, v in items if k != "func" and not callable(v)})
     rec.update(fields)
     return rec
 
@@ -314,3 +320,89 @@ def save_dataframe(df, out_dir: str | os.PathLike, name: str = "data", *, index:
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=index)
     return str(path)
+
+
+# ------------------------------------------------------------------------- checks before any work
+
+
+def _nearest_existing(path):
+    from pathlib import Path
+
+    p = Path(path).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _probe_writable(name: str, path, folder) -> None:
+    """Create and remove a scratch folder inside ``folder``: the only test of writability that does not lie
+    (``os.access`` says yes to root in /proc, read-only mounts, full disks)."""
+    import tempfile
+
+    from spinlens.errors import InvalidParameterError
+
+    try:
+        tmp = tempfile.mkdtemp(prefix=".spinlens-write-test-", dir=folder)
+    except OSError as exc:
+        raise InvalidParameterError(
+            f"The '{name}' parameter must be a path where spinlens can write. Got {str(path)!r}, but "
+            f"{str(folder)!r} is not writable ({exc.strerror or type(exc).__name__})."
+        ) from None
+    import os
+
+    os.rmdir(tmp)
+
+
+def _check_path_text(name: str, path) -> None:
+    from spinlens.errors import InvalidParameterError
+
+    if not str(path).strip() or "\x00" in str(path):
+        raise InvalidParameterError(f"The '{name}' parameter must be a non-empty path. Got {str(path)!r} instead.")
+
+
+def check_out_dir(name: str, path):
+    """Validate an output folder before any work: an existing folder or a creatable one, writable.
+
+    Every command calls this (or `check_out_file`) on each output path before it computes anything, so a
+    bad ``--out`` costs nothing and leaves nothing behind: the test writes and removes a scratch folder in
+    the nearest existing folder on the path.
+    """
+    from pathlib import Path
+
+    from spinlens.errors import InvalidParameterError
+
+    if path is None:
+        return None
+    _check_path_text(name, path)
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise InvalidParameterError(f"The '{name}' parameter must be a folder (existing or new). Got {str(path)!r}, an existing file.")
+    anc = _nearest_existing(p)
+    if not anc.is_dir():
+        raise InvalidParameterError(f"The '{name}' parameter must be a folder (existing or new). Got {str(path)!r}, "
+                                    f"but {str(anc)!r} is a file.")
+    _probe_writable(name, path, anc)
+    return p
+
+
+def check_out_file(name: str, path):
+    """Validate an output file path before any work: not a folder, its folder existing or creatable, writable."""
+    from pathlib import Path
+
+    from spinlens.errors import InvalidParameterError
+
+    if path is None:
+        return None
+    _check_path_text(name, path)
+    p = Path(path)
+    if p.is_dir() or str(path).endswith(("/", "\\")):
+        raise InvalidParameterError(f"The '{name}' parameter must be a file path. Got {str(path)!r}, a folder.")
+    if p.exists() and not p.is_file():
+        raise InvalidParameterError(f"The '{name}' parameter must be a regular file path. Got {str(path)!r}, "
+                                    "an existing special file.")
+    anc = _nearest_existing(p.parent if str(p.parent) else ".")
+    if not anc.is_dir():
+        raise InvalidParameterError(f"The '{name}' parameter must be a file path in a folder. Got {str(path)!r}, "
+                                    f"but {str(anc)!r} is a file.")
+    _probe_writable(name, path, anc)
+    return p

@@ -9,9 +9,9 @@ the Python API is meant for other commands too::
     >>> from spinlens.memory import estimate_memory, check_memory
     >>> est = estimate_memory("exact", d=20, n_context=100, n_prompts=10_000)
     >>> est.backend, round(est.gib, 3) < 1
-    ('dense', True)
+    ('cg', True)
     >>> check_memory(est, available=2**40)  # fits: returns the estimate
-    MemoryEstimate(method='exact', backend='dense', ...)
+    MemoryEstimate(method='exact', backend='cg', ...)
 
 Sizes (K = (D+1)² spins, D1 = D+1, B = prompts per batch):
 

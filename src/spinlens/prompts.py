@@ -130,6 +130,14 @@ def load_prompts(path: str | os.PathLike, *, dtype=np.float64) -> Prompts:
     path = Path(path)
     if not path.exists():
         raise InvalidPromptsError(f"prompts file {str(path)!r} does not exist.")
+    if path.is_dir():
+        raise InvalidPromptsError(f"prompts file {str(path)!r} is a folder; expected an .npz file.")
+    with open(path, "rb") as fh:
+        head = fh.read(6)
+    if not head.startswith(b"PK"):  # np.load falls back to unpickling, whose message would mislead
+        what = "a single .npy array" if head.startswith(b"\x93NUMPY") else "not an .npz archive (a zip of .npy arrays)"
+        raise InvalidPromptsError(f"prompts file {str(path)!r} is {what}; expected an .npz with keys 'Z' and 'y' "
+                                  "(see `spinlens prompts`).")
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}

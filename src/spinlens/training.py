@@ -43,6 +43,26 @@ class TrainResult:
         return float(self.history["test_loss"][-1])
 
 
+DIVERGENCE_FACTOR = 10.0
+
+
+def divergence_reason(final_train_loss: float, zero_prediction_loss: float) -> str | None:
+    """The one rule by which every spinlens trainer calls a run diverged; None when it did not diverge.
+
+    A run diverged when its final training loss is not finite, or exceeds ``DIVERGENCE_FACTOR`` (10) times
+    the loss of always predicting 0 (the mean squared label of the training prompts): then the weights are
+    worse than no model at all, and the run must not pass as a result.
+    """
+    loss = float(final_train_loss)
+    if loss != loss or loss in (float("inf"), float("-inf")):
+        return f"the training loss became non-finite ({loss}); lower the learning rate"
+    ref = float(zero_prediction_loss)
+    if ref == ref and loss > DIVERGENCE_FACTOR * max(ref, 1e-300):
+        return (f"the final training loss {loss:.3g} exceeds {DIVERGENCE_FACTOR:g} x the loss of predicting 0 "
+                f"({ref:.3g}); lower the learning rate")
+    return None
+
+
 def train_model(
     model,
     train,

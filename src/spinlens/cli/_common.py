@@ -35,70 +35,109 @@ def add_command(sub, name: str, help: str, examples: str, func):
     return p
 
 
-def _nearest_existing(path):
-    from pathlib import Path
+class _DeprecatedSpelling:
+    """Mixin for an argparse action reached by an old flag spelling: warn once, then act as usual."""
 
-    p = Path(path).absolute()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return p
+    _deprecated: dict = {}
 
-
-def check_out_dir(name: str, path):
-    """Validate an output folder before any work: it may exist as a folder or be creatable (no file in the way)."""
-    from pathlib import Path
-
-    from spinlens.errors import InvalidParameterError
-
-    if path is None:
-        return None
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise InvalidParameterError(f"The '{name}' parameter must be a folder (existing or new). Got {str(path)!r}, an existing file.")
-    anc = _nearest_existing(p)
-    if not anc.is_dir():
-        raise InvalidParameterError(f"The '{name}' parameter must be a folder (existing or new). Got {str(path)!r}, "
-                                    f"but {str(anc)!r} is a file.")
-    return p
+    def __call__(self, parser, namespace, values, option_string=None):
+        new = self._deprecated.get(option_string)
+        if new:
+            print(f"{parser.prog}: warning: {option_string} is deprecated; use {new}", file=sys.stderr)
+        return super().__call__(parser, namespace, values, option_string)
 
 
-def check_out_file(name: str, path):
-    """Validate an output file path before any work: not an existing folder, no file among its parent folders."""
-    from pathlib import Path
-
-    from spinlens.errors import InvalidParameterError
-
-    if path is None:
-        return None
-    p = Path(path)
-    if p.is_dir():
-        raise InvalidParameterError(f"The '{name}' parameter must be a file path. Got {str(path)!r}, an existing folder.")
-    anc = _nearest_existing(p.parent if str(p.parent) else ".")
-    if not anc.is_dir():
-        raise InvalidParameterError(f"The '{name}' parameter must be a file path in a folder. Got {str(path)!r}, "
-                                    f"but {str(anc)!r} is a file.")
-    return p
+MAX_INT = 2**53  # integers above this overflow C integers and float64 sizes; reject them while parsing
 
 
-def check_device(name: str, value: str) -> str:
-    """Validate a torch device string (imports torch): it must parse and, for cuda/mps, be available."""
-    import torch
-
-    from spinlens.errors import InvalidParameterError
-
-    try:
-        dev = torch.device(value)
-    except (RuntimeError, TypeError, ValueError):
-        raise InvalidParameterError(
-            f"The '{name}' parameter must be a torch device such as 'cpu', 'cuda', 'cuda:0' or 'mps'. Got {value!r} instead."
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidParameterError(f"The '{name}' parameter is {value!r} but CUDA is not available here; use 'cpu'.")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InvalidParameterError(f"The '{name}' parameter is {value!r} but MPS is not available here; use 'cpu'.")
+def bounded_int(text: str) -> int:
+    """argparse type for integer flags: an integer of at most 2**53 in size (no silent C overflow later)."""
+    value = int(text)
+    if abs(value) > MAX_INT:
+        raise argparse.ArgumentTypeError(f"integer too large: {text!r} (at most 2**53 = {MAX_INT})")
     return value
 
 
+bounded_int.__name__ = "int"  # argparse names the type in "invalid int value: ..."
+
+
+def apply_vocabulary(parser) -> None:
+    """Give every flag of a quantity in `spinlens.vocabulary` its symbol and long alias, in every (sub)command.
+
+    A flag declared under any spelling of a table quantity (``--d``, ``--n-context``, ``--N``, ...) becomes
+    ``--N`` with the alias ``--context-length``; the other spellings it was declared with stay accepted,
+    hidden from --help, and print a deprecation warning. The ``dest`` (the attribute the command reads) is
+    unchanged. Called once by `spinlens.cli.main.build_parser`.
+    """
+    from spinlens.vocabulary import by_symbol, cli_spellings
+
+    spell = cli_spellings()
+    for action in list(parser._actions):
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                apply_vocabulary(sub)
+            continue
+        if action.type is int:
+            action.type = bounded_int
+        symbols = {spell[o][0] for o in action.option_strings if o in spell}
+        if len(symbols) != 1:
+            continue
+        term = by_symbol(symbols.pop())
+        visible = [term.flag, term.long_flag]
+        taken = [o for o in visible if parser._option_string_actions.get(o, action) is not action]
+        if taken:
+            continue
+        old = {o: term.flag for o in action.option_strings if o not in visible}
+        for o in visible:
+            parser._option_string_actions[o] = action
+        action.option_strings = visible
+        if action.metavar is None and action.nargs != 0:
+            action.metavar = term.symbol.upper()
+        if old:
+            cls = action.__class__
+            action.__class__ = type(f"Deprecated{cls.__name__}", (_DeprecatedSpelling, cls), {})
+            action._deprecated = old
+
+
+EXIT_BAD_INPUT = 2
+EXIT_NOT_CONVERGED = 3
+
+
+def convergence_exit(prog: str, converged: bool, reason: str = "", *, what: str = "") -> int:
+    """The one rule for non-convergence (docs/cli.md), shared by every command.
+
+    A result that did not converge (a solver that stopped short, a fixed point that was not reached, a
+    training run whose loss diverged or became non-finite) is still printed and written, carries
+    ``"converged": false`` in the JSON output and in run.json, gets ONE warning line on stderr
+    (``<prog>: warning: did not converge: <reason>``), and the command exits with code 3.
+    Returns the exit code: 0 when converged, else 3.
+    """
+    if converged:
+        return 0
+    subject = f"{what} " if what else ""
+    print(f"{prog}: warning: {subject}did not converge: {' '.join(str(reason).split()) or 'no reason given'}",
+          file=sys.stderr)
+    return EXIT_NOT_CONVERGED
+
+
+def all_finite(*values) -> bool:
+    """True when every value (scalars or arrays; None counts as missing, not as non-finite) is finite."""
+    import numpy as np
+
+    for v in values:
+        if v is None:
+            continue
+        try:
+            if not np.all(np.isfinite(np.asarray(v, dtype=float))):
+                return False
+        except (TypeError, ValueError):
+            return False
+    return True
+
+
+# validators of output paths and devices live in the library (spinlens.io, spinlens.errors); re-exported here
+from spinlens.errors import check_device  # noqa: E402,F401
+from spinlens.io import check_out_dir, check_out_file  # noqa: E402,F401
 from spinlens.io import jsonable  # noqa: E402  (one JSON conversion for stdout and files)
 
 
@@ -147,3 +186,42 @@ def load_checkpoint_arg(path, *, flag: str = "checkpoint", transformer: bool = T
         if issubclass(w.category, FutureWarning):
             warn_deprecated(f"--{flag} {path}: {w.message}")
     return model, ck
+
+
+def write_experiment(out, stem, ds, fig, args, extra=None):
+    """Write an experiment's Dataset (CSV + NetCDF), its figure (PNG + PDF) and run.json under ``out``
+    (nothing when ``out`` is None; the figure is closed either way)."""
+    from spinlens import io
+
+    if out is None:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+        return
+    if "run" in ds.dims:
+        run_vars = [v for v in ds.data_vars if ds[v].dims == ("run",)]
+        io.save_dataframe(ds[run_vars].to_dataframe(), out, stem)
+        rest = [v for v in ds.data_vars if v not in run_vars]
+        if rest:
+            _to_csv(ds[rest].drop_dims("run", errors="ignore"), out, f"{stem}_{'_'.join(rest)}")
+    else:
+        _to_csv(ds, out, stem)
+    io.save_dataset(ds, out, stem)
+    io.save_figure(fig, out, stem, dpi=150)
+    base = stem.removesuffix("_lm")
+    command = {"steering": "steer", "merging": "merge", "quantization": "quantize"}.get(base, base)
+    io.write_run_json(out, io.run_record(command, args=args, seed=args.seed, attrs=dict(ds.attrs),
+                                         **(extra or {})))
+
+
+def _to_csv(ds, out, name):
+    import pandas as pd
+
+    from spinlens.io import save_dataframe
+
+    frames = []
+    for var, da in ds.data_vars.items():
+        df = da.to_dataframe(name="value").reset_index()
+        df.insert(0, "variable", var)
+        frames.append(df)
+    save_dataframe(pd.concat(frames, ignore_index=True), out, name, index=False)

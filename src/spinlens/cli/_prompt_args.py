@@ -25,15 +25,17 @@ def distribution_from_args(args, *, d=None, n_context=None):
     from spinlens.prompts import PromptDistribution
 
     check_int("--seed", args.seed, low=0)
-    d = check_int("--D", args.D if d is None else d, low=1)
-    n_context = check_int("--N", args.N if n_context is None else n_context, low=1)
-    K = None if args.K is None else check_int("--K", args.K, low=1)
+    # (D+1)^2 spins: D beyond 10^4 is 10^8 spins and more, far past what any solver or model here can hold
+    d = check_int("--D", args.D if d is None else d, low=1, high=10_000)
+    n_context = check_int("--N", args.N if n_context is None else n_context, low=1, high=10**7)
+    K = None if args.K is None else check_int("--K", args.K, low=1, high=10**12)
     return PromptDistribution(
         d=d,
         n_context=n_context,
-        sigma_x=check_float("--sigma-x", args.sigma_x, low=0, low_open=True),
-        sigma_w=check_float("--sigma-w", args.sigma_w, low=0, low_open=True),
-        sigma_eps=check_float("--sigma-eps", args.sigma_eps, low=0),
+        # scales beyond 1e±30 overflow float64 in the sixth powers of the theory (σ_x⁶σ_w²) and in E(W)
+        sigma_x=check_float("--sigma-x", args.sigma_x, low=1e-30, high=1e30),
+        sigma_w=check_float("--sigma-w", args.sigma_w, low=1e-30, high=1e30),
+        sigma_eps=check_float("--sigma-eps", args.sigma_eps, low=0, high=1e30),
         corr=check_float("--corr", args.corr, low=0, high=1, high_open=True),
         n_tasks=K,
     )

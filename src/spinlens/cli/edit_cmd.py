@@ -194,39 +194,8 @@ def _setup(args):
     return model, out
 
 
-def _write(out, stem, ds, fig, args, extra=None):
-    from spinlens import io
-
-    if out is None:
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-        return
-    if "run" in ds.dims:
-        run_vars = [v for v in ds.data_vars if ds[v].dims == ("run",)]
-        io.save_dataframe(ds[run_vars].to_dataframe(), out, stem)
-        rest = [v for v in ds.data_vars if v not in run_vars]
-        if rest:
-            _to_csv(ds[rest].drop_dims("run", errors="ignore"), out, f"{stem}_{'_'.join(rest)}")
-    else:
-        _to_csv(ds, out, stem)
-    io.save_dataset(ds, out, stem)
-    io.save_figure(fig, out, stem, dpi=150)
-    io.write_run_json(out, io.run_record(args.func.__name__.lstrip("_"), args=args, seed=args.seed, attrs=dict(ds.attrs),
-                                         **(extra or {})))
-
-
-def _to_csv(ds, out, name):
-    import pandas as pd
-
-    from spinlens.io import save_dataframe
-
-    frames = []
-    for var, da in ds.data_vars.items():
-        df = da.to_dataframe(name="value").reset_index()
-        df.insert(0, "variable", var)
-        frames.append(df)
-    save_dataframe(pd.concat(frames, ignore_index=True), out, name, index=False)
+# the writer of every edit experiment (also used by the language-model experiments)
+from spinlens.cli._common import write_experiment as _write  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------- commands
@@ -242,15 +211,28 @@ def _steer(args):
     from spinlens.interp import steering as st
 
     _check_common(args)
-    check_int("n_prompts", args.n_prompts, low=1)
-    check_int("n_top_heads", args.n_top_heads, low=1)
+    check_int("n_prompts", args.n_prompts, low=1, high=10**6)
+    check_int("n_top_heads", args.n_top_heads, low=1, high=10**4)
     for s in args.strengths:
         check_float("strengths", s)
-    spec = st.load_spec(args.spec) if args.spec else None
-    if spec is not None:  # check every entry (keys, vector files) before the base model is trained or loaded
-        st.interventions_from_spec({**spec, "interventions": [
-            e for e in spec["interventions"]
-            if not (isinstance(e, dict) and e.get("type") == "ablate" and e.get("mode", "zero") != "zero")]})
+    from spinlens.errors import InvalidParameterError
+
+    try:
+        spec = st.load_spec(args.spec) if args.spec else None
+        if spec is not None:  # check every entry (keys, vector files) before the base model is trained or loaded
+            st.interventions_from_spec({**spec, "interventions": [
+                e for e in spec["interventions"]
+                if not (isinstance(e, dict) and e.get("type") == "ablate" and e.get("mode", "zero") != "zero")]})
+    except InvalidParameterError:
+        raise
+    except UnicodeDecodeError:
+        raise InvalidParameterError(f"The 'spec' file {args.spec!r} is not UTF-8 text (JSON or YAML).") from None
+    except OSError as exc:
+        raise InvalidParameterError(f"The 'spec' file {args.spec!r} names a file that cannot be read: "
+                                    f"{exc.filename or ''} ({exc.strerror or exc}).") from None
+    except ValueError as exc:  # e.g. a vector .npy holding Python objects (never unpickled)
+        raise InvalidParameterError(f"The 'spec' file {args.spec!r}: a vector file is not a plain numeric array "
+                                    f"({' '.join(str(exc).split())}).") from None
     model, out = _setup(args)
     if args.spec:
         d, n = model.cfg.d_in - 1, args.n_context
@@ -301,7 +283,7 @@ def _pinpoint(args):
     _check_common(args)
     check_int("k", args.k, low=1)
     check_int("steps", args.steps, low=1)
-    check_int("n_random", args.n_random, low=0)
+    check_int("n_random", args.n_random, low=1)  # the uninformed baseline is part of the result
     check_float("lr", args.lr, low=0, low_open=True)
     imp = args.importance
     imp_da = None
@@ -445,8 +427,8 @@ def _quantize(args):
 
     from spinlens.cli._common import check_out_dir
 
-    check_int("group_size", args.group_size, low=1)
-    check_int("n_random", args.n_random, low=0)
+    check_int("group_size", args.group_size, low=1, high=1 << 20)
+    check_int("n_random", args.n_random, low=1)  # the uninformed baseline is part of the result
     check_int("n_seq", args.n_seq, low=1, high=4096)
     check_int("seq_len", args.seq_len, low=2)
     _check_common(args)
@@ -464,8 +446,14 @@ def _quantize(args):
         raise InvalidParameterError(f"The 'bits' parameter must not repeat values. Got {args.bits}.")
     if args.model and Path(args.model).is_dir():
         return _quantize_hf(args, budgets)
-    if args.crosscheck or args.save:
-        raise InvalidParameterError("The '--crosscheck' and '--save' options need '--model DIR', a Hugging Face model directory.")
+    hf_only = [flag for flag, given in (("--crosscheck", args.crosscheck), ("--save", args.save),
+                                         ("--calib-text", args.calib_text), ("--calib-tokens", args.calib_tokens),
+                                         ("--importance", args.importance != "measured"),
+                                         ("--metric", args.metric != "kl"), ("--n-seq", args.n_seq != 8),
+                                         ("--seq-len", args.seq_len != 32)) if given]
+    if hf_only:
+        raise InvalidParameterError(f"The '{hf_only[0]}' option needs '--model DIR', a Hugging Face model directory; "
+                                    "without it spinlens quantizes its own regression transformer and would ignore it.")
     if args.granularity == "linear":
         raise InvalidParameterError("The 'granularity' parameter 'linear' is for Hugging Face models; use head, module or layer.")
     args.granularity = args.granularity or "head"

@@ -64,7 +64,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--n-prompts", type=int, default=256, help="clean/corrupted prompt pairs (>= 2)")
     g.add_argument("--d", type=int, default=4, help="planted regression: token dimension D")
     g.add_argument("--n-context", type=int, default=None, help="regression: context length N (default: the model's)")
-    g.add_argument("--n-pairs", type=int, default=4, help="token models: input→label pairs per prompt")
+    g.add_argument("--n-pairs", type=int, default=None,
+                   help="token models: input→label pairs per prompt (default: the checkpoint's, or 4)")
     g.add_argument("--corruption", default="label_swap", help="token models: label_swap (what is copied changes) | "
                    "input_swap (which pair the query matches changes)")
     g.add_argument("--seed", type=int, default=0, help="seed of the prompts")
@@ -138,7 +139,7 @@ def _register_induction(isub) -> None:
 
 
 def _run_induction(args) -> int:
-    from spinlens.lm.analysis import induction_command
+    from ._interp_induction import induction_command
 
     summary = induction_command(args)
     if args.json:
@@ -175,7 +176,8 @@ def _setup(args):
     from spinlens.interp import planted, tasks
 
     n = check_int("n-prompts", args.n_prompts, low=2)
-    check_int("n-pairs", args.n_pairs, low=1)
+    if args.n_pairs is not None:
+        check_int("n-pairs", args.n_pairs, low=1)
     check_int("seed", args.seed, low=0)
     check_choice("corruption", args.corruption, ("label_swap", "input_swap"))
     check_out_dir("out", args.out)
@@ -183,6 +185,9 @@ def _setup(args):
         check_float("threshold", args.threshold, low=0.0)
     if getattr(args, "top", None) is not None:
         check_int("top", args.top, low=1)
+    for flag, value in (("--model", args.model), ("--checkpoint", args.checkpoint), ("--planted", args.planted)):
+        if value is not None and not str(value).strip():
+            raise InvalidParameterError(f"The '{flag}' parameter must not be empty.")
     given = [x for x in (args.model, args.checkpoint, args.planted) if x]
     if len(given) > 1:
         raise InvalidParameterError("Give at most one of --model, --checkpoint, --planted.")
@@ -234,14 +239,17 @@ def _setup(args):
             corrupt[:, 0] = (clean[:, 0] + torch.randint(1, V, (n,), generator=g)) % V
             ans, alt = clean[:, 0], corrupt[:, 0]
         else:
-            n_in = max(args.n_pairs, min(12, V // 2))
-            n_lab = min(6, V - n_in)
             meta = ck_meta
+            n_pairs = args.n_pairs if args.n_pairs is not None else int(meta.get("n_pairs", 4))
+            max_pos = getattr(cfg, "max_pos", None)
+            check_int("n-pairs", n_pairs, low=1, high=None if max_pos is None else max(1, (max_pos - 1) // 2))
+            n_in = max(n_pairs, min(12, V // 2))
+            n_lab = min(6, V - n_in)
             if "n_inputs" in meta and "n_labels" in meta:  # the task the model was trained on
                 n_in, n_lab = int(meta["n_inputs"]), int(meta["n_labels"])
             if n_lab < 2:
-                raise InvalidParameterError(f"The model's vocabulary ({V}) is too small for the token task (needs >= {args.n_pairs + 2}).")
-            tp = tasks.token_icl_pairs(n, n_pairs=args.n_pairs, n_inputs=n_in, n_labels=n_lab,
+                raise InvalidParameterError(f"The model's vocabulary ({V}) is too small for the token task (needs >= {n_pairs + 2}).")
+            tp = tasks.token_icl_pairs(n, n_pairs=n_pairs, n_inputs=n_in, n_labels=n_lab,
                                        corruption=args.corruption, rng=args.seed)
             clean, corrupt, ans, alt = tp.clean, tp.corrupt, tp.answer, tp.corrupt_answer
         metric = M.logit_diff_metric(ans, alt)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from spinlens.cli._common import add_command
 
 EXAMPLES = """  spinlens landscape --out land                          # D=10, N=50, P=10 and 1000 (the paper's Fig 3)
-  spinlens landscape --d 20 --n-context 100 --prompts 50 420 2000 --samples 500 --out land20
-  spinlens landscape --prompts 10 1000 --json              # numbers only: zero modes, minima, eigenvalues
+  spinlens landscape --D 20 --N 100 --P 50 420 2000 --samples 500 --out land20
+  spinlens landscape --P 10 1000 --json                    # numbers only: zero modes, minima, eigenvalues
 """
 
 
@@ -22,7 +22,7 @@ def register(sub) -> None:
     )
     p.add_argument("--d", type=int, default=10, help="token dimension D")
     p.add_argument("--n-context", type=int, default=50, help="context length N")
-    p.add_argument("--prompts", type=int, nargs="+", default=[10, 1000], help="values of P, side by side")
+    p.add_argument("--P", "--prompts", dest="prompts", type=int, nargs="+", default=[10, 1000], help="values of P, side by side")
     p.add_argument("--l2-strength", type=float, default=0.01, help="λ of E(W)")
     p.add_argument("--samples", type=int, default=300, help="random W per P for the t-SNE picture")
     p.add_argument("--grid", type=int, default=60, help="interpolation grid size")
@@ -38,11 +38,11 @@ def register(sub) -> None:
 def _validate(args):
     from spinlens.errors import check_float, check_int
 
-    check_int("d", args.d, low=1, high=60)
-    check_int("n_context", args.n_context, low=1)
+    check_int("--D", args.d, low=1, high=60)
+    check_int("--N", args.n_context, low=1, high=100_000)
     for P in args.prompts:
-        check_int("prompts", P, low=1, high=200000)
-    check_float("l2_strength", args.l2_strength, low=0.0)
+        check_int("--P", P, low=1, high=200000)
+    check_float("--lam", args.l2_strength, low=0.0)
     check_int("samples", args.samples, low=10, high=20000)
     check_int("grid", args.grid, low=4, high=1000)
     check_int("directions", args.directions, low=1, high=(args.d + 1) ** 2 // 2)
@@ -134,7 +134,7 @@ def _run(args) -> int:
     record = {
         "command": "landscape", "description": "energy landscape and spectra of S^T S/P", "mode": "custom",
         "seed": args.seed,
-        "parameters": {"d": args.d, "n_context": args.n_context, "prompts": Ps, "l2_strength": args.l2_strength,
+        "parameters": {"D": args.d, "N": args.n_context, "P": Ps, "lam": args.l2_strength,
                        "samples": args.samples, "grid": args.grid, "directions": args.directions,
                        "spectrum_d": list(args.spectrum_d)},
         "summary": summary, "wall_seconds": round(time.perf_counter() - t0, 3),

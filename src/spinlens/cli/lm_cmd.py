@@ -18,7 +18,7 @@ EXAMPLES = """  spinlens lm --out runs/lm                               # stdlib
 
 
 def register(sub) -> None:
-    from spinlens.lm.train import LMConfig
+    from spinlens.lm.config import LMConfig
 
     d = LMConfig()
     p = add_command(sub, "lm", "Train a small causal LM on text (BPE tokenizer, checkpoints, loss curves, induction scores).",
@@ -54,19 +54,15 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    import json
-    import sys
     import time
-    from pathlib import Path
 
     import torch
 
-    from spinlens import __version__
     from spinlens.errors import InvalidParameterError, check_int
     from spinlens.lm.corpus import load_corpus
     from spinlens.lm.train import LMConfig, remove_partial, train_lm
 
-    from ._common import check_device, check_out_dir, jsonable, print_json
+    from ._common import check_device, check_out_dir, print_json
 
     cfg = LMConfig(variant=args.variant, n_layers=args.n_layers, n_heads=args.n_heads, d_model=args.d_model,
                    n_ctx=args.n_ctx, vocab_size=args.vocab_size, steps=args.steps, batch_size=args.batch_size,
@@ -93,9 +89,10 @@ def _run(args) -> int:
                 out.rmdir()
         raise
     summary.update(seconds_total=time.perf_counter() - t0, threads=torch.get_num_threads())
-    run = {"command": " ".join(["spinlens"] + sys.argv[1:]), "version": __version__, "seed": cfg.seed,
-           "device": args.device, "config": cfg.to_dict(), "summary": summary}
-    (out / "run.json").write_text(json.dumps(jsonable(run), indent=1, default=str) + "\n")
+    from spinlens import io
+
+    io.write_run_json(out, io.run_record("lm", args=args, seed=cfg.seed, device=args.device, config=cfg.to_dict(),
+                                         summary=summary))
     if args.json:
         print_json(summary)
     else:
@@ -195,7 +192,7 @@ def run_lm_edit(args, name) -> int:
     from pathlib import Path
 
     from spinlens.cli._common import check_out_dir, print_json
-    from spinlens.cli.edit_cmd import _write
+    from spinlens.cli._common import write_experiment as _write
     from spinlens.errors import check_int
     from spinlens.lm import experiments as E
     from spinlens.lm import study as S

@@ -3,7 +3,9 @@
 Each subcommand lives in ``spinlens/cli/<module>.py`` and defines ``register(subparsers)``, which adds
 its parser and sets ``func`` (called with the parsed namespace, returns an exit code). Command modules
 import only argparse at top level: heavy libraries (torch, matplotlib) are imported inside ``func``, so
-``spinlens --help`` stays fast. Bad input (`InvalidParameterError`) prints one line and exits 2.
+``spinlens --help`` stays fast. `main` is the one error boundary: bad input (`InvalidParameterError`, an
+unusable file) prints one line and exits 2; any other exception prints one line naming its type and exits 1
+(``--debug`` or ``SPINLENS_DEBUG=1`` re-raises it with the traceback).
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         mod.register(sub)
+    from ._common import apply_vocabulary
+
+    apply_vocabulary(parser)  # the paper's symbols, long aliases and deprecated spellings on every command
     return parser
 
 
@@ -74,24 +79,88 @@ def _command_prog(parser, argv) -> str:
     return prog
 
 
-def main(argv: list[str] | None = None) -> int:
-    from spinlens.errors import InvalidParameterError
+def _find_parser(parser, prog: str):
+    """The (sub)parser whose prog is ``prog``."""
+    if parser.prog == prog:
+        return parser
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for sub in a.choices.values():
+                found = _find_parser(sub, prog)
+                if found is not None:
+                    return found
+    return None
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; the error boundary of the command line.
+
+    Exit codes (docs/cli.md): 0 success; 2 bad input (one line on stderr naming the parameter or the file,
+    nothing written); 3 finished but did not converge (results written, ``"converged": false``, one warning
+    line); 1 an unexpected internal error (one line with the exception type; ``--debug`` or
+    ``SPINLENS_DEBUG=1`` shows the traceback); 130 interrupted.
+    """
+    import os
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("SPINLENS_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
+    prog = _command_prog(parser, argv)
     if not getattr(args, "func", None):
-        parser.print_help()
+        if prog == parser.prog:
+            parser.print_help()
+            return 2
+        group = _find_parser(parser, prog)
+        subs = [a for a in group._actions if isinstance(a, argparse._SubParsersAction)]
+        choices = ", ".join(subs[0].choices) if subs else ""
+        print(f"{prog}: error: choose one of: {choices} (see '{prog} --help')", file=sys.stderr)
         return 2
-    prog = _command_prog(parser, sys.argv[1:] if argv is None else argv)
+    import warnings
+
     try:
-        code = args.func(args)
-    except InvalidParameterError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        with warnings.catch_warnings():
+            if not debug:  # numpy's overflow chatter: the commands report non-finite results themselves
+                warnings.filterwarnings("ignore", category=RuntimeWarning,
+                                        message=r"(overflow|invalid value|divide by zero|underflow) encountered")
+            code = args.func(args)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the boundary: one line, never a traceback unless --debug
+        if debug:
+            raise
+        msg, code = describe_error(exc)
+        print(f"{prog}: {msg}", file=sys.stderr)
+        return code
     return int(code or 0)
+
+
+def describe_error(exc: BaseException) -> tuple[str, int]:
+    """(one-line message, exit code) for an exception that reached the command line's boundary."""
+    from spinlens.errors import InvalidParameterError
+
+    def one_line(text) -> str:
+        text = " ".join(str(text).split())
+        return text if len(text) <= 400 else text[:397] + "..."
+
+    if isinstance(exc, InvalidParameterError):
+        return f"error: {one_line(exc)}", 2
+    if isinstance(exc, MemoryError):
+        return ("error: not enough memory for this request; choose smaller sizes "
+                f"({type(exc).__name__}: {one_line(exc) or 'allocation failed'})"), 2
+    if isinstance(exc, UnicodeDecodeError):
+        return (f"error: an input file is not UTF-8 text ({one_line(exc)}); pass the text file the option expects", 2)
+    if isinstance(exc, (OverflowError, FloatingPointError)):
+        return ("error: the input overflows float64 or a machine integer "
+                f"({type(exc).__name__}: {one_line(exc)}); choose smaller sizes or rescale the values"), 2
+    if isinstance(exc, OSError) and getattr(exc, "filename", None) is not None:
+        reason = exc.strerror or one_line(exc)
+        return f"error: cannot use the file or folder {str(exc.filename)!r}: {reason}", 2
+    detail = one_line(exc)
+    return (f"internal error: {type(exc).__name__}{': ' + detail if detail else ''} "
+            "(this is a bug in spinlens; rerun with --debug or SPINLENS_DEBUG=1 for the traceback)"), 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,8 +28,8 @@ def run(args) -> int:
     if getattr(args, "json", False):
         from ._common import print_json
 
-        print_json({"path": str(path), "n_prompts": prompts.n_prompts, "d": prompts.d, "n_context": prompts.n_context,
-                    "n_tasks": dist.n_tasks, "seed": args.seed})
+        print_json({"path": str(path), "P": prompts.n_prompts, "D": prompts.d, "N": prompts.n_context,
+                    "K": dist.n_tasks, "seed": args.seed})  # keys: the symbols of docs/vocabulary.md
     else:
         print(f"wrote {prompts!r} to {path}")
     return 0

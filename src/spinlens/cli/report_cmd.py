@@ -30,6 +30,11 @@ def _run(args) -> int:
     from spinlens.report import _run_folders, build_report
 
     check_out_file("--out", args.out)
+    if Path(args.dir).is_dir() and not _run_folders(Path(args.dir), exclude=Path(args.dir) / ".no-such-file"):
+        from spinlens.errors import InvalidParameterError
+
+        raise InvalidParameterError(f"The 'DIR' parameter must be a folder holding spinlens outputs (run.json, figures "
+                                    f"or CSV files, e.g. from `spinlens reproduce`). {args.dir!r} holds none.")
     path = build_report(args.dir, args.out, title=args.title)
     n = len(_run_folders(Path(args.dir), exclude=path))
     if args.json:

@@ -6,8 +6,6 @@ the peak memory of the method is estimated and checked before any large allocati
 
 from __future__ import annotations
 
-import sys
-
 from ._common import add_command
 from ._prompt_args import add_prompt_args
 
@@ -57,8 +55,8 @@ def register(sub):
 
 
 def run(args) -> int:
+    import sys
     import time
-    import warnings
 
     import numpy as np
 
@@ -71,7 +69,7 @@ def run(args) -> int:
     from spinlens.solvers import SOLVERS
     from spinlens.threads import thread_policy
 
-    from ._common import check_out_file, print_json, print_table
+    from ._common import all_finite, check_out_file, convergence_exit, print_json, print_table
     from ._prompt_args import distribution_from_args
 
     t_start = time.perf_counter()
@@ -80,7 +78,7 @@ def run(args) -> int:
     lam = check_float("--lam", args.lam, low=0)
     beta = check_float("--beta", args.beta, low=0, low_open=True)
     damping = check_float("--damping", args.damping, low=0, high=1, high_open=True)
-    steps = check_int("--steps", args.steps, low=1)
+    steps = check_int("--steps", args.steps, low=1, high=10**7)
     tol = check_float("--tol", args.tol, low=0, low_open=True)
     samples = check_int("--samples", args.samples, low=2)
     mc = check_int("--mc-prompts", args.mc_prompts, low=2)
@@ -99,6 +97,9 @@ def run(args) -> int:
             raise InvalidParameterError(f"'--device {device}': torch {torch.__version__} sees no CUDA device here; use --device cpu.")
     check_out_file("--save", args.save)
     check_out_file("--save-prompts", args.save_prompts)
+    if method == "limit" and args.K is not None:
+        raise InvalidParameterError("The '--K' parameter has no effect with --method limit (the P → ∞ closed form "
+                                    "assumes a fresh task per prompt); drop --K or choose another method.")
     r_prompts, r_solve, r_eval = spawn(args.seed, 3)
 
     prompts = None
@@ -201,13 +202,15 @@ def run(args) -> int:
     out.update(est.to_dict())
     out["peak_memory_gib"] = _peak_rss_gib()
     out["wall_seconds"] = time.perf_counter() - t_start
-    if not out["converged"]:
-        print(f"spinlens solve: warning: {method} did not converge: {out['message']}", file=sys.stderr)
+    if out["converged"] and not all_finite(W, out.get("test_error"), out.get("train_error"), out.get("pool_error")):
+        out["converged"] = False  # a non-finite answer is never a converged one
+        out["message"] = ("non-finite result (test/train error or W is inf/NaN): the prompts or parameters "
+                          "overflow float64; rescale the data or choose smaller sizes")
     if args.json:
         print_json(out)
     else:
         print_table([(k, v) for k, v in out.items() if k != "memory_parts_gib"])
-    return 0
+    return convergence_exit("spinlens solve", out["converged"], out["message"], what=method)
 
 
 def _peak_rss_gib() -> float:

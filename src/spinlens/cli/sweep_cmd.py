@@ -18,8 +18,8 @@ EXAMPLES = """\
       --observables test_error,train_error,overlap --out sweep-noise
 
 value syntax: V | V1,V2,... | START:STOP:NUM (linspace, ints rounded) | START:STOP:NUM:log;
-  --seed START:STOP is range(START, STOP) (repeats). Dims of results.nc: d, n_context, n_prompts,
-  n_tasks, l2_strength, beta, damping, corr, sigma_eps, seed (only the swept ones).
+  --seed START:STOP is range(START, STOP) (repeats). Dims of results.nc: D, N, P, K, lam, beta,
+  damping, corr, sigma_eps, seed (the symbols of docs/vocabulary.md; only the swept ones).
 observables: test_error, pool_error, train_error, contrast_ratio, zero_mode_fraction, overlap,
   exact_distance, converged (always), n_iter, residual, wall_time.
 """
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from spinlens.sweeps import DEFAULT_OBSERVABLES, load_config, make_grid, run_sweep
     from spinlens.sweeps._run import BUILTIN_POINT_FNS
 
-    from ._common import check_out_dir
+    from ._common import check_out_dir, convergence_exit
 
     check_out_dir("--out", args.out)
     if args.config is not None and not args.config.strip():
@@ -128,12 +128,40 @@ def run(args: argparse.Namespace) -> int:
             )
     grid = make_grid(grid_spec)
     obs = settings.get("observables", list(DEFAULT_OBSERVABLES))
+    if isinstance(obs, str):
+        obs = [o.strip() for o in obs.split(",")]
+    if not isinstance(obs, (list, tuple)) or not obs or not all(isinstance(o, str) and o.strip() for o in obs):
+        raise InvalidParameterError(f"The 'observables' setting must be a non-empty list of names (or a comma-separated "
+                                    f"string) without empty items. Got {settings.get('observables')!r} instead.")
     if args.jobs is not None and args.jobs < 1:
         raise InvalidParameterError(f"The 'jobs' parameter must be an integer >= 1. Got {args.jobs} instead.")
     kwargs = {k: settings[k] for k in ("method", "max_iter", "tol", "n_mc", "sampler", "jobs", "scheduler",
                                        "scheduler_timeout", "chunk_size", "point_fn") if k in settings}
-    run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, progress=not args.no_progress, **kwargs)
+    custom_fn = point_fn if point_fn not in BUILTIN_POINT_FNS else None  # user code, not ours
+    from pathlib import Path
+
+    fresh = not Path(args.out).exists()
+    try:
+        ds = run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, progress=not args.no_progress,
+                       **kwargs)
+    except (InvalidParameterError, KeyboardInterrupt, OSError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code: a point function that fails is bad input, not our bug
+        if not custom_fn:
+            raise
+        points = Path(args.out) / "points"
+        if fresh and not (points.is_dir() and any(points.iterdir())):  # nothing finished: leave nothing behind
+            import shutil
+
+            shutil.rmtree(args.out, ignore_errors=True)
+        raise InvalidParameterError(
+            f"The 'point_fn' {custom_fn!r} failed: {type(exc).__name__}: {exc}; a point function takes "
+            "(params: dict, observables: list, **options) and returns a dict of observables."
+        ) from None
     if args.json:
         with open(f"{args.out}/run.json") as f:
             print(json.dumps(json.load(f)))
-    return 0
+    conv = ds["converged"].values.astype(bool) if "converged" in ds else None
+    n_bad = 0 if conv is None else int((~conv).sum())
+    return convergence_exit("spinlens sweep", n_bad == 0,
+                            f"{n_bad} of {0 if conv is None else conv.size} points (the 'converged' mask of results.nc)")

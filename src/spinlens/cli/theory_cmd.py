@@ -7,18 +7,18 @@ Forms:
   parameters mapped with `spinlens.conventions.to_lu` (``--lam`` is then the Hamiltonian's ``l2_strength``);
 * ``spinlens theory curve --vary tau --from 0.1 --to 3 --num 200 ... [--out DIR]``: a curve (table or
   PNG+PDF+CSV);
-* ``spinlens theory simulate --d 40 ...``: finite-d simulation next to the theory.
+* ``spinlens theory simulate --D 40 ...``: finite-d simulation next to the theory.
 """
 
 from __future__ import annotations
 
-from spinlens.cli._common import Formatter, add_command, check_out_dir, print_json, print_table
+from spinlens.cli._common import Formatter, add_command, check_out_dir, convergence_exit, print_json, print_table
 
 EXAMPLES = """  spinlens theory --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --json
   spinlens theory --alpha 10 --tau 0.99 --kappa 0.5 --rho 0.01 --lam 0
   spinlens theory --spin-glass --D 20 --N 100 --P 10000 --lam 0.01 --json
   spinlens theory curve --vary tau --from 0.1 --to 3 --num 200 --alpha 10 --kappa 0.5 --rho 0.01 --lam 0,0.1 --out theory-out
-  spinlens theory simulate --d 40 --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --seed 0 --json
+  spinlens theory simulate --D 40 --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --seed 0 --json
   spinlens theory diversity --D 10 --N 20 --P 2000 --lam 0.01 --sigma-eps 0.5 --out div-out
   spinlens theory phase --D 10 --N 5:60:12 --K 1:1000:12:log --P 4000 --lam 0.01 --repeats 2 --seed 0 --out phase-out
 """
@@ -40,8 +40,8 @@ DIV_EXAMPLES = """  spinlens theory diversity --D 10 --N 20 --P 2000 --lam 0.01 
   spinlens theory diversity --D 10 --N 20 --P 2000 --lam 0.01 --sigma-eps 0.5 --K 2,8,32,128,512 --out div-out
 """
 
-SIM_EXAMPLES = """  spinlens theory simulate --d 40 --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --seed 0 --json
-  spinlens theory simulate --d 30 --alpha 5 --tau 25 --kappa inf --lam 0.2 --repeats 3
+SIM_EXAMPLES = """  spinlens theory simulate --D 40 --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --seed 0 --json
+  spinlens theory simulate --D 30 --alpha 5 --tau 25 --kappa inf --lam 0.2 --repeats 3
 """
 
 _PARAMS = ("alpha", "tau", "kappa", "rho", "lam")
@@ -150,9 +150,12 @@ def register(subparsers) -> None:
 def _floats(name: str, text, *, allow_inf: bool = False) -> list[float]:
     from spinlens.errors import InvalidParameterError
 
-    parts = [t.strip() for t in str(text).split(",") if t.strip()]
-    if not parts:
+    parts = [t.strip() for t in str(text).split(",")]
+    if not any(parts):
         raise InvalidParameterError(f"The '{name}' parameter must be a number. Got {text!r} instead.")
+    if not all(parts):
+        raise InvalidParameterError(f"The '{name}' parameter must be a comma-separated list of numbers without empty "
+                                    f"items. Got {text!r} instead.")
     out = []
     for t in parts:
         try:
@@ -212,7 +215,7 @@ def _run_point(args) -> int:
         lu = to_lu(D, N, P, l2, n_tasks=K, sigma_eps=sig)
         a, t, k, r, lm = validate_inputs(lu["alpha"], lu["tau"], lu["kappa"], lu["rho"], lu["lam"])
         params = {"alpha": a, "tau": t, "kappa": k, "rho": r, "lam": lm}
-        out["spin_glass"] = {"D": D, "N": N, "P": P, "l2_strength": l2, "K": K, "sigma_eps": sig}
+        out["spin_glass"] = {"D": D, "N": N, "P": P, "lam": l2, "K": K, "sigma_eps": sig}
     else:
         params = _lu_point_args(args)
     res = _point(**params)
@@ -229,7 +232,7 @@ def _run_point(args) -> int:
             rows += [(f"spin glass {k}", v if v is not None else "fresh task per prompt") for k, v in out["spin_glass"].items()]
         rows += [(k, v) for k, v in out.items() if k != "spin_glass"]
         print_table(rows)
-    return 0 if res.converged else 1
+    return convergence_exit("spinlens theory", bool(res.converged), res.message)
 
 
 def _run_curve(args) -> int:
@@ -270,7 +273,8 @@ def _run_curve(args) -> int:
 
         _write_outputs(args, "curve", df, lambda: plot_learning_curve(ds, args.vary, logx=args.log, logy=args.logy))
         print(f"wrote {args.out}/curve.csv, curve.png, curve.pdf, run.json ({len(df)} rows)")
-    return 0 if bool(ds.converged.all()) else 1
+    n_bad = int((~ds.converged.values.astype(bool)).sum())
+    return convergence_exit("spinlens theory curve", n_bad == 0, f"{n_bad} of {ds.converged.size} points (see the 'converged' column)")
 
 
 def _run_simulate(args) -> int:
@@ -280,7 +284,7 @@ def _run_simulate(args) -> int:
     from spinlens.theory.simulate import simulate_point
 
     params = _lu_point_args(args)
-    d = check_int("d", _one("d", args.d), low=2, high=200)
+    d = check_int("--D", _one("--D", args.d), low=2, high=200)
     reps = check_int("repeats", _one("repeats", args.repeats), low=1, high=1000)
     sim = simulate_point(d, **params, n_repeats=reps, rng=args.seed)
     th = _point(**params)
@@ -290,11 +294,14 @@ def _run_simulate(args) -> int:
         sim_icl_error=sim.icl_error, sim_idg_error=sim.idg_error, sim_icl_std=sim.icl_std, sim_idg_std=sim.idg_std,
         icl_error=th.icl_error, idg_error=th.idg_error, converged=th.converged,
     )
+    from spinlens.vocabulary import to_symbols
+
+    out = to_symbols(out)  # D, N, P, K: the keys of docs/vocabulary.md
     if args.json:
         print_json(out)
     else:
         print_table(list(out.items()))
-    return 0
+    return convergence_exit("spinlens theory simulate", bool(th.converged), th.message, what="theory")
 
 
 def _run_diversity(args) -> int:
@@ -313,7 +320,7 @@ def _run_diversity(args) -> int:
     ds = task_diversity_sweep(D, N, P, l2, ks, sigma_eps=sig, n_test=n_test, rng=args.seed, progress=True)
     df = ds.to_dataframe().reset_index()
     if args.json:
-        print_json({"config": {"D": D, "N": N, "P": P, "l2_strength": l2, "sigma_eps": sig, "seed": args.seed},
+        print_json({"config": {"D": D, "N": N, "P": P, "lam": l2, "sigma_eps": sig, "seed": args.seed},
                     "rows": df.to_dict(orient="records")})
     else:
         print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
@@ -375,7 +382,7 @@ def _run_phase(args) -> int:
     summary = (f"{ds.converged_fraction.size} cells, {n_conv} with a converged cavity run, "
                f"{float(ds.converged.values.mean()):.0%} of runs converged, {seconds:.1f} s")
     if args.json:
-        print_json({"config": {"D": D, "N": ns, "K": ks, "P": P, "l2_strength": l2, "sigma_eps": sig, "beta": beta,
+        print_json({"config": {"D": D, "N": ns, "K": ks, "P": P, "lam": l2, "sigma_eps": sig, "beta": beta,
                                "damping": damping, "max_iter": max_iter, "repeats": reps, "seed": args.seed},
                     "rows": df.to_dict(orient="records")})
     else:
@@ -388,7 +395,9 @@ def _run_phase(args) -> int:
                        extra={"grid": {"D": D, "N": ns, "K": ks}, "seconds": seconds, "summary": summary})
         if not args.json:
             print(f"wrote {args.out}/phase.nc, phase.csv, phase.png, phase.pdf, run.json")
-    return 0
+    n_bad = int((~ds.converged.values.astype(bool)).sum())
+    return convergence_exit("spinlens theory phase", n_bad == 0,
+                            f"{n_bad} of {ds.converged.size} cavity runs (see 'converged_fraction')")
 
 
 def _write_outputs(args, stem: str, df, make_figure, *, ds=None, extra: dict | None = None) -> list[str]:
@@ -407,7 +416,9 @@ def _write_outputs(args, stem: str, df, make_figure, *, ds=None, extra: dict | N
     fig, _ = make_figure()
     io.save_figure(fig, args.out, stem, dpi=150)
     files += [f"{stem}.png", f"{stem}.pdf"]
-    cfg = {k: v for k, v in vars(args).items() if k != "func"}
+    from spinlens.vocabulary import to_symbols
+
+    cfg = to_symbols({k: v for k, v in vars(args).items() if k != "func"})  # run.json keys: docs/vocabulary.md
     io.write_run_json(args.out, io.run_record(f"theory {stem}", seed=args.seed, config=cfg, **(extra or {}),
                                               files=files))
     return files

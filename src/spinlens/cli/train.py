@@ -41,7 +41,7 @@ def run(args) -> int:
     from spinlens.random import spawn
     from spinlens.training import train_model
 
-    from ._common import check_device, check_out_dir
+    from ._common import check_device, check_out_dir, convergence_exit
     from ._prompt_args import prompts_from_args
 
     kind = check_choice("--model", args.model, ("merged", "separate"))
@@ -54,6 +54,9 @@ def run(args) -> int:
     Model = MergedLinearAttention if kind == "merged" else SeparateLinearAttention
     model = Model(dist.d, rng=r_init)
     t0 = time.perf_counter()
+    check_int("--epochs", args.epochs, low=1, high=10**9)
+    if args.batch_size is not None:
+        check_int("--batch-size", args.batch_size, low=1, high=max(1, train.n_prompts))
     res = train_model(
         model, train, test, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         epochs=args.epochs, batch_size=args.batch_size, device=args.device, rng=r_train, progress=not args.no_progress,
@@ -66,7 +69,13 @@ def run(args) -> int:
                                                    "optimizer": args.optimizer, "weight_decay": args.weight_decay,
                                                    "n_prompts": train.n_prompts})
     io.save_dataframe(res.history.to_dataframe(), out, "history")
+    import numpy as np
+
+    from spinlens.training import divergence_reason
+
+    diverged = divergence_reason(res.final_train_loss, float(np.mean(np.asarray(train.y, dtype=float) ** 2)))
     summary = {
+        "converged": diverged is None,
         "final_train_loss": res.final_train_loss,
         "final_test_loss": res.final_test_loss,
         "test_error_exact": ob.test_error(res.W, dist) if dist.isotropic else None,
@@ -79,4 +88,4 @@ def run(args) -> int:
     for k, v in summary.items():
         print(f"{k:<18} {v:.6g}" if isinstance(v, float) else f"{k:<18} {v}")
     print(f"wrote {out}/model.safetensors, config.json, history.csv, run.json")
-    return 0
+    return convergence_exit("spinlens train", diverged is None, diverged or "", what="training")

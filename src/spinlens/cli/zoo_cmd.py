@@ -23,7 +23,7 @@ FIG_EXAMPLES = """  spinlens zoo figS8 --quick --out runs/figS8
 """
 
 BRIDGE_EXAMPLES = """  spinlens zoo bridge --checkpoint runs/fla
-  spinlens zoo bridge --checkpoint runs/fla --N 100 --l2-strength 0.005 --json
+  spinlens zoo bridge --checkpoint runs/fla --N 100 --lam 0.005 --json
   spinlens zoo bridge --checkpoint runs/train      # a model folder written by `spinlens train`
 """
 
@@ -60,7 +60,7 @@ def register(sub):
     g = t.add_argument_group("training")
     g.add_argument("--online", action="store_true", help="fresh prompts every step (P → ∞) instead of a fixed set of --P")
     g.add_argument("--steps", type=int, default=1000, help="optimizer steps (>= 1)")
-    g.add_argument("--batch-size", type=int, default=256, help="prompts per step (>= 1)")
+    g.add_argument("--batch-size", type=int, default=None, help="prompts per step (default: 256, or P when fewer)")
     g.add_argument("--optimizer", default="adam", help="adam | adamw | sgd")
     g.add_argument("--lr", type=float, default=1e-2, help="learning rate (> 0)")
     g.add_argument("--weight-decay", type=float, default=0.0,
@@ -132,7 +132,7 @@ def run_train(args) -> int:
     from spinlens.plotting.curves import plot_training_history
     from spinlens.training_online import train_online
 
-    from ._common import check_device, check_out_dir, print_json, print_table
+    from ._common import check_device, check_out_dir, convergence_exit, print_json, print_table
     from ._prompt_args import distribution_from_args, prompts_from_args
 
     check_out_dir("--out", args.out)
@@ -149,25 +149,41 @@ def run_train(args) -> int:
         data = dist
     else:
         dist, data = prompts_from_args(args, r_prompts)
-    n_test = check_int("--test-prompts", args.test_prompts, low=1)
+    n_test = check_int("--test-prompts", args.test_prompts, low=1, high=10**7)
+    check_int("--steps", args.steps, low=1, high=10**8)
+    # a batch is drawn from the P stored prompts (or fresh ones online); more than P would silently mean P
+    max_batch = 10**6 if args.online else data.n_prompts
+    if args.batch_size is None:
+        args.batch_size = min(256, max_batch)
+    check_int("--batch-size", args.batch_size, low=1, high=max_batch)
     test = dist.replace(n_tasks=None).sample(n_test, rng=r_test)
     cfg = ZooConfig(arch=args.arch, d=dist.d, n_heads=args.n_heads, d_head=args.d_head, n_layers=args.n_layers,
                     d_model=args.d_model, d_mlp=args.d_mlp, causal=bool(args.causal), dtype=args.dtype,
                     max_pos=max(512, dist.n_context + 1))
     model = build_model(cfg, rng=r_init)
     t0 = time.perf_counter()
-    res = train_online(model, data, test, n_steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer,
-                       lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule, device=args.device,
-                       rng=seed_from(r_train), progress=not args.no_progress)
+    try:
+        res = train_online(model, data, test, n_steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer,
+                           lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule, device=args.device,
+                           rng=seed_from(r_train), progress=not args.no_progress)
+    except FloatingPointError as exc:  # the loss became non-finite: nothing worth saving
+        if args.json:
+            print_json({"arch": cfg.arch, "converged": False, "message": str(exc)})
+        return convergence_exit("spinlens zoo train", False, f"{exc} (nothing written)", what="training")
+    from spinlens.training import divergence_reason
+
+    zero_loss = float(np.mean(test.y ** 2))
+    diverged = divergence_reason(res.train_loss, zero_loss)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = {
         "arch": cfg.arch,
-        "d": dist.d,
-        "n_context": dist.n_context,
-        "n_prompts": None if args.online else data.n_prompts,
+        "D": dist.d,
+        "N": dist.n_context,
+        "P": None if args.online else data.n_prompts,
         "n_params": int(sum(p.numel() for p in model.parameters())),
-        "baseline_zero_prediction": float(np.mean(test.y ** 2)),
+        "converged": diverged is None,
+        "baseline_zero_prediction": zero_loss,
         **res.to_dict(),
         "seed": seed,
     }
@@ -184,14 +200,16 @@ def run_train(args) -> int:
     matplotlib.use("Agg")
     fig, _ = plot_training_history(hist, title=f"{cfg.arch}: D={dist.d}, N={dist.n_context}")
     io.save_figure(fig, out, "loss")
+    from spinlens.vocabulary import to_symbols
+
     io.write_run_json(out, io.run_record("zoo train", args=args, seed=seed, config=cfg.to_dict(),
-                                         distribution=dist_info, summary=summary,
+                                         distribution=to_symbols(dist_info), summary=summary,
                                          wall_seconds=time.perf_counter() - t0))
     if args.json:
         print_json(summary)
     else:
         print_table([(k, v) for k, v in summary.items() if not isinstance(v, dict)] + [("out", str(out))])
-    return 0
+    return convergence_exit("spinlens zoo train", diverged is None, diverged or "", what="training")
 
 
 def run_bridge(args) -> int:
@@ -222,11 +240,13 @@ def run_bridge(args) -> int:
         wd = float(meta.get("weight_decay", 0.0) or 0.0)
         lam = wd / 2 if meta.get("optimizer", "adam") != "adamw" else 0.0
     else:
-        lam = check_float("--l2-strength", args.l2_strength, low=0)
+        lam = check_float("--lam", args.l2_strength, low=0)
     rep = bridge_report(model, dist, l2_strength=lam, n_prompts=check_int("--prompts", args.prompts, low=10),
                         rng=check_int("--seed", args.seed, low=0))
     if args.json:
-        print_json(rep.to_dict())
+        from spinlens.vocabulary import to_symbols
+
+        print_json(to_symbols(rep.to_dict()))
     else:
         print_table(list(rep.to_dict().items()))
     return 0

@@ -32,10 +32,10 @@ def pretrained_base(d: int = 5, n_context: int = 10, *, steps: int = 2000, path=
     The cache is a checkpoint folder (`spinlens.models.checkpoint.save_model`); a cache with other sizes
     is retrained and overwritten.
     """
+    from pathlib import Path
+
     from spinlens.models.checkpoint import is_checkpoint, save_model
     from spinlens.models.transformer import Transformer
-
-    from pathlib import Path
 
     folder = None if path is None else Path(path)
     if folder is not None and folder.suffix == ".safetensors":  # the older single-file cache name

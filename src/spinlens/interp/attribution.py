@@ -22,6 +22,7 @@ import torch
 
 from spinlens.errors import InvalidParameterError, check_float
 from spinlens.interp.patching import Circuit, _base_source, _check_pair, _ref_metrics, circuit_faithfulness
+from spinlens.vocabulary import act_name
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,12 @@ def edge_attribution(model, clean: torch.Tensor, corrupt: torch.Tensor, *, metri
     base, source = _base_source(clean, corrupt, direction)
     m_b, m_s = _ref_metrics(model, metric, base, source)
     nL, nH = model.cfg.n_layers, model.cfg.n_heads
-    res_names = [f"blocks.{L}.attn.hook_result" for L in range(nL)]
+    res_names = [act_name("result", L) for L in range(nL)]
     with torch.no_grad():
         _, cs = model.run_with_cache(source, names_filter=res_names)
         _, cb = model.run_with_cache(base, names_filter=res_names)
     dres = [cs[n] - cb[n] for n in res_names]  # [b, p, h, d]
-    grads_of = [f"blocks.{L}.attn.hook_{x}_input" for L in range(nL) for x in "qkv"] + [f"blocks.{nL - 1}.hook_resid_post"]
+    grads_of = [act_name(f"{x}_input", L) for L in range(nL) for x in "qkv"] + [act_name("resid_post", nL - 1)]
     saved = {}
 
     def keep(act, hook):
@@ -98,10 +99,10 @@ def edge_attribution(model, clean: torch.Tensor, corrupt: torch.Tensor, *, metri
     E = np.full((nL, nH, 3, nL, nH), np.nan)
     for R in range(nL):
         for i, x in enumerate("qkv"):
-            g = saved[f"blocks.{R}.attn.hook_{x}_input"].grad  # [b, p, h_recv, d]
+            g = saved[act_name(f"{x}_input", R)].grad  # [b, p, h_recv, d]
             for S in range(R):
                 E[R, :, i, S, :] = (torch.einsum("bprd,bpsd->rs", g, dres[S]) / norm).detach().double().cpu().numpy()
-    gf = saved[f"blocks.{nL - 1}.hook_resid_post"].grad  # [b, p, d]
+    gf = saved[act_name("resid_post", nL - 1)].grad  # [b, p, d]
     O = np.stack([(torch.einsum("bpd,bpsd->s", gf, dres[S]) / norm).detach().double().cpu().numpy() for S in range(nL)])
     edges = xr.DataArray(
         E, dims=("receiver_layer", "receiver_head", "receiver_input", "sender_layer", "sender_head"),

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from spinlens.errors import check_float
+from spinlens.vocabulary import act_name
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def attention_rollout(model, inputs: torch.Tensor, *, residual_weight: float = 0
 
     r = check_float("residual_weight", residual_weight, low=0, high=1)
     nL = model.cfg.n_layers
-    names = [f"blocks.{L}.attn.hook_pattern" for L in range(nL)]
+    names = [act_name("pattern", L) for L in range(nL)]
     _, cache = model.run_with_cache(inputs, names_filter=names)
     R = None
     rolls, mixes = [], []

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from spinlens.errors import InvalidParameterError
+from spinlens.vocabulary import act_name
 
 
 def lens_stages(model) -> list[tuple[str, str]]:
@@ -22,9 +23,9 @@ def lens_stages(model) -> list[tuple[str, str]]:
     st = [("embed", "blocks.0.hook_resid_pre")]
     hp = model.hook_points
     for L in range(model.cfg.n_layers):
-        if f"blocks.{L}.hook_resid_mid" in hp and f"blocks.{L}.hook_mlp_out" in hp:
-            st.append((f"{L}.mid", f"blocks.{L}.hook_resid_mid"))
-        st.append((f"{L}.post", f"blocks.{L}.hook_resid_post"))
+        if act_name("resid_mid", L) in hp and act_name("mlp_out", L) in hp:
+            st.append((f"{L}.mid", act_name("resid_mid", L)))
+        st.append((f"{L}.post", act_name("resid_post", L)))
     return st
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from spinlens.errors import InvalidParameterError, check_int
+from spinlens.vocabulary import act_name
 
 STRONG, WEAK = 0.8, 0.5
 
@@ -97,15 +98,15 @@ def _unit_activations(model, inputs, position, layers, include_heads, include_ne
     names = []
     hp = model.hook_points
     for L in layers:
-        if include_neurons and f"blocks.{L}.mlp.hook_post" in hp:
-            names.append(f"blocks.{L}.mlp.hook_post")
+        if include_neurons and act_name("mlp_post", L) in hp:
+            names.append(act_name("mlp_post", L))
         if include_heads:
-            names.append(f"blocks.{L}.attn.hook_z")
+            names.append(act_name("z", L))
     with torch.no_grad():
         _, cache = model.run_with_cache(inputs, names_filter=names)
     cols, labels, is_neuron = [], [], []
     for L in layers:
-        n = f"blocks.{L}.mlp.hook_post"
+        n = act_name("mlp_post", L)
         if n in cache:
             a = cache[n]
             a = a[:, position] if position is not None else a.reshape(-1, a.shape[-1])
@@ -113,7 +114,7 @@ def _unit_activations(model, inputs, position, layers, include_heads, include_ne
             cols.append(a)
             labels += [f"L{L}.N{i}" for i in range(a.shape[1])]
             is_neuron += [True] * a.shape[1]
-        n = f"blocks.{L}.attn.hook_z"
+        n = act_name("z", L)
         if n in cache:
             z = cache[n]  # [b, p, h, dh]
             z = z[:, position] if position is not None else z.reshape(-1, *z.shape[2:])

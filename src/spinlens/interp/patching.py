@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from spinlens.errors import InvalidParameterError, check_choice, check_int
+from spinlens.vocabulary import act_name
 
 HEAD_COMPONENTS = {
     "z": "attn.hook_z",
@@ -129,7 +130,7 @@ def run_variants(
         starts = [0] * V
     resid_cache = {}
     if can_skip and any(st > 0 for st in starts):
-        names = sorted({f"blocks.{st}.hook_resid_pre" for st in starts if st > 0})
+        names = sorted({act_name("resid_pre", st) for st in starts if st > 0})
         _, resid_cache = model.run_with_cache(base, names_filter=names)
     order = sorted(range(V), key=lambda i: starts[i])
     chunks = []
@@ -175,7 +176,7 @@ def run_variants(
         fwd += [(n, saver) for n in record]
         with model.hooks(fwd):
             if st > 0:
-                out = model.forward_from(_repeat(resid_cache[f"blocks.{st}.hook_resid_pre"], Vc), st)
+                out = model.forward_from(_repeat(resid_cache[act_name("resid_pre", st)], Vc), st)
             else:
                 out = model(_repeat(base, Vc))
         out = out.reshape(Vc, B, *out.shape[1:])

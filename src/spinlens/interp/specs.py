@@ -12,7 +12,14 @@ import json
 import numpy as np
 
 from spinlens.errors import InvalidParameterError
-from spinlens.interp.interventions import Ablate, AddVector, Scale, SetActivation, SetNeurons, TokenEdit
+from spinlens.interp.interventions import (
+    Ablate,
+    AddVector,
+    Scale,
+    SetActivation,
+    SetNeurons,
+    TokenEdit,
+)
 
 __all__ = ["load_spec", "interventions_from_spec"]
 

@@ -14,8 +14,14 @@
 See ``docs/lm.md``.
 """
 
-from spinlens.lm.induction import induction_report as induction_report
-from spinlens.lm.train import LMConfig as LMConfig
-from spinlens.lm.train import load_lm as load_lm
-from spinlens.lm.train import save_lm as save_lm
-from spinlens.lm.train import train_lm as train_lm
+_LAZY = {"induction_report": "spinlens.lm.induction", "LMConfig": "spinlens.lm.config",
+         "load_lm": "spinlens.lm.train", "save_lm": "spinlens.lm.train", "train_lm": "spinlens.lm.train"}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):  # lazy, so that importing spinlens.lm (e.g. for `--help`) does not import torch
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'spinlens.lm' has no attribute {name!r}")

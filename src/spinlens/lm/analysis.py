@@ -4,13 +4,12 @@ unit descriptions with top-k text snippets. `induction_command` is ``spinlens in
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from spinlens.errors import InvalidParameterError, check_float, check_int
+from spinlens.errors import InvalidParameterError
 from spinlens.random import as_generator
 
 
@@ -124,54 +123,6 @@ def lens_on_text(model, windows: torch.Tensor, *, n_positions: int = 8):
             for s, v in acc.items()]
 
 
-def induction_command(args) -> dict:
-    """``spinlens interp induction``: everything above for one model folder; writes ``--out`` files."""
-    import json
-    import sys
-
-    from spinlens import __version__
-    from spinlens.cli._common import check_device, check_out_dir, jsonable
-    from spinlens.lm.induction import induction_report, k_composition
-    from spinlens.lm.train import load_lm
-
-    t0 = time.perf_counter()
-    check_int("n-seq", args.n_seq, low=1, high=100_000)
-    check_int("seed", args.seed, low=0)
-    check_int("top-k", args.top_k, low=1, high=100)
-    check_float("threshold", args.threshold, low=0.0, high=1.0)
-    check_device("device", args.device)
-    out = check_out_dir("out", args.out)
-    model, tok, meta = load_lm(args.checkpoint, device=args.device)
-    cfg = model.cfg
-    half = args.half if args.half is not None else max(2, min(64, cfg.max_pos // 2))
-    check_int("half", half, low=2, high=cfg.max_pos // 2)
-    val = heldout_windows(model, tok, args.checkpoint, text_file=args.text)
-    rep = induction_report(model, val_windows=val, n_seq=args.n_seq, half=half, rng=args.seed)
-    summary = rep.to_dict()
-    summary["checkpoint"] = str(args.checkpoint)
-    summary["step"] = meta.get("step")
-    heads = rep.induction_heads(args.threshold) or [(rep.heads()[0]["layer"], rep.heads()[0]["head"])]
-    if not args.no_ablation:
-        prev = [(r["layer"], r["head"]) for r in rep.heads() if r["prev_token_score"] >= args.threshold]
-        summary["ablation"] = ablation_study(model, heads, n_seq=args.n_seq, half=half, val=val, exclude=prev,
-                                             rng=args.seed)
-    if not args.no_path and cfg.n_layers >= 2:
-        top = [h for h in rep.heads() if h["layer"] >= 1][0]
-        kc = k_composition(model, n_seq=min(args.n_seq, 64), half=half, receivers=[(top["layer"], top["head"])],
-                           rng=args.seed)
-        summary["k_composition"] = {"receiver": f"{top['layer']}.{top['head']}",
-                                    **{inp: {"sender": f"{L}.{H}", "score": s} for inp, (L, H, s) in kc["top"].items()},
-                                    "scores": {inp: v.tolist() for inp, v in kc["scores"].items()}}
-    if out is not None:
-        summary["files"] = write_analysis(out, model, tok, rep, summary, val, top_k=args.top_k)
-    summary["seconds"] = time.perf_counter() - t0
-    if out is not None:
-        run = {"command": " ".join(["spinlens"] + sys.argv[1:]), "version": __version__, "seed": args.seed,
-               "args": {k: v for k, v in vars(args).items() if k != "func"}, "summary": summary}
-        (out / "run.json").write_text(json.dumps(jsonable(run), indent=1, default=str) + "\n")
-    return summary
-
-
 def write_analysis(out, model, tok, rep, summary, val, *, top_k: int = 5) -> list[str]:
     """Figures and tables of one model's analysis under ``out`` (for ``spinlens report``)."""
     from spinlens.interp.plotting import save_figure
@@ -187,7 +138,7 @@ def write_analysis(out, model, tok, rep, summary, val, *, top_k: int = 5) -> lis
         a.set(xlabel="head", ylabel="layer", title=t, xticks=range(mat.shape[1]), yticks=range(mat.shape[0]))
         for (i, j), v in np.ndenumerate(mat):
             a.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.5 else "k", fontsize=8)
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.colorbar(im, ax=ax, shrink=0.8, label="score (0 to 1)")
     files += save_figure(fig, out, "head_scores")
     if "k_composition" in summary:
         kc = summary["k_composition"]

@@ -324,7 +324,6 @@ def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str 
 
 def summarise(ds, by=("method",), var="target_loss") -> list[dict]:
     """Mean ± std over seeds of ``var`` grouped by the coordinates ``by`` (rows for tables and docs)."""
-    import pandas as pd
 
     df = ds.to_dataframe().reset_index()
     g = df.groupby(list(by))[var]

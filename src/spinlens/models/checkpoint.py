@@ -22,9 +22,11 @@ tag                            models
 `save_model` picks the format from the model (a zoo model carries a ``ZooConfig`` as ``.config``,
 a bare `Transformer` its ``TransformerConfig`` as ``.cfg``; the simplified linear attention of
 `spinlens.models.linear_attention` is saved as the zoo's ``sla`` / ``sla-separate``).
-`load_model` reads any of them (the folder, or its ``model.safetensors`` alone), plus two older layouts
+`load_model` reads any of them (the folder, or its ``model.safetensors`` alone), plus three older layouts
 with a `FutureWarning`: a folder holding the checkpoint in a ``model/`` subfolder (what ``zoo train``
-wrote before), and the single-file Transformer format of the earlier ``steer``/``merge``/``quantize``.
+wrote before), a folder with the ``weights.safetensors`` of the earlier ``spinlens train`` (no config: the
+architecture is read off the tensor names and shapes), and the single-file Transformer format of the
+earlier ``steer``/``merge``/``quantize``.
 
 Dependencies point one way: ``transformer`` ← ``zoo`` ← ``checkpoint`` (this module); the model
 modules import nothing from here.
@@ -46,6 +48,7 @@ FORMATS = (TRANSFORMER_FORMAT, ZOO_FORMAT)
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 LEGACY_SUBFOLDER = "model"
+LEGACY_TRAIN_WEIGHTS = "weights.safetensors"  # what `spinlens train` wrote before (no config)
 _LEGACY_TRANSFORMER_KEY = "spinlens_transformer_config"  # single-file format of the old edit commands
 
 __all__ = [
@@ -85,6 +88,8 @@ class Checkpoint:
         Free-form JSON written with the model (training settings, distribution, task tables ...).
     legacy : str or None
         ``None`` for the current layout, else a short description of the older layout that was read.
+    key_prefix : str
+        Prefix the stored tensor names need to match the model's (older layouts only).
     """
 
     path: Path
@@ -92,6 +97,7 @@ class Checkpoint:
     config: dict
     metadata: dict
     legacy: str | None = None
+    key_prefix: str = ""
 
     @property
     def weights(self) -> Path:
@@ -232,6 +238,8 @@ def find_checkpoint(path) -> Path:
         sub = p / LEGACY_SUBFOLDER
         if sub.is_dir() and ((sub / CONFIG_FILE).is_file() or (sub / WEIGHTS_FILE).is_file()):
             return sub
+        if (p / LEGACY_TRAIN_WEIGHTS).is_file():
+            return p
         raise InvalidParameterError(f"The 'checkpoint' parameter must be a spinlens model folder (with {CONFIG_FILE} and "
                                     f"{WEIGHTS_FILE}). Got {str(path)!r}, a folder without them.")
     if p.is_file():
@@ -268,12 +276,23 @@ def read_checkpoint(path) -> Checkpoint:
             if not isinstance(record, dict):
                 raise InvalidParameterError(f"The 'checkpoint' parameter: {str(cfg_file)!r} must hold a JSON object.")
             tag = record.get("format")
-            if tag not in FORMATS or not isinstance(record.get("config"), dict):
+            if "format" not in record:
+                raise InvalidParameterError(
+                    f"The 'checkpoint' parameter: {str(cfg_file)!r} has no 'format' key, so it is not a spinlens model "
+                    f"config (formats {list(FORMATS)}). (A Hugging Face folder goes under --model.)"
+                )
+            if tag not in FORMATS:
                 raise InvalidParameterError(
                     f"The 'checkpoint' parameter: {str(cfg_file)!r} has format {tag!r}; spinlens reads {list(FORMATS)}. "
                     "(A Hugging Face folder goes under --model.)"
                 )
+            if not isinstance(record.get("config"), dict):
+                raise InvalidParameterError(
+                    f"The 'checkpoint' parameter: {str(cfg_file)!r} (format {tag!r}) lacks its 'config' object."
+                )
             return Checkpoint(p, tag, dict(record["config"]), dict(record.get("metadata") or {}), legacy)
+        if not (p / WEIGHTS_FILE).is_file() and (p / LEGACY_TRAIN_WEIGHTS).is_file():
+            return _legacy_train_checkpoint(p)
         p = p / WEIGHTS_FILE  # weights without config.json: the file's metadata has it
     meta = _safetensors_meta(p)
     if "spinlens_config" in meta:
@@ -286,6 +305,39 @@ def read_checkpoint(path) -> Checkpoint:
                           "the single-file Transformer format")
     raise InvalidParameterError(f"The 'checkpoint' parameter: {str(p)!r} has no spinlens config in its metadata "
                                 "(not a spinlens model).")
+
+
+def _legacy_train_checkpoint(folder: Path) -> Checkpoint:
+    """A folder of the older ``spinlens train`` (``weights.safetensors`` of a bare linear-attention model,
+    run.json beside it): described as the zoo's ``sla`` / ``sla-separate``."""
+    from safetensors import SafetensorError, safe_open
+
+    f = folder / LEGACY_TRAIN_WEIGHTS
+    try:
+        with safe_open(str(f), framework="pt") as fh:
+            shapes = {k: (tuple(fh.get_slice(k).get_shape()), fh.get_slice(k).get_dtype()) for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidParameterError(f"The 'checkpoint' parameter: {str(f)!r} is not a readable .safetensors file: "
+                                    f"{msg}") from None
+    dtype = {"F64": "float64", "F32": "float32"}.get(next(iter(shapes.values()))[1] if shapes else "", "float64")
+    if set(shapes) == {"W"}:
+        config = {"arch": "sla", "d": shapes["W"][0][0] - 1, "dtype": dtype}
+    elif set(shapes) == {"W_q", "W_k"}:
+        config = {"arch": "sla-separate", "d": shapes["W_q"][0][1] - 1, "d_head": shapes["W_q"][0][0], "dtype": dtype}
+    else:
+        raise InvalidParameterError(f"The 'checkpoint' parameter: {str(f)!r} holds tensors {sorted(shapes)}, not a "
+                                    "model of the older `spinlens train`.")
+    meta = {}
+    try:
+        run = json.loads((folder / "run.json").read_text())
+        meta = {"distribution": {"d": config["d"], "n_context": int(run["N"])}, "command": "train"}
+        for key in ("weight_decay", "optimizer"):
+            if key in run:
+                meta[key] = run[key]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return Checkpoint(f, ZOO_FORMAT, config, meta, "the weights.safetensors of the older `spinlens train`", "core.")
 
 
 def read_metadata(path) -> dict:
@@ -342,6 +394,8 @@ def load_model(path, *, device: str = "cpu", kind=None):
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidParameterError(f"The 'checkpoint' parameter: {str(ck.weights)!r} is not a readable .safetensors "
                                     f"file: {msg}") from None
+    if ck.key_prefix:
+        tensors = {ck.key_prefix + k: v for k, v in tensors.items()}
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise InvalidParameterError(

@@ -36,7 +36,7 @@ reads off the weights.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 
 import torch
 from torch import nn
@@ -168,6 +168,10 @@ class ZooConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise InvalidParameterError(f"unknown ZooConfig field(s) {unknown}; valid fields: {sorted(names)}.")
+        required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+        missing = sorted(required - set(data))
+        if missing:
+            raise InvalidParameterError(f"ZooConfig field(s) {missing} are missing; required fields: {sorted(required)}.")
         return cls(**data)
 
     def replace(self, **changes) -> "ZooConfig":

@@ -49,9 +49,18 @@ def _is_colorbar(ax) -> bool:
     return getattr(ax, "_colorbar", None) is not None or ax.get_label() == "<colorbar>"
 
 
-def _style(line) -> str:
-    ls = line.get_linestyle()
-    return "none" if ls in ("None", "none", "", " ") else ls
+_NAMES = {"solid": "-", "dashed": "--", "dotted": ":", "dashdot": "-."}
+
+
+def _style(artist) -> str:
+    """The dash pattern of a line or legend handle as one short string ('-', '--', ':', '-.', 'none', ...)."""
+    ls = artist.get_linestyle()
+    if isinstance(ls, list):  # collections: one style per member
+        ls = ls[0] if ls else "-"
+    if isinstance(ls, tuple):  # (offset, dash sequence) of a collection
+        ls = "-" if ls[1] is None else str(tuple(ls[1]))
+    ls = _NAMES.get(ls, ls)
+    return "none" if ls in ("None", "none", "", " ") else str(ls)
 
 
 def _is_guide(line) -> bool:

@@ -57,8 +57,8 @@ def compute(n_context_values, n_prompts_values, *, d=20, l2_strength=1.0, beta=1
 
     def plane(da):
         da = da.squeeze(drop=True)
-        extra = [k for k in da.dims if k not in ("n_context", "n_prompts", "seed")]
-        return da.isel({k: 0 for k in extra}).transpose("n_context", "n_prompts", ...)
+        extra = [k for k in da.dims if k not in ("N", "P", "seed")]  # sweep dims are the symbols
+        return da.isel({k: 0 for k in extra}).transpose("N", "P", ...)
 
     cr = plane(cav["contrast_ratio"]).values
     if cr.ndim == 2:

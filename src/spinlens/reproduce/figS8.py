@@ -243,9 +243,9 @@ def compute(
             err[k, i, r] = control_variate_error(y_model, test.y, y_star, star_exact)
             secs[k, i, r] = out.seconds
             if checkpoint_dir is not None:
-                from spinlens.models.checkpoint import save_checkpoint
+                from spinlens.models.checkpoint import save_model
 
-                save_checkpoint(model, f"{checkpoint_dir}/{arch}_N{N}_r{r}",
+                save_model(model, f"{checkpoint_dir}/{arch}_N{N}_r{r}",
                                 metadata={"n_context": N, "repeat": r, "test_loss": out.test_loss, **out.to_dict()})
             if arch in LINEAR and r == 0:
                 rep = bridge_report(model, dist, l2_strength=l2_strength, n_prompts=n_bridge, rng=g_bridge)
@@ -319,7 +319,7 @@ def plot(ds, bridge_rows=(), *, paper: bool = True):
     ax.plot(N, ds.cavity.mean("repeat"), "-", color="black", lw=1.0, zorder=1, label="cavity (ours)")
     ax.plot(N, ds.w_star, ":", color="0.4", zorder=1, label="W* (P → ∞)")
     archs = list(ds.arch.values)
-    step = 0.012 * (float(np.max(N)) - float(np.min(N)) or float(np.max(N)))
+    step = 0.03 * (float(np.max(N)) - float(np.min(N)) or float(np.max(N)))
     for k, arch in enumerate(archs):
         c = colours[k % len(colours)]
         mk = MARKERS[k % len(MARKERS)]
@@ -342,10 +342,13 @@ def plot(ds, bridge_rows=(), *, paper: bool = True):
         archs = list(dict.fromkeys(r["arch"] for r in bridge_rows))
         for k, arch in enumerate(archs):
             rows = [r for r in bridge_rows if r["arch"] == arch]
-            x = [r["n_context"] for r in rows]
+            # sideways offsets and one marker per architecture: the linear models' curves often coincide
+            x = np.asarray([r["n_context"] for r in rows], float) + (k - (len(archs) - 1) / 2) * step
             c = colours[list(ds.arch.values).index(arch) % len(colours)] if arch in ds.arch.values else colours[k]
-            ax.plot(x, [r["cos_w_star"] for r in rows], "-o", ms=3, color=c, label=f"{LABELS[arch]}: cos(W_eff, W*)")
-            ax.plot(x, [r["r2_vs_gd"] for r in rows], "--s", ms=3, mfc="none", color=c,
+            mk = MARKERS[list(ds.arch.values).index(arch) % len(MARKERS)] if arch in ds.arch.values else MARKERS[k]
+            ax.plot(x, [r["cos_w_star"] for r in rows], "-", marker=mk, ms=4, color=c, zorder=3 + k,
+                    label=f"{LABELS[arch]}: cos(W_eff, W*)")
+            ax.plot(x, [r["r2_vs_gd"] for r in rows], "--", marker=mk, ms=4, mfc="none", color=c, zorder=3 + k,
                     label=f"{LABELS[arch]}: R² vs GD step")
         ax.set_xlabel("context length N")
         ax.set_ylabel("similarity")

@@ -1,11 +1,11 @@
 """Grid specification of a sweep: which parameters, which values, validated once.
 
-A grid is the Cartesian product of value lists, one per model parameter. Parameters have a short name
-(the symbol of the paper, used on the command line and in point dictionaries) and a long name (the
-spinlens name, used as the dimension of the result Dataset):
+A grid is the Cartesian product of value lists, one per model parameter. A parameter is named by its
+symbol (docs/vocabulary.md), on the command line, in point dictionaries and as the dimension of the
+result Dataset; the Python (long) names are accepted as aliases in config files:
 
 =========  ===============  =======  ==========================  ==========
-short      long (dim)       type     allowed                     default
+symbol     Python name      type     allowed                     default
 =========  ===============  =======  ==========================  ==========
 D          d                int      >= 1                        20
 N          n_context        int      >= 1                        100
@@ -92,7 +92,7 @@ class ParameterSpec:
             bad = x >= self.high if self.high_open else x > self.high
         if bad or isinstance(value, bool):
             raise InvalidParameterError(
-                f"The sweep parameter '{self.name}' ({self.dim}) must be {self.interval()}. Got {value!r}{src} instead."
+                f"The sweep parameter '{self.name}' ({self.long_name}) must be {self.interval()}. Got {value!r}{src} instead."
             )
         return int(round(x)) if self.kind == "int" else float(x)
 
@@ -100,13 +100,13 @@ class ParameterSpec:
 PARAMETERS: dict[str, ParameterSpec] = {
     p.name: p
     for p in [
-        ParameterSpec("D", "d", "int", 1, False, None, False, 20, "token dimension D", ("d",)),
-        ParameterSpec("N", "n_context", "int", 1, False, None, False, 100, "context length N", ("n_context",)),
-        ParameterSpec("P", "n_prompts", "int", 1, False, None, False, 1000, "pretraining prompts P", ("n_prompts",)),
+        ParameterSpec("D", "D", "int", 1, False, None, False, 20, "token dimension D", ("d",)),
+        ParameterSpec("N", "N", "int", 1, False, None, False, 100, "context length N", ("n_context",)),
+        ParameterSpec("P", "P", "int", 1, False, None, False, 1000, "pretraining prompts P", ("n_prompts",)),
         ParameterSpec(
-            "K", "n_tasks", "int", 1, False, None, False, None, "task pool size K", ("n_tasks",), allow_inf=True
+            "K", "K", "int", 1, False, None, False, None, "task pool size K", ("n_tasks",), allow_inf=True
         ),
-        ParameterSpec("lam", "l2_strength", "float", 0.0, False, None, False, 1.0, "ridge strength λ",
+        ParameterSpec("lam", "lam", "float", 0.0, False, None, False, 1.0, "ridge strength λ",
                       ("l2_strength", "λ", "lambda")),
         ParameterSpec("beta", "beta", "float", 0.0, True, None, False, 100.0, "inverse temperature β", ("β",)),
         ParameterSpec("damping", "damping", "float", 0.0, False, 1.0, True, 0.9, "cavity damping θ", ("θ", "theta")),
@@ -132,8 +132,8 @@ def canonical_name(key: str) -> str:
     if low in _ALIASES:
         return _ALIASES[low]
     raise InvalidParameterError(
-        f"Unknown sweep parameter {key!r}; allowed: {', '.join(PARAMETERS)} (or their long names "
-        f"{', '.join(p.dim for p in PARAMETERS.values())})."
+        f"Unknown sweep parameter {key!r}; allowed: {', '.join(PARAMETERS)} (or their Python names "
+        f"{', '.join(p.aliases[0] for p in PARAMETERS.values() if p.aliases)})."
     )
 
 

@@ -316,7 +316,11 @@ def _point(alpha, tau, kappa, rho, lam) -> TheoryResult:
         return TheoryResult(INF, INF, math.nan, 0.0, True, sol.message + " (g_task undefined: NaN)", divergent=True, **inputs)
     if not sol.converged:
         return TheoryResult(math.nan, math.nan, math.nan, sol.value, False, sol.message, **inputs)
-    e_icl, e_idg, c = _errors(alpha, tau, kappa, rho, lam, sol.value)
+    try:
+        e_icl, e_idg, c = _errors(alpha, tau, kappa, rho, lam, sol.value)
+    except (ZeroDivisionError, OverflowError):  # parameters so extreme that float64 loses the formula
+        return TheoryResult(math.nan, math.nan, math.nan, sol.value, False,
+                            "the error formulas are singular in float64 at these parameters (under/overflow)", **inputs)
     if not (math.isfinite(e_icl) and math.isfinite(e_idg)) or c < -1e-12 * (1.0 + abs(c)):
         return TheoryResult(
             math.nan, math.nan, math.nan, sol.value, False,

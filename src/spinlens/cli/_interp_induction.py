@@ -1,0 +1,53 @@
+"""``spinlens interp induction``: the CLI glue around `spinlens.lm.induction` and `spinlens.lm.analysis`."""
+
+from __future__ import annotations
+
+import time
+
+from spinlens.errors import check_float, check_int
+
+
+def induction_command(args) -> dict:
+    """Induction scores, ablation, K-composition and the text analysis of one LM folder; writes ``--out`` files."""
+    from spinlens.lm.analysis import ablation_study, heldout_windows, write_analysis
+    from spinlens.lm.induction import induction_report, k_composition
+    from spinlens.lm.train import load_lm
+
+    from ._common import check_device, check_out_dir
+
+    t0 = time.perf_counter()
+    check_int("n-seq", args.n_seq, low=1, high=100_000)
+    check_int("seed", args.seed, low=0)
+    check_int("top-k", args.top_k, low=1, high=100)
+    check_float("threshold", args.threshold, low=0.0, high=1.0)
+    check_device("device", args.device)
+    out = check_out_dir("out", args.out)
+    model, tok, meta = load_lm(args.checkpoint, device=args.device)
+    cfg = model.cfg
+    half = args.half if args.half is not None else max(2, min(64, cfg.max_pos // 2))
+    check_int("half", half, low=2, high=cfg.max_pos // 2)
+    val = heldout_windows(model, tok, args.checkpoint, text_file=args.text)
+    rep = induction_report(model, val_windows=val, n_seq=args.n_seq, half=half, rng=args.seed)
+    summary = rep.to_dict()
+    summary["checkpoint"] = str(args.checkpoint)
+    summary["step"] = meta.get("step")
+    heads = rep.induction_heads(args.threshold) or [(rep.heads()[0]["layer"], rep.heads()[0]["head"])]
+    if not args.no_ablation:
+        prev = [(r["layer"], r["head"]) for r in rep.heads() if r["prev_token_score"] >= args.threshold]
+        summary["ablation"] = ablation_study(model, heads, n_seq=args.n_seq, half=half, val=val, exclude=prev,
+                                             rng=args.seed)
+    if not args.no_path and cfg.n_layers >= 2:
+        top = [h for h in rep.heads() if h["layer"] >= 1][0]
+        kc = k_composition(model, n_seq=min(args.n_seq, 64), half=half, receivers=[(top["layer"], top["head"])],
+                           rng=args.seed)
+        summary["k_composition"] = {"receiver": f"{top['layer']}.{top['head']}",
+                                    **{inp: {"sender": f"{L}.{H}", "score": s} for inp, (L, H, s) in kc["top"].items()},
+                                    "scores": {inp: v.tolist() for inp, v in kc["scores"].items()}}
+    if out is not None:
+        summary["files"] = write_analysis(out, model, tok, rep, summary, val, top_k=args.top_k)
+    summary["seconds"] = time.perf_counter() - t0
+    if out is not None:
+        from spinlens import io
+
+        io.write_run_json(out, io.run_record("interp induction", args=args, seed=args.seed, summary=summary))
+    return summary
