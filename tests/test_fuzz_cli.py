@@ -16,11 +16,10 @@ from __future__ import annotations
 import os
 import tempfile
 
+import fuzz_cli as F
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-
-import fuzz_cli as F
 
 SUBS = F.subcommands()
 FUZZED = sorted(c for c in SUBS if c in F.BASES or c in F.SLOW)
