@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from spinlens.errors import InvalidParameterError
-from spinlens.reproduce import FIGURES, _framework as fw, paper, run_figure
+from spinlens.reproduce import FIGURES, paper, run_figure
+from spinlens.reproduce import _framework as fw
 
 # every figure saved by these tests is checked (labels, colourbars, legends): tests/conftest.py
 pytestmark = pytest.mark.usefixtures("audit_figures")
