@@ -80,7 +80,7 @@ def test_bad_npz(tmp_path, arrays, fragment):
 def test_not_an_npz(tmp_path):
     path = tmp_path / "x.npz"
     path.write_text("hello")
-    with pytest.raises(InvalidPromptsError, match="cannot read"):
+    with pytest.raises(InvalidPromptsError, match="is not an .npz archive"):
         load_prompts(path)
 
 

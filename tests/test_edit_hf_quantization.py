@@ -132,7 +132,7 @@ def test_cli_quantize_hf_model(tmp_path, capsys, gpt2):
         assert (out / f).exists(), f
     saved = tmp_path / "q3.4"
     assert main(["quantize", "--model", str(d), "--budget", "3.4", "--bits", "2", "3", "4", "--uniform-bits", "4",
-                 "--n-random", "0", "--n-seq", "2", "--seq-len", "16", "--no-progress", "--json",
+                 "--n-random", "1", "--n-seq", "2", "--seq-len", "16", "--no-progress", "--json",
                  "--save", str(saved)]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["average_bits"] <= 3.4 and set(res["bits"]) == set(H.hf_components(gpt2))
@@ -184,7 +184,7 @@ def test_calibration_from_text_with_saved_tokenizer(tmp_path, gpt2):
     assert ids.tolist() == [list(range(8)), list(range(8, 16))]  # rows cut from the token stream in order
     (tmp_path / "text.txt").write_text(" ".join(f"w{(7 * i) % 49}" for i in range(100)))
     assert main(["quantize", "--model", str(tmp_path), "--calib-text", str(tmp_path / "text.txt"), "--budgets", "3",
-                 "--bits", "2", "4", "--uniform-bits", "4", "--n-random", "0", "--n-seq", "2", "--seq-len", "16",
+                 "--bits", "2", "4", "--uniform-bits", "4", "--n-random", "1", "--n-seq", "2", "--seq-len", "16",
                  "--no-progress"]) == 0
     with pytest.raises(InvalidParameterError, match="tokenizer"):
         H.calibration_tokens(gpt2, 2, 8, text="w1 w2")  # the in-memory model has no saved tokenizer

@@ -7,12 +7,11 @@ import math
 import numpy as np
 import pytest
 
-core = pytest.importorskip("spinlens.solvers", reason="core solvers not available")
-
-from spinlens.conventions import to_lu  # noqa: E402
-from spinlens.hamiltonian import build_hamiltonian  # noqa: E402
-from spinlens.observables import pool_error, test_error  # noqa: E402
-from spinlens.prompts import PromptDistribution  # noqa: E402
+import spinlens.solvers as core
+from spinlens.conventions import to_lu
+from spinlens.hamiltonian import build_hamiltonian
+from spinlens.observables import pool_error, test_error
+from spinlens.prompts import PromptDistribution
 from spinlens.theory import learning_curve_point  # noqa: E402
 
 
@@ -94,8 +93,8 @@ def test_task_diversity_sweep_and_figure(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from spinlens.theory.comparison import task_diversity_sweep
     from spinlens.plotting.theory import plot_task_diversity
+    from spinlens.theory.comparison import task_diversity_sweep
 
     ds = task_diversity_sweep(4, 8, 300, 0.01, [2, 64], sigma_eps=0.5, n_test=3000, rng=0)
     assert list(ds.n_tasks.values) == [2.0, 64.0, math.inf]

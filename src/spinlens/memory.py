@@ -7,11 +7,13 @@ not fit with one line naming the estimate in GiB and what to change. The CLI cal
 the Python API is meant for other commands too::
 
     >>> from spinlens.memory import estimate_memory, check_memory
-    >>> est = estimate_memory("exact", d=20, n_context=100, n_prompts=10_000)
+    >>> est = estimate_memory("exact", d=20, n_context=100, n_prompts=10_000)  # ExactSolver's defaults: 8 probes
     >>> est.backend, round(est.gib, 3) < 1
-    ('cg', True)
+    ('dense', True)
+    >>> estimate_memory("exact", d=20, n_context=100, n_prompts=10_000, n_probes=0).backend  # mean only: CG is cheaper
+    'cg'
     >>> check_memory(est, available=2**40)  # fits: returns the estimate
-    MemoryEstimate(method='exact', backend='cg', ...)
+    MemoryEstimate(method='exact', backend='dense', ...)
 
 Sizes (K = (D+1)² spins, D1 = D+1, B = prompts per batch):
 
@@ -88,7 +90,7 @@ class MemoryEstimate:
 
 
 def estimate_memory(method: str, *, d: int, n_context: int, n_prompts: int | None, sampler: str = "core",
-                    batch_size: int = 4096, backend: str = "auto", n_probes: int = 0, n_samples: int = 1000,
+                    batch_size: int = 4096, backend: str = "auto", n_probes: int = 8, n_samples: int = 1000,
                     n_chains: int = 16, n_steps: int = 2000, thin: int = 10, compare_exact: bool = True,
                     save_prompts: bool = False, dense_max: int = 6000) -> MemoryEstimate:
     """Peak memory of solving the spin glass of (D, N, P) with ``method`` (sizes in the module docstring).

@@ -58,7 +58,7 @@ def _run(args) -> int:
 
     import torch
 
-    from spinlens.errors import InvalidParameterError, check_int
+    from spinlens.errors import InvalidParameterError, check_float, check_int
     from spinlens.lm.corpus import load_corpus
     from spinlens.lm.train import LMConfig, remove_partial, train_lm
 
@@ -71,6 +71,7 @@ def _run(args) -> int:
     check_int("max-chars", args.max_chars, low=1000)
     check_device("device", args.device)
     out = check_out_dir("out", args.out)
+    check_float("max-memory-gb", args.max_memory_gb, low=0.0, low_open=True)
     est = cfg.memory_estimate_bytes() / 2**30
     if est > args.max_memory_gb:
         raise InvalidParameterError(f"The settings need about {est:.1f} GiB (> --max-memory-gb {args.max_memory_gb}); "

@@ -55,8 +55,8 @@ def compute(n_context_values, n_prompts_values, *, d=20, l2_strength=1.0, beta=1
 
     def plane(da):
         da = da.squeeze(drop=True)
-        extra = [k for k in da.dims if k not in ("n_context", "n_prompts", "seed")]
-        v = da.isel({k: 0 for k in extra}).transpose("n_context", "n_prompts", ...).values
+        extra = [k for k in da.dims if k not in ("N", "P", "seed")]  # sweep dims are the symbols
+        v = da.isel({k: 0 for k in extra}).transpose("N", "P", ...).values
         return v[..., None] if v.ndim == 2 else v
 
     dims = ("n_context", "n_prompts")
