@@ -14,7 +14,14 @@ import time
 
 import torch
 
-from spinlens.interp import activation_patch, logit_diff_metric, path_patch, projection_metric, regression_pairs, token_icl_pairs
+from spinlens.interp import (
+    activation_patch,
+    logit_diff_metric,
+    path_patch,
+    projection_metric,
+    regression_pairs,
+    token_icl_pairs,
+)
 from spinlens.models.transformer import Transformer, TransformerConfig
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from spinlens.edit._data import sample_regression_prompts
-from spinlens.edit.experiments import pretrained_base, pinpoint_experiment
+from spinlens.edit.experiments import pinpoint_experiment, pretrained_base
 from spinlens.edit.pinpoint import pinpoint_tune, save_delta
 from spinlens.plotting.edit import plot_pinpoint, save_figure
 

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from spinlens.edit.hf_quantization import calibration_tokens, hf_quantization_experiment
-from spinlens.plotting.edit import plot_quantization, save_figure
 from spinlens.interp.hf import tiny_hf
+from spinlens.plotting.edit import plot_quantization, save_figure
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "edit-out")
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 600

@@ -127,7 +127,7 @@ def main() -> None:
     print(json.dumps({k: v for k, v in summary.items() if k != "fv"}, indent=2))
     for name, r in runs.items():
         d = r.to_dict()
-        print(name, "heads", d["heads"], "clean acc %.3f" % d["clean_accuracy"])
+        print(name, "heads", d["heads"], f"clean acc {d['clean_accuracy']:.3f}")
         for c in ("zero_shot", "shuffled"):
             print(f"  {c}: base acc {d[c]['base_accuracy']:.3f} p {d[c]['base_prob']:.3f} | +FV acc by layer",
                   {L: round(a, 3) for L, a in d[c]["accuracy_by_layer"].items()},

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from spinlens import limit, observables as ob
+from spinlens import limit
+from spinlens import observables as ob
 from spinlens.features import spin_features
 from spinlens.hamiltonian import build_hamiltonian
 from spinlens.prompts import PromptDistribution

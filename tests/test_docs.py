@@ -22,3 +22,7 @@ def test_docs_site_builds_strict(tmp_path):
     examples = (site / "examples.html").read_text()
     assert all(p.name in examples for p in (ROOT / "examples").glob("*.py"))
     assert not (site / "_hooks.py").exists()
+    # every page of docs/ is on the site's navigation
+    nav = (ROOT / "mkdocs.yml").read_text()
+    pages = [p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")]
+    assert [p for p in pages if p not in nav] == []

@@ -1,6 +1,5 @@
 """Interpretability methods: planted-truth recovery and independent checks (hand-computed patches, closed forms)."""
 
-import math
 
 import numpy as np
 import pytest

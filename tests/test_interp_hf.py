@@ -45,8 +45,8 @@ def test_parity_and_shapes(model):
         # residual algebra: pre + attn_out = mid; mid + mlp_out = post; post(L) = pre(L+1)
         torch.testing.assert_close(c[p + "hook_resid_pre"] + c[p + "hook_attn_out"], c[p + "hook_resid_mid"])
         torch.testing.assert_close(c[p + "hook_resid_mid"] + c[p + "hook_mlp_out"], c[p + "hook_resid_post"])
-        bias = getattr(model.hf.get_submodule(("transformer.h." if model.cfg.arch == "gpt2" else "model.layers.") + str(L)
-                                              + (".attn.c_proj" if model.cfg.arch == "gpt2" else ".self_attn.o_proj")), "bias")
+        bias = (model.hf.get_submodule(("transformer.h." if model.cfg.arch == "gpt2" else "model.layers.") + str(L)
+                                              + (".attn.c_proj" if model.cfg.arch == "gpt2" else ".self_attn.o_proj"))).bias
         torch.testing.assert_close(c[p + "attn.hook_result"].sum(2) + (0 if bias is None else bias), c[p + "hook_attn_out"])
     torch.testing.assert_close(c["blocks.0.hook_resid_post"], c["blocks.1.hook_resid_pre"])
     torch.testing.assert_close(model.unembed(c["blocks.1.hook_resid_post"]), out)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from spinlens.errors import InvalidParameterError
-from spinlens.reproduce import FIGURES, _framework as fw, paper, run_figure
+from spinlens.reproduce import FIGURES, paper, run_figure
+from spinlens.reproduce import _framework as fw
 
 # every figure saved by these tests is checked (labels, colourbars, legends): tests/conftest.py
 pytestmark = pytest.mark.usefixtures("audit_figures")
@@ -124,7 +125,7 @@ def test_fig4b_quick_decreases_and_matches_paper(repro_dir, capsys):
     assert data["exact_mean"][-1] - data["cavity_mean"][-1] > 0.003
     run = json.loads((d / "run.json").read_text())
     assert run["mode"] == "quick" and run["seed"] == 1 and run["wall_seconds"] > 0
-    assert run["parameters"]["n_prompts"] == 10000 and run["parameters"]["l2_strength"] == 0.01
+    assert run["parameters"]["P"] == 10000 and run["parameters"]["lam"] == 0.01
     assert run["versions"]["numpy"] and run["summary"]["within_tolerance"] is True
     table = list(csv.DictReader(open(d / "paper_vs_ours.csv")))
     assert len(table) == 2 * len(data["N"])

@@ -33,7 +33,7 @@ def _files_ok(d, stem):
 
 
 def test_fig1_block_statistics(out):
-    from spinlens import limit, PromptDistribution
+    from spinlens import PromptDistribution, limit
 
     run_figure("fig1", out, seed=0)
     _files_ok(out / "fig1", "fig1")

@@ -105,8 +105,9 @@ def test_stale_results_nc_is_not_returned(tmp_path):
 def test_two_concurrent_runs_second_refuses_with_one_line(tmp_path):
     out = tmp_path / "s"
     log = tmp_path / "calls.log"
-    env = _env(0.15, SPINLENS_TOY_LOG=str(log))
-    a = _start_and_wait(_cli(out, "0:5"), env, out, at_least=2)
+    # slow enough (20 points × 0.5 s) that the second run starts, even on a loaded machine, while the first works
+    env = _env(0.5, SPINLENS_TOY_LOG=str(log))
+    a = _start_and_wait(_cli(out, "0:5"), env, out, at_least=1)
     b = subprocess.run(_cli(out, "0:5", "--resume"), env=env, capture_output=True, text=True, timeout=60)
     assert b.returncode == 2, b.stderr
     lines = b.stderr.strip().splitlines()

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 
 from spinlens.errors import InvalidParameterError
-from spinlens.features import SpinFeatures, spin_features
+from spinlens.features import SpinFeatures, sample_reduced_features, spin_features
 from spinlens.hamiltonian import build_hamiltonian
 from spinlens.limit import moments
 from spinlens.prompts import PromptDistribution
 from spinlens.solvers import CavitySolver
-from spinlens.sweeps import compute_point, make_grid
-from spinlens.features import sample_reduced_features
 from spinlens.solvers.cavity import cavity_iterate
+from spinlens.sweeps import compute_point, make_grid
 
 
 def reduced_features(dist, n_prompts, *, rng, pool=None):

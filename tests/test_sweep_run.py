@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from spinlens.errors import InvalidParameterError
 from spinlens.sweeps import compute_point, make_grid, open_sweep, point_seed_sequence, run_sweep
 
 TOY = "spinlens.sweeps.testing:toy_point"

@@ -11,7 +11,6 @@ import pytest
 from scipy.optimize import brentq
 
 from spinlens.errors import InvalidParameterError, SolverDidNotConvergeWarning
-from spinlens.theory import asymptotic as asy
 from spinlens.theory import (
     M_kappa,
     M_kappa_derivative,
@@ -21,6 +20,7 @@ from spinlens.theory import (
     ridgeless_closed_form,
     solve_epsilon,
 )
+from spinlens.theory import asymptotic as asy
 
 INF = math.inf
 

@@ -93,8 +93,8 @@ def test_task_diversity_sweep_and_figure(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from spinlens.theory.comparison import task_diversity_sweep
     from spinlens.plotting.theory import plot_task_diversity
+    from spinlens.theory.comparison import task_diversity_sweep
 
     ds = task_diversity_sweep(4, 8, 300, 0.01, [2, 64], sigma_eps=0.5, n_test=3000, rng=0)
     assert list(ds.n_tasks.values) == [2.0, 64.0, math.inf]

@@ -167,7 +167,7 @@ def stream_features(dist, n_prompts: int, *, rng, sampler: str = "core", batch_s
     return FeatureSample(SpinFeatures(C, Q), y, w, pool)
 
 
-def sample_reduced_features(dist, n_prompts: int, *, rng, pool: np.ndarray | None = None) -> "FeatureSample":
+def sample_reduced_features(dist, n_prompts: int, *, rng, pool: np.ndarray | None = None) -> FeatureSample:
     r"""Draw spin features, targets and tasks without drawing the context inputs (``corr == 0`` only).
 
     Exact in distribution, not in sample path, compared with `PromptDistribution.sample` followed by

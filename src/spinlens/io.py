@@ -201,7 +201,7 @@ def package_versions() -> dict:
 
     from spinlens import __version__
 
-    out = {"python": sys.version.split()[0], "platform": platform.platform(), "spinlens": __version__}
+    out: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform(), "spinlens": __version__}
     for name in _VERSION_PACKAGES:
         try:
             out[name] = metadata.version(name)

@@ -70,7 +70,7 @@ class Prompts:
             f"{', pool=' + str(len(self.pool)) if self.pool is not None else ''})"
         )
 
-    def subset(self, idx) -> "Prompts":
+    def subset(self, idx) -> Prompts:
         idx = np.asarray(idx)
         return Prompts(
             self.Z[idx],
@@ -136,8 +136,8 @@ def load_prompts(path: str | os.PathLike, *, dtype=np.float64) -> Prompts:
         head = fh.read(6)
     if not head.startswith(b"PK"):  # np.load falls back to unpickling, whose message would mislead
         what = "a single .npy array" if head.startswith(b"\x93NUMPY") else "not an .npz archive (a zip of .npy arrays)"
-        raise InvalidPromptsError(f"prompts file {str(path)!r} is {what}; expected an .npz with keys 'Z' and 'y' "
-                                  "(see `spinlens prompts`).")
+        raise InvalidPromptsError(f"cannot read prompts file {str(path)!r}: it is {what}; expected an .npz with keys "
+                                  "'Z' and 'y' (see `spinlens prompts`).")
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
@@ -212,7 +212,7 @@ class PromptDistribution:
         """True when the closed forms of `spinlens.limit` apply (independent positions)."""
         return self.corr == 0.0
 
-    def replace(self, **changes) -> "PromptDistribution":
+    def replace(self, **changes) -> PromptDistribution:
         return dataclasses.replace(self, **changes)
 
     def sample_tasks(self, n: int, *, rng: RNGLike = None) -> np.ndarray:
@@ -248,7 +248,7 @@ class PromptDistribution:
         y_all = (w[:, None, :] @ x)[:, 0, :] * conventions.label_scale(D)
         if self.sigma_eps > 0:
             y_all = y_all + self.sigma_eps * g.standard_normal(y_all.shape)
-        Z = np.empty((n, D + 1, N + 1), dtype=self.dtype)
+        Z: np.ndarray = np.empty((n, D + 1, N + 1), dtype=self.dtype)
         Z[:, :D, :] = x
         Z[:, D, :N] = y_all[:, :N]
         Z[:, D, N] = 0.0
@@ -290,7 +290,7 @@ class PromptDistribution:
             return batches[0]
         first = batches[0]
         cat = lambda k: None if getattr(first, k) is None else np.concatenate([getattr(b, k) for b in batches])  # noqa: E731
-        return Prompts(cat("Z"), cat("y"), cat("w"), cat("task_index"), first.pool)
+        return Prompts(cat("Z"), cat("y"), cat("w"), cat("task_index"), first.pool)  # type: ignore[arg-type]
 
     def sample(self, n_prompts: int, *, rng: RNGLike = None, pool: np.ndarray | None = None) -> Prompts:
         """Draw ``n_prompts`` prompts.

@@ -315,7 +315,7 @@ def _summary_table(sections: list[dict]) -> str:
 def _render_page(title: str, root: Path, sections: list[dict]) -> str:
     import datetime
 
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = [f"<h1>{_esc(title)}</h1>", f'<p class="muted">{_esc(str(root))} — generated {when} by spinlens</p>']
     if not sections:
         body.append("<p>No runs found (no run.json, image or CSV file under this folder).</p>")

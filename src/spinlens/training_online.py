@@ -198,8 +198,10 @@ def train_online(
         batch_size = data.n_prompts
     batch_size = check_int("batch_size", batch_size, low=1, owner=own)
     check_choice("optimizer", optimizer, OPTIMIZERS, owner=own)
-    lr = check_float("lr", lr, low=0, low_open=True, owner=own)
-    weight_decay = check_float("weight_decay", weight_decay, low=0, owner=own)
+    # torch keeps lr and weight decay as float32 for float32 models: larger values cannot be represented
+    f32_max = 3.4028234663852886e38
+    lr = check_float("lr", lr, low=0, low_open=True, high=f32_max, owner=own)
+    weight_decay = check_float("weight_decay", weight_decay, low=0, high=f32_max, owner=own)
     check_choice("schedule", schedule, SCHEDULES, owner=own)
     warmup_steps = check_int("warmup_steps", warmup_steps, low=0, high=n_steps - 1, owner=own)
     if grad_clip is not None:

@@ -137,8 +137,11 @@ def all_finite(*values) -> bool:
 
 # validators of output paths and devices live in the library (spinlens.io, spinlens.errors); re-exported here
 from spinlens.errors import check_device  # noqa: E402,F401
-from spinlens.io import check_out_dir, check_out_file  # noqa: E402,F401
-from spinlens.io import jsonable  # noqa: E402  (one JSON conversion for stdout and files)
+from spinlens.io import (  # noqa: E402,F401
+    check_out_dir,
+    check_out_file,
+    jsonable,  # noqa: E402  (one JSON conversion for stdout and files)
+)
 
 
 def print_json(obj) -> None:

@@ -59,7 +59,6 @@ def run_fv(args: argparse.Namespace) -> int:
 
 def _run_fv(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
     from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
     from spinlens.interp import function_vectors as FV

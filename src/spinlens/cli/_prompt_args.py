@@ -52,5 +52,24 @@ def prompts_from_args(args, rng):
         return dist, prompts
     dist = distribution_from_args(args)
     P = check_int("--P", args.P, low=1)
+    check_prompts_memory(dist, P)
     # the batches `spinlens solve --sampler core` streams with the same generator (one batch when P <= 4096)
     return dist, dist.sample_batched(P, rng=rng)
+
+
+def check_prompts_memory(dist, n_prompts: int) -> None:
+    """Refuse, before allocating, P prompts that do not fit in memory (the budget of `spinlens.memory`).
+
+    The prompts are drawn in batches and joined: Z (P, D+1, N+1), y (P,), w (P, D) in float64, twice at the peak.
+    """
+    from spinlens.errors import InvalidParameterError
+    from spinlens.memory import BASE_BYTES, GIB, SAFETY, available_memory
+
+    d, n = dist.d, dist.n_context
+    need = BASE_BYTES + 2 * 8 * int(n_prompts) * ((d + 1) * (n + 1) + d + 1)
+    avail = available_memory()
+    if need > SAFETY * avail:
+        raise InvalidParameterError(
+            f"The '--P' parameter asks for {n_prompts} prompts at D={d}, N={n}: about {need / GIB:.2f} GiB, but only "
+            f"{avail / GIB:.2f} GiB is available (a job may use {SAFETY:.0%} of it); use a smaller --P, D or N."
+        )

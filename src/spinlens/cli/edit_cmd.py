@@ -197,7 +197,6 @@ def _setup(args):
 # the writer of every edit experiment (also used by the language-model experiments)
 from spinlens.cli._common import write_experiment as _write  # noqa: E402
 
-
 # ----------------------------------------------------------------------------------------------- commands
 
 
@@ -277,8 +276,8 @@ def _steer(args):
 def _pinpoint(args):
     from spinlens.cli._common import print_json
     from spinlens.edit.experiments import pinpoint_experiment
-    from spinlens.plotting.edit import plot_pinpoint
     from spinlens.errors import InvalidParameterError, check_float, check_int
+    from spinlens.plotting.edit import plot_pinpoint
 
     _check_common(args)
     check_int("k", args.k, low=1)
@@ -359,9 +358,7 @@ def _save_top_delta(model, ds, args, out):
 
 def _merge(args):
     from spinlens.cli._common import print_json
-    from spinlens.errors import InvalidParameterError, check_float
-
-    from spinlens.errors import check_int
+    from spinlens.errors import InvalidParameterError, check_float, check_int
 
     check_float("density", args.density, low=0, high=1, low_open=True)
     check_int("steps", args.steps, low=1)
@@ -420,15 +417,13 @@ def _quantize(args):
     import json
     from pathlib import Path
 
-    from spinlens.cli._common import print_json
+    from spinlens.cli._common import check_out_dir, print_json
     from spinlens.edit.experiments import quantization_experiment
-    from spinlens.plotting.edit import plot_quantization
     from spinlens.errors import InvalidParameterError, check_float, check_int
-
-    from spinlens.cli._common import check_out_dir
+    from spinlens.plotting.edit import plot_quantization
 
     check_int("group_size", args.group_size, low=1, high=1 << 20)
-    check_int("n_random", args.n_random, low=1)  # the uninformed baseline is part of the result
+    check_int("n_random", args.n_random, low=0)  # 0: no random baseline (e.g. only --save a quantized model)
     check_int("n_seq", args.n_seq, low=1, high=4096)
     check_int("seq_len", args.seq_len, low=2)
     _check_common(args)
@@ -516,8 +511,8 @@ def _quantize_hf(args, budgets):
 
     from spinlens.cli._common import check_out_dir, print_json
     from spinlens.edit import hf_quantization as H
-    from spinlens.plotting.edit import plot_quantization
     from spinlens.errors import InvalidParameterError, check_int
+    from spinlens.plotting.edit import plot_quantization
 
     check_int("n_seq", args.n_seq, low=1, high=4096)
     check_int("seq_len", args.seq_len, low=2)

@@ -292,7 +292,6 @@ def _run(args) -> int:
 
 def _run_interp(args) -> int:
     import numpy as np
-    import torch
 
     from spinlens import interp as I
     from spinlens.plotting import interp as P

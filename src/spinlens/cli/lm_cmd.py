@@ -58,7 +58,7 @@ def _run(args) -> int:
 
     import torch
 
-    from spinlens.errors import InvalidParameterError, check_int
+    from spinlens.errors import InvalidParameterError, check_float, check_int
     from spinlens.lm.corpus import load_corpus
     from spinlens.lm.train import LMConfig, remove_partial, train_lm
 
@@ -71,6 +71,7 @@ def _run(args) -> int:
     check_int("max-chars", args.max_chars, low=1000)
     check_device("device", args.device)
     out = check_out_dir("out", args.out)
+    check_float("max-memory-gb", args.max_memory_gb, low=0.0, low_open=True)
     est = cfg.memory_estimate_bytes() / 2**30
     if est > args.max_memory_gb:
         raise InvalidParameterError(f"The settings need about {est:.1f} GiB (> --max-memory-gb {args.max_memory_gb}); "
@@ -219,7 +220,9 @@ def run_lm_edit(args, name) -> int:
         mod = E.summarise(ds.where(ds.level == "module", drop=True), ("intervention",), "repeat_loss")
         tokl = E.summarise(ds.where(ds.level == "token", drop=True), ("intervention",), "loss")
         summary = {"token_class": args.token_class, "class_base_rate": ds.attrs["class_base_rate"],
-                   "activation_class_prob": act, "module_repeat_loss": mod, "token_level_loss": tokl,
+                   "activation_class_prob": act,
+                   "activation_loss": E.summarise(ds.where(ds.level == "activation", drop=True), ("strength",), "loss"),
+                   "module_repeat_loss": mod, "token_level_loss": tokl,
                    "induction_heads": ds.attrs["induction_heads"], "seeds": list(seeds)}
         if (ds.level == "neuron").any():
             summary["neuron_class_prob"] = E.summarise(ds.where(ds.level == "neuron", drop=True), ("strength",), "class_prob")

@@ -35,6 +35,10 @@ EPILOG = """examples:
   spinlens solve --D 20 --N 100 --P 10000 --lam 0.01 --method cavity
   spinlens solve --D 10 --N 50 --P 2000 --method exact --json
   spinlens demo --out demo-out
+
+flags: the paper's symbols (--D --N --P --K --lam --beta ...), each with a long alias (docs/vocabulary.md).
+exit codes: 0 done, 2 bad input (one line), 3 did not converge (result written, one warning line),
+  1 internal error (one line; add --debug anywhere, or set SPINLENS_DEBUG=1, for the traceback).
 """
 
 

@@ -32,7 +32,8 @@ def run(args) -> int:
     import time
     from pathlib import Path
 
-    from spinlens import io, observables as ob
+    from spinlens import io
+    from spinlens import observables as ob
     from spinlens.errors import check_choice, check_int
 
     check_int("--seed", args.seed, low=0)

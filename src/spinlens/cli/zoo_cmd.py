@@ -128,8 +128,8 @@ def run_train(args) -> int:
     from spinlens.errors import check_int
     from spinlens.models.checkpoint import save_model
     from spinlens.models.zoo import ZooConfig, build_model
-    from spinlens.random import seed_from, spawn
     from spinlens.plotting.curves import plot_training_history
+    from spinlens.random import seed_from, spawn
     from spinlens.training_online import train_online
 
     from ._common import check_device, check_out_dir, convergence_exit, print_json, print_table
@@ -254,13 +254,9 @@ def run_bridge(args) -> int:
 
 def run_figS8(args) -> int:
     from spinlens.errors import check_int
-    from spinlens.reproduce import run_figure
+    from spinlens.reproduce import figS8, run_figure
 
-    from ._common import print_json
-
-    from spinlens.reproduce import figS8
-
-    from ._common import check_device, check_out_dir
+    from ._common import check_device, check_out_dir, print_json
 
     seed = check_int("--seed", args.seed, low=0)
     check_out_dir("--out", args.out)

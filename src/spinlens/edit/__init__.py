@@ -12,13 +12,13 @@ from spinlens.edit.components import component_slices as component_slices
 from spinlens.edit.components import list_components as list_components
 from spinlens.edit.components import random_components as random_components
 from spinlens.edit.components import select_components as select_components
+from spinlens.edit.importance import attribution_importance as attribution_importance
+from spinlens.edit.importance import component_importance as component_importance
 from spinlens.edit.merging import merge_models as merge_models
 from spinlens.edit.merging import neuron_merge as neuron_merge
 from spinlens.edit.merging import task_arithmetic as task_arithmetic
 from spinlens.edit.merging import ties_merge as ties_merge
 from spinlens.edit.pinpoint import apply_delta as apply_delta
-from spinlens.edit.importance import attribution_importance as attribution_importance
-from spinlens.edit.importance import component_importance as component_importance
 from spinlens.edit.pinpoint import load_delta as load_delta
 from spinlens.edit.pinpoint import pinpoint_comparison as pinpoint_comparison
 from spinlens.edit.pinpoint import pinpoint_tune as pinpoint_tune

@@ -55,7 +55,7 @@ class Component:
         return f"L{self.layer}"
 
     @classmethod
-    def parse(cls, name) -> "Component":
+    def parse(cls, name) -> Component:
         """Parse ``"L1H0"``, ``"L0N5"``, ``"L0.mlp"``, ``"L0.attn"`` or ``"L2"`` (a Component passes through)."""
         if isinstance(name, Component):
             return name

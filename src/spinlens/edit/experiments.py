@@ -24,13 +24,12 @@ import json
 import numpy as np
 
 from spinlens.edit._data import mse, sample_regression_prompts
-from spinlens.edit.importance import component_importance
-from spinlens.random import as_generator, spawn
 
 # the base model (training, caching) lives in spinlens.edit.base; importance in spinlens.edit.importance
 from spinlens.edit.base import BASE_DEFAULTS, load_transformer, pretrained_base  # noqa: E402,F401
 from spinlens.edit.base import regression_dims as _d_n  # noqa: E402
-
+from spinlens.edit.importance import component_importance
+from spinlens.random import as_generator, spawn
 
 # ----------------------------------------------------------------------------------------------- steering
 

@@ -501,7 +501,7 @@ def head_indirect_effect(
     import xarray as xr
 
     dtype = next(model.parameters()).dtype
-    n_layers = n_layers or getattr(model, "n_layers", None) or len(getattr(model, "blocks"))
+    n_layers = n_layers or getattr(model, "n_layers", None) or len(model.blocks)
     Zc = torch.as_tensor(Z_clean, dtype=dtype)
     Zx = torch.as_tensor(Z_corrupt, dtype=dtype)
     t = torch.as_tensor(np.asarray(target), dtype=dtype)

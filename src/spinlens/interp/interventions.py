@@ -218,7 +218,7 @@ class Ablate:
     seed: int = 0
 
     @classmethod
-    def from_model(cls, model, Z_ref, hook: str, mode: str = "mean", **kw) -> "Ablate":
+    def from_model(cls, model, Z_ref, hook: str, mode: str = "mean", **kw) -> Ablate:
         """Build an ablation whose reference activations are cached from ``model(Z_ref)``."""
         import torch
 

@@ -151,8 +151,9 @@ def describe_units(model, inputs: torch.Tensor, quantities: dict[str, np.ndarray
     categorical : dict name -> ``(n_samples,)``
         Categorical quantities (correlation ratio η ∈ [0, 1]), e.g. token identity.
     """
-    from spinlens.interp.tasks import task_quantities
     import xarray as xr
+
+    from spinlens.interp.tasks import task_quantities
 
     if quantities is None and categorical is None:
         if getattr(model.cfg, "input_kind", "tokens") != "regression":

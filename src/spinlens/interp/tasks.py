@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from spinlens.errors import InvalidParameterError, check_int
+from spinlens.errors import check_int
 from spinlens.random import as_generator
 
 

@@ -82,7 +82,20 @@ def seen_before(windows: torch.Tensor) -> np.ndarray:
     return out
 
 
-def describe_lm_units(model, tokenizer, windows: torch.Tensor, *, top_k: int = 5, max_units: int = 64):
+def head_roles(rep, *, threshold: float = 0.15) -> dict:
+    """Templated role of each head from its scores: ``{"L1.H2": "induction head (induction score 0.24)", ...}``."""
+    roles = {}
+    for r in rep.heads():
+        u = f"L{r['layer']}.H{r['head']}"
+        if r["induction_score"] >= threshold:
+            roles[u] = f"induction head (induction score {r['induction_score']:.2f})"
+        elif r["prev_token_score"] >= threshold:
+            roles[u] = f"previous-token head (previous-token score {r['prev_token_score']:.2f})"
+    return roles
+
+
+def describe_lm_units(model, tokenizer, windows: torch.Tensor, *, top_k: int = 5, max_units: int = 64,
+                      roles: dict | None = None):
     """Heads and MLP neurons described on real text: templated descriptions (`spinlens.interp.describe_units`
     against token identity, previous token, position, and whether the token occurred before) and the top-k
     text snippets where each unit is most active. Returns a list of rows (one per unit and rank)."""
@@ -101,7 +114,10 @@ def describe_lm_units(model, tokenizer, windows: torch.Tensor, *, top_k: int = 5
     for i in order:
         for rank, s in enumerate(rep.top_prompts[i]):
             p, t = divmod(int(s), T)
-            rows.append({"unit": rep.units[i], "description": rep.description[i], "rank": rank + 1,
+            desc = rep.description[i]
+            if roles and rep.units[i] in roles:
+                desc = f"{rep.units[i]}: {roles[rep.units[i]]}; " + desc.split(": ", 1)[-1]
+            rows.append({"unit": rep.units[i], "description": desc, "rank": rank + 1,
                          "activation": float(rep.activations[s, i]), "snippet": _snippet(tokenizer, x[p], t)})
     return rows
 
@@ -164,6 +180,6 @@ def write_analysis(out, model, tok, rep, summary, val, *, top_k: int = 5) -> lis
         a.plot([r["stage"] for r in lens], [r["prob_true_next"] for r in lens], "o-")
         a.set(xlabel="stage", ylabel="P(true next token)", title="logit lens on held-out text")
         files += save_figure(fig, out, "logit_lens")
-        units = describe_lm_units(model, tok, val[:32], top_k=top_k)
+        units = describe_lm_units(model, tok, val[:32], top_k=top_k, roles=head_roles(rep))
         files.append(str(write_csv(out / "unit_snippets.csv", units)))
     return files

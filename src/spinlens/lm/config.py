@@ -46,17 +46,17 @@ class LMConfig:
     n_heads: int = 4
     d_model: int = 128
     n_ctx: int = 128
-    vocab_size: int = 2048
-    steps: int = 1500
-    batch_size: int = 32
+    vocab_size: int = 512
+    steps: int = 4000
+    batch_size: int = 16
     lr: float = 3e-3
     weight_decay: float = 0.05
     warmup: int = 100
     val_fraction: float = 0.1
-    eval_every: int = 50
-    n_checkpoints: int = 12
+    eval_every: int = 200
+    n_checkpoints: int = 14
     pos_init: str = "sinusoidal"
-    repeat_fraction: float = 0.25
+    repeat_fraction: float = 1.0
     seed: int = 0
 
     def __post_init__(self):

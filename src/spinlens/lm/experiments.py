@@ -173,8 +173,14 @@ def quantization_experiment(model, val_windows, *, budgets=(3.0, 3.4, 4.0), unif
     import xarray as xr
 
     from spinlens.edit.components import component_size
-    from spinlens.edit.quantization import (allocate_bits, measured_cost_table, quantization_components,
-                                            quantize_model, random_allocation, uniform_allocation)
+    from spinlens.edit.quantization import (
+        allocate_bits,
+        measured_cost_table,
+        quantization_components,
+        quantize_model,
+        random_allocation,
+        uniform_allocation,
+    )
 
     n = len(val_windows)
     if n < 4:

@@ -39,7 +39,10 @@ def save_tokenizer(tok, folder) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / TOKENIZER_FILE
-    tok.save(str(path))
+    from spinlens.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        tok.save(str(tmp))
     return path
 
 

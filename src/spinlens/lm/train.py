@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from spinlens.errors import InvalidParameterError
-
 from spinlens.lm.config import VARIANTS, LMConfig  # noqa: F401  (torch-free, re-exported)
+
 LM_KIND = "lm"
 CHECKPOINTS = "checkpoints"
 

@@ -69,7 +69,7 @@ class ActivationCache(dict):
         except KeyError:
             raise KeyError(f"{key!r} is not in the cache; cached names: {sorted(self)}") from None
 
-    def to(self, device) -> "ActivationCache":
+    def to(self, device) -> ActivationCache:
         return ActivationCache({k: v.to(device) for k, v in self.items()})
 
 

@@ -167,7 +167,7 @@ class TransformerConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def replace(self, **changes) -> "TransformerConfig":
+    def replace(self, **changes) -> TransformerConfig:
         return replace(self, **changes)
 
 
@@ -463,7 +463,7 @@ class Transformer(HookedModule):
         return out
 
     # ----------------------------------------------------------- utilities
-    def with_split_qkv_input(self, on: bool = True) -> "Transformer":
+    def with_split_qkv_input(self, on: bool = True) -> Transformer:
         """A copy of this model (same weights) with ``split_qkv_input`` switched ``on``/off."""
         new = Transformer(self.cfg.replace(split_qkv_input=on))
         new.load_state_dict(self.state_dict())

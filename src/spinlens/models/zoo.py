@@ -124,7 +124,7 @@ class ZooConfig:
         if not isinstance(self.causal, bool) or not isinstance(self.layernorm, bool):
             raise InvalidParameterError("The 'causal' and 'layernorm' parameters of ZooConfig must be booleans.")
 
-    def resolve(self) -> "ZooConfig":
+    def resolve(self) -> ZooConfig:
         """The config with every architecture default filled in (and unused fields set to None)."""
         a, d1 = self.arch, self.d + 1
         c = {}
@@ -162,7 +162,7 @@ class ZooConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ZooConfig":
+    def from_dict(cls, data: dict) -> ZooConfig:
         """Inverse of `to_dict`; unknown keys raise `InvalidParameterError`."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - names)
@@ -174,7 +174,7 @@ class ZooConfig:
             raise InvalidParameterError(f"ZooConfig field(s) {missing} are missing; required fields: {sorted(required)}.")
         return cls(**data)
 
-    def replace(self, **changes) -> "ZooConfig":
+    def replace(self, **changes) -> ZooConfig:
         return replace(self, **changes)
 
 

@@ -99,12 +99,14 @@ def run_figure(name: str, out_dir, *, quick: bool = True, seed: int = 0, echo=No
     files = sorted(str(p.relative_to(fig_dir)) for p in fig_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
     if fw.RUN_FILE not in files:
         files.append(fw.RUN_FILE)
+    from spinlens.vocabulary import to_symbols
+
     record = {
         "figure": name,
         "description": FIGURES[name][1],
         "mode": "quick" if quick else "full",
         "seed": seed,
-        "parameters": result.get("parameters", {}),
+        "parameters": to_symbols(result.get("parameters", {})),  # keys: docs/vocabulary.md
         "summary": result.get("summary", {}),
         "notes": result.get("notes", []),
         "max_deviation": worst,

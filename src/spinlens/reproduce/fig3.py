@@ -16,7 +16,6 @@ from spinlens.reproduce import paper
 
 def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     """Quick: 300 samples, 60×60 grid; full: the paper's 1000 samples, 200×200 grid."""
-    import matplotlib.pyplot as plt
 
     from spinlens.landscape import landscape_dataset
     from spinlens.plotting.landscape import plot_landscape_grid

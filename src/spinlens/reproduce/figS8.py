@@ -168,13 +168,13 @@ def compute(
     from spinlens import conventions, limit
     from spinlens.bridge import bridge_report
     from spinlens.errors import check_choice, check_int
+    from spinlens.features import spin_features
     from spinlens.hamiltonian import build_hamiltonian
     from spinlens.models.zoo import ARCH_NAMES, ZooConfig, build_model
     from spinlens.observables import test_error
     from spinlens.prompts import PromptDistribution
     from spinlens.random import seed_from, spawn
     from spinlens.solvers import CavitySolver, ExactSolver
-    from spinlens.features import spin_features
     from spinlens.training_online import predict, train_online
 
     Ns = [check_int("n_context", n, low=1, owner="figS8") for n in n_context_values]

@@ -3,6 +3,7 @@
 Every solver subclasses `Solver` (validation, timing and result assembly) and implements its iteration.
 """
 
+from ..errors import check_choice as _check_choice
 from .base import Solver as Solver
 from .cavity import CavitySolver as CavitySolver
 from .cavity import TapSolver as TapSolver
@@ -11,8 +12,6 @@ from .limit import LimitSolver as LimitSolver
 from .result import SolverResult as SolverResult
 from .sampling import GaussianSampler as GaussianSampler
 from .sampling import LangevinSampler as LangevinSampler
-
-from ..errors import check_choice as _check_choice
 
 METHODS = ("exact", "cavity", "tap", "sample", "langevin", "limit")
 

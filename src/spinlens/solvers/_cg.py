@@ -93,7 +93,7 @@ class KroneckerPreconditioner:
             den = np.clip(ec, 0, None)[:, None] * np.clip(eq, 0, None)[None, :] + l2_strength
             tiny = 1e-13 * float(den.max())
             with np.errstate(divide="ignore"):
-                self.inv = np.where(den > tiny, 1.0 / np.where(den > tiny, den, 1.0), 0.0)
+                self.inv = np.where(den > tiny, 1.0 / np.where(den > tiny, den, 1.0), 0.0)  # type: ignore[assignment]
         self.U, self.V, self.D1 = U, V, C.shape[1]
 
     def __call__(self, R):
@@ -122,7 +122,7 @@ class JacobiPreconditioner:
 
             self.inv = torch.where(d > 0, 1.0 / torch.where(d > 0, d, torch.ones_like(d)), torch.zeros_like(d))
         else:
-            self.inv = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0)
+            self.inv = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0)  # type: ignore[assignment]
 
     def __call__(self, R):
         return R * (self.inv if R.ndim == 1 else self.inv[:, None])

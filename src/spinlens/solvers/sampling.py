@@ -56,9 +56,9 @@ def _summarise(H, samples_a, samples_b, beta, n_iter, message, exact=True) -> Ru
             energy_exact=ref["energy"],
             overlap_q12_exact=ref["q12"],
             overlap_q11_exact=ref["q11"],
-            mean_distance=float(np.linalg.norm(mean - ref["mean"]) / max(np.linalg.norm(ref["mean"]), 1e-300)),
+            mean_distance=float(np.linalg.norm(mean - ref["mean"]) / max(float(np.linalg.norm(ref["mean"])), 1e-300)),
         )
-    res = np.linalg.norm(H.hessian_matvec(mean) - H.h) / max(np.linalg.norm(H.h), 1e-300)
+    res = np.linalg.norm(H.hessian_matvec(mean) - H.h) / max(float(np.linalg.norm(H.h)), 1e-300)
     return RunOutput(m=mean, v=var, n_iter=n_iter, residual=float(res), converged=True, message=message, extras=extras)
 
 

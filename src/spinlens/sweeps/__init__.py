@@ -14,10 +14,10 @@ from ._grid import make_grid as make_grid
 from ._grid import parse_values as parse_values
 from ._grid import point_key as point_key
 from ._grid import point_seed_sequence as point_seed_sequence
+from ._lock import SweepLockedError as SweepLockedError
 from ._point import DEFAULT_OBSERVABLES as DEFAULT_OBSERVABLES
 from ._point import OBSERVABLES as OBSERVABLES
 from ._point import compute_point as compute_point
-from ._lock import SweepLockedError as SweepLockedError
 from ._run import PointFunctionError as PointFunctionError
 from ._run import SweepInterrupted as SweepInterrupted
 from ._run import run_sweep as run_sweep

@@ -325,7 +325,7 @@ class SweepGrid:
         return {k: list(v) for k, v in self.values}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SweepGrid":
+    def from_dict(cls, d: dict) -> SweepGrid:
         return make_grid(d)
 
     def __repr__(self) -> str:

@@ -145,7 +145,7 @@ class SweepLock:
             self.path.unlink(missing_ok=True)
         self.held = False
 
-    def __enter__(self) -> "SweepLock":
+    def __enter__(self) -> SweepLock:
         self.acquire()
         return self
 

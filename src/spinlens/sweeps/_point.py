@@ -137,7 +137,8 @@ def compute_point(
     >>> r["converged"], round(r["contrast_ratio"], 2)  # doctest: +SKIP
     (True, 0.7)
     """
-    from spinlens import limit, observables as obs_mod
+    from spinlens import limit
+    from spinlens import observables as obs_mod
     from spinlens.features import resolve_sampler, stream_features
     from spinlens.hamiltonian import build_hamiltonian
     from spinlens.prompts import PromptDistribution

@@ -28,8 +28,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from spinlens.errors import InvalidParameterError, check_float, check_int
 
 from ._grid import SweepGrid, make_grid, point_key
-from ._point import METHODS, SAMPLERS, check_observables
 from ._lock import SweepLock, SweepLockedError
+from ._point import METHODS, SAMPLERS, check_observables
 from ._store import SweepStore, consolidate, point_meta, settings_hash, write_results
 
 __all__ = ["run_sweep", "SweepInterrupted", "SweepLockedError", "PointFunctionError", "BUILTIN_POINT_FNS",

@@ -15,6 +15,6 @@ from spinlens.theory.asymptotic import ridgeless_closed_form as ridgeless_closed
 from spinlens.theory.asymptotic import solve_epsilon as solve_epsilon
 from spinlens.theory.baselines import dmmse_predict as dmmse_predict
 from spinlens.theory.baselines import ridge_predict as ridge_predict
+from spinlens.theory.phase import task_pool_phase_diagram as task_pool_phase_diagram
 from spinlens.theory.simulate import SimulationResult as SimulationResult
 from spinlens.theory.simulate import simulate_point as simulate_point
-from spinlens.theory.phase import task_pool_phase_diagram as task_pool_phase_diagram

@@ -19,8 +19,6 @@ with the smallest residual.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from spinlens.conventions import label_scale
