@@ -11,7 +11,7 @@ VARIANTS = ("attn-only", "mlp")
 
 @dataclass(frozen=True)
 class LMConfig:
-    """Model and training settings of `train_lm` (defaults: induction heads in a few CPU minutes).
+    """Model and training settings of `train_lm` (defaults: an induction head on 2 CPU cores, docs/lm.md).
 
     Parameters
     ----------
@@ -32,8 +32,9 @@ class LMConfig:
     repeat_fraction : float
         Share of the training windows in which a random span of the window's own text is repeated right after
         itself (real text shown twice, at a random lag; `repeat_spans`). The repeats reward copying from the
-        context, which speeds up the induction heads; with 0 (plain text only) none had formed after 4000 steps
-        of the default model (docs/lm.md).
+        context: with 1 (the default) an induction head forms between steps 800 and 1500; with 0 (plain text
+        only) none had formed after 4000 steps of a d_model-64 model, and with 0.5 the induction score stayed
+        below 0.02 after 5000 steps (docs/lm.md).
     pos_init : {"sinusoidal", "random"}
         Initial value of the learned positional embedding: sinusoids (offsets such as "the previous position"
         are then a linear map away, which speeds up the previous-token heads) or the model's random init.
