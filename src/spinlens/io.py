@@ -270,14 +270,18 @@ def save_figure(fig, out_dir: str | os.PathLike, stem: str, *, formats=("png", "
 def save_dataset(ds, out_dir: str | os.PathLike, name: str = "data") -> str:
     """Write an ``xarray.Dataset`` (or DataArray) to ``<name>.nc`` under ``out_dir`` atomically; return the path.
 
+    Dimensions, coordinates and attributes named by a quantity's Python name are written under its symbol
+    (``n_context`` → ``N``; `spinlens.vocabulary.dataset_to_symbols`), as on the command line and in JSON.
     Attributes NetCDF cannot hold (bools, None, dicts, lists) are stored as JSON strings.
     """
     import xarray as xr
 
+    from spinlens.vocabulary import dataset_to_symbols
+
     if isinstance(ds, xr.DataArray):
         ds = ds.to_dataset(name=ds.name or name)
     path = Path(out_dir) / f"{name}.nc"
-    ds = ds.copy()
+    ds = dataset_to_symbols(ds)
     for obj in [ds, *ds.variables.values()]:
         for k, v in list(obj.attrs.items()):
             if isinstance(v, bool) or v is None or isinstance(v, (dict, list, tuple)):

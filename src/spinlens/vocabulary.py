@@ -88,6 +88,18 @@ def to_symbols(mapping: dict, *, keep: tuple[str, ...] = ()) -> dict:
     return out
 
 
+def dataset_to_symbols(ds):
+    """A copy of an ``xarray.Dataset`` whose dimensions, coordinates and attributes named by Python names of the
+    table carry the symbols instead (``n_context`` → ``N``, ``l2_strength`` → ``lam``); data variables keep their
+    names. `spinlens.io.save_dataset` applies it, so every dataset spinlens writes uses the symbols."""
+    names = {k: _BY_PYTHON[k].symbol for k in [*ds.dims, *ds.coords]
+             if k in _BY_PYTHON and _BY_PYTHON[k].symbol != k and _BY_PYTHON[k].symbol not in ds.variables
+             and _BY_PYTHON[k].symbol not in ds.dims}
+    out = ds.rename(names) if names else ds.copy()
+    out.attrs = to_symbols(dict(out.attrs))
+    return out
+
+
 def to_python(mapping: dict) -> dict:
     """Rename the keys of a dict from symbols to Python names (inverse of `to_symbols`)."""
     return {(_BY_SYMBOL[k].python if k in _BY_SYMBOL else k): v for k, v in mapping.items()}

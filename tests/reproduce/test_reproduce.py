@@ -158,15 +158,15 @@ def test_fig2_quick_identity_block(repro_dir):
     assert cav["block_residual"] < 0.2
     assert cav["rest_fraction"] < 0.05
     # training on many tasks gives the identity structure on the live columns; few tasks do not
-    big = identity_block_stats(ds["W_trained"].sel(n_prompts=1000).values)
-    small = identity_block_stats(ds["W_trained"].sel(n_prompts=10).values)
+    big = identity_block_stats(ds["W_trained"].sel(P=1000).values)
+    small = identity_block_stats(ds["W_trained"].sel(P=10).values)
     assert big["block_residual"] < 0.3 and small["block_residual"] > 1.0
     assert big["rest_fraction_live"] < 0.15
     err = ds["expected_test_error"]
-    assert float(err.sel(n_prompts=1000)) < 0.2 < float(err.sel(n_prompts=10))
+    assert float(err.sel(P=1000)) < 0.2 < float(err.sel(P=10))
     # test loss along training ends near the exact expected error of the final W (independent estimate)
-    final_mc = float(ds["test_loss"].sel(n_prompts=1000)[-1])
-    assert final_mc == pytest.approx(float(err.sel(n_prompts=1000)), rel=0.25)
+    final_mc = float(ds["test_loss"].sel(P=1000)[-1])
+    assert final_mc == pytest.approx(float(err.sel(P=1000)), rel=0.25)
     assert res["summary"]["cavity_converged"] == 1.0
 
 

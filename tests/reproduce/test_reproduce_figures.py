@@ -38,11 +38,11 @@ def test_fig1_block_statistics(out):
     run_figure("fig1", out, seed=0)
     _files_ok(out / "fig1", "fig1")
     ds = xr.load_dataset(out / "fig1" / "data.nc")
-    D = ds.attrs["d"]
+    D = ds.attrs["D"]
     assert ds["J"].shape == ((D + 1) ** 2, (D + 1) ** 2)
     h = ds["h"].values
     # E[h_ab] = κ₁ δ_ab on the D×D block, 0 elsewhere (closed form of spinlens.limit)
-    k1 = limit.moments(PromptDistribution(d=D, n_context=int(ds.attrs["n_context"]))).ys[0, 0]
+    k1 = limit.moments(PromptDistribution(d=D, n_context=int(ds.attrs["N"]))).ys[0, 0]
     assert np.mean(np.diag(h[:D, :D])) == pytest.approx(k1, rel=0.15)
     off = h[:D, :D][~np.eye(D, dtype=bool)]
     assert abs(off.mean()) < 0.1 * k1
@@ -62,21 +62,21 @@ def test_fig4a_contrast_rises_with_P(out):
     _files_ok(out / "fig4a", "fig4a")
     ds = xr.load_dataset(out / "fig4a" / "data.nc")
     cr = ds["contrast_ratio"]
-    for N in ds["n_context"].values:
-        row = cr.sel(n_context=N).dropna("n_prompts")
+    for N in ds["N"].values:
+        row = cr.sel(N=N).dropna("P")
         assert row.size >= 3, f"too few converged cells at N={N}"
         # increases with P at fixed N: the largest P beats the smallest converged one by a margin,
         # and the trend is monotone up to small noise
         assert float(row[-1]) > float(row[0]) + 0.15
         assert np.all(np.diff(row.values) > -0.05)
     # and with N at the largest P
-    top = cr.isel(n_prompts=-1).values
+    top = cr.isel(P=-1).values
     assert top[-1] > top[0]
     # the exact Boltzmann mean has the same trend
     ex = ds["contrast_ratio_exact"]
-    assert np.all(ex.isel(n_prompts=-1) > ex.isel(n_prompts=1))
+    assert np.all(ex.isel(P=-1) > ex.isel(P=1))
     # the smallest P never converges (blank cells in the paper); our value is NaN there, never a number
-    assert np.all(np.isnan(cr.sel(n_prompts=20)))
+    assert np.all(np.isnan(cr.sel(P=20)))
     # within 0.05 of (saved map − 0.09) where both exist (docs/paper-notes.md: the saved map is ~0.09 above the code)
     rows = [r for r in res["comparison"] if "0.09" in r["quantity"] and np.isfinite(r["ours"])]
     assert len(rows) >= 3
@@ -87,16 +87,16 @@ def test_figS7_zero_mode_floor(out):
     run_figure("figS7", out, seed=0)
     _files_ok(out / "figS7", "figS7")
     ds = xr.load_dataset(out / "figS7" / "data.nc")
-    for d in ds["d"].values:
-        row = ds["zero_mode_fraction"].sel(d=d).dropna("n_prompts")
-        P = row["n_prompts"].values
+    for d in ds["D"].values:
+        row = ds["zero_mode_fraction"].sel(D=d).dropna("P")
+        P = row["P"].values
         k = d * (d + 1)
         # near 1 for the smallest P, the floor 1/(D+1) once P ≥ D(D+1), above it just before
         assert float(row[0]) > 0.9
         assert np.allclose(row.values[P >= k], 1 / (d + 1), atol=1e-12)
         assert np.all(row.values[P < k] > 1 / (d + 1) + 0.5 / (d + 1) ** 2)
         # and it equals the rank formula everywhere
-        exp = ds["zero_mode_fraction_expected"].sel(d=d).dropna("n_prompts").values
+        exp = ds["zero_mode_fraction_expected"].sel(D=d).dropna("P").values
         np.testing.assert_allclose(row.values, exp, atol=1e-12)
 
 
@@ -104,13 +104,13 @@ def test_figS5_marchenko_pastur(out):
     run_figure("figS5", out, seed=0)
     _files_ok(out / "figS5", "figS5")
     ds = xr.load_dataset(out / "figS5" / "data.nc")
-    d = ds.attrs["d"]
+    d = ds.attrs["D"]
     assert np.all(ds["ks_distance"].values < 0.03)
     # the check can fail: the same eigenvalues against a wrong ratio are far off
     from spinlens.landscape import marchenko_pastur_cdf
 
-    ev = np.sort(ds["eigenvalues"].isel(n_context=1).values)
-    N = int(ds["n_context"][1])
+    ev = np.sort(ds["eigenvalues"].isel(N=1).values)
+    N = int(ds["N"][1])
     emp = np.arange(1, ev.size + 1) / ev.size
     wrong = np.max(np.abs(emp - marchenko_pastur_cdf(ev, 2 * d / N)))
     assert wrong > 0.1
@@ -171,7 +171,7 @@ def test_figS2_divergence_grows_with_N(out):
     _files_ok(out / "figS2", "figS2")
     ds = xr.load_dataset(out / "figS2" / "data.nc")
     kl = ds["kl"]
-    assert np.all(kl.isel(n_context=0) == 0)
+    assert np.all(kl.isel(N=0) == 0)
     # J1 (the many couplings among the first D(D+1) spins): N₀+1 is at the noise floor, the largest N far above
     j1 = kl.sel(block="J1").values
     assert j1[-1] > 10 * j1[1]
@@ -182,10 +182,10 @@ def test_fig3_landscape_zero_modes(out):
     run_figure("fig3", out, seed=0)
     _files_ok(out / "fig3", "fig3")
     ds = xr.load_dataset(out / "fig3" / "data.nc")
-    d = ds.attrs["d"]
+    d = ds.attrs["D"]
     np.testing.assert_array_equal(ds["n_zero_modes"].values, ds["expected_zero_modes"].values)
     np.testing.assert_array_equal(ds["n_zero_modes"].values, [(d + 1) ** 2 - 10, d + 1])
     # energy along eigen-directions = ½ t² (λ + μ) (H.energy against the closed form)
     np.testing.assert_allclose(ds["profile"], ds["profile_closed_form"], rtol=1e-8, atol=1e-10)
     # the picture: more local minima on the P=10 surface than on the P=1000 one
-    assert int(ds["n_local_minima"].sel(n_prompts=10)) > int(ds["n_local_minima"].sel(n_prompts=1000))
+    assert int(ds["n_local_minima"].sel(P=10)) > int(ds["n_local_minima"].sel(P=1000))

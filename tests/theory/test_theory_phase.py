@@ -171,7 +171,7 @@ def test_cli_phase(tmp_path, capsys):
         row = [r for r in obj["rows"] if r["n_tasks"] == 10 and r["n_context"] == 8][0]
         ref = learning_curve_point(**to_lu(3, 8, 300, 0.1, n_tasks=10)).icl_error
         assert row["theory_icl_error"] == pytest.approx(ref, rel=1e-12)
-        assert float(back.theory_icl_error.sel(n_tasks=10, n_context=8)) == pytest.approx(ref, rel=1e-12)
+        assert float(back.theory_icl_error.sel(K=10, N=8)) == pytest.approx(ref, rel=1e-12)
 
 
 @pytest.mark.parametrize("argv", [["--D", "41"], ["--K", "0:10:3"], ["--N", "5:1:0"], ["--K", "inf"], ["--P", "x"],
