@@ -17,6 +17,8 @@ from spinlens.lm.data import split_tokens, token_losses
 from spinlens.lm.tokenizer import encode, train_tokenizer
 from spinlens.lm.train import LMConfig, list_checkpoints, load_lm, train_lm
 
+pytestmark = pytest.mark.usefixtures("audit_figures")  # every figure saved here passes the referee's checks
+
 TINY = dict(n_layers=2, n_heads=2, d_model=16, n_ctx=16, vocab_size=300, steps=12, batch_size=4, eval_every=4,
             n_checkpoints=3, warmup=2)
 

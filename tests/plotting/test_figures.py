@@ -159,6 +159,39 @@ def test_edit_plots():
     assert_figure_ok(_fig(plot_quantization(q)), "quantization")
 
 
+def test_lm_plots():
+    from spinlens.plotting import lm as P
+
+    g = np.random.default_rng(3)
+    hist = [{"step": s, "train_loss": 5.0 / s, "val_loss": 5.5 / s, "val_ppl": np.exp(5.5 / s)} for s in (1, 2, 4)]
+    assert_figure_ok(_fig(P.plot_lm_curves(hist)), "lm curves")
+    rows = [{"step": s, "max_induction_score": 0.1 * i, "max_prev_token_score": 0.2 * i, "repeated_loss_first": 5.0,
+             "repeated_loss_repeat": 5.0 - i, "icl_score": -0.1 * i} for i, s in enumerate((1, 10, 100))]
+    assert_figure_ok(_fig(P.plot_phase_change(rows)), "phase change")
+    assert_figure_ok(_fig(P.plot_head_scores(g.random((2, 3)), g.random((2, 3)))), "head scores")
+    assert_figure_ok(_fig(P.plot_loss_by_position(g.random(8), icl_score=-0.2)), "loss by position")
+    assert_figure_ok(_fig(P.plot_lm_lens(["embed", "0", "1"], [0.1, 0.2, 0.4])), "lm lens")
+    level = ["activation"] * 4 + ["neuron"] * 4 + ["module"] * 4
+    steer = xr.Dataset({"level": ("run", level), "strength": ("run", [0.0, 0.0, 2.0, 2.0] * 2 + [0.0] * 4),
+                        "class_prob": ("run", g.random(12)), "repeat_loss": ("run", g.random(12)),
+                        "intervention": ("run", ["none"] * 8 + ["none", "none", "ablate induction heads",
+                                                                "ablate induction heads"])},
+                       attrs={"class_base_rate": 0.1, "token_class": "capitalised"})
+    assert_figure_ok(_fig(P.plot_lm_steering(steer)), "lm steering")
+    meth = ["before", "induction_heads", "induction_heads", "full", "full"]
+    pin = xr.Dataset({"method": ("run", meth), "target_gain": ("run", g.random(5)),
+                      "general_change": ("run", g.random(5))})
+    assert_figure_ok(_fig(P.plot_lm_pinpoint(pin)), "lm pinpoint")
+    mer = xr.Dataset({"method": ("run", ["base", "finetune_a", "ties"]), "loss_a": ("run", g.random(3) + 3),
+                      "loss_b": ("run", g.random(3) + 3), "loss_general": ("run", g.random(3) + 3)},
+                     attrs={"domains": "a,b"})
+    assert_figure_ok(_fig(P.plot_lm_merging(mer)), "lm merging")
+    q = xr.Dataset({"scheme": ("run", ["uniform_4", "guided_3.4", "random_3.4"]),
+                    "average_bits": ("run", [4.0, 3.4, 3.4]), "perplexity": ("run", [20.0, 25.0, 30.0])},
+                   attrs={"fp_perplexity": 18.0, "group_size": 8})
+    assert_figure_ok(_fig(P.plot_lm_quantization(q)), "lm quantization")
+
+
 def test_theory_plots():
     from spinlens.plotting.theory import plot_learning_curve, plot_task_diversity
     from spinlens.theory import learning_curve

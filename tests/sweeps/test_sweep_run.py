@@ -155,3 +155,17 @@ def test_contrast_ratio_rises_with_task_diversity(tmp_path):
     mean = ds.contrast_ratio.where(ds.converged).mean("seed")
     assert float(mean.sel(P=400)) < float(mean.sel(P=1600))
     assert float(mean.sel(P=1600)) > 0.6
+
+
+def test_cli_sweep_with_the_tap_solver_stores_the_distance_to_the_exact_solution(tmp_path):
+    from spinlens.cli.main import main
+
+    out = tmp_path / "tap"
+    code = main(["sweep", "--D", "3", "--N", "20", "--P", "300", "--seed", "0:2", "--method", "tap",
+                 "--observables", "exact_distance,n_iter", "--jobs", "1", "--out", str(out), "--no-progress"])
+    ds = open_sweep(out)
+    assert code == (0 if bool(ds.converged.all()) else 3)
+    assert ds.converged.all()  # a well-posed tiny grid: the TAP iteration converges
+    assert json.loads((out / "run.json").read_text())["settings"]["method"] == "tap"
+    d = ds.exact_distance
+    assert d.dims == ("seed",) and ((d > 0) & (d < 0.5)).all()

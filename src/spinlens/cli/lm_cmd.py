@@ -111,13 +111,15 @@ def _run(args) -> int:
 
 def write_study_files(out, res, cfg, *, device="cpu") -> dict:
     """Curves and the induction scores over the checkpoints, written next to the model; returns the summary."""
-    from spinlens.lm.study import checkpoint_curve, plot_curves, plot_phase_change, write_csv
+    from spinlens.io import save_figure
+    from spinlens.lm.study import checkpoint_curve, write_csv
+    from spinlens.plotting.lm import plot_lm_curves, plot_phase_change
 
     write_csv(out / "curves.csv", res.history)
-    plot_curves(res.history, out, "curves")
+    save_figure(plot_lm_curves(res.history)[0], out, "curves", bbox_inches="tight", dpi=150)
     curve, final = checkpoint_curve(out, device=device)
     write_csv(out / "induction_curve.csv", curve)
-    plot_phase_change(curve, out, "induction_curve")
+    save_figure(plot_phase_change(curve)[0], out, "induction_curve", bbox_inches="tight", dpi=150)
     top = final.heads()[0]
     return {"corpus": res.metadata["corpus"], "n_train_tokens": res.n_train_tokens, "n_val_tokens": res.n_val_tokens,
             "n_params": int(res.model.n_params()), "train_seconds": res.seconds,
@@ -196,10 +198,10 @@ def run_lm_edit(args, name) -> int:
     from spinlens.cli._common import write_experiment as _write
     from spinlens.errors import check_int
     from spinlens.lm import experiments as E
-    from spinlens.lm import study as S
     from spinlens.lm.analysis import heldout_windows
     from spinlens.lm.corpus import load_corpus
     from spinlens.lm.train import load_lm
+    from spinlens.plotting import lm as S
 
     check_int("seed", args.seed, low=0)
     n_seeds = check_int("n-seeds", args.n_seeds, low=1, high=100)
@@ -215,7 +217,7 @@ def run_lm_edit(args, name) -> int:
     if name == "steer":
         ds = E.steering_experiment(model, tok, val, token_class_name=args.token_class, strengths=tuple(args.strengths),
                                    seeds=seeds)
-        fig = S.plot_lm_steering(ds)
+        fig, _ = S.plot_lm_steering(ds)
         act = E.summarise(ds.where(ds.level == "activation", drop=True), ("strength",), "class_prob")
         mod = E.summarise(ds.where(ds.level == "module", drop=True), ("intervention",), "repeat_loss")
         tokl = E.summarise(ds.where(ds.level == "token", drop=True), ("intervention",), "loss")
@@ -231,7 +233,7 @@ def run_lm_edit(args, name) -> int:
         text = load_corpus(args.domain, max_chars=400_000)
         ds = E.pinpoint_experiment(model, tok, val, text, k=args.k, n_random=args.n_random, steps=args.steps, lr=args.lr,
                                    seeds=seeds, progress=progress)
-        fig = S.plot_lm_pinpoint(ds)
+        fig, _ = S.plot_lm_pinpoint(ds)
         summary = {"domain": str(args.domain), "heads": ds.attrs["heads"], "before_target_loss": float(ds.target_loss[0]),
                    "target_gain": E.summarise(ds, ("method",), "target_gain"),
                    "general_change": E.summarise(ds, ("method",), "general_change"), "seeds": list(seeds)}
@@ -241,7 +243,7 @@ def run_lm_edit(args, name) -> int:
         names = tuple(Path(d).stem.replace("-", "_").replace("stdlib_", "") for d in args.domains)
         ds = E.merging_experiment(model, tok, val, ta, tb, steps=args.steps, lr=args.lr, density=args.density, seeds=seeds,
                                   names=names, progress=progress)
-        fig = S.plot_lm_merging(ds)
+        fig, _ = S.plot_lm_merging(ds)
         summary = {"domains": list(args.domains), "seeds": list(seeds)}
         for v in ds.data_vars:
             summary[v] = E.summarise(ds, ("method",), v)
@@ -251,7 +253,7 @@ def run_lm_edit(args, name) -> int:
         ds = E.quantization_experiment(model, val, budgets=budgets, uniform_bits=tuple(args.uniform_bits),
                                        bits=tuple(args.bits), group_size=args.group_size,
                                        granularity=args.granularity or "head", n_random=args.n_random, seeds=seeds)
-        fig = S.plot_lm_quantization(ds)
+        fig, _ = S.plot_lm_quantization(ds)
         summary = {"fp_perplexity": ds.attrs["fp_perplexity"], "perplexity": E.summarise(ds, ("scheme",), "perplexity"),
                    "average_bits": E.summarise(ds, ("scheme",), "average_bits"), "seeds": list(seeds)}
         stem = "quantize_lm"

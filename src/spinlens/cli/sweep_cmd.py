@@ -57,7 +57,8 @@ def register(sub) -> None:
                    help="TOML/YAML/JSON file with a [grid] and an optional [settings] table; flags override it" + _NO_DEFAULT)
     p.add_argument("--observables", default=None,
                    help="comma-separated observables (default: contrast_ratio,test_error,n_iter)" + _NO_DEFAULT)
-    p.add_argument("--method", default=None, choices=["cavity", "exact"], help="solver giving W (default cavity)" + _NO_DEFAULT)
+    p.add_argument("--method", default=None, choices=["cavity", "exact", "tap"],
+                   help="solver giving W: cavity (default), exact, or tap (cavity plus the Onsager reaction term)" + _NO_DEFAULT)
     p.add_argument("--max-iter", type=int, default=None, help="cavity iterations at most (default 100)" + _NO_DEFAULT)
     p.add_argument("--tol", type=float, default=None, help="cavity tolerance on the mean squared change (default 1e-6)" + _NO_DEFAULT)
     p.add_argument("--n-mc", type=int, default=None,

@@ -30,6 +30,7 @@ from spinlens.edit.base import BASE_DEFAULTS, load_transformer, pretrained_base 
 from spinlens.edit.base import regression_dims as _d_n  # noqa: E402
 from spinlens.edit.importance import component_importance
 from spinlens.random import as_generator, spawn
+from spinlens.vocabulary import act_name
 
 # ----------------------------------------------------------------------------------------------- steering
 
@@ -68,7 +69,7 @@ def steering_experiment(model, *, n_context: int | None = None, strengths=(0, 0.
     fv = st.function_vector(model, Z_icl, heads)
     rv = torch.as_tensor(g.standard_normal(fv.shape[0]), dtype=fv.dtype)
     rv = rv / rv.norm() * fv.norm()
-    hooks = [f"blocks.{i}.hook_resid_pre" for i in range(L)] + [f"blocks.{L - 1}.hook_resid_post"]
+    hooks = [act_name("resid_pre", i) for i in range(L)] + [act_name("resid_post", L - 1)]
     dtype = next(model.parameters()).dtype
     Zz = torch.as_tensor(Z_zero, dtype=dtype)
     t = torch.as_tensor(y_q, dtype=dtype)

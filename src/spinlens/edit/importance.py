@@ -18,14 +18,16 @@ from __future__ import annotations
 import numpy as np
 
 from spinlens.errors import InvalidParameterError, check_choice
+from spinlens.vocabulary import act_name
 
 __all__ = ["attribution_importance", "ablation_importance", "component_importance"]
 
 _KINDS = {
-    # kind -> (hook template, dims summed per prompt (besides the batch), output dim name)
-    "head": ("blocks.{}.attn.hook_result", (1, 3), "head"),
-    "neuron": ("blocks.{}.mlp.hook_post", (1,), "neuron"),
-    "mlp": ("blocks.{}.hook_mlp_out", (1, 2), None),
+    # kind -> (activation kind of `spinlens.vocabulary.act_name`, dims summed per prompt (besides the batch),
+    # output dim name)
+    "head": ("result", (1, 3), "head"),
+    "neuron": ("mlp_post", (1,), "neuron"),
+    "mlp": ("mlp_out", (1, 2), None),
 }
 
 
@@ -44,7 +46,7 @@ def _first_order_ablation(model, Z, y, kinds) -> dict:
     s = model_shape(model)
     if any(k in ("neuron", "mlp") for k in kinds) and not s["d_mlp"]:
         raise InvalidParameterError(f"kind={kinds[-1]!r} needs a model with MLPs (d_mlp > 0).")
-    names = {k: [_KINDS[k][0].format(L) for L in range(s["n_layers"])] for k in kinds}
+    names = {k: [act_name(_KINDS[k][0], L) for L in range(s["n_layers"])] for k in kinds}
     acts = {}
 
     def keep(act, hook):
@@ -111,13 +113,13 @@ def ablation_importance(model, Z, y) -> dict:
     base = float(torch.mean((run_steered(model, Zt) - yt) ** 2))
     out = {}
     for L in range(s["n_layers"]):
-        hk = f"blocks.{L}.attn.hook_result"
+        hk = act_name("result", L)
         ref = Ablate.from_model(model, Zt, hk, "mean").reference
         for h in range(s["n_heads"]):
             e = float(torch.mean((run_steered(model, Zt, [Ablate(hk, "mean", ref, head=h)]) - yt) ** 2))
             out[f"L{L}H{h}"] = max(e - base, 0.0)
     for L in range(s["n_layers"] if s["d_mlp"] else 0):
-        ab = Ablate.from_model(model, Zt, f"blocks.{L}.hook_mlp_out", "mean")
+        ab = Ablate.from_model(model, Zt, act_name("mlp_out", L), "mean")
         out[f"L{L}.mlp"] = max(float(torch.mean((run_steered(model, Zt, [ab]) - yt) ** 2)) - base, 0.0)
     return out
 

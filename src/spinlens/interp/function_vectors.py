@@ -44,6 +44,7 @@ import torch
 from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
 from spinlens.interp.interventions import SetActivation, run_steered
 from spinlens.random import as_generator
+from spinlens.vocabulary import act_name
 
 __all__ = [
     "FixedTaskPrompts",
@@ -286,7 +287,7 @@ def token_function_vector(model, clean: torch.Tensor, heads: Sequence[tuple[int,
 def _resid_hook(model, layer: int) -> str:
     n = model.cfg.n_layers
     layer = check_int("layer", layer, low=0, high=n)
-    return f"blocks.{layer}.hook_resid_pre" if layer < n else f"blocks.{n - 1}.hook_resid_post"
+    return act_name("resid_pre", layer) if layer < n else act_name("resid_post", n - 1)
 
 
 def fv_hook(model, vectors: torch.Tensor, *, layer: int, groups=None, position: int = -1, strength: float = 1.0):

@@ -141,21 +141,15 @@ def lens_on_text(model, windows: torch.Tensor, *, n_positions: int = 8):
 
 def write_analysis(out, model, tok, rep, summary, val, *, top_k: int = 5) -> list[str]:
     """Figures and tables of one model's analysis under ``out`` (for ``spinlens report``)."""
-    from spinlens.interp.plotting import save_figure
-    from spinlens.lm.study import _plt, write_csv
+    from spinlens.io import save_figure
+    from spinlens.lm.study import write_csv
+    from spinlens.plotting import lm as P
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     files = [str(write_csv(out / "heads.csv", rep.heads()))]
-    plt = _plt()
-    fig, ax = plt.subplots(1, 2, figsize=(8, 3.2))
-    for a, mat, t in zip(ax, (rep.induction, rep.prev_token), ("induction score", "previous-token score")):
-        im = a.imshow(mat, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-        a.set(xlabel="head", ylabel="layer", title=t, xticks=range(mat.shape[1]), yticks=range(mat.shape[0]))
-        for (i, j), v in np.ndenumerate(mat):
-            a.text(j, i, f"{v:.2f}", ha="center", va="center", color="w" if v < 0.5 else "k", fontsize=8)
-    fig.colorbar(im, ax=ax, shrink=0.8, label="score (0 to 1)")
-    files += save_figure(fig, out, "head_scores")
+    fig, _ = P.plot_head_scores(rep.induction, rep.prev_token)
+    files += save_figure(fig, out, "head_scores", bbox_inches="tight", dpi=150)
     if "k_composition" in summary:
         kc = summary["k_composition"]
         rows = []
@@ -170,16 +164,12 @@ def write_analysis(out, model, tok, rep, summary, val, *, top_k: int = 5) -> lis
         lbp = loss_by_position(model, val)
         files.append(str(write_csv(out / "loss_by_position.csv",
                                    [{"position": i, "loss": float(v)} for i, v in enumerate(lbp)])))
-        fig, a = plt.subplots(figsize=(5, 3.2))
-        a.plot(np.arange(len(lbp)), lbp)
-        a.set(xlabel="context position", ylabel="held-out loss (nats)", title=f"icl_score {summary['icl_score']:+.3f}")
-        files += save_figure(fig, out, "loss_by_position")
+        fig, _ = P.plot_loss_by_position(lbp, icl_score=summary["icl_score"])
+        files += save_figure(fig, out, "loss_by_position", bbox_inches="tight", dpi=150)
         lens = lens_on_text(model, val)
         files.append(str(write_csv(out / "logit_lens.csv", lens)))
-        fig, a = plt.subplots(figsize=(5, 3.2))
-        a.plot([r["stage"] for r in lens], [r["prob_true_next"] for r in lens], "o-")
-        a.set(xlabel="stage", ylabel="P(true next token)", title="logit lens on held-out text")
-        files += save_figure(fig, out, "logit_lens")
+        fig, _ = P.plot_lm_lens([r["stage"] for r in lens], [r["prob_true_next"] for r in lens])
+        files += save_figure(fig, out, "logit_lens", bbox_inches="tight", dpi=150)
         units = describe_lm_units(model, tok, val[:32], top_k=top_k, roles=head_roles(rep))
         files.append(str(write_csv(out / "unit_snippets.csv", units)))
     return files

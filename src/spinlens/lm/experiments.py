@@ -16,6 +16,7 @@ import torch
 
 from spinlens.errors import InvalidParameterError, check_int
 from spinlens.random import as_generator, spawn
+from spinlens.vocabulary import act_name
 
 # ------------------------------------------------------------------------------------------------ data
 
@@ -271,7 +272,7 @@ def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str 
 
     cfg = model.cfg
     L = cfg.n_layers - 1 if layer is None else check_int("layer", layer, low=0, high=cfg.n_layers - 1)
-    hook = f"blocks.{L}.hook_resid_pre"
+    hook = act_name("resid_pre", L)
     mask = token_class(tokenizer, token_class_name)
     rep = induction_report(model, n_seq=32, rng=0)
     ind_heads = rep.induction_heads(0.3) or [(rep.heads()[0]["layer"], rep.heads()[0]["head"])]
@@ -290,8 +291,8 @@ def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str 
         for s in strengths:
             cp, loss = _class_prob(model, ev, mask, hook_fns([AddVector(hook, vec, strength=float(s))]))
             rows.append((seed, "activation", f"add {token_class_name} direction at {hook}", float(s), cp, loss, np.nan))
-        if f"blocks.{max(L - 1, 0)}.mlp.hook_post" in model.hook_points:
-            nh = f"blocks.{max(L - 1, 0)}.mlp.hook_post"
+        nh = act_name("mlp_post", max(L - 1, 0))
+        if nh in model.hook_points:
             with torch.no_grad():
                 _, c2 = model.run_with_cache(fit[:, :-1], names_filter=[nh])
             a = c2[nh].reshape(-1, c2[nh].shape[-1])
@@ -304,7 +305,7 @@ def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str 
         toks = repeated_tokens(32, min(32, cfg.max_pos // 2), cfg.d_vocab, rng=g)
         ref = repeated_tokens(32, min(32, cfg.max_pos // 2), cfg.d_vocab, rng=g)
         for name, hks in (("none", []), ("ablate induction heads", ablation_hooks(model, ind_heads, mode="mean", reference=ref)),
-                          ("scale induction heads x2", hook_fns([Scale(f"blocks.{Lh}.attn.hook_z", 2.0, head=h)
+                          ("scale induction heads x2", hook_fns([Scale(act_name("z", int(Lh)), 2.0, head=int(h))
                                                                  for Lh, h in ind_heads]))):
             rl = repeated_loss(model, toks, hooks=hks)
             cp, loss = _class_prob(model, ev, mask, hks)

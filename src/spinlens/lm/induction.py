@@ -27,6 +27,7 @@ import torch
 
 from spinlens.errors import InvalidParameterError, check_int
 from spinlens.random import as_generator
+from spinlens.vocabulary import act_name
 
 
 def repeated_tokens(n_seq: int, half: int, d_vocab: int, *, rng=None, exclude=(0,)) -> torch.Tensor:
@@ -46,7 +47,7 @@ def repeated_tokens(n_seq: int, half: int, d_vocab: int, *, rng=None, exclude=(0
 
 def _patterns(model, tokens, *, hooks=()) -> torch.Tensor:
     """Attention patterns ``[layer, batch, head, q, k]`` (float32, cpu)."""
-    names = [f"blocks.{L}.attn.hook_pattern" for L in range(model.cfg.n_layers)]
+    names = [act_name("pattern", L) for L in range(model.cfg.n_layers)]
     dev = next(model.parameters()).device
     with torch.no_grad(), model.hooks(list(hooks)):
         _, cache = model.run_with_cache(tokens.to(dev), names_filter=names)
@@ -109,14 +110,14 @@ def ablation_hooks(model, heads, *, mode: str = "mean", reference: torch.Tensor 
     if mode == "mean":
         if reference is None:
             raise InvalidParameterError("Mean ablation needs 'reference' tokens.")
-        names = [f"blocks.{L}.attn.hook_z" for L in by_layer]
+        names = [act_name("z", L) for L in by_layer]
         dev = next(model.parameters()).device
         with torch.no_grad():
             _, cache = model.run_with_cache(reference.to(dev), names_filter=names)
         means = {n: cache[n].mean(dim=(0, 1)) for n in names}  # [head, d_head]
     hooks = []
     for L, hs in by_layer.items():
-        name = f"blocks.{L}.attn.hook_z"
+        name = act_name("z", L)
 
         def fn(act, hook, hs=hs, name=name):
             act = act.clone()
