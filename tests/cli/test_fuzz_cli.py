@@ -7,7 +7,7 @@ line (the documented rule for non-convergence); never an exception escaping ``ma
 another exit code, or a run past the time guard. Classes of gaps that belong to work in progress elsewhere
 are listed in ``fuzz_cli.KNOWN_GAPS`` and skipped (the slow corpus test prints them).
 
-``make test`` runs a modest number of examples; ``pytest -m slow tests/test_fuzz_cli.py`` runs the full
+``make test`` runs a modest number of examples; ``pytest -m slow tests/cli/test_fuzz_cli.py`` runs the full
 corpus (every option × every value) and more random examples.
 """
 
@@ -31,7 +31,7 @@ _fast = settings(max_examples=int(os.environ.get("SPINLENS_FUZZ_EXAMPLES", "60")
 
 def test_every_subcommand_is_fuzzed():
     missing = sorted(set(SUBS) - set(F.BASES) - set(F.SLOW))
-    assert not missing, f"add a fast base command line (or mark slow) in tests/fuzz_cli.py for: {missing}"
+    assert not missing, f"add a fast base command line (or mark slow) in tests/cli/fuzz_cli.py for: {missing}"
 
 
 def _run(cmd: str, changes: list[tuple[str, str]]):

@@ -29,7 +29,7 @@ def _cli_args(out: Path, *extra: str) -> list[str]:
 
 def _env(log: Path, sleep: float) -> dict:
     env = dict(os.environ, SPINLENS_TOY_LOG=str(log), SPINLENS_TOY_SLEEP=str(sleep), OMP_NUM_THREADS="1")
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

@@ -9,7 +9,7 @@ temporary folder (TransformerLens only loads offline from a local folder) and co
     batched `activation_patch` score for that head;
 (c) logit lens: every layer's residual decoded with the final LayerNorm + unembedding.
 
-    python -m pytest tests/test_interp_crosscheck.py -q -p no:cacheprovider
+    python -m pytest tests/interp/test_interp_crosscheck.py -q -p no:cacheprovider
 """
 
 import numpy as np

@@ -22,7 +22,7 @@ import pytest
 from spinlens.cli.main import build_parser, main
 from spinlens.vocabulary import TERMS, act_name, cli_spellings, markdown_table, to_python, to_symbols
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _call(argv):

@@ -27,7 +27,7 @@ OBS = ["contrast_ratio", "n_iter"]
 
 def _env(sleep: float = 0.0, **extra) -> dict:
     env = dict(os.environ, SPINLENS_TOY_SLEEP=str(sleep), OMP_NUM_THREADS="1", **extra)
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

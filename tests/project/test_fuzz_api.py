@@ -4,7 +4,7 @@ Invariant: every call either raises `InvalidParameterError` (a clean, one-line e
 self-consistent result (shapes as documented, finite numbers, ``converged`` True only with finite
 weights). Any other exception is a finding.
 
-``make test`` runs a modest number of examples; ``pytest -m slow tests/test_fuzz_api.py`` (the ``slow``
+``make test`` runs a modest number of examples; ``pytest -m slow tests/project/test_fuzz_api.py`` (the ``slow``
 profile, ``HYPOTHESIS_PROFILE=spinlens-slow``) runs many more.
 """
 

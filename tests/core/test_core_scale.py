@@ -367,7 +367,7 @@ def test_plain_numpy_pipeline_matches_spinlens():
     from spinlens import observables as ob
     from spinlens.solvers import CavitySolver
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "plain_numpy_pipeline.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "plain_numpy_pipeline.py"
     for method in ("exact", "cavity"):
         r = subprocess.run([sys.executable, str(script), "--D", "3", "--N", "7", "--P", "400", "--lam", "0.05",
                             "--method", method, "--seed", "3"], capture_output=True, text=True, check=True)
@@ -390,7 +390,7 @@ def test_bench_gpu_smoke_on_cpu():
     pytest.importorskip("torch")
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_gpu.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
     r = subprocess.run([sys.executable, str(script), "--device", "cpu", "--D", "8", "--P", "2000"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

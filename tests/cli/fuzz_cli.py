@@ -1,4 +1,4 @@
-"""Helpers of the command-line fuzz tests (tests/test_fuzz_cli.py): fast base command lines for every
+"""Helpers of the command-line fuzz tests (tests/cli/test_fuzz_cli.py): fast base command lines for every
 subcommand, the bad and extreme values to try, and `run_cli`, which runs ``main(argv)`` in-process and
 classifies the outcome.
 
