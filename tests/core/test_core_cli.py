@@ -57,6 +57,8 @@ def test_pool_error_reported(capsys):
     [
         (["--P", "0"], "--P"), (["--N", "0"], "--N"), (["--D", "-1"], "--D"), (["--lam", "-0.1"], "--lam"),
         (["--beta", "0"], "--beta"), (["--damping", "1.0"], "--damping"), (["--method", "magic"], "--method"),
+        (["--beta", "5e-324"], "[1e-100, inf)"), (["--method", "sample", "--lam", "0"], "--lam"),
+        (["--method", "langevin", "--lam", "0"], "improper"),
         (["--data", "nonexistent.npz"], "does not exist"),
     ],
 )

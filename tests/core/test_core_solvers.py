@@ -46,6 +46,79 @@ def test_lambda_zero_min_norm():
     np.testing.assert_allclose(r.W.ravel(), mn, atol=1e-8)
     assert np.isinf(r.v).any() and not np.isnan(r.v).any()
     assert "zero modes" in r.message
+    assert r.converged  # infinite variances along zero modes are the documented answer, not a failure
+
+
+@pytest.mark.parametrize("method", ["sample", "langevin"])
+def test_samplers_refuse_improper_measure(method):
+    # lambda = 0 with P < n_spins: zero modes, an improper measure; the samplers refuse it in one clear line
+    H = _H(d=3, P=5, lam=0.0)
+    with pytest.raises(InvalidParameterError, match=f"'{method}' method needs a positive-definite Hessian, i.e. l2_strength > 0"):
+        solve(H, method, beta=10.0, rng=0)
+    # P >= n_spins but rank-deficient prompts (5 distinct ones repeated): still improper (the Cholesky check)
+    pr = PromptDistribution(d=3, n_context=10).sample(5, rng=0)
+    H = build_hamiltonian(pr.subset(np.tile(np.arange(5), 8)), l2_strength=0.0)
+    assert H.n_prompts >= H.n_spins
+    with pytest.raises(InvalidParameterError, match="improper"):
+        solve(H, method, beta=10.0, rng=0)
+
+
+@pytest.mark.parametrize("method", ["sample", "langevin"])
+def test_samplers_lambda_zero_is_improper_at_any_P(method):
+    # the weights on the hidden query label (last column) are zero modes whatever P: exact says so, samplers refuse
+    H = _H(d=2, P=2000, lam=0.0)
+    ex = solve(H, "exact", beta=50.0)
+    assert ex.converged and np.isinf(ex.v[:, -1]).all() and np.isfinite(ex.v[:, :-1]).all()
+    with pytest.raises(InvalidParameterError, match="l2_strength > 0"):
+        solve(H, method, beta=50.0, rng=0)
+    # any positive lambda samples: the variances match the exact ones
+    H = _H(d=2, P=2000, lam=1e-3)
+    r = solve(H, "sample", beta=50.0, rng=0, n_samples=4000)
+    assert r.converged and np.all(np.isfinite(r.v))
+    np.testing.assert_allclose(r.v, solve(H, "exact", beta=50.0).v, rtol=0.15)
+
+
+def test_nonfinite_results_are_never_converged():
+    from spinlens.solvers.base import RunOutput, Solver
+
+    class Fake(Solver):
+        method = "fake"
+
+        def __init__(self, **out):
+            self.out = out
+
+        def _shape(self, H):
+            return (2, 2)
+
+        def _run(self, H, beta, rng):
+            return RunOutput(**{"m": np.zeros(4), "v": np.ones(4), "residual": 0.0, "converged": True, **self.out})
+
+    H = _H(d=1, P=20)
+    assert Fake().solve(H).converged
+    cases = [({"residual": np.inf}, "residual is inf"), ({"m": np.array([0, 0, np.nan, 0])}, "1 means"),
+             ({"v": np.array([1, np.inf, 1, 1])}, "1 variances"),
+             ({"v": np.array([1, np.nan, 1, 1]), "zero_modes": True}, "1 variances")]
+    for out, why in cases:
+        with pytest.warns(SolverDidNotConvergeWarning, match=why):
+            r = Fake(**out).solve(H)
+        assert not r.converged and f"not converged: {why}" in r.message
+    # +inf variances along declared zero modes are allowed
+    assert Fake(v=np.array([1, np.inf, 1, 1]), zero_modes=True).solve(H).converged
+
+
+@pytest.mark.parametrize("method", ["exact", "cavity", "tap", "sample", "langevin"])
+def test_beta_floor(method):
+    H = _H(d=2, P=200)
+    for beta in (5e-324, 1e-200, 0.0, -1.0):
+        with pytest.raises(InvalidParameterError, match=r"'beta' parameter.*\[1e-100, inf\)"):
+            solve(H, method, beta=beta, rng=0)
+    with pytest.raises(InvalidParameterError, match="'beta'"):
+        GaussianSampler().draw(H, beta=1e-300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = solve(H, method, beta=1e-100, rng=0, **({"n_steps": 20, "n_chains": 2} if method == "langevin" else {}))
+    assert r.beta == 1e-100
+    assert not r.converged or (np.isfinite(r.residual) and np.all(np.isfinite(r.m)) and np.all(np.isfinite(r.v)))
 
 
 def test_cavity_fixed_point_and_distance():

@@ -30,7 +30,7 @@ def register(sub):
     g = p.add_argument_group("solver")
     g.add_argument("--lam", type=float, default=0.01, help="the Hamiltonian's ridge strength λ (>= 0)")
     g.add_argument("--method", default="exact", help="exact | cavity | tap (cavity + Onsager reaction term) | sample | langevin | limit (the P→∞ closed form)")
-    g.add_argument("--beta", type=float, default=100.0, help="inverse temperature β (> 0)")
+    g.add_argument("--beta", type=float, default=100.0, help="inverse temperature β (>= 1e-100)")
     g.add_argument("--damping", type=float, default=0.9, help="cavity/tap damping θ in [0, 1)")
     g.add_argument("--steps", type=int, default=100, help="cavity/tap steps / Langevin steps (>= 1)")
     g.add_argument("--tol", type=float, default=1e-6, help="cavity/tap tolerance on the mean squared change (> 0)")
@@ -67,6 +67,7 @@ def run(args) -> int:
     from spinlens.memory import check_memory, estimate_memory
     from spinlens.random import spawn
     from spinlens.solvers import SOLVERS
+    from spinlens.solvers.base import BETA_MIN
     from spinlens.threads import thread_policy
 
     from ._common import all_finite, check_out_file, convergence_exit, print_json, print_table
@@ -76,7 +77,10 @@ def run(args) -> int:
     check_int("--seed", args.seed, low=0)
     method = check_choice("--method", args.method, METHODS)
     lam = check_float("--lam", args.lam, low=0)
-    beta = check_float("--beta", args.beta, low=0, low_open=True)
+    beta = check_float("--beta", args.beta, low=BETA_MIN)
+    if method in ("sample", "langevin") and not lam > 0:
+        raise InvalidParameterError(f"The '--lam' parameter must be > 0 with --method {method}: at --lam 0 the Boltzmann "
+                                    f"measure is improper (zero modes) and cannot be sampled. Got {args.lam!r} instead.")
     damping = check_float("--damping", args.damping, low=0, high=1, high_open=True)
     steps = check_int("--steps", args.steps, low=1, high=10**7)
     tol = check_float("--tol", args.tol, low=0, low_open=True)

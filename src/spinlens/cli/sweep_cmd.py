@@ -31,7 +31,7 @@ _GRID_FLAGS = [
     ("--P", "P", "number of pretraining prompts P (int >= 1; default 1000)"),
     ("--K", "K", "task pool size K (int >= 1 or inf: a fresh task per prompt; default inf)"),
     ("--lam", "lam", "ridge strength λ (>= 0; default 1)"),
-    ("--beta", "beta", "inverse temperature β (> 0; default 100)"),
+    ("--beta", "beta", "inverse temperature β (>= 1e-100; default 100)"),
     ("--damping", "damping", "cavity damping θ in [0, 1) (default 0.9)"),
     ("--corr", "corr", "correlation c between positions, in [0, 1) (default 0)"),
     ("--sigma-eps", "sigma_eps", "label noise σ_ε (>= 0; default 0)"),

@@ -1,8 +1,12 @@
 """The solver interface: validation, timing and result assembly in one place.
 
 A solver subclasses `Solver`, sets ``method`` and implements `Solver._run` (its iteration only); `Solver.solve`
-checks β, times the run, reshapes the flat means and variances, warns when the run did not converge and
-returns a `SolverResult`.
+checks β (≥ `BETA_MIN`), times the run, reshapes the flat means and variances, applies the convergence rule
+(`finite_problem`), warns when the run did not converge and returns a `SolverResult`.
+
+The convergence rule holds for every solver: a result whose residual, means or variances are not finite is
+never ``converged=True``; the one exception is an infinite variance along the zero modes of an improper
+measure (λ = 0), which a run declares with ``RunOutput.zero_modes`` (the exact and limit solvers).
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ from ..errors import SolverDidNotConvergeWarning, check_float
 from ..random import RNGLike, as_generator
 from .result import SolverResult
 
+BETA_MIN = 1e-100
+"""Smallest accepted inverse temperature. Below it the thermal spread 1/√(βa) exceeds 1e50 times the scale of
+the weights, so samples, energies and overlaps overflow float64 and the means are lost in the noise."""
+
 
 @dataclasses.dataclass
 class RunOutput:
@@ -29,6 +37,30 @@ class RunOutput:
     converged: bool = True
     message: str = ""
     extras: dict = dataclasses.field(default_factory=dict)
+    zero_modes: bool = False  # True: +inf variances along zero modes of an improper measure (λ = 0) are exact
+
+
+def finite_problem(m: np.ndarray, v: np.ndarray, residual: float, *, zero_modes: bool = False) -> str:
+    """Why a result cannot count as converged ("" when it can): a non-finite residual, mean or variance.
+
+    With ``zero_modes`` a +inf variance is allowed (the documented answer along zero modes of an improper
+    measure); NaN or −inf never is.
+    """
+    if not np.isfinite(residual):
+        return f"residual is {residual}"
+    n_bad = int(np.sum(~np.isfinite(m)))
+    if n_bad:
+        return f"{n_bad} means are not finite"
+    bad_v = np.isnan(v) | (v == -np.inf) if zero_modes else ~np.isfinite(v)
+    n_bad = int(np.sum(bad_v))
+    if n_bad:
+        return f"{n_bad} variances are not finite"
+    return ""
+
+
+def check_beta(beta, *, owner: str = "") -> float:
+    """Validate an inverse temperature: a finite real number ≥ `BETA_MIN`."""
+    return check_float("beta", beta, low=BETA_MIN, high=None, owner=owner)
 
 
 class Solver:
@@ -49,22 +81,27 @@ class Solver:
         return int(H.n_prompts)
 
     def solve(self, H, *, beta: float = 100.0, rng: RNGLike = None, warn: bool = True) -> SolverResult:
-        """Solve the Hamiltonian ``H`` at inverse temperature ``beta`` (> 0).
+        """Solve the Hamiltonian ``H`` at inverse temperature ``beta`` (≥ `BETA_MIN` = 1e-100).
 
         ``rng`` seeds any random draw (initial messages, probes, samples); ``warn=False`` silences the
         `SolverDidNotConvergeWarning` (the result still says ``converged=False``).
         """
-        beta = check_float("beta", beta, low=0.0, low_open=True, owner=type(self).__name__)
+        beta = check_beta(beta, owner=type(self).__name__)
         t0 = time.perf_counter()
         out = self._run(H, beta, as_generator(rng))
         shape = self._shape(H)
         m = np.asarray(out.m, dtype=float).reshape(shape)
         v = np.asarray(out.v, dtype=float).reshape(shape)
-        converged = bool(out.converged) and bool(np.all(np.isfinite(m)))
+        residual = float(out.residual)
+        message = out.message
+        problem = finite_problem(m, v, residual, zero_modes=out.zero_modes)
+        converged = bool(out.converged) and not problem
+        if problem:
+            message = f"{message}; not converged: {problem} (float64 overflow or an ill-posed problem)"
         if not converged and warn:
-            warnings.warn(f"{self.method}: {out.message}", SolverDidNotConvergeWarning, stacklevel=2)
+            warnings.warn(f"{self.method}: {message}", SolverDidNotConvergeWarning, stacklevel=2)
         return SolverResult(
-            m=m, v=v, n_iter=int(out.n_iter), residual=float(out.residual), converged=converged,
-            message=out.message, seconds=time.perf_counter() - t0, method=self.method, beta=beta,
+            m=m, v=v, n_iter=int(out.n_iter), residual=residual, converged=converged,
+            message=message, seconds=time.perf_counter() - t0, method=self.method, beta=beta,
             n_prompts=self._n_prompts(H), extras=dict(out.extras),
         )

@@ -30,6 +30,7 @@ from ..errors import check_choice, check_float, check_int
 from .base import RunOutput, Solver
 
 PRECONDITIONERS = ("kronecker", "jacobi", "none")
+IMPROPER = "improper measure"  # how the dense backend's message starts when λ = 0 leaves zero modes
 
 
 def choose_backend(backend: str, *, n_spins: int, n_prompts: int, n_probes: int = 0, dense_max: int = 6000,
@@ -99,7 +100,7 @@ class ExactSolver(Solver):
         else:
             m, var_unit, n_iter, msg, ok, extras, res = self._cg(H, rng)
         return RunOutput(m=m, v=var_unit / beta, n_iter=n_iter, residual=float(res), converged=ok, message=msg,
-                         extras={"backend": backend, **extras})
+                         extras={"backend": backend, **extras}, zero_modes=msg.startswith(IMPROPER))
 
     def _cg(self, H, rng):
         from ._cg import GramOperator, block_pcg, make_preconditioner
@@ -178,4 +179,4 @@ def _dense(H):
         support = np.sum(evecs[:, ~pos] ** 2, axis=1) > 1e-12
         var = np.where(support, np.inf, var)
         n0 = int((~pos).sum())
-        return m, var, f"improper measure: {n0} zero modes at lambda=0; minimum-norm mean, infinite variance along zero modes"
+        return m, var, f"{IMPROPER}: {n0} zero modes at lambda=0; minimum-norm mean, infinite variance along zero modes"

@@ -64,4 +64,4 @@ class LimitSolver(Solver):
         with np.errstate(divide="ignore"):
             v = np.where(den > 0, 1.0 / (beta * np.where(den > 0, den, 1.0)), np.inf)
         return RunOutput(m=W, v=v, n_iter=0, residual=0.0, converged=True, message="closed form (P → ∞)",
-                         extras={"l2_strength": lam})
+                         extras={"l2_strength": lam}, zero_modes=bool(np.any(den <= 0)))

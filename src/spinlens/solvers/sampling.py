@@ -6,6 +6,11 @@ W ← W − η β ∇E(W) + √(2η) ξ, run as ``n_chains`` parallel chains. Fo
 variance along a Hessian eigenvalue a is 1/(βa(1 − ηβa/2)): the default step η = 0.05/(β a_max)
 keeps that bias below 2.5 %.
 
+Both need a proper measure: a positive-definite Hessian λI + SᵀS/P, i.e. λ > 0. At λ = 0 the Hessian has zero
+modes (the D+1 weights on the hidden query label, and more when P < n_spins), the measure is improper, with
+infinite variance along them, and has no samples: both refuse it with an `InvalidParameterError` (`require_proper`); ``method="exact"`` returns the minimum-norm mean
+and infinite variances there.
+
 Both report sample estimates of the mean, marginal variances, the mean energy and the overlaps
 q₁₂ = W¹·W²/n_spins between independent replicas and q₁₁ = W·W/n_spins, with their exact values.
 """
@@ -15,10 +20,29 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
-from ..errors import check_float, check_int
+from ..errors import InvalidParameterError, check_float, check_int
 from ..random import RNGLike, as_generator
-from .base import RunOutput, Solver
+from .base import RunOutput, Solver, check_beta
 from .exact import ExactSolver
+
+
+def _improper(H, method: str) -> InvalidParameterError:
+    return InvalidParameterError(
+        f"The '{method}' method needs a positive-definite Hessian, i.e. l2_strength > 0. Got "
+        f"l2_strength={H.l2_strength:g} (P={H.n_prompts}, n_spins={H.n_spins}): the Hessian has zero modes, the "
+        f"Boltzmann measure is improper (infinite variance along them) and cannot be sampled; use a positive "
+        f"l2_strength, or method 'exact' (minimum-norm mean, infinite variances)."
+    )
+
+
+def require_proper(H, method: str) -> None:
+    """Raise `InvalidParameterError` unless λ > 0.
+
+    At λ = 0 the Hessian SᵀS/P is always singular: the D+1 weights that multiply the hidden query label
+    (0 in every prompt) are zero modes, whatever P; with P < n_spins there are more (rank SᵀS ≤ P).
+    """
+    if not H.l2_strength > 0:
+        raise _improper(H, method)
 
 
 def _exact_reference(H, beta):
@@ -63,7 +87,7 @@ def _summarise(H, samples_a, samples_b, beta, n_iter, message, exact=True) -> Ru
 
 
 class GaussianSampler(Solver):
-    """Exact draws W = m + L⁻ᵀz/√β from the Gaussian Boltzmann measure (needs λ > 0 or full rank).
+    """Exact draws W = m + L⁻ᵀz/√β from the Gaussian Boltzmann measure (needs λ > 0: `require_proper`).
 
     Parameters
     ----------
@@ -81,11 +105,15 @@ class GaussianSampler(Solver):
 
     def draw(self, H, *, beta: float = 100.0, n: int | None = None, rng: RNGLike = None) -> np.ndarray:
         """n samples of shape (n, n_spins)."""
-        beta = check_float("beta", beta, low=0.0, low_open=True, owner="GaussianSampler")
+        beta = check_beta(beta, owner="GaussianSampler")
         n = self.n_samples if n is None else n
         g = as_generator(rng)
+        require_proper(H, self.method)
         A = H.hessian()
-        L = sla.cholesky(A, lower=True, check_finite=False)
+        try:
+            L = sla.cholesky(A, lower=True, check_finite=False)
+        except (np.linalg.LinAlgError, sla.LinAlgError):
+            raise _improper(H, self.method) from None
         m = sla.cho_solve((L, True), H.h, check_finite=False)
         z = g.standard_normal((H.n_spins, n))
         x = sla.solve_triangular(L, z, lower=True, trans="T", check_finite=False) / np.sqrt(beta)
@@ -140,6 +168,7 @@ class LangevinSampler(Solver):
         return lam * 1.05
 
     def _run(self, H, beta, rng):
+        require_proper(H, self.method)
         g = rng
         eta = self.step_size or 0.05 / (beta * self.max_curvature(H, rng=g))
         K = H.n_spins

@@ -12,7 +12,7 @@ N          n_context        int      >= 1                        100
 P          n_prompts        int      >= 1                        1000
 K          n_tasks          int      >= 1, or inf (fresh tasks)  inf
 lam        l2_strength      float    >= 0                        1.0
-beta       beta             float    > 0                         100.0
+beta       beta             float    >= 1e-100                   100.0
 damping    damping          float    [0, 1)                      0.9
 corr       corr             float    [0, 1)                      0.0
 sigma_eps  sigma_eps        float    >= 0                        0.0
@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from spinlens.errors import InvalidParameterError
+from spinlens.solvers.base import BETA_MIN
 
 __all__ = ["PARAMETERS", "ParameterSpec", "SweepGrid", "parse_values", "make_grid", "load_config", "canonical_name"]
 
@@ -108,7 +109,7 @@ PARAMETERS: dict[str, ParameterSpec] = {
         ),
         ParameterSpec("lam", "lam", "float", 0.0, False, None, False, 1.0, "ridge strength λ",
                       ("l2_strength", "λ", "lambda")),
-        ParameterSpec("beta", "beta", "float", 0.0, True, None, False, 100.0, "inverse temperature β", ("β",)),
+        ParameterSpec("beta", "beta", "float", BETA_MIN, False, None, False, 100.0, "inverse temperature β", ("β",)),
         ParameterSpec("damping", "damping", "float", 0.0, False, 1.0, True, 0.9, "cavity damping θ", ("θ", "theta")),
         ParameterSpec("corr", "corr", "float", 0.0, False, 1.0, True, 0.0, "position correlation c", ("c",)),
         ParameterSpec("sigma_eps", "sigma_eps", "float", 0.0, False, None, False, 0.0, "label noise σ_ε",
