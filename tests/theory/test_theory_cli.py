@@ -124,7 +124,7 @@ def test_diversity_json_and_out(tmp_path, capsys):
                         "--seed", "1", "--json", "--out", str(tmp_path / "div"))
     assert code == 0
     obj = json.loads(out)
-    assert [r["n_tasks"] for r in obj["rows"]] == [2, 8, "inf"]
+    assert [r["K"] for r in obj["rows"]] == [2, 8, "inf"]
     for f in ("diversity.csv", "diversity.nc", "diversity.png", "diversity.pdf", "run.json"):
         assert (tmp_path / "div" / f).stat().st_size > 0
     code, _, err = _run(capsys, "diversity", "--K", "0")

@@ -168,7 +168,7 @@ def test_cli_phase(tmp_path, capsys):
     import xarray as xr
 
     with xr.open_dataset(out / "phase.nc") as back:
-        row = [r for r in obj["rows"] if r["n_tasks"] == 10 and r["n_context"] == 8][0]
+        row = [r for r in obj["rows"] if r["K"] == 10 and r["N"] == 8][0]
         ref = learning_curve_point(**to_lu(3, 8, 300, 0.1, n_tasks=10)).icl_error
         assert row["theory_icl_error"] == pytest.approx(ref, rel=1e-12)
         assert float(back.theory_icl_error.sel(K=10, N=8)) == pytest.approx(ref, rel=1e-12)

@@ -318,7 +318,7 @@ def _run_diversity(args) -> int:
     ks = [check_int("K", k, low=1) for k in _floats("K", args.K)]
     n_test = check_int("n_test", _one("n_test", args.n_test), low=10)
     ds = task_diversity_sweep(D, N, P, l2, ks, sigma_eps=sig, n_test=n_test, rng=args.seed, progress=True)
-    df = ds.to_dataframe().reset_index()
+    df = _symbol_columns(ds.to_dataframe().reset_index())
     if args.json:
         print_json({"config": {"D": D, "N": N, "P": P, "lam": l2, "sigma_eps": sig, "seed": args.seed},
                     "rows": df.to_dict(orient="records")})
@@ -377,7 +377,7 @@ def _run_phase(args) -> int:
                         "exact_icl_error", "exact_pool_error", "exact_g_task", "theory_icl_error",
                         "theory_idg_error", "theory_g_task") if v in ds]
     df = ds[cols].to_dataframe().reset_index()
-    df = df[["n_tasks", "n_context", "kappa", "alpha"] + cols]
+    df = _symbol_columns(df[["n_tasks", "n_context", "kappa", "alpha"] + cols])
     n_conv = int((ds.converged_fraction.values > 0).sum())
     summary = (f"{ds.converged_fraction.size} cells, {n_conv} with a converged cavity run, "
                f"{float(ds.converged.values.mean()):.0%} of runs converged, {seconds:.1f} s")
@@ -425,3 +425,10 @@ def _write_outputs(args, stem: str, df, make_figure, *, ds=None, extra: dict | N
 
 
 __all__ = ["register"]
+
+
+def _symbol_columns(df):
+    """Table columns named by a quantity's Python name carry its symbol (n_context -> N), as in JSON and datasets."""
+    from spinlens.vocabulary import to_symbols
+
+    return df.rename(columns={c: next(iter(to_symbols({c: None}))) for c in df.columns})
