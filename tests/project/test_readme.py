@@ -46,6 +46,8 @@ def test_readme_commands_parse(cmd):
 # these substitutions (regex -> replacement) so the whole README runs in about a minute. Paths, files and
 # flags stay exactly as written, so a line that needs something no earlier line created fails here.
 FAST = [
+    (r"--D 100 --N 100 --P 100000\b", "--D 10 --N 10 --P 2000"),
+    (r"--tol 1e-20 --steps 3000\b", "--tol 1e-12 --steps 300"),
     (r"--P 10000\b", "--P 300"),
     (r"--N 100\b", "--N 10"),
     (r"--steps 1000\b", "--steps 5"),
@@ -53,7 +55,7 @@ FAST = [
     (r"--N 2:100:50 --P 20:1000:50", "--N 2:100:2 --P 20:1000:2"),
     (r"--seed 0:10\b", "--seed 0:2"),
     (r"--num 200\b", "--num 20"),
-    (r"reproduce (all|fig4b|figS8)\b", "reproduce fig1"),
+    (r"reproduce (all|fig4b|figS8|fss|tapmap)\b", "reproduce fig1"),
     (r"^spinlens landscape (.*)$", r"spinlens landscape \1 --samples 20 --grid 6 --no-spectrum"),
     (r"^spinlens theory phase (.*)$", r"spinlens theory phase \1 --N 5:20:2 --K 2,8 --P 200 --repeats 1"),
     (r"^spinlens theory diversity (.*)$", r"spinlens theory diversity \1 --K 2,8 --n-test 200"),
