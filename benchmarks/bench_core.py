@@ -1,4 +1,4 @@
-"""Benchmark of the core pipeline (issue 2): prompts → fields → couplings → exact → cavity.
+"""Benchmark of the core pipeline: prompts → fields → couplings → exact → cavity.
 
 Prints a table of wall time and peak traced memory (tracemalloc: numpy allocations), and compares
 with the straightforward dense construction that stacks the P outer products s sᵀ

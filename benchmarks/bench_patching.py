@@ -1,6 +1,6 @@
 """Benchmark: activation patching of every head of a 4-layer, 8-head transformer over 256 prompt pairs.
 
-Target (issue 5): under 30 s on 2 CPU cores, batched over prompts and variants (no Python loop over prompts).
+Target: under 30 s on 2 CPU cores, batched over prompts and variants (no Python loop over prompts).
 
     OMP_NUM_THREADS=2 python benchmarks/bench_patching.py            # regression prompts, heads
     OMP_NUM_THREADS=2 python benchmarks/bench_patching.py --per-position --tokens

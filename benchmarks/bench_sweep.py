@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-# the published (saved) Fig 4a map, (N, P) -> ratio; the published code gives about 0.09 less (BRIEF.md)
+# the published (saved) Fig 4a map, (N, P) -> ratio; the published code gives about 0.09 less (docs/paper-notes.md)
 PAPER_SAMPLES = {(10, 200): 0.34, (10, 1000): 0.71, (20, 400): 0.58, (50, 800): 0.81, (100, 600): 0.77,
                  (100, 1000): 0.87}
 

@@ -132,14 +132,15 @@ def test_graph_sees_lazy_imports():
 
 
 def test_docs_refer_only_to_the_repository():
-    # no reference to notes outside the repository (internal briefs, issue numbers) in code, docs or examples
+    # no reference to notes outside the repository (internal briefs, issue numbers) in code, docs, examples,
+    # benchmarks or tests
     import re
 
     root = SRC.parent
-    words = ["BRI" + "EF", "INT" + "ERP.md", "THE" + "ORY.md", "ST" + "YLE.md", "the bri" + "ef", "shared/"]
+    words = ["BRI" + "EF", "INT" + "ERP.md", "THE" + "ORY.md", "ST" + "YLE.md", "the bri" + "ef", "sha" + "red/"]
     pattern = re.compile("|".join(re.escape(w) for w in words) + r"|issue \d")
     files = [*(root / "src").rglob("*.py"), *(root / "docs").rglob("*.md"), *(root / "examples").rglob("*.py")]
-    files += [root / "README.md"]
+    files += [*(root / "benchmarks").rglob("*.py"), *(root / "tests").rglob("*.py"), root / "README.md"]
     hits = [f"{f.relative_to(root)}:{i}" for f in files if f.is_file()
             for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
     assert hits == []
