@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=1, help="seeds 0..R-1 (full grid: 10)")
     ap.add_argument("--thin", type=int, default=1, help="take every k-th N and P value (full grid: 1)")
-    ap.add_argument("--jobs", type=int, default=None, help="worker processes (default: CPU cores)")
+    ap.add_argument("--jobs", type=int, default=None, help="worker processes (default: the cores this process may run on)")
     ap.add_argument("--out", default=None, help="sweep directory (default: a temporary one, deleted)")
     ap.add_argument("--profile", action="store_true", help="profile single points instead of sweeping")
     ap.add_argument("--json", default=None, help="write the timing summary to this JSON file")
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     grid = make_grid({"D": 20, "N": Ns, "P": Ps, "lam": 1.0, "beta": 100.0, "damping": 0.9,
                       "seed": f"0:{args.repeats}"})
     out = args.out or tempfile.mkdtemp(prefix="bench-sweep-")
-    jobs = args.jobs or os.cpu_count()
+    jobs = args.jobs or len(os.sched_getaffinity(0))
     print(f"bench_sweep: {grid.n_points} points ({len(Ns)} N × {len(Ps)} P × {args.repeats} seeds), "
           f"jobs={jobs}, cpu_count={os.cpu_count()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     t0 = time.perf_counter()
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     rows = []
     for (N, P), paper in PAPER_SAMPLES.items():
         if N in Ns and P in Ps:
-            rows.append((N, P, float(mean.sel(n_context=N, n_prompts=P)), paper))
+            rows.append((N, P, float(mean.sel(N=N, P=P)), paper))
     summary = {
         "n_points": grid.n_points,
         "wall_s": wall,
