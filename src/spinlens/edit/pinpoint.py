@@ -127,7 +127,27 @@ def pinpoint_tune(
         if not comps:
             raise InvalidParameterError("The 'components' parameter must name at least one component.")
         masks, names_list = component_masks(new, comps), [str(c) for c in comps]
-    params = dict(new.named_parameters())
+    Zt, yt = _tensor(Z, new), _tensor(y, new)
+    gen = torch_generator(rng)
+
+    def batch_loss(m, step):
+        idx = torch.randint(0, Zt.shape[0], (min(batch_size, Zt.shape[0]),), generator=gen)
+        return torch.mean((m(Zt[idx]) - yt[idx]) ** 2)
+
+    hist, n_tr = masked_finetune(new, masks, batch_loss, steps=steps, lr=lr, weight_decay=weight_decay,
+                                 progress=progress)
+    return PinpointResult(model=new, masks=masks, components=names_list, n_trainable=n_tr, history=hist)
+
+
+def masked_finetune(model, masks, batch_loss, *, steps: int, lr: float, weight_decay: float = 0.0,
+                    progress: bool = False):
+    """Adam on ``model`` in place, with every gradient multiplied by its parameter's mask (entries outside the
+    masks never change, bit for bit). ``batch_loss(model, step)`` draws a batch and returns the loss; decoupled
+    weight decay acts on the masked entries only. Returns ``(loss history (steps,), number of trainable
+    entries)``. The one training loop of pinpoint tuning (regression prompts and language models alike)."""
+    import torch
+
+    params = dict(model.named_parameters())
     unknown = set(masks) - set(params)
     if unknown:
         raise InvalidParameterError(f"Masks name unknown parameters: {sorted(unknown)}.")
@@ -135,8 +155,6 @@ def pinpoint_tune(
     for n, p in params.items():
         p.requires_grad_(n in train)
     opt = torch.optim.Adam([params[n] for n in train], lr=lr)
-    Zt, yt = _tensor(Z, new), _tensor(y, new)
-    gen = torch_generator(rng)
     fmask = {n: masks[n].to(params[n].dtype) for n in train}
     hist = np.zeros(steps)
     it = range(steps)
@@ -145,8 +163,7 @@ def pinpoint_tune(
 
         it = tqdm(it, desc="pinpoint", leave=False)
     for step in it:
-        idx = torch.randint(0, Zt.shape[0], (min(batch_size, Zt.shape[0]),), generator=gen)
-        loss = torch.mean((new(Zt[idx]) - yt[idx]) ** 2)
+        loss = batch_loss(model, step)
         opt.zero_grad(set_to_none=False)
         loss.backward()
         with torch.no_grad():
@@ -160,8 +177,7 @@ def pinpoint_tune(
         hist[step] = float(loss.detach())
     for p in params.values():
         p.requires_grad_(True)
-    n_tr = int(sum(int(masks[n].sum()) for n in train))
-    return PinpointResult(model=new, masks=masks, components=names_list, n_trainable=n_tr, history=hist)
+    return hist, int(sum(int(masks[n].sum()) for n in train))
 
 
 # ------------------------------------------------------------------------------------------------ deltas

@@ -42,33 +42,23 @@ def finetune(model, train_ids, *, components="all", steps: int = 100, lr: float 
     ("all", or a list of `spinlens.edit.components.Component` names such as ``"L1.H2"``). Returns
     ``(model, n_trainable)``."""
     from spinlens.edit.components import Component, all_masks, component_masks
+    from spinlens.edit.pinpoint import masked_finetune
     from spinlens.lm.data import random_windows
 
     new = copy.deepcopy(model)
     new.train()
     masks = all_masks(new) if components == "all" else component_masks(new, [Component.parse(c) for c in components])
-    params = dict(new.named_parameters())
-    train = [n for n, m in masks.items() if bool(m.any())]
-    for n, p in params.items():
-        p.requires_grad_(n in train)
-    fmask = {n: masks[n].to(params[n].dtype) for n in train}
-    opt = torch.optim.Adam([params[n] for n in train], lr=lr)
     g = as_generator(rng)
     n_ctx = new.cfg.max_pos
     V = new.cfg.d_vocab
-    for _ in range(steps):
+
+    def batch_loss(m, step):
         w = random_windows(train_ids, batch_size, n_ctx, rng=g)
-        loss = torch.nn.functional.cross_entropy(new(w[:, :-1]).reshape(-1, V).float(), w[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=False)
-        loss.backward()
-        with torch.no_grad():
-            for n in train:
-                params[n].grad.mul_(fmask[n])
-        opt.step()
-    for p in params.values():
-        p.requires_grad_(True)
+        return torch.nn.functional.cross_entropy(m(w[:, :-1]).reshape(-1, V).float(), w[:, 1:].reshape(-1))
+
+    _, n_trainable = masked_finetune(new, masks, batch_loss, steps=steps, lr=lr)
     new.eval()
-    return new, int(sum(int(masks[n].sum()) for n in train))
+    return new, n_trainable
 
 
 def _heads_by_induction(model, k: int, *, rng=0):
