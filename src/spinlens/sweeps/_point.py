@@ -58,17 +58,14 @@ def check_observables(observables) -> list[str]:
     return obs
 
 
-def estimate_point_bytes(params: dict, sampler: str = "auto") -> int:
-    """A generous estimate of the peak memory of `compute_point` at one point, in bytes.
+def estimate_point_bytes(params: dict, sampler: str = "auto", method: str = "cavity") -> int:
+    """The peak memory of `compute_point` at one point, in bytes: `spinlens.memory.estimate_memory` for the
+    point's (D, N, P), method and resolved sampler (the core sampler when the positions are correlated)."""
+    from spinlens.memory import estimate_memory
 
-    The training features (P × (D+1)² float64) dominate, then the Gram matrix ((D+1)² × (D+1)²) and, for the
-    core sampler, the prompts themselves (P × (D+1) × (N+1)); a factor 3 covers temporaries.
-    """
-    D, N, P = int(params["D"]), int(params["N"]), int(params["P"])
-    n = (D + 1) ** 2
     core = sampler == "core" or (sampler == "auto" and float(params.get("corr", 0.0)) != 0.0)
-    words = P * n + n * n + (P * (D + 1) * (N + 1) if core else P * (3 * D + 4))
-    return 3 * 8 * words
+    return estimate_memory(method, d=int(params["D"]), n_context=int(params["N"]), n_prompts=int(params["P"]),
+                           sampler="core" if core else "reduced").bytes
 
 
 def _cosine(A, B) -> float:

@@ -304,7 +304,7 @@ def run_sweep(
     if not str(out).strip():
         raise InvalidParameterError("The 'out' parameter must name a folder. Got an empty string instead.")
     if scheduler is None:
-        _check_memory(grid, sampler, jobs)
+        _check_memory(grid, sampler, jobs, method)
     if resume and force:
         raise InvalidParameterError("Pass either 'resume' or 'force', not both.")
 
@@ -459,7 +459,7 @@ def _total_memory() -> int | None:
         return None
 
 
-def _check_memory(grid: SweepGrid, sampler: str, jobs: int) -> None:
+def _check_memory(grid: SweepGrid, sampler: str, jobs: int, method: str = "cavity") -> None:
     """Refuse a grid whose largest point cannot fit in this machine's memory (``jobs`` points at a time)."""
     from ._point import estimate_point_bytes
 
@@ -468,7 +468,7 @@ def _check_memory(grid: SweepGrid, sampler: str, jobs: int) -> None:
         return
     big = {k: max(v) for k, v in grid.values if k in ("D", "N", "P")}
     big["corr"] = max(grid.mapping["corr"])
-    need = estimate_point_bytes(big, sampler)
+    need = estimate_point_bytes(big, sampler, method)
     at_once = need * min(jobs, grid.n_points)
     if at_once > total:
         gib = 2.0**30
