@@ -46,10 +46,10 @@ class LMConfig:
     n_layers: int = 2
     n_heads: int = 4
     d_model: int = 128
-    n_ctx: int = 128
+    n_ctx: int = 64
     vocab_size: int = 512
-    steps: int = 4000
-    batch_size: int = 16
+    steps: int = 6000
+    batch_size: int = 32
     lr: float = 3e-3
     weight_decay: float = 0.05
     warmup: int = 100
