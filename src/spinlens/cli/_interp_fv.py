@@ -28,13 +28,17 @@ EXAMPLES = (
     "  spinlens interp fv --checkpoint runs/icl_circuit_tokens_fv/model --top-k 3 --out runs/fv\n"
     "  (the checkpoint's metadata must hold the task table 'tasks', as written by\n"
     "   examples/icl_circuit_tokens_fv.py)\n"
+    "  spinlens interp fv --checkpoint runs/lm --task capitalise --n-seeds 3 --out runs/fv-lm\n"
+    "  (a language model from 'spinlens lm': word tasks copy | capitalise | lowercase on words of its\n"
+    "   held-out text, prompts ' file: File\\n value: Value\\n ... return:')\n"
 )
 
 
 def register_fv(isub) -> None:
     q = isub.add_parser("fv", help=HELP, description=HELP, epilog="examples:\n" + EXAMPLES, formatter_class=Formatter)
     g = q.add_argument_group("model (one of)")
-    g.add_argument("--checkpoint", default=None, help="spinlens token Transformer folder whose metadata has 'tasks'")
+    g.add_argument("--checkpoint", default=None, help="spinlens token Transformer folder whose metadata has 'tasks', "
+                   "or a language model folder from 'spinlens lm' (with --task)")
     g.add_argument("--planted", action="store_true", help="hand-built model where head (0,1) carries the task "
                    "(default when no checkpoint is given)")
     g = q.add_argument_group("method")
@@ -44,6 +48,10 @@ def register_fv(isub) -> None:
     g.add_argument("--corruption", default="shuffled", help="base prompts for the indirect effect: shuffled | other_task")
     g.add_argument("--strength", type=float, default=1.0, help="multiplier of the added FV")
     g.add_argument("--seed", type=int, default=0, help="seed of the prompts")
+    g = q.add_argument_group("language model (--checkpoint DIR from 'spinlens lm')")
+    g.add_argument("--task", default=None, help="natural-language task: copy | capitalise | lowercase (default copy)")
+    g.add_argument("--n-seeds", type=int, default=3, help="language model: seeds --seed, --seed+1, ... (1..100); each "
+                   "splits the words into heads/FV words and evaluation words and draws the prompts")
     g = q.add_argument_group("output")
     g.add_argument("--out", default=None, help="folder for function_vectors.png/.pdf, NetCDF data, result.json, run.json")
     g.add_argument("--json", action="store_true", help="print one JSON object")
@@ -73,6 +81,13 @@ def _run_fv(args: argparse.Namespace) -> int:
     check_out_dir("out", args.out)
     if args.checkpoint and args.planted:
         raise InvalidParameterError("Give at most one of --checkpoint, --planted.")
+    from .lm_cmd import _is_lm_folder
+
+    if args.checkpoint and _is_lm_folder(args.checkpoint):
+        return _run_fv_lm(args)
+    if args.task is not None:
+        raise InvalidParameterError("The 'task' parameter needs --checkpoint DIR of a language model from 'spinlens lm'. "
+                                    f"Got --task {args.task!r} without one.")
     if args.checkpoint:
         from ._common import load_checkpoint_arg
 
@@ -121,6 +136,52 @@ def _run_fv(args: argparse.Namespace) -> int:
             for L, a in d[c]["accuracy_by_layer"].items():
                 where = f"before layer {L}" if L < model.cfg.n_layers else "after the last layer"
                 rows.append((f"{c} accuracy, FV {where}", a))
+        print_table(rows)
+        if args.out:
+            print(f"wrote {args.out}")
+    return 0
+
+
+def _run_fv_lm(args: argparse.Namespace) -> int:
+    """``interp fv --checkpoint LMDIR --task T``: function vectors on a natural-language task, over seeds."""
+    from spinlens.errors import InvalidParameterError, check_choice, check_int
+    from spinlens.lm import icl_tasks as IT
+    from spinlens.lm.train import load_lm
+
+    task = check_choice("task", args.task or "copy", tuple(IT.TEXT_TASKS))
+    n_seeds = check_int("n-seeds", args.n_seeds, low=1, high=100)
+    if args.corruption != "shuffled":
+        raise InvalidParameterError(f"The 'corruption' parameter must be shuffled for a language model task. Got {args.corruption!r}.")
+    model, tok, _ = load_lm(args.checkpoint)
+    n_pairs = check_int("n-pairs", args.n_pairs if args.n_pairs is not None else 4, low=1, high=(model.cfg.max_pos - 2) // 3)
+    check_int("top-k", args.top_k, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
+    text = IT.heldout_text(args.checkpoint, tok)
+    seeds = tuple(range(args.seed, args.seed + n_seeds))
+    ds, _ = IT.text_fv_experiment(model, tok, text, task, n_prompts=args.n_prompts, n_pairs=n_pairs, top_k=args.top_k,
+                                  strength=args.strength, seeds=seeds, progress=not args.json)
+    d = IT.summarise_fv(ds)
+    d["source"] = f"checkpoint:{args.checkpoint}"
+    if args.out:
+        from spinlens import io
+        from spinlens.plotting import lm as S
+
+        os.makedirs(args.out, exist_ok=True)
+        fig, _ = S.plot_lm_function_vectors(ds)
+        io.save_figure(fig, args.out, "function_vectors_lm", bbox_inches="tight", dpi=150)
+        io.save_dataset(ds, args.out, "function_vectors_lm")
+        io.write_json(os.path.join(args.out, "result.json"), d)
+        io.write_run_json(args.out, io.run_record("interp fv", args=args, seed=args.seed, summary=d))
+    if args.json:
+        print_json(d)
+    else:
+        f = lambda m: f"{m['mean']:.3f} ± {m['sd']:.3f}"  # noqa: E731
+        rows = [("source", d["source"]), ("task", task), ("seeds", " ".join(map(str, d["seeds"]))),
+                ("heads (per seed)", " | ".join(d["heads"])), ("few-shot accuracy", f(d["few_shot_accuracy"]))]
+        for c in ("zero_shot", "shuffled"):
+            rows.append((f"{c} accuracy (no FV)", f(d[f"{c}_accuracy"])))
+            for L, e in d[f"{c}_fv"].items():
+                where = f"before layer {L}" if L < model.cfg.n_layers else "after the last layer"
+                rows.append((f"{c} + FV {where}: accuracy / gain", f"{f(e['accuracy'])} / {f(e['gain'])}"))
         print_table(rows)
         if args.out:
             print(f"wrote {args.out}")

@@ -228,6 +228,11 @@ def run_lm_edit(args, name) -> int:
                    "induction_heads": ds.attrs["induction_heads"], "seeds": list(seeds)}
         if (ds.level == "neuron").any():
             summary["neuron_class_prob"] = E.summarise(ds.where(ds.level == "neuron", drop=True), ("strength",), "class_prob")
+            summary["neuron_loss"] = E.summarise(ds.where(ds.level == "neuron", drop=True), ("strength",), "loss")
+            summary["neuron_random_class_prob"] = E.summarise(ds.where(ds.level == "neuron_random", drop=True),
+                                                              ("strength",), "class_prob")
+            summary["neuron_random_loss"] = E.summarise(ds.where(ds.level == "neuron_random", drop=True), ("strength",),
+                                                        "loss")
         stem = "steer_lm"
     elif name == "pinpoint":
         text = load_corpus(args.domain, max_chars=400_000)

@@ -57,6 +57,7 @@ __all__ = [
     "fv_hook",
     "evaluate_function_vector",
     "function_vector_experiment",
+    "function_vector_on_prompts",
     "mean_activation",
     "difference_of_means",
     "function_vector",
@@ -198,13 +199,48 @@ def _groups(groups, n: int) -> tuple[torch.Tensor, int]:
     return g, int(g.max()) + 1
 
 
-def _prob(logits: torch.Tensor, answer: torch.Tensor, position: int) -> torch.Tensor:
-    return torch.softmax(logits[:, position].double(), -1).gather(-1, answer.long()[:, None])[:, 0]
+def _rows_cols(position, n: int):
+    """Index pair selecting one position per prompt: an int (the same for all) or ``(n,)`` per-prompt positions
+    (right-padded prompts of different lengths read at their own last token)."""
+    if isinstance(position, (int, np.integer)):
+        return slice(None), int(position)
+    p = torch.as_tensor(position).long()
+    if p.shape != (n,):
+        raise InvalidParameterError(f"The 'position' parameter must be an int or ({n},) per-prompt positions. "
+                                    f"Got shape {tuple(p.shape)}.")
+    return torch.arange(n), p
+
+
+def _at(act: torch.Tensor, position) -> torch.Tensor:
+    """``act[i, position_i]`` for every prompt ``i`` → ``(batch, ...)``."""
+    rows, cols = _rows_cols(position, act.shape[0])
+    return act[rows, cols]
+
+
+def _logprob(logits: torch.Tensor, answer: torch.Tensor, position) -> torch.Tensor:
+    return torch.log_softmax(_at(logits, position).double(), -1).gather(-1, answer.long()[:, None])[:, 0]
+
+
+def _prob(logits: torch.Tensor, answer: torch.Tensor, position) -> torch.Tensor:
+    return _logprob(logits, answer, position).exp()
+
+
+def _set_head(name: str, values: torch.Tensor, position, head: int):
+    """A ``(hook_name, fn)`` pair setting head ``head`` of ``name`` (``[batch, pos, head, d]``) at each prompt's
+    ``position`` to ``values[i]``."""
+
+    def fn(act, hook):
+        out = act.clone()
+        rows, cols = _rows_cols(position, act.shape[0])
+        out[rows, cols, head] = values.to(act.dtype)
+        return out
+
+    return name, fn
 
 
 @torch.no_grad()
 def token_head_indirect_effect(model, clean: torch.Tensor, corrupt: torch.Tensor, answer: torch.Tensor, *,
-                               groups=None, position: int = -1,
+                               groups=None, position=-1, corrupt_position=None,
                                hook_template: str = "blocks.{layer}.attn.hook_result"):
     """Causal indirect effect of every head (Todd et al. 2023) on a token task.
 
@@ -220,8 +256,11 @@ def token_head_indirect_effect(model, clean: torch.Tensor, corrupt: torch.Tensor
         The correct token of each prompt.
     groups : LongTensor ``(batch,)`` or None
         Task of each prompt: means are taken per task (Todd et al. average the CIE over tasks).
-    position : int
-        Where the head output is set and the answer read (default: the last position).
+    position : int or LongTensor ``(batch,)``
+        Where the clean head output is read (default: the last position); per-prompt positions for
+        right-padded prompts of different lengths.
+    corrupt_position : int or LongTensor ``(batch,)`` or None
+        Where the head output is set and the answer read in the corrupted prompts (default: ``position``).
 
     Returns
     -------
@@ -229,7 +268,9 @@ def token_head_indirect_effect(model, clean: torch.Tensor, corrupt: torch.Tensor
     """
     import xarray as xr
 
-    if clean.shape != corrupt.shape or clean.ndim != 2:
+    cpos = position if corrupt_position is None else corrupt_position
+    fixed = isinstance(position, int) and isinstance(cpos, int)
+    if clean.ndim != 2 or corrupt.ndim != 2 or (clean.shape != corrupt.shape if fixed else len(clean) != len(corrupt)):
         raise InvalidParameterError(
             f"The 'clean' and 'corrupt' parameters must be token tensors of the same shape (batch, pos). "
             f"Got {tuple(clean.shape)} and {tuple(corrupt.shape)}."
@@ -240,14 +281,15 @@ def token_head_indirect_effect(model, clean: torch.Tensor, corrupt: torch.Tensor
     n_layers = model.cfg.n_layers
     names = [hook_template.format(layer=L) for L in range(n_layers)]
     _, cache = model.run_with_cache(clean, names_filter=names)
-    base = _prob(model(corrupt), answer, position)
+    base = _prob(model(corrupt), answer, cpos)
     n_heads = cache[names[0]].shape[2]
     out = np.zeros((n_layers, n_heads))
     for L in range(n_layers):
-        means = _group_means(cache[names[L]][:, position], g, n_groups)  # (group, head, d_model)
+        means = _group_means(_at(cache[names[L]], position), g, n_groups)  # (group, head, d_model)
         for h in range(n_heads):
-            iv = SetActivation(names[L], means[g, h], positions=position, head=h)
-            p = _prob(run_steered(model, corrupt, [iv]), answer, position)
+            iv = (SetActivation(names[L], means[g, h], positions=cpos, head=h) if isinstance(cpos, int)
+                  else _set_head(names[L], means[g, h], cpos, h))
+            p = _prob(run_steered(model, corrupt, [iv]), answer, cpos)
             out[L, h] = float((p - base).mean())
     return xr.DataArray(
         out, dims=("layer", "head"), coords={"layer": np.arange(n_layers), "head": np.arange(n_heads)},
@@ -266,8 +308,9 @@ def top_heads(indirect_effect, k: int) -> list[tuple[int, int]]:
 
 @torch.no_grad()
 def token_function_vector(model, clean: torch.Tensor, heads: Sequence[tuple[int, int]], *, groups=None,
-                          position: int = -1, hook_template: str = "blocks.{layer}.attn.hook_result") -> torch.Tensor:
-    """Function vector of each task: Σ over ``heads`` of the head's mean output at ``position``.
+                          position=-1, hook_template: str = "blocks.{layer}.attn.hook_result") -> torch.Tensor:
+    """Function vector of each task: Σ over ``heads`` of the head's mean output at ``position`` (an int, or
+    ``(batch,)`` per-prompt positions).
 
     Returns
     -------
@@ -280,7 +323,7 @@ def token_function_vector(model, clean: torch.Tensor, heads: Sequence[tuple[int,
     _, cache = model.run_with_cache(clean, names_filter=names)
     v = 0
     for L, h in heads:
-        v = v + _group_means(cache[hook_template.format(layer=int(L))][:, position, int(h)], g, n_groups)
+        v = v + _group_means(_at(cache[hook_template.format(layer=int(L))], position)[:, int(h)], g, n_groups)
     return v
 
 
@@ -290,8 +333,9 @@ def _resid_hook(model, layer: int) -> str:
     return act_name("resid_pre", layer) if layer < n else act_name("resid_post", n - 1)
 
 
-def fv_hook(model, vectors: torch.Tensor, *, layer: int, groups=None, position: int = -1, strength: float = 1.0):
-    """A ``(hook_name, fn)`` pair adding ``strength * vectors[group]`` to the residual before ``layer`` at ``position``.
+def fv_hook(model, vectors: torch.Tensor, *, layer: int, groups=None, position=-1, strength: float = 1.0):
+    """A ``(hook_name, fn)`` pair adding ``strength * vectors[group]`` to the residual before ``layer`` at ``position``
+    (an int, or ``(batch,)`` per-prompt positions).
 
     ``layer = n_layers`` adds after the last block. Use with ``model.hooks([...])`` or
     `spinlens.interp.interventions.run_steered`.
@@ -304,7 +348,8 @@ def fv_hook(model, vectors: torch.Tensor, *, layer: int, groups=None, position: 
     def fn(act, hook):
         g = torch.zeros(act.shape[0], dtype=torch.long) if groups is None else torch.as_tensor(groups).long()
         out = act.clone()
-        out[:, position] = out[:, position] + strength * vec.to(act.dtype)[g]
+        rows, cols = _rows_cols(position, act.shape[0])
+        out[rows, cols] = out[rows, cols] + strength * vec.to(act.dtype)[g]
         return out
 
     return name, fn
@@ -312,24 +357,30 @@ def fv_hook(model, vectors: torch.Tensor, *, layer: int, groups=None, position: 
 
 @torch.no_grad()
 def evaluate_function_vector(model, prompts: torch.Tensor, answer: torch.Tensor, vectors: torch.Tensor, *,
-                             layers: Sequence[int], groups=None, strength: float = 1.0) -> dict:
-    """Accuracy and mean p(answer) at the last position without and with the FV added before each layer.
+                             layers: Sequence[int], groups=None, strength: float = 1.0, position=-1) -> dict:
+    """Accuracy, mean p(answer) and mean log p(answer) at ``position`` (default the last; ``(batch,)``
+    per-prompt positions for right-padded prompts) without and with the FV added there before each layer.
 
     Returns
     -------
-    dict with ``base_accuracy``, ``base_prob`` (floats) and ``accuracy``, ``prob`` (arrays over ``layers``).
+    dict with ``base_accuracy``, ``base_prob``, ``base_logprob`` (floats) and ``accuracy``, ``prob``,
+    ``logprob`` (arrays over ``layers``).
     """
-    base = model(prompts)[:, -1]
-    acc, prob = [], []
+    base = _at(model(prompts), position)
+    acc, prob, lp = [], [], []
     for L in layers:
-        lg = run_steered(model, prompts, [fv_hook(model, vectors, layer=L, groups=groups, strength=strength)])[:, -1]
+        hk = fv_hook(model, vectors, layer=L, groups=groups, strength=strength, position=position)
+        lg = _at(run_steered(model, prompts, [hk]), position)
         acc.append(float((lg.argmax(-1) == answer).double().mean()))
+        lp.append(float(_logprob(lg[:, None], answer, -1).mean()))
         prob.append(float(_prob(lg[:, None], answer, -1).mean()))
     return {
         "base_accuracy": float((base.argmax(-1) == answer).double().mean()),
         "base_prob": float(_prob(base[:, None], answer, -1).mean()),
+        "base_logprob": float(_logprob(base[:, None], answer, -1).mean()),
         "accuracy": np.array(acc),
         "prob": np.array(prob),
+        "logprob": np.array(lp),
     }
 
 
@@ -345,9 +396,9 @@ class FunctionVectorResult:
     vectors : Tensor ``(n_tasks, d_model)``
     evaluation : xarray.Dataset
         dims ``(condition, layer)`` with condition ∈ {``zero_shot``, ``shuffled``} and ``layer`` = where the FV
-        is added (residual before that layer); variables ``accuracy``, ``prob`` (with the FV) and
-        ``base_accuracy``, ``base_prob`` (dims ``condition``: without it). attrs: ``clean_accuracy``,
-        ``clean_prob`` (full in-context prompts, no intervention).
+        is added (residual before that layer); variables ``accuracy``, ``prob``, ``logprob`` (with the FV) and
+        ``base_accuracy``, ``base_prob``, ``base_logprob`` (dims ``condition``: without it). attrs:
+        ``clean_accuracy``, ``clean_prob``, ``clean_logprob`` (full in-context prompts, no intervention).
     """
 
     indirect_effect: object
@@ -366,6 +417,12 @@ class FunctionVectorResult:
                 "accuracy_by_layer": {int(L): float(a) for L, a in zip(ev.coords["layer"].values, e["accuracy"].values)},
                 "prob_by_layer": {int(L): float(a) for L, a in zip(ev.coords["layer"].values, e["prob"].values)},
             }
+            if "logprob" in ev:
+                out[str(c)]["base_logprob"] = float(e["base_logprob"])
+                out[str(c)]["logprob_by_layer"] = {int(L): float(a) for L, a in zip(ev.coords["layer"].values,
+                                                                                     e["logprob"].values)}
+        if "clean_logprob" in ev.attrs:
+            out["clean_logprob"] = ev.attrs["clean_logprob"]
         return out
 
 
@@ -379,36 +436,66 @@ def function_vector_experiment(model, tasks: np.ndarray, *, n_prompts: int = 256
     extracted from it; the evaluation uses fresh prompts (same tasks). ``layers`` defaults to
     ``0..n_layers`` (every residual insertion point).
     """
-    import xarray as xr
-
     check_choice("corruption", corruption, ("shuffled", "other_task"))
     g = as_generator(rng)
     V = model.cfg.d_vocab if getattr(model.cfg, "d_vocab", None) else None
     fit = fixed_task_prompts(n_prompts, tasks, n_pairs=n_pairs, d_vocab=V, rng=g)
-    ie = token_head_indirect_effect(model, fit.clean, getattr(fit, corruption), fit.answer, groups=fit.task)
-    heads = top_heads(ie.values, top_k)
     T = np.asarray(tasks).shape[0]
-    vecs = token_function_vector(model, fit.clean, heads, groups=fit.task)
-    if vecs.shape[0] < T:  # a task absent from the fit set (tiny n_prompts)
+    if len(np.unique(fit.task.numpy())) < T:  # a task absent from the fit set (tiny n_prompts)
         raise InvalidParameterError(f"The 'n_prompts' parameter is too small to see all {T} tasks. Got {n_prompts}.")
     ev = fixed_task_prompts(n_prompts, tasks, n_pairs=n_pairs, d_vocab=V, rng=g)
+    return function_vector_on_prompts(model, fit, ev, top_k=top_k, layers=layers, strength=strength,
+                                      corruption=corruption)
+
+
+def _last(prompts, name: str):
+    """Read position of one prompt set: per-prompt last tokens (``prompts.last[name]``) or -1."""
+    last = getattr(prompts, "last", None)
+    return -1 if last is None else last[name]
+
+
+def function_vector_on_prompts(model, fit, ev, *, top_k: int = 3, layers: Sequence[int] | None = None,
+                               strength: float = 1.0, corruption: str = "shuffled") -> FunctionVectorResult:
+    """The FV pipeline on given prompt sets: CIE on ``fit`` → FVs from the ``top_k`` heads → evaluation on ``ev``.
+
+    ``fit`` and ``ev`` are prompt sets with token tensors ``clean``, ``shuffled``, ``zero_shot`` (and
+    ``other_task`` for that corruption), ``answer`` and ``task`` (`FixedTaskPrompts`, or the natural-language
+    prompts of `spinlens.lm.icl_tasks`, whose right-padded prompts carry per-prompt last positions in
+    ``last[name]``). Heads and vectors come from ``fit``; accuracy from ``ev`` (fresh prompts).
+    """
+    import xarray as xr
+
+    check_choice("corruption", corruption, ("shuffled", "other_task"))
+    if getattr(fit, corruption, None) is None:
+        raise InvalidParameterError(f"The 'corruption' parameter {corruption!r} is not available for these prompts; use shuffled.")
+    T = int(fit.task.max()) + 1
+    ie = token_head_indirect_effect(model, fit.clean, getattr(fit, corruption), fit.answer, groups=fit.task,
+                                    position=_last(fit, "clean"), corrupt_position=_last(fit, corruption))
+    heads = top_heads(ie.values, top_k)
+    vecs = token_function_vector(model, fit.clean, heads, groups=fit.task, position=_last(fit, "clean"))
+    if vecs.shape[0] < T:
+        raise InvalidParameterError(f"The fit prompts must see all {T} tasks. Got {vecs.shape[0]}.")
     layers = list(range(model.cfg.n_layers + 1)) if layers is None else [int(L) for L in layers]
     with torch.no_grad():
-        clean_logits = model(ev.clean)[:, -1]
-    res = {c: evaluate_function_vector(model, p, ev.answer, vecs, layers=layers, groups=ev.task, strength=strength)
-           for c, p in (("zero_shot", ev.zero_shot), ("shuffled", ev.shuffled))}
+        clean_logits = _at(model(ev.clean), _last(ev, "clean"))
+    res = {c: evaluate_function_vector(model, getattr(ev, c), ev.answer, vecs, layers=layers, groups=ev.task,
+                                       strength=strength, position=_last(ev, c))
+           for c in ("zero_shot", "shuffled")}
     conds = list(res)
     ds = xr.Dataset(
         {
             "accuracy": (("condition", "layer"), np.stack([res[c]["accuracy"] for c in conds])),
             "prob": (("condition", "layer"), np.stack([res[c]["prob"] for c in conds])),
+            "logprob": (("condition", "layer"), np.stack([res[c]["logprob"] for c in conds])),
             "base_accuracy": ("condition", np.array([res[c]["base_accuracy"] for c in conds])),
             "base_prob": ("condition", np.array([res[c]["base_prob"] for c in conds])),
+            "base_logprob": ("condition", np.array([res[c]["base_logprob"] for c in conds])),
         },
         coords={"condition": conds, "layer": layers},
         attrs={
             "clean_accuracy": float((clean_logits.argmax(-1) == ev.answer).double().mean()),
             "clean_prob": float(_prob(clean_logits[:, None], ev.answer, -1).mean()),
+            "clean_logprob": float(_logprob(clean_logits[:, None], ev.answer, -1).mean()),
             "heads": str(heads), "strength": float(strength), "n_layers": int(model.cfg.n_layers),
         },
     )

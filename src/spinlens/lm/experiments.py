@@ -249,7 +249,8 @@ def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str 
     * module level: the induction heads (score ≥ 0.3, else the top one) mean-ablated, and scaled by 2;
       effect: loss on the repeat of repeated random tokens (``repeat_loss``) and held-out loss;
     * neuron level (models with MLPs): the ``8`` MLP neurons of ``layer - 1`` whose activation best separates
-      the two position sets set to their class mean × strength;
+      the two position sets set to their class mean × strength; control (``neuron_random``): 8 random other
+      neurons of the same layer set to the same value;
     * token level: the held-out windows with their first half replaced by a copy of the second half's start
       (a repeated context), effect on the loss of the repeated part.
 
@@ -288,10 +289,16 @@ def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str 
             a = c2[nh].reshape(-1, c2[nh].shape[-1])
             diff = a[nxt].mean(0) - a[~nxt].mean(0)
             top = torch.argsort(-diff)[:8]
+            # control: 8 random neurons (not among the chosen ones) set to the same value
+            rest = np.setdiff1d(np.arange(a.shape[-1]), top.numpy())
+            rand = as_generator(spawn(seed, 1)[0]).choice(rest, size=min(8, len(rest)), replace=False)
             for s in strengths:
-                iv = SetNeurons(nh, [int(i) for i in top], value=float(a[nxt][:, top].mean()) * float(s)) if s else None
-                cp, loss = _class_prob(model, ev, mask, hook_fns([iv]) if iv else ())
-                rows.append((seed, "neuron", f"set 8 {token_class_name} neurons of {nh}", float(s), cp, loss, np.nan))
+                val = float(a[nxt][:, top].mean()) * float(s)
+                for lv, idx, what in (("neuron", top, f"set 8 {token_class_name} neurons of {nh}"),
+                                      ("neuron_random", rand, f"set 8 random neurons of {nh}")):
+                    iv = SetNeurons(nh, [int(i) for i in idx], value=val) if s else None
+                    cp, loss = _class_prob(model, ev, mask, hook_fns([iv]) if iv else ())
+                    rows.append((seed, lv, what, float(s), cp, loss, np.nan))
         toks = repeated_tokens(32, min(32, cfg.max_pos // 2), cfg.d_vocab, rng=g)
         ref = repeated_tokens(32, min(32, cfg.max_pos // 2), cfg.d_vocab, rng=g)
         for name, hks in (("none", []), ("ablate induction heads", ablation_hooks(model, ind_heads, mode="mean", reference=ref)),

@@ -104,7 +104,7 @@ def plot_lm_steering(ds):
     plt = _plt()
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
     level = np.asarray(ds["level"].values)
-    for lv, mk in (("activation", "o-"), ("neuron", "s--")):
+    for lv, mk in (("activation", "o-"), ("neuron", "s--"), ("neuron_random", "x:")):
         sel = level == lv
         if not sel.any():
             continue
@@ -179,5 +179,35 @@ def plot_lm_quantization(ds):
     ax.set(xlabel="average bits per weight (heads, MLPs)", ylabel="held-out perplexity", yscale="log",
            title=f"mixed precision vs uniform (group {ds.attrs['group_size']})")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig, ax
+
+
+# ------------------------------------------------------------------------------------------------ function vectors
+def plot_lm_function_vectors(ds):
+    """Function vectors on a natural-language task (`spinlens.lm.icl_tasks.text_fv_experiment`). Left: head
+    indirect effect, mean over seeds. Right: accuracy with the FV added before each layer (zero-shot and
+    shuffled prompts, mean ± std over seeds); dotted: the same prompts without the FV; dashed: few-shot ICL."""
+    plt = _plt()
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    ie = np.asarray(ds["indirect_effect"].values).mean(0)
+    im = ax[0].imshow(ie, cmap="RdBu_r", vmin=-np.abs(ie).max() or -1, vmax=np.abs(ie).max() or 1, aspect="auto")
+    fig.colorbar(im, ax=ax[0], label="Δ p(answer), mean over seeds")
+    ax[0].set(xlabel="head", ylabel="layer", title="indirect effect (shuffled → clean head mean)",
+              xticks=range(ie.shape[1]), yticks=range(ie.shape[0]))
+    layers = np.asarray(ds["layer"].values)
+    x = np.arange(len(layers))
+    sd = (lambda a: a.std(0, ddof=1)) if ds.sizes["seed"] > 1 else (lambda a: np.zeros(a.shape[1:]))
+    for i, c in enumerate(ds["condition"].values):
+        a = np.asarray(ds["accuracy"].sel(condition=c).values)
+        (line,) = ax[1].plot(x, a.mean(0), "o-", color=f"C{i}", label=f"{c} + FV")
+        ax[1].errorbar(x, a.mean(0), yerr=sd(a), fmt="none", ecolor=line.get_color(), capsize=0)
+        ax[1].axhline(float(ds["base_accuracy"].sel(condition=c).mean()), color=f"C{i}", ls=":", label=f"{c}, no FV")
+    ax[1].axhline(float(ds["clean_accuracy"].mean()), color="k", ls="--", label="few-shot (clean)")
+    nl = int(ds.attrs.get("n_layers", layers.max()))
+    ax[1].set_xticks(x, [f"before {L}" if L < nl else "after last" for L in layers])
+    ax[1].set(xlabel="where the FV is added (residual stream)", ylabel="accuracy (first answer token)",
+              ylim=(0, 1.02), title=f"task {ds.attrs.get('task')}: {ds.sizes['seed']} seeds")
+    ax[1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig, ax
