@@ -167,6 +167,15 @@ def test_text_fv_experiment_over_seeds(loaded, text):
     assert s["zero_shot_fv"][1]["gain"]["mean"] == pytest.approx(a.mean())
     assert s["zero_shot_fv"][1]["gain"]["sd"] == pytest.approx(a.std(ddof=1))
     assert (ds.accuracy.values >= 0).all() and (ds.accuracy.values <= 1).all()
+    # the no-mapping baseline recomputed: the fit half's most frequent answer token, scored on the eval half
+    g = np.random.default_rng(1)
+    words = IT.task_words(text, tok, "copy", n_words=40)
+    perm = g.permutation(len(words))
+    fit = IT.text_task_prompts(8, [words[i] for i in perm[:20]], tok, "copy", n_pairs=2, max_len=48, rng=g)
+    ev = IT.text_task_prompts(8, [words[i] for i in perm[20:]], tok, "copy", n_pairs=2, max_len=48, rng=g)
+    vals, counts = np.unique(fit.answer.numpy(), return_counts=True)
+    top = vals[counts == counts.max()].min()
+    assert float(ds.majority_accuracy.sel(seed=1)) == pytest.approx(np.mean(ev.answer.numpy() == top))
 
 
 def test_cli_interp_fv_language_model(tiny_lm, tmp_path, capsys):

@@ -76,6 +76,7 @@ def _run_fv(args: argparse.Namespace) -> int:
     if args.n_pairs is not None:
         check_int("n-pairs", args.n_pairs, low=1)
     check_int("top-k", args.top_k, low=1)
+    check_int("n-seeds", args.n_seeds, low=1, high=100)
     check_choice("corruption", args.corruption, ("shuffled", "other_task"))
     check_float("strength", args.strength)
     check_out_dir("out", args.out)
@@ -176,7 +177,8 @@ def _run_fv_lm(args: argparse.Namespace) -> int:
     else:
         f = lambda m: f"{m['mean']:.3f} ± {m['sd']:.3f}"  # noqa: E731
         rows = [("source", d["source"]), ("task", task), ("seeds", " ".join(map(str, d["seeds"]))),
-                ("heads (per seed)", " | ".join(d["heads"])), ("few-shot accuracy", f(d["few_shot_accuracy"]))]
+                ("heads (per seed)", " | ".join(d["heads"])), ("few-shot accuracy", f(d["few_shot_accuracy"])),
+                ("most frequent answer token (no-mapping baseline)", f(d["majority_accuracy"]))]
         for c in ("zero_shot", "shuffled"):
             rows.append((f"{c} accuracy (no FV)", f(d[f"{c}_accuracy"])))
             for L, e in d[f"{c}_fv"].items():

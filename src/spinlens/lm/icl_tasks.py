@@ -193,7 +193,8 @@ def text_fv_experiment(model, tokenizer, text: str, task: str, *, n_prompts: int
     Each seed splits the task's words (`task_words` of ``text``) into two disjoint halves: prompts of the first
     choose the heads (causal indirect effect, shuffled-label corruption) and build the FV; prompts of the second
     measure few-shot (``clean``), zero-shot and shuffled accuracy, and zero-shot / shuffled accuracy with the FV
-    added at each layer. Returns ``(dataset, results)``: an `xarray.Dataset` with dims ``seed``, ``condition``,
+    added at each layer. ``majority_accuracy``: always answering the most frequent answer token of the first
+    half's prompts (what knowing the answer *class*, e.g. "a capital letter", without the word gives). Returns ``(dataset, results)``: an `xarray.Dataset` with dims ``seed``, ``condition``,
     ``layer`` (where the FV is added), ``ie_layer``, ``head``, and the per-seed `FunctionVectorResult` list.
     """
     import xarray as xr
@@ -211,7 +212,7 @@ def text_fv_experiment(model, tokenizer, text: str, task: str, *, n_prompts: int
     if len(words) < 2 * (n_pairs + 1):
         raise InvalidParameterError(f"The text gives {len(words)} usable words for task {task!r}; need at least "
                                     f"2 * (n_pairs + 1) = {2 * (n_pairs + 1)} (two disjoint halves).")
-    results = []
+    results, majority = [], []
     n_ctx = model.cfg.max_pos
     model.eval()
     for s in seeds:
@@ -224,6 +225,10 @@ def text_fv_experiment(model, tokenizer, text: str, task: str, *, n_prompts: int
         with torch.no_grad():
             r = function_vector_on_prompts(model, fit, ev, top_k=top_k, layers=layers, strength=strength)
         results.append(r)
+        # no-mapping baseline: always answer the most frequent answer token of the fit prompts
+        vals, counts = np.unique(fit.answer.numpy(), return_counts=True)
+        top = int(vals[counts.argmax()])  # ties: the smallest token id
+        majority.append(float((ev.answer == top).double().mean()))
         if progress:
             e = r.evaluation
             print(f"  fv {task} seed {s}: clean {e.attrs['clean_accuracy']:.3f}, zero-shot "
@@ -241,6 +246,7 @@ def text_fv_experiment(model, tokenizer, text: str, task: str, *, n_prompts: int
             "base_logprob": (("seed", "condition"), stack("base_logprob")),
             "clean_accuracy": ("seed", attr("clean_accuracy")),
             "clean_logprob": ("seed", attr("clean_logprob")),
+            "majority_accuracy": ("seed", np.array(majority)),
             "indirect_effect": (("seed", "ie_layer", "head"), np.stack([r.indirect_effect.values for r in results])),
             "heads": ("seed", [" ".join(f"{L}.{h}" for L, h in r.heads) for r in results]),
         },
@@ -266,7 +272,8 @@ def summarise_fv(ds) -> dict:
     out = {"task": ds.attrs["task"], "seeds": [int(s) for s in ds.seed.values], "n_pairs": ds.attrs["n_pairs"],
            "n_words": ds.attrs["n_words"], "example_prompt": ds.attrs["example_prompt"],
            "heads": [str(h) for h in ds["heads"].values],
-           "few_shot_accuracy": ms(ds.clean_accuracy), "few_shot_logprob": ms(ds.clean_logprob)}
+           "few_shot_accuracy": ms(ds.clean_accuracy), "few_shot_logprob": ms(ds.clean_logprob),
+           "majority_accuracy": ms(ds.majority_accuracy)}
     for c in ds.condition.values:
         c = str(c)
         out[f"{c}_accuracy"] = ms(ds.base_accuracy.sel(condition=c))

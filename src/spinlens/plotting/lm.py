@@ -204,6 +204,9 @@ def plot_lm_function_vectors(ds):
         ax[1].errorbar(x, a.mean(0), yerr=sd(a), fmt="none", ecolor=line.get_color(), capsize=0)
         ax[1].axhline(float(ds["base_accuracy"].sel(condition=c).mean()), color=f"C{i}", ls=":", label=f"{c}, no FV")
     ax[1].axhline(float(ds["clean_accuracy"].mean()), color="k", ls="--", label="few-shot (clean)")
+    if "majority_accuracy" in ds:
+        ax[1].axhline(float(ds["majority_accuracy"].mean()), color="0.5", ls="-.", lw=0.8,
+                      label="most frequent answer token")
     nl = int(ds.attrs.get("n_layers", layers.max()))
     ax[1].set_xticks(x, [f"before {L}" if L < nl else "after last" for L in layers])
     ax[1].set(xlabel="where the FV is added (residual stream)", ylabel="accuracy (first answer token)",
