@@ -206,12 +206,12 @@ def test_cli_interp_fv_language_model(tiny_lm, tmp_path, capsys):
     assert "task" in capsys.readouterr().err
 
 
-def test_neuron_steering_with_random_control(text):
+def test_neuron_steering_with_random_control(text, tmp_path, capsys):
     from spinlens.lm.data import eval_windows
     from spinlens.lm.experiments import _class_prob, steering_experiment, token_class
     from spinlens.lm.tokenizer import encode
 
-    r = train_lm(text, LMConfig(**{**TINY, "variant": "mlp", "n_ctx": 16, "steps": 3}))
+    r = train_lm(text, LMConfig(**{**TINY, "variant": "mlp", "n_ctx": 16, "steps": 3}), out=tmp_path / "mlp")
     model, tok = r.model, r.tokenizer
     val = eval_windows(encode(tok, text[-20_000:]), 16, max_windows=24)
     ds = steering_experiment(model, tok, val, strengths=(0, 2), seeds=(0, 1), n_fit=8)
@@ -240,7 +240,19 @@ def test_neuron_steering_with_random_control(text):
         act[..., top] = val2
         return act
 
+    k = min(20, a.shape[0])
+    share = np.mean([nxt[np.argsort(-a[:, int(i)].numpy(), kind="stable")[:k]].float().mean() for i in top])
+    row0 = (lv == "neuron") & (ds.seed.values == 0)
+    np.testing.assert_allclose(ds.top_context_class_share.values[row0], share, rtol=1e-6)
+    assert np.isnan(ds.top_context_class_share.values[lv == "activation"]).all()
     cp, loss = _class_prob(model, ev, mask, [("blocks.0.mlp.hook_post", hook)])
     row = (lv == "neuron") & (ds.strength.values == 2) & (ds.seed.values == 0)
     assert float(ds.class_prob.values[row][0]) == pytest.approx(cp, rel=1e-6)
     assert float(ds.loss.values[row][0]) == pytest.approx(loss, rel=1e-6)
+    # the CLI summary of the neuron level
+    assert main(["steer", "--checkpoint", str(tmp_path / "mlp"), "--strengths", "0", "2", "--n-seeds", "2", "--json",
+                 "--no-progress"]) == 0
+    j = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("neuron_class_prob", "neuron_random_class_prob", "neuron_loss", "neuron_random_loss"):
+        assert [x["strength"] for x in j[key]] == [0.0, 2.0] and j[key][0]["n"] == 2
+    assert {x["level"] for x in j["neuron_top_context_class_share"]} == {"neuron", "neuron_random"}

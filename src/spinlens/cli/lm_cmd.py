@@ -233,6 +233,9 @@ def run_lm_edit(args, name) -> int:
                                                               ("strength",), "class_prob")
             summary["neuron_random_loss"] = E.summarise(ds.where(ds.level == "neuron_random", drop=True), ("strength",),
                                                         "loss")
+            summary["neuron_top_context_class_share"] = E.summarise(
+                ds.where(ds.level.isin(["neuron", "neuron_random"]) & (ds.strength == ds.strength.max()), drop=True),
+                ("level",), "top_context_class_share")
         stem = "steer_lm"
     elif name == "pinpoint":
         text = load_corpus(args.domain, max_chars=400_000)

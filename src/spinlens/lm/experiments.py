@@ -250,7 +250,8 @@ def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str 
       effect: loss on the repeat of repeated random tokens (``repeat_loss``) and held-out loss;
     * neuron level (models with MLPs): the ``8`` MLP neurons of ``layer - 1`` whose activation best separates
       the two position sets set to their class mean × strength; control (``neuron_random``): 8 random other
-      neurons of the same layer set to the same value;
+      neurons of the same layer set to the same value; ``top_context_class_share``: the share of each neuron's
+      20 top-activating fit positions whose next token is in the class (mean over the 8 neurons);
     * token level: the held-out windows with their first half replaced by a copy of the second half's start
       (a repeated context), effect on the loss of the repeated part.
 
@@ -268,6 +269,7 @@ def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str 
     rep = induction_report(model, n_seq=32, rng=0)
     ind_heads = rep.induction_heads(0.3) or [(rep.heads()[0]["layer"], rep.heads()[0]["head"])]
     rows = []
+    share_at = {}  # neuron rows: share of the neurons' top-activating positions whose next token is in the class
     n = len(val_windows)
     for seed in seeds:
         g = as_generator(seed)
@@ -292,10 +294,17 @@ def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str 
             # control: 8 random neurons (not among the chosen ones) set to the same value
             rest = np.setdiff1d(np.arange(a.shape[-1]), top.numpy())
             rand = as_generator(spawn(seed, 1)[0]).choice(rest, size=min(8, len(rest)), replace=False)
+            k_top = min(20, a.shape[0])  # share of each neuron's top-20 activating positions followed by the class
+
+            def top_share(idx):
+                return float(np.mean([float(nxt[torch.topk(a[:, int(i)], k_top).indices].float().mean()) for i in idx]))
+
+            shares = {"neuron": top_share(top), "neuron_random": top_share(rand)}
             for s in strengths:
                 val = float(a[nxt][:, top].mean()) * float(s)
                 for lv, idx, what in (("neuron", top, f"set 8 {token_class_name} neurons of {nh}"),
                                       ("neuron_random", rand, f"set 8 random neurons of {nh}")):
+                    share_at[len(rows)] = shares[lv]
                     iv = SetNeurons(nh, [int(i) for i in idx], value=val) if s else None
                     cp, loss = _class_prob(model, ev, mask, hook_fns([iv]) if iv else ())
                     rows.append((seed, lv, what, float(s), cp, loss, np.nan))
@@ -317,8 +326,11 @@ def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str 
         rows.append((seed, "token", "original text (second half)", np.nan, np.nan, l_orig, np.nan))
         rows.append((seed, "token", "first half repeated (second half)", np.nan, np.nan, l_rep, np.nan))
     seed, level, what, strength, cp, loss, rl = zip(*rows)
+    top_share = np.full(len(rows), np.nan)
+    top_share[list(share_at)] = list(share_at.values())
     return xr.Dataset({"strength": ("run", np.array(strength, dtype=float)), "class_prob": ("run", np.array(cp, dtype=float)),
-                       "loss": ("run", np.array(loss, dtype=float)), "repeat_loss": ("run", np.array(rl, dtype=float))},
+                       "loss": ("run", np.array(loss, dtype=float)), "repeat_loss": ("run", np.array(rl, dtype=float)),
+                       "top_context_class_share": ("run", top_share)},
                       coords={"run": np.arange(len(rows)), "seed": ("run", np.array(seed)), "level": ("run", list(level)),
                               "intervention": ("run", list(what))},
                       attrs={"token_class": token_class_name, "hook": hook,
