@@ -249,6 +249,17 @@ def test_neuron_steering_with_random_control(text, tmp_path, capsys):
     row = (lv == "neuron") & (ds.strength.values == 2) & (ds.seed.values == 0)
     assert float(ds.class_prob.values[row][0]) == pytest.approx(cp, rel=1e-6)
     assert float(ds.loss.values[row][0]) == pytest.approx(loss, rel=1e-6)
+    # a class that never follows a fit position: one clear error, not NaN vectors
+    empty = int(np.setdiff1d(np.arange(tok.get_vocab_size()), val.numpy().ravel())[0])  # a token no window holds
+    import spinlens.lm.experiments as E
+
+    real = E.token_class
+    try:
+        E.token_class = lambda t, name: np.arange(t.get_vocab_size()) == empty
+        with pytest.raises(InvalidParameterError, match="follows 0 of"):
+            steering_experiment(model, tok, val, strengths=(0,), seeds=(0,), n_fit=8)
+    finally:
+        E.token_class = real
     # the CLI summary of the neuron level
     assert main(["steer", "--checkpoint", str(tmp_path / "mlp"), "--strengths", "0", "2", "--n-seeds", "2", "--json",
                  "--no-progress"]) == 0

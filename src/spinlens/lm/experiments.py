@@ -279,6 +279,10 @@ def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str 
             _, cache = model.run_with_cache(fit[:, :-1], names_filter=[hook])
         act = cache[hook].reshape(-1, cfg.d_model)
         nxt = torch.as_tensor(mask)[fit[:, 1:].reshape(-1)]
+        if not 0 < int(nxt.sum()) < len(nxt):  # a difference of means needs both position sets (else NaN vectors)
+            raise InvalidParameterError(f"The token class {token_class_name!r} follows {int(nxt.sum())} of the "
+                                        f"{len(nxt)} positions of the fit windows of seed {seed}; it must follow some "
+                                        "but not all. Use another class or more held-out text.")
         vec = act[nxt].mean(0) - act[~nxt].mean(0)
         vec = vec / vec.norm() * act.norm(dim=-1).mean()  # unit direction × typical residual norm
         for s in strengths:
