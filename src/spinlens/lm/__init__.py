@@ -9,7 +9,9 @@
 * `spinlens.lm.induction`: induction / previous-token scores, repeated-token loss, ICL score, ablation hooks,
   K-composition path patching;
 * `spinlens.lm.analysis`: ``spinlens interp induction`` (ablation study, logit lens on text, unit snippets);
-* `spinlens.lm.experiments`: steering, pinpoint tuning, merging and quantization of a trained LM.
+* `spinlens.lm.experiments`: steering, pinpoint tuning, merging and quantization of a trained LM;
+* `spinlens.lm.icl_tasks`: natural-language in-context word tasks (copy, capitalise, lowercase) and function
+  vectors on them (``spinlens interp fv --checkpoint DIR --task T``).
 
 See ``docs/lm.md``.
 """
