@@ -43,13 +43,15 @@ def register_fv(isub) -> None:
                    "(default when no checkpoint is given)")
     g = q.add_argument_group("method")
     g.add_argument("--n-prompts", type=int, default=256, help="prompts for choosing heads, and again for evaluation (>= 8)")
-    g.add_argument("--n-pairs", type=int, default=None, help="demonstrations per prompt (default: the checkpoint's, or 3)")
+    g.add_argument("--n-pairs", type=int, default=None, help="demonstrations per prompt (default: the checkpoint's, or 3; "
+                   "a language model: 4)")
     g.add_argument("--top-k", type=int, default=3, help="heads summed into the FV (>= 1)")
     g.add_argument("--corruption", default="shuffled", help="base prompts for the indirect effect: shuffled | other_task")
     g.add_argument("--strength", type=float, default=1.0, help="multiplier of the added FV")
     g.add_argument("--seed", type=int, default=0, help="seed of the prompts")
     g = q.add_argument_group("language model (--checkpoint DIR from 'spinlens lm')")
-    g.add_argument("--task", default=None, help="natural-language task: copy | capitalise | lowercase (default copy)")
+    g.add_argument("--task", default=None, help="natural-language task: copy | capitalise | lowercase; a language model without "
+                   "--task runs copy")
     g.add_argument("--n-seeds", type=int, default=3, help="language model: seeds --seed, --seed+1, ... (1..100); each "
                    "splits the words into heads/FV words and evaluation words and draws the prompts")
     g = q.add_argument_group("output")
