@@ -65,6 +65,7 @@ FAST = [
     (r"--jobs 2\b", "--jobs 1"),
     (r"examples/icl_circuit_tokens.py (.*)$", r"examples/icl_circuit_tokens.py \1 --steps 30"),
     (r"^spinlens lm (.*)$", r"spinlens lm \1 --steps 10 --max-chars 20000 --vocab-size 300 --d-model 32 --n-ctx 32"),
+    (r"^spinlens interp fv --checkpoint (.*)$", r"spinlens interp fv --checkpoint \1 --n-pairs 2 --n-prompts 16 --n-seeds 1"),
 ]
 SKIP = ("source .venv/bin/activate", "pip install")  # the test environment has both (make test installs [hf])
 
