@@ -146,6 +146,8 @@ REGRESSION_ONLY = {
     "merge": ("d", "n_context", "tasks", "models", "method", "scale", "save"),
     "quantize": ("d", "n_context"),
 }
+# flags of both settings whose default differs: (language model, regression from the command's parser)
+LM_DEFAULTS = {"steer": {"strengths": [0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0]}}
 LM_ONLY = {"steer": ("token_class", "n_seeds"), "pinpoint": ("domain", "n_seeds"), "merge": ("domains", "n_seeds"),
            "quantize": ("n_seeds",)}
 
@@ -185,7 +187,13 @@ def attach_lm_edit(sub) -> None:
         defaults = {d: p.get_default(d) for d in (*REGRESSION_ONLY[name], "base_steps")}
         defaults.update(n_seeds=3, token_class="capitalised", domain="stdlib-code",
                         domains=["stdlib-code", "stdlib-comments"])
+        shared = LM_DEFAULTS.get(name, {})
+        reg_shared = {d: p.get_default(d) for d in shared}
         for a in p._actions:
+            if a.dest in shared:
+                a.default = argparse.SUPPRESS
+                a.help = (a.help or a.dest) + (f" (default: language model {_fmt(shared[a.dest])}; regression "
+                                               f"{_fmt(reg_shared[a.dest])})")
             if a.dest in (*REGRESSION_ONLY[name], "base_steps"):
                 # no default in the namespace: a flag is "given" when its attribute is there (the help shows defaults)
                 a.default = argparse.SUPPRESS
@@ -198,7 +206,7 @@ def attach_lm_edit(sub) -> None:
                 a.help = (f"training steps of the default base: the language model (default: 'spinlens lm' "
                           f"defaults) or the regression base (default {defaults['base_steps']})")
         inner = p.get_default("func")
-        p.set_defaults(func=_lm_or(inner, name, owned, defaults))
+        p.set_defaults(func=_lm_or(inner, name, owned, defaults, shared, reg_shared))
 
 
 _FLAGS: dict = {}  # (command, dest) -> its argparse action (the flag as the help spells it)
@@ -250,12 +258,15 @@ def resolve_setting(args, name) -> str:
     return setting
 
 
-def _lm_or(inner, name, owned, defaults):
+def _lm_or(inner, name, owned, defaults, shared=None, reg_shared=None):
     def func(args):
-        for d in ("setting", *REGRESSION_ONLY[name], *LM_ONLY[name], *defaults):
+        for d in ("setting", *REGRESSION_ONLY[name], *LM_ONLY[name], *defaults, *(shared or {})):
             if not hasattr(args, d):
                 setattr(args, d, None)
         setting = resolve_setting(args, name)
+        for d in shared or {}:
+            if getattr(args, d) is None:
+                setattr(args, d, list((shared if setting == "lm" else reg_shared)[d]))
         for d, v in defaults.items():
             if getattr(args, d, None) is None and d != "base_steps":
                 setattr(args, d, v)

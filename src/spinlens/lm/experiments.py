@@ -369,7 +369,7 @@ def _ms(v) -> dict:
 
 
 def _pm(d, fmt=".3f", scale=1.0) -> str:
-    return f"{d['mean'] * scale:{fmt}} ± {d['std'] * scale:{fmt}}"
+    return f"{d['mean'] * scale:{fmt}} ± {d['std'] * scale:{fmt.lstrip('+')}}"
 
 
 def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
@@ -452,7 +452,14 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
         if f"uniform_{ub}" in ppl:
             out["uniform_bits"], out["uniform"] = ub, ppl[f"uniform_{ub}"]
             parts.append(f"uniform {ub}-bit {_pm(out['uniform'], '.2f')}")
+        gs = g[g["scheme"] == f"guided_{B:g}"].groupby("seed")["perplexity"].mean()
+        for key, sch_ in (("random", f"random_{B:g}"), ("uniform", f"uniform_{ub}")):
+            if key in out:  # paired per seed (same calibration/test split): guided minus the baseline
+                other = g[g["scheme"] == sch_].groupby("seed")["perplexity"].mean()
+                out[f"guided_minus_{key}"] = _ms((gs - other.reindex(gs.index)).to_numpy())
+        paired = "".join(f"; guided − {k} per seed {_pm(out[f'guided_minus_{k}'], '+.2f')}"
+                         for k in ("uniform", "random") if f"guided_minus_{k}" in out)
         out["text"] = (f"quantize: held-out perplexity, " + " vs ".join(parts)
-                       + f" (full precision {out['fp_perplexity']:.2f}; n = {out['guided']['n']} seeds)")
+                       + f" (full precision {out['fp_perplexity']:.2f}; n = {out['guided']['n']} seeds{paired})")
         return out
     raise InvalidParameterError(f"The 'name' parameter must be steer, pinpoint, merge or quantize. Got {name!r}.")
