@@ -350,6 +350,9 @@ def _check_lm_args(args, name) -> None:
         if args.domains[0] == args.domains[1]:
             raise InvalidParameterError(f"The 'domains' parameter must name two different domains. Got {args.domains}.")
     if name == "quantize":
+        from spinlens.cli.edit_cmd import check_hf_only_flags
+
+        check_hf_only_flags(args, "language model")
         check_int("group_size", args.group_size, low=1, high=1 << 20)
         check_int("n_random", args.n_random, low=0)
         for b in args.bits + args.uniform_bits:
