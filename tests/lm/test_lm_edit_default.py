@@ -190,3 +190,11 @@ def test_head_importance_of_a_token_model_is_its_first_order_ablation():
         for h in range(2):
             fd = -(loss(L, h, 1 + eps) - loss(L, h, 1 - eps)) / (2 * eps)
             assert float(imp.sel(layer=L, head=h)) == pytest.approx(fd.mean(), rel=1e-6, abs=1e-9)
+
+
+def test_without_out_the_default_lm_is_trained_in_memory(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["steer", "--base-steps", "20", "--n-seeds", "1", "--strengths", "0", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "in memory" in out[0] and out[-1].startswith("steer: P(next token capitalised)")
+    assert not any(tmp_path.iterdir())  # nothing written

@@ -431,10 +431,12 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
         shares = {k: {a: _ms(g[g["method"] == k][f"recovered_{a}"]), b: _ms(g[g["method"] == k][f"recovered_{b}"])}
                   for k in merges}
         best = max(merges, key=lambda k: min(shares[k][a]["mean"], shares[k][b]["mean"]))
-        out = {"domains": [a, b], "share_kept": shares, "best": best}
+        out = {"domains": [a, b], "share_kept": shares, "best": best,
+               "keeps_half_of_both": bool(min(shares[best][a]["mean"], shares[best][b]["mean"]) >= 0.5)}
         out["text"] = (f"merge: share of each domain's fine-tuning gain kept ({a} / {b}): "
                        + ", ".join(f"{k} {shares[k][a]['mean']:.0%} / {shares[k][b]['mean']:.0%}" for k in merges)
-                       + f"; best {best}: {_pm(shares[best][a], '.0f', 100)} % / {_pm(shares[best][b], '.0f', 100)} %")
+                       + f"; best {best}: {_pm(shares[best][a], '.0f', 100)} % / {_pm(shares[best][b], '.0f', 100)} %"
+                       + ("" if out["keeps_half_of_both"] else "; no merge keeps half of both domains' gains"))
         return out
     if name == "quantize":
         sch = list(dict.fromkeys(g["scheme"]))
@@ -457,9 +459,15 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
             if key in out:  # paired per seed (same calibration/test split): guided minus the baseline
                 other = g[g["scheme"] == sch_].groupby("seed")["perplexity"].mean()
                 out[f"guided_minus_{key}"] = _ms((gs - other.reindex(gs.index)).to_numpy())
+        diffs = [out[f"guided_minus_{k}"] for k in ("uniform", "random") if f"guided_minus_{k}" in out]
+        out["beats_baselines"] = bool(diffs) and all(
+            np.all((gs - g[g["scheme"] == sch_].groupby("seed")["perplexity"].mean().reindex(gs.index)).to_numpy() < 0)
+            for k, sch_ in (("uniform", f"uniform_{ub}"), ("random", f"random_{B:g}")) if f"guided_minus_{k}" in out)
         paired = "".join(f"; guided − {k} per seed {_pm(out[f'guided_minus_{k}'], '+.2f')}"
                          for k in ("uniform", "random") if f"guided_minus_{k}" in out)
         out["text"] = (f"quantize: held-out perplexity, " + " vs ".join(parts)
-                       + f" (full precision {out['fp_perplexity']:.2f}; n = {out['guided']['n']} seeds{paired})")
+                       + f" (full precision {out['fp_perplexity']:.2f}; n = {out['guided']['n']} seeds{paired})"
+                       + ("; guided is lower on every seed" if out["beats_baselines"] else
+                          "; guided is NOT lower on every seed" if diffs else ""))
         return out
     raise InvalidParameterError(f"The 'name' parameter must be steer, pinpoint, merge or quantize. Got {name!r}.")
