@@ -147,7 +147,10 @@ REGRESSION_ONLY = {
     "quantize": ("d", "n_context"),
 }
 # flags of both settings whose default differs: (language model, regression from the command's parser)
-LM_DEFAULTS = {"steer": {"strengths": [0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0]}}
+# (fine-tuning on text: 100 Adam steps at lr 1e-3, the defaults of `spinlens.lm.experiments.finetune`, keep the
+# fine-tunes close to the base, where task vectors add up; docs/lm.md has 300 steps at 3e-3 too)
+LM_DEFAULTS = {"steer": {"strengths": [0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0]},
+               "pinpoint": {"steps": 100, "lr": 1e-3}, "merge": {"steps": 100, "lr": 1e-3}}
 LM_ONLY = {"steer": ("token_class", "n_seeds"), "pinpoint": ("domain", "n_seeds"), "merge": ("domains", "n_seeds"),
            "quantize": ("n_seeds",)}
 
