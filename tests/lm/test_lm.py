@@ -164,8 +164,11 @@ def test_cli_lm_and_induction(tmp_path, small_text, capsys):
     args = ["lm", "--corpus", str(corpus), "--vocab-size", "300", "--n-ctx", "16", "--d-model", "16", "--n-heads", "2",
             "--steps", "8", "--batch-size", "4", "--eval-every", "4", "--n-checkpoints", "2", "--out", str(out), "--json"]
     assert main(args) == 0
-    s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    cap = capsys.readouterr()
+    s = json.loads(cap.out.strip().splitlines()[-1])
     assert s["n_checkpoints"] >= 1 and s["train_seconds"] > 0
+    assert s["induction_head_formed"] is False and s["phase_change_step"] is None  # 8 steps: no induction head
+    assert "no induction head formed" in cap.err
     for f in ("model.safetensors", "config.json", "tokenizer.json", "heldout_tokens.npy", "curves.csv", "curves.png",
               "curves.pdf", "induction_curve.csv", "induction_curve.png", "induction_curve.pdf", "run.json"):
         assert (out / f).exists(), f
@@ -246,7 +249,8 @@ def test_defaults_grow_induction_heads(tmp_path, capsys):
     out = tmp_path / "lm"
     assert main(["lm", "--out", str(out), "--no-progress", "--json"]) == 0
     s = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert s["top_head"]["induction_score"] > 0.15 and s["top_head"]["layer"] >= 1  # measured 0.24 (seed 0)
+    assert s["top_head"]["induction_score"] > 0.15 and s["top_head"]["layer"] >= 1  # 0.21-0.33 over 12 seed/corpus runs
+    assert s["induction_head_formed"] and s["phase_change_step"] <= 4000  # formed by step 1000-3000 in those runs
     assert s["repeated_loss"]["first"] - s["repeated_loss"]["repeat"] > 1.0
     assert s["icl_score"] < 0
     import csv
@@ -259,3 +263,32 @@ def test_defaults_grow_induction_heads(tmp_path, capsys):
     ab = j["ablation"]
     assert ab["repeat_advantage"] < 0.5 * ab["repeat_advantage_before"]
     assert j["k_composition"]["k"]["score"] > max(j["k_composition"]["q"]["score"], j["k_composition"]["v"]["score"])
+
+
+# ------------------------------------------------------------------------------------------------ formation verdict
+def test_uniform_baseline_is_what_a_uniform_head_scores():
+    """A model with zero query/key weights attends uniformly to every earlier position: its heads' induction score
+    must equal `uniform_induction_baseline` (a closed form against a forward pass)."""
+    from spinlens.models.transformer import Transformer
+
+    model = Transformer(LMConfig(**TINY).transformer_config(300), rng=0)
+    with torch.no_grad():
+        for blk in model.blocks:
+            for name in ("W_Q", "W_K", "b_Q", "b_K"):
+                getattr(blk.attn, name).zero_()
+    for half in (3, 8):
+        toks = ind.repeated_tokens(4, half, 300, rng=1)
+        scores, _ = ind.head_scores(model, toks)
+        np.testing.assert_allclose(scores, ind.uniform_induction_baseline(half), rtol=1e-5)
+    assert ind.uniform_induction_baseline(1) == 0.5  # one query position (i = 1) sees 2 positions
+    with pytest.raises(InvalidParameterError, match="half"):
+        ind.uniform_induction_baseline(0)
+
+
+def test_induction_formed_needs_score_and_advantage():
+    assert ind.induction_formed(0.25, {"first": 13.5, "repeat": 11.0})
+    assert not ind.induction_formed(0.05, {"first": 13.5, "repeat": 11.0})  # weak head
+    assert not ind.induction_formed(0.25, {"first": 13.5, "repeat": 12.9})  # no repeat advantage
+    assert ind.induction_formed(ind.FORMED_SCORE, {"first": 1.0 + ind.FORMED_ADVANTAGE, "repeat": 1.0})
+    rep = ind.induction_report(planted_induction_model(), n_seq=8, half=8)  # a hand-built induction circuit
+    assert rep.formed and rep.to_dict()["induction_head_formed"] is True

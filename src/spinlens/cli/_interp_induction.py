@@ -9,7 +9,7 @@ from spinlens.errors import check_float, check_int
 
 def induction_command(args) -> dict:
     """Induction scores, ablation, K-composition and the text analysis of one LM folder; writes ``--out`` files."""
-    from spinlens.lm.analysis import ablation_study, heldout_windows, write_analysis
+    from spinlens.lm.analysis import ICL_WINDOWS, ablation_study, heldout_windows, write_analysis
     from spinlens.lm.induction import induction_report, k_composition
     from spinlens.lm.train import load_lm
 
@@ -27,14 +27,15 @@ def induction_command(args) -> dict:
     half = args.half if args.half is not None else max(2, min(64, cfg.max_pos // 2))
     check_int("half", half, low=2, high=cfg.max_pos // 2)
     val = heldout_windows(model, tok, args.checkpoint, text_file=args.text)
-    rep = induction_report(model, val_windows=val, n_seq=args.n_seq, half=half, rng=args.seed)
+    icl_val = heldout_windows(model, tok, args.checkpoint, text_file=args.text, max_windows=ICL_WINDOWS)
+    rep = induction_report(model, val_windows=icl_val, n_seq=args.n_seq, half=half, rng=args.seed)
     summary = rep.to_dict()
     summary["checkpoint"] = str(args.checkpoint)
     summary["step"] = meta.get("step")
     heads = rep.induction_heads(args.threshold) or [(rep.heads()[0]["layer"], rep.heads()[0]["head"])]
     if not args.no_ablation:
         prev = [(r["layer"], r["head"]) for r in rep.heads() if r["prev_token_score"] >= args.threshold]
-        summary["ablation"] = ablation_study(model, heads, n_seq=args.n_seq, half=half, val=val, exclude=prev,
+        summary["ablation"] = ablation_study(model, heads, n_seq=args.n_seq, half=half, val=icl_val, exclude=prev,
                                              rng=args.seed)
     if not args.no_path and cfg.n_layers >= 2:
         top = [h for h in rep.heads() if h["layer"] >= 1][0]

@@ -151,6 +151,8 @@ def _run_induction(args) -> int:
                   f"prev_token_score {r['prev_token_score']:.3f}")
         rl = summary["repeated_loss"]
         print(f"  repeated_loss first {rl['first']:.3f}, repeat {rl['repeat']:.3f} (nats)")
+        print(f"  induction head formed: {'yes' if summary['induction_head_formed'] else 'no'} (top score >= 0.1, uniform "
+              f"attention gives {summary['uniform_baseline']:.3f}; repeat advantage >= 1 nat)")
         if summary.get("icl_score") is not None:
             print(f"  icl_score {summary['icl_score']:+.3f} (late minus early held-out loss; negative: uses context)")
         if "ablation" in summary:

@@ -7,6 +7,8 @@ perplexity curves (PNG, PDF, CSV), the induction scores over the checkpoints (th
 
 from __future__ import annotations
 
+import sys
+
 from ._common import add_command
 
 EXAMPLES = """  spinlens lm --out runs/lm                               # stdlib docs, attention-only, 2 layers (a few CPU minutes)
@@ -94,6 +96,13 @@ def _run(args) -> int:
 
     io.write_run_json(out, io.run_record("lm", args=args, seed=cfg.seed, device=args.device, config=cfg.to_dict(),
                                          summary=summary))
+    if not summary["induction_head_formed"]:
+        from spinlens.lm.induction import FORMED_ADVANTAGE, FORMED_SCORE
+
+        rl = summary["repeated_loss"]
+        print(f"warning: no induction head formed (top induction score {summary['top_head']['induction_score']:.3f}, "
+              f"needs >= {FORMED_SCORE}; repeat advantage {rl['first'] - rl['repeat']:.2f} nats, needs >= "
+              f"{FORMED_ADVANTAGE}): train longer (--steps) or try another --seed", file=sys.stderr)
     if args.json:
         print_json(summary)
     else:
@@ -105,6 +114,9 @@ def _run(args) -> int:
         print(f"  top induction head {h['layer']}.{h['head']}: induction score {h['induction_score']:.3f}, repeated loss "
               f"first {summary['repeated_loss']['first']:.2f} / repeat {summary['repeated_loss']['repeat']:.2f}, "
               f"icl_score {summary['icl_score']:+.3f}")
+        if summary["phase_change_step"] is not None:
+            print(f"  induction head formed by step {summary['phase_change_step']} (first checkpoint with induction "
+                  "score >= 0.1 and repeat advantage >= 1 nat)")
         print(f"  wrote {out}/ (model, tokenizer.json, checkpoints/, curves.csv/png/pdf, induction_curve.csv/png/pdf)")
     return 0
 
@@ -121,10 +133,15 @@ def write_study_files(out, res, cfg, *, device="cpu") -> dict:
     write_csv(out / "induction_curve.csv", curve)
     save_figure(plot_phase_change(curve)[0], out, "induction_curve", bbox_inches="tight", dpi=150)
     top = final.heads()[0]
+    from spinlens.lm.induction import induction_formed
+
+    formed_at = [r["step"] for r in curve if induction_formed(r["max_induction_score"], {
+        "first": r["repeated_loss_first"], "repeat": r["repeated_loss_repeat"]})]
     return {"corpus": res.metadata["corpus"], "n_train_tokens": res.n_train_tokens, "n_val_tokens": res.n_val_tokens,
             "n_params": int(res.model.n_params()), "train_seconds": res.seconds,
             "val_loss": res.history[-1]["val_loss"], "val_ppl": res.history[-1]["val_ppl"],
             "top_head": top, "repeated_loss": final.repeated_loss, "icl_score": final.icl["icl_score"],
+            "induction_head_formed": final.formed, "phase_change_step": formed_at[0] if formed_at else None,
             "n_checkpoints": len(res.checkpoints)}
 
 

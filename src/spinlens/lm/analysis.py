@@ -12,6 +12,8 @@ import torch
 from spinlens.errors import InvalidParameterError
 from spinlens.random import as_generator
 
+ICL_WINDOWS = 1024  # held-out windows for `icl_score`: its early/late positions are few per window, so use many
+
 
 def heldout_windows(model, tokenizer, folder, *, text_file=None, max_windows: int = 64):
     """Held-out windows ``(n, n_ctx + 1)``: from ``text_file`` (tokenized) or the split saved with the model."""

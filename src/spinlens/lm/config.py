@@ -32,8 +32,8 @@ class LMConfig:
     repeat_fraction : float
         Share of the training windows in which a random span of the window's own text is repeated right after
         itself (real text shown twice, at a random lag; `repeat_spans`). The repeats reward copying from the
-        context: with 1 (the default) an induction head forms between steps 800 and 1500; with 0 (plain text
-        only) none had formed after 4000 steps of a d_model-64 model, and with 0.5 the induction score stayed
+        context: with 1 (the default) an induction head formed between steps 1000 and 3000 in 12 of 12
+        seed/corpus runs; with 0 (plain text only) none had formed after 4000 steps of a d_model-64 model, and with 0.5 the induction score stayed
         below 0.02 after 5000 steps (docs/lm.md).
     pos_init : {"sinusoidal", "random"}
         Initial value of the learned positional embedding: sinusoids (offsets such as "the previous position"

@@ -31,6 +31,7 @@ def checkpoint_curve(folder, *, device: str = "cpu", n_seq: int = 32, seed: int 
     Returns ``(rows, final_report)``: one row per checkpoint (the final model last) and the final model's
     `InductionReport`.
     """
+    from spinlens.lm.analysis import ICL_WINDOWS
     from spinlens.lm.data import eval_windows
     from spinlens.lm.induction import induction_report
     from spinlens.lm.train import list_checkpoints, load_heldout, load_lm
@@ -41,7 +42,7 @@ def checkpoint_curve(folder, *, device: str = "cpu", n_seq: int = 32, seed: int 
     items = list_checkpoints(folder) + [(None, folder)]
     for step, d in items:
         model, _, meta = load_lm(d, device=device)
-        val = eval_windows(heldout, model.cfg.max_pos, max_windows=32) if heldout is not None else None
+        val = eval_windows(heldout, model.cfg.max_pos, max_windows=ICL_WINDOWS) if heldout is not None else None
         rep = induction_report(model, val_windows=val, n_seq=n_seq, rng=seed)
         ind, prev = rep.induction, rep.prev_token
         L, H = np.unravel_index(np.argmax(ind), ind.shape)
