@@ -286,7 +286,8 @@ def _lm_or(inner, name, owned, defaults, shared=None, reg_shared=None):
         setting = resolve_setting(args, name)
         for d in shared or {}:
             if getattr(args, d) is None:
-                setattr(args, d, list((shared if setting == "lm" else reg_shared)[d]))
+                v = (shared if setting == "lm" else reg_shared)[d]
+                setattr(args, d, list(v) if isinstance(v, (list, tuple)) else v)
         for d, v in defaults.items():
             if getattr(args, d, None) is None and d != "base_steps":
                 setattr(args, d, v)

@@ -71,7 +71,7 @@ def _heads_by_induction(model, k: int, *, rng=0):
 # ------------------------------------------------------------------------------------------------ pinpoint
 
 
-def heads_by_importance(model, train_ids, k: int, *, n_windows: int = 32, rng=None):
+def heads_by_importance(model, train_ids, k: int, *, n_windows: int = 128, rng=None):
     """The ``k`` heads whose output matters most for the loss on ``train_ids`` (a text domain's training split):
     gradient × activation of the next-token loss per head (`spinlens.edit.importance.attribution_importance`,
     mean |first-order loss change on zero-ablating the head| over ``n_windows`` random windows).
