@@ -36,7 +36,9 @@ def runs(tmp_path_factory):
     res = {}
     for name, extra in (("pinpoint", ["--k", "1", "--steps", "2", "--n-random", "2"]),
                         ("quantize", ["--budgets", "3.4", "--uniform-bits", "3", "--bits", "2", "3", "4",
-                                      "--n-random", "1"])):
+                                      "--n-random", "1"]),
+                        ("merge", ["--steps", "3"]),
+                        ("steer", ["--strengths", "0", "0.3", "1"])):
         buf = io.StringIO()
         t_before = (out / "base" / "model.safetensors").stat().st_mtime_ns if (out / "base").exists() else None
         with contextlib.redirect_stdout(buf):
@@ -61,7 +63,7 @@ def test_default_trains_the_default_lm_and_caches_it(runs):
     # the second command found the cache and did not retrain
     assert res["quantize_mtime_before"] == (out / "base" / "model.safetensors").stat().st_mtime_ns
     run = json.loads((out / "run.json").read_text())
-    assert run["summary"]["headline"]["text"] == res["quantize"]["headline"]["text"]
+    assert run["summary"]["headline"]["text"] == res["steer"]["headline"]["text"]  # the last command run there
 
 
 def test_pinpoint_headline_from_the_written_dataset(runs):
@@ -198,3 +200,26 @@ def test_without_out_the_default_lm_is_trained_in_memory(tmp_path, monkeypatch, 
     out = capsys.readouterr().out.strip().splitlines()
     assert "in memory" in out[0] and out[-1].startswith("steer: P(next token capitalised)")
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_merge_and_steer_headlines_from_the_written_datasets(runs):
+    out, res = runs
+    rows = _rows(out / "merge_lm.csv")
+    base = next(r for r in rows if r["method"] == "base")
+    ft = {(r["seed"], r["method"]): r for r in rows if r["method"].startswith("finetune_")}
+    h = res["merge"]["headline"]
+    a, b = h["domains"]
+    for m in ("task_arithmetic_0.5", "ties"):
+        for dom, ftm in ((a, f"finetune_{a}"), (b, f"finetune_{b}")):
+            share = [(float(base[f"loss_{dom}"]) - float(r[f"loss_{dom}"]))
+                     / (float(base[f"loss_{dom}"]) - float(ft[(r["seed"], ftm)][f"loss_{dom}"]))
+                     for r in rows if r["method"] == m]
+            assert h["share_kept"][m][dom]["mean"] == pytest.approx(statistics.mean(share), rel=1e-6, abs=1e-9)
+    assert h["best"] in h["share_kept"] and isinstance(h["beats_single_fine_tunes"], bool)
+    rows = [r for r in _rows(out / "steer_lm.csv") if r["level"] == "activation"]
+    h = res["steer"]["headline"]
+    loss = {s: statistics.mean(float(r["loss"]) for r in rows if float(r["strength"]) == s) for s in (0.0, 0.3, 1.0)}
+    ok = [s for s in (0.3, 1.0) if loss[s] - loss[0.0] <= 0.5]
+    assert h["strength"] == (max(ok) if ok else 0.3)
+    cp = [float(r["class_prob"]) for r in rows if float(r["strength"]) == h["strength"]]
+    assert h["class_prob"]["mean"] == pytest.approx(statistics.mean(cp), rel=1e-9)

@@ -167,7 +167,8 @@ REGRESSION_ONLY = {
 # (fine-tuning on text: 100 Adam steps at lr 1e-3, the defaults of `spinlens.lm.experiments.finetune`, keep the
 # fine-tunes close to the base, where task vectors add up; docs/lm.md has 300 steps at 3e-3 too)
 LM_DEFAULTS = {"steer": {"strengths": [0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0]},
-               "pinpoint": {"steps": 100, "lr": 1e-3}, "merge": {"steps": 100, "lr": 1e-3}}
+               "pinpoint": {"steps": 100, "lr": 1e-3, "k": 1}, "merge": {"steps": 100, "lr": 1e-3}}
+# pinpoint k = 1 of the 8 heads of the default model (2 heads are a quarter of them; docs/lm.md has both)
 LM_ONLY = {"steer": ("token_class", "n_seeds"), "pinpoint": ("domain", "n_seeds"), "merge": ("domains", "n_seeds"),
            "quantize": ("n_seeds",)}
 

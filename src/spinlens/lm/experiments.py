@@ -431,11 +431,19 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
         shares = {k: {a: _ms(g[g["method"] == k][f"recovered_{a}"]), b: _ms(g[g["method"] == k][f"recovered_{b}"])}
                   for k in merges}
         best = max(merges, key=lambda k: min(shares[k][a]["mean"], shares[k][b]["mean"]))
-        out = {"domains": [a, b], "share_kept": shares, "best": best,
-               "keeps_half_of_both": bool(min(shares[best][a]["mean"], shares[best][b]["mean"]) >= 0.5)}
+        single = {k: {a: _ms(g[g["method"] == k][f"recovered_{a}"]), b: _ms(g[g["method"] == k][f"recovered_{b}"])}
+                  for k in dict.fromkeys(g["method"]) if k.startswith("finetune_")}
+        worst = {k: min(v[a]["mean"], v[b]["mean"]) for k, v in single.items()}
+        out = {"domains": [a, b], "share_kept": shares, "fine_tunes": single, "best": best,
+               "keeps_half_of_both": bool(min(shares[best][a]["mean"], shares[best][b]["mean"]) >= 0.5),
+               # the control: one fine-tune alone keeps all of its own gain and loses on the other domain
+               "beats_single_fine_tunes": bool(min(shares[best][a]["mean"], shares[best][b]["mean"])
+                                               > max(worst.values(), default=np.inf))}
         out["text"] = (f"merge: share of each domain's fine-tuning gain kept ({a} / {b}): "
                        + ", ".join(f"{k} {shares[k][a]['mean']:.0%} / {shares[k][b]['mean']:.0%}" for k in merges)
-                       + f"; best {best}: {_pm(shares[best][a], '.0f', 100)} % / {_pm(shares[best][b], '.0f', 100)} %"
+                       + f"; best {best}: {_pm(shares[best][a], '.0f', 100)} % / {_pm(shares[best][b], '.0f', 100)} % "
+                       + "(one fine-tune alone: " + ", ".join(f"{k} {v[a]['mean']:.0%} / {v[b]['mean']:.0%}"
+                                                              for k, v in single.items()) + ")"
                        + ("" if out["keeps_half_of_both"] else "; no merge keeps half of both domains' gains"))
         return out
     if name == "quantize":
