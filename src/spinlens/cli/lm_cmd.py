@@ -153,8 +153,8 @@ LM_EDIT_EXAMPLES = {
     "quantize": "  spinlens quantize --checkpoint runs/lm --budgets 3 3.4 4 --out quant-lm\n",
 }
 SETTING_HELP = ("lm (default): a small language model on text, the default one of 'spinlens lm' trained here (cached in "
-                "OUT/base) unless --checkpoint gives one; regression: the ICL-regression transformer (flags --d, "
-                "--n-context, --target, --tasks, --spec, ...). A --checkpoint folder decides by what it holds")
+                "OUT/base) unless --checkpoint gives one; regression: the ICL-regression transformer (flags --D, "
+                "--N, --target, --tasks, --spec, ...). A --checkpoint folder decides by what it holds")
 # flags of the regression setting only (argparse dest), per command; given with the language-model setting they
 # are refused with a one-line error that names '--setting regression'
 REGRESSION_ONLY = {
