@@ -448,6 +448,8 @@ def _quantize(args):
         raise InvalidParameterError(f"The 'bits' parameter must not repeat values. Got {args.bits}.")
     if args.model and Path(args.model).is_dir():
         return _quantize_hf(args, budgets)
+    from spinlens.cli._common import check_hf_only_flags
+
     check_hf_only_flags(args)
     if args.granularity == "linear":
         raise InvalidParameterError("The 'granularity' parameter 'linear' is for Hugging Face models; use head, module or layer.")
@@ -471,20 +473,6 @@ def _quantize(args):
     else:
         print(df.to_string(float_format=lambda x: f"{x:.4g}"))
     return 0
-
-
-def check_hf_only_flags(args, model="regression transformer") -> None:
-    """``quantize`` without ``--model``: the options for Hugging Face models are refused (one line)."""
-    from spinlens.errors import InvalidParameterError
-
-    hf_only = [flag for flag, given in (("--crosscheck", args.crosscheck), ("--save", args.save),
-                                         ("--calib-text", args.calib_text), ("--calib-tokens", args.calib_tokens),
-                                         ("--importance", args.importance != "measured"),
-                                         ("--metric", args.metric != "kl"), ("--n-seq", args.n_seq != 8),
-                                         ("--seq-len", args.seq_len != 32)) if given]
-    if hf_only:
-        raise InvalidParameterError(f"The '{hf_only[0]}' option needs '--model DIR', a Hugging Face model directory; "
-                                    f"without it spinlens quantizes its own {model} and would ignore it.")
 
 
 def _calib_tokens(args, model, rng):

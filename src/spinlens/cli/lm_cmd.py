@@ -372,7 +372,7 @@ def _check_lm_args(args, name) -> None:
         if args.domains[0] == args.domains[1]:
             raise InvalidParameterError(f"The 'domains' parameter must name two different domains. Got {args.domains}.")
     if name == "quantize":
-        from spinlens.cli.edit_cmd import check_hf_only_flags
+        from spinlens.cli._common import check_hf_only_flags
 
         check_hf_only_flags(args, "language model")
         check_int("group_size", args.group_size, low=1, high=1 << 20)

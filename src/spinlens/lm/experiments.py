@@ -473,7 +473,7 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
             for k, sch_ in (("uniform", f"uniform_{ub}"), ("random", f"random_{B:g}")) if f"guided_minus_{k}" in out)
         paired = "".join(f"; guided − {k} per seed {_pm(out[f'guided_minus_{k}'], '+.2f')}"
                          for k in ("uniform", "random") if f"guided_minus_{k}" in out)
-        out["text"] = (f"quantize: held-out perplexity, " + " vs ".join(parts)
+        out["text"] = ("quantize: held-out perplexity, " + " vs ".join(parts)
                        + f" (full precision {out['fp_perplexity']:.2f}; n = {out['guided']['n']} seeds{paired})"
                        + ("; guided is lower on every seed" if out["beats_baselines"] else
                           "; guided is NOT lower on every seed" if diffs else ""))
