@@ -9,7 +9,7 @@ from spinlens.cli.main import main
 # every figure saved by these tests is checked (labels, colourbars, legends): tests/conftest.py
 pytestmark = pytest.mark.usefixtures("audit_figures")
 
-SMALL = ["--d", "3", "--n-context", "5", "--base-steps", "5", "--no-progress"]
+SMALL = ["--setting", "regression", "--d", "3", "--n-context", "5", "--base-steps", "5", "--no-progress"]
 
 
 def test_steer_experiment_and_spec(tmp_path, capsys):

@@ -232,7 +232,7 @@ def test_edit_commands_on_lm(tiny_run, tmp_path, small_text, capsys):
     assert ab["uniform_4"] == 4.0 and ab["guided_3.4"] <= 3.4 + 1e-9
     assert main(["pinpoint", *common, "--domain", str(tmp_path / "a.txt"), "--steps", "2", "--n-random", "1"]) == 0
     p = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert {r["method"] for r in p["target_gain"]} == {"before", "induction_heads", "random_heads", "full"}
+    assert {r["method"] for r in p["target_gain"]} == {"before", "importance_heads", "induction_heads", "random_heads", "full"}
     assert main(["merge", *common, "--domains", str(tmp_path / "a.txt"), str(tmp_path / "b.txt"), "--steps", "2"]) == 0
     m = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {r["method"] for r in m["loss_general"]} >= {"base", "finetune_a", "ties"}

@@ -1,9 +1,11 @@
 """``spinlens steer | pinpoint | merge | quantize``: act on what interpretability found.
 
-Every command works on a small GPT-2-style ICL-regression transformer: ``--checkpoint DIR`` (a spinlens
-model folder, e.g. written by ``spinlens zoo train --arch tf --out DIR`` or
-`spinlens.models.checkpoint.save_model`) or, by default, a base trained here in a few seconds and cached
-in the folder ``OUT/base``. ``quantize --model DIR`` takes a Hugging Face causal LM. Heavy imports happen
+Two settings (``--setting``, `spinlens.cli.lm_cmd.attach_lm_edit`): ``lm`` (the default) runs the
+language-model experiments of `spinlens.lm.experiments` on held-out text; ``regression`` (this module) works
+on a small GPT-2-style ICL-regression transformer: ``--checkpoint DIR`` (a spinlens model folder, e.g.
+written by ``spinlens zoo train --arch tf --out DIR`` or `spinlens.models.checkpoint.save_model`) or a base
+trained here in a few seconds and cached in the folder ``OUT/base``. A ``--checkpoint`` folder decides the
+setting by what it holds. ``quantize --model DIR`` takes a Hugging Face causal LM. Heavy imports happen
 inside the command functions.
 """
 
@@ -13,8 +15,9 @@ import argparse
 
 from spinlens.cli._common import add_command
 
-STEER_EXAMPLES = """  spinlens steer --out steer-out                      # function/task vectors: recovery vs strength and layer
-  spinlens steer --spec spec.yaml --out steer-spec --json   # apply a spec file of interventions
+STEER_EXAMPLES = """  spinlens steer --out steer-out                      # default LM (trained once, cached in steer-out/base): steering on held-out text
+  spinlens steer --setting regression --out steer-reg # ICL-regression transformer: function/task vectors
+  spinlens steer --setting regression --spec spec.yaml --out steer-spec --json   # apply a spec file of interventions
   # spec.yaml:
   #   interventions:
   #     - {type: add, hook: blocks.1.hook_resid_pre, vector: v.npy, strength: 2.0, positions: -1}
@@ -22,18 +25,21 @@ STEER_EXAMPLES = """  spinlens steer --out steer-out                      # func
   #     - {type: neurons, hook: blocks.0.mlp.hook_post, neurons: [3, 7], scale: 0}
   #     - {type: tokens, op: shuffle_labels}
 """
-PINPOINT_EXAMPLES = """  spinlens pinpoint --out pin-out                     # top-2 heads vs random vs bottom vs full fine-tuning
-  spinlens pinpoint --target noisy --k 1 --importance attribution --steps 200 --out pin-noisy
-  spinlens pinpoint --importance-file scores.nc --out pin-custom   # DataArray (layer, head) from patching
+PINPOINT_EXAMPLES = """  spinlens pinpoint --out pin-out                     # default LM: 2 heads chosen by importance on stdlib-code vs induction / random heads vs full
+  spinlens pinpoint --setting regression --out pin-reg  # regression: top-2 heads vs random vs bottom vs full fine-tuning
+  spinlens pinpoint --setting regression --target noisy --k 1 --importance attribution --steps 200 --out pin-noisy
+  spinlens pinpoint --setting regression --importance-file scores.nc --out pin-custom   # DataArray (layer, head)
 """
-MERGE_EXAMPLES = """  spinlens merge --out merge-out                      # fine-tune on two task families, merge 4 ways, evaluate
-  spinlens merge --tasks corr noisy --density 0.5 --out merge-cn
+MERGE_EXAMPLES = """  spinlens merge --out merge-out                      # default LM: fine-tune on stdlib-code and stdlib-comments, merge (task arithmetic λ, TIES)
+  spinlens merge --setting regression --out merge-reg # regression: two task families, merged 4 ways
+  spinlens merge --setting regression --tasks corr noisy --density 0.5 --out merge-cn
   spinlens merge --checkpoint runs/base --models runs/ft-a runs/ft-b --method ties --save runs/merged
 """
-QUANTIZE_EXAMPLES = """  spinlens quantize --out quant-out                   # loss vs average bits: uniform vs importance-guided
+QUANTIZE_EXAMPLES = """  spinlens quantize --out quant-out                   # default LM: held-out perplexity vs average bits, guided vs uniform vs random
   spinlens quantize --budgets 3 3.4 4 --group-size 16 --out quant-g16
-  spinlens quantize --budget 3.4 --json --out quant-one    # one guided allocation, printed as JSON
-  spinlens quantize --granularity layer --out quant-layer  # one bit width per block
+  spinlens quantize --setting regression --out quant-reg   # the ICL-regression transformer: MSE vs average bits
+  spinlens quantize --setting regression --budget 3.4 --json --out quant-one    # one guided allocation, as JSON
+  spinlens quantize --setting regression --granularity layer --out quant-layer  # one bit width per block
   # a local Hugging Face causal LM (save_pretrained folder): one bit width per Linear per layer,
   # costs = measured KL increase on 8 random-token sequences (or --calib-text / --calib-tokens)
   spinlens quantize --model ./tiny-gpt2 --budgets 3 3.4 4 --out quant-hf
@@ -44,8 +50,9 @@ QUANTIZE_EXAMPLES = """  spinlens quantize --out quant-out                   # l
 
 
 def _common(p, *, steps_default=300):
-    p.add_argument("--checkpoint", help="spinlens model folder holding a regression Transformer (e.g. from "
-                   "`spinlens zoo train --arch tf --out DIR`); default: train a small base, cached in OUT/base")
+    p.add_argument("--checkpoint", help="spinlens model folder: a language model from `spinlens lm`, or a regression "
+                   "Transformer (e.g. from `spinlens zoo train --arch tf --out DIR`); default: train the base of "
+                   "the setting, cached in OUT/base")
     p.add_argument("--model", help="quantize: a Hugging Face causal-LM folder (a spinlens model here is deprecated: "
                                     "use --checkpoint)")
     p.add_argument("--allow-pickle-weights", action="store_true",
@@ -53,7 +60,7 @@ def _common(p, *, steps_default=300):
                         ".safetensors only; a pickle can run code, so only for folders you trust)")
     p.add_argument("--d", type=int, default=5, help="token dimension D of the default base")
     p.add_argument("--n-context", type=int, default=10, help="context length N of the default base")
-    p.add_argument("--base-steps", type=int, default=2000, help="training steps of the default base")
+    p.add_argument("--base-steps", type=int, default=2000, help="training steps of the default base")  # help: lm_cmd
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output folder (figures PNG+PDF, data, run.json)")
     p.add_argument("--json", action="store_true", help="print the main result as one JSON line")
@@ -441,14 +448,9 @@ def _quantize(args):
         raise InvalidParameterError(f"The 'bits' parameter must not repeat values. Got {args.bits}.")
     if args.model and Path(args.model).is_dir():
         return _quantize_hf(args, budgets)
-    hf_only = [flag for flag, given in (("--crosscheck", args.crosscheck), ("--save", args.save),
-                                         ("--calib-text", args.calib_text), ("--calib-tokens", args.calib_tokens),
-                                         ("--importance", args.importance != "measured"),
-                                         ("--metric", args.metric != "kl"), ("--n-seq", args.n_seq != 8),
-                                         ("--seq-len", args.seq_len != 32)) if given]
-    if hf_only:
-        raise InvalidParameterError(f"The '{hf_only[0]}' option needs '--model DIR', a Hugging Face model directory; "
-                                    "without it spinlens quantizes its own regression transformer and would ignore it.")
+    from spinlens.cli._common import check_hf_only_flags
+
+    check_hf_only_flags(args)
     if args.granularity == "linear":
         raise InvalidParameterError("The 'granularity' parameter 'linear' is for Hugging Face models; use head, module or layer.")
     args.granularity = args.granularity or "head"

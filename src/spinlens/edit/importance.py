@@ -1,4 +1,8 @@
-"""Importance of heads, MLP neurons and MLPs for the loss of a regression model: one routine per method.
+"""Importance of heads, MLP neurons and MLPs for the loss of a model: one routine per method.
+
+The loss is the squared error of a regression model (prompts ``Z``, targets ``y``) or, for a token model (a
+language model, ``cfg.input_kind == "tokens"``), the next-token cross-entropy summed over the positions of
+each window (``Z``: token windows ``(P, T+1)``, ``y`` unused: ``None``).
 
 * `attribution_importance` — gradient × activation (attribution patching to zero): for a component with
   activation ``a`` and loss ``ℓ = Σ_p (model(Z_p) − y_p)²``, the first-order change of prompt p's loss
@@ -53,11 +57,23 @@ def _first_order_ablation(model, Z, y, kinds) -> dict:
         act.retain_grad()
         acts[hook.name] = act
 
-    Zt, yt = _tensor(Z, model), _tensor(y, model)
+    tokens = getattr(model.cfg, "input_kind", "regression") == "tokens"
+    if tokens:
+        W = torch.as_tensor(np.asarray(Z) if not isinstance(Z, torch.Tensor) else Z).long()
+        if W.ndim != 2 or W.shape[1] < 2:
+            raise InvalidParameterError(f"A token model needs windows of shape (P, T+1), T >= 1. Got {tuple(W.shape)}.")
+    else:
+        Zt, yt = _tensor(Z, model), _tensor(y, model)
     with torch.enable_grad(), model.hooks([(n, keep) for ns in names.values() for n in ns]):
-        pred = model(Zt)
-        # sum of per-prompt squared errors: the gradient w.r.t. prompt p's activations is ∂ℓ_p/∂a
-        loss = ((pred - yt) ** 2).sum()
+        if tokens:
+            # next-token cross-entropy summed over each window's positions: ℓ_p of window p
+            logits = model(W[:, :-1]).float()
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), W[:, 1:].reshape(-1),
+                                                     reduction="sum")
+        else:
+            pred = model(Zt)
+            # sum of per-prompt squared errors: the gradient w.r.t. prompt p's activations is ∂ℓ_p/∂a
+            loss = ((pred - yt) ** 2).sum()
         model.zero_grad(set_to_none=True)
         loss.backward()
     out = {}
@@ -73,8 +89,9 @@ def attribution_importance(model, Z, y, *, kind: str = "head", absolute: bool = 
 
     Parameters
     ----------
-    model : spinlens Transformer (regression)
-    Z, y : prompts ``(P, D+1, N+1)`` and targets ``(P,)``
+    model : spinlens Transformer (regression, or a token model: a language model)
+    Z, y : prompts ``(P, D+1, N+1)`` and targets ``(P,)``; for a token model, token windows ``(P, T+1)`` and
+        ``None`` (the loss is the next-token cross-entropy, summed over each window)
     kind : {"head", "neuron", "mlp"}
     absolute : bool
         Mean of |score| over prompts (default) or of the signed score (positive: ablating the component
@@ -97,7 +114,8 @@ def attribution_importance(model, Z, y, *, kind: str = "head", absolute: bool = 
     return xr.DataArray(
         vals, dims=dims, coords=coords, name="attribution",
         attrs={"long_name": ("|grad × activation|" if absolute else "grad × activation")
-               + " (loss change on zero ablation, 1st order)", "units": "squared label units"},
+               + " (loss change on zero ablation, 1st order)",
+               "units": "nats per window" if getattr(model.cfg, "input_kind", "") == "tokens" else "squared label units"},
     )
 
 

@@ -10,9 +10,8 @@ import numpy as np
 import torch
 
 from spinlens.errors import InvalidParameterError
+from spinlens.lm.data import ICL_WINDOWS  # noqa: F401  (re-exported)
 from spinlens.random import as_generator
-
-ICL_WINDOWS = 1024  # held-out windows for `icl_score`: its early/late positions are few per window, so use many
 
 
 def heldout_windows(model, tokenizer, folder, *, text_file=None, max_windows: int = 64):

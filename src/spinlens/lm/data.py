@@ -12,6 +12,7 @@ from spinlens.errors import InvalidParameterError
 from spinlens.random import as_generator
 
 SPLIT_BLOCK = 2048  # tokens per block of the interleaved train / held-out split
+ICL_WINDOWS = 1024  # held-out windows for `icl_score`: its early/late positions are few per window, so use many
 
 
 @dataclass(frozen=True)

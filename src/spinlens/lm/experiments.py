@@ -71,11 +71,32 @@ def _heads_by_induction(model, k: int, *, rng=0):
 # ------------------------------------------------------------------------------------------------ pinpoint
 
 
+def heads_by_importance(model, train_ids, k: int, *, n_windows: int = 128, rng=None):
+    """The ``k`` heads whose output matters most for the loss on ``train_ids`` (a text domain's training split):
+    gradient × activation of the next-token loss per head (`spinlens.edit.importance.attribution_importance`,
+    mean |first-order loss change on zero-ablating the head| over ``n_windows`` random windows).
+    Returns ``(names, DataArray (layer, head))``."""
+    from spinlens.edit.importance import attribution_importance
+    from spinlens.lm.data import random_windows
+
+    w = random_windows(train_ids, n_windows, model.cfg.max_pos, rng=as_generator(rng))
+    imp = attribution_importance(model, w, None, kind="head")
+    flat = np.argsort(-imp.values, axis=None, kind="stable")[:k]
+    H = imp.shape[1]
+    return [f"L{int(i) // H}H{int(i) % H}" for i in flat], imp
+
+
 def pinpoint_experiment(model, tokenizer, base_val, target_text: str, *, k: int = 2, n_random: int = 3,
                         steps: int = 100, lr: float = 1e-3, batch_size: int = 16, seeds=(0, 1, 2), progress=False):
-    """Tune only the ``k`` heads with the highest induction score on a new text domain, against ``k`` random
-    heads (``n_random`` draws per seed) and full fine-tuning; held-out loss on the new domain (``target_loss``)
-    and on the training corpus (``general_loss``)."""
+    """Tune only ``k`` heads on a new text domain; held-out loss on the new domain (``target_loss``, gain
+    ``target_gain``) and on the training corpus (``general_loss``). Methods, per seed:
+
+    * ``importance_heads``: the ``k`` heads with the largest gradient × activation of the new domain's loss
+      (`heads_by_importance`, on training windows of the new domain drawn with the seed);
+    * ``induction_heads``: the ``k`` heads with the highest induction score (not chosen for the domain);
+    * ``random_heads``: ``k`` random heads (``n_random`` draws per seed);
+    * ``full``: every parameter.
+    """
     import xarray as xr
 
     from spinlens.edit.components import list_components
@@ -86,8 +107,10 @@ def pinpoint_experiment(model, tokenizer, base_val, target_text: str, *, k: int 
     t0, g0 = mean_loss(model, tv), mean_loss(model, base_val)
     rows = [(-1, "before", "-", t0, g0, 0)]
     for seed in seeds:
-        gs = spawn(seed, 2 + n_random)
-        runs = [("induction_heads", heads, gs[0]), ("full", "all", gs[1])]
+        gs = spawn(seed, 4 + n_random)  # the first 2 + n_random streams as before importance selection was added
+        imp_heads, _ = heads_by_importance(model, tr, k, rng=gs[2 + n_random])
+        runs = [("importance_heads", imp_heads, gs[3 + n_random]), ("induction_heads", heads, gs[0]),
+                ("full", "all", gs[1])]
         for r in range(n_random):
             pick = [all_heads[i] for i in as_generator(gs[2 + r]).choice(len(all_heads), k, replace=False)]
             runs.append(("random_heads", pick, gs[2 + r]))
@@ -103,17 +126,21 @@ def pinpoint_experiment(model, tokenizer, base_val, target_text: str, *, k: int 
                        "general_change": ("run", gl - g0), "n_trainable": ("run", np.array(ntr))},
                       coords={"run": np.arange(len(rows)), "seed": ("run", np.array(seed)), "method": ("run", list(meth)),
                               "components": ("run", list(comps))},
-                      attrs={"k": k, "steps": steps, "lr": lr, "heads": ",".join(heads), "loss": "nats/token"})
+                      attrs={"k": k, "steps": steps, "lr": lr, "heads": ",".join(heads), "loss": "nats/token",
+                             "importance": "|grad x activation| of the new domain's next-token loss per head"})
 
 
 # ------------------------------------------------------------------------------------------------ merging
 
 
 def merging_experiment(model, tokenizer, base_val, text_a: str, text_b: str, *, steps: int = 100, lr: float = 1e-3,
-                       batch_size: int = 16, density: float = 0.3, seeds=(0, 1, 2), names=("a", "b"), progress=False):
-    """Fine-tune the LM on two text domains, merge the fine-tunes (task arithmetic λ=1/2 and λ=1, TIES), and
-    measure held-out loss on both domains and on the training corpus. ``recovered_a`` is the share of the
-    domain-a fine-tune's gain that a model keeps: (before − loss) / (before − loss of the a fine-tune)."""
+                       batch_size: int = 16, density: float = 0.3, seeds=(0, 1, 2), names=("a", "b"), progress=False,
+                       scales=(0.5, 0.75, 1.0), ties_scales=(1.0, 1.5)):
+    """Fine-tune the LM on two text domains, merge the fine-tunes (task arithmetic base + λ Σ τ_i for each λ in
+    ``scales``, method ``task_arithmetic_{λ}``; TIES with ``density`` and each λ in ``ties_scales``, method
+    ``ties`` for λ = 1, else ``ties_{λ}``), and measure held-out loss on both domains and on the training
+    corpus. ``recovered_a`` is the share of the domain-a fine-tune's gain that a model keeps:
+    (before − loss) / (before − loss of the a fine-tune)."""
     import xarray as xr
 
     from spinlens.edit.merging import merge_models
@@ -132,11 +159,14 @@ def merging_experiment(model, tokenizer, base_val, text_a: str, text_b: str, *, 
         fb, _ = finetune(model, trb, steps=steps, lr=lr, batch_size=batch_size, rng=gb)
         ev(seed, f"finetune_{names[0]}", fa)
         ev(seed, f"finetune_{names[1]}", fb)
-        ev(seed, "task_arithmetic_0.5", merge_models(model, [fa, fb], "task_arithmetic", scale=0.5))
-        ev(seed, "task_arithmetic_1", merge_models(model, [fa, fb], "task_arithmetic", scale=1.0))
-        ev(seed, "ties", merge_models(model, [fa, fb], "ties", density=density, scale=1.0))
+        for lam in scales:
+            ev(seed, f"task_arithmetic_{lam:g}", merge_models(model, [fa, fb], "task_arithmetic", scale=lam))
+        for lam in ties_scales:
+            ev(seed, "ties" if lam == 1 else f"ties_{lam:g}",
+               merge_models(model, [fa, fb], "ties", density=density, scale=lam))
         if progress:
-            print(f"  merge seed {seed}: {rows[-3:]}", flush=True)
+            print(f"  merge seed {seed}: " + ", ".join(f"{r[1]} {r[2]:.3f}/{r[3]:.3f}" for r in rows if r[0] == seed),
+                  flush=True)
     seed, meth, la, lb, lg = (np.array(x) if i != 1 else list(x) for i, x in enumerate(zip(*rows)))
     a0, b0 = la[0], lb[0]
     fa_l = {s: la[i] for i, (s, m) in enumerate(zip(seed, meth)) if m == f"finetune_{names[0]}"}
@@ -349,3 +379,126 @@ def summarise(ds, by=("method",), var="target_loss") -> list[dict]:
     g = df.groupby(list(by))[var]
     return [{**dict(zip(by, k if isinstance(k, tuple) else (k,))), "mean": float(v.mean()),
              "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))} for k, v in g]
+
+
+# ------------------------------------------------------------------------------------------------ headlines
+
+
+def _ms(v) -> dict:
+    v = np.asarray(v, dtype=float)
+    v = v[np.isfinite(v)]
+    return {"mean": float(v.mean()) if len(v) else float("nan"), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "n": int(len(v))}
+
+
+def _pm(d, fmt=".3f", scale=1.0) -> str:
+    return f"{d['mean'] * scale:{fmt}} ± {d['std'] * scale:{fmt.lstrip('+')}}"
+
+
+def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
+    """One-line result of an LM edit experiment, computed from its dataset (mean ± sample std over the runs).
+
+    * ``steer``: P(next token in the class) with the activation-level vector at the chosen strength — the
+      largest strength whose mean held-out loss rises by at most ``max_loss_increase`` nats (else the smallest
+      non-zero one) — against strength 0 (the unsteered model);
+    * ``pinpoint``: held-out gain on the new domain of the importance-chosen heads, the induction heads, random
+      heads (every draw of every seed) and full fine-tuning; ``beats_random``: the importance heads gain more than
+      that seed's random heads (their mean) on every seed;
+    * ``merge``: for each merge, the share of each domain's fine-tuning gain it keeps; ``best``: the merge with
+      the largest smaller share;
+    * ``quantize``: at the budget 3.4 (else the first guided budget), perplexity of the guided allocation vs
+      random allocations at the same budget vs uniform bits at the budget rounded down (when run).
+
+    The dict holds the numbers and ``text``, the line printed by the CLI.
+    """
+    g = ds.to_dataframe().reset_index()
+    if name == "steer":
+        tc = ds.attrs.get("token_class", "class")
+        a = g[g["level"] == "activation"]
+        by = {float(s): d for s, d in a.groupby("strength")}
+        if 0.0 not in by:
+            raise InvalidParameterError("The steering headline needs strength 0 (the unsteered model).")
+        base_loss = by[0.0]["loss"].mean()
+        nonzero = sorted(s for s in by if s != 0)
+        ok = [s for s in nonzero if by[s]["loss"].mean() - base_loss <= max_loss_increase]
+        s = max(ok) if ok else (min(nonzero, key=abs) if nonzero else 0.0)
+        out = {"strength": s, "class_prob": _ms(by[s]["class_prob"]), "base_class_prob": _ms(by[0.0]["class_prob"]),
+               "loss": _ms(by[s]["loss"]), "base_loss": _ms(by[0.0]["loss"]),
+               "class_base_rate": float(ds.attrs.get("class_base_rate", np.nan))}
+        out["text"] = (f"steer: P(next token {tc}) {_pm(out['base_class_prob'])} unsteered -> {_pm(out['class_prob'])} "
+                       f"at strength {s:g} (held-out loss {out['base_loss']['mean']:.2f} -> {out['loss']['mean']:.2f} "
+                       f"nats; n = {out['class_prob']['n']} seeds)")
+        return out
+    if name == "pinpoint":
+        m = {k: _ms(d["target_gain"]) for k, d in g[g["method"] != "before"].groupby("method")}
+        out = {"k": int(ds.attrs.get("k", 0)), "target_gain": m}
+        if "importance_heads" in m and "random_heads" in m:
+            r = g[g["method"] == "random_heads"].groupby("seed")["target_gain"].mean()
+            i = g[g["method"] == "importance_heads"].set_index("seed")["target_gain"]
+            diff = (i - r.reindex(i.index)).to_numpy()
+            out["importance_minus_random"] = _ms(diff)
+            out["beats_random"] = bool(np.all(diff > 0))
+        parts = [f"{lab} {_pm(m[k])}" for k, lab in (("importance_heads", "importance-chosen heads"),
+                                                      ("random_heads", "random heads"),
+                                                      ("induction_heads", "induction heads"),
+                                                      ("full", "full fine-tuning")) if k in m]
+        verdict = ("" if "beats_random" not in out else
+                   "; importance heads beat random heads on every seed" if out["beats_random"] else
+                   "; importance heads do NOT beat random heads on every seed")
+        out["text"] = (f"pinpoint: held-out gain on the new domain (nats/token), {out['k']} heads: " + ", ".join(parts)
+                       + verdict)
+        return out
+    if name == "merge":
+        a, b = ds.attrs["domains"].split(",")
+        merges = [k for k in dict.fromkeys(g["method"]) if k != "base" and not k.startswith("finetune_")]
+        shares = {k: {a: _ms(g[g["method"] == k][f"recovered_{a}"]), b: _ms(g[g["method"] == k][f"recovered_{b}"])}
+                  for k in merges}
+        best = max(merges, key=lambda k: min(shares[k][a]["mean"], shares[k][b]["mean"]))
+        single = {k: {a: _ms(g[g["method"] == k][f"recovered_{a}"]), b: _ms(g[g["method"] == k][f"recovered_{b}"])}
+                  for k in dict.fromkeys(g["method"]) if k.startswith("finetune_")}
+        worst = {k: min(v[a]["mean"], v[b]["mean"]) for k, v in single.items()}
+        out = {"domains": [a, b], "share_kept": shares, "fine_tunes": single, "best": best,
+               "keeps_half_of_both": bool(min(shares[best][a]["mean"], shares[best][b]["mean"]) >= 0.5),
+               # the control: one fine-tune alone keeps all of its own gain and loses on the other domain
+               "beats_single_fine_tunes": bool(min(shares[best][a]["mean"], shares[best][b]["mean"])
+                                               > max(worst.values(), default=np.inf))}
+        out["text"] = (f"merge: share of each domain's fine-tuning gain kept ({a} / {b}): "
+                       + ", ".join(f"{k} {shares[k][a]['mean']:.0%} / {shares[k][b]['mean']:.0%}" for k in merges)
+                       + f"; best {best}: {_pm(shares[best][a], '.0f', 100)} % / {_pm(shares[best][b], '.0f', 100)} % "
+                       + "(one fine-tune alone: " + ", ".join(f"{k} {v[a]['mean']:.0%} / {v[b]['mean']:.0%}"
+                                                              for k, v in single.items()) + ")"
+                       + ("" if out["keeps_half_of_both"] else "; no merge keeps half of both domains' gains"))
+        return out
+    if name == "quantize":
+        sch = list(dict.fromkeys(g["scheme"]))
+        budgets = [float(s.split("_", 1)[1]) for s in sch if s.startswith("guided_")]
+        if not budgets:
+            raise InvalidParameterError("The quantization headline needs a guided allocation.")
+        B = 3.4 if any(abs(x - 3.4) < 1e-9 for x in budgets) else budgets[0]
+        ppl = {s: _ms(g[g["scheme"] == s]["perplexity"]) for s in sch}
+        out = {"budget": B, "fp_perplexity": float(ds.attrs["fp_perplexity"]), "guided": ppl[f"guided_{B:g}"]}
+        parts = [f"guided {B:g}-bit {_pm(out['guided'], '.2f')}"]
+        if f"random_{B:g}" in ppl:
+            out["random"] = ppl[f"random_{B:g}"]
+            parts.append(f"random {B:g}-bit {_pm(out['random'], '.2f')}")
+        ub = int(np.floor(B))
+        if f"uniform_{ub}" in ppl:
+            out["uniform_bits"], out["uniform"] = ub, ppl[f"uniform_{ub}"]
+            parts.append(f"uniform {ub}-bit {_pm(out['uniform'], '.2f')}")
+        gs = g[g["scheme"] == f"guided_{B:g}"].groupby("seed")["perplexity"].mean()
+        for key, sch_ in (("random", f"random_{B:g}"), ("uniform", f"uniform_{ub}")):
+            if key in out:  # paired per seed (same calibration/test split): guided minus the baseline
+                other = g[g["scheme"] == sch_].groupby("seed")["perplexity"].mean()
+                out[f"guided_minus_{key}"] = _ms((gs - other.reindex(gs.index)).to_numpy())
+        diffs = [out[f"guided_minus_{k}"] for k in ("uniform", "random") if f"guided_minus_{k}" in out]
+        out["beats_baselines"] = bool(diffs) and all(
+            np.all((gs - g[g["scheme"] == sch_].groupby("seed")["perplexity"].mean().reindex(gs.index)).to_numpy() < 0)
+            for k, sch_ in (("uniform", f"uniform_{ub}"), ("random", f"random_{B:g}")) if f"guided_minus_{k}" in out)
+        paired = "".join(f"; guided − {k} per seed {_pm(out[f'guided_minus_{k}'], '+.2f')}"
+                         for k in ("uniform", "random") if f"guided_minus_{k}" in out)
+        out["text"] = ("quantize: held-out perplexity, " + " vs ".join(parts)
+                       + f" (full precision {out['fp_perplexity']:.2f}; n = {out['guided']['n']} seeds{paired})"
+                       + ("; guided is lower on every seed" if out["beats_baselines"] else
+                          "; guided is NOT lower on every seed" if diffs else ""))
+        return out
+    raise InvalidParameterError(f"The 'name' parameter must be steer, pinpoint, merge or quantize. Got {name!r}.")

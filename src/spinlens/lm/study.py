@@ -31,8 +31,7 @@ def checkpoint_curve(folder, *, device: str = "cpu", n_seq: int = 32, seed: int 
     Returns ``(rows, final_report)``: one row per checkpoint (the final model last) and the final model's
     `InductionReport`.
     """
-    from spinlens.lm.analysis import ICL_WINDOWS
-    from spinlens.lm.data import eval_windows
+    from spinlens.lm.data import ICL_WINDOWS, eval_windows
     from spinlens.lm.induction import induction_report
     from spinlens.lm.train import list_checkpoints, load_heldout, load_lm
 
