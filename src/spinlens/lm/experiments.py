@@ -445,7 +445,7 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
         verdict = ("" if "beats_random" not in out else
                    "; importance heads beat random heads on every seed" if out["beats_random"] else
                    "; importance heads do NOT beat random heads on every seed")
-        out["text"] = (f"pinpoint: held-out gain on the new domain (nats/token), {out['k']} heads: " + ", ".join(parts)
+        out["text"] = (f"pinpoint: held-out gain on the new domain (nats/token), {out['k']} head{'' if out['k'] == 1 else 's'}: " + ", ".join(parts)
                        + verdict)
         return out
     if name == "merge":
