@@ -142,6 +142,13 @@ def test_setting_contradicting_the_checkpoint(tmp_path, capsys):
     assert main(["quantize", "--setting", "lm", "--checkpoint", str(tmp_path / "reg")]) == 2
     err = capsys.readouterr().err.strip()
     assert "regression model" in err and len(err.splitlines()) == 1
+    # --base-steps trains the default base only: with a given model it would be silently ignored, so it is refused
+    for setting in ([], ["--setting", "regression"]):
+        assert main(["pinpoint", *setting, "--checkpoint", str(tmp_path / "reg"), "--base-steps", "5",
+                     "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "--base-steps" in err and len(err.splitlines()) == 1
+        assert not (tmp_path / "o").exists()
 
 
 def test_steer_headline_rule():

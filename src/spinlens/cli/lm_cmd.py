@@ -265,6 +265,9 @@ def resolve_setting(args, name) -> str:
                                         "drop --setting (the checkpoint decides).")
     else:
         setting = args.setting or "lm"
+    if (ck is not None or getattr(args, "model", None)) and getattr(args, "base_steps", None) is not None:
+        raise InvalidParameterError("The '--base-steps' option sets how long the default base model trains; a given "
+                                    "model (--checkpoint / --model) is not trained again: drop --base-steps.")
     own = REGRESSION_ONLY[name] if setting == "lm" else LM_ONLY[name]
     given = [d for d in own if getattr(args, d, None) is not None]
     if given:
