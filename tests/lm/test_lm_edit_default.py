@@ -230,3 +230,35 @@ def test_merge_and_steer_headlines_from_the_written_datasets(runs):
     assert h["strength"] == (max(ok) if ok else 0.3)
     cp = [float(r["class_prob"]) for r in rows if float(r["strength"]) == h["strength"]]
     assert h["class_prob"]["mean"] == pytest.approx(statistics.mean(cp), rel=1e-9)
+
+
+def test_cached_default_lm_of_another_text_is_retrained(runs, tmp_path, monkeypatch):
+    """The cache in OUT/base is reused only when it was trained on this machine's `stdlib-docs` text (its SHA-256):
+    after a Python upgrade the docs differ, and a stale model must not be reused."""
+    import argparse
+    import shutil
+
+    from spinlens.cli import lm_cmd
+
+    out, _ = runs
+    for stale in (False, True):
+        dst = tmp_path / f"stale-{stale}"
+        shutil.copytree(out / "base", dst / "base")
+        if stale:
+            cfg = json.loads((dst / "base" / "config.json").read_text())
+            cfg["metadata"]["corpus_sha256"] = "0" * 16
+            (dst / "base" / "config.json").write_text(json.dumps(cfg))
+        calls = []
+
+        def fake_train(*a, **k):
+            calls.append(k.get("out"))
+            raise KeyboardInterrupt  # stop here: retraining was chosen
+
+        monkeypatch.setattr("spinlens.lm.train.train_lm", fake_train)
+        args = argparse.Namespace(base_steps=20, seed=0, out=str(dst))
+        if stale:
+            with pytest.raises(KeyboardInterrupt):
+                lm_cmd.default_lm(args)
+            assert calls == [dst / "base"]
+        else:
+            assert lm_cmd.default_lm(args)[-1] is True and calls == []  # reused

@@ -319,23 +319,24 @@ def default_lm(args, *, progress=False):
 
     from spinlens.lm.analysis import heldout_windows
     from spinlens.lm.config import LMConfig
-    from spinlens.lm.corpus import DEFAULT_MAX_CHARS, load_corpus
+    from spinlens.lm.corpus import DEFAULT_MAX_CHARS, load_corpus, text_digest
     from spinlens.lm.train import load_lm, remove_partial, train_lm
 
     d = LMConfig()
     cfg = LMConfig(steps=d.steps if args.base_steps is None else args.base_steps, seed=args.seed)
     corpus = "stdlib-docs"
+    text = load_corpus(corpus, max_chars=DEFAULT_MAX_CHARS)  # this Python's docs: a cache of another text is stale
     base = Path(args.out) / "base" if args.out else None
     if base is not None and _is_lm_folder(base):
         try:
             model, tok, meta = load_lm(base)
         except Exception:  # noqa: BLE001 - a broken cache is retrained
             meta = {}
-        if meta.get("lm_config") == cfg.to_dict() and meta.get("corpus") == corpus:
+        if meta.get("lm_config") == cfg.to_dict() and meta.get("corpus") == corpus \
+                and meta.get("corpus_sha256") == text_digest(text):
             val = heldout_windows(model, tok, base)
             if val is not None:
                 return model, tok, val, base, True
-    text = load_corpus(corpus, max_chars=DEFAULT_MAX_CHARS)
     if base is not None:
         if base.exists():
             remove_partial(base)
