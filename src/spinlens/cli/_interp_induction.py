@@ -20,6 +20,7 @@ def induction_command(args) -> dict:
     check_int("seed", args.seed, low=0)
     check_int("top-k", args.top_k, low=1, high=100)
     check_float("threshold", args.threshold, low=0.0, high=1.0)
+    check_float("prev-threshold", args.prev_threshold, low=0.0, high=1.0)
     check_device("device", args.device)
     out = check_out_dir("out", args.out)
     model, tok, meta = load_lm(args.checkpoint, device=args.device)
@@ -34,7 +35,7 @@ def induction_command(args) -> dict:
     summary["step"] = meta.get("step")
     heads = rep.induction_heads(args.threshold) or [(rep.heads()[0]["layer"], rep.heads()[0]["head"])]
     if not args.no_ablation:
-        prev = [(r["layer"], r["head"]) for r in rep.heads() if r["prev_token_score"] >= args.threshold]
+        prev = [(r["layer"], r["head"]) for r in rep.heads() if r["prev_token_score"] >= args.prev_threshold]
         summary["ablation"] = ablation_study(model, heads, n_seq=args.n_seq, half=half, val=icl_val, exclude=prev,
                                              rng=args.seed)
     if not args.no_path and cfg.n_layers >= 2:

@@ -126,7 +126,10 @@ def _register_induction(isub) -> None:
                    "at most 64)")
     q.add_argument("--text", default=None, help="held-out UTF-8 text for icl_score (default: the held-out split saved "
                    "with the model)")
-    q.add_argument("--threshold", type=float, default=0.3, help="heads with induction score >= this are ablated")
+    q.add_argument("--threshold", type=float, default=0.1, help="heads with induction score >= this are ablated "
+                   "together (default: the induction_head_formed score, 0.1)")
+    q.add_argument("--prev-threshold", type=float, default=0.3, help="heads with previous-token score >= this (the "
+                   "circuit's other half) are kept out of the random-head ablation control")
     q.add_argument("--no-ablation", action="store_true", help="skip ablating the induction heads")
     q.add_argument("--no-path", action="store_true", help="skip K-composition path patching")
     q.add_argument("--top-k", type=int, default=5, help="text snippets per unit in --out (>= 1)")
