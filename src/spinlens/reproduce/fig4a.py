@@ -18,6 +18,41 @@ QUICK_N = (10, 20, 50, 100)
 QUICK_P = (20, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000)
 
 
+def np_grid_sweeps(n_context_values, n_prompts_values, runs: dict, *, d, l2_strength, beta, damping, repeats, rng,
+                   sweep_dir=None, jobs=None, progress=True, prefix="spinlens-np-"):
+    """Sweeps over the (N, P) grid at fixed D, λ, β, θ with seeds ``rng, rng+1, …`` (one per repeat), through
+    `spinlens.sweeps.run_sweep`: ``runs`` maps a name to ``(method, quantities, run_sweep keywords)``; each run is
+    stored under ``sweep_dir/name`` (a temporary folder when None), so an interrupted run resumes.
+    Returns ``{name: Dataset}``."""
+    import tempfile
+
+    from spinlens.sweeps import run_sweep
+
+    seed0 = int(rng)
+    grid = {"D": d, "N": [int(n) for n in n_context_values], "P": [int(p) for p in n_prompts_values],
+            "lam": l2_strength, "beta": beta, "damping": damping, "seed": list(range(seed0, seed0 + repeats))}
+    tmp = None
+    if sweep_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix=prefix)
+        sweep_dir = tmp.name
+    sweep_dir = Path(sweep_dir)
+    try:
+        return {name: run_sweep(grid, list(q), sweep_dir / name, method=method, jobs=jobs, resume=True,
+                                progress=progress, log=lambda *_: None, **kw)
+                for name, (method, q, kw) in runs.items()}
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def np_plane(da) -> np.ndarray:
+    """A sweep variable as an array ``(N, P, seed)`` (the other grid dims have one value)."""
+    da = da.squeeze(drop=True)
+    extra = [k for k in da.dims if k not in ("N", "P", "seed")]  # sweep dims are the symbols
+    v = da.isel({k: 0 for k in extra}).transpose("N", "P", ...).values
+    return v[..., None] if v.ndim == 2 else v
+
+
 def compute(n_context_values, n_prompts_values, *, d=20, l2_strength=1.0, beta=100.0, damping=0.9, repeats=2,
             max_iter=100, rng=0, sweep_dir=None, jobs=None, progress=True):
     """Contrast ratio of the cavity and exact solutions on the (N, P) grid, through `spinlens.sweeps`.
@@ -32,40 +67,18 @@ def compute(n_context_values, n_prompts_values, *, d=20, l2_strength=1.0, beta=1
     ``contrast_ratio_std``, ``contrast_ratio_exact``, ``converged_fraction`` and ``n_iter`` over dims
     (n_context, n_prompts).
     """
-    import tempfile
-    from pathlib import Path
-
     import xarray as xr
 
-    from spinlens.sweeps import run_sweep
-
-    seed0 = int(rng)
-    grid = {"D": d, "N": [int(n) for n in n_context_values], "P": [int(p) for p in n_prompts_values],
-            "lam": l2_strength, "beta": beta, "damping": damping, "seed": list(range(seed0, seed0 + repeats))}
-    tmp = None
-    if sweep_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="spinlens-fig4a-")
-        sweep_dir = tmp.name
-    sweep_dir = Path(sweep_dir)
-    try:
-        common = dict(max_iter=max_iter, tol=1e-6, jobs=jobs, resume=True, progress=progress, log=lambda *_: None)
-        cav = run_sweep(grid, ["contrast_ratio", "n_iter"], sweep_dir / "cavity", method="cavity", **common)
-        ex = run_sweep(grid, ["contrast_ratio"], sweep_dir / "exact", method="exact", **common)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-
-    def plane(da):
-        da = da.squeeze(drop=True)
-        extra = [k for k in da.dims if k not in ("N", "P", "seed")]  # sweep dims are the symbols
-        return da.isel({k: 0 for k in extra}).transpose("N", "P", ...)
-
-    cr = plane(cav["contrast_ratio"]).values
-    if cr.ndim == 2:
-        cr = cr[..., None]
-    conv = plane(cav["converged"]).values.reshape(cr.shape).astype(bool)
-    iters = plane(cav["n_iter"]).values.reshape(cr.shape).astype(float)
-    cr_ex = plane(ex["contrast_ratio"]).values.reshape(cr.shape)
+    common = dict(max_iter=max_iter, tol=1e-6)
+    res = np_grid_sweeps(n_context_values, n_prompts_values, {
+        "cavity": ("cavity", ["contrast_ratio", "n_iter"], common),
+        "exact": ("exact", ["contrast_ratio"], common)}, d=d, l2_strength=l2_strength, beta=beta, damping=damping,
+        repeats=repeats, rng=rng, sweep_dir=sweep_dir, jobs=jobs, progress=progress, prefix="spinlens-fig4a-")
+    cav, ex = res["cavity"], res["exact"]
+    cr = np_plane(cav["contrast_ratio"])
+    conv = np_plane(cav["converged"]).reshape(cr.shape).astype(bool)
+    iters = np_plane(cav["n_iter"]).reshape(cr.shape).astype(float)
+    cr_ex = np_plane(ex["contrast_ratio"]).reshape(cr.shape)
     cr = np.where(conv, cr, np.nan)
     Ns, Ps = list(n_context_values), list(n_prompts_values)
     dims = ("n_context", "n_prompts")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from spinlens.reproduce import _framework as fw
-from spinlens.reproduce.fig4a import QUICK_N, QUICK_P
+from spinlens.reproduce.fig4a import QUICK_N, QUICK_P, np_grid_sweeps, np_plane
 
 
 def compute(n_context_values, n_prompts_values, *, d=20, l2_strength=1.0, beta=100.0, damping=0.9, repeats=2,
@@ -27,43 +27,19 @@ def compute(n_context_values, n_prompts_values, *, d=20, l2_strength=1.0, beta=1
     converged seeds; NaN where none converged); with ``tight_max_iter`` also ``converged_tap_tight`` and
     ``exact_distance_tap_tight``: TAP run to ``tight_tol`` (at most ``tight_max_iter`` steps).
     """
-    import tempfile
-
     import xarray as xr
 
-    from spinlens.sweeps import run_sweep
-
-    seed0 = int(rng)
-    grid = {"D": d, "N": [int(n) for n in n_context_values], "P": [int(p) for p in n_prompts_values],
-            "lam": l2_strength, "beta": beta, "damping": damping, "seed": list(range(seed0, seed0 + repeats))}
-    tmp = None
-    if sweep_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="spinlens-tapmap-")
-        sweep_dir = tmp.name
-    sweep_dir = Path(sweep_dir)
-    res = {}
-    try:
-        common = dict(max_iter=max_iter, tol=tol, jobs=jobs, resume=True, progress=progress, log=lambda *_: None)
-        for method in ("cavity", "tap"):
-            res[method] = run_sweep(grid, ["exact_distance", "n_iter"], sweep_dir / method, method=method, **common)
-        if tight_max_iter:
-            common.update(max_iter=tight_max_iter, tol=tight_tol)
-            res["tap_tight"] = run_sweep(grid, ["exact_distance", "n_iter"], sweep_dir / "tap_tight", method="tap", **common)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-
-    def plane(da):
-        da = da.squeeze(drop=True)
-        extra = [k for k in da.dims if k not in ("N", "P", "seed")]  # sweep dims are the symbols
-        v = da.isel({k: 0 for k in extra}).transpose("N", "P", ...).values
-        return v[..., None] if v.ndim == 2 else v
-
+    runs = {m: (m, ["exact_distance", "n_iter"], dict(max_iter=max_iter, tol=tol)) for m in ("cavity", "tap")}
+    if tight_max_iter:
+        runs["tap_tight"] = ("tap", ["exact_distance", "n_iter"], dict(max_iter=tight_max_iter, tol=tight_tol))
+    res = np_grid_sweeps(n_context_values, n_prompts_values, runs, d=d, l2_strength=l2_strength, beta=beta,
+                         damping=damping, repeats=repeats, rng=rng, sweep_dir=sweep_dir, jobs=jobs, progress=progress,
+                         prefix="spinlens-tapmap-")
     dims = ("n_context", "n_prompts")
     data = {}
     for method, ds in res.items():
-        conv = plane(ds["converged"]).astype(bool)
-        dist = np.where(conv, plane(ds["exact_distance"]).reshape(conv.shape), np.nan)
+        conv = np_plane(ds["converged"]).astype(bool)
+        dist = np.where(conv, np_plane(ds["exact_distance"]).reshape(conv.shape), np.nan)
         with np.errstate(all="ignore"):
             import warnings
 
