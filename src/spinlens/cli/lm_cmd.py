@@ -337,21 +337,18 @@ def default_lm(args, *, progress=False):
             val = heldout_windows(model, tok, base)
             if val is not None:
                 return model, tok, val, base, True
-    if base is not None:
-        if base.exists():
-            remove_partial(base)
-        try:
-            res = train_lm(text, cfg, out=base, corpus_name=corpus, progress=progress)
-        except KeyboardInterrupt:
-            remove_partial(base)
-            raise
-        return res.model, res.tokenizer, heldout_windows(res.model, res.tokenizer, base), base, False
-    from spinlens.lm.data import eval_windows, split_tokens
-    from spinlens.lm.tokenizer import encode
+    from spinlens.lm.data import eval_windows
 
-    res = train_lm(text, cfg, out=None, corpus_name=corpus, progress=progress)
-    split = split_tokens(encode(res.tokenizer, text), val_fraction=cfg.val_fraction, n_ctx=cfg.n_ctx)
-    return res.model, res.tokenizer, eval_windows(split.val, cfg.n_ctx, max_windows=64), None, False
+    if base is not None and base.exists():
+        remove_partial(base)
+    try:
+        res = train_lm(text, cfg, out=base, corpus_name=corpus, progress=progress)
+    except KeyboardInterrupt:
+        if base is not None:
+            remove_partial(base)
+        raise
+    # the windows `heldout_windows` reads from the folder (64 of the held-out split)
+    return res.model, res.tokenizer, eval_windows(res.heldout, cfg.n_ctx, max_windows=64), base, False
 
 
 def _check_lm_args(args, name) -> None:

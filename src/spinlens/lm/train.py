@@ -72,6 +72,7 @@ class LMResult:
     checkpoints : list of (step, folder)
     seconds : wall time of the training loop
     n_train_tokens, n_val_tokens : sizes of the split
+    heldout : int64 array, the held-out token ids (what ``heldout_tokens.npy`` holds)
     """
 
     model: object
@@ -82,6 +83,7 @@ class LMResult:
     n_train_tokens: int = 0
     n_val_tokens: int = 0
     metadata: dict = field(default_factory=dict)
+    heldout: np.ndarray | None = None
 
 
 def _lr_at(step: int, cfg: LMConfig) -> float:
@@ -257,7 +259,7 @@ def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "
     meta.update(step=cfg.steps, val_loss=history[-1]["val_loss"], val_ppl=history[-1]["val_ppl"], train_seconds=seconds)
     if out is not None:
         save_lm(model, tokenizer, out, metadata=meta)
-    return LMResult(model, tokenizer, history, checkpoints, seconds, len(split.train), len(split.val), meta)
+    return LMResult(model, tokenizer, history, checkpoints, seconds, len(split.train), len(split.val), meta, split.val)
 
 
 def remove_partial(out) -> None:
