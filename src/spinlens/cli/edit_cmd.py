@@ -46,6 +46,7 @@ QUANTIZE_EXAMPLES = """  spinlens quantize --out quant-out                   # d
   spinlens quantize --model ./tiny-gpt2 --budget 3.4 --json --save ./tiny-gpt2-q3.4   # guided bits, saved model
   spinlens quantize --model ./tiny-gpt2 --granularity module --importance fisher --calib-tokens ids.npy --out quant-hf2
   spinlens quantize --model ./tiny-llama --crosscheck torchao hqq --json   # our RTN vs torchao / HQQ (if installed)
+  spinlens quantize --model smollm2-135m --study --out runs/q-smol    # pretrained LLM: guided 3.4 vs uniform, random, HQQ, torchao
 """
 
 
@@ -128,6 +129,9 @@ def register(sub) -> None:
                     help="only compare our RTN with these libraries at --bits/--group-size (optional packages; "
                          "hqq-opt: HQQ with its half-quadratic optimisation)")
 
+    from spinlens.cli._quantize_llm import add_study_args  # --model NAME --study: pretrained LLM, own module
+
+    add_study_args(p)
     from spinlens.cli.lm_cmd import attach_lm_edit  # --checkpoint DIR of a language model (spinlens lm)
 
     attach_lm_edit(sub)
@@ -435,6 +439,10 @@ def _quantize(args):
     check_int("seq_len", args.seq_len, low=2)
     _check_common(args)
     check_out_dir("save", args.save)
+    if getattr(args, "study", False):
+        from spinlens.cli._quantize_llm import run_study
+
+        return run_study(args)
     if args.model and not Path(args.model).exists():
         raise InvalidParameterError(f"The 'model' parameter must be a Hugging Face model folder. Got {args.model!r}, "
                                     "which does not exist.")

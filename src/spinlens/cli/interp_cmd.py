@@ -104,6 +104,9 @@ def register(sub) -> None:
     from ._interp_fv import register_fv  # function vectors: own arguments (no --model), own module
 
     register_fv(isub)
+    from ._interp_sycophancy import register_sycophancy  # pretrained chat LM: own module
+
+    register_sycophancy(isub)
     _register_induction(isub)
 
 
