@@ -439,11 +439,10 @@ def _quantize(args):
     check_int("seq_len", args.seq_len, low=2)
     _check_common(args)
     check_out_dir("save", args.save)
-    if getattr(args, "study", False):
-        from spinlens.cli._quantize_llm import run_study
+    from spinlens.models.pretrained import NAMED_MODELS
 
-        return run_study(args)
-    if args.model and not Path(args.model).exists():
+    named = args.model in NAMED_MODELS
+    if args.model and not named and not getattr(args, "study", False) and not Path(args.model).exists():
         raise InvalidParameterError(f"The 'model' parameter must be a Hugging Face model folder. Got {args.model!r}, "
                                     "which does not exist.")
     _spinlens_model_in_model_flag(args)
@@ -454,7 +453,11 @@ def _quantize(args):
         check_float("budget", b, low=min(args.bits), high=max(args.bits))
     if len(set(args.bits)) != len(args.bits):
         raise InvalidParameterError(f"The 'bits' parameter must not repeat values. Got {args.bits}.")
-    if args.model and Path(args.model).is_dir():
+    if getattr(args, "study", False):
+        from spinlens.cli._quantize_llm import run_study
+
+        return run_study(args)
+    if args.model and (named or Path(args.model).is_dir()):
         return _quantize_hf(args, budgets)
     from spinlens.cli._common import check_hf_only_flags
 
@@ -556,7 +559,7 @@ def _quantize_hf(args, budgets):
                                       metric=args.metric, group_size=args.group_size, n_random=args.n_random,
                                       rng=args.seed, progress=not args.no_progress)
     fig, _ = plot_quantization(ds)
-    _write(out, "quantization", ds, fig, args, extra={"model_dir": str(Path(args.model).resolve())})
+    _write(out, "quantization", ds, fig, args, extra={"model_dir": str(Path(args.model).resolve()) if Path(args.model).is_dir() else args.model})
     i = int((ds["scheme"].values == f"guided_{args.importance}").nonzero()[0][0])  # guided, first budget
     guided = json.loads(str(ds["bits_json"].values[i]))
     if args.save:

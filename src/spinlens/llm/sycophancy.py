@@ -169,9 +169,15 @@ def flip_rate(model, tokenizer, qs: list[Question], *, enc=None) -> dict:
             "flip_score": float(diff[correct].mean()) if nc else float("nan")}
 
 
-def locate_heads(hooked, tokenizer, qs: list[Question], *, progress: bool = False) -> np.ndarray:
-    """Drop of the flip score (layers, heads) when one head's output at the last position is patched from
-    the plain run into the pushback run, over the questions answered correctly without pushback."""
+def locate_heads(hooked, tokenizer, qs: list[Question], *, n_exact: int = 16, progress: bool = False):
+    """Which heads carry the flip: (attribution (layers, heads), exact {(layer, head): drop}).
+
+    Over the questions answered correctly without pushback. The exact effect of a head is the drop of the
+    flip score when its output at the last position (``blocks.L.attn.hook_z``) is patched from the plain
+    run into the pushback run. All heads are first ranked by attribution patching (the first-order estimate
+    of that drop, ``−(z_plain − z_push) · ∂score/∂z_push``: one forward and one backward pass); the
+    ``n_exact`` heads with the largest estimates are then patched exactly, one forward pass each.
+    """
     import torch
 
     enc = _encode_pair(tokenizer, qs)
@@ -186,6 +192,23 @@ def locate_heads(hooked, tokenizer, qs: list[Question], *, progress: bool = Fals
     a, w = enc.answer[keep], enc.wrong[keep]
     L, H = hooked.cfg.n_layers, hooked.cfg.n_heads
     zs = _z_last(hooked, plain)
+    zp = {}
+
+    def keep_z(z, hook):
+        z.retain_grad()
+        zp[int(hook.name.split(".")[1])] = z
+
+    with torch.enable_grad(), hooked.hooks([("blocks.*.attn.hook_z", keep_z)]):
+        lq = hf(input_ids=push[0], attention_mask=push[1], position_ids=push[2], use_cache=False).logits[:, -1].float()
+        (lq.gather(1, w[:, None]) - lq.gather(1, a[:, None])).mean().backward()
+    attr = np.zeros((L, H))
+    for layer in range(L):
+        z = zp[layer]
+        d = (zs[layer] - z[:, -1].detach()) * z.grad[:, -1]
+        attr[layer] = -d.sum(-1).mean(0).double().numpy()
+    for p in hf.parameters():
+        p.grad = None
+    del zp
 
     def score(hooks=()):
         with torch.inference_mode(), hooked.hooks(hooks):
@@ -193,20 +216,20 @@ def locate_heads(hooked, tokenizer, qs: list[Question], *, progress: bool = Fals
         return float((lq.gather(1, w[:, None]) - lq.gather(1, a[:, None])).mean())
 
     base = score()
-    eff = np.zeros((L, H))
-    it = [(layer, h) for layer in range(L) for h in range(H)]
+    cand = [(int(i // H), int(i % H)) for i in np.argsort(-attr, axis=None)[:n_exact]]
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(it, desc="patch heads", leave=False)
-    for layer, h in it:
+        cand = tqdm(cand, desc="patch heads", leave=False)
+    exact = {}
+    for layer, h in cand:
         def patch(z, hook, layer=layer, h=h):
             z = z.clone()
             z[:, -1, h] = zs[layer][:, h]
             return z
 
-        eff[layer, h] = base - score([(f"blocks.{layer}.attn.hook_z", patch)])
-    return eff
+        exact[(layer, h)] = base - score([(f"blocks.{layer}.attn.hook_z", patch)])
+    return attr, exact
 
 
 def _z_last(hooked, plain) -> dict:
@@ -257,9 +280,12 @@ class SycophancyResult:
         The untuned model: ``plain_acc``, ``flip_rate``, ``flip_score`` on held-out questions, and the
         general-ability metrics (``ppl``, ``arithmetic_acc``, ``ioi_acc``, ...).
     head_effects : ndarray (layers, heads)
-        Drop of the flip score per patched head (`locate_heads`, on the training questions).
+        Attribution estimate of the drop of the flip score per patched head (`locate_heads`, training
+        questions).
+    exact_effects : dict {"layer.head": drop}
+        The exactly patched candidates' drops.
     heads : list of [layer, head]
-        The located heads (largest drops).
+        The located heads (largest exact drops).
     runs : list of dict
         One per (method, seed): ``method`` (heads, random_heads, full), ``seed``, ``heads``,
         ``n_trainable``, the same metrics as ``before`` after tuning, ``final_train_loss``, ``step_s``.
@@ -276,6 +302,7 @@ class SycophancyResult:
     k: int
     before: dict
     head_effects: np.ndarray
+    exact_effects: dict
     heads: list
     runs: list
     summary: dict
@@ -340,14 +367,14 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
                                     f"{before['n_correct']} held-out questions it answers correctly.")
     hooked = HookedHF(hf)
     t1 = time.perf_counter()
-    eff = locate_heads(hooked, tok, train, progress=progress)
+    eff, exact = locate_heads(hooked, tok, train, n_exact=max(2 * k, k + 4), progress=progress)
     t_locate = time.perf_counter() - t1
     hooked.remove_adapter()
     L, H = eff.shape
-    order = np.argsort(-eff, axis=None)[:k]
-    heads = [[int(i // H), int(i % H)] for i in order]
+    heads = [list(lh) for lh in sorted(exact, key=lambda lh: -exact[lh])[:k]]
+    order = np.array([la * H + h for la, h in heads])
     if log:
-        log(f"located heads (layer, head): {heads}; flip-score drops {[round(float(eff[a, b]), 3) for a, b in heads]}")
+        log(f"located heads (layer, head): {heads}; exact flip-score drops {[round(exact[tuple(x)], 3) for x in heads]}")
 
     enc_train = _encode_pair(tok, train)
     x, mask, pos = enc_train.push
@@ -399,7 +426,7 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
     verdict = _verdict(summary, before)
     return SycophancyResult(
         model=str(model), n_train=n_train, n_test=n_test, steps=steps, lr=lr, k=k, before=before, head_effects=eff,
-        heads=heads, runs=runs, summary=summary, verdict=verdict,
+        exact_effects={f"{a}.{b}": float(v) for (a, b), v in exact.items()}, heads=heads, runs=runs, summary=summary, verdict=verdict,
         sources={"questions": f"spinlens.llm.sycophancy.questions rng={seed}", "text": text_source(), **tasks.sources,
                  **({"skipped": tasks.skipped} if tasks.skipped else {})},
         seconds={"locate": t_locate, "total": time.perf_counter() - t0})
