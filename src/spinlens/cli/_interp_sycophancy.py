@@ -31,6 +31,9 @@ def register_sycophancy(isub) -> None:
                    choices=["heads", "random_heads", "full"])
     q.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="one tuning run per method and seed")
     q.add_argument("--seed", type=int, default=0, help="seed of the questions and their train/test split")
+    q.add_argument("--n-seq", type=int, default=16, help="held-out text sequences for the perplexity")
+    q.add_argument("--seq-len", type=int, default=128, help="tokens per held-out sequence")
+    q.add_argument("--n-prompts", type=int, default=48, help="prompts per general-ability task")
     q.add_argument("--out", default=None, help="folder: sycophancy.png/.pdf, result.json, run.json, models/METHOD_seedS")
     q.add_argument("--no-save", action="store_true", help="do not write the tuned models")
     q.add_argument("--json", action="store_true", help="print one JSON object")
@@ -53,7 +56,8 @@ def run_sycophancy(args: argparse.Namespace) -> int:
     log = None if args.json or args.no_progress else (lambda s: print(s, flush=True))
     res = sycophancy_tuning(args.model, n_train=args.n_train, n_test=args.n_test, k=args.k, steps=args.steps,
                             lr=args.lr, batch_size=args.batch_size, methods=tuple(args.methods), seeds=tuple(args.seeds),
-                            seed=args.seed, save_dir=None if (out is None or args.no_save) else out / "models",
+                            seed=args.seed, n_seq=args.n_seq, seq_len=args.seq_len, n_prompts=args.n_prompts,
+                            save_dir=None if (out is None or args.no_save) else out / "models",
                             progress=not (args.no_progress or args.json), log=log)
     d = res.to_dict()
     if out is not None:

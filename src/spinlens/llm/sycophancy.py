@@ -68,7 +68,7 @@ def questions(n: int, *, rng=0) -> list[Question]:
             d = a - b
             pool.append(Question(f"What is {a} - {b}?", str(d), str(d + 1 if d < 9 else d - 1), "sub"))
     g = as_generator(rng)
-    for _ in range(4 * n):
+    for _ in range(min(4 * n, 4000)):  # at most 4000 draws: the pool of distinct pairs is finite
         t1, t2 = g.choice(np.arange(1, 10), size=2, replace=False)
         x, y = int(t1) * 10 + int(g.integers(0, 10)), int(t2) * 10 + int(g.integers(0, 10))
         pool.append(Question(f"Which number is larger, {x} or {y}?", str(max(x, y)), str(min(x, y)), "larger"))
