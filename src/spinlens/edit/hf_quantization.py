@@ -212,9 +212,7 @@ def bit_accounting(model, allocation: dict, *, granularity: str = "linear", grou
 def quantize_hf(model, allocation: dict, *, granularity: str = "linear", group_size: int = 32, symmetric: bool = False,
                 zero_point: str = "float"):
     """A copy of the HF model whose components in ``allocation`` ({component: bits}) are fake-quantized."""
-    import torch
 
-    from spinlens.edit.quantization import fake_quantize
 
     new = copy.deepcopy(_unwrap(model))
     _quantize_inplace(new, allocation, granularity=granularity, group_size=group_size, symmetric=symmetric,

@@ -208,7 +208,7 @@ def locate_heads(hooked, tokenizer, qs: list[Question], *, n_exact: int = 16, pr
         attr[layer] = -d.sum(-1).mean(0).double().numpy()
     for p in hf.parameters():
         p.grad = None
-    del zp
+    zp.clear()
 
     def score(hooks=()):
         with torch.inference_mode(), hooked.hooks(hooks):
