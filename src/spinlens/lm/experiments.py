@@ -502,3 +502,113 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
                           "; guided is NOT lower on every seed" if diffs else ""))
         return out
     raise InvalidParameterError(f"The 'name' parameter must be steer, pinpoint, merge or quantize. Got {name!r}.")
+
+
+# ------------------------------------------------------------------------------------------------ one call per command
+
+
+def default_lm(base=None, *, base_steps: int | None = None, seed: int = 0, progress: bool = False):
+    """The default language model of the LM setting: ``spinlens lm``'s defaults (`spinlens.lm.config.LMConfig`,
+    corpus ``stdlib-docs``), ``base_steps`` steps when given, seed ``seed``; cached in the folder ``base`` (reused
+    when its config and corpus match) or, with ``base=None``, trained in memory. Returns
+    ``(model, tokenizer, held-out windows, folder or None, reused)``."""
+    from pathlib import Path
+
+    from spinlens.experiment import folder_kind
+    from spinlens.lm.analysis import heldout_windows
+    from spinlens.lm.config import LMConfig
+    from spinlens.lm.corpus import DEFAULT_MAX_CHARS, load_corpus, text_digest
+    from spinlens.lm.data import eval_windows
+    from spinlens.lm.train import load_lm, remove_partial, train_lm
+
+    d = LMConfig()
+    cfg = LMConfig(steps=d.steps if base_steps is None else base_steps, seed=seed)
+    corpus = "stdlib-docs"
+    text = load_corpus(corpus, max_chars=DEFAULT_MAX_CHARS)  # this Python's docs: a cache of another text is stale
+    base = Path(base) if base is not None else None
+    if base is not None and folder_kind(base) == "lm":
+        try:
+            model, tok, meta = load_lm(base)
+        except Exception:  # noqa: BLE001 - a broken cache is retrained
+            meta = {}
+        if meta.get("lm_config") == cfg.to_dict() and meta.get("corpus") == corpus \
+                and meta.get("corpus_sha256") == text_digest(text):
+            val = heldout_windows(model, tok, base)
+            if val is not None:
+                return model, tok, val, base, True
+    if base is not None and base.exists():
+        remove_partial(base)
+    try:
+        res = train_lm(text, cfg, out=base, corpus_name=corpus, progress=progress)
+    except KeyboardInterrupt:
+        if base is not None:
+            remove_partial(base)
+        raise
+    # the windows `heldout_windows` reads from the folder (64 of the held-out split)
+    return res.model, res.tokenizer, eval_windows(res.heldout, cfg.n_ctx, max_windows=64), base, False
+
+
+#: the figure of each command's LM experiment (`spinlens.plotting.lm`) and the stem of its files
+EDIT_OUTPUTS = {"steer": ("plot_lm_steering", "steer_lm"), "pinpoint": ("plot_lm_pinpoint", "pinpoint_lm"),
+                "merge": ("plot_lm_merging", "merge_lm"), "quantize": ("plot_lm_quantization", "quantize_lm")}
+
+
+def run_edit(name: str, model, tokenizer, val, *, seeds, texts=(), token_class_name: str = "capitalised",
+             strengths=(0.0, 0.5, 1.0), k: int = 1, n_random: int = 3, steps: int = 100, lr: float = 1e-3,
+             density: float = 0.3, domains=(), budgets=(3.4,), uniform_bits=(3, 4, 8), bits=(2, 3, 4, 8),
+             group_size: int = 32, granularity: str = "head", progress: bool = False):
+    """The language-model experiment of one edit command: ``(dataset, summary)``.
+
+    ``name``: steer | pinpoint | merge | quantize. ``texts``: the new domain's text (pinpoint) or the two domains'
+    texts (merge). The summary holds the per-method means ± sd over ``seeds`` and the one-line `headline`.
+    """
+    seeds = tuple(seeds)
+    if name == "steer":
+        strengths = tuple(dict.fromkeys([0.0, *map(float, strengths)]))  # 0: the unsteered model, the reference
+        ds = steering_experiment(model, tokenizer, val, token_class_name=token_class_name, strengths=strengths,
+                                 seeds=seeds)
+
+        def lvl(level):
+            return ds.where(ds.level == level, drop=True)
+
+        summary = {"token_class": token_class_name, "class_base_rate": ds.attrs["class_base_rate"],
+                   "activation_class_prob": summarise(lvl("activation"), ("strength",), "class_prob"),
+                   "activation_loss": summarise(lvl("activation"), ("strength",), "loss"),
+                   "module_repeat_loss": summarise(lvl("module"), ("intervention",), "repeat_loss"),
+                   "token_level_loss": summarise(lvl("token"), ("intervention",), "loss"),
+                   "induction_heads": ds.attrs["induction_heads"], "seeds": list(seeds)}
+        if (ds.level == "neuron").any():
+            summary["neuron_class_prob"] = summarise(lvl("neuron"), ("strength",), "class_prob")
+            summary["neuron_loss"] = summarise(lvl("neuron"), ("strength",), "loss")
+            summary["neuron_random_class_prob"] = summarise(lvl("neuron_random"), ("strength",), "class_prob")
+            summary["neuron_random_loss"] = summarise(lvl("neuron_random"), ("strength",), "loss")
+            summary["neuron_top_context_class_share"] = summarise(
+                ds.where(ds.level.isin(["neuron", "neuron_random"]) & (ds.strength == ds.strength.max()), drop=True),
+                ("level",), "top_context_class_share")
+    elif name == "pinpoint":
+        ds = pinpoint_experiment(model, tokenizer, val, texts[0], k=k, n_random=n_random, steps=steps, lr=lr,
+                                 seeds=seeds, progress=progress)
+        imp = ds.where(ds.method == "importance_heads", drop=True)
+        summary = {"domain": str(domains[0]) if domains else None, "heads": ds.attrs["heads"],
+                   "importance_heads": {str(int(s)): str(c) for s, c in zip(imp.seed.values, imp.components.values)},
+                   "before_target_loss": float(ds.target_loss[0]),
+                   "target_gain": summarise(ds, ("method",), "target_gain"),
+                   "general_change": summarise(ds, ("method",), "general_change"), "seeds": list(seeds)}
+    elif name == "merge":
+        from pathlib import Path
+
+        names = tuple(Path(str(d)).stem.replace("-", "_").replace("stdlib_", "") for d in domains)
+        ds = merging_experiment(model, tokenizer, val, texts[0], texts[1], steps=steps, lr=lr, density=density,
+                                seeds=seeds, names=names, progress=progress)
+        summary = {"domains": [str(d) for d in domains], "seeds": list(seeds)}
+        for v in ds.data_vars:
+            summary[v] = summarise(ds, ("method",), v)
+    elif name == "quantize":
+        ds = quantization_experiment(model, val, budgets=tuple(budgets), uniform_bits=tuple(uniform_bits),
+                                     bits=tuple(bits), group_size=group_size, granularity=granularity,
+                                     n_random=n_random, seeds=seeds)
+        summary = {"fp_perplexity": ds.attrs["fp_perplexity"], "perplexity": summarise(ds, ("scheme",), "perplexity"),
+                   "average_bits": summarise(ds, ("scheme",), "average_bits"), "seeds": list(seeds)}
+    else:
+        raise InvalidParameterError(f"The 'name' parameter must be steer, pinpoint, merge or quantize. Got {name!r}.")
+    return ds, {"headline": headline(name, ds), "setting": "lm", **summary}
