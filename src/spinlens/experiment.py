@@ -33,7 +33,7 @@ from pathlib import Path
 from spinlens.errors import InvalidParameterError
 
 __all__ = ["SETTINGS", "SETTING_OPTIONS", "ModelSource", "folder_kind", "resolve_source", "check_setting_options",
-           "open_regression", "open_lm"]
+           "open_regression", "open_lm", "load_spinlens_model", "InterpSetting", "interp_setting"]
 
 SETTINGS = ("regression", "lm", "hf")
 
@@ -242,3 +242,124 @@ def open_lm(source: ModelSource, *, out=None, base_steps: int | None = None, see
     if val is None:
         raise InvalidParameterError(f"The checkpoint {source.path!r} has no held-out tokens (heldout_tokens.npy).")
     return model, tok, val, str(source.path), True
+
+
+@dataclass
+class InterpSetting:
+    """The setting of an ``interp`` method: a model, clean and corrupted inputs, and the metric.
+
+    Attributes
+    ----------
+    model : HookedModule
+        In eval mode.
+    clean, corrupt : Tensor
+        Regression prompts ``(n, D+1, N+1)`` or token ids ``(n, T)``.
+    metric : callable
+        ``metric(model output) -> (n,)`` (`spinlens.interp.metrics`): the projection metric for regression, the
+        logit difference of the answer over the corrupted answer for tokens.
+    extras : dict
+        ``kind`` ("regression" / "tokens"), ``target``, and the task quantities or token categories used by
+        neuron descriptions.
+    source : str
+        ``hf:PATH``, ``checkpoint:PATH`` or ``planted:KIND``.
+    """
+
+    model: object
+    clean: object
+    corrupt: object
+    metric: object
+    extras: dict
+    source: str
+
+
+def interp_setting(*, model=None, checkpoint=None, planted=None, n_prompts: int = 256, n_pairs=None, d: int = 4,
+                   n_context=None, corruption: str = "label_swap", seed: int = 0,
+                   allow_pickle_weights: bool = False) -> InterpSetting:
+    """Build the setting of an ``interp`` method from one model source (a Hugging Face folder or named model, a
+    spinlens checkpoint, or a planted model; default the planted regression model) and its task: regression
+    prompt pairs (`spinlens.interp.tasks.regression_pairs`), the in-context token task of the checkpoint
+    (`token_icl_pairs`, with the task sizes recorded in its metadata), or the planted copy task."""
+    import torch
+
+    from spinlens.errors import check_choice, check_int
+    from spinlens.interp import metrics as M
+    from spinlens.interp import planted as planted_models
+    from spinlens.interp import tasks
+
+    n = check_int("n-prompts", n_prompts, low=2)
+    if n_pairs is not None:
+        check_int("n-pairs", n_pairs, low=1)
+    check_int("seed", seed, low=0)
+    check_choice("corruption", corruption, ("label_swap", "input_swap"))
+    for flag, value in (("--model", model), ("--checkpoint", checkpoint), ("--planted", planted)):
+        if value is not None and not str(value).strip():
+            raise InvalidParameterError(f"The '{flag}' parameter must not be empty.")
+    given = [x for x in (model, checkpoint, planted) if x]
+    if len(given) > 1:
+        raise InvalidParameterError("Give at most one of --model, --checkpoint, --planted.")
+    extras: dict = {}
+    ck_n_context, ck_meta = None, {}
+    if model:
+        from spinlens.interp.hf import load_hf
+
+        net = load_hf(model, allow_pickle_weights=allow_pickle_weights)
+        source = f"hf:{model}"
+    elif checkpoint:
+        net, ck = load_spinlens_model(ModelSource("regression", str(checkpoint)))
+        ck_n_context, ck_meta = ck.n_context(), ck.metadata
+        source = f"checkpoint:{checkpoint}"
+    else:
+        kind = planted or "regression"
+        if kind == "regression":
+            d = check_int("d", d, low=1)
+            N = check_int("n-context", n_context if n_context is not None else 10, low=1)
+            net = planted_models.planted_regression_model(d, N)
+        elif kind == "copy":
+            net = planted_models.planted_copy_model()
+        else:
+            raise InvalidParameterError(f"The 'planted' parameter must be one of {{'regression', 'copy'}}. Got {kind!r} instead.")
+        source = f"planted:{kind}"
+    net.eval()
+    cfg = net.cfg
+    dtype = next(net.parameters()).dtype
+    if getattr(cfg, "input_kind", "tokens") == "regression":
+        d = cfg.d_in - 1
+        N = n_context if n_context is not None else (ck_n_context or cfg.max_pos - 1)
+        N = check_int("n-context", N, low=1, high=cfg.max_pos - 1)
+        pr = tasks.regression_pairs(d, N, n, dtype=dtype, rng=seed)
+        clean, corrupt = pr.clean, pr.corrupt
+        with torch.no_grad():
+            metric = M.projection_metric(net(clean), net(corrupt))
+        extras.update(target=pr.y, quantities=tasks.task_quantities(clean, pr.y, pr.w), kind="regression")
+    else:
+        V = cfg.d_vocab
+        if source == "planted:copy":
+            g = torch.Generator().manual_seed(seed)
+            T = cfg.max_pos
+            clean = torch.randint(0, V, (n, T), generator=g)
+            corrupt = clean.clone()
+            corrupt[:, 0] = (clean[:, 0] + torch.randint(1, V, (n,), generator=g)) % V
+            ans, alt = clean[:, 0], corrupt[:, 0]
+        else:
+            meta = ck_meta
+            n_pairs = n_pairs if n_pairs is not None else int(meta.get("n_pairs", 4))
+            max_pos = getattr(cfg, "max_pos", None)
+            check_int("n-pairs", n_pairs, low=1, high=None if max_pos is None else max(1, (max_pos - 1) // 2))
+            n_in = max(n_pairs, min(12, V // 2))
+            n_lab = min(6, V - n_in)
+            if "n_inputs" in meta and "n_labels" in meta:  # the task the model was trained on
+                n_in, n_lab = int(meta["n_inputs"]), int(meta["n_labels"])
+            if n_lab < 2:
+                raise InvalidParameterError(f"The model's vocabulary ({V}) is too small for the token task (needs >= {n_pairs + 2}).")
+            tp = tasks.token_icl_pairs(n, n_pairs=n_pairs, n_inputs=n_in, n_labels=n_lab, corruption=corruption,
+                                       rng=seed)
+            clean, corrupt, ans, alt = tp.clean, tp.corrupt, tp.answer, tp.corrupt_answer
+        metric = M.logit_diff_metric(ans, alt)
+        pos = torch.arange(clean.shape[1]).repeat(n)
+        cat = {"token": clean.reshape(-1).numpy(), "position": pos.numpy()}
+        if source == "planted:copy":
+            cat["first_token"] = clean[:, :1].expand(-1, clean.shape[1]).reshape(-1).numpy()
+        else:
+            cat["answer"] = ans[:, None].expand(-1, clean.shape[1]).reshape(-1).numpy()
+        extras.update(target=ans, kind="tokens", categorical=cat)
+    return InterpSetting(net, clean, corrupt, metric, extras, source)
