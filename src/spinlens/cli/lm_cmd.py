@@ -51,6 +51,8 @@ def register(sub) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--out", default="runs/lm", help="model folder (model.safetensors, config.json, tokenizer.json, "
                                                       "checkpoints/, curves.csv/png/pdf, run.json)")
+    g.add_argument("--force", action="store_true", help="write into an --out folder that holds files of another kind "
+                                                         "(they are kept; same-named ones replaced)")
     g.add_argument("--json", action="store_true", help="print one JSON object")
     g.add_argument("--no-progress", action="store_true")
 
@@ -61,8 +63,9 @@ def _run(args) -> int:
     import torch
 
     from spinlens.errors import InvalidParameterError, check_float, check_int
+    from spinlens.io import folder_transaction
     from spinlens.lm.corpus import load_corpus
-    from spinlens.lm.train import LMConfig, remove_partial, train_lm
+    from spinlens.lm.train import LM_KIND, LMConfig, train_lm
 
     from ._common import check_device, check_out_dir, print_json
 
@@ -72,7 +75,7 @@ def _run(args) -> int:
                    eval_every=args.eval_every, n_checkpoints=args.n_checkpoints, seed=args.seed)
     check_int("max-chars", args.max_chars, low=1000)
     check_device("device", args.device)
-    out = check_out_dir("out", args.out)
+    out = check_out_dir("out", args.out, kind=LM_KIND, force=args.force)
     check_float("max-memory-gb", args.max_memory_gb, low=0.0, low_open=True)
     est = cfg.memory_estimate_bytes() / 2**30
     if est > args.max_memory_gb:
@@ -80,22 +83,16 @@ def _run(args) -> int:
                                     "lower --batch-size, --n-ctx, --d-model or --vocab-size.")
     t0 = time.perf_counter()
     text = load_corpus(args.corpus, max_chars=args.max_chars)
-    existed = out.exists()
-    try:
-        res = train_lm(text, cfg, out=out, device=args.device, corpus_name=str(args.corpus),
+    # the whole folder is one transaction: an error, Ctrl-C or a kill leaves it as it was
+    with folder_transaction(out, kind=LM_KIND, force=args.force) as stage:
+        res = train_lm(text, cfg, out=stage, device=args.device, corpus_name=str(args.corpus),
                        progress=not args.no_progress and not args.json)
-        summary = write_study_files(out, res, cfg, device=args.device)
-    except (InvalidParameterError, KeyboardInterrupt):
-        if out.exists():
-            remove_partial(out)
-            if not existed and not any(out.iterdir()):
-                out.rmdir()
-        raise
-    summary.update(seconds_total=time.perf_counter() - t0, threads=torch.get_num_threads())
-    from spinlens import io
+        summary = write_study_files(stage, res, cfg, device=args.device)
+        summary.update(seconds_total=time.perf_counter() - t0, threads=torch.get_num_threads())
+        from spinlens import io
 
-    io.write_run_json(out, io.run_record("lm", args=args, seed=cfg.seed, device=args.device, config=cfg.to_dict(),
-                                         summary=summary))
+        io.write_run_json(stage, io.run_record("lm", args=args, seed=cfg.seed, device=args.device,
+                                               config=cfg.to_dict(), summary=summary))
     if not summary["induction_head_formed"]:
         from spinlens.lm.induction import FORMED_ADVANTAGE, FORMED_SCORE
 
@@ -320,7 +317,7 @@ def default_lm(args, *, progress=False):
     from spinlens.lm.analysis import heldout_windows
     from spinlens.lm.config import LMConfig
     from spinlens.lm.corpus import DEFAULT_MAX_CHARS, load_corpus, text_digest
-    from spinlens.lm.train import load_lm, remove_partial, train_lm
+    from spinlens.lm.train import load_lm, train_lm
 
     d = LMConfig()
     cfg = LMConfig(steps=d.steps if args.base_steps is None else args.base_steps, seed=args.seed)
@@ -337,16 +334,12 @@ def default_lm(args, *, progress=False):
             val = heldout_windows(model, tok, base)
             if val is not None:
                 return model, tok, val, base, True
+    # OUT/base is spinlens' own cache: a stale one is replaced as a whole (one transaction), whatever it held
+    from spinlens.io import read_manifest
     from spinlens.lm.data import eval_windows
 
-    if base is not None and base.exists():
-        remove_partial(base)
-    try:
-        res = train_lm(text, cfg, out=base, corpus_name=corpus, progress=progress)
-    except KeyboardInterrupt:
-        if base is not None:
-            remove_partial(base)
-        raise
+    legacy = base is not None and base.is_dir() and read_manifest(base) is None  # written before manifests: in place
+    res = train_lm(text, cfg, out=base, corpus_name=corpus, progress=progress, force=legacy)
     # the windows `heldout_windows` reads from the folder (64 of the held-out split)
     return res.model, res.tokenizer, eval_windows(res.heldout, cfg.n_ctx, max_windows=64), base, False
 
