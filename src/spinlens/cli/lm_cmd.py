@@ -240,7 +240,7 @@ def _is_lm_folder(path) -> bool:
 
     try:
         meta = json.loads((Path(path) / "config.json").read_text()).get("metadata", {})
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return False
     return isinstance(meta, dict) and meta.get("kind") == "lm"
 

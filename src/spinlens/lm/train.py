@@ -8,7 +8,6 @@ model folders under ``DIR/checkpoints/step-XXXXXX``.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -168,9 +167,11 @@ def load_lm(folder, *, device: str = "cpu"):
     if not folder.is_dir() or not cfg_file.is_file():
         raise InvalidParameterError(f"The 'checkpoint' parameter must be a language model folder written by 'spinlens lm' "
                                     f"(config.json, model.safetensors, tokenizer.json). Got {str(folder)!r}.")
+    from spinlens.models.checkpoint import read_json
+
     try:
-        record = json.loads(cfg_file.read_text())
-    except (ValueError, UnicodeDecodeError):
+        record = read_json(cfg_file)
+    except InvalidParameterError:
         record = {}
     meta = record.get("metadata", {}) if isinstance(record, dict) else {}
     if not isinstance(record, dict) or record.get("format") != TRANSFORMER_FORMAT or meta.get("kind") != LM_KIND:

@@ -408,7 +408,8 @@ def _build(ck: Checkpoint):
     return Transformer(cfg, rng=0)
 
 
-def load_model(path, *, device: str = "cpu", kind=None, allow_nonfinite: bool = False, max_bytes: int | None = None):
+def load_model(path, *, device: str = "cpu", kind=None, allow_nonfinite: bool | None = None,
+               max_bytes: int | None = None):
     """Rebuild and load the model saved at ``path`` (any format of this module); strict, bit-exact.
 
     Before anything is built the folder is checked against its manifest (`spinlens.io.verify_files`) and
@@ -425,8 +426,9 @@ def load_model(path, *, device: str = "cpu", kind=None, allow_nonfinite: bool = 
     kind : type or tuple of types, optional
         Required model class (e.g. `spinlens.models.transformer.Transformer` for the interpretability
         methods); a checkpoint of another class raises a one-line `InvalidParameterError`.
-    allow_nonfinite : bool
-        Load weights holding NaN or inf (refused by default).
+    allow_nonfinite : bool, optional
+        Load weights holding NaN or inf (refused by default; None reads ``SPINLENS_ALLOW_NONFINITE=1``, which
+        the command line's ``--allow-nonfinite`` sets).
     max_bytes : int, optional
         Memory allowed for the model (default: half this machine's memory).
     """
@@ -471,6 +473,10 @@ def load_model(path, *, device: str = "cpu", kind=None, allow_nonfinite: bool = 
                                     f"file: {msg}") from None
     if ck.key_prefix:
         tensors = {ck.key_prefix + k: v for k, v in tensors.items()}
+    if allow_nonfinite is None:
+        import os
+
+        allow_nonfinite = os.environ.get("SPINLENS_ALLOW_NONFINITE", "") not in ("", "0")
     if not allow_nonfinite:
         import torch
 
