@@ -326,7 +326,8 @@ def _output_cases(work):
 
     def stale(d, before, code):
         steps = sorted(p.name for p in (d / "m" / "checkpoints").iterdir())
-        man = json.loads((d / "m" / "manifest.json").read_text())
+        mf = d / "m" / "manifest.json"
+        man = json.loads(mf.read_text()) if mf.is_file() else {"files": {f"checkpoints/{s}/": 0 for s in steps}}
         listed = sorted({k.split("/")[1] for k in man["files"] if k.startswith("checkpoints/")})
         return "torn" if steps != listed or len(steps) > 2 else classify(code, expect_refusal=False)
 
