@@ -29,7 +29,8 @@ def register(sub) -> None:
     g.add_argument("--corpus", default="stdlib-docs",
                    help="UTF-8 text file, or a built-in offline source: stdlib-docs (pydoc topics + stdlib docstrings) "
                         "| pydoc-topics")
-    g.add_argument("--max-chars", type=int, default=1_000_000, help="built-in sources: characters to use (>= 1000)")
+    g.add_argument("--max-chars", type=int, default=None, help="characters of the corpus to use (>= 1000; default: "
+                                                                "1000000 of a built-in source, a file whole)")
     g.add_argument("--vocab-size", type=int, default=d.vocab_size, help="BPE vocabulary trained on the corpus (>= 257)")
     g.add_argument("--val-fraction", type=float, default=d.val_fraction, help="held-out share of the corpus, (0, 0.5]")
     g = p.add_argument_group("model")
@@ -73,7 +74,8 @@ def _run(args) -> int:
                    n_ctx=args.n_ctx, vocab_size=args.vocab_size, steps=args.steps, batch_size=args.batch_size,
                    lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
                    eval_every=args.eval_every, n_checkpoints=args.n_checkpoints, seed=args.seed)
-    check_int("max-chars", args.max_chars, low=1000)
+    if args.max_chars is not None:
+        check_int("max-chars", args.max_chars, low=1000)
     check_device("device", args.device)
     out = check_out_dir("out", args.out, kind=LM_KIND, force=args.force)
     check_float("max-memory-gb", args.max_memory_gb, low=0.0, low_open=True)
@@ -400,8 +402,11 @@ def run_lm_edit(args, name) -> int:
     seeds = tuple(range(args.seed, args.seed + n_seeds))
     check_out_dir("out", args.out)
     # the domains' text before any model is trained or loaded (a bad file fails first)
-    texts = [load_corpus(d, max_chars=400_000) for d in ([args.domain] if name == "pinpoint" else
-                                                          args.domains if name == "merge" else [])]
+    from spinlens.lm.corpus import BUILTIN
+
+    # 400000 characters of a built-in domain; a file whole, as before
+    texts = [load_corpus(d, max_chars=400_000 if d in BUILTIN else None)
+             for d in ([args.domain] if name == "pinpoint" else args.domains if name == "merge" else [])]
     if name == "steer":
         from spinlens.errors import check_choice
 
