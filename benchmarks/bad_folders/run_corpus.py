@@ -74,6 +74,19 @@ def classify(code, expect_refusal=True):
     return "clean"
 
 
+def run_subprocess(argv, timeout=30):
+    """Like `run_cli` in a child process (a blocking open of a FIFO cannot be interrupted in this one)."""
+    import subprocess
+
+    try:
+        res = subprocess.run([sys.executable, "-m", "spinlens.cli.main", *map(str, argv)], capture_output=True,
+                             text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, ""
+    lines = [x for x in res.stderr.strip().splitlines() if x.strip()]
+    return res.returncode, (lines[-1] if lines else "")
+
+
 # ------------------------------------------------------------------------------------------- damage helpers
 
 
@@ -259,7 +272,7 @@ def main() -> int:
             (folder / "manifest.json").write_text("{}")
         damage(folder)
         t = time.perf_counter()
-        code, msg = run_cli([*prefix, folder])
+        code, msg = (run_subprocess if cls == "fifo" else run_cli)([*prefix, folder])
         rows.append((cls, name, classify(code), code, time.perf_counter() - t, msg))
     rows += _output_cases(work)
     counts: dict = {}
