@@ -55,3 +55,28 @@ def test_damaged_spec_is_one_line(tmp_path, text):
 def test_repair_needs_resume(tmp_path):
     with pytest.raises(InvalidParameterError, match="with --resume"):
         _sweep(tmp_path / "s", repair=True)
+
+
+@pytest.mark.parametrize("name,text", [
+    ("g.json", '{"grid": {"N": "5", "N": "10"}}'),
+    ("g.yaml", "grid:\n  N: 5\n  N: 10\n"),
+    ("g.toml", "[grid]\nN = 5\nN = 10\n"),
+    ("g.json", '{"grid": {"N": "5", "n_context": "10"}}'),
+    ("g.yaml", "N: 5\ngrid:\n  n_context: 10\n"),
+])
+def test_duplicate_keys_and_aliases_refused(tmp_path, name, text):
+    from spinlens.sweeps._grid import load_config
+
+    f = tmp_path / name
+    f.write_text(text)
+    with pytest.raises(InvalidParameterError, match="duplicate key|twice|parsed"):
+        load_config(f)
+
+
+@pytest.mark.parametrize("text", ["3,,4", "3,4,", ",3"])
+def test_list_syntax_is_strict(text):
+    from spinlens.sweeps._grid import parse_values
+
+    with pytest.raises(InvalidParameterError, match="empty item"):
+        parse_values("N", text)
+    assert parse_values("N", "3,4") == (3, 4)
