@@ -72,3 +72,14 @@ def test_max_chars_applies_to_every_corpus(tmp_path):
     assert len(load_corpus(str(f), max_chars=1200)) == 1200
     assert len(load_corpus(str(f), max_chars=None)) == 5000
     assert len(load_corpus("pydoc-topics", max_chars=1500)) == 1500
+
+
+@pytest.mark.parametrize("flags,code", [(["--D", "7"], 2), (["--N", "9"], 2), (["--P", "5"], 2), (["--D", "3"], 0),
+                                        ([], 0)])
+def test_flags_that_contradict_data_are_refused(tmp_path, capsys, flags, code):
+    assert main(["prompts", "--D", "3", "--N", "4", "--P", "20", "-o", str(tmp_path / "p.npz")]) == 0
+    got = main(["solve", "--data", str(tmp_path / "p.npz"), "--lam", "0.1", *flags])
+    err = capsys.readouterr().err
+    assert got == code, err
+    if code == 2:
+        assert "contradicts the --data file" in err
