@@ -83,3 +83,19 @@ def test_flags_that_contradict_data_are_refused(tmp_path, capsys, flags, code):
     assert got == code, err
     if code == 2:
         assert "contradicts the --data file" in err
+
+
+def test_finetune_follows_the_divergence_rule():
+    import numpy as np
+    import torch
+
+    from spinlens.lm.experiments import finetune
+    from spinlens.models.transformer import Transformer, TransformerConfig
+
+    m = Transformer(TransformerConfig(n_layers=1, n_heads=2, d_model=8, max_pos=9, input_kind="tokens", d_vocab=11),
+                    rng=0)
+    ids = torch.as_tensor(np.random.default_rng(0).integers(0, 11, 500))
+    bad, good = [], []
+    finetune(m, ids, steps=3, lr=1e308, diverged=bad, rng=0)
+    finetune(m, ids, steps=3, lr=1e-3, diverged=good, rng=0)
+    assert len(bad) == 1 and "fine-tuning" in bad[0] and good == []

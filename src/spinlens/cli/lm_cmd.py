@@ -489,6 +489,8 @@ def run_lm_edit(args, name) -> int:
                    "average_bits": E.summarise(ds, ("scheme",), "average_bits"), "seeds": list(seeds)}
         stem = "quantize_lm"
     summary = {"headline": E.headline(name, ds), "setting": "lm", "model": source, **summary}
+    if "converged" in ds.attrs:  # the fine-tunes of pinpoint and merge follow the divergence rule
+        summary["converged"] = bool(ds.attrs["converged"])
     out = Path(args.out) if args.out else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -500,6 +502,10 @@ def run_lm_edit(args, name) -> int:
         print_json(summary)
     else:
         _print_lm_summary(name, summary)
+    if summary.get("converged") is False:
+        from spinlens.cli._common import convergence_exit
+
+        return convergence_exit(f"spinlens {name}", False, ds.attrs.get("divergence", ""), what="fine-tuning")
     return 0
 
 
