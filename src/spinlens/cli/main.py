@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "interp_cmd",
     "edit_cmd",
     "lm_cmd",
+    "models_cmd",
 ]
 
 EPILOG = """examples:
@@ -135,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (`spinlens ... | head`): stop quietly, as Unix tools do
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 141
     except Exception as exc:  # noqa: BLE001 - the boundary: one line, never a traceback unless --debug
         if debug:
             raise
