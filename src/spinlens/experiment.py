@@ -75,7 +75,7 @@ def folder_kind(path) -> str | None:
     if cfg.is_file():
         try:
             record = json.loads(cfg.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return None
         if isinstance(record, dict) and isinstance(record.get("model_type"), str):
             return "hf"

@@ -707,7 +707,10 @@ def _run_lm(args, name) -> int:
     seeds = tuple(range(args.seed, args.seed + args.n_seeds))
     check_out_dir("out", args.out)
     domains = [args.domain] if name == "pinpoint" else args.domains if name == "merge" else []
-    texts = [load_corpus(d, max_chars=400_000) for d in domains]  # a bad file fails before any training
+    from spinlens.lm.corpus import BUILTIN
+
+    # 400000 characters of a built-in domain, a file whole; a bad file fails before any training
+    texts = [load_corpus(d, max_chars=400_000 if d in BUILTIN else None) for d in domains]
     progress = not args.no_progress and not args.json
     src = args.source
     if src.path is None:
@@ -737,6 +740,8 @@ def _run_lm(args, name) -> int:
                   granularity=args.granularity or "head", n_random=args.n_random)
     ds, summary = E.run_edit(name, model, tok, val, seeds=seeds, texts=texts, domains=domains, progress=progress, **kw)
     summary = {"headline": summary.pop("headline"), "setting": "lm", "model": label, **summary}
+    if "converged" in ds.attrs:  # the fine-tunes of pinpoint and merge follow the divergence rule
+        summary["converged"] = bool(ds.attrs["converged"])
     plot_name, stem = E.EDIT_OUTPUTS[name]
     fig, _ = getattr(S, plot_name)(ds)
     out = Path(args.out) if args.out else None
@@ -747,6 +752,10 @@ def _run_lm(args, name) -> int:
         print_json(summary)
     else:
         _print_lm_summary(name, summary)
+    if summary.get("converged") is False:
+        from spinlens.cli._common import convergence_exit
+
+        return convergence_exit(f"spinlens {name}", False, ds.attrs.get("divergence", ""), what="fine-tuning")
     return 0
 
 

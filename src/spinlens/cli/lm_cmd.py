@@ -29,7 +29,8 @@ def register(sub) -> None:
     g.add_argument("--corpus", default="stdlib-docs",
                    help="UTF-8 text file, or a built-in offline source: stdlib-docs (pydoc topics + stdlib docstrings) "
                         "| pydoc-topics")
-    g.add_argument("--max-chars", type=int, default=1_000_000, help="built-in sources: characters to use (>= 1000)")
+    g.add_argument("--max-chars", type=int, default=None, help="characters of the corpus to use (>= 1000; default: "
+                                                                "1000000 of a built-in source, a file whole)")
     g.add_argument("--vocab-size", type=int, default=d.vocab_size, help="BPE vocabulary trained on the corpus (>= 257)")
     g.add_argument("--val-fraction", type=float, default=d.val_fraction, help="held-out share of the corpus, (0, 0.5]")
     g = p.add_argument_group("model")
@@ -51,6 +52,8 @@ def register(sub) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--out", default="runs/lm", help="model folder (model.safetensors, config.json, tokenizer.json, "
                                                       "checkpoints/, curves.csv/png/pdf, run.json)")
+    g.add_argument("--force", action="store_true", help="write into an --out folder that holds files of another kind "
+                                                         "(they are kept; same-named ones replaced)")
     g.add_argument("--json", action="store_true", help="print one JSON object")
     g.add_argument("--no-progress", action="store_true")
 
@@ -61,8 +64,9 @@ def _run(args) -> int:
     import torch
 
     from spinlens.errors import InvalidParameterError, check_float, check_int
+    from spinlens.io import folder_transaction
     from spinlens.lm.corpus import load_corpus
-    from spinlens.lm.train import LMConfig, remove_partial, train_lm
+    from spinlens.lm.train import LM_KIND, LMConfig, train_lm
 
     from ._common import check_device, check_out_dir, print_json
 
@@ -70,9 +74,10 @@ def _run(args) -> int:
                    n_ctx=args.n_ctx, vocab_size=args.vocab_size, steps=args.steps, batch_size=args.batch_size,
                    lr=args.lr, weight_decay=args.weight_decay, val_fraction=args.val_fraction,
                    eval_every=args.eval_every, n_checkpoints=args.n_checkpoints, seed=args.seed)
-    check_int("max-chars", args.max_chars, low=1000)
+    if args.max_chars is not None:
+        check_int("max-chars", args.max_chars, low=1000)
     check_device("device", args.device)
-    out = check_out_dir("out", args.out)
+    out = check_out_dir("out", args.out, kind=LM_KIND, force=args.force)
     check_float("max-memory-gb", args.max_memory_gb, low=0.0, low_open=True)
     est = cfg.memory_estimate_bytes() / 2**30
     if est > args.max_memory_gb:
@@ -80,22 +85,16 @@ def _run(args) -> int:
                                     "lower --batch-size, --n-ctx, --d-model or --vocab-size.")
     t0 = time.perf_counter()
     text = load_corpus(args.corpus, max_chars=args.max_chars)
-    existed = out.exists()
-    try:
-        res = train_lm(text, cfg, out=out, device=args.device, corpus_name=str(args.corpus),
+    # the whole folder is one transaction: an error, Ctrl-C or a kill leaves it as it was
+    with folder_transaction(out, kind=LM_KIND, force=args.force) as stage:
+        res = train_lm(text, cfg, out=stage, device=args.device, corpus_name=str(args.corpus),
                        progress=not args.no_progress and not args.json)
-        summary = write_study_files(out, res, cfg, device=args.device)
-    except (InvalidParameterError, KeyboardInterrupt):
-        if out.exists():
-            remove_partial(out)
-            if not existed and not any(out.iterdir()):
-                out.rmdir()
-        raise
-    summary.update(seconds_total=time.perf_counter() - t0, threads=torch.get_num_threads())
-    from spinlens import io
+        summary = write_study_files(stage, res, cfg, device=args.device)
+        summary.update(seconds_total=time.perf_counter() - t0, threads=torch.get_num_threads())
+        from spinlens import io
 
-    io.write_run_json(out, io.run_record("lm", args=args, seed=cfg.seed, device=args.device, config=cfg.to_dict(),
-                                         summary=summary))
+        io.write_run_json(stage, io.run_record("lm", args=args, seed=cfg.seed, device=args.device,
+                                               config=cfg.to_dict(), summary=summary))
     if not summary["induction_head_formed"]:
         from spinlens.lm.induction import FORMED_ADVANTAGE, FORMED_SCORE
 

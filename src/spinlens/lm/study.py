@@ -36,7 +36,9 @@ def checkpoint_curve(folder, *, device: str = "cpu", n_seq: int = 32, seed: int 
     from spinlens.lm.train import list_checkpoints, load_heldout, load_lm
 
     folder = Path(folder)
-    heldout = load_heldout(folder)
+    from spinlens.models.checkpoint import read_checkpoint
+
+    heldout = load_heldout(folder, vocab_size=read_checkpoint(folder).config.get("d_vocab"))
     rows, rep = [], None
     items = list_checkpoints(folder) + [(None, folder)]
     for step, d in items:
