@@ -116,6 +116,7 @@ def test_cli_rejects_bad_grid_with_one_line(capsys, tmp_path):
 
 def test_cli_config_file_with_flag_override(tmp_path, capsys):
     from spinlens.cli.main import main
+    from spinlens.cli.main import main
     from spinlens.sweeps import open_sweep
 
     cfg = tmp_path / "grid.toml"
@@ -136,6 +137,7 @@ def test_cli_config_file_with_flag_override(tmp_path, capsys):
 
 def test_cli_non_convergence_is_data_unless_strict(tmp_path, capsys):
     """A map where some points did not converge exits 0 with the count (the mask is in results.nc); --strict: 3."""
+    from spinlens.cli.main import main
     from spinlens.sweeps import open_sweep
 
     toy = "spinlens.sweeps.testing:toy_point"  # converged iff P >= 2N
