@@ -88,6 +88,12 @@ def test_pinpoint_headline_from_the_written_dataset(runs):
     wins = [statistics.mean(d["importance_heads"]) > statistics.mean(d["random_heads"]) for d in by_seed.values()]
     assert h["beats_random"] == all(wins)
     assert h["text"].startswith("pinpoint:") and "\n" not in h["text"]
+    # the verdict (spinlens.verdict): importance heads' mean gain against the random heads' band
+    from spinlens.verdict import compare
+
+    v = compare(gain["importance_heads"], gain["random_heads"], what="x", better="higher")
+    assert h["verdict"]["is_effect"] == v.is_effect and h["verdict"]["effect"] == pytest.approx(v.effect, abs=1e-9)
+    assert h["verdict"]["line"].startswith("verdict: importance-chosen heads vs random heads, ")
 
 
 def test_quantize_headline_recomputed_from_the_allocation(runs):

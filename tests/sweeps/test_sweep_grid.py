@@ -116,7 +116,6 @@ def test_cli_rejects_bad_grid_with_one_line(capsys, tmp_path):
 
 def test_cli_config_file_with_flag_override(tmp_path, capsys):
     from spinlens.cli.main import main
-    from spinlens.cli.main import main
     from spinlens.sweeps import open_sweep
 
     cfg = tmp_path / "grid.toml"

@@ -215,6 +215,13 @@ def load_checkpoint_arg(path, *, flag: str = "checkpoint", transformer: bool = T
     return model, ck
 
 
+def print_headline(headline: dict) -> None:
+    """The last lines of an experiment: its one-line headline and its verdict (`spinlens.verdict`)."""
+    print(headline["text"])
+    if "verdict" in headline:
+        print(headline["verdict"]["line"])
+
+
 def write_experiment(out, stem, ds, fig, args, extra=None):
     """Write an experiment's Dataset (CSV + NetCDF), its figure (PNG + PDF) and run.json under ``out``
     (nothing when ``out`` is None; the figure is closed either way)."""

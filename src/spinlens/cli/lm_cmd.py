@@ -517,4 +517,6 @@ def _print_lm_summary(name, s) -> None:
                 print(f"    {key}: {r['mean']:.4g} ± {r['std']:.2g} (n={r['n']})")
         elif k != "seeds":
             print(f"  {k}: {v}")
-    print(s["headline"]["text"])
+    from spinlens.cli._common import print_headline
+
+    print_headline(s["headline"])

@@ -12,8 +12,16 @@ Forms:
 
 from __future__ import annotations
 
-from spinlens.cli._common import (Formatter, add_command, add_strict, check_out_dir, convergence_exit, map_exit, print_json,
-                                  print_table)
+from spinlens.cli._common import (
+    Formatter,
+    add_command,
+    add_strict,
+    check_out_dir,
+    convergence_exit,
+    map_exit,
+    print_json,
+    print_table,
+)
 
 EXAMPLES = """  spinlens theory --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --json
   spinlens theory --alpha 10 --tau 0.99 --kappa 0.5 --rho 0.01 --lam 0
