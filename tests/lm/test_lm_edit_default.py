@@ -211,7 +211,8 @@ def test_without_out_the_default_lm_is_trained_in_memory(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     assert main(["steer", "--base-steps", "20", "--n-seeds", "1", "--strengths", "0", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert "in memory" in out[0] and out[-1].startswith("steer: P(next token capitalised)")
+    assert "in memory" in out[0] and out[-2].startswith("steer: P(next token capitalised)")
+    assert out[-1].startswith("verdict: steered (strength 1) vs unsteered model, P(next token capitalised): ")
     assert not any(tmp_path.iterdir())  # nothing written
 
 
