@@ -67,7 +67,20 @@ def test_report_embeds_everything_and_is_offline(tmp_path):
         assert s in html, s
     # the row outside tolerance (0.35 vs 0.3) is highlighted exactly once
     assert html.count('<tr class="bad">') == 1
-    assert "Largest deviation |ours − paper| = <b>0.05</b>" in html
+    assert "Largest deviation |ours − paper| = <b>0.05</b> [tolerance ±0.02: OUTSIDE]" in html
+    assert "+0.0100 [tolerance ±0.02: within]" in html and "+0.0500 [tolerance ±0.02: OUTSIDE]" in html  # summary
+
+
+def test_report_labels_sections_that_share_a_command(tmp_path):
+    _make_run(tmp_path / "lm-quant", "q1")
+    _make_run(tmp_path / "quant-hf", "q2")
+    for d in ("lm-quant", "quant-hf"):  # two runs of one command
+        run = json.loads((tmp_path / d / "run.json").read_text())
+        run.pop("figure")
+        run["command"] = "quantize"
+        (tmp_path / d / "run.json").write_text(json.dumps(run))
+    html = build_report(tmp_path).read_text()
+    assert "quantize (lm-quant)" in html and "quantize (quant-hf)" in html
 
 
 def test_report_empty_folder_and_bad_dir(tmp_path):
