@@ -88,6 +88,12 @@ def test_pinpoint_headline_from_the_written_dataset(runs):
     wins = [statistics.mean(d["importance_heads"]) > statistics.mean(d["random_heads"]) for d in by_seed.values()]
     assert h["beats_random"] == all(wins)
     assert h["text"].startswith("pinpoint:") and "\n" not in h["text"]
+    # the verdict (spinlens.verdict): importance heads' mean gain against the random heads' band
+    from spinlens.verdict import compare
+
+    v = compare(gain["importance_heads"], gain["random_heads"], what="x", better="higher")
+    assert h["verdict"]["is_effect"] == v.is_effect and h["verdict"]["effect"] == pytest.approx(v.effect, abs=1e-9)
+    assert h["verdict"]["line"].startswith("verdict: importance-chosen heads vs random heads, ")
 
 
 def test_quantize_headline_recomputed_from_the_allocation(runs):
@@ -205,7 +211,8 @@ def test_without_out_the_default_lm_is_trained_in_memory(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     assert main(["steer", "--base-steps", "20", "--n-seeds", "1", "--strengths", "0", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert "in memory" in out[0] and out[-1].startswith("steer: P(next token capitalised)")
+    assert "in memory" in out[0] and out[-2].startswith("steer: P(next token capitalised)")
+    assert out[-1].startswith("verdict: steered (strength 1) vs unsteered model, P(next token capitalised): ")
     assert not any(tmp_path.iterdir())  # nothing written
 
 

@@ -118,6 +118,7 @@ def _run_fv(args: argparse.Namespace) -> int:
                                         corruption=args.corruption, strength=args.strength, rng=args.seed)
     d = res.to_dict()
     d["source"] = source
+    d["verdict"] = FV.fv_verdict(res)
     if args.out:
         from spinlens.plotting import interp as P
 
@@ -140,6 +141,7 @@ def _run_fv(args: argparse.Namespace) -> int:
                 where = f"before layer {L}" if L < model.cfg.n_layers else "after the last layer"
                 rows.append((f"{c} accuracy, FV {where}", a))
         print_table(rows)
+        print(d["verdict"]["line"])
         if args.out:
             print(f"wrote {args.out}")
     return 0
@@ -164,6 +166,7 @@ def _run_fv_lm(args: argparse.Namespace) -> int:
                                   strength=args.strength, seeds=seeds, progress=not args.json)
     d = IT.summarise_fv(ds)
     d["source"] = f"checkpoint:{args.checkpoint}"
+    d["verdict"] = IT.fv_verdict(ds)
     if args.out:
         from spinlens import io
         from spinlens.plotting import lm as S
@@ -187,6 +190,7 @@ def _run_fv_lm(args: argparse.Namespace) -> int:
                 where = f"before layer {L}" if L < model.cfg.n_layers else "after the last layer"
                 rows.append((f"{c} + FV {where}: accuracy / gain", f"{f(e['accuracy'])} / {f(e['gain'])}"))
         print_table(rows)
+        print(d["verdict"]["line"])
         if args.out:
             print(f"wrote {args.out}")
     return 0

@@ -240,26 +240,32 @@ def _steer(args):
             io.write_run_json(out, io.run_record("steer", args=args, seed=args.seed, result=res))
         print_json(res) if args.json else print_table(list(res.items()))
         return 0
-    from spinlens.edit.experiments import steering_experiment
+    from spinlens.cli._common import print_headline
+    from spinlens.edit.experiments import headline, steering_experiment
     from spinlens.plotting.edit import plot_steering
 
     check_int("n_top_heads", args.n_top_heads, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
     ds = steering_experiment(model, n_context=args.n_context, strengths=args.strengths, n_top_heads=args.n_top_heads, n_prompts=args.n_prompts,
                              rng=args.seed)
     fig, _ = plot_steering(ds)
-    _write(out, "steering", ds, fig, args)
+    head = headline("steer", ds)
+    _write(out, "steering", ds, fig, args, {"headline": head})
     best = np.unravel_index(np.argmax(ds["recovery"].values), ds["recovery"].shape)
     res = {"recovery_icl": ds.attrs["recovery_icl"], "best_function_vector_recovery": float(ds["recovery"].values[best]),
            "best_layer": str(ds["layer"].values[best[0]]), "best_strength": float(ds["strength"].values[best[1]]),
            "best_mean_diff_recovery": float(ds["recovery_mean_diff"].values.max()),
            "best_task_vector_recovery": float(ds["recovery_task_vector"].values.max()), "fv_heads": ds.attrs["fv_heads"]}
-    print_json(res) if args.json else print_table(list(res.items()))
+    if args.json:
+        print_json({**res, "headline": head})
+    else:
+        print_table(list(res.items()))
+        print_headline(head)
     return 0
 
 
 def _pinpoint(args):
-    from spinlens.cli._common import print_json
-    from spinlens.edit.experiments import pinpoint_experiment
+    from spinlens.cli._common import print_headline, print_json
+    from spinlens.edit.experiments import headline, pinpoint_experiment
     from spinlens.errors import InvalidParameterError, check_float, check_int
     from spinlens.plotting.edit import plot_pinpoint
 
@@ -294,16 +300,18 @@ def _pinpoint(args):
         ds = pinpoint_experiment(model, n_context=args.n_context, target=args.target, k=args.k, n_random=args.n_random, steps=args.steps,
                                  lr=args.lr, importance=imp, rng=args.seed, progress=not args.no_progress)
     fig, _ = plot_pinpoint(ds)
-    extra = {}
+    head = headline("pinpoint", ds)
+    extra = {"headline": head}
     if out:
         extra["delta"] = _save_top_delta(model, ds, args, out)
     _write(out, "pinpoint", ds, fig, args, extra)
     df = ds[["method", "components", "target_mse", "general_mse", "target_gain", "general_change", "n_trainable"]]
     df = df.drop_vars([v for v in ("imp_layer", "head") if v in df.coords]).to_dataframe()
     if args.json:
-        print_json(df.reset_index().to_dict(orient="list"))
+        print_json({**df.reset_index().to_dict(orient="list"), "headline": head})
     else:
         print(df.to_string(float_format=lambda x: f"{x:.4g}"))
+        print_headline(head)
     return 0
 
 
@@ -371,7 +379,8 @@ def _merge(args):
                                                                           "models": list(args.models)}})
         print_json({"saved": args.save, "method": args.method, **kw}) if args.json else print(f"saved {args.save}")
         return 0
-    from spinlens.edit.experiments import merging_experiment
+    from spinlens.cli._common import print_headline
+    from spinlens.edit.experiments import headline, merging_experiment
     from spinlens.plotting.edit import plot_merging
 
     if args.tasks[0] == args.tasks[1]:
@@ -382,12 +391,14 @@ def _merge(args):
     ds = merging_experiment(model, n_context=args.n_context, tasks=tuple(args.tasks), steps=args.steps, lr=args.lr, density=args.density,
                             rng=args.seed, progress=not args.no_progress)
     fig, _ = plot_merging(ds)
-    _write(out, "merging", ds, fig, args)
+    head = headline("merge", ds)
+    _write(out, "merging", ds, fig, args, {"headline": head})
     table = ds["mse"].to_pandas()
     if args.json:
         print_json({m: dict(zip(table.columns, table.loc[m].tolist())) for m in table.index})
     else:
         print(table.to_string(float_format=lambda x: f"{x:.4g}"))
+        print_headline(head)
     return 0
 
 
@@ -395,7 +406,7 @@ def _quantize(args):
     import json
 
     from spinlens.cli._common import check_out_dir, print_json
-    from spinlens.edit.experiments import quantization_experiment
+    from spinlens.edit.experiments import headline, quantization_experiment
     from spinlens.errors import InvalidParameterError, check_float, check_int
     from spinlens.plotting.edit import plot_quantization
 
@@ -428,7 +439,8 @@ def _quantize(args):
                                  rng=args.seed,
                                  progress=not args.no_progress)
     fig, _ = plot_quantization(ds)
-    _write(out, "quantization", ds, fig, args)
+    head = headline("quantize", ds) if args.n_random else None  # the verdict needs the random baseline
+    _write(out, "quantization", ds, fig, args, {"headline": head} if head else None)
     df = ds.drop_vars("bits_json").to_dataframe()
     if args.budget is not None and args.json:
         sel = (ds["scheme"].values == "guided_ablation")
@@ -437,9 +449,13 @@ def _quantize(args):
                     "mse": float(ds["mse"].values[i]), "fp_mse": ds.attrs["fp_mse"],
                     "bits": json.loads(str(ds["bits_json"].values[i]))})
     elif args.json:
-        print_json(df.reset_index().to_dict(orient="list"))
+        print_json({**df.reset_index().to_dict(orient="list"), **({"headline": head} if head else {})})
     else:
         print(df.to_string(float_format=lambda x: f"{x:.4g}"))
+        if head:
+            from spinlens.cli._common import print_headline
+
+            print_headline(head)
     return 0
 
 
@@ -771,4 +787,6 @@ def _print_lm_summary(name, s) -> None:
                 print(f"    {key}: {r['mean']:.4g} ± {r['std']:.2g} (n={r['n']})")
         elif k != "seeds":
             print(f"  {k}: {v}")
-    print(s["headline"]["text"])
+    from spinlens.cli._common import print_headline
+
+    print_headline(s["headline"])

@@ -121,7 +121,8 @@ def _register_induction(isub) -> None:
                         epilog="examples:\n" + INDUCTION_EXAMPLES, formatter_class=Formatter)
     q.add_argument("--checkpoint", required=True, help="language-model folder written by 'spinlens lm' (or one of its "
                    "checkpoints/step-* folders)")
-    q.add_argument("--n-seq", type=int, default=64, help="repeated random token sequences (>= 1)")
+    q.add_argument("--n-seq", type=int, default=64, help="repeated random token sequences (>= 1; the default is the one "
+                   "`spinlens lm` uses, so both print the same scores for the same model)")
     q.add_argument("--half", type=int, default=None, help="tokens per half of a repeated sequence (default: n_ctx/2, "
                    "at most 64)")
     q.add_argument("--text", default=None, help="held-out UTF-8 text for icl_score (default: the held-out split saved "

@@ -431,8 +431,12 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
     * ``quantize``: at the budget 3.4 (else the first guided budget), perplexity of the guided allocation vs
       random allocations at the same budget vs uniform bits at the budget rounded down (when run).
 
-    The dict holds the numbers and ``text``, the line printed by the CLI.
+    The dict holds the numbers, ``text``, the line printed by the CLI, and ``verdict`` where the experiment has an
+    uninformed baseline (`spinlens.verdict.compare`: the method against the unsteered model, random heads, a
+    fine-tune alone, random bits; its ``line`` is printed after ``text``).
     """
+    from spinlens.verdict import compare
+
     g = ds.to_dataframe().reset_index()
     if name == "steer":
         tc = ds.attrs.get("token_class", "class")
@@ -450,6 +454,9 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
         out["text"] = (f"steer: P(next token {tc}) {_pm(out['base_class_prob'])} unsteered -> {_pm(out['class_prob'])} "
                        f"at strength {s:g} (held-out loss {out['base_loss']['mean']:.2f} -> {out['loss']['mean']:.2f} "
                        f"nats; n = {out['class_prob']['n']} seeds)")
+        out["verdict"] = compare(by[s]["class_prob"], by[0.0]["class_prob"], what=f"P(next token {tc})",
+                                 method=f"steered (strength {s:g})", baseline="unsteered model",
+                                 better="higher").to_dict()
         return out
     if name == "pinpoint":
         m = {k: _ms(d["target_gain"]) for k, d in g[g["method"] != "before"].groupby("method")}
@@ -469,6 +476,11 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
                    "; importance heads do NOT beat random heads on every seed")
         out["text"] = (f"pinpoint: held-out gain on the new domain (nats/token), {out['k']} head{'' if out['k'] == 1 else 's'}: " + ", ".join(parts)
                        + verdict)
+        if "importance_heads" in m and "random_heads" in m:
+            out["verdict"] = compare(g[g["method"] == "importance_heads"]["target_gain"],
+                                     g[g["method"] == "random_heads"]["target_gain"], what="held-out gain on the new domain",
+                                     method="importance-chosen heads", baseline="random heads",
+                                     better="higher").to_dict()
         return out
     if name == "merge":
         a, b = ds.attrs["domains"].split(",")
@@ -490,6 +502,12 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
                        + "(one fine-tune alone: " + ", ".join(f"{k} {v[a]['mean']:.0%} / {v[b]['mean']:.0%}"
                                                               for k, v in single.items()) + ")"
                        + ("" if out["keeps_half_of_both"] else "; no merge keeps half of both domains' gains"))
+        if single:  # the smaller share kept, per run: the best merge vs each fine-tune alone
+            low = lambda k: np.minimum(g[g["method"] == k][f"recovered_{a}"].to_numpy(),  # noqa: E731
+                                       g[g["method"] == k][f"recovered_{b}"].to_numpy())
+            out["verdict"] = compare(low(best), np.concatenate([low(k) for k in single]),
+                                     what="smaller share of a domain's gain kept", method=f"merge {best}",
+                                     baseline="one fine-tune alone", better="higher").to_dict()
         return out
     if name == "quantize":
         sch = list(dict.fromkeys(g["scheme"]))
@@ -522,6 +540,10 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
                        + f" (full precision {out['fp_perplexity']:.2f}; n = {out['guided']['n']} seeds{paired})"
                        + ("; guided is lower on every seed" if out["beats_baselines"] else
                           "; guided is NOT lower on every seed" if diffs else ""))
+        if "random" in out:
+            out["verdict"] = compare(g[g["scheme"] == f"guided_{B:g}"]["perplexity"],
+                                     g[g["scheme"] == f"random_{B:g}"]["perplexity"], what=f"perplexity at {B:g} bits",
+                                     method="guided bits", baseline="random bits", better="lower").to_dict()
         return out
     raise InvalidParameterError(f"The 'name' parameter must be steer, pinpoint, merge or quantize. Got {name!r}.")
 
