@@ -67,6 +67,17 @@ class Hamiltonian:
     @property
     def gram_diag(self) -> np.ndarray:
         """Diagonal of SᵀS/P (= −J_ii), shape (n_spins,)."""
+        if "gdiag" not in self._cache and "pair_gram" in self._cache:  # read off G₂: entries (a,a),(b,b)
+            G2s, cols_c, cols_q = self._cache["pair_gram"]
+            D1 = self.d + 1
+            g = np.zeros((D1, D1))
+            # the pair (a, a) is at position a·D1 − a(a−1)/2 of triu_indices(D1); compact rows/columns in order
+            pos = {c: i for i, c in enumerate(_pairs_within(D1, np.asarray(cols_c, dtype=np.intp)))}
+            posq = {c: i for i, c in enumerate(_pairs_within(D1, np.asarray(cols_q, dtype=np.intp)))}
+            rows = [pos[a * D1 - a * (a - 1) // 2] for a in cols_c]
+            colsq = [posq[b * D1 - b * (b - 1) // 2] for b in cols_q]
+            g[np.ix_(cols_c, cols_q)] = G2s[np.ix_(rows, colsq)]
+            self._cache["gdiag"] = g.reshape(-1)
         if "gdiag" not in self._cache:
             C, Q = self.features.C, self.features.Q
             D1, b = C.shape[1], 8192
@@ -81,8 +92,10 @@ class Hamiltonian:
         """The diagonal λ_i = λ − J_ii, shape (n_spins,)."""
         return self.l2_strength + self.gram_diag
 
-    def _pair_gram(self, block_rows: int = 256, progress: bool = False) -> tuple[np.ndarray, tuple, tuple]:
-        """The compact pair Gram G₂ (see `gram`) and the non-zero columns of C and of Q it is built over."""
+    def pair_gram(self, block_rows: int = 256, progress: bool = False) -> tuple[np.ndarray, tuple, tuple]:
+        """(G₂, cols_c, cols_q): the compact pair Gram (see `gram`; P·K²/4 multiply-adds, cached) and the
+        non-zero columns of C and of Q it is built over. Once it is there, `gram_diag` and
+        `offdiag_couplings` are read off it."""
         if "pair_gram" not in self._cache:
             C, Q = self.features.C, self.features.Q
             D1 = C.shape[1]
@@ -116,7 +129,7 @@ class Hamiltonian:
         matrix is then gathered from G₂ in one indexing pass.
         """
         if "gram" not in self._cache:
-            G2s, cols_c, cols_q = self._pair_gram(block_rows, progress)
+            G2s, cols_c, cols_q = self.pair_gram(block_rows, progress)
             flat = np.append(G2s.ravel(), 0.0)  # the last slot: the zero of the skipped pairs
             self._cache["gram"] = flat[_pair_gather_index(self.d + 1, cols_c, cols_q, False)]
         return self._cache["gram"]
@@ -131,7 +144,7 @@ class Hamiltonian:
             from .solvers.cavity import offdiag_couplings
 
             return offdiag_couplings(self._cache["gram"])
-        G2s, cols_c, cols_q = self._pair_gram()
+        G2s, cols_c, cols_q = self.pair_gram()
         D1 = self.d + 1
         neg = np.append(-G2s.ravel(), 0.0)
         idx = _pair_gather_index(D1, cols_c, cols_q, True)

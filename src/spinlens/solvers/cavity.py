@@ -65,6 +65,7 @@ class CavitySolver(Solver):
         else:
             m0 = np.zeros(K)
             v0 = np.zeros(K)
+        H.pair_gram()  # first: the diagonal and the couplings are read off it
         st = cavity_iterate(
             H, H.h, H.lam_diag, beta=beta, damping=self.damping, max_iter=self.max_iter, tol=self.tol,
             m0=m0, v0=v0, reaction=self.reaction,
@@ -167,7 +168,7 @@ def cavity_iterate(A, h, lam_diag, *, beta: float, damping: float, max_iter: int
     else:
         act, J0, J2 = A.offdiag_couplings()
     K = np.asarray(h).shape[0]
-    full = act.size == K
+    na = act.size
     if kernel == "symv":
         from scipy.linalg.blas import dsymv
 
@@ -186,31 +187,34 @@ def cavity_iterate(A, h, lam_diag, *, beta: float, damping: float, max_iter: int
             return J2 @ x
     else:
         raise InvalidParameterError(f"The 'kernel' parameter of cavity_iterate must be one of {{'symv', 'gemv'}}. Got {kernel!r} instead.")
-    m, v = np.array(m0, dtype=float), np.array(v0, dtype=float)
+    # work in the order (active spins, then the uncoupled ones), so that the products fill a leading slice
+    perm = act
+    if na < K:
+        rest = np.ones(K, dtype=bool)
+        rest[act] = False
+        perm = np.concatenate([act, np.flatnonzero(rest)])
+    m, v = np.asarray(m0, dtype=float)[perm], np.asarray(v0, dtype=float)[perm]
     theta, one_m = damping, 1.0 - damping
-    bl, bb = beta * np.asarray(lam_diag, dtype=float), beta * beta
-    bh = beta * np.asarray(h, dtype=float)
+    bl, bb = beta * np.asarray(lam_diag, dtype=float)[perm], beta * beta
+    bh = beta * np.asarray(h, dtype=float)[perm]
+    j0m, j2v = np.zeros(K), np.zeros(K)  # the products; 0 at the uncoupled spins
+    denom, m_new, v_new, dm, dv = (np.empty(K) for _ in range(5))
+    ma, va = m[:na], v[:na]
     err, n_iter, status = math.inf, 0, "max_iter"
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for n_iter in range(1, max_iter + 1):
-            if full:
-                j2v = mv2(v)
-                j0m = mv0(m)
-            else:  # 0 at the uncoupled spins
-                j2v = np.zeros(K)
-                j2v[act] = mv2(v[act])
-                j0m = np.zeros(K)
-                j0m[act] = mv0(m[act])
+            j2v[:na] = mv2(va)
+            j0m[:na] = mv0(ma)
             j2v *= bb
-            denom = bl - j2v
+            np.subtract(bl, j2v, out=denom)
             j0m *= beta
             j0m += bh  # β(h + J₀m)
             if reaction:
                 j0m -= j2v * m
-            m_new = j0m / denom
-            v_new = 1.0 / denom
-            dm = m_new - m
-            dv = v_new - v
+            np.divide(j0m, denom, out=m_new)
+            np.divide(1.0, denom, out=v_new)
+            np.subtract(m_new, m, out=dm)
+            np.subtract(v_new, v, out=dv)
             e = float((dm @ dm + dv @ dv) / K)
             if not e <= 1e300:  # non-finite or overflowing messages: keep the last finite iterate
                 n_iter -= 1
@@ -226,4 +230,7 @@ def cavity_iterate(A, h, lam_diag, *, beta: float, damping: float, max_iter: int
             if err < tol:
                 status = "converged" if bool(np.all(v > 0)) else "nonpositive"
                 break
+    inv = np.empty(K, dtype=np.intp)
+    inv[perm] = np.arange(K)
+    m, v = m[inv], v[inv]
     return CavityState(m=m, v=v, n_iter=int(n_iter), err=float(err), status=status)

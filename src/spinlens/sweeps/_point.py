@@ -167,6 +167,7 @@ def compute_point(
         K = H.n_spins
         m0 = gs.standard_normal(K)  # the initial messages of CavitySolver(init="random")
         v0 = gs.standard_normal(K)
+        H.pair_gram()  # first: the diagonal and the couplings are read off it
         st = cavity_iterate(
             H, H.h, H.lam_diag, beta=beta, damping=float(params["damping"]), max_iter=max_iter, tol=tol,
             m0=m0, v0=v0, reaction=method == "tap",
