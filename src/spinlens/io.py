@@ -15,6 +15,7 @@ function                    writes
 `run_record`                the standard fields of a ``run.json`` (command, argv, seed, versions, git sha)
 `write_run_json`            ``OUT/run.json`` (the one run.json writer)
 `write_hf_model`            a plain Hugging Face model folder (``save_pretrained`` + tokenizer + run.json)
+`write_study`               a study's folder: ``result.json``, ``run.json`` and its figure (PNG + PDF)
 `save_figure`               ``OUT/<stem>.png`` and ``OUT/<stem>.pdf`` (the one figure saver)
 `save_dataset`              ``OUT/<name>.nc`` (NetCDF; attributes made NetCDF-safe)
 `save_columns`              ``OUT/<name>.csv`` from equal-length columns
@@ -55,6 +56,7 @@ __all__ = [
     "run_record",
     "write_run_json",
     "write_hf_model",
+    "write_study",
     "save_figure",
     "save_dataset",
     "save_columns",
@@ -256,6 +258,16 @@ def write_run_json(out_dir: str | os.PathLike, record: dict) -> str:
     path = Path(out_dir) / RUN_FILE
     write_json(path, record, indent=2)
     return str(path)
+
+
+def write_study(out_dir: str | os.PathLike, result: dict, record: dict, *, fig=None, stem: str = "figure") -> str:
+    """Write a study's ``result.json`` (the result's ``to_dict()``), ``run.json`` and figure ``stem``.png/.pdf."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if fig is not None:
+        save_figure(fig, out, stem)
+    write_json(out / "result.json", result)
+    return write_run_json(out, record)
 
 
 def write_hf_model(out_dir: str | os.PathLike, model, *, tokenizer=None, record: dict | None = None) -> str:

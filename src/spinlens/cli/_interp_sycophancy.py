@@ -45,7 +45,7 @@ def run_sycophancy(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from spinlens.errors import check_int
-    from spinlens.io import check_out_dir, run_record, save_figure, write_json, write_run_json
+    from spinlens.io import check_out_dir, run_record, write_study
     from spinlens.llm.sycophancy import sycophancy_tuning
     from spinlens.plotting.edit import plot_sycophancy
 
@@ -61,12 +61,8 @@ def run_sycophancy(args: argparse.Namespace) -> int:
                             progress=not (args.no_progress or args.json), log=log)
     d = res.to_dict()
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        fig, _ = plot_sycophancy(res)
-        save_figure(fig, out, "sycophancy")
-        write_json(out / "result.json", d)
-        write_run_json(out, run_record("interp sycophancy", args=args, seed=args.seed, summary=res.summary,
-                                       verdict=res.verdict, seconds=res.seconds))
+        write_study(out, d, run_record("interp sycophancy", args=args, seed=args.seed, summary=res.summary, verdict=res.verdict,
+                                       seconds=res.seconds), fig=plot_sycophancy(res)[0], stem="sycophancy")
     if args.json:
         print_json(d)
     else:

@@ -32,7 +32,7 @@ def run_study(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from spinlens.errors import check_int
-    from spinlens.io import check_out_dir, run_record, save_figure, write_json, write_run_json
+    from spinlens.io import check_out_dir, run_record, write_study
     from spinlens.llm.quantization import quantization_study
     from spinlens.plotting.edit import plot_llm_quantization
 
@@ -52,12 +52,8 @@ def run_study(args: argparse.Namespace) -> int:
                              progress=not (args.no_progress or args.json), log=log)
     d = res.to_dict()
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        fig, _ = plot_llm_quantization(res)
-        save_figure(fig, out, "quantization")
-        write_json(out / "result.json", d)
-        write_run_json(out, run_record("quantize --study", args=args, seed=args.seed, summary=res.summary,
-                                       verdict=res.verdict, seconds=res.seconds))
+        write_study(out, d, run_record("quantize --study", args=args, seed=args.seed, summary=res.summary, verdict=res.verdict,
+                                       seconds=res.seconds), fig=plot_llm_quantization(res)[0], stem="quantization")
     if args.json:
         print_json(d)
     else:
