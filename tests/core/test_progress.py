@@ -66,7 +66,7 @@ def test_long_jobs_need_yes():
 def test_solve_cli_refuses_a_job_of_hours_and_carries_the_estimate(capsys):
     from spinlens.cli.main import main
 
-    rc = main(["solve", "--D", "20", "--N", "10", "--P", "1000", "--method", "cavity", "--steps", "10000000"])
+    rc = main(["solve", "--D", "60", "--N", "10", "--P", "1000", "--method", "cavity", "--steps", "10000000"])
     err = capsys.readouterr().err
     assert rc == 2 and "--yes" in err and "estimated at" in err
     rc = main(["solve", "--D", "3", "--N", "10", "--P", "200", "--method", "exact", "--json"])
