@@ -65,6 +65,7 @@ __all__ = [
     "check_replaceable",
     "folder_transaction",
     "read_manifest",
+    "switch_folder",
     "sha256_file",
     "verify_files",
     "write_manifest",
@@ -772,13 +773,27 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
 
 
 def _commit(stage: Path, path: Path, *, kind: str, force: bool) -> None:
-    import shutil
-    import tempfile as _tf
 
     check_replaceable("out", path, kind=kind, force=force)  # again: another process may have written meanwhile
     if path.exists() and any(path.iterdir()) and force:
         _commit_in_place(stage, path)
         return
+    switch_folder(stage, path)
+
+
+def switch_folder(stage: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Put the complete folder ``stage`` at ``path`` (a sibling on the same file system) in one atomic step.
+
+    ``path`` absent or empty: a rename. Otherwise an atomic exchange (Linux ``renameat2``) and the old state,
+    now at ``stage``, removed; without an exchange, the old folder is renamed aside
+    (``.NAME.spinlens-old-PID-XXXX``, put back by the next `check_replaceable` on ``path`` if a kill strikes
+    before the new one is renamed in). The switch step of `folder_transaction`; callers that stage and check
+    their folder themselves (``spinlens models prepare``) use it directly.
+    """
+    import shutil
+    import tempfile as _tf
+
+    stage, path = Path(stage), Path(path)
     if not path.exists():
         os.rename(stage, path)
         _op("rename")

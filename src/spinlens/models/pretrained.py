@@ -429,14 +429,11 @@ def _quiet_transformers():
 
 
 def _switch(staging: Path, folder: Path) -> None:
-    """Put ``staging`` at ``folder`` atomically: a reader sees the complete old folder or the complete new one."""
-    if not folder.exists():
-        os.rename(staging, folder)
-        return
-    old = folder.parent / f".old-{folder.name}-{os.getpid()}"
-    os.rename(folder, old)  # the window between these two renames has no folder: a reader waits on the lock
-    os.rename(staging, folder)
-    shutil.rmtree(old, ignore_errors=True)
+    """Put ``staging`` at ``folder`` atomically: a reader sees the complete old folder or the complete new one
+    (`spinlens.io.switch_folder`: one atomic exchange where the system has it)."""
+    from spinlens.io import switch_folder
+
+    switch_folder(staging, folder)
 
 
 def resolve_model(model, *, auto_prepare: bool = True, progress: bool = True):
