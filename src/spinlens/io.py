@@ -560,6 +560,19 @@ def verify_files(folder: str | os.PathLike, names, *, what: str = "checkpoint") 
     return man
 
 
+def without_manifest(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is an existing folder without a readable manifest (written before spinlens kept one,
+    or damaged): a cache spinlens owns by its name is then replaced with ``force`` (in place)."""
+    from spinlens.errors import InvalidParameterError
+
+    if not Path(folder).is_dir():
+        return False
+    try:
+        return read_manifest(folder) is None
+    except InvalidParameterError:
+        return True
+
+
 def check_regular_file(name: str, path: str | os.PathLike) -> Path:
     """Refuse a FIFO, socket or device in place of a file before anything opens it (opening a FIFO blocks)."""
     import stat

@@ -337,10 +337,10 @@ def default_lm(args, *, progress=False):
             if val is not None:
                 return model, tok, val, base, True
     # OUT/base is spinlens' own cache: a stale one is replaced as a whole (one transaction), whatever it held
-    from spinlens.io import read_manifest
+    from spinlens.io import without_manifest
     from spinlens.lm.data import eval_windows
 
-    legacy = base is not None and base.is_dir() and read_manifest(base) is None  # written before manifests: in place
+    legacy = base is not None and without_manifest(base)  # written before manifests: replaced in place
     res = train_lm(text, cfg, out=base, corpus_name=corpus, progress=progress, force=legacy)
     # the windows `heldout_windows` reads from the folder (64 of the held-out split)
     return res.model, res.tokenizer, eval_windows(res.heldout, cfg.n_ctx, max_windows=64), base, False
