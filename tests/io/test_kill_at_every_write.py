@@ -60,6 +60,7 @@ def _check_old_or_new(argv, tmp_path, ks):
     _ops(argv, out, tmp_path, tmp_path / "ops0.log")  # a first run creates the folder
     n = _ops(argv, out, tmp_path, tmp_path / "ops.log")  # a re-run replaces it: its operations, and the old state
     assert n >= 5 and _complete(out)
+    print(f"{argv[0]}: {n} file operations in a re-run")
     old = _snapshot(out)
     seen = set()
     for k in ks(n):
@@ -87,7 +88,7 @@ def _few(n):
     return sorted({n // 2, n - 1})  # mid-staging (old) and right after the switch (new; the last op removes the old)
 
 
-@pytest.mark.parametrize("cmd", ["lm", "train"])
+@pytest.mark.parametrize("cmd", [pytest.param("lm", marks=pytest.mark.slow), "train"])
 def test_kill_at_some_writes(tmp_path, cmd):
     seen = _check_old_or_new(_commands(tmp_path)[cmd], tmp_path, _few)
     assert seen == {"old", "new"}
