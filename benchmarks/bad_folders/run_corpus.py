@@ -76,7 +76,7 @@ def classify(code, expect_refusal=True):
     return "clean"
 
 
-def run_subprocess(argv, timeout=30):
+def run_subprocess(argv, timeout=90):
     """Like `run_cli` in a child process (a blocking open of a FIFO cannot be interrupted in this one)."""
     import subprocess
 
