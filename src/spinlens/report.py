@@ -77,6 +77,7 @@ def build_report(root, out=None, *, title: str = "spinlens report") -> Path:
         raise InvalidParameterError(f"The 'DIR' parameter must be an existing folder. Got {str(root)!r} instead.")
     out = Path(out) if out is not None else root / REPORT_NAME
     sections = [_collect(d, root) for d in _run_folders(root, exclude=out)]
+    _label_sections(sections)
     page = _render_page(title, root, sections)
     from spinlens.io import atomic_write_text
 
@@ -185,9 +186,14 @@ def _render_comparison(path: Path) -> str:
         out.append(f'<p class="muted">{missing} of {len(rows)} of our values missing (e.g. the solver did not converge).</p>')
     if worst is not None:
         r = worst[1]
+        row = {"tolerance": r[idx["tolerance"]] if "tolerance" in idx else None,
+               "within": r[idx["within"]] if "within" in idx else None}
+        n_tol = sum(1 for x in rows if "tolerance" in idx and x[idx["tolerance"]] not in ("", "nan"))
+        n_in = sum(1 for x in rows if "within" in idx and x[idx["within"]] == "True")
         out.append(
-            f"<p>Largest deviation |ours − paper| = <b>{_esc(_fmt(worst[0]))}</b> "
-            f"({_esc(r[idx['quantity']])}, {_esc(r[idx['x_name']])} = {_esc(r[idx['x']])}).</p>"
+            f"<p>Largest deviation |ours − paper| = <b>{_esc(_fmt(worst[0]))}</b> {_esc(_against_tolerance(row))} "
+            f"({_esc(r[idx['quantity']])}, {_esc(r[idx['x_name']])} = {_esc(r[idx['x']])})"
+            + (f"; {n_in} of {n_tol} rows with a tolerance are within it" if n_tol else "") + ".</p>"
         )
     if len(per_q) > 1:
         out.append("<ul>")
@@ -289,7 +295,7 @@ def _safely(render, path: Path) -> str:
 
 def _render_section(sec: dict) -> str:
     run = sec["run"] or {}
-    name = run.get("figure") or run.get("command") or sec["rel"]
+    name = sec.get("label") or run.get("figure") or run.get("command") or sec["rel"]
     head = f'<h2 id="{_anchor(sec["rel"])}">{_esc(name)}'
     if run.get("description"):
         head += f' <span class="muted">— {_esc(run["description"])}</span>'
@@ -316,6 +322,27 @@ def _render_section(sec: dict) -> str:
     return "\n".join(parts)
 
 
+def _against_tolerance(row: dict) -> str:
+    """``[tolerance ±0.02: within]`` / ``[tolerance ±0.02: OUTSIDE]`` / ``[no tolerance set]`` for one comparison row."""
+    tol = row.get("tolerance")
+    try:
+        tol = float(tol)
+    except (TypeError, ValueError):
+        return "[no tolerance set]"
+    if not math.isfinite(tol):
+        return "[no tolerance set]"
+    within = row.get("within")
+    ok = within is True or str(within) == "True"
+    return f"[tolerance ±{tol:g}: {'within' if ok else 'OUTSIDE'}]"
+
+
+def _label_sections(sections: list[dict]) -> None:
+    """One label per section: the figure or command, followed by its folder where two sections share it."""
+    names = [(sec["run"] or {}).get("figure") or (sec["run"] or {}).get("command") or sec["rel"] for sec in sections]
+    for sec, name in zip(sections, names):
+        sec["label"] = f"{name} ({sec['rel']})" if names.count(name) > 1 and name != sec["rel"] else name
+
+
 def _summary_table(sections: list[dict]) -> str:
     rows = ["<table><tr><th class='l'>run</th><th>mode</th><th>seed</th><th>wall time (s)</th>"
             "<th>figures</th><th class='l'>largest deviation from the paper</th></tr>"]
@@ -325,10 +352,11 @@ def _summary_table(sections: list[dict]) -> str:
         wtxt = ""
         if isinstance(worst, dict) and worst.get("deviation") is not None:
             try:
-                wtxt = f"{float(worst['deviation']):+.4f} ({worst.get('quantity', '')}, {worst.get('x_name', '')}={worst.get('x', '')})"
+                wtxt = (f"{float(worst['deviation']):+.4f} {_against_tolerance(worst)} ({worst.get('quantity', '')}, "
+                        f"{worst.get('x_name', '')}={worst.get('x', '')})")
             except (TypeError, ValueError):
                 wtxt = str(worst.get("deviation"))
-        name = run.get("figure") or run.get("command") or sec["rel"]
+        name = sec.get("label") or run.get("figure") or run.get("command") or sec["rel"]
         rows.append(
             f"<tr><td class='l'><a href='#{_anchor(sec['rel'])}'>{_esc(name)}</a></td><td>{_esc(run.get('mode', ''))}</td>"
             f"<td>{_esc(run.get('seed', ''))}</td><td>{_esc(_fmt(run.get('wall_seconds', '')))}</td>"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_command
+from ._common import add_command, add_strict
 
 EXAMPLES = """\
   # Fig 4a of the paper: contrast ratio of the cavity solution over (N, P), 10 repeats
@@ -85,6 +85,7 @@ def register(sub) -> None:
                         "imported and run with your rights, so only for code you trust")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the run summary (run.json) as JSON on stdout")
+    add_strict(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from spinlens.sweeps import DEFAULT_OBSERVABLES, load_config, make_grid, run_sweep
     from spinlens.sweeps._run import BUILTIN_POINT_FNS
 
-    from ._common import check_out_dir, convergence_exit
+    from ._common import check_out_dir, map_exit
 
     check_out_dir("--out", args.out)
     if args.config is not None and not args.config.strip():
@@ -166,5 +167,5 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(json.load(f)))
     conv = ds["converged"].values.astype(bool) if "converged" in ds else None
     n_bad = 0 if conv is None else int((~conv).sum())
-    return convergence_exit("spinlens sweep", n_bad == 0,
-                            f"{n_bad} of {0 if conv is None else conv.size} points (the 'converged' mask of results.nc)")
+    return map_exit("spinlens sweep", n_bad, 0 if conv is None else conv.size, strict=args.strict,
+                    mask="the 'converged' mask of results.nc")
