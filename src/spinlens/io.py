@@ -800,8 +800,7 @@ def switch_folder(stage: str | os.PathLike, path: str | os.PathLike) -> None:
     ``path`` absent or empty: a rename. Otherwise an atomic exchange (Linux ``renameat2``) and the old state,
     now at ``stage``, removed; without an exchange, the old folder is renamed aside
     (``.NAME.spinlens-old-PID-XXXX``, put back by the next `check_replaceable` on ``path`` if a kill strikes
-    before the new one is renamed in). The switch step of `folder_transaction`; callers that stage and check
-    their folder themselves (``spinlens models prepare``) use it directly.
+    before the new one is renamed in). The switch step of `folder_transaction`.
     """
     import shutil
     import tempfile as _tf
