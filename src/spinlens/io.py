@@ -64,6 +64,7 @@ __all__ = [
     "check_regular_file",
     "check_replaceable",
     "folder_transaction",
+    "no_duplicate_keys",
     "read_manifest",
     "switch_folder",
     "sha256_file",
@@ -558,6 +559,22 @@ def verify_files(folder: str | os.PathLike, names, *, what: str = "checkpoint") 
             raise InvalidParameterError(f"The '{what}' parameter: {str(p)!r} does not match its SHA-256 in {MANIFEST_FILE}; "
                                         "the folder is torn or edited: write it again.")
     return man
+
+
+def no_duplicate_keys(pairs) -> dict:
+    """``object_pairs_hook`` for `json.loads` that refuses a key given twice (plain JSON keeps the last one).
+
+    >>> json.loads('{"a": 1, "a": 2}', object_pairs_hook=no_duplicate_keys)
+    Traceback (most recent call last):
+    ...
+    ValueError: duplicate key 'a'
+    """
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
 
 
 def without_manifest(folder: str | os.PathLike) -> bool:

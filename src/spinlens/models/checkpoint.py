@@ -235,22 +235,15 @@ def write_model_files(folder, files) -> None:
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def _no_duplicates(pairs):
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
 def _json_text(text: str, where: str):
     """Parse JSON strictly: duplicate keys, NaN/Infinity and absurd nesting are refused in one line."""
     def _const(name):
         raise ValueError(f"non-standard constant {name}")
 
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_const)
+        from spinlens.io import no_duplicate_keys
+
+        return json.loads(text, object_pairs_hook=no_duplicate_keys, parse_constant=_const)
     except (ValueError, RecursionError) as exc:
         msg = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise InvalidParameterError(f"The 'checkpoint' parameter: {where} is not valid JSON ({msg}).") from None
