@@ -149,9 +149,14 @@ class Hamiltonian:
             r = self.y - self.features.predict(W)
             return 0.5 * float(np.mean(r * r)) + 0.5 * self.l2_strength * float(W @ W)
         D1 = self.d + 1
-        Sv = np.einsum("pa,kab,pb->kp", self.features.C, W.reshape(-1, D1, D1), self.features.Q, optimize=True)
-        r = self.y[None, :] - Sv
-        return 0.5 * np.mean(r * r, axis=1) + 0.5 * self.l2_strength * np.sum(W * W, axis=1)
+        W = W.reshape(-1, D1, D1)
+        out = np.empty(W.shape[0])
+        step = max(1, ENERGY_CHUNK_NUMBERS // max(self.n_prompts, 1))  # (step, P) temporaries: bounded memory
+        for i in range(0, W.shape[0], step):
+            Sv = np.einsum("pa,kab,pb->kp", self.features.C, W[i:i + step], self.features.Q, optimize=True)
+            r = self.y[None, :] - Sv
+            out[i:i + step] = 0.5 * np.mean(r * r, axis=1)
+        return out + 0.5 * self.l2_strength * np.sum(W.reshape(W.shape[0], -1) ** 2, axis=1)
 
     def energy_from_couplings(self, W: np.ndarray) -> float:
         """E(W) from the spin glass form −½Σ_{i≠j}J_ij W_iW_j − Σh_iW_i + ½Σλ_iW_i² + ½ mean y² (dense J)."""
@@ -167,6 +172,10 @@ class Hamiltonian:
         w = W.reshape(-1)
         g = self.gram_matvec(w) - self.h + self.l2_strength * w
         return g.reshape(shape)
+
+
+#: numbers in one (samples, prompts) block of a batch `Hamiltonian.energy` (2²², 32 MiB a temporary)
+ENERGY_CHUNK_NUMBERS = 1 << 22
 
 
 def build_hamiltonian(prompts_or_features, y=None, *, l2_strength: float) -> Hamiltonian:

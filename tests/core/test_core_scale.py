@@ -203,13 +203,15 @@ def test_memory_estimate_vs_tracemalloc():
     from spinlens.memory import BASE_BYTES, estimate_memory
 
     for method, d, n, P, kw in [("exact", 12, 20, 30000, {"backend": "cg", "n_probes": 2}), ("exact", 8, 20, 5000, {}),
-                                ("cavity", 8, 20, 3000, {}), ("tap", 8, 10, 2000, {})]:
+                                ("cavity", 8, 20, 3000, {}), ("tap", 8, 10, 2000, {}),
+                                ("sample", 8, 10, 20000, {})]:  # the samples' energies dominate (chunked)
         dist = PromptDistribution(d=d, n_context=n)
         est = estimate_memory(method, d=d, n_context=n, n_prompts=P, sampler="core", **kw)
         tracemalloc.start()
         fs = stream_features(dist, P, rng=0, sampler="core")
         H = build_hamiltonian(fs.features, fs.y, l2_strength=0.01)
-        opts = {"exact": {"backend": kw.get("backend", "auto"), "n_probes": kw.get("n_probes", 8)}}.get(method, {"max_iter": 20})
+        opts = {"exact": {"backend": kw.get("backend", "auto"), "n_probes": kw.get("n_probes", 8)},
+                "sample": {}}.get(method, {"max_iter": 20})
         solve(H, method, warn=False, rng=0, **opts)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
