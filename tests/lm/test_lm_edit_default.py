@@ -242,10 +242,9 @@ def test_merge_and_steer_headlines_from_the_written_datasets(runs):
 def test_cached_default_lm_of_another_text_is_retrained(runs, tmp_path, monkeypatch):
     """The cache in OUT/base is reused only when it was trained on this machine's `stdlib-docs` text (its SHA-256):
     after a Python upgrade the docs differ, and a stale model must not be reused."""
-    import argparse
     import shutil
 
-    from spinlens.cli import lm_cmd
+    from spinlens.lm import experiments as E
 
     out, _ = runs
     for stale in (False, True):
@@ -262,10 +261,9 @@ def test_cached_default_lm_of_another_text_is_retrained(runs, tmp_path, monkeypa
             raise KeyboardInterrupt  # stop here: retraining was chosen
 
         monkeypatch.setattr("spinlens.lm.train.train_lm", fake_train)
-        args = argparse.Namespace(base_steps=20, seed=0, out=str(dst))
         if stale:
             with pytest.raises(KeyboardInterrupt):
-                lm_cmd.default_lm(args)
+                E.default_lm(dst / "base", base_steps=20, seed=0)
             assert calls == [dst / "base"]
         else:
-            assert lm_cmd.default_lm(args)[-1] is True and calls == []  # reused
+            assert E.default_lm(dst / "base", base_steps=20, seed=0)[-1] is True and calls == []  # reused

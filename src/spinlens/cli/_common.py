@@ -189,30 +189,13 @@ def warn_deprecated(message: str) -> None:
 def load_checkpoint_arg(path, *, flag: str = "checkpoint", transformer: bool = True, deprecated: str | None = None):
     """Load the spinlens model folder given under ``--flag``: ``(model, Checkpoint)``.
 
-    ``transformer=True`` requires a `spinlens.models.transformer.Transformer` (a ``save_model`` folder of one,
-    or a ``zoo train --arch tf`` folder). Older layouts (a ``model/`` subfolder, a single ``.safetensors``
-    file) still load, with a deprecation line on stderr. ``deprecated``: a deprecation message printed once the
-    model has loaded (an error stays the only line on stderr).
+    The command line's name for `spinlens.experiment.load_spinlens_model` (the one loader of spinlens model
+    folders): ``transformer=True`` requires a `spinlens.models.transformer.Transformer`; older layouts load with
+    a deprecation line on stderr; ``deprecated``: a deprecation message printed once the model has loaded.
     """
-    import warnings
+    from spinlens.experiment import ModelSource, load_spinlens_model
 
-    from spinlens.errors import InvalidParameterError
-    from spinlens.models.checkpoint import load_model, read_checkpoint
-    from spinlens.models.transformer import Transformer
-
-    try:
-        ck = read_checkpoint(path)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", FutureWarning)
-            model = load_model(path, kind=Transformer if transformer else None)
-    except InvalidParameterError as exc:
-        raise InvalidParameterError(str(exc).replace("The 'checkpoint' parameter", f"The '{flag}' parameter")) from None
-    if deprecated:
-        warn_deprecated(deprecated)
-    for w in caught:
-        if issubclass(w.category, FutureWarning):
-            warn_deprecated(f"--{flag} {path}: {w.message}")
-    return model, ck
+    return load_spinlens_model(ModelSource("regression", str(path), flag, deprecated), transformer=transformer)
 
 
 def print_headline(headline: dict) -> None:

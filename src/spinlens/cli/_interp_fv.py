@@ -84,9 +84,9 @@ def _run_fv(args: argparse.Namespace) -> int:
     check_out_dir("out", args.out)
     if args.checkpoint and args.planted:
         raise InvalidParameterError("Give at most one of --checkpoint, --planted.")
-    from .lm_cmd import _is_lm_folder
+    from spinlens.experiment import folder_kind
 
-    if args.checkpoint and _is_lm_folder(args.checkpoint):
+    if args.checkpoint and folder_kind(args.checkpoint) == "lm":
         return _run_fv_lm(args)
     if args.task is not None:
         raise InvalidParameterError("The 'task' parameter needs --checkpoint DIR of a language model from 'spinlens lm'. "

@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "interp_cmd",
     "edit_cmd",
     "lm_cmd",
+    "models_cmd",
 ]
 
 EPILOG = """examples:
@@ -109,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("SPINLENS_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
+    if "--allow-nonfinite" in argv:  # load checkpoints holding NaN/inf weights (refused otherwise)
+        os.environ["SPINLENS_ALLOW_NONFINITE"] = "1"
+        argv = [a for a in argv if a != "--allow-nonfinite"]
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = _command_prog(parser, argv)
@@ -132,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (`spinlens ... | head`): stop quietly, as Unix tools do
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return 141
     except Exception as exc:  # noqa: BLE001 - the boundary: one line, never a traceback unless --debug
         if debug:
             raise

@@ -75,6 +75,8 @@ def register(sub) -> None:
     p.add_argument("--chunk-size", type=int, default=None, help="points per task (default: automatic)" + _NO_DEFAULT)
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out; finished points are kept")
     p.add_argument("--force", action="store_true", help="delete the sweep in --out and start over")
+    p.add_argument("--repair", action="store_true", help="with --resume: compute damaged point files again "
+                                                          "(refused in one line otherwise)")
     p.add_argument("--point-fn", default=None, metavar="MODULE:FUNC",
                    help="custom point function fn(params, observables, **options) -> dict (advanced; a function "
                         "outside spinlens also needs --allow-point-fn)" + _NO_DEFAULT)
@@ -144,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
 
     fresh = not Path(args.out).exists()
     try:
-        ds = run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, progress=not args.no_progress,
-                       **kwargs)
+        ds = run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, repair=args.repair,
+                       progress=not args.no_progress, **kwargs)
     except (InvalidParameterError, KeyboardInterrupt, OSError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - user code: a point function that fails is bad input, not our bug

@@ -56,8 +56,18 @@ ARCHITECTURES: dict[str, dict] = {
         o_proj="self_attn.o_proj", o_conv1d=False, ln2="post_attention_layernorm", mlp="mlp",
         mlp_in="mlp.gate_proj", mlp_down="mlp.down_proj", final_norm="model.norm", lm_head="lm_head",
     ),
+    # Gemma 2/3: the attention and MLP outputs pass through their own RMSNorm before they join the residual
+    # stream ("sandwich" norms), so hook_attn_out / hook_mlp_out sit on those norms' outputs (what is added to
+    # the residual), and hook_resid_mid on the input of the pre-feed-forward norm.
+    "gemma3": dict(
+        layers="model.layers", attn="self_attn", q="self_attn.q_proj", k="self_attn.k_proj", v="self_attn.v_proj",
+        o_proj="self_attn.o_proj", o_conv1d=False, attn_out="post_attention_layernorm",
+        ln2="pre_feedforward_layernorm", mlp="mlp", mlp_out="post_feedforward_layernorm",
+        mlp_in="mlp.gate_proj", mlp_down="mlp.down_proj", final_norm="model.norm", lm_head="lm_head",
+    ),
 }
-MODEL_TYPES = {"gpt2": "gpt2", "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama"}
+MODEL_TYPES = {"gpt2": "gpt2", "llama": "llama", "mistral": "llama", "qwen2": "llama", "qwen3": "llama",
+               "gemma3_text": "gemma3", "gemma2": "gemma3"}
 
 
 @dataclass(frozen=True)
@@ -207,13 +217,18 @@ class HookedHF(HookedModule):
             add(layer.register_forward_pre_hook(guard(pre_layer), with_kwargs=True))
             add(layer.register_forward_hook(guard(lambda m, i, o, hb=hb: _replace_first(o, hb.hook_resid_post(_first(o))))))
 
-            def post_attn(mod, inp, out, hb=hb):
-                a = hb.hook_attn_out(_first(out))
+            sandwich = "attn_out" in s  # Gemma: the attention output is normed before it joins the residual
+
+            def post_attn(mod, inp, out, hb=hb, sandwich=sandwich):
                 if isinstance(out, tuple) and len(out) > 1 and out[1] is not None:
                     hb.attn.hook_pattern(out[1])
-                return _replace_first(out, a)
+                if sandwich:
+                    return None
+                return _replace_first(out, hb.hook_attn_out(_first(out)))
 
             add(_get(layer, s["attn"]).register_forward_hook(guard(post_attn)))
+            if sandwich:
+                add(_get(layer, s["attn_out"]).register_forward_hook(guard(lambda m, i, o, hb=hb: hb.hook_attn_out(o))))
 
             if "qkv_fused" in s:
                 def post_qkv(mod, inp, out, hb=hb):
@@ -253,7 +268,8 @@ class HookedHF(HookedModule):
             add(o_proj.register_forward_pre_hook(guard(pre_o)))
             add(o_proj.register_forward_hook(guard(post_o)))
             add(_get(layer, s["ln2"]).register_forward_pre_hook(guard(lambda m, a, hb=hb: (hb.hook_resid_mid(a[0]),) + a[1:])))
-            add(_get(layer, s["mlp"]).register_forward_hook(guard(lambda m, i, o, hb=hb: _replace_first(o, hb.hook_mlp_out(_first(o))))))
+            add(_get(layer, s.get("mlp_out", s["mlp"])).register_forward_hook(
+                guard(lambda m, i, o, hb=hb: _replace_first(o, hb.hook_mlp_out(_first(o))))))
             add(_get(layer, s["mlp_in"]).register_forward_hook(guard(lambda m, i, o, hb=hb: hb.mlp.hook_pre(o))))
             add(_get(layer, s["mlp_down"]).register_forward_pre_hook(guard(lambda m, a, hb=hb: (hb.mlp.hook_post(a[0]),) + a[1:])))
 
@@ -289,9 +305,11 @@ class HookedHF(HookedModule):
         """Final norm + ``lm_head`` of any residual stream ``[..., d_model] -> [..., vocab]`` (logit lens)."""
         self._bypass = True
         try:
-            return _get(self.hf, self.spec["lm_head"])(_get(self.hf, self.spec["final_norm"])(resid))
+            logits = _get(self.hf, self.spec["lm_head"])(_get(self.hf, self.spec["final_norm"])(resid))
         finally:
             self._bypass = False
+        cap = getattr(self.hf.config, "final_logit_softcapping", None)  # Gemma 2 (Gemma 3: None)
+        return torch.tanh(logits / cap) * cap if cap else logits
 
 
 def load_hf_model(path, *, dtype: str = "float32", device: str = "cpu", allow_pickle_weights: bool = False):
@@ -304,7 +322,8 @@ def load_hf_model(path, *, dtype: str = "float32", device: str = "cpu", allow_pi
     Parameters
     ----------
     path : str or Path
-        Directory written by ``save_pretrained`` (config.json + weights).
+        Directory written by ``save_pretrained`` (config.json + weights), or the name of a pretrained model
+        of `spinlens.models.pretrained.NAMED_MODELS` (``"smollm2-135m"``, ``"gemma3-270m"``).
     dtype : {"float32", "float64", "bfloat16"}
     device : str
         Torch device.
@@ -314,9 +333,13 @@ def load_hf_model(path, *, dtype: str = "float32", device: str = "cpu", allow_pi
     """
     import os
 
+    from spinlens.models.pretrained import NAMED_MODELS, resolve_model
+
+    path = resolve_model(path)  # a named pretrained model: its prepared folder (prepared on first use)
     if not os.path.isdir(path) or not os.path.isfile(os.path.join(path, "config.json")):
         raise InvalidParameterError(f"The 'model' parameter must be a local directory with an HF model "
-                                    f"(save_pretrained: config.json + weights). Got {str(path)!r} instead.")
+                                    f"(save_pretrained: config.json + weights) or one of the named models "
+                                    f"{sorted(NAMED_MODELS)}. Got {str(path)!r} instead.")
     from transformers import AutoModelForCausalLM
 
     dt = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}.get(dtype)
@@ -380,6 +403,19 @@ def tiny_hf(arch: str = "gpt2", *, n_layers: int = 2, n_heads: int = 4, d_model:
                 num_key_value_heads=n_kv_heads or n_heads,
             )
             m = transformers.LlamaForCausalLM(cfg)
+        elif arch == "gemma3":
+            # every Gemma 3 feature the adapter must handle: q/k norms, sandwich norms, scaled embeddings,
+            # grouped kv heads, and sliding-window layers (window 4 < max_pos) mixed with global ones
+            cfg = transformers.Gemma3TextConfig(
+                num_hidden_layers=n_layers, num_attention_heads=n_heads, hidden_size=d_model,
+                head_dim=d_model // n_heads, intermediate_size=2 * d_model, vocab_size=d_vocab,
+                max_position_embeddings=max_pos, num_key_value_heads=n_kv_heads or max(1, n_heads // 2),
+                sliding_window=4, layer_types=["sliding_attention" if (i + 1) % 2 else "full_attention"
+                                               for i in range(n_layers)],
+                query_pre_attn_scalar=d_model // n_heads, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+            )
+            m = transformers.Gemma3ForCausalLM(cfg)
         else:
-            raise InvalidParameterError(f"The 'arch' parameter must be one of {{'gpt2', 'llama'}}. Got {arch!r} instead.")
+            raise InvalidParameterError(f"The 'arch' parameter must be one of {{'gpt2', 'llama', 'gemma3'}}. "
+                                        f"Got {arch!r} instead.")
     return HookedHF(m.float().eval(), arch=arch)

@@ -27,7 +27,7 @@ def heldout_windows(model, tokenizer, folder, *, text_file=None, max_windows: in
         if len(ids) < n_ctx + 1:
             raise InvalidParameterError(f"The 'text' file has {len(ids)} tokens, fewer than n_ctx + 1 = {n_ctx + 1}.")
     else:
-        ids = load_heldout(folder)
+        ids = load_heldout(folder, vocab_size=model.cfg.d_vocab)
         if ids is None:
             return None
     return eval_windows(ids, n_ctx, max_windows=max_windows)

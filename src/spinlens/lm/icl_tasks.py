@@ -179,7 +179,7 @@ def heldout_text(folder, tokenizer) -> str:
     """The held-out text of an LM folder (its saved held-out tokens, decoded)."""
     from spinlens.lm.train import load_heldout
 
-    ids = load_heldout(folder)
+    ids = load_heldout(folder, vocab_size=tokenizer.get_vocab_size())
     if ids is None:
         raise InvalidParameterError(f"The checkpoint {str(folder)!r} has no held-out tokens (heldout_tokens.npy).")
     return tokenizer.decode([int(i) for i in ids])

@@ -38,7 +38,9 @@ def checkpoint_curve(folder, *, device: str = "cpu", n_seq: int | None = None, s
 
     n_seq = N_SEQ if n_seq is None else n_seq  # the standard evaluation, as `spinlens interp induction`
     folder = Path(folder)
-    heldout = load_heldout(folder)
+    from spinlens.models.checkpoint import read_checkpoint
+
+    heldout = load_heldout(folder, vocab_size=read_checkpoint(folder).config.get("d_vocab"))
     rows, rep = [], None
     items = list_checkpoints(folder) + [(None, folder)]
     for step, d in items:
