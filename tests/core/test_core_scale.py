@@ -325,6 +325,11 @@ def test_extrapolation_recovers_a_known_limit():
     e = 0.3 + 0.7 / D - 2.0 / D**2
     val, err, coef = extrapolate(D, e, np.full(4, 1e-3), np.full(4, 4))
     assert val == pytest.approx(0.3, abs=1e-9) and coef[0] == pytest.approx(0.7, abs=1e-7)
+    # a model that does not fit (1/D² term, fitted with e∞ + a/D on 3 sizes): the error bar grows with the misfit
+    _, tight, _ = extrapolate(D[:3], 0.3 + 0.7 / D[:3], np.full(3, 1e-3), np.full(3, 4))
+    v3, loose, _ = extrapolate(D[:3], e[:3], np.full(3, 1e-3), np.full(3, 4))
+    assert loose > 3 * tight and abs(v3 - 0.3) < 3 * loose  # the bar covers the truth (without the χ² scaling: 10 σ off)
+    assert np.isnan(extrapolate(D[:2], e[:2], np.full(2, 1e-3), np.full(2, 4))[1])  # two sizes: no error bar
     from spinlens.conventions import to_lu
 
     for d in (10, 37, 160):

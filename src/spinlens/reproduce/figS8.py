@@ -332,8 +332,9 @@ def plot(ds, bridge_rows=(), *, paper: bool = True):
             ax.plot(xs, ys, "x", ms=4, color=c, alpha=0.7, zorder=2)
     if paper:
         xs, ys, _ = PAPER["cavity"]
-        ax.plot(xs, ys, "--", color="0.6", lw=0.8, zorder=1, label="paper (x: models)")
-    ax.set_xlabel("context length N")
+        ax.plot(xs, ys, "--", color="0.6", lw=0.8, zorder=1, label="paper: cavity")
+        ax.plot([], [], "x", ms=4, color="0.3", label="paper: each model (× in its colour)")
+    ax.set_xlabel("context length N (our markers shifted sideways to stay visible)")
     ax.set_ylabel("test error (fresh tasks)")
     ax.set_title(f"(a) D={ds.attrs['d']}, P={ds.attrs['n_prompts']}, λ={ds.attrs['l2_strength']}")
     ax.legend(fontsize=7, ncol=2, framealpha=0.9)
