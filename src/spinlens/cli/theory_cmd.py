@@ -32,7 +32,7 @@ EXAMPLES = """  spinlens theory --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.
   spinlens theory phase --D 10 --N 5:60:12 --K 1:1000:12:log --P 4000 --lam 0.01 --repeats 2 --seed 0 --out phase-out
 """
 
-PHASE_EXAMPLES = """  spinlens theory phase --out phase-out      # defaults = the next line; ~25 s on one core
+PHASE_EXAMPLES = """  spinlens theory phase --out phase-out      # defaults = the next line; ~4 min on 2 cores (progress bar)
   spinlens theory phase --D 10 --N 5:60:12 --K 1:1000:12:log --P 4000 --lam 0.01 --repeats 2 --seed 0 --out phase-out
   spinlens theory phase --D 8 --N 10,40 --K 2,8,64,512 --P 3000 --lam 1 --json
 

@@ -220,6 +220,8 @@ def compute(
             bar.update(1)
         for k, arch in enumerate(archs):
             tp = plan[arch]
+            if bar is not None:  # which model is training (the slowest take a minute at large N)
+                bar.set_postfix_str(f"N={N}, {LABELS.get(arch, arch)}, {tp.n_steps} steps")
             wd = conventions.weight_decay_from_l2_strength(l2_strength) if tp.weight_decay is None else tp.weight_decay
             model = build_model(ZooConfig(arch=arch, d=d, max_pos=max(512, N + 1), **dict(tp.overrides)),
                                 rng=g_arch[2 * k])
@@ -236,6 +238,7 @@ def compute(
                 eval_every=tp.n_steps,
                 device=device,
                 rng=seed_from(g_arch[2 * k + 1]),
+                progress=bar is not None and not bar.disable,  # a step bar under the figure's bar
             )
             model = model.to("cpu")
             y_model = predict(model, test)
