@@ -130,7 +130,8 @@ def run(args) -> int:
     est = estimate_memory(method, d=dist.d, n_context=dist.n_context, n_prompts=P,
                           sampler="reduced" if sampler == "reduced" else "core", backend=backend, n_probes=n_probes,
                           n_samples=samples, n_steps=steps, save_prompts=bool(args.save_prompts))
-    if prompts is not None:
+    if prompts is not None:  # the features come from the loaded prompts, not from streamed batches
+        est.parts.pop("prompt_batch", None)
         est.parts["loaded_prompts"] = prompts.Z.nbytes + prompts.y.nbytes
     check_memory(est, what=f"spinlens solve --method {method} at D={dist.d}, N={dist.n_context}"
                  + ("" if method == "limit" else f", P={P}"))
