@@ -21,6 +21,7 @@ import tracemalloc
 
 import numpy as np
 
+from spinlens.conventions import lam_from_lam_lu
 from spinlens.reproduce import _framework as fw
 
 QUICK = dict(Ds=(10, 20, 40), seeds=2, tap_max_d=20)
@@ -31,7 +32,7 @@ def mapped_point(D: int, alpha: float, tau: float, lam_lu: float) -> tuple[int, 
     """(N, P, λ) of the spin glass of dimension D at (α, τ, λ_LU): N = round(αD), P = round(τD²)."""
     N = max(1, int(round(alpha * D)))
     P = max(1, int(round(tau * D * D)))
-    lam = lam_lu / (D * (1.0 + 1.0 / N) ** 2)
+    lam = lam_from_lam_lu(lam_lu, D, N)
     return N, P, lam
 
 

@@ -214,6 +214,8 @@ class LangevinSampler(Solver):
             X = X - eta * beta * grad + np.sqrt(2 * eta) * g.standard_normal(X.shape)
             if t >= self.n_burn and (t - self.n_burn) % self.thin == 0:
                 kept.append(X.T.copy())
+            if self._progress is not None and t % 20 == 0:
+                self._progress(t + 1, None)
         S = np.stack(kept)  # (n_kept, c, K)
         a = S[:, : self.n_chains].reshape(-1, K)
         b = S[:, self.n_chains :].reshape(-1, K)
