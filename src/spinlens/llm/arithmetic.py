@@ -255,7 +255,7 @@ def _first_token_correct(model, batch) -> torch.Tensor:
 def correct_batch(model, tokenizer, task: TextTask):
     """The largest equal-length batch of ``task`` restricted to prompts whose clean answer's first token is the
     model's top token. Raises one line if the model answers none correctly."""
-    tt = tokenize_task(task, tokenizer)
+    tt = tokenize_task(task, tokenizer, single_token=False)  # multi-digit answers: scored by their first token
     best = None
     for b in tt.batches:
         ok = _first_token_correct(model, b)
