@@ -213,7 +213,7 @@ class LocatedComponents:
     head_scores : xarray.DataArray ``(layer, head)``
         Direct path-patching score of every head (normalised logit-difference recovery).
     mlp_scores : xarray.DataArray ``(layer,)``
-        Activation-patching score of every MLP output.
+        Activation-patching score of every MLP output from the first located head's layer on (NaN below).
     attention : dict
         Mean attention of each located head from the answer position to ``a``, ``op``, ``b`` and ``other``.
     n_prompts : int
@@ -368,7 +368,7 @@ def locate_components(
     import xarray as xr
 
     from spinlens.interp.metrics import logit_diff_metric
-    from spinlens.interp.patching import activation_patch, direct_path_patch
+    from spinlens.interp.patching import _hook_name, _metric_means, direct_path_patch, run_variants
 
     check_float("head_threshold", head_threshold, low=0)
     check_float("mlp_threshold", mlp_threshold, low=0)
@@ -381,13 +381,20 @@ def locate_components(
     v = hs.scores.values
     order = np.argsort(-v, axis=None)
     heads = tuple((int(L), int(h)) for L, h in (np.unravel_index(i, v.shape) for i in order) if v[L, h] >= head_threshold)
-    ms = activation_patch(model, batch.clean, batch.corrupt, metric=metric, component="mlp_out", max_batch=max_batch)
-    first = min((L for L, _ in heads), default=model.cfg.n_layers)
-    mlps = tuple(int(L) for L in range(first, model.cfg.n_layers) if ms.scores.values[L] >= mlp_threshold)
+    nL = model.cfg.n_layers
+    first = min((L for L, _ in heads), default=nL)
+    mlp_v = np.full(nL, np.nan)  # MLPs from the first located head's layer on ("the MLPs after them")
+    if first < nL:
+        names = [_hook_name("mlp_out", L) for L in range(first, nL)]
+        with torch.no_grad():
+            _, cc = model.run_with_cache(batch.clean, names_filter=names)
+        outs, _ = run_variants(model, batch.corrupt, [[(n, (), cc[n])] for n in names], max_batch=max_batch)
+        mlp_v[first:] = (_metric_means(metric, outs) - hs.metric_base) / (hs.metric_source - hs.metric_base)
+    mlps = tuple(int(L) for L in range(first, nL) if mlp_v[L] >= mlp_threshold)
     att = operand_attention(model, tokenizer, task, batch, heads)
     n_tot = model.cfg.n_layers * model.cfg.n_heads
-    mlp_scores = xr.DataArray(ms.scores.values, dims=("layer",), coords={"layer": np.arange(model.cfg.n_layers)},
-                              name="mlp_patching_score")
+    mlp_scores = xr.DataArray(mlp_v, dims=("layer",), coords={"layer": np.arange(nL)}, name="mlp_patching_score",
+                              attrs={"long_name": "MLP activation-patching score (NaN below the first located head)"})
     rec = joint_direct_recovery(model, batch, heads, metric)
     g = np.random.default_rng(seed)
     rand = tuple(joint_direct_recovery(model, batch, [(int(i) // model.cfg.n_heads, int(i) % model.cfg.n_heads)
