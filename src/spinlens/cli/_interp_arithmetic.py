@@ -64,7 +64,7 @@ def run_arithmetic(args: argparse.Namespace) -> int:
     check_float("head-threshold", args.head_threshold, low=0)
     check_float("mlp-threshold", args.mlp_threshold, low=0)
     check_out_dir("out", args.out)
-    from ._interp_ioi import load_model_and_tokenizer
+    from spinlens.llm.tasks import load_model_and_tokenizer
 
     model, tok = load_model_and_tokenizer(args.model)
     say = (lambda s: None) if args.json else (lambda s: print(f"  {s}", file=sys.stderr, flush=True))

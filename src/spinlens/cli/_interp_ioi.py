@@ -20,18 +20,6 @@ EXAMPLES = (
 )
 
 
-def load_model_and_tokenizer(model: str):
-    """``(HookedHF, tokenizer)`` of a named pretrained model or a local HF folder (no network)."""
-    from transformers import AutoTokenizer
-
-    from spinlens.interp.hf import load_hf
-    from spinlens.models.pretrained import resolve_model
-
-    m = load_hf(model)
-    tok = AutoTokenizer.from_pretrained(str(resolve_model(model)), local_files_only=True)
-    return m, tok
-
-
 def register_ioi(isub) -> None:
     q = isub.add_parser("ioi", help=HELP, description=HELP, epilog="examples:\n" + EXAMPLES, formatter_class=Formatter)
     q.add_argument("--model", required=True, help="named pretrained model (smollm2-135m, gemma3-270m) or a local HF folder")
@@ -61,6 +49,8 @@ def run_ioi(args: argparse.Namespace) -> int:
     check_int("n-patching", args.n_patching, low=1)
     check_int("n-random", args.n_random, low=2)
     check_out_dir("out", args.out)
+    from spinlens.llm.tasks import load_model_and_tokenizer
+
     model, tok = load_model_and_tokenizer(args.model)
     say = None if args.json else (lambda s: print(f"  {s}", file=sys.stderr, flush=True))
     with torch.no_grad():
