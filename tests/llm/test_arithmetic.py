@@ -133,3 +133,18 @@ def test_head_attribution_is_the_derivative_of_activation_patching():
     outs, _ = run_variants(model, corrupt, variants)
     fd = torch.tensor([(float(metric(o).mean()) - res.metric_base) / eps for o in outs]) / (res.metric_source - res.metric_base)
     assert torch.allclose(torch.tensor(res.scores.values.ravel()), fd.double(), atol=2e-3, rtol=1e-2)
+
+
+@pytest.mark.parametrize("argv, word", [
+    (["interp", "arithmetic", "--model", "smollm2-135m", "--operations", "+,/"], "operations"),
+    (["interp", "arithmetic", "--model", "smollm2-135m", "--digits", "1,9"], "digits"),
+    (["interp", "arithmetic", "--model", "smollm2-135m", "--shots", "-1"], "shots"),
+    (["interp", "ioi", "--model", "smollm2-135m", "--n-prompts", "1"], "n-prompts"),
+    (["interp", "ioi", "--model", "smollm2-135m", "--n-random", "1"], "n-random"),
+])
+def test_cli_bad_input_is_one_line_exit_2_before_loading(argv, word, capsys):
+    from spinlens.cli.main import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and word in err[0] and "Traceback" not in err[0]
