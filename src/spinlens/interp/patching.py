@@ -475,8 +475,8 @@ def direct_path_patch(
     res_names = [_hook_name("result", L) for L in range(nL)]
     fin = _hook_name("resid_post", nL - 1)
     with torch.no_grad():
-        out_b, cb = model.run_with_cache(base, names_filter=res_names + [fin])
-        out_s, cs = model.run_with_cache(source, names_filter=res_names)
+        out_b, cb = model.run_with_cache(base, names_filter=res_names + [fin], positions=-1)
+        out_s, cs = model.run_with_cache(source, names_filter=res_names, positions=-1)
         m_b, m_s = _check_metrics(float(metric(out_b).mean()), float(metric(out_s).mean()))
         resid = cb[fin][:, -1]  # [b, d]
         scores = np.zeros((nL, nH))

@@ -414,8 +414,8 @@ def joint_direct_recovery(model, batch, heads, metric) -> float:
     res_names = [_hook_name("result", L) for L in range(nL)]
     fin = _hook_name("resid_post", nL - 1)
     with torch.no_grad():
-        out_b, cb = model.run_with_cache(batch.corrupt, names_filter=res_names + [fin])
-        out_s, cs = model.run_with_cache(batch.clean, names_filter=res_names)
+        out_b, cb = model.run_with_cache(batch.corrupt, names_filter=res_names + [fin], positions=-1)
+        out_s, cs = model.run_with_cache(batch.clean, names_filter=res_names, positions=-1)
         m_b, m_s = float(metric(out_b).mean()), float(metric(out_s).mean())
         to_resid = getattr(model, "attn_out_from_heads", lambda L, x: x)
         resid = cb[fin][:, -1].clone()
