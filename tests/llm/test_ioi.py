@@ -162,3 +162,12 @@ def test_smollm2_ioi_names_single_tokens_and_name_movers(smollm2):
     io_att = np.mean([float(p[r_, I._positions(t, tok, i, b.clean[r_].tolist())["io"]]) for r_, i in enumerate(b.index.tolist())])
     s2_att = np.mean([float(p[r_, I._positions(t, tok, i, b.clean[r_].tolist())["s2"]]) for r_, i in enumerate(b.index.tolist())])
     assert io_att > s2_att  # it attends to the name it moves
+
+
+@pytest.mark.slow
+def test_smollm2_ioi_study_circuit_beats_random(smollm2):
+    model, tok = smollm2
+    res = I.ioi_study(model, tok, n_prompts=16, seeds=(0, 1, 2), n_prompts_patching=4, n_random=3)
+    d = res.to_dict()
+    assert d["logit_diff"]["over_seeds"]["mean"] > 0 and res.roles["name_mover"]
+    assert res.faithfulness > max(res.faithfulness_random)
