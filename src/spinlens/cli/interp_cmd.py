@@ -105,6 +105,11 @@ def register(sub) -> None:
 
     register_fv(isub)
     _register_induction(isub)
+    from ._interp_arithmetic import register_arithmetic
+    from ._interp_ioi import register_ioi
+
+    register_ioi(isub)
+    register_arithmetic(isub)
 
 
 # ------------------------------------------------------------------------------------------------ induction
