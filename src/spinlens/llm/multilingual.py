@@ -7,7 +7,7 @@ The study, on any hooked causal LM with a gated or plain MLP (`spinlens.interp.h
    (`django_corpus`: the ``.mo`` files of ``django/conf/locale`` and ``django/contrib/*/locale``, BSD-3-Clause,
    the same licence as Django). Every message is a short human translation of one English source string
    (form errors, admin pages, date words, ...); entries are aligned by that string, so every language has the
-   same content. Placeholders (``%(name)s``, ``{0}``) and HTML tags are removed, untranslated entries and
+   same content. Messages with placeholders (``%(name)s``, ``{0}``) or HTML tags, untranslated entries and
    messages of fewer than ``min_words`` English words are dropped. The English source strings are the English
    text. The messages are split once by a seeded permutation into a *fit* half (activation statistics, the
    language identifier) and a *held-out* half (perplexity, generation prompts), the same split for every
@@ -130,13 +130,13 @@ class ParallelCorpus:
         return np.sort(perm[n_held:]), np.sort(perm[:n_held])
 
 
-def django_corpus(languages: Sequence[str] = DEFAULT_LANGUAGES, *, min_words: int = 3) -> ParallelCorpus:
+def django_corpus(languages: Sequence[str] = DEFAULT_LANGUAGES, *, min_words: int = 2) -> ParallelCorpus:
     """The parallel corpus of Django's translation catalogs (installed with Django; nothing is downloaded).
 
     Parameters
     ----------
     languages : codes of `DJANGO_LOCALES` (``"en"`` is the English source strings)
-    min_words : keep messages whose cleaned English source has at least this many words
+    min_words : keep messages whose English source has at least this many words
 
     Returns
     -------
@@ -170,10 +170,10 @@ def django_corpus(languages: Sequence[str] = DEFAULT_LANGUAGES, *, min_words: in
     seen = set()
     for key in sorted(set.intersection(*(set(k) for k in catalogs.values())) if catalogs else []):
         en = _clean(key)
-        if len(en.split()) < min_words or en in seen:
+        if len(en.split()) < min_words or en in seen or _PLACEHOLDER.search(key.split("\x04")[-1]):
             continue
         tr = {c: _clean(catalogs[c][key]) for c in catalogs}
-        if any(not t or t == en for t in tr.values()):  # untranslated or empty
+        if any(not t or t == en or _PLACEHOLDER.search(catalogs[c][key]) for c, t in tr.items()):
             continue
         seen.add(en)
         keys.append(key)
@@ -608,7 +608,8 @@ def language_neurons_study(model, tokenizer, corpus: ParallelCorpus, *, n_ctx: i
         rnd_masks[s] = {c: random_neurons_like(mask[i], exclude=union, seed=s * 1000 + i) for i, c in enumerate(langs)}
         _, rnd_off[si] = perplexity_matrix(model, eval_rows, rnd_masks[s], batch_size=batch_size)
         say(f"random control, seed {s}")
-    prompts = {c: eval_rows[c][: n_prompts, :prompt_tokens] for c in langs}
+    prompts = {c: token_rows(held_txt[c], tokenizer, n_ctx=prompt_tokens, max_tokens=n_prompts * prompt_tokens,
+                             seed=seeds[0] + 1) for c in langs}
     with torch.inference_mode():
         on = {c: _neuron_interventions(mask[i], mpost[i]) for i, c in enumerate(langs)}
         rate, texts = language_switch(model, tokenizer, prompts, on, lid, n_new=n_new)
