@@ -102,7 +102,6 @@ def test_selection_finds_planted_neurons_and_follows_the_quantiles():
     rng = np.random.default_rng(0)
     n_lang, n_layers, d = 4, 3, 200
     p = rng.uniform(0.05, 0.5, size=(n_lang, n_layers, d))
-    planted = {(0, 1, 7): 0, (1, 2, 30): 1, (2, 0, 99): 2, (3, 2, 150): 3}
     for (layer, j, k) in [(1, 7, 0), (2, 30, 1), (0, 99, 2), (2, 150, 3)]:
         p[:, layer, j] = 0.001
         p[k, layer, j] = 0.95
@@ -139,42 +138,21 @@ def test_language_identifier():
     assert lid.accuracy({"a": ["the cat"], "b": ["le chat"]}) == {"a": 1.0, "b": 1.0}
 
 
-class ByteTokenizer:
-    """UTF-8 bytes shifted by 3 (0 pad, 1 BOS, 2 EOS), for a tiny model with a vocabulary of 259."""
-
-    bos_token_id = 1
-
-    def encode(self, text, add_special_tokens=False):
-        return [b + 3 for b in text.encode()]
-
-    def decode(self, ids, skip_special_tokens=True):
-        return bytes(i - 3 for i in ids if i >= 3).decode("utf-8", "ignore")
-
-
 @pytest.fixture(scope="module")
 def tiny():
     return tiny_hf("gemma3", n_layers=2, n_heads=4, d_model=32, d_vocab=259, n_kv_heads=2, max_pos=128, rng=0)
 
 
-def _corpus(n=60):
-    rng = np.random.default_rng(0)
-    words = {"en": ["the", "cat", "and", "dog", "house", "green"], "fr": ["le", "chat", "et", "chien", "maison", "vert"],
-             "de": ["der", "Katze", "und", "Hund", "Haus", "grün"]}
-    idx = [rng.integers(0, 6, size=5) for _ in range(n)]
-    texts = {c: [" ".join(w[i] for i in ix) for ix in idx] for c, w in words.items()}
-    return ML.ParallelCorpus(("en", "fr", "de"), [str(i) for i in range(n)], texts, {"corpus": "synthetic"})
-
-
-def test_token_rows_bos_and_caps():
-    rows = ML.token_rows(["abc", "defg", "hi"], ByteTokenizer(), n_ctx=4, max_tokens=8, seed=0)
+def test_token_rows_bos_and_caps(byte_tok):
+    rows = ML.token_rows(["abc", "defg", "hi"], byte_tok, n_ctx=4, max_tokens=8, seed=0)
     assert rows.shape == (2, 4) and (rows[:, 0] == 1).all()
     with pytest.raises(InvalidParameterError, match="n_ctx"):
-        ML.token_rows(["ab"], ByteTokenizer(), n_ctx=64, max_tokens=64)
+        ML.token_rows(["ab"], byte_tok, n_ctx=64, max_tokens=64)
 
 
-def test_activation_statistics_equal_a_cached_run(tiny):
-    tok = ByteTokenizer()
-    c = _corpus()
+def test_activation_statistics_equal_a_cached_run(tiny, byte_tok, toy_corpus):
+    tok = byte_tok
+    c = toy_corpus
     rows = {x: ML.token_rows(c.texts[x], tok, n_ctx=16, max_tokens=64, seed=0) for x in c.languages}
     prob, mpost, n = ML.activation_statistics(tiny, rows, batch_size=3)
     assert prob.shape == (3, 2, tiny.cfg.d_mlp) and n.tolist() == [r[:, 1:].numel() for r in rows.values()]
@@ -208,8 +186,8 @@ def test_set_neurons_per_neuron_values_and_nll(tiny):
     assert ML.mean_nll(tiny, toks, batch_size=1) == pytest.approx(float(-lp.mean()), rel=1e-5)
 
 
-def test_study_end_to_end_on_tiny_gemma(tiny):
-    res = ML.language_neurons_study(tiny, ByteTokenizer(), _corpus(), n_ctx=16, fit_tokens=64, eval_tokens=32,
+def test_study_end_to_end_on_tiny_gemma(tiny, byte_tok, toy_corpus):
+    res = ML.language_neurons_study(tiny, byte_tok, toy_corpus, n_ctx=16, fit_tokens=64, eval_tokens=32,
                                     n_prompts=2, prompt_tokens=6, n_new=4, top_fraction=0.05, seeds=(0, 1))
     n = 3
     assert res.mask.shape == (n, 2, tiny.cfg.d_mlp) and res.off_loss.shape == (n, n)
@@ -220,7 +198,7 @@ def test_study_end_to_end_on_tiny_gemma(tiny):
     assert set(d["lid_accuracy"]) == {"en", "fr", "de"} and min(d["lid_accuracy"].values()) > 0.9
     # switching off nothing is the baseline; the off matrix is recomputed independently here for one language
     empty = np.zeros_like(res.mask[0])
-    base, off = ML.perplexity_matrix(tiny, {"en": ML.token_rows(_corpus().texts["en"], ByteTokenizer(), n_ctx=16,
+    base, off = ML.perplexity_matrix(tiny, {"en": ML.token_rows(toy_corpus.texts["en"], byte_tok, n_ctx=16,
                                                                       max_tokens=32, seed=0)}, {"none": empty})
     assert off[0, 0] == pytest.approx(base[0])
     ds = ML.result_dataset(res)
