@@ -90,3 +90,59 @@ def test_language_control_study_on_tiny_gemma(tiny, byte_tok, toy_corpus):
         C.language_control_study(tiny, byte_tok, toy_corpus, source="en", target="en")
     with pytest.raises(InvalidParameterError, match="'source'"):
         C.language_control_study(tiny, byte_tok, toy_corpus, source="xx", target="en")
+
+
+def test_plot_language_control(tiny, byte_tok, toy_corpus):
+    from spinlens.plotting.checks import assert_figure_ok
+    from spinlens.plotting.multilingual import plot_language_control
+
+    res = C.language_control_study(tiny, byte_tok, toy_corpus, n_heads=1, alphas=(1,), head_alphas=(1,),
+                                   neuron_scales=(1,), prefix_messages=(1,), n_ctx=16, fit_tokens=32, eval_tokens=16,
+                                   n_prompts=1, prompt_tokens=4, n_new=2, seeds=(0, 1))
+    fig, _ = plot_language_control(res)
+    assert_figure_ok(fig, "language control")
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """A tiny random Gemma 3 with the real Gemma tokenizer (262k vocabulary), saved as an HF folder."""
+    import shutil
+
+    from spinlens.models import pretrained as P
+
+    if not P.model_status("gemma3-270m").prepared:
+        pytest.skip("gemma3-270m is not prepared (spinlens models prepare gemma3-270m)")
+    src = P.resolve_model("gemma3-270m", auto_prepare=False)
+    m = tiny_hf("gemma3", n_layers=2, n_heads=2, d_model=16, d_vocab=262_144, n_kv_heads=1, max_pos=128, rng=0)
+    m.hf.config.bos_token_id, m.hf.config.eos_token_id, m.hf.config.pad_token_id = 2, 1, 0
+    out = tmp_path_factory.mktemp("tinygemma")
+    m.hf.save_pretrained(out)
+    for f in src.iterdir():
+        if f.name.startswith("tokenizer") or f.name == "special_tokens_map.json":
+            shutil.copy(f, out / f.name)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cmd", ["languages", "control"])
+def test_cli_runs_end_to_end_on_a_tiny_model(tiny_folder, tmp_path, cmd):
+    pytest.importorskip("django", reason="Django ships the corpus (extra [llm])")
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "spinlens.cli.main", "interp", cmd, "--model", str(tiny_folder), "--languages", "en",
+            "fr", "de", "--n-ctx", "16", "--fit-tokens", "32", "--eval-tokens", "16", "--n-prompts", "2",
+            "--prompt-tokens", "4", "--new-tokens", "2", "--n-seeds", "2", "--out", str(tmp_path), "--json"]
+    if cmd == "control":
+        args += ["--alphas", "1", "--head-alphas", "1", "--neuron-scales", "1", "--prefix-messages", "1", "--n-heads", "1"]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    d = json.loads(p.stdout)
+    stem = "language_neurons" if cmd == "languages" else "language_control"
+    for ext in ("png", "pdf"):
+        assert (tmp_path / f"{stem}.{ext}").exists()
+    assert (tmp_path / "run.json").exists() and (tmp_path / "result.json").exists()
+    if cmd == "languages":
+        assert (tmp_path / "language_neurons.nc").exists() and d["corpus"]["package"] == "Django"
+    else:
+        assert (tmp_path / "language_control.csv").exists() and set(d["methods"]) >= {"prefix", "residual", "heads"}

@@ -1,6 +1,6 @@
 """`spinlens interp`: interpretability methods on spinlens transformers and local Hugging Face causal LMs.
 
-Subcommands: lens, patch, path, circuit, attribution, neurons, flow, fv, induction, languages. Each writes a figure (PNG + PDF), the data
+Subcommands: lens, patch, path, circuit, attribution, neurons, flow, fv, induction, languages, control. Each writes a figure (PNG + PDF), the data
 behind it (NetCDF / JSON) and run.json under ``--out``, and prints a short summary (``--json``: one object).
 """
 
@@ -107,6 +107,9 @@ def register(sub) -> None:
     from ._interp_languages import register_languages  # language-specific neurons of a pretrained LLM
 
     register_languages(isub)
+    from ._interp_control import register_control  # output-language control at four levels
+
+    register_control(isub)
     _register_induction(isub)
 
 

@@ -38,31 +38,33 @@ LEVELS = {"prefix": "token", "residual": "activation", "neurons": "neuron", "ran
           "heads": "module", "none": "none"}
 
 
-def locate_heads(model, target_rows, source_rows, *, k: int, batch_size: int = 4):
+def locate_heads(model, target_rows, source_rows, *, k: int, batch_size: int = 4, extra_hooks: Sequence[str] = ()):
     """The ``k`` heads with the largest ``|W_O[h]ᵀ (z̄_h(target) − z̄_h(source))|`` and their ``Δz̄_h``.
+
+    Means over every position after BOS. ``extra_hooks``: more hooks whose mean differences come out of the
+    same two passes (returned in ``deltas`` under their names).
 
     Returns
     -------
-    (heads [(layer, head)], deltas {(layer, head): tensor (d_head,)}, scores [layer, head])
+    (heads [(layer, head)], deltas {(layer, head): tensor (d_head,), name: tensor}, scores [layer, head])
     """
     import torch
 
     from spinlens.interp.function_vectors import difference_of_means
 
     cfg = model.cfg
+    zs = [f"blocks.{L}.attn.hook_z" for L in range(cfg.n_layers)]
+    diff = difference_of_means(model, target_rows, source_rows, zs + list(extra_hooks), position=slice(1, None),
+                               batch_size=batch_size)
     scores = np.zeros((cfg.n_layers, cfg.n_heads))
-    deltas = {}
-    for L in range(cfg.n_layers):
-        dz = difference_of_means(model, target_rows, source_rows, f"blocks.{L}.attn.hook_z", position=slice(1, None),
-                                 batch_size=batch_size)  # [head, d_head]
-        W = model.W_O(L)  # [head, d_head, d_model]
-        with torch.no_grad():
-            scores[L] = torch.linalg.vector_norm(torch.einsum("he,hem->hm", dz, W), dim=-1).numpy()
-        for h in range(cfg.n_heads):
-            deltas[(L, h)] = dz[h]
+    with torch.no_grad():
+        for L in range(cfg.n_layers):  # dz [head, d_head] through W_O [head, d_head, d_model]
+            scores[L] = torch.linalg.vector_norm(torch.einsum("he,hem->hm", diff[zs[L]], model.W_O(L)), dim=-1).numpy()
     order = np.argsort(-scores.ravel(), kind="stable")[:k]
     heads = [(int(i // cfg.n_heads), int(i % cfg.n_heads)) for i in order]
-    return heads, {hd: deltas[hd] for hd in heads}, scores
+    deltas = {(L, h): diff[zs[L]][h] for L, h in heads}
+    deltas.update({name: diff[name] for name in extra_hooks})
+    return heads, deltas, scores
 
 
 @dataclass
@@ -182,7 +184,6 @@ def language_control_study(model, tokenizer, corpus: ML.ParallelCorpus, *, sourc
     Each seed draws the fit/held-out split of the corpus, the rows, the prompts, the prefix messages and the
     random neurons; the vectors, heads and neurons are found again on that seed's fit half.
     """
-    from spinlens.interp.function_vectors import difference_of_means
     from spinlens.interp.interventions import AddVector
 
     langs = list(corpus.languages)
@@ -228,9 +229,11 @@ def language_control_study(model, tokenizer, corpus: ML.ParallelCorpus, *, sourc
         for k in prefix_messages:
             ids = tokenizer.encode("\n".join(fit_txt[target][i] for i in order[:k]) + "\n", add_special_tokens=False)
             rows.append(measure("prefix", k, len(ids), prefix=ids))
-        # activation level: dense residual mean difference
-        v = difference_of_means(model, fit_rows[target], fit_rows[source], f"blocks.{layer}.hook_resid_pre",
-                                position=slice(1, None), batch_size=batch_size)
+        # activation level: dense residual mean difference (from the same passes that locate the heads)
+        resid = f"blocks.{layer}.hook_resid_pre"
+        heads, deltas, _ = locate_heads(model, fit_rows[target], fit_rows[source], k=n_heads, batch_size=batch_size,
+                                        extra_hooks=[resid])
+        v = deltas[resid]
         for a in alphas:
             rows.append(measure("residual", a, v.numel(), [AddVector(f"blocks.{layer}.hook_resid_pre", v, float(a))]))
         # neuron level: LAPE neurons of the target on at m x their mean; random neurons as control
@@ -242,7 +245,6 @@ def language_control_study(model, tokenizer, corpus: ML.ParallelCorpus, *, sourc
             rows.append(measure("neurons", m, mask[ti].sum(), ML._neuron_interventions(mask[ti], m * mpost[ti])))
             rows.append(measure("random_neurons", m, rnd.sum(), ML._neuron_interventions(rnd, m * mpost[ti])))
         # module level: a few located heads, each steered by its own mean difference
-        heads, deltas, _ = locate_heads(model, fit_rows[target], fit_rows[source], k=n_heads, batch_size=batch_size)
         heads_out.append([f"{L}.{h}" for L, h in heads])
         for a in head_alphas:
             ivs = [AddVector(f"blocks.{L}.attn.hook_z", deltas[(L, h)], float(a), head=h) for L, h in heads]

@@ -56,3 +56,34 @@ def plot_language_neurons(result):
           cmap=SEQUENTIAL_CMAP, vmin=0.0, vmax=1.0)
     fig.tight_layout()
     return fig, axes
+
+
+def plot_language_control(result, effect_level: float = 0.5):
+    """Two panels from a `ControlResult`: switch rate against strength for each method (mean ± sd over seeds),
+    and cost (Δ held-out loss of target-language text) against switch rate — methods compare at equal effect.
+
+    Returns
+    -------
+    (fig, axes)
+    """
+    fig, axes = new_figure(ncols=2, figsize=(10, 3.8))
+    methods = list(dict.fromkeys(r["method"] for r in result.rows))
+    for m in methods:
+        st, eff, cost = result.table(m)
+        e, c = np.nanmean(eff, 0), np.nanmean(cost, 0)
+        es = np.nanstd(eff, 0, ddof=1) if eff.shape[0] > 1 else np.zeros_like(e)
+        axes[0].errorbar(np.arange(st.size), e, yerr=es, marker="o", capsize=2, label=m)
+        axes[1].plot(e, c, marker="o", label=m)
+    base = float(np.mean([b["switch_rate"] for b in result.base]))
+    axes[0].axhline(base, color="0.5", ls=":", label="no intervention")
+    axes[0].set_xlabel("strength (index into each method's sweep)")
+    axes[0].set_ylabel(f"switch rate {result.source}→{result.target}")
+    axes[0].set_title("(a) effect")
+    axes[0].legend(fontsize=7)
+    axes[1].axvline(effect_level, color="0.5", ls=":", label=f"equal effect {effect_level:g}")
+    axes[1].set_xlabel(f"switch rate {result.source}→{result.target}")
+    axes[1].set_ylabel(f"Δ loss on held-out {result.target} text (nats/token)")
+    axes[1].set_title("(b) cost against effect (mean over seeds)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig, axes
