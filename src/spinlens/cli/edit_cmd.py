@@ -131,6 +131,9 @@ def register(sub) -> None:
     from spinlens.cli.lm_cmd import attach_lm_edit  # --checkpoint DIR of a language model (spinlens lm)
 
     attach_lm_edit(sub)
+    from spinlens.cli._edit_llm import attach_llm_edit  # --model NAME|DIR: a pretrained LM (spinlens.llm.tuning)
+
+    attach_llm_edit(sub)
 
 
 # ------------------------------------------------------------------------------------------------ helpers

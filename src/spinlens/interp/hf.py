@@ -286,6 +286,23 @@ class HookedHF(HookedModule):
     def W_O(self, layer: int) -> torch.Tensor:
         return self._W_O(_get(_get(self.hf, self.spec["layers"])[layer], self.spec["o_proj"]))
 
+    def plain_copy(self) -> nn.Module:
+        """A deep copy of the wrapped HF model without this adapter's hooks (a plain transformers model)."""
+        import copy
+
+        ids = {h.id for h in self._handles}
+        new = copy.deepcopy(self.hf)
+        for mod in new.modules():
+            for d in (mod._forward_hooks, mod._forward_pre_hooks, mod._forward_hooks_with_kwargs,
+                      mod._forward_pre_hooks_with_kwargs, getattr(mod, "_forward_hooks_always_called", {})):
+                for i in ids & set(d):
+                    del d[i]
+        return new
+
+    def clone(self) -> HookedHF:
+        """An independent copy (weights copied, its own hooks)."""
+        return HookedHF(self.plain_copy(), arch=self.cfg.arch)
+
     def remove_adapter(self) -> None:
         """Remove the permanent hooks from the HF model (the wrapper is unusable afterwards)."""
         for h in self._handles:
