@@ -43,6 +43,8 @@ __all__ = ["SkillData", "arithmetic_data", "icl_data", "encode_pairs", "answer_a
            "save_hf_model", "METHODS"]
 
 METHODS = ("located", "random", "full", "lora")
+#: sizes of the general-ability suite evaluated along training (`spinlens.llm.general.build_suite`)
+ALONG_TRAINING_SUITE = {"n_windows": 8, "window": 32, "n_ioi": 16, "n_icl": 8}
 
 
 @dataclass(frozen=True)
@@ -477,7 +479,7 @@ def _verdict(matched, cost_key: str, located: str = "located") -> str:
 def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=(0, 1, 2), steps: int = 30,
                    lr: float = 1e-4, batch_size: int = 8, eval_every: int = 10, k_heads: int = 6, k_mlps: int = 2,
                    components=None, suite=None, save_dir=None, record: dict | None = None, progress=None,
-                   ) -> TuningResult:
+                   on_eval=None) -> TuningResult:
     """Tune ``model`` on ``data`` with each method and seed; record gain and cost along training.
 
     Parameters
@@ -492,11 +494,15 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
     k_heads, k_mlps : size of the located set (when ``components`` is None)
     components : list of component names, optional
         The located set, given (e.g. by the arithmetic study); default `locate_components`.
-    suite : GeneralSuite, optional (default `spinlens.llm.general.build_suite`)
+    suite : GeneralSuite, optional
+        Default: `spinlens.llm.general.build_suite` at the sizes of `ALONG_TRAINING_SUITE` (it runs at every
+        evaluation of every run).
     save_dir : path, optional
         Save every tuned model as ``save_dir/METHOD/seed{S}`` (`save_hf_model`).
     progress : callable(str), optional
         Told each evaluation.
+    on_eval : callable(dict), optional
+        Called with each new row of ``curves`` (e.g. to append it to a log while a long run goes on).
 
     Raises
     ------
@@ -527,7 +533,7 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
             raise InvalidParameterError("The 'lora' method needs peft: pip install 'spinlens[peft]' (or leave lora "
                                         "out of the methods).") from None
     say = progress or (lambda s: None)
-    suite = suite or build_suite(tokenizer)
+    suite = suite or build_suite(tokenizer, **ALONG_TRAINING_SUITE)
     train = encode_pairs(data.train, tokenizer)
     evals = {k: encode_pairs(v, tokenizer) for k, v in data.evals.items()}
     digit_mask = _digit_start_ids(tokenizer) if data.numeric else None
@@ -553,8 +559,8 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
     ntr: dict = {}
     stime: dict = {}
     saved: dict = {}
-    for method in methods:
-        for seed in seeds:
+    for seed in seeds:
+        for method in methods:
             gen = torch_generator(seed)
             lora_rank = None
             if method == "lora":
@@ -573,9 +579,13 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
             getattr(new, "hf", new).train()
             timer = {"t": time.perf_counter(), "train": 0.0, "loss": float("nan")}
 
-            def batch_loss(m, step, gen=gen):
+            train_hist: list = []
+
+            def batch_loss(m, step, gen=gen, train_hist=train_hist):
                 idx = torch.randint(0, len(train), (min(batch_size, len(train)),), generator=gen)
-                return answer_loss(m, train.rows(idx))
+                loss = answer_loss(m, train.rows(idx))
+                train_hist.append(float(loss.detach()))
+                return loss
 
             def row(m, step, method=method, seed=seed):
                 r = {"method": method, "seed": seed, "step": step, **gain_metrics(m),
@@ -586,24 +596,27 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
                     r[f"d_{k}"] = r[k] - before[k]
                 return r
 
-            r0 = row(new, 0)
-            r0["train_loss"] = float("nan")
+            # step 0 is the untuned model for every method (a copy; LoRA starts with B = 0): reuse `before`
+            r0 = {"method": method, "seed": seed, "step": 0, **before, "train_loss": float("nan"),
+                  **{f"gain_{k}": 0.0 for k in evals}, **{f"d_{k}": 0.0 for k in GENERAL_KEYS}}
             curves.append(r0)
+            if on_eval is not None:
+                on_eval(r0)
 
-            def on_step(m, step, method=method, seed=seed, timer=timer):
+            def on_step(m, step, method=method, seed=seed, timer=timer, train_hist=train_hist):
                 timer["train"] += time.perf_counter() - timer["t"]
                 if step % eval_every == 0 or step == steps:
                     r = row(m, step)
+                    r["train_loss"] = float(train_hist[-1]) if train_hist else float("nan")
                     curves.append(r)
+                    if on_eval is not None:
+                        on_eval(r)
                     say(f"{method} seed {seed} step {step}/{steps}: {data.primary} accuracy "
                         f"{r[f'accuracy_{data.primary}']:.3f}, perplexity {r['perplexity']:.3f}")
                     getattr(m, "hf", m).train()
                 timer["t"] = time.perf_counter()
 
-            hist, n = masked_finetune(new, masks, batch_loss, steps=steps, lr=lr, on_step=on_step)
-            for r in curves:
-                if r["method"] == method and r["seed"] == seed and r["step"] > 0:
-                    r["train_loss"] = float(hist[r["step"] - 1])
+            _, n = masked_finetune(new, masks, batch_loss, steps=steps, lr=lr, on_step=on_step)
             ntr.setdefault(method, []).append(n)
             stime.setdefault(method, []).append(timer["train"] / steps)
             getattr(new, "hf", new).eval()
