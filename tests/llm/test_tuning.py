@@ -226,3 +226,42 @@ def test_nothing_to_gain_is_refused_before_writing(model, tok, suite, tmp_path):
         T.precise_tuning(model, tok, data, methods=("full",), seeds=(0,), steps=1, suite=suite,
                          save_dir=tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+def test_module_merge_takes_each_component_from_its_expert(model):
+    from spinlens.edit.merging import module_merge
+
+    base = {k: v.detach().clone() for k, v in model.hf.state_dict().items()}
+    a, b = model.clone(), model.clone()
+    for m, comp in ((a, "L0H1"), (b, "L1.mlp")):
+        with torch.no_grad():
+            for n, mk in component_masks(m, [comp]).items():
+                dict(m.named_parameters())[n][mk] += 0.5
+    merged, assign = module_merge(base, [a.hf, b.hf], layout=model)
+    assert assign["L0H1"] == 0 and assign["L1.mlp"] == 1 and assign["L0H2"] == -1
+    assert assign["L0H0"] == 0  # it shares L0H1's kv head (grouped-query attention)
+    want = {k: v.clone() for k, v in base.items()}
+    for m, comp in ((a, "L0H1"), (b, "L1.mlp")):
+        for n, mk in component_masks(m, [comp]).items():
+            k = n[len("hf."):]
+            want[k][mk] = m.hf.state_dict()[k][mk]
+    for k in base:
+        assert torch.allclose(merged[k], want[k]), k
+
+
+def test_merge_experts_refuses_another_architecture(model, tok):
+    other = tiny_hf("llama", n_layers=3, n_heads=4, n_kv_heads=2, d_model=16, d_vocab=len(tok), max_pos=256, rng=0)
+    with pytest.raises(InvalidParameterError, match="another architecture"):
+        T.merge_experts(model, [model.clone().hf, other.hf], tok)
+
+
+def test_merge_experts_measures_kept_gain(model, tok, suite):
+    data = T.arithmetic_data(n_train=8, n_eval=4, digits=1, seed=0)
+    a = model.clone()
+    res = T.merge_experts(model, [a.hf, model.clone().hf], tok, methods=("task_arithmetic", "module"),
+                          skills=[data, None], suite=suite)
+    # identical experts: every merge is the base; kept is NaN (no gain to keep)
+    base = res["base"]
+    for m in ("task_arithmetic", "module"):
+        assert res["methods"][m]["perplexity"] == pytest.approx(base["perplexity"], rel=1e-6)
+        assert np.isnan(res["methods"][m]["kept_0"])

@@ -17,6 +17,11 @@ pretrained language model (--model NAME or a Hugging Face folder; issue 17):
   spinlens pinpoint --model smollm2-135m --task icl --methods located random full --out pin-icl
   spinlens pinpoint --model smollm2-135m --task arithmetic --components L20H3 L21.mlp --out pin-given
 """
+LLM_MERGE_EXAMPLES = """
+pretrained language model (--model NAME: the base; --models: tuned Hugging Face folders, e.g. from pinpoint):
+  spinlens merge --model smollm2-135m --models pin-arith/models/full/seed0 pin-icl/models/full/seed0 --out merge-llm
+  spinlens merge --model smollm2-135m --models A B --method ties --density 0.3 --save merged-ties --json
+"""
 # defaults of this setting (fine-tuning a 135M model on a shared 2-core CPU: short prompts, few steps)
 DEFAULTS = {"steps": 30, "lr": 1e-4, "k": 6, "n_seeds": 3}
 
@@ -46,6 +51,29 @@ def attach_llm_edit(sub) -> None:
                       "(--task); quantize: a Hugging Face causal-LM folder")
     inner = p.get_default("func")
     p.set_defaults(func=_route(inner))
+    p = sub.choices.get("merge")
+    if p is not None:
+        for a in p._actions:
+            if a.dest == "method":
+                a.choices = [*a.choices, "module"]
+                a.help = ("task_arithmetic | ties | module (heads and MLPs whole from one expert; pretrained LMs); "
+                          "with --model NAME and no --method: all three")
+        p.epilog = (p.epilog or "") + LLM_MERGE_EXAMPLES
+        p.set_defaults(func=_route_merge(p.get_default("func")))
+
+
+def _route_merge(inner):
+    def func(args):
+        if is_pretrained_lm(getattr(args, "model", None)):
+            return run_merge(args)
+        if getattr(args, "method", None) == "module":
+            from spinlens.errors import InvalidParameterError
+
+            raise InvalidParameterError("The '--method module' option is for pretrained language models: give "
+                                        "--model NAME (the base) and --models (Hugging Face folders).")
+        return inner(args)
+
+    return func
 
 
 def is_pretrained_lm(model) -> bool:
@@ -192,3 +220,67 @@ def write_outputs(res, out, record, summary) -> None:
     fig, _ = plot_precise_tuning(res.curves, gain_key=res.matched["gain_key"], matched=res.matched)
     io.save_figure(fig, out, "pinpoint_cost_vs_gain", dpi=150)
     io.write_run_json(out, {**record, "summary": summary})
+
+
+def _skill_data(folder):
+    """The skill an expert folder was tuned for (its run.json ``skill``), as SkillData; None if unknown."""
+    import json
+    from pathlib import Path
+
+    from spinlens.llm import tuning
+
+    try:
+        skill = json.loads((Path(folder) / "run.json").read_text()).get("skill")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return {"arithmetic": tuning.arithmetic_data, "icl": tuning.icl_data}.get(skill, lambda **k: None)(seed=0)
+
+
+def run_merge(args) -> int:
+    from pathlib import Path
+
+    from spinlens.cli._common import check_out_dir, print_json
+    from spinlens.errors import InvalidParameterError
+
+    if not args.models or len(args.models) < 2:
+        raise InvalidParameterError("The '--models' parameter must name at least two tuned Hugging Face folders "
+                                    "(the experts to merge into --model).")
+    check_out_dir("out", args.out)
+    if args.save:
+        check_out_dir("save", args.save)
+    from transformers import AutoTokenizer
+
+    from spinlens.interp.hf import load_hf, load_hf_model
+    from spinlens.llm.tuning import merge_experts
+    from spinlens.models.pretrained import resolve_model
+
+    base = load_hf(args.model)
+    experts = [load_hf_model(m) for m in args.models]  # a folder that is no HF model fails here, in one line
+    tok = AutoTokenizer.from_pretrained(str(resolve_model(args.model)), local_files_only=True)
+    methods = [args.method] if getattr(args, "method", None) else ["task_arithmetic", "ties", "module"]
+    skills = [_skill_data(m) for m in args.models]
+    res = merge_experts(base, experts, tok, methods=methods, skills=skills, density=args.density or 0.3,
+                        scale=args.scale, expert_names=[str(m) for m in args.models])
+    out = Path(args.out) if args.out else None
+    saved = {}
+    from spinlens.io import run_record, write_run_json
+    from spinlens.llm.tuning import save_hf_model
+
+    record = run_record("merge", args=args, seed=getattr(args, "seed", None), model=str(args.model))
+    for m, model in res.pop("models").items():
+        target = Path(args.save) if (args.save and len(methods) == 1) else (out / "models" / f"merge-{m}" if out else None)
+        if target is not None:
+            saved[m] = save_hf_model(model, tok, target, {**record, "merge_method": m, "experts": list(args.models),
+                                                           "metrics": res["methods"][m]})
+    res["saved"] = saved
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_run_json(out, {**record, "summary": res})
+    if args.json:
+        print_json(res)
+    else:
+        for m, r in res["methods"].items():
+            kept = ", ".join(f"{k} {v:.2f}" for k, v in r.items() if k.startswith("kept_"))
+            gen = ", ".join(f"{k} {r[k]:.3f}" for k in ("perplexity", "ioi_logit_diff", "recall_accuracy", "icl_accuracy"))
+            print(f"{m:16s} kept: {kept or '-'} | {gen}")
+    return 0

@@ -175,14 +175,16 @@ def build_suite(tokenizer, *, n_windows: int = 16, window: int = 64, n_ioi: int 
 # ----------------------------------------------------------------------------------------------- metrics
 
 
-def lm_logits(model, ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, last_only: bool = False):
-    """Logits ``(batch, pos, vocab)`` (``last_only``: ``(batch, 1, vocab)``) of a HookedHF or an HF causal LM."""
+def lm_logits(model, ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, last_only: bool = False,
+              keep: int | None = None):
+    """Logits ``(batch, pos, vocab)`` of a HookedHF or an HF causal LM (``last_only``: the last position only;
+    ``keep``: the last ``keep`` positions; the lm head runs only there)."""
     hf = getattr(model, "hf", model)
     kw = {"input_ids": ids, "use_cache": False}
     if attention_mask is not None:
         kw["attention_mask"] = attention_mask
-    if last_only:
-        kw["logits_to_keep"] = 1
+    if last_only or keep:
+        kw["logits_to_keep"] = 1 if last_only else int(keep)
     return hf(**kw).logits
 
 

@@ -28,7 +28,6 @@ the answer) and, for numeric answers, the next top-1 token does not continue the
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,11 +39,11 @@ from spinlens.errors import InvalidParameterError, check_choice, check_float, ch
 
 __all__ = ["SkillData", "arithmetic_data", "icl_data", "encode_pairs", "answer_accuracy", "answer_loss",
            "locate_components", "random_heads_like", "precise_tuning", "TuningResult", "matched_costs",
-           "save_hf_model", "METHODS"]
+           "save_hf_model", "merge_experts", "METHODS"]
 
 METHODS = ("located", "random", "full", "lora")
 #: sizes of the general-ability suite evaluated along training (`spinlens.llm.general.build_suite`)
-ALONG_TRAINING_SUITE = {"n_windows": 8, "window": 32, "n_ioi": 16, "n_icl": 8}
+ALONG_TRAINING_SUITE = {"n_windows": 8, "window": 32, "n_ioi": 12, "n_icl": 4}
 
 
 @dataclass(frozen=True)
@@ -195,11 +194,20 @@ def encode_pairs(pairs, tokenizer) -> EncodedPairs:
 def answer_loss(model, enc: EncodedPairs, *, reduction: str = "mean"):
     """Cross-entropy of the answer tokens (teacher forcing): mean over answer tokens, or summed per prompt
     then over prompts (``reduction="sum"``)."""
+    lg, tgt = _answer_logits(model, enc)
+    return torch.nn.functional.cross_entropy(lg.float().reshape(-1, lg.shape[-1]), tgt.reshape(-1),
+                                             ignore_index=-100, reduction=reduction)
+
+
+def _answer_logits(model, enc: EncodedPairs):
+    """Logits of the positions from the first answer-predicting one on (the lm head runs only there), and the
+    matching targets."""
     from spinlens.llm.general import lm_logits
 
-    lg = lm_logits(model, enc.ids)
-    return torch.nn.functional.cross_entropy(lg.float().reshape(-1, lg.shape[-1]), enc.target.reshape(-1),
-                                             ignore_index=-100, reduction=reduction)
+    first = int((enc.target >= 0).int().argmax(1).min())
+    T = enc.ids.shape[1]
+    lg = lm_logits(model, enc.ids, keep=T - first)
+    return lg, enc.target[:, first:].to(lg.device)
 
 
 def _digit_start_ids(tokenizer) -> torch.Tensor:
@@ -217,16 +225,16 @@ def _digit_start_ids(tokenizer) -> torch.Tensor:
 def answer_accuracy(model, enc: EncodedPairs, *, digit_mask: torch.Tensor | None = None, batch_size: int = 32) -> float:
     """Fraction of prompts whose every answer token is the top-1 prediction under teacher forcing (with
     ``digit_mask``: and whose next top-1 token after the answer does not start with a digit)."""
-    from spinlens.llm.general import lm_logits
-
     hits = 0
     for s in range(0, len(enc), batch_size):
         sub = enc.rows(slice(s, s + batch_size))
-        pred = lm_logits(model, sub.ids).argmax(-1)
-        ok = ((pred == sub.target) | (sub.target == -100)).all(1)
+        lg, tgt = _answer_logits(model, sub)
+        pred = lg.argmax(-1)
+        ok = ((pred == tgt) | (tgt == -100)).all(1)
         if digit_mask is not None:
-            nxt = pred.gather(1, sub.end[:, None])[:, 0]
-            ok &= ~digit_mask[nxt]
+            first = sub.ids.shape[1] - pred.shape[1]
+            nxt = pred.gather(1, (sub.end - first)[:, None])[:, 0]
+            ok &= ~digit_mask[nxt.cpu()]
         hits += int(ok.sum())
     return hits / len(enc)
 
@@ -234,7 +242,7 @@ def answer_accuracy(model, enc: EncodedPairs, *, digit_mask: torch.Tensor | None
 # ------------------------------------------------------------------------------------------------- locating
 
 
-def locate_components(model, enc: EncodedPairs, *, k_heads: int = 6, k_mlps: int = 2, n_prompts: int = 64):
+def locate_components(model, enc: EncodedPairs, *, k_heads: int = 6, k_mlps: int = 2, n_prompts: int = 32):
     """The ``k_heads`` heads and ``k_mlps`` MLPs with the largest attribution importance (|grad × activation|,
     `spinlens.edit.importance.attribution_importance`) for the answer-token loss of the first ``n_prompts``
     training prompts. Returns ``(components, {name: score})``."""
@@ -645,3 +653,84 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
                   "methods": list(methods), "located": [str(c) for c in located], "n_located": n_located,
                   "data_source": data.source, "general_sources": suite.sources, "primary": data.primary},
         scores=scores, saved=saved)
+
+
+# ------------------------------------------------------------------------------------------------- merging
+
+
+def merge_experts(base, experts, tokenizer, *, methods=("task_arithmetic", "ties", "module"), skills=None,
+                  density: float = 0.3, scale=None, expert_names=None, suite=None) -> dict:
+    """Merge tuned copies of one pretrained LM (`spinlens.edit.merging`) and measure what each merge keeps.
+
+    Parameters
+    ----------
+    base : HookedHF (the pretrained model the experts were tuned from)
+    experts : HF causal LMs (e.g. loaded from the folders `precise_tuning` saves)
+    methods : subset of ``("task_arithmetic", "ties", "module")``
+    skills : list of SkillData or None, one per expert
+        The skill each expert was tuned for; its primary held-out accuracy is measured on the base, the expert
+        and each merge, and ``kept_<i>`` = (merged − base) / (expert − base) (NaN when the expert gained nothing).
+    density, scale : TIES density; λ (task arithmetic and the rest of a module merge: None = 1/T; TIES: 1)
+
+    Returns
+    -------
+    dict with ``base`` and ``experts`` (metrics), ``methods`` {method: metrics, ``kept_<i>``,
+    ``accuracy_<i>``}, ``assignment`` (module merge: component → expert) and ``models`` {method: HF model}.
+
+    Raises
+    ------
+    InvalidParameterError
+        Experts whose architecture (model type, parameter names or shapes) differs from the base, before any
+        merging.
+    """
+    from spinlens.edit.merging import module_merge, task_arithmetic, ties_merge
+    from spinlens.llm.general import build_suite, general_ability
+
+    for m in methods:
+        check_choice("method", m, ("task_arithmetic", "ties", "module"))
+    names = expert_names or [f"expert {i}" for i in range(len(experts))]
+    bsd = {k: v.detach() for k, v in base.hf.state_dict().items()}
+    bt = getattr(base.hf.config, "model_type", None)
+    for nm, e in zip(names, experts):
+        et = getattr(getattr(e, "config", None), "model_type", None)
+        esd = e.state_dict()
+        bad = et != bt or set(esd) != set(bsd) or any(esd[k].shape != bsd[k].shape for k in bsd)
+        if bad:
+            raise InvalidParameterError(f"The model {nm!r} ({et}, {sum(v.numel() for v in esd.values()):,} "
+                                        f"parameters) has another architecture than the base ({bt}, "
+                                        f"{sum(v.numel() for v in bsd.values()):,}); merging needs fine-tunes of "
+                                        "one base.")
+    skills = list(skills or [None] * len(experts))
+    suite = suite or build_suite(tokenizer, **ALONG_TRAINING_SUITE)
+    encs = [None if s is None else encode_pairs(s.evals[s.primary], tokenizer) for s in skills]
+    dmask = [None if s is None or not s.numeric else _digit_start_ids(tokenizer) for s in skills]
+
+    def measure(model):
+        r = dict(general_ability(model, suite=suite))
+        for i, e in enumerate(encs):
+            if e is not None:
+                r[f"accuracy_{i}"] = answer_accuracy(model, e, digit_mask=dmask[i])
+        return r
+
+    out = {"base": measure(base), "experts": [measure(e) for e in experts], "methods": {}, "models": {},
+           "skills": [None if s is None else s.name for s in skills], "expert_names": list(names)}
+    esds = [{k: v.detach() for k, v in e.state_dict().items()} for e in experts]
+    for m in methods:
+        if m == "task_arithmetic":
+            sd = task_arithmetic(bsd, esds, scale=scale)
+        elif m == "ties":
+            sd = ties_merge(bsd, esds, density=density, scale=1.0 if scale is None else scale)
+        else:
+            sd, assign = module_merge(bsd, esds, layout=base, scale=scale)
+            out["assignment"] = {k: v for k, v in assign.items() if v >= 0}
+        merged = base.plain_copy()
+        merged.load_state_dict(sd)
+        merged.eval()
+        r = measure(merged)
+        for i in range(len(experts)):
+            if f"accuracy_{i}" in r:
+                b0, e1 = out["base"][f"accuracy_{i}"], out["experts"][i][f"accuracy_{i}"]
+                r[f"kept_{i}"] = (r[f"accuracy_{i}"] - b0) / (e1 - b0) if e1 != b0 else float("nan")
+        out["methods"][m] = r
+        out["models"][m] = merged
+    return out
