@@ -1,14 +1,12 @@
 """``spinlens pinpoint --model NAME|DIR --task arithmetic|icl``: precise tuning of a pretrained LM (issue 17).
 
-`attach_llm_edit` gives ``pinpoint`` the flags of this setting and routes a run whose ``--model`` is a named
-pretrained model (``smollm2-135m``, ``gemma3-270m``) or a Hugging Face folder here; every other run goes on to
-the command's own handler unchanged. The logic lives in `spinlens.llm.tuning`; this module parses, calls it
+`attach_llm_edit` gives ``pinpoint`` and ``merge`` the flags of this setting; the edit commands' dispatcher
+(`spinlens.cli.edit_cmd`) calls `run_hf` when ``--model`` is a named pretrained model (``smollm2-135m``,
+``gemma3-270m``) or a Hugging Face folder (the ``hf`` setting of `spinlens.experiment`). The logic lives in `spinlens.llm.tuning`; this module parses, calls it
 once, and reports (headline, ``--json``, files under ``--out``).
 """
 
 from __future__ import annotations
-
-import argparse
 
 LLM_PINPOINT_EXAMPLES = """
 pretrained language model (--model NAME or a Hugging Face folder; issue 17):
@@ -42,73 +40,26 @@ def attach_llm_edit(sub) -> None:
                    help="the located set, given (e.g. L20H3 L21.mlp) instead of attribution importance")
     g.add_argument("--batch-size", type=int, default=None, help="prompts per step (default 8)")
     g.add_argument("--eval-every", type=int, default=None, help="evaluate gain and cost every N steps (default 10)")
-    g.add_argument("--no-save-models", action="store_true",
+    g.add_argument("--no-save-models", action="store_true", default=None,
                    help="do not write the tuned models (default: OUT/models/METHOD/seedS, Hugging Face folders)")
     p.epilog = (p.epilog or "") + LLM_PINPOINT_EXAMPLES
     for a in p._actions:
         if a.dest == "model":
             a.help = ("a named pretrained LM (smollm2-135m, gemma3-270m) or a Hugging Face folder: precise tuning "
                       "(--task); quantize: a Hugging Face causal-LM folder")
-    inner = p.get_default("func")
-    p.set_defaults(func=_route(inner))
     p = sub.choices.get("merge")
     if p is not None:
         for a in p._actions:
             if a.dest == "method":
                 a.choices = [*a.choices, "module"]
-                a.help = ("task_arithmetic | ties | module (heads and MLPs whole from one expert; pretrained LMs); "
-                          "with --model NAME and no --method: all three")
+                a.help = ("task_arithmetic | ties | module (heads and MLPs whole from one expert; pretrained LMs "
+                          "only); with --model NAME and no --method: all three")
         p.epilog = (p.epilog or "") + LLM_MERGE_EXAMPLES
-        p.set_defaults(func=_route_merge(p.get_default("func")))
 
 
-def _route_merge(inner):
-    def func(args):
-        if is_pretrained_lm(getattr(args, "model", None)):
-            return run_merge(args)
-        if getattr(args, "method", None) == "module":
-            from spinlens.errors import InvalidParameterError
-
-            raise InvalidParameterError("The '--method module' option is for pretrained language models: give "
-                                        "--model NAME (the base) and --models (Hugging Face folders).")
-        return inner(args)
-
-    return func
-
-
-def is_pretrained_lm(model) -> bool:
-    """A named pretrained model, or a folder whose config.json has a Hugging Face ``model_type``."""
-    import json
-    from pathlib import Path
-
-    from spinlens.models.pretrained import NAMED_MODELS
-
-    if model is None:
-        return False
-    if str(model) in NAMED_MODELS:
-        return True
-    try:
-        cfg = json.loads((Path(model) / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(cfg, dict) and "model_type" in cfg
-
-
-def _route(inner):
-    def func(args):
-        if is_pretrained_lm(getattr(args, "model", None)):
-            return run_pinpoint(args)
-        for flag, dest in (("--task", "task"), ("--methods", "methods"), ("--k-mlps", "k_mlps"),
-                           ("--components", "components"), ("--batch-size", "batch_size"),
-                           ("--eval-every", "eval_every")):
-            if getattr(args, dest, None) is not None:
-                from spinlens.errors import InvalidParameterError
-
-                raise InvalidParameterError(f"The '{flag}' option is for a pretrained language model: give "
-                                            "--model smollm2-135m (or a Hugging Face folder).")
-        return inner(args)
-
-    return func
+def run_hf(args, name: str) -> int:
+    """The ``hf`` setting of ``pinpoint`` / ``merge`` (called by the edit commands' dispatcher)."""
+    return run_pinpoint(args) if name == "pinpoint" else run_merge(args)
 
 
 def _get(args, dest, default):
@@ -125,13 +76,9 @@ def run_pinpoint(args) -> int:
     from pathlib import Path
 
     from spinlens.cli._common import check_out_dir, print_json
-    from spinlens.errors import InvalidParameterError, check_int
+    from spinlens.errors import check_int
 
     task = args.task or "arithmetic"
-    for flag in ("target", "importance_file", "d", "n_context"):
-        if getattr(args, flag, None) not in (None, argparse.SUPPRESS) and flag in ("target", "importance_file"):
-            raise InvalidParameterError(f"The '--{flag.replace('_', '-')}' option is for the regression setting; "
-                                        "with --model (a pretrained LM) use --task.")
     steps = check_int("steps", _get(args, "steps", DEFAULTS["steps"]), low=1)
     n_seeds = check_int("n_seeds", _get(args, "n_seeds", DEFAULTS["n_seeds"]), low=1)
     seed = check_int("seed", _get(args, "seed", 0), low=0)
@@ -162,7 +109,7 @@ def run_pinpoint(args) -> int:
     res = tuning.precise_tuning(
         model, tok, data, methods=methods, seeds=list(range(seed, seed + n_seeds)), steps=steps, lr=lr,
         batch_size=batch_size, eval_every=eval_every, k_heads=k, k_mlps=k_mlps, components=args.components,
-        save_dir=None if (out is None or args.no_save_models) else out / "models", record=record, progress=say)
+        save_dir=None if (out is None or bool(args.no_save_models)) else out / "models", record=record, progress=say)
     summary = summarize(res)
     if out is not None:
         write_outputs(res, out, record, summary)

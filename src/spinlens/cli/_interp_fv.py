@@ -84,9 +84,9 @@ def _run_fv(args: argparse.Namespace) -> int:
     check_out_dir("out", args.out)
     if args.checkpoint and args.planted:
         raise InvalidParameterError("Give at most one of --checkpoint, --planted.")
-    from .lm_cmd import _is_lm_folder
+    from spinlens.experiment import folder_kind
 
-    if args.checkpoint and _is_lm_folder(args.checkpoint):
+    if args.checkpoint and folder_kind(args.checkpoint) == "lm":
         return _run_fv_lm(args)
     if args.task is not None:
         raise InvalidParameterError("The 'task' parameter needs --checkpoint DIR of a language model from 'spinlens lm'. "
@@ -118,6 +118,7 @@ def _run_fv(args: argparse.Namespace) -> int:
                                         corruption=args.corruption, strength=args.strength, rng=args.seed)
     d = res.to_dict()
     d["source"] = source
+    d["verdict"] = FV.fv_verdict(res)
     if args.out:
         from spinlens.plotting import interp as P
 
@@ -140,6 +141,7 @@ def _run_fv(args: argparse.Namespace) -> int:
                 where = f"before layer {L}" if L < model.cfg.n_layers else "after the last layer"
                 rows.append((f"{c} accuracy, FV {where}", a))
         print_table(rows)
+        print(d["verdict"]["line"])
         if args.out:
             print(f"wrote {args.out}")
     return 0
@@ -164,6 +166,7 @@ def _run_fv_lm(args: argparse.Namespace) -> int:
                                   strength=args.strength, seeds=seeds, progress=not args.json)
     d = IT.summarise_fv(ds)
     d["source"] = f"checkpoint:{args.checkpoint}"
+    d["verdict"] = IT.fv_verdict(ds)
     if args.out:
         from spinlens import io
         from spinlens.plotting import lm as S
@@ -187,6 +190,7 @@ def _run_fv_lm(args: argparse.Namespace) -> int:
                 where = f"before layer {L}" if L < model.cfg.n_layers else "after the last layer"
                 rows.append((f"{c} + FV {where}: accuracy / gain", f"{f(e['accuracy'])} / {f(e['gain'])}"))
         print_table(rows)
+        print(d["verdict"]["line"])
         if args.out:
             print(f"wrote {args.out}")
     return 0
