@@ -640,7 +640,7 @@ def _dispatch(inner, name, defaults, shared, reg_shared):
     def func(args):
         from spinlens.experiment import SETTING_OPTIONS, check_setting_options, resolve_source
 
-        own = (*SETTING_OPTIONS[name]["regression"], *SETTING_OPTIONS[name]["lm"])
+        own = tuple(dict.fromkeys(d for opts in SETTING_OPTIONS[name].values() for d in opts))
         for d in ("setting", *own, *defaults, *shared):
             if not hasattr(args, d):
                 setattr(args, d, None)

@@ -362,9 +362,12 @@ def load_hf_model(path, *, dtype: str = "float32", device: str = "cpu", allow_pi
     dt = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}.get(dtype)
     if dt is None:
         raise InvalidParameterError(f"The 'dtype' parameter must be one of {{'float32', 'float64', 'bfloat16'}}. Got {dtype!r} instead.")
+    from spinlens.models.pretrained import _quiet_transformers
+
     try:
-        m = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, attn_implementation="eager", dtype=dt,
-                                                 use_safetensors=None if allow_pickle_weights else True)
+        with _quiet_transformers():  # no per-load progress bar on stderr (a CLI error stays one line)
+            m = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, attn_implementation="eager",
+                                                     dtype=dt, use_safetensors=None if allow_pickle_weights else True)
     except (OSError, ValueError, KeyError) as exc:  # no weights, unknown model_type, ...
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         msg = pickle_weights_hint(path, allow_pickle_weights) or msg
