@@ -43,9 +43,11 @@ SETTING_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "steer": {"regression": ("d", "n_context", "spec", "n_prompts", "n_top_heads"),
               "lm": ("token_class", "n_seeds")},
     "pinpoint": {"regression": ("d", "n_context", "target", "importance", "importance_file"),
-                 "lm": ("domain", "n_seeds")},
+                 "lm": ("domain", "n_seeds"),
+                 "hf": ("task", "methods", "k_mlps", "components", "batch_size", "eval_every", "no_save_models",
+                        "n_seeds")},
     "merge": {"regression": ("d", "n_context", "tasks", "models", "method", "scale", "save"),
-              "lm": ("domains", "n_seeds")},
+              "lm": ("domains", "n_seeds"), "hf": ("models", "method", "scale", "save")},
     "quantize": {"regression": ("d", "n_context"), "lm": ("n_seeds",)},
 }
 
@@ -171,6 +173,9 @@ def check_setting_options(command: str, setting: str, given: dict, *, spell=None
         owners = [s for s, v in own.items() if dest in v]
         if owners and setting not in owners and dest not in used:
             flag = spell(dest)
+            if owners == ["hf"]:
+                raise InvalidParameterError(f"The '{flag}' option is for a pretrained language model: give --model "
+                                            "NAME (e.g. smollm2-135m) or a Hugging Face folder.")
             if setting == "lm":
                 raise InvalidParameterError(f"The '{flag}' option is for the regression setting; add '--setting "
                                             "regression' (the default setting is a language model) or give a "
