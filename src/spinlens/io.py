@@ -14,6 +14,7 @@ function                    writes
 `atomic_savez`              ``numpy.savez`` archive
 `run_record`                the standard fields of a ``run.json`` (command, argv, seed, versions, git sha)
 `write_run_json`            ``OUT/run.json`` (the one run.json writer)
+`write_hf_model`            a plain Hugging Face model folder (``save_pretrained`` + tokenizer + run.json)
 `save_figure`               ``OUT/<stem>.png`` and ``OUT/<stem>.pdf`` (the one figure saver)
 `save_dataset`              ``OUT/<name>.nc`` (NetCDF; attributes made NetCDF-safe)
 `save_columns`              ``OUT/<name>.csv`` from equal-length columns
@@ -53,6 +54,7 @@ __all__ = [
     "write_json",
     "run_record",
     "write_run_json",
+    "write_hf_model",
     "save_figure",
     "save_dataset",
     "save_columns",
@@ -256,6 +258,39 @@ def write_run_json(out_dir: str | os.PathLike, record: dict) -> str:
     path = Path(out_dir) / RUN_FILE
     write_json(path, record, indent=2)
     return str(path)
+
+
+def write_hf_model(out_dir: str | os.PathLike, model, *, tokenizer=None, record: dict | None = None) -> str:
+    """Write a Hugging Face model as a plain folder (``save_pretrained``, safetensors), loadable by transformers
+    alone, with its tokenizer and ``run.json``; return the folder.
+
+    The folder is written next to its target under a temporary name and renamed onto it when complete: a
+    reader sees the old folder or the new one, never half of one.
+    """
+    import shutil
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        getattr(model, "hf", model).save_pretrained(str(tmp), safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        if record is not None:
+            write_run_json(tmp, record)
+        os.chmod(tmp, 0o777 & ~_umask())
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return str(out)
 
 
 def save_figure(fig, out_dir: str | os.PathLike, stem: str, *, formats=("png", "pdf"), close: bool = True,

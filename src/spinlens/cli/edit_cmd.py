@@ -46,6 +46,7 @@ QUANTIZE_EXAMPLES = """  spinlens quantize --out quant-out                   # d
   spinlens quantize --model ./tiny-gpt2 --budget 3.4 --json --save ./tiny-gpt2-q3.4   # guided bits, saved model
   spinlens quantize --model ./tiny-gpt2 --granularity module --importance fisher --calib-tokens ids.npy --out quant-hf2
   spinlens quantize --model ./tiny-llama --crosscheck torchao hqq --json   # our RTN vs torchao / HQQ (if installed)
+  spinlens quantize --model smollm2-135m --study --out runs/q-smol    # pretrained LLM: guided 3.4 vs uniform, random, HQQ, torchao
 """
 
 
@@ -133,6 +134,10 @@ def register(sub) -> None:
     )
 
     attach_llm_edit(sub)
+
+    from spinlens.cli._quantize_llm import add_study_args  # --model NAME --study: pretrained LLM, own module
+
+    add_study_args(sub.choices["quantize"])
     for name in ("steer", "pinpoint", "merge", "quantize"):
         _settings(sub.choices[name], name)
 
@@ -397,6 +402,10 @@ def _quantize(args):
         check_float("budget", b, low=min(args.bits), high=max(args.bits))
     if len(set(args.bits)) != len(args.bits):
         raise InvalidParameterError(f"The 'bits' parameter must not repeat values. Got {args.bits}.")
+    if getattr(args, "study", False):
+        from spinlens.cli._quantize_llm import run_study
+
+        return run_study(args)
     if src.setting == "hf":
         args.model = src.path
         return _quantize_hf(args, budgets)
