@@ -1,4 +1,4 @@
-"""Benchmark: guided quantization of SmolLM2-135M, search plus evaluation (issue 17, item 7), with the load.
+"""Benchmark: guided quantization of SmolLM2-135M, search plus evaluation, with the load.
 
 Runs `spinlens quantize --model smollm2-135m --study` (guided 3.4 bits vs uniform 3/4, random allocations,
 HQQ and torchao at 4 bits, the Q4_1-aligned group sizes 32 and 64) and prints the wall time of the search

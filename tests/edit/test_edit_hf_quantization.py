@@ -191,7 +191,7 @@ def test_calibration_from_text_with_saved_tokenizer(tmp_path, gpt2):
         H.calibration_tokens(gpt2, 2, 8, text="w1 w2")  # the in-memory model has no saved tokenizer
 
 
-# ----------------------------------------------------------------------------- honest bit counting (issue 17)
+# ----------------------------------------------------------------------------- honest bit counting
 
 
 def test_bit_accounting_counts_every_parameter_and_the_group_overhead(llama):

@@ -563,12 +563,12 @@ def default_lm(base=None, *, base_steps: int | None = None, seed: int = 0, progr
     ``(model, tokenizer, held-out windows, folder or None, reused)``."""
     from pathlib import Path
 
-    from spinlens.experiment import folder_kind
     from spinlens.lm.analysis import heldout_windows
     from spinlens.lm.config import LMConfig
     from spinlens.lm.corpus import DEFAULT_MAX_CHARS, load_corpus, text_digest
     from spinlens.lm.data import eval_windows
     from spinlens.lm.train import load_lm, train_lm
+    from spinlens.models.checkpoint import folder_kind
 
     d = LMConfig()
     cfg = LMConfig(steps=d.steps if base_steps is None else base_steps, seed=seed)
