@@ -1,4 +1,4 @@
-"""Bad model folders and output folders, run as a user would (issue 18): counts per outcome class.
+"""Bad model folders and output folders, run as a user would: counts per outcome class.
 
     python benchmarks/bad_folders/run_corpus.py [--out results.tsv]
 

@@ -1,5 +1,5 @@
 """Kill a real ``spinlens`` process after its k-th file operation, for every k: the output folder is then the
-complete old state or the complete new one (issue 18). The hook is ``SPINLENS_KILL_AT_OP`` of spinlens.io."""
+complete old state or the complete new one. The hook is ``SPINLENS_KILL_AT_OP`` of spinlens.io."""
 
 from __future__ import annotations
 
