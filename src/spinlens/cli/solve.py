@@ -145,7 +145,8 @@ def run(args) -> int:
     check_duration(t_est, yes=args.yes, what=f"spinlens solve --method {method} at D={dist.d}, N={dist.n_context}"
                    + ("" if method == "limit" else f", P={P}"),
                    shrink="fewer prompts --P, a smaller --D, fewer --steps, or --method exact with --exact-backend cg")
-    print(f"spinlens solve: estimate {t_est.describe()}, {est.gib:.2g} GiB", file=sys.stderr)
+    if not args.json:  # with --json the estimate is in the JSON (stderr keeps only warnings and errors)
+        print(f"spinlens solve: estimate {t_est.describe()}, {est.gib:.2g} GiB", file=sys.stderr)
     line = ProgressLine(f"solve {method}", total={"cavity": steps, "tap": steps, "langevin": steps + steps // 2}.get(method),
                         enabled=sys.stderr.isatty() and not args.json)
 
