@@ -7,6 +7,8 @@
   (flop/s), streaming a symmetric matrix through a matrix-vector product (bytes/s), normal draws (/s).
 * `TimeEstimate` and the estimators `estimate_solve_time`, `estimate_sweep_time`: a flop (and byte) count of
   the job, from its sizes, divided by the calibrated rates. The count of each method is in its function.
+* `bar`: a tqdm bar over an iterable (or ``total`` steps) for loops that are not iterative solvers (reproduce
+  targets, phase maps, LM training inside the edit commands, examples); same rule: shown only on a terminal.
 * `check_duration`: the rule for jobs estimated beyond an hour: refused unless ``yes`` (``--yes``), with one
   line that says the estimate and how to shrink the job.
 
@@ -23,7 +25,7 @@ import sys
 import time
 from typing import IO
 
-__all__ = ["ProgressLine", "TimeEstimate", "check_duration", "estimate_solve_time", "estimate_sweep_time",
+__all__ = ["ProgressLine", "bar", "TimeEstimate", "check_duration", "estimate_solve_time", "estimate_sweep_time",
            "format_seconds", "machine_rates", "LONG_JOB_S"]
 
 #: jobs estimated beyond this many seconds need ``yes=True`` (``--yes``)
@@ -321,3 +323,20 @@ def check_duration(est: TimeEstimate, *, yes: bool, what: str, shrink: str, limi
             f"{what} is estimated at {format_seconds(est.seconds)} (> {format_seconds(limit_s)}): pass --yes to run "
             f"it, or shrink it ({shrink})."
         )
+
+
+def bar(iterable=None, *, desc: str, total: int | None = None, enabled: bool | None = None, unit: str = "it",
+        leave: bool = False):
+    """A tqdm progress bar over ``iterable`` (or ``total`` steps) on stderr, leaving no line behind.
+
+    enabled : None (default: only when stderr is a terminal), True (always) or False (never).
+
+    Examples
+    --------
+    >>> for _ in bar(range(3), desc="demo", enabled=False):
+    ...     pass
+    """
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, disable=None if enabled is None else not enabled, unit=unit,
+                leave=leave)

@@ -131,7 +131,8 @@ def run(args) -> int:
     est = estimate_memory(method, d=dist.d, n_context=dist.n_context, n_prompts=P,
                           sampler="reduced" if sampler == "reduced" else "core", backend=backend, n_probes=n_probes,
                           n_samples=samples, n_steps=steps, save_prompts=bool(args.save_prompts))
-    if prompts is not None:
+    if prompts is not None:  # the features come from the loaded prompts, not from streamed batches
+        est.parts.pop("prompt_batch", None)
         est.parts["loaded_prompts"] = prompts.Z.nbytes + prompts.y.nbytes
     check_memory(est, what=f"spinlens solve --method {method} at D={dist.d}, N={dist.n_context}"
                  + ("" if method == "limit" else f", P={P}"))
@@ -144,7 +145,8 @@ def run(args) -> int:
     check_duration(t_est, yes=args.yes, what=f"spinlens solve --method {method} at D={dist.d}, N={dist.n_context}"
                    + ("" if method == "limit" else f", P={P}"),
                    shrink="fewer prompts --P, a smaller --D, fewer --steps, or --method exact with --exact-backend cg")
-    print(f"spinlens solve: estimate {t_est.describe()}, {est.gib:.2g} GiB", file=sys.stderr)
+    if not args.json:  # with --json the estimate is in the JSON (stderr keeps only warnings and errors)
+        print(f"spinlens solve: estimate {t_est.describe()}, {est.gib:.2g} GiB", file=sys.stderr)
     line = ProgressLine(f"solve {method}", total={"cavity": steps, "tap": steps, "langevin": steps + steps // 2}.get(method),
                         enabled=sys.stderr.isatty() and not args.json)
 

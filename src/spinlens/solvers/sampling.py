@@ -78,7 +78,7 @@ def _summarise(H, samples_a, samples_b, beta, n_iter, message, exact=True, *, ch
     energies = H.energy(allw)
     q12 = float(np.mean(np.sum(samples_a * samples_b, axis=1)) / K)
     q11 = float(np.mean(np.sum(allw * allw, axis=1)) / K)
-    extras: dict = {
+    extras: dict[str, object] = {
         "n_samples": int(allw.shape[0]),
         "energy_mean": float(np.mean(energies)),
         "overlap_q12": q12,
