@@ -68,7 +68,9 @@ __all__ = [
     "check_regular_file",
     "check_replaceable",
     "folder_transaction",
+    "no_duplicate_keys",
     "read_manifest",
+    "switch_folder",
     "sha256_file",
     "verify_files",
     "write_manifest",
@@ -606,6 +608,35 @@ def verify_files(folder: str | os.PathLike, names, *, what: str = "checkpoint") 
     return man
 
 
+def no_duplicate_keys(pairs) -> dict:
+    """``object_pairs_hook`` for `json.loads` that refuses a key given twice (plain JSON keeps the last one).
+
+    >>> json.loads('{"a": 1, "a": 2}', object_pairs_hook=no_duplicate_keys)
+    Traceback (most recent call last):
+    ...
+    ValueError: duplicate key 'a'
+    """
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def without_manifest(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is an existing folder without a readable manifest (written before spinlens kept one,
+    or damaged): a cache spinlens owns by its name is then replaced with ``force`` (in place)."""
+    from spinlens.errors import InvalidParameterError
+
+    if not Path(folder).is_dir():
+        return False
+    try:
+        return read_manifest(folder) is None
+    except InvalidParameterError:
+        return True
+
+
 def check_regular_file(name: str, path: str | os.PathLike) -> Path:
     """Refuse a FIFO, socket or device in place of a file before anything opens it (opening a FIFO blocks)."""
     import stat
@@ -819,13 +850,26 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
 
 
 def _commit(stage: Path, path: Path, *, kind: str, force: bool) -> None:
-    import shutil
-    import tempfile as _tf
 
     check_replaceable("out", path, kind=kind, force=force)  # again: another process may have written meanwhile
     if path.exists() and any(path.iterdir()) and force:
         _commit_in_place(stage, path)
         return
+    switch_folder(stage, path)
+
+
+def switch_folder(stage: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Put the complete folder ``stage`` at ``path`` (a sibling on the same file system) in one atomic step.
+
+    ``path`` absent or empty: a rename. Otherwise an atomic exchange (Linux ``renameat2``) and the old state,
+    now at ``stage``, removed; without an exchange, the old folder is renamed aside
+    (``.NAME.spinlens-old-PID-XXXX``, put back by the next `check_replaceable` on ``path`` if a kill strikes
+    before the new one is renamed in). The switch step of `folder_transaction`.
+    """
+    import shutil
+    import tempfile as _tf
+
+    stage, path = Path(stage), Path(path)
     if not path.exists():
         os.rename(stage, path)
         _op("rename")

@@ -175,6 +175,40 @@ def plot_steering_sweep(ds, variable: str = "abs_shift", ax=None):
     return fig, ax
 
 
+def plot_precise_tuning(curves, *, gain_key: str, cost_keys=("d_heldout_loss", "d_ioi_logit_diff"), matched=None):
+    """Cost against gain along training, one line per (method, seed) (`spinlens.llm.tuning.precise_tuning`
+    curves: dicts with ``method``, ``seed``, ``step``, ``gain_key`` and the cost keys); with ``matched``
+    (`spinlens.llm.tuning.matched_costs`), the mean ± sd cost at each matched gain as error bars."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(cost_keys), figsize=(4.6 * len(cost_keys), 3.6), squeeze=False)
+    methods = list(dict.fromkeys(r["method"] for r in curves))
+    colors = {m: f"C{i}" for i, m in enumerate(methods)}
+    for ax, ck in zip(axes[0], cost_keys):
+        runs: dict = {}
+        for r in curves:
+            runs.setdefault((r["method"], r["seed"]), []).append(r)
+        seen = set()
+        for (m, _), rows in runs.items():
+            rows = sorted(rows, key=lambda x: x["step"])
+            ax.plot([x[gain_key] for x in rows], [x[ck] for x in rows], "-o", ms=2.5, lw=0.8, alpha=0.5,
+                    color=colors[m], label=None if m in seen else m)
+            seen.add(m)
+        if matched is not None and matched.get("levels"):
+            for i, m in enumerate(methods):
+                vals = matched["costs"].get(m, {}).get(ck)
+                if not vals:
+                    continue
+                lv = np.asarray(matched["levels"]) + (i - len(methods) / 2) * 0.004
+                ax.errorbar(lv, [v[0] for v in vals], yerr=[v[1] for v in vals], fmt="s", ms=5, color=colors[m],
+                            capsize=2)
+        ax.axhline(0, color="gray", lw=0.5)
+        ax.set_xlabel(gain_key.replace("_", " ") + " (accuracy gain)")
+        ax.set_ylabel(ck.replace("d_", "change of ").replace("_", " "))
+        ax.legend(fontsize=7)
+    axes[0][0].set_title("cost vs gain along training (squares: matched gains, mean ± sd)", fontsize=8)
+    fig.tight_layout()
+    return fig, axes[0]
+
 def plot_llm_quantization(result):
     """Held-out perplexity vs effective bits of a `spinlens.llm.quantization.QuantizationStudy`: the uniform
     3–4 bit line, guided, random allocations, library anchors and the aligned groupings."""
