@@ -239,7 +239,8 @@ def quantization_study(model="smollm2-135m", *, budget: float = 3.4, group_size:
     gap = (gd["ppl"] - u4["ppl"]) / (u3["ppl"] - u4["ppl"]) if u3["ppl"] != u4["ppl"] else float("nan")
     holds = bool(gd["ppl"] <= u4["ppl"] * 1.01)
     rnd = summary.get("random")
-    rtxt = (f"; random at {budget:g} bits {rnd['ppl']:.3f} ± {rnd['ppl_sd']:.3f} (n={rnd['n']})" if rnd else "")
+    rtxt = (f"; random at {budget:g} bits {rnd['ppl']:.3f} ± {rnd.get('ppl_sd', float('nan')):.3f} (n={rnd['n']})"
+            if rnd and "ppl" in rnd else "")
     verdict = (f"guided {budget:g} bits ({gd['effective_bits']:.3f} effective) ppl {gd['ppl']:.3f} vs uniform 4 "
                f"{u4['ppl']:.3f} ({u4['effective_bits']:.3f} eff.), uniform 3 {u3['ppl']:.3f}, 3–4 bit line at the same "
                f"effective bits {line['ppl']:.3f}{rtxt}; guided closes {1 - gap:.0%} of the 3→4 bit gap. "
