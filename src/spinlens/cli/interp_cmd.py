@@ -110,7 +110,16 @@ def register(sub) -> None:
     from ._interp_control import register_control  # output-language control at four levels
 
     register_control(isub)
+
+    from ._interp_sycophancy import register_sycophancy  # pretrained chat LM: own module
+
+    register_sycophancy(isub)
     _register_induction(isub)
+    from ._interp_arithmetic import register_arithmetic
+    from ._interp_ioi import register_ioi
+
+    register_ioi(isub)
+    register_arithmetic(isub)
 
 
 # ------------------------------------------------------------------------------------------------ induction
