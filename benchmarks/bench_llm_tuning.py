@@ -1,4 +1,4 @@
-"""Precise tuning of SmolLM2-135M (issue 17, items 1-2): gain and cost along training, every method, 3 seeds.
+"""Precise tuning of SmolLM2-135M: gain and cost along training, every method, 3 seeds.
 
 Runs `spinlens.llm.tuning.precise_tuning` (the library call behind ``spinlens pinpoint --model smollm2-135m
 --task arithmetic``), appends every evaluation row to ``OUT/rows.jsonl`` as it comes (a long run on a shared

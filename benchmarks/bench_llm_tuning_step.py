@@ -1,4 +1,4 @@
-"""Step time of precise tuning vs full fine-tuning vs LoRA on SmolLM2-135M (issue 17 target), without evaluation.
+"""Step time of precise tuning vs full fine-tuning vs LoRA on SmolLM2-135M, without evaluation.
 
 A few Adam steps of each method on the arithmetic training prompts (batch 8, ~12 tokens), timed as wall and as
 process CPU time (the latter is the honest number on a shared, oversubscribed CPU), and the peak RSS.

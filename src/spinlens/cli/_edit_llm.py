@@ -1,4 +1,4 @@
-"""``spinlens pinpoint --model NAME|DIR --task arithmetic|icl``: precise tuning of a pretrained LM (issue 17).
+"""``spinlens pinpoint --model NAME|DIR --task arithmetic|icl``: precise tuning of a pretrained LM.
 
 `attach_llm_edit` gives ``pinpoint`` and ``merge`` the flags of this setting; the edit commands' dispatcher
 (`spinlens.cli.edit_cmd`) calls `run_hf` when ``--model`` is a named pretrained model (``smollm2-135m``,
@@ -9,7 +9,7 @@ once, and reports (headline, ``--json``, files under ``--out``).
 from __future__ import annotations
 
 LLM_PINPOINT_EXAMPLES = """
-pretrained language model (--model NAME or a Hugging Face folder; issue 17):
+pretrained language model (--model NAME or a Hugging Face folder):
   spinlens pinpoint --model smollm2-135m --task arithmetic --out pin-arith    # located heads+MLPs vs random heads, full, LoRA
   spinlens pinpoint --model smollm2-135m --task arithmetic --methods located full --n-seeds 1 --steps 10 --json
   spinlens pinpoint --model smollm2-135m --task icl --methods located random full --out pin-icl
