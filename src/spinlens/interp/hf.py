@@ -318,6 +318,50 @@ class HookedHF(HookedModule):
             )
         return self.hf(input_ids=tokens, use_cache=False).logits
 
+    def attn_out_from_heads(self, layer: int, summed_result: torch.Tensor) -> torch.Tensor:
+        """What the attention of ``layer`` adds to the residual stream, given the sum of its heads' ``hook_result``
+        (without the projection bias): the sum itself, or, on sandwich-norm families (Gemma), its
+        post-attention norm."""
+        if "attn_out" not in self.spec:
+            return summed_result
+        norm = _get(_get(self.hf, self.spec["layers"])[layer], self.spec["attn_out"])
+        self._bypass = True
+        try:
+            return norm(summed_result)
+        finally:
+            self._bypass = False
+
+    @property
+    def supports_forward_from(self) -> bool:
+        """Whether `forward_from` is exact (Llama and Gemma families; GPT-2 adds position embeddings to
+        its input, so starting mid-way is not offered there)."""
+        return self.cfg.arch != "gpt2"
+
+    def forward_from(self, resid: torch.Tensor, start_layer: int) -> torch.Tensor:
+        """Logits of the model run from ``blocks.{start_layer}.hook_resid_pre = resid`` (the layers below are
+        skipped: `spinlens.interp.patching.run_variants` uses this to reuse the base run's shared prefix).
+
+        The decoder layers below ``start_layer`` are taken out of the HF model for the call (and the per-layer
+        ``layer_types`` of sliding-window models shifted with them); the hook names keep their layer numbers.
+        """
+        if not self.supports_forward_from:
+            raise InvalidParameterError(f"forward_from is not available for the {self.cfg.arch!r} family.")
+        s = self.spec["layers"]
+        parent = _get(self.hf, s.rsplit(".", 1)[0])
+        attr = s.rsplit(".", 1)[1]
+        layers = getattr(parent, attr)
+        hc = self.hf.config
+        types = getattr(hc, "layer_types", None)
+        try:
+            setattr(parent, attr, nn.ModuleList(list(layers)[start_layer:]))
+            if types is not None:
+                hc.layer_types = list(types)[start_layer:]
+            return self.hf(inputs_embeds=resid, use_cache=False).logits
+        finally:
+            setattr(parent, attr, layers)
+            if types is not None:
+                hc.layer_types = types
+
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
         """Final norm + ``lm_head`` of any residual stream ``[..., d_model] -> [..., vocab]`` (logit lens)."""
         self._bypass = True
