@@ -238,6 +238,53 @@ def _set_head(name: str, values: torch.Tensor, position, head: int):
     return name, fn
 
 
+class _LastTokenRuns:
+    """Forward passes of a Hugging Face model (`HookedHF`) whose interventions touch only each prompt's last
+    token: the tokens before it run once with a key/value cache, and each intervened run recomputes only the
+    last token (exact: causal attention, nothing before the last position changes). Prompts are grouped by
+    their last position (right-padded prompts of different lengths)."""
+
+    def __init__(self, model, tokens: torch.Tensor, position) -> None:
+        self.model, n = model, len(tokens)
+        last = (torch.full((n,), int(position) % tokens.shape[1], dtype=torch.long)
+                if isinstance(position, (int, np.integer)) else torch.as_tensor(position).long())
+        self.n, self.groups = n, []
+        for p in torch.unique(last).tolist():
+            idx = torch.nonzero(last == p)[:, 0]
+            rows = tokens[idx]
+            cache = None
+            if p > 0:
+                with model.hooks([]):
+                    cache = model.hf(input_ids=rows[:, :p], use_cache=True).past_key_values
+            self.groups.append((idx, p, rows[:, p:p + 1], cache))
+
+    def logits(self, make_hooks=None) -> torch.Tensor:
+        """Logits ``(n, vocab)`` at each prompt's last position; ``make_hooks(idx)`` gives the ``(name, fn)``
+        hooks (or interventions) for the prompts ``idx`` of a group, acting on the last token (position -1)."""
+        from spinlens.interp.interventions import steer
+
+        out = None
+        for idx, p, last, cache in self.groups:
+            hooks = [] if make_hooks is None else make_hooks(idx)
+            with steer(self.model, hooks):
+                lg = self.model.hf(input_ids=last, past_key_values=cache, use_cache=cache is not None).logits[:, -1]
+            if cache is not None:
+                cache.crop(p)
+            if out is None:
+                out = torch.zeros((self.n, lg.shape[-1]), dtype=lg.dtype)
+            out[idx] = lg
+        return out
+
+
+def _fast(model) -> bool:
+    """Whether the last-token runs apply (a Hugging Face model through `HookedHF`)."""
+    return getattr(model, "hf", None) is not None and hasattr(model.hf, "config")
+
+
+def _rows_prob(logits: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits.double(), -1).gather(-1, answer.long()[:, None])[:, 0]
+
+
 @torch.no_grad()
 def token_head_indirect_effect(model, clean: torch.Tensor, corrupt: torch.Tensor, answer: torch.Tensor, *,
                                groups=None, position=-1, corrupt_position=None,
@@ -281,12 +328,18 @@ def token_head_indirect_effect(model, clean: torch.Tensor, corrupt: torch.Tensor
     n_layers = model.cfg.n_layers
     names = [hook_template.format(layer=L) for L in range(n_layers)]
     _, cache = model.run_with_cache(clean, names_filter=names)
-    base = _prob(model(corrupt), answer, cpos)
+    runs = _LastTokenRuns(model, corrupt, cpos) if _fast(model) else None
+    base = _rows_prob(runs.logits(), answer) if runs is not None else _prob(model(corrupt), answer, cpos)
     n_heads = cache[names[0]].shape[2]
     out = np.zeros((n_layers, n_heads))
     for L in range(n_layers):
         means = _group_means(_at(cache[names[L]], position), g, n_groups)  # (group, head, d_model)
         for h in range(n_heads):
+            if runs is not None:
+                p = _rows_prob(runs.logits(lambda idx, L=L, h=h, means=means: [
+                    SetActivation(names[L], means[g[idx], h], positions=-1, head=h)]), answer)
+                out[L, h] = float((p - base).mean())
+                continue
             iv = (SetActivation(names[L], means[g, h], positions=cpos, head=h) if isinstance(cpos, int)
                   else _set_head(names[L], means[g, h], cpos, h))
             p = _prob(run_steered(model, corrupt, [iv]), answer, cpos)
@@ -366,11 +419,17 @@ def evaluate_function_vector(model, prompts: torch.Tensor, answer: torch.Tensor,
     dict with ``base_accuracy``, ``base_prob``, ``base_logprob`` (floats) and ``accuracy``, ``prob``,
     ``logprob`` (arrays over ``layers``).
     """
-    base = _at(model(prompts), position)
+    runs = _LastTokenRuns(model, prompts, position) if _fast(model) else None
+    base = runs.logits() if runs is not None else _at(model(prompts), position)
+    gr = None if groups is None else torch.as_tensor(groups).long()
     acc, prob, lp = [], [], []
     for L in layers:
-        hk = fv_hook(model, vectors, layer=L, groups=groups, strength=strength, position=position)
-        lg = _at(run_steered(model, prompts, [hk]), position)
+        if runs is not None:
+            lg = runs.logits(lambda idx, L=L: [fv_hook(model, vectors, layer=L, position=-1, strength=strength,
+                                                         groups=None if gr is None else gr[idx])])
+        else:
+            hk = fv_hook(model, vectors, layer=L, groups=groups, strength=strength, position=position)
+            lg = _at(run_steered(model, prompts, [hk]), position)
         acc.append(float((lg.argmax(-1) == answer).double().mean()))
         lp.append(float(_logprob(lg[:, None], answer, -1).mean()))
         prob.append(float(_prob(lg[:, None], answer, -1).mean()))
