@@ -255,8 +255,13 @@ class _LastTokenRuns:
             cache = None
             if p > 0:
                 with model.hooks([]):
-                    cache = model.hf(input_ids=rows[:, :p], use_cache=True).past_key_values
+                    out = model.hf(input_ids=rows[:, :p], use_cache=True)
+                cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
             self.groups.append((idx, p, rows[:, p:p + 1], cache))
+        import inspect
+
+        params = inspect.signature(model.hf.forward).parameters
+        self.cache_kw = "cache" if "cache" in params else "past_key_values"
 
     def logits(self, make_hooks=None) -> torch.Tensor:
         """Logits ``(n, vocab)`` at each prompt's last position; ``make_hooks(idx)`` gives the ``(name, fn)``
@@ -267,13 +272,26 @@ class _LastTokenRuns:
         for idx, p, last, cache in self.groups:
             hooks = [] if make_hooks is None else make_hooks(idx)
             with steer(self.model, hooks):
-                lg = self.model.hf(input_ids=last, past_key_values=cache, use_cache=cache is not None).logits[:, -1]
+                lg = self.model.hf(input_ids=last, use_cache=cache is not None, **{self.cache_kw: cache}).logits[:, -1]
             if cache is not None:
-                cache.crop(p)
+                _crop(cache, p)
             if out is None:
                 out = torch.zeros((self.n, lg.shape[-1]), dtype=lg.dtype)
             out[idx] = lg
         return out
+
+
+def _crop(cache, length: int) -> None:
+    """Cut a key/value cache back to ``length`` tokens (transformers < 5 crop to a length, >= 5 by a count)."""
+    n = int(cache.get_seq_length())
+    if n == length:
+        return
+    try:
+        cache.crop(length - n)
+    except ValueError:
+        cache.crop(length)
+    if int(cache.get_seq_length()) != length:
+        cache.crop(length)
 
 
 def _fast(model) -> bool:

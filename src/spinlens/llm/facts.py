@@ -10,8 +10,8 @@ Sources (optional extra ``spinlens[facts]``, also in ``spinlens[llm]``):
 * rules: upper-casing a word (`uppercase_pairs`).
 
 Relations of `country_facts`: ``capital`` (Albania → Tirana), ``continent`` (the region: Africa, Asia,
-Europe, Oceania; the Americas split into South America and North America by the subregion, Central
-America and the Caribbean counted as North America), ``demonym`` (Albania → Albanian),
+Europe, Oceania; the Americas split into South America and North America by the UN (intermediate)
+region, Central America and the Caribbean counted as North America), ``demonym`` (Albania → Albanian),
 ``name_fr`` / ``name_de`` / ``name_es`` / ``name_it`` (the country's name in that language).
 """
 
@@ -73,7 +73,7 @@ def _countries() -> list[dict]:
 
 
 def _continent(d: dict) -> str | None:
-    reg, sub = d.get("region") or "", d.get("subregion") or ""
+    reg, sub = d.get("region") or "", d.get("intermediateregion") or d.get("subregion") or ""
     if reg == "Americas":
         return "South America" if sub == "South America" else "North America"
     return reg or None
