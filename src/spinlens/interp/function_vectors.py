@@ -241,44 +241,48 @@ def _set_head(name: str, values: torch.Tensor, position, head: int):
 class _LastTokenRuns:
     """Forward passes of a Hugging Face model (`HookedHF`) whose interventions touch only each prompt's last
     token: the tokens before it run once with a key/value cache, and each intervened run recomputes only the
-    last token (exact: causal attention, nothing before the last position changes). Prompts are grouped by
-    their last position (right-padded prompts of different lengths)."""
+    last token (exact: causal attention, nothing before the last position changes). Prompts of different
+    lengths (right-padded, read at ``position``) are left-aligned for the cache: their prefixes are
+    left-padded, masked out of attention, with each token at its own position id."""
 
     def __init__(self, model, tokens: torch.Tensor, position) -> None:
         self.model, n = model, len(tokens)
         last = (torch.full((n,), int(position) % tokens.shape[1], dtype=torch.long)
                 if isinstance(position, (int, np.integer)) else torch.as_tensor(position).long())
-        self.n, self.groups = n, []
-        for p in torch.unique(last).tolist():
-            idx = torch.nonzero(last == p)[:, 0]
-            rows = tokens[idx]
-            cache = None
-            if p > 0:
-                with model.hooks([]):
-                    out = model.hf(input_ids=rows[:, :p], use_cache=True)
-                cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
-            self.groups.append((idx, p, rows[:, p:p + 1], cache))
+        P = int(last.max())
+        self.n, self.P, self.cache = n, P, None
+        self.last_tok = tokens[torch.arange(n), last][:, None]
+        self.mask = torch.zeros((n, P + 1), dtype=torch.long)
+        for i, p in enumerate(last.tolist()):
+            self.mask[i, P - p:] = 1
+        self.pos = last[:, None]
+        if P > 0:
+            prefix = torch.zeros((n, P), dtype=torch.long)
+            for i, p in enumerate(last.tolist()):
+                prefix[i, P - p:] = tokens[i, :p]
+            pid = (torch.cumsum(self.mask[:, :P], 1) - 1).clamp(min=0)
+            with model.hooks([]):
+                out = model.hf(input_ids=prefix, attention_mask=self.mask[:, :P], position_ids=pid, use_cache=True)
+            self.cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
         import inspect
 
-        params = inspect.signature(model.hf.forward).parameters
-        self.cache_kw = "cache" if "cache" in params else "past_key_values"
+        # transformers >= 5.x names the key/value cache argument "cache" (older: "past_key_values")
+        self.cache_kw = "cache" if "cache" in inspect.signature(model.hf.forward).parameters else "past_key_values"
 
     def logits(self, make_hooks=None) -> torch.Tensor:
         """Logits ``(n, vocab)`` at each prompt's last position; ``make_hooks(idx)`` gives the ``(name, fn)``
-        hooks (or interventions) for the prompts ``idx`` of a group, acting on the last token (position -1)."""
+        hooks (or interventions) for the prompts ``idx`` (here all, in order), acting on the last token
+        (position -1)."""
         from spinlens.interp.interventions import steer
 
-        out = None
-        for idx, p, last, cache in self.groups:
-            hooks = [] if make_hooks is None else make_hooks(idx)
-            with steer(self.model, hooks):
-                lg = self.model.hf(input_ids=last, use_cache=cache is not None, **{self.cache_kw: cache}).logits[:, -1]
-            if cache is not None:
-                _crop(cache, p)
-            if out is None:
-                out = torch.zeros((self.n, lg.shape[-1]), dtype=lg.dtype)
-            out[idx] = lg
-        return out
+        hooks = [] if make_hooks is None else make_hooks(torch.arange(self.n))
+        kw = {} if self.cache is None else {self.cache_kw: self.cache}
+        with steer(self.model, hooks):
+            lg = self.model.hf(input_ids=self.last_tok, attention_mask=self.mask, position_ids=self.pos,
+                               use_cache=self.cache is not None, **kw).logits[:, -1]
+        if self.cache is not None:
+            _crop(self.cache, self.P)
+        return lg
 
 
 def _crop(cache, length: int) -> None:
