@@ -43,7 +43,7 @@ BASES: dict[str, str] = {
 # Commands whose base run takes long (they train or reproduce): only values that must be refused before
 # any work are tried on them.
 SLOW = ("demo", "reproduce", "zoo figS8", "zoo bridge", "landscape", "steer", "pinpoint", "merge", "quantize",
-        "interp fv", "interp path", "interp attribution", "interp induction", "lm")
+        "interp fv", "interp path", "interp attribution", "interp induction", "interp recall", "lm")
 
 #: values that no option of spinlens accepts for a number (refused before any work)
 BAD_NUMBERS = ["-1", "-7.5", "nan", "NaN", "inf", "-inf", "abc", "", " ", "1e400", "0x10", "½", "1,,2", "--",
