@@ -207,3 +207,23 @@ def test_smollm2_fv_heads(smollm2):
     loc = locate_fv_heads(model, tok, ("capital",), top_k=3, n_prompts=8, n_pairs=3, seeds=(0,))
     assert len(loc.heads) == 3 and loc.indirect_effect.shape == (30, 9)
     assert loc.indirect_effect.values[loc.heads[0]] >= loc.indirect_effect.values[loc.heads[-1]]
+
+
+# ------------------------------------------------------------------------------------------------ editing
+def test_edit_reaches_the_new_object_and_restores_the_model(tiny, tok):
+    from spinlens.llm.editing import EditCase, editing_study
+
+    prompt = "The capital of France is"
+    top = int(tiny(torch.tensor([tok(prompt)["input_ids"]]))[0, -1].argmax())
+    true = " " + tok.convert_ids_to_tokens(top)
+    new = " Madrid" if true != " Madrid" else " Paris"
+    case = EditCase(prompt, true, new, ["The capital city of France is"], [("The capital of Spain is", " x")])
+    before = {k: v.clone() for k, v in tiny.hf.state_dict().items()}
+    res = editing_study(tiny, tok, [case], layers=[1, 2], other_layers=[3], lr=0.05, full_lr=0.01, max_steps=60)
+    s = res.summary
+    assert s["located"]["efficacy"]["mean"] == 1.0 and s["located"]["p_new"]["mean"] > 1 / len(WORDS)
+    assert s["located"]["n_params"] == 2 * 32 * 64 and s["full"]["n_params"] > s["located"]["n_params"]
+    assert all(torch.equal(before[k], v) for k, v in tiny.hf.state_dict().items())  # restored after each edit
+    bad = EditCase(prompt, new, true, [], [])
+    with pytest.raises(InvalidParameterError, match="does not know this fact"):
+        editing_study(tiny, tok, [bad], layers=[1], other_layers=[2])
