@@ -47,8 +47,8 @@ _COUNTRY = {"capital": "capital", "continent": "continent", "translate_fr": "nam
 
 def word_tasks(tokenizer, names=WORD_TASKS) -> dict:
     """``{name: WordTask}`` for the tasks ``names`` (`WORD_TASKS`), from their offline sources."""
-    from spinlens.lm.icl_tasks import WordTask
     from spinlens.llm import facts as F
+    from spinlens.lm.icl_tasks import WordTask
 
     names = [str(n) for n in names]
     bad = [n for n in names if n not in WORD_TASKS]
