@@ -241,7 +241,7 @@ class BridgeReport:
     test_error_w_eff: float
     test_error_w_star: float
     test_error_gd: float
-    n_prompts: int
+    n_test_prompts: int  # fresh test prompts (not the training P: the JSON key must not read as "P")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -309,5 +309,5 @@ def bridge_report(model, dist, *, l2_strength: float, n_prompts: int = 4096, rng
         test_error_w_eff=test_error(W_eff, test_dist, rng=rng),
         test_error_w_star=test_error(W_star, test_dist, rng=rng),
         test_error_gd=test_error(W_gd, test_dist, rng=rng),
-        n_prompts=n_prompts,
+        n_test_prompts=n_prompts,
     )

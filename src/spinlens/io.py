@@ -21,6 +21,9 @@ function                    writes
 `git_sha`                   the git commit of the spinlens source tree (None outside a checkout)
 `package_versions`          versions of Python, spinlens and the scientific stack
 `check_out_dir/_file`       validate an output folder / file path before any work (one-line error)
+`folder_transaction`        context manager: a whole folder written as one transaction (staged, switched in)
+`write/read_manifest`       ``manifest.json``: SHA-256 of every file of a folder; `verify_files` checks it
+`check_regular_file`        refuse a FIFO / device / folder in place of an input file before opening it
 ==========================  ===========================================================================
 
 This module imports nothing from the rest of spinlens at import time (only ``spinlens.__version__``
@@ -58,6 +61,13 @@ __all__ = [
     "package_versions",
     "check_out_dir",
     "check_out_file",
+    "check_regular_file",
+    "check_replaceable",
+    "folder_transaction",
+    "read_manifest",
+    "sha256_file",
+    "verify_files",
+    "write_manifest",
 ]
 
 RUN_FILE = "run.json"
@@ -105,6 +115,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
+        _op(f"write {path.name}")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -364,8 +375,11 @@ def _check_path_text(name: str, path) -> None:
         raise InvalidParameterError(f"The '{name}' parameter must be a non-empty path. Got {str(path)!r} instead.")
 
 
-def check_out_dir(name: str, path):
+def check_out_dir(name: str, path, *, kind: str | None = None, force: bool = False):
     """Validate an output folder before any work: an existing folder or a creatable one, writable.
+
+    With ``kind`` the folder is going to be written by `folder_transaction` of that kind: one holding files
+    of another kind is refused here unless ``force`` (`check_replaceable`).
 
     Every command calls this (or `check_out_file`) on each output path before it computes anything, so a
     bad ``--out`` costs nothing and leaves nothing behind: the test writes and removes a scratch folder in
@@ -386,6 +400,8 @@ def check_out_dir(name: str, path):
         raise InvalidParameterError(f"The '{name}' parameter must be a folder (existing or new). Got {str(path)!r}, "
                                     f"but {str(anc)!r} is a file.")
     _probe_writable(name, path, anc)
+    if kind is not None:
+        check_replaceable(name, p, kind=kind, force=force)
     return p
 
 
@@ -410,3 +426,412 @@ def check_out_file(name: str, path):
                                     f"but {str(anc)!r} is a file.")
     _probe_writable(name, path, anc)
     return p
+
+
+# ------------------------------------------------------------------- folders written as one transaction
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_FORMAT = "spinlens-manifest/1"
+_STAGE_TAG = ".spinlens-new-"
+_OLD_TAG = ".spinlens-old-"
+#: staging folders of the transactions open in this process (a transaction on a path inside one of them writes
+#: straight into it: the outer transaction switches the whole tree in at once)
+_ACTIVE_STAGES: list[Path] = []
+#: test hook: ``SPINLENS_KILL_AT_OP=k`` makes the k-th file operation of a transaction (``_op``) SIGKILL the
+#: process, so a test can prove the old-or-new rule at every step (tests/io/test_kill_at_every_write.py)
+_KILL_ENV = "SPINLENS_KILL_AT_OP"
+_op_count = 0
+
+
+def _op(what: str) -> None:
+    """Count one file operation of a transaction; the kill hook of the tests fires here."""
+    global _op_count
+    k = os.environ.get(_KILL_ENV)
+    if not k:
+        return
+    _op_count += 1
+    if os.environ.get("SPINLENS_KILL_LOG"):
+        with open(os.environ["SPINLENS_KILL_LOG"], "a") as fh:
+            fh.write(f"{_op_count} {what}\n")
+    if _op_count == int(k):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def sha256_file(path: str | os.PathLike, *, chunk: int = 1 << 20) -> str:
+    """The SHA-256 (hex) of a file's bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while True:
+            b = fh.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def _tree_files(root: Path) -> list[str]:
+    """Relative POSIX paths of the regular files under ``root`` (symlinks not followed)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for f in sorted(filenames):
+            p = Path(dirpath) / f
+            if p.is_file() and not p.is_symlink():
+                out.append(p.relative_to(root).as_posix())
+    return out
+
+
+def write_manifest(folder: str | os.PathLike, *, kind: str) -> Path:
+    """Write ``folder/manifest.json``: the SHA-256 and size of every file under ``folder`` (itself excluded).
+
+    Every folder written by `folder_transaction` gets one; `read_manifest` / `verify_files` read it back.
+    """
+    folder = Path(folder)
+    files = {}
+    for rel in _tree_files(folder):
+        if rel == MANIFEST_FILE:
+            continue
+        p = folder / rel
+        files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    from spinlens import __version__
+
+    rec = {"format": MANIFEST_FORMAT, "kind": kind, "spinlens_version": __version__, "files": files}
+    return Path(write_json(folder / MANIFEST_FILE, rec, indent=1))
+
+
+def read_manifest(folder: str | os.PathLike) -> dict | None:
+    """The manifest of ``folder`` (``{"kind", "files": {relpath: {"sha256", "bytes"}}}``), None when it has none.
+
+    A manifest that is not a readable spinlens manifest raises a one-line `InvalidParameterError`.
+    """
+    from spinlens.errors import InvalidParameterError
+
+    p = Path(folder) / MANIFEST_FILE
+    if not p.is_file() and not p.exists():
+        return None
+    check_regular_file("manifest", p)
+    try:
+        rec = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidParameterError(f"The folder {str(folder)!r} has a corrupt {MANIFEST_FILE} ({type(exc).__name__}); "
+                                    "it was edited or torn: write the folder again.") from None
+    files = rec.get("files") if isinstance(rec, dict) else None
+    if (not isinstance(rec, dict) or rec.get("format") != MANIFEST_FORMAT or not isinstance(files, dict)
+            or not all(isinstance(v, dict) and isinstance(v.get("sha256"), str) for v in files.values())):
+        raise InvalidParameterError(f"The folder {str(folder)!r} has a {MANIFEST_FILE} that is not a spinlens manifest "
+                                    f"({MANIFEST_FORMAT}); it was edited: write the folder again.")
+    return rec
+
+
+def verify_files(folder: str | os.PathLike, names, *, what: str = "checkpoint") -> dict | None:
+    """Check the files ``names`` (relative paths) of ``folder`` against its manifest; return the manifest.
+
+    A folder without a manifest (written before spinlens kept one) passes (returns None). Otherwise each
+    name must be listed if present, present if listed, and hash to the recorded SHA-256; the first file that
+    does not belong is named in one `InvalidParameterError` line.
+    """
+    from spinlens.errors import InvalidParameterError
+
+    folder = Path(folder)
+    man = read_manifest(folder)
+    if man is None:
+        return None
+    files = man["files"]
+    for name in names:
+        p = folder / name
+        listed = files.get(name)
+        if not p.exists() and not p.is_symlink():
+            if listed is not None:
+                raise InvalidParameterError(f"The '{what}' parameter: {str(p)!r} is listed in {MANIFEST_FILE} but missing; "
+                                            "the folder is torn: write it again.")
+            continue
+        if listed is None:
+            raise InvalidParameterError(f"The '{what}' parameter: {str(p)!r} does not belong to the folder (not in its "
+                                        f"{MANIFEST_FILE}); the folder is torn or edited: write it again.")
+        check_regular_file(what, p)
+        if sha256_file(p) != listed["sha256"]:
+            raise InvalidParameterError(f"The '{what}' parameter: {str(p)!r} does not match its SHA-256 in {MANIFEST_FILE}; "
+                                        "the folder is torn or edited: write it again.")
+    return man
+
+
+def check_regular_file(name: str, path: str | os.PathLike) -> Path:
+    """Refuse a FIFO, socket or device in place of a file before anything opens it (opening a FIFO blocks)."""
+    import stat
+
+    from spinlens.errors import InvalidParameterError
+
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise InvalidParameterError(f"The '{name}' parameter: {str(p)!r} does not exist.") from None
+    except OSError as exc:
+        raise InvalidParameterError(f"The '{name}' parameter: {str(p)!r} cannot be read ({exc.strerror}).") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else
+                "a socket" if stat.S_ISSOCK(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or
+                stat.S_ISBLK(st.st_mode) else "not a regular file")
+        raise InvalidParameterError(f"The '{name}' parameter must be a regular file. Got {str(p)!r}, {kind}.")
+    return p
+
+
+def _top_entries(folder: Path) -> set[str]:
+    return {e.name for e in os.scandir(folder)}
+
+
+def _owned_entries(folder: Path, kind: str) -> tuple[set[str], dict | None]:
+    """(top-level names of ``folder`` written by an earlier transaction of ``kind``, its manifest)."""
+    try:
+        man = read_manifest(folder)
+    except Exception:  # noqa: BLE001 - an unreadable manifest owns nothing
+        return set(), None
+    if man is None or man.get("kind") != kind:
+        return set(), man
+    owned = {MANIFEST_FILE} | {rel.split("/", 1)[0] for rel in man["files"]}
+    return owned, man
+
+
+def check_replaceable(name: str, path, *, kind: str, force: bool = False) -> Path:
+    """Refuse, before any work, an output folder that holds files a transaction of ``kind`` did not write.
+
+    A missing or empty folder, or one whose ``manifest.json`` (of the same ``kind``) lists everything in it, is
+    replaced as a whole. Anything else is refused in one line unless ``force``.
+    """
+    from spinlens.errors import InvalidParameterError
+
+    p = Path(path)
+    _recover(p)
+    if not p.exists():
+        return p
+    if not p.is_dir() or p.is_symlink():
+        raise InvalidParameterError(f"The '{name}' parameter must be a folder (existing or new). Got {str(path)!r}, "
+                                    "an existing file." if not p.is_dir() else
+                                    f"The '{name}' parameter must be a real folder, not a symlink. Got {str(path)!r}.")
+    if force:
+        return p
+    present = _top_entries(p)
+    owned, man = _owned_entries(p, kind)
+    foreign = sorted(present - owned)
+    if foreign:
+        why = (f"written by '{man.get('kind')}'" if man is not None and man.get("kind") != kind else
+               f"not written by '{kind}'")
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise InvalidParameterError(
+            f"The '{name}' parameter must be a new or empty folder, or one written earlier by '{kind}'. Got "
+            f"{str(path)!r}, which holds files {why} ({shown}); choose another folder or pass --force "
+            "(other files are then kept, same-named ones replaced)."
+        )
+    return p
+
+
+def _siblings(path: Path, tag: str) -> list[Path]:
+    parent = path.parent
+    if not parent.is_dir():
+        return []
+    prefix = f".{path.name}{tag}"
+    return [parent / e.name for e in os.scandir(parent) if e.name.startswith(prefix)]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _stage_pid(p: Path) -> int | None:
+    try:
+        return int(p.name.rsplit("-", 2)[-2])
+    except (ValueError, IndexError):
+        return None
+
+
+def _recover(path: Path) -> None:
+    """Finish what a killed transaction left: put the old state back where the switch was cut (fallback path
+    without an atomic exchange), and remove the staging folders of dead processes (never the user's files)."""
+    import shutil
+
+    for old in _siblings(path, _OLD_TAG):
+        pid = _stage_pid(old)
+        if pid is not None and pid != os.getpid() and _pid_alive(pid):
+            continue
+        if not path.exists():
+            os.rename(old, path)  # the new state never arrived: the old one comes back whole
+        else:
+            shutil.rmtree(old, ignore_errors=True)  # the new state is in place: the old one was on its way out
+    for stage in _siblings(path, _STAGE_TAG):
+        pid = _stage_pid(stage)
+        if pid is not None and pid != os.getpid() and not _pid_alive(pid):
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    AT_FDCWD, RENAME_EXCHANGE = -100, 2
+    if fn(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    return False
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _inside_stage(path: Path) -> Path | None:
+    ap = path.absolute()
+    for stage in reversed(_ACTIVE_STAGES):
+        if ap == stage or stage in ap.parents:
+            return stage
+    return None
+
+
+@contextlib.contextmanager
+def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = False, name: str = "out"):
+    """Write a whole folder as one transaction: yield an empty staging folder, switch it in on success.
+
+    The staging folder is a hidden sibling (``.NAME.spinlens-new-PID-XXXX``) on the same file system. On
+    success a ``manifest.json`` (SHA-256 of every file, `write_manifest`) is written into it and it replaces
+    ``path`` in one atomic step: a rename for a new (or empty) folder, an atomic exchange of the two folders
+    (Linux ``renameat2``) for an existing one, after which the old state is removed. Where the exchange is
+    unsupported the old folder is renamed aside and the new one renamed in (two renames; a kill between them
+    leaves ``path`` absent and the old state in ``.NAME.spinlens-old-*``, which the next transaction on
+    ``path`` puts back). On any exception, ``KeyboardInterrupt`` included, the staging folder is removed and
+    ``path`` is untouched. A kill at any moment leaves the complete old state or the complete new one.
+
+    An existing folder must be empty or written earlier by a transaction of the same ``kind`` (its manifest
+    lists everything in it, `check_replaceable`); anything else is refused in one line before any work unless
+    ``force``. With ``force`` the new files are moved into the existing folder one by one (each atomically,
+    files of the earlier manifest that the new state lacks removed, the manifest last) and every other file is
+    kept: a kill then can leave a mix, which the loader refuses against the manifest.
+
+    A transaction on a path inside the staging folder of an open transaction writes there directly (the outer
+    one switches the whole tree in) and only adds the inner folder's manifest.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "model"
+    >>> with folder_transaction(out, kind="demo") as stage:
+    ...     _ = (stage / "a.txt").write_text("new")
+    >>> sorted(p.name for p in out.iterdir())
+    ['a.txt', 'manifest.json']
+    """
+    import shutil
+    import tempfile as _tf
+
+    path = Path(path)
+    outer = _inside_stage(path)
+    if outer is not None:
+        path.mkdir(parents=True, exist_ok=True)  # everything inside a staging folder was written by this run
+        yield path
+        write_manifest(path, kind=kind)
+        return
+    check_replaceable(name, path, kind=kind, force=force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(_tf.mkdtemp(dir=path.parent, prefix=f".{path.name}{_STAGE_TAG}{os.getpid()}-"))
+    os.chmod(stage, 0o777 & ~_umask())
+    _ACTIVE_STAGES.append(stage.absolute())
+    try:
+        _op("stage")
+        yield stage
+        write_manifest(stage, kind=kind)
+        _op("manifest")
+        _commit(stage, path, kind=kind, force=force)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    finally:
+        _ACTIVE_STAGES.remove(stage.absolute())
+
+
+def _commit(stage: Path, path: Path, *, kind: str, force: bool) -> None:
+    import shutil
+    import tempfile as _tf
+
+    check_replaceable("out", path, kind=kind, force=force)  # again: another process may have written meanwhile
+    if path.exists() and any(path.iterdir()) and force:
+        _commit_in_place(stage, path)
+        return
+    if not path.exists():
+        os.rename(stage, path)
+        _op("rename")
+        _fsync_dir(path.parent)
+        return
+    if not any(path.iterdir()):
+        os.replace(stage, path)  # rename(2) onto an empty folder is atomic
+        _op("rename")
+        _fsync_dir(path.parent)
+        return
+    if _exchange(stage, path):
+        _op("exchange")
+        _fsync_dir(path.parent)
+        shutil.rmtree(stage)  # now the old state
+        _op("remove old")
+        return
+    old = Path(_tf.mkdtemp(dir=path.parent, prefix=f".{path.name}{_OLD_TAG}{os.getpid()}-"))
+    os.replace(path, old)  # the documented window: from here to the next rename `path` is absent
+    _op("rename old aside")
+    os.rename(stage, path)
+    _op("rename new in")
+    _fsync_dir(path.parent)
+    shutil.rmtree(old)
+    _op("remove old")
+
+
+def _commit_in_place(stage: Path, path: Path) -> None:
+    """``--force`` into a folder holding other files: move each new entry in atomically, keep the rest."""
+    import shutil
+
+    old_man = None
+    try:
+        old_man = read_manifest(path)
+    except Exception:  # noqa: BLE001 - a corrupt manifest is replaced below
+        pass
+    new_entries = sorted(e.name for e in os.scandir(stage) if e.name != MANIFEST_FILE)
+    for entry in new_entries:
+        src, dst = stage / entry, path / entry
+        if dst.is_dir() and not dst.is_symlink() and src.is_dir():
+            aside = stage / f".{entry}.old"
+            os.rename(dst, aside)
+            os.rename(src, dst)
+            shutil.rmtree(aside)
+        else:
+            if dst.is_dir() and not dst.is_symlink():
+                shutil.rmtree(dst)
+            os.replace(src, dst)
+        _op(f"move {entry}")
+    if old_man is not None:  # files of the earlier run that the new state lacks: stale, never mixed in
+        new_files = set(json.loads((stage / MANIFEST_FILE).read_text())["files"])
+        for rel in old_man["files"]:
+            if rel not in new_files and rel.split("/", 1)[0] not in new_entries:
+                (path / rel).unlink(missing_ok=True)
+    os.replace(stage / MANIFEST_FILE, path / MANIFEST_FILE)  # lists the new files only: the others stay foreign
+    _op("manifest in place")
+    shutil.rmtree(stage, ignore_errors=True)

@@ -18,6 +18,7 @@ error on a finite pool of pretraining tasks).
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -94,7 +95,11 @@ def expected_error(W, dist) -> float:
     """Exact expected squared error of the merged model W on fresh prompts with fresh tasks."""
     mom = moments(dist)
     W = as_weights(W, mom.ys.shape)
-    return float(mom.y2 - 2 * np.sum(W * mom.ys) + np.sum(mom.ss_diag * W * W))
+    with np.errstate(over="ignore", invalid="ignore"):  # weights near the float64 limit: the error is +inf
+        err = float(mom.y2 - 2 * np.sum(W * mom.ys) + np.sum(mom.ss_diag * W * W))
+    if not np.isfinite(err) and np.all(np.isfinite(W)):
+        return math.inf  # a squared error, >= 0: it overflowed (inf - inf would read as NaN)
+    return err
 
 
 def expected_error_given_tasks(W, dist, w) -> np.ndarray:

@@ -77,6 +77,7 @@ def build_report(root, out=None, *, title: str = "spinlens report") -> Path:
         raise InvalidParameterError(f"The 'DIR' parameter must be an existing folder. Got {str(root)!r} instead.")
     out = Path(out) if out is not None else root / REPORT_NAME
     sections = [_collect(d, root) for d in _run_folders(root, exclude=out)]
+    _label_sections(sections)
     page = _render_page(title, root, sections)
     from spinlens.io import atomic_write_text
 
@@ -89,10 +90,17 @@ def _run_folders(root: Path, exclude: Path) -> list[Path]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         p = Path(dirpath)
-        names = [f for f in filenames if not f.startswith(".") and (p / f).resolve() != exclude.resolve()]
+        names = [f for f in filenames if not f.startswith(".") and not _same_file(p / f, exclude)]
         if any(f == "run.json" or Path(f).suffix.lower() in IMAGE_TYPES or f.endswith(".csv") for f in names):
             found.append(p)
     return found
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # a symlink loop is not the report
+        return False
 
 
 def _collect(folder: Path, root: Path) -> dict:
@@ -100,9 +108,11 @@ def _collect(folder: Path, root: Path) -> dict:
     run = None
     if (folder / "run.json").is_file():
         try:
-            run = json.loads((folder / "run.json").read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            run = {"error": f"could not read run.json: {exc}"}
+            run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError) as exc:
+            run = {"error": f"could not read run.json: {type(exc).__name__}: {str(exc)[:200]}"}
+        if not isinstance(run, dict):
+            run = {"error": f"could not read run.json: it holds a JSON {type(run).__name__}, not an object"}
     rel = folder.relative_to(root).as_posix() if folder != root else "."
     return {
         "folder": folder,
@@ -176,9 +186,14 @@ def _render_comparison(path: Path) -> str:
         out.append(f'<p class="muted">{missing} of {len(rows)} of our values missing (e.g. the solver did not converge).</p>')
     if worst is not None:
         r = worst[1]
+        row = {"tolerance": r[idx["tolerance"]] if "tolerance" in idx else None,
+               "within": r[idx["within"]] if "within" in idx else None}
+        n_tol = sum(1 for x in rows if "tolerance" in idx and x[idx["tolerance"]] not in ("", "nan"))
+        n_in = sum(1 for x in rows if "within" in idx and x[idx["within"]] == "True")
         out.append(
-            f"<p>Largest deviation |ours − paper| = <b>{_esc(_fmt(worst[0]))}</b> "
-            f"({_esc(r[idx['quantity']])}, {_esc(r[idx['x_name']])} = {_esc(r[idx['x']])}).</p>"
+            f"<p>Largest deviation |ours − paper| = <b>{_esc(_fmt(worst[0]))}</b> {_esc(_against_tolerance(row))} "
+            f"({_esc(r[idx['quantity']])}, {_esc(r[idx['x_name']])} = {_esc(r[idx['x']])})"
+            + (f"; {n_in} of {n_tol} rows with a tolerance are within it" if n_tol else "") + ".</p>"
         )
     if len(per_q) > 1:
         out.append("<ul>")
@@ -262,9 +277,25 @@ def _render_params(run: dict) -> str:
     return "\n".join(out)
 
 
+def _skipped(path: Path, exc: BaseException) -> str:
+    """The warning a page shows in place of a file it could not read (the report goes on)."""
+    import warnings
+
+    msg = f"skipped {path.name}: could not read it ({type(exc).__name__}: {str(exc)[:200]})"
+    warnings.warn(f"spinlens report: {msg}", stacklevel=2)
+    return f'<div class="note">{_esc(msg)}</div>'
+
+
+def _safely(render, path: Path) -> str:
+    try:
+        return render(path)
+    except Exception as exc:  # noqa: BLE001 - one odd file must not kill the page
+        return _skipped(path, exc)
+
+
 def _render_section(sec: dict) -> str:
     run = sec["run"] or {}
-    name = run.get("figure") or run.get("command") or sec["rel"]
+    name = sec.get("label") or run.get("figure") or run.get("command") or sec["rel"]
     head = f'<h2 id="{_anchor(sec["rel"])}">{_esc(name)}'
     if run.get("description"):
         head += f' <span class="muted">— {_esc(run["description"])}</span>'
@@ -273,21 +304,43 @@ def _render_section(sec: dict) -> str:
     for note in run.get("notes") or []:
         parts.append(f'<div class="note">{_esc(note)}</div>')
     if sec["images"]:
-        parts.extend(_render_image(p) for p in sec["images"])
+        parts.extend(_safely(_render_image, p) for p in sec["images"])
     if sec["comparison"] is not None:
         parts.append("<h3>paper vs ours</h3>")
-        parts.append(_render_comparison(sec["comparison"]))
+        parts.append(_safely(_render_comparison, sec["comparison"]))
     if run:
         parts.append("<h3>parameters</h3>")
-        parts.append(_render_params(run))
+        parts.append(_safely(lambda _p: _render_params(run), sec["folder"] / "run.json"))
     for t in sec["tables"]:
-        parts.append(_render_table(t))
+        parts.append(_safely(_render_table, t))
     if sec["data"] or sec["other"]:
         parts.append("<h3>data files</h3><ul>")
-        parts.extend(_data_summary(p) for p in sec["data"])
-        parts.extend(f"<li>{_esc(p.name)} ({p.stat().st_size / 1024:.1f} KiB)</li>" for p in sec["other"])
+        parts.extend(_safely(_data_summary, p) for p in sec["data"])
+        parts.extend(_safely(lambda q: f"<li>{_esc(q.name)} ({q.stat().st_size / 1024:.1f} KiB)</li>", p)
+                     for p in sec["other"])
         parts.append("</ul>")
     return "\n".join(parts)
+
+
+def _against_tolerance(row: dict) -> str:
+    """``[tolerance ±0.02: within]`` / ``[tolerance ±0.02: OUTSIDE]`` / ``[no tolerance set]`` for one comparison row."""
+    tol = row.get("tolerance")
+    try:
+        tol = float(tol)
+    except (TypeError, ValueError):
+        return "[no tolerance set]"
+    if not math.isfinite(tol):
+        return "[no tolerance set]"
+    within = row.get("within")
+    ok = within is True or str(within) == "True"
+    return f"[tolerance ±{tol:g}: {'within' if ok else 'OUTSIDE'}]"
+
+
+def _label_sections(sections: list[dict]) -> None:
+    """One label per section: the figure or command, followed by its folder where two sections share it."""
+    names = [(sec["run"] or {}).get("figure") or (sec["run"] or {}).get("command") or sec["rel"] for sec in sections]
+    for sec, name in zip(sections, names):
+        sec["label"] = f"{name} ({sec['rel']})" if names.count(name) > 1 and name != sec["rel"] else name
 
 
 def _summary_table(sections: list[dict]) -> str:
@@ -299,10 +352,11 @@ def _summary_table(sections: list[dict]) -> str:
         wtxt = ""
         if isinstance(worst, dict) and worst.get("deviation") is not None:
             try:
-                wtxt = f"{float(worst['deviation']):+.4f} ({worst.get('quantity', '')}, {worst.get('x_name', '')}={worst.get('x', '')})"
+                wtxt = (f"{float(worst['deviation']):+.4f} {_against_tolerance(worst)} ({worst.get('quantity', '')}, "
+                        f"{worst.get('x_name', '')}={worst.get('x', '')})")
             except (TypeError, ValueError):
                 wtxt = str(worst.get("deviation"))
-        name = run.get("figure") or run.get("command") or sec["rel"]
+        name = sec.get("label") or run.get("figure") or run.get("command") or sec["rel"]
         rows.append(
             f"<tr><td class='l'><a href='#{_anchor(sec['rel'])}'>{_esc(name)}</a></td><td>{_esc(run.get('mode', ''))}</td>"
             f"<td>{_esc(run.get('seed', ''))}</td><td>{_esc(_fmt(run.get('wall_seconds', '')))}</td>"

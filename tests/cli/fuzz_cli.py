@@ -31,6 +31,7 @@ BASES: dict[str, str] = {
     "sweep": "sweep --D 2 --N 3 --P 10 --max-iter 5 --jobs 1 --no-progress --out {tmp}/sweep",
     "report": "report {tmp} --out {tmp}/report.html --json",
     "zoo list": "zoo list --json",
+    "models list": "models list --json",
     "zoo train": "zoo train --arch sla --D 2 --N 3 --P 16 --steps 2 --batch-size 4 --test-prompts 8 --no-progress "
                  "--out {tmp}/zoo --json",
     "interp lens": "interp lens --planted regression --n-prompts 4 --n-pairs 2 --no-progress --json",
@@ -43,7 +44,8 @@ BASES: dict[str, str] = {
 # Commands whose base run takes long (they train or reproduce): only values that must be refused before
 # any work are tried on them.
 SLOW = ("demo", "reproduce", "zoo figS8", "zoo bridge", "landscape", "steer", "pinpoint", "merge", "quantize",
-        "interp fv", "interp path", "interp attribution", "interp induction", "interp recall", "lm")
+        "interp fv", "interp path", "interp attribution", "interp induction", "interp recall", "lm",
+        "models prepare")
 
 #: values that no option of spinlens accepts for a number (refused before any work)
 BAD_NUMBERS = ["-1", "-7.5", "nan", "NaN", "inf", "-inf", "abc", "", " ", "1e400", "0x10", "½", "1,,2", "--",

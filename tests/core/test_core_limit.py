@@ -117,3 +117,14 @@ def test_fig4b_cavity_full():
         dist = PromptDistribution(d=20, n_context=N)
         errs = [ob.test_error(solve(build_hamiltonian(dist.sample(10000, rng=s), l2_strength=0.01), "cavity", rng=100 + s, compare_exact=False).W, dist) for s in range(10)]
         assert np.mean(errs) == pytest.approx(ref, abs=0.02), N
+
+
+def test_expected_error_overflow_is_inf_without_warning():
+    import warnings
+
+    dist = DISTS[0]
+    W = np.full((dist.d + 1, dist.d + 1), 1e200)  # W² overflows float64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on the way
+        assert limit.expected_error(W, dist) == np.inf
+        assert limit.expected_error(-W, dist) == np.inf

@@ -176,7 +176,8 @@ def test_gaussian_sampler_moments():
 def test_langevin_moments():
     H = _H(d=2, N=10, P=500, lam=0.5)
     beta = 5.0
-    r = LangevinSampler(n_steps=6000, n_chains=32, thin=5).solve(H, beta=beta, rng=2)
+    r = LangevinSampler(n_steps=30000, n_chains=4, thin=5).solve(H, beta=beta, rng=2)
+    assert r.converged, r.message  # long chains: mixed (split-R̂ < 1.01, ESS ≥ 400)
     ex = ExactSolver().solve(H, beta=beta)
     sd = np.sqrt(ex.v.ravel())
     assert np.max(np.abs(r.W.ravel() - ex.W.ravel()) / sd) < 0.35

@@ -35,10 +35,17 @@ def test_pinpoint_merge_quantize(tmp_path, capsys):
                  "--out", str(base)]) == 0
     for f in ("pinpoint.png", "pinpoint.pdf", "pinpoint.csv", "pinpoint_delta.safetensors", "run.json"):
         assert (base / f).exists(), f
+    lines = capsys.readouterr().out.strip().splitlines()  # the table, then the headline and the verdict
+    assert lines[-2].startswith("pinpoint (corr task): target MSE before ")
+    assert lines[-1].startswith("verdict: importance-chosen 1 head vs random heads (n = 1), target-task MSE: ")
+    run = json.loads((base / "run.json").read_text())
+    assert run["headline"]["verdict"]["line"] == lines[-1]
     model = str(base / "base")
     assert main(["merge", "--checkpoint", model, "--steps", "3", "--out", str(tmp_path / "m"), "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(res) == {"base", "expert_A", "expert_B", "task_arithmetic_0.5", "task_arithmetic_1", "ties", "neuron"}
+    head = json.loads((tmp_path / "m" / "run.json").read_text())["headline"]
+    assert head["verdict"]["line"].startswith(f"verdict: merge {head['best']} vs single fine-tunes, worse task's MSE: ")
     merged = tmp_path / "merged"
     assert main(["merge", "--checkpoint", model, "--models", model, model, "--method", "ties", "--density", "1",
                  "--save", str(merged)]) == 0

@@ -128,6 +128,7 @@ def test_cli_quantize_hf_model(tmp_path, capsys, gpt2):
     assert main([*args, "--out", str(out), "--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["scheme"][:3] == ["fp32", "uniform", "uniform"] and len(res["kl"]) == 5
+    assert "mse" not in res and res["loss"] != res["kl"]  # one number per quantity: no 'mse' copy of the KL
     for f in ("quantization.png", "quantization.pdf", "quantization.csv", "quantization.nc", "run.json"):
         assert (out / f).exists(), f
     saved = tmp_path / "q3.4"

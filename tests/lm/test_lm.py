@@ -185,6 +185,18 @@ def test_cli_lm_and_induction(tmp_path, small_text, capsys):
         assert (res / f).exists(), f
     assert main(["report", str(res)]) == 0
     assert "unit_snippets" in (res / "report.html").read_text()
+    # one evaluation per quantity: with its defaults, interp induction reports lm's numbers for the same model
+    assert main(["interp", "induction", "--checkpoint", str(out), "--no-ablation", "--no-path", "--json"]) == 0
+    d = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert d["heads"][0]["induction_score"] == s["top_head"]["induction_score"]
+    assert d["repeated_loss"] == s["repeated_loss"] and d["icl_score"] == s["icl_score"]
+    # loss_by_position.png: its title is the ICL score of the windows it draws, the reported one
+    import csv
+
+    from spinlens.lm.induction import icl_score_of_losses
+
+    lbp = [float(r["loss"]) for r in csv.DictReader(open(res / "loss_by_position.csv"))]
+    assert icl_score_of_losses(lbp)["icl_score"] == pytest.approx(j["icl_score"], abs=1e-6)
 
 
 def test_cli_bad_input(tmp_path, capsys):

@@ -88,6 +88,12 @@ def test_pinpoint_headline_from_the_written_dataset(runs):
     wins = [statistics.mean(d["importance_heads"]) > statistics.mean(d["random_heads"]) for d in by_seed.values()]
     assert h["beats_random"] == all(wins)
     assert h["text"].startswith("pinpoint:") and "\n" not in h["text"]
+    # the verdict (spinlens.verdict): importance heads' mean gain against the random heads' band
+    from spinlens.verdict import compare
+
+    v = compare(gain["importance_heads"], gain["random_heads"], what="x", better="higher")
+    assert h["verdict"]["is_effect"] == v.is_effect and h["verdict"]["effect"] == pytest.approx(v.effect, abs=1e-9)
+    assert h["verdict"]["line"].startswith("verdict: importance-chosen heads vs random heads, ")
 
 
 def test_quantize_headline_recomputed_from_the_allocation(runs):
@@ -205,7 +211,8 @@ def test_without_out_the_default_lm_is_trained_in_memory(tmp_path, monkeypatch, 
     monkeypatch.chdir(tmp_path)
     assert main(["steer", "--base-steps", "20", "--n-seeds", "1", "--strengths", "0", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    assert "in memory" in out[0] and out[-1].startswith("steer: P(next token capitalised)")
+    assert "in memory" in out[0] and out[-2].startswith("steer: P(next token capitalised)")
+    assert out[-1].startswith("verdict: steered (strength 1) vs unsteered model, P(next token capitalised): ")
     assert not any(tmp_path.iterdir())  # nothing written
 
 
@@ -235,10 +242,9 @@ def test_merge_and_steer_headlines_from_the_written_datasets(runs):
 def test_cached_default_lm_of_another_text_is_retrained(runs, tmp_path, monkeypatch):
     """The cache in OUT/base is reused only when it was trained on this machine's `stdlib-docs` text (its SHA-256):
     after a Python upgrade the docs differ, and a stale model must not be reused."""
-    import argparse
     import shutil
 
-    from spinlens.cli import lm_cmd
+    from spinlens.lm import experiments as E
 
     out, _ = runs
     for stale in (False, True):
@@ -255,10 +261,9 @@ def test_cached_default_lm_of_another_text_is_retrained(runs, tmp_path, monkeypa
             raise KeyboardInterrupt  # stop here: retraining was chosen
 
         monkeypatch.setattr("spinlens.lm.train.train_lm", fake_train)
-        args = argparse.Namespace(base_steps=20, seed=0, out=str(dst))
         if stale:
             with pytest.raises(KeyboardInterrupt):
-                lm_cmd.default_lm(args)
+                E.default_lm(dst / "base", base_steps=20, seed=0)
             assert calls == [dst / "base"]
         else:
-            assert lm_cmd.default_lm(args)[-1] is True and calls == []  # reused
+            assert E.default_lm(dst / "base", base_steps=20, seed=0)[-1] is True and calls == []  # reused

@@ -52,11 +52,12 @@ def test_not_prepared_without_auto_prepare_names_the_command(monkeypatch, tmp_pa
 
 
 def _fake_folder(root):
-    root.mkdir(parents=True)
-    (root / "config.json").write_text("{}")
-    (root / "model.safetensors").write_bytes(b"weights")
-    manifest = {p.name: {"bytes": p.stat().st_size, "sha256": P._sha256(p)} for p in root.iterdir()}
-    (root / P.PROVENANCE).write_text(json.dumps({"format": P.FORMAT, "manifest": manifest}))
+    from spinlens.io import folder_transaction
+
+    with folder_transaction(root, kind=P.KIND) as stage:
+        (stage / "config.json").write_text("{}")
+        (stage / "model.safetensors").write_bytes(b"weights")
+        (stage / P.PROVENANCE).write_text(json.dumps({"format": P.FORMAT}))
     return root
 
 
@@ -78,13 +79,45 @@ def test_manifest_catches_edits_truncation_and_strays(tmp_path):
     assert "not a spinlens provenance record" in P.verify_folder(f2)
 
 
-def test_switch_replaces_a_folder_whole(tmp_path):
-    old = _fake_folder(tmp_path / "target")
-    (old / "old-only.txt").write_text("x")
-    new = _fake_folder(tmp_path / ".staging")
-    P._switch(new, old)
-    assert not (tmp_path / "target" / "old-only.txt").exists() and P.verify_folder(tmp_path / "target") is None
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["target"]
+def test_first_layout_with_the_manifest_in_provenance_still_verifies(tmp_path):
+    from spinlens.io import sha256_file
+
+    f = tmp_path / "old"
+    f.mkdir()
+    (f / "config.json").write_text("{}")
+    man = {"config.json": {"bytes": 2, "sha256": sha256_file(f / "config.json")}}
+    (f / P.PROVENANCE).write_text(json.dumps({"format": P.FORMAT, "manifest": man}))
+    assert P.verify_folder(f) is None
+    (f / "config.json").write_text("[]")
+    assert "SHA-256" in P.verify_folder(f)
+
+
+def test_prepare_rebuilds_a_broken_cache_as_one_transaction(monkeypatch, tmp_path):
+    """A corrupt cache folder is rebuilt whole; a failing conversion leaves the old folder as it was."""
+    monkeypatch.setenv("SPINLENS_CACHE", str(tmp_path))
+    monkeypatch.setattr(P, "_version", lambda dist: "9.9")
+    monkeypatch.setattr(P, "_locate_gguf", lambda spec, work, say: P._Source(work / "x.gguf", "0" * 64, "9.9", True))
+
+    def convert(spec, src, out, say):
+        (out / "config.json").write_text('{"model_type": "llama"}')
+        (out / P.PROVENANCE).write_text(json.dumps({"format": P.FORMAT, "source": {"version": "9.9"}}))
+
+    monkeypatch.setattr(P, "_convert", convert)
+    folder = P.prepare("smollm2-135m", progress=False)
+    assert P.model_status("smollm2-135m").prepared and (folder / "manifest.json").is_file()
+    (folder / "config.json").write_text("edited")  # a corrupt cache: rebuilt
+    assert P.resolve_model("smollm2-135m", progress=False) == folder and P.verify_folder(folder) is None
+
+    def broken(spec, src, out, say):
+        (out / "config.json").write_text("half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(P, "_convert", broken)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(KeyboardInterrupt):
+        P.prepare("smollm2-135m", force=True, progress=False)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the complete old folder
+    assert sorted(p.name for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")) == ["smollm2-135m"]
 
 
 def test_cli_models_list_json_and_unknown_name():

@@ -37,6 +37,7 @@ def test_zoo_train_and_bridge(tmp_path, capsys):
     rep = json.loads(capsys.readouterr().out)
     assert rep["arch"] == "fla" and rep["N"] == 10 and rep["lam"] == pytest.approx(0.0005)
     assert -1.0 <= rep["cos_w_star"] <= 1.0
+    assert rep["n_test_prompts"] == 500 and "P" not in rep  # P is the training prompts, not the test count
 
 
 def test_zoo_bad_input_exits_2(tmp_path, capsys):

@@ -132,3 +132,21 @@ def test_cli_config_file_with_flag_override(tmp_path, capsys):
     bad.write_text('[grid]\nN = 5\n[settings]\nobservable = ["x"]\n')
     assert main(["sweep", "--config", str(bad), "--out", str(tmp_path / "b")]) == 2
     assert "unknown keys ['observable']" in capsys.readouterr().err
+
+
+def test_cli_non_convergence_is_data_unless_strict(tmp_path, capsys):
+    """A map where some points did not converge exits 0 with the count (the mask is in results.nc); --strict: 3."""
+    from spinlens.cli.main import main
+    from spinlens.sweeps import open_sweep
+
+    toy = "spinlens.sweeps.testing:toy_point"  # converged iff P >= 2N
+    args = ["sweep", "--N", "10,40", "--P", "50", "--point-fn", toy, "--jobs", "1", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "1 of 2 points converged" in err and "did not converge" not in err
+    assert open_sweep(tmp_path / "a")["converged"].values.tolist() == [True, False]
+    assert main([*args, "--out", str(tmp_path / "b"), "--strict"]) == 3
+    err = capsys.readouterr().err
+    assert "warning: did not converge: 1 of 2 points" in err
+    assert main(["sweep", "--N", "10", "--P", "50", "--point-fn", toy, "--jobs", "1", "--no-progress", "--strict",
+                 "--out", str(tmp_path / "c")]) == 0  # all converged: 0 with or without --strict

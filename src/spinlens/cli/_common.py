@@ -120,6 +120,30 @@ def convergence_exit(prog: str, converged: bool, reason: str = "", *, what: str 
     return EXIT_NOT_CONVERGED
 
 
+def map_exit(prog: str, n_bad: int, n_total: int, *, strict: bool, unit: str = "points", mask: str = "") -> int:
+    """The exit code of a map (a sweep, a phase diagram, a curve): where the solver did not converge is data.
+
+    Every point is written, with its ``converged`` mask; the command exits 0 and prints one line on stderr
+    with the converged count (``<prog>: 4 of 6 points converged; the others are masked in <mask>``).
+    With ``strict`` (``--strict``) a point that did not converge makes it exit 3 through `convergence_exit`
+    instead, as a single solve does (docs/cli.md).
+    """
+    if n_bad == 0:
+        return 0
+    if strict:
+        return convergence_exit(prog, False, f"{n_bad} of {n_total} {unit}" + (f" ({mask})" if mask else ""))
+    where = f"; the others are masked in {mask}" if mask else ""
+    print(f"{prog}: {n_total - n_bad} of {n_total} {unit} converged{where} (exit 0; --strict makes this exit 3)",
+          file=sys.stderr)
+    return 0
+
+
+def add_strict(parser) -> None:
+    """``--strict``: a map whose solver did not converge at some point exits 3 (`map_exit`)."""
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 3 if any point did not converge (default: exit 0; the 'converged' mask is the data)")
+
+
 def all_finite(*values) -> bool:
     """True when every value (scalars or arrays; None counts as missing, not as non-finite) is finite."""
     import numpy as np
@@ -165,30 +189,20 @@ def warn_deprecated(message: str) -> None:
 def load_checkpoint_arg(path, *, flag: str = "checkpoint", transformer: bool = True, deprecated: str | None = None):
     """Load the spinlens model folder given under ``--flag``: ``(model, Checkpoint)``.
 
-    ``transformer=True`` requires a `spinlens.models.transformer.Transformer` (a ``save_model`` folder of one,
-    or a ``zoo train --arch tf`` folder). Older layouts (a ``model/`` subfolder, a single ``.safetensors``
-    file) still load, with a deprecation line on stderr. ``deprecated``: a deprecation message printed once the
-    model has loaded (an error stays the only line on stderr).
+    The command line's name for `spinlens.experiment.load_spinlens_model` (the one loader of spinlens model
+    folders): ``transformer=True`` requires a `spinlens.models.transformer.Transformer`; older layouts load with
+    a deprecation line on stderr; ``deprecated``: a deprecation message printed once the model has loaded.
     """
-    import warnings
+    from spinlens.experiment import ModelSource, load_spinlens_model
 
-    from spinlens.errors import InvalidParameterError
-    from spinlens.models.checkpoint import load_model, read_checkpoint
-    from spinlens.models.transformer import Transformer
+    return load_spinlens_model(ModelSource("regression", str(path), flag, deprecated), transformer=transformer)
 
-    try:
-        ck = read_checkpoint(path)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", FutureWarning)
-            model = load_model(path, kind=Transformer if transformer else None)
-    except InvalidParameterError as exc:
-        raise InvalidParameterError(str(exc).replace("The 'checkpoint' parameter", f"The '{flag}' parameter")) from None
-    if deprecated:
-        warn_deprecated(deprecated)
-    for w in caught:
-        if issubclass(w.category, FutureWarning):
-            warn_deprecated(f"--{flag} {path}: {w.message}")
-    return model, ck
+
+def print_headline(headline: dict) -> None:
+    """The last lines of an experiment: its one-line headline and its verdict (`spinlens.verdict`)."""
+    print(headline["text"])
+    if "verdict" in headline:
+        print(headline["verdict"]["line"])
 
 
 def write_experiment(out, stem, ds, fig, args, extra=None):

@@ -91,9 +91,9 @@ def _run_fv(args: argparse.Namespace) -> int:
         raise InvalidParameterError("Give at most one of --checkpoint, --planted, --model.")
     if getattr(args, "model", None):
         return _run_fv_hf(args)
-    from .lm_cmd import _is_lm_folder
+    from spinlens.experiment import folder_kind
 
-    if args.checkpoint and _is_lm_folder(args.checkpoint):
+    if args.checkpoint and folder_kind(args.checkpoint) == "lm":
         return _run_fv_lm(args)
     if args.task is not None:
         raise InvalidParameterError("The 'task' parameter needs --checkpoint DIR of a language model from 'spinlens lm'. "
@@ -125,6 +125,7 @@ def _run_fv(args: argparse.Namespace) -> int:
                                         corruption=args.corruption, strength=args.strength, rng=args.seed)
     d = res.to_dict()
     d["source"] = source
+    d["verdict"] = FV.fv_verdict(res)
     if args.out:
         from spinlens.plotting import interp as P
 
@@ -147,6 +148,7 @@ def _run_fv(args: argparse.Namespace) -> int:
                 where = f"before layer {L}" if L < model.cfg.n_layers else "after the last layer"
                 rows.append((f"{c} accuracy, FV {where}", a))
         print_table(rows)
+        print(d["verdict"]["line"])
         if args.out:
             print(f"wrote {args.out}")
     return 0
@@ -171,6 +173,7 @@ def _run_fv_lm(args: argparse.Namespace) -> int:
                                   strength=args.strength, seeds=seeds, progress=not args.json)
     d = IT.summarise_fv(ds)
     d["source"] = f"checkpoint:{args.checkpoint}"
+    d["verdict"] = IT.fv_verdict(ds)
     if args.out:
         from spinlens import io
         from spinlens.plotting import lm as S
@@ -194,6 +197,7 @@ def _run_fv_lm(args: argparse.Namespace) -> int:
                 where = f"before layer {L}" if L < model.cfg.n_layers else "after the last layer"
                 rows.append((f"{c} + FV {where}: accuracy / gain", f"{f(e['accuracy'])} / {f(e['gain'])}"))
         print_table(rows)
+        print(d["verdict"]["line"])
         if args.out:
             print(f"wrote {args.out}")
     return 0

@@ -53,7 +53,7 @@ def induction_command(args) -> dict:
                                     **{inp: {"sender": f"{L}.{H}", "score": s} for inp, (L, H, s) in kc["top"].items()},
                                     "scores": {inp: v.tolist() for inp, v in kc["scores"].items()}}
     if out is not None:
-        summary["files"] = write_analysis(out, model, tok, rep, summary, val, top_k=args.top_k)
+        summary["files"] = write_analysis(out, model, tok, rep, summary, val, top_k=args.top_k, icl_windows=icl_val)
     summary["seconds"] = time.perf_counter() - t0
     if out is not None:
         from spinlens import io

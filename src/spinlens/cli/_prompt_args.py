@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 
+class _Default(int):
+    """An int default that remembers it was not typed (a typed value is a plain int): --D/--N/--P that
+    contradict a --data file are refused, the defaults are not."""
+
+
 def add_prompt_args(p, *, data: bool = True, P_default: int = 2000):
     g = p.add_argument_group("prompts")
-    g.add_argument("--D", type=int, default=10, help="token dimension D (>= 1)")
-    g.add_argument("--N", type=int, default=50, help="context length N (>= 1)")
-    g.add_argument("--P", type=int, default=P_default, help="number of pretraining prompts P (>= 1)")
+    g.add_argument("--D", type=int, default=_Default(10), help="token dimension D (>= 1)")
+    g.add_argument("--N", type=int, default=_Default(50), help="context length N (>= 1)")
+    g.add_argument("--P", type=int, default=_Default(P_default), help="number of pretraining prompts P (>= 1)")
     g.add_argument("--K", type=int, default=None, help="finite task pool size (default: a fresh task per prompt)")
     g.add_argument("--sigma-x", type=float, default=1.0, help="std of input coordinates (> 0)")
     g.add_argument("--sigma-w", type=float, default=1.0, help="std of task coordinates (> 0)")
@@ -41,6 +46,18 @@ def distribution_from_args(args, *, d=None, n_context=None):
     )
 
 
+def check_data_agrees(args, prompts) -> None:
+    """Refuse --D, --N or --P given together with --data when the file says otherwise (never ignored silently)."""
+    from spinlens.errors import InvalidParameterError
+
+    for flag, attr, value in (("--D", "D", prompts.d), ("--N", "N", prompts.n_context),
+                              ("--P", "P", prompts.n_prompts)):
+        given = getattr(args, attr, None)
+        if given is not None and not isinstance(given, _Default) and given != value:
+            raise InvalidParameterError(f"The '{flag}' parameter ({given}) contradicts the --data file, whose prompts "
+                                        f"have {attr}={value}; drop {flag} (it is read from the file).")
+
+
 def prompts_from_args(args, rng):
     """(distribution, prompts): from --data when given, else sampled with --P."""
     from spinlens.errors import check_int
@@ -48,6 +65,7 @@ def prompts_from_args(args, rng):
 
     if getattr(args, "data", None):
         prompts = load_prompts(args.data)
+        check_data_agrees(args, prompts)
         dist = distribution_from_args(args, d=prompts.d, n_context=prompts.n_context)
         return dist, prompts
     dist = distribution_from_args(args)

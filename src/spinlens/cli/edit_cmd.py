@@ -1,12 +1,12 @@
 """``spinlens steer | pinpoint | merge | quantize``: act on what interpretability found.
 
-Two settings (``--setting``, `spinlens.cli.lm_cmd.attach_lm_edit`): ``lm`` (the default) runs the
-language-model experiments of `spinlens.lm.experiments` on held-out text; ``regression`` (this module) works
-on a small GPT-2-style ICL-regression transformer: ``--checkpoint DIR`` (a spinlens model folder, e.g.
-written by ``spinlens zoo train --arch tf --out DIR`` or `spinlens.models.checkpoint.save_model`) or a base
-trained here in a few seconds and cached in the folder ``OUT/base``. A ``--checkpoint`` folder decides the
-setting by what it holds. ``quantize --model DIR`` takes a Hugging Face causal LM. Heavy imports happen
-inside the command functions.
+Each command is parse → one library call → report, through the one experiment layer (`spinlens.experiment`):
+`resolve_source` decides the setting from the model arguments — ``lm`` (the default: the language-model
+experiments of `spinlens.lm.experiments.run_edit` on held-out text of ``--checkpoint DIR`` from ``spinlens lm``
+or of the default LM trained here), ``regression`` (the ICL-regression transformer of `spinlens.edit.experiments`:
+``--checkpoint DIR`` or a base trained here in seconds, cached in ``OUT/base``), or ``hf`` (``--model DIR|NAME``:
+a Hugging Face causal LM or a named pretrained model) — and `check_setting_options` refuses, in one line, the
+flags of another setting. Heavy imports happen inside the command functions.
 """
 
 from __future__ import annotations
@@ -128,9 +128,8 @@ def register(sub) -> None:
                     help="only compare our RTN with these libraries at --bits/--group-size (optional packages; "
                          "hqq-opt: HQQ with its half-quadratic optimisation)")
 
-    from spinlens.cli.lm_cmd import attach_lm_edit  # --checkpoint DIR of a language model (spinlens lm)
-
-    attach_lm_edit(sub)
+    for name in ("steer", "pinpoint", "merge", "quantize"):
+        _settings(sub.choices[name], name)
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -148,57 +147,35 @@ def _check_common(args):
     check_out_dir("out", args.out)
 
 
-def _spinlens_model_in_model_flag(args) -> None:
-    """``--model`` naming a spinlens model (old spelling): move it to ``--checkpoint`` with a deprecation line."""
-    from pathlib import Path
-
-    from spinlens.models.checkpoint import is_checkpoint
-
-    m = getattr(args, "model", None)
-    if m and (Path(m).is_file() or is_checkpoint(m)):
-        if args.checkpoint:
-            from spinlens.errors import InvalidParameterError
-
-            raise InvalidParameterError("Give the spinlens model once, under --checkpoint (not also --model).")
-        args.checkpoint, args.model = m, None
-        args.checkpoint_flag = "model"
-        args.checkpoint_deprecated = (f"--model {m}: a spinlens model goes under --checkpoint DIR (--model is for "
-                                      "Hugging Face folders)")
-
-
 def _setup(args):
+    """The regression setting's model (``--checkpoint`` or the base trained here) and the output folder."""
     from pathlib import Path
 
-    from spinlens.edit.experiments import pretrained_base
+    from spinlens.experiment import open_regression
 
     _check_common(args)
-    _spinlens_model_in_model_flag(args)
-    if getattr(args, "model", None):
-        from spinlens.errors import InvalidParameterError
-
-        raise InvalidParameterError(f"The '--model' parameter (a Hugging Face folder) is only for 'quantize'; give a "
-                                    f"spinlens model folder under --checkpoint. Got {args.model!r}.")
+    src = _source(args)
     out = Path(args.out) if args.out else None
-    model = None
-    if args.checkpoint:  # a bad folder fails before OUT is created
-        from spinlens.cli._common import load_checkpoint_arg
-
-        model, ck = load_checkpoint_arg(args.checkpoint, flag=getattr(args, "checkpoint_flag", "checkpoint"),
-                                        deprecated=getattr(args, "checkpoint_deprecated", None))
-        if getattr(model.cfg, "input_kind", "regression") != "regression":
-            from spinlens.errors import InvalidParameterError
-
-            raise InvalidParameterError(f"The '--checkpoint' parameter must hold a regression Transformer (prompt "
-                                        f"matrices in, a number out). Got a token Transformer in {args.checkpoint!r}.")
-        args.d = model.cfg.d_in - 1
-        args.n_context = ck.n_context() or model.cfg.max_pos - 1
-    if out:
+    if out and src.path is None:
         out.mkdir(parents=True, exist_ok=True)
-    if model is None:
-        cache = out / "base" if out else None
-        model = pretrained_base(args.d, args.n_context, steps=args.base_steps, path=cache, rng=args.seed,
-                                progress=not args.no_progress)
+    model, args.d, args.n_context = open_regression(src, d=args.d, n_context=args.n_context, out=out,
+                                                    base_steps=args.base_steps, seed=args.seed,
+                                                    progress=not args.no_progress)
+    if out:  # a bad --checkpoint fails before OUT is created
+        out.mkdir(parents=True, exist_ok=True)
     return model, out
+
+
+def _source(args):
+    """The `spinlens.experiment.ModelSource` the dispatcher resolved (resolved here for a direct call)."""
+    src = getattr(args, "source", None)
+    if src is None:
+        from spinlens.experiment import resolve_source
+
+        src = resolve_source("", checkpoint=getattr(args, "checkpoint", None), model=getattr(args, "model", None),
+                             base=getattr(args, "base", None))
+        args.source = src
+    return src
 
 
 # the writer of every edit experiment (also used by the language-model experiments)
@@ -209,80 +186,54 @@ from spinlens.cli._common import write_experiment as _write  # noqa: E402
 
 def _steer(args):
     import numpy as np
-    import torch
 
     from spinlens.cli._common import print_json, print_table
-    from spinlens.edit._data import sample_regression_prompts
+    from spinlens.edit.experiments import apply_spec, checked_spec
     from spinlens.errors import check_float, check_int
-    from spinlens.interp import steering as st
 
     _check_common(args)
     check_int("n_prompts", args.n_prompts, low=1, high=10**6)
     check_int("n_top_heads", args.n_top_heads, low=1, high=10**4)
     for s in args.strengths:
         check_float("strengths", s)
-    from spinlens.errors import InvalidParameterError
-
-    try:
-        spec = st.load_spec(args.spec) if args.spec else None
-        if spec is not None:  # check every entry (keys, vector files) before the base model is trained or loaded
-            st.interventions_from_spec({**spec, "interventions": [
-                e for e in spec["interventions"]
-                if not (isinstance(e, dict) and e.get("type") == "ablate" and e.get("mode", "zero") != "zero")]})
-    except InvalidParameterError:
-        raise
-    except UnicodeDecodeError:
-        raise InvalidParameterError(f"The 'spec' file {args.spec!r} is not UTF-8 text (JSON or YAML).") from None
-    except OSError as exc:
-        raise InvalidParameterError(f"The 'spec' file {args.spec!r} names a file that cannot be read: "
-                                    f"{exc.filename or ''} ({exc.strerror or exc}).") from None
-    except ValueError as exc:  # e.g. a vector .npy holding Python objects (never unpickled)
-        raise InvalidParameterError(f"The 'spec' file {args.spec!r}: a vector file is not a plain numeric array "
-                                    f"({' '.join(str(exc).split())}).") from None
+    spec = checked_spec(args.spec) if args.spec else None  # every entry checked before any model is trained
     model, out = _setup(args)
-    if args.spec:
-        d, n = model.cfg.d_in - 1, args.n_context
-        Z, y, _ = sample_regression_prompts(args.n_prompts, d, n, rng=args.seed)
-        Zt = torch.as_tensor(Z, dtype=next(model.parameters()).dtype)
-        ivs = st.interventions_from_spec(spec, model=model, Z_ref=Zt)
-        base = st.run_steered(model, Zt)
-        try:
-            steered = st.run_steered(model, Zt, ivs)
-        except KeyError as exc:  # an unknown hook name in the spec
-            from spinlens.errors import InvalidParameterError
-
-            raise InvalidParameterError(f"The 'spec' file {args.spec!r}: {exc.args[0] if exc.args else exc}") from None
-        yt = torch.as_tensor(y, dtype=base.dtype)
-        res = {"n_interventions": len(ivs), "mean_shift": float((steered - base).mean()),
-               "mean_abs_shift": float((steered - base).abs().mean()), "mse_before": float(((base - yt) ** 2).mean()),
-               "mse_after": float(((steered - yt) ** 2).mean())}
+    if spec is not None:
+        res, cols = apply_spec(model, spec, n_prompts=args.n_prompts, n_context=args.n_context, seed=args.seed,
+                               name=args.spec)
         if out:
             from spinlens import io
 
-            io.save_columns({"target": y, "unsteered": base.numpy(), "steered": steered.numpy()}, out, "steered")
+            io.save_columns(cols, out, "steered")
             io.write_run_json(out, io.run_record("steer", args=args, seed=args.seed, result=res))
         print_json(res) if args.json else print_table(list(res.items()))
         return 0
-    from spinlens.edit.experiments import steering_experiment
+    from spinlens.cli._common import print_headline
+    from spinlens.edit.experiments import headline, steering_experiment
     from spinlens.plotting.edit import plot_steering
 
     check_int("n_top_heads", args.n_top_heads, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
     ds = steering_experiment(model, n_context=args.n_context, strengths=args.strengths, n_top_heads=args.n_top_heads, n_prompts=args.n_prompts,
                              rng=args.seed)
     fig, _ = plot_steering(ds)
-    _write(out, "steering", ds, fig, args)
+    head = headline("steer", ds)
+    _write(out, "steering", ds, fig, args, {"headline": head})
     best = np.unravel_index(np.argmax(ds["recovery"].values), ds["recovery"].shape)
     res = {"recovery_icl": ds.attrs["recovery_icl"], "best_function_vector_recovery": float(ds["recovery"].values[best]),
            "best_layer": str(ds["layer"].values[best[0]]), "best_strength": float(ds["strength"].values[best[1]]),
            "best_mean_diff_recovery": float(ds["recovery_mean_diff"].values.max()),
            "best_task_vector_recovery": float(ds["recovery_task_vector"].values.max()), "fv_heads": ds.attrs["fv_heads"]}
-    print_json(res) if args.json else print_table(list(res.items()))
+    if args.json:
+        print_json({**res, "headline": head})
+    else:
+        print_table(list(res.items()))
+        print_headline(head)
     return 0
 
 
 def _pinpoint(args):
-    from spinlens.cli._common import print_json
-    from spinlens.edit.experiments import pinpoint_experiment
+    from spinlens.cli._common import print_headline, print_json
+    from spinlens.edit.experiments import headline, pinpoint_experiment
     from spinlens.errors import InvalidParameterError, check_float, check_int
     from spinlens.plotting.edit import plot_pinpoint
 
@@ -317,16 +268,18 @@ def _pinpoint(args):
         ds = pinpoint_experiment(model, n_context=args.n_context, target=args.target, k=args.k, n_random=args.n_random, steps=args.steps,
                                  lr=args.lr, importance=imp, rng=args.seed, progress=not args.no_progress)
     fig, _ = plot_pinpoint(ds)
-    extra = {}
+    head = headline("pinpoint", ds)
+    extra = {"headline": head}
     if out:
         extra["delta"] = _save_top_delta(model, ds, args, out)
     _write(out, "pinpoint", ds, fig, args, extra)
     df = ds[["method", "components", "target_mse", "general_mse", "target_gain", "general_change", "n_trainable"]]
     df = df.drop_vars([v for v in ("imp_layer", "head") if v in df.coords]).to_dataframe()
     if args.json:
-        print_json(df.reset_index().to_dict(orient="list"))
+        print_json({**df.reset_index().to_dict(orient="list"), "headline": head})
     else:
         print(df.to_string(float_format=lambda x: f"{x:.4g}"))
+        print_headline(head)
     return 0
 
 
@@ -373,23 +326,17 @@ def _merge(args):
     if args.scale is not None:
         check_float("scale", args.scale)
     from spinlens.cli._common import check_out_dir, load_checkpoint_arg, warn_deprecated
+    from spinlens.experiment import load_spinlens_model
 
-    _spinlens_model_in_model_flag(args)
-    if args.base:
-        if args.checkpoint:
-            raise InvalidParameterError("Give the base model once, under --checkpoint (--base is its old spelling).")
-        args.checkpoint, args.base = args.base, None
-        args.checkpoint_flag = "base"
-        args.checkpoint_deprecated = "--base: the base model goes under --checkpoint DIR"
+    src = _source(args)
     if args.models:
         from spinlens.edit.merging import merge_models
         from spinlens.models.checkpoint import save_model
 
-        if not args.checkpoint or not args.save:
+        if src.path is None or not args.save:
             raise InvalidParameterError("Merging saved models needs --checkpoint (the base) and --save (a folder).")
         check_out_dir("save", args.save)
-        base, ck = load_checkpoint_arg(args.checkpoint, flag=getattr(args, "checkpoint_flag", "checkpoint"),
-                                       deprecated=getattr(args, "checkpoint_deprecated", None))
+        base, ck = load_spinlens_model(src)
         models = [load_checkpoint_arg(p, flag="models")[0] for p in args.models]
         if args.save.endswith(".safetensors"):
             warn_deprecated(f"--save {args.save}: the merged model is written as a model folder")
@@ -400,7 +347,8 @@ def _merge(args):
                                                                           "models": list(args.models)}})
         print_json({"saved": args.save, "method": args.method, **kw}) if args.json else print(f"saved {args.save}")
         return 0
-    from spinlens.edit.experiments import merging_experiment
+    from spinlens.cli._common import print_headline
+    from spinlens.edit.experiments import headline, merging_experiment
     from spinlens.plotting.edit import plot_merging
 
     if args.tasks[0] == args.tasks[1]:
@@ -411,21 +359,22 @@ def _merge(args):
     ds = merging_experiment(model, n_context=args.n_context, tasks=tuple(args.tasks), steps=args.steps, lr=args.lr, density=args.density,
                             rng=args.seed, progress=not args.no_progress)
     fig, _ = plot_merging(ds)
-    _write(out, "merging", ds, fig, args)
+    head = headline("merge", ds)
+    _write(out, "merging", ds, fig, args, {"headline": head})
     table = ds["mse"].to_pandas()
     if args.json:
         print_json({m: dict(zip(table.columns, table.loc[m].tolist())) for m in table.index})
     else:
         print(table.to_string(float_format=lambda x: f"{x:.4g}"))
+        print_headline(head)
     return 0
 
 
 def _quantize(args):
     import json
-    from pathlib import Path
 
     from spinlens.cli._common import check_out_dir, print_json
-    from spinlens.edit.experiments import quantization_experiment
+    from spinlens.edit.experiments import headline, quantization_experiment
     from spinlens.errors import InvalidParameterError, check_float, check_int
     from spinlens.plotting.edit import plot_quantization
 
@@ -435,10 +384,7 @@ def _quantize(args):
     check_int("seq_len", args.seq_len, low=2)
     _check_common(args)
     check_out_dir("save", args.save)
-    if args.model and not Path(args.model).exists():
-        raise InvalidParameterError(f"The 'model' parameter must be a Hugging Face model folder. Got {args.model!r}, "
-                                    "which does not exist.")
-    _spinlens_model_in_model_flag(args)
+    src = _source(args)
     for b in args.bits + args.uniform_bits:
         check_int("bits", b, low=1, high=16)
     budgets = [args.budget] if args.budget is not None else args.budgets
@@ -446,7 +392,8 @@ def _quantize(args):
         check_float("budget", b, low=min(args.bits), high=max(args.bits))
     if len(set(args.bits)) != len(args.bits):
         raise InvalidParameterError(f"The 'bits' parameter must not repeat values. Got {args.bits}.")
-    if args.model and Path(args.model).is_dir():
+    if src.setting == "hf":
+        args.model = src.path
         return _quantize_hf(args, budgets)
     from spinlens.cli._common import check_hf_only_flags
 
@@ -460,7 +407,8 @@ def _quantize(args):
                                  rng=args.seed,
                                  progress=not args.no_progress)
     fig, _ = plot_quantization(ds)
-    _write(out, "quantization", ds, fig, args)
+    head = headline("quantize", ds) if args.n_random else None  # the verdict needs the random baseline
+    _write(out, "quantization", ds, fig, args, {"headline": head} if head else None)
     df = ds.drop_vars("bits_json").to_dataframe()
     if args.budget is not None and args.json:
         sel = (ds["scheme"].values == "guided_ablation")
@@ -469,9 +417,13 @@ def _quantize(args):
                     "mse": float(ds["mse"].values[i]), "fp_mse": ds.attrs["fp_mse"],
                     "bits": json.loads(str(ds["bits_json"].values[i]))})
     elif args.json:
-        print_json(df.reset_index().to_dict(orient="list"))
+        print_json({**df.reset_index().to_dict(orient="list"), **({"headline": head} if head else {})})
     else:
         print(df.to_string(float_format=lambda x: f"{x:.4g}"))
+        if head:
+            from spinlens.cli._common import print_headline
+
+            print_headline(head)
     return 0
 
 
@@ -548,7 +500,9 @@ def _quantize_hf(args, budgets):
                                       metric=args.metric, group_size=args.group_size, n_random=args.n_random,
                                       rng=args.seed, progress=not args.no_progress)
     fig, _ = plot_quantization(ds)
-    _write(out, "quantization", ds, fig, args, extra={"model_dir": str(Path(args.model).resolve())})
+    from spinlens.models.pretrained import resolve_model
+
+    _write(out, "quantization", ds, fig, args, extra={"model_dir": str(Path(resolve_model(args.model)).resolve())})
     i = int((ds["scheme"].values == f"guided_{args.importance}").nonzero()[0][0])  # guided, first budget
     guided = json.loads(str(ds["bits_json"].values[i]))
     if args.save:
@@ -570,3 +524,237 @@ def _quantize_hf(args, budgets):
     else:
         print(df.to_string(float_format=lambda x: f"{x:.4g}"))
     return 0
+
+
+# ------------------------------------------------------------------------------------------------ settings
+LM_EDIT_EXAMPLES = {
+    "steer": "  spinlens steer --checkpoint runs/lm --out steer-lm          # a language model from 'spinlens lm'\n",
+    "pinpoint": "  spinlens pinpoint --checkpoint runs/lm --domain stdlib-code --k 2 --steps 100 --out pin-lm\n",
+    "merge": "  spinlens merge --checkpoint runs/lm --domains stdlib-code stdlib-comments --out merge-lm\n",
+    "quantize": "  spinlens quantize --checkpoint runs/lm --budgets 3 3.4 4 --out quant-lm\n"
+                "  spinlens quantize --model smollm2-135m --budgets 3 3.4 4 --out quant-smollm2   # a pretrained LLM\n",
+}
+SETTING_HELP = ("lm (default): a small language model on text, the default one of 'spinlens lm' trained here (cached in "
+                "OUT/base) unless --checkpoint gives one; regression: the ICL-regression transformer (flags --D, "
+                "--N, --target, --tasks, --spec, ...). A --checkpoint folder decides by what it holds; --model "
+                "(a Hugging Face folder or a named pretrained model) is the hf setting")
+# flags of both settings whose default differs: (language model, regression from the command's parser)
+# (fine-tuning on text: 100 Adam steps at lr 1e-3, the defaults of `spinlens.lm.experiments.finetune`, keep the
+# fine-tunes close to the base, where task vectors add up; docs/lm.md has 300 steps at 3e-3 too)
+LM_DEFAULTS = {"steer": {"strengths": [0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0]},
+               "pinpoint": {"steps": 100, "lr": 1e-3, "k": 1}, "merge": {"steps": 100, "lr": 1e-3}}
+_FLAGS: dict = {}  # (command, dest) -> its argparse action (the flag as the help spells it)
+
+
+def _fmt(v):
+    return " ".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
+def _settings(p, name) -> None:
+    """Declare the language-model setting's flags of one edit command and make `_dispatch` its handler.
+
+    Flags that only one setting uses (`spinlens.experiment.SETTING_OPTIONS`) and flags whose default differs
+    between settings get no default in the namespace, so that "given" is "present"; `_dispatch` fills the
+    defaults of the resolved setting."""
+    from spinlens.experiment import SETTING_OPTIONS
+
+    opts = p._option_string_actions
+    g = p.add_argument_group("language model (the default setting; --checkpoint DIR from 'spinlens lm')")
+    g.add_argument("--setting", choices=("lm", "regression"), default=argparse.SUPPRESS, help=SETTING_HELP)
+    if "--n-seeds" not in opts:
+        g.add_argument("--n-seeds", type=int, default=argparse.SUPPRESS, help="language model: seeds --seed, --seed+1, "
+                                                                             "... (>= 1, default 3)")
+    if name == "steer":
+        g.add_argument("--token-class", default=argparse.SUPPRESS, help="capitalised (default) | digit | newline")
+    if name == "pinpoint":
+        g.add_argument("--domain", default=argparse.SUPPRESS,
+                       help="new text domain: a UTF-8 file or a built-in source (default stdlib-code)")
+    if name == "merge":
+        g.add_argument("--domains", nargs=2, default=argparse.SUPPRESS,
+                       help="two text domains (files or built-in sources) to fine-tune on and merge (default "
+                            "stdlib-code stdlib-comments)")
+    p.epilog = (p.epilog or "") + LM_EDIT_EXAMPLES[name]
+    reg_only, lm_only = SETTING_OPTIONS[name]["regression"], SETTING_OPTIONS[name]["lm"]
+    defaults = {d: p.get_default(d) for d in (*reg_only, "base_steps")}
+    defaults.update(n_seeds=3, token_class="capitalised", domain="stdlib-code",
+                    domains=["stdlib-code", "stdlib-comments"])
+    shared = LM_DEFAULTS.get(name, {})
+    reg_shared = {d: p.get_default(d) for d in shared}
+    for a in p._actions:
+        if a.dest in shared:
+            a.default = argparse.SUPPRESS
+            a.help = (a.help or a.dest) + (f" (default: language model {_fmt(shared[a.dest])}; regression "
+                                           f"{_fmt(reg_shared[a.dest])})")
+        if a.dest in (*reg_only, "base_steps"):
+            a.default = argparse.SUPPRESS
+        if a.option_strings and a.dest in (*reg_only, *lm_only) and a.help != argparse.SUPPRESS:
+            _FLAGS[(name, a.dest)] = a  # its spelling read at error time (the CLI renames some flags later)
+        if a.dest in reg_only and defaults[a.dest] not in (None, False) and a.help:
+            a.help += f" (regression setting; default {_fmt(defaults[a.dest])})"
+        if a.dest == "base_steps":
+            a.help = (f"training steps of the default base: the language model (default: 'spinlens lm' "
+                      f"defaults) or the regression base (default {defaults['base_steps']})")
+    p.set_defaults(func=_dispatch(p.get_default("func"), name, defaults, shared, reg_shared))
+
+
+def _dispatch(inner, name, defaults, shared, reg_shared):
+    """parse → resolve the setting (`spinlens.experiment`) → the setting's one library call → report."""
+
+    def func(args):
+        from spinlens.experiment import SETTING_OPTIONS, check_setting_options, resolve_source
+
+        own = (*SETTING_OPTIONS[name]["regression"], *SETTING_OPTIONS[name]["lm"])
+        for d in ("setting", *own, *defaults, *shared):
+            if not hasattr(args, d):
+                setattr(args, d, None)
+        src = resolve_source(name, checkpoint=args.checkpoint, model=args.model, base=getattr(args, "base", None),
+                             setting=args.setting, base_steps=args.base_steps)
+        args.source, args.setting = src, src.setting
+
+        def spell(dest):
+            act = _FLAGS.get((name, dest))
+            return act.option_strings[0] if act is not None else "--" + dest.replace("_", "-")
+
+        check_setting_options(name, src.setting, {d: getattr(args, d, None) for d in own}, spell=spell)
+        for d in shared:
+            if getattr(args, d) is None:
+                v = (shared if src.setting == "lm" else reg_shared)[d]
+                setattr(args, d, list(v) if isinstance(v, (list, tuple)) else v)
+        for d, v in defaults.items():
+            if getattr(args, d, None) is None and d != "base_steps":
+                setattr(args, d, v)
+        if src.setting == "lm":
+            return _run_lm(args, name)
+        if args.base_steps is None:
+            args.base_steps = defaults["base_steps"]
+        if src.setting == "hf" and name != "quantize":
+            from spinlens.errors import InvalidParameterError
+
+            raise InvalidParameterError(f"The '--model' parameter (a Hugging Face model) is not yet supported by "
+                                        f"'{name}'; give a spinlens model folder under --checkpoint.")
+        return inner(args)
+
+    return func
+
+
+def _check_lm_args(args, name) -> None:
+    """The flags of the LM experiments, before any training (nothing is written when this raises)."""
+    from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
+
+    check_int("seed", args.seed, low=0)
+    check_int("n-seeds", args.n_seeds, low=1, high=100)
+    if args.base_steps is not None:
+        check_int("base-steps", args.base_steps, low=1, high=10**7)
+    if name == "steer":
+        for s in args.strengths:
+            check_float("strengths", s)
+        check_choice("token-class", args.token_class, ("capitalised", "digit", "newline"))
+    if name in ("pinpoint", "merge"):
+        check_int("steps", args.steps, low=1)
+        check_float("lr", args.lr, low=0, low_open=True)
+    if name == "pinpoint":
+        check_int("k", args.k, low=1)
+        check_int("n_random", args.n_random, low=1)
+    if name == "merge":
+        check_float("density", args.density, low=0, high=1, low_open=True)
+        if args.domains[0] == args.domains[1]:
+            raise InvalidParameterError(f"The 'domains' parameter must name two different domains. Got {args.domains}.")
+    if name == "quantize":
+        from spinlens.cli._common import check_hf_only_flags
+
+        check_hf_only_flags(args, "language model")
+        check_int("group_size", args.group_size, low=1, high=1 << 20)
+        check_int("n_random", args.n_random, low=0)
+        for b in args.bits + args.uniform_bits:
+            check_int("bits", b, low=1, high=16)
+        if len(set(args.bits)) != len(args.bits):
+            raise InvalidParameterError(f"The 'bits' parameter must not repeat values. Got {args.bits}.")
+        for b in [args.budget] if args.budget is not None else args.budgets:
+            check_float("budget", b, low=min(args.bits), high=max(args.bits))
+        if args.granularity not in (None, "head", "module", "layer"):
+            raise InvalidParameterError(f"The 'granularity' parameter must be head, module or layer for a spinlens "
+                                        f"language model. Got {args.granularity!r}.")
+
+
+def _run_lm(args, name) -> int:
+    """The LM setting: validate, open the model, one library call (`spinlens.lm.experiments.run_edit`), report."""
+    from pathlib import Path
+
+    from spinlens.cli._common import check_out_dir, print_json
+    from spinlens.errors import check_int
+    from spinlens.experiment import open_lm
+    from spinlens.lm import experiments as E
+    from spinlens.lm.corpus import load_corpus
+    from spinlens.plotting import lm as S
+
+    _check_lm_args(args, name)
+    seeds = tuple(range(args.seed, args.seed + args.n_seeds))
+    check_out_dir("out", args.out)
+    domains = [args.domain] if name == "pinpoint" else args.domains if name == "merge" else []
+    from spinlens.lm.corpus import BUILTIN
+
+    # 400000 characters of a built-in domain, a file whole; a bad file fails before any training
+    texts = [load_corpus(d, max_chars=400_000 if d in BUILTIN else None) for d in domains]
+    progress = not args.no_progress and not args.json
+    src = args.source
+    if src.path is None:
+        if name == "pinpoint":
+            from spinlens.lm.config import LMConfig
+
+            c = LMConfig()
+            check_int("k", args.k, low=1, high=c.n_layers * c.n_heads)
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+    model, tok, val, label, reused = open_lm(src, out=args.out, base_steps=args.base_steps, seed=args.seed,
+                                             progress=progress)
+    if src.path is None and not args.json:
+        print(f"spinlens {name}: {'reused' if reused else 'trained'} the default language model"
+              + (f" in {label}" if args.out else " (in memory; --out caches it in OUT/base)"), flush=True)
+    if name == "pinpoint":
+        check_int("k", args.k, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
+    if name == "steer":
+        kw = dict(token_class_name=args.token_class, strengths=args.strengths)
+    elif name == "pinpoint":
+        kw = dict(k=args.k, n_random=args.n_random, steps=args.steps, lr=args.lr)
+    elif name == "merge":
+        kw = dict(steps=args.steps, lr=args.lr, density=args.density)
+    else:
+        kw = dict(budgets=tuple(args.budgets) if args.budget is None else (args.budget,),
+                  uniform_bits=tuple(args.uniform_bits), bits=tuple(args.bits), group_size=args.group_size,
+                  granularity=args.granularity or "head", n_random=args.n_random)
+    ds, summary = E.run_edit(name, model, tok, val, seeds=seeds, texts=texts, domains=domains, progress=progress, **kw)
+    summary = {"headline": summary.pop("headline"), "setting": "lm", "model": label, **summary}
+    if "converged" in ds.attrs:  # the fine-tunes of pinpoint and merge follow the divergence rule
+        summary["converged"] = bool(ds.attrs["converged"])
+    plot_name, stem = E.EDIT_OUTPUTS[name]
+    fig, _ = getattr(S, plot_name)(ds)
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    _write(out, stem, ds, fig, args, {"summary": summary, "checkpoint": label})
+    if args.json:
+        print_json(summary)
+    else:
+        _print_lm_summary(name, summary)
+    if summary.get("converged") is False:
+        from spinlens.cli._common import convergence_exit
+
+        return convergence_exit(f"spinlens {name}", False, ds.attrs.get("divergence", ""), what="fine-tuning")
+    return 0
+
+
+def _print_lm_summary(name, s) -> None:
+    print(f"spinlens {name} (language model {s['model']}), seeds {s['seeds']}:")
+    for k, v in s.items():
+        if k in ("headline", "setting", "model"):
+            continue
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            print(f"  {k}:")
+            for r in v:
+                key = ", ".join(f"{a}={b}" for a, b in r.items() if a not in ("mean", "std", "n"))
+                print(f"    {key}: {r['mean']:.4g} ± {r['std']:.2g} (n={r['n']})")
+        elif k != "seeds":
+            print(f"  {k}: {v}")
+    from spinlens.cli._common import print_headline
+
+    print_headline(s["headline"])

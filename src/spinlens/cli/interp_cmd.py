@@ -127,7 +127,8 @@ def _register_induction(isub) -> None:
                    "checkpoints/step-* folders)")
     q.add_argument("--model", default=None, help="or: a named pretrained model (smollm2-135m, gemma3-270m) or a Hugging "
                    "Face causal LM folder (default --half 64; no K-composition)")
-    q.add_argument("--n-seq", type=int, default=64, help="repeated random token sequences (>= 1)")
+    q.add_argument("--n-seq", type=int, default=64, help="repeated random token sequences (>= 1; the default is the one "
+                   "`spinlens lm` uses, so both print the same scores for the same model)")
     q.add_argument("--half", type=int, default=None, help="tokens per half of a repeated sequence (default: n_ctx/2, "
                    "at most 64)")
     q.add_argument("--text", default=None, help="held-out UTF-8 text for icl_score (default: the held-out split saved "
@@ -179,99 +180,21 @@ def _run_induction(args) -> int:
 
 # ------------------------------------------------------------------------------------------------ setup
 def _setup(args):
-    """Model, clean/corrupt inputs, metric and extras from the arguments."""
-    import torch
+    """Model, clean/corrupt inputs, metric and extras of the setting (`spinlens.experiment.interp_setting`)."""
+    from spinlens.errors import check_float, check_int
+    from spinlens.experiment import interp_setting
 
-    from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
-    from spinlens.interp import metrics as M
-    from spinlens.interp import planted, tasks
-
-    n = check_int("n-prompts", args.n_prompts, low=2)
-    if args.n_pairs is not None:
-        check_int("n-pairs", args.n_pairs, low=1)
-    check_int("seed", args.seed, low=0)
-    check_choice("corruption", args.corruption, ("label_swap", "input_swap"))
     check_out_dir("out", args.out)
     if getattr(args, "threshold", None) is not None:
         check_float("threshold", args.threshold, low=0.0)
     if getattr(args, "top", None) is not None:
         check_int("top", args.top, low=1)
-    for flag, value in (("--model", args.model), ("--checkpoint", args.checkpoint), ("--planted", args.planted)):
-        if value is not None and not str(value).strip():
-            raise InvalidParameterError(f"The '{flag}' parameter must not be empty.")
-    given = [x for x in (args.model, args.checkpoint, args.planted) if x]
-    if len(given) > 1:
-        raise InvalidParameterError("Give at most one of --model, --checkpoint, --planted.")
-    extras = {}
-    ck_n_context, ck_meta = None, {}
-    if args.model:
-        from spinlens.interp.hf import load_hf
-
-        model = load_hf(args.model, allow_pickle_weights=getattr(args, "allow_pickle_weights", False))
-        source = f"hf:{args.model}"
-    elif args.checkpoint:
-        from ._common import load_checkpoint_arg
-
-        model, ck = load_checkpoint_arg(args.checkpoint)
-        ck_n_context, ck_meta = ck.n_context(), ck.metadata
-        source = f"checkpoint:{args.checkpoint}"
-    else:
-        kind = args.planted or "regression"
-        if kind == "regression":
-            d = check_int("d", args.d, low=1)
-            N = check_int("n-context", args.n_context if args.n_context is not None else 10, low=1)
-            model = planted.planted_regression_model(d, N)
-        elif kind == "copy":
-            model = planted.planted_copy_model()
-        else:
-            raise InvalidParameterError(f"The 'planted' parameter must be one of {{'regression', 'copy'}}. Got {kind!r} instead.")
-        source = f"planted:{kind}"
-    model.eval()
-    cfg = model.cfg
+    st = interp_setting(model=args.model, checkpoint=args.checkpoint, planted=args.planted, n_prompts=args.n_prompts,
+                        n_pairs=args.n_pairs, d=args.d, n_context=args.n_context, corruption=args.corruption,
+                        seed=args.seed, allow_pickle_weights=getattr(args, "allow_pickle_weights", False))
     if getattr(args, "head", None) is not None:
-        check_int("head", args.head, low=0, high=cfg.n_heads - 1)
-    dtype = next(model.parameters()).dtype
-    if getattr(cfg, "input_kind", "tokens") == "regression":
-        d = cfg.d_in - 1
-        N = args.n_context if args.n_context is not None else (ck_n_context or cfg.max_pos - 1)
-        N = check_int("n-context", N, low=1, high=cfg.max_pos - 1)
-        pr = tasks.regression_pairs(d, N, n, dtype=dtype, rng=args.seed)
-        clean, corrupt = pr.clean, pr.corrupt
-        with torch.no_grad():
-            metric = M.projection_metric(model(clean), model(corrupt))
-        extras.update(target=pr.y, quantities=tasks.task_quantities(clean, pr.y, pr.w), kind="regression")
-    else:
-        V = cfg.d_vocab
-        if source == "planted:copy":
-            g = torch.Generator().manual_seed(args.seed)
-            T = cfg.max_pos
-            clean = torch.randint(0, V, (n, T), generator=g)
-            corrupt = clean.clone()
-            corrupt[:, 0] = (clean[:, 0] + torch.randint(1, V, (n,), generator=g)) % V
-            ans, alt = clean[:, 0], corrupt[:, 0]
-        else:
-            meta = ck_meta
-            n_pairs = args.n_pairs if args.n_pairs is not None else int(meta.get("n_pairs", 4))
-            max_pos = getattr(cfg, "max_pos", None)
-            check_int("n-pairs", n_pairs, low=1, high=None if max_pos is None else max(1, (max_pos - 1) // 2))
-            n_in = max(n_pairs, min(12, V // 2))
-            n_lab = min(6, V - n_in)
-            if "n_inputs" in meta and "n_labels" in meta:  # the task the model was trained on
-                n_in, n_lab = int(meta["n_inputs"]), int(meta["n_labels"])
-            if n_lab < 2:
-                raise InvalidParameterError(f"The model's vocabulary ({V}) is too small for the token task (needs >= {n_pairs + 2}).")
-            tp = tasks.token_icl_pairs(n, n_pairs=n_pairs, n_inputs=n_in, n_labels=n_lab,
-                                       corruption=args.corruption, rng=args.seed)
-            clean, corrupt, ans, alt = tp.clean, tp.corrupt, tp.answer, tp.corrupt_answer
-        metric = M.logit_diff_metric(ans, alt)
-        pos = torch.arange(clean.shape[1]).repeat(n)
-        cat = {"token": clean.reshape(-1).numpy(), "position": pos.numpy()}
-        if source == "planted:copy":
-            cat["first_token"] = clean[:, :1].expand(-1, clean.shape[1]).reshape(-1).numpy()
-        else:
-            cat["answer"] = ans[:, None].expand(-1, clean.shape[1]).reshape(-1).numpy()
-        extras.update(target=ans, kind="tokens", categorical=cat)
-    return model, clean, corrupt, metric, extras, source
+        check_int("head", args.head, low=0, high=st.model.cfg.n_heads - 1)
+    return st.model, st.clean, st.corrupt, st.metric, st.extras, st.source
 
 
 def _write_run(out, args, summary):

@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("SPINLENS_DEBUG", "") not in ("", "0")
     argv = [a for a in argv if a != "--debug"]
+    if "--allow-nonfinite" in argv:  # load checkpoints holding NaN/inf weights (refused otherwise)
+        os.environ["SPINLENS_ALLOW_NONFINITE"] = "1"
+        argv = [a for a in argv if a != "--allow-nonfinite"]
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = _command_prog(parser, argv)

@@ -71,7 +71,7 @@ def run(args) -> int:
     from spinlens.threads import thread_policy
 
     from ._common import all_finite, check_out_file, convergence_exit, print_json, print_table
-    from ._prompt_args import distribution_from_args
+    from ._prompt_args import check_data_agrees, distribution_from_args
 
     t_start = time.perf_counter()
     check_int("--seed", args.seed, low=0)
@@ -111,6 +111,7 @@ def run(args) -> int:
         from spinlens.prompts import load_prompts
 
         prompts = load_prompts(args.data)
+        check_data_agrees(args, prompts)
         dist = distribution_from_args(args, d=prompts.d, n_context=prompts.n_context)
         P, sampler = prompts.n_prompts, "file"
     else:

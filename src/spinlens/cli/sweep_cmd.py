@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_command
+from ._common import add_command, add_strict
 
 EXAMPLES = """\
   # Fig 4a of the paper: contrast ratio of the cavity solution over (N, P), 10 repeats
@@ -75,6 +75,8 @@ def register(sub) -> None:
     p.add_argument("--chunk-size", type=int, default=None, help="points per task (default: automatic)" + _NO_DEFAULT)
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out; finished points are kept")
     p.add_argument("--force", action="store_true", help="delete the sweep in --out and start over")
+    p.add_argument("--repair", action="store_true", help="with --resume: compute damaged point files again "
+                                                          "(refused in one line otherwise)")
     p.add_argument("--point-fn", default=None, metavar="MODULE:FUNC",
                    help="custom point function fn(params, observables, **options) -> dict (advanced; a function "
                         "outside spinlens also needs --allow-point-fn)" + _NO_DEFAULT)
@@ -83,6 +85,7 @@ def register(sub) -> None:
                         "imported and run with your rights, so only for code you trust")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the run summary (run.json) as JSON on stdout")
+    add_strict(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from spinlens.sweeps import DEFAULT_OBSERVABLES, load_config, make_grid, run_sweep
     from spinlens.sweeps._run import BUILTIN_POINT_FNS
 
-    from ._common import check_out_dir, convergence_exit
+    from ._common import check_out_dir, map_exit
 
     check_out_dir("--out", args.out)
     if args.config is not None and not args.config.strip():
@@ -143,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
 
     fresh = not Path(args.out).exists()
     try:
-        ds = run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, progress=not args.no_progress,
-                       **kwargs)
+        ds = run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, repair=args.repair,
+                       progress=not args.no_progress, **kwargs)
     except (InvalidParameterError, KeyboardInterrupt, OSError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - user code: a point function that fails is bad input, not our bug
@@ -164,5 +167,5 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(json.load(f)))
     conv = ds["converged"].values.astype(bool) if "converged" in ds else None
     n_bad = 0 if conv is None else int((~conv).sum())
-    return convergence_exit("spinlens sweep", n_bad == 0,
-                            f"{n_bad} of {0 if conv is None else conv.size} points (the 'converged' mask of results.nc)")
+    return map_exit("spinlens sweep", n_bad, 0 if conv is None else conv.size, strict=args.strict,
+                    mask="the 'converged' mask of results.nc")

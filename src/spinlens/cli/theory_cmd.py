@@ -12,7 +12,16 @@ Forms:
 
 from __future__ import annotations
 
-from spinlens.cli._common import Formatter, add_command, check_out_dir, convergence_exit, print_json, print_table
+from spinlens.cli._common import (
+    Formatter,
+    add_command,
+    add_strict,
+    check_out_dir,
+    convergence_exit,
+    map_exit,
+    print_json,
+    print_table,
+)
 
 EXAMPLES = """  spinlens theory --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --json
   spinlens theory --alpha 10 --tau 0.99 --kappa 0.5 --rho 0.01 --lam 0
@@ -88,6 +97,7 @@ def register(subparsers) -> None:
     _add_lu_args(c, lists=True)
     c.add_argument("--out", default=None, help="folder for curve.csv, curve.png, curve.pdf, run.json")
     c.add_argument("--seed", type=int, default=0, help="recorded in run.json (the theory is deterministic)")
+    add_strict(c)
     c.set_defaults(func=_run_curve)
 
     s = sub.add_parser(
@@ -143,6 +153,7 @@ def register(subparsers) -> None:
     ph.add_argument("--seed", type=int, default=0, help="random seed")
     ph.add_argument("--out", default=None, help="folder for phase.nc, phase.csv, phase.png/.pdf, run.json")
     ph.add_argument("--json", action="store_true", help="print the averaged table as one JSON object")
+    add_strict(ph)
     ph.set_defaults(func=_run_phase)
 
 
@@ -274,7 +285,8 @@ def _run_curve(args) -> int:
         _write_outputs(args, "curve", df, lambda: plot_learning_curve(ds, args.vary, logx=args.log, logy=args.logy))
         print(f"wrote {args.out}/curve.csv, curve.png, curve.pdf, run.json ({len(df)} rows)")
     n_bad = int((~ds.converged.values.astype(bool)).sum())
-    return convergence_exit("spinlens theory curve", n_bad == 0, f"{n_bad} of {ds.converged.size} points (see the 'converged' column)")
+    return map_exit("spinlens theory curve", n_bad, ds.converged.size, strict=args.strict,
+                    mask="the 'converged' column")
 
 
 def _run_simulate(args) -> int:
@@ -396,8 +408,8 @@ def _run_phase(args) -> int:
         if not args.json:
             print(f"wrote {args.out}/phase.nc, phase.csv, phase.png, phase.pdf, run.json")
     n_bad = int((~ds.converged.values.astype(bool)).sum())
-    return convergence_exit("spinlens theory phase", n_bad == 0,
-                            f"{n_bad} of {ds.converged.size} cavity runs (see 'converged_fraction')")
+    return map_exit("spinlens theory phase", n_bad, ds.converged.size, strict=args.strict, unit="cavity runs",
+                    mask="'converged' and 'converged_fraction' of phase.nc; blank cells of the figure")
 
 
 def _write_outputs(args, stem: str, df, make_figure, *, ds=None, extra: dict | None = None) -> list[str]:

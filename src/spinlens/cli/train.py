@@ -25,6 +25,8 @@ def register(sub):
     g.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     g.add_argument("--out", default="runs/train", help="output folder: the model (model.safetensors + config.json, "
                    "a spinlens model folder for --checkpoint), history.csv, run.json")
+    g.add_argument("--force", action="store_true", help="write into an --out folder that holds files of another kind "
+                                                         "(they are kept; same-named ones replaced)")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -47,7 +49,7 @@ def run(args) -> int:
 
     kind = check_choice("--model", args.model, ("merged", "separate"))
     n_test = check_int("--test-prompts", args.test_prompts, low=1)
-    check_out_dir("--out", args.out)
+    check_out_dir("--out", args.out, kind="train", force=args.force)
     check_device("--device", args.device)
     r_prompts, r_test, r_init, r_train = spawn(args.seed, 4)
     dist, train = prompts_from_args(args, r_prompts)
@@ -63,29 +65,31 @@ def run(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, device=args.device, rng=r_train, progress=not args.no_progress,
     )
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dist_info = {k: getattr(dist, k) for k in ("d", "n_context", "sigma_x", "sigma_w", "sigma_eps", "corr", "n_tasks")}
-    # OUT is a spinlens model folder (the zoo's "sla" / "sla-separate"): --checkpoint OUT works everywhere
-    save_model(res.model.to("cpu"), out, metadata={"command": "train", "distribution": dist_info, "seed": args.seed,
-                                                   "optimizer": args.optimizer, "weight_decay": args.weight_decay,
-                                                   "n_prompts": train.n_prompts})
-    io.save_dataframe(res.history.to_dataframe(), out, "history")
-    import numpy as np
+    # the folder is one transaction (spinlens.io.folder_transaction): an error or a kill leaves it as it was
+    with io.folder_transaction(out, kind="train", force=args.force) as stage:
+        dist_info = {k: getattr(dist, k) for k in ("d", "n_context", "sigma_x", "sigma_w", "sigma_eps", "corr",
+                                                   "n_tasks")}
+        # OUT is a spinlens model folder (the zoo's "sla" / "sla-separate"): --checkpoint OUT works everywhere
+        save_model(res.model.to("cpu"), stage, metadata={
+            "command": "train", "distribution": dist_info, "seed": args.seed, "optimizer": args.optimizer,
+            "weight_decay": args.weight_decay, "n_prompts": train.n_prompts})
+        io.save_dataframe(res.history.to_dataframe(), stage, "history")
+        import numpy as np
 
-    from spinlens.training import divergence_reason
+        from spinlens.training import divergence_reason
 
-    diverged = divergence_reason(res.final_train_loss, float(np.mean(np.asarray(train.y, dtype=float) ** 2)))
-    summary = {
-        "converged": diverged is None,
-        "final_train_loss": res.final_train_loss,
-        "final_test_loss": res.final_test_loss,
-        "test_error_exact": ob.test_error(res.W, dist) if dist.isotropic else None,
-        "contrast_ratio": ob.contrast_ratio(res.W),
-        "seconds": time.perf_counter() - t0,
-    }
-    run_info = {"model": kind, "D": dist.d, "N": dist.n_context, "P": train.n_prompts,
-                **{k: v for k, v in res.config.items() if k != "seed"}, "summary": summary}
-    io.write_run_json(out, io.run_record("train", args=args, seed=args.seed, **run_info))
+        diverged = divergence_reason(res.final_train_loss, float(np.mean(np.asarray(train.y, dtype=float) ** 2)))
+        summary = {
+            "converged": diverged is None,
+            "final_train_loss": res.final_train_loss,
+            "final_test_loss": res.final_test_loss,
+            "test_error_exact": ob.test_error(res.W, dist) if dist.isotropic else None,
+            "contrast_ratio": ob.contrast_ratio(res.W),
+            "seconds": time.perf_counter() - t0,
+        }
+        run_info = {"model": kind, "D": dist.d, "N": dist.n_context, "P": train.n_prompts,
+                    **{k: v for k, v in res.config.items() if k != "seed"}, "summary": summary}
+        io.write_run_json(stage, io.run_record("train", args=args, seed=args.seed, **run_info))
     for k, v in summary.items():
         print(f"{k:<18} {v:.6g}" if isinstance(v, float) else f"{k:<18} {v}")
     print(f"wrote {out}/model.safetensors, config.json, history.csv, run.json")

@@ -69,6 +69,8 @@ def register(sub):
     g.add_argument("--test-prompts", type=int, default=4096, help="fresh test prompts (>= 1)")
     g.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     g.add_argument("--out", default="runs/zoo", help="output directory")
+    g.add_argument("--force", action="store_true", help="write into an --out folder that holds files of another kind "
+                                                         "(they are kept; same-named ones replaced)")
     g.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     t.set_defaults(func=run_train)
@@ -135,7 +137,7 @@ def run_train(args) -> int:
     from ._common import check_device, check_out_dir, convergence_exit, print_json, print_table
     from ._prompt_args import distribution_from_args, prompts_from_args
 
-    check_out_dir("--out", args.out)
+    check_out_dir("--out", args.out, kind="zoo train", force=args.force)
     check_device("--device", args.device)
 
     seed = check_int("--seed", args.seed, low=0)
@@ -175,36 +177,38 @@ def run_train(args) -> int:
     zero_loss = float(np.mean(test.y ** 2))
     diverged = divergence_reason(res.train_loss, zero_loss)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {
-        "arch": cfg.arch,
-        "D": dist.d,
-        "N": dist.n_context,
-        "P": None if args.online else data.n_prompts,
-        "n_params": int(sum(p.numel() for p in model.parameters())),
-        "converged": diverged is None,
-        "baseline_zero_prediction": zero_loss,
-        **res.to_dict(),
-        "seed": seed,
-    }
-    dist_info = {k: getattr(dist, k) for k in ("d", "n_context", "sigma_x", "sigma_w", "sigma_eps", "corr", "n_tasks")}
-    # OUT itself is the model folder (--checkpoint OUT in every command)
-    save_model(model.to("cpu"), out, metadata={**summary, "distribution": dist_info, "seed": seed})
-    hist = res.history
-    io.save_dataset(hist, out, "history")
-    io.save_columns({"step": hist.step.values, "train_loss": hist.train_loss.values, "lr": hist.lr.values},
-                    out, "train_loss")
-    io.save_columns({"step": hist.eval_step.values, "test_loss": hist.test_loss.values}, out, "test_loss")
-    import matplotlib
+    # the folder is one transaction (spinlens.io.folder_transaction): an error or a kill leaves it as it was
+    with io.folder_transaction(out, kind="zoo train", force=args.force) as stage:
+        summary = {
+            "arch": cfg.arch,
+            "D": dist.d,
+            "N": dist.n_context,
+            "P": None if args.online else data.n_prompts,
+            "n_params": int(sum(p.numel() for p in model.parameters())),
+            "converged": diverged is None,
+            "baseline_zero_prediction": zero_loss,
+            **res.to_dict(),
+            "seed": seed,
+        }
+        dist_info = {k: getattr(dist, k) for k in ("d", "n_context", "sigma_x", "sigma_w", "sigma_eps", "corr",
+                                                   "n_tasks")}
+        # OUT itself is the model folder (--checkpoint OUT in every command)
+        save_model(model.to("cpu"), stage, metadata={**summary, "distribution": dist_info, "seed": seed})
+        hist = res.history
+        io.save_dataset(hist, stage, "history")
+        io.save_columns({"step": hist.step.values, "train_loss": hist.train_loss.values, "lr": hist.lr.values},
+                        stage, "train_loss")
+        io.save_columns({"step": hist.eval_step.values, "test_loss": hist.test_loss.values}, stage, "test_loss")
+        import matplotlib
 
-    matplotlib.use("Agg")
-    fig, _ = plot_training_history(hist, title=f"{cfg.arch}: D={dist.d}, N={dist.n_context}")
-    io.save_figure(fig, out, "loss")
-    from spinlens.vocabulary import to_symbols
+        matplotlib.use("Agg")
+        fig, _ = plot_training_history(hist, title=f"{cfg.arch}: D={dist.d}, N={dist.n_context}")
+        io.save_figure(fig, stage, "loss")
+        from spinlens.vocabulary import to_symbols
 
-    io.write_run_json(out, io.run_record("zoo train", args=args, seed=seed, config=cfg.to_dict(),
-                                         distribution=to_symbols(dist_info), summary=summary,
-                                         wall_seconds=time.perf_counter() - t0))
+        io.write_run_json(stage, io.run_record("zoo train", args=args, seed=seed, config=cfg.to_dict(),
+                                               distribution=to_symbols(dist_info), summary=summary,
+                                               wall_seconds=time.perf_counter() - t0))
     if args.json:
         print_json(summary)
     else:

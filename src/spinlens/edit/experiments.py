@@ -29,6 +29,7 @@ from spinlens.edit._data import mse, sample_regression_prompts
 from spinlens.edit.base import BASE_DEFAULTS, load_transformer, pretrained_base  # noqa: E402,F401
 from spinlens.edit.base import regression_dims as _d_n  # noqa: E402
 from spinlens.edit.importance import component_importance
+from spinlens.errors import InvalidParameterError
 from spinlens.random import as_generator, spawn
 from spinlens.vocabulary import act_name
 
@@ -280,12 +281,12 @@ def quantization_experiment(model, *, n_context: int | None = None, budgets=(2.5
     comps = quantization_components(model, granularity)
     sizes = {str(c): component_size(model, c) for c in comps}
     base = mse(model, Zt, yt)
-    rows = [("fp32", 32.0, 32.0, base, "{}")]
+    rows = [("fp32", 32.0, 32.0, base, "{}", np.nan)]
 
-    def run(scheme, alloc):
+    def run(scheme, alloc, budget=np.nan):
         q = quantize_model(model, alloc.bits, group_size=group_size)
         rows.append((scheme, alloc.average_bits, alloc.average_bits + 32 / group_size, mse(q, Zt, yt),
-                     json.dumps(alloc.bits)))
+                     json.dumps(alloc.bits), budget))
 
     for b in uniform_bits:
         run("uniform", uniform_allocation(model, b, granularity=granularity, group_size=group_size))
@@ -296,18 +297,141 @@ def quantization_experiment(model, *, n_context: int | None = None, budgets=(2.5
     cost_meas = measured_cost_table(model, comps, lambda m: mse(m, Zc, yc), bits, group_size=group_size,
                                     progress=progress)
     for B in budgets:
-        run("guided_attribution", allocate_bits(cost_imp, sizes, B, method="dp", group_size=group_size))
-        run("guided_ablation", allocate_bits(cost_ab, sizes, B, method="dp", group_size=group_size))
-        run("guided_measured", allocate_bits(cost_meas, sizes, B, method="dp", group_size=group_size))
+        run("guided_attribution", allocate_bits(cost_imp, sizes, B, method="dp", group_size=group_size), B)
+        run("guided_ablation", allocate_bits(cost_ab, sizes, B, method="dp", group_size=group_size), B)
+        run("guided_measured", allocate_bits(cost_meas, sizes, B, method="dp", group_size=group_size), B)
         for r in range(n_random):
             run("random", random_allocation(model, B, bits, granularity=granularity, rng=g[3 + r],
-                                            group_size=group_size))
-    scheme, avg, eff, err, bj = zip(*rows)
+                                            group_size=group_size), B)
+    scheme, avg, eff, err, bj, bud = zip(*rows)
     return xr.Dataset(
         {"average_bits": ("run", np.array(avg)), "effective_bits": ("run", np.array(eff)),
          "mse": ("run", np.array(err)), "bits_json": ("run", list(bj))},
-        coords={"run": np.arange(len(rows)), "scheme": ("run", list(scheme))},
+        coords={"run": np.arange(len(rows)), "scheme": ("run", list(scheme)),
+                "budget": ("run", np.array(bud, dtype=float), {"long_name": "bit budget of the allocation (NaN: none)"})},
         attrs={"group_size": group_size, "granularity": granularity, "fp_mse": base, "importance_json": json.dumps(imp),
                "ablation_importance_json": json.dumps(imp_ab),
                "sizes_json": json.dumps(sizes)},
     )
+
+
+# ------------------------------------------------------------------------------------------------ headline
+
+
+def headline(name: str, ds) -> dict:
+    """One-line result of a regression-setting edit experiment, with its verdict (`spinlens.verdict.compare`).
+
+    * ``pinpoint``: target-task MSE after tuning the importance-chosen components vs ``n_random`` random draws of
+      as many components (and full fine-tuning, for scale);
+    * ``steer``: the best function-vector recovery (over layers and strengths) vs a random vector of the same norm
+      (every layer and strength);
+    * ``merge``: the worse of the two tasks' MSE of the best merge vs the two single fine-tunes;
+    * ``quantize``: test MSE of the measured-guided allocation at the budget 3.4 (else the first) vs the random
+      allocations at that budget.
+
+    Returns a dict of the numbers, ``text`` (the headline) and ``verdict`` (`Verdict.to_dict`, its ``line``).
+    """
+    from spinlens.verdict import compare
+
+    if name == "pinpoint":
+        meth = [str(m) for m in ds["method"].values]
+        t = np.asarray(ds["target_mse"].values, float)
+        pick = lambda m: t[[i for i, x in enumerate(meth) if x == m]]  # noqa: E731
+        imp, rnd, full, before = pick("importance"), pick("random"), pick("full"), pick("before")
+        k = int(ds.attrs.get("k", 0))
+        v = compare(imp, rnd, what="target-task MSE", method=f"importance-chosen {k} head{'s' * (k != 1)}",
+                    baseline=f"random heads (n = {rnd.size})", better="lower")
+        text = (f"pinpoint ({ds.attrs.get('target', 'target')} task): target MSE before {before.mean():.4g}, "
+                f"importance-chosen {imp.mean():.4g}, random {rnd.min():.4g} … {rnd.max():.4g}"
+                + (f", full fine-tuning {full.mean():.4g}" if full.size else ""))
+        out = {"before": float(before.mean()), "importance": float(imp.mean()), "random": rnd.tolist(),
+               "full": float(full.mean()) if full.size else None}
+    elif name == "steer":
+        rec, rnd = np.asarray(ds["recovery"].values, float), np.asarray(ds["recovery_random"].values, float)
+        i = np.unravel_index(np.nanargmax(rec), rec.shape)
+        v = compare([rec[i]], rnd, what="recovery of the ICL error", method="function vector (best layer/strength)",
+                    baseline="random vectors of equal norm", better="higher")
+        text = (f"steer: function vector recovers {rec[i]:.3f} of the zero-shot → ICL error gap at "
+                f"{ds['layer'].values[i[0]]}, strength {float(ds['strength'].values[i[1]]):g} (ICL itself: 1; random "
+                f"vector {np.nanmin(rnd):.3f} … {np.nanmax(rnd):.3f})")
+        out = {"recovery": float(rec[i]), "random": [float(np.nanmin(rnd)), float(np.nanmax(rnd))]}
+    elif name == "merge":
+        models = [str(m) for m in ds["model"].values]
+        mse_ab = np.asarray(ds["mse"].values, float)[:, :2]  # the two tasks (the third column is the base task)
+        worst = dict(zip(models, mse_ab.max(1)))
+        merges = [m for m in models if m not in ("base", "expert_A", "expert_B")]
+        best = min(merges, key=worst.get)
+        v = compare([worst[best]], [worst["expert_A"], worst["expert_B"]], what="worse task's MSE",
+                    method=f"merge {best}", baseline="single fine-tunes", better="lower")
+        text = (f"merge: worse task's MSE, best merge {best} {worst[best]:.4g} vs single fine-tunes "
+                f"{worst['expert_A']:.4g} / {worst['expert_B']:.4g} (base {worst['base']:.4g})")
+        out = {"best": best, "worst_task_mse": {m: float(x) for m, x in worst.items()}}
+    elif name == "quantize":
+        sch, bud = [str(x) for x in ds["scheme"].values], np.asarray(ds["budget"].values, float)
+        budgets = sorted(set(bud[np.isfinite(bud)].tolist()))
+        if not budgets:
+            raise InvalidParameterError("The quantization headline needs a guided allocation.")
+        B = 3.4 if any(abs(b - 3.4) < 1e-9 for b in budgets) else budgets[0]
+        at = np.isclose(bud, B)
+        e = np.asarray(ds["mse"].values, float)
+        g = e[at & (np.array(sch) == "guided_measured")]
+        r = e[at & (np.array(sch) == "random")]
+        if r.size == 0:
+            raise InvalidParameterError("The quantization verdict needs random allocations (--n-random >= 1).")
+        v = compare(g, r, what=f"test MSE at {B:g} bits", method="measured-guided bits",
+                    baseline=f"random bits (n = {r.size})", better="lower")
+        text = (f"quantize: test MSE at {B:g} bits, measured-guided {g.mean():.4g} vs random {r.min():.4g} … "
+                f"{r.max():.4g} (full precision {float(ds.attrs['fp_mse']):.4g})")
+        out = {"budget": B, "guided": float(g.mean()), "random": r.tolist()}
+    else:
+        raise InvalidParameterError(f"No headline for {name!r}.")
+    return {**out, "text": text, "verdict": v.to_dict()}
+
+
+# ------------------------------------------------------------------------------------------------ intervention specs
+
+
+def checked_spec(path) -> dict:
+    """Read an intervention spec file (JSON/YAML) and check every entry (keys, vector files) before any model
+    is built; one-line `InvalidParameterError` naming the file otherwise."""
+    from spinlens.interp import steering as st
+
+    try:
+        spec = st.load_spec(path)
+        st.interventions_from_spec({**spec, "interventions": [  # mean ablations need a model: checked when applied
+            e for e in spec["interventions"]
+            if not (isinstance(e, dict) and e.get("type") == "ablate" and e.get("mode", "zero") != "zero")]})
+    except InvalidParameterError:
+        raise
+    except UnicodeDecodeError:
+        raise InvalidParameterError(f"The 'spec' file {path!r} is not UTF-8 text (JSON or YAML).") from None
+    except OSError as exc:
+        raise InvalidParameterError(f"The 'spec' file {path!r} names a file that cannot be read: "
+                                    f"{exc.filename or ''} ({exc.strerror or exc}).") from None
+    except ValueError as exc:  # e.g. a vector .npy holding Python objects (never unpickled)
+        raise InvalidParameterError(f"The 'spec' file {path!r}: a vector file is not a plain numeric array "
+                                    f"({' '.join(str(exc).split())}).") from None
+    return spec
+
+
+def apply_spec(model, spec: dict, *, n_prompts: int, n_context: int, seed=0, name: str = "spec"):
+    """Apply a spec's interventions to a regression model on fresh prompts: ``(result, columns)`` — mean shift,
+    mean absolute shift, MSE before and after, and the per-prompt target / unsteered / steered columns."""
+    import torch
+
+    from spinlens.interp import steering as st
+
+    d = model.cfg.d_in - 1
+    Z, y, _ = sample_regression_prompts(n_prompts, d, n_context, rng=seed)
+    Zt = torch.as_tensor(Z, dtype=next(model.parameters()).dtype)
+    ivs = st.interventions_from_spec(spec, model=model, Z_ref=Zt)
+    base = st.run_steered(model, Zt)
+    try:
+        steered = st.run_steered(model, Zt, ivs)
+    except KeyError as exc:  # an unknown hook name in the spec
+        raise InvalidParameterError(f"The 'spec' file {name!r}: {exc.args[0] if exc.args else exc}") from None
+    yt = torch.as_tensor(y, dtype=base.dtype)
+    res = {"n_interventions": len(ivs), "mean_shift": float((steered - base).mean()),
+           "mean_abs_shift": float((steered - base).abs().mean()), "mse_before": float(((base - yt) ** 2).mean()),
+           "mse_after": float(((steered - yt) ** 2).mean())}
+    return res, {"target": y, "unsteered": base.numpy(), "steered": steered.numpy()}

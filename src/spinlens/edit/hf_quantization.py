@@ -290,8 +290,9 @@ def hf_quantization_experiment(model, calib_ids, eval_ids, *, budgets=(2.5, 3.0,
 
     Costs from ``calib_ids`` (`hf_cost_table` with ``importance``), evaluation on ``eval_ids``. Returns an
     xarray.Dataset with one row per run like `spinlens.edit.experiments.quantization_experiment`
-    (``scheme``, ``average_bits``, ``effective_bits``, ``mse`` = the evaluation metric, ``loss``, ``kl``,
-    ``bits_json``) so that `spinlens.edit.plots.plot_quantization` draws it.
+    (``scheme``, ``average_bits``, ``effective_bits``, ``loss``, ``kl``, ``bits_json``); ``attrs["metric"]``
+    names the variable that `spinlens.plotting.edit.plot_quantization` draws (``kl`` or ``loss``). There is no
+    ``mse`` variable: an LM's quantization error is its loss and its KL to the full-precision model.
     """
     import xarray as xr
 
@@ -320,14 +321,13 @@ def hf_quantization_experiment(model, calib_ids, eval_ids, *, budgets=(2.5, 3.0,
         for r in range(n_random):
             run("random", random_allocation_from_sizes(sizes, B, bits, rng=gs[r]).bits)
     scheme, avg, eff, loss, kl, bj = zip(*rows)
-    main = np.array(kl) if metric == "kl" else np.array(loss)
     return xr.Dataset(
         {"average_bits": ("run", np.array(avg)), "effective_bits": ("run", np.array(eff)),
-         "mse": ("run", main, {"long_name": f"eval {metric}"}), "loss": ("run", np.array(loss)),
-         "kl": ("run", np.array(kl)), "bits_json": ("run", list(bj))},
+         "loss": ("run", np.array(loss), {"long_name": "eval loss (nats/token)"}),
+         "kl": ("run", np.array(kl), {"long_name": "eval KL to full precision (nats/token)"}),
+         "bits_json": ("run", list(bj))},
         coords={"run": np.arange(len(rows)), "scheme": ("run", list(scheme))},
-        attrs={"group_size": group_size, "granularity": granularity, "fp_mse": fp["loss"] if metric == "loss" else 0.0,
-               "fp_loss": fp["loss"], "metric": metric, "importance": importance, "sizes_json": json.dumps(sizes),
+        attrs={"group_size": group_size, "granularity": granularity, "fp_loss": fp["loss"], "fp_kl": 0.0, "metric": metric, "importance": importance, "sizes_json": json.dumps(sizes),
                "cost_json": json.dumps({c: dict(zip(map(int, cost["bits"].values), map(float, cost.sel(component=c).values)))
                                         for c in cost["component"].values})},
     )

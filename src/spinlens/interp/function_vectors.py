@@ -551,6 +551,19 @@ class FunctionVectorResult:
         return out
 
 
+def fv_verdict(res: FunctionVectorResult) -> dict:
+    """The verdict (`spinlens.verdict.compare`) of `function_vector_experiment`: accuracy with the FV at the best
+    (condition, layer) against the same condition without it (one value each: no spread)."""
+    from spinlens.verdict import compare
+
+    ev = res.evaluation
+    gain = (ev["accuracy"] - ev["base_accuracy"]).transpose("condition", "layer")
+    c, L = np.unravel_index(int(np.nanargmax(gain.values)), gain.shape)
+    cond, layer = str(ev.condition.values[c]), int(ev.layer.values[L])
+    return compare([float(ev["accuracy"].sel(condition=cond, layer=layer))], [float(ev["base_accuracy"].sel(condition=cond))],
+                   what=f"{cond} accuracy", method=f"FV at layer {layer}", baseline="no FV", better="higher").to_dict()
+
+
 def function_vector_experiment(model, tasks: np.ndarray, *, n_prompts: int = 256, n_pairs: int = 3, top_k: int = 3,
                                layers: Sequence[int] | None = None, strength: float = 1.0, corruption: str = "shuffled",
                                rng=None) -> FunctionVectorResult:

@@ -27,7 +27,7 @@ def heldout_windows(model, tokenizer, folder, *, text_file=None, max_windows: in
         if len(ids) < n_ctx + 1:
             raise InvalidParameterError(f"The 'text' file has {len(ids)} tokens, fewer than n_ctx + 1 = {n_ctx + 1}.")
     else:
-        ids = load_heldout(folder)
+        ids = load_heldout(folder, vocab_size=model.cfg.d_vocab)
         if ids is None:
             return None
     return eval_windows(ids, n_ctx, max_windows=max_windows)
@@ -140,8 +140,11 @@ def lens_on_text(model, windows: torch.Tensor, *, n_positions: int = 8):
             for s, v in acc.items()]
 
 
-def write_analysis(out, model, tok, rep, summary, val, *, top_k: int = 5) -> list[str]:
-    """Figures and tables of one model's analysis under ``out`` (for ``spinlens report``)."""
+def write_analysis(out, model, tok, rep, summary, val, *, top_k: int = 5, icl_windows=None) -> list[str]:
+    """Figures and tables of one model's analysis under ``out`` (for ``spinlens report``).
+
+    ``loss_by_position`` is drawn from ``icl_windows`` (the windows of ``summary["icl_score"]``) when given, else
+    from ``val``; its title is the ICL score of the windows it draws."""
     from spinlens.io import save_figure
     from spinlens.lm.study import write_csv
     from spinlens.plotting import lm as P
@@ -160,12 +163,12 @@ def write_analysis(out, model, tok, rep, summary, val, *, top_k: int = 5) -> lis
                 rows.append({"receiver": kc["receiver"], "input": inp, "sender": f"0.{h}", "path_score": float(s[0, h])})
         files.append(str(write_csv(out / "k_composition.csv", rows)))
     if val is not None:
-        from spinlens.lm.induction import loss_by_position
+        from spinlens.lm.induction import icl_score_of_losses, loss_by_position
 
-        lbp = loss_by_position(model, val)
+        lbp = loss_by_position(model, val if icl_windows is None else icl_windows)
         files.append(str(write_csv(out / "loss_by_position.csv",
                                    [{"position": i, "loss": float(v)} for i, v in enumerate(lbp)])))
-        fig, _ = P.plot_loss_by_position(lbp, icl_score=summary["icl_score"])
+        fig, _ = P.plot_loss_by_position(lbp, icl_score=icl_score_of_losses(lbp)["icl_score"])
         files += save_figure(fig, out, "loss_by_position", bbox_inches="tight", dpi=150)
         lens = lens_on_text(model, val)
         files.append(str(write_csv(out / "logit_lens.csv", lens)))

@@ -135,11 +135,14 @@ def read_text_file(path) -> str:
     return text
 
 
-def load_corpus(source, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
-    """The text of ``source``: a built-in name (`BUILTIN`) or a path to a UTF-8 text file."""
+def load_corpus(source, *, max_chars: int | None = DEFAULT_MAX_CHARS) -> str:
+    """The text of ``source``: a built-in name (`BUILTIN`) or a path to a UTF-8 text file, cut to its first
+    ``max_chars`` characters (every source; None: a file whole, a built-in source its default size)."""
     if isinstance(source, str) and source in BUILTIN and not Path(source).exists():
-        return builtin_corpus(source, max_chars=max_chars)
-    return read_text_file(source)
+        text = builtin_corpus(source, max_chars=DEFAULT_MAX_CHARS if max_chars is None else max_chars)
+    else:
+        text = read_text_file(source)
+    return text if max_chars is None else text[:max_chars]
 
 
 def text_digest(text: str) -> str:

@@ -37,10 +37,14 @@ def mean_loss(model, windows, hooks=()) -> float:
 
 
 def finetune(model, train_ids, *, components="all", steps: int = 100, lr: float = 1e-3, batch_size: int = 16,
-             rng=None):
+             rng=None, diverged: list | None = None):
     """A copy of ``model`` fine-tuned on ``train_ids`` (next-token loss, Adam); only ``components`` change
     ("all", or a list of `spinlens.edit.components.Component` names such as ``"L1.H2"``). Returns
-    ``(model, n_trainable)``."""
+    ``(model, n_trainable)``.
+
+    The divergence rule of every spinlens trainer (`spinlens.training.divergence_reason`) applies, with the
+    loss of a uniform prediction, log V, as the reference: the reason is appended to ``diverged`` when given
+    (the experiments then record ``converged: false`` and the command exits 3)."""
     from spinlens.edit.components import Component, all_masks, component_masks
     from spinlens.edit.pinpoint import masked_finetune
     from spinlens.lm.data import random_windows
@@ -56,8 +60,16 @@ def finetune(model, train_ids, *, components="all", steps: int = 100, lr: float 
         w = random_windows(train_ids, batch_size, n_ctx, rng=g)
         return torch.nn.functional.cross_entropy(m(w[:, :-1]).reshape(-1, V).float(), w[:, 1:].reshape(-1))
 
-    _, n_trainable = masked_finetune(new, masks, batch_loss, steps=steps, lr=lr)
+    hist, n_trainable = masked_finetune(new, masks, batch_loss, steps=steps, lr=lr)
     new.eval()
+    if diverged is not None and len(hist):
+        import math
+
+        from spinlens.training import divergence_reason
+
+        reason = divergence_reason(float(hist[-1]), math.log(V))
+        if reason is not None:
+            diverged.append(f"fine-tuning: {reason} (--lr {lr:g})")
     return new, n_trainable
 
 
@@ -102,6 +114,7 @@ def pinpoint_experiment(model, tokenizer, base_val, target_text: str, *, k: int 
     from spinlens.edit.components import list_components
 
     heads, _ = _heads_by_induction(model, k)
+    diverged: list = []
     all_heads = [str(c) for c in list_components(model, "head")]
     tr, tv = domain_split(tokenizer, target_text, model.cfg.max_pos)
     t0, g0 = mean_loss(model, tv), mean_loss(model, base_val)
@@ -115,7 +128,8 @@ def pinpoint_experiment(model, tokenizer, base_val, target_text: str, *, k: int 
             pick = [all_heads[i] for i in as_generator(gs[2 + r]).choice(len(all_heads), k, replace=False)]
             runs.append(("random_heads", pick, gs[2 + r]))
         for name, comps, g in runs:
-            m, ntr = finetune(model, tr, components=comps, steps=steps, lr=lr, batch_size=batch_size, rng=g)
+            m, ntr = finetune(model, tr, components=comps, steps=steps, lr=lr, batch_size=batch_size, rng=g,
+                              diverged=diverged)
             rows.append((seed, name, ",".join(comps) if comps != "all" else "all", mean_loss(m, tv), mean_loss(m, base_val),
                          ntr))
             if progress:
@@ -127,7 +141,13 @@ def pinpoint_experiment(model, tokenizer, base_val, target_text: str, *, k: int 
                       coords={"run": np.arange(len(rows)), "seed": ("run", np.array(seed)), "method": ("run", list(meth)),
                               "components": ("run", list(comps))},
                       attrs={"k": k, "steps": steps, "lr": lr, "heads": ",".join(heads), "loss": "nats/token",
-                             "importance": "|grad x activation| of the new domain's next-token loss per head"})
+                             "importance": "|grad x activation| of the new domain's next-token loss per head",
+                             **_convergence(diverged)})
+
+
+def _convergence(diverged: list) -> dict:
+    """``converged`` (and the first ``divergence`` reason) of an experiment's fine-tunes, for its attrs."""
+    return {"converged": not diverged, **({"divergence": diverged[0]} if diverged else {})}
 
 
 # ------------------------------------------------------------------------------------------------ merging
@@ -148,6 +168,7 @@ def merging_experiment(model, tokenizer, base_val, text_a: str, text_b: str, *, 
     tra, va = domain_split(tokenizer, text_a, model.cfg.max_pos)
     trb, vb = domain_split(tokenizer, text_b, model.cfg.max_pos)
     rows = []
+    diverged: list = []
 
     def ev(seed, name, m):
         rows.append((seed, name, mean_loss(m, va), mean_loss(m, vb), mean_loss(m, base_val)))
@@ -155,8 +176,8 @@ def merging_experiment(model, tokenizer, base_val, text_a: str, text_b: str, *, 
     ev(-1, "base", model)
     for seed in seeds:
         ga, gb = spawn(seed, 2)
-        fa, _ = finetune(model, tra, steps=steps, lr=lr, batch_size=batch_size, rng=ga)
-        fb, _ = finetune(model, trb, steps=steps, lr=lr, batch_size=batch_size, rng=gb)
+        fa, _ = finetune(model, tra, steps=steps, lr=lr, batch_size=batch_size, rng=ga, diverged=diverged)
+        fb, _ = finetune(model, trb, steps=steps, lr=lr, batch_size=batch_size, rng=gb, diverged=diverged)
         ev(seed, f"finetune_{names[0]}", fa)
         ev(seed, f"finetune_{names[1]}", fb)
         for lam in scales:
@@ -176,7 +197,8 @@ def merging_experiment(model, tokenizer, base_val, text_a: str, text_b: str, *, 
     return xr.Dataset({f"loss_{names[0]}": ("run", la), f"loss_{names[1]}": ("run", lb), "loss_general": ("run", lg),
                        f"recovered_{names[0]}": ("run", rec_a), f"recovered_{names[1]}": ("run", rec_b)},
                       coords={"run": np.arange(len(rows)), "seed": ("run", seed), "method": ("run", meth)},
-                      attrs={"steps": steps, "lr": lr, "density": density, "domains": ",".join(names)})
+                      attrs={"steps": steps, "lr": lr, "density": density, "domains": ",".join(names),
+                             **_convergence(diverged)})
 
 
 # ------------------------------------------------------------------------------------------------ quantization
@@ -409,8 +431,12 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
     * ``quantize``: at the budget 3.4 (else the first guided budget), perplexity of the guided allocation vs
       random allocations at the same budget vs uniform bits at the budget rounded down (when run).
 
-    The dict holds the numbers and ``text``, the line printed by the CLI.
+    The dict holds the numbers, ``text``, the line printed by the CLI, and ``verdict`` where the experiment has an
+    uninformed baseline (`spinlens.verdict.compare`: the method against the unsteered model, random heads, a
+    fine-tune alone, random bits; its ``line`` is printed after ``text``).
     """
+    from spinlens.verdict import compare
+
     g = ds.to_dataframe().reset_index()
     if name == "steer":
         tc = ds.attrs.get("token_class", "class")
@@ -428,6 +454,9 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
         out["text"] = (f"steer: P(next token {tc}) {_pm(out['base_class_prob'])} unsteered -> {_pm(out['class_prob'])} "
                        f"at strength {s:g} (held-out loss {out['base_loss']['mean']:.2f} -> {out['loss']['mean']:.2f} "
                        f"nats; n = {out['class_prob']['n']} seeds)")
+        out["verdict"] = compare(by[s]["class_prob"], by[0.0]["class_prob"], what=f"P(next token {tc})",
+                                 method=f"steered (strength {s:g})", baseline="unsteered model",
+                                 better="higher").to_dict()
         return out
     if name == "pinpoint":
         m = {k: _ms(d["target_gain"]) for k, d in g[g["method"] != "before"].groupby("method")}
@@ -447,6 +476,11 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
                    "; importance heads do NOT beat random heads on every seed")
         out["text"] = (f"pinpoint: held-out gain on the new domain (nats/token), {out['k']} head{'' if out['k'] == 1 else 's'}: " + ", ".join(parts)
                        + verdict)
+        if "importance_heads" in m and "random_heads" in m:
+            out["verdict"] = compare(g[g["method"] == "importance_heads"]["target_gain"],
+                                     g[g["method"] == "random_heads"]["target_gain"], what="held-out gain on the new domain",
+                                     method="importance-chosen heads", baseline="random heads",
+                                     better="higher").to_dict()
         return out
     if name == "merge":
         a, b = ds.attrs["domains"].split(",")
@@ -468,6 +502,12 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
                        + "(one fine-tune alone: " + ", ".join(f"{k} {v[a]['mean']:.0%} / {v[b]['mean']:.0%}"
                                                               for k, v in single.items()) + ")"
                        + ("" if out["keeps_half_of_both"] else "; no merge keeps half of both domains' gains"))
+        if single:  # the smaller share kept, per run: the best merge vs each fine-tune alone
+            low = lambda k: np.minimum(g[g["method"] == k][f"recovered_{a}"].to_numpy(),  # noqa: E731
+                                       g[g["method"] == k][f"recovered_{b}"].to_numpy())
+            out["verdict"] = compare(low(best), np.concatenate([low(k) for k in single]),
+                                     what="smaller share of a domain's gain kept", method=f"merge {best}",
+                                     baseline="one fine-tune alone", better="higher").to_dict()
         return out
     if name == "quantize":
         sch = list(dict.fromkeys(g["scheme"]))
@@ -500,5 +540,116 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
                        + f" (full precision {out['fp_perplexity']:.2f}; n = {out['guided']['n']} seeds{paired})"
                        + ("; guided is lower on every seed" if out["beats_baselines"] else
                           "; guided is NOT lower on every seed" if diffs else ""))
+        if "random" in out:
+            out["verdict"] = compare(g[g["scheme"] == f"guided_{B:g}"]["perplexity"],
+                                     g[g["scheme"] == f"random_{B:g}"]["perplexity"], what=f"perplexity at {B:g} bits",
+                                     method="guided bits", baseline="random bits", better="lower").to_dict()
         return out
     raise InvalidParameterError(f"The 'name' parameter must be steer, pinpoint, merge or quantize. Got {name!r}.")
+
+
+# ------------------------------------------------------------------------------------------------ one call per command
+
+
+def default_lm(base=None, *, base_steps: int | None = None, seed: int = 0, progress: bool = False):
+    """The default language model of the LM setting: ``spinlens lm``'s defaults (`spinlens.lm.config.LMConfig`,
+    corpus ``stdlib-docs``), ``base_steps`` steps when given, seed ``seed``; cached in the folder ``base`` (reused
+    when its config and corpus match) or, with ``base=None``, trained in memory. Returns
+    ``(model, tokenizer, held-out windows, folder or None, reused)``."""
+    from pathlib import Path
+
+    from spinlens.experiment import folder_kind
+    from spinlens.lm.analysis import heldout_windows
+    from spinlens.lm.config import LMConfig
+    from spinlens.lm.corpus import DEFAULT_MAX_CHARS, load_corpus, text_digest
+    from spinlens.lm.data import eval_windows
+    from spinlens.lm.train import load_lm, train_lm
+
+    d = LMConfig()
+    cfg = LMConfig(steps=d.steps if base_steps is None else base_steps, seed=seed)
+    corpus = "stdlib-docs"
+    text = load_corpus(corpus, max_chars=DEFAULT_MAX_CHARS)  # this Python's docs: a cache of another text is stale
+    base = Path(base) if base is not None else None
+    if base is not None and folder_kind(base) == "lm":
+        try:
+            model, tok, meta = load_lm(base)
+        except Exception:  # noqa: BLE001 - a broken cache is retrained
+            meta = {}
+        if meta.get("lm_config") == cfg.to_dict() and meta.get("corpus") == corpus \
+                and meta.get("corpus_sha256") == text_digest(text):
+            val = heldout_windows(model, tok, base)
+            if val is not None:
+                return model, tok, val, base, True
+    # OUT/base is spinlens' own cache: a stale one is replaced as a whole (one transaction), whatever it held
+    from spinlens.io import read_manifest
+
+    legacy = base is not None and base.is_dir() and read_manifest(base) is None  # written before manifests: in place
+    res = train_lm(text, cfg, out=base, corpus_name=corpus, progress=progress, force=legacy)
+    # the windows `heldout_windows` reads from the folder (64 of the held-out split)
+    return res.model, res.tokenizer, eval_windows(res.heldout, cfg.n_ctx, max_windows=64), base, False
+
+
+#: the figure of each command's LM experiment (`spinlens.plotting.lm`) and the stem of its files
+EDIT_OUTPUTS = {"steer": ("plot_lm_steering", "steer_lm"), "pinpoint": ("plot_lm_pinpoint", "pinpoint_lm"),
+                "merge": ("plot_lm_merging", "merge_lm"), "quantize": ("plot_lm_quantization", "quantize_lm")}
+
+
+def run_edit(name: str, model, tokenizer, val, *, seeds, texts=(), token_class_name: str = "capitalised",
+             strengths=(0.0, 0.5, 1.0), k: int = 1, n_random: int = 3, steps: int = 100, lr: float = 1e-3,
+             density: float = 0.3, domains=(), budgets=(3.4,), uniform_bits=(3, 4, 8), bits=(2, 3, 4, 8),
+             group_size: int = 32, granularity: str = "head", progress: bool = False):
+    """The language-model experiment of one edit command: ``(dataset, summary)``.
+
+    ``name``: steer | pinpoint | merge | quantize. ``texts``: the new domain's text (pinpoint) or the two domains'
+    texts (merge). The summary holds the per-method means ± sd over ``seeds`` and the one-line `headline`.
+    """
+    seeds = tuple(seeds)
+    if name == "steer":
+        strengths = tuple(dict.fromkeys([0.0, *map(float, strengths)]))  # 0: the unsteered model, the reference
+        ds = steering_experiment(model, tokenizer, val, token_class_name=token_class_name, strengths=strengths,
+                                 seeds=seeds)
+
+        def lvl(level):
+            return ds.where(ds.level == level, drop=True)
+
+        summary = {"token_class": token_class_name, "class_base_rate": ds.attrs["class_base_rate"],
+                   "activation_class_prob": summarise(lvl("activation"), ("strength",), "class_prob"),
+                   "activation_loss": summarise(lvl("activation"), ("strength",), "loss"),
+                   "module_repeat_loss": summarise(lvl("module"), ("intervention",), "repeat_loss"),
+                   "token_level_loss": summarise(lvl("token"), ("intervention",), "loss"),
+                   "induction_heads": ds.attrs["induction_heads"], "seeds": list(seeds)}
+        if (ds.level == "neuron").any():
+            summary["neuron_class_prob"] = summarise(lvl("neuron"), ("strength",), "class_prob")
+            summary["neuron_loss"] = summarise(lvl("neuron"), ("strength",), "loss")
+            summary["neuron_random_class_prob"] = summarise(lvl("neuron_random"), ("strength",), "class_prob")
+            summary["neuron_random_loss"] = summarise(lvl("neuron_random"), ("strength",), "loss")
+            summary["neuron_top_context_class_share"] = summarise(
+                ds.where(ds.level.isin(["neuron", "neuron_random"]) & (ds.strength == ds.strength.max()), drop=True),
+                ("level",), "top_context_class_share")
+    elif name == "pinpoint":
+        ds = pinpoint_experiment(model, tokenizer, val, texts[0], k=k, n_random=n_random, steps=steps, lr=lr,
+                                 seeds=seeds, progress=progress)
+        imp = ds.where(ds.method == "importance_heads", drop=True)
+        summary = {"domain": str(domains[0]) if domains else None, "heads": ds.attrs["heads"],
+                   "importance_heads": {str(int(s)): str(c) for s, c in zip(imp.seed.values, imp.components.values)},
+                   "before_target_loss": float(ds.target_loss[0]),
+                   "target_gain": summarise(ds, ("method",), "target_gain"),
+                   "general_change": summarise(ds, ("method",), "general_change"), "seeds": list(seeds)}
+    elif name == "merge":
+        from pathlib import Path
+
+        names = tuple(Path(str(d)).stem.replace("-", "_").replace("stdlib_", "") for d in domains)
+        ds = merging_experiment(model, tokenizer, val, texts[0], texts[1], steps=steps, lr=lr, density=density,
+                                seeds=seeds, names=names, progress=progress)
+        summary = {"domains": [str(d) for d in domains], "seeds": list(seeds)}
+        for v in ds.data_vars:
+            summary[v] = summarise(ds, ("method",), v)
+    elif name == "quantize":
+        ds = quantization_experiment(model, val, budgets=tuple(budgets), uniform_bits=tuple(uniform_bits),
+                                     bits=tuple(bits), group_size=group_size, granularity=granularity,
+                                     n_random=n_random, seeds=seeds)
+        summary = {"fp_perplexity": ds.attrs["fp_perplexity"], "perplexity": summarise(ds, ("scheme",), "perplexity"),
+                   "average_bits": summarise(ds, ("scheme",), "average_bits"), "seeds": list(seeds)}
+    else:
+        raise InvalidParameterError(f"The 'name' parameter must be steer, pinpoint, merge or quantize. Got {name!r}.")
+    return ds, {"headline": headline(name, ds), "setting": "lm", **summary}

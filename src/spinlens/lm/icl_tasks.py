@@ -212,7 +212,7 @@ def heldout_text(folder, tokenizer) -> str:
     """The held-out text of an LM folder (its saved held-out tokens, decoded)."""
     from spinlens.lm.train import load_heldout
 
-    ids = load_heldout(folder)
+    ids = load_heldout(folder, vocab_size=tokenizer.get_vocab_size())
     if ids is None:
         raise InvalidParameterError(f"The checkpoint {str(folder)!r} has no held-out tokens (heldout_tokens.npy).")
     return tokenizer.decode([int(i) for i in ids])
@@ -317,3 +317,16 @@ def summarise_fv(ds) -> dict:
             out.setdefault(f"{c}_fv", {})[int(L)] = {"accuracy": ms(e.accuracy), "gain": ms(e.gain),
                                                      "logprob_gain": ms(e.logprob_gain)}
     return out
+
+
+def fv_verdict(ds) -> dict:
+    """The verdict (`spinlens.verdict.compare`) of a function-vector experiment: accuracy with the FV at the best
+    (condition, layer), by mean gain over seeds, against the same condition without it (per seed)."""
+    from spinlens.verdict import compare
+
+    gain = ds["gain"].mean("seed").transpose("condition", "layer")
+    c, L = np.unravel_index(int(np.nanargmax(gain.values)), gain.shape)
+    cond, layer = str(ds.condition.values[c]), int(ds.layer.values[L])
+    return compare(ds["accuracy"].sel(condition=cond, layer=layer).values, ds["base_accuracy"].sel(condition=cond).values,
+                   what=f"{cond} accuracy", method=f"FV before layer {layer}", baseline="no FV",
+                   better="higher").to_dict()

@@ -88,7 +88,13 @@ def icl_score(model, windows: torch.Tensor, *, hooks=()) -> dict:
     """``{"icl_score", "early_loss", "late_loss", "early", "late"}`` on held-out windows ``(n, n_ctx + 1)``."""
     from spinlens.lm.data import token_losses
 
-    ce = token_losses(model, windows, hooks=hooks).mean(0)  # per position
+    return icl_score_of_losses(token_losses(model, windows, hooks=hooks).mean(0))
+
+
+def icl_score_of_losses(ce) -> dict:
+    """`icl_score` from the mean loss per position ``ce`` (what `loss_by_position` returns): late minus early loss.
+    A figure of ``ce`` titles itself with this, so its title is the number of its own data."""
+    ce = torch.as_tensor(np.asarray(ce))
     n = ce.shape[0]
     e0, e1 = max(1, n // 16), max(2, n // 8)
     l0 = n - max(1, n // 8)
@@ -237,7 +243,12 @@ class InductionReport:
                 "icl": self.icl, "n_seq": self.n_seq, "half": self.half, "seed": self.seed, **self.extras}
 
 
-def induction_report(model, *, val_windows: torch.Tensor | None = None, n_seq: int = 64, half: int | None = None,
+#: repeated sequences of the standard induction evaluation: `spinlens lm` (every checkpoint) and `spinlens interp
+#: induction` both use it, so the same model gets the same scores and repeated losses from both commands
+N_SEQ = 64
+
+
+def induction_report(model, *, val_windows: torch.Tensor | None = None, n_seq: int = N_SEQ, half: int | None = None,
                      rng=0, exclude=(0,)) -> InductionReport:
     """Per-head induction / previous-token scores, repeated loss and (with ``val_windows``) the ICL score.
 

@@ -25,18 +25,22 @@ def write_csv(path, rows: list[dict]) -> Path:
     return path
 
 
-def checkpoint_curve(folder, *, device: str = "cpu", n_seq: int = 32, seed: int = 0):
+def checkpoint_curve(folder, *, device: str = "cpu", n_seq: int | None = None, seed: int = 0):
     """Induction / previous-token scores, repeated loss and ICL score of every checkpoint of a run folder.
 
     Returns ``(rows, final_report)``: one row per checkpoint (the final model last) and the final model's
-    `InductionReport`.
+    `InductionReport`, from the standard evaluation (``n_seq`` = `spinlens.lm.induction.N_SEQ` repeated
+    sequences, `ICL_WINDOWS` held-out windows, seed ``seed``) that `spinlens interp induction` also runs.
     """
     from spinlens.lm.data import ICL_WINDOWS, eval_windows
-    from spinlens.lm.induction import induction_report
+    from spinlens.lm.induction import N_SEQ, induction_report
     from spinlens.lm.train import list_checkpoints, load_heldout, load_lm
 
+    n_seq = N_SEQ if n_seq is None else n_seq  # the standard evaluation, as `spinlens interp induction`
     folder = Path(folder)
-    heldout = load_heldout(folder)
+    from spinlens.models.checkpoint import read_checkpoint
+
+    heldout = load_heldout(folder, vocab_size=read_checkpoint(folder).config.get("d_vocab"))
     rows, rep = [], None
     items = list_checkpoints(folder) + [(None, folder)]
     for step, d in items:

@@ -8,9 +8,7 @@ model folders under ``DIR/checkpoints/step-XXXXXX``.
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,29 +94,63 @@ def _lr_at(step: int, cfg: LMConfig) -> float:
 HELDOUT_FILE = "heldout_tokens.npy"
 
 
-def save_lm(model, tokenizer, folder, *, metadata: dict | None = None, heldout=None) -> Path:
-    """Write a model folder: ``model.safetensors`` + ``config.json`` (metadata ``kind: "lm"``) + ``tokenizer.json``
-    (+ ``heldout_tokens.npy``, the held-out token ids, when ``heldout`` is given)."""
-    from spinlens.io import atomic_path
-    from spinlens.lm.tokenizer import save_tokenizer
-    from spinlens.models.transformer import save_transformer
+def save_lm(model, tokenizer, folder, *, metadata: dict | None = None, heldout=None, force: bool = False) -> Path:
+    """Write a model folder as one transaction (`spinlens.io.folder_transaction`): ``model.safetensors`` +
+    ``config.json`` (metadata ``kind: "lm"`` and the tokenizer's SHA-256) + ``tokenizer.json`` (+
+    ``heldout_tokens.npy``, the held-out token ids, when ``heldout`` is given) + ``manifest.json``."""
+    from spinlens.io import folder_transaction, sha256_file
+    from spinlens.lm.tokenizer import TOKENIZER_FILE, save_tokenizer
+    from spinlens.models.checkpoint import model_files, write_model_files
 
     folder = Path(folder)
-    save_transformer(model, folder, metadata={"kind": LM_KIND, **(metadata or {})})
-    save_tokenizer(tokenizer, folder)
-    if heldout is not None:
-        with atomic_path(folder / HELDOUT_FILE) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, np.asarray(heldout, dtype=np.int32))
+    with folder_transaction(folder, kind=LM_KIND, force=force, name="out") as stage:
+        save_tokenizer(tokenizer, stage)
+        meta = {"kind": LM_KIND, **(metadata or {}), "tokenizer_sha256": sha256_file(stage / TOKENIZER_FILE)}
+        write_model_files(stage, model_files(model, meta))
+        if heldout is not None:
+            save_heldout(stage, heldout)
     return folder
 
 
-def load_heldout(folder) -> np.ndarray | None:
-    """The held-out token ids saved with a model (in the folder, or in the run folder above a checkpoint)."""
+def save_heldout(folder, ids) -> Path:
+    """Write ``folder/heldout_tokens.npy`` (int32 token ids) atomically."""
+    from spinlens.io import atomic_path
+
+    path = Path(folder) / HELDOUT_FILE
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, np.asarray(ids, dtype=np.int32))
+    return path
+
+
+def load_heldout(folder, *, vocab_size: int | None = None) -> np.ndarray | None:
+    """The held-out token ids saved with a model (in the folder, or in the run folder above a checkpoint).
+
+    The file is checked against the folder's manifest and must hold a 1-D integer array with ids in
+    ``[0, vocab_size)`` (one-line `InvalidParameterError` otherwise).
+    """
+    from spinlens.io import check_regular_file, verify_files
+
     folder = Path(folder)
     for d in (folder, folder.parent.parent):
-        if (d / HELDOUT_FILE).is_file():
-            return np.load(d / HELDOUT_FILE).astype(np.int64)
+        f = d / HELDOUT_FILE
+        if f.exists() or f.is_symlink():
+            check_regular_file("checkpoint", f)
+            verify_files(d, [HELDOUT_FILE])
+            try:
+                ids = np.load(f, allow_pickle=False)
+            except (OSError, ValueError, EOFError) as exc:
+                raise InvalidParameterError(f"The 'checkpoint' parameter: {str(f)!r} is not a readable .npy array "
+                                            f"({type(exc).__name__}).") from None
+            if ids.ndim != 1 or ids.dtype.kind not in "iu":
+                raise InvalidParameterError(f"The 'checkpoint' parameter: {str(f)!r} must hold a 1-D array of integer "
+                                            f"token ids. Got shape {list(ids.shape)}, dtype {ids.dtype}.")
+            ids = ids.astype(np.int64)
+            if ids.size and (ids.min() < 0 or (vocab_size is not None and ids.max() >= vocab_size)):
+                bad = int(ids.min()) if ids.min() < 0 else int(ids.max())
+                raise InvalidParameterError(f"The 'checkpoint' parameter: {str(f)!r} holds token id {bad}, outside the "
+                                            f"vocabulary [0, {vocab_size if vocab_size is not None else 'V'}).")
+            return ids
     return None
 
 
@@ -135,17 +167,29 @@ def load_lm(folder, *, device: str = "cpu"):
     if not folder.is_dir() or not cfg_file.is_file():
         raise InvalidParameterError(f"The 'checkpoint' parameter must be a language model folder written by 'spinlens lm' "
                                     f"(config.json, model.safetensors, tokenizer.json). Got {str(folder)!r}.")
+    from spinlens.models.checkpoint import read_json
+
     try:
-        record = json.loads(cfg_file.read_text())
-    except (ValueError, UnicodeDecodeError):
+        record = read_json(cfg_file)
+    except InvalidParameterError:
         record = {}
     meta = record.get("metadata", {}) if isinstance(record, dict) else {}
     if not isinstance(record, dict) or record.get("format") != TRANSFORMER_FORMAT or meta.get("kind") != LM_KIND:
         fmt = record.get("format") if isinstance(record, dict) else None
         raise InvalidParameterError(f"The checkpoint {str(folder)!r} is not a language model (format {fmt!r}, kind "
                                     f"{meta.get('kind')!r}); train one with 'spinlens lm --out DIR'.")
+    from spinlens.io import check_regular_file, sha256_file
+    from spinlens.lm.tokenizer import TOKENIZER_FILE
+
+    model = load_transformer(folder, device=device)  # checks the manifest and the config first
+    tok_file = folder / TOKENIZER_FILE
+    if tok_file.exists():
+        check_regular_file("checkpoint", tok_file)
+        want = meta.get("tokenizer_sha256")
+        if want is not None and sha256_file(tok_file) != want:
+            raise InvalidParameterError(f"The checkpoint {str(folder)!r} has a {TOKENIZER_FILE} that is not the one the "
+                                        "model was trained with (SHA-256 differs from config.json's).")
     tok = load_tokenizer(folder)
-    model = load_transformer(folder, device=device)
     if model.cfg.input_kind != "tokens" or model.cfg.d_vocab != tok.get_vocab_size():
         raise InvalidParameterError(f"The checkpoint {str(folder)!r} does not match its tokenizer "
                                     f"(d_vocab {model.cfg.d_vocab}, tokenizer {tok.get_vocab_size()}).")
@@ -165,7 +209,7 @@ def list_checkpoints(folder) -> list[tuple[int, Path]]:
 
 
 def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "cpu", corpus_name: str = "text",
-             tokenizer=None, progress: bool = False, callback=None) -> LMResult:
+             tokenizer=None, progress: bool = False, callback=None, force: bool = False) -> LMResult:
     """Train a tokenizer (unless given) and a causal LM on ``text``; save folders under ``out`` if given.
 
     Parameters
@@ -174,7 +218,10 @@ def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "
         The corpus.
     cfg : LMConfig
     out : path, optional
-        Final model folder (`save_lm`), checkpoints in ``out/checkpoints/step-XXXXXX``.
+        Final model folder (`save_lm`), checkpoints in ``out/checkpoints/step-XXXXXX``; written as one
+        transaction (`spinlens.io.folder_transaction`): an error or a kill leaves the folder as it was.
+    force : bool
+        Write into an ``out`` that holds files of another kind (kept; same-named ones replaced).
     device : torch device string ("cpu", "cuda", ...).
     tokenizer : tokenizers.Tokenizer, optional
         Use this tokenizer instead of training one (fine-tuning on a new domain keeps the vocabulary).
@@ -182,12 +229,16 @@ def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "
         Called after every held-out evaluation.
     """
     from spinlens.lm.corpus import text_digest
-    from spinlens.lm.data import eval_windows, random_windows, split_tokens, token_losses
+    from spinlens.lm.data import eval_windows, split_tokens
     from spinlens.lm.tokenizer import encode, train_tokenizer
     from spinlens.models.transformer import Transformer
 
     if not text or not text.strip():
         raise InvalidParameterError("The 'corpus' is empty.")
+    if out is not None:
+        from spinlens.io import check_replaceable
+
+        check_replaceable("out", out, kind=LM_KIND, force=force)  # before any work
     if tokenizer is None:
         tokenizer = train_tokenizer(text, cfg.vocab_size)
     ids = encode(tokenizer, text)
@@ -203,15 +254,24 @@ def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "
     ck_steps = set(checkpoint_steps(cfg.steps, cfg.n_checkpoints))
     meta = {"corpus": corpus_name, "corpus_sha256": text_digest(text), "corpus_chars": len(text),
             "n_train_tokens": int(len(split.train)), "n_val_tokens": int(len(split.val)), "lm_config": cfg.to_dict()}
-    history, checkpoints = [], []
-    out = Path(out) if out is not None else None
-    if out is not None:  # the held-out split first: checkpoints read it from the run folder during training
-        out.mkdir(parents=True, exist_ok=True)
-        from spinlens.io import atomic_path
+    if out is None:
+        return _train_loop(model, tokenizer, split, cfg, meta, None, device, progress, callback, opt, V, rng, val,
+                           ck_steps)
+    from spinlens.io import folder_transaction
 
-        with atomic_path(out / HELDOUT_FILE) as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, split.val.astype(np.int32))
+    out = Path(out)
+    with folder_transaction(out, kind=LM_KIND, force=force) as stage:  # the whole folder, or nothing
+        save_heldout(stage, split.val)  # first: checkpoints read it from the run folder during training
+        res = _train_loop(model, tokenizer, split, cfg, meta, stage, device, progress, callback, opt, V, rng, val,
+                          ck_steps)
+    res.checkpoints = [(step, out / CHECKPOINTS / d.name) for step, d in res.checkpoints]
+    return res
+
+
+def _train_loop(model, tokenizer, split, cfg, meta, out, device, progress, callback, opt, V, rng, val, ck_steps):
+    from spinlens.lm.data import random_windows, token_losses
+
+    history, checkpoints = [], []
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -260,12 +320,3 @@ def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "
     if out is not None:
         save_lm(model, tokenizer, out, metadata=meta)
     return LMResult(model, tokenizer, history, checkpoints, seconds, len(split.train), len(split.val), meta, split.val)
-
-
-def remove_partial(out) -> None:
-    """Remove a model folder left by an interrupted run (only files `train_lm` writes)."""
-    out = Path(out)
-    if (out / CHECKPOINTS).is_dir():
-        shutil.rmtree(out / CHECKPOINTS)
-    for name in ("model.safetensors", "config.json", "tokenizer.json", HELDOUT_FILE):
-        (out / name).unlink(missing_ok=True)

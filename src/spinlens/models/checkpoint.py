@@ -40,11 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spinlens.errors import InvalidParameterError
+from spinlens.models.schema import FORMAT_VERSION, FORMATS, TRANSFORMER_FORMAT, ZOO_FORMAT, validate_record
 
-ZOO_FORMAT = "spinlens-zoo/1"
-TRANSFORMER_FORMAT = "spinlens-transformer/1"
 FORMAT = ZOO_FORMAT  # the tag of zoo checkpoints (older name)
-FORMATS = (TRANSFORMER_FORMAT, ZOO_FORMAT)
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 LEGACY_SUBFOLDER = "model"
@@ -155,7 +153,7 @@ def _as_zoo_sla(model):
     return zoo
 
 
-def save_model(model, path, *, metadata: dict | None = None) -> Path:
+def save_model(model, path, *, metadata: dict | None = None, force: bool = False) -> Path:
     """Save any spinlens model into the folder ``path`` (``model.safetensors`` + ``config.json``); return it.
 
     Parameters
@@ -164,10 +162,13 @@ def save_model(model, path, *, metadata: dict | None = None) -> Path:
         A zoo model (`spinlens.models.zoo.build_model`), a `spinlens.models.transformer.Transformer`,
         or a `spinlens.models.linear_attention` model (stored as the zoo's ``sla`` / ``sla-separate``).
     path : str or Path
-        Folder to write (created if needed). Other files in it are kept; the two checkpoint files are
-        replaced atomically (weights first, config last).
+        Folder to write, as one transaction (`spinlens.io.folder_transaction`): it is new, empty or an earlier
+        model folder, and is replaced as a whole (with a ``manifest.json`` of SHA-256 sums) or not at all.
+        Inside an open transaction (a command writing a larger folder) the files go into its staging folder.
     metadata : dict, optional
         JSON-serialisable information kept with the model (training settings, distribution, seed ...).
+    force : bool
+        Write into a folder that holds other files (kept; same-named ones replaced).
 
     Examples
     --------
@@ -181,10 +182,26 @@ def save_model(model, path, *, metadata: dict | None = None) -> Path:
     >>> read_checkpoint(folder).format
     'spinlens-zoo/1'
     """
-    from safetensors.torch import save_file
+    from spinlens.io import folder_transaction
 
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise InvalidParameterError(f"The 'path' parameter of save_model must be a folder. Got {str(path)!r}, a file.")
+    files = model_files(model, metadata)
+    with folder_transaction(folder, kind=MODEL_KIND, force=force, name="path") as stage:
+        write_model_files(stage, files)
+    return folder
+
+
+MODEL_KIND = "model"
+#: the files a model folder consists of (checked against its manifest at load)
+MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, "tokenizer.json", "heldout_tokens.npy")
+
+
+def model_files(model, metadata: dict | None = None):
+    """``(tensors, safetensors metadata, config.json record)`` of a model: everything `write_model_files` needs."""
     from spinlens import __version__
-    from spinlens.io import atomic_path, jsonable, write_json
+    from spinlens.io import jsonable
     from spinlens.models import linear_attention as la
 
     if isinstance(model, (la.MergedLinearAttention, la.SeparateLinearAttention)):
@@ -194,26 +211,70 @@ def save_model(model, path, *, metadata: dict | None = None) -> Path:
         json.dumps(jsonable(metadata or {}))
     except (TypeError, ValueError) as exc:
         raise InvalidParameterError(f"The 'metadata' parameter of save_model must be JSON-serialisable: {exc}") from None
-    record = {"format": tag, "format_version": 1, "config": cfg, "metadata": jsonable(metadata or {}),
+    record = {"format": tag, "format_version": FORMAT_VERSION, "config": cfg, "metadata": jsonable(metadata or {}),
               "spinlens_version": __version__}
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise InvalidParameterError(f"The 'path' parameter of save_model must be a folder. Got {str(path)!r}, a file.")
-    folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     meta = {"format": tag, "spinlens_config": json.dumps(cfg, sort_keys=True)}
+    return tensors, meta, record
+
+
+def write_model_files(folder, files) -> None:
+    """Write ``model.safetensors`` and ``config.json`` (from `model_files`) into ``folder`` (a staging folder)."""
+    from safetensors.torch import save_file
+
+    from spinlens.io import atomic_path, write_json
+
+    tensors, meta, record = files
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / WEIGHTS_FILE) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     write_json(folder / CONFIG_FILE, record)
-    return folder
 
 
 # ----------------------------------------------------------------------------------------------- reading
 
 
+def _no_duplicates(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _json_text(text: str, where: str):
+    """Parse JSON strictly: duplicate keys, NaN/Infinity and absurd nesting are refused in one line."""
+    def _const(name):
+        raise ValueError(f"non-standard constant {name}")
+
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_const)
+    except (ValueError, RecursionError) as exc:
+        msg = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise InvalidParameterError(f"The 'checkpoint' parameter: {where} is not valid JSON ({msg}).") from None
+
+
+def read_json(path) -> object:
+    """Read a JSON file of a model folder (a regular file, UTF-8, strict `_json_text`)."""
+    from spinlens.io import check_regular_file
+
+    check_regular_file("checkpoint", path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidParameterError(f"The 'checkpoint' parameter: {str(path)!r} cannot be read as UTF-8 text "
+                                    f"({type(exc).__name__}).") from None
+    return _json_text(text, repr(str(path)))
+
+
 def _safetensors_meta(p: Path) -> dict:
     from safetensors import SafetensorError, safe_open
 
+    from spinlens.io import check_regular_file
+
+    check_regular_file("checkpoint", p)
     try:
         with safe_open(str(p), framework="pt") as fh:
             return dict(fh.metadata() or {})
@@ -267,42 +328,30 @@ def read_checkpoint(path) -> Checkpoint:
     if p != Path(path):
         legacy = "a model/ subfolder"
     if p.is_dir():
+        from spinlens.io import verify_files
+
+        verify_files(p, MODEL_FILES)
         cfg_file = p / CONFIG_FILE
         if cfg_file.is_file():
-            try:
-                record = json.loads(cfg_file.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise InvalidParameterError(f"The 'checkpoint' parameter: {str(cfg_file)!r} is not valid JSON ({exc}).") from None
-            if not isinstance(record, dict):
-                raise InvalidParameterError(f"The 'checkpoint' parameter: {str(cfg_file)!r} must hold a JSON object.")
-            tag = record.get("format")
-            if "format" not in record:
-                raise InvalidParameterError(
-                    f"The 'checkpoint' parameter: {str(cfg_file)!r} has no 'format' key, so it is not a spinlens model "
-                    f"config (formats {list(FORMATS)}). (A Hugging Face folder goes under --model.)"
-                )
-            if tag not in FORMATS:
-                raise InvalidParameterError(
-                    f"The 'checkpoint' parameter: {str(cfg_file)!r} has format {tag!r}; spinlens reads {list(FORMATS)}. "
-                    "(A Hugging Face folder goes under --model.)"
-                )
-            if not isinstance(record.get("config"), dict):
-                raise InvalidParameterError(
-                    f"The 'checkpoint' parameter: {str(cfg_file)!r} (format {tag!r}) lacks its 'config' object."
-                )
-            return Checkpoint(p, tag, dict(record["config"]), dict(record.get("metadata") or {}), legacy)
+            record = read_json(cfg_file)
+            tag, cfg = validate_record(record, repr(str(cfg_file)))
+            return Checkpoint(p, tag, dict(cfg), dict(record.get("metadata") or {}), legacy)
         if not (p / WEIGHTS_FILE).is_file() and (p / LEGACY_TRAIN_WEIGHTS).is_file():
             return _legacy_train_checkpoint(p)
         p = p / WEIGHTS_FILE  # weights without config.json: the file's metadata has it
     meta = _safetensors_meta(p)
+    where = repr(str(p))
     if "spinlens_config" in meta:
         tag = meta.get("format", ZOO_FORMAT)
         if tag not in FORMATS:
             tag = ZOO_FORMAT
-        return Checkpoint(p, tag, json.loads(meta["spinlens_config"]), {}, legacy)
+        cfg = _json_text(meta["spinlens_config"], where)
+        validate_record({"format": tag, "config": cfg}, where)
+        return Checkpoint(p, tag, cfg, {}, legacy)
     if _LEGACY_TRANSFORMER_KEY in meta:
-        return Checkpoint(p, TRANSFORMER_FORMAT, json.loads(meta[_LEGACY_TRANSFORMER_KEY]), {},
-                          "the single-file Transformer format")
+        cfg = _json_text(meta[_LEGACY_TRANSFORMER_KEY], where)
+        validate_record({"format": TRANSFORMER_FORMAT, "config": cfg}, where)
+        return Checkpoint(p, TRANSFORMER_FORMAT, cfg, {}, "the single-file Transformer format")
     raise InvalidParameterError(f"The 'checkpoint' parameter: {str(p)!r} has no spinlens config in its metadata "
                                 "(not a spinlens model).")
 
@@ -359,8 +408,14 @@ def _build(ck: Checkpoint):
     return Transformer(cfg, rng=0)
 
 
-def load_model(path, *, device: str = "cpu", kind=None):
+def load_model(path, *, device: str = "cpu", kind=None, allow_nonfinite: bool | None = None,
+               max_bytes: int | None = None):
     """Rebuild and load the model saved at ``path`` (any format of this module); strict, bit-exact.
+
+    Before anything is built the folder is checked against its manifest (`spinlens.io.verify_files`) and
+    ``config.json`` against the schema (`spinlens.models.schema`), and the model's memory is estimated; the
+    stored tensors must then have exactly the names, shapes and dtypes the config builds. Each failure is
+    one `InvalidParameterError` line.
 
     Parameters
     ----------
@@ -371,13 +426,34 @@ def load_model(path, *, device: str = "cpu", kind=None):
     kind : type or tuple of types, optional
         Required model class (e.g. `spinlens.models.transformer.Transformer` for the interpretability
         methods); a checkpoint of another class raises a one-line `InvalidParameterError`.
+    allow_nonfinite : bool, optional
+        Load weights holding NaN or inf (refused by default; None reads ``SPINLENS_ALLOW_NONFINITE=1``, which
+        the command line's ``--allow-nonfinite`` sets).
+    max_bytes : int, optional
+        Memory allowed for the model (default: half this machine's memory).
     """
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
+
+    from spinlens.io import check_regular_file
+    from spinlens.models.schema import SAFETENSORS_DTYPES, check_memory, check_tensors
 
     ck = read_checkpoint(path)
     if ck.legacy:
         _legacy_warning(f"reading {ck.legacy}", path)
+    where = repr(str(ck.weights))
+    if not ck.weights.exists():
+        raise InvalidParameterError(f"The 'checkpoint' parameter: folder {str(ck.path)!r} lacks {WEIGHTS_FILE}.")
+    check_regular_file("checkpoint", ck.weights)
+    check_memory(ck.format, ck.config, where, max_bytes=max_bytes)
+    try:
+        with safe_open(str(ck.weights), framework="pt") as fh:
+            stored = {ck.key_prefix + k: (tuple(fh.get_slice(k).get_shape()), fh.get_slice(k).get_dtype())
+                      for k in fh.keys()}
+    except (SafetensorError, OSError, ValueError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidParameterError(f"The 'checkpoint' parameter: {where} is not a readable .safetensors file: "
+                                    f"{msg}") from None
     model = _build(ck)
     if kind is not None and not isinstance(model, kind):
         names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
@@ -386,16 +462,28 @@ def load_model(path, *, device: str = "cpu", kind=None):
             f"The 'checkpoint' parameter: {str(path)!r} holds a {type(model).__name__}"
             + (f" (zoo arch {arch!r})" if arch else "") + f"; this command needs a {names}."
         )
+    expected = {k: (tuple(v.shape), SAFETENSORS_DTYPES.get(str(v.dtype).replace("torch.", ""), str(v.dtype)))
+                for k, v in model.state_dict().items()}
+    check_tensors(where, stored, expected)
     try:
         tensors = load_file(str(ck.weights), device="cpu")
-    except FileNotFoundError:
-        raise InvalidParameterError(f"The 'checkpoint' parameter: folder {str(ck.path)!r} lacks {WEIGHTS_FILE}.") from None
     except (SafetensorError, OSError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InvalidParameterError(f"The 'checkpoint' parameter: {str(ck.weights)!r} is not a readable .safetensors "
+        raise InvalidParameterError(f"The 'checkpoint' parameter: {where} is not a readable .safetensors "
                                     f"file: {msg}") from None
     if ck.key_prefix:
         tensors = {ck.key_prefix + k: v for k, v in tensors.items()}
+    if allow_nonfinite is None:
+        import os
+
+        allow_nonfinite = os.environ.get("SPINLENS_ALLOW_NONFINITE", "") not in ("", "0")
+    if not allow_nonfinite:
+        import torch
+
+        for k in sorted(tensors):
+            if not bool(torch.isfinite(tensors[k]).all()):
+                raise InvalidParameterError(f"The 'checkpoint' parameter: {where} tensor {k!r} holds NaN or inf "
+                                            "weights (pass --allow-nonfinite to load it anyway).")
     missing, unexpected = model.load_state_dict(tensors, strict=False)
     if missing or unexpected:
         raise InvalidParameterError(

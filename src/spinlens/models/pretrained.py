@@ -4,7 +4,7 @@ Two real pretrained causal LMs reach every machine through pip, with no hub at r
 the publishers' quantized GGUF files; `prepare` converts one, once, into a plain Hugging Face folder
 (``model.safetensors`` in float32 + ``config.json`` + tokenizer) in spinlens' cache, with a ``provenance.json``
 that records where it came from (package, version, the GGUF's SHA-256, which was checked against the
-package's own record) and the SHA-256 of every file of the folder (the manifest, checked at load).
+package's own record) and a ``manifest.json`` with the SHA-256 of every file (`spinlens.io`; checked at load).
 
 ==================  ===============================  ==================================================
 name                package(s)                        model
@@ -17,9 +17,9 @@ API: `NAMED_MODELS`, `is_model_name(text)`, `model_status(name)`, `list_models()
 `resolve_model(name_or_dir)` (the folder of a named model, prepared on first use; any other value is returned
 unchanged), `cache_dir()` (``$SPINLENS_CACHE`` or ``~/.cache/spinlens``).
 
-The cache folder of a model is written as one transaction: the new folder is built beside the old one
-(``.staging-*``) and renamed onto its name, under a lock, so a crash leaves the complete old folder or the
-complete new one, never a mix; a folder whose files do not match its manifest is rebuilt.
+The cache folder of a model is written as one transaction (`spinlens.io.folder_transaction`), under a lock,
+so a crash leaves the complete old folder or the complete new one, never a mix; a folder whose files do not
+match its manifest is rebuilt.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ __all__ = [
 
 PROVENANCE = "provenance.json"
 FORMAT = "spinlens-pretrained/1"
+KIND = "pretrained-model"  #: the transaction kind of a prepared folder (its manifest.json says so)
 
 
 class ModelNotAvailableError(InvalidParameterError):
@@ -147,19 +148,6 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _sha256(path: Path, *, chunk: int = 1 << 22, progress=None) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
-            h.update(block)
-            if progress is not None:
-                progress(len(block))
-    return h.hexdigest()
-
-
 def _not_installed(spec: PretrainedSpec) -> ModelNotAvailableError:
     return ModelNotAvailableError(f"The model {spec.name!r} needs the package {spec.distribution!r}, which is not "
                                   f"installed. Install it with: {spec.install}")
@@ -200,7 +188,9 @@ def _locate_gguf(spec: PretrainedSpec, workdir: Path, progress) -> _Source:
             raise ModelNotAvailableError(f"The package {spec.distribution!r} is installed without its GGUF file "
                                          f"({path}); reinstall it: {spec.install} --force-reinstall")
         progress(f"checking the SHA-256 of {path.name} ({path.stat().st_size / 1e6:.0f} MB)")
-        digest = _sha256(path)
+        from spinlens.io import sha256_file
+
+        digest = sha256_file(path, chunk=1 << 22)
         if expected is None or digest != expected:
             raise ModelNotAvailableError(f"The GGUF file {path} does not match its package's record (SHA-256 "
                                          f"{digest[:12]}…, expected {str(expected)[:12]}…); reinstall it: "
@@ -238,29 +228,37 @@ def _locate_gguf(spec: PretrainedSpec, workdir: Path, progress) -> _Source:
 
 
 def verify_folder(folder: str | os.PathLike, *, check_hashes: bool = True) -> str | None:
-    """Why a prepared folder is not usable (one line), or None if its files match its manifest."""
+    """Why a prepared folder is not usable (one line), or None if its files match its manifest.
+
+    The manifest is `spinlens.io`'s ``manifest.json`` (SHA-256 and size of every file), written by the
+    transaction that built the folder; ``check_hashes=False`` compares sizes only (fast)."""
+    from spinlens import io
+
     folder = Path(folder)
-    prov_path = folder / PROVENANCE
-    if not prov_path.is_file():
-        return f"{prov_path} is missing"
     try:
-        prov = json.loads(prov_path.read_text())
-        manifest = prov["manifest"]
-        if prov.get("format") != FORMAT or not isinstance(manifest, dict) or not manifest:
-            raise ValueError
-    except (OSError, ValueError, KeyError, TypeError):
-        return f"{prov_path} is not a spinlens provenance record ({FORMAT})"
-    for rel, entry in manifest.items():
+        man = io.read_manifest(folder)
+    except InvalidParameterError as exc:
+        return str(exc)
+    prov = _read_provenance(folder)
+    if not isinstance(prov, dict) or prov.get("format") != FORMAT:
+        return f"{folder / PROVENANCE} is missing or not a spinlens provenance record ({FORMAT})"
+    if man is None and isinstance(prov.get("manifest"), dict):  # the first layout: the manifest in provenance.json
+        man = {"kind": KIND, "files": {**prov["manifest"], PROVENANCE: None}}
+    if man is None or man.get("kind") != KIND:
+        return f"{folder} has no manifest of a prepared model"
+    files = {k: v for k, v in man["files"].items() if v is not None}
+    present = set(io._tree_files(folder)) - {io.MANIFEST_FILE} - (set(man["files"]) - set(files))
+    extra = sorted(present - set(files))
+    if extra:
+        return f"{folder} holds files that are not in its manifest: {', '.join(extra[:5])}"
+    for rel, entry in files.items():
         p = folder / rel
         if not p.is_file():
             return f"{p} is missing"
         if p.stat().st_size != entry.get("bytes"):
             return f"{p} has {p.stat().st_size} bytes, the manifest says {entry.get('bytes')}"
-        if check_hashes and _sha256(p) != entry.get("sha256"):
+        if check_hashes and io.sha256_file(p, chunk=1 << 22) != entry.get("sha256"):
             return f"{p} does not match its SHA-256 in the manifest"
-    extra = sorted(x.name for x in folder.iterdir() if x.name != PROVENANCE and x.name not in manifest)
-    if extra:
-        return f"{folder} holds files that are not in its manifest: {', '.join(extra[:5])}"
     return None
 
 
@@ -327,8 +325,12 @@ def prepare(name: str, *, force: bool = False, progress: bool = True) -> Path:
     Idempotent: a folder that is already prepared from the installed package (manifest verified) is returned
     as it is, unless ``force``. The conversion dequantizes the GGUF with transformers' reader (the ``gguf``
     package), builds a fresh float32 model from the config, loads the weights strictly, and saves it with its
-    tokenizer; the folder is built beside its final place and renamed onto it in one step.
+    tokenizer. The folder is written as one transaction (`spinlens.io.folder_transaction`: built beside its
+    final place, switched in atomically, with a manifest), under a lock, so concurrent preparers wait.
     """
+
+    from spinlens import io
+
     spec = _spec(name)
     folder = _folder(spec)
     root = folder.parent
@@ -340,18 +342,21 @@ def prepare(name: str, *, force: bool = False, progress: bool = True) -> Path:
                 return folder
             if folder.exists() and st.problem:
                 say(f"rebuilding {folder}: {st.problem}")
-        staging = root / f".staging-{spec.name}-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        if folder.exists():
+            try:
+                io.check_replaceable("model cache", folder, kind=KIND)
+            except InvalidParameterError:  # not a transaction's folder: spinlens' own cache, set aside and removed
+                aside = root / f".broken-{spec.name}-{os.getpid()}"
+                os.rename(folder, aside)
+                shutil.rmtree(aside, ignore_errors=True)
         work = root / f".work-{spec.name}-{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         try:
             src = _locate_gguf(spec, work, say)
-            _convert(spec, src, staging, say)
-            _switch(staging, folder)
+            with io.folder_transaction(folder, kind=KIND, name="model cache") as stage:
+                _convert(spec, src, Path(stage), say)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
             shutil.rmtree(work, ignore_errors=True)
     say(f"prepared {spec.name} in {folder}")
     return folder
@@ -389,8 +394,6 @@ def _convert(spec: PretrainedSpec, src: _Source, out: Path, say) -> None:
         say(f"saving {n:,} parameters (float32 safetensors) and the tokenizer")
         fresh.save_pretrained(str(out), safe_serialization=True)
         tok.save_pretrained(str(out))
-    manifest = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(out.iterdir())
-                if p.is_file()}
     from spinlens import __version__
     from spinlens.io import write_json
 
@@ -405,7 +408,6 @@ def _convert(spec: PretrainedSpec, src: _Source, out: Path, say) -> None:
                            "torch": torch.__version__, "gguf": _version("gguf")},
         "n_params": n,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "manifest": manifest,
     })
 
 
@@ -426,17 +428,6 @@ def _quiet_transformers():
         hf_logging.set_verbosity(old)
         if bar:
             hf_logging.enable_progress_bar()
-
-
-def _switch(staging: Path, folder: Path) -> None:
-    """Put ``staging`` at ``folder`` atomically: a reader sees the complete old folder or the complete new one."""
-    if not folder.exists():
-        os.rename(staging, folder)
-        return
-    old = folder.parent / f".old-{folder.name}-{os.getpid()}"
-    os.rename(folder, old)  # the window between these two renames has no folder: a reader waits on the lock
-    os.rename(staging, folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def resolve_model(model, *, auto_prepare: bool = True, progress: bool = True):

@@ -115,8 +115,13 @@ def plot_merging(ds):
 
 
 def plot_quantization(ds):
-    """MSE vs average bits: uniform RTN (line), importance-guided and measured-guided allocations, random."""
+    """Error vs average bits: uniform RTN (line), importance-guided and measured-guided allocations, random.
+
+    The error is ``ds[ds.attrs["metric"]]`` where that variable exists (``kl`` or ``loss`` for an LM), else ``mse``.
+    """
     plt = _plt()
+    y = ds.attrs.get("metric", "mse")
+    y = y if y in ds else "mse"
     fig, ax = plt.subplots(figsize=(6, 4))
     sch = ds["scheme"].values
     style = {"uniform": ("-o", "k"), "guided_attribution": ("-s", "C0"), "guided_ablation": ("-d", "C4"), "guided_measured": ("-^", "C2"),
@@ -125,16 +130,16 @@ def plot_quantization(ds):
         sel = sch == name
         if not sel.any():
             continue
-        b, e = ds["average_bits"].values[sel], ds["mse"].values[sel]
+        b, e = ds["average_bits"].values[sel], ds[y].values[sel]
         if name != "random":
             o = np.argsort(b)
             b, e = b[o], e[o]
         ax.plot(b, e, mk, color=col, label=name.replace("_", " "), ms=5)
-    if ds.attrs.get("fp_mse", 0) > 0:
-        ax.axhline(ds.attrs["fp_mse"], color="gray", ls="--", lw=0.8, label="full precision")
+    if ds.attrs.get(f"fp_{y}", 0) > 0:
+        ax.axhline(ds.attrs[f"fp_{y}"], color="gray", ls="--", lw=0.8, label="full precision")
     ax.axvline(3.4, color="gray", ls=":", lw=0.8, label="3.4 bits (reference budget)")
     ax.set_xlabel(f"average bits per weight (group size {ds.attrs['group_size']}, overhead not counted)")
-    ax.set_ylabel(ds["mse"].attrs.get("long_name", "test MSE"))
+    ax.set_ylabel(ds[y].attrs.get("long_name", "test MSE"))
     ax.set_yscale("log")
     ax.legend(fontsize=8)
     what = {"head": "heads + MLPs", "module": "attention + MLP per layer", "layer": "one width per layer",

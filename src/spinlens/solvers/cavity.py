@@ -65,8 +65,9 @@ class CavitySolver(Solver):
         else:
             m0 = np.zeros(K)
             v0 = np.zeros(K)
+        H.pair_gram()  # first: the diagonal and the couplings are read off it
         st = cavity_iterate(
-            H.gram(), H.h, H.lam_diag, beta=beta, damping=self.damping, max_iter=self.max_iter, tol=self.tol,
+            H, H.h, H.lam_diag, beta=beta, damping=self.damping, max_iter=self.max_iter, tol=self.tol,
             m0=m0, v0=v0, reaction=self.reaction,
         )
         m, v, n_iter, err = st.m, st.v, st.n_iter, st.err
@@ -123,14 +124,27 @@ class CavityState:
         return self.status == "converged"
 
 
+def offdiag_couplings(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(active, J₀, J₀∘J₀) from a dense Gram matrix A = SᵀS/P: J₀ = −A off the diagonal, restricted to the
+    ``active`` spins (those with a non-zero off-diagonal entry of A; the others have no coupling), and its
+    square. The dense counterpart of `spinlens.hamiltonian.Hamiltonian.offdiag_couplings`."""
+    off = np.array(A, dtype=float)
+    np.fill_diagonal(off, 0.0)
+    active = np.flatnonzero(np.any(off != 0, axis=1))
+    J0 = off if active.size == off.shape[0] else off[np.ix_(active, active)]
+    np.negative(J0, out=J0)
+    return active, J0, J0 * J0
+
+
 def cavity_iterate(A, h, lam_diag, *, beta: float, damping: float, max_iter: int, tol: float,
                    m0: np.ndarray, v0: np.ndarray, kernel: str = "symv", reaction: bool = False) -> CavityState:
     """The damped cavity iteration (the loop of `CavitySolver`), on plain arrays.
 
     Parameters
     ----------
-    A : ndarray of shape (n_spins, n_spins)
-        The Gram matrix SᵀS/P (= −J).
+    A : ndarray of shape (n_spins, n_spins), or a `~spinlens.hamiltonian.Hamiltonian`
+        The Gram matrix SᵀS/P (= −J); from a Hamiltonian, the couplings are gathered from its pair Gram
+        (`Hamiltonian.offdiag_couplings`) without forming the dense matrix.
     h, lam_diag : ndarray of shape (n_spins,)
         Fields and self-couplings λ_i = λ − J_ii.
     beta, damping, max_iter, tol : as in `CavitySolver`.
@@ -142,10 +156,19 @@ def cavity_iterate(A, h, lam_diag, *, beta: float, damping: float, max_iter: int
         growing modes that amplify it, to ~1e-6 relative in W at D = 20.
     reaction : bool
         Add the Onsager reaction term −β² m_i Σ_j J_ij² v_j to the numerator (`TapSolver`).
+
+    Notes
+    -----
+    Spins without any coupling (e.g. (a, D), the query's label slot, whose feature is always 0) are left
+    out of the two products, which are exactly 0 there; the products over the others are the same sums,
+    so this changes nothing beyond rounding order.
     """
-    J0 = -np.asarray(A, dtype=float)  # a fresh array: A is not modified
-    np.fill_diagonal(J0, 0.0)
-    J2 = J0 * J0
+    if isinstance(A, np.ndarray) or not hasattr(A, "offdiag_couplings"):
+        act, J0, J2 = offdiag_couplings(np.asarray(A, dtype=float))
+    else:
+        act, J0, J2 = A.offdiag_couplings()
+    K = np.asarray(h).shape[0]
+    na = act.size
     if kernel == "symv":
         from scipy.linalg.blas import dsymv
 
@@ -164,28 +187,50 @@ def cavity_iterate(A, h, lam_diag, *, beta: float, damping: float, max_iter: int
             return J2 @ x
     else:
         raise InvalidParameterError(f"The 'kernel' parameter of cavity_iterate must be one of {{'symv', 'gemv'}}. Got {kernel!r} instead.")
-    m, v = np.array(m0, dtype=float), np.array(v0, dtype=float)
+    # work in the order (active spins, then the uncoupled ones), so that the products fill a leading slice
+    perm = act
+    if na < K:
+        rest = np.ones(K, dtype=bool)
+        rest[act] = False
+        perm = np.concatenate([act, np.flatnonzero(rest)])
+    m, v = np.asarray(m0, dtype=float)[perm], np.asarray(v0, dtype=float)[perm]
     theta, one_m = damping, 1.0 - damping
-    bl, bb = beta * np.asarray(lam_diag), beta * beta
+    bl, bb = beta * np.asarray(lam_diag, dtype=float)[perm], beta * beta
+    bh = beta * np.asarray(h, dtype=float)[perm]
+    j0m, j2v = np.zeros(K), np.zeros(K)  # the products; 0 at the uncoupled spins
+    denom, m_new, v_new, dm, dv = (np.empty(K) for _ in range(5))
+    ma, va = m[:na], v[:na]
     err, n_iter, status = math.inf, 0, "max_iter"
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         for n_iter in range(1, max_iter + 1):
-            j2v = bb * mv2(v)
-            denom = bl - j2v
+            j2v[:na] = mv2(va)
+            j0m[:na] = mv0(ma)
+            j2v *= bb
+            np.subtract(bl, j2v, out=denom)
+            j0m *= beta
+            j0m += bh  # β(h + J₀m)
             if reaction:
-                m_new = (beta * (h + mv0(m)) - j2v * m) / denom
-            else:
-                m_new = beta * (h + mv0(m)) / denom
-            v_new = 1.0 / denom
-            e = float(np.mean((m_new - m) ** 2) + np.mean((v_new - v) ** 2))
+                j0m -= j2v * m
+            np.divide(j0m, denom, out=m_new)
+            np.divide(1.0, denom, out=v_new)
+            np.subtract(m_new, m, out=dm)
+            np.subtract(v_new, v, out=dv)
+            e = float((dm @ dm + dv @ dv) / K)
             if not e <= 1e300:  # non-finite or overflowing messages: keep the last finite iterate
                 n_iter -= 1
                 status = "diverged"
                 break
             err = e
-            m = theta * m + one_m * m_new
-            v = theta * v + one_m * v_new
+            m *= theta
+            m_new *= one_m
+            m += m_new
+            v *= theta
+            v_new *= one_m
+            v += v_new
             if err < tol:
                 status = "converged" if bool(np.all(v > 0)) else "nonpositive"
                 break
+    inv = np.empty(K, dtype=np.intp)
+    inv[perm] = np.arange(K)
+    m, v = m[inv], v[inv]
     return CavityState(m=m, v=v, n_iter=int(n_iter), err=float(err), status=status)

@@ -13,6 +13,13 @@ and infinite variances there.
 
 Both report sample estimates of the mean, marginal variances, the mean energy and the overlaps
 q₁₂ = W¹·W²/n_spins between independent replicas and q₁₁ = W·W/n_spins, with their exact values.
+
+Both report mixing diagnostics over their chains (`spinlens.solvers.mixing`: rank-normalized split-R̂ and
+bulk/tail effective sample size, the definitions of Vehtari et al. 2021 that ArviZ reports), worst over the
+spins, in ``extras["mixing"]``; ``converged`` is true only when they pass (R̂ < 1.01, both ESS ≥ 400 by
+default). The Gaussian sampler's draws are independent, so it passes whenever it has enough of them; the
+Langevin chains fail where the run is short against the slowest mode's relaxation time
+1/(ηβa_min) = 20·a_max/a_min steps at the default step (a tiny λ, an ill-conditioned Hessian).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from ..errors import InvalidParameterError, check_float, check_int
 from ..random import RNGLike, as_generator
 from .base import RunOutput, Solver, check_beta
 from .exact import ExactSolver
+from .mixing import ESS_MIN, MIN_DRAWS, RHAT_MAX, mixing_diagnostics
 
 
 def _improper(H, method: str) -> InvalidParameterError:
@@ -59,8 +67,10 @@ def _exact_reference(H, beta):
     }
 
 
-def _summarise(H, samples_a, samples_b, beta, n_iter, message, exact=True) -> RunOutput:
-    """samples_*: (n, K) from two independent replicas."""
+def _summarise(H, samples_a, samples_b, beta, n_iter, message, exact=True, *, chains=None,
+               rhat_max: float = RHAT_MAX, ess_min: float = ESS_MIN) -> RunOutput:
+    """samples_*: (n, K) from two independent replicas; ``chains``: the same draws as (n_chains, n_draws, K)
+    for the mixing diagnostics, which decide ``converged``."""
     K = H.n_spins
     allw = np.concatenate([samples_a, samples_b])
     mean = allw.mean(0)
@@ -83,7 +93,23 @@ def _summarise(H, samples_a, samples_b, beta, n_iter, message, exact=True) -> Ru
             mean_distance=float(np.linalg.norm(mean - ref["mean"]) / max(float(np.linalg.norm(ref["mean"])), 1e-300)),
         )
     res = np.linalg.norm(H.hessian_matvec(mean) - H.h) / max(float(np.linalg.norm(H.h)), 1e-300)
-    return RunOutput(m=mean, v=var, n_iter=n_iter, residual=float(res), converged=True, message=message, extras=extras)
+    converged = True
+    if chains is not None:
+        if chains.shape[1] < MIN_DRAWS:
+            converged = False
+            message += (f"; not converged: {chains.shape[1]} draws per chain, too few for the mixing diagnostics "
+                        f"(≥ {MIN_DRAWS})")
+            extras["mixing"] = None
+        else:
+            diag = mixing_diagnostics(chains, rhat_threshold=rhat_max, ess_threshold=ess_min)
+            extras["mixing"] = diag.to_dict()
+            converged = diag.passed
+            message += (f"; split-R̂ {diag.rhat_max:.4g}, bulk ESS {diag.ess_bulk_min:.4g}, tail ESS "
+                        f"{diag.ess_tail_min:.4g} (worst spin)")
+            if not converged:
+                message += f"; not mixed: {diag.why_not()}"
+    return RunOutput(m=mean, v=var, n_iter=n_iter, residual=float(res), converged=converged, message=message,
+                     extras=extras)
 
 
 class GaussianSampler(Solver):
@@ -123,7 +149,7 @@ class GaussianSampler(Solver):
         a = self.draw(H, beta=beta, rng=rng)
         b = self.draw(H, beta=beta, rng=rng)
         return _summarise(H, a, b, beta, 2 * self.n_samples, f"exact Gaussian draws: 2 replicas x {self.n_samples}",
-                          exact=self.compare_exact)
+                          exact=self.compare_exact, chains=np.stack([a, b]), ess_min=min(ESS_MIN, self.n_samples))
 
 
 class LangevinSampler(Solver):
@@ -143,11 +169,15 @@ class LangevinSampler(Solver):
         Keep every ``thin``-th state.
     compare_exact : bool
         Also report the exact energy, overlaps and the distance of the sample mean to the exact mean.
+    rhat_max, ess_min : float
+        The mixing test: ``converged`` only if the worst spin's split-R̂ is below ``rhat_max`` and its bulk
+        and tail ESS over all 2·n_chains chains are at least ``ess_min`` (`spinlens.solvers.mixing`).
     """
 
     method = "langevin"
 
-    def __init__(self, n_steps=2000, n_burn=None, n_chains=16, step_size=None, thin=10, compare_exact=True):
+    def __init__(self, n_steps=2000, n_burn=None, n_chains=16, step_size=None, thin=10, compare_exact=True,
+                 rhat_max=RHAT_MAX, ess_min=ESS_MIN):
         own = "LangevinSampler"
         self.n_steps = check_int("n_steps", n_steps, low=1, owner=own)
         self.n_burn = self.n_steps // 2 if n_burn is None else check_int("n_burn", n_burn, low=0, owner=own)
@@ -155,6 +185,8 @@ class LangevinSampler(Solver):
         self.step_size = None if step_size is None else check_float("step_size", step_size, low=0, low_open=True, owner=own)
         self.thin = check_int("thin", thin, low=1, owner=own)
         self.compare_exact = bool(compare_exact)
+        self.rhat_max = check_float("rhat_max", rhat_max, low=1.0, low_open=True, owner=own)
+        self.ess_min = check_float("ess_min", ess_min, low=0.0, owner=own)
 
     @staticmethod
     def max_curvature(H, *, rng: RNGLike = None, n_iter: int = 50) -> float:
@@ -186,4 +218,5 @@ class LangevinSampler(Solver):
         a = S[:, : self.n_chains].reshape(-1, K)
         b = S[:, self.n_chains :].reshape(-1, K)
         msg = f"unadjusted Langevin: step {eta:.3g}, {self.n_burn} burn-in + {self.n_steps} steps, 2 replicas x {self.n_chains} chains"
-        return _summarise(H, a, b, beta, total, msg, exact=self.compare_exact)
+        return _summarise(H, a, b, beta, total, msg, exact=self.compare_exact, chains=S.transpose(1, 0, 2),
+                          rhat_max=self.rhat_max, ess_min=self.ess_min)

@@ -270,7 +270,11 @@ def parse_values(name: str, value) -> tuple:
                     f"The sweep parameter '{pname}' got {text!r}; a range is START:STOP:NUM or START:STOP:NUM:log{hint}."
                 )
         else:
-            raw = [_parse_number(spec, p, source) for p in text.split(",") if p.strip() != ""]
+            items = text.split(",")
+            if any(p.strip() == "" for p in items):
+                raise InvalidParameterError(f"The sweep parameter '{pname}' got {text!r}, a list with an empty item; "
+                                            "write values separated by single commas (5,10,20).")
+            raw = [_parse_number(spec, p, source) for p in items]
     elif value is None and spec.allow_inf:
         raw = [None]
     else:
@@ -394,9 +398,9 @@ def load_config(path: str | os.PathLike) -> dict:
         elif suffix in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_strict_yaml_loader()) or {}
         elif suffix == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
         else:
             raise InvalidParameterError(
                 f"The 'config' file {str(path)!r} must end in .toml, .yaml, .yml or .json."
@@ -413,16 +417,53 @@ def load_config(path: str | os.PathLike) -> dict:
                 f"The 'config' file {str(path)!r}: '{table}' must be a table/mapping of names to values. "
                 f"Got {data[table]!r} instead."
             )
-    grid = dict(data.pop("grid", {}) or {})
+    raw_grid = dict(data.pop("grid", {}) or {})
     settings = dict(data.pop("settings", {}) or {})
+    flat = {}
     for k, v in data.items():
         try:
-            grid[canonical_name(k)] = v
+            canonical_name(k)
+            flat[k] = v
         except InvalidParameterError:
             settings[k] = v
-    for k in list(grid):
-        grid[canonical_name(k)] = grid.pop(k)
+    grid: dict = {}
+    spelled: dict = {}
+    for k, v in [*raw_grid.items(), *flat.items()]:
+        name = canonical_name(k)
+        if name in grid:  # two spellings of one symbol (N and n_context, or in [grid] and at top level)
+            raise InvalidParameterError(f"The 'config' file {str(path)!r} gives the sweep parameter '{name}' twice "
+                                        f"({spelled[name]!r} and {k!r}); give it once.")
+        grid[name], spelled[name] = v, k
     return {"grid": grid, "settings": settings}
+
+
+def _no_duplicate_keys(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _strict_yaml_loader():
+    """A YAML safe loader that refuses a key given twice in one mapping (PyYAML keeps the last one)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        keys = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in keys:
+                raise ValueError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+            keys.add(key)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
 
 
 def point_key(params: dict) -> str:

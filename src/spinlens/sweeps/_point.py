@@ -167,8 +167,9 @@ def compute_point(
         K = H.n_spins
         m0 = gs.standard_normal(K)  # the initial messages of CavitySolver(init="random")
         v0 = gs.standard_normal(K)
+        H.pair_gram()  # first: the diagonal and the couplings are read off it
         st = cavity_iterate(
-            H.gram(), H.h, H.lam_diag, beta=beta, damping=float(params["damping"]), max_iter=max_iter, tol=tol,
+            H, H.h, H.lam_diag, beta=beta, damping=float(params["damping"]), max_iter=max_iter, tol=tol,
             m0=m0, v0=v0, reaction=method == "tap",
         )
         W = st.m.reshape(H.d + 1, H.d + 1)

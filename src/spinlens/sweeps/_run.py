@@ -224,6 +224,7 @@ def run_sweep(
     scheduler_timeout: float = 5.0,
     resume: bool = False,
     force: bool = False,
+    repair: bool = False,
     progress: bool = True,
     point_fn: str = "spinlens.sweeps._point:compute_point",
     chunk_size: int | None = None,
@@ -254,6 +255,8 @@ def run_sweep(
         match; the grid may differ (e.g. more seeds), stored points are reused where they fall on it.
     force : bool
         Delete a sweep stored in ``out`` (its own files only) and start over.
+    repair : bool
+        With ``resume``: a damaged point file (truncated, empty, edited) is computed again instead of refused.
 
         While it runs, a sweep holds the advisory lock ``out/.lock``: a second run on the same folder
         raises `SweepLockedError` (a lock left by a killed process of this host is taken over).
@@ -311,7 +314,10 @@ def run_sweep(
     settings = {"observables": obs, "method": method, "max_iter": max_iter, "tol": tol, "n_mc": n_mc,
                 "sampler": sampler, "point_fn": point_fn}
     shash = settings_hash(settings)
-    store = SweepStore(out)
+    if repair and not resume:
+        raise InvalidParameterError("The 'repair' option recomputes damaged points of a sweep being resumed; pass it "
+                                    "with --resume.")
+    store = SweepStore(out, repair=repair)
     existed = store.root.exists()
     lock = SweepLock(store.root)
     try:
@@ -323,7 +329,7 @@ def run_sweep(
     created_spec = False
     try:
         if store.exists() and store.n_points_stored() > 0:
-            old = store.read_spec()
+            old = None if force else store.read_spec()
             if force:
                 store.clear()
             elif not resume:

@@ -54,7 +54,8 @@ def _atomic_write_text(path: Path, text: str) -> None:
 class SweepStore:
     """A sweep directory (see module docstring). Not thread-safe; one writer (the parent process)."""
 
-    def __init__(self, out: str | os.PathLike):
+    def __init__(self, out: str | os.PathLike, *, repair: bool = False):
+        self.repair = repair  # a damaged point file is deleted (and so recomputed) instead of refused
         self.root = Path(out)
         self.points_dir = self.root / "points"
         self.spec_path = self.root / "sweep.json"
@@ -66,9 +67,17 @@ class SweepStore:
         return self.spec_path.exists() or self.points_dir.exists()
 
     def read_spec(self) -> dict | None:
-        if not self.spec_path.exists():
+        if not self.spec_path.exists() and not self.spec_path.is_symlink():
             return None
-        return json.loads(self.spec_path.read_text())
+        try:
+            rec = _read_json(self.spec_path)
+            if not (isinstance(rec, dict) and isinstance(rec.get("grid"), dict) and isinstance(rec.get("settings"), dict)
+                    and isinstance(rec["settings"].get("observables"), list)):
+                raise ValueError("not a sweep spec object")
+        except (OSError, ValueError, RecursionError, InvalidParameterError) as exc:
+            raise InvalidParameterError(f"The sweep file {str(self.spec_path)!r} is damaged ({_why(exc)}); pass --force "
+                                        "to start the sweep over.") from None
+        return rec
 
     def write_spec(self, grid: SweepGrid, settings: dict) -> None:
         """Write sweep.json; results.nc and run.json, derived from the previous spec, are deleted first."""
@@ -130,14 +139,28 @@ class SweepStore:
         return rec is not None and rec.get("settings_hash") == settings_hash
 
     def read_point(self, params: dict) -> dict | None:
+        """The stored record of a point, None when absent. A damaged file (truncated, empty, not an object, other
+        parameters, non-numeric values, not a regular file) is refused in one line, or with ``repair`` deleted
+        (the point is then computed again)."""
         p = self.point_path(params)
-        try:
-            text = p.read_text()
-        except FileNotFoundError:
+        if not p.exists() and not p.is_symlink():
             return None
-        rec = json.loads(text)
-        if canonical_json(rec["params"]) != canonical_json(params):  # hash collision guard
-            raise RuntimeError(f"point file {p} holds other parameters {rec['params']} than {params}")
+        try:
+            rec = _read_json(p)
+            if not isinstance(rec, dict) or not isinstance(rec.get("values"), dict) \
+                    or not isinstance(rec.get("params"), dict) or not isinstance(rec.get("settings_hash"), str):
+                raise ValueError("not a point record")
+            if canonical_json(rec["params"]) != canonical_json(params):
+                raise ValueError("it holds the parameters of another point")
+            bad = [k for k, v in rec["values"].items() if not (v is None or type(v) in (bool, int, float))]
+            if bad:
+                raise ValueError(f"non-numeric value of {bad[0]!r}")
+        except (OSError, ValueError, RecursionError, InvalidParameterError) as exc:
+            if self.repair:
+                p.unlink(missing_ok=True)
+                return None
+            raise InvalidParameterError(f"The sweep point file {str(p)!r} is damaged ({_why(exc)}); pass --repair "
+                                        "(with --resume) to compute that point again.") from None
         return rec
 
     def write_point(self, params: dict, values: dict, meta: dict, settings_hash: str) -> None:
@@ -148,6 +171,31 @@ class SweepStore:
         if not self.points_dir.exists():
             return set()
         return {p.stem for p in self.points_dir.glob("*.json") if not p.name.startswith(".")}
+
+
+def _why(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+    return text
+
+
+def _no_duplicates(pairs):
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def _read_json(path: Path):
+    """A JSON file of the store, strictly: a regular file (never a FIFO), UTF-8, no duplicate keys."""
+    from spinlens.io import check_regular_file
+
+    check_regular_file("sweep file", path)
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise ValueError("empty file")
+    return json.loads(text, object_pairs_hook=_no_duplicates)
 
 
 def _coord_values(name: str, values: tuple):
