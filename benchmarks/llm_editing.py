@@ -32,10 +32,10 @@ def main() -> None:
 
     from spinlens import io
     from spinlens.interp.hf import load_hf
-    from spinlens.lm.corpus import builtin_corpus
     from spinlens.llm import facts as F
     from spinlens.llm.editing import EditCase, editing_study
     from spinlens.llm.recall import known_facts
+    from spinlens.lm.corpus import builtin_corpus
     from spinlens.models.pretrained import resolve_model
 
     model = load_hf("smollm2-135m")
