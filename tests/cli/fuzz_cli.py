@@ -44,8 +44,11 @@ BASES: dict[str, str] = {
 # Commands whose base run takes long (they train or reproduce): only values that must be refused before
 # any work are tried on them.
 SLOW = ("demo", "reproduce", "zoo figS8", "zoo bridge", "landscape", "steer", "pinpoint", "merge", "quantize",
-        "interp fv", "interp path", "interp attribution", "interp induction", "interp recall", "lm",
-        "models prepare")
+        "interp fv", "interp path", "interp attribution", "interp induction", "lm",
+        "models prepare",
+        # studies of pretrained LLMs: they load SmolLM2 / Gemma 3 (seconds to minutes on 2 cores)
+        "interp arithmetic", "interp control", "interp ioi", "interp languages", "interp sycophancy",
+        "interp recall")
 
 #: values that no option of spinlens accepts for a number (refused before any work)
 BAD_NUMBERS = ["-1", "-7.5", "nan", "NaN", "inf", "-inf", "abc", "", " ", "1e400", "0x10", "½", "1,,2", "--",

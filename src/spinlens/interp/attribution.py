@@ -152,3 +152,62 @@ def attribution_circuit(model, clean, corrupt, *, metric, threshold: float = 0.1
     f = circuit_faithfulness(model, clean, corrupt, circ.nodes, metric=metric)
     f0 = circuit_faithfulness(model, clean, corrupt, [], metric=metric)
     return AttributionCircuit(circ, f, f0, ea)
+
+
+def head_attribution(model, clean: torch.Tensor, corrupt: torch.Tensor, *, metric, direction: str = "denoise"):
+    """Attribution patching of every head's ``z`` (Nanda 2023): the first-order estimate of `activation_patch`
+    with ``component="z"``, from one forward and one backward pass on the base run:
+
+        score(L, h) ≈ Σ_{positions, d_head} ∂m/∂z_{L,h} · (z_{L,h}(source) − z_{L,h}(base)) / (m_source − m_base)
+
+    (``m`` averaged over prompts). The gradient is taken with respect to activations only: the weights are
+    frozen during the pass and the embedding is the leaf, so no weight gradient is computed. Works on any
+    hooked model with ``hook_embed`` and ``attn.hook_z`` (`Transformer`, `HookedHF`).
+
+    Returns
+    -------
+    `spinlens.interp.patching.PatchingResult` with ``scores`` ``(layer, head)`` and ``component="z"``.
+    """
+    import xarray as xr
+
+    from spinlens.interp.patching import PatchingResult
+
+    _check_pair(clean, corrupt)
+    base, source = _base_source(clean, corrupt, direction)
+    nL = model.cfg.n_layers
+    names = [act_name("z", L) for L in range(nL)]
+    with torch.no_grad():
+        out_s, cs = model.run_with_cache(source, names_filter=names)
+        m_s = float(metric(out_s).mean())
+    saved = {}
+
+    def leaf(act, hook):
+        return act.detach().requires_grad_(True)
+
+    def keep(act, hook):
+        act.retain_grad()
+        saved[hook.name] = act
+
+    params = list(model.parameters())
+    req = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        with torch.enable_grad(), model.hooks([("hook_embed", leaf)] + [(n, keep) for n in names]):
+            out = model(base)
+            m = metric(out).mean()
+            m.backward()
+    finally:
+        for p, r in zip(params, req):
+            p.requires_grad_(r)
+    m_b = float(m.detach())
+    from spinlens.interp.patching import _check_metrics
+
+    m_b, m_s = _check_metrics(m_b, m_s)
+    scores = np.stack([
+        torch.einsum("bphd,bphd->h", saved[n].grad, (cs[n] - saved[n].detach()).to(saved[n].dtype)).double().numpy()
+        for n in names]) / (m_s - m_b)
+    da = xr.DataArray(scores, dims=("layer", "head"), coords={"layer": np.arange(nL), "head": np.arange(scores.shape[1])},
+                      name="attribution_score", attrs={"long_name": f"attribution patching score ({direction}, z)",
+                                                       "component": "z"})
+    return PatchingResult(da, m_b, m_s, "z", direction, int(clean.shape[0]))

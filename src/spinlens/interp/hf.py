@@ -286,6 +286,23 @@ class HookedHF(HookedModule):
     def W_O(self, layer: int) -> torch.Tensor:
         return self._W_O(_get(_get(self.hf, self.spec["layers"])[layer], self.spec["o_proj"]))
 
+    def plain_copy(self) -> nn.Module:
+        """A deep copy of the wrapped HF model without this adapter's hooks (a plain transformers model)."""
+        import copy
+
+        ids = {h.id for h in self._handles}
+        new = copy.deepcopy(self.hf)
+        for mod in new.modules():
+            for d in (mod._forward_hooks, mod._forward_pre_hooks, mod._forward_hooks_with_kwargs,
+                      mod._forward_pre_hooks_with_kwargs, getattr(mod, "_forward_hooks_always_called", {})):
+                for i in ids & set(d):
+                    del d[i]
+        return new
+
+    def clone(self) -> HookedHF:
+        """An independent copy (weights copied, its own hooks)."""
+        return HookedHF(self.plain_copy(), arch=self.cfg.arch)
+
     def remove_adapter(self) -> None:
         """Remove the permanent hooks from the HF model (the wrapper is unusable afterwards)."""
         for h in self._handles:
@@ -300,6 +317,50 @@ class HookedHF(HookedModule):
                 f"Got dtype {tokens.dtype} and shape {tuple(tokens.shape)} instead."
             )
         return self.hf(input_ids=tokens, use_cache=False).logits
+
+    def attn_out_from_heads(self, layer: int, summed_result: torch.Tensor) -> torch.Tensor:
+        """What the attention of ``layer`` adds to the residual stream, given the sum of its heads' ``hook_result``
+        (without the projection bias): the sum itself, or, on sandwich-norm families (Gemma), its
+        post-attention norm."""
+        if "attn_out" not in self.spec:
+            return summed_result
+        norm = _get(_get(self.hf, self.spec["layers"])[layer], self.spec["attn_out"])
+        self._bypass = True
+        try:
+            return norm(summed_result)
+        finally:
+            self._bypass = False
+
+    @property
+    def supports_forward_from(self) -> bool:
+        """Whether `forward_from` is exact (Llama and Gemma families; GPT-2 adds position embeddings to
+        its input, so starting mid-way is not offered there)."""
+        return self.cfg.arch != "gpt2"
+
+    def forward_from(self, resid: torch.Tensor, start_layer: int) -> torch.Tensor:
+        """Logits of the model run from ``blocks.{start_layer}.hook_resid_pre = resid`` (the layers below are
+        skipped: `spinlens.interp.patching.run_variants` uses this to reuse the base run's shared prefix).
+
+        The decoder layers below ``start_layer`` are taken out of the HF model for the call (and the per-layer
+        ``layer_types`` of sliding-window models shifted with them); the hook names keep their layer numbers.
+        """
+        if not self.supports_forward_from:
+            raise InvalidParameterError(f"forward_from is not available for the {self.cfg.arch!r} family.")
+        s = self.spec["layers"]
+        parent = _get(self.hf, s.rsplit(".", 1)[0])
+        attr = s.rsplit(".", 1)[1]
+        layers = getattr(parent, attr)
+        hc = self.hf.config
+        types = getattr(hc, "layer_types", None)
+        try:
+            setattr(parent, attr, nn.ModuleList(list(layers)[start_layer:]))
+            if types is not None:
+                hc.layer_types = list(types)[start_layer:]
+            return self.hf(inputs_embeds=resid, use_cache=False).logits
+        finally:
+            setattr(parent, attr, layers)
+            if types is not None:
+                hc.layer_types = types
 
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
         """Final norm + ``lm_head`` of any residual stream ``[..., d_model] -> [..., vocab]`` (logit lens)."""
@@ -345,9 +406,12 @@ def load_hf_model(path, *, dtype: str = "float32", device: str = "cpu", allow_pi
     dt = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}.get(dtype)
     if dt is None:
         raise InvalidParameterError(f"The 'dtype' parameter must be one of {{'float32', 'float64', 'bfloat16'}}. Got {dtype!r} instead.")
+    from spinlens.models.pretrained import _quiet_transformers
+
     try:
-        m = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, attn_implementation="eager", dtype=dt,
-                                                 use_safetensors=None if allow_pickle_weights else True)
+        with _quiet_transformers():  # no per-load progress bar on stderr (a CLI error stays one line)
+            m = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, attn_implementation="eager",
+                                                     dtype=dt, use_safetensors=None if allow_pickle_weights else True)
     except (OSError, ValueError, KeyError) as exc:  # no weights, unknown model_type, ...
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         msg = pickle_weights_hint(path, allow_pickle_weights) or msg

@@ -108,7 +108,8 @@ def run_variants(
     max_batch : int
         Largest number of sequences per forward pass.
     skip_unpatched_layers : bool
-        For models with ``forward_from`` (`spinlens.models.transformer.Transformer`): variants whose patches
+        For models with ``forward_from`` (`spinlens.models.transformer.Transformer`, `spinlens.interp.hf.HookedHF`
+        of the Llama and Gemma families): variants whose patches
         and records all sit in layers >= L start from the base run's cached ``blocks.L.hook_resid_pre``
         instead of recomputing the identical layers below L.
 
@@ -125,7 +126,7 @@ def run_variants(
     for patches in variants:
         st = min([_layer_of(n) for n, _, _ in patches] + [rec_start])
         starts.append(0 if st == 10**9 else st)
-    can_skip = skip_unpatched_layers and hasattr(model, "forward_from")
+    can_skip = skip_unpatched_layers and getattr(model, "supports_forward_from", hasattr(model, "forward_from"))
     if not can_skip:
         starts = [0] * V
     resid_cache = {}
@@ -242,6 +243,10 @@ def _ref_metrics(model, metric, base, source):
     with torch.no_grad():
         m_b = float(metric(model(base)).mean())
         m_s = float(metric(model(source)).mean())
+    return _check_metrics(m_b, m_s)
+
+
+def _check_metrics(m_b: float, m_s: float) -> tuple[float, float]:
     if not np.isfinite(m_b) or not np.isfinite(m_s) or abs(m_s - m_b) < 1e-12 * max(1.0, abs(m_s)):
         raise InvalidParameterError(
             "The 'metric' must differ between the clean and corrupted runs to normalise patching scores. "
@@ -441,6 +446,53 @@ def path_patch(
                "receivers": str(receivers), "receiver_input": receiver_input},
     )
     return PatchingResult(da, m_b, m_s, f"path:{receiver_input}", direction, int(clean.shape[0]))
+
+
+def direct_path_patch(
+    model,
+    clean: torch.Tensor,
+    corrupt: torch.Tensor,
+    *,
+    metric: Callable[[torch.Tensor], torch.Tensor],
+    direction: str = "denoise",
+) -> PatchingResult:
+    """`path_patch` with ``receivers="output"`` computed without patched forward passes (same scores).
+
+    With every other head's ``z`` and every MLP output frozen, the final residual stream of the base run
+    changes only by the sender's own output, ``result_S(source) - result_S(base)``; so the patched logits are
+    ``unembed(resid_final_base + Δresult_S)`` (on sandwich-norm models, Gemma, Δ of the normed attention
+    output with only S changed: `HookedHF.attn_out_from_heads`). One cached run of each input replaces ``n_heads * n_layers``
+    patched forwards. Only the last position is unembedded: ``metric`` must read position -1 (as the
+    metrics of `spinlens.interp.metrics` do by default). Needs a model with ``unembed`` (`HookedHF`).
+    """
+    import xarray as xr
+
+    _check_pair(clean, corrupt)
+    if not hasattr(model, "unembed"):
+        raise InvalidParameterError("direct_path_patch needs a model with 'unembed' (a HookedHF); use path_patch.")
+    base, source = _base_source(clean, corrupt, direction)
+    nL, nH = model.cfg.n_layers, model.cfg.n_heads
+    res_names = [_hook_name("result", L) for L in range(nL)]
+    fin = _hook_name("resid_post", nL - 1)
+    with torch.no_grad():
+        out_b, cb = model.run_with_cache(base, names_filter=res_names + [fin], positions=-1)
+        out_s, cs = model.run_with_cache(source, names_filter=res_names, positions=-1)
+        m_b, m_s = _check_metrics(float(metric(out_b).mean()), float(metric(out_s).mean()))
+        resid = cb[fin][:, -1]  # [b, d]
+        scores = np.zeros((nL, nH))
+        to_resid = getattr(model, "attn_out_from_heads", lambda L, x: x)
+        for L in range(nL):
+            rb = cb[res_names[L]][:, -1]  # [b, h, d]
+            d = (cs[res_names[L]][:, -1] - rb).transpose(0, 1)  # [h, b, d]
+            pre = rb.sum(1)  # [b, d]
+            d = to_resid(L, pre[None] + d) - to_resid(L, pre)[None]  # what reaches the residual stream
+            lg = model.unembed(resid[None] + d)  # [h, b, vocab]
+            scores[L] = [(float(metric(lg[h][:, None]).mean()) - m_b) / (m_s - m_b) for h in range(nH)]
+    da = xr.DataArray(
+        scores, dims=("layer", "head"), coords={"layer": np.arange(nL), "head": np.arange(nH)}, name="path_score",
+        attrs={"long_name": "path patching score → output (direct)", "receivers": "output", "receiver_input": "q"},
+    )
+    return PatchingResult(da, m_b, m_s, "path:q", direction, int(clean.shape[0]))
 
 
 @dataclass(frozen=True)

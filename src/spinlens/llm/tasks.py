@@ -18,7 +18,7 @@ import torch
 
 from spinlens.errors import InvalidParameterError
 
-__all__ = ["TextTask", "TokenBatch", "TokenizedTask", "tokenize_task", "answer_token"]
+__all__ = ["TextTask", "TokenBatch", "TokenizedTask", "tokenize_task", "answer_token", "load_model_and_tokenizer"]
 
 
 @dataclass(frozen=True)
@@ -166,3 +166,16 @@ def tokenize_task(task: TextTask, tokenizer, *, single_token: bool = True, on_ba
             wrong=None if task.wrong_answers is None else torch.tensor([r[4] for r in rows]),
         ))
     return TokenizedTask(task, batches, dropped)
+
+
+def load_model_and_tokenizer(model: str):
+    """``(HookedHF, tokenizer)`` of a named pretrained model (``"smollm2-135m"``, prepared on first use) or a local
+    Hugging Face folder; no network."""
+    from transformers import AutoTokenizer
+
+    from spinlens.interp.hf import load_hf
+    from spinlens.models.pretrained import resolve_model
+
+    m = load_hf(model)
+    tok = AutoTokenizer.from_pretrained(str(resolve_model(model)), local_files_only=True)
+    return m, tok

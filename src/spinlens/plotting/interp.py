@@ -109,15 +109,27 @@ def plot_lens(result, *, ax=None, title: str = "read-out lens"):
     return fig
 
 
-def plot_circuit(circuit, *, ax=None, title: str = "circuit"):
-    """Draw a `Circuit`: heads as nodes at (head, layer), the read-out on top, edges coloured by input."""
+ROLE_COLORS = {"name_mover": "#D55E00", "negative_name_mover": "#56B4E9", "s_inhibition": "#009E73",
+               "induction": "#E69F00", "duplicate_token": "#F0E442", "previous_token": "#999999"}
+
+
+def plot_circuit(circuit, *, ax=None, title: str = "circuit", roles: dict | None = None):
+    """Draw a `Circuit`: heads as nodes at (head, layer), the read-out on top, edges coloured by input.
+
+    ``roles`` (``{role: [(layer, head), ...]}``, e.g. `spinlens.llm.ioi.IOIResult.roles`) colours each node by
+    its first role (`ROLE_COLORS`) and adds the roles to the legend."""
     fig, ax = _fig(ax, figsize=(max(3.5, 0.7 * max(circuit.n_heads, 2) + 1.5), 1.0 + 1.0 * (circuit.n_layers + 1)))
     colors = {"out": "black", "q": "#0072B2", "k": "#E69F00", "v": "#009E73"}
     nL, nH = circuit.n_layers, circuit.n_heads
     for L in range(nL):
         for h in range(nH):
             on = (L, h) in circuit.nodes
-            ax.scatter(h, L, s=260 if on else 60, c="#CC79A7" if on else "lightgray", zorder=3, edgecolors="k" if on else "none")
+            col = "#CC79A7"
+            for role, hs in (roles or {}).items():
+                if (L, h) in hs:
+                    col = ROLE_COLORS.get(role, col)
+                    break
+            ax.scatter(h, L, s=260 if on else 60, c=col if on else "lightgray", zorder=3, edgecolors="k" if on else "none")
             if on:
                 ax.text(h, L, f"{L}.{h}", ha="center", va="center", fontsize=7, zorder=4)
     out_xy = ((nH - 1) / 2, nL)
@@ -132,6 +144,9 @@ def plot_circuit(circuit, *, ax=None, title: str = "circuit"):
                     arrowprops=dict(arrowstyle="->", color=colors[inp], lw=0.8 + 3 * abs(v) / wmax), zorder=2)
     for k, c in colors.items():
         ax.plot([], [], color=c, label=k)
+    for role in roles or {}:
+        if any(hd in circuit.nodes for hd in roles[role]):
+            ax.scatter([], [], c=ROLE_COLORS.get(role, "#CC79A7"), edgecolors="k", label=role.replace("_", " "))
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
     ax.set_xlim(-0.7, nH - 0.3)
     ax.set_ylim(-0.6, nL + 0.6)
@@ -193,6 +208,49 @@ def plot_function_vectors(result, *, title: str = "function vectors"):
     a2.set_title(f"{title}: heads {', '.join(f'({L},{h})' for L, h in result.heads)}")
     fig.tight_layout()
     return fig
+
+
+def plot_ioi_heads(result, *, title: str = "IOI: evidence per head"):
+    """Four heatmaps ``(layer, head)`` of an `spinlens.llm.ioi.IOIResult`: direct path score to the logits, path
+    score through the name movers' queries, attention end → IO minus end → S2, duplicate-token + induction score."""
+    import matplotlib.pyplot as plt
+
+    att = result.attention
+    panels = [(result.direct, "direct path → logits (name movers)", True),
+              (result.to_name_movers_q, "path → name movers' q (S-inhibition)", True),
+              (att.sel(target="io") - att.sel(target="s2"), "attention end→IO − end→S2", True),
+              (result.head_scores.sel(kind="duplicate") + result.head_scores.sel(kind="induction"),
+               "duplicate-token + induction score", False)]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 0.22 * result.n_layers + 2))
+    for ax, (da, t, sym) in zip(axes, panels):
+        plot_heatmap(da, ax=ax, title=t, symmetric=sym, annotate=False, cmap="RdBu_r" if sym else "viridis")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_arithmetic(result, *, title: str = "arithmetic"):
+    """Accuracy by setting (mean ± sd over seeds) and the head / MLP scores of the first seed of an
+    `spinlens.llm.arithmetic.ArithmeticResult`."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5))
+    keys = list(result.accuracy)
+    m = [np.mean(result.accuracy[k]) for k in keys]
+    e = [np.std(result.accuracy[k], ddof=1) if len(result.accuracy[k]) > 1 else 0 for k in keys]
+    axes[0].barh(range(len(keys)), m, xerr=e, color="#0072B2")
+    axes[0].set_yticks(range(len(keys)))
+    axes[0].set_yticklabels(keys, fontsize=7)
+    axes[0].set_xlabel(f"accuracy (mean ± sd over {len(result.seeds)} seeds)")
+    axes[0].set_xlim(0, 1)
+    lc = result.located[result.seeds[0]]
+    plot_heatmap(lc.head_scores, ax=axes[1], title=f"direct path score (seed {result.seeds[0]})", annotate=False)
+    for L, h in lc.heads:
+        axes[1].scatter(h, L, marker="o", facecolors="none", edgecolors="k", s=40)
+    axes[2].bar(lc.mlp_scores.coords["layer"].values, lc.mlp_scores.values, color="#009E73")
+    axes[2].axhline(lc.mlp_threshold, color="k", lw=0.8, ls="--")
+    axes[2].set_xlabel("layer")
+    axes[2].set_ylabel("MLP activation-patching score")
+    fig.suptitle(title)
 
 
 def plot_causal_trace(ds, *, title: str = "causal tracing"):

@@ -1,0 +1,472 @@
+"""Indirect object identification (Wang et al. 2022, arXiv 2211.00593) in a pretrained LM.
+
+A prompt names two people, then repeats one of them (the subject S) and stops where the other (the indirect
+object IO) should come: "When Mary and John went to the store, John gave a drink to" → " Mary". The model's
+preference is the logit difference ``logit(IO) - logit(S)`` at the last position.
+
+- `ioi_task`: prompts from `TEMPLATES` (10 templates) in both name orders (``ABBA``: IO named first;
+  ``BABA``: S named first), names from `NAMES` kept only where the tokenizer makes them one token (the others
+  are listed in ``meta``/``source`` and in `single_token_names`), and a corrupted prompt per clean one from the
+  "ABC" distribution: the same sentence with three unrelated names in place of IO, S and the repeated S.
+- `ioi_study`: the clean logit difference (mean ± sd over prompts, and over seeds of the dataset draw), then on
+  the first seed's prompts: the direct path-patching score of every head to the logits (name movers > 0,
+  negative name movers < 0; `spinlens.interp.patching.direct_path_patch`), path patching into the name movers'
+  queries (S-inhibition heads), per-head attention from the end to IO / S1 / S2, and duplicate-token,
+  induction and previous-token scores on repeated random tokens; heads classed by role with the evidence for
+  each; the circuit's faithfulness with every other head mean-ablated over the ABC distribution, against
+  random sets of as many heads.
+
+Prompts are grouped by token length (`spinlens.llm.tasks.tokenize_task`); patching scores are pooled over the
+groups with one normalisation, ``Σ_g n_g (m_patched - m_base) / Σ_g n_g (m_source - m_base)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from spinlens.errors import InvalidParameterError, check_float, check_int
+from spinlens.llm.tasks import TextTask, tokenize_task
+from spinlens.random import as_generator
+from spinlens.vocabulary import act_name
+
+__all__ = ["NAMES", "TEMPLATES", "single_token_names", "ioi_task", "IOIResult", "ioi_study", "logit_diffs",
+           "mean_ablation_faithfulness"]
+
+NAMES = (
+    "Mary", "John", "Tom", "James", "Michael", "David", "Sarah", "Paul", "Emma", "Anna", "Peter", "Laura",
+    "Daniel", "Kevin", "Lisa", "Mark", "Rachel", "Steven", "Jessica", "Andrew", "Robert", "Linda", "Susan",
+    "George", "Helen", "Frank", "Alice", "Henry", "Grace", "Jack", "Kate", "Amy", "Eric", "Ryan", "Adam",
+    "Jason", "Chris", "Brian", "Karen", "Nancy", "Scott", "Emily", "Sophie", "Oliver", "Lucy", "Harry",
+    "Charlotte", "Thomas", "Edward", "Victoria", "Benjamin", "Samuel", "Matthew", "Joseph", "Katherine",
+)
+PLACES = ("store", "park", "school", "garden", "station", "office", "restaurant", "hospital", "beach", "house")
+OBJECTS = ("drink", "book", "ring", "ball", "letter", "necklace", "basketball", "computer", "kiss", "snack")
+# {A}, {B}: the two names introduced; {S}: the repeated one (the subject); the answer is the other one
+TEMPLATES = (
+    "When {A} and {B} went to the {P}, {S} gave a {O} to",
+    "Then, {A} and {B} had a long day at the {P}. {S} gave a {O} to",
+    "After {A} and {B} arrived at the {P}, {S} handed a {O} to",
+    "While {A} and {B} were working at the {P}, {S} gave a {O} to",
+    "Yesterday {A} and {B} met at the {P}, and {S} passed a {O} to",
+    "Today {A} and {B} were walking to the {P} when {S} threw a {O} to",
+    "At the {P}, {A} and {B} found a {O}. {S} gave it to",
+    "Later, {A} and {B} went back to the {P}, where {S} showed a {O} to",
+    "The {P} was quiet when {A} and {B} came in, so {S} brought a {O} to",
+    "Once {A} and {B} left the {P}, {S} sent a {O} to",
+)
+
+
+def single_token_names(tokenizer, names: Sequence[str] = NAMES) -> tuple[list[str], list[str]]:
+    """``(kept, refused)``: names whose form with a leading space (``" Mary"``) is exactly one token."""
+    kept, refused = [], []
+    for n in names:
+        ids = tokenizer(" " + n, add_special_tokens=False)["input_ids"]
+        (kept if len(ids) == 1 else refused).append(n)
+    return kept, refused
+
+
+def ioi_task(n_prompts: int, tokenizer, *, templates: Sequence[str] = TEMPLATES, names: Sequence[str] = NAMES,
+             rng=0) -> TextTask:
+    """IOI prompts with answers (IO), foils (S) and ABC-corrupted prompts.
+
+    Prompts cycle through ``templates`` × orders (``ABBA``, ``BABA``); names, places and objects are drawn
+    with ``rng``. Names that are not single tokens are left out and listed in ``meta["refused_names"]`` and
+    in ``source``; fewer than 5 single-token names is refused (one line).
+
+    Returns
+    -------
+    TextTask with meta ``template`` (index), ``order``, ``io``, ``s``, and ``refused_names`` (one list per
+    prompt, the same for all).
+    """
+    n = check_int("n_prompts", n_prompts, low=1)
+    if not templates:
+        raise InvalidParameterError("The 'templates' parameter must hold at least one template.")
+    for t in templates:
+        if any(k not in t for k in ("{A}", "{B}", "{S}")) or any(k in t and f" {k}" not in t for k in ("{A}", "{B}", "{S}")):
+            raise InvalidParameterError(f"Each template must contain {{A}}, {{B}}, {{S}}, each after a space (names are "
+                                        f"single tokens with their leading space). Got {t!r} instead.")
+    kept, refused = single_token_names(tokenizer, names)
+    if len(kept) < 5:
+        raise InvalidParameterError(f"The 'names' parameter must hold at least 5 names that are single tokens for this "
+                                    f"tokenizer (with a leading space). Got {len(kept)} ({len(refused)} refused: "
+                                    f"{', '.join(refused[:8])}).")
+    g = as_generator(rng)
+    prompts, answers, corrupt, wrong = [], [], [], []
+    meta: dict[str, list] = {k: [] for k in ("template", "order", "io", "s", "refused_names")}
+    for i in range(n):
+        ti = (i // 2) % len(templates)
+        order = "ABBA" if i % 2 == 0 else "BABA"
+        io, s, x, y, z = (kept[j] for j in g.choice(len(kept), size=5, replace=False))
+        P = PLACES[int(g.integers(len(PLACES)))]
+        O = OBJECTS[int(g.integers(len(OBJECTS)))]
+        a, b = (io, s) if order == "ABBA" else (s, io)
+        prompts.append(templates[ti].format(A=a, B=b, S=s, P=P, O=O))
+        corrupt.append(templates[ti].format(A=x, B=y, S=z, P=P, O=O))  # ABC: three unrelated names
+        answers.append(" " + io)
+        wrong.append(" " + s)
+        for k, v in (("template", ti), ("order", order), ("io", io), ("s", s), ("refused_names", list(refused))):
+            meta[k].append(v)
+    src = f"spinlens.llm.ioi.ioi_task(templates={len(templates)}, names={len(kept)} single-token"
+    src += f" ({len(refused)} refused: {', '.join(refused)})" if refused else ""
+    return TextTask("ioi", prompts, answers, corrupt, wrong, meta, src + f", seed={rng})")
+
+
+def _positions(task: TextTask, tokenizer, idx: int, ids: list[int]) -> dict:
+    """Token positions of IO, S1, S2 (first and second occurrence of S) and the end in prompt ``idx``."""
+    io_id = tokenizer(" " + task.meta["io"][idx], add_special_tokens=False)["input_ids"][0]
+    s_id = tokenizer(" " + task.meta["s"][idx], add_special_tokens=False)["input_ids"][0]
+    s_pos = [p for p, t in enumerate(ids) if t == s_id]
+    io_pos = [p for p, t in enumerate(ids) if t == io_id]
+    return {"io": io_pos[0], "s1": s_pos[0], "s2": s_pos[-1], "end": len(ids) - 1}
+
+
+# ----------------------------------------------------------------------------------------------- metrics
+def logit_diffs(model, batches) -> np.ndarray:
+    """Per-prompt ``logit(IO) - logit(S)`` at the last position of the clean prompts, batch after batch."""
+    out = []
+    with torch.no_grad():
+        for b in batches:
+            lg = model(b.clean)[:, -1]
+            out.append((lg.gather(-1, b.answer[:, None]) - lg.gather(-1, b.wrong[:, None]))[:, 0].double().numpy())
+    return np.concatenate(out)
+
+
+def _pooled(parts) -> tuple[np.ndarray, float, float]:
+    """Pool `PatchingResult` s of several prompt groups under one normalisation (see module doc)."""
+    num = sum(p.n_prompts * p.scores.values * (p.metric_source - p.metric_base) for p in parts)
+    den = sum(p.n_prompts * (p.metric_source - p.metric_base) for p in parts)
+    n = sum(p.n_prompts for p in parts)
+    m_b = sum(p.n_prompts * p.metric_base for p in parts) / n
+    m_s = sum(p.n_prompts * p.metric_source for p in parts) / n
+    return num / den, m_b, m_s
+
+
+def _mean_ablation_hooks(model, batch, keep: set) -> list:
+    """Hooks that set every head's ``z`` outside ``keep`` to its mean over the batch's corrupted prompts."""
+    nL = model.cfg.n_layers
+    names = [act_name("z", L) for L in range(nL)]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(batch.corrupt, names_filter=names)
+    hooks = []
+    for L in range(nL):
+        heads = [h for h in range(model.cfg.n_heads) if (L, h) not in keep]
+        if not heads:
+            continue
+        mean = cache[names[L]].mean(0)  # [pos, head, d]
+
+        def hook(act, hook, heads=heads, mean=mean):
+            act = act.clone()
+            act[:, :, heads] = mean[None, :, heads]
+            return act
+
+        hooks.append((names[L], hook))
+    return hooks
+
+
+def mean_ablation_faithfulness(model, batches, heads) -> float:
+    """Mean logit difference with only ``heads`` left, every other head's ``z`` mean-ablated over the ABC
+    prompts of its group, divided by the full model's (Wang et al.'s F(C) / F(M))."""
+    keep = {(int(L), int(h)) for L, h in heads}
+    full = logit_diffs(model, batches).mean()
+    vals = []
+    with torch.no_grad():
+        for b in batches:
+            with model.hooks(_mean_ablation_hooks(model, b, keep)):
+                lg = model(b.clean)[:, -1]
+            vals.append((lg.gather(-1, b.answer[:, None]) - lg.gather(-1, b.wrong[:, None]))[:, 0].double().numpy())
+    return float(np.concatenate(vals).mean() / full)
+
+
+def repeated_token_scores(model, *, n_seq: int = 8, half: int = 20, rng=0) -> dict:
+    """Induction, previous-token and duplicate-token scores ``(layer, head)`` on random tokens repeated once.
+
+    duplicate-token: attention from a token of the second half to its own earlier occurrence (q → q − half);
+    induction: to the token after it (q → q − half + 1); previous-token: to the token before (q → q − 1).
+    """
+    from spinlens.lm.induction import _patterns, repeated_tokens
+
+    toks = repeated_tokens(n_seq, half, model.cfg.d_vocab, rng=rng, exclude=tuple(range(min(300, model.cfg.d_vocab // 4))))
+    P = _patterns(model, toks)  # [L, B, H, q, k]
+    q = torch.arange(half, 2 * half)
+    q1 = torch.arange(1, 2 * half)
+    return {"induction": P[:, :, :, q, q - half + 1].mean(dim=(1, 3)).numpy().astype(float),
+            "duplicate": P[:, :, :, q, q - half].mean(dim=(1, 3)).numpy().astype(float),
+            "previous": P[:, :, :, q1, q1 - 1].mean(dim=(1, 3)).numpy().astype(float)}
+
+
+# ----------------------------------------------------------------------------------------------- study
+@dataclass(frozen=True)
+class IOIResult:
+    """Result of `ioi_study`.
+
+    Attributes
+    ----------
+    logit_diff : dict
+        Per seed: ``mean``, ``sd`` over prompts, ``accuracy`` (IO above S), ``n``; and ``over_seeds``
+        (mean ± sd of the per-seed means).
+    logit_diff_corrupt : float
+        Mean logit difference (same IO/S tokens) on the ABC prompts of the first seed.
+    direct : xarray.DataArray ``(layer, head)``
+        Direct path-patching score to the logits (denoising ABC → clean).
+    to_name_movers_q : xarray.DataArray ``(layer, head)`` or None
+        Path-patching score of each earlier head through the name movers' queries.
+    attention : xarray.DataArray ``(layer, head, target)``
+        Mean attention from the end to ``io``, ``s1``, ``s2`` (clean prompts), and from S2 to ``s1``.
+    head_scores : xarray.DataArray ``(layer, head, kind)``
+        ``induction``, ``duplicate``, ``previous`` on repeated random tokens.
+    roles : dict
+        ``name_mover``, ``negative_name_mover``, ``s_inhibition``, ``induction``, ``duplicate_token``,
+        ``previous_token``: lists of ``(layer, head)``.
+    evidence : dict
+        ``"L.h"`` → the numbers behind each classed head.
+    circuit : tuple of (layer, head)
+    faithfulness : float
+        F(circuit) / F(model), everything else mean-ablated over the ABC prompts.
+    faithfulness_random : list of float
+        The same for random head sets of the circuit's size.
+    faithfulness_empty : float
+        Every head mean-ablated.
+    edges : list
+        ``(sender, receiver, input, score)`` of the circuit graph.
+    seeds, n_prompts, n_prompts_patching : ...
+    source : str
+    """
+
+    logit_diff: dict
+    logit_diff_corrupt: float
+    direct: object
+    to_name_movers_q: object
+    attention: object
+    head_scores: object
+    roles: dict
+    evidence: dict
+    circuit: tuple
+    faithfulness: float
+    faithfulness_random: list
+    faithfulness_empty: float
+    edges: list
+    seeds: tuple
+    n_prompts: int
+    n_prompts_patching: int
+    n_layers: int
+    n_heads: int
+    source: str = ""
+    dropped: dict = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        r = np.asarray(self.faithfulness_random)
+        m, s = float(r.mean()), float(r.std(ddof=1)) if len(r) > 1 else 0.0
+        k = len(self.circuit)
+        if self.faithfulness > m + 2 * s and self.faithfulness > 0.5:
+            return (f"the {k}-head circuit keeps {self.faithfulness:.2f} of the logit difference alone; random "
+                    f"{k}-head sets keep {m:.2f} ± {s:.2f} — the circuit carries the task")
+        return (f"the {k}-head circuit keeps {self.faithfulness:.2f} of the logit difference; random {k}-head sets "
+                f"{m:.2f} ± {s:.2f} — not clearly better than random")
+
+    def to_dict(self) -> dict:
+        def hl(xs):
+            return [f"{L}.{h}" for L, h in xs]
+
+        r = np.asarray(self.faithfulness_random, dtype=float)
+        return {
+            "logit_diff": self.logit_diff, "logit_diff_corrupt": self.logit_diff_corrupt,
+            "roles": {k: hl(v) for k, v in self.roles.items()}, "evidence": self.evidence,
+            "circuit": hl(self.circuit), "faithfulness": self.faithfulness,
+            "faithfulness_random": {"mean": float(r.mean()), "sd": float(r.std(ddof=1)) if len(r) > 1 else 0.0,
+                                    "values": r.tolist()},
+            "faithfulness_empty": self.faithfulness_empty, "verdict": self.verdict,
+            "edges": [{"sender": f"{s[0]}.{s[1]}", "receiver": rc if rc == "output" else f"{rc[0]}.{rc[1]}",
+                       "input": i, "score": float(v)} for s, rc, i, v in self.edges],
+            "seeds": list(self.seeds), "n_prompts": self.n_prompts, "n_prompts_patching": self.n_prompts_patching,
+            "source": self.source, "n_dropped": len(self.dropped),
+        }
+
+    def circuit_object(self):
+        """The circuit as a `spinlens.interp.patching.Circuit` (for `spinlens.plotting.interp.plot_circuit`)."""
+        from spinlens.interp.patching import Circuit
+
+        return Circuit(tuple(sorted(self.circuit)), tuple(self.edges), 0.0, self.n_layers, self.n_heads)
+
+
+def _top(v: np.ndarray, threshold: float, sign: int = 1, k: int | None = None) -> list:
+    order = np.argsort(-sign * v, axis=None)
+    out = [tuple(int(x) for x in np.unravel_index(i, v.shape)) for i in order if sign * v.flat[i] >= threshold]
+    return out[:k] if k else out
+
+
+def _subset_batch(b, n: int):
+    from spinlens.llm.tasks import TokenBatch
+
+    return TokenBatch(b.clean[:n], b.answer[:n], b.index[:n], b.corrupt[:n], b.wrong[:n])
+
+
+def ioi_study(
+    model,
+    tokenizer,
+    *,
+    n_prompts: int = 64,
+    seeds: Sequence[int] = (0, 1, 2),
+    n_prompts_patching: int = 16,
+    direct_threshold: float = 0.05,
+    sinh_threshold: float = 0.03,
+    score_threshold: float = 0.3,
+    max_name_movers: int = 4,
+    n_random: int = 5,
+    max_batch: int = 1024,
+    progress=None,
+) -> IOIResult:
+    """The IOI circuit of ``model`` (see the module doc).
+
+    Parameters
+    ----------
+    n_prompts : int
+        Prompts per seed for the logit difference, the direct path patching and faithfulness.
+    seeds : seeds of the dataset draws (the first one is used for the circuit).
+    n_prompts_patching : int
+        Prompts (from the largest equal-length group) for path patching into the name movers' queries (the
+        costly step: one patched forward per earlier head).
+    direct_threshold : float
+        Name movers: direct score ``>= direct_threshold`` with more attention from the end to IO than to S2;
+        negative name movers: ``<= -direct_threshold``.
+    sinh_threshold : float
+        S-inhibition heads: path score through the name movers' queries ``>= sinh_threshold``.
+    score_threshold : float
+        Induction / duplicate-token / previous-token heads: score on repeated tokens ``>= score_threshold``.
+    max_name_movers : int
+        Name movers that receive the query path patching (strongest first).
+    n_random : int
+        Random head sets for the faithfulness baseline.
+    progress : callable(str) or None
+    """
+    import xarray as xr
+
+    from spinlens.interp.metrics import logit_diff_metric
+    from spinlens.interp.patching import direct_path_patch, path_patch
+
+    check_int("n_prompts", n_prompts, low=2)
+    check_int("n_prompts_patching", n_prompts_patching, low=1)
+    check_int("n_random", n_random, low=2)
+    for nm, v in (("direct_threshold", direct_threshold), ("sinh_threshold", sinh_threshold),
+                  ("score_threshold", score_threshold)):
+        check_float(nm, v, low=0)
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds:
+        raise InvalidParameterError("The 'seeds' parameter must hold at least one seed.")
+    say = progress or (lambda s: None)
+    nL, nH = model.cfg.n_layers, model.cfg.n_heads
+
+    ld: dict = {}
+    tt0 = None
+    for sd in seeds:
+        task = ioi_task(n_prompts, tokenizer, rng=sd)
+        tt = tokenize_task(task, tokenizer)
+        d = logit_diffs(model, tt.batches)
+        ld[str(sd)] = {"mean": float(d.mean()), "sd": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
+                       "accuracy": float((d > 0).mean()), "n": int(len(d))}
+        say(f"seed {sd}: logit difference {d.mean():.3f} ± {d.std():.3f} over {len(d)} prompts")
+        if tt0 is None:
+            tt0 = tt
+    means = np.array([v["mean"] for v in ld.values()])
+    ld["over_seeds"] = {"mean": float(means.mean()), "sd": float(means.std(ddof=1)) if len(means) > 1 else 0.0}
+    if not np.isfinite(ld["over_seeds"]["mean"]) or ld["over_seeds"]["mean"] <= 0:
+        raise InvalidParameterError(f"The model does not prefer the indirect object (mean logit difference "
+                                    f"{ld['over_seeds']['mean']:.3f} <= 0): there is no IOI behaviour to explain.")
+    task, batches = tt0.task, tt0.batches
+
+    # name movers: direct path to the logits, pooled over length groups
+    parts = []
+    for b in batches:
+        parts.append(direct_path_patch(model, b.clean, b.corrupt, metric=logit_diff_metric(b.answer, b.wrong)))
+    direct, m_cor, m_cl = _pooled(parts)
+    say("direct path patching to the logits: done")
+
+    # attention from the end to IO / S1 / S2, and from S2 to S1
+    targets = ("io", "s1", "s2", "s2_to_s1")
+    att = np.zeros((nL, nH, len(targets)))
+    names = [act_name("pattern", L) for L in range(nL)]
+    n_tot = 0
+    with torch.no_grad():
+        for b in batches:
+            _, cache = model.run_with_cache(b.clean, names_filter=names)
+            for r, i in enumerate(b.index.tolist()):
+                pos = _positions(task, tokenizer, i, b.clean[r].tolist())
+                for L in range(nL):
+                    p = cache[names[L]][r]  # [head, q, k]
+                    att[L, :, 0] += p[:, pos["end"], pos["io"]].double().numpy()
+                    att[L, :, 1] += p[:, pos["end"], pos["s1"]].double().numpy()
+                    att[L, :, 2] += p[:, pos["end"], pos["s2"]].double().numpy()
+                    att[L, :, 3] += p[:, pos["s2"], pos["s1"]].double().numpy()
+                n_tot += 1
+    att /= max(n_tot, 1)
+    say("attention patterns: done")
+
+    nm = [hd for hd in _top(direct, direct_threshold) if att[hd][0] > att[hd][2]]
+    nnm = _top(direct, direct_threshold, sign=-1)
+    scores = repeated_token_scores(model, rng=seeds[0])
+    say("repeated-token scores: done")
+
+    # S-inhibition: path patching into the strongest name movers' queries
+    receivers = nm[:max_name_movers]
+    sinh_scores = np.full((nL, nH), np.nan)
+    big = max(batches, key=len)
+    pb = _subset_batch(big, n_prompts_patching)
+    if receivers:
+        say(f"path patching into the queries of {len(receivers)} name movers on {len(pb)} prompts ...")
+        res = path_patch(model, pb.clean, pb.corrupt, metric=logit_diff_metric(pb.answer, pb.wrong),
+                         receivers=receivers, receiver_input="q", max_batch=max_batch)
+        sinh_scores = res.scores.values
+    movers = set(nm) | set(nnm)
+    sinh = [hd for hd in _top(np.nan_to_num(sinh_scores, nan=-np.inf), sinh_threshold) if hd not in movers]
+    induction = _top(scores["induction"], score_threshold)
+    duplicate = _top(scores["duplicate"], score_threshold)
+    previous = _top(scores["previous"], score_threshold)
+    roles = {"name_mover": nm, "negative_name_mover": nnm, "s_inhibition": sinh, "induction": induction,
+             "duplicate_token": duplicate, "previous_token": previous}
+
+    evidence = {}
+    for role, hs in roles.items():
+        for L, h in hs:
+            e = evidence.setdefault(f"{L}.{h}", {"roles": []})
+            e["roles"].append(role)
+            e.update({"direct": float(direct[L, h]), "q_path_to_name_movers": float(sinh_scores[L, h]),
+                      "attn_end_to_io": float(att[L, h, 0]), "attn_end_to_s1": float(att[L, h, 1]),
+                      "attn_end_to_s2": float(att[L, h, 2]), "attn_s2_to_s1": float(att[L, h, 3]),
+                      "induction": float(scores["induction"][L, h]), "duplicate": float(scores["duplicate"][L, h]),
+                      "previous": float(scores["previous"][L, h])})
+
+    # the circuit: movers, S-inhibition, and the induction / duplicate-token heads below the S-inhibition heads
+    top_s = max((L for L, _ in sinh), default=0)
+    circuit = sorted(set(nm) | set(nnm) | set(sinh) | {hd for hd in induction + duplicate if hd[0] < top_s})
+    edges = [(hd, "output", "out", float(direct[hd])) for hd in nm + nnm]
+    for hd in sinh:
+        for r in receivers:
+            edges.append((hd, r, "q", float(sinh_scores[hd])))
+    for hd in sorted({hd for hd in induction + duplicate if hd[0] < top_s}):
+        for s in sinh:
+            if hd[0] < s[0]:
+                edges.append((hd, s, "v", float(scores["duplicate"][hd] + scores["induction"][hd])))
+
+    say(f"faithfulness of {len(circuit)} heads against {n_random} random sets ...")
+    faith = mean_ablation_faithfulness(model, batches, circuit)
+    empty = mean_ablation_faithfulness(model, batches, [])
+    g = np.random.default_rng(seeds[0])
+    rand = []
+    for _ in range(n_random):
+        pick = g.choice(nL * nH, size=len(circuit), replace=False)
+        rand.append(mean_ablation_faithfulness(model, batches, [(int(i) // nH, int(i) % nH) for i in pick]))
+
+    coords = {"layer": np.arange(nL), "head": np.arange(nH)}
+    direct_da = xr.DataArray(direct, dims=("layer", "head"), coords=coords, name="direct_path_score")
+    sinh_da = xr.DataArray(sinh_scores, dims=("layer", "head"), coords=coords, name="q_path_score_to_name_movers")
+    att_da = xr.DataArray(att, dims=("layer", "head", "target"), coords={**coords, "target": list(targets)},
+                          name="attention")
+    hs_da = xr.DataArray(np.stack([scores[k] for k in ("induction", "duplicate", "previous")], -1),
+                         dims=("layer", "head", "kind"), coords={**coords, "kind": ["induction", "duplicate", "previous"]},
+                         name="head_score")
+    return IOIResult(ld, float(m_cor), direct_da, sinh_da, att_da, hs_da, roles, evidence, tuple(circuit), faith, rand,
+                     empty, edges, seeds, int(n_prompts), len(pb), nL, nH, task.source, tt0.dropped)
