@@ -38,7 +38,7 @@ from spinlens.errors import InvalidParameterError, check_float, check_int
 from spinlens.random import as_generator
 from spinlens.vocabulary import act_name
 
-__all__ = ["CATEGORIES", "KINDS", "RecallResult", "known_facts", "subject_positions", "trace_fact", "causal_trace",
+__all__ = ["CATEGORIES", "KINDS", "RecallResult", "recall_task", "known_facts", "subject_positions", "trace_fact", "causal_trace",
            "recall_study", "last_logits"]
 
 CATEGORIES = ("first subject token", "middle subject tokens", "last subject token", "first subsequent token",
@@ -85,6 +85,19 @@ def known_facts(model, tokenizer, task, *, batch_size: int = 32) -> np.ndarray:
             lg = last_logits(model, b.clean[i:i + batch_size])
             ok[b.index[i:i + batch_size].numpy()] = (lg.argmax(-1) == b.answer[i:i + batch_size]).numpy()
     return ok
+
+
+def recall_task(n: int = 48, *, rng=0, relations=("capital",)):
+    """``n`` factual-recall prompts (first template of each relation) about countries drawn with ``rng`` from
+    `spinlens.llm.facts.country_facts` — the sourced recall set of the general-ability evaluations
+    (`spinlens.llm.evaluation`)."""
+    from spinlens.llm import facts as F
+
+    n = check_int("n", n, low=1)
+    fs = F.country_facts(relations)
+    g = as_generator(rng)
+    pick = sorted(g.choice(len(fs), size=min(n, len(fs)), replace=False).tolist())
+    return F.recall_task([fs[i] for i in pick], templates={r: F.TEMPLATES[r][:1] for r in relations})
 
 
 def _category(pos: int, subj: list[int], T: int) -> str:
