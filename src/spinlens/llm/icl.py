@@ -27,7 +27,7 @@ shuffled-label prompts) and builds the FV, the second measures few-shot, zero-sh
 with and without the FV added to the residual stream.
 
 `locate_fv_heads` returns the heads with the largest causal indirect effect averaged over tasks and seeds:
-the input of precise tuning for in-context learning (issue 17 item 2).
+the input of precise tuning for in-context learning.
 """
 
 from __future__ import annotations
