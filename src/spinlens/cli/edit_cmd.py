@@ -186,57 +186,25 @@ from spinlens.cli._common import write_experiment as _write  # noqa: E402
 
 def _steer(args):
     import numpy as np
-    import torch
 
     from spinlens.cli._common import print_json, print_table
-    from spinlens.edit._data import sample_regression_prompts
+    from spinlens.edit.experiments import apply_spec, checked_spec
     from spinlens.errors import check_float, check_int
-    from spinlens.interp import steering as st
 
     _check_common(args)
     check_int("n_prompts", args.n_prompts, low=1, high=10**6)
     check_int("n_top_heads", args.n_top_heads, low=1, high=10**4)
     for s in args.strengths:
         check_float("strengths", s)
-    from spinlens.errors import InvalidParameterError
-
-    try:
-        spec = st.load_spec(args.spec) if args.spec else None
-        if spec is not None:  # check every entry (keys, vector files) before the base model is trained or loaded
-            st.interventions_from_spec({**spec, "interventions": [
-                e for e in spec["interventions"]
-                if not (isinstance(e, dict) and e.get("type") == "ablate" and e.get("mode", "zero") != "zero")]})
-    except InvalidParameterError:
-        raise
-    except UnicodeDecodeError:
-        raise InvalidParameterError(f"The 'spec' file {args.spec!r} is not UTF-8 text (JSON or YAML).") from None
-    except OSError as exc:
-        raise InvalidParameterError(f"The 'spec' file {args.spec!r} names a file that cannot be read: "
-                                    f"{exc.filename or ''} ({exc.strerror or exc}).") from None
-    except ValueError as exc:  # e.g. a vector .npy holding Python objects (never unpickled)
-        raise InvalidParameterError(f"The 'spec' file {args.spec!r}: a vector file is not a plain numeric array "
-                                    f"({' '.join(str(exc).split())}).") from None
+    spec = checked_spec(args.spec) if args.spec else None  # every entry checked before any model is trained
     model, out = _setup(args)
-    if args.spec:
-        d, n = model.cfg.d_in - 1, args.n_context
-        Z, y, _ = sample_regression_prompts(args.n_prompts, d, n, rng=args.seed)
-        Zt = torch.as_tensor(Z, dtype=next(model.parameters()).dtype)
-        ivs = st.interventions_from_spec(spec, model=model, Z_ref=Zt)
-        base = st.run_steered(model, Zt)
-        try:
-            steered = st.run_steered(model, Zt, ivs)
-        except KeyError as exc:  # an unknown hook name in the spec
-            from spinlens.errors import InvalidParameterError
-
-            raise InvalidParameterError(f"The 'spec' file {args.spec!r}: {exc.args[0] if exc.args else exc}") from None
-        yt = torch.as_tensor(y, dtype=base.dtype)
-        res = {"n_interventions": len(ivs), "mean_shift": float((steered - base).mean()),
-               "mean_abs_shift": float((steered - base).abs().mean()), "mse_before": float(((base - yt) ** 2).mean()),
-               "mse_after": float(((steered - yt) ** 2).mean())}
+    if spec is not None:
+        res, cols = apply_spec(model, spec, n_prompts=args.n_prompts, n_context=args.n_context, seed=args.seed,
+                               name=args.spec)
         if out:
             from spinlens import io
 
-            io.save_columns({"target": y, "unsteered": base.numpy(), "steered": steered.numpy()}, out, "steered")
+            io.save_columns(cols, out, "steered")
             io.write_run_json(out, io.run_record("steer", args=args, seed=args.seed, result=res))
         print_json(res) if args.json else print_table(list(res.items()))
         return 0

@@ -386,3 +386,52 @@ def headline(name: str, ds) -> dict:
     else:
         raise InvalidParameterError(f"No headline for {name!r}.")
     return {**out, "text": text, "verdict": v.to_dict()}
+
+
+# ------------------------------------------------------------------------------------------------ intervention specs
+
+
+def checked_spec(path) -> dict:
+    """Read an intervention spec file (JSON/YAML) and check every entry (keys, vector files) before any model
+    is built; one-line `InvalidParameterError` naming the file otherwise."""
+    from spinlens.interp import steering as st
+
+    try:
+        spec = st.load_spec(path)
+        st.interventions_from_spec({**spec, "interventions": [  # mean ablations need a model: checked when applied
+            e for e in spec["interventions"]
+            if not (isinstance(e, dict) and e.get("type") == "ablate" and e.get("mode", "zero") != "zero")]})
+    except InvalidParameterError:
+        raise
+    except UnicodeDecodeError:
+        raise InvalidParameterError(f"The 'spec' file {path!r} is not UTF-8 text (JSON or YAML).") from None
+    except OSError as exc:
+        raise InvalidParameterError(f"The 'spec' file {path!r} names a file that cannot be read: "
+                                    f"{exc.filename or ''} ({exc.strerror or exc}).") from None
+    except ValueError as exc:  # e.g. a vector .npy holding Python objects (never unpickled)
+        raise InvalidParameterError(f"The 'spec' file {path!r}: a vector file is not a plain numeric array "
+                                    f"({' '.join(str(exc).split())}).") from None
+    return spec
+
+
+def apply_spec(model, spec: dict, *, n_prompts: int, n_context: int, seed=0, name: str = "spec"):
+    """Apply a spec's interventions to a regression model on fresh prompts: ``(result, columns)`` — mean shift,
+    mean absolute shift, MSE before and after, and the per-prompt target / unsteered / steered columns."""
+    import torch
+
+    from spinlens.interp import steering as st
+
+    d = model.cfg.d_in - 1
+    Z, y, _ = sample_regression_prompts(n_prompts, d, n_context, rng=seed)
+    Zt = torch.as_tensor(Z, dtype=next(model.parameters()).dtype)
+    ivs = st.interventions_from_spec(spec, model=model, Z_ref=Zt)
+    base = st.run_steered(model, Zt)
+    try:
+        steered = st.run_steered(model, Zt, ivs)
+    except KeyError as exc:  # an unknown hook name in the spec
+        raise InvalidParameterError(f"The 'spec' file {name!r}: {exc.args[0] if exc.args else exc}") from None
+    yt = torch.as_tensor(y, dtype=base.dtype)
+    res = {"n_interventions": len(ivs), "mean_shift": float((steered - base).mean()),
+           "mean_abs_shift": float((steered - base).abs().mean()), "mse_before": float(((base - yt) ** 2).mean()),
+           "mse_after": float(((steered - yt) ** 2).mean())}
+    return res, {"target": y, "unsteered": base.numpy(), "steered": steered.numpy()}

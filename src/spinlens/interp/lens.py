@@ -76,11 +76,10 @@ def logit_lens(model, inputs: torch.Tensor, *, target: torch.Tensor | None = Non
     res = torch.stack([cache[n][:, position] for _, n in stages])  # [stage, batch, d_model]
     if tuned is not None:
         res = tuned.apply(res)
-    dec = model.unembed(res)  # [stage, batch, n_out]
     B = res.shape[1]
     kind = getattr(model.cfg, "input_kind", "tokens")
     if kind == "regression":
-        pred = dec[..., 0].double().cpu().numpy()
+        pred = model.unembed(res)[..., 0].double().cpu().numpy()  # [stage, batch]
         final = pred[-1]
         ds = {
             "mse_to_final": ("stage", ((pred - final) ** 2).mean(1)),
@@ -93,12 +92,17 @@ def logit_lens(model, inputs: torch.Tensor, *, target: torch.Tensor | None = Non
             ds["mse"] = ("stage", ((pred - t) ** 2).mean(1))
         decoded = xr.DataArray(pred, dims=("stage", "prompt"), coords={"stage": labels}, name="prediction")
     else:
-        logp = torch.log_softmax(dec.double(), -1)
-        tgt = (dec[-1].argmax(-1) if target is None else target.long()).to(dec.device)
-        idx = tgt[None, :, None].expand(len(labels), B, 1)
-        lp = logp.gather(-1, idx)[..., 0]
-        tl = dec.gather(-1, idx)[..., 0]
-        rank = (dec > tl[..., None]).sum(-1)
+        # one stage at a time: a vocabulary of 50k-260k tokens makes [stage, batch, vocab] in float64 gigabytes
+        tgt = (unembed_stage(model, res, -1).argmax(-1) if target is None else target.long()).to(res.device)
+        lps, tls, ranks = [], [], []
+        for i in range(len(labels)):
+            d = unembed_stage(model, res, i)  # [batch, vocab]
+            t = d.gather(-1, tgt[:, None])[:, 0]
+            lps.append(torch.log_softmax(d.double(), -1).gather(-1, tgt[:, None])[:, 0])
+            tls.append(t)
+            ranks.append((d > t[:, None]).sum(-1))
+            del d
+        lp, tl, rank = torch.stack(lps), torch.stack(tls), torch.stack(ranks)
         decoded = xr.DataArray(lp.exp().cpu().numpy(), dims=("stage", "prompt"), coords={"stage": labels}, name="prob")
         ds = {
             "prob": ("stage", lp.exp().mean(1).cpu().numpy()),
@@ -107,6 +111,11 @@ def logit_lens(model, inputs: torch.Tensor, *, target: torch.Tensor | None = Non
         }
     summary = xr.Dataset(ds, coords={"stage": labels})
     return LensResult(decoded, summary, kind)
+
+
+def unembed_stage(model, res: torch.Tensor, i: int) -> torch.Tensor:
+    """The read-out of stage ``i`` of ``res`` ``[stage, batch, d_model]``: ``[batch, n_out]``."""
+    return model.unembed(res[i])
 
 
 def _corr(a, b) -> float:
