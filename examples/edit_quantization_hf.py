@@ -19,6 +19,7 @@ import torch
 from spinlens.edit.hf_quantization import calibration_tokens, hf_quantization_experiment
 from spinlens.interp.hf import tiny_hf
 from spinlens.plotting.edit import plot_quantization, save_figure
+from spinlens.progress import bar
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "edit-out")
 steps = int(sys.argv[2]) if len(sys.argv) > 2 else 600
@@ -40,7 +41,7 @@ def markov(n):
 
 model = tiny_hf("gpt2", n_layers=2, n_heads=4, d_model=64, d_vocab=V, max_pos=T, rng=0).hf.train()
 opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-for step in range(steps):
+for step in bar(range(steps), desc="train", unit="step"):  # progress on a terminal
     ids = markov(32)
     loss = model(input_ids=ids, labels=ids).loss
     opt.zero_grad()

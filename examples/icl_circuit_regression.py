@@ -26,6 +26,7 @@ from spinlens import interp as I
 from spinlens.models.checkpoint import save_model
 from spinlens.models.transformer import Transformer, TransformerConfig
 from spinlens.plotting import interp as P
+from spinlens.progress import bar
 from spinlens.random import as_generator
 
 
@@ -37,7 +38,7 @@ def train(model, d, n_context, *, steps, batch, lr, rng):
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     losses = []
-    for _ in range(steps):
+    for _ in bar(range(steps), desc="train", unit="step"):  # progress on a terminal
         p = dist.sample(batch, rng=g)
         Z = torch.as_tensor(p.Z, dtype=torch.float32)
         y = torch.as_tensor(p.y, dtype=torch.float32)

@@ -27,6 +27,7 @@ from spinlens import interp as I
 from spinlens.models.checkpoint import save_model
 from spinlens.models.transformer import Transformer, TransformerConfig
 from spinlens.plotting import interp as P
+from spinlens.progress import bar
 from spinlens.random import as_generator
 
 
@@ -36,7 +37,7 @@ def train(model, args, kw, summary) -> None:
     g = as_generator(args.seed + 1)
     t0 = time.perf_counter()
     hist = []
-    for step in range(args.steps):
+    for step in bar(range(args.steps), desc="train", unit="step"):  # progress on a terminal
         tp = I.token_icl_pairs(args.batch, rng=g, **kw)
         logits = model(tp.clean)[:, -1]
         loss = torch.nn.functional.cross_entropy(logits, tp.answer)

@@ -34,6 +34,7 @@ from spinlens.interp import function_vectors as FV
 from spinlens.models.checkpoint import load_model, save_model
 from spinlens.models.transformer import Transformer, TransformerConfig
 from spinlens.plotting import interp as P
+from spinlens.progress import bar
 from spinlens.random import as_generator
 
 
@@ -56,7 +57,7 @@ def train(model, tasks, args, summary) -> None:
     g = as_generator(args.seed + 1)
     t0 = time.perf_counter()
     hist = []
-    for step in range(args.steps):
+    for step in bar(range(args.steps), desc="train", unit="step"):  # progress on a terminal
         lc, lt = batch_loss(model, tasks, args, g)
         opt.zero_grad()
         (lc + lt).backward()

@@ -73,6 +73,25 @@ def flat_index(a: int, b: int, d: int) -> int:
     return a * (d + 1) + b
 
 
+def lam_lu_from_lam(l2_strength: float, d: int, n_context: int, sigma_x: float = 1.0, sigma_w: float = 1.0) -> float:
+    """Lu et al.'s ridge λ_LU of the Hamiltonian's λ (``lam``, the λ of E(W)): λ_LU = D·λ·(1 + 1/N)²/(σ_x⁶σ_w²)
+    (`to_lu`). The inverse is `lam_from_lam_lu`; the two are the only place the conversion is written.
+
+    >>> lam_lu_from_lam(0.01, d=20, n_context=100)  # doctest: +ELLIPSIS
+    0.20402...
+    """
+    return d * l2_strength * (1.0 + 1.0 / n_context) ** 2 / (sigma_x**6 * sigma_w**2)
+
+
+def lam_from_lam_lu(lam_lu: float, d: int, n_context: int, sigma_x: float = 1.0, sigma_w: float = 1.0) -> float:
+    """The Hamiltonian's λ (the λ of E(W)) of Lu et al.'s ridge λ_LU: the inverse of `lam_lu_from_lam`.
+
+    >>> lam_from_lam_lu(lam_lu_from_lam(0.01, d=20, n_context=100), d=20, n_context=100)  # doctest: +ELLIPSIS
+    0.01...
+    """
+    return lam_lu * sigma_x**6 * sigma_w**2 / (d * (1.0 + 1.0 / n_context) ** 2)
+
+
 def to_lu(
     d: int,
     n_context: int,
@@ -99,5 +118,5 @@ def to_lu(
     tau = n_prompts / d**2
     kappa = math.inf if n_tasks is None else n_tasks / d
     rho = sigma_eps**2 / (sigma_x * sigma_w) ** 2
-    lam_lu = d * l2_strength * (1.0 + 1.0 / n_context) ** 2 / (sigma_x**6 * sigma_w**2)
+    lam_lu = lam_lu_from_lam(l2_strength, d, n_context, sigma_x, sigma_w)
     return {"alpha": alpha, "tau": tau, "kappa": kappa, "rho": rho, "lam": lam_lu}

@@ -25,12 +25,11 @@ turns the command-line model arguments into a `ModelSource` and refuses options 
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from spinlens.errors import InvalidParameterError
+from spinlens.models.checkpoint import folder_kind
 
 __all__ = ["SETTINGS", "SETTING_OPTIONS", "ModelSource", "folder_kind", "resolve_source", "check_setting_options",
            "open_regression", "open_lm", "load_spinlens_model", "InterpSetting", "interp_setting"]
@@ -43,43 +42,13 @@ SETTING_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
     "steer": {"regression": ("d", "n_context", "spec", "n_prompts", "n_top_heads"),
               "lm": ("token_class", "n_seeds")},
     "pinpoint": {"regression": ("d", "n_context", "target", "importance", "importance_file"),
-                 "lm": ("domain", "n_seeds")},
+                 "lm": ("domain", "n_seeds"),
+                 "hf": ("task", "methods", "k_mlps", "components", "batch_size", "eval_every", "no_save_models",
+                        "n_seeds")},
     "merge": {"regression": ("d", "n_context", "tasks", "models", "method", "scale", "save"),
-              "lm": ("domains", "n_seeds")},
+              "lm": ("domains", "n_seeds"), "hf": ("models", "method", "scale", "save")},
     "quantize": {"regression": ("d", "n_context"), "lm": ("n_seeds",)},
 }
-
-
-def folder_kind(path) -> str | None:
-    """What a model argument holds: ``"lm"``, ``"regression"``, ``"hf"``, or None (nothing spinlens can load).
-
-    ``"hf"``: a named pretrained model (`spinlens.models.pretrained`) or a folder whose ``config.json`` has a
-    Hugging Face ``model_type``; ``"lm"`` / ``"regression"``: a spinlens model folder (older layouts too) whose
-    metadata says ``kind: "lm"`` or not.
-    """
-    from spinlens.models.checkpoint import read_checkpoint
-    from spinlens.models.pretrained import is_model_name
-
-    if is_model_name(path):
-        return "hf"
-    p = Path(os.fspath(path))
-    if p.exists():
-        try:
-            ck = read_checkpoint(p)
-        except InvalidParameterError:  # not a spinlens model (or a broken one: its loader says why)
-            pass
-        else:
-            meta = ck.metadata if isinstance(ck.metadata, dict) else {}
-            return "lm" if meta.get("kind") == "lm" else "regression"
-    cfg = p / "config.json"
-    if cfg.is_file():
-        try:
-            record = json.loads(cfg.read_text())
-        except (OSError, ValueError, RecursionError):
-            return None
-        if isinstance(record, dict) and isinstance(record.get("model_type"), str):
-            return "hf"
-    return None
 
 
 @dataclass(frozen=True)
@@ -171,6 +140,9 @@ def check_setting_options(command: str, setting: str, given: dict, *, spell=None
         owners = [s for s, v in own.items() if dest in v]
         if owners and setting not in owners and dest not in used:
             flag = spell(dest)
+            if owners == ["hf"]:
+                raise InvalidParameterError(f"The '{flag}' option is for a pretrained language model: give --model "
+                                            "NAME (e.g. smollm2-135m) or a Hugging Face folder.")
             if setting == "lm":
                 raise InvalidParameterError(f"The '{flag}' option is for the regression setting; add '--setting "
                                             "regression' (the default setting is a language model) or give a "

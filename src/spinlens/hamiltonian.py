@@ -187,10 +187,19 @@ class Hamiltonian:
         if W.ndim == 1:
             r = self.y - self.features.predict(W)
             return 0.5 * float(np.mean(r * r)) + 0.5 * self.l2_strength * float(W @ W)
-        D1 = self.d + 1
-        Sv = np.einsum("pa,kab,pb->kp", self.features.C, W.reshape(-1, D1, D1), self.features.Q, optimize=True)
-        r = self.y[None, :] - Sv
-        return 0.5 * np.mean(r * r, axis=1) + 0.5 * self.l2_strength * np.sum(W * W, axis=1)
+        K = self.n_spins
+        W = W.reshape(-1, K)
+        k, P = W.shape[0], self.n_prompts
+        sq = np.zeros(k)
+        # blocks of prompts: the (block, K) spin features and the (k, block) residuals stay below
+        # ENERGY_CHUNK_NUMBERS numbers each, and every block is one matrix product (BLAS)
+        step = max(1, ENERGY_CHUNK_NUMBERS // max(K, k))
+        C, Q = self.features.C, self.features.Q
+        for s in range(0, P, step):
+            S = (C[s:s + step, :, None] * Q[s:s + step, None, :]).reshape(-1, K)  # s_i of each prompt
+            r = self.y[None, s:s + step] - W @ S.T
+            sq += np.einsum("kp,kp->k", r, r)
+        return 0.5 * sq / P + 0.5 * self.l2_strength * np.sum(W * W, axis=1)
 
     def energy_from_couplings(self, W: np.ndarray) -> float:
         """E(W) from the spin glass form −½Σ_{i≠j}J_ij W_iW_j − Σh_iW_i + ½Σλ_iW_i² + ½ mean y² (dense J)."""
@@ -206,6 +215,11 @@ class Hamiltonian:
         w = W.reshape(-1)
         g = self.gram_matvec(w) - self.h + self.l2_strength * w
         return g.reshape(shape)
+
+
+#: numbers in one block of a batch `Hamiltonian.energy`: (prompts, spins) features, (samples, prompts) residuals
+#: (2²², 32 MiB a temporary)
+ENERGY_CHUNK_NUMBERS = 1 << 22
 
 
 def _pairs_within(D1: int, cols: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ function                    writes
 `atomic_savez`              ``numpy.savez`` archive
 `run_record`                the standard fields of a ``run.json`` (command, argv, seed, versions, git sha)
 `write_run_json`            ``OUT/run.json`` (the one run.json writer)
+`write_hf_model`            a plain Hugging Face model folder (``save_pretrained`` + tokenizer + run.json)
 `save_figure`               ``OUT/<stem>.png`` and ``OUT/<stem>.pdf`` (the one figure saver)
 `save_dataset`              ``OUT/<name>.nc`` (NetCDF; attributes made NetCDF-safe)
 `save_columns`              ``OUT/<name>.csv`` from equal-length columns
@@ -53,6 +54,7 @@ __all__ = [
     "write_json",
     "run_record",
     "write_run_json",
+    "write_hf_model",
     "save_figure",
     "save_dataset",
     "save_columns",
@@ -64,7 +66,9 @@ __all__ = [
     "check_regular_file",
     "check_replaceable",
     "folder_transaction",
+    "no_duplicate_keys",
     "read_manifest",
+    "switch_folder",
     "sha256_file",
     "verify_files",
     "write_manifest",
@@ -254,6 +258,39 @@ def write_run_json(out_dir: str | os.PathLike, record: dict) -> str:
     path = Path(out_dir) / RUN_FILE
     write_json(path, record, indent=2)
     return str(path)
+
+
+def write_hf_model(out_dir: str | os.PathLike, model, *, tokenizer=None, record: dict | None = None) -> str:
+    """Write a Hugging Face model as a plain folder (``save_pretrained``, safetensors), loadable by transformers
+    alone, with its tokenizer and ``run.json``; return the folder.
+
+    The folder is written next to its target under a temporary name and renamed onto it when complete: a
+    reader sees the old folder or the new one, never half of one.
+    """
+    import shutil
+
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        getattr(model, "hf", model).save_pretrained(str(tmp), safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(tmp))
+        if record is not None:
+            write_run_json(tmp, record)
+        os.chmod(tmp, 0o777 & ~_umask())
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return str(out)
 
 
 def save_figure(fig, out_dir: str | os.PathLike, stem: str, *, formats=("png", "pdf"), close: bool = True,
@@ -559,6 +596,35 @@ def verify_files(folder: str | os.PathLike, names, *, what: str = "checkpoint") 
     return man
 
 
+def no_duplicate_keys(pairs) -> dict:
+    """``object_pairs_hook`` for `json.loads` that refuses a key given twice (plain JSON keeps the last one).
+
+    >>> json.loads('{"a": 1, "a": 2}', object_pairs_hook=no_duplicate_keys)
+    Traceback (most recent call last):
+    ...
+    ValueError: duplicate key 'a'
+    """
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k!r}")
+        out[k] = v
+    return out
+
+
+def without_manifest(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` is an existing folder without a readable manifest (written before spinlens kept one,
+    or damaged): a cache spinlens owns by its name is then replaced with ``force`` (in place)."""
+    from spinlens.errors import InvalidParameterError
+
+    if not Path(folder).is_dir():
+        return False
+    try:
+        return read_manifest(folder) is None
+    except InvalidParameterError:
+        return True
+
+
 def check_regular_file(name: str, path: str | os.PathLike) -> Path:
     """Refuse a FIFO, socket or device in place of a file before anything opens it (opening a FIFO blocks)."""
     import stat
@@ -772,13 +838,26 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
 
 
 def _commit(stage: Path, path: Path, *, kind: str, force: bool) -> None:
-    import shutil
-    import tempfile as _tf
 
     check_replaceable("out", path, kind=kind, force=force)  # again: another process may have written meanwhile
     if path.exists() and any(path.iterdir()) and force:
         _commit_in_place(stage, path)
         return
+    switch_folder(stage, path)
+
+
+def switch_folder(stage: str | os.PathLike, path: str | os.PathLike) -> None:
+    """Put the complete folder ``stage`` at ``path`` (a sibling on the same file system) in one atomic step.
+
+    ``path`` absent or empty: a rename. Otherwise an atomic exchange (Linux ``renameat2``) and the old state,
+    now at ``stage``, removed; without an exchange, the old folder is renamed aside
+    (``.NAME.spinlens-old-PID-XXXX``, put back by the next `check_replaceable` on ``path`` if a kill strikes
+    before the new one is renamed in). The switch step of `folder_transaction`.
+    """
+    import shutil
+    import tempfile as _tf
+
+    stage, path = Path(stage), Path(path)
     if not path.exists():
         os.rename(stage, path)
         _op("rename")

@@ -26,7 +26,7 @@ features C, Q, y        (2·D1 + 1)·P·8 (the streamed features; the prompts ar
 dense exact             3.25·K²·8 (Gram and its pair form, Hessian/Cholesky factor, its inverse)
 CG exact                (6·k)·K·8 + 3·b·D1·k·8 (block CG vectors, k = 1 + probes; row chunk b)
 cavity / tap            3.25·K²·8 (Gram, J₀, J₀∘J₀) plus the exact mean for ``exact_distance``
-sample                  3.25·K²·8 + 4·n_samples·K·8
+sample                  3.25·K²·8 + 4·n_samples·K·8 + 3·min(2²², P·max(K, 2·n_samples))·8 (sample energies, in blocks)
 langevin                (2·n_chains)·K·8·(3 + n_steps/thin)
 limit                   O(D²)
 ======================  ============================================================================
@@ -148,8 +148,12 @@ def estimate_memory(method: str, *, d: int, n_context: int, n_prompts: int | Non
             else:
                 parts["exact_reference"] = 6 * K * f
     elif method == "sample":
+        from .hamiltonian import ENERGY_CHUNK_NUMBERS
+
         parts["dense"] = 3 * K * K * f + K * K * f // 4 + min(P, 2048) * K * f
         parts["samples"] = 4 * n_samples * K * f
+        # the energy of every sample (`Hamiltonian.energy`): a block of spin features and two of residuals
+        parts["sample_energies"] = 3 * min(ENERGY_CHUNK_NUMBERS, P * max(K, 2 * n_samples)) * f
     elif method == "langevin":
         parts["chains"] = 2 * n_chains * K * f * (3 + math.ceil(n_steps / thin))
         if compare_exact:

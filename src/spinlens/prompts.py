@@ -153,7 +153,7 @@ def load_prompts(path: str | os.PathLike, *, dtype=np.float64) -> Prompts:
         if k in data:
             if not (np.issubdtype(data[k].dtype, np.floating) or np.issubdtype(data[k].dtype, np.integer)):
                 raise InvalidPromptsError(f"key {k!r} has non-numeric dtype {data[k].dtype}.")
-            data[k] = data[k].astype(dtype)
+            data[k] = data[k].astype(dtype, copy=False)  # no second copy of Z when it is float64 already
     return Prompts(
         data["Z"],
         data["y"],

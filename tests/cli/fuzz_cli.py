@@ -45,7 +45,10 @@ BASES: dict[str, str] = {
 # any work are tried on them.
 SLOW = ("demo", "reproduce", "zoo figS8", "zoo bridge", "landscape", "steer", "pinpoint", "merge", "quantize",
         "interp fv", "interp path", "interp attribution", "interp induction", "lm",
-        "models prepare")
+        "models prepare",
+        # studies of pretrained LLMs: they load SmolLM2 / Gemma 3 (seconds to minutes on 2 cores)
+        "interp arithmetic", "interp control", "interp ioi", "interp languages", "interp sycophancy",
+        "interp recall")
 
 #: values that no option of spinlens accepts for a number (refused before any work)
 BAD_NUMBERS = ["-1", "-7.5", "nan", "NaN", "inf", "-inf", "abc", "", " ", "1e400", "0x10", "½", "1,,2", "--",

@@ -159,10 +159,11 @@ def bad_dir(tmp_path, monkeypatch):
         edit(tmp_path / name)
 
     def cfg_edit(fn):
-        def go(d):
+        def go(d):  # a folder without a manifest (as before manifests), so that the config schema speaks
             rec = json.loads((d / "config.json").read_text())
             fn(rec)
             (d / "config.json").write_text(json.dumps(rec))
+            (d / "manifest.json").unlink(missing_ok=True)
         return go
 
     variant("ck_list", lambda d: (d / "config.json").write_text("[1, 2]"))

@@ -91,3 +91,13 @@ def test_bad_lambda(small):
 
     with pytest.raises(InvalidParameterError, match="l2_strength"):
         build_hamiltonian(small[1], l2_strength=-1)
+
+
+def test_batch_energy_in_blocks_equals_one_at_a_time(monkeypatch):
+    import spinlens.hamiltonian as hm
+    from spinlens import PromptDistribution, build_hamiltonian
+
+    H = build_hamiltonian(PromptDistribution(d=3, n_context=5).sample(37, rng=0), l2_strength=0.1)
+    W = np.random.default_rng(1).standard_normal((9, H.n_spins))
+    monkeypatch.setattr(hm, "ENERGY_CHUNK_NUMBERS", 40)  # blocks of 2 prompts: many blocks, a ragged last one
+    np.testing.assert_allclose(H.energy(W), [H.energy(w) for w in W], rtol=1e-12)

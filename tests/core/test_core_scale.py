@@ -51,7 +51,7 @@ def test_solver_contract(method):
 
 def test_solve_reaches_every_option():
     _, H = _H()
-    r = solve(H, "langevin", n_steps=20, n_chains=2, compare_exact=False, rng=0)
+    r = solve(H, "langevin", n_steps=20, n_chains=2, compare_exact=False, warn=False, rng=0)  # too short to mix
     assert "mean_distance" not in r.extras
     r = solve(H, "cavity", compare_exact=False, warn=False, rng=0)
     assert "exact_distance" not in r.extras
@@ -203,13 +203,15 @@ def test_memory_estimate_vs_tracemalloc():
     from spinlens.memory import BASE_BYTES, estimate_memory
 
     for method, d, n, P, kw in [("exact", 12, 20, 30000, {"backend": "cg", "n_probes": 2}), ("exact", 8, 20, 5000, {}),
-                                ("cavity", 8, 20, 3000, {}), ("tap", 8, 10, 2000, {})]:
+                                ("cavity", 8, 20, 3000, {}), ("tap", 8, 10, 2000, {}),
+                                ("sample", 8, 10, 20000, {})]:  # the samples' energies dominate (chunked)
         dist = PromptDistribution(d=d, n_context=n)
         est = estimate_memory(method, d=d, n_context=n, n_prompts=P, sampler="core", **kw)
         tracemalloc.start()
         fs = stream_features(dist, P, rng=0, sampler="core")
         H = build_hamiltonian(fs.features, fs.y, l2_strength=0.01)
-        opts = {"exact": {"backend": kw.get("backend", "auto"), "n_probes": kw.get("n_probes", 8)}}.get(method, {"max_iter": 20})
+        opts = {"exact": {"backend": kw.get("backend", "auto"), "n_probes": kw.get("n_probes", 8)},
+                "sample": {}}.get(method, {"max_iter": 20})
         solve(H, method, warn=False, rng=0, **opts)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
@@ -323,6 +325,11 @@ def test_extrapolation_recovers_a_known_limit():
     e = 0.3 + 0.7 / D - 2.0 / D**2
     val, err, coef = extrapolate(D, e, np.full(4, 1e-3), np.full(4, 4))
     assert val == pytest.approx(0.3, abs=1e-9) and coef[0] == pytest.approx(0.7, abs=1e-7)
+    # a model that does not fit (1/D² term, fitted with e∞ + a/D on 3 sizes): the error bar grows with the misfit
+    _, tight, _ = extrapolate(D[:3], 0.3 + 0.7 / D[:3], np.full(3, 1e-3), np.full(3, 4))
+    v3, loose, _ = extrapolate(D[:3], e[:3], np.full(3, 1e-3), np.full(3, 4))
+    assert loose > 3 * tight and abs(v3 - 0.3) < 3 * loose  # the bar covers the truth (without the χ² scaling: 10 σ off)
+    assert np.isnan(extrapolate(D[:2], e[:2], np.full(2, 1e-3), np.full(2, 4))[1])  # two sizes: no error bar
     from spinlens.conventions import to_lu
 
     for d in (10, 37, 160):

@@ -189,3 +189,73 @@ def test_calibration_from_text_with_saved_tokenizer(tmp_path, gpt2):
                  "--no-progress"]) == 0
     with pytest.raises(InvalidParameterError, match="tokenizer"):
         H.calibration_tokens(gpt2, 2, 8, text="w1 w2")  # the in-memory model has no saved tokenizer
+
+
+# ----------------------------------------------------------------------------- honest bit counting
+
+
+def test_bit_accounting_counts_every_parameter_and_the_group_overhead(llama):
+    comps = H.hf_component_sizes(llama)
+    alloc = {c: (3 if i % 2 else 4) for i, c in enumerate(comps)}
+    acc = H.bit_accounting(llama, alloc, group_size=32)
+    total = sum(p.numel() for p in llama.parameters())  # parameters() lists a tied tensor once
+    assert acc["total_params"] == total
+    assert acc["quantized_params"] == sum(comps.values())
+    assert acc["quantized_params"] + sum(acc["left_out"].values()) == total
+    # brute force: bits of each weight + 32 bits per group of 32 inputs (d_model 32 → one group per row)
+    mods = H.hf_weight_modules(llama)
+    bits = sum(m.weight.numel() * alloc[n] + 32 * m.weight.shape[0] * -(-m.weight.shape[1] // 32)
+               for n, (_, _, m) in mods.items())
+    assert acc["effective_bits"] == pytest.approx(bits / acc["quantized_params"])
+    assert acc["average_bits"] == pytest.approx(sum(comps[c] * b for c, b in alloc.items()) / sum(comps.values()))
+    # a group of 48 over an input of 32 is the whole row (per channel); over an input of 64, two groups
+    per_ch = H.bit_accounting(llama, {c: 4 for c in comps}, group_size=48)
+    groups = sum(m.weight.shape[0] * (1 if m.weight.shape[1] <= 48 else -(-m.weight.shape[1] // 48))
+                 for _, _, m in mods.values())
+    assert {m.weight.shape[1] for _, _, m in mods.values()} == {32, 64}
+    assert per_ch["effective_bits"] == pytest.approx(4 + 32 * groups / per_ch["quantized_params"])
+
+
+def test_embedding_component_quantizes_the_tied_lm_head(llama):
+    m = tiny_hf("llama", n_layers=1, n_heads=4, d_model=32, d_vocab=64, rng=1).hf
+    m.config.tie_word_embeddings = True
+    m.tie_weights()
+    assert m.get_output_embeddings().weight is m.get_input_embeddings().weight
+    comps = H.hf_components(m, "module", include_embedding=True)
+    assert comps["E.embed_tokens"] == ["E.embed_tokens"] and "E.lm_head" not in comps
+    q = H.quantize_hf(m, {"E.embed_tokens": 2})
+    w = q.get_input_embeddings().weight
+    assert q.get_output_embeddings().weight is w  # still tied
+    assert not torch.equal(w, m.get_input_embeddings().weight)
+    # 2 bits, groups along d_model: at most 4 levels per (row, group)
+    assert all(len(torch.unique(r)) <= 4 for r in w.detach())
+    acc = H.bit_accounting(m, {"E.embed_tokens": 2})
+    assert "model.embed_tokens.weight" not in acc["left_out"] and "lm_head.weight" not in acc["left_out"]
+
+
+def test_experiment_restores_the_model_and_reports_extra_metrics(llama):
+    before = {n: p.detach().clone() for n, p in llama.named_parameters()}
+    ids = H.calibration_tokens(llama, 4, 8, rng=0)
+    seen = []
+    ds = H.hf_quantization_experiment(llama, ids[:2], ids[2:], budgets=(3.4,), uniform_bits=(3, 4), bits=(2, 3, 4, 8),
+                                      importance="fisher", group_size=48, n_random=2, rng=0,
+                                      evaluate=lambda m: {"probe": float(m.lm_head.weight.detach().sum())},
+                                      on_model=lambda s, i, m, b: seen.append((s, i)))
+    for n, p in llama.named_parameters():
+        assert torch.equal(p, before[n]), n
+    assert seen == [("uniform", 0), ("uniform", 1), ("guided_fisher", 0), ("random", 0), ("random", 1)]
+    assert "probe" in ds and "rel_weight_error" in ds
+    err = ds["rel_weight_error"].values
+    assert err[0] == 0 and err[1] > err[2] > 0  # uniform 3 loses more than uniform 4
+    eff = ds["effective_bits"].values[1:]
+    assert np.all(eff > ds["average_bits"].values[1:])
+
+
+def test_library_quantized_anchor_is_a_plain_float_model(llama):
+    pytest.importorskip("hqq")
+    m = H.library_quantized(llama, "hqq-rtn", 4, group_size=16)
+    ref = H.quantize_hf(llama, {c: 4 for c in H.hf_components(llama)}, group_size=16)
+    for n, (_, _, mod) in H.hf_weight_modules(m).items():
+        assert type(mod.weight.data) is torch.Tensor
+        w = H.hf_weight_modules(ref)[n][2].weight
+        assert torch.allclose(mod.weight.detach(), w.detach(), atol=1e-2 * float(w.detach().abs().max()))

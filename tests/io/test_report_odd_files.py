@@ -1,4 +1,4 @@
-"""`spinlens report` skips an unreadable file with a warning in the page and goes on (issue 18)."""
+"""`spinlens report` skips an unreadable file with a warning in the page and goes on."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Folders written as one transaction (spinlens.io.folder_transaction) and their manifests (issue 18)."""
+"""Folders written as one transaction (spinlens.io.folder_transaction) and their manifests."""
 
 from __future__ import annotations
 

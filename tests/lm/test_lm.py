@@ -218,7 +218,7 @@ def test_cli_bad_input(tmp_path, capsys):
     assert "steps" in capsys.readouterr().err
     # a checkpoint that is not a language model
     from spinlens.interp.planted import planted_copy_model
-    from spinlens.models.transformer import save_transformer
+    from spinlens.models.checkpoint import save_transformer
 
     save_transformer(planted_copy_model(), tmp_path / "copy")
     for ck in (tmp_path / "copy", tmp_path / "missing"):

@@ -55,8 +55,8 @@ def test_transformer_round_trip(tmp_path, kind):
     m2 = ck.load_model(folder)
     assert isinstance(m2, Transformer) and _same_weights(m, m2) and m2.cfg == m.cfg
     assert ck.read_metadata(folder) == {"task": kind}
-    # the older names keep working
-    from spinlens.models.transformer import load_transformer, save_transformer
+    # the single-file save and load of the registry
+    from spinlens.models.checkpoint import load_transformer, save_transformer
 
     save_transformer(m, tmp_path / "old")
     assert _same_weights(m, load_transformer(tmp_path / "old"))

@@ -1,4 +1,4 @@
-"""The checkpoint schema (spinlens.models.schema) and the checks load_model runs before building (issue 18)."""
+"""The checkpoint schema (spinlens.models.schema) and the checks load_model runs before building."""
 
 from __future__ import annotations
 

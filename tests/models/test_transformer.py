@@ -226,7 +226,7 @@ def test_fast_paths_match_explicit_attention():
 
 
 def test_save_load_roundtrip(tmp_path):
-    from spinlens.models.transformer import load_transformer, save_transformer
+    from spinlens.models.checkpoint import load_transformer, save_transformer
 
     m = _reg()
     save_transformer(m, tmp_path / "m", metadata={"note": "x"})

@@ -101,7 +101,8 @@ def test_readme_lines_are_all_known_kinds():
         assert line.startswith(("spinlens ", "python ", "OMP_NUM_THREADS=1 python ")), line
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.slow  # 3-8 min on 2 loaded cores: `make test-slow`; `make test` parses every line
+@pytest.mark.timeout(900)                   # (test_readme_commands_parse) and runs each command in its own tests
 def test_every_readme_line_runs_in_order(tmp_path, monkeypatch, capsys):
     import os
     import shutil
@@ -142,4 +143,44 @@ def test_every_readme_line_runs_in_order(tmp_path, monkeypatch, capsys):
         ran.append((round(time.perf_counter() - t0, 1), line))
     print("\n".join(f"{t:6.1f} s  {ln}" for t, ln in sorted(ran, reverse=True)[:10]))
     assert len(ran) >= 30
-    assert (tmp_path / "sweep-a" / "results.nc").exists() and (tmp_path / "runs" / "tok" / "model").is_dir()
+    assert (tmp_path / "runs" / "sweep-a" / "results.nc").exists() and (tmp_path / "runs" / "tok" / "model").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["constraints.txt", "examples", "runs"]  # all under runs/
+
+
+# ------------------------------------------------------------------------------ durations and the output folder
+DURATION = re.compile(r"^~(\d+(?:\.\d+)?) (s|min|h)\b")
+
+
+def readme_durations() -> list[tuple[list[str], float | None]]:
+    """For every command line of the README's bash blocks: (its parts as `_readme_lines` gives them, split at
+    '&&'; the seconds its comment states, '# ~N s' / '~N min' at the start of the comment, or None)."""
+    out = []
+    for block in _blocks("bash"):
+        for line in block.replace("\\\n", " ").splitlines():
+            cmd, _, comment = (x.strip() for x in line.partition(" #"))
+            if not cmd or cmd.startswith(("make ", "#")) or cmd.startswith(SKIP):
+                continue
+            m = DURATION.match(comment)
+            out.append(([p.strip() for p in cmd.split("&&")],
+                        None if m is None else float(m[1]) * {"s": 1, "min": 60, "h": 3600}[m[2]]))
+    return out
+
+
+def test_every_readme_line_states_its_duration():
+    durations = readme_durations()
+    assert [p for parts, _ in durations for p in parts] == _readme_lines()
+    for parts, seconds in durations:
+        assert seconds is not None, f"README line without a '# ~N s' duration: {' && '.join(parts)!r}"
+
+
+def test_readme_outputs_go_under_runs():
+    """Every output path of a README line is under runs/ (which .gitignore covers), nothing in the repository root."""
+    flags = ("--out", "-o", "--save", "--save-prompts")
+    for line in _readme_lines():
+        argv = shlex.split(line)
+        for i, a in enumerate(argv[:-1]):
+            if a in flags:
+                assert argv[i + 1].startswith("runs/"), line
+        if "save_pretrained(" in line:
+            assert "save_pretrained('runs/" in line, line
+    assert "runs/" in (README.parent / ".gitignore").read_text().split()

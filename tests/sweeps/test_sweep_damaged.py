@@ -1,4 +1,4 @@
-"""A tampered or truncated sweep folder on --resume: one line, recomputed with --repair, never trusted (issue 18)."""
+"""A tampered or truncated sweep folder on --resume: one line, recomputed with --repair, never trusted."""
 
 from __future__ import annotations
 

@@ -113,7 +113,7 @@ def test_interrupt_then_resume_equals_uninterrupted_run(tmp_path, reference, sig
     assert int(part["done"].sum()) == len(before)
 
     done = subprocess.run(_cli_args(out, "--resume"), env=_env(log, 0.0), capture_output=True, text=True, timeout=120)
-    assert done.returncode == (0 if bool(reference.converged.all()) else 3), done.stderr  # docs/cli.md
+    assert done.returncode == 0, done.stderr  # docs/cli.md: a map exits 0 with its converged count (--strict: 3)
     calls_resume = _log_keys(log)[len(calls_before):]
     # nothing finished was recomputed, every missing point exactly once
     assert len(calls_resume) == n_total - len(before)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import spinlens.solvers as core
-from spinlens.conventions import to_lu
+from spinlens.conventions import lam_from_lam_lu, to_lu
 from spinlens.hamiltonian import build_hamiltonian
 from spinlens.observables import pool_error, test_error
 from spinlens.prompts import PromptDistribution
@@ -18,7 +18,7 @@ from spinlens.theory import learning_curve_point  # noqa: E402
 def _exact_vs_theory(D, alpha, tau, kappa, lam_lu, sigma_eps, seed):
     N, P = round(alpha * D), round(tau * D * D)
     K = None if kappa == math.inf else round(kappa * D)
-    l2 = lam_lu / (D * (1 + 1 / N) ** 2)  # inverse of to_lu's λ map
+    l2 = lam_from_lam_lu(lam_lu, D, N)  # inverse of to_lu's λ map
     dist = PromptDistribution(d=D, n_context=N, sigma_eps=sigma_eps, n_tasks=K)
     pre = dist.sample(P, rng=seed)
     W = core.solve(build_hamiltonian(pre, l2_strength=l2), "exact").W
@@ -112,3 +112,16 @@ def test_task_diversity_sweep_and_figure(tmp_path):
     fig, _ = plot_task_diversity(ds)
     fig.savefig(tmp_path / "k.png")
     assert (tmp_path / "k.png").stat().st_size > 0
+
+
+
+def test_lam_conversion_both_ways():
+    # the λ of E(W) -> Lu et al.'s λ_LU -> back; the map to_lu applies; and the closed form D·λ·(1+1/N)²/(σ_x⁶σ_w²)
+    from spinlens.conventions import lam_lu_from_lam
+
+    for D, N, lam, sx, sw in [(20, 100, 0.01, 1.0, 1.0), (7, 3, 2.5, 0.5, 2.0), (1, 1, 1e-6, 3.0, 0.1)]:
+        lu = lam_lu_from_lam(lam, D, N, sx, sw)
+        assert lu == pytest.approx(D * lam * (1 + 1 / N) ** 2 / (sx**6 * sw**2), rel=1e-14)
+        assert lam_from_lam_lu(lu, D, N, sx, sw) == pytest.approx(lam, rel=1e-14)
+        assert lam_lu_from_lam(lam_from_lam_lu(lam, D, N, sx, sw), D, N, sx, sw) == pytest.approx(lam, rel=1e-14)
+        assert lu == pytest.approx(to_lu(D, N, 100, lam, sigma_x=sx, sigma_w=sw)["lam"], rel=1e-14)

@@ -46,6 +46,7 @@ QUANTIZE_EXAMPLES = """  spinlens quantize --out quant-out                   # d
   spinlens quantize --model ./tiny-gpt2 --budget 3.4 --json --save ./tiny-gpt2-q3.4   # guided bits, saved model
   spinlens quantize --model ./tiny-gpt2 --granularity module --importance fisher --calib-tokens ids.npy --out quant-hf2
   spinlens quantize --model ./tiny-llama --crosscheck torchao hqq --json   # our RTN vs torchao / HQQ (if installed)
+  spinlens quantize --model smollm2-135m --study --out runs/q-smol    # pretrained LLM: guided 3.4 vs uniform, random, HQQ, torchao
 """
 
 
@@ -128,6 +129,15 @@ def register(sub) -> None:
                     help="only compare our RTN with these libraries at --bits/--group-size (optional packages; "
                          "hqq-opt: HQQ with its half-quadratic optimisation)")
 
+    from spinlens.cli._edit_llm import (
+        attach_llm_edit,  # --model NAME|DIR: precise tuning / merging (spinlens.llm.tuning)
+    )
+
+    attach_llm_edit(sub)
+
+    from spinlens.cli._quantize_llm import add_study_args  # --model NAME --study: pretrained LLM, own module
+
+    add_study_args(sub.choices["quantize"])
     for name in ("steer", "pinpoint", "merge", "quantize"):
         _settings(sub.choices[name], name)
 
@@ -392,6 +402,10 @@ def _quantize(args):
         check_float("budget", b, low=min(args.bits), high=max(args.bits))
     if len(set(args.bits)) != len(args.bits):
         raise InvalidParameterError(f"The 'bits' parameter must not repeat values. Got {args.bits}.")
+    if getattr(args, "study", False):
+        from spinlens.cli._quantize_llm import run_study
+
+        return run_study(args)
     if src.setting == "hf":
         args.model = src.path
         return _quantize_hf(args, budgets)
@@ -603,7 +617,7 @@ def _dispatch(inner, name, defaults, shared, reg_shared):
     def func(args):
         from spinlens.experiment import SETTING_OPTIONS, check_setting_options, resolve_source
 
-        own = (*SETTING_OPTIONS[name]["regression"], *SETTING_OPTIONS[name]["lm"])
+        own = tuple(dict.fromkeys(d for opts in SETTING_OPTIONS[name].values() for d in opts))
         for d in ("setting", *own, *defaults, *shared):
             if not hasattr(args, d):
                 setattr(args, d, None)
@@ -616,6 +630,10 @@ def _dispatch(inner, name, defaults, shared, reg_shared):
             return act.option_strings[0] if act is not None else "--" + dest.replace("_", "-")
 
         check_setting_options(name, src.setting, {d: getattr(args, d, None) for d in own}, spell=spell)
+        if src.setting == "hf" and name in ("pinpoint", "merge"):  # a pretrained LM: its own defaults
+            from spinlens.cli._edit_llm import run_hf
+
+            return run_hf(args, name)
         for d in shared:
             if getattr(args, d) is None:
                 v = (shared if src.setting == "lm" else reg_shared)[d]

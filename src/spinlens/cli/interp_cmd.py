@@ -1,6 +1,6 @@
 """`spinlens interp`: interpretability methods on spinlens transformers and local Hugging Face causal LMs.
 
-Subcommands: lens, patch, path, circuit, attribution, neurons, flow, fv, induction. Each writes a figure (PNG + PDF), the data
+Subcommands: lens, patch, path, circuit, attribution, neurons, flow, fv, induction, languages, control. Each writes a figure (PNG + PDF), the data
 behind it (NetCDF / JSON) and run.json under ``--out``, and prints a short summary (``--json``: one object).
 """
 
@@ -104,6 +104,16 @@ def register(sub) -> None:
     from ._interp_fv import register_fv  # function vectors: own arguments (no --model), own module
 
     register_fv(isub)
+    from ._interp_languages import register_languages  # language-specific neurons of a pretrained LLM
+
+    register_languages(isub)
+    from ._interp_control import register_control  # output-language control at four levels
+
+    register_control(isub)
+
+    from ._interp_sycophancy import register_sycophancy  # pretrained chat LM: own module
+
+    register_sycophancy(isub)
     _register_induction(isub)
     from ._interp_arithmetic import register_arithmetic
     from ._interp_ioi import register_ioi

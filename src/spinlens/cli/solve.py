@@ -45,6 +45,7 @@ def register(sub):
                         "$OMP_NUM_THREADS also set it)")
     g.add_argument("--device", default="cpu", help="cpu (numpy) | cuda | cuda:N: run the feature accumulation and "
                    "the matrix-free CG in torch on that device (--method exact)")
+    g.add_argument("--yes", action="store_true", help="run even if the time estimate is beyond an hour")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print one JSON object")
     o.add_argument("--save", default=None, metavar="RESULT.npz", help="write W, m, v, h (and J with --save-couplings)")
@@ -130,10 +131,24 @@ def run(args) -> int:
     est = estimate_memory(method, d=dist.d, n_context=dist.n_context, n_prompts=P,
                           sampler="reduced" if sampler == "reduced" else "core", backend=backend, n_probes=n_probes,
                           n_samples=samples, n_steps=steps, save_prompts=bool(args.save_prompts))
-    if prompts is not None:
+    if prompts is not None:  # the features come from the loaded prompts, not from streamed batches
+        est.parts.pop("prompt_batch", None)
         est.parts["loaded_prompts"] = prompts.Z.nbytes + prompts.y.nbytes
     check_memory(est, what=f"spinlens solve --method {method} at D={dist.d}, N={dist.n_context}"
                  + ("" if method == "limit" else f", P={P}"))
+    from spinlens.progress import ProgressLine, check_duration, estimate_solve_time
+
+    t_est = estimate_solve_time(method, d=dist.d, n_context=dist.n_context, n_prompts=None if method == "limit" else P,
+                                sampler="reduced" if sampler == "reduced" else "core", backend=est.backend or "dense",
+                                n_probes=n_probes, n_samples=samples, n_steps=steps, max_iter=steps,
+                                overhead_s=time.perf_counter() - t_start + 0.3)  # so far + evaluation
+    check_duration(t_est, yes=args.yes, what=f"spinlens solve --method {method} at D={dist.d}, N={dist.n_context}"
+                   + ("" if method == "limit" else f", P={P}"),
+                   shrink="fewer prompts --P, a smaller --D, fewer --steps, or --method exact with --exact-backend cg")
+    if not args.json:  # with --json the estimate is in the JSON (stderr keeps only warnings and errors)
+        print(f"spinlens solve: estimate {t_est.describe()}, {est.gib:.2g} GiB", file=sys.stderr)
+    line = ProgressLine(f"solve {method}", total={"cavity": steps, "tap": steps, "langevin": steps + steps // 2}.get(method),
+                        enabled=sys.stderr.isatty() and not args.json)
 
     out: dict = {"method": method, "D": dist.d, "N": dist.n_context}
     if method == "limit":
@@ -179,7 +194,11 @@ def run(args) -> int:
         with thread_policy(K, threads=threads) as n_threads:
             if method in ("cavity", "tap", "sample") and K >= 4000 and sys.stderr.isatty() and not args.json:
                 H.gram(progress=True)  # the dense couplings: the long part at large D
-            r = SOLVERS[method](**opts).solve(H, beta=beta, rng=r_solve, warn=False)
+            step_name = {"exact": "residual"}.get(method, "change")
+            with line:
+                r = SOLVERS[method](**opts).solve(
+                    H, beta=beta, rng=r_solve, warn=False,
+                    progress=lambda i, v: line(i, v, step_name))
             W = r.m
             out.update(P=P, lam=lam, beta=beta, sampler=sampler,
                        test_error=ob.test_error(W, dist, rng=r_eval, n_mc=mc),
@@ -205,6 +224,7 @@ def run(args) -> int:
     if args.save_prompts:
         out["saved_prompts"] = args.save_prompts
     out.update(est.to_dict())
+    out.update(t_est.to_dict())
     out["peak_memory_gib"] = _peak_rss_gib()
     out["wall_seconds"] = time.perf_counter() - t_start
     if out["converged"] and not all_finite(W, out.get("test_error"), out.get("train_error"), out.get("pool_error")):

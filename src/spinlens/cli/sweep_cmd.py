@@ -84,6 +84,7 @@ def register(sub) -> None:
                    help="allow a point function outside spinlens (from --point-fn or the config file): it is "
                         "imported and run with your rights, so only for code you trust")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--yes", action="store_true", help="run even if the time estimate is beyond an hour")
     p.add_argument("--json", action="store_true", help="print the run summary (run.json) as JSON on stdout")
     add_strict(p)
 
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     fresh = not Path(args.out).exists()
     try:
         ds = run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, repair=args.repair,
-                       progress=not args.no_progress, **kwargs)
+                       progress=not args.no_progress, yes=args.yes, **kwargs)
     except (InvalidParameterError, KeyboardInterrupt, OSError, MemoryError):
         raise
     except Exception as exc:  # noqa: BLE001 - user code: a point function that fails is bad input, not our bug

@@ -32,7 +32,7 @@ EXAMPLES = """  spinlens theory --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.
   spinlens theory phase --D 10 --N 5:60:12 --K 1:1000:12:log --P 4000 --lam 0.01 --repeats 2 --seed 0 --out phase-out
 """
 
-PHASE_EXAMPLES = """  spinlens theory phase --out phase-out      # defaults = the next line; ~25 s on one core
+PHASE_EXAMPLES = """  spinlens theory phase --out phase-out      # defaults = the next line; ~4 min on 2 cores (progress bar)
   spinlens theory phase --D 10 --N 5:60:12 --K 1:1000:12:log --P 4000 --lam 0.01 --repeats 2 --seed 0 --out phase-out
   spinlens theory phase --D 8 --N 10,40 --K 2,8,64,512 --P 3000 --lam 1 --json
 
@@ -93,7 +93,8 @@ def register(subparsers) -> None:
     c.add_argument("--to", dest="stop", required=True, help="last value")
     c.add_argument("--num", default="200", help="number of points")
     c.add_argument("--log", action="store_true", help="log-spaced values (and log x axis)")
-    c.add_argument("--logy", action="store_true", help="log y axis in the figure")
+    c.add_argument("--logy", action="store_true", help="log y axis in the figure (default: log when the curves are "
+                   "positive and span more than a factor of 30)")
     _add_lu_args(c, lists=True)
     c.add_argument("--out", default=None, help="folder for curve.csv, curve.png, curve.pdf, run.json")
     c.add_argument("--seed", type=int, default=0, help="recorded in run.json (the theory is deterministic)")
@@ -282,7 +283,7 @@ def _run_curve(args) -> int:
     else:
         from spinlens.plotting.theory import plot_learning_curve
 
-        _write_outputs(args, "curve", df, lambda: plot_learning_curve(ds, args.vary, logx=args.log, logy=args.logy))
+        _write_outputs(args, "curve", df, lambda: plot_learning_curve(ds, args.vary, logx=args.log, logy=args.logy or None))
         print(f"wrote {args.out}/curve.csv, curve.png, curve.pdf, run.json ({len(df)} rows)")
     n_bad = int((~ds.converged.values.astype(bool)).sum())
     return map_exit("spinlens theory curve", n_bad, ds.converged.size, strict=args.strict,

@@ -56,8 +56,11 @@ def pretrained_base(d: int = 5, n_context: int = 10, *, steps: int = 2000, path=
 
     m = pinpoint_tune(m, "all", Z, y, lr=2e-3, steps=steps, batch_size=128, rng=g3, progress=progress).model
     if folder is not None:
+        from spinlens.io import without_manifest
+
+        legacy = without_manifest(folder)  # a cache written before manifests is spinlens' own: replaced in place
         save_model(m, folder, metadata={"task": "icl-regression", "distribution": {"d": d, "n_context": n_context},
-                                      "steps": steps, "seed": rng if isinstance(rng, int) else None})
+                                      "steps": steps, "seed": rng if isinstance(rng, int) else None}, force=legacy)
     return m
 
 

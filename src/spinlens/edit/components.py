@@ -16,6 +16,23 @@ component          parameter slices (``L`` = layer)
 =================  ==========================================================================================
 
 Names are the strings in the first column (`Component.parse` / ``str(component)``).
+
+Hugging Face causal LMs wrapped as `spinlens.interp.hf.HookedHF` (parameters ``hf.<HF name>``) have the same
+components, as slices of HF's own matrices (``P`` = the layer's prefix, e.g. ``hf.model.layers.L.``; ``dh`` =
+d_head; torch ``Linear`` weights are ``(out, in)``):
+
+=================  ==========================================================================================
+component          Llama / Gemma 3 (``self_attn.q_proj`` ...)         GPT-2 (``attn.c_attn``, Conv1D ``(in, out)``)
+=================  ==========================================================================================
+head ``h``         rows ``h·dh:(h+1)·dh`` of ``q_proj``; columns of    columns ``h·dh``, ``d + h·dh``,
+                   ``o_proj``; rows ``g·dh:(g+1)·dh`` of ``k_proj``,    ``2d + h·dh`` (+ dh) of ``c_attn``
+                   ``v_proj`` for its kv group ``g = h // (H / H_kv)``  (and bias); rows of ``c_proj``
+                   (grouped-query attention: the kv slice is shared
+                   by the group's H / H_kv query heads); biases alike
+neuron ``n``       row ``n`` of ``gate_proj`` and ``up_proj``, column   column ``n`` of ``mlp.c_fc`` (+ bias),
+                   ``n`` of ``down_proj``                              row ``n`` of ``mlp.c_proj``
+mlp / attn / layer every parameter under ``P + mlp.`` / ``P + self_attn.`` (``attn.``) / ``P``
+=================  ==========================================================================================
 """
 
 from __future__ import annotations
@@ -76,16 +93,65 @@ class ParamSlice:
     param: str
     dim: int | None = None
     index: int | None = None
+    length: int | None = None  #: with ``length``: the block ``index:index+length`` along ``dim`` (HF models)
 
     def select(self, tensor):
         """The view of ``tensor`` that this slice addresses."""
         if self.dim is None:
             return tensor
+        if self.length is not None:
+            return tensor.narrow(self.dim, self.index, self.length)
         return tensor.select(self.dim, self.index)
 
 
+def _hf_spec(model):
+    """(adapter spec, cfg) of a `HookedHF`, or None for spinlens' own Transformer layout."""
+    spec, cfg = getattr(model, "spec", None), getattr(model, "cfg", None)
+    if isinstance(spec, dict) and "layers" in spec and getattr(cfg, "arch", None) is not None:
+        return spec, cfg
+    return None
+
+
+def _hf_slices(model, c, spec, cfg, names, weights_only: bool) -> list:
+    P = f"hf.{spec['layers']}.{c.layer}."
+    H, dh, d = cfg.n_heads, cfg.d_head, cfg.d_model
+    suffixes = ("weight",) if weights_only else ("weight", "bias")
+    if c.kind == "head":
+        h = c.index
+        if "qkv_fused" in spec:  # GPT-2: Conv1D (in, out); q | k | v along the output dim
+            out = [ParamSlice(f"{P}{spec['qkv_fused']}.{sx}", 1 if sx == "weight" else 0, off * d + h * dh, dh)
+                   for off in range(3) for sx in suffixes]
+            out.append(ParamSlice(f"{P}{spec['o_proj']}.weight", 0, h * dh, dh))
+            return out
+        g = h // (H // cfg.n_kv_heads)
+        out = []
+        for key, row in (("q", h), ("k", g), ("v", g)):
+            out += [ParamSlice(f"{P}{spec[key]}.{sx}", 0, row * dh, dh) for sx in suffixes]
+        out.append(ParamSlice(f"{P}{spec['o_proj']}.weight", 1, h * dh, dh))
+        return out
+    if c.kind == "neuron":
+        n = c.index
+        if spec.get("o_conv1d"):  # GPT-2: c_fc (in, out) columns, c_proj (in, out) rows
+            out = [ParamSlice(f"{P}{spec['mlp_in']}.weight", 1, n, 1), ParamSlice(f"{P}{spec['mlp_down']}.weight", 0, n, 1)]
+            if not weights_only:
+                out.append(ParamSlice(f"{P}{spec['mlp_in']}.bias", 0, n, 1))
+            return out
+        up = spec["mlp_in"].replace("gate_proj", "up_proj")
+        out = [ParamSlice(f"{P}{nm}.{sx}", 0, n, 1) for nm in (spec["mlp_in"], up) for sx in suffixes]
+        out.append(ParamSlice(f"{P}{spec['mlp_down']}.weight", 1, n, 1))
+        return out
+    prefix = {"mlp": P + spec["mlp"] + ".", "attn": P + spec["attn"] + ".", "layer": P}[c.kind]
+    return [ParamSlice(n) for n in names
+            if n.startswith(prefix) and (not weights_only or (n.endswith("weight") and names[n].ndim >= 2))]
+
+
 def model_shape(model) -> dict:
-    """``n_layers, n_heads, d_mlp`` of a model with the Transformer layout (read from its parameters)."""
+    """``n_layers, n_heads, d_mlp`` of a model with the Transformer layout (read from its parameters) or a
+    `HookedHF` (read from its adapter config)."""
+    hf = _hf_spec(model)
+    if hf is not None:
+        cfg = hf[1]
+        return {"n_layers": int(cfg.n_layers), "n_heads": int(cfg.n_heads), "d_mlp": int(cfg.d_mlp)}
     names = dict(model.named_parameters())
     layers = sorted({int(m.group(1)) for n in names if (m := re.match(r"^blocks\.(\d+)\.", n))})
     if not layers or f"blocks.{layers[0]}.attn.W_Q" not in names:
@@ -118,6 +184,16 @@ def component_slices(model, component, *, weights_only: bool = False) -> list[Pa
     if not 0 <= c.layer < s["n_layers"]:
         raise InvalidParameterError(f"Component {c}: layer must be in [0, {s['n_layers'] - 1}]. Got {c.layer}.")
     L = c.layer
+    if c.kind in ("head", "neuron"):
+        hi = s["n_heads"] if c.kind == "head" else s["d_mlp"]
+        if not 0 <= c.index < hi:
+            raise InvalidParameterError(f"Component {c}: {c.kind} must be in [0, {hi - 1}]. Got {c.index}.")
+    hf = _hf_spec(model)
+    if hf is not None:
+        out = _hf_slices(model, c, hf[0], hf[1], names, weights_only)
+        if not out:
+            raise InvalidParameterError(f"Component {c} has no parameters in this model.")
+        return [sl for sl in out if sl.param in names]
     if c.kind == "head":
         if not 0 <= c.index < s["n_heads"]:
             raise InvalidParameterError(f"Component {c}: head must be in [0, {s['n_heads'] - 1}]. Got {c.index}.")

@@ -3,8 +3,12 @@
 The same group-wise RTN (`spinlens.edit.quantization.fake_quantize`) and knapsack (`allocate_bits`) as for
 our ICL transformers, applied to the weight matrices of a local HF causal LM (GPT-2 family: ``Conv1D``
 with weights (in, out); Llama family and anything else: ``nn.Linear`` with weights (out, in)). Groups
-always run along the *input* dimension. Only the Linear/Conv1D weights inside the decoder layers are
-quantized; embeddings, ``lm_head``, biases and norms stay in full precision and are not counted.
+always run along the *input* dimension. By default only the Linear/Conv1D weights inside the decoder layers
+are quantized; with ``include_embedding=True`` the input embedding (component ``E.embed_tokens``, groups
+along d_model, which is the input dimension of a tied ``lm_head``) and an untied ``lm_head``
+(``E.lm_head``) are components too. Biases and norms stay in full precision; `bit_accounting` counts
+every parameter, names what is left out and its share, and gives the effective bits with each group's
+16-bit scale and 16-bit zero point.
 
 Components (``granularity``):
 
@@ -48,8 +52,10 @@ __all__ = [
     "calibration_tokens",
     "hf_cost_table",
     "hf_quantization_experiment",
+    "bit_accounting",
     "torchao_crosscheck",
     "hqq_crosscheck",
+    "library_quantized",
 ]
 
 HF_GRANULARITIES = ("linear", "module", "layer")
@@ -97,24 +103,34 @@ def _layers(hf):
 def _is_weight_module(mod) -> bool:
     from torch import nn
 
-    if isinstance(mod, nn.Linear):
+    if isinstance(mod, (nn.Linear, nn.Embedding)):
         return True
     return type(mod).__name__ == "Conv1D" and hasattr(mod, "weight") and mod.weight.ndim == 2
 
 
 def _input_dim(mod) -> int:
-    """The input dimension of the module's weight: −2 for GPT-2's Conv1D (in, out), −1 for nn.Linear."""
+    """The input dimension of the module's weight: −2 for GPT-2's Conv1D (in, out), −1 for nn.Linear and for
+    nn.Embedding (vocab, d_model): d_model is the input dimension of the tied ``lm_head``."""
     from torch import nn
 
-    return -1 if isinstance(mod, nn.Linear) else -2
+    return -1 if isinstance(mod, (nn.Linear, nn.Embedding)) else -2
 
 
-def hf_weight_modules(model) -> dict:
-    """``{component name "L{i}.{path}": (full module path, kind "attn"|"mlp"|"other", module)}``, in order."""
+def hf_weight_modules(model, *, include_embedding: bool = False) -> dict:
+    """``{component name "L{i}.{path}": (full module path, kind "attn"|"mlp"|"other", module)}``, in order.
+
+    With ``include_embedding``: first ``E.embed_tokens`` (kind "embed"; also the tied ``lm_head``), and
+    ``E.lm_head`` where the output matrix is not tied to it.
+    """
     hf = _unwrap(model)
     layers = _layers(hf)
     full = {id(m): n for n, m in hf.named_modules()}
     out = {}
+    if include_embedding:
+        emb, head = hf.get_input_embeddings(), hf.get_output_embeddings()
+        out["E.embed_tokens"] = (full[id(emb)], "embed", emb)
+        if head is not None and head.weight is not emb.weight:
+            out["E.lm_head"] = (full[id(head)], "embed", head)
     for i, layer in enumerate(layers):
         for rel, mod in layer.named_modules():
             if rel and _is_weight_module(mod):
@@ -127,46 +143,125 @@ def hf_weight_modules(model) -> dict:
     return out
 
 
-def hf_components(model, granularity: str = "linear") -> dict:
-    """``{component name: [linear component names]}`` at the given granularity (see the module docstring)."""
+def hf_components(model, granularity: str = "linear", *, include_embedding: bool = False) -> dict:
+    """``{component name: [linear component names]}`` at the given granularity (see the module docstring).
+    The embedding components (``E.*``) are their own components at every granularity."""
     check_choice("granularity", granularity, HF_GRANULARITIES)
-    mods = hf_weight_modules(model)
+    mods = hf_weight_modules(model, include_embedding=include_embedding)
     out: dict = {}
     for name, (_, kind, _) in mods.items():
         layer = name.split(".")[0]
-        key = name if granularity == "linear" else layer if granularity == "layer" else f"{layer}.{kind}"
+        key = (name if granularity == "linear" or kind == "embed" else layer if granularity == "layer"
+               else f"{layer}.{kind}")
         out.setdefault(key, []).append(name)
     return out
 
 
-def hf_component_sizes(model, granularity: str = "linear") -> dict:
+def hf_component_sizes(model, granularity: str = "linear", *, include_embedding: bool = False) -> dict:
     """Number of quantized weights of each component."""
-    mods = hf_weight_modules(model)
-    return {c: int(sum(mods[n][2].weight.numel() for n in names)) for c, names in hf_components(model, granularity).items()}
+    mods = hf_weight_modules(model, include_embedding=include_embedding)
+    return {c: int(sum(mods[n][2].weight.numel() for n in names))
+            for c, names in hf_components(model, granularity, include_embedding=include_embedding).items()}
+
+
+def _n_groups(mod, group_size: int) -> int:
+    """Groups of one weight matrix: rows × ceil(input dim / group size) (a group never spans two rows)."""
+    w = mod.weight
+    n_in = w.shape[_input_dim(mod)]
+    return (w.numel() // n_in) * math.ceil(n_in / min(group_size, n_in))
+
+
+def bit_accounting(model, allocation: dict, *, granularity: str = "linear", group_size: int = 32,
+                   symmetric: bool = False) -> dict:
+    """Count the bits of a fake-quantized model honestly.
+
+    Returns ``average_bits`` (Σ n_c b_c / Σ n_c over the quantized weights), ``effective_bits`` (the same
+    plus one 16-bit scale, and one 16-bit zero point unless ``symmetric``, per group, over the quantized
+    weights), ``effective_bits_all`` (over every parameter, those left out counted at 16 bits),
+    ``quantized_params``, ``total_params`` (each tied tensor once), ``quantized_share`` and ``left_out``
+    ({parameter name: count}, tied duplicates dropped).
+    """
+    include = any(str(c).startswith("E.") for c in allocation)
+    comps = hf_components(model, granularity, include_embedding=include)
+    mods = hf_weight_modules(model, include_embedding=include)
+    per_group = 16 if symmetric else 32
+    n_q, bits_w, bits_s, done = 0, 0.0, 0.0, set()
+    for c, b in allocation.items():
+        for n in comps[c]:
+            mod = mods[n][2]
+            done.add(id(mod.weight))
+            n_q += mod.weight.numel()
+            bits_w += mod.weight.numel() * int(b)
+            bits_s += per_group * _n_groups(mod, group_size)
+    hf = _unwrap(model)
+    seen, total, left = set(), 0, {}
+    for name, p in hf.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        total += p.numel()
+        if id(p) not in done:
+            left[name] = int(p.numel())
+    n_left = sum(left.values())
+    return {"average_bits": bits_w / n_q, "effective_bits": (bits_w + bits_s) / n_q,
+            "effective_bits_all": (bits_w + bits_s + 16 * n_left) / total, "quantized_params": int(n_q),
+            "total_params": int(total), "quantized_share": n_q / total, "left_out": left,
+            "group_size": int(group_size), "symmetric": bool(symmetric)}
 
 
 def quantize_hf(model, allocation: dict, *, granularity: str = "linear", group_size: int = 32, symmetric: bool = False,
                 zero_point: str = "float"):
     """A copy of the HF model whose components in ``allocation`` ({component: bits}) are fake-quantized."""
+
+
+    new = copy.deepcopy(_unwrap(model))
+    _quantize_inplace(new, allocation, granularity=granularity, group_size=group_size, symmetric=symmetric,
+                      zero_point=zero_point)
+    return new
+
+
+def _quantize_inplace(hf, allocation: dict, *, granularity: str = "linear", group_size: int = 32,
+                      symmetric: bool = False, zero_point: str = "float") -> dict:
+    """Fake-quantize the components of ``allocation`` of ``hf`` in place; returns the original weights
+    ({module path: tensor}) so that `_restore` can undo it."""
     import torch
 
     from spinlens.edit.quantization import fake_quantize
 
-    comps = hf_components(model, granularity)
+    include = any(str(c).startswith("E.") for c in allocation)
+    comps = hf_components(hf, granularity, include_embedding=include)
     unknown = [c for c in allocation if c not in comps]
     if unknown:
         raise InvalidParameterError(
             f"Unknown component(s) {unknown} at granularity {granularity!r}; known: {list(comps)[:8]}...")
-    new = copy.deepcopy(_unwrap(model))
-    mods = hf_weight_modules(new)
+    mods = hf_weight_modules(hf, include_embedding=include)
+    saved = {}
     with torch.no_grad():
         for c, b in allocation.items():
             b = check_int("bits", b, low=1, high=16)
             for n in comps[c]:
                 mod = mods[n][2]
+                saved[n] = mod.weight.detach().clone()
                 mod.weight.copy_(fake_quantize(mod.weight, b, group_size=group_size, symmetric=symmetric,
                                                dim=_input_dim(mod), zero_point=zero_point))
-    return new
+    return saved
+
+
+def _rel_error(hf, saved: dict) -> float:
+    """‖W_q − W‖ / ‖W‖ over the weights quantized in place (``saved``: their originals)."""
+    mods = hf_weight_modules(hf, include_embedding=any(n.startswith("E.") for n in saved))
+    err = sum(float(((mods[n][2].weight.detach().double() - w.double()) ** 2).sum()) for n, w in saved.items())
+    nrm = sum(float((w.double() ** 2).sum()) for w in saved.values())
+    return math.sqrt(err / nrm) if nrm > 0 else 0.0
+
+
+def _restore(hf, saved: dict) -> None:
+    import torch
+
+    mods = hf_weight_modules(hf, include_embedding=any(n.startswith("E.") for n in saved))
+    with torch.no_grad():
+        for n, w in saved.items():
+            mods[n][2].weight.copy_(w)
 
 
 def calibration_tokens(model, n_seq: int = 8, seq_len: int = 32, *, text=None, tokens=None, rng=None):
@@ -225,10 +320,12 @@ def lm_metrics(model, ids, ref_logprobs=None) -> dict:
 
 
 def hf_cost_table(model, ids, bits=(2, 3, 4, 5, 6, 8), *, granularity: str = "linear", method: str = "measured",
-                  metric: str = "kl", group_size: int = 32, symmetric: bool = False, progress: bool = False):
+                  metric: str = "kl", group_size: int = 32, symmetric: bool = False, progress: bool = False,
+                  include_embedding: bool = False):
     """Cost of each component at each bit width (xarray (component, bits)); see the module docstring.
 
-    ``method="measured"`` uses ``metric`` ("kl" to the full-precision model, or "loss" increase);
+    ``method="measured"`` uses ``metric`` ("kl" to the full-precision model, or "loss" increase): each
+    component is quantized in place and restored bit for bit afterwards (no copy of the model per entry);
     ``method="fisher"`` ignores it.
     """
     import torch
@@ -238,7 +335,7 @@ def hf_cost_table(model, ids, bits=(2, 3, 4, 5, 6, 8), *, granularity: str = "li
 
     check_choice("method", method, ("measured", "fisher"))
     check_choice("metric", metric, ("kl", "loss"))
-    comps = hf_components(model, granularity)
+    comps = hf_components(model, granularity, include_embedding=include_embedding)
     out = np.zeros((len(comps), len(bits)))
     if method == "measured":
         ref = _logprobs(model, ids)
@@ -249,12 +346,17 @@ def hf_cost_table(model, ids, bits=(2, 3, 4, 5, 6, 8), *, granularity: str = "li
 
             it = tqdm(it, desc="sensitivity", leave=False)
         names = list(comps)
+        hf = _unwrap(model)
         for i, j in it:
-            q = quantize_hf(model, {names[i]: bits[j]}, granularity=granularity, group_size=group_size, symmetric=symmetric)
-            out[i, j] = lm_metrics(q, ids, ref)[metric] - base
+            saved = _quantize_inplace(hf, {names[i]: bits[j]}, granularity=granularity, group_size=group_size,
+                                      symmetric=symmetric)
+            try:
+                out[i, j] = lm_metrics(hf, ids, ref)[metric] - base
+            finally:
+                _restore(hf, saved)
     else:
         hf = copy.deepcopy(_unwrap(model))
-        mods = hf_weight_modules(hf)
+        mods = hf_weight_modules(hf, include_embedding=include_embedding)
         fisher = {n: torch.zeros_like(m.weight, dtype=torch.float64) for n, (_, _, m) in mods.items()}
         for row in ids:
             hf.zero_grad(set_to_none=True)
@@ -285,7 +387,8 @@ def _allocate(cost, sizes, budget, group_size):
 def hf_quantization_experiment(model, calib_ids, eval_ids, *, budgets=(2.5, 3.0, 3.4, 4.0, 5.0),
                                uniform_bits=(2, 3, 4, 5, 6, 8), bits=(2, 3, 4, 5, 6, 8), granularity: str = "linear",
                                importance: str = "measured", metric: str = "kl", group_size: int = 32,
-                               n_random: int = 3, rng=0, progress: bool = False):
+                               n_random: int = 3, rng=0, progress: bool = False, include_embedding: bool = False,
+                               evaluate=None, on_model=None):
     """Uniform vs importance-guided vs random bit allocations on an HF causal LM.
 
     Costs from ``calib_ids`` (`hf_cost_table` with ``importance``), evaluation on ``eval_ids``. Returns an
@@ -293,6 +396,12 @@ def hf_quantization_experiment(model, calib_ids, eval_ids, *, budgets=(2.5, 3.0,
     (``scheme``, ``average_bits``, ``effective_bits``, ``loss``, ``kl``, ``bits_json``); ``attrs["metric"]``
     names the variable that `spinlens.plotting.edit.plot_quantization` draws (``kl`` or ``loss``). There is no
     ``mse`` variable: an LM's quantization error is its loss and its KL to the full-precision model.
+    ``effective_bits`` is exact (`bit_accounting`: a 16-bit scale and zero point per group, a group never
+    spanning two rows).
+
+    ``evaluate(hf_model) -> {name: float}``: more metrics per run (one variable each, e.g. task accuracies);
+    ``on_model(scheme, index, hf_model, bits)``: called with each quantized model (e.g. to save it). Both see
+    the model quantized in place, restored afterwards: they must not keep it.
     """
     import xarray as xr
 
@@ -300,34 +409,47 @@ def hf_quantization_experiment(model, calib_ids, eval_ids, *, budgets=(2.5, 3.0,
     from spinlens.random import spawn
 
     group_size = check_int("group_size", group_size, low=1)
-    sizes = hf_component_sizes(model, granularity)
+    sizes = hf_component_sizes(model, granularity, include_embedding=include_embedding)
+    hf = _unwrap(model)
     ref = _logprobs(model, eval_ids)
     fp = lm_metrics(model, eval_ids, ref)
+    extra = [dict(evaluate(hf)) if evaluate else {}]
+    extra[0]["rel_weight_error"] = 0.0
     rows = [("fp32", 32.0, 32.0, fp["loss"], 0.0, "{}")]
 
     def run(scheme, alloc_bits):
-        q = quantize_hf(model, alloc_bits, granularity=granularity, group_size=group_size)
-        m = lm_metrics(q, eval_ids, ref)
-        avg = sum(sizes[c] * b for c, b in alloc_bits.items()) / sum(sizes.values())
-        rows.append((scheme, avg, avg + 32 / group_size, m["loss"], m["kl"], json.dumps(alloc_bits)))
+        saved = _quantize_inplace(hf, alloc_bits, granularity=granularity, group_size=group_size)
+        try:
+            m = lm_metrics(hf, eval_ids, ref)
+            extra.append(dict(evaluate(hf)) if evaluate else {})
+            extra[-1]["rel_weight_error"] = _rel_error(hf, saved)
+            if on_model is not None:
+                on_model(scheme, sum(r[0] == scheme for r in rows), hf, alloc_bits)
+        finally:
+            _restore(hf, saved)
+        acc = bit_accounting(hf, alloc_bits, granularity=granularity, group_size=group_size)
+        rows.append((scheme, acc["average_bits"], acc["effective_bits"], m["loss"], m["kl"], json.dumps(alloc_bits)))
 
     for b in uniform_bits:
         run("uniform", {c: int(b) for c in sizes})
     cost = hf_cost_table(model, calib_ids, bits, granularity=granularity, method=importance, metric=metric,
-                         group_size=group_size, progress=progress)
+                         group_size=group_size, progress=progress, include_embedding=include_embedding)
     gs = spawn(rng, max(n_random, 1))
     for B in budgets:
         run(f"guided_{importance}", _allocate(cost, sizes, B, group_size).bits)
         for r in range(n_random):
             run("random", random_allocation_from_sizes(sizes, B, bits, rng=gs[r]).bits)
     scheme, avg, eff, loss, kl, bj = zip(*rows)
+    more = {k: ("run", np.array([e.get(k, np.nan) for e in extra], dtype=float)) for k in dict.fromkeys(
+        k for e in extra for k in e)}
     return xr.Dataset(
         {"average_bits": ("run", np.array(avg)), "effective_bits": ("run", np.array(eff)),
          "loss": ("run", np.array(loss), {"long_name": "eval loss (nats/token)"}),
          "kl": ("run", np.array(kl), {"long_name": "eval KL to full precision (nats/token)"}),
-         "bits_json": ("run", list(bj))},
+         "bits_json": ("run", list(bj)), **more},
         coords={"run": np.arange(len(rows)), "scheme": ("run", list(scheme))},
-        attrs={"group_size": group_size, "granularity": granularity, "fp_loss": fp["loss"], "fp_kl": 0.0, "metric": metric, "importance": importance, "sizes_json": json.dumps(sizes),
+        attrs={"group_size": group_size, "granularity": granularity, "fp_loss": fp["loss"], "fp_kl": 0.0, "metric": metric,
+               "importance": importance, "sizes_json": json.dumps(sizes), "include_embedding": int(include_embedding),
                "cost_json": json.dumps({c: dict(zip(map(int, cost["bits"].values), map(float, cost.sel(component=c).values)))
                                         for c in cost["component"].values})},
     )
@@ -353,11 +475,6 @@ def torchao_crosscheck(model, bits: int = 4, *, group_size: int = 32, ids=None) 
     rounding), the relative weight errors of both, and
     with ``ids`` the eval loss of both models and their max logit difference.
     """
-    import torch
-    from torchao.quantization import IntxWeightOnlyConfig, quantize_
-    from torchao.quantization.granularity import PerGroup
-    from torchao.quantization.quant_primitives import MappingType
-
     bits = check_int("bits", bits, low=1, high=8)
     hf = copy.deepcopy(_unwrap(model)).float()
     lins = _weight_linears(hf)
@@ -366,15 +483,73 @@ def torchao_crosscheck(model, bits: int = 4, *, group_size: int = 32, ids=None) 
     orig = {n: m.weight.detach().clone() for n, m in lins.items()}
     ours = quantize_hf(hf, {c: bits for c in hf_components(hf, "linear")
                             if hf_weight_modules(hf)[c][0] in lins}, group_size=group_size, zero_point="int")
-    cfg = IntxWeightOnlyConfig(weight_dtype=getattr(torch, f"int{bits}"), granularity=PerGroup(group_size),
-                               mapping_type=MappingType.ASYMMETRIC)
-    tao = copy.deepcopy(hf)
-    quantize_(tao, cfg, filter_fn=lambda m, fqn: fqn in lins)
+    tao = _torchao_quantized(hf, lins, bits, group_size)
     ours_mods = dict(ours.named_modules())
     tao_mods = dict(tao.named_modules())
     return _compare(orig, {n: ours_mods[n].weight.detach() for n in lins},
                     {n: tao_mods[n].weight.dequantize().detach() for n in lins}, bits, group_size, -1,
                     ours, tao, hf, ids)
+
+
+def _torchao_quantized(hf, lins, bits, group_size):
+    """A copy of ``hf`` whose nn.Linear modules ``lins`` torchao quantized (its tensor subclasses)."""
+    import torch
+    from torchao.quantization import IntxWeightOnlyConfig, quantize_
+    from torchao.quantization.granularity import PerGroup
+    from torchao.quantization.quant_primitives import MappingType
+
+    cfg = IntxWeightOnlyConfig(weight_dtype=getattr(torch, f"int{bits}"), granularity=PerGroup(group_size),
+                               mapping_type=MappingType.ASYMMETRIC)
+    tao = copy.deepcopy(hf)
+    quantize_(tao, cfg, filter_fn=lambda m, fqn: fqn in lins)
+    return tao
+
+
+def _hqq_dequantized(w, bits, group_size, optimize, input_dim):
+    import torch
+    from hqq.core.quantize import Quantizer
+
+    wt = w.T.contiguous() if input_dim == -2 else w  # HQQ groups consecutive entries of (out, in)
+    Wq, meta = Quantizer.quantize(wt, nbits=bits, group_size=group_size, optimize=optimize, axis=1, bitpack=False,
+                                  device="cpu", compute_dtype=torch.float32)
+    deq = Quantizer.dequantize(Wq, meta).float().reshape(wt.shape)
+    return deq.T if input_dim == -2 else deq
+
+
+def library_quantized(model, library: str, bits: int = 4, *, group_size: int = 64):
+    """A plain float copy of the model with its decoder weights quantized by a library, as an anchor.
+
+    ``library``: ``"torchao"`` (``IntxWeightOnlyConfig``, asymmetric integer zero point, per group; nn.Linear
+    only), ``"hqq"`` (HQQ's half-quadratic optimisation of scale and zero) or ``"hqq-rtn"`` (HQQ without it).
+    The weights are dequantized back into ordinary float tensors, so the copy saves as a plain HF folder.
+    Raises `InvalidParameterError` naming the package when it is not installed.
+    """
+    import torch
+
+    check_choice("library", library, ("torchao", "hqq", "hqq-rtn"))
+    bits = check_int("bits", bits, low=1, high=8)
+    hf = copy.deepcopy(_unwrap(model)).float()
+    try:
+        if library == "torchao":
+            lins = _weight_linears(hf)
+            tao = _torchao_quantized(hf, lins, bits, group_size)
+            tmods = dict(tao.named_modules())
+            deq = {n: tmods[n].weight.dequantize().detach().float() for n in lins}
+            del tao
+            mods = dict(hf.named_modules())
+            with torch.no_grad():
+                for n, w in deq.items():
+                    mods[n].weight.copy_(w)
+        else:
+            with torch.no_grad():
+                for _, (_, _, m) in hf_weight_modules(hf).items():
+                    m.weight.copy_(_hqq_dequantized(m.weight.detach(), bits, group_size, library == "hqq",
+                                                    _input_dim(m)))
+    except ImportError as exc:
+        pkg = "torchao" if library == "torchao" else "hqq"
+        raise InvalidParameterError(f"The {library!r} anchor needs the optional package {pkg!r} "
+                                    f"(pip install 'spinlens[crosscheck]'): {exc}") from None
+    return hf
 
 
 def hqq_crosscheck(model, bits: int = 4, *, group_size: int = 32, optimize: bool = False, ids=None) -> dict:
@@ -385,7 +560,6 @@ def hqq_crosscheck(model, bits: int = 4, *, group_size: int = 32, optimize: bool
     (GPT-2) and nn.Linear weights; groups along the input dimension. Same keys as `torchao_crosscheck`.
     """
     import torch
-    from hqq.core.quantize import Quantizer
 
     bits = check_int("bits", bits, low=1, high=8)
     hf = copy.deepcopy(_unwrap(model)).float()
@@ -396,12 +570,7 @@ def hqq_crosscheck(model, bits: int = 4, *, group_size: int = 32, optimize: bool
     th_mods = hf_weight_modules(theirs)
     with torch.no_grad():
         for n, (_, _, m) in th_mods.items():
-            w = m.weight.detach()
-            wt = w.T.contiguous() if _input_dim(m) == -2 else w  # HQQ groups consecutive entries of (out, in)
-            Wq, meta = Quantizer.quantize(wt, nbits=bits, group_size=group_size, optimize=optimize, axis=1, bitpack=False,
-                                          device="cpu", compute_dtype=torch.float32)
-            deq = Quantizer.dequantize(Wq, meta).float().reshape(wt.shape)
-            m.weight.copy_(deq.T if _input_dim(m) == -2 else deq)
+            m.weight.copy_(_hqq_dequantized(m.weight.detach(), bits, group_size, optimize, _input_dim(m)))
     o_mods = hf_weight_modules(ours)
     dims = {n: _input_dim(m) for n, (_, _, m) in mods.items()}
     return _compare(orig, {n: o_mods[n][2].weight.detach() for n in mods},

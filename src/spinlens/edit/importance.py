@@ -41,7 +41,7 @@ def _tensor(x, model):
     return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x, dtype=next(model.parameters()).dtype)
 
 
-def _first_order_ablation(model, Z, y, kinds) -> dict:
+def _first_order_ablation(model, Z, y, kinds, loss_fn=None) -> dict:
     """``{kind: (n_layers, n_prompts, ...) array}`` of −Σ a·∂ℓ_p/∂a per prompt, from one backward pass."""
     import torch
 
@@ -58,14 +58,16 @@ def _first_order_ablation(model, Z, y, kinds) -> dict:
         acts[hook.name] = act
 
     tokens = getattr(model.cfg, "input_kind", "regression") == "tokens"
-    if tokens:
+    if loss_fn is None and tokens:
         W = torch.as_tensor(np.asarray(Z) if not isinstance(Z, torch.Tensor) else Z).long()
         if W.ndim != 2 or W.shape[1] < 2:
             raise InvalidParameterError(f"A token model needs windows of shape (P, T+1), T >= 1. Got {tuple(W.shape)}.")
-    else:
+    elif loss_fn is None:
         Zt, yt = _tensor(Z, model), _tensor(y, model)
     with torch.enable_grad(), model.hooks([(n, keep) for ns in names.values() for n in ns]):
-        if tokens:
+        if loss_fn is not None:
+            loss = loss_fn(model)  # a sum over prompts: per-prompt gradients are those of each prompt's loss
+        elif tokens:
             # next-token cross-entropy summed over each window's positions: ℓ_p of window p
             logits = model(W[:, :-1]).float()
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), W[:, 1:].reshape(-1),
@@ -84,7 +86,7 @@ def _first_order_ablation(model, Z, y, kinds) -> dict:
     return out
 
 
-def attribution_importance(model, Z, y, *, kind: str = "head", absolute: bool = True):
+def attribution_importance(model, Z, y, *, kind: str = "head", absolute: bool = True, loss_fn=None):
     """Gradient × activation importance of every head, MLP neuron or MLP (attribution patching to zero).
 
     Parameters
@@ -96,6 +98,10 @@ def attribution_importance(model, Z, y, *, kind: str = "head", absolute: bool = 
     absolute : bool
         Mean of |score| over prompts (default) or of the signed score (positive: ablating the component
         raises the loss).
+    loss_fn : callable, optional
+        ``loss_fn(model) -> scalar``: a loss summed over prompts (prompts independent, batch dim first) that
+        replaces the default loss; ``Z`` and ``y`` are then unused (e.g. the answer-token loss of a text
+        task on a Hugging Face model, `spinlens.llm.tuning`).
 
     Returns
     -------
@@ -104,7 +110,7 @@ def attribution_importance(model, Z, y, *, kind: str = "head", absolute: bool = 
     import xarray as xr
 
     check_choice("kind", kind, tuple(_KINDS))
-    per = _first_order_ablation(model, Z, y, (kind,))[kind]  # (layer, batch, ...)
+    per = _first_order_ablation(model, Z, y, (kind,), loss_fn)[kind]  # (layer, batch, ...)
     vals = (np.abs(per) if absolute else per).mean(axis=1)
     dim = _KINDS[kind][2]
     dims = ("layer",) if dim is None else ("layer", dim)

@@ -13,6 +13,10 @@ With base weights θ₀ and fine-tuned weights θ_t (t = 1..T), the task vectors
   prompts with the fine-tuned model); its input weights ``W_in[:, n]``, bias ``b_in[n]`` and output
   weights ``W_out[n, :]`` are taken whole from that task's model (θ₀ + τ_t on those slices); every other
   parameter is merged by task arithmetic (or TIES).
+* Module merge (submodule granularity; `module_merge`): every head and MLP (`spinlens.edit.components`, on
+  spinlens' Transformer or a Hugging Face model through `spinlens.interp.hf.HookedHF`) is taken whole from the
+  one expert whose task vector is largest on its slices (or from a given assignment); the rest by task
+  arithmetic. An expert tuned only on a located subset then keeps its subset intact.
 
 All functions work on state dicts of tensors (``{name: tensor}``) and return a new state dict; `merge_models`
 wraps them for modules.
@@ -26,7 +30,8 @@ import numpy as np
 
 from spinlens.errors import InvalidParameterError, check_choice, check_float
 
-__all__ = ["task_vectors", "task_arithmetic", "ties_merge", "neuron_merge", "neuron_assignment", "merge_models"]
+__all__ = ["task_vectors", "task_arithmetic", "ties_merge", "neuron_merge", "neuron_assignment", "module_merge",
+           "merge_models"]
 
 
 def _sd(x) -> dict:
@@ -176,6 +181,61 @@ def neuron_merge(base, models, importances, *, others: str = "task_arithmetic", 
             if bin_ in b:
                 merged[bin_][n] = src[bin_][n]
     return merged
+
+
+def module_merge(base, models, *, layout, kinds=("head", "mlp"), assignment=None, scale=None) -> tuple:
+    """Module-level merge: each component of ``kinds`` comes whole from one expert, the rest by task arithmetic.
+
+    Parameters
+    ----------
+    base, models : state dicts or modules whose parameter names are those of ``layout``
+    layout : the model whose component slices name the parameters (`spinlens.edit.components`; a `HookedHF`
+        for Hugging Face models: names ``hf.…``, matched to plain HF state dicts without the ``hf.`` prefix)
+    kinds : component kinds assigned whole (``"head"``, ``"mlp"``, ``"neuron"``, ``"attn"``)
+    assignment : dict {component name: expert index}, optional
+        Default: the expert with the largest ‖τ_t‖ on the component's slices (``-1``: no expert changed it, the
+        task-arithmetic value stays).
+    scale : task-arithmetic λ for the rest (None: 1/T)
+
+    Returns
+    -------
+    (state dict, {component name: expert index})
+    """
+    import torch
+
+    from spinlens.edit.components import Component, component_slices, list_components
+
+    b = _sd(base)
+    ms = [_sd(m) for m in models]
+    taus = task_vectors(b, ms)
+    merged = task_arithmetic(b, ms, scale=scale)
+    lay = {n for n, _ in layout.named_parameters()}
+    strip = "hf." if not (set(b) & lay) and all(n.startswith("hf.") for n in lay) else ""
+
+    def key(name):
+        k = name[len(strip):] if strip and name.startswith(strip) else name
+        if k not in b:
+            raise InvalidParameterError(f"The models have no parameter {k!r} (named by the layout model).")
+        return k
+
+    comps = [c for kd in kinds for c in list_components(layout, kd)]
+    chosen = {}
+    for c in comps:
+        sls = component_slices(layout, c)
+        if assignment is not None:
+            t = int(assignment.get(str(c), -1))
+            if not -1 <= t < len(ms):
+                raise InvalidParameterError(f"assignment[{str(c)!r}] must be in [-1, {len(ms) - 1}]. Got {t}.")
+        else:
+            norms = [float(sum(float(torch.sum(sl.select(tau[key(sl.param)]) ** 2)) for sl in sls)) for tau in taus]
+            t = int(np.argmax(norms)) if max(norms) > 0 else -1
+        chosen[str(Component.parse(c))] = t
+        if t < 0:
+            continue
+        for sl in sls:
+            k = key(sl.param)
+            sl.select(merged[k]).copy_(sl.select(ms[t][k]))
+    return merged, chosen
 
 
 def merge_models(base, models, method: str = "task_arithmetic", **kwargs):

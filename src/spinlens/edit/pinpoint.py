@@ -140,11 +140,13 @@ def pinpoint_tune(
 
 
 def masked_finetune(model, masks, batch_loss, *, steps: int, lr: float, weight_decay: float = 0.0,
-                    progress: bool = False):
+                    progress: bool = False, on_step=None):
     """Adam on ``model`` in place, with every gradient multiplied by its parameter's mask (entries outside the
     masks never change, bit for bit). ``batch_loss(model, step)`` draws a batch and returns the loss; decoupled
-    weight decay acts on the masked entries only. Returns ``(loss history (steps,), number of trainable
-    entries)``. The one training loop of pinpoint tuning (regression prompts and language models alike)."""
+    weight decay acts on the masked entries only; ``on_step(model, step)``, if given, runs after each
+    optimiser step (``step`` = 1..steps), e.g. to evaluate along training. Returns ``(loss history (steps,),
+    number of trainable entries)``. The one training loop of pinpoint tuning (regression prompts, trained
+    language models and Hugging Face models alike)."""
     import torch
 
     params = dict(model.named_parameters())
@@ -175,6 +177,8 @@ def masked_finetune(model, masks, batch_loss, *, steps: int, lr: float, weight_d
                 for n in train:
                     params[n].sub_(lr * weight_decay * params[n] * fmask[n])
         hist[step] = float(loss.detach())
+        if on_step is not None:
+            on_step(model, step + 1)
     for p in params.values():
         p.requires_grad_(True)
     return hist, int(sum(int(masks[n].sum()) for n in train))

@@ -519,26 +519,50 @@ def function_vector_on_prompts(model, fit, ev, *, top_k: int = 3, layers: Sequen
 # vectors from data on regression models (prompt matrices in, a number out)
 
 
-def mean_activation(model, Z, hook: str, *, position: int | None = -1):
+def mean_activation(model, Z, hook, *, position: int | slice | None = -1, batch_size: int | None = None):
     """Mean over prompts of the activation at ``hook`` and ``position`` (None: mean over positions too).
 
-    Returns a tensor of the trailing shape of the hook (``(d,)`` for residual hooks).
+    ``Z`` is a batch of prompt matrices or, for a token model (`spinlens.interp.hf.HookedHF`, a token
+    Transformer), an integer tensor of tokens ``(batch, pos)``, kept as integers. ``position`` may be a slice
+    (``slice(1, None)``: every position after a BOS token), averaged like None. ``batch_size`` runs the
+    prompts in chunks (a large vocabulary's logits do not fit at once); the mean is the same. ``hook`` may be
+    a list of names: one pass gives ``{name: mean}``.
+
+    Returns a tensor of the trailing shape of the hook (``(d,)`` for residual hooks), or a dict of them.
     """
     import torch
 
-    dtype = next(model.parameters()).dtype
-    with torch.no_grad():
-        _, cache = model.run_with_cache(torch.as_tensor(Z, dtype=dtype), names_filter=[hook])
-    if hook not in cache:
-        raise InvalidParameterError(f"The 'hook' parameter must be an exact hook name of the model. Got {hook!r}.")
-    a = cache[hook]
-    a = a.mean(1) if position is None else a[:, position]
-    return a.mean(0)
+    names = [hook] if isinstance(hook, str) else list(hook)
+    Zt = torch.as_tensor(Z)
+    if Zt.dtype.is_floating_point:
+        Zt = Zt.to(next(model.parameters()).dtype)
+    step = int(batch_size) if batch_size else max(1, Zt.shape[0])
+    total: dict = {}
+    n = 0
+    for i in range(0, Zt.shape[0], step):
+        with torch.no_grad():
+            _, cache = model.run_with_cache(Zt[i: i + step], names_filter=names)
+        for name in names:
+            if name not in cache:
+                raise InvalidParameterError(f"The 'hook' parameter must be an exact hook name of the model. Got {name!r}.")
+            a = cache[name]
+            a = a.mean(1) if position is None else a[:, position].mean(1) if isinstance(position, slice) else a[:, position]
+            total[name] = a.sum(0) + total.get(name, 0.0)
+        n += min(step, Zt.shape[0] - i)
+    means = {name: t / n for name, t in total.items()}
+    return means[hook] if isinstance(hook, str) else means
 
 
-def difference_of_means(model, Z_pos, Z_neg, hook: str, *, position: int | None = -1):
-    """Steering vector mean(act | Z_pos) − mean(act | Z_neg) at ``hook`` (CAA / ActAdd; shape ``(d,)``)."""
-    return mean_activation(model, Z_pos, hook, position=position) - mean_activation(model, Z_neg, hook, position=position)
+def difference_of_means(model, Z_pos, Z_neg, hook, *, position: int | slice | None = -1,
+                        batch_size: int | None = None):
+    """Steering vector mean(act | Z_pos) − mean(act | Z_neg) at ``hook`` (CAA / ActAdd; shape ``(d,)``).
+
+    ``position``, ``batch_size`` and a list of hooks (a dict of vectors) as in `mean_activation` (token
+    models: integer tokens ``(batch, pos)``).
+    """
+    pos = mean_activation(model, Z_pos, hook, position=position, batch_size=batch_size)
+    neg = mean_activation(model, Z_neg, hook, position=position, batch_size=batch_size)
+    return pos - neg if isinstance(hook, str) else {k: pos[k] - neg[k] for k in pos}
 
 
 def function_vector(

@@ -286,6 +286,23 @@ class HookedHF(HookedModule):
     def W_O(self, layer: int) -> torch.Tensor:
         return self._W_O(_get(_get(self.hf, self.spec["layers"])[layer], self.spec["o_proj"]))
 
+    def plain_copy(self) -> nn.Module:
+        """A deep copy of the wrapped HF model without this adapter's hooks (a plain transformers model)."""
+        import copy
+
+        ids = {h.id for h in self._handles}
+        new = copy.deepcopy(self.hf)
+        for mod in new.modules():
+            for d in (mod._forward_hooks, mod._forward_pre_hooks, mod._forward_hooks_with_kwargs,
+                      mod._forward_pre_hooks_with_kwargs, getattr(mod, "_forward_hooks_always_called", {})):
+                for i in ids & set(d):
+                    del d[i]
+        return new
+
+    def clone(self) -> HookedHF:
+        """An independent copy (weights copied, its own hooks)."""
+        return HookedHF(self.plain_copy(), arch=self.cfg.arch)
+
     def remove_adapter(self) -> None:
         """Remove the permanent hooks from the HF model (the wrapper is unusable afterwards)."""
         for h in self._handles:
@@ -389,9 +406,12 @@ def load_hf_model(path, *, dtype: str = "float32", device: str = "cpu", allow_pi
     dt = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}.get(dtype)
     if dt is None:
         raise InvalidParameterError(f"The 'dtype' parameter must be one of {{'float32', 'float64', 'bfloat16'}}. Got {dtype!r} instead.")
+    from spinlens.models.pretrained import _quiet_transformers
+
     try:
-        m = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, attn_implementation="eager", dtype=dt,
-                                                 use_safetensors=None if allow_pickle_weights else True)
+        with _quiet_transformers():  # no per-load progress bar on stderr (a CLI error stays one line)
+            m = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, attn_implementation="eager",
+                                                     dtype=dt, use_safetensors=None if allow_pickle_weights else True)
     except (OSError, ValueError, KeyError) as exc:  # no weights, unknown model_type, ...
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         msg = pickle_weights_hint(path, allow_pickle_weights) or msg

@@ -144,12 +144,13 @@ class SetNeurons:
     """Set (``value``) or scale (``scale``) neurons ``neurons`` of the last dimension at ``hook``.
 
     Knowledge-neuron style control (Dai et al. 2022): ``scale=0`` suppresses, ``scale=2`` amplifies.
-    Exactly one of ``value`` and ``scale`` must be given.
+    Exactly one of ``value`` and ``scale`` must be given. ``value`` is one number for every neuron or one per
+    neuron (a sequence as long as ``neurons``: e.g. each neuron's mean activation on some text).
     """
 
     hook: str
     neurons: Sequence[int]
-    value: float | None = None
+    value: Any = None
     scale: float | None = None
     positions: Positions = None
     head: int | None = None
@@ -160,9 +161,13 @@ class SetNeurons:
         pos = _pos_index(self.positions)
         idx = [int(i) for i in self.neurons]
 
+        if self.value is not None and np.ndim(self.value) != 0 and np.shape(self.value) != (len(idx),):
+            raise InvalidParameterError(f"SetNeurons 'value' must be one number or one per neuron ({len(idx)}). "
+                                        f"Got shape {np.shape(self.value)}.")
+
         def update(view):
             if self.value is not None:
-                view[..., idx] = float(self.value)
+                view[..., idx] = _as_tensor(self.value, view) if np.ndim(self.value) else float(self.value)
             else:
                 view[..., idx] = view[..., idx] * float(self.scale)
             return view

@@ -206,7 +206,7 @@ def merging_experiment(model, tokenizer, base_val, text_a: str, text_b: str, *, 
 
 def quantization_experiment(model, val_windows, *, budgets=(3.0, 3.4, 4.0), uniform_bits=(3, 4, 8), bits=(2, 3, 4, 8),
                             group_size: int = 32, granularity: str = "head", n_random: int = 2, seeds=(0, 1, 2),
-                            n_calib: int = 16):
+                            n_calib: int = 16, progress: bool = False):
     """Held-out perplexity against average bits: uniform bits vs an allocation guided by the measured loss
     increase of each component (heads, MLPs) on calibration windows, vs random allocations at the same budget.
 
@@ -233,7 +233,9 @@ def quantization_experiment(model, val_windows, *, budgets=(3.0, 3.4, 4.0), unif
     rows = []
     base = float(np.exp(mean_loss(model, val_windows)))
     rows.append((-1, "fp32", 32.0, 32.0, base, "{}"))
-    for seed in seeds:
+    from spinlens.progress import bar
+
+    for seed in bar(seeds, desc="quantize (seeds)", enabled=None if progress else False):
         g = as_generator(seed)
         perm = g.permutation(n)
         calib, test = val_windows[perm[: min(n_calib, n // 2)]], val_windows[perm[min(n_calib, n // 2):]]
@@ -292,7 +294,8 @@ def _class_prob(model, windows, mask, hooks=()) -> tuple[float, float]:
 
 
 def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str = "capitalised",
-                        strengths=(0, 1, 2, 4, 8), layer: int | None = None, seeds=(0, 1, 2), n_fit: int = 16):
+                        strengths=(0, 1, 2, 4, 8), layer: int | None = None, seeds=(0, 1, 2), n_fit: int = 16,
+                        progress: bool = False):
     """Steering with readable effects on held-out text.
 
     * activation level: difference of means (ActAdd/CAA) of the residual stream before ``layer`` between
@@ -323,7 +326,9 @@ def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str 
     rows = []
     share_at = {}  # neuron rows: share of the neurons' top-activating positions whose next token is in the class
     n = len(val_windows)
-    for seed in seeds:
+    from spinlens.progress import bar
+
+    for seed in bar(seeds, desc="steer (seeds)", enabled=None if progress else False):
         g = as_generator(seed)
         perm = g.permutation(n)
         fit, ev = val_windows[perm[: min(n_fit, n // 2)]], val_windows[perm[min(n_fit, n // 2):]]
@@ -558,12 +563,12 @@ def default_lm(base=None, *, base_steps: int | None = None, seed: int = 0, progr
     ``(model, tokenizer, held-out windows, folder or None, reused)``."""
     from pathlib import Path
 
-    from spinlens.experiment import folder_kind
     from spinlens.lm.analysis import heldout_windows
     from spinlens.lm.config import LMConfig
     from spinlens.lm.corpus import DEFAULT_MAX_CHARS, load_corpus, text_digest
     from spinlens.lm.data import eval_windows
     from spinlens.lm.train import load_lm, train_lm
+    from spinlens.models.checkpoint import folder_kind
 
     d = LMConfig()
     cfg = LMConfig(steps=d.steps if base_steps is None else base_steps, seed=seed)
@@ -581,9 +586,9 @@ def default_lm(base=None, *, base_steps: int | None = None, seed: int = 0, progr
             if val is not None:
                 return model, tok, val, base, True
     # OUT/base is spinlens' own cache: a stale one is replaced as a whole (one transaction), whatever it held
-    from spinlens.io import read_manifest
+    from spinlens.io import without_manifest
 
-    legacy = base is not None and base.is_dir() and read_manifest(base) is None  # written before manifests: in place
+    legacy = base is not None and without_manifest(base)  # written before manifests: replaced in place
     res = train_lm(text, cfg, out=base, corpus_name=corpus, progress=progress, force=legacy)
     # the windows `heldout_windows` reads from the folder (64 of the held-out split)
     return res.model, res.tokenizer, eval_windows(res.heldout, cfg.n_ctx, max_windows=64), base, False
@@ -607,7 +612,7 @@ def run_edit(name: str, model, tokenizer, val, *, seeds, texts=(), token_class_n
     if name == "steer":
         strengths = tuple(dict.fromkeys([0.0, *map(float, strengths)]))  # 0: the unsteered model, the reference
         ds = steering_experiment(model, tokenizer, val, token_class_name=token_class_name, strengths=strengths,
-                                 seeds=seeds)
+                                 seeds=seeds, progress=progress)
 
         def lvl(level):
             return ds.where(ds.level == level, drop=True)
@@ -647,7 +652,7 @@ def run_edit(name: str, model, tokenizer, val, *, seeds, texts=(), token_class_n
     elif name == "quantize":
         ds = quantization_experiment(model, val, budgets=tuple(budgets), uniform_bits=tuple(uniform_bits),
                                      bits=tuple(bits), group_size=group_size, granularity=granularity,
-                                     n_random=n_random, seeds=seeds)
+                                     n_random=n_random, seeds=seeds, progress=progress)
         summary = {"fp_perplexity": ds.attrs["fp_perplexity"], "perplexity": summarise(ds, ("scheme",), "perplexity"),
                    "average_bits": summarise(ds, ("scheme",), "average_bits"), "seeds": list(seeds)}
     else:

@@ -1,7 +1,7 @@
 """Train a small GPT-style causal LM (spinlens' own `Transformer`, token mode) on text.
 
 The model folder (``save_lm``) is spinlens' one transformer format, ``model.safetensors`` + ``config.json``
-(`spinlens.models.transformer.save_transformer`), plus the corpus tokenizer ``tokenizer.json``; every
+(`spinlens.models.checkpoint.save_transformer`), plus the corpus tokenizer ``tokenizer.json``; every
 ``interp``/edit command that takes ``--checkpoint DIR`` reads it. Checkpoints along training are complete
 model folders under ``DIR/checkpoints/step-XXXXXX``.
 """
@@ -160,7 +160,8 @@ def load_lm(folder, *, device: str = "cpu"):
     A folder that is not a language model (another format, no tokenizer, no token input) gets one line.
     """
     from spinlens.lm.tokenizer import load_tokenizer
-    from spinlens.models.transformer import TRANSFORMER_FORMAT, load_transformer
+    from spinlens.models.checkpoint import load_transformer
+    from spinlens.models.schema import TRANSFORMER_FORMAT
 
     folder = Path(folder)
     cfg_file = folder / "config.json"

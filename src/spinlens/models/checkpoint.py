@@ -235,22 +235,15 @@ def write_model_files(folder, files) -> None:
 # ----------------------------------------------------------------------------------------------- reading
 
 
-def _no_duplicates(pairs):
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
 def _json_text(text: str, where: str):
     """Parse JSON strictly: duplicate keys, NaN/Infinity and absurd nesting are refused in one line."""
     def _const(name):
         raise ValueError(f"non-standard constant {name}")
 
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_const)
+        from spinlens.io import no_duplicate_keys
+
+        return json.loads(text, object_pairs_hook=no_duplicate_keys, parse_constant=_const)
     except (ValueError, RecursionError) as exc:
         msg = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
         raise InvalidParameterError(f"The 'checkpoint' parameter: {where} is not valid JSON ({msg}).") from None
@@ -557,3 +550,34 @@ def load_transformer(path, *, device: str = "cpu"):
     from spinlens.models.transformer import Transformer
 
     return load_model(path, device=device, kind=Transformer)
+
+
+def folder_kind(path) -> str | None:
+    """What a model argument holds: ``"lm"``, ``"regression"``, ``"hf"``, or None (nothing spinlens can load).
+
+    ``"hf"``: a named pretrained model (`spinlens.models.pretrained`) or a folder whose ``config.json`` has a
+    Hugging Face ``model_type``; ``"lm"`` / ``"regression"``: a spinlens model folder (older layouts too) whose
+    metadata says ``kind: "lm"`` or not.
+    """
+    from spinlens.models.pretrained import is_model_name
+
+    if is_model_name(path):
+        return "hf"
+    p = Path(path)
+    if p.exists():
+        try:
+            ck = read_checkpoint(p)
+        except InvalidParameterError:  # not a spinlens model (or a broken one: its loader says why)
+            pass
+        else:
+            meta = ck.metadata if isinstance(ck.metadata, dict) else {}
+            return "lm" if meta.get("kind") == "lm" else "regression"
+    cfg = p / "config.json"
+    if cfg.is_file():
+        try:
+            record = json.loads(cfg.read_text())
+        except (OSError, ValueError, RecursionError):
+            return None
+        if isinstance(record, dict) and isinstance(record.get("model_type"), str):
+            return "hf"
+    return None

@@ -471,16 +471,3 @@ class Transformer(HookedModule):
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-TRANSFORMER_FORMAT = "spinlens-transformer/1"  # the tag of a saved Transformer (see spinlens.models.checkpoint)
-
-
-def __getattr__(name: str):
-    # Saving and loading live in the model registry, spinlens.models.checkpoint (which imports this
-    # module, never the other way round); these two names stay importable from here.
-    if name in ("save_transformer", "load_transformer"):
-        from spinlens.models import checkpoint
-
-        return getattr(checkpoint, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

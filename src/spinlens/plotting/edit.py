@@ -173,3 +173,102 @@ def plot_steering_sweep(ds, variable: str = "abs_shift", ax=None):
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig, ax
+
+
+def plot_precise_tuning(curves, *, gain_key: str, cost_keys=("d_heldout_loss", "d_ioi_logit_diff"), matched=None):
+    """Cost against gain along training, one line per (method, seed) (`spinlens.llm.tuning.precise_tuning`
+    curves: dicts with ``method``, ``seed``, ``step``, ``gain_key`` and the cost keys); with ``matched``
+    (`spinlens.llm.tuning.matched_costs`), the mean ± sd cost at each matched gain as error bars."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(cost_keys), figsize=(4.6 * len(cost_keys), 3.6), squeeze=False)
+    methods = list(dict.fromkeys(r["method"] for r in curves))
+    colors = {m: f"C{i}" for i, m in enumerate(methods)}
+    for ax, ck in zip(axes[0], cost_keys):
+        runs: dict = {}
+        for r in curves:
+            runs.setdefault((r["method"], r["seed"]), []).append(r)
+        seen = set()
+        for (m, _), rows in runs.items():
+            rows = sorted(rows, key=lambda x: x["step"])
+            ax.plot([x[gain_key] for x in rows], [x[ck] for x in rows], "-o", ms=2.5, lw=0.8, alpha=0.5,
+                    color=colors[m], label=None if m in seen else m)
+            seen.add(m)
+        if matched is not None and matched.get("levels"):
+            for i, m in enumerate(methods):
+                vals = matched["costs"].get(m, {}).get(ck)
+                if not vals:
+                    continue
+                lv = np.asarray(matched["levels"]) + (i - len(methods) / 2) * 0.004
+                ax.errorbar(lv, [v[0] for v in vals], yerr=[v[1] for v in vals], fmt="s", ms=5, color=colors[m],
+                            capsize=2)
+        ax.axhline(0, color="gray", lw=0.5)
+        ax.set_xlabel(gain_key.replace("_", " ") + " (accuracy gain)")
+        ax.set_ylabel(ck.replace("d_", "change of ").replace("_", " "))
+        ax.legend(fontsize=7)
+    axes[0][0].set_title("cost vs gain along training (squares: matched gains, mean ± sd)", fontsize=8)
+    fig.tight_layout()
+    return fig, axes[0]
+
+def plot_llm_quantization(result):
+    """Held-out perplexity vs effective bits of a `spinlens.llm.quantization.QuantizationStudy`: the uniform
+    3–4 bit line, guided, random allocations, library anchors and the aligned groupings."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    rows = [r for r in result.rows if "skipped" not in r and r["method"] != "fp32"]
+    u = sorted((r for r in rows if r["method"] in ("uniform3", "uniform4")), key=lambda r: r["effective_bits"])
+    ax.plot([r["effective_bits"] for r in u], [r["ppl"] for r in u], "-o", color="k",
+            label=f"uniform 3 → 4 bits (group {result.group_size})")
+    styles = {"guided": ("*", "C0", 12), "random": ("x", "C3", 7), "hqq4": ("D", "C2", 6), "torchao4": ("^", "C1", 6)}
+    for method, (mk, col, ms) in styles.items():
+        rs = [r for r in rows if r["method"] == method]
+        if rs:
+            ax.plot([r["effective_bits"] for r in rs], [r["ppl"] for r in rs], mk, color=col, ms=ms, ls="none",
+                    label=f"{method} ({len(rs)})" if method == "random" else method)
+    al = [r for r in rows if r["method"].startswith("uniform") and "_g" in r["method"]]
+    for g in sorted({r["group_size"] for r in al}):
+        rs = sorted((r for r in al if r["group_size"] == g), key=lambda r: r["effective_bits"])
+        ax.plot([r["effective_bits"] for r in rs], [r["ppl"] for r in rs], "--s", ms=4, alpha=0.7,
+                label=f"uniform 3 → 4, group {g} (aligned with Q4_1)")
+    fp = next(r for r in result.rows if r["method"] == "fp32")
+    ax.axhline(fp["ppl"], color="gray", ls=":", lw=0.8, label="published weights")
+    ax.set_xlabel("effective bits per quantized weight (with 16-bit scale + zero per group)")
+    ax.set_ylabel("held-out perplexity")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{result.model}: guided {result.budget:g} bits ({result.importance}), "
+                 f"{result.accounting['quantized_share']:.1%} of parameters quantized", fontsize=9)
+    fig.tight_layout()
+    return fig, ax
+
+
+def plot_sycophancy(result):
+    """Left: drop of the flip score per patched head (layers × heads). Right: flip rate and held-out
+    perplexity change per tuning method (mean ± sd over seeds) of a `SycophancyResult`."""
+    plt = _plt()
+    fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1.3, 1, 1]})
+    eff = np.asarray(result.head_effects)
+    v = float(np.abs(eff).max()) or 1.0
+    im = ax0.imshow(eff.T, aspect="auto", cmap="RdBu_r", vmin=-v, vmax=v, origin="lower")
+    ax0.set_xlabel("layer")
+    ax0.set_ylabel("head")
+    ax0.set_title("flip-score drop when patched from the plain prompt", fontsize=9)
+    fig.colorbar(im, ax=ax0)
+    for layer, h in result.heads:
+        ax0.plot(layer, h, "o", mfc="none", mec="k", ms=7)
+    names = list(result.summary)
+    x = np.arange(len(names) + 1)
+    fr = [result.before["flip_rate"]] + [result.summary[n]["flip_rate"] for n in names]
+    fr_sd = [0.0] + [result.summary[n].get("flip_rate_sd", 0.0) for n in names]
+    ax1.bar(x, fr, yerr=fr_sd, color=["gray"] + [f"C{i}" for i in range(len(names))])
+    ax1.set_xticks(x, ["before", *names], fontsize=8)
+    ax1.set_ylabel("flip rate (held-out questions)")
+    dp = [result.summary[n]["d_ppl"] for n in names]
+    dp_sd = [result.summary[n].get("ppl_sd", 0.0) for n in names]
+    ax2.bar(x[1:], dp, yerr=dp_sd, color=[f"C{i}" for i in range(len(names))])
+    ax2.set_xticks(x[1:], names, fontsize=8)
+    ax2.set_ylabel("Δ held-out perplexity")
+    ax2.axhline(0, color="k", lw=0.6)
+    fig.suptitle(f"{result.model}: sycophancy under pushback, {result.k} located heads vs random heads vs full "
+                 f"fine-tuning ({result.steps} steps, lr {result.lr:g})", fontsize=9)
+    fig.tight_layout()
+    return fig, (ax0, ax1, ax2)

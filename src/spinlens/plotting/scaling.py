@@ -43,7 +43,7 @@ def plot_finite_size(D, curves: dict, *, theory: float | None = None, extrapolat
         xs = np.linspace(0, 1.0 / D.min(), 50) if inverse else None
         if xs is not None:
             ys = val + sum(c * xs ** (k + 1) for k, c in enumerate(coef))
-            ax.plot(xs, ys, ":", color="0.3", label=f"fit, D → ∞: {val:.4f} ± {err:.4f}")
+            ax.plot(xs, ys, ":", color="0.3", label=f"fit, D → ∞: {val:.4f}" + (f" ± {err:.4f}" if np.isfinite(err) else " (no error bar: too few sizes)"))
             ax.set_xlim(left=0)
     ax.set_xlabel("1/D (inverse token dimension)" if inverse else "token dimension D")
     ax.set_ylabel(ylabel)

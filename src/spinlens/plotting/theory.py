@@ -9,7 +9,7 @@ __all__ = ["plot_learning_curve", "plot_task_diversity", "plot_phase_diagram"]
 _LABELS = {"icl_error": "ICL", "idg_error": "IDG", "g_task": "g_task"}
 
 
-def plot_learning_curve(ds, x: str, variables=("icl_error", "idg_error"), *, ax=None, logx=False, logy=False):
+def plot_learning_curve(ds, x: str, variables=("icl_error", "idg_error"), *, ax=None, logx=False, logy=None):
     """Plot theory curves from `spinlens.theory.learning_curve` against the dimension ``x``.
 
     Parameters
@@ -22,7 +22,8 @@ def plot_learning_curve(ds, x: str, variables=("icl_error", "idg_error"), *, ax=
         Variables to draw (``icl_error``, ``idg_error``, ``g_task``).
     ax : matplotlib Axes, optional
     logx, logy : bool
-        Logarithmic axes.
+        Logarithmic axes. ``logy=None`` (default): logarithmic when the drawn values are positive and span more
+        than a factor of 30 (e.g. the spike at λ = 0 that would flatten every other curve on a linear axis).
 
     Returns
     -------
@@ -38,6 +39,7 @@ def plot_learning_curve(ds, x: str, variables=("icl_error", "idg_error"), *, ax=
     stacked = ds.stack(_series=others) if others else ds.expand_dims("_series")
     linestyles = ["-", "--", ":", "-."]
     xs = ds[x].values
+    drawn = []
     for j in range(stacked.sizes["_series"]):
         sub = stacked.isel(_series=j)
         tag = ", ".join(f"{o}={sub[o].item():g}" for o in others)
@@ -45,6 +47,7 @@ def plot_learning_curve(ds, x: str, variables=("icl_error", "idg_error"), *, ax=
         for i, var in enumerate(variables):
             yv = np.asarray(sub[var].transpose(x).values, dtype=float)
             yv = np.where(np.isfinite(yv), yv, np.nan)
+            drawn.append(yv[np.isfinite(yv)])
             (line,) = ax.plot(xs, yv, linestyle=linestyles[i % 4], color=color,
                               label=f"{_LABELS.get(var, var)}" + (f" ({tag})" if tag else ""))
             color = line.get_color()
@@ -55,6 +58,9 @@ def plot_learning_curve(ds, x: str, variables=("icl_error", "idg_error"), *, ax=
         ax.set_title(", ".join(fixed), fontsize=9)
     if logx:
         ax.set_xscale("log")
+    if logy is None:
+        allv = np.concatenate(drawn) if drawn else np.array([])
+        logy = bool(allv.size and allv.min() > 0 and allv.max() / allv.min() > 30)
     if logy:
         ax.set_yscale("log")
     ax.legend(fontsize=7)
@@ -77,7 +83,7 @@ def plot_task_diversity(ds, *, theory=None, ax=None, show_idg: bool = True):
     import matplotlib.pyplot as plt
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=(5.4, 3.8))
+        fig, ax = plt.subplots(figsize=(7.4, 3.8))
     else:
         fig = ax.figure
     K = ds["n_tasks"].values
@@ -105,7 +111,8 @@ def plot_task_diversity(ds, *, theory=None, ax=None, show_idg: bool = True):
     a = ds.attrs
     ax.set_title(f"D={a['d']}, N={a['n_context']}, P={a['n_prompts']}, λ={a['l2_strength']:g}, "
                  f"σ_ε={a['sigma_eps']:g}", fontsize=9)
-    ax.legend(fontsize=6.5, ncol=2)
+    # outside the axes, on the right: inside, the legend of up to 7 entries covered the curves at small K
+    ax.legend(fontsize=6.5, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     return fig, ax
 

@@ -31,7 +31,7 @@ FIGURES: dict[str, tuple[str, str]] = {
     "figS4": ("spinlens.reproduce.figS4", "test error vs the correlation c between positions"),
     "figS5": ("spinlens.reproduce.figS5", "token covariance spectrum vs Marchenko-Pastur"),
     "figS7": ("spinlens.reproduce.figS7", "Hessian zero-mode fraction vs P for several D"),
-    "fss": ("spinlens.reproduce.fss", "finite-size scaling: exact and TAP test error for D = 10…160 vs the asymptotic theory"),
+    "fss": ("spinlens.reproduce.fss", "finite-size scaling: exact and TAP test error vs the asymptotic theory, D = 10…40 (--full: 10…160)"),
     "tapmap": ("spinlens.reproduce.tapmap", "where the TAP update and the paper's cavity update converge over (N, P), D=20"),
     "figS8": ("spinlens.reproduce.figS8", "test error vs N for cavity, SLA, FLA, MHLA, SA, TF (trains six models: ~3 min quick on 2 free cores)"),
 }

@@ -177,10 +177,10 @@ def announce(name: str, index: int, total: int, *, quick: bool, description: str
 
 
 def progress(iterable, *, desc: str, total: int | None = None):
-    """A tqdm progress bar on stderr (silent when stderr is not a terminal)."""
-    from tqdm.auto import tqdm
+    """A tqdm progress bar on stderr (silent when stderr is not a terminal): `spinlens.progress.bar`."""
+    from spinlens.progress import bar
 
-    return tqdm(iterable, desc=desc, total=total, disable=None, leave=False)
+    return bar(iterable, desc=desc, total=total)
 
 
 def mean_std(values):

@@ -220,6 +220,8 @@ def compute(
             bar.update(1)
         for k, arch in enumerate(archs):
             tp = plan[arch]
+            if bar is not None:  # which model is training (the slowest take a minute at large N)
+                bar.set_postfix_str(f"N={N}, {LABELS.get(arch, arch)}, {tp.n_steps} steps")
             wd = conventions.weight_decay_from_l2_strength(l2_strength) if tp.weight_decay is None else tp.weight_decay
             model = build_model(ZooConfig(arch=arch, d=d, max_pos=max(512, N + 1), **dict(tp.overrides)),
                                 rng=g_arch[2 * k])
@@ -236,6 +238,7 @@ def compute(
                 eval_every=tp.n_steps,
                 device=device,
                 rng=seed_from(g_arch[2 * k + 1]),
+                progress=bar is not None and not bar.disable,  # a step bar under the figure's bar
             )
             model = model.to("cpu")
             y_model = predict(model, test)
@@ -332,8 +335,9 @@ def plot(ds, bridge_rows=(), *, paper: bool = True):
             ax.plot(xs, ys, "x", ms=4, color=c, alpha=0.7, zorder=2)
     if paper:
         xs, ys, _ = PAPER["cavity"]
-        ax.plot(xs, ys, "--", color="0.6", lw=0.8, zorder=1, label="paper (x: models)")
-    ax.set_xlabel("context length N")
+        ax.plot(xs, ys, "--", color="0.6", lw=0.8, zorder=1, label="paper: cavity")
+        ax.plot([], [], "x", ms=4, color="0.3", label="paper: each model (× in its colour)")
+    ax.set_xlabel("context length N (our markers shifted sideways to stay visible)")
     ax.set_ylabel("test error (fresh tasks)")
     ax.set_title(f"(a) D={ds.attrs['d']}, P={ds.attrs['n_prompts']}, λ={ds.attrs['l2_strength']}")
     ax.legend(fontsize=7, ncol=2, framealpha=0.9)

@@ -21,6 +21,7 @@ import tracemalloc
 
 import numpy as np
 
+from spinlens.conventions import lam_from_lam_lu
 from spinlens.reproduce import _framework as fw
 
 QUICK = dict(Ds=(10, 20, 40), seeds=2, tap_max_d=20)
@@ -31,12 +32,13 @@ def mapped_point(D: int, alpha: float, tau: float, lam_lu: float) -> tuple[int, 
     """(N, P, λ) of the spin glass of dimension D at (α, τ, λ_LU): N = round(αD), P = round(τD²)."""
     N = max(1, int(round(alpha * D)))
     P = max(1, int(round(tau * D * D)))
-    lam = lam_lu / (D * (1.0 + 1.0 / N) ** 2)
+    lam = lam_from_lam_lu(lam_lu, D, N)
     return N, P, lam
 
 
 def extrapolate(D, mean, std, n):
-    """Weighted least squares of e(D) = e∞ + a/D (+ b/D² when ≥ 4 sizes). Returns (e∞, stderr, coefficients).
+    """Weighted least squares of e(D) = e∞ + a/D (+ b/D² when ≥ 4 sizes). Returns (e∞, stderr, coefficients);
+    the stderr is scaled by the reduced χ² when that exceeds 1, and NaN when the fit has no degree of freedom.
 
     Weights are 1/sem²; a size run with one seed gets the standard deviation c/D with c the median of
     std·D over the sizes with several seeds."""
@@ -56,6 +58,13 @@ def extrapolate(D, mean, std, n):
     X = np.stack([np.ones_like(D)] + [D ** -(k + 1) for k in range(order)], axis=1)
     coef, *_ = np.linalg.lstsq(X * w[:, None], mean * w, rcond=None)
     cov = np.linalg.pinv((X * w[:, None]).T @ (X * w[:, None]))
+    # the seeds' spread alone understates the error when the model e∞ + a/D does not fit the sizes (two seeds
+    # give a poor sem): scale by the reduced χ² when it exceeds 1; with no degree of freedom left, no error bar
+    dof = len(D) - X.shape[1]
+    if dof <= 0:
+        return float(coef[0]), float("nan"), [float(c) for c in coef[1:]]
+    chi2 = float(np.sum((w * (mean - X @ coef)) ** 2))
+    cov = cov * max(1.0, chi2 / dof)
     return float(coef[0]), float(math.sqrt(max(cov[0, 0], 0.0))), [float(c) for c in coef[1:]]
 
 

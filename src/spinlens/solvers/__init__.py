@@ -19,14 +19,16 @@ SOLVERS = {"exact": ExactSolver, "cavity": CavitySolver, "tap": TapSolver, "samp
            "langevin": LangevinSampler, "limit": LimitSolver}
 
 
-def solve(H, method: str = "exact", *, beta: float = 100.0, rng=None, warn: bool = True, **options) -> SolverResult:
+def solve(H, method: str = "exact", *, beta: float = 100.0, rng=None, warn: bool = True, progress=None,
+          **options) -> SolverResult:
     """Solve the Hamiltonian ``H`` with ``method`` ∈ {"exact", "cavity", "tap", "sample", "langevin", "limit"}.
 
     ``options`` go to the solver's constructor, so every option of every solver is reachable: e.g.
     ``backend``, ``n_probes``, ``preconditioner``, ``device`` for exact; ``damping``, ``max_iter``, ``tol``,
     ``init``, ``compare_exact`` for cavity and tap; ``n_samples`` for sample; ``n_steps``, ``n_chains``,
     ``step_size``, ``compare_exact`` for langevin; ``distribution`` (and ``l2_strength`` when ``H`` is None)
-    for limit. ``warn=False`` silences the non-convergence warning.
+    for limit. ``warn=False`` silences the non-convergence warning; ``progress(step, value)`` is called as the
+    iterative solvers go (`Solver.solve`).
 
     Examples
     --------
@@ -38,4 +40,4 @@ def solve(H, method: str = "exact", *, beta: float = 100.0, rng=None, warn: bool
     True
     """
     _check_choice("method", method, METHODS, owner="solve")
-    return SOLVERS[method](**options).solve(H, beta=beta, rng=rng, warn=warn)
+    return SOLVERS[method](**options).solve(H, beta=beta, rng=rng, warn=warn, progress=progress)

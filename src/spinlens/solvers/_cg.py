@@ -144,12 +144,12 @@ def make_preconditioner(kind: str, op: GramOperator):
     return IdentityPreconditioner()
 
 
-def block_pcg(matvec, precond, B, *, tol: float, max_iter: int):
+def block_pcg(matvec, precond, B, *, tol: float, max_iter: int, callback=None):
     """Preconditioned CG on every column of B (K, k) at once (or B of shape (K,)).
 
     Each column runs its own CG (its own step sizes); a column stops moving once its relative residual
     ‖b − Ax‖/‖b‖ is below ``tol``. Returns ``(X, n_iter, rel_residuals)`` with the residuals recomputed
-    from X (not the recursive ones).
+    from X (not the recursive ones). ``callback(iteration, largest relative residual)`` after each iteration.
     """
     one = B.ndim == 1
     if one:
@@ -168,6 +168,8 @@ def block_pcg(matvec, precond, B, *, tol: float, max_iter: int):
         if not bool(active.any()):
             n_iter -= 1
             break
+        if callback is not None:
+            callback(n_iter - 1, float(res.max()))
         AP = matvec(Pd)
         pap = (Pd * AP).sum(0)
         ok = active & (pap > 0)

@@ -70,6 +70,8 @@ class Solver:
     """
 
     method: str = ""
+    #: ``callback(step, value)`` set by `solve` for the duration of a run (``progress=``); None otherwise
+    _progress = None
 
     def _run(self, H, beta: float, rng: np.random.Generator) -> RunOutput:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -80,15 +82,22 @@ class Solver:
     def _n_prompts(self, H) -> int | None:
         return int(H.n_prompts)
 
-    def solve(self, H, *, beta: float = 100.0, rng: RNGLike = None, warn: bool = True) -> SolverResult:
+    def solve(self, H, *, beta: float = 100.0, rng: RNGLike = None, warn: bool = True, progress=None) -> SolverResult:
         """Solve the Hamiltonian ``H`` at inverse temperature ``beta`` (≥ `BETA_MIN` = 1e-100).
 
         ``rng`` seeds any random draw (initial messages, probes, samples); ``warn=False`` silences the
-        `SolverDidNotConvergeWarning` (the result still says ``converged=False``).
+        `SolverDidNotConvergeWarning` (the result still says ``converged=False``). ``progress``: a callable
+        ``progress(step, value)`` the iterative solvers call as they go (cavity/tap: step and mean squared
+        change; CG: iteration and largest relative residual; langevin: step), e.g. a
+        `spinlens.progress.ProgressLine`.
         """
         beta = check_beta(beta, owner=type(self).__name__)
         t0 = time.perf_counter()
-        out = self._run(H, beta, as_generator(rng))
+        self._progress = progress
+        try:
+            out = self._run(H, beta, as_generator(rng))
+        finally:
+            self._progress = None
         shape = self._shape(H)
         m = np.asarray(out.m, dtype=float).reshape(shape)
         v = np.asarray(out.v, dtype=float).reshape(shape)

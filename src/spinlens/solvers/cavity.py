@@ -68,7 +68,7 @@ class CavitySolver(Solver):
         H.pair_gram()  # first: the diagonal and the couplings are read off it
         st = cavity_iterate(
             H, H.h, H.lam_diag, beta=beta, damping=self.damping, max_iter=self.max_iter, tol=self.tol,
-            m0=m0, v0=v0, reaction=self.reaction,
+            m0=m0, v0=v0, reaction=self.reaction, callback=self._progress,
         )
         m, v, n_iter, err = st.m, st.v, st.n_iter, st.err
         n_neg = int(np.sum(v <= 0))
@@ -137,7 +137,8 @@ def offdiag_couplings(A: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def cavity_iterate(A, h, lam_diag, *, beta: float, damping: float, max_iter: int, tol: float,
-                   m0: np.ndarray, v0: np.ndarray, kernel: str = "symv", reaction: bool = False) -> CavityState:
+                   m0: np.ndarray, v0: np.ndarray, kernel: str = "symv", reaction: bool = False,
+                   callback=None) -> CavityState:
     """The damped cavity iteration (the loop of `CavitySolver`), on plain arrays.
 
     Parameters
@@ -156,6 +157,8 @@ def cavity_iterate(A, h, lam_diag, *, beta: float, damping: float, max_iter: int
         growing modes that amplify it, to ~1e-6 relative in W at D = 20.
     reaction : bool
         Add the Onsager reaction term −β² m_i Σ_j J_ij² v_j to the numerator (`TapSolver`).
+    callback : callable, optional
+        ``callback(step, change)`` after every step (e.g. a `spinlens.progress.ProgressLine`).
 
     Notes
     -----
@@ -221,6 +224,8 @@ def cavity_iterate(A, h, lam_diag, *, beta: float, damping: float, max_iter: int
                 status = "diverged"
                 break
             err = e
+            if callback is not None:
+                callback(n_iter, e)
             m *= theta
             m_new *= one_m
             m += m_new

@@ -120,7 +120,7 @@ class ExactSolver(Solver):
         if "gram" in H._cache and torch_dev is None:
             op.gram_matvec = lambda V, A=H._cache["gram"]: A @ V  # the dense Gram is already there: use it
         M = make_preconditioner(self.preconditioner, op)
-        m, n_iter, res = block_pcg(op.matvec, M, h_dev, tol=self.tol, max_iter=self.max_iter)
+        m, n_iter, res = block_pcg(op.matvec, M, h_dev, tol=self.tol, max_iter=self.max_iter, callback=self._progress)
         ok = bool(float(res[0]) <= self.tol * 10)
         msg = (f"preconditioned conjugate gradients ({self.preconditioner}) converged in {n_iter} iterations"
                if ok else f"conjugate gradients stopped after {n_iter} iterations at relative residual "

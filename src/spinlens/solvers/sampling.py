@@ -78,7 +78,7 @@ def _summarise(H, samples_a, samples_b, beta, n_iter, message, exact=True, *, ch
     energies = H.energy(allw)
     q12 = float(np.mean(np.sum(samples_a * samples_b, axis=1)) / K)
     q11 = float(np.mean(np.sum(allw * allw, axis=1)) / K)
-    extras = {
+    extras: dict[str, object] = {
         "n_samples": int(allw.shape[0]),
         "energy_mean": float(np.mean(energies)),
         "overlap_q12": q12,
@@ -214,6 +214,8 @@ class LangevinSampler(Solver):
             X = X - eta * beta * grad + np.sqrt(2 * eta) * g.standard_normal(X.shape)
             if t >= self.n_burn and (t - self.n_burn) % self.thin == 0:
                 kept.append(X.T.copy())
+            if self._progress is not None and t % 20 == 0:
+                self._progress(t + 1, None)
         S = np.stack(kept)  # (n_kept, c, K)
         a = S[:, : self.n_chains].reshape(-1, K)
         b = S[:, self.n_chains :].reshape(-1, K)

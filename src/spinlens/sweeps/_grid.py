@@ -400,7 +400,9 @@ def load_config(path: str | os.PathLike) -> dict:
 
             data = yaml.load(text, Loader=_strict_yaml_loader()) or {}
         elif suffix == ".json":
-            data = json.loads(text, object_pairs_hook=_no_duplicate_keys)
+            from spinlens.io import no_duplicate_keys
+
+            data = json.loads(text, object_pairs_hook=no_duplicate_keys)
         else:
             raise InvalidParameterError(
                 f"The 'config' file {str(path)!r} must end in .toml, .yaml, .yml or .json."
@@ -435,15 +437,6 @@ def load_config(path: str | os.PathLike) -> dict:
                                         f"({spelled[name]!r} and {k!r}); give it once.")
         grid[name], spelled[name] = v, k
     return {"grid": grid, "settings": settings}
-
-
-def _no_duplicate_keys(pairs):
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
 
 
 def _strict_yaml_loader():

@@ -229,6 +229,7 @@ def run_sweep(
     point_fn: str = "spinlens.sweeps._point:compute_point",
     chunk_size: int | None = None,
     log=None,
+    yes: bool = True,
 ):
     """Run (or resume) a sweep and return its consolidated `xarray.Dataset`.
 
@@ -268,6 +269,10 @@ def run_sweep(
         Points per task (default: about 1/16 of each worker's share, at most 64).
     log : callable, optional
         Where the one-line messages go (default: print to stderr).
+    yes : bool
+        Run even if the time estimate (`spinlens.progress.estimate_sweep_time`, logged before the work and
+        written to run.json as ``time_estimate_s``) is beyond an hour; False refuses such a sweep
+        (`spinlens.progress.check_duration`). The CLI passes ``--yes``.
 
     Returns
     -------
@@ -308,6 +313,13 @@ def run_sweep(
         raise InvalidParameterError("The 'out' parameter must name a folder. Got an empty string instead.")
     if scheduler is None:
         _check_memory(grid, sampler, jobs, method)
+    t_est = None
+    if point_fn in BUILTIN_POINT_FNS and scheduler is None:
+        from spinlens.progress import check_duration, estimate_sweep_time
+
+        t_est = estimate_sweep_time(grid.points(), method=method, max_iter=max_iter, jobs=jobs or 1)
+        check_duration(t_est, yes=yes, what=f"sweep of {grid.n_points} points on {jobs} processes",
+                       shrink="fewer points (a coarser grid, fewer seeds), a smaller D or P, or more --jobs")
     if resume and force:
         raise InvalidParameterError("Pass either 'resume' or 'force', not both.")
 
@@ -350,7 +362,7 @@ def run_sweep(
         store.write_spec(grid, settings)
         created_spec = True
         return _run_locked(store, grid, settings, shash, point_fn, obs, jobs, scheduler, scheduler_timeout,
-                           chunk_size, progress, log, t_start)
+                           chunk_size, progress, log, t_start, t_est)
     except BaseException as exc:
         if created_spec and not isinstance(exc, KeyboardInterrupt) and store.n_points_stored() == 0:
             # failed before storing any point: leave nothing that would block a plain retry
@@ -365,7 +377,7 @@ def run_sweep(
 
 
 def _run_locked(store, grid, settings, shash, point_fn, obs, jobs, scheduler, scheduler_timeout, chunk_size,
-                progress, log, t_start):
+                progress, log, t_start, t_est=None):
     points = list(grid.points())
     present = store.done_keys()
     todo = []
@@ -375,7 +387,8 @@ def _run_locked(store, grid, settings, shash, point_fn, obs, jobs, scheduler, sc
         todo.append(p)
     n_reused = len(points) - len(todo)
     where = f"Dask scheduler {scheduler}" if scheduler else f"{jobs} process{'es' if jobs > 1 else ''}"
-    log(f"sweep: {grid!r} -> {store.root}; {len(todo)} to compute, {n_reused} stored, on {where}")
+    log(f"sweep: {grid!r} -> {store.root}; {len(todo)} to compute, {n_reused} stored, on {where}"
+        + (f"; estimate {t_est.describe()} for all points" if t_est is not None else ""))
     run_id = uuid.uuid4().hex[:12]
     options = {k: settings[k] for k in ("method", "max_iter", "tol", "n_mc", "sampler")}
     n_workers = jobs if scheduler is None else None
@@ -440,6 +453,7 @@ def _run_locked(store, grid, settings, shash, point_fn, obs, jobs, scheduler, sc
         "wall_time_s": wall,
         "cpu_time_points_s": cpu_total,
         "consolidate_s": t_cons,
+        **(t_est.to_dict() if t_est is not None else {}),
         "started_at": t_start,
         "seeds": sorted({int(s) for s in grid.mapping["seed"]}),
         "seed_derivation": ds.attrs["seed_derivation"],

@@ -178,24 +178,15 @@ def _why(exc: BaseException) -> str:
     return text
 
 
-def _no_duplicates(pairs):
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
-    return out
-
-
 def _read_json(path: Path):
     """A JSON file of the store, strictly: a regular file (never a FIFO), UTF-8, no duplicate keys."""
-    from spinlens.io import check_regular_file
+    from spinlens.io import check_regular_file, no_duplicate_keys
 
     check_regular_file("sweep file", path)
     text = path.read_text(encoding="utf-8")
     if not text.strip():
         raise ValueError("empty file")
-    return json.loads(text, object_pairs_hook=_no_duplicates)
+    return json.loads(text, object_pairs_hook=no_duplicate_keys)
 
 
 def _coord_values(name: str, values: tuple):

@@ -153,9 +153,9 @@ def task_pool_phase_diagram(
     cells = [(i, j) for i in range(nK) for j in range(nN)]
     iterator = cells
     if progress:
-        from tqdm.auto import tqdm
+        from spinlens.progress import bar
 
-        iterator = tqdm(cells, desc="phase diagram (K, N)", unit="cell")
+        iterator = bar(cells, desc="phase diagram (K, N)", unit="cell")  # on a terminal
     for i, j in iterator:
         K, N = ks[i], ns[j]
         dist = PromptDistribution(d=d, n_context=N, sigma_eps=sigma_eps, n_tasks=K)

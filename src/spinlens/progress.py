@@ -1,0 +1,342 @@
+"""Honest long runs: a time estimate before the work, one updating progress line while it runs.
+
+* `ProgressLine`: one line on a terminal (stderr), rewritten in place (``\\r``), at most every 0.2 s; nothing at
+  all when stderr is not a terminal (logs, pipes, ``--json`` runs stay clean). Every long command uses it:
+  ``with ProgressLine("solve cavity", total=100) as p: p.update(step, change=err)``.
+* `machine_rates`: this machine's speed, measured once per process in ~50 ms: dense matrix products
+  (flop/s), streaming a symmetric matrix through a matrix-vector product (bytes/s), normal draws (/s).
+* `TimeEstimate` and the estimators `estimate_solve_time`, `estimate_sweep_time`: a flop (and byte) count of
+  the job, from its sizes, divided by the calibrated rates. The count of each method is in its function.
+* `bar`: a tqdm bar over an iterable (or ``total`` steps) for loops that are not iterative solvers (reproduce
+  targets, phase maps, LM training inside the edit commands, examples); same rule: shown only on a terminal.
+* `check_duration`: the rule for jobs estimated beyond an hour: refused unless ``yes`` (``--yes``), with one
+  line that says the estimate and how to shrink the job.
+
+The estimates are meant to land within a factor of 3 of the measured time (``benchmarks/bench_estimate.py``
+measures it, docs/performance.md has the ratios).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import sys
+import time
+from typing import IO
+
+__all__ = ["ProgressLine", "bar", "TimeEstimate", "check_duration", "estimate_solve_time", "estimate_sweep_time",
+           "format_seconds", "machine_rates", "LONG_JOB_S"]
+
+#: jobs estimated beyond this many seconds need ``yes=True`` (``--yes``)
+LONG_JOB_S = 3600.0
+
+
+def format_seconds(s: float) -> str:
+    """'0.42 s', '37 s', '4.2 min', '2.1 h'."""
+    if not math.isfinite(s):
+        return str(s)
+    if s < 10:
+        return f"{s:.2g} s"
+    if s < 120:
+        return f"{s:.0f} s"
+    if s < 7200:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"
+
+
+class ProgressLine:
+    """One progress line on a terminal, rewritten in place; silent when the stream is not a terminal.
+
+    Parameters
+    ----------
+    label : str
+        What runs, e.g. ``"solve cavity"``.
+    total : int, optional
+        The number of steps, if known (shown as ``done/total`` with a time-left guess).
+    stream : file, optional
+        Default ``sys.stderr``.
+    enabled : bool, optional
+        Default: whether ``stream`` is a terminal.
+    min_interval : float
+        Seconds between two redraws.
+
+    Examples
+    --------
+    >>> import io
+    >>> with ProgressLine("demo", total=3, stream=io.StringIO()) as p:  # not a terminal: prints nothing
+    ...     for i in range(3):
+    ...         p.update(i + 1, change=1e-3)
+    >>> p.done
+    3
+    """
+
+    def __init__(self, label: str, *, total: int | None = None, stream: IO[str] | None = None,
+                 enabled: bool | None = None, min_interval: float = 0.2):
+        self.label = label
+        self.total = total
+        self.stream = sys.stderr if stream is None else stream
+        if enabled is None:
+            isatty = getattr(self.stream, "isatty", None)
+            enabled = bool(isatty()) if callable(isatty) else False
+        self.enabled = enabled
+        self.min_interval = float(min_interval)
+        self.t0 = time.perf_counter()
+        self._last = -math.inf
+        self._width = 0
+        self.done = 0
+        self.fields: dict = {}
+
+    def render(self) -> str:
+        """The current line (without the carriage return)."""
+        el = time.perf_counter() - self.t0
+        head = f"{self.label}: {self.done}" + (f"/{self.total}" if self.total else "")
+        parts = [head]
+        for k, v in self.fields.items():
+            parts.append(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}")
+        tail = format_seconds(el)
+        if self.total and 0 < self.done < self.total:
+            tail += f", ~{format_seconds(el * (self.total - self.done) / self.done)} left"
+        return ", ".join(parts) + f" [{tail}]"
+
+    def update(self, done: int | None = None, **fields) -> None:
+        """Set the steps done (and named values: change, residual, ...); redraw if due."""
+        if done is not None:
+            self.done = int(done)
+        self.fields.update(fields)
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self._last < self.min_interval:
+            return
+        self._last = now
+        self._draw()
+
+    def _draw(self) -> None:
+        line = self.render()
+        pad = max(0, self._width - len(line))
+        self._width = len(line)
+        self.stream.write("\r" + line + " " * pad)
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Draw the final state and end the line (terminal only)."""
+        if self.enabled and self._width >= 0:
+            self._draw()
+            self.stream.write("\n")
+            self.stream.flush()
+            self._width = -1
+
+    def __call__(self, step: int, value: float | None = None, name: str = "change") -> None:
+        """Callback form for the solvers: ``p(step, value)``."""
+        if value is None or not math.isfinite(value):
+            self.update(step)
+        else:
+            self.update(step, **{name: float(value)})
+
+    def __enter__(self) -> ProgressLine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@functools.lru_cache(maxsize=1)
+def machine_rates() -> dict:
+    """This machine's speed, measured once per process (~0.25 s): ``gemm_flops`` (dense products, flop/s, one
+    thread of the current BLAS setting), ``stream_bytes`` (a symmetric matrix-vector product over a matrix
+    larger than the caches, bytes/s), ``normals`` (standard normal draws/s), each times ``share``: CPU time
+    over wall time of 0.2 s of work, the part of a core this process gets while others run too."""
+    import numpy as np
+    from scipy.linalg.blas import dsymv
+    from threadpoolctl import threadpool_limits
+
+    g = np.random.default_rng(0)
+    with threadpool_limits(1):  # one thread: a loaded machine makes threaded BLAS erratic
+        rates = _measure_rates(np, dsymv, g)
+    # the part of a core this process gets now (CPU time over wall time of ~0.2 s of work): a long job on a
+    # busy machine runs at that share of the machine's speed
+    w0, c0 = time.perf_counter(), time.process_time()
+    n = 256
+    A = g.standard_normal((n, n))
+    with threadpool_limits(1):
+        while time.perf_counter() - w0 < 0.2:
+            A @ A
+    share = min(1.0, max(0.02, (time.process_time() - c0) / (time.perf_counter() - w0)))
+    rates = {k: v * share for k, v in rates.items()}
+    rates["share"] = share
+    return rates
+
+
+def _measure_rates(np, dsymv, g) -> dict:
+
+    def best(f, n=3):
+        ts = []
+        for _ in range(n):
+            t = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t)
+        return max(min(ts), 1e-9)
+
+    n = 384
+    A, B = g.standard_normal((n, n)), g.standard_normal((n, n))
+    gemm = 2.0 * n**3 / best(lambda: A @ B)
+    k = 1500
+    S = g.standard_normal((k, k))
+    S = np.asfortranarray(S + S.T)
+    x = g.standard_normal(k)
+    stream = (k * k / 2 * 8) / best(lambda: dsymv(1.0, S, x))
+    normals = 2**18 / best(lambda: g.standard_normal(2**18))
+    return {"gemm_flops": gemm, "stream_bytes": stream, "normals": normals}
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeEstimate:
+    """Estimated seconds of a job, by part (``parts``: name -> seconds)."""
+
+    parts: dict
+
+    @property
+    def seconds(self) -> float:
+        return float(sum(self.parts.values()))
+
+    def to_dict(self) -> dict:
+        """JSON-friendly: ``{"time_estimate_s": ..., "time_parts_s": {...}}``."""
+        return {"time_estimate_s": round(self.seconds, 4),
+                "time_parts_s": {k: round(v, 4) for k, v in self.parts.items()}}
+
+    def describe(self) -> str:
+        return f"about {format_seconds(self.seconds)}"
+
+
+def _features_s(d: int, n_context: int, n_prompts: int, sampler: str, r: dict) -> float:
+    D1 = d + 1
+    if sampler == "reduced":
+        draws, flops = (3 * d + 4) * n_prompts, 30 * D1 * n_prompts
+    else:
+        draws, flops = d * (n_context + 2) * n_prompts, 6 * D1 * (n_context + 1) * n_prompts
+    return draws / r["normals"] + flops / (0.05 * r["gemm_flops"])  # elementwise numpy: ~5 % of GEMM speed
+
+
+def _pair_gram_s(d: int, n_prompts: int, r: dict) -> float:
+    """P·(D1(D1+1)/2)·(D(D+1)/2) multiply-adds (`Hamiltonian.gram`) plus the gather of K² entries."""
+    D1 = d + 1
+    npc, npq = D1 * (D1 + 1) // 2, d * (d + 1) // 2
+    K = D1 * D1
+    return 2.0 * n_prompts * npc * npq / r["gemm_flops"] + 3 * K * K * 8 / r["stream_bytes"]
+
+
+def _dense_exact_s(K: int, r: dict) -> float:
+    """Cholesky (K³/3 flops) and the inverse (dpotri, 2K³/3 flops) at about half the GEMM rate."""
+    return (K**3 / 3 + 2 * K**3 / 3) / (0.5 * r["gemm_flops"])
+
+
+def _factored_eff(D1: int) -> float:
+    """Fraction of the GEMM rate the factored products SᵀSv (`spinlens.solvers._cg.GramOperator`) reach:
+    their matrices are P × D1, so small D1 runs far below it (measured: ~1 at D = 60, ~0.2 at D = 10)."""
+    return min(1.0, D1 / 64)
+
+
+def _energies_s(n_samples: int, n_prompts: int, D1: int, r: dict) -> float:
+    """E(W) of n samples from the factored features: 2·n·P·D1² flops (`Hamiltonian.energy`)."""
+    return 2.0 * n_samples * n_prompts * D1 * D1 / r["gemm_flops"] + 2 * n_samples * n_prompts * D1 * 8 / r["stream_bytes"]
+
+
+def estimate_solve_time(method: str, *, d: int, n_context: int, n_prompts: int | None, sampler: str = "reduced",
+                        backend: str = "dense", n_probes: int = 8, n_samples: int = 1000, n_chains: int = 16,
+                        n_steps: int = 2000, n_burn: int | None = None, thin: int = 10, max_iter: int = 100,
+                        compare_exact: bool = True, cg_iter: int = 20, overhead_s: float = 0.0,
+                        rates: dict | None = None) -> TimeEstimate:
+    """Seconds to solve the spin glass of (D, N, P) with ``method`` (one thread), by part.
+
+    Counts (K = (D+1)² spins, D1 = D+1): features as `_features_s`; the pair Gram P·K²/4 multiply-adds;
+    dense exact: Cholesky and inverse ~K³; CG exact: ``cg_iter`` (measured flat at 15–20) iterations of
+    4·P·D1²·(1 + probes) flops, twice with probes; cavity/tap: ``max_iter`` steps (an upper bound; the
+    paper's rule stops earlier when it converges) of two symmetric products streaming K²·8 bytes; sample:
+    Cholesky plus 2·n_samples triangular solves of K² each; langevin: (burn-in + steps + 50) products
+    4·P·D1²·2n_chains; both samplers then take the energy of every sample, 2·P·D1² flops each.
+    ``overhead_s``: fixed seconds to add (the caller's start-up and evaluation).
+    """
+    r = machine_rates() if rates is None else rates
+    parts: dict = {"overhead": float(overhead_s)} if overhead_s else {}
+    K, D1 = (d + 1) ** 2, d + 1
+    if method == "limit":
+        return TimeEstimate({**parts, "closed_form": 1e-3})
+    assert n_prompts is not None
+    parts["features"] = _features_s(d, n_context, n_prompts, sampler, r)
+    if method == "exact":
+        if backend == "dense":
+            parts["gram"] = _pair_gram_s(d, n_prompts, r)
+            parts["cholesky"] = _dense_exact_s(K, r)
+        else:
+            per = 4.0 * n_prompts * D1 * D1 / (_factored_eff(D1) * r["gemm_flops"]) + 4 * n_prompts * D1 * 8 / r["stream_bytes"]
+            parts["cg"] = cg_iter * per
+            if n_probes:
+                parts["cg_probes"] = cg_iter / 2 * (4.0 * n_prompts * D1 * D1 * n_probes / (_factored_eff(D1) * r["gemm_flops"])
+                                                    + 4 * n_prompts * D1 * 8 / r["stream_bytes"])
+    elif method in ("cavity", "tap"):
+        parts["gram"] = _pair_gram_s(d, n_prompts, r)
+        parts["iterations"] = max_iter * 2 * (K * K * 8 / 2) / r["stream_bytes"]
+        if compare_exact:
+            parts["exact_reference"] = _dense_exact_s(K, r) / 3
+    elif method == "sample":
+        parts["gram"] = _pair_gram_s(d, n_prompts, r)
+        parts["cholesky"] = _dense_exact_s(K, r) / 3
+        parts["draws"] = 2 * n_samples * K * K / (0.5 * r["gemm_flops"])
+        parts["energies"] = _energies_s(2 * n_samples, n_prompts, D1, r)
+    elif method == "langevin":
+        burn = n_steps // 2 if n_burn is None else n_burn
+        c = 2 * n_chains
+        parts["steps"] = (burn + n_steps + 50) * (4.0 * n_prompts * D1 * D1 * c / (_factored_eff(D1) * r["gemm_flops"])
+                                                  + 4 * n_prompts * D1 * 8 / r["stream_bytes"])
+        parts["energies"] = _energies_s(c * math.ceil(n_steps / thin), n_prompts, D1, r)
+        if compare_exact:
+            parts["exact_reference"] = _pair_gram_s(d, n_prompts, r) + _dense_exact_s(K, r) / 3
+    return TimeEstimate(parts)
+
+
+def estimate_sweep_time(points, *, method: str = "cavity", max_iter: int = 100, jobs: int = 1,
+                        rates: dict | None = None) -> TimeEstimate:
+    """Seconds of a sweep over ``points`` (dicts with D, N, P) on ``jobs`` workers: the sum of the points'
+    `estimate_solve_time` (reduced sampler, no exact reference) over the workers, plus 5 ms a point of
+    bookkeeping (one point file each)."""
+    r = machine_rates() if rates is None else rates
+    total, n = 0.0, 0
+    cache: dict = {}
+    for p in points:
+        key = (int(p["D"]), int(p["N"]), int(p["P"]))
+        if key not in cache:
+            cache[key] = estimate_solve_time(method, d=key[0], n_context=key[1], n_prompts=key[2], max_iter=max_iter,
+                                             backend="dense", n_probes=0, compare_exact=False, rates=r).seconds
+        total += cache[key]
+        n += 1
+    return TimeEstimate({"points": total / max(1, jobs), "bookkeeping": 0.005 * n})
+
+
+def check_duration(est: TimeEstimate, *, yes: bool, what: str, shrink: str, limit_s: float = LONG_JOB_S) -> None:
+    """Refuse a job estimated beyond ``limit_s`` (an hour) unless ``yes``: raises `InvalidParameterError`
+    with one line giving the estimate, ``--yes`` and how to shrink the job (``shrink``)."""
+    from .errors import InvalidParameterError
+
+    if est.seconds > limit_s and not yes:
+        raise InvalidParameterError(
+            f"{what} is estimated at {format_seconds(est.seconds)} (> {format_seconds(limit_s)}): pass --yes to run "
+            f"it, or shrink it ({shrink})."
+        )
+
+
+def bar(iterable=None, *, desc: str, total: int | None = None, enabled: bool | None = None, unit: str = "it",
+        leave: bool = False):
+    """A tqdm progress bar over ``iterable`` (or ``total`` steps) on stderr, leaving no line behind.
+
+    enabled : None (default: only when stderr is a terminal), True (always) or False (never).
+
+    Examples
+    --------
+    >>> for _ in bar(range(3), desc="demo", enabled=False):
+    ...     pass
+    """
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, disable=None if enabled is None else not enabled, unit=unit,
+                leave=leave)

@@ -1,0 +1,39 @@
+"""Shared helpers of the pretrained-LLM study tests: a byte tokenizer and a tiny parallel corpus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+class ByteTokenizer:
+    """UTF-8 bytes shifted by 3 (0 pad, 1 BOS, 2 EOS), for a tiny model with a vocabulary of 259."""
+
+    bos_token_id = 1
+
+    def encode(self, text, add_special_tokens=False):
+        return [b + 3 for b in text.encode()]
+
+    def decode(self, ids, skip_special_tokens=True):
+        return bytes(i - 3 for i in ids if i >= 3).decode("utf-8", "ignore")
+
+
+def toy_corpus_of(n=60):
+    rng = np.random.default_rng(0)
+    words = {"en": ["the", "cat", "and", "dog", "house", "green"], "fr": ["le", "chat", "et", "chien", "maison", "vert"],
+             "de": ["der", "Katze", "und", "Hund", "Haus", "grün"]}
+    idx = [rng.integers(0, 6, size=5) for _ in range(n)]
+    texts = {c: [" ".join(w[i] for i in ix) for ix in idx] for c, w in words.items()}
+    from spinlens.llm import multilingual as ML
+
+    return ML.ParallelCorpus(("en", "fr", "de"), [str(i) for i in range(n)], texts, {"corpus": "synthetic"})
+
+
+@pytest.fixture
+def byte_tok():
+    return ByteTokenizer()
+
+
+@pytest.fixture
+def toy_corpus():
+    return toy_corpus_of()

@@ -1,0 +1,75 @@
+"""spinlens.llm.quantization / sycophancy / evaluation: fast checks on tiny models; the real SmolLM2 run is slow."""
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+
+from spinlens.errors import InvalidParameterError  # noqa: E402
+from spinlens.interp.hf import tiny_hf  # noqa: E402
+from spinlens.llm import sycophancy as S  # noqa: E402
+from spinlens.llm.evaluation import arithmetic_standin, ioi_standin, perplexity  # noqa: E402
+from spinlens.llm.quantization import _summarise, line_between  # noqa: E402
+
+
+def test_questions_are_distinct_and_answers_differ_from_the_pushed_ones():
+    qs = S.questions(60, rng=3)
+    assert len({q.text for q in qs}) == 60
+    for q in qs:
+        assert q.answer != q.wrong and q.answer[0] != q.wrong[0]  # the first token (digit) differs
+        a, b = (int(x) for x in q.text.rstrip("?").replace(",", "").split()[-3::2]) if q.kind == "larger" else (0, 0)
+        if q.kind == "larger":
+            assert int(q.answer) == max(a, b)
+        else:
+            assert int(q.answer) == eval(q.text.removeprefix("What is ").rstrip("?"))  # noqa: S307
+    assert [q.text for q in S.questions(10, rng=3)] == [q.text for q in S.questions(10, rng=3)]
+    with pytest.raises(InvalidParameterError, match="'n'"):
+        S.questions(5000)
+
+
+def test_head_masks_cover_one_heads_query_rows_and_output_columns():
+    hf = tiny_hf("llama", n_layers=2, n_heads=4, d_model=32, d_vocab=50, rng=0).hf
+    m = S.head_masks(hf, [(1, 2)])
+    dh = 8
+    q, o = m["model.layers.1.self_attn.q_proj.weight"], m["model.layers.1.self_attn.o_proj.weight"]
+    assert int(q.sum()) == dh * 32 and bool(q[2 * dh:3 * dh].all())
+    assert int(o.sum()) == 32 * dh and bool(o[:, 2 * dh:3 * dh].all())
+    assert set(m) == {"model.layers.1.self_attn.q_proj.weight", "model.layers.1.self_attn.o_proj.weight"}
+
+
+def test_line_between_and_summary():
+    lo = {"effective_bits": 3.5, "ppl": 20.0, "ioi_acc": 0.5}
+    hi = {"effective_bits": 4.5, "ppl": 10.0, "ioi_acc": 0.9}
+    mid = line_between(lo, hi, 3.9, ["ppl", "ioi_acc"])
+    assert mid["ppl"] == pytest.approx(16.0) and mid["ioi_acc"] == pytest.approx(0.66)
+    s = _summarise([{"method": "random", "group_size": 48, "ppl": 1.0}, {"method": "random", "group_size": 48, "ppl": 3.0},
+                    {"method": "hqq4", "skipped": "no hqq"}])
+    assert s["random"]["ppl"] == 2.0 and s["random"]["ppl_sd"] == pytest.approx(np.sqrt(2)) and s["random"]["n"] == 2
+    assert "skipped" in s["hqq4"]
+
+
+def test_standin_tasks_and_perplexity():
+    a = arithmetic_standin(20, rng=0, space_token=True)
+    for p, ans, w in zip(a.prompts, a.answers, a.wrong_answers):
+        x, y = (int(t) for t in p.splitlines()[-1].split(" = ")[0].split(" + "))
+        assert p.endswith("= ") and int(ans) == x + y and abs(int(w) - (x + y)) == 1
+    t = ioi_standin(6, rng=0)
+    for p, ans, w in zip(t.prompts, t.answers, t.wrong_answers):
+        assert p.count(ans.strip()) == 1 and p.count(w.strip()) == 2
+    hf = tiny_hf("llama", n_layers=1, n_heads=4, d_model=32, d_vocab=50, rng=0).hf
+    ids = torch.randint(0, 50, (3, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        lp = torch.log_softmax(hf(input_ids=ids).logits.double(), -1)
+    ref = float(torch.exp(-lp[:, :-1].gather(-1, ids[:, 1:, None]).mean()))
+    assert perplexity(hf, ids, batch_size=2) == pytest.approx(ref, rel=1e-5)
+
+
+def test_quantize_study_budget_below_smallest_bits_is_one_line(tmp_path, capsys):
+    from spinlens.cli.main import main
+
+    out = tmp_path / "q"
+    rc = main(["quantize", "--model", "smollm2-135m", "--study", "--budget", "1.5", "--bits", "2", "3", "4",
+               "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "budget" in err[0] and not out.exists()
