@@ -5,5 +5,5 @@ set -euo pipefail
 OUT=${1:-runs/control-gemma3}
 SPINLENS=${SPINLENS:-.venv/bin/spinlens}
 /usr/bin/time -v "$SPINLENS" interp control --model gemma3-270m --languages en fr ru zh --source en --target fr \
-  --alphas 1 2 4 --head-alphas 2 4 8 --neuron-scales 1 4 --prefix-messages 1 3 --n-heads 4 --n-ctx 64 \
-  --fit-tokens 512 --eval-tokens 64 --n-prompts 4 --prompt-tokens 8 --new-tokens 8 --seed 0 --n-seeds 3 --out "$OUT"
+  --alphas 2 4 --head-alphas 4 8 --neuron-scales 2 --prefix-messages 2 --n-heads 4 --n-ctx 64 \
+  --fit-tokens 256 --eval-tokens 64 --n-prompts 4 --prompt-tokens 8 --new-tokens 8 --seed 0 --n-seeds 3 --out "$OUT"

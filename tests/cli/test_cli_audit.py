@@ -143,6 +143,10 @@ BAD = [
     ("zoo train --arch foo --out o_zoo", "'arch'"),
     ("zoo bridge missing_dir", "missing_dir"),
     ("zoo bridge bad.safetensors", "bad.safetensors"),
+    ("interp recall --model smollm2-135m --relations capital,foo --out o_recall", "'relations'"),
+    ("interp recall --model smollm2-135m --n-facts 0 --out o_recall", "'n-facts'"),
+    ("interp fv --model smollm2-135m --task antonyms --out o_fv", "'task'"),
+    ("interp induction --out o_ind", "--checkpoint"),
 ]
 
 

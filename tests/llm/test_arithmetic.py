@@ -161,3 +161,21 @@ def test_smollm2_locates_few_arithmetic_heads():
     model, tok = load_model_and_tokenizer("smollm2-135m")
     lc = A.locate_components(model, tok, operations=("+", "-"), n_prompts=24, seed=0)
     assert 0 < lc.fraction_heads < 0.1 and lc.recovery > max(lc.recovery_random)
+
+
+def test_head_attribution_at_one_position_is_the_derivative_of_patching_there():
+    from spinlens.interp.attribution import head_attribution
+
+    model = tiny_hf("llama", n_layers=2, n_heads=4, d_model=32, rng=4)
+    clean, corrupt, a, w = _pair(model, T=7, B=4, seed=3)
+    metric = logit_diff_metric(a, w)
+    res = head_attribution(model, clean, corrupt, metric=metric, position=-1)
+    eps = 1e-3
+    names = [f"blocks.{L}.attn.hook_z" for L in range(2)]
+    with torch.no_grad():
+        _, cc = model.run_with_cache(clean, names_filter=names)
+        _, cb = model.run_with_cache(corrupt, names_filter=names)
+    variants = [[(names[L], (-1, h), cb[names[L]] + eps * (cc[names[L]] - cb[names[L]]))] for L in range(2) for h in range(4)]
+    outs, _ = run_variants(model, corrupt, variants)
+    fd = torch.tensor([(float(metric(o).mean()) - res.metric_base) / eps for o in outs]) / (res.metric_source - res.metric_base)
+    assert torch.allclose(torch.tensor(res.scores.values.ravel()), fd.double(), atol=2e-3, rtol=1e-2)

@@ -9,7 +9,7 @@ once, and reports (headline, ``--json``, files under ``--out``).
 from __future__ import annotations
 
 LLM_PINPOINT_EXAMPLES = """
-pretrained language model:
+pretrained language model (--model NAME or a Hugging Face folder):
   spinlens pinpoint --model smollm2-135m --task arithmetic --out pin-arith    # located heads+MLPs vs random heads, full, LoRA
   spinlens pinpoint --model smollm2-135m --task arithmetic --methods located full --n-seeds 1 --steps 10 --json
   spinlens pinpoint --model smollm2-135m --task icl --methods located random full --out pin-icl

@@ -31,6 +31,9 @@ EXAMPLES = (
     "  spinlens interp fv --checkpoint runs/lm --task capitalise --n-seeds 3 --out runs/fv-lm\n"
     "  (a language model from 'spinlens lm': word tasks copy | capitalise | lowercase on words of its\n"
     "   held-out text, prompts ' file: File\\n value: Value\\n ... return:')\n"
+    "  spinlens interp fv --model smollm2-135m --task capital,translate_fr,past,uppercase --n-prompts 32 --out runs/fv-smol\n"
+    "  (a pretrained LLM: word tasks from offline data, see spinlens.llm.icl; the heads with the largest indirect\n"
+    "   effect over all tasks are listed, as spinlens.llm.icl.locate_fv_heads returns them)\n"
 )
 
 
@@ -41,6 +44,8 @@ def register_fv(isub) -> None:
                    "or a language model folder from 'spinlens lm' (with --task)")
     g.add_argument("--planted", action="store_true", help="hand-built model where head (0,1) carries the task "
                    "(default when no checkpoint is given)")
+    g.add_argument("--model", default=None, help="a named pretrained model (smollm2-135m, gemma3-270m) or a Hugging "
+                   "Face causal LM folder; with --task NAME[,NAME...] among the word tasks of spinlens.llm.icl")
     g = q.add_argument_group("method")
     g.add_argument("--n-prompts", type=int, default=256, help="prompts for choosing heads, and again for evaluation (>= 8)")
     g.add_argument("--n-pairs", type=int, default=None, help="demonstrations per prompt (default: the checkpoint's, or 3; "
@@ -82,8 +87,10 @@ def _run_fv(args: argparse.Namespace) -> int:
     check_choice("corruption", args.corruption, ("shuffled", "other_task"))
     check_float("strength", args.strength)
     check_out_dir("out", args.out)
-    if args.checkpoint and args.planted:
-        raise InvalidParameterError("Give at most one of --checkpoint, --planted.")
+    if sum(bool(x) for x in (args.checkpoint, args.planted, getattr(args, "model", None))) > 1:
+        raise InvalidParameterError("Give at most one of --checkpoint, --planted, --model.")
+    if getattr(args, "model", None):
+        return _run_fv_hf(args)
     from spinlens.experiment import folder_kind
 
     if args.checkpoint and folder_kind(args.checkpoint) == "lm":
@@ -193,4 +200,66 @@ def _run_fv_lm(args: argparse.Namespace) -> int:
         print(d["verdict"]["line"])
         if args.out:
             print(f"wrote {args.out}")
+    return 0
+
+
+def _run_fv_hf(args: argparse.Namespace) -> int:
+    """``interp fv --model NAME|DIR --task T[,T...]``: function vectors on word tasks of a pretrained LLM."""
+    from transformers import AutoTokenizer
+
+    from spinlens.errors import InvalidParameterError, check_int
+    from spinlens.interp.hf import load_hf
+    from spinlens.llm.icl import WORD_TASKS, fv_study
+    from spinlens.models.pretrained import resolve_model
+
+    tasks = [t.strip() for t in (args.task or "capital,translate_fr,past,uppercase").split(",") if t.strip()]
+    bad = [t for t in tasks if t not in WORD_TASKS]
+    if bad or not tasks:
+        raise InvalidParameterError(f"The 'task' parameter must list word tasks among {{{', '.join(WORD_TASKS)}}}. "
+                                    f"Got {args.task!r}.")
+    if args.corruption != "shuffled":
+        raise InvalidParameterError(f"The 'corruption' parameter must be shuffled for word tasks. Got {args.corruption!r}.")
+    n_seeds = check_int("n-seeds", args.n_seeds, low=1, high=100)
+    n_pairs = check_int("n-pairs", args.n_pairs if args.n_pairs is not None else 5, low=1, high=50)
+    model = load_hf(args.model)
+    tok = AutoTokenizer.from_pretrained(str(resolve_model(args.model)), local_files_only=True)
+    check_int("top-k", args.top_k, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
+    seeds = tuple(range(args.seed, args.seed + n_seeds))
+    res = fv_study(model, tok, tasks, n_prompts=args.n_prompts, n_pairs=n_pairs, top_k=args.top_k,
+                   fv_heads=args.top_k, seeds=seeds, progress=not args.json)
+    d = res.to_dict()
+    d["model"] = str(args.model)
+    if args.out:
+        from spinlens import io
+        from spinlens.plotting import lm as S
+        from spinlens.plotting.interp import plot_heatmap, save_data, save_figure
+
+        os.makedirs(args.out, exist_ok=True)
+        for name, ds in res.datasets.items():
+            fig, _ = S.plot_lm_function_vectors(ds)
+            io.save_figure(fig, args.out, f"function_vectors_{name}", bbox_inches="tight", dpi=150)
+            io.save_dataset(ds, args.out, f"function_vectors_{name}")
+        save_figure(plot_heatmap(res.indirect_effect, title="causal indirect effect, mean over tasks", annotate=False),
+                    args.out, "indirect_effect")
+        save_data(res.indirect_effect, args.out, "indirect_effect")
+        io.write_json(os.path.join(args.out, "result.json"), d)
+        io.write_run_json(args.out, io.run_record("interp fv", args=args, seed=args.seed, summary=d))
+    if args.json:
+        print_json(d)
+        return 0
+    f = lambda m: f"{m['mean']:.3f} ± {m['sd']:.3f}"  # noqa: E731
+    rows = [("model", d["model"]), ("seeds", " ".join(map(str, seeds)))]
+    for name, s in d["tasks"].items():
+        rows.append((f"{name}: few-shot / zero-shot accuracy", f"{f(s['few_shot_accuracy'])} / {f(s['zero_shot_accuracy'])}"))
+        if s["zero_shot_fv"] is not None:
+            z = s["zero_shot_fv"]
+            rows.append((f"{name}: zero-shot + FV before layer {s['best_layer']}: accuracy / gain",
+                         f"{f(z['accuracy'])} / {f(z['gain'])}"))
+    for name, why in d["skipped"].items():
+        rows.append((f"{name}: skipped", why))
+    rows.append(("heads (largest indirect effect, mean over tasks)",
+                 " ".join(f"{h['layer']}.{h['head']}" for h in d["heads"])))
+    print_table(rows)
+    if args.out:
+        print(f"wrote {args.out}")
     return 0

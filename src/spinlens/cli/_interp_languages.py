@@ -39,6 +39,8 @@ def register_languages(isub) -> None:
     q.add_argument("--quantile", type=float, default=0.95, help="activation-probability quantile of the filter and "
                    "the per-language bar (the paper's 0.95)")
     q.add_argument("--batch-size", type=int, default=4, help="rows per forward pass")
+    q.add_argument("--parts", nargs="+", choices=["off", "on"], default=["off", "on"],
+                   help="off: the loss matrix from switching neurons off; on: the language switch from switching them on")
     q.add_argument("--seed", type=int, default=0, help="first seed: the split and the rows; random controls use "
                    "--seed .. --seed + n-seeds - 1")
     q.add_argument("--n-seeds", type=int, default=3, help="random control draws (1..100)")
@@ -73,7 +75,8 @@ def run_languages(args: argparse.Namespace) -> int:
         model, tok, corpus, n_ctx=args.n_ctx, fit_tokens=args.fit_tokens, eval_tokens=args.eval_tokens,
         n_prompts=args.n_prompts, prompt_tokens=args.prompt_tokens, n_new=args.new_tokens,
         top_fraction=args.top_fraction, filter_quantile=args.quantile, bar_quantile=args.quantile,
-        seeds=range(args.seed, args.seed + n_seeds), batch_size=args.batch_size, progress=say)
+        seeds=range(args.seed, args.seed + n_seeds), batch_size=args.batch_size, parts=args.parts,
+        progress=say)
     d = res.to_dict()
     d["model"] = str(args.model)
     if args.out:
@@ -92,13 +95,15 @@ def run_languages(args: argparse.Namespace) -> int:
     rows = [("model", d["model"]), ("corpus", f"{d['corpus']['corpus']} (Django {d['corpus']['version']}, "
                                               f"{d['corpus']['n_messages']} aligned messages)"),
             ("language identifier accuracy", " ".join(f"{c} {a:.3f}" for c, a in d["lid_accuracy"].items())),
-            ("language-specific neurons", " ".join(f"{c} {v['total']}" for c, v in d["language_neurons"].items())),
-            ("Δ loss, own language off (mean of diagonal)", f"{d['diagonal_delta_loss']:.3f} nats/token"),
-            ("Δ loss, other languages (off-diagonal)", f"{d['off_diagonal_delta_loss']:.3f} nats/token"),
-            ("Δ loss, random neurons, diagonal", f(d["random_diagonal_delta_loss"])),
-            ("switch rate, neurons on (off-diagonal)", f"{d['switch_rate_mean']:.3f}"),
-            ("switch rate, no intervention", f"{d['switch_base_mean']:.3f}"),
-            ("switch rate, random neurons on", f(d["switch_random_mean"]))]
+            ("language-specific neurons", " ".join(f"{c} {v['total']}" for c, v in d["language_neurons"].items()))]
+    if "off" in args.parts:
+        rows += [("Δ loss, own language off (mean of diagonal)", f"{d['diagonal_delta_loss']:.3f} nats/token"),
+                 ("Δ loss, other languages (off-diagonal)", f"{d['off_diagonal_delta_loss']:.3f} nats/token"),
+                 ("Δ loss, random neurons, diagonal", f(d["random_diagonal_delta_loss"]))]
+    if "on" in args.parts:
+        rows += [("switch rate, neurons on (off-diagonal)", f"{d['switch_rate_mean']:.3f}"),
+                 ("switch rate, no intervention", f"{d['switch_base_mean']:.3f}"),
+                 ("switch rate, random neurons on", f(d["switch_random_mean"]))]
     print_table(rows)
     if args.out:
         print(f"wrote {args.out}")

@@ -120,6 +120,9 @@ def register(sub) -> None:
 
     register_ioi(isub)
     register_arithmetic(isub)
+    from ._interp_recall import register_recall  # factual recall by causal tracing (spinlens.llm.recall)
+
+    register_recall(isub)
 
 
 # ------------------------------------------------------------------------------------------------ induction
@@ -128,14 +131,17 @@ INDUCTION_HELP = ("Induction heads of a language model (spinlens lm): per-head i
 INDUCTION_EXAMPLES = """  spinlens interp induction --checkpoint runs/lm --json
   spinlens interp induction --checkpoint runs/lm --out runs/lm-induction    # + figures, snippets, lens
   spinlens interp induction --checkpoint runs/lm/checkpoints/step-000100 --no-ablation --no-path
+  spinlens interp induction --model smollm2-135m --n-seq 32 --json
 """
 
 
 def _register_induction(isub) -> None:
     q = isub.add_parser("induction", help=INDUCTION_HELP, description=INDUCTION_HELP,
                         epilog="examples:\n" + INDUCTION_EXAMPLES, formatter_class=Formatter)
-    q.add_argument("--checkpoint", required=True, help="language-model folder written by 'spinlens lm' (or one of its "
+    q.add_argument("--checkpoint", default=None, help="language-model folder written by 'spinlens lm' (or one of its "
                    "checkpoints/step-* folders)")
+    q.add_argument("--model", default=None, help="or: a named pretrained model (smollm2-135m, gemma3-270m) or a Hugging "
+                   "Face causal LM folder (default --half 64; no K-composition)")
     q.add_argument("--n-seq", type=int, default=64, help="repeated random token sequences (>= 1; the default is the one "
                    "`spinlens lm` uses, so both print the same scores for the same model)")
     q.add_argument("--half", type=int, default=None, help="tokens per half of a repeated sequence (default: n_ctx/2, "
@@ -164,7 +170,7 @@ def _run_induction(args) -> int:
     if args.json:
         print_json(summary)
     else:
-        print(f"spinlens interp induction: {args.checkpoint}")
+        print(f"spinlens interp induction: {args.checkpoint or args.model}")
         for r in summary["heads"][:6]:
             print(f"  head {r['layer']}.{r['head']}: induction_score {r['induction_score']:.3f}, "
                   f"prev_token_score {r['prev_token_score']:.3f}")

@@ -154,13 +154,15 @@ def attribution_circuit(model, clean, corrupt, *, metric, threshold: float = 0.1
     return AttributionCircuit(circ, f, f0, ea)
 
 
-def head_attribution(model, clean: torch.Tensor, corrupt: torch.Tensor, *, metric, direction: str = "denoise"):
+def head_attribution(model, clean: torch.Tensor, corrupt: torch.Tensor, *, metric, direction: str = "denoise",
+                     position: int | None = None):
     """Attribution patching of every head's ``z`` (Nanda 2023): the first-order estimate of `activation_patch`
     with ``component="z"``, from one forward and one backward pass on the base run:
 
         score(L, h) ≈ Σ_{positions, d_head} ∂m/∂z_{L,h} · (z_{L,h}(source) − z_{L,h}(base)) / (m_source − m_base)
 
-    (``m`` averaged over prompts). The gradient is taken with respect to activations only: the weights are
+    (``m`` averaged over prompts; ``position``: that position only, the estimate of patching ``z`` there).
+    The gradient is taken with respect to activations only: the weights are
     frozen during the pass and the embedding is the leaf, so no weight gradient is computed. Works on any
     hooked model with ``hook_embed`` and ``attn.hook_z`` (`Transformer`, `HookedHF`).
 
@@ -204,9 +206,10 @@ def head_attribution(model, clean: torch.Tensor, corrupt: torch.Tensor, *, metri
     from spinlens.interp.patching import _check_metrics
 
     m_b, m_s = _check_metrics(m_b, m_s)
+    sl = slice(None) if position is None else slice(position, None if position == -1 else position + 1)
     scores = np.stack([
-        torch.einsum("bphd,bphd->h", saved[n].grad, (cs[n] - saved[n].detach()).to(saved[n].dtype)).double().numpy()
-        for n in names]) / (m_s - m_b)
+        torch.einsum("bphd,bphd->h", saved[n].grad[:, sl], (cs[n] - saved[n].detach()).to(saved[n].dtype)[:, sl])
+        .double().numpy() for n in names]) / (m_s - m_b)
     da = xr.DataArray(scores, dims=("layer", "head"), coords={"layer": np.arange(nL), "head": np.arange(scores.shape[1])},
                       name="attribution_score", attrs={"long_name": f"attribution patching score ({direction}, z)",
                                                        "component": "z"})

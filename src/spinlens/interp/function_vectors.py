@@ -238,6 +238,81 @@ def _set_head(name: str, values: torch.Tensor, position, head: int):
     return name, fn
 
 
+class _LastTokenRuns:
+    """Forward passes of a Hugging Face model (`HookedHF`) whose interventions touch only each prompt's last
+    token: the tokens before it run once with a key/value cache, and each intervened run recomputes only the
+    last token (exact: causal attention, nothing before the last position changes). Prompts of different
+    lengths (right-padded, read at ``position``) are left-aligned for the cache: their prefixes are
+    left-padded, masked out of attention, with each token at its own position id."""
+
+    def __init__(self, model, tokens: torch.Tensor, position, *, repeat: int = 1) -> None:
+        self.model, n = model, len(tokens)
+        last = (torch.full((n,), int(position) % tokens.shape[1], dtype=torch.long)
+                if isinstance(position, (int, np.integer)) else torch.as_tensor(position).long())
+        P = int(last.max())
+        self.n, self.P, self.cache = n, P, None
+        self.last_tok = tokens[torch.arange(n), last][:, None]
+        self.mask = torch.zeros((n, P + 1), dtype=torch.long)
+        for i, p in enumerate(last.tolist()):
+            self.mask[i, P - p:] = 1
+        self.pos = last[:, None]
+        if P > 0:
+            prefix = torch.zeros((n, P), dtype=torch.long)
+            for i, p in enumerate(last.tolist()):
+                prefix[i, P - p:] = tokens[i, :p]
+            pid = (torch.cumsum(self.mask[:, :P], 1) - 1).clamp(min=0)
+            with model.hooks([]):
+                out = model.hf(input_ids=prefix, attention_mask=self.mask[:, :P], position_ids=pid, use_cache=True)
+            self.cache = out.cache if getattr(out, "cache", None) is not None else out.past_key_values
+        import inspect
+
+        # transformers >= 5.x names the key/value cache argument "cache" (older: "past_key_values")
+        self.cache_kw = "cache" if "cache" in inspect.signature(model.hf.forward).parameters else "past_key_values"
+        if repeat > 1:  # each prompt ``repeat`` times in a row (row i * repeat + j): one batch for many interventions
+            self.n = n * repeat
+            self.last_tok, self.mask, self.pos = (t.repeat_interleave(repeat, 0) for t in (self.last_tok, self.mask,
+                                                                                         self.pos))
+            if self.cache is not None:
+                self.cache.batch_repeat_interleave(repeat)
+
+    def logits(self, make_hooks=None) -> torch.Tensor:
+        """Logits ``(n, vocab)`` at each prompt's last position; ``make_hooks(idx)`` gives the ``(name, fn)``
+        hooks (or interventions) for the prompts ``idx`` (here all, in order), acting on the last token
+        (position -1)."""
+        from spinlens.interp.interventions import steer
+
+        hooks = [] if make_hooks is None else make_hooks(torch.arange(self.n))
+        kw = {} if self.cache is None else {self.cache_kw: self.cache}
+        with steer(self.model, hooks):
+            lg = self.model.hf(input_ids=self.last_tok, attention_mask=self.mask, position_ids=self.pos,
+                               use_cache=self.cache is not None, **kw).logits[:, -1]
+        if self.cache is not None:
+            _crop(self.cache, self.P)
+        return lg
+
+
+def _crop(cache, length: int) -> None:
+    """Cut a key/value cache back to ``length`` tokens (transformers < 5 crop to a length, >= 5 by a count)."""
+    n = int(cache.get_seq_length())
+    if n == length:
+        return
+    try:
+        cache.crop(length - n)
+    except ValueError:
+        cache.crop(length)
+    if int(cache.get_seq_length()) != length:
+        cache.crop(length)
+
+
+def _fast(model) -> bool:
+    """Whether the last-token runs apply (a Hugging Face model through `HookedHF`)."""
+    return getattr(model, "hf", None) is not None and hasattr(model.hf, "config")
+
+
+def _rows_prob(logits: torch.Tensor, answer: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits.double(), -1).gather(-1, answer.long()[:, None])[:, 0]
+
+
 @torch.no_grad()
 def token_head_indirect_effect(model, clean: torch.Tensor, corrupt: torch.Tensor, answer: torch.Tensor, *,
                                groups=None, position=-1, corrupt_position=None,
@@ -266,7 +341,6 @@ def token_head_indirect_effect(model, clean: torch.Tensor, corrupt: torch.Tensor
     -------
     xarray.DataArray, dims ``(layer, head)``, name ``indirect_effect`` (probability units).
     """
-    import xarray as xr
 
     cpos = position if corrupt_position is None else corrupt_position
     fixed = isinstance(position, int) and isinstance(cpos, int)
@@ -281,9 +355,25 @@ def token_head_indirect_effect(model, clean: torch.Tensor, corrupt: torch.Tensor
     n_layers = model.cfg.n_layers
     names = [hook_template.format(layer=L) for L in range(n_layers)]
     _, cache = model.run_with_cache(clean, names_filter=names)
-    base = _prob(model(corrupt), answer, cpos)
     n_heads = cache[names[0]].shape[2]
     out = np.zeros((n_layers, n_heads))
+    if _fast(model):  # all heads of a layer in one batch: row i * n_heads + h sets head h of prompt i
+        runs = _LastTokenRuns(model, corrupt, cpos, repeat=n_heads)
+        rows = torch.arange(runs.n)
+        ans = answer.repeat_interleave(n_heads)
+        p0 = _rows_prob(runs.logits(), ans).reshape(-1, n_heads)[:, 0]
+        for L in range(n_layers):
+            vals = _group_means(_at(cache[names[L]], position), g, n_groups)[g].reshape(runs.n, -1)
+
+            def fn(act, hook, vals=vals):
+                act = act.clone()
+                act[rows, -1, rows % n_heads] = vals.to(act.dtype)
+                return act
+
+            p = _rows_prob(runs.logits(lambda idx, fn=fn, L=L: [(names[L], fn)]), ans).reshape(-1, n_heads)
+            out[L] = (p - p0[:, None]).mean(0).numpy()
+        return _ie_array(out)
+    base = _prob(model(corrupt), answer, cpos)
     for L in range(n_layers):
         means = _group_means(_at(cache[names[L]], position), g, n_groups)  # (group, head, d_model)
         for h in range(n_heads):
@@ -291,6 +381,13 @@ def token_head_indirect_effect(model, clean: torch.Tensor, corrupt: torch.Tensor
                   else _set_head(names[L], means[g, h], cpos, h))
             p = _prob(run_steered(model, corrupt, [iv]), answer, cpos)
             out[L, h] = float((p - base).mean())
+    return _ie_array(out)
+
+
+def _ie_array(out: np.ndarray):
+    import xarray as xr
+
+    n_layers, n_heads = out.shape
     return xr.DataArray(
         out, dims=("layer", "head"), coords={"layer": np.arange(n_layers), "head": np.arange(n_heads)},
         name="indirect_effect",
@@ -366,11 +463,39 @@ def evaluate_function_vector(model, prompts: torch.Tensor, answer: torch.Tensor,
     dict with ``base_accuracy``, ``base_prob``, ``base_logprob`` (floats) and ``accuracy``, ``prob``,
     ``logprob`` (arrays over ``layers``).
     """
-    base = _at(model(prompts), position)
+    layers = [int(L) for L in layers]
+    fast = None
+    if _fast(model):  # every layer in one batch: row i * len(layers) + j adds the FV before layers[j]
+        R = len(layers) + 1  # the last block of rows: no FV (the base)
+        runs = _LastTokenRuns(model, prompts, position, repeat=R)
+        rows = torch.arange(runs.n)
+        gr = torch.zeros(len(prompts), dtype=torch.long) if groups is None else torch.as_tensor(groups).long()
+        vec = torch.as_tensor(vectors)
+        vec = (vec[None] if vec.ndim == 1 else vec)[gr].repeat_interleave(R, 0)
+        by_name: dict = {}
+        for j, L in enumerate(layers):
+            by_name.setdefault(_resid_hook(model, L), []).append(j)
+        hooks = []
+        for name, js in by_name.items():
+            sel = rows[torch.isin(rows % R, torch.as_tensor(js))]
+
+            def fn(act, hook, sel=sel):
+                act = act.clone()
+                act[sel, -1] = act[sel, -1] + strength * vec[sel].to(act.dtype)
+                return act
+
+            hooks.append((name, fn))
+        fast = runs.logits(lambda idx: hooks).reshape(len(prompts), R, -1)
+        base = fast[:, -1]
+    else:
+        base = _at(model(prompts), position)
     acc, prob, lp = [], [], []
-    for L in layers:
-        hk = fv_hook(model, vectors, layer=L, groups=groups, strength=strength, position=position)
-        lg = _at(run_steered(model, prompts, [hk]), position)
+    for j, L in enumerate(layers):
+        if fast is not None:
+            lg = fast[:, j]
+        else:
+            hk = fv_hook(model, vectors, layer=L, groups=groups, strength=strength, position=position)
+            lg = _at(run_steered(model, prompts, [hk]), position)
         acc.append(float((lg.argmax(-1) == answer).double().mean()))
         lp.append(float(_logprob(lg[:, None], answer, -1).mean()))
         prob.append(float(_prob(lg[:, None], answer, -1).mean()))

@@ -5,12 +5,13 @@ MLPs that carry operand information to the answer.
   ``"What is a plus b? Answer: "`` (format ``"words"``), operands of a given number of digits, each with a
   corrupted prompt (same operation and digit counts, other operands, whose answer starts with another token).
 - `arithmetic_accuracy`: greedy answers, exact match of the whole number, by operation and digit count.
-- `locate_components`: on prompts the model answers correctly, the direct path-patching score of every head
-  to the logits (`spinlens.interp.patching.direct_path_patch`: the head's output from the clean run, everything
-  else frozen at the corrupted run; metric: logit difference between the clean and the corrupted answer's
-  first token), heads above ``head_threshold``; then activation patching of every MLP output, and the MLPs
-  in or after the first located head's layer above ``mlp_threshold``. Returns `LocatedComponents`
-  (``heads``, ``mlps``), the components that ``spinlens pinpoint --task arithmetic`` tunes.
+- `locate_components`: on prompts the model answers correctly (first answer token), each head's clean output at
+  the answer position patched into the corrupted run (metric: logit difference between the clean and the
+  corrupted answer's first token), computed exactly for the candidates that attribution patching ranks highest;
+  heads above ``head_threshold`` are located. Then activation patching of the MLP outputs from the first located
+  head's layer on, and the MLPs above ``mlp_threshold``. Returns `LocatedComponents` (``heads``, ``mlps``), the
+  components that ``spinlens pinpoint --task arithmetic`` tunes. ``method="direct"`` scores heads by path
+  patching to the logits instead (`spinlens.interp.patching.direct_path_patch`).
 - `operand_attention`: attention of heads from the answer position to the operand, operator and other tokens.
 
 Whether a space before the answer is part of the prompt follows the tokenizer: where ``" 7"`` is two tokens
@@ -32,8 +33,7 @@ from spinlens.llm.tasks import TextTask, tokenize_task
 from spinlens.random import as_generator
 
 __all__ = ["OPERATIONS", "FORMATS", "arithmetic_task", "arithmetic_accuracy", "LocatedComponents",
-           "locate_components", "operand_attention", "answer_space_in_prompt", "ArithmeticResult", "arithmetic_study",
-           "joint_direct_recovery"]
+           "locate_components", "operand_attention", "answer_space_in_prompt", "ArithmeticResult", "arithmetic_study"]
 
 OPERATIONS = {"+": "plus", "-": "minus", "*": "times"}
 FORMATS = {"symbolic": "{a} {op} {b} =", "words": "What is {a} {word} {b}? Answer:"}
@@ -207,11 +207,13 @@ class LocatedComponents:
     Attributes
     ----------
     heads : tuple of (layer, head)
-        Heads with direct path-patching score ``>= head_threshold`` to the logits, strongest first.
+        Heads with score ``>= head_threshold``, strongest first.
     mlps : tuple of int
         MLP layers at or after the first located head's layer with activation-patching score ``>= mlp_threshold``.
     head_scores : xarray.DataArray ``(layer, head)``
-        Direct path-patching score of every head (normalised logit-difference recovery).
+        Score of every head (normalised logit-difference recovery; ``attrs["method"]``: ``"total"``, the clean
+        ``z`` at the answer position patched into the corrupted run, exact for the attribution-patching
+        candidates and 0 for the rest; or ``"direct"``, path patching to the logits).
     mlp_scores : xarray.DataArray ``(layer,)``
         Activation-patching score of every MLP output from the first located head's layer on (NaN below).
     attention : dict
@@ -223,8 +225,8 @@ class LocatedComponents:
         ``len(heads) / n_heads_total``.
     head_threshold, mlp_threshold : float
     recovery : float
-        Normalised logit-difference recovery when the located heads' outputs (all of them together) go from the
-        corrupted to the clean run with everything else frozen (their joint direct effect).
+        Normalised logit-difference recovery when the located heads all take their clean ``z`` at the answer
+        position in the corrupted run (their joint total effect).
     recovery_random : tuple of float
         The same for random sets of as many heads (``n_random`` draws).
     logit_diff_clean, logit_diff_corrupt : float
@@ -272,53 +274,78 @@ def _first_token_correct(model, batch) -> torch.Tensor:
         return model(batch.clean)[:, -1].argmax(-1) == batch.answer
 
 
-def correct_batch(model, tokenizer, task: TextTask):
-    """The largest equal-length batch of ``task`` restricted to prompts whose clean answer's first token is the
-    model's top token. Raises one line if the model answers none correctly."""
+def correct_batches(model, tokenizer, task: TextTask):
+    """The equal-length batches of ``task`` restricted to prompts whose clean answer's first token is the model's
+    top token (``(batches, dropped)``). Raises one line if the model answers none correctly."""
+    from spinlens.llm.tasks import TokenBatch
+
     tt = tokenize_task(task, tokenizer, single_token=False)  # multi-digit answers: scored by their first token
-    best = None
+    out = []
     for b in tt.batches:
-        ok = _first_token_correct(model, b)
-        if int(ok.sum()) == 0:
-            continue
-        keep = torch.nonzero(ok)[:, 0]
-        sub = type(b)(clean=b.clean[keep], answer=b.answer[keep], index=b.index[keep],
-                      corrupt=None if b.corrupt is None else b.corrupt[keep],
-                      wrong=None if b.wrong is None else b.wrong[keep])
-        if best is None or len(sub) > len(best):
-            best = sub
-    if best is None:
+        keep = torch.nonzero(_first_token_correct(model, b))[:, 0]
+        if len(keep):
+            out.append(TokenBatch(clean=b.clean[keep], answer=b.answer[keep], index=b.index[keep],
+                                  corrupt=None if b.corrupt is None else b.corrupt[keep],
+                                  wrong=None if b.wrong is None else b.wrong[keep]))
+    if not out:
         raise InvalidParameterError(f"The task {task.name!r}: the model answers none of its {len(task)} prompts "
                                     "correctly (first answer token), so there is nothing to locate.")
-    return best, tt.dropped
+    return out, tt.dropped
 
 
-def operand_attention(model, tokenizer, task: TextTask, batch, heads) -> dict:
+def operand_attention(model, tokenizer, task: TextTask, batches, heads) -> dict:
     """Mean attention of ``heads`` from the last position to the tokens of operand a, the operator, operand b,
-    and everything else (``{(L, h): {"a", "op", "b", "other"}}``)."""
+    and everything else (``{(L, h): {"a", "op", "b", "other"}}``), over the prompts of ``batches``."""
     from spinlens.vocabulary import act_name
 
     layers = sorted({L for L, _ in heads})
     if not layers:
         return {}
-    with torch.no_grad():
-        _, cache = model.run_with_cache(batch.clean, names_filter=[act_name("pattern", L) for L in layers])
-    T = batch.clean.shape[1]
-    masks = {k: torch.zeros(len(batch), T) for k in ("a", "op", "b")}
-    for r, i in enumerate(batch.index.tolist()):
-        enc = tokenizer(task.prompts[i], return_offsets_mapping=True)
-        offs = enc["offset_mapping"]
-        for k, (s, e) in task.meta["spans"][i].items():
-            for t, (ts, te) in enumerate(offs):
-                if te > s and ts < e and te > ts:
-                    masks[k][r, t] = 1.0
+    sums: dict = {hd: {k: 0.0 for k in ("a", "op", "b")} for hd in heads}
+    n = 0
+    for batch in batches:
+        with torch.no_grad():
+            _, cache = model.run_with_cache(batch.clean, names_filter=[act_name("pattern", L) for L in layers],
+                                            positions=-1)
+        T = batch.clean.shape[1]
+        masks = {k: torch.zeros(len(batch), T) for k in ("a", "op", "b")}
+        for r, i in enumerate(batch.index.tolist()):
+            offs = tokenizer(task.prompts[i], return_offsets_mapping=True)["offset_mapping"]
+            for k, (s, e) in task.meta["spans"][i].items():
+                for t, (ts, te) in enumerate(offs):
+                    if te > s and ts < e and te > ts:
+                        masks[k][r, t] = 1.0
+        for L, h in heads:
+            p = cache[act_name("pattern", L)][:, h, -1].float()  # [b, k]
+            for k, m in masks.items():
+                sums[(L, h)][k] += float((p * m).sum())
+        n += len(batch)
     out = {}
-    for L, h in heads:
-        p = cache[act_name("pattern", L)][:, h, -1].float()  # [b, k]
-        d = {k: float((p * m).sum(-1).mean()) for k, m in masks.items()}
+    for hd, d in sums.items():
+        d = {k: v / n for k, v in d.items()}
         d["other"] = 1.0 - sum(d.values())
-        out[(L, h)] = d
+        out[hd] = d
     return out
+
+
+def _pool(vals_per_batch, refs, sizes) -> np.ndarray:
+    """One normalisation over length groups: ``Σ n_g (m_g - m_b,g) / Σ n_g (m_s,g - m_b,g)``."""
+    num = sum(n * (v - mb) for v, (mb, _), n in zip(vals_per_batch, refs, sizes))
+    den = sum(n * (ms - mb) for (mb, ms), n in zip(refs, sizes))
+    return num / den
+
+
+def _last_pos_head_patch(model, batch, heads, metric, refs, max_batch) -> np.ndarray:
+    """Metric means with each head's clean ``z`` patched into the corrupted run at the last position only."""
+    from spinlens.interp.patching import _hook_name, _metric_means, run_variants
+
+    layers = sorted({L for L, _ in heads})
+    names = {L: _hook_name("z", L) for L in layers}
+    with torch.no_grad():
+        _, cc = model.run_with_cache(batch.clean, names_filter=list(names.values()))
+    outs, _ = run_variants(model, batch.corrupt, [[(names[L], (-1, h), cc[names[L]])] for L, h in heads],
+                           max_batch=max_batch)
+    return _metric_means(metric, outs)
 
 
 def locate_components(
@@ -333,6 +360,8 @@ def locate_components(
     seed: int = 0,
     head_threshold: float = 0.05,
     mlp_threshold: float = 0.1,
+    method: str = "total",
+    n_candidates: int = 24,
     max_batch: int = 1024,
     n_random: int = 5,
     task: TextTask | None = None,
@@ -346,13 +375,18 @@ def locate_components(
     tokenizer : the model's tokenizer
     operations, n_digits, n_prompts, fmt, shots, seed
         The `arithmetic_task` the components are located on (ignored when ``task`` is given); only prompts the
-        model answers correctly (first answer token) are used, from the largest group of equal token length.
+        model answers correctly (first answer token) are used, pooled over their token-length groups.
     head_threshold : float
-        A head is located if its direct path-patching score (normalised recovery of the clean logit difference)
-        is at least this.
+        A head is located if its score (normalised recovery of the clean logit difference) is at least this.
     mlp_threshold : float
         An MLP (layer >= the first located head's layer) is located if patching its clean output into the
         corrupted run recovers at least this fraction of the logit difference.
+    method : {"total", "direct"}
+        ``"total"``: the head's clean output at the answer position patched into the corrupted run (activation
+        patching of ``z`` at the last position: its effect through every later head and MLP), computed exactly
+        for the ``n_candidates`` heads with the largest attribution-patching estimate
+        (`spinlens.interp.attribution.head_attribution` restricted to the last position), 0 for the others.
+        ``"direct"``: path patching to the logits only (`direct_path_patch`; every head, exact).
     n_random : int
         Random head sets (seeded by ``seed``) for the joint-recovery baseline.
 
@@ -367,66 +401,84 @@ def locate_components(
     """
     import xarray as xr
 
+    from spinlens.interp.attribution import head_attribution
     from spinlens.interp.metrics import logit_diff_metric
     from spinlens.interp.patching import _hook_name, _metric_means, direct_path_patch, run_variants
 
     check_float("head_threshold", head_threshold, low=0)
     check_float("mlp_threshold", mlp_threshold, low=0)
+    check_choice("method", method, ("total", "direct"))
+    check_int("n_candidates", n_candidates, low=1)
     if task is None:
         task = arithmetic_task(n_prompts, operations=operations, digits=n_digits, fmt=fmt, shots=shots,
                                tokenizer=tokenizer, rng=seed)
-    batch, dropped = correct_batch(model, tokenizer, task)
-    metric = logit_diff_metric(batch.answer, batch.wrong)
-    hs = direct_path_patch(model, batch.clean, batch.corrupt, metric=metric)
-    v = hs.scores.values
+    batches, dropped = correct_batches(model, tokenizer, task)
+    metrics = [logit_diff_metric(b.answer, b.wrong) for b in batches]
+    sizes = [len(b) for b in batches]
+    nL, nH = model.cfg.n_layers, model.cfg.n_heads
+    n_tot = nL * nH
+    direct = [direct_path_patch(model, b.clean, b.corrupt, metric=m) for b, m in zip(batches, metrics)]
+    refs = [(r.metric_base, r.metric_source) for r in direct]
+    if method == "direct":
+        v = _pool([r.metric_base + r.scores.values * (r.metric_source - r.metric_base) for r in direct], refs, sizes)
+    else:
+        att = _pool([r.metric_base + head_attribution(model, b.clean, b.corrupt, metric=m, position=-1).scores.values
+                     * (r.metric_source - r.metric_base) for b, m, r in zip(batches, metrics, direct)], refs, sizes)
+        cand = [tuple(int(x) for x in np.unravel_index(i, att.shape)) for i in np.argsort(-att, axis=None)[:n_candidates]]
+        exact = _pool([_last_pos_head_patch(model, b, cand, m, r, max_batch) for b, m, r in zip(batches, metrics, refs)],
+                      refs, sizes)
+        v = np.zeros((nL, nH))
+        for (L, h), x in zip(cand, exact):
+            v[L, h] = x
     order = np.argsort(-v, axis=None)
     heads = tuple((int(L), int(h)) for L, h in (np.unravel_index(i, v.shape) for i in order) if v[L, h] >= head_threshold)
-    nL = model.cfg.n_layers
     first = min((L for L, _ in heads), default=nL)
     mlp_v = np.full(nL, np.nan)  # MLPs from the first located head's layer on ("the MLPs after them")
     if first < nL:
         names = [_hook_name("mlp_out", L) for L in range(first, nL)]
-        with torch.no_grad():
-            _, cc = model.run_with_cache(batch.clean, names_filter=names)
-        outs, _ = run_variants(model, batch.corrupt, [[(n, (), cc[n])] for n in names], max_batch=max_batch)
-        mlp_v[first:] = (_metric_means(metric, outs) - hs.metric_base) / (hs.metric_source - hs.metric_base)
+        per = []
+        for b, m in zip(batches, metrics):
+            with torch.no_grad():
+                _, cc = model.run_with_cache(b.clean, names_filter=names)
+            outs, _ = run_variants(model, b.corrupt, [[(n, (), cc[n])] for n in names], max_batch=max_batch)
+            per.append(_metric_means(m, outs))
+        mlp_v[first:] = _pool(per, refs, sizes)
     mlps = tuple(int(L) for L in range(first, nL) if mlp_v[L] >= mlp_threshold)
-    att = operand_attention(model, tokenizer, task, batch, heads)
-    n_tot = model.cfg.n_layers * model.cfg.n_heads
+    attn = operand_attention(model, tokenizer, task, batches, heads)
+
+    rec, rand = float("nan"), ()
+    if heads:
+        g = np.random.default_rng(seed)
+        sets = [list(heads)] + [[(int(i) // nH, int(i) % nH) for i in g.choice(n_tot, size=len(heads), replace=False)]
+                                for _ in range(n_random)]
+        r = _pool([_joint_last_pos_patch(model, b, sets, m, max_batch) for b, m in zip(batches, metrics)], refs, sizes)
+        rec, rand = float(r[0]), tuple(float(x) for x in r[1:])
+    m_b = sum(n * r[0] for n, r in zip(sizes, refs)) / sum(sizes)
+    m_s = sum(n * r[1] for n, r in zip(sizes, refs)) / sum(sizes)
+    hs_da = xr.DataArray(v, dims=("layer", "head"), coords={"layer": np.arange(nL), "head": np.arange(nH)},
+                         name="head_score", attrs={"long_name": f"head score ({method})", "method": method})
     mlp_scores = xr.DataArray(mlp_v, dims=("layer",), coords={"layer": np.arange(nL)}, name="mlp_patching_score",
                               attrs={"long_name": "MLP activation-patching score (NaN below the first located head)"})
-    rec = joint_direct_recovery(model, batch, heads, metric)
-    g = np.random.default_rng(seed)
-    rand = tuple(joint_direct_recovery(model, batch, [(int(i) // model.cfg.n_heads, int(i) % model.cfg.n_heads)
-                                                      for i in g.choice(n_tot, size=len(heads), replace=False)], metric)
-                 for _ in range(n_random)) if heads else ()
-    return LocatedComponents(heads, mlps, hs.scores, mlp_scores, att, len(batch), n_tot, len(heads) / n_tot,
-                             float(head_threshold), float(mlp_threshold), hs.metric_source, hs.metric_base,
-                             task.source, dropped, rec, rand)
+    return LocatedComponents(heads, mlps, hs_da, mlp_scores, attn, int(sum(sizes)), n_tot, len(heads) / n_tot,
+                             float(head_threshold), float(mlp_threshold), m_s, m_b, task.source, dropped, rec, rand)
 
 
-def joint_direct_recovery(model, batch, heads, metric) -> float:
-    """Normalised metric recovery when ``heads`` all take their clean output at the last position while every
-    other head and MLP stays at the corrupted run (the joint direct path to the logits)."""
-    from spinlens.interp.patching import _hook_name
+def _joint_last_pos_patch(model, batch, head_sets, metric, max_batch) -> np.ndarray:
+    """Metric means with all heads of each set given their clean ``z`` at the last position together."""
+    from spinlens.interp.patching import _hook_name, _metric_means, run_variants
 
-    nL = model.cfg.n_layers
-    res_names = [_hook_name("result", L) for L in range(nL)]
-    fin = _hook_name("resid_post", nL - 1)
+    layers = sorted({L for hs in head_sets for L, _ in hs})
+    names = {L: _hook_name("z", L) for L in layers}
     with torch.no_grad():
-        out_b, cb = model.run_with_cache(batch.corrupt, names_filter=res_names + [fin], positions=-1)
-        out_s, cs = model.run_with_cache(batch.clean, names_filter=res_names, positions=-1)
-        m_b, m_s = float(metric(out_b).mean()), float(metric(out_s).mean())
-        to_resid = getattr(model, "attn_out_from_heads", lambda L, x: x)
-        resid = cb[fin][:, -1].clone()
-        for L in sorted({L for L, _ in heads}):
-            hs = [h for LL, h in heads if LL == L]
-            rb = cb[res_names[L]][:, -1]
-            new = rb.clone()
-            new[:, hs] = cs[res_names[L]][:, -1][:, hs]
-            resid += to_resid(L, new.sum(1)) - to_resid(L, rb.sum(1))
-        m = float(metric(model.unembed(resid)[:, None]).mean())
-    return (m - m_b) / (m_s - m_b)
+        _, cc = model.run_with_cache(batch.clean, names_filter=list(names.values()))
+    variants = []
+    for hs in head_sets:
+        by: dict = {}
+        for L, h in hs:
+            by.setdefault(L, []).append(h)
+        variants.append([(names[L], (-1, sorted(h)), cc[names[L]]) for L, h in sorted(by.items())])
+    outs, _ = run_variants(model, batch.corrupt, variants, max_batch=max_batch)
+    return _metric_means(metric, outs)
 
 
 # ------------------------------------------------------------------------------------------- study

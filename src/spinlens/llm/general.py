@@ -1,4 +1,4 @@
-"""General ability of a causal LM: the cost side of every edit (tuning, merging, ...).
+"""General ability of a causal LM: the cost side of every edit (precise tuning, merging, ...).
 
 `general_ability(model, tokenizer)` measures, on small fixed evaluation sets (batched, inference mode):
 

@@ -513,7 +513,7 @@ class LanguageNeuronsResult:
         off_diag = ~np.eye(n, dtype=bool)
         sr = self.switch_rate[off_diag]
         rs = self.switch_random[:, off_diag]
-        return {
+        out = {
             "languages": self.languages,
             "corpus": self.corpus,
             "config": self.config,
@@ -538,6 +538,12 @@ class LanguageNeuronsResult:
             "lid_accuracy": self.lid_accuracy,
             "samples": {f"{s}->{t}": v for (s, t), v in self.samples.items()},
         }
+        parts = self.config.get("parts", ["off", "on"])
+        drop = (["base_loss", "delta_loss", "random_delta_loss_mean", "random_delta_loss_sd", "diagonal_delta_loss",
+                 "off_diagonal_delta_loss", "random_diagonal_delta_loss"] if "off" not in parts else [])
+        drop += (["switch_rate", "switch_rate_mean", "switch_base_mean", "switch_random_mean", "samples"]
+                 if "on" not in parts else [])
+        return {k: v for k, v in out.items() if k not in drop}
 
 
 def result_dataset(res: LanguageNeuronsResult):
@@ -568,11 +574,14 @@ def _ms(x) -> dict:
 def language_neurons_study(model, tokenizer, corpus: ParallelCorpus, *, n_ctx: int = 128, fit_tokens: int = 4096,
                            eval_tokens: int = 512, n_prompts: int = 8, prompt_tokens: int = 16, n_new: int = 16,
                            top_fraction: float = 0.01, filter_quantile: float = 0.95, bar_quantile: float = 0.95,
-                           seeds: Sequence[int] = (0, 1, 2), batch_size: int = 4, progress=None) -> LanguageNeuronsResult:
+                           seeds: Sequence[int] = (0, 1, 2), batch_size: int = 4, parts: Sequence[str] = ("off", "on"),
+                           progress=None) -> LanguageNeuronsResult:
     """The whole study (module docstring): statistics, LAPE selection, switching off and on, with controls.
 
     ``seeds[0]`` draws the fit/held-out split and the row order; every seed draws one random control set per
-    language (switching off and on). ``progress(msg)`` is called with a short message per stage.
+    language (switching off and on). ``parts``: which experiments run, ``"off"`` (the loss matrix) and/or ``"on"``
+    (the language switch); the arrays of a part not run are NaN and its keys are left out of `to_dict`.
+    ``progress(msg)`` is called with a short message per stage.
     """
     import torch
 
@@ -586,6 +595,9 @@ def language_neurons_study(model, tokenizer, corpus: ParallelCorpus, *, n_ctx: i
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise InvalidParameterError("The 'seeds' parameter must hold at least one seed. Got none.")
+    parts = tuple(parts)
+    if not parts or any(p not in ("off", "on") for p in parts):
+        raise InvalidParameterError(f"The 'parts' parameter must hold 'off' and/or 'on'. Got {list(parts)}.")
     say = progress or (lambda msg: None)
     langs = list(corpus.languages)
     fit, held = corpus.split(seeds[0])
@@ -601,28 +613,33 @@ def language_neurons_study(model, tokenizer, corpus: ParallelCorpus, *, n_ctx: i
                                            bar_quantile=bar_quantile)
     union = mask.any(0)
     say("switching off: " + ", ".join(f"{c} {int(mask[i].sum())}" for i, c in enumerate(langs)) + " neurons")
-    base, off = perplexity_matrix(model, eval_rows, {c: mask[i] for i, c in enumerate(langs)}, batch_size=batch_size)
-    rnd_off = np.zeros((len(seeds), len(langs), len(langs)))
-    rnd_masks = {}
-    for si, s in enumerate(seeds):
-        rnd_masks[s] = {c: random_neurons_like(mask[i], exclude=union, seed=s * 1000 + i) for i, c in enumerate(langs)}
-        _, rnd_off[si] = perplexity_matrix(model, eval_rows, rnd_masks[s], batch_size=batch_size)
-        say(f"random control, seed {s}")
-    prompts = {c: token_rows(held_txt[c], tokenizer, n_ctx=prompt_tokens, max_tokens=n_prompts * prompt_tokens,
-                             seed=seeds[0] + 1) for c in langs}
-    with torch.inference_mode():
-        on = {c: _neuron_interventions(mask[i], mpost[i]) for i, c in enumerate(langs)}
-        rate, texts = language_switch(model, tokenizer, prompts, on, lid, n_new=n_new)
-        say("switching on")
-        base_rate, _ = language_switch(model, tokenizer, prompts, None, lid, n_new=n_new, targets=langs)
-        rnd_rate = np.zeros((len(seeds), len(langs), len(langs)))
+    n = len(langs)
+    rnd_masks = {s: {c: random_neurons_like(mask[i], exclude=union, seed=s * 1000 + i) for i, c in enumerate(langs)}
+                 for s in seeds}
+    base, off = np.full(n, np.nan), np.full((n, n), np.nan)
+    rnd_off = np.full((len(seeds), n, n), np.nan)
+    if "off" in parts:
+        base, off = perplexity_matrix(model, eval_rows, {c: mask[i] for i, c in enumerate(langs)}, batch_size=batch_size)
         for si, s in enumerate(seeds):
-            ivs = {c: _neuron_interventions(rnd_masks[s][c], mpost[i]) for i, c in enumerate(langs)}
-            rnd_rate[si], _ = language_switch(model, tokenizer, prompts, ivs, lid, n_new=n_new)
+            _, rnd_off[si] = perplexity_matrix(model, eval_rows, rnd_masks[s], batch_size=batch_size)
+            say(f"random control, seed {s}")
+    rate, base_rate = np.full((n, n), np.nan), np.full((n, n), np.nan)
+    rnd_rate, texts = np.full((len(seeds), n, n), np.nan), {}
+    if "on" in parts:
+        prompts = {c: token_rows(held_txt[c], tokenizer, n_ctx=prompt_tokens, max_tokens=n_prompts * prompt_tokens,
+                                 seed=seeds[0] + 1) for c in langs}
+        with torch.inference_mode():
+            on = {c: _neuron_interventions(mask[i], mpost[i]) for i, c in enumerate(langs)}
+            rate, texts = language_switch(model, tokenizer, prompts, on, lid, n_new=n_new)
+            say("switching on")
+            base_rate, _ = language_switch(model, tokenizer, prompts, None, lid, n_new=n_new, targets=langs)
+            for si, s in enumerate(seeds):
+                ivs = {c: _neuron_interventions(rnd_masks[s][c], mpost[i]) for i, c in enumerate(langs)}
+                rnd_rate[si], _ = language_switch(model, tokenizer, prompts, ivs, lid, n_new=n_new)
     samples = {k: v[:2] for k, v in texts.items()}
     config = dict(n_ctx=n_ctx, fit_tokens=fit_tokens, eval_tokens=eval_tokens, n_prompts=n_prompts,
                   prompt_tokens=prompt_tokens, n_new=n_new, top_fraction=top_fraction, filter_quantile=filter_quantile,
-                  bar_quantile=bar_quantile, seeds=seeds, activation="mlp.hook_pre > 0 (act_fn(gate) > 0)",
+                  bar_quantile=bar_quantile, seeds=seeds, parts=list(parts), activation="mlp.hook_pre > 0 (act_fn(gate) > 0)",
                   off="mlp.hook_post := 0", on="mlp.hook_post := mean over the target language's fit tokens")
     return LanguageNeuronsResult(
         languages=langs, prob=prob, entropy=H, mask=mask, thresholds=thr,

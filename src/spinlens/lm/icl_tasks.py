@@ -29,7 +29,7 @@ import torch
 from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
 from spinlens.random import as_generator
 
-__all__ = ["TEXT_TASKS", "TEMPLATE", "TextTaskPrompts", "task_pair", "task_words", "text_task_prompts",
+__all__ = ["TEXT_TASKS", "TEMPLATE", "WordTask", "TextTaskPrompts", "task_pair", "task_words", "text_task_prompts",
            "text_fv_experiment", "heldout_text"]
 
 #: task name → (input form, answer form) of a lower-case word
@@ -42,35 +42,68 @@ TEXT_TASKS = {
 TEMPLATE = (" {x}:", " {y}", "\n")
 
 
-def task_pair(task: str, word: str) -> tuple[str, str]:
-    """``(input, answer)`` strings of ``word`` under ``task``."""
-    check_choice("task", task, tuple(TEXT_TASKS))
+@dataclass(frozen=True)
+class WordTask:
+    """A task given by data: ``pairs[input] = answer`` (e.g. country -> capital, English -> French), with the
+    ``source`` it comes from (`spinlens.llm.icl.word_tasks`). Accepted wherever a `TEXT_TASKS` name is."""
+
+    name: str
+    pairs: dict
+    source: str = ""
+
+
+def _check_task(task):
+    return task if isinstance(task, WordTask) else check_choice("task", task, tuple(TEXT_TASKS))
+
+
+def _task_name(task) -> str:
+    return task.name if isinstance(task, WordTask) else task
+
+
+def task_pair(task, word: str) -> tuple[str, str]:
+    """``(input, answer)`` strings of ``word`` under ``task`` (a `TEXT_TASKS` name or a `WordTask`)."""
+    if isinstance(_check_task(task), WordTask):
+        return word, task.pairs[word]
     fx, fy = TEXT_TASKS[task]
     return fx(word), fy(word)
 
 
 def _enc(tok, s: str) -> list[int]:
-    return list(tok.encode(s).ids)
+    """Token ids of ``s`` under a `tokenizers.Tokenizer` (spinlens LMs) or a Hugging Face tokenizer (with its
+    special tokens, as `spinlens.llm.tasks` encodes prompts)."""
+    ids = tok.encode(s)
+    return list(getattr(ids, "ids", ids))
 
 
-def task_words(text: str, tokenizer, task: str, *, n_words: int = 200, min_len: int = 3, max_tokens: int = 3,
+def _decode(tok, ids) -> str:
+    return tok.decode(list(ids))
+
+
+def task_words(text: str | None, tokenizer, task, *, n_words: int = 200, min_len: int = 3, max_tokens: int = 3,
                template=TEMPLATE) -> list[str]:
     """The ``n_words`` most frequent lower-case words (``[a-z]{min_len,}``) of ``text`` usable for ``task``: input
     (with the query's separator: ``max_tokens + 1``) and answer each at most ``max_tokens`` tokens in the
     template, and the answer's first token (the one scored) holds the answer's first letter (not a bare space).
-    Ties: alphabetical."""
-    check_choice("task", task, tuple(TEXT_TASKS))
+    Ties: alphabetical. A `WordTask`'s inputs are taken in their given order (``text`` unused), under the same
+    token checks."""
+    _check_task(task)
     n_words = check_int("n_words", n_words, low=2)
     check_int("min_len", min_len, low=1)
     max_tokens = check_int("max_tokens", max_tokens, low=1)
     q, a, _ = template
-    counts = Counter(re.findall(rf"(?<![A-Za-z0-9_])[a-z]{{{min_len},}}(?![A-Za-z0-9_])", text))
+    if isinstance(task, WordTask):
+        cands = list(task.pairs)
+    else:
+        counts = Counter(re.findall(rf"(?<![A-Za-z0-9_])[a-z]{{{min_len},}}(?![A-Za-z0-9_])", text or ""))
+        cands = [w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    n_special = len(_enc(tokenizer, ""))  # a tokenizer's own BOS, if it adds one
     out = []
-    for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+    for w in cands:
         x, y = task_pair(task, w)
-        tx, ty = _enc(tokenizer, q.format(x=x)), _enc(tokenizer, a.format(y=y))
+        tx, ty = _enc(tokenizer, q.format(x=x))[n_special:], _enc(tokenizer, a.format(y=y))[n_special:]
         # the scored first answer token must carry the word's first letter (BPE may split " Argument" as " ", "A", ...)
-        ok = len(tx) <= max_tokens + 1 and len(ty) <= max_tokens and y[:1] in tokenizer.decode(ty[:1])
+        ok = (0 < len(tx) <= max_tokens + 1 and 0 < len(ty) <= max_tokens
+              and y[:1] in _decode(tokenizer, ty[:1]))
         if ok:  # +1 on the input: the query part's separator
             out.append(w)
         if len(out) == n_words:
@@ -126,7 +159,7 @@ def text_task_prompts(n_prompts: int, words, tokenizer, task: str, *, n_pairs: i
     a prefix of the tokens of prompt + answer (a BPE merge across the boundary) is an error. ``max_len``
     (e.g. the model's context) bounds the longest prompt.
     """
-    check_choice("task", task, tuple(TEXT_TASKS))
+    _check_task(task)
     words = list(words)
     n_prompts = check_int("n_prompts", n_prompts, low=1)
     K = check_int("n_pairs", n_pairs, low=1, high=max(1, len(words) - 1))
@@ -201,7 +234,8 @@ def text_fv_experiment(model, tokenizer, text: str, task: str, *, n_prompts: int
 
     from spinlens.interp.function_vectors import function_vector_on_prompts
 
-    check_choice("task", task, tuple(TEXT_TASKS))
+    _check_task(task)
+    name = _task_name(task)
     check_int("n_prompts", n_prompts, low=2)
     check_int("top_k", top_k, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
     check_float("strength", strength)
@@ -210,10 +244,10 @@ def text_fv_experiment(model, tokenizer, text: str, task: str, *, n_prompts: int
         raise InvalidParameterError("The 'seeds' parameter must list at least one seed.")
     words = task_words(text, tokenizer, task, n_words=n_words)
     if len(words) < 2 * (n_pairs + 1):
-        raise InvalidParameterError(f"The text gives {len(words)} usable words for task {task!r}; need at least "
+        raise InvalidParameterError(f"The text gives {len(words)} usable words for task {name!r}; need at least "
                                     f"2 * (n_pairs + 1) = {2 * (n_pairs + 1)} (two disjoint halves).")
     results, majority = [], []
-    n_ctx = model.cfg.max_pos
+    n_ctx = getattr(model.cfg, "max_pos", None)
     model.eval()
     for s in seeds:
         g = as_generator(s)
@@ -231,7 +265,7 @@ def text_fv_experiment(model, tokenizer, text: str, task: str, *, n_prompts: int
         majority.append(float((ev.answer == top).double().mean()))
         if progress:
             e = r.evaluation
-            print(f"  fv {task} seed {s}: clean {e.attrs['clean_accuracy']:.3f}, zero-shot "
+            print(f"  fv {name} seed {s}: clean {e.attrs['clean_accuracy']:.3f}, zero-shot "
                   f"{float(e.base_accuracy.sel(condition='zero_shot')):.3f} -> "
                   f"{np.round(e.accuracy.sel(condition='zero_shot').values, 3).tolist()} with the FV", flush=True)
     ev0 = results[0].evaluation
@@ -252,7 +286,7 @@ def text_fv_experiment(model, tokenizer, text: str, task: str, *, n_prompts: int
         },
         coords={"seed": seeds, "condition": ev0.coords["condition"].values, "layer": ev0.coords["layer"].values,
                 "ie_layer": np.arange(model.cfg.n_layers), "head": np.arange(model.cfg.n_heads)},
-        attrs={"task": task, "n_pairs": int(n_pairs), "n_prompts": int(n_prompts), "top_k": int(top_k),
+        attrs={"task": name, "source": task.source if isinstance(task, WordTask) else "text", "n_pairs": int(n_pairs), "n_prompts": int(n_prompts), "top_k": int(top_k),
                "strength": float(strength), "n_words": len(words), "n_layers": int(model.cfg.n_layers),
                "template": repr(TEMPLATE),
                "example_prompt": text_task_prompts(1, words, tokenizer, task, n_pairs=n_pairs, rng=0).texts["clean"][0]},

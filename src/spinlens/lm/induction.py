@@ -249,15 +249,20 @@ N_SEQ = 64
 
 
 def induction_report(model, *, val_windows: torch.Tensor | None = None, n_seq: int = N_SEQ, half: int | None = None,
-                     rng=0) -> InductionReport:
-    """Per-head induction / previous-token scores, repeated loss and (with ``val_windows``) the ICL score."""
+                     rng=0, exclude=(0,)) -> InductionReport:
+    """Per-head induction / previous-token scores, repeated loss and (with ``val_windows``) the ICL score.
+
+    Works on spinlens' own LMs and on Hugging Face causal LMs (`spinlens.interp.hf.HookedHF`, e.g. the named
+    pretrained models); ``exclude``: token ids never drawn into the repeated sequences (a tokenizer's special
+    tokens)."""
     cfg = model.cfg
     if cfg.input_kind != "tokens":
         raise InvalidParameterError("Induction scores need a token model (input_kind='tokens').")
-    half = half if half is not None else max(2, min(64, cfg.max_pos // 2))
-    check_int("half", half, low=2, high=cfg.max_pos // 2)
+    max_pos = getattr(cfg, "max_pos", None) or 2048
+    half = half if half is not None else max(2, min(64, max_pos // 2))
+    check_int("half", half, low=2, high=max_pos // 2)
     seed = int(rng) if isinstance(rng, (int, np.integer)) else 0
-    tokens = repeated_tokens(n_seq, half, cfg.d_vocab, rng=rng)
+    tokens = repeated_tokens(n_seq, half, cfg.d_vocab, rng=rng, exclude=exclude)
     ind, prev = head_scores(model, tokens)
     rl = repeated_loss(model, tokens)
     icl = icl_score(model, val_windows) if val_windows is not None else None

@@ -251,4 +251,37 @@ def plot_arithmetic(result, *, title: str = "arithmetic"):
     axes[2].set_xlabel("layer")
     axes[2].set_ylabel("MLP activation-patching score")
     fig.suptitle(title)
+
+
+def plot_causal_trace(ds, *, title: str = "causal tracing"):
+    """Three heatmaps (category × layer) of a `spinlens.llm.recall.RecallResult.indirect_effect` dataset —
+    restored residual state, MLP window, attention window — and the curves at the last subject token (MLP,
+    residual) and the last token (attention), mean ± sd over noise seeds."""
+    fig, axes = _fig(ncols=4, figsize=(17, 3.6))
+    names = {"resid": "single restored state", "mlp": "MLP window", "attn": "attention window"}
+    cmaps = {"resid": "Purples", "mlp": "Greens", "attn": "Reds"}
+    w = ds.attrs.get("window")
+    cats = [str(c) for c in ds.category.values]
+    for ax, k in zip(axes[:3], ds.kind.values):
+        k = str(k)
+        v = ds["mean"].sel(kind=k).transpose("category", "layer").values
+        im = ax.imshow(v, aspect="auto", cmap=cmaps.get(k, "viridis"), vmin=0)
+        ax.set_yticks(range(len(cats)), [f"{c} ({int(n)})" for c, n in zip(cats, ds["n_facts"].values)], fontsize=7)
+        ax.set_xlabel("layer" + ("" if k == "resid" else f" (centre of a window of {w})"))
+        ax.set_title(names.get(k, k), fontsize=9)
+        fig.colorbar(im, ax=ax, fraction=0.046, label="indirect effect")
+    ax = axes[3]
+    for i, k in enumerate(ds.kind.values):
+        cat = "last token" if str(k) == "attn" else "last subject token"
+        if cat not in cats:
+            continue
+        m, s = ds["mean"].sel(kind=k, category=cat).values, ds["sd"].sel(kind=k, category=cat).values
+        x = ds.layer.values
+        ax.plot(x, m, "-", color=f"C{i}", label=f"{k} @ {cat}")
+        ax.fill_between(x, m - s, m + s, color=f"C{i}", alpha=0.25)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("indirect effect (Δ p(answer))")
+    ax.legend(fontsize=7)
+    ax.set_title(f"{title}: mean ± sd over {ds.attrs.get('n_seeds', '?')} noise seeds", fontsize=9)
+    fig.tight_layout()
     return fig
