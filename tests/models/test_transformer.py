@@ -225,6 +225,30 @@ def test_fast_paths_match_explicit_attention():
     torch.testing.assert_close(m.forward_from(c["blocks.1.hook_resid_pre"], 1), m(Z))
 
 
+@pytest.mark.parametrize("attention", ["softmax", "linear"])
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("extra", [{}, {"d_mlp": 0, "layernorm": False}, {"n_layers": 1, "attn_bias": False},
+                                   {"positional": "none", "mlp_bias": False, "n_layers": 3}])
+def test_query_only_last_block_equals_full_pass(attention, causal, extra):
+    """Without hooks the last block runs at the query only: the same prediction and gradients as the full pass."""
+    m = _reg(dtype="float64", causal=causal, attention=attention, split_qkv_input=False, **extra)
+    Z = _Z(b=5).double()
+    fast = m(Z)
+    full = m.run_with_hooks(Z, fwd_hooks=[("hook_resid_final", lambda r, hook: None)])
+    torch.testing.assert_close(fast, full, rtol=1e-12, atol=1e-12)
+    g_fast = torch.autograd.grad(fast.pow(2).sum(), list(m.parameters()), allow_unused=True)
+    full = m.run_with_hooks(Z, fwd_hooks=[("hook_resid_final", lambda r, hook: None)])
+    g_full = torch.autograd.grad(full.pow(2).sum(), list(m.parameters()), allow_unused=True)
+    for a, b in zip(g_fast, g_full, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # forward_from a middle layer takes the same path
+    if m.cfg.n_layers > 1:
+        _, c = m.run_with_cache(Z, names_filter="blocks.1.hook_resid_pre")
+        torch.testing.assert_close(m.forward_from(c["blocks.1.hook_resid_pre"], 1), fast, rtol=1e-12, atol=1e-12)
+
+
 def test_save_load_roundtrip(tmp_path):
     from spinlens.models.checkpoint import load_transformer, save_transformer
 

@@ -316,13 +316,18 @@ class _AttentionOnlyModel(HookedModule):
         x = Z.to(a.W_Q.dtype).transpose(1, 2)  # [batch, pos, D+1]
         d = self.config.d
         q = torch.einsum("bd,hde->bhe", x[:, -1], a.W_Q)
+        u = torch.einsum("hde,he->hd", a.W_V, a.W_O[:, :, d])  # value row read by the label coordinate
+        if self.kind == "linear":
+            # Σ_t (q_h·k_th)(x_t·u_h) = (W_K^h q_h)ᵀ (Σ_t x_t x_tᵀ) u_h: one second-moment matrix per prompt,
+            # shared by every head, instead of per-head keys (the same numbers up to rounding, ~5x faster)
+            second_moment = x.transpose(1, 2) @ x  # [batch, D+1, D+1]
+            key_dir = torch.einsum("bhe,hfe->bhf", q, a.W_K)
+            moment_u = torch.einsum("bfg,hg->bhf", second_moment, u)
+            total = (key_dir * moment_u).sum(dim=(1, 2))
+            return x[:, -1, d] + total * conventions.token_average(x.shape[1] - 1)
         k = torch.einsum("bpd,hde->bphe", x, a.W_K)
         scores = torch.einsum("bhe,bphe->bhp", q, k)
-        if self.kind == "linear":
-            pattern = scores * conventions.token_average(x.shape[1] - 1)
-        else:
-            pattern = torch.softmax(scores / math.sqrt(a.d_head), dim=-1)
-        u = torch.einsum("hde,he->hd", a.W_V, a.W_O[:, :, d])  # value row read by the label coordinate
+        pattern = torch.softmax(scores / math.sqrt(a.d_head), dim=-1)
         vals = torch.einsum("bpd,hd->bhp", x, u)
         return x[:, -1, d] + (pattern * vals).sum(dim=(1, 2))
 
