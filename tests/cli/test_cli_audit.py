@@ -237,12 +237,11 @@ def test_usage_errors_of_nested_commands_are_one_line(capsys):
 
 # ------------------------------------------------------------------------------------------ imports, speed
 _PROBE = r"""
-import io, contextlib, json, sys, time
-t0 = time.perf_counter()
+import io, contextlib, json, sys
 from spinlens.cli.main import build_parser, main
 build_parser().format_help()
-help_seconds = time.perf_counter() - t0
-res = {"help_seconds": help_seconds, "help_heavy": sorted(m for m in ("torch", "matplotlib") if m in sys.modules)}
+heavy = ("torch", "transformers", "matplotlib", "scipy", "xarray", "pandas", "sklearn")
+res = {"help_heavy": sorted(m for m in heavy if m in sys.modules)}
 for key, argv in [("solve", ["solve", "--D", "3", "--N", "5", "--P", "50", "--json"]),
                   ("prompts", ["prompts", "--D", "2", "--N", "3", "--P", "4", "-o", sys.argv[1]]),
                   ("theory", ["theory", "--alpha", "2", "--tau", "2", "--json"])]:
@@ -253,14 +252,14 @@ print(json.dumps(res))
 """
 
 
-def test_help_is_fast_and_solve_prompts_theory_import_no_torch(tmp_path):
+def test_help_imports_nothing_heavy_and_solve_prompts_theory_import_no_torch(tmp_path):
+    """--help stays fast by importing no heavy library (its time is measured by benchmarks/bench_cli_startup.py)."""
     env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
     r = subprocess.run([sys.executable, "-c", _PROBE, str(tmp_path / "p.npz")], capture_output=True, text=True,
                        env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["help_heavy"] == []
-    assert res["help_seconds"] < 1.0
     assert res["solve_rc"] == 0 and res["prompts_rc"] == 0 and res["theory_rc"] == 0
     assert res["heavy"] == [], res
 

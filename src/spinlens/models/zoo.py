@@ -427,9 +427,8 @@ class SimplifiedLinearAttention(HookedModule):
         Z = Z.to(W.dtype)
         d = self.config.d
         wq = Z[:, :, -1] @ W.T  # [batch, D+1] = W x_N
-        return Z[:, d, -1] + torch.einsum("bdp,bd,bp->b", Z, wq, Z[:, d, :]) * conventions.token_average(
-            Z.shape[2] - 1
-        )
+        label_moment = (Z * Z[:, d : d + 1, :]).sum(dim=2)  # [batch, D+1] = Σ_t x_t y_t: no weights in it
+        return Z[:, d, -1] + (wq * label_moment).sum(dim=1) * conventions.token_average(Z.shape[2] - 1)
 
 
 class _SLAAttention(nn.Module):

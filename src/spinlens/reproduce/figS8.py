@@ -228,14 +228,13 @@ def compute(
             out = train_online(
                 model,
                 dist if data == "online" else train,
-                test,
+                None,  # the shared test set is evaluated once, below (not before and after training)
                 n_steps=tp.n_steps,
                 batch_size=tp.batch_size,
                 lr=tp.lr,
                 optimizer=tp.optimizer,
                 weight_decay=wd,
                 schedule="cosine",
-                eval_every=tp.n_steps,
                 device=device,
                 rng=seed_from(g_arch[2 * k + 1]),
                 progress=bar is not None and not bar.disable,  # a step bar under the figure's bar
@@ -249,7 +248,7 @@ def compute(
                 from spinlens.models.checkpoint import save_model
 
                 save_model(model, f"{checkpoint_dir}/{arch}_N{N}_r{r}",
-                                metadata={"n_context": N, "repeat": r, "test_loss": out.test_loss, **out.to_dict()})
+                                metadata={**out.to_dict(), "n_context": N, "repeat": r, "test_loss": float(err_mc[k, i, r])})
             if arch in LINEAR and r == 0:
                 rep = bridge_report(model, dist, l2_strength=l2_strength, n_prompts=n_bridge, rng=g_bridge)
                 row = rep.to_dict()
