@@ -375,7 +375,10 @@ def _render_page(title: str, root: Path, sections: list[dict]) -> str:
         body.append("<p>No runs found (no run.json, image or CSV file under this folder).</p>")
     else:
         body.append(_summary_table(sections))
-        body.extend(_render_section(s) for s in sections)
+        from spinlens.progress import bar
+
+        # images are embedded and NetCDF files opened: tens of seconds for a full runs/ folder
+        body.extend(_render_section(s) for s in bar(sections, desc="report", unit="folder"))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_esc(title)}</title><link rel=\"icon\" href=\"data:,\">"

@@ -85,7 +85,7 @@ def test_figS8_run_tiny(tmp_path, monkeypatch):
     monkeypatch.setattr(figS8, "QUICK_N", (20, 40))
     monkeypatch.setattr(figS8, "training_plan", lambda quick=True: tiny)
     monkeypatch.setattr(figS8, "compute", functools.partial(figS8.compute, d=3, n_prompts=300, n_test=300,
-                                                            n_bridge=200, progress=False))
+                                                            n_bridge=200, progress=False, n_jobs=1))
     from spinlens.reproduce import run_figure
 
     res = run_figure("figS8", tmp_path, quick=True, seed=0)
@@ -98,6 +98,23 @@ def test_figS8_run_tiny(tmp_path, monkeypatch):
     assert len(res["bridge"]) == 2 * 3  # sla, fla, mhla at two values of N
     header = (folder / "data.csv").read_text().splitlines()[0].split(",")
     assert {"N", "cavity", "w_star", "sla_mean", "tf_mean", "paper_sa"} <= set(header)
+
+
+def test_figS8_worker_processes_give_the_in_process_numbers():
+    """n_jobs=2 (spawned workers, one thread each) gives the numbers of one process, up to float rounding."""
+    plan = {a: figS8.ArchTraining(40, 32, 2e-2, weight_decay=t.weight_decay, optimizer=t.optimizer,
+                                  overrides=(("n_layers", 2), ("d_model", 8), ("d_mlp", 16)) if a == "tf" else ())
+            for a, t in figS8.training_plan(True).items()}
+    kw = dict(archs=("sla", "mhla", "tf"), d=3, n_prompts=200, n_test=200, n_bridge=100, plan=plan, rng=3,
+              progress=False)
+    one = figS8.compute((8, 16, 12), n_jobs=1, **kw)
+    two = figS8.compute((8, 16, 12), n_jobs=2, **kw)
+    a, b = one["dataset"], two["dataset"]
+    np.testing.assert_array_equal(a.cavity, b.cavity)  # numpy only: the same to the bit
+    np.testing.assert_array_equal(a.w_star, b.w_star)
+    np.testing.assert_allclose(a.test_error, b.test_error, rtol=1e-4)  # torch: one thread vs the default
+    assert list(a.n_context.values) == [8, 16, 12]
+    assert [(r["arch"], r["n_context"]) for r in one["bridge"]] == [(r["arch"], r["n_context"]) for r in two["bridge"]]
 
 
 @pytest.mark.slow

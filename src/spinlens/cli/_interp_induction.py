@@ -30,13 +30,20 @@ def induction_command(args) -> dict:
     check_float("prev-threshold", args.prev_threshold, low=0.0, high=1.0)
     check_device("device", args.device)
     out = check_out_dir("out", args.out)
+    from spinlens.progress import bar
+
+    # six stages of a few seconds each (terminal only): load, held-out windows, scores, ablation, K-composition, files
+    stages = bar(total=6, desc="interp induction", unit="stage")
     model, tok, meta = load_lm(args.checkpoint, device=args.device)
+    stages.update(1)
     cfg = model.cfg
     half = args.half if args.half is not None else max(2, min(64, cfg.max_pos // 2))
     check_int("half", half, low=2, high=cfg.max_pos // 2)
     val = heldout_windows(model, tok, args.checkpoint, text_file=args.text)
     icl_val = heldout_windows(model, tok, args.checkpoint, text_file=args.text, max_windows=ICL_WINDOWS)
+    stages.update(1)
     rep = induction_report(model, val_windows=icl_val, n_seq=args.n_seq, half=half, rng=args.seed)
+    stages.update(1)
     summary = rep.to_dict()
     summary["checkpoint"] = str(args.checkpoint)
     summary["step"] = meta.get("step")
@@ -45,6 +52,7 @@ def induction_command(args) -> dict:
         prev = [(r["layer"], r["head"]) for r in rep.heads() if r["prev_token_score"] >= args.prev_threshold]
         summary["ablation"] = ablation_study(model, heads, n_seq=args.n_seq, half=half, val=icl_val, exclude=prev,
                                              rng=args.seed)
+    stages.update(1)
     if not args.no_path and cfg.n_layers >= 2:
         top = [h for h in rep.heads() if h["layer"] >= 1][0]
         kc = k_composition(model, n_seq=min(args.n_seq, 64), half=half, receivers=[(top["layer"], top["head"])],
@@ -52,8 +60,11 @@ def induction_command(args) -> dict:
         summary["k_composition"] = {"receiver": f"{top['layer']}.{top['head']}",
                                     **{inp: {"sender": f"{L}.{H}", "score": s} for inp, (L, H, s) in kc["top"].items()},
                                     "scores": {inp: v.tolist() for inp, v in kc["scores"].items()}}
+    stages.update(1)
     if out is not None:
         summary["files"] = write_analysis(out, model, tok, rep, summary, val, top_k=args.top_k, icl_windows=icl_val)
+    stages.update(1)
+    stages.close()
     summary["seconds"] = time.perf_counter() - t0
     if out is not None:
         from spinlens import io

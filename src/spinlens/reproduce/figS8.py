@@ -137,6 +137,7 @@ def compute(
     rng=0,
     progress: bool = True,
     checkpoint_dir=None,
+    n_jobs: int | None = None,
 ):
     """Test error vs N for the cavity solution, W* and the trained architectures; bridge rows.
 
@@ -156,6 +157,11 @@ def compute(
         Fresh prompts of the bridge's prediction comparisons.
     checkpoint_dir : path, optional
         Save every trained model there (``<arch>_N<N>_r<repeat>/``, `spinlens.models.checkpoint`).
+    n_jobs : int >= 1 or None
+        Worker processes, one (N, repeat) job each at a time, one torch thread per worker (the models are too
+        small for torch's threads to use two cores well). Default: the available cores on CPU, 1 on an
+        accelerator. Every job draws from its own seeded stream, so the numbers do not depend on ``n_jobs``
+        beyond floating-point rounding.
 
     Returns
     -------
@@ -165,17 +171,10 @@ def compute(
     """
     import xarray as xr
 
-    from spinlens import conventions, limit
-    from spinlens.bridge import bridge_report
     from spinlens.errors import check_choice, check_int
-    from spinlens.features import spin_features
-    from spinlens.hamiltonian import build_hamiltonian
-    from spinlens.models.zoo import ARCH_NAMES, ZooConfig, build_model
-    from spinlens.observables import test_error
-    from spinlens.prompts import PromptDistribution
-    from spinlens.random import seed_from, spawn
-    from spinlens.solvers import CavitySolver, ExactSolver
-    from spinlens.training_online import predict, train_online
+    from spinlens.models.zoo import ARCH_NAMES
+    from spinlens.random import spawn
+    from spinlens.threads import available_cores
 
     Ns = [check_int("n_context", n, low=1, owner="figS8") for n in n_context_values]
     archs = [check_choice("arch", a, ARCH_NAMES, owner="figS8") for a in archs]
@@ -185,80 +184,36 @@ def compute(
     missing = [a for a in archs if a not in plan]
     if missing:
         raise ValueError(f"no training settings for {missing}")
+    streams = spawn(rng, len(Ns) * repeats)
+    jobs = [(i, r) for i in range(len(Ns)) for r in range(repeats)]
+    if n_jobs is None:
+        n_jobs = available_cores() if str(device) == "cpu" else 1
+    n_jobs = min(check_int("n_jobs", n_jobs, low=1, owner="figS8"), len(jobs))
+    setting = {"archs": archs, "plan": plan, "d": d, "n_prompts": n_prompts, "l2_strength": l2_strength, "beta": beta,
+               "data": data, "n_test": n_test, "n_bridge": n_bridge, "device": device,
+               "checkpoint_dir": None if checkpoint_dir is None else str(checkpoint_dir)}
+    args = [dict(setting, N=Ns[i], repeat=r, rng=streams[i * repeats + r]) for i, r in jobs]
+    bar = fw.progress(range(len(jobs) * (len(archs) + 1)), desc="figS8") if progress else None
+    show = bar is not None and not bar.disable
+    if n_jobs == 1:
+        results = [_job(a, bar=bar if show else None) for a in args]
+    else:
+        results = _run_jobs_in_processes(args, n_jobs, bar if show else None)
+    if bar is not None:
+        bar.close()
 
     shape = (len(archs), len(Ns), repeats)
-    err = np.full(shape, np.nan)
-    err_mc = np.full(shape, np.nan)
-    secs = np.full(shape, np.nan)
-    cav = np.full((len(Ns), repeats), np.nan)
-    ridge = np.full((len(Ns), repeats), np.nan)
+    err, err_mc, secs = np.full(shape, np.nan), np.full(shape, np.nan), np.full(shape, np.nan)
+    cav, ridge = np.full((len(Ns), repeats), np.nan), np.full((len(Ns), repeats), np.nan)
     conv = np.zeros((len(Ns), repeats), bool)
     w_star = np.zeros(len(Ns))
     bridge_rows = []
-    cavity = CavitySolver(damping=0.9, max_iter=100, tol=1e-6, compare_exact=False)
-    streams = spawn(rng, len(Ns) * repeats)
-    jobs = [(i, r) for i in range(len(Ns)) for r in range(repeats)]
-    bar = fw.progress(range(len(jobs) * (len(archs) + 1)), desc="figS8") if progress else None
-    for i, r in jobs:
-        N = Ns[i]
-        dist = PromptDistribution(d=d, n_context=N)
-        g_data, g_test, g_cav, g_bridge, *g_arch = spawn(streams[i * repeats + r], 4 + 2 * len(archs))
-        train = dist.sample(n_prompts, rng=g_data)
-        test = dist.sample(n_test, rng=g_test)
-        H = build_hamiltonian(train, l2_strength=l2_strength)
-        res = cavity.solve(H, beta=beta, rng=g_cav, warn=False)
-        if np.all(np.isfinite(res.W)):
-            cav[i, r] = test_error(res.W, dist)
-        conv[i, r] = res.converged
-        ridge[i, r] = test_error(ExactSolver(n_probes=0).solve(H, beta=beta).W, dist)
-        W_star = limit.infinite_diversity_solution(dist, l2_strength)
-        star_exact = test_error(W_star, dist)
-        y_star = spin_features(test).predict(W_star)
+    for (i, r), res in zip(jobs, results, strict=True):
+        cav[i, r], ridge[i, r], conv[i, r] = res["cavity"], res["exact_ridge"], res["converged"]
+        err[:, i, r], err_mc[:, i, r], secs[:, i, r] = res["test_error"], res["test_error_mc"], res["seconds"]
         if r == 0:
-            w_star[i] = star_exact
-        if bar is not None:
-            bar.update(1)
-        for k, arch in enumerate(archs):
-            tp = plan[arch]
-            if bar is not None:  # which model is training (the slowest take a minute at large N)
-                bar.set_postfix_str(f"N={N}, {LABELS.get(arch, arch)}, {tp.n_steps} steps")
-            wd = conventions.weight_decay_from_l2_strength(l2_strength) if tp.weight_decay is None else tp.weight_decay
-            model = build_model(ZooConfig(arch=arch, d=d, max_pos=max(512, N + 1), **dict(tp.overrides)),
-                                rng=g_arch[2 * k])
-            out = train_online(
-                model,
-                dist if data == "online" else train,
-                None,  # the shared test set is evaluated once, below (not before and after training)
-                n_steps=tp.n_steps,
-                batch_size=tp.batch_size,
-                lr=tp.lr,
-                optimizer=tp.optimizer,
-                weight_decay=wd,
-                schedule="cosine",
-                device=device,
-                rng=seed_from(g_arch[2 * k + 1]),
-                progress=bar is not None and not bar.disable,  # a step bar under the figure's bar
-            )
-            model = model.to("cpu")
-            y_model = predict(model, test)
-            err_mc[k, i, r] = float(np.mean((y_model - test.y) ** 2))
-            err[k, i, r] = control_variate_error(y_model, test.y, y_star, star_exact)
-            secs[k, i, r] = out.seconds
-            if checkpoint_dir is not None:
-                from spinlens.models.checkpoint import save_model
-
-                save_model(model, f"{checkpoint_dir}/{arch}_N{N}_r{r}",
-                                metadata={**out.to_dict(), "n_context": N, "repeat": r, "test_loss": float(err_mc[k, i, r])})
-            if arch in LINEAR and r == 0:
-                rep = bridge_report(model, dist, l2_strength=l2_strength, n_prompts=n_bridge, rng=g_bridge)
-                row = rep.to_dict()
-                row["test_error_model"] = float(err[k, i, r])  # on the shared test set, as in panel (a)
-                row["test_error_model_mc"] = float(err_mc[k, i, r])
-                bridge_rows.append(row)
-            if bar is not None:
-                bar.update(1)
-    if bar is not None:
-        bar.close()
+            w_star[i] = res["w_star"]
+            bridge_rows += res["bridge"]
     ds = xr.Dataset(
         {
             "test_error": (("arch", "n_context", "repeat"), err,
@@ -278,6 +233,125 @@ def compute(
                "n_test": n_test},
     )
     return {"dataset": ds, "bridge": bridge_rows}
+
+
+def _job(job: dict, *, bar=None, report=None) -> dict:
+    """One (N, repeat) of `compute`: prompts, cavity, exact minimiser, W*, every model trained and tested.
+
+    ``bar``: the figure's progress bar (in-process); ``report(text, done)``: the same from a worker process.
+    """
+    from spinlens import conventions, limit
+    from spinlens.bridge import bridge_report
+    from spinlens.features import spin_features
+    from spinlens.hamiltonian import build_hamiltonian
+    from spinlens.models.zoo import ZooConfig, build_model
+    from spinlens.observables import test_error
+    from spinlens.prompts import PromptDistribution
+    from spinlens.random import seed_from, spawn
+    from spinlens.solvers import CavitySolver, ExactSolver
+    from spinlens.training_online import predict, train_online
+
+    def tick(text: str | None, done: int) -> None:
+        if bar is not None:
+            if text:
+                bar.set_postfix_str(text)
+            bar.update(done)
+        elif report is not None:
+            report(text, done)
+
+    N, r, archs, plan, d = job["N"], job["repeat"], job["archs"], job["plan"], job["d"]
+    l2_strength = job["l2_strength"]
+    dist = PromptDistribution(d=d, n_context=N)
+    g_data, g_test, g_cav, g_bridge, *g_arch = spawn(job["rng"], 4 + 2 * len(archs))
+    train = dist.sample(job["n_prompts"], rng=g_data)
+    test = dist.sample(job["n_test"], rng=g_test)
+    H = build_hamiltonian(train, l2_strength=l2_strength)
+    cavity = CavitySolver(damping=0.9, max_iter=100, tol=1e-6, compare_exact=False)
+    res = cavity.solve(H, beta=job["beta"], rng=g_cav, warn=False)
+    out = {"cavity": test_error(res.W, dist) if np.all(np.isfinite(res.W)) else np.nan,
+           "converged": bool(res.converged),
+           "exact_ridge": test_error(ExactSolver(n_probes=0).solve(H, beta=job["beta"]).W, dist)}
+    W_star = limit.infinite_diversity_solution(dist, l2_strength)
+    out["w_star"] = star_exact = test_error(W_star, dist)
+    y_star = spin_features(test).predict(W_star)
+    tick(None, 1)
+    errs, errs_mc, secs, bridge_rows = [], [], [], []
+    for k, arch in enumerate(archs):
+        tp = plan[arch]
+        tick(f"N={N}, {LABELS.get(arch, arch)}, {tp.n_steps} steps", 0)  # the slowest take a minute at large N
+        wd = conventions.weight_decay_from_l2_strength(l2_strength) if tp.weight_decay is None else tp.weight_decay
+        model = build_model(ZooConfig(arch=arch, d=d, max_pos=max(512, N + 1), **dict(tp.overrides)), rng=g_arch[2 * k])
+        trained = train_online(
+            model,
+            dist if job["data"] == "online" else train,
+            None,  # the shared test set is evaluated once, below (not before and after training)
+            n_steps=tp.n_steps,
+            batch_size=tp.batch_size,
+            lr=tp.lr,
+            optimizer=tp.optimizer,
+            weight_decay=wd,
+            schedule="cosine",
+            device=job["device"],
+            rng=seed_from(g_arch[2 * k + 1]),
+            progress=bar is not None and not bar.disable,  # a step bar under the figure's bar
+        )
+        model = model.to("cpu")
+        y_model = predict(model, test)
+        errs_mc.append(float(np.mean((y_model - test.y) ** 2)))
+        errs.append(control_variate_error(y_model, test.y, y_star, star_exact))
+        secs.append(trained.seconds)
+        if job["checkpoint_dir"] is not None:
+            from spinlens.models.checkpoint import save_model
+
+            save_model(model, f"{job['checkpoint_dir']}/{arch}_N{N}_r{r}",
+                       metadata={**trained.to_dict(), "n_context": N, "repeat": r, "test_loss": errs_mc[-1]})
+        if arch in LINEAR and r == 0:
+            row = bridge_report(model, dist, l2_strength=l2_strength, n_prompts=job["n_bridge"], rng=g_bridge).to_dict()
+            row["test_error_model"] = errs[-1]  # on the shared test set, as in panel (a)
+            row["test_error_model_mc"] = errs_mc[-1]
+            bridge_rows.append(row)
+        tick(None, 1)
+    out.update(test_error=errs, test_error_mc=errs_mc, seconds=secs, bridge=bridge_rows)
+    return out
+
+
+def _worker_job(job: dict, queue) -> dict:
+    """`_job` in a worker process: one torch thread, progress messages to the parent through ``queue``."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):  # the BLAS too: one thread per worker, one worker per core
+        return _job(job, report=lambda text, done: queue.put((text, done)))
+
+
+def _run_jobs_in_processes(jobs: list[dict], n_jobs: int, bar) -> list[dict]:
+    """`_job` over ``jobs`` in ``n_jobs`` spawned processes, the longest (largest N) first; results in job order."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    import queue as queue_mod
+
+    ctx = mp.get_context("spawn")  # no fork of a process that holds torch's thread pools
+    with ctx.Manager() as manager, cf.ProcessPoolExecutor(n_jobs, mp_context=ctx) as pool:
+        q = manager.Queue()
+        order = sorted(range(len(jobs)), key=lambda j: -jobs[j]["N"])
+        futures = {pool.submit(_worker_job, jobs[j], q): j for j in order}
+        pending = set(futures)
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
+            for f in done:
+                f.result()  # a worker's exception is raised here
+            while True:
+                try:
+                    text, n = q.get_nowait()
+                except queue_mod.Empty:
+                    break
+                if bar is not None:
+                    if text:
+                        bar.set_postfix_str(text)
+                    bar.update(n)
+        results = {futures[f]: f.result() for f in futures}
+    return [results[j] for j in range(len(jobs))]
 
 
 def control_variate_error(pred, y, pred_ref, ref_error: float) -> float:
