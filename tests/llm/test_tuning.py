@@ -190,8 +190,8 @@ def test_precise_tuning_end_to_end_and_saved_models(model, tok, suite, tmp_path)
     data = T.arithmetic_data(n_train=16, n_eval=4, digits=1, seed=0)
     methods = ("located", "random", "full") + (("lora",) if _has_peft() else ())
     res = T.precise_tuning(model, tok, data, methods=methods, seeds=(0, 1), steps=2, lr=1e-2, batch_size=4,
-                           eval_every=1, k_heads=2, k_mlps=1, suite=suite, save_dir=tmp_path)
-    assert set(res.final) == set(methods)
+                           eval_every=1, k_heads=2, k_mlps=1, locate="attribution", suite=suite, save_dir=tmp_path)
+    assert set(res.final) == set(methods) and res.settings["located_by"] == "attribution"
     assert {r["step"] for r in res.curves} == {0, 1, 2}
     assert len(res.curves) == len(methods) * 2 * 3
     assert all(r["d_perplexity"] == 0 and r["gain_heldout_numbers"] == 0 for r in res.curves if r["step"] == 0)
@@ -204,6 +204,13 @@ def test_precise_tuning_end_to_end_and_saved_models(model, tok, suite, tmp_path)
     hf = AutoModelForCausalLM.from_pretrained(str(tmp_path / "full" / "seed1"))
     last = [r for r in res.curves if r["method"] == "full" and r["seed"] == 1 and r["step"] == 2][0]
     assert general_ability(hf, suite=suite)["perplexity"] == pytest.approx(last["perplexity"], rel=1e-4)
+
+
+def test_located_by_the_study_needs_correct_answers(model, tok, suite):
+    """The study locates on prompts the model answers right; a random tiny model answers none: one line."""
+    data = T.arithmetic_data(n_train=16, n_eval=4, digits=1, seed=0)
+    with pytest.raises(InvalidParameterError, match="(?i)correct"):
+        T.precise_tuning(model, tok, data, methods=("located",), seeds=(0,), steps=1, suite=suite)
 
 
 def _has_peft():

@@ -35,7 +35,8 @@ def _json(capsys):
 
 def test_pinpoint_hf_writes_curves_models_and_json(folders, tmp_path, capsys):
     out = tmp_path / "pin"
-    argv = ["pinpoint", "--model", str(folders["base"]), "--task", "arithmetic", "--methods", "located", "full",
+    argv = ["pinpoint", "--model", str(folders["base"]), "--task", "arithmetic", "--locate", "attribution",
+            "--methods", "located", "full",
             "--n-seeds", "1", "--steps", "2", "--eval-every", "1", "--k", "2", "--k-mlps", "1", "--lr", "1e-2",
             "--batch-size", "4", "--no-progress", "--out", str(out), "--json"]
     assert main(argv) == 0

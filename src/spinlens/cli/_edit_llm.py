@@ -37,7 +37,11 @@ def attach_llm_edit(sub) -> None:
                    help="methods to compare (default all four; lora needs peft)")
     g.add_argument("--k-mlps", type=int, default=None, help="MLPs in the located set (default 2; --k: heads, default 6)")
     g.add_argument("--components", nargs="+", default=None,
-                   help="the located set, given (e.g. L20H3 L21.mlp) instead of attribution importance")
+                   help="the located set, given (e.g. L20H3 L21.mlp) instead of located by --locate")
+    g.add_argument("--locate", choices=("study", "attribution"), default=None,
+                   help="how the located set is found (default study): the skill's interpretability study (the "
+                        "arithmetic study's heads and MLPs; the function-vector heads for icl) or attribution "
+                        "importance of the answer loss (faster)")
     g.add_argument("--batch-size", type=int, default=None, help="prompts per step (default 8)")
     g.add_argument("--eval-every", type=int, default=None, help="evaluate gain and cost every N steps (default 10)")
     g.add_argument("--no-save-models", action="store_true", default=None,
@@ -109,6 +113,7 @@ def run_pinpoint(args) -> int:
     res = tuning.precise_tuning(
         model, tok, data, methods=methods, seeds=list(range(seed, seed + n_seeds)), steps=steps, lr=lr,
         batch_size=batch_size, eval_every=eval_every, k_heads=k, k_mlps=k_mlps, components=args.components,
+        locate=args.locate or "study",
         save_dir=None if (out is None or bool(args.no_save_models)) else out / "models", record=record, progress=say)
     summary = summarize(res)
     if out is not None:

@@ -301,6 +301,35 @@ def locate_components(model, enc: EncodedPairs, *, k_heads: int = 6, k_mlps: int
     return picked, scores
 
 
+def locate_by_study(model, tokenizer, skill: str, *, k_heads: int = 6, k_mlps: int = 2, seed: int = 0):
+    """The located set of a skill from its interpretability study: for ``"arithmetic"`` the ``k_heads`` heads
+    and ``k_mlps`` MLPs with the largest scores of `spinlens.llm.arithmetic.locate_components` (heads that move
+    operand information to the answer position, by activation patching with corrupted operands; the MLPs after
+    them); for ``"icl"`` the ``k_heads`` heads of largest causal indirect effect of
+    `spinlens.llm.icl.locate_fv_heads` (the function-vector heads, which carry the input-label mapping) and no
+    MLP. Returns ``(components, {name: score})``; the scores are the study's."""
+    from spinlens.edit.components import Component
+
+    check_choice("skill", skill, ("arithmetic", "icl"))
+    if skill == "arithmetic":
+        from spinlens.llm.arithmetic import locate_components as study
+
+        loc = study(model, tokenizer, operations=("+",), n_digits=2, n_prompts=64, seed=seed)
+        hs = np.asarray(loc.head_scores.values, dtype=float)
+        ms = np.nan_to_num(np.asarray(loc.mlp_scores.values, dtype=float), nan=-np.inf)
+        heads = [divmod(int(i), hs.shape[1]) for i in np.argsort(-hs.reshape(-1), kind="stable")[:k_heads]]
+        mlps = [int(i) for i in np.argsort(-ms, kind="stable")[:k_mlps] if np.isfinite(ms[i])]
+        scores = {str(Component("head", L, h)): float(hs[L, h]) for L, h in heads}
+        scores.update({str(Component("mlp", L)): float(ms[L]) for L in mlps})
+        return [Component("head", L, h) for L, h in heads] + [Component("mlp", L) for L in mlps], scores
+    from spinlens.llm.icl import locate_fv_heads
+
+    loc = locate_fv_heads(model, tokenizer, top_k=k_heads, seeds=(seed,))
+    ie = loc.indirect_effect.values
+    return ([Component("head", int(L), int(h)) for L, h in loc.heads],
+            {str(Component("head", int(L), int(h))): float(ie[L, h]) for L, h in loc.heads})
+
+
 def _mask_count(masks) -> int:
     return int(sum(int(m.sum()) for m in masks.values()))
 
@@ -511,8 +540,8 @@ def _verdict(matched, cost_key: str, located: str = "located") -> str:
 
 def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=(0, 1, 2), steps: int = 30,
                    lr: float = 1e-4, batch_size: int = 8, eval_every: int = 10, k_heads: int = 6, k_mlps: int = 2,
-                   components=None, suite=None, save_dir=None, record: dict | None = None, progress=None,
-                   on_eval=None) -> TuningResult:
+                   components=None, locate: str = "study", suite=None, save_dir=None, record: dict | None = None,
+                   progress=None, on_eval=None) -> TuningResult:
     """Tune ``model`` on ``data`` with each method and seed; record gain and cost along training.
 
     Parameters
@@ -526,7 +555,11 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
     eval_every : evaluate gain and cost every this many steps (and at the last step)
     k_heads, k_mlps : size of the located set (when ``components`` is None)
     components : list of component names, optional
-        The located set, given (e.g. by the arithmetic study); default `locate_components`.
+        The located set, given; default: located by ``locate``.
+    locate : {"study", "attribution"}
+        ``"study"``: the skill's interpretability study (`locate_by_study`: the arithmetic study's heads and
+        MLPs, the function-vector heads for ICL); ``"attribution"``: attribution importance of the answer loss
+        (`locate_components`, faster).
     suite : GeneralSuite, optional
         Default: `spinlens.llm.general.build_suite` at the sizes of `ALONG_TRAINING_SUITE` (it runs at every
         evaluation of every run).
@@ -550,6 +583,7 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
 
     for m in methods:
         check_choice("method", m, METHODS)
+    check_choice("locate", locate, ("study", "attribution"))
     if not methods:
         raise InvalidParameterError("The 'methods' parameter must name at least one method.")
     steps = check_int("steps", steps, low=1)
@@ -585,8 +619,12 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
     if components is not None:
         located = [Component.parse(c) for c in components]
     elif {"located", "random", "lora"} & set(methods):  # the last two match the located set's size
-        say("locating components (attribution importance of the answer loss)")
-        located, scores = locate_components(model, train, k_heads=k_heads, k_mlps=k_mlps)
+        if locate == "study":
+            say(f"locating components (the {data.name} study)")
+            located, scores = locate_by_study(model, tokenizer, data.name, k_heads=k_heads, k_mlps=k_mlps)
+        else:
+            say("locating components (attribution importance of the answer loss)")
+            located, scores = locate_components(model, train, k_heads=k_heads, k_mlps=k_mlps)
     n_located = _mask_count(component_masks(model, located)) if located else 0
 
     curves: list = []
@@ -678,6 +716,7 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
         step_time={m: float(np.mean(v)) for m, v in stime.items()}, verdict=verdict, before=before,
         settings={"steps": steps, "lr": lr, "batch_size": batch_size, "eval_every": eval_every, "seeds": list(seeds),
                   "methods": list(methods), "located": [str(c) for c in located], "n_located": n_located,
+                  "located_by": "given" if components is not None else locate,
                   "data_source": data.source, "general_sources": suite.sources, "general_keys": list(general_keys),
                   "general_skipped": suite.skipped, "primary": data.primary},
         scores=scores, saved=saved)
