@@ -62,6 +62,7 @@ def test_pinpoint_hf_writes_curves_models_and_json(folders, tmp_path, capsys):
     (["pinpoint", "--task", "arithmetic", "--setting", "regression"], "--task"),
     (["merge", "--model", "BASE", "--models", "BASE", "OTHER"], "another architecture"),
     (["merge", "--model", "BASE", "--models", "BASE"], "at least two"),
+    (["steer", "--model", "BASE"], "spinlens interp control --model"),
 ])
 def test_bad_input_is_one_line(folders, tmp_path, capsys, argv, needle):
     argv = [str(folders["base"]) if a == "BASE" else str(folders["other"]) if a == "OTHER" else a for a in argv]
