@@ -7,11 +7,13 @@ Every quantity of the model has one **symbol** (the paper's letter, written in A
 * the parameter name of a sweep and the coordinate of result datasets,
 
 a **long flag**, a descriptive alias accepted everywhere the symbol is (``--token-dim`` for ``--D``), and a
-**Python name**, the keyword in the library (``PromptDistribution(d=..., n_context=...)``). Old command-line
-spellings (``--d``, ``--n-context``, ``--l2-strength``) still work and print a deprecation warning.
+**Python name**, the keyword in the library (``PromptDistribution(d=..., n_context=...)``). Every command
+declares such a flag as ``add_argument("--D", "--token-dim", ...)``. Old command-line spellings (``--d``,
+``--n-context``, ``--l2-strength``) still work and print a deprecation warning.
 
-This table is the only place the mapping lives; ``docs/vocabulary.md`` shows it, the CLI reads it
-(`spinlens.cli._common.apply_vocabulary`) and `to_symbols` / `to_python` translate dictionaries.
+This table is the only place the mapping lives; ``docs/vocabulary.md`` shows it, the CLI checks its flags
+against it and adds the old spellings (`spinlens.cli._common.apply_vocabulary`), the sweep grid takes its
+parameters' names from it (`spinlens.sweeps._grid`), and `to_symbols` / `to_python` translate dictionaries.
 
 ``act_name(kind, layer)`` builds the hook names of `spinlens.interp` (``blocks.{L}.attn.hook_z``, ...).
 """
@@ -51,6 +53,7 @@ TERMS: tuple[Term, ...] = (
     Term("K", "n_tasks", "task-pool", "size of a finite task pool (inf or none: a fresh task per prompt)", "K",
          ("n-tasks",)),
     Term("lam", "l2_strength", "ridge", "ridge strength of the Hamiltonian E(W)", "λ", ("l2-strength",)),
+    Term("lam_lu", "lam_lu", "lu-ridge", "asymptotic theory: Lu et al.'s ridge, D·λ·(1+1/N)²/(σ_x⁶σ_w²)", "λ_LU", ()),
     Term("beta", "beta", "inverse-temperature", "inverse temperature of the Boltzmann measure", "β", ()),
     Term("damping", "damping", "cavity-damping", "damping of the cavity iteration", "θ", ()),
     Term("sigma_x", "sigma_x", "input-std", "std of input coordinates", "σ_x", ()),

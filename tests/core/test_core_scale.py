@@ -335,7 +335,7 @@ def test_extrapolation_recovers_a_known_limit():
     for d in (10, 37, 160):
         N, P, lam = mapped_point(d, 1.0, 10.0, 1.0)
         lu = to_lu(d, N, P, lam)
-        assert lu["alpha"] == pytest.approx(1.0) and lu["tau"] == pytest.approx(10.0) and lu["lam"] == pytest.approx(1.0)
+        assert lu["alpha"] == pytest.approx(1.0) and lu["tau"] == pytest.approx(10.0) and lu["lam_lu"] == pytest.approx(1.0)
 
 
 def test_fss_quick(tmp_path):

@@ -124,4 +124,4 @@ def test_lam_conversion_both_ways():
         assert lu == pytest.approx(D * lam * (1 + 1 / N) ** 2 / (sx**6 * sw**2), rel=1e-14)
         assert lam_from_lam_lu(lu, D, N, sx, sw) == pytest.approx(lam, rel=1e-14)
         assert lam_lu_from_lam(lam_from_lam_lu(lam, D, N, sx, sw), D, N, sx, sw) == pytest.approx(lam, rel=1e-14)
-        assert lu == pytest.approx(to_lu(D, N, 100, lam, sigma_x=sx, sigma_w=sw)["lam"], rel=1e-14)
+        assert lu == pytest.approx(to_lu(D, N, 100, lam, sigma_x=sx, sigma_w=sw)["lam_lu"], rel=1e-14)

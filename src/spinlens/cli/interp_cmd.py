@@ -62,8 +62,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "(default regression when no model is given)")
     g = p.add_argument_group("data")
     g.add_argument("--n-prompts", type=int, default=256, help="clean/corrupted prompt pairs (>= 2)")
-    g.add_argument("--d", type=int, default=4, help="planted regression: token dimension D")
-    g.add_argument("--n-context", type=int, default=None, help="regression: context length N (default: the model's)")
+    g.add_argument("--D", "--token-dim", dest="d", type=int, default=4, help="planted regression: token dimension D")
+    g.add_argument("--N", "--context-length", dest="n_context", type=int, default=None, help="regression: context length N (default: the model's)")
     g.add_argument("--n-pairs", type=int, default=None,
                    help="token models: input→label pairs per prompt (default: the checkpoint's, or 4)")
     g.add_argument("--corruption", default="label_swap", help="token models: label_swap (what is copied changes) | "

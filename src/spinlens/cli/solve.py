@@ -28,10 +28,10 @@ def register(sub):
         "--sampler", default="auto", help="auto | core | reduced: draw full prompts (core) or the same law of the "
         "features from ~3D+4 numbers a prompt (reduced, corr = 0 only); auto = reduced where allowed")
     g = p.add_argument_group("solver")
-    g.add_argument("--lam", type=float, default=0.01, help="the Hamiltonian's ridge strength λ (>= 0)")
+    g.add_argument("--lam", "--ridge", type=float, default=0.01, help="the Hamiltonian's ridge strength λ (>= 0)")
     g.add_argument("--method", default="exact", help="exact | cavity | tap (cavity + Onsager reaction term) | sample | langevin | limit (the P→∞ closed form)")
-    g.add_argument("--beta", type=float, default=100.0, help="inverse temperature β (>= 1e-100)")
-    g.add_argument("--damping", type=float, default=0.9, help="cavity/tap damping θ in [0, 1)")
+    g.add_argument("--beta", "--inverse-temperature", type=float, default=100.0, help="inverse temperature β (>= 1e-100)")
+    g.add_argument("--damping", "--cavity-damping", type=float, default=0.9, help="cavity/tap damping θ in [0, 1)")
     g.add_argument("--steps", type=int, default=100, help="cavity/tap steps / Langevin steps (>= 1)")
     g.add_argument("--tol", type=float, default=1e-6, help="cavity/tap tolerance on the mean squared change (> 0)")
     g.add_argument("--samples", type=int, default=1000, help="samples per replica for --method sample (>= 2)")

@@ -83,8 +83,8 @@ def register(sub):
     b.add_argument("--checkpoint", dest="checkpoint_flag", default=None,
                    help="spinlens model folder of a linear model (`spinlens zoo train --out DIR` or `spinlens train`)")
     b.add_argument("checkpoint", nargs="?", default=None, help=argparse.SUPPRESS)  # old positional spelling
-    b.add_argument("--N", type=int, default=None, help="context length (default: the one stored in the checkpoint)")
-    b.add_argument("--l2-strength", type=float, default=None,
+    b.add_argument("--N", "--context-length", type=int, default=None, help="context length (default: the one stored in the checkpoint)")
+    b.add_argument("--lam", "--ridge", dest="l2_strength", type=float, default=None,
                    help="λ of W* (default: the checkpoint's weight decay / 2)")
     b.add_argument("--prompts", type=int, default=4096, help="fresh prompts for the comparison")
     b.add_argument("--seed", type=int, default=0, help="seed of the fresh prompts")

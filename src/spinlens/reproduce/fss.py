@@ -133,7 +133,7 @@ def compute(Ds, seeds, *, alpha=1.0, tau=10.0, lam_lu=1.0, tap_max_d=20, rng=0, 
     ds = xr.Dataset(data, coords={**coords, **extra},
                     attrs={"alpha": alpha, "tau": tau, "kappa": "inf", "rho": 0.0, "lam_lu": lam_lu,
                            "theory_icl_error": th.icl_error, "mapped_check_alpha": lu["alpha"], "mapped_check_tau": lu["tau"],
-                           "mapped_check_lam": lu["lam"], "max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2})
+                           "mapped_check_lam_lu": lu["lam_lu"], "max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2})
     return ds
 
 

@@ -107,16 +107,16 @@ def sample_contexts_naive(w: np.ndarray, n_context: int, rho: float, *, rng: RNG
     return X[:, ell], h, y[:, ell]
 
 
-def fit_gamma(x_query: np.ndarray, h: np.ndarray, y_query: np.ndarray, lam: float) -> np.ndarray:
+def fit_gamma(x_query: np.ndarray, h: np.ndarray, y_query: np.ndarray, lam_lu: float) -> np.ndarray:
     """Ridge fit ``Γ = argmin Σ (y_q − x_qᵀΓh)² + (n/d) λ ‖Γ‖_F²`` of shape (d, d+1).
 
     Uses the primal normal equations when ``n ≥ d(d+1)`` and the kernel (dual) form with Gram matrix
-    ``(X_q X_qᵀ) ∘ (H Hᵀ)`` otherwise; ``lam = 0`` gives least squares (``n ≥ p``) or the minimum-norm
+    ``(X_q X_qᵀ) ∘ (H Hᵀ)`` otherwise; ``lam_lu = 0`` gives least squares (``n ≥ p``) or the minimum-norm
     interpolator (``n < p``).
     """
     n, d = x_query.shape
     p = d * (d + 1)
-    reg = (n / d) * lam
+    reg = (n / d) * lam_lu
     if n >= p:
         G = np.zeros((p, p))
         b = np.zeros(p)
@@ -186,7 +186,7 @@ class SimulationResult:
         Standard deviations over repeats (0 for one repeat).
     d, n_context, n_prompts, n_tasks : int
         Realised sizes (``n_tasks = -1`` for a fresh task per context).
-    alpha, tau, kappa, rho, lam : float
+    alpha, tau, kappa, rho, lam_lu : float
         Nominal theory parameters.
     n_repeats : int
     """
@@ -204,7 +204,7 @@ class SimulationResult:
     tau: float
     kappa: float
     rho: float
-    lam: float
+    lam_lu: float
     n_repeats: int
 
     def to_dict(self) -> dict:
@@ -217,7 +217,7 @@ def simulate_point(
     tau: float,
     kappa: float = math.inf,
     rho: float = 0.0,
-    lam: float = 0.0,
+    lam_lu: float = 0.0,
     *,
     n_repeats: int = 1,
     rng: RNGLike = None,
@@ -228,7 +228,7 @@ def simulate_point(
     ----------
     d : int
         Dimension (``>= 2``); the fit solves a ``d(d+1)``-dimensional ridge problem.
-    alpha, tau, kappa, rho, lam : float
+    alpha, tau, kappa, rho, lam_lu : float
         As in `spinlens.theory.learning_curve_point`; ``ℓ = round(alpha d)``, ``n = round(tau d²)``,
         ``k = round(kappa d)``.
     n_repeats : int, default 1
@@ -240,7 +240,7 @@ def simulate_point(
     -------
     SimulationResult
     """
-    a, t, k, r, lm = validate_inputs(alpha, tau, kappa, rho, lam, owner="simulate_point")
+    a, t, k, r, lm = validate_inputs(alpha, tau, kappa, rho, lam_lu, owner="simulate_point")
     d = check_int("d", d, low=2, owner="simulate_point")
     n_repeats = check_int("n_repeats", n_repeats, low=1, owner="simulate_point")
     ell = max(1, round(a * d))
@@ -275,6 +275,6 @@ def simulate_point(
         tau=t,
         kappa=k,
         rho=r,
-        lam=lm,
+        lam_lu=lm,
         n_repeats=n_repeats,
     )
