@@ -342,7 +342,7 @@ def _run_simulate(args) -> int:
     out = dict(params)
     out.update(
         d=d, seed=args.seed, n_repeats=reps, n_context=sim.n_context, n_prompts=sim.n_prompts, n_tasks=sim.n_tasks,
-        sim_icl_error=sim.icl_error, sim_idg_error=sim.idg_error, sim_icl_std=sim.icl_std, sim_idg_std=sim.idg_std,
+        sim_icl_error=sim.icl_error, sim_idg_error=sim.idg_error, sim_icl_sd=sim.icl_sd, sim_idg_sd=sim.idg_sd,
         icl_error=th.icl_error, idg_error=th.idg_error, converged=th.converged,
     )
     from spinlens.vocabulary import to_symbols

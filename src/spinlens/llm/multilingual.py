@@ -567,8 +567,11 @@ def result_dataset(res: LanguageNeuronsResult):
 
 
 def _ms(x) -> dict:
+    from spinlens.verdict import mean_sd
+
     a = np.asarray(x, dtype=float)
-    return {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if a.size > 1 else 0.0, "values": a.round(5).tolist()}
+    m, s = mean_sd(a)  # ddof 1, the one convention
+    return {"mean": m, "sd": s, "values": a.round(5).tolist()}
 
 
 def language_neurons_study(model, tokenizer, corpus: ParallelCorpus, *, n_ctx: int = 128, fit_tokens: int = 4096,

@@ -29,6 +29,7 @@ import dataclasses
 import numpy as np
 
 from spinlens.reproduce import _framework as fw
+from spinlens.verdict import mean_sd
 
 #: the paper's Fig S8 (public figure data): name -> (N values, mean test error, std)
 PAPER = {
@@ -327,7 +328,7 @@ def plot(ds, bridge_rows=(), *, paper: bool = True):
         c = colours[k % len(colours)]
         mk = MARKERS[k % len(MARKERS)]
         m = ds.test_error.sel(arch=arch).mean("repeat")
-        s = ds.test_error.sel(arch=arch).std("repeat") if ds.sizes["repeat"] > 1 else None
+        s = ds.test_error.sel(arch=arch).std("repeat", ddof=1) if ds.sizes["repeat"] > 1 else None  # as mean_sd
         ax.errorbar(N + (k - (len(archs) - 1) / 2) * step, m, yerr=s, fmt=mk, ms=4.5, capsize=2, color=c,
                     mfc="none" if k % 2 else c, zorder=3 + k, label=LABELS.get(arch, arch))
         if paper and arch in PAPER:
@@ -382,7 +383,7 @@ def run(out_dir, quick: bool = True, seed: int = 0, device: str | None = None) -
             "exact_ridge": ds.exact_ridge.mean("repeat").values, "w_star": ds.w_star.values}
     for arch in ds.arch.values:
         cols[f"{arch}_mean"] = ds.test_error.sel(arch=arch).mean("repeat").values
-        cols[f"{arch}_std"] = ds.test_error.sel(arch=arch).std("repeat").values
+        cols[f"{arch}_sd"] = mean_sd(ds.test_error.sel(arch=arch).transpose(..., "repeat").values, axis=-1)[1]
     for name in PAPER:
         cols[f"paper_{name}"] = paper_at(name, ds.n_context.values)
     fw.save_columns(cols, out_dir, "data")

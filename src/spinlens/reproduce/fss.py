@@ -149,16 +149,16 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     alpha, tau, lam_lu = 1.0, 10.0, 1.0
     ds = compute(cfg["Ds"], cfg["seeds"], alpha=alpha, tau=tau, lam_lu=lam_lu, tap_max_d=cfg["tap_max_d"], rng=seed)
     th = float(ds.attrs["theory_icl_error"])
-    mean = ds["exact_error"].mean("seed", skipna=True).values
-    std = ds["exact_error"].std("seed", ddof=1, skipna=True).values if ds.sizes["seed"] > 1 else np.zeros(len(mean))
+    from spinlens.verdict import mean_sd
+
+    mean, sd = mean_sd(ds["exact_error"].transpose("D", "seed").values, axis=1, skipna=True)
     n = ds["n_seeds"].values
-    e_inf, e_err, coef = extrapolate(ds["D"].values, mean, std, n)
-    tap_mean = ds["tap_error"].mean("seed", skipna=True).values
-    tap_std = ds["tap_error"].std("seed", ddof=1, skipna=True).values if ds.sizes["seed"] > 1 else np.zeros(len(mean))
+    e_inf, e_err, coef = extrapolate(ds["D"].values, mean, sd, n)
+    tap_mean, tap_sd = mean_sd(ds["tap_error"].transpose("D", "seed").values, axis=1, skipna=True)
     fw.save_dataset(ds, out_dir, "data")
     Ds = [int(d) for d in ds["D"].values]
     cols = {"D": Ds, "N": ds["N"].values, "P": ds["P"].values, "lam": ds["lam"].values, "n_seeds": n,
-            "exact_error_mean": mean, "exact_error_std": std, "tap_error_mean": tap_mean, "theory": [th] * len(Ds),
+            "exact_error_mean": mean, "exact_error_sd": sd, "tap_error_mean": tap_mean, "theory": [th] * len(Ds),
             "gap": mean - th, "relative_gap": (mean - th) / th,
             "seconds_mean": ds["seconds"].mean("seed", skipna=True).values,
             "peak_gib_max": ds["peak_gib"].max("seed", skipna=True).values,
@@ -167,9 +167,9 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     fw.save_columns(cols, out_dir, "gap_table")
     with paper_style():
         fig, ax = plt.subplots(figsize=(5.5, 4))
-        curves = {"exact Boltzmann mean": (mean, std)}
+        curves = {"exact Boltzmann mean": (mean, sd)}
         if np.isfinite(tap_mean).any():
-            curves["TAP fixed point"] = (tap_mean, tap_std)
+            curves["TAP fixed point"] = (tap_mean, tap_sd)
         plot_finite_size(ds["D"].values, curves, theory=th, extrapolated=(e_inf, e_err, coef),
                          title=f"finite-size scaling at α={alpha:g}, τ={tau:g}, κ=∞, λ_LU={lam_lu:g}", ax=ax)
         fig.tight_layout()

@@ -27,6 +27,7 @@ import scipy.linalg
 from spinlens.errors import check_int
 from spinlens.random import RNGLike, as_generator
 from spinlens.theory.asymptotic import validate_inputs
+from spinlens.verdict import mean_sd
 
 __all__ = [
     "SimulationResult",
@@ -182,8 +183,8 @@ class SimulationResult:
     icl_error, idg_error, g_task : float
         Means over repeats (``idg_error = icl_error`` in expectation for ``kappa = inf``; it is then
         evaluated on fresh sphere tasks).
-    icl_std, idg_std : float
-        Standard deviations over repeats (0 for one repeat).
+    icl_sd, idg_sd : float
+        Standard deviations over repeats (`spinlens.verdict.mean_sd`: ddof 1, 0 for one repeat).
     d, n_context, n_prompts, n_tasks : int
         Realised sizes (``n_tasks = -1`` for a fresh task per context).
     alpha, tau, kappa, rho, lam_lu : float
@@ -194,8 +195,8 @@ class SimulationResult:
     icl_error: float
     idg_error: float
     g_task: float
-    icl_std: float
-    idg_std: float
+    icl_sd: float
+    idg_sd: float
     d: int
     n_context: int
     n_prompts: int
@@ -265,8 +266,8 @@ def simulate_point(
         icl_error=float(icl_a.mean()),
         idg_error=float(idg_a.mean()),
         g_task=float((icl_a - idg_a).mean()),
-        icl_std=float(icl_a.std()),
-        idg_std=float(idg_a.std()),
+        icl_sd=mean_sd(icl_a)[1],
+        idg_sd=mean_sd(idg_a)[1],
         d=d,
         n_context=ell,
         n_prompts=n,
