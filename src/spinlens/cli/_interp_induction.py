@@ -54,7 +54,7 @@ def induction_command(args) -> dict:
                                     "scores": {inp: v.tolist() for inp, v in kc["scores"].items()}}
     if out is not None:
         summary["files"] = write_analysis(out, model, tok, rep, summary, val, top_k=args.top_k, icl_windows=icl_val)
-    summary["seconds"] = time.perf_counter() - t0
+    summary["elapsed_s"] = time.perf_counter() - t0
     if out is not None:
         from spinlens import io
 
@@ -111,7 +111,7 @@ def _hf_induction(args, t0: float) -> dict:
                                              rng=args.seed)
     if out is not None:
         summary["files"] = write_analysis(out, model, tok, rep, summary, val, top_k=args.top_k)
-    summary["seconds"] = time.perf_counter() - t0
+    summary["elapsed_s"] = time.perf_counter() - t0
     if out is not None:
         from spinlens import io
 

@@ -319,7 +319,7 @@ def _run_interp(args) -> int:
         if out:
             figs += P.save_figure(P.plot_flow(res), out, "flow")
             data.append(P.save_data(res.rollout, out, "flow"))
-    summary["seconds"] = time.perf_counter() - t0
+    summary["elapsed_s"] = time.perf_counter() - t0
     if out:
         summary["files"] = figs + data
         _write_run(out, args, summary)
@@ -331,7 +331,7 @@ def _run_interp(args) -> int:
 
 
 def _print_summary(m, s) -> None:
-    print(f"spinlens interp {m}: {s['model']}, {s['n_prompts']} prompts, {s['seconds']:.2f} s")
+    print(f"spinlens interp {m}: {s['model']}, {s['n_prompts']} prompts, {s['elapsed_s']:.2f} s")
     if "top" in s:
         for row in s["top"]:
             print("  " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))

@@ -139,7 +139,7 @@ def _run(args) -> int:
         "parameters": {"D": args.d, "N": args.n_context, "P": Ps, "lam": args.l2_strength,
                        "samples": args.samples, "grid": args.grid, "directions": args.directions,
                        "spectrum_d": list(args.spectrum_d)},
-        "summary": summary, "wall_seconds": round(time.perf_counter() - t0, 3),
+        "summary": summary, "elapsed_s": round(time.perf_counter() - t0, 3),
         "files": sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")),
         "versions": fw.package_versions(), "git_sha": fw.git_sha(),
     }

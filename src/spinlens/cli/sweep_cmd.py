@@ -21,7 +21,7 @@ value syntax: V | V1,V2,... | START:STOP:NUM (linspace, ints rounded) | START:ST
   --seed START:STOP is range(START, STOP) (repeats). Dims of results.nc: D, N, P, K, lam, beta,
   damping, corr, sigma_eps, seed (the symbols of docs/vocabulary.md; only the swept ones).
 observables: test_error, pool_error, train_error, contrast_ratio, zero_mode_fraction, overlap,
-  exact_distance, converged (always), n_iter, residual, wall_time.
+  exact_distance, converged (always), n_iter, residual, elapsed_s.
 """
 
 # '%(default).0s' renders as nothing but stops the formatter from appending "(default: None)"

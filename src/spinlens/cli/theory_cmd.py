@@ -443,7 +443,7 @@ def _run_phase(args) -> int:
         from spinlens.plotting.theory import plot_phase_diagram
 
         _write_outputs(args, "phase", df, lambda: plot_phase_diagram(ds), ds=ds,
-                       extra={"grid": {"D": D, "N": ns, "K": ks}, "seconds": seconds, "summary": summary})
+                       extra={"grid": {"D": D, "N": ns, "K": ks}, "elapsed_s": seconds, "summary": summary})
         if not args.json:
             print(f"wrote {args.out}/phase.nc, phase.csv, phase.png, phase.pdf, run.json")
     n_bad = int((~ds.converged.values.astype(bool)).sum())

@@ -208,7 +208,7 @@ def run_train(args) -> int:
 
         io.write_run_json(stage, io.run_record("zoo train", args=args, seed=seed, config=cfg.to_dict(),
                                                distribution=to_symbols(dist_info), summary=summary,
-                                               wall_seconds=time.perf_counter() - t0))
+                                               elapsed_s=time.perf_counter() - t0))
     if args.json:
         print_json(summary)
     else:
@@ -268,7 +268,7 @@ def run_figS8(args) -> int:
     figS8.DEFAULT_DEVICE = args.device
     res = run_figure("figS8", args.out, quick=args.quick, seed=seed, echo=None if args.json else print)
     if args.json:
-        print_json({"summary": res.get("summary", {}), "out_dir": res["out_dir"], "wall_seconds": res["wall_seconds"],
+        print_json({"summary": res.get("summary", {}), "out_dir": res["out_dir"], "elapsed_s": res["elapsed_s"],
                     "max_deviation": res.get("max_deviation")})
     return 0
 

@@ -59,7 +59,7 @@ def compute(n_context_values, *, d=20, n_prompts=10000, l2_strength=0.01, beta=1
         out[f"{name}_mean"], out[f"{name}_sd"] = fw.mean_std(arr)
     out["limit_P_inf"] = lim
     out["cavity_converged_fraction"] = conv.mean(axis=1)
-    out["cavity_iterations_mean"] = iters.mean(axis=1)
+    out["cavity_n_iter_mean"] = iters.mean(axis=1)
     out["cavity_exact_distance_mean"] = fw.mean_std(dist_ex)[0]
     return out
 

@@ -161,7 +161,7 @@ def compute(
     Returns
     -------
     dict with ``"dataset"`` (xarray.Dataset: ``test_error`` (arch, n_context, repeat), ``cavity``,
-    ``exact_ridge`` and ``cavity_converged`` (n_context, repeat), ``w_star`` (n_context), ``train_seconds``
+    ``exact_ridge`` and ``cavity_converged`` (n_context, repeat), ``w_star`` (n_context), ``train_elapsed_s``
     (arch, n_context, repeat)) and ``"bridge"`` (list of `spinlens.bridge.BridgeReport` dicts).
     """
     import xarray as xr
@@ -268,7 +268,7 @@ def compute(
                             "units": ""}),
             "test_error_mc": (("arch", "n_context", "repeat"), err_mc,
                               {"long_name": "test error (fresh tasks, plain Monte-Carlo)", "units": ""}),
-            "train_seconds": (("arch", "n_context", "repeat"), secs, {"long_name": "training time", "units": "s"}),
+            "train_elapsed_s": (("arch", "n_context", "repeat"), secs, {"long_name": "training time", "units": "s"}),
             "cavity": (("n_context", "repeat"), cav, {"long_name": "test error of the cavity solution", "units": ""}),
             "exact_ridge": (("n_context", "repeat"), ridge,
                             {"long_name": "test error of the exact minimiser of E (same λ)", "units": ""}),
@@ -415,7 +415,7 @@ def run(out_dir, quick: bool = True, seed: int = 0, device: str | None = None) -
     if bridge_rows:
         summary["bridge_min_cos_w_star"] = float(min(r["cos_w_star"] for r in bridge_rows))
         summary["bridge_min_r2_vs_gd"] = float(min(r["r2_vs_gd"] for r in bridge_rows))
-    summary["train_seconds_total"] = float(np.nansum(ds.train_seconds.values))
+    summary["train_elapsed_s_total"] = float(np.nansum(ds.train_elapsed_s.values))
     return {
         "parameters": {"d": 20, "n_prompts": 10000, "l2_strength": 0.01, "beta": 100.0, "damping": 0.9,
                        "max_iter": 100, "n_context": list(Ns), "repeats": repeats, "data": "fixed",
