@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spinlens.errors import InvalidParameterError, check_float, check_int
+from spinlens.verdict import mean_sd
 
 __all__ = [
     "DJANGO_LOCALES",
@@ -525,7 +526,7 @@ class LanguageNeuronsResult:
             "delta_loss": {c: dict(zip(self.languages, d[i].round(4).tolist())) for i, c in enumerate(self.languages)},
             "random_delta_loss_mean": {c: dict(zip(self.languages, rd.mean(0)[i].round(4).tolist()))
                                        for i, c in enumerate(self.languages)},
-            "random_delta_loss_sd": {c: dict(zip(self.languages, rd.std(0, ddof=1 if rd.shape[0] > 1 else 0)[i].round(4).tolist()))
+            "random_delta_loss_sd": {c: dict(zip(self.languages, mean_sd(rd, axis=0)[1][i].round(4).tolist()))
                                      for i, c in enumerate(self.languages)},
             "diagonal_delta_loss": float(np.mean(np.diag(d))),
             "off_diagonal_delta_loss": float(d[off_diag].mean()),
