@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["Term", "TERMS", "act_name", "ACT_KINDS", "by_symbol", "to_symbols", "to_python", "cli_spellings",
-           "markdown_table"]
+           "markdown_table", "dataset_to_symbols", "dataset_to_python"]
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,22 @@ def dataset_to_symbols(ds):
              and _BY_PYTHON[k].symbol not in ds.dims}
     out = ds.rename(names) if names else ds.copy()
     out.attrs = to_symbols(dict(out.attrs))
+    return out
+
+
+def dataset_to_python(ds):
+    """Inverse of `dataset_to_symbols`: a Dataset read from a file spinlens wrote (dims, coordinates and attributes
+    ``N``, ``P``, ``lam``) with the library's Python names again (``n_context``, ``n_prompts``, ``l2_strength``).
+
+    The rule: a Dataset in memory, from a library function, carries Python names; the same Dataset on disk
+    (`spinlens.io.save_dataset`) carries the symbols, as JSON does. The two maps are inverse on every name of
+    the table (tested), so ``dataset_to_python(xr.open_dataset(path))`` is the Dataset the library returned.
+    """
+    names = {k: _BY_SYMBOL[k].python for k in [*ds.dims, *ds.coords]
+             if k in _BY_SYMBOL and _BY_SYMBOL[k].python != k and _BY_SYMBOL[k].python not in ds.variables
+             and _BY_SYMBOL[k].python not in ds.dims}
+    out = ds.rename(names) if names else ds.copy()
+    out.attrs = to_python(dict(out.attrs))
     return out
 
 

@@ -155,3 +155,24 @@ def test_no_synonym_key_in_the_sources():
                 if use and _OLD_KEY_READERS.get(key) != rel:
                     found.append(f"{rel}:{i}: {key!r} -> {use!r}")
     assert not found, "\n".join(found)
+
+
+def test_a_dataset_in_memory_and_on_disk_are_one_map_apart(tmp_path):
+    # memory: Python names (n_prompts, n_context, l2_strength); disk: symbols (P, N, lam); the maps are inverse
+    import numpy as np
+    import xarray as xr
+
+    from spinlens import io as sio
+    from spinlens.theory.phase import task_pool_phase_diagram
+    from spinlens.vocabulary import dataset_to_python
+
+    ds = task_pool_phase_diagram(2, [3, 4], [2], 8, 0.1, max_iter=3, n_repeats=1, exact=False, rng=0)
+    assert ds.attrs["n_prompts"] == 8 and "n_context" in ds.dims
+    sio.save_dataset(ds, tmp_path, "phase")
+    with xr.open_dataset(tmp_path / "phase.nc") as disk:
+        disk = disk.load()
+    assert disk.attrs["P"] == 8 and "N" in disk.dims and "K" in disk.dims
+    assert not {"n_prompts", "n_context", "n_tasks", "l2_strength", "d"} & (set(disk.attrs) | set(disk.dims))
+    back = dataset_to_python(disk)
+    assert set(back.dims) == set(ds.dims) and set(back.attrs) == set(ds.attrs)
+    np.testing.assert_array_equal(back["icl_error"].values, ds["icl_error"].values)
