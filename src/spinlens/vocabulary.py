@@ -95,12 +95,7 @@ def dataset_to_symbols(ds):
     """A copy of an ``xarray.Dataset`` whose dimensions, coordinates and attributes named by Python names of the
     table carry the symbols instead (``n_context`` → ``N``, ``l2_strength`` → ``lam``); data variables keep their
     names. `spinlens.io.save_dataset` applies it, so every dataset spinlens writes uses the symbols."""
-    names = {k: _BY_PYTHON[k].symbol for k in [*ds.dims, *ds.coords]
-             if k in _BY_PYTHON and _BY_PYTHON[k].symbol != k and _BY_PYTHON[k].symbol not in ds.variables
-             and _BY_PYTHON[k].symbol not in ds.dims}
-    out = ds.rename(names) if names else ds.copy()
-    out.attrs = to_symbols(dict(out.attrs))
-    return out
+    return _rename_dataset(ds, {k: t.symbol for k, t in _BY_PYTHON.items()}, to_symbols)
 
 
 def dataset_to_python(ds):
@@ -111,11 +106,16 @@ def dataset_to_python(ds):
     (`spinlens.io.save_dataset`) carries the symbols, as JSON does. The two maps are inverse on every name of
     the table (tested), so ``dataset_to_python(xr.open_dataset(path))`` is the Dataset the library returned.
     """
-    names = {k: _BY_SYMBOL[k].python for k in [*ds.dims, *ds.coords]
-             if k in _BY_SYMBOL and _BY_SYMBOL[k].python != k and _BY_SYMBOL[k].python not in ds.variables
-             and _BY_SYMBOL[k].python not in ds.dims}
-    out = ds.rename(names) if names else ds.copy()
-    out.attrs = to_python(dict(out.attrs))
+    return _rename_dataset(ds, {k: t.python for k, t in _BY_SYMBOL.items()}, to_python)
+
+
+def _rename_dataset(ds, names: dict, rename_attrs):
+    """A copy of ``ds`` with the dims/coordinates in ``names`` renamed (where the new name is free) and its
+    attributes renamed by ``rename_attrs``; data variables keep their names."""
+    new = {k: names[k] for k in [*ds.dims, *ds.coords]
+           if k in names and names[k] != k and names[k] not in ds.variables and names[k] not in ds.dims}
+    out = ds.rename(new) if new else ds.copy()
+    out.attrs = rename_attrs(dict(out.attrs))
     return out
 
 
