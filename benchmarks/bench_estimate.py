@@ -2,7 +2,7 @@
 
 Each solve runs as its own ``spinlens solve ... --json`` process; the JSON carries ``time_estimate_s`` (the
 calibrated flop count of `spinlens.progress.estimate_solve_time`, printed before the work starts) and
-``wall_seconds`` (measured, from argument parsing to the result). Target: every ratio within a factor of 3.
+``elapsed_s`` (measured, from argument parsing to the result). Target: every ratio within a factor of 3.
 
 Usage::
 
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
             print(f"{case}: failed ({p.returncode}): {p.stderr.strip()[-300:]}")
             continue
         out = json.loads(p.stdout)
-        est, wall = out["time_estimate_s"], out["wall_seconds"]
+        est, wall = out["time_estimate_s"], out["elapsed_s"]
         rows.append({"case": case, "estimate_s": est, "measured_s": wall, "ratio": est / wall,
                      "parts": out.get("time_parts_s")})
         print(f"{case:70s} {est:10.2f} {wall:10.2f} {est / wall:6.2f}")

@@ -61,7 +61,7 @@ def main():
         torch.cuda.synchronize(dev)
     t_solve = time.perf_counter() - t1
     lu = to_lu(a.D, N, a.P, lam)
-    th = learning_curve_point(lu["alpha"], lu["tau"], lu["kappa"], lu["rho"], lu["lam"]).icl_error
+    th = learning_curve_point(lu["alpha"], lu["tau"], lu["kappa"], lu["rho"], lu["lam_lu"]).icl_error
     err = ob.test_error(r.m, dist)
     out = {
         "device": str(dev), "device_name": torch.cuda.get_device_name(dev) if cuda else "cpu",

@@ -36,7 +36,7 @@ def main() -> None:
     load1 = os.getloadavg()
     run = json.load(open(os.path.join(a.out, "run.json")))
     s = run["summary"]
-    res = {"exit_code": code, "wall_seconds": wall, "train_seconds": s["train_seconds"],
+    res = {"exit_code": code, "wall_seconds": wall, "train_elapsed_s": s["train_elapsed_s"],
            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "threads": a.threads,
            "cpu_count": os.cpu_count(), "loadavg_before": load0, "loadavg_after": load1, "device": a.device,
            "top_head": s["top_head"], "induction_head_formed": s["induction_head_formed"],

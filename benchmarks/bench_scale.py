@@ -93,7 +93,7 @@ def section_threads(repeats: int = 5) -> dict:
             for k in t:
                 extra = [] if k == "default" else ["--threads", k]
                 m = run_rss(spinlens_cmd(*job, *extra), env=env)
-                t[k].append(m["json"]["seconds"] if m["json"] else float("nan"))
+                t[k].append(m["json"]["solve_elapsed_s"] if m["json"] else float("nan"))
                 if k == "default" and m["json"]:
                     used.append(m["json"].get("threads"))
         out[name] = {"solve_seconds": t, "threads_chosen": used,
@@ -113,8 +113,8 @@ def section_vs_d(Ds=(10, 20, 40, 60, 80, 100, 120, 160)) -> dict:
                              "--lam", str(lam), "--json"], capture_output=True, text=True)
         theory = json.loads(th.stdout)["icl_error"] if th.returncode == 0 else None
         rows.append({"D": D, "N": N, "P": P, "lam": lam, "wall_s": m["wall"], "peak_gib": m["peak_gib"],
-                     "solve_s": j.get("seconds"), "features_s": j.get("features_seconds"), "backend": j.get("backend"),
-                     "iterations": j.get("iterations"), "threads": j.get("threads"), "test_error": j.get("test_error"),
+                     "solve_s": j.get("solve_elapsed_s"), "features_s": j.get("features_elapsed_s"), "backend": j.get("backend"),
+                     "n_iter": j.get("n_iter"), "threads": j.get("threads"), "test_error": j.get("test_error"),
                      "theory": theory, "estimate_gib": j.get("memory_estimate_gib"), "load": load()})
         print(json.dumps(rows[-1]), file=sys.stderr)
     return {"rows": rows}
@@ -126,8 +126,8 @@ def section_vs_p(Ps=(1000, 10000, 100000, 1000000)) -> dict:
         for P in Ps:
             m = run_rss(spinlens_cmd("--D", 20, "--N", 100, "--P", P, "--lam", 0.01, "--method", method))
             j = m["json"] or {}
-            row = {"method": method, "P": P, "wall_s": m["wall"], "peak_gib": m["peak_gib"], "solve_s": j.get("seconds"),
-                   "features_s": j.get("features_seconds"), "backend": j.get("backend"), "test_error": j.get("test_error"),
+            row = {"method": method, "P": P, "wall_s": m["wall"], "peak_gib": m["peak_gib"], "solve_s": j.get("solve_elapsed_s"),
+                   "features_s": j.get("features_elapsed_s"), "backend": j.get("backend"), "test_error": j.get("test_error"),
                    "estimate_gib": j.get("memory_estimate_gib"), "load": load()}
             if P <= 100000:
                 mp = run_rss(plain_cmd("--D", 20, "--N", 100, "--P", P, "--method", method))

@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     full = len(N_FULL) * len(P_FULL) * 10
     extrapolated = wall * full / grid.n_points
     with open(os.path.join(out, "run.json")) as f:
-        cpu = json.load(f)["cpu_time_points_s"]
+        cpu = json.load(f)["points_cpu_s"]
     cpu_per_point = cpu / grid.n_points
     try:
         load = os.getloadavg()[0]

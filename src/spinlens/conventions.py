@@ -102,7 +102,8 @@ def to_lu(
     sigma_x: float = 1.0,
     sigma_w: float = 1.0,
 ) -> dict:
-    """Map spin-glass parameters (D, N, P, λ, K, σ_ε) onto the asymptotic theory's (α, τ, κ, ρ, λ_LU).
+    """Map spin-glass parameters (D, N, P, λ, K, σ_ε) onto the asymptotic theory's (α, τ, κ, ρ, λ_LU): a dict with
+    the keys ``alpha``, ``tau``, ``kappa``, ``rho`` and ``lam_lu`` (never ``lam``: that is the λ of E(W)).
 
     With x = σ_x√D·x̃ and y = σ_xσ_w·ỹ the spin-glass prompt becomes Lu et al.'s (x̃ ~ N(0, I/d),
     ỹ = x̃·w̃ with w̃ ~ N(0, I)); the noise variance becomes ρ = σ_ε²/(σ_xσ_w)². The prediction is
@@ -119,4 +120,4 @@ def to_lu(
     kappa = math.inf if n_tasks is None else n_tasks / d
     rho = sigma_eps**2 / (sigma_x * sigma_w) ** 2
     lam_lu = lam_lu_from_lam(l2_strength, d, n_context, sigma_x, sigma_w)
-    return {"alpha": alpha, "tau": tau, "kappa": kappa, "rho": rho, "lam": lam_lu}
+    return {"alpha": alpha, "tau": tau, "kappa": kappa, "rho": rho, "lam_lu": lam_lu}

@@ -116,5 +116,7 @@ def block_statistics(H) -> dict:
     J2 = J[:n1, n1:].ravel()
     J3 = J[n1:, n1:][~np.eye(D + 1, dtype=bool)]
     out = {"h1": h[:D, :D].ravel(), "h2": h[D, :D].ravel(), "J1": J1, "J2": J2, "J3": J3}
-    out["summary"] = {k: {"mean": float(np.mean(v)), "std": float(np.std(v))} for k, v in list(out.items())}
+    from spinlens.verdict import mean_sd_dict
+
+    out["summary"] = {k: mean_sd_dict(v) for k, v in list(out.items())}
     return out

@@ -276,7 +276,7 @@ def estimate_solve_time(method: str, *, d: int, n_context: int, n_prompts: int |
                                                     + 4 * n_prompts * D1 * 8 / r["stream_bytes"])
     elif method in ("cavity", "tap"):
         parts["gram"] = _pair_gram_s(d, n_prompts, r)
-        parts["iterations"] = max_iter * 2 * (K * K * 8 / 2) / r["stream_bytes"]
+        parts["cavity_steps"] = max_iter * 2 * (K * K * 8 / 2) / r["stream_bytes"]
         if compare_exact:
             parts["exact_reference"] = _dense_exact_s(K, r) / 3
     elif method == "sample":

@@ -257,7 +257,9 @@ def _data_summary(path: Path) -> str:
 
 def _render_params(run: dict) -> str:
     rows = []
-    for key in ("figure", "command", "mode", "seed", "wall_seconds", "git_sha"):
+    if "wall_seconds" in run and "elapsed_s" not in run:  # run.json written before elapsed_s: read the old key
+        run = {**run, "elapsed_s": run["wall_seconds"]}
+    for key in ("figure", "command", "mode", "seed", "elapsed_s", "git_sha"):
         if key in run and run[key] is not None:
             rows.append((key, run[key]))
     params = run.get("parameters") or {}
@@ -359,7 +361,7 @@ def _summary_table(sections: list[dict]) -> str:
         name = sec.get("label") or run.get("figure") or run.get("command") or sec["rel"]
         rows.append(
             f"<tr><td class='l'><a href='#{_anchor(sec['rel'])}'>{_esc(name)}</a></td><td>{_esc(run.get('mode', ''))}</td>"
-            f"<td>{_esc(run.get('seed', ''))}</td><td>{_esc(_fmt(run.get('wall_seconds', '')))}</td>"
+            f"<td>{_esc(run.get('seed', ''))}</td><td>{_esc(_fmt(run.get('elapsed_s', run.get('wall_seconds', ''))))}</td>"
             f"<td>{len(sec['images'])}</td><td class='l'>{_esc(wtxt)}</td></tr>"
         )
     rows.append("</table>")

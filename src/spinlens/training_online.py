@@ -67,7 +67,7 @@ class OnlineTrainResult:
             "test_loss": self.test_loss,
             "n_steps": self.n_steps,
             "batch_size": self.batch_size,
-            "seconds": self.seconds,
+            "elapsed_s": self.seconds,
             "seed": self.seed,
             **self.settings,
         }

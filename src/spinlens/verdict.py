@@ -84,8 +84,48 @@ def _values(name: str, x) -> np.ndarray:
     return a
 
 
+def mean_sd(values, axis: int | None = None, *, skipna: bool = False):
+    """Mean ± sd over seeds (or repeats): the one helper and the one convention of spinlens.
+
+    The sd is the sample standard deviation, **ddof = 1** (the spread to expect of one more seed); over a
+    single value it is 0.0 (nothing measured; report ``n``). ``axis``: the seed axis of an array (None: all
+    values); ``skipna``: leave NaN out (runs that did not converge). Returns ``(mean, sd)``, floats when
+    ``axis`` is None, else arrays. `mean_sd_dict` gives the JSON form ``{"mean", "sd", "n"}``.
+
+    >>> mean_sd([1.0, 2.0, 3.0])
+    (2.0, 1.0)
+    >>> mean_sd([5.0])
+    (5.0, 0.0)
+    """
+    a = np.asarray(values, dtype=float)
+    if axis is None:
+        a = a.ravel()
+        if skipna:
+            a = a[~np.isnan(a)]
+        if a.size == 0:
+            return math.nan, math.nan
+        return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
+    n = (~np.isnan(a)).sum(axis=axis) if skipna else np.full(np.delete(a.shape, axis), a.shape[axis])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = np.nansum(a, axis=axis) if skipna else a.sum(axis=axis)
+        mean = np.where(n > 0, s / np.maximum(n, 1), np.nan)
+        dev = np.where(np.isnan(a), 0.0, a - np.expand_dims(mean, axis)) if skipna else a - np.expand_dims(mean, axis)
+        sd = np.sqrt((dev**2).sum(axis=axis) / np.maximum(n - 1, 1))
+    sd = np.where(n > 1, sd, np.where(n == 1, 0.0, np.nan))
+    return mean, sd
+
+
+def mean_sd_dict(values, *, skipna: bool = False) -> dict:
+    """``{"mean": m, "sd": s, "n": n}`` of `mean_sd` over all values (ddof = 1; sd 0.0 for one value)."""
+    a = np.asarray(values, dtype=float).ravel()
+    if skipna:
+        a = a[~np.isnan(a)]
+    m, s = mean_sd(a)
+    return {"mean": m, "sd": s, "n": int(a.size)}
+
+
 def _sd(a: np.ndarray) -> float:
-    return float(a.std(ddof=1)) if a.size > 1 else 0.0
+    return mean_sd(a)[1]
 
 
 def compare(method_values, baseline_values, *, what: str, method: str = "method", baseline: str = "baseline",

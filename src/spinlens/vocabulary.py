@@ -7,11 +7,13 @@ Every quantity of the model has one **symbol** (the paper's letter, written in A
 * the parameter name of a sweep and the coordinate of result datasets,
 
 a **long flag**, a descriptive alias accepted everywhere the symbol is (``--token-dim`` for ``--D``), and a
-**Python name**, the keyword in the library (``PromptDistribution(d=..., n_context=...)``). Old command-line
-spellings (``--d``, ``--n-context``, ``--l2-strength``) still work and print a deprecation warning.
+**Python name**, the keyword in the library (``PromptDistribution(d=..., n_context=...)``). Every command
+declares such a flag as ``add_argument("--D", "--token-dim", ...)``. Old command-line spellings (``--d``,
+``--n-context``, ``--l2-strength``) still work and print a deprecation warning.
 
-This table is the only place the mapping lives; ``docs/vocabulary.md`` shows it, the CLI reads it
-(`spinlens.cli._common.apply_vocabulary`) and `to_symbols` / `to_python` translate dictionaries.
+This table is the only place the mapping lives; ``docs/vocabulary.md`` shows it, the CLI checks its flags
+against it and adds the old spellings (`spinlens.cli._common.apply_vocabulary`), the sweep grid takes its
+parameters' names from it (`spinlens.sweeps._grid`), and `to_symbols` / `to_python` translate dictionaries.
 
 ``act_name(kind, layer)`` builds the hook names of `spinlens.interp` (``blocks.{L}.attn.hook_z``, ...).
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = ["Term", "TERMS", "act_name", "ACT_KINDS", "by_symbol", "to_symbols", "to_python", "cli_spellings",
-           "markdown_table"]
+           "markdown_table", "dataset_to_symbols", "dataset_to_python"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ TERMS: tuple[Term, ...] = (
     Term("K", "n_tasks", "task-pool", "size of a finite task pool (inf or none: a fresh task per prompt)", "K",
          ("n-tasks",)),
     Term("lam", "l2_strength", "ridge", "ridge strength of the Hamiltonian E(W)", "λ", ("l2-strength",)),
+    Term("lam_lu", "lam_lu", "lu-ridge", "asymptotic theory: Lu et al.'s ridge, D·λ·(1+1/N)²/(σ_x⁶σ_w²)", "λ_LU", ()),
     Term("beta", "beta", "inverse-temperature", "inverse temperature of the Boltzmann measure", "β", ()),
     Term("damping", "damping", "cavity-damping", "damping of the cavity iteration", "θ", ()),
     Term("sigma_x", "sigma_x", "input-std", "std of input coordinates", "σ_x", ()),
@@ -92,11 +95,27 @@ def dataset_to_symbols(ds):
     """A copy of an ``xarray.Dataset`` whose dimensions, coordinates and attributes named by Python names of the
     table carry the symbols instead (``n_context`` → ``N``, ``l2_strength`` → ``lam``); data variables keep their
     names. `spinlens.io.save_dataset` applies it, so every dataset spinlens writes uses the symbols."""
-    names = {k: _BY_PYTHON[k].symbol for k in [*ds.dims, *ds.coords]
-             if k in _BY_PYTHON and _BY_PYTHON[k].symbol != k and _BY_PYTHON[k].symbol not in ds.variables
-             and _BY_PYTHON[k].symbol not in ds.dims}
-    out = ds.rename(names) if names else ds.copy()
-    out.attrs = to_symbols(dict(out.attrs))
+    return _rename_dataset(ds, {k: t.symbol for k, t in _BY_PYTHON.items()}, to_symbols)
+
+
+def dataset_to_python(ds):
+    """Inverse of `dataset_to_symbols`: a Dataset read from a file spinlens wrote (dims, coordinates and attributes
+    ``N``, ``P``, ``lam``) with the library's Python names again (``n_context``, ``n_prompts``, ``l2_strength``).
+
+    The rule: a Dataset in memory, from a library function, carries Python names; the same Dataset on disk
+    (`spinlens.io.save_dataset`) carries the symbols, as JSON does. The two maps are inverse on every name of
+    the table (tested), so ``dataset_to_python(xr.open_dataset(path))`` is the Dataset the library returned.
+    """
+    return _rename_dataset(ds, {k: t.python for k, t in _BY_SYMBOL.items()}, to_python)
+
+
+def _rename_dataset(ds, names: dict, rename_attrs):
+    """A copy of ``ds`` with the dims/coordinates in ``names`` renamed (where the new name is free) and its
+    attributes renamed by ``rename_attrs``; data variables keep their names."""
+    new = {k: names[k] for k in [*ds.dims, *ds.coords]
+           if k in names and names[k] != k and names[k] not in ds.variables and names[k] not in ds.dims}
+    out = ds.rename(new) if new else ds.copy()
+    out.attrs = rename_attrs(dict(out.attrs))
     return out
 
 

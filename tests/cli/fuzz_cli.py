@@ -25,7 +25,7 @@ BASES: dict[str, str] = {
     "solve": "solve --D 2 --N 3 --P 20 --method exact --json",
     "train": "train --D 2 --N 3 --P 16 --epochs 2 --no-progress --out {tmp}/train",
     "theory curve": "theory curve --vary alpha --from 0.5 --to 2 --num 3 --tau 2 --out {tmp}/curve",
-    "theory simulate": "theory simulate --d 4 --alpha 2 --tau 2 --repeats 1 --json",
+    "theory simulate": "theory simulate --D 4 --alpha 2 --tau 2 --repeats 1 --json",
     "theory diversity": "theory diversity --D 2 --N 2 --P 10 --K 2 --n-test 20 --json",
     "theory phase": "theory phase --D 2 --N 3 --P 8 --K 2 --repeats 1 --max-iter 5 --json",
     "sweep": "sweep --D 2 --N 3 --P 10 --max-iter 5 --jobs 1 --no-progress --out {tmp}/sweep",

@@ -80,7 +80,7 @@ BAD = [
     ("train --D 2 --N 2 --P 4 --lr -1 --out o_train", "'lr'"),
     ("train --D 2 --N 2 --P 4 --weight-decay -1 --out o_train", "'weight_decay'"),
     ("theory --alpha -1 --tau 2", "'alpha'"),
-    ("theory --alpha 2 --tau 2 --lam -1", "'lam'"),
+    ("theory --alpha 2 --tau 2 --lam-lu -1", "'lam_lu'"), ("theory --alpha 2 --tau 2 --lam 0.1", "--lam-lu"),
     ("theory --alpha 2 --tau 2 --kappa 0", "'kappa'"),
     ("theory --tau 2", "'alpha'"),
     ("theory curve --vary foo --from 0.1 --to 3", "--vary"),

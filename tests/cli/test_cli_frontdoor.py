@@ -49,8 +49,10 @@ def test_vocabulary_table_is_the_docs_table():
 
 
 def test_every_flag_of_a_quantity_is_symbol_plus_long_alias_everywhere():
+    from spinlens.cli._common import _DeprecatedFlag
+
     spell = cli_spellings()
-    n = 0
+    n = n_old = 0
     for path, parser in _walk(build_parser()):
         for action in parser._actions:
             hits = {spell[o][0] for o in action.option_strings if o in spell}
@@ -58,15 +60,43 @@ def test_every_flag_of_a_quantity_is_symbol_plus_long_alias_everywhere():
                 continue
             (sym,) = hits
             t = next(t for t in TERMS if t.symbol == sym)
+            if isinstance(action, _DeprecatedFlag):  # an old spelling: hidden, stores where the symbol's flag does
+                assert action.help == argparse.SUPPRESS and action.new == t.flag, (path, action.option_strings)
+                n_old += 1
+                continue
             assert action.option_strings == [t.flag, t.long_flag], (path, action.option_strings)
             n += 1
     assert n >= 40  # D, N, P, K, lam, ... on solve, train, prompts, sweep, theory*, landscape, interp*, edit*, zoo
+    assert n_old >= 20
+
+
+def test_flags_are_declared_under_their_symbols_in_the_source():
+    # a grep for --D finds every declaration: each command writes add_argument("--D", "--token-dim", ...) itself
+    import re
+
+    src = "\n".join(p.read_text() for p in (ROOT / "src" / "spinlens" / "cli").glob("*.py"))
+    for t in TERMS:
+        old = "|".join(re.escape("--" + o) for o in t.deprecated)
+        if old:
+            assert not re.search(rf'add_argument\(\s*"({old})"', src), t.symbol
+    assert len(re.findall(r'add_argument\("--D", "--token-dim"', src)) >= 6
+    assert ".option_strings = " not in src and "__class__ = type(" not in src  # no renaming inside argparse
+
+
+def test_a_flag_declared_under_an_old_spelling_is_refused_when_the_parser_is_built():
+    from spinlens.cli._common import apply_vocabulary
+
+    for decl in (["--d"], ["--D"], ["--N", "--token-dim"]):
+        p = argparse.ArgumentParser(prog="x")
+        p.add_argument(*decl)
+        with pytest.raises(ValueError, match="must be declared as"):
+            apply_vocabulary(p)
 
 
 @pytest.mark.parametrize("old,new,cmd", [
     ("--d", "--D", "landscape"), ("--n-context", "--N", "landscape"), ("--l2-strength", "--lam", "landscape"),
     ("--prompts", "--P", "landscape"), ("--n-prompts", "--P", "sweep"), ("--n-tasks", "--K", "sweep"),
-    ("--d", "--D", "steer"), ("--l2-strength", "--lam", "zoo bridge X"),
+    ("--d", "--D", "steer"), ("--l2-strength", "--lam", "zoo bridge X"), ("--d", "--D", "theory simulate"),
 ])
 def test_old_spellings_parse_with_a_deprecation_warning(capsys, old, new, cmd):
     argv = shlex.split(cmd) + [old, "3"]
@@ -222,7 +252,7 @@ HARDENING = [
     ("spec", "steer --setting regression --spec obj.npy --out o", "'spec'"),
     ("ignored", "quantize --calib-tokens ids.txt --out o", "'--calib-tokens'"),
     ("ignored", "quantize --importance fisher --out o", "'--importance'"),
-    ("ignored", "theory curve --vary tau --from 0.1 --to 3 --num 5 --alpha 2 --lam 0,,0.1", "'lam'"),
+    ("ignored", "theory curve --vary tau --from 0.1 --to 3 --num 5 --alpha 2 --lam-lu 0,,0.1", "'lam_lu'"),
     ("ignored", "theory diversity --K 2,,4 --D 2 --N 2 --P 10", "'K'"),
     ("ignored", "pinpoint --n-random 0 --out o", "'n_random'"),
     ("ignored", "solve --method limit --K 3", "'--K'"),
@@ -280,7 +310,7 @@ def test_diverging_training_warns_and_exits_3(tmp_path, monkeypatch, capsys, cmd
 
 
 def test_theory_follows_the_same_rule(capsys):
-    code = main(["theory", "--alpha", "2", "--tau", "2", "--lam", "1e308", "--json"])
+    code = main(["theory", "--alpha", "2", "--tau", "2", "--lam-lu", "1e308", "--json"])
     cap = capsys.readouterr()
     assert code == 3 and json.loads(cap.out)["converged"] is False and "did not converge" in cap.err
     assert main(["theory", "--alpha", "2", "--tau", "2", "--json"]) == 0

@@ -113,7 +113,7 @@ def test_reproduce_announces_each_figure_before_it_runs(monkeypatch, capsys, tmp
 
         calls.append(name)
         print(f"RUNNING {name}", file=sys.stderr)
-        return {"mode": "quick", "out_dir": str(out_dir), "wall_seconds": 0.0, "max_deviation": None}
+        return {"mode": "quick", "out_dir": str(out_dir), "elapsed_s": 0.0, "max_deviation": None}
 
     monkeypatch.setattr(R, "run_figure", fake_run_figure)
     assert main(["reproduce", "all", "--out", str(tmp_path), "--json"]) == 0

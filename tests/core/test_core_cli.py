@@ -19,7 +19,7 @@ def test_solve_json_keys(capsys):
     d = json.loads(out)
     assert code == (0 if d["converged"] else 3)  # the non-convergence rule: exit 3 and one warning line
     assert ("did not converge" in err) == (not d["converged"])
-    for k in ("test_error", "train_error", "contrast_ratio", "converged", "iterations", "seconds"):
+    for k in ("test_error", "train_error", "contrast_ratio", "converged", "n_iter", "solve_elapsed_s", "elapsed_s"):
         assert k in d
     assert 0 < d["test_error"] < 2 and isinstance(d["converged"], bool)
 

@@ -335,7 +335,7 @@ def test_extrapolation_recovers_a_known_limit():
     for d in (10, 37, 160):
         N, P, lam = mapped_point(d, 1.0, 10.0, 1.0)
         lu = to_lu(d, N, P, lam)
-        assert lu["alpha"] == pytest.approx(1.0) and lu["tau"] == pytest.approx(10.0) and lu["lam"] == pytest.approx(1.0)
+        assert lu["alpha"] == pytest.approx(1.0) and lu["tau"] == pytest.approx(10.0) and lu["lam_lu"] == pytest.approx(1.0)
 
 
 def test_fss_quick(tmp_path):
@@ -347,7 +347,7 @@ def test_fss_quick(tmp_path):
         assert (d / f).exists(), f
     rec = json.loads((d / "run.json").read_text())
     per = rec["summary"]["per_D"]
-    assert set(per) == {"10", "20", "40"} and all(v["seconds"] > 0 and v["peak_gib"] > 0 for v in per.values())
+    assert set(per) == {"10", "20", "40"} and all(v["elapsed_s"] > 0 and v["peak_gib"] > 0 for v in per.values())
     th = rec["summary"]["theory_icl_error"]
     # the gap shrinks towards the theory and stays within 10 % at D = 40
     assert abs(per["40"]["gap"]) < 0.1 * th and abs(per["40"]["gap"]) < abs(per["10"]["gap"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -96,3 +97,30 @@ def test_langevin_too_few_draws_is_not_converged():
         warnings.simplefilter("ignore")
         r = LangevinSampler(n_steps=20, n_chains=2).solve(_H(0.5), beta=5.0, rng=0)
     assert not r.converged and "too few" in r.message
+
+
+@pytest.mark.parametrize("lam", ["1e-12", "0.01"])
+def test_cli_langevin_at_beta_1e_12_says_not_converged(capsys, lam):
+    # the CLI fuzz case (solve --method langevin --beta 1e-12): exit 3, converged false, and why (R̂, ESS) in the JSON
+    from spinlens.cli.main import main
+
+    code = main(["solve", "--D", "2", "--N", "3", "--P", "20", "--method", "langevin", "--beta", "1e-12", "--lam", lam,
+                 "--json"])
+    cap = capsys.readouterr()
+    out = json.loads(cap.out)
+    assert code == 3 and out["converged"] is False and "did not converge" in cap.err
+    mix = out["mixing"]
+    assert mix["mixed"] is False and mix["rhat_max"] > mix["rhat_threshold"] == 1.01
+    assert min(mix["ess_bulk_min"], mix["ess_tail_min"]) < mix["ess_threshold"] == 400
+    assert "split-R̂" in out["message"] and "not mixed" in out["message"]
+
+
+def test_cli_sample_reports_mixing_and_converges_only_when_it_passes(capsys):
+    # exact Gaussian draws mix at any β > 0 (iid draws): converged, with R̂ and ESS that pass the thresholds
+    from spinlens.cli.main import main
+
+    code = main(["solve", "--D", "2", "--N", "3", "--P", "20", "--method", "sample", "--beta", "1e-12", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    mix = out["mixing"]
+    assert code == 0 and out["converged"] is True and mix["mixed"] is True
+    assert mix["rhat_max"] < 1.01 and min(mix["ess_bulk_min"], mix["ess_tail_min"]) >= 400

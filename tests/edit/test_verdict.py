@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 
 from spinlens.errors import InvalidParameterError
@@ -35,3 +36,24 @@ def test_bad_input():
         compare([math.nan], [1.0], what="x")
     with pytest.raises(InvalidParameterError, match="'better'"):
         compare([1.0], [1.0], what="x", better="up")
+
+
+def test_mean_sd_is_the_sample_sd_ddof_1():
+    # the one mean ± sd of spinlens (docs/vocabulary.md): the sample sd (statistics.stdev), 0 for one value
+    import statistics
+
+    from spinlens.verdict import mean_sd, mean_sd_dict
+
+    v = [0.3, 0.34, 0.29, 0.41]
+    m, s = mean_sd(v)
+    assert m == pytest.approx(statistics.mean(v), rel=1e-15) and s == pytest.approx(statistics.stdev(v), rel=1e-14)
+    assert s != pytest.approx(statistics.pstdev(v), rel=1e-3)  # not the population sd (ddof 0)
+    assert mean_sd([2.5]) == (2.5, 0.0) and mean_sd_dict([1.0, 3.0]) == {"mean": 2.0, "sd": pytest.approx(2**0.5), "n": 2}
+    a = np.array([[1.0, 2.0, np.nan], [3.0, 5.0, 7.0], [5.0, 5.0, 4.0]])
+    mm, ss = mean_sd(a, axis=0)
+    assert np.allclose(mm[:2], [3.0, 4.0]) and np.allclose(ss[:2], [2.0, statistics.stdev([2.0, 5.0, 5.0])])
+    assert np.isnan(mm[2]) and np.isnan(ss[2])
+    mm, ss = mean_sd(a, axis=0, skipna=True)  # seeds that did not converge (NaN) left out
+    assert mm[2] == pytest.approx(5.5) and ss[2] == pytest.approx(statistics.stdev([7.0, 4.0]))
+    mm, ss = mean_sd(a[:1], axis=0, skipna=True)
+    assert np.allclose(ss[:2], 0.0) and np.isnan(mm[2]) and np.isnan(ss[2])

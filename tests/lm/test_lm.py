@@ -166,7 +166,7 @@ def test_cli_lm_and_induction(tmp_path, small_text, capsys):
     assert main(args) == 0
     cap = capsys.readouterr()
     s = json.loads(cap.out.strip().splitlines()[-1])
-    assert s["n_checkpoints"] >= 1 and s["train_seconds"] > 0
+    assert s["n_checkpoints"] >= 1 and s["train_elapsed_s"] > 0
     assert s["induction_head_formed"] is False and s["phase_change_step"] is None  # 8 steps: no induction head
     assert "no induction head formed" in cap.err
     for f in ("model.safetensors", "config.json", "tokenizer.json", "heldout_tokens.npy", "curves.csv", "curves.png",

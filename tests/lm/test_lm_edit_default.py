@@ -78,7 +78,7 @@ def test_pinpoint_headline_from_the_written_dataset(runs):
     h = res["pinpoint"]["headline"]
     for m, v in gain.items():
         assert h["target_gain"][m]["mean"] == pytest.approx(statistics.mean(v), abs=1e-9)
-        assert h["target_gain"][m]["std"] == pytest.approx(statistics.stdev(v), abs=1e-9)
+        assert h["target_gain"][m]["sd"] == pytest.approx(statistics.stdev(v), abs=1e-9)
         assert h["target_gain"][m]["n"] == (4 if m == "random_heads" else 2)
     # beats_random: the importance heads against that seed's mean of random heads, on every seed
     by_seed = {}
@@ -118,7 +118,7 @@ def test_quantize_headline_recomputed_from_the_allocation(runs):
     h = res["quantize"]["headline"]
     assert h["budget"] == 3.4 and h["uniform_bits"] == 3
     assert h["guided"]["mean"] == pytest.approx(statistics.mean(ppl), rel=1e-5)
-    assert h["guided"]["std"] == pytest.approx(statistics.stdev(ppl), rel=1e-3, abs=1e-9)
+    assert h["guided"]["sd"] == pytest.approx(statistics.stdev(ppl), rel=1e-3, abs=1e-9)
 
 
 @pytest.mark.parametrize("argv,flag", [
@@ -172,7 +172,7 @@ def test_steer_headline_rule():
     h = headline("steer", ds)
     assert h["strength"] == 2.0
     assert h["class_prob"]["mean"] == pytest.approx(0.32) and h["base_class_prob"]["mean"] == pytest.approx(0.11)
-    assert h["class_prob"]["std"] == pytest.approx(np.std([0.3, 0.34], ddof=1))
+    assert h["class_prob"]["sd"] == pytest.approx(np.std([0.3, 0.34], ddof=1))
 
 
 def test_head_importance_of_a_token_model_is_its_first_order_ablation():

@@ -196,10 +196,10 @@ def test_theory_plots():
     from spinlens.plotting.theory import plot_learning_curve, plot_task_diversity
     from spinlens.theory import learning_curve
 
-    ds = learning_curve(alpha=np.array([0.5, 1.0, 2.0, 4.0]), tau=np.array([2.0, 8.0]), rho=0.1, lam=0.01)
+    ds = learning_curve(alpha=np.array([0.5, 1.0, 2.0, 4.0]), tau=np.array([2.0, 8.0]), rho=0.1, lam_lu=0.01)
     assert_figure_ok(_fig(plot_learning_curve(ds, "alpha")), "learning curve")
     # the README's curve: the λ = 0 spike spans decades, which a linear axis flattens -> log y by default
-    dd = learning_curve(tau=np.linspace(0.1, 3, 40), alpha=10.0, kappa=0.5, rho=0.01, lam=np.array([0.0, 0.1]))
+    dd = learning_curve(tau=np.linspace(0.1, 3, 40), alpha=10.0, kappa=0.5, rho=0.01, lam_lu=np.array([0.0, 0.1]))
     fig, ax = plot_learning_curve(dd, "tau")
     y = np.concatenate([ln.get_ydata() for ln in ax.get_lines()])
     y = y[np.isfinite(y)]

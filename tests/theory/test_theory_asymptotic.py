@@ -276,7 +276,7 @@ def test_ridgeless_threshold_is_divergent_with_flag():
         (dict(alpha=1, tau=1, kappa=-INF), "kappa"),
         (dict(alpha=1, tau=1, kappa="x"), "kappa"),
         (dict(alpha=1, tau=1, rho=-0.1), "rho"),
-        (dict(alpha=1, tau=1, lam=-1e-9), "lam"),
+        (dict(alpha=1, tau=1, lam_lu=-1e-9), "lam_lu"),
         (dict(alpha=float("nan"), tau=1), "alpha"),
     ],
 )
@@ -288,7 +288,7 @@ def test_bad_inputs_name_the_parameter(kwargs, name):
 def test_learning_curve_dataset_matches_points_and_is_fast():
     taus = np.linspace(0.1, 3.0, 200)
     t0 = time.perf_counter()
-    ds = learning_curve(alpha=10, tau=taus, kappa=0.5, rho=0.01, lam=0.1)
+    ds = learning_curve(alpha=10, tau=taus, kappa=0.5, rho=0.01, lam_lu=0.1)
     assert time.perf_counter() - t0 < 1.0
     assert ds.icl_error.dims == ("tau",) and ds.sizes["tau"] == 200
     assert bool(ds.converged.all())
@@ -299,10 +299,10 @@ def test_learning_curve_dataset_matches_points_and_is_fast():
 
 
 def test_learning_curve_grid_dims_and_divergent_points():
-    ds = learning_curve(alpha=[1, 10], tau=[0.5, 1.0, 2.0], kappa=0.5, rho=0.01, lam=[0.0, 0.1])
-    assert ds.icl_error.dims == ("alpha", "tau", "lam")
-    assert bool(ds.divergent.sel(tau=1.0, lam=0.0).all())
-    assert not bool(ds.divergent.sel(lam=0.1).any())
+    ds = learning_curve(alpha=[1, 10], tau=[0.5, 1.0, 2.0], kappa=0.5, rho=0.01, lam_lu=[0.0, 0.1])
+    assert ds.icl_error.dims == ("alpha", "tau", "lam_lu")
+    assert bool(ds.divergent.sel(tau=1.0, lam_lu=0.0).all())
+    assert not bool(ds.divergent.sel(lam_lu=0.1).any())
     with pytest.raises(InvalidParameterError, match="'rho'"):
         learning_curve(alpha=1, tau=[1, 2], rho=[0.1, -1])
     with pytest.raises(InvalidParameterError, match="'tau'"):
@@ -315,14 +315,14 @@ def test_non_convergence_is_reported_not_silent(monkeypatch):
         r = learning_curve_point(1, 2, 0.5, 0.1, 0.1)
     assert not r.converged and math.isnan(r.icl_error) and r.message == "forced failure"
     with pytest.warns(SolverDidNotConvergeWarning, match="2 of 2"):
-        ds = learning_curve(alpha=1, tau=[1, 2], kappa=0.5, rho=0.1, lam=0.1)
+        ds = learning_curve(alpha=1, tau=[1, 2], kappa=0.5, rho=0.1, lam_lu=0.1)
     assert not bool(ds.converged.any())
 
 
 def test_no_warnings_on_normal_points():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        learning_curve(alpha=[0.5, 5], tau=np.geomspace(0.05, 50, 30), kappa=[0.1, 1, INF], rho=0.1, lam=[0, 1e-3])
+        learning_curve(alpha=[0.5, 5], tau=np.geomspace(0.05, 50, 30), kappa=[0.1, 1, INF], rho=0.1, lam_lu=[0, 1e-3])
 
 
 @pytest.mark.parametrize("modname", ["spinlens.theory.asymptotic", "spinlens.theory.baselines", "spinlens.theory.phase"])

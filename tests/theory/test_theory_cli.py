@@ -21,7 +21,7 @@ def _run(capsys, *argv):
 
 
 def test_single_point_json_exact_form(capsys):
-    code, out, _ = _run(capsys, "--alpha", "1", "--tau", "0.5", "--kappa", "0.5", "--rho", "0.01", "--lam", "0", "--json")
+    code, out, _ = _run(capsys, "--alpha", "1", "--tau", "0.5", "--kappa", "0.5", "--rho", "0.01", "--lam-lu", "0", "--json")
     assert code == 0
     lines = out.strip().splitlines()
     assert len(lines) == 1
@@ -31,7 +31,8 @@ def test_single_point_json_exact_form(capsys):
     assert obj["epsilon"] == pytest.approx(1.6297333, rel=1e-6)
     assert obj["g_task"] == pytest.approx(obj["icl_error"] - obj["idg_error"])
     assert obj["converged"] is True
-    assert (obj["alpha"], obj["tau"], obj["kappa"], obj["rho"], obj["lam"]) == (1, 0.5, 0.5, 0.01, 0)
+    assert (obj["alpha"], obj["tau"], obj["kappa"], obj["rho"], obj["lam_lu"]) == (1, 0.5, 0.5, 0.01, 0)
+    assert "lam" not in obj  # lam is the λ of E(W), which this mode does not have
 
 
 def test_kappa_inf_and_table_output(capsys):
@@ -54,7 +55,7 @@ def test_spin_glass_form_maps_with_to_lu(capsys):
     obj = json.loads(out)
     assert obj["spin_glass"] == {"D": 20, "N": 100, "P": 10000, "lam": 0.01, "K": None, "sigma_eps": 0.0}
     assert obj["alpha"] == 5 and obj["tau"] == 25 and obj["kappa"] == "inf"
-    assert obj["lam"] == pytest.approx(20 * 0.01 * 1.01**2)
+    assert obj["lam_lu"] == pytest.approx(0.20402, rel=1e-12) and "lam" not in obj  # λ_LU = D·λ·(1+1/N)², by hand
     assert obj["icl_error"] == pytest.approx(learning_curve_point(5, 25, math.inf, 0, 20 * 0.01 * 1.01**2).icl_error)
     code, out, _ = _run(capsys, "--spin-glass", "--D", "10", "--N", "20", "--P", "500", "--lam", "0.1",
                         "--K", "30", "--sigma-eps", "0.5", "--json")
@@ -69,7 +70,11 @@ def test_spin_glass_form_maps_with_to_lu(capsys):
         (["--alpha", "1", "--tau", "0"], "tau"),
         (["--alpha", "1", "--tau", "2", "--kappa", "0"], "kappa"),
         (["--alpha", "1", "--tau", "2", "--rho", "-0.5"], "rho"),
-        (["--alpha", "1", "--tau", "2", "--lam", "abc"], "lam"),
+        (["--alpha", "1", "--tau", "2", "--lam-lu", "abc"], "lam_lu"),
+        (["--alpha", "1", "--tau", "2", "--lam", "0.1"], "--lam-lu"),  # --lam is the λ of E(W): refused here
+        (["curve", "--vary", "tau", "--from", "0", "--to", "1", "--alpha", "1", "--lam", "0.1"], "--lam-lu"),
+        (["simulate", "--D", "8", "--alpha", "1", "--tau", "2", "--lam", "0.1"], "--lam-lu"),
+        (["--spin-glass", "--D", "8", "--N", "4", "--P", "10", "--lam-lu", "0.1"], "--lam"),
         (["--tau", "2"], "alpha"),
         (["--spin-glass", "--D", "20", "--N", "100"], "P"),
         (["--spin-glass", "--D", "0", "--N", "100", "--P", "10"], "D"),
@@ -85,7 +90,7 @@ def test_bad_input_exits_2_with_one_line(capsys, argv, name):
 
 def test_curve_table(capsys):
     code, out, _ = _run(capsys, "curve", "--vary", "tau", "--from", "0.5", "--to", "2", "--num", "4",
-                        "--alpha", "10", "--kappa", "0.5", "--rho", "0.01", "--lam", "0,0.1")
+                        "--alpha", "10", "--kappa", "0.5", "--rho", "0.01", "--lam-lu", "0,0.1")
     assert code == 0
     lines = out.strip().splitlines()
     assert len(lines) == 1 + 8 and "icl_error" in lines[0]
@@ -96,26 +101,27 @@ def test_curve_out_writes_figures_and_data(tmp_path, capsys):
 
     out_dir = tmp_path / "curve"
     code, _, _ = _run(capsys, "curve", "--vary", "kappa", "--from", "0.1", "--to", "10", "--num", "20", "--log",
-                      "--alpha", "10", "--tau", "10", "--rho", "0.01", "--lam", "1e-6", "--out", str(out_dir))
+                      "--alpha", "10", "--tau", "10", "--rho", "0.01", "--lam-lu", "1e-6", "--out", str(out_dir))
     assert code == 0
     for f in ("curve.csv", "curve.png", "curve.pdf", "run.json"):
         assert (out_dir / f).stat().st_size > 0
     rows = list(csv.DictReader(open(out_dir / "curve.csv")))
     assert len(rows) == 20
     r = rows[9]
+    assert "lam_lu" in r and "lam" not in r
     assert float(r["g_task"]) == pytest.approx(learning_curve_point(10, 10, float(r["kappa"]), 0.01, 1e-6).g_task)
     assert json.loads((out_dir / "run.json").read_text())["command"] == "theory curve"
 
 
 def test_simulate_json(capsys):
-    code, out, _ = _run(capsys, "simulate", "--d", "12", "--alpha", "2", "--tau", "2", "--kappa", "0.5",
-                        "--rho", "0.1", "--lam", "0.1", "--seed", "0", "--json")
+    code, out, _ = _run(capsys, "simulate", "--D", "12", "--alpha", "2", "--tau", "2", "--kappa", "0.5",
+                        "--rho", "0.1", "--lam-lu", "0.1", "--seed", "0", "--json")
     assert code == 0
     obj = json.loads(out)
     assert obj["P"] == 288 and obj["K"] == 6 and obj["N"] == 24 and obj["D"] == 12  # docs/vocabulary.md
     assert obj["sim_icl_error"] == pytest.approx(obj["icl_error"], rel=0.4)
-    code2, out2, _ = _run(capsys, "simulate", "--d", "12", "--alpha", "2", "--tau", "2", "--kappa", "0.5",
-                          "--rho", "0.1", "--lam", "0.1", "--seed", "0", "--json")
+    code2, out2, _ = _run(capsys, "simulate", "--D", "12", "--alpha", "2", "--tau", "2", "--kappa", "0.5",
+                          "--rho", "0.1", "--lam-lu", "0.1", "--seed", "0", "--json")
     assert json.loads(out2)["sim_icl_error"] == obj["sim_icl_error"]  # seeded
 
 

@@ -124,4 +124,8 @@ def test_lam_conversion_both_ways():
         assert lu == pytest.approx(D * lam * (1 + 1 / N) ** 2 / (sx**6 * sw**2), rel=1e-14)
         assert lam_from_lam_lu(lu, D, N, sx, sw) == pytest.approx(lam, rel=1e-14)
         assert lam_lu_from_lam(lam_from_lam_lu(lam, D, N, sx, sw), D, N, sx, sw) == pytest.approx(lam, rel=1e-14)
-        assert lu == pytest.approx(to_lu(D, N, 100, lam, sigma_x=sx, sigma_w=sw)["lam"], rel=1e-14)
+        assert lu == pytest.approx(to_lu(D, N, 100, lam, sigma_x=sx, sigma_w=sw)["lam_lu"], rel=1e-14)
+    # by hand: D = 20, N = 100, λ = 0.01 → λ_LU = 20 · 0.01 · 1.01² = 0.20402, and back
+    assert lam_lu_from_lam(0.01, 20, 100) == pytest.approx(0.20402, rel=1e-13)
+    assert lam_from_lam_lu(0.20402, 20, 100) == pytest.approx(0.01, rel=1e-13)
+    assert lam_lu_from_lam(0.5, 4, 1, sigma_x=0.5, sigma_w=2.0) == pytest.approx(4 * 0.5 * 4 / (0.5**6 * 4), rel=1e-13)

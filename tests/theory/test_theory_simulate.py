@@ -154,7 +154,7 @@ def _sg_ridge_test_error(D, N, P, l2, rng, P_test=8000):
 def test_to_lu_matches_theory_doc_section_3_2():
     m = to_lu(20, 100, 10_000, 0.01)
     assert m["alpha"] == 5 and m["tau"] == 25 and m["kappa"] == math.inf and m["rho"] == 0
-    assert m["lam"] == pytest.approx(20 * 0.01 * (1 + 1 / 100) ** 2)
+    assert m["lam_lu"] == pytest.approx(20 * 0.01 * (1 + 1 / 100) ** 2) and "lam" not in m
     assert to_lu(10, 20, 100, 0.1, n_tasks=30, sigma_eps=0.5)["kappa"] == 3.0
     assert to_lu(10, 20, 100, 0.1, n_tasks=30, sigma_eps=0.5)["rho"] == 0.25
 

@@ -35,16 +35,29 @@ def add_command(sub, name: str, help: str, examples: str, func):
     return p
 
 
-class _DeprecatedSpelling:
-    """Mixin for an argparse action reached by an old flag spelling: warn once, then act as usual."""
+class _DeprecatedFlag(argparse.Action):
+    """An old spelling of a flag, hidden from --help: one deprecation line on stderr, then it stores its value
+    where the flag under the symbol does (same ``dest``, ``type`` and ``nargs``)."""
 
-    _deprecated: dict = {}
+    def __init__(self, option_strings, dest, new: str = "", **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        new = self._deprecated.get(option_string)
-        if new:
-            print(f"{parser.prog}: warning: {option_string} is deprecated; use {new}", file=sys.stderr)
-        return super().__call__(parser, namespace, values, option_string)
+        print(f"{parser.prog}: warning: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_deprecated_flag(container, old: str, action: argparse.Action) -> None:
+    """Accept the old spelling ``old`` for ``action`` (the flag declared under its symbol, e.g. ``--D``).
+
+    The old spelling stays hidden from --help and prints ``<prog>: warning: --d is deprecated; use --D``.
+    The spellings of `spinlens.vocabulary` (``Term.deprecated``) are added by `apply_vocabulary`; a command
+    calls this itself only for an old spelling of its own (``sweep --n-prompts``, ``landscape --prompts``).
+    """
+    container.add_argument(old, dest=action.dest, type=action.type, nargs=action.nargs, choices=action.choices,
+                           default=argparse.SUPPRESS, help=argparse.SUPPRESS, action=_DeprecatedFlag,
+                           new=action.option_strings[0])
 
 
 MAX_INT = 2**53  # integers above this overflow C integers and float64 sizes; reject them while parsing
@@ -62,12 +75,14 @@ bounded_int.__name__ = "int"  # argparse names the type in "invalid int value: .
 
 
 def apply_vocabulary(parser) -> None:
-    """Give every flag of a quantity in `spinlens.vocabulary` its symbol and long alias, in every (sub)command.
+    """Check every flag of a quantity of `spinlens.vocabulary` and add its old spellings, in every (sub)command.
 
-    A flag declared under any spelling of a table quantity (``--d``, ``--n-context``, ``--N``, ...) becomes
-    ``--N`` with the alias ``--context-length``; the other spellings it was declared with stay accepted,
-    hidden from --help, and print a deprecation warning. The ``dest`` (the attribute the command reads) is
-    unchanged. Called once by `spinlens.cli.main.build_parser`.
+    Each such flag is declared by its command under its symbol with the long name as alias
+    (``add_argument("--D", "--token-dim", ...)``); a flag declared otherwise (``--d`` alone, ``--N`` without
+    ``--context-length``) raises ``ValueError`` while the parser is built, so a test of any command finds it.
+    The old spellings of the table (``--d``, ``--n-context``, ``--l2-strength``) are then added, hidden from
+    --help, with a deprecation warning (`add_deprecated_flag`), where the command does not use that spelling
+    for something else. Integer flags get `bounded_int`. Called once by `spinlens.cli.main.build_parser`.
     """
     from spinlens.vocabulary import by_symbol, cli_spellings
 
@@ -79,24 +94,21 @@ def apply_vocabulary(parser) -> None:
             continue
         if action.type is int:
             action.type = bounded_int
-        symbols = {spell[o][0] for o in action.option_strings if o in spell}
-        if len(symbols) != 1:
+        if isinstance(action, _DeprecatedFlag):
             continue
-        term = by_symbol(symbols.pop())
-        visible = [term.flag, term.long_flag]
-        taken = [o for o in visible if parser._option_string_actions.get(o, action) is not action]
-        if taken:
+        terms = {spell[o][0] for o in action.option_strings if o in spell}
+        if not terms:
             continue
-        old = {o: term.flag for o in action.option_strings if o not in visible}
-        for o in visible:
-            parser._option_string_actions[o] = action
-        action.option_strings = visible
-        if action.metavar is None and action.nargs != 0:
-            action.metavar = term.symbol.upper()
-        if old:
-            cls = action.__class__
-            action.__class__ = type(f"Deprecated{cls.__name__}", (_DeprecatedSpelling, cls), {})
-            action._deprecated = old
+        term = by_symbol(terms.pop()) if len(terms) == 1 else None
+        if term is None or action.option_strings[:2] != [term.flag, term.long_flag] or len(action.option_strings) != 2:
+            want = f"'{term.flag}', '{term.long_flag}'" if term else "one quantity's symbol and long name"
+            raise ValueError(f"{parser.prog}: the flag {action.option_strings} must be declared as "
+                             f"add_argument({want}, ...) (docs/vocabulary.md)")
+        for old in term.deprecated:
+            try:
+                add_deprecated_flag(parser, "--" + old, action)
+            except argparse.ArgumentError:  # the command uses this spelling for another quantity
+                pass
 
 
 EXIT_BAD_INPUT = 2

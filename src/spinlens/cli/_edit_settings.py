@@ -245,8 +245,8 @@ def _print_lm_summary(name, s) -> None:
         if isinstance(v, list) and v and isinstance(v[0], dict):
             print(f"  {k}:")
             for r in v:
-                key = ", ".join(f"{a}={b}" for a, b in r.items() if a not in ("mean", "std", "n"))
-                print(f"    {key}: {r['mean']:.4g} ± {r['std']:.2g} (n={r['n']})")
+                key = ", ".join(f"{a}={b}" for a, b in r.items() if a not in ("mean", "sd", "n"))
+                print(f"    {key}: {r['mean']:.4g} ± {r['sd']:.2g} (n={r['n']})")
         elif k != "seeds":
             print(f"  {k}: {v}")
     from spinlens.cli._common import print_headline

@@ -65,7 +65,7 @@ def induction_command(args) -> dict:
         summary["files"] = write_analysis(out, model, tok, rep, summary, val, top_k=args.top_k, icl_windows=icl_val)
     stages.update(1)
     stages.close()
-    summary["seconds"] = time.perf_counter() - t0
+    summary["elapsed_s"] = time.perf_counter() - t0
     if out is not None:
         from spinlens import io
 
@@ -122,7 +122,7 @@ def _hf_induction(args, t0: float) -> dict:
                                              rng=args.seed)
     if out is not None:
         summary["files"] = write_analysis(out, model, tok, rep, summary, val, top_k=args.top_k)
-    summary["seconds"] = time.perf_counter() - t0
+    summary["elapsed_s"] = time.perf_counter() - t0
     if out is not None:
         from spinlens import io
 

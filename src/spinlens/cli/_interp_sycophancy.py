@@ -62,7 +62,7 @@ def run_sycophancy(args: argparse.Namespace) -> int:
     d = res.to_dict()
     if out is not None:
         write_study(out, d, run_record("interp sycophancy", args=args, seed=args.seed, summary=res.summary, verdict=res.verdict,
-                                       seconds=res.seconds), fig=plot_sycophancy(res)[0], stem="sycophancy")
+                                       elapsed_s=res.seconds), fig=plot_sycophancy(res)[0], stem="sycophancy")
     if args.json:
         print_json(d)
     else:

@@ -10,14 +10,14 @@ class _Default(int):
 
 def add_prompt_args(p, *, data: bool = True, P_default: int = 2000):
     g = p.add_argument_group("prompts")
-    g.add_argument("--D", type=int, default=_Default(10), help="token dimension D (>= 1)")
-    g.add_argument("--N", type=int, default=_Default(50), help="context length N (>= 1)")
-    g.add_argument("--P", type=int, default=_Default(P_default), help="number of pretraining prompts P (>= 1)")
-    g.add_argument("--K", type=int, default=None, help="finite task pool size (default: a fresh task per prompt)")
-    g.add_argument("--sigma-x", type=float, default=1.0, help="std of input coordinates (> 0)")
-    g.add_argument("--sigma-w", type=float, default=1.0, help="std of task coordinates (> 0)")
-    g.add_argument("--sigma-eps", type=float, default=0.0, help="label-noise std (>= 0)")
-    g.add_argument("--corr", type=float, default=0.0, help="correlation between positions, in [0, 1)")
+    g.add_argument("--D", "--token-dim", type=int, default=_Default(10), help="token dimension D (>= 1)")
+    g.add_argument("--N", "--context-length", type=int, default=_Default(50), help="context length N (>= 1)")
+    g.add_argument("--P", "--train-prompts", type=int, default=_Default(P_default), help="number of pretraining prompts P (>= 1)")
+    g.add_argument("--K", "--task-pool", type=int, default=None, help="finite task pool size (default: a fresh task per prompt)")
+    g.add_argument("--sigma-x", "--input-std", type=float, default=1.0, help="std of input coordinates (> 0)")
+    g.add_argument("--sigma-w", "--task-std", type=float, default=1.0, help="std of task coordinates (> 0)")
+    g.add_argument("--sigma-eps", "--noise-std", type=float, default=0.0, help="label-noise std (>= 0)")
+    g.add_argument("--corr", "--position-corr", type=float, default=0.0, help="correlation between positions, in [0, 1)")
     g.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     if data:
         g.add_argument("--data", default=None, metavar="PROMPTS.npz",

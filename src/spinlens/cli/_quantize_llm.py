@@ -53,7 +53,7 @@ def run_study(args: argparse.Namespace) -> int:
     d = res.to_dict()
     if out is not None:
         write_study(out, d, run_record("quantize --study", args=args, seed=args.seed, summary=res.summary, verdict=res.verdict,
-                                       seconds=res.seconds), fig=plot_llm_quantization(res)[0], stem="quantization")
+                                       elapsed_s=res.seconds), fig=plot_llm_quantization(res)[0], stem="quantization")
     if args.json:
         print_json(d)
     else:

@@ -59,8 +59,8 @@ def _common(p, *, steps_default=300):
     p.add_argument("--allow-pickle-weights", action="store_true",
                    help="also load pickled PyTorch .bin weights of a Hugging Face --model folder (default: "
                         ".safetensors only; a pickle can run code, so only for folders you trust)")
-    p.add_argument("--d", type=int, default=5, help="token dimension D of the default base")
-    p.add_argument("--n-context", type=int, default=10, help="context length N of the default base")
+    p.add_argument("--D", "--token-dim", dest="d", type=int, default=5, help="token dimension D of the default base")
+    p.add_argument("--N", "--context-length", dest="n_context", type=int, default=10, help="context length N of the default base")
     p.add_argument("--base-steps", type=int, default=2000, help="training steps of the default base")  # help: lm_cmd
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="output folder (figures PNG+PDF, data, run.json)")

@@ -62,8 +62,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "(default regression when no model is given)")
     g = p.add_argument_group("data")
     g.add_argument("--n-prompts", type=int, default=256, help="clean/corrupted prompt pairs (>= 2)")
-    g.add_argument("--d", type=int, default=4, help="planted regression: token dimension D")
-    g.add_argument("--n-context", type=int, default=None, help="regression: context length N (default: the model's)")
+    g.add_argument("--D", "--token-dim", dest="d", type=int, default=4, help="planted regression: token dimension D")
+    g.add_argument("--N", "--context-length", dest="n_context", type=int, default=None, help="regression: context length N (default: the model's)")
     g.add_argument("--n-pairs", type=int, default=None,
                    help="token models: input→label pairs per prompt (default: the checkpoint's, or 4)")
     g.add_argument("--corruption", default="label_swap", help="token models: label_swap (what is copied changes) | "
@@ -319,7 +319,7 @@ def _run_interp(args) -> int:
         if out:
             figs += P.save_figure(P.plot_flow(res), out, "flow")
             data.append(P.save_data(res.rollout, out, "flow"))
-    summary["seconds"] = time.perf_counter() - t0
+    summary["elapsed_s"] = time.perf_counter() - t0
     if out:
         summary["files"] = figs + data
         _write_run(out, args, summary)
@@ -331,7 +331,7 @@ def _run_interp(args) -> int:
 
 
 def _print_summary(m, s) -> None:
-    print(f"spinlens interp {m}: {s['model']}, {s['n_prompts']} prompts, {s['seconds']:.2f} s")
+    print(f"spinlens interp {m}: {s['model']}, {s['n_prompts']} prompts, {s['elapsed_s']:.2f} s")
     if "top" in s:
         for row in s["top"]:
             print("  " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from spinlens.cli._common import add_command
+from spinlens.cli._common import add_command, add_deprecated_flag
 
 EXAMPLES = """  spinlens landscape --out land                          # D=10, N=50, P=10 and 1000 (the paper's Fig 3)
   spinlens landscape --D 20 --N 100 --P 50 420 2000 --samples 500 --out land20
@@ -20,10 +20,12 @@ def register(sub) -> None:
         EXAMPLES,
         _run,
     )
-    p.add_argument("--d", type=int, default=10, help="token dimension D")
-    p.add_argument("--n-context", type=int, default=50, help="context length N")
-    p.add_argument("--P", "--prompts", dest="prompts", type=int, nargs="+", default=[10, 1000], help="values of P, side by side")
-    p.add_argument("--l2-strength", type=float, default=0.01, help="λ of E(W)")
+    p.add_argument("--D", "--token-dim", dest="d", type=int, default=10, help="token dimension D")
+    p.add_argument("--N", "--context-length", dest="n_context", type=int, default=50, help="context length N")
+    P = p.add_argument("--P", "--train-prompts", dest="prompts", type=int, nargs="+", default=[10, 1000],
+                       help="values of P, side by side")
+    add_deprecated_flag(p, "--prompts", P)
+    p.add_argument("--lam", "--ridge", dest="l2_strength", type=float, default=0.01, help="λ of E(W)")
     p.add_argument("--samples", type=int, default=300, help="random W per P for the t-SNE picture")
     p.add_argument("--grid", type=int, default=60, help="interpolation grid size")
     p.add_argument("--directions", type=int, default=3, help="softest and stiffest eigen-directions to profile")
@@ -137,7 +139,7 @@ def _run(args) -> int:
         "parameters": {"D": args.d, "N": args.n_context, "P": Ps, "lam": args.l2_strength,
                        "samples": args.samples, "grid": args.grid, "directions": args.directions,
                        "spectrum_d": list(args.spectrum_d)},
-        "summary": summary, "wall_seconds": round(time.perf_counter() - t0, 3),
+        "summary": summary, "elapsed_s": round(time.perf_counter() - t0, 3),
         "files": sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")),
         "versions": fw.package_versions(), "git_sha": fw.git_sha(),
     }

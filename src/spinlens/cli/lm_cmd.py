@@ -107,7 +107,7 @@ def _run(args) -> int:
     else:
         print(f"spinlens lm: {summary['corpus']} ({summary['n_train_tokens']} train / {summary['n_val_tokens']} held-out "
               f"tokens), {cfg.variant}, {cfg.n_layers}x{cfg.n_heads} heads, {summary['n_params']} parameters")
-        print(f"  trained {cfg.steps} steps in {summary['train_seconds']:.1f} s on {args.device}; held-out loss "
+        print(f"  trained {cfg.steps} steps in {summary['train_elapsed_s']:.1f} s on {args.device}; held-out loss "
               f"{summary['val_loss']:.3f} (perplexity {summary['val_ppl']:.1f})")
         h = summary["top_head"]
         print(f"  top induction head {h['layer']}.{h['head']}: induction score {h['induction_score']:.3f}, repeated loss "
@@ -137,7 +137,7 @@ def write_study_files(out, res, cfg, *, device="cpu") -> dict:
     formed_at = [r["step"] for r in curve if induction_formed(r["max_induction_score"], {
         "first": r["repeated_loss_first"], "repeat": r["repeated_loss_repeat"]})]
     return {"corpus": res.metadata["corpus"], "n_train_tokens": res.n_train_tokens, "n_val_tokens": res.n_val_tokens,
-            "n_params": int(res.model.n_params()), "train_seconds": res.seconds,
+            "n_params": int(res.model.n_params()), "train_elapsed_s": res.seconds,
             "val_loss": res.history[-1]["val_loss"], "val_ppl": res.history[-1]["val_ppl"],
             "top_head": top, "repeated_loss": final.repeated_loss, "icl_score": final.icl["icl_score"],
             "induction_head_formed": final.formed, "phase_change_step": formed_at[0] if formed_at else None,

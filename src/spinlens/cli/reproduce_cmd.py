@@ -69,7 +69,7 @@ def _run(args) -> int:
                 "figure": name,
                 "mode": res["mode"],
                 "out_dir": res["out_dir"],
-                "wall_seconds": res["wall_seconds"],
+                "elapsed_s": res["elapsed_s"],
                 "max_deviation": res["max_deviation"],
                 "summary": res.get("summary", {}),
             }

@@ -28,10 +28,10 @@ def register(sub):
         "--sampler", default="auto", help="auto | core | reduced: draw full prompts (core) or the same law of the "
         "features from ~3D+4 numbers a prompt (reduced, corr = 0 only); auto = reduced where allowed")
     g = p.add_argument_group("solver")
-    g.add_argument("--lam", type=float, default=0.01, help="the Hamiltonian's ridge strength λ (>= 0)")
+    g.add_argument("--lam", "--ridge", type=float, default=0.01, help="the Hamiltonian's ridge strength λ (>= 0)")
     g.add_argument("--method", default="exact", help="exact | cavity | tap (cavity + Onsager reaction term) | sample | langevin | limit (the P→∞ closed form)")
-    g.add_argument("--beta", type=float, default=100.0, help="inverse temperature β (>= 1e-100)")
-    g.add_argument("--damping", type=float, default=0.9, help="cavity/tap damping θ in [0, 1)")
+    g.add_argument("--beta", "--inverse-temperature", type=float, default=100.0, help="inverse temperature β (>= 1e-100)")
+    g.add_argument("--damping", "--cavity-damping", type=float, default=0.9, help="cavity/tap damping θ in [0, 1)")
     g.add_argument("--steps", type=int, default=100, help="cavity/tap steps / Langevin steps (>= 1)")
     g.add_argument("--tol", type=float, default=1e-6, help="cavity/tap tolerance on the mean squared change (> 0)")
     g.add_argument("--samples", type=int, default=1000, help="samples per replica for --method sample (>= 2)")
@@ -158,7 +158,7 @@ def run(args) -> int:
         W = r.m
         out.update(lam=lam, beta=beta, test_error=ob.test_error(W, dist, rng=r_eval, n_mc=mc),
                    test_error_kind="exact" if dist.isotropic else f"monte-carlo ({mc} prompts)",
-                   contrast_ratio=ob.contrast_ratio(W), converged=True, iterations=0, seconds=r.seconds,
+                   contrast_ratio=ob.contrast_ratio(W), converged=True, n_iter=0, solve_elapsed_s=r.seconds,
                    message=r.message)
         H = None
     else:
@@ -204,13 +204,13 @@ def run(args) -> int:
                        test_error=ob.test_error(W, dist, rng=r_eval, n_mc=mc),
                        test_error_kind="exact" if dist.isotropic else f"monte-carlo ({mc} prompts)",
                        train_error=float(np.mean((y - feats.predict(W)) ** 2)),
-                       contrast_ratio=ob.contrast_ratio(W), converged=bool(r.converged), iterations=int(r.n_iter),
-                       seconds=float(r.seconds), message=r.message,
+                       contrast_ratio=ob.contrast_ratio(W), converged=bool(r.converged), n_iter=int(r.n_iter),
+                       solve_elapsed_s=float(r.seconds), message=r.message,
                        **{k: v for k, v in r.extras.items() if np.ndim(v) == 0})
             if pool is not None:
                 out["pool_error"] = ob.pool_error(W, dist, pool, rng=r_eval, n_mc=mc)
         out["threads"] = n_threads
-        out["features_seconds"] = t_features
+        out["features_elapsed_s"] = t_features
     if args.save:
         arrays = {"W": r.m, "m": r.m, "v": r.v}
         if H is not None:
@@ -226,7 +226,7 @@ def run(args) -> int:
     out.update(est.to_dict())
     out.update(t_est.to_dict())
     out["peak_memory_gib"] = _peak_rss_gib()
-    out["wall_seconds"] = time.perf_counter() - t_start
+    out["elapsed_s"] = time.perf_counter() - t_start
     if out["converged"] and not all_finite(W, out.get("test_error"), out.get("train_error"), out.get("pool_error")):
         out["converged"] = False  # a non-finite answer is never a converged one
         out["message"] = ("non-finite result (test/train error or W is inf/NaN): the prompts or parameters "

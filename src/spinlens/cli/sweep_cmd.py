@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import add_command, add_strict
+from ._common import add_command, add_deprecated_flag, add_strict
 
 EXAMPLES = """\
   # Fig 4a of the paper: contrast ratio of the cavity solution over (N, P), 10 repeats
@@ -21,38 +21,39 @@ value syntax: V | V1,V2,... | START:STOP:NUM (linspace, ints rounded) | START:ST
   --seed START:STOP is range(START, STOP) (repeats). Dims of results.nc: D, N, P, K, lam, beta,
   damping, corr, sigma_eps, seed (the symbols of docs/vocabulary.md; only the swept ones).
 observables: test_error, pool_error, train_error, contrast_ratio, zero_mode_fraction, overlap,
-  exact_distance, converged (always), n_iter, residual, wall_time.
+  exact_distance, converged (always), n_iter, residual, elapsed_s.
 """
-
-# (flag, short name in the grid, help)
-_GRID_FLAGS = [
-    ("--D", "D", "token dimension D (int >= 1; default 20)"),
-    ("--N", "N", "context length N (int >= 1; default 100)"),
-    ("--P", "P", "number of pretraining prompts P (int >= 1; default 1000)"),
-    ("--K", "K", "task pool size K (int >= 1 or inf: a fresh task per prompt; default inf)"),
-    ("--lam", "lam", "ridge strength λ (>= 0; default 1)"),
-    ("--beta", "beta", "inverse temperature β (>= 1e-100; default 100)"),
-    ("--damping", "damping", "cavity damping θ in [0, 1) (default 0.9)"),
-    ("--corr", "corr", "correlation c between positions, in [0, 1) (default 0)"),
-    ("--sigma-eps", "sigma_eps", "label noise σ_ε (>= 0; default 0)"),
-    ("--seed", "seed", "seeds (int >= 0; START:STOP = repeats START..STOP-1; default 0)"),
-]
-
-_ALIASES = {"--N": ["--n-context"], "--P": ["--n-prompts"], "--K": ["--n-tasks"], "--lam": ["--l2-strength"],
-            "--D": ["--d"]}
-
 
 # '%(default).0s' renders as nothing but stops the formatter from appending "(default: None)"
 _NO_DEFAULT = "%(default).0s"
+
+
+def _grid_flag(name: str, allowed: str) -> dict:
+    """add_argument settings of a grid flag: its meaning from `spinlens.vocabulary` (light: --help stays fast;
+    the range is checked by `spinlens.sweeps.PARAMETERS`)."""
+    from spinlens.vocabulary import by_symbol
+
+    meaning = "repeat seeds" if name == "seed" else f"{by_symbol(name).math}: {by_symbol(name).meaning}"
+    return {"metavar": "VALUES", "default": None, "help": f"{meaning} ({allowed})" + _NO_DEFAULT}
 
 
 def register(sub) -> None:
     p = add_command(sub, "sweep", "Sweep a grid of spin-glass parameters and store the observables per point.",
                     EXAMPLES, run)
     g = p.add_argument_group("grid (each: V, V1,V2,..., START:STOP:NUM or START:STOP:NUM:log)")
-    for flag, name, help_ in _GRID_FLAGS:
-        g.add_argument(flag, *_ALIASES.get(flag, []), dest=f"grid_{name}", metavar="VALUES", default=None,
-                       help=help_ + _NO_DEFAULT)
+    # under the symbols of spinlens.vocabulary (apply_vocabulary checks them and adds the old spellings); the
+    # meaning, range and default of each come from spinlens.sweeps.PARAMETERS
+    g.add_argument("--D", "--token-dim", dest="grid_D", **_grid_flag("D", "int >= 1; default 20"))
+    g.add_argument("--N", "--context-length", dest="grid_N", **_grid_flag("N", "int >= 1; default 100"))
+    P = g.add_argument("--P", "--train-prompts", dest="grid_P", **_grid_flag("P", "int >= 1; default 1000"))
+    add_deprecated_flag(p, "--n-prompts", P)
+    g.add_argument("--K", "--task-pool", dest="grid_K", **_grid_flag("K", "int >= 1 or inf: a fresh task per prompt; default inf"))
+    g.add_argument("--lam", "--ridge", dest="grid_lam", **_grid_flag("lam", ">= 0; default 1"))
+    g.add_argument("--beta", "--inverse-temperature", dest="grid_beta", **_grid_flag("beta", ">= 1e-100; default 100"))
+    g.add_argument("--damping", "--cavity-damping", dest="grid_damping", **_grid_flag("damping", "in [0, 1); default 0.9"))
+    g.add_argument("--corr", "--position-corr", dest="grid_corr", **_grid_flag("corr", "in [0, 1); default 0"))
+    g.add_argument("--sigma-eps", "--noise-std", dest="grid_sigma_eps", **_grid_flag("sigma_eps", ">= 0; default 0"))
+    g.add_argument("--seed", dest="grid_seed", **_grid_flag("seed", "int >= 0; START:STOP = repeats START..STOP-1; default 0"))
     p.add_argument("--config", default=None, metavar="FILE",
                    help="TOML/YAML/JSON file with a [grid] and an optional [settings] table; flags override it" + _NO_DEFAULT)
     p.add_argument("--observables", default=None,
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from spinlens.errors import InvalidParameterError
-    from spinlens.sweeps import DEFAULT_OBSERVABLES, load_config, make_grid, run_sweep
+    from spinlens.sweeps import DEFAULT_OBSERVABLES, PARAMETERS, load_config, make_grid, run_sweep
     from spinlens.sweeps._run import BUILTIN_POINT_FNS
 
     from ._common import check_out_dir, map_exit
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidParameterError("The 'config' parameter got an empty file name.")
     cfg = load_config(args.config) if args.config else {"grid": {}, "settings": {}}
     grid_spec = dict(cfg["grid"])
-    for _, name, _ in _GRID_FLAGS:
+    for name in PARAMETERS:
         v = getattr(args, f"grid_{name}")
         if v is not None:
             grid_spec[name] = v
@@ -113,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
     unknown = sorted(set(settings) - allowed)
     if unknown:
         raise InvalidParameterError(
-            f"The 'config' file has unknown keys {unknown}; grid parameters are D, N, P, K, lam, beta, damping, "
-            f"corr, sigma_eps, seed and settings are {sorted(allowed)}."
+            f"The 'config' file has unknown keys {unknown}; grid parameters are {', '.join(PARAMETERS)} "
+            f"and settings are {sorted(allowed)}."
         )
     for key in allowed:
         v = getattr(args, key, None)

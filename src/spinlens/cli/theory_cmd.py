@@ -2,9 +2,11 @@
 
 Forms:
 
-* ``spinlens theory --alpha A --tau T [--kappa K --rho R --lam L] [--json]``: one point, in Lu et al.'s units (docs/theory.md);
+* ``spinlens theory --alpha A --tau T [--kappa K --rho R --lam-lu L] [--json]``: one point, in Lu et al.'s units
+  (docs/theory.md; ``--lam-lu`` is their ridge λ_LU, ``--lam`` is refused here: it is the λ of E(W));
 * ``spinlens theory --spin-glass --D D --N N --P P --lam L [--K K --sigma-eps S] [--json]``: spin-glass
-  parameters mapped with `spinlens.conventions.to_lu` (``--lam`` is then the Hamiltonian's ``l2_strength``);
+  parameters mapped with `spinlens.conventions.to_lu` (``--lam`` is the λ of E(W); the JSON has both, ``spin_glass.lam``
+  and ``lam_lu``);
 * ``spinlens theory curve --vary tau --from 0.1 --to 3 --num 200 ... [--out DIR]``: a curve (table or
   PNG+PDF+CSV);
 * ``spinlens theory simulate --D 40 ...``: finite-d simulation next to the theory.
@@ -23,11 +25,11 @@ from spinlens.cli._common import (
     print_table,
 )
 
-EXAMPLES = """  spinlens theory --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --json
-  spinlens theory --alpha 10 --tau 0.99 --kappa 0.5 --rho 0.01 --lam 0
+EXAMPLES = """  spinlens theory --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam-lu 0.1 --json
+  spinlens theory --alpha 10 --tau 0.99 --kappa 0.5 --rho 0.01 --lam-lu 0
   spinlens theory --spin-glass --D 20 --N 100 --P 10000 --lam 0.01 --json
-  spinlens theory curve --vary tau --from 0.1 --to 3 --num 200 --alpha 10 --kappa 0.5 --rho 0.01 --lam 0,0.1 --out theory-out
-  spinlens theory simulate --D 40 --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --seed 0 --json
+  spinlens theory curve --vary tau --from 0.1 --to 3 --num 200 --alpha 10 --kappa 0.5 --rho 0.01 --lam-lu 0,0.1 --out theory-out
+  spinlens theory simulate --D 40 --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam-lu 0.1 --seed 0 --json
   spinlens theory diversity --D 10 --N 20 --P 2000 --lam 0.01 --sigma-eps 0.5 --out div-out
   spinlens theory phase --D 10 --N 5:60:12 --K 1:1000:12:log --P 4000 --lam 0.01 --repeats 2 --seed 0 --out phase-out
 """
@@ -41,28 +43,51 @@ Cells whose cavity iteration did not converge are NaN in phase.nc and blank in t
 solution and the asymptotic theory (kappa = K/D, via to_lu) are stored next to the cavity for comparison.
 """
 
-CURVE_EXAMPLES = """  spinlens theory curve --vary tau --from 0.1 --to 3 --num 200 --alpha 10 --kappa 0.5 --rho 0.01 --lam 0,0.1
-  spinlens theory curve --vary kappa --from 0.1 --to 10 --num 100 --log --alpha 10 --tau 10 --rho 0.01 --lam 1e-6 --out g-task
+CURVE_EXAMPLES = """  spinlens theory curve --vary tau --from 0.1 --to 3 --num 200 --alpha 10 --kappa 0.5 --rho 0.01 --lam-lu 0,0.1
+  spinlens theory curve --vary kappa --from 0.1 --to 10 --num 100 --log --alpha 10 --tau 10 --rho 0.01 --lam-lu 1e-6 --out g-task
 """
 
 DIV_EXAMPLES = """  spinlens theory diversity --D 10 --N 20 --P 2000 --lam 0.01 --sigma-eps 0.5 --seed 0
   spinlens theory diversity --D 10 --N 20 --P 2000 --lam 0.01 --sigma-eps 0.5 --K 2,8,32,128,512 --out div-out
 """
 
-SIM_EXAMPLES = """  spinlens theory simulate --D 40 --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam 0.1 --seed 0 --json
-  spinlens theory simulate --D 30 --alpha 5 --tau 25 --kappa inf --lam 0.2 --repeats 3
+SIM_EXAMPLES = """  spinlens theory simulate --D 40 --alpha 2 --tau 2 --kappa 0.5 --rho 0.1 --lam-lu 0.1 --seed 0 --json
+  spinlens theory simulate --D 30 --alpha 5 --tau 25 --kappa inf --lam-lu 0.2 --repeats 3
 """
 
-_PARAMS = ("alpha", "tau", "kappa", "rho", "lam")
+_PARAMS = ("alpha", "tau", "kappa", "rho", "lam_lu")
 
 
 def _add_lu_args(p, *, lists: bool = False, required_note: str = "") -> None:
     kind = "value or comma-separated list" if lists else "value"
-    p.add_argument("--alpha", default=None, help=f"context length l/d > 0 ({kind}){required_note}")
-    p.add_argument("--tau", default=None, help=f"pretraining contexts n/d^2 > 0 ({kind}){required_note}")
-    p.add_argument("--kappa", default="inf", help=f"task diversity k/d in (0, inf], 'inf' allowed ({kind})")
-    p.add_argument("--rho", default="0", help=f"label-noise variance >= 0 ({kind})")
-    p.add_argument("--lam", default="0", help=f"ridge strength >= 0 ({kind}); with --spin-glass the l2_strength of E(W)")
+    p.add_argument("--alpha", "--context-ratio", default=None, help=f"context length l/d > 0 ({kind}){required_note}")
+    p.add_argument("--tau", "--prompt-ratio", default=None, help=f"pretraining contexts n/d^2 > 0 ({kind}){required_note}")
+    p.add_argument("--kappa", "--task-ratio", default="inf", help=f"task diversity k/d in (0, inf], 'inf' allowed ({kind})")
+    p.add_argument("--rho", "--noise-ratio", default="0", help=f"label-noise variance >= 0 ({kind})")
+    p.add_argument("--lam-lu", "--lu-ridge", default="0",
+                   help=f"Lu et al.'s ridge strength λ_LU >= 0 ({kind}); not the λ of E(W) (--lam, with --spin-glass)")
+
+
+def _refuse_lam(p) -> None:
+    """``--lam`` on a command in Lu et al.'s units: refused in one line (`_check_no_lam`), hidden from --help."""
+    import argparse
+
+    p.add_argument("--lam", "--ridge", dest="lam", default=None, help=argparse.SUPPRESS)
+
+
+def _check_no_lam(args) -> None:
+    """``--lam`` is the λ of E(W) (docs/vocabulary.md); the theory's own modes take Lu et al.'s λ_LU as --lam-lu.
+
+    Refused rather than read as λ_LU: before 2026-12 these modes read --lam as λ_LU, and the same number under
+    the new meaning would be a different ridge; the message says what to write instead.
+    """
+    from spinlens.errors import InvalidParameterError
+
+    if getattr(args, "lam", None) is not None:
+        raise InvalidParameterError(
+            f"The '--lam' parameter is the ridge λ of E(W) and needs --spin-glass with D and N; Lu et al.'s ridge "
+            f"of this mode is --lam-lu (λ_LU = D·λ·(1+1/N)², spinlens.conventions.lam_lu_from_lam). Got --lam "
+            f"{args.lam} instead.")
 
 
 def register(subparsers) -> None:
@@ -75,11 +100,12 @@ def register(subparsers) -> None:
     )
     _add_lu_args(p, required_note="; required unless --spin-glass")
     p.add_argument("--spin-glass", action="store_true", help="take spin-glass parameters --D --N --P --lam [--K --sigma-eps]")
-    p.add_argument("--D", dest="D", default=None, help="spin glass: token dimension D")
-    p.add_argument("--N", dest="N", default=None, help="spin glass: context length N")
-    p.add_argument("--P", dest="P", default=None, help="spin glass: number of pretraining prompts P")
-    p.add_argument("--K", dest="K", default=None, help="spin glass: task-pool size K (default: a fresh task per prompt)")
-    p.add_argument("--sigma-eps", default="0", help="spin glass: label-noise std")
+    p.add_argument("--lam", "--ridge", default=None, help="spin glass: the ridge λ of E(W) (>= 0; default 0)%(default).0s")
+    p.add_argument("--D", "--token-dim", dest="D", default=None, help="spin glass: token dimension D")
+    p.add_argument("--N", "--context-length", dest="N", default=None, help="spin glass: context length N")
+    p.add_argument("--P", "--train-prompts", dest="P", default=None, help="spin glass: number of pretraining prompts P")
+    p.add_argument("--K", "--task-pool", dest="K", default=None, help="spin glass: task-pool size K (default: a fresh task per prompt)")
+    p.add_argument("--sigma-eps", "--noise-std", default="0", help="spin glass: label-noise std")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     sub = p.add_subparsers(dest="theory_mode", metavar="MODE")
 
@@ -96,6 +122,7 @@ def register(subparsers) -> None:
     c.add_argument("--logy", action="store_true", help="log y axis in the figure (default: log when the curves are "
                    "positive and span more than a factor of 30)")
     _add_lu_args(c, lists=True)
+    _refuse_lam(c)
     c.add_argument("--out", default=None, help="folder for curve.csv, curve.png, curve.pdf, run.json")
     c.add_argument("--seed", type=int, default=0, help="recorded in run.json (the theory is deterministic)")
     add_strict(c)
@@ -106,8 +133,10 @@ def register(subparsers) -> None:
         description="Simulate ridge-pretrained linear attention at dimension d (docs/theory.md, finite-d simulator) and compare with the theory.",
         epilog="examples:\n" + SIM_EXAMPLES, formatter_class=Formatter,
     )
-    s.add_argument("--d", required=True, help="dimension d (the fit is a d(d+1)-dimensional ridge problem)")
+    s.add_argument("--D", "--token-dim", dest="d", default=None,
+                   help="dimension D, Lu et al.'s d (required; the fit is a D(D+1)-dimensional ridge problem)%(default).0s")
     _add_lu_args(s)
+    _refuse_lam(s)
     s.add_argument("--repeats", default="1", help="independent repeats")
     s.add_argument("--seed", type=int, default=0, help="random seed")
     s.add_argument("--json", action="store_true", help="print one JSON object")
@@ -120,12 +149,12 @@ def register(subparsers) -> None:
         "baselines and the asymptotic theory (kappa = K/D).",
         epilog="examples:\n" + DIV_EXAMPLES, formatter_class=Formatter,
     )
-    v.add_argument("--D", dest="D", default="10", help="token dimension D")
-    v.add_argument("--N", dest="N", default="20", help="context length N")
-    v.add_argument("--P", dest="P", default="2000", help="pretraining prompts P")
-    v.add_argument("--lam", default="0.01", help="l2_strength of E(W)")
-    v.add_argument("--sigma-eps", default="0.5", help="label-noise std")
-    v.add_argument("--K", dest="K", default="2,4,8,16,32,64,128,256,512,1024", help="comma-separated pool sizes")
+    v.add_argument("--D", "--token-dim", dest="D", default="10", help="token dimension D")
+    v.add_argument("--N", "--context-length", dest="N", default="20", help="context length N")
+    v.add_argument("--P", "--train-prompts", dest="P", default="2000", help="pretraining prompts P")
+    v.add_argument("--lam", "--ridge", default="0.01", help="l2_strength of E(W)")
+    v.add_argument("--sigma-eps", "--noise-std", default="0.5", help="label-noise std")
+    v.add_argument("--K", "--task-pool", dest="K", default="2,4,8,16,32,64,128,256,512,1024", help="comma-separated pool sizes")
     v.add_argument("--n-test", default="4000", help="Monte-Carlo test prompts for the baselines")
     v.add_argument("--seed", type=int, default=0, help="random seed")
     v.add_argument("--out", default=None, help="folder for diversity.csv, diversity.nc, diversity.png/.pdf, run.json")
@@ -140,14 +169,14 @@ def register(subparsers) -> None:
         "solution and the asymptotic theory at kappa = K/D for comparison.",
         epilog="examples:\n" + PHASE_EXAMPLES, formatter_class=Formatter,
     )
-    ph.add_argument("--D", dest="D", default="10", help="token dimension D (1..40)")
-    ph.add_argument("--N", dest="N", default="5:60:12", help="context lengths N (grid syntax)")
-    ph.add_argument("--K", dest="K", default="1:1000:12:log", help="task-pool sizes K (grid syntax)")
-    ph.add_argument("--P", dest="P", default="4000", help="pretraining prompts P per cell")
-    ph.add_argument("--lam", default="0.01", help="l2_strength of E(W)")
-    ph.add_argument("--sigma-eps", default="0", help="label-noise std")
-    ph.add_argument("--beta", default="100", help="inverse temperature of the cavity solver")
-    ph.add_argument("--damping", default="0.9", help="cavity damping in [0, 1)")
+    ph.add_argument("--D", "--token-dim", dest="D", default="10", help="token dimension D (1..40)")
+    ph.add_argument("--N", "--context-length", dest="N", default="5:60:12", help="context lengths N (grid syntax)")
+    ph.add_argument("--K", "--task-pool", dest="K", default="1:1000:12:log", help="task-pool sizes K (grid syntax)")
+    ph.add_argument("--P", "--train-prompts", dest="P", default="4000", help="pretraining prompts P per cell")
+    ph.add_argument("--lam", "--ridge", default="0.01", help="l2_strength of E(W)")
+    ph.add_argument("--sigma-eps", "--noise-std", default="0", help="label-noise std")
+    ph.add_argument("--beta", "--inverse-temperature", default="100", help="inverse temperature of the cavity solver")
+    ph.add_argument("--damping", "--cavity-damping", default="0.9", help="cavity damping in [0, 1)")
     ph.add_argument("--max-iter", default="100", help="cavity iterations at most")
     ph.add_argument("--repeats", default="2", help="independent repeats per cell")
     ph.add_argument("--no-exact", action="store_true", help="skip the exact ridge solution of each cell")
@@ -202,9 +231,10 @@ def _lu_point_args(args) -> dict:
     for name in ("alpha", "tau"):
         if getattr(args, name) is None:
             raise InvalidParameterError(f"The '{name}' parameter is required (--{name}), or use --spin-glass.")
+    _check_no_lam(args)
     vals = {n: _one(n, getattr(args, n), allow_inf=(n == "kappa")) for n in _PARAMS}
     a, t, k, r, lm = validate_inputs(**vals)
-    return {"alpha": a, "tau": t, "kappa": k, "rho": r, "lam": lm}
+    return {"alpha": a, "tau": t, "kappa": k, "rho": r, "lam_lu": lm}
 
 
 def _run_point(args) -> int:
@@ -222,11 +252,14 @@ def _run_point(args) -> int:
         N = check_int("N", _one("N", args.N), low=1)
         P = check_int("P", _one("P", args.P), low=1)
         K = None if args.K is None or str(args.K).lower() in ("none", "inf") else check_int("K", _one("K", args.K), low=1)
-        l2 = check_float("lam", _one("lam", args.lam), low=0.0)
+        if args.lam_lu != "0":
+            raise InvalidParameterError("With --spin-glass the ridge is --lam (the λ of E(W)); --lam-lu is Lu et al.'s "
+                                        f"λ_LU, computed from it. Got --lam-lu {args.lam_lu} instead.")
+        l2 = check_float("lam", _one("lam", "0" if args.lam is None else args.lam), low=0.0)
         sig = check_float("sigma_eps", _one("sigma_eps", args.sigma_eps), low=0.0)
         lu = to_lu(D, N, P, l2, n_tasks=K, sigma_eps=sig)
-        a, t, k, r, lm = validate_inputs(lu["alpha"], lu["tau"], lu["kappa"], lu["rho"], lu["lam"])
-        params = {"alpha": a, "tau": t, "kappa": k, "rho": r, "lam": lm}
+        a, t, k, r, lm = validate_inputs(lu["alpha"], lu["tau"], lu["kappa"], lu["rho"], lu["lam_lu"])
+        params = {"alpha": a, "tau": t, "kappa": k, "rho": r, "lam_lu": lm}
         out["spin_glass"] = {"D": D, "N": N, "P": P, "lam": l2, "K": K, "sigma_eps": sig}
     else:
         params = _lu_point_args(args)
@@ -255,6 +288,7 @@ def _run_curve(args) -> int:
     from spinlens.theory.asymptotic import learning_curve
 
     check_out_dir("--out", args.out)
+    _check_no_lam(args)
     num = check_int("num", _one("num", args.num), low=2, high=100_000)
     start = _one("from", args.start, allow_inf=False)
     stop = _one("to", args.stop, allow_inf=False)
@@ -271,7 +305,7 @@ def _run_curve(args) -> int:
             continue
         text = getattr(args, n)
         if text is None:
-            raise InvalidParameterError(f"The '{n}' parameter is required (--{n}).")
+            raise InvalidParameterError(f"The '{n}' parameter is required (--{n.replace('_', '-')}).")
         v = _floats(n, text, allow_inf=(n == "kappa"))
         vals[n] = v[0] if len(v) == 1 else np.array(v)
     ds = learning_curve(**vals)
@@ -297,6 +331,10 @@ def _run_simulate(args) -> int:
     from spinlens.theory.simulate import simulate_point
 
     params = _lu_point_args(args)
+    if args.d is None:
+        from spinlens.errors import InvalidParameterError
+
+        raise InvalidParameterError("The 'D' parameter is required (--D).")
     d = check_int("--D", _one("--D", args.d), low=2, high=200)
     reps = check_int("repeats", _one("repeats", args.repeats), low=1, high=1000)
     sim = simulate_point(d, **params, n_repeats=reps, rng=args.seed)
@@ -304,7 +342,7 @@ def _run_simulate(args) -> int:
     out = dict(params)
     out.update(
         d=d, seed=args.seed, n_repeats=reps, n_context=sim.n_context, n_prompts=sim.n_prompts, n_tasks=sim.n_tasks,
-        sim_icl_error=sim.icl_error, sim_idg_error=sim.idg_error, sim_icl_std=sim.icl_std, sim_idg_std=sim.idg_std,
+        sim_icl_error=sim.icl_error, sim_idg_error=sim.idg_error, sim_icl_sd=sim.icl_sd, sim_idg_sd=sim.idg_sd,
         icl_error=th.icl_error, idg_error=th.idg_error, converged=th.converged,
     )
     from spinlens.vocabulary import to_symbols
@@ -405,7 +443,7 @@ def _run_phase(args) -> int:
         from spinlens.plotting.theory import plot_phase_diagram
 
         _write_outputs(args, "phase", df, lambda: plot_phase_diagram(ds), ds=ds,
-                       extra={"grid": {"D": D, "N": ns, "K": ks}, "seconds": seconds, "summary": summary})
+                       extra={"grid": {"D": D, "N": ns, "K": ks}, "elapsed_s": seconds, "summary": summary})
         if not args.json:
             print(f"wrote {args.out}/phase.nc, phase.csv, phase.png, phase.pdf, run.json")
     n_bad = int((~ds.converged.values.astype(bool)).sum())

@@ -85,7 +85,7 @@ def run(args) -> int:
             "final_test_loss": res.final_test_loss,
             "test_error_exact": ob.test_error(res.W, dist) if dist.isotropic else None,
             "contrast_ratio": ob.contrast_ratio(res.W),
-            "seconds": time.perf_counter() - t0,
+            "elapsed_s": time.perf_counter() - t0,
         }
         run_info = {"model": kind, "D": dist.d, "N": dist.n_context, "P": train.n_prompts,
                     **{k: v for k, v in res.config.items() if k != "seed"}, "summary": summary}

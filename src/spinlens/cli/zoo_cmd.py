@@ -83,8 +83,8 @@ def register(sub):
     b.add_argument("--checkpoint", dest="checkpoint_flag", default=None,
                    help="spinlens model folder of a linear model (`spinlens zoo train --out DIR` or `spinlens train`)")
     b.add_argument("checkpoint", nargs="?", default=None, help=argparse.SUPPRESS)  # old positional spelling
-    b.add_argument("--N", type=int, default=None, help="context length (default: the one stored in the checkpoint)")
-    b.add_argument("--l2-strength", type=float, default=None,
+    b.add_argument("--N", "--context-length", type=int, default=None, help="context length (default: the one stored in the checkpoint)")
+    b.add_argument("--lam", "--ridge", dest="l2_strength", type=float, default=None,
                    help="λ of W* (default: the checkpoint's weight decay / 2)")
     b.add_argument("--prompts", type=int, default=4096, help="fresh prompts for the comparison")
     b.add_argument("--seed", type=int, default=0, help="seed of the fresh prompts")
@@ -208,7 +208,7 @@ def run_train(args) -> int:
 
         io.write_run_json(stage, io.run_record("zoo train", args=args, seed=seed, config=cfg.to_dict(),
                                                distribution=to_symbols(dist_info), summary=summary,
-                                               wall_seconds=time.perf_counter() - t0))
+                                               elapsed_s=time.perf_counter() - t0))
     if args.json:
         print_json(summary)
     else:
@@ -268,7 +268,7 @@ def run_figS8(args) -> int:
     figS8.DEFAULT_DEVICE = args.device
     res = run_figure("figS8", args.out, quick=args.quick, seed=seed, echo=None if args.json else print)
     if args.json:
-        print_json({"summary": res.get("summary", {}), "out_dir": res["out_dir"], "wall_seconds": res["wall_seconds"],
+        print_json({"summary": res.get("summary", {}), "out_dir": res["out_dir"], "elapsed_s": res["elapsed_s"],
                     "max_deviation": res.get("max_deviation")})
     return 0
 

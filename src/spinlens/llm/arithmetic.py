@@ -31,6 +31,7 @@ import torch
 from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
 from spinlens.llm.tasks import TextTask, tokenize_task
 from spinlens.random import as_generator
+from spinlens.verdict import mean_sd
 
 __all__ = ["OPERATIONS", "FORMATS", "arithmetic_task", "arithmetic_accuracy", "LocatedComponents",
            "locate_components", "operand_attention", "answer_space_in_prompt", "ArithmeticResult", "arithmetic_study"]
@@ -255,8 +256,8 @@ class LocatedComponents:
         r = np.asarray(self.recovery_random, dtype=float)
         return {
             "recovery": self.recovery,
-            "recovery_random": {"mean": float(r.mean()) if len(r) else None,
-                                "sd": float(r.std(ddof=1)) if len(r) > 1 else None, "values": r.tolist()},
+            "recovery_random": {"mean": mean_sd(r)[0] if len(r) else None,
+                                "sd": mean_sd(r)[1] if len(r) else None, "values": r.tolist()},
             "heads": [list(h) for h in self.heads],
             "head_scores_of_located": [float(self.head_scores.values[L, h]) for L, h in self.heads],
             "mlps": list(self.mlps),
@@ -511,17 +512,16 @@ class ArithmeticResult:
         rec = np.array([lc.recovery for lc in self.located.values()])
         rnd = np.array([np.mean(lc.recovery_random) if lc.recovery_random else np.nan for lc in self.located.values()])
         k = len(self.heads_all_seeds())
-        return (f"{fr.mean():.1%} ± {fr.std(ddof=1) if len(fr) > 1 else 0:.1%} of the heads located (paper: under 5 %), "
-                f"{k} in every seed; together they recover {rec.mean():.2f} ± {rec.std(ddof=1) if len(rec) > 1 else 0:.2f} "
+        return (f"{fr.mean():.1%} ± {mean_sd(fr)[1]:.1%} of the heads located (paper: under 5 %), "
+                f"{k} in every seed; together they recover {rec.mean():.2f} ± {mean_sd(rec)[1]:.2f} "
                 f"of the logit difference directly, random sets of as many heads {np.nanmean(rnd):.2f}")
 
     def to_dict(self) -> dict:
-        acc = {k: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, "values": list(v)}
-               for k, v in self.accuracy.items()}
+        acc = {k: {**dict(zip(("mean", "sd"), mean_sd(v))), "values": list(v)} for k, v in self.accuracy.items()}
         fr = np.array([lc.fraction_heads for lc in self.located.values()])
         return {"accuracy": acc, "located": {str(s): lc.to_dict() for s, lc in self.located.items()},
                 "heads_all_seeds": [f"{L}.{h}" for L, h in self.heads_all_seeds()],
-                "fraction_heads": {"mean": float(fr.mean()), "sd": float(fr.std(ddof=1)) if len(fr) > 1 else 0.0},
+                "fraction_heads": dict(zip(("mean", "sd"), mean_sd(fr))),
                 "seeds": list(self.seeds), "n_prompts": self.n_prompts, "shots": self.shots, "verdict": self.verdict}
 
     def dataset(self):

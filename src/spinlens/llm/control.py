@@ -31,6 +31,7 @@ import numpy as np
 
 from spinlens.errors import InvalidParameterError, check_int
 from spinlens.llm import multilingual as ML
+from spinlens.verdict import mean_sd
 
 __all__ = ["ControlResult", "language_control_study", "equal_effect_cost", "locate_heads"]
 
@@ -116,9 +117,9 @@ class ControlResult:
             out["methods"][m] = {
                 "level": LEVELS.get(m, m), "units": units, "strengths": st.tolist(),
                 "switch_rate_mean": np.nanmean(eff, 0).round(4).tolist(),
-                "switch_rate_sd": np.nanstd(eff, 0, ddof=1 if eff.shape[0] > 1 else 0).round(4).tolist(),
+                "switch_rate_sd": mean_sd(eff, axis=0, skipna=True)[1].round(4).tolist(),
                 "delta_loss_mean": np.nanmean(cost, 0).round(4).tolist(),
-                "delta_loss_sd": np.nanstd(cost, 0, ddof=1 if cost.shape[0] > 1 else 0).round(4).tolist(),
+                "delta_loss_sd": mean_sd(cost, axis=0, skipna=True)[1].round(4).tolist(),
                 "max_switch_rate": ML._ms(np.nanmax(eff, 1)),
                 f"delta_loss_at_switch_{effect_level:g}": at,
             }
@@ -142,8 +143,8 @@ def equal_effect_cost(strengths, effect, cost, level: float) -> dict:
             prev_e, prev_c = e[j], c[j]
         vals.append(float(v))
     ok = [v for v in vals if v == v]
-    return {"mean": float(np.mean(ok)) if ok else float("nan"),
-            "sd": float(np.std(ok, ddof=1)) if len(ok) > 1 else 0.0 if ok else float("nan"),
+    m, s = mean_sd(ok)  # NaN, NaN where no seed reaches the level
+    return {"mean": m, "sd": s,
             "values": [round(v, 5) for v in vals], "reached": len(ok)}
 
 

@@ -141,8 +141,9 @@ class EditResult:
 
 
 def _ms(a) -> dict:
-    a = np.asarray(a, dtype=float)
-    return {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if a.size > 1 else 0.0, "n": int(a.size)}
+    from spinlens.verdict import mean_sd_dict
+
+    return mean_sd_dict(a)  # mean ± sd over seeds, ddof 1 (the one convention)
 
 
 def editing_study(model, tok, cases: list[EditCase], *, layers, other_layers, methods=METHODS, lr: float = 1e-3,

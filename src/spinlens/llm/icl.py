@@ -69,8 +69,9 @@ def word_tasks(tokenizer, names=WORD_TASKS) -> dict:
 
 
 def _ms(a) -> dict:
-    a = np.asarray(a, dtype=float)
-    return {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if a.size > 1 else 0.0, "n": int(a.size)}
+    from spinlens.verdict import mean_sd_dict
+
+    return mean_sd_dict(a)  # mean ± sd over seeds, ddof 1 (the one convention)
 
 
 @dataclass

@@ -31,6 +31,7 @@ import torch
 from spinlens.errors import InvalidParameterError, check_float, check_int
 from spinlens.llm.tasks import TextTask, tokenize_task
 from spinlens.random import as_generator
+from spinlens.verdict import mean_sd
 from spinlens.vocabulary import act_name
 
 __all__ = ["NAMES", "TEMPLATES", "single_token_names", "ioi_task", "IOIResult", "ioi_study", "logit_diffs",
@@ -260,7 +261,7 @@ class IOIResult:
     @property
     def verdict(self) -> str:
         r = np.asarray(self.faithfulness_random)
-        m, s = float(r.mean()), float(r.std(ddof=1)) if len(r) > 1 else 0.0
+        m, s = mean_sd(r)
         k = len(self.circuit)
         if self.faithfulness > m + 2 * s and self.faithfulness > 0.5:
             return (f"the {k}-head circuit keeps {self.faithfulness:.2f} of the logit difference alone; random "
@@ -277,8 +278,7 @@ class IOIResult:
             "logit_diff": self.logit_diff, "logit_diff_corrupt": self.logit_diff_corrupt,
             "roles": {k: hl(v) for k, v in self.roles.items()}, "evidence": self.evidence,
             "circuit": hl(self.circuit), "faithfulness": self.faithfulness,
-            "faithfulness_random": {"mean": float(r.mean()), "sd": float(r.std(ddof=1)) if len(r) > 1 else 0.0,
-                                    "values": r.tolist()},
+            "faithfulness_random": {**dict(zip(("mean", "sd"), mean_sd(r))), "values": r.tolist()},
             "faithfulness_empty": self.faithfulness_empty, "verdict": self.verdict,
             "edges": [{"sender": f"{s[0]}.{s[1]}", "receiver": rc if rc == "output" else f"{rc[0]}.{rc[1]}",
                        "input": i, "score": float(v)} for s, rc, i, v in self.edges],
@@ -366,13 +366,12 @@ def ioi_study(
         task = ioi_task(n_prompts, tokenizer, rng=sd)
         tt = tokenize_task(task, tokenizer)
         d = logit_diffs(model, tt.batches)
-        ld[str(sd)] = {"mean": float(d.mean()), "sd": float(d.std(ddof=1)) if len(d) > 1 else 0.0,
-                       "accuracy": float((d > 0).mean()), "n": int(len(d))}
-        say(f"seed {sd}: logit difference {d.mean():.3f} ± {d.std():.3f} over {len(d)} prompts")
+        ld[str(sd)] = {**dict(zip(("mean", "sd"), mean_sd(d))), "accuracy": float((d > 0).mean()), "n": int(len(d))}
+        say(f"seed {sd}: logit difference {ld[str(sd)]['mean']:.3f} ± {ld[str(sd)]['sd']:.3f} over {len(d)} prompts")
         if tt0 is None:
             tt0 = tt
     means = np.array([v["mean"] for v in ld.values()])
-    ld["over_seeds"] = {"mean": float(means.mean()), "sd": float(means.std(ddof=1)) if len(means) > 1 else 0.0}
+    ld["over_seeds"] = dict(zip(("mean", "sd"), mean_sd(means)))
     if not np.isfinite(ld["over_seeds"]["mean"]) or ld["over_seeds"]["mean"] <= 0:
         raise InvalidParameterError(f"The model does not prefer the indirect object (mean logit difference "
                                     f"{ld['over_seeds']['mean']:.3f} <= 0): there is no IOI behaviour to explain.")

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spinlens.errors import InvalidParameterError, check_float, check_int
+from spinlens.verdict import mean_sd
 
 __all__ = [
     "DJANGO_LOCALES",
@@ -525,7 +526,7 @@ class LanguageNeuronsResult:
             "delta_loss": {c: dict(zip(self.languages, d[i].round(4).tolist())) for i, c in enumerate(self.languages)},
             "random_delta_loss_mean": {c: dict(zip(self.languages, rd.mean(0)[i].round(4).tolist()))
                                        for i, c in enumerate(self.languages)},
-            "random_delta_loss_sd": {c: dict(zip(self.languages, rd.std(0, ddof=1 if rd.shape[0] > 1 else 0)[i].round(4).tolist()))
+            "random_delta_loss_sd": {c: dict(zip(self.languages, mean_sd(rd, axis=0)[1][i].round(4).tolist()))
                                      for i, c in enumerate(self.languages)},
             "diagonal_delta_loss": float(np.mean(np.diag(d))),
             "off_diagonal_delta_loss": float(d[off_diag].mean()),
@@ -567,8 +568,11 @@ def result_dataset(res: LanguageNeuronsResult):
 
 
 def _ms(x) -> dict:
+    from spinlens.verdict import mean_sd
+
     a = np.asarray(x, dtype=float)
-    return {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if a.size > 1 else 0.0, "values": a.round(5).tolist()}
+    m, s = mean_sd(a)  # ddof 1, the one convention
+    return {"mean": m, "sd": s, "values": a.round(5).tolist()}
 
 
 def language_neurons_study(model, tokenizer, corpus: ParallelCorpus, *, n_ctx: int = 128, fit_tokens: int = 4096,

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spinlens.errors import InvalidParameterError, check_float, check_int
+from spinlens.verdict import mean_sd
 
 __all__ = ["QuantizationStudy", "quantization_study", "line_between"]
 
@@ -276,7 +277,7 @@ def _summarise(rows) -> dict:
         keys = [k2 for k2 in rs[0] if isinstance(rs[0][k2], float)]
         s = {k2: float(np.mean([r[k2] for r in rs])) for k2 in keys}
         if len(rs) > 1:
-            s.update({f"{k2}_sd": float(np.std([r[k2] for r in rs], ddof=1)) for k2 in keys})
+            s.update({f"{k2}_sd": mean_sd([r[k2] for r in rs])[1] for k2 in keys})
         s["n"] = len(rs)
         s["group_size"] = rs[0]["group_size"]
         out[k] = s

@@ -228,8 +228,9 @@ class RecallResult:
 
 
 def _ms(a) -> dict:
-    a = np.asarray(a, dtype=float)
-    return {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if a.size > 1 else 0.0, "n": int(a.size)}
+    from spinlens.verdict import mean_sd_dict
+
+    return mean_sd_dict(a)  # mean ± sd over seeds, ddof 1 (the one convention)
 
 
 @torch.no_grad()
@@ -293,9 +294,11 @@ def causal_trace(model, tokenizer, task, *, idx=None, noise: float = 3.0, n_seed
                 acc.append(np.stack([f[k][:, :, cols].mean(-1) for k in kinds], axis=1))  # (seed, kind, layer)
         n_facts[j] = len(acc)
         by_seed[..., j] = np.mean(acc, axis=0)
-    sd = by_seed.std(0, ddof=1) if n_seeds > 1 else np.zeros(by_seed.shape[1:])
+    from spinlens.verdict import mean_sd
+
+    mean, sd = mean_sd(by_seed, axis=0)
     ds = xr.Dataset(
-        {"mean": (("kind", "layer", "category"), by_seed.mean(0)), "sd": (("kind", "layer", "category"), sd),
+        {"mean": (("kind", "layer", "category"), mean), "sd": (("kind", "layer", "category"), sd),
          "by_seed": (("seed", "kind", "layer", "category"), by_seed), "n_facts": ("category", n_facts)},
         coords={"kind": list(kinds), "layer": np.arange(n_layers), "category": cats, "seed": np.arange(n_seeds)},
         attrs={"long_name": "indirect effect p(answer | restored) − p(answer | corrupted)", "units": "probability",

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spinlens.errors import InvalidParameterError, check_float, check_int
+from spinlens.verdict import mean_sd
 
 __all__ = ["Question", "questions", "chat_prompts", "flip_rate", "locate_heads", "head_masks",
            "SycophancyResult", "sycophancy_tuning"]
@@ -442,8 +443,7 @@ def _summarise(runs, before) -> dict:
         s = {"n": len(rs), "n_trainable": rs[0]["n_trainable"], "step_s": float(np.mean([r["step_s"] for r in rs]))}
         for key in _metrics(before):
             v = np.array([r[key] for r in rs], dtype=float)
-            s[key] = float(v.mean())
-            s[f"{key}_sd"] = float(v.std(ddof=1)) if len(v) > 1 else float("nan")
+            s[key], s[f"{key}_sd"] = mean_sd(v)
             s[f"d_{key}"] = float(v.mean() - before[key])
         out[method] = s
     return out

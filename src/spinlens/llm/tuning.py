@@ -452,10 +452,9 @@ class TuningResult:
 
 
 def _mean_sd(xs):
-    xs = np.asarray([x for x in xs if x is not None and np.isfinite(x)], dtype=float)
-    if xs.size == 0:
-        return (float("nan"), float("nan"))
-    return (float(xs.mean()), float(xs.std(ddof=1)) if xs.size > 1 else 0.0)
+    from spinlens.verdict import mean_sd
+
+    return mean_sd([x for x in xs if x is not None and np.isfinite(x)])
 
 
 def _cost_at(gains, costs, level):

@@ -400,26 +400,27 @@ def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str 
 
 
 def summarise(ds, by=("method",), var="target_loss") -> list[dict]:
-    """Mean ± std over seeds of ``var`` grouped by the coordinates ``by`` (rows for tables and docs)."""
+    """Mean ± sd over seeds (ddof 1, `spinlens.verdict.mean_sd`) of ``var`` grouped by the coordinates ``by``
+    (rows for tables and docs: the keys of ``by``, ``mean``, ``sd``, ``n``)."""
+    from spinlens.verdict import mean_sd_dict
 
     df = ds.to_dataframe().reset_index()
     g = df.groupby(list(by))[var]
-    return [{**dict(zip(by, k if isinstance(k, tuple) else (k,))), "mean": float(v.mean()),
-             "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": int(len(v))} for k, v in g]
+    return [{**dict(zip(by, k if isinstance(k, tuple) else (k,))), **mean_sd_dict(v.to_numpy())} for k, v in g]
 
 
 # ------------------------------------------------------------------------------------------------ headlines
 
 
 def _ms(v) -> dict:
+    from spinlens.verdict import mean_sd_dict
+
     v = np.asarray(v, dtype=float)
-    v = v[np.isfinite(v)]
-    return {"mean": float(v.mean()) if len(v) else float("nan"), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-            "n": int(len(v))}
+    return mean_sd_dict(v[np.isfinite(v)])
 
 
 def _pm(d, fmt=".3f", scale=1.0) -> str:
-    return f"{d['mean'] * scale:{fmt}} ± {d['std'] * scale:{fmt.lstrip('+')}}"
+    return f"{d['mean'] * scale:{fmt}} ± {d['sd'] * scale:{fmt.lstrip('+')}}"
 
 
 def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:

@@ -299,9 +299,7 @@ def text_fv_experiment(model, tokenizer, text: str, task: str, *, n_prompts: int
 def summarise_fv(ds) -> dict:
     """Mean ± sd over seeds (ddof 1) of the accuracies and gains of `text_fv_experiment`."""
 
-    def ms(a):
-        a = np.asarray(a, dtype=float)
-        return {"mean": float(a.mean()), "sd": float(a.std(ddof=1)) if a.size > 1 else 0.0, "n": int(a.size)}
+    from spinlens.verdict import mean_sd_dict as ms
 
     out = {"task": ds.attrs["task"], "seeds": [int(s) for s in ds.seed.values], "n_pairs": ds.attrs["n_pairs"],
            "n_words": ds.attrs["n_words"], "example_prompt": ds.attrs["example_prompt"],

@@ -306,7 +306,7 @@ def _train_loop(model, tokenizer, split, cfg, meta, out, device, progress, callb
             model.eval()
             vl = float(token_losses(model, val).mean())
             history.append({"step": step, "tokens_seen": step * cfg.batch_size * cfg.n_ctx, "train_loss": ema,
-                            "val_loss": vl, "val_ppl": math.exp(vl), "seconds": time.perf_counter() - t0})
+                            "val_loss": vl, "val_ppl": math.exp(vl), "elapsed_s": time.perf_counter() - t0})
             if callback is not None:
                 callback(step, model)
         if out is not None and step in ck_steps:
@@ -317,7 +317,7 @@ def _train_loop(model, tokenizer, split, cfg, meta, out, device, progress, callb
         bar.close()
     seconds = time.perf_counter() - t0
     model.eval()
-    meta.update(step=cfg.steps, val_loss=history[-1]["val_loss"], val_ppl=history[-1]["val_ppl"], train_seconds=seconds)
+    meta.update(step=cfg.steps, val_loss=history[-1]["val_loss"], val_ppl=history[-1]["val_ppl"], train_elapsed_s=seconds)
     if out is not None:
         save_lm(model, tokenizer, out, metadata=meta)
     return LMResult(model, tokenizer, history, checkpoints, seconds, len(split.train), len(split.val), meta, split.val)

@@ -235,8 +235,9 @@ def plot_arithmetic(result, *, title: str = "arithmetic"):
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 5))
     keys = list(result.accuracy)
-    m = [np.mean(result.accuracy[k]) for k in keys]
-    e = [np.std(result.accuracy[k], ddof=1) if len(result.accuracy[k]) > 1 else 0 for k in keys]
+    from spinlens.verdict import mean_sd
+
+    m, e = zip(*(mean_sd(result.accuracy[k]) for k in keys)) if keys else ((), ())
     axes[0].barh(range(len(keys)), m, xerr=e, color="#0072B2")
     axes[0].set_yticks(range(len(keys)))
     axes[0].set_yticklabels(keys, fontsize=7)

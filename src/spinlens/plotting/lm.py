@@ -93,9 +93,11 @@ def plot_lm_lens(stages, prob_true_next):
 
 # ------------------------------------------------------------------------------------------------ edit experiments
 def _mean_std(ds, var, mask):
+    from spinlens.verdict import mean_sd
+
     v = np.asarray(ds[var].values)[mask]
     v = v[np.isfinite(v)]
-    return (float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0) if len(v) else (np.nan, 0.0)
+    return mean_sd(v) if len(v) else (np.nan, 0.0)
 
 
 def plot_lm_steering(ds):
@@ -197,7 +199,10 @@ def plot_lm_function_vectors(ds):
               xticks=range(ie.shape[1]), yticks=range(ie.shape[0]))
     layers = np.asarray(ds["layer"].values)
     x = np.arange(len(layers))
-    sd = (lambda a: a.std(0, ddof=1)) if ds.sizes["seed"] > 1 else (lambda a: np.zeros(a.shape[1:]))
+    from spinlens.verdict import mean_sd
+
+    def sd(a):
+        return mean_sd(a, axis=0)[1]
     for i, c in enumerate(ds["condition"].values):
         a = np.asarray(ds["accuracy"].sel(condition=c).values)
         (line,) = ax[1].plot(x, a.mean(0), "o-", color=f"C{i}", label=f"{c} + FV")

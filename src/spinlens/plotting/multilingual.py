@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from spinlens.plotting.style import DIVERGING_CMAP, SEQUENTIAL_CMAP, new_figure
+from spinlens.verdict import mean_sd
 
 
 def _heat(ax, fig, m, langs, *, title, xlabel, ylabel, cbar, cmap, vmin, vmax, fmt="{:.2f}"):
@@ -71,7 +72,7 @@ def plot_language_control(result, effect_level: float = 0.5):
     for m in methods:
         st, eff, cost = result.table(m)
         e, c = np.nanmean(eff, 0), np.nanmean(cost, 0)
-        es = np.nanstd(eff, 0, ddof=1) if eff.shape[0] > 1 else np.zeros_like(e)
+        es = mean_sd(eff, axis=0, skipna=True)[1]
         axes[0].errorbar(np.arange(st.size), e, yerr=es, marker="o", capsize=2, label=m)
         axes[1].plot(e, c, marker="o", label=m)
     base = float(np.mean([b["switch_rate"] for b in result.base]))

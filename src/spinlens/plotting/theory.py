@@ -17,7 +17,7 @@ def plot_learning_curve(ds, x: str, variables=("icl_error", "idg_error"), *, ax=
     ds : xarray.Dataset
         Output of `learning_curve` with ``x`` among its dims; every other dim gives one line per value.
     x : str
-        The swept parameter (``alpha``, ``tau``, ``kappa``, ``rho`` or ``lam``).
+        The swept parameter (``alpha``, ``tau``, ``kappa``, ``rho`` or ``lam_lu``).
     variables : sequence of str
         Variables to draw (``icl_error``, ``idg_error``, ``g_task``).
     ax : matplotlib Axes, optional
@@ -51,7 +51,7 @@ def plot_learning_curve(ds, x: str, variables=("icl_error", "idg_error"), *, ax=
             (line,) = ax.plot(xs, yv, linestyle=linestyles[i % 4], color=color,
                               label=f"{_LABELS.get(var, var)}" + (f" ({tag})" if tag else ""))
             color = line.get_color()
-    fixed = [f"{n}={ds[n].item():g}" for n in ("alpha", "tau", "kappa", "rho", "lam") if n in ds.coords and ds[n].ndim == 0]
+    fixed = [f"{n}={ds[n].item():g}" for n in ("alpha", "tau", "kappa", "rho", "lam_lu") if n in ds.coords and ds[n].ndim == 0]
     ax.set_xlabel(ds[x].attrs.get("long_name", x))
     ax.set_ylabel("test error")
     if fixed:

@@ -65,7 +65,7 @@ def run_figure(name: str, out_dir, *, quick: bool = True, seed: int = 0, echo=No
     Returns
     -------
     dict
-        The module's result plus ``figure``, ``mode``, ``seed``, ``wall_seconds``, ``out_dir``,
+        The module's result plus ``figure``, ``mode``, ``seed``, ``elapsed_s``, ``out_dir``,
         ``files``, ``max_deviation`` and ``table`` (the formatted paper-vs-ours table).
     """
     from spinlens.reproduce import _framework as fw
@@ -110,7 +110,7 @@ def run_figure(name: str, out_dir, *, quick: bool = True, seed: int = 0, echo=No
         "summary": result.get("summary", {}),
         "notes": result.get("notes", []),
         "max_deviation": worst,
-        "wall_seconds": round(timer.seconds, 3),
+        "elapsed_s": round(timer.seconds, 3),
         "files": files,
         "versions": fw.package_versions(),
         "git_sha": fw.git_sha(),

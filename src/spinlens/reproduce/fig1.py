@@ -43,13 +43,14 @@ def compute(*, d=5, n_context=100, n_prompts=1000, rng=0):
 
 
 def block_summary(ds) -> dict:
-    """Mean and std of each block, and the diagonal of h1 against its closed-form mean."""
+    """Mean and sd (`spinlens.verdict.mean_sd`) of each block, and the diagonal of h1 against its closed-form mean."""
+    from spinlens.verdict import mean_sd
+
     D = int(ds.attrs["d"])
     out = {}
     for name in ("h1", "h2", "J1", "J2", "J3"):
         v = ds[name].values
-        out[f"{name}_mean"] = float(np.mean(v))
-        out[f"{name}_std"] = float(np.std(v))
+        out[f"{name}_mean"], out[f"{name}_sd"] = mean_sd(v)
     h = ds["h"].values
     out["h1_diag_mean"] = float(np.mean(np.diag(h[:D, :D])))
     out["h1_diag_expected"] = float(ds["h_expected"].values[0, 0])

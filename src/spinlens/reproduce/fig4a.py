@@ -64,7 +64,7 @@ def compute(n_context_values, n_prompts_values, *, d=20, l2_strength=1.0, beta=1
     Returns
     -------
     xarray.Dataset with ``contrast_ratio`` (cavity, mean over converged repeats; NaN where none converged),
-    ``contrast_ratio_std``, ``contrast_ratio_exact``, ``converged_fraction`` and ``n_iter`` over dims
+    ``contrast_ratio_sd``, ``contrast_ratio_exact``, ``converged_fraction`` and ``n_iter`` over dims
     (n_context, n_prompts).
     """
     import xarray as xr
@@ -85,7 +85,7 @@ def compute(n_context_values, n_prompts_values, *, d=20, l2_strength=1.0, beta=1
     return xr.Dataset(
         {
             "contrast_ratio": (dims, fw.mean_std(cr)[0], {"long_name": "contrast ratio (cavity)"}),
-            "contrast_ratio_std": (dims, fw.mean_std(cr)[1]),
+            "contrast_ratio_sd": (dims, fw.mean_std(cr)[1]),
             "contrast_ratio_exact": (dims, fw.mean_std(cr_ex)[0], {"long_name": "contrast ratio (exact mean)"}),
             "converged_fraction": (dims, conv.mean(axis=2), {"long_name": "fraction of converged cavity runs"}),
             "n_iter": (dims, iters.mean(axis=2), {"long_name": "cavity iterations"}),

@@ -24,7 +24,7 @@ def compute(n_context_values, *, d=20, n_prompts=10000, l2_strength=0.01, beta=1
 
     Returns
     -------
-    dict of arrays, each of shape (len(n_context_values),) (``*_mean``, ``*_std`` over repeats)
+    dict of arrays, each of shape (len(n_context_values),) (``*_mean``, ``*_sd`` over repeats)
     """
     from spinlens import PromptDistribution, build_hamiltonian, conventions, limit
     from spinlens.observables import test_error
@@ -56,10 +56,10 @@ def compute(n_context_values, *, d=20, n_prompts=10000, l2_strength=0.01, beta=1
             lim[i] = limit.expected_error(limit.infinite_diversity_solution(dist, l2_strength), dist)
     out = {"N": np.asarray(Ns)}
     for name, arr in (("cavity", cav), ("exact", ex), ("exact_adam_fixed_point", ex_adam)):
-        out[f"{name}_mean"], out[f"{name}_std"] = fw.mean_std(arr)
+        out[f"{name}_mean"], out[f"{name}_sd"] = fw.mean_std(arr)
     out["limit_P_inf"] = lim
     out["cavity_converged_fraction"] = conv.mean(axis=1)
-    out["cavity_iterations_mean"] = iters.mean(axis=1)
+    out["cavity_n_iter_mean"] = iters.mean(axis=1)
     out["cavity_exact_distance_mean"] = fw.mean_std(dist_ex)[0]
     return out
 
@@ -92,7 +92,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
                 "exact, Adam's fixed point (λ=0.005)": data["exact_adam_fixed_point_mean"],
                 "P → ∞ limit W*": data["limit_P_inf"],
             },
-            spread={"cavity (ours, λ=0.01)": data["cavity_std"]},
+            spread={"cavity (ours, λ=0.01)": data["cavity_sd"]},
             reference={
                 "paper: cavity": (paper.FIG4B_N, paper.FIG4B_CAVITY),
                 "paper: Adam (wd 0.01)": (paper.FIG4B_N, paper.FIG4B_ADAM),

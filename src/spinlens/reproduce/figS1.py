@@ -88,7 +88,7 @@ def compute(alphas, *, d=20, n_context=100, lr=0.01, epochs=3000, repeats=1, kin
     for name, arr in out.items():
         m, s = fw.mean_std(arr)
         data[f"{name}_test_error"] = (("alpha",), m, {"long_name": f"test error ({name})"})
-        data[f"{name}_test_error_std"] = (("alpha",), s)
+        data[f"{name}_test_error_sd"] = (("alpha",), s)
     return xr.Dataset(
         data,
         coords={"alpha": ("alpha", alphas, {"long_name": "α = P/D²"}), "n_prompts": ("alpha", Ps)},

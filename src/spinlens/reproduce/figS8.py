@@ -29,6 +29,7 @@ import dataclasses
 import numpy as np
 
 from spinlens.reproduce import _framework as fw
+from spinlens.verdict import mean_sd
 
 #: the paper's Fig S8 (public figure data): name -> (N values, mean test error, std)
 PAPER = {
@@ -166,7 +167,7 @@ def compute(
     Returns
     -------
     dict with ``"dataset"`` (xarray.Dataset: ``test_error`` (arch, n_context, repeat), ``cavity``,
-    ``exact_ridge`` and ``cavity_converged`` (n_context, repeat), ``w_star`` (n_context), ``train_seconds``
+    ``exact_ridge`` and ``cavity_converged`` (n_context, repeat), ``w_star`` (n_context), ``train_elapsed_s``
     (arch, n_context, repeat)) and ``"bridge"`` (list of `spinlens.bridge.BridgeReport` dicts).
     """
     import xarray as xr
@@ -221,7 +222,7 @@ def compute(
                             "units": ""}),
             "test_error_mc": (("arch", "n_context", "repeat"), err_mc,
                               {"long_name": "test error (fresh tasks, plain Monte-Carlo)", "units": ""}),
-            "train_seconds": (("arch", "n_context", "repeat"), secs, {"long_name": "training time", "units": "s"}),
+            "train_elapsed_s": (("arch", "n_context", "repeat"), secs, {"long_name": "training time", "units": "s"}),
             "cavity": (("n_context", "repeat"), cav, {"long_name": "test error of the cavity solution", "units": ""}),
             "exact_ridge": (("n_context", "repeat"), ridge,
                             {"long_name": "test error of the exact minimiser of E (same λ)", "units": ""}),
@@ -400,7 +401,7 @@ def plot(ds, bridge_rows=(), *, paper: bool = True):
         c = colours[k % len(colours)]
         mk = MARKERS[k % len(MARKERS)]
         m = ds.test_error.sel(arch=arch).mean("repeat")
-        s = ds.test_error.sel(arch=arch).std("repeat") if ds.sizes["repeat"] > 1 else None
+        s = ds.test_error.sel(arch=arch).std("repeat", ddof=1) if ds.sizes["repeat"] > 1 else None  # as mean_sd
         ax.errorbar(N + (k - (len(archs) - 1) / 2) * step, m, yerr=s, fmt=mk, ms=4.5, capsize=2, color=c,
                     mfc="none" if k % 2 else c, zorder=3 + k, label=LABELS.get(arch, arch))
         if paper and arch in PAPER:
@@ -455,7 +456,7 @@ def run(out_dir, quick: bool = True, seed: int = 0, device: str | None = None) -
             "exact_ridge": ds.exact_ridge.mean("repeat").values, "w_star": ds.w_star.values}
     for arch in ds.arch.values:
         cols[f"{arch}_mean"] = ds.test_error.sel(arch=arch).mean("repeat").values
-        cols[f"{arch}_std"] = ds.test_error.sel(arch=arch).std("repeat").values
+        cols[f"{arch}_sd"] = mean_sd(ds.test_error.sel(arch=arch).transpose(..., "repeat").values, axis=-1)[1]
     for name in PAPER:
         cols[f"paper_{name}"] = paper_at(name, ds.n_context.values)
     fw.save_columns(cols, out_dir, "data")
@@ -487,7 +488,7 @@ def run(out_dir, quick: bool = True, seed: int = 0, device: str | None = None) -
     if bridge_rows:
         summary["bridge_min_cos_w_star"] = float(min(r["cos_w_star"] for r in bridge_rows))
         summary["bridge_min_r2_vs_gd"] = float(min(r["r2_vs_gd"] for r in bridge_rows))
-    summary["train_seconds_total"] = float(np.nansum(ds.train_seconds.values))
+    summary["train_elapsed_s_total"] = float(np.nansum(ds.train_elapsed_s.values))
     return {
         "parameters": {"d": 20, "n_prompts": 10000, "l2_strength": 0.01, "beta": 100.0, "damping": 0.9,
                        "max_iter": 100, "n_context": list(Ns), "repeats": repeats, "data": "fixed",

@@ -84,8 +84,8 @@ def compute(Ds, seeds, *, alpha=1.0, tau=10.0, lam_lu=1.0, tap_max_d=20, rng=0, 
     seeds = [int(seeds)] * len(Ds) if np.ndim(seeds) == 0 else [int(s) for s in seeds]
     S = max(seeds)
     shape = (len(Ds), S)
-    names = ["exact_error", "tap_error", "tap_distance", "tap_converged", "seconds", "tap_seconds", "peak_gib",
-             "cg_iterations"]
+    names = ["exact_error", "tap_error", "tap_distance", "tap_converged", "elapsed_s", "tap_elapsed_s", "peak_gib",
+             "cg_n_iter"]
     out = {k: np.full(shape, np.nan) for k in names}
     NPl = [mapped_point(D, alpha, tau, lam_lu) for D in Ds]
     iterator = [(i, s) for i in range(len(Ds)) for s in range(seeds[i])]
@@ -103,15 +103,15 @@ def compute(Ds, seeds, *, alpha=1.0, tau=10.0, lam_lu=1.0, tap_max_d=20, rng=0, 
         fs = stream_features(dist, P, rng=g_feat, sampler="reduced")
         H = build_hamiltonian(fs.features, fs.y, l2_strength=lam)
         r = ExactSolver(n_probes=0).solve(H, rng=g_solve)
-        out["seconds"][i, s] = time.perf_counter() - t0
+        out["elapsed_s"][i, s] = time.perf_counter() - t0
         out["peak_gib"][i, s] = tracemalloc.get_traced_memory()[1] / 1024**3
         tracemalloc.stop()
         out["exact_error"][i, s] = ob.test_error(r.m, dist)
-        out["cg_iterations"][i, s] = r.n_iter
+        out["cg_n_iter"][i, s] = r.n_iter
         if D <= tap_max_d:
             t0 = time.perf_counter()
             rt = TapSolver(tol=1e-20, max_iter=20000, damping=0.9).solve(H, rng=g_solve, warn=False)
-            out["tap_seconds"][i, s] = time.perf_counter() - t0
+            out["tap_elapsed_s"][i, s] = time.perf_counter() - t0
             out["tap_converged"][i, s] = float(rt.converged)
             out["tap_distance"][i, s] = rt.extras["exact_distance"]
             out["tap_error"][i, s] = ob.test_error(rt.m, dist) if rt.converged else np.nan
@@ -123,9 +123,9 @@ def compute(Ds, seeds, *, alpha=1.0, tau=10.0, lam_lu=1.0, tap_max_d=20, rng=0, 
     dims = ("D", "seed")
     long = {"exact_error": "ICL test error of the exact Boltzmann mean", "tap_error": "ICL test error of the TAP fixed point",
             "tap_distance": "|m_TAP − m_exact| / |m_exact|", "tap_converged": "TAP converged (1) or not (0)",
-            "seconds": "wall time: features + exact solve", "tap_seconds": "wall time of the TAP solve",
-            "peak_gib": "peak traced memory of features + exact solve", "cg_iterations": "CG iterations (0: dense Cholesky)"}
-    units = {"seconds": "s", "tap_seconds": "s", "peak_gib": "GiB"}
+            "elapsed_s": "wall time: features + exact solve", "tap_elapsed_s": "wall time of the TAP solve",
+            "peak_gib": "peak traced memory of features + exact solve", "cg_n_iter": "CG iterations (0: dense Cholesky)"}
+    units = {"elapsed_s": "s", "tap_elapsed_s": "s", "peak_gib": "GiB"}
     data = {k: (dims, v, {"long_name": long[k], "units": units.get(k, "1")}) for k, v in out.items()}
     coords = {"D": ("D", np.array(Ds), {"long_name": "token dimension D"}), "seed": ("seed", np.arange(S))}
     extra = {"N": ("D", np.array([p[0] for p in NPl])), "P": ("D", np.array([p[1] for p in NPl])),
@@ -133,7 +133,7 @@ def compute(Ds, seeds, *, alpha=1.0, tau=10.0, lam_lu=1.0, tap_max_d=20, rng=0, 
     ds = xr.Dataset(data, coords={**coords, **extra},
                     attrs={"alpha": alpha, "tau": tau, "kappa": "inf", "rho": 0.0, "lam_lu": lam_lu,
                            "theory_icl_error": th.icl_error, "mapped_check_alpha": lu["alpha"], "mapped_check_tau": lu["tau"],
-                           "mapped_check_lam": lu["lam"], "max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2})
+                           "mapped_check_lam_lu": lu["lam_lu"], "max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2})
     return ds
 
 
@@ -149,35 +149,35 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     alpha, tau, lam_lu = 1.0, 10.0, 1.0
     ds = compute(cfg["Ds"], cfg["seeds"], alpha=alpha, tau=tau, lam_lu=lam_lu, tap_max_d=cfg["tap_max_d"], rng=seed)
     th = float(ds.attrs["theory_icl_error"])
-    mean = ds["exact_error"].mean("seed", skipna=True).values
-    std = ds["exact_error"].std("seed", ddof=1, skipna=True).values if ds.sizes["seed"] > 1 else np.zeros(len(mean))
+    from spinlens.verdict import mean_sd
+
+    mean, sd = mean_sd(ds["exact_error"].transpose("D", "seed").values, axis=1, skipna=True)
     n = ds["n_seeds"].values
-    e_inf, e_err, coef = extrapolate(ds["D"].values, mean, std, n)
-    tap_mean = ds["tap_error"].mean("seed", skipna=True).values
-    tap_std = ds["tap_error"].std("seed", ddof=1, skipna=True).values if ds.sizes["seed"] > 1 else np.zeros(len(mean))
+    e_inf, e_err, coef = extrapolate(ds["D"].values, mean, sd, n)
+    tap_mean, tap_sd = mean_sd(ds["tap_error"].transpose("D", "seed").values, axis=1, skipna=True)
     fw.save_dataset(ds, out_dir, "data")
     Ds = [int(d) for d in ds["D"].values]
     cols = {"D": Ds, "N": ds["N"].values, "P": ds["P"].values, "lam": ds["lam"].values, "n_seeds": n,
-            "exact_error_mean": mean, "exact_error_std": std, "tap_error_mean": tap_mean, "theory": [th] * len(Ds),
+            "exact_error_mean": mean, "exact_error_sd": sd, "tap_error_mean": tap_mean, "theory": [th] * len(Ds),
             "gap": mean - th, "relative_gap": (mean - th) / th,
-            "seconds_mean": ds["seconds"].mean("seed", skipna=True).values,
+            "elapsed_s_mean": ds["elapsed_s"].mean("seed", skipna=True).values,
             "peak_gib_max": ds["peak_gib"].max("seed", skipna=True).values,
-            "cg_iterations": ds["cg_iterations"].max("seed", skipna=True).values,
+            "cg_n_iter": ds["cg_n_iter"].max("seed", skipna=True).values,
             "tap_distance_max": ds["tap_distance"].max("seed", skipna=True).values}
     fw.save_columns(cols, out_dir, "gap_table")
     with paper_style():
         fig, ax = plt.subplots(figsize=(5.5, 4))
-        curves = {"exact Boltzmann mean": (mean, std)}
+        curves = {"exact Boltzmann mean": (mean, sd)}
         if np.isfinite(tap_mean).any():
-            curves["TAP fixed point"] = (tap_mean, tap_std)
+            curves["TAP fixed point"] = (tap_mean, tap_sd)
         plot_finite_size(ds["D"].values, curves, theory=th, extrapolated=(e_inf, e_err, coef),
                          title=f"finite-size scaling at α={alpha:g}, τ={tau:g}, κ=∞, λ_LU={lam_lu:g}", ax=ax)
         fig.tight_layout()
         fw.save_figure(fig, out_dir, "fss")
     rows = fw.comparison_rows("test error vs asymptotic theory", "D", Ds + ["inf"], [th] * (len(Ds) + 1),
                               list(mean) + [e_inf])
-    per_d = {str(D): {"seconds": float(cols["seconds_mean"][k]), "peak_gib": float(cols["peak_gib_max"][k]),
-                      "cg_iterations": float(cols["cg_iterations"][k]), "gap": float(cols["gap"][k])}
+    per_d = {str(D): {"elapsed_s": float(cols["elapsed_s_mean"][k]), "peak_gib": float(cols["peak_gib_max"][k]),
+                      "cg_n_iter": float(cols["cg_n_iter"][k]), "gap": float(cols["gap"][k])}
              for k, D in enumerate(Ds)}
     return {
         "parameters": {"alpha": alpha, "tau": tau, "kappa": "inf", "rho": 0.0, "lam_lu": lam_lu, "D": Ds,

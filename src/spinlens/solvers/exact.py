@@ -139,7 +139,7 @@ class ExactSolver(Solver):
             fallback = _to_numpy(dM) if dM is not None else 1.0 / np.maximum(H.lam_diag, 1e-300)
             var = np.where(var > 0, var, fallback)
             msg += f"; variances by {self.n_probes} probe vectors around diag(M^-1) ({it_p} iterations)"
-            extras["probe_iterations"] = int(it_p)
+            extras["probe_n_iter"] = int(it_p)
         elif dM is not None:
             var = _to_numpy(dM)
             msg += "; variances approximated by the preconditioner's diagonal diag(M^-1) (n_probes=0)"

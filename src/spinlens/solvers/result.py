@@ -59,7 +59,8 @@ class SolverResult:
 
     def to_dict(self) -> dict:
         """Scalars only (arrays omitted), JSON-friendly."""
-        d = {k: getattr(self, k) for k in ("method", "beta", "n_prompts", "n_iter", "residual", "converged", "message", "seconds")}
+        d = {k: getattr(self, k) for k in ("method", "beta", "n_prompts", "n_iter", "residual", "converged", "message")}
+        d["elapsed_s"] = self.seconds  # JSON key of every measured time (docs/vocabulary.md)
         d.update({k: v for k, v in self.extras.items() if np.ndim(v) == 0})
         return d
 

@@ -1,23 +1,25 @@
 """Grid specification of a sweep: which parameters, which values, validated once.
 
 A grid is the Cartesian product of value lists, one per model parameter. A parameter is named by its
-symbol (docs/vocabulary.md), on the command line, in point dictionaries and as the dimension of the
-result Dataset; the Python (long) names are accepted as aliases in config files:
+symbol (`spinlens.vocabulary`, docs/vocabulary.md), on the command line, in point dictionaries and as the
+dimension of the result Dataset; its Python name, long flag name and old flag names from the same table are
+accepted as aliases in config files (``n_context``, ``context-length``). This module adds only what is
+particular to a sweep, the type, allowed range and default of each parameter (`PARAMETERS`):
 
-=========  ===============  =======  ==========================  ==========
-symbol     Python name      type     allowed                     default
-=========  ===============  =======  ==========================  ==========
-D          d                int      >= 1                        20
-N          n_context        int      >= 1                        100
-P          n_prompts        int      >= 1                        1000
-K          n_tasks          int      >= 1, or inf (fresh tasks)  inf
-lam        l2_strength      float    >= 0                        1.0
-beta       beta             float    >= 1e-100                   100.0
-damping    damping          float    [0, 1)                      0.9
-corr       corr             float    [0, 1)                      0.0
-sigma_eps  sigma_eps        float    >= 0                        0.0
-seed       seed             int      >= 0                        0
-=========  ===============  =======  ==========================  ==========
+=========  =======  ==========================  ==========
+symbol     type     allowed                     default
+=========  =======  ==========================  ==========
+D          int      >= 1                        20
+N          int      >= 1                        100
+P          int      >= 1                        1000
+K          int      >= 1, or inf (fresh tasks)  inf
+lam        float    >= 0                        1.0
+beta       float    >= 1e-100                   100.0
+damping    float    [0, 1)                      0.9
+corr       float    [0, 1)                      0.0
+sigma_eps  float    >= 0                        0.0
+seed       int      >= 0                        0
+=========  =======  ==========================  ==========
 
 Value syntax (command line strings, or strings in a TOML/YAML file):
 
@@ -43,6 +45,7 @@ import numpy as np
 
 from spinlens.errors import InvalidParameterError
 from spinlens.solvers.base import BETA_MIN
+from spinlens.vocabulary import by_symbol
 
 __all__ = ["PARAMETERS", "ParameterSpec", "SweepGrid", "parse_values", "make_grid", "load_config", "canonical_name"]
 
@@ -98,22 +101,29 @@ class ParameterSpec:
         return int(round(x)) if self.kind == "int" else float(x)
 
 
+def _spec(symbol: str, kind: str, low: float, low_open: bool, high: float | None, high_open: bool, default,
+          extra: tuple[str, ...] = (), allow_inf: bool = False) -> ParameterSpec:
+    """A sweep parameter of `spinlens.vocabulary`: its symbol, meaning and spellings come from the table (the
+    Python name, the long flag name and the old flag names are accepted in config files, as ``extra``)."""
+    t = by_symbol(symbol)
+    return ParameterSpec(t.symbol, t.symbol, kind, low, low_open, high, high_open, default, f"{t.math}: {t.meaning}",
+                         (t.python, t.long, *t.deprecated, *extra), allow_inf)
+
+
+#: the sweepable parameters: the range and default of a sweep here, every name from `spinlens.vocabulary`
 PARAMETERS: dict[str, ParameterSpec] = {
     p.name: p
     for p in [
-        ParameterSpec("D", "D", "int", 1, False, None, False, 20, "token dimension D", ("d",)),
-        ParameterSpec("N", "N", "int", 1, False, None, False, 100, "context length N", ("n_context",)),
-        ParameterSpec("P", "P", "int", 1, False, None, False, 1000, "pretraining prompts P", ("n_prompts",)),
-        ParameterSpec(
-            "K", "K", "int", 1, False, None, False, None, "task pool size K", ("n_tasks",), allow_inf=True
-        ),
-        ParameterSpec("lam", "lam", "float", 0.0, False, None, False, 1.0, "ridge strength λ",
-                      ("l2_strength", "λ", "lambda")),
-        ParameterSpec("beta", "beta", "float", BETA_MIN, False, None, False, 100.0, "inverse temperature β", ("β",)),
-        ParameterSpec("damping", "damping", "float", 0.0, False, 1.0, True, 0.9, "cavity damping θ", ("θ", "theta")),
-        ParameterSpec("corr", "corr", "float", 0.0, False, 1.0, True, 0.0, "position correlation c", ("c",)),
-        ParameterSpec("sigma_eps", "sigma_eps", "float", 0.0, False, None, False, 0.0, "label noise σ_ε",
-                      ("σ_ε", "noise")),
+        _spec("D", "int", 1, False, None, False, 20),
+        _spec("N", "int", 1, False, None, False, 100),
+        _spec("P", "int", 1, False, None, False, 1000),
+        _spec("K", "int", 1, False, None, False, None, allow_inf=True),
+        _spec("lam", "float", 0.0, False, None, False, 1.0, ("λ", "lambda")),
+        _spec("beta", "float", BETA_MIN, False, None, False, 100.0, ("β",)),
+        _spec("damping", "float", 0.0, False, 1.0, True, 0.9, ("θ", "theta")),
+        _spec("corr", "float", 0.0, False, 1.0, True, 0.0, ("c",)),
+        _spec("sigma_eps", "float", 0.0, False, None, False, 0.0, ("σ_ε", "noise")),
+        # the repeat seed is no quantity of the model, so not in the vocabulary
         ParameterSpec("seed", "seed", "int", 0, False, None, False, 0, "repeat seed", ("seeds",)),
     ]
 }

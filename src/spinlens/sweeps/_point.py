@@ -29,7 +29,7 @@ OBSERVABLES: dict[str, tuple[str, str, bool, str]] = {
     "converged": ("solver converged", "bool", False, "bool"),
     "n_iter": ("solver iterations", "1", False, "int64"),
     "residual": ("solver final residual", "1", False, "float64"),
-    "wall_time": ("wall time of the point", "s", False, "float64"),
+    "elapsed_s": ("wall time of the point", "s", False, "float64"),
 }
 
 DEFAULT_OBSERVABLES = ("contrast_ratio", "test_error", "n_iter")
@@ -45,7 +45,7 @@ def check_observables(observables) -> list[str]:
         raise InvalidParameterError(
             f"The 'observables' parameter must be a list of names or a comma-separated string. Got {observables!r} instead."
         )
-    obs = list(dict.fromkeys(observables))
+    obs = list(dict.fromkeys("elapsed_s" if o == "wall_time" else o for o in observables))  # wall_time: old name
     if not obs:
         raise InvalidParameterError(f"The 'observables' parameter needs at least one of {', '.join(OBSERVABLES)}.")
     for o in obs:
@@ -116,7 +116,7 @@ def compute_point(
     -------
     dict
         {observable: value} for every requested observable, plus ``converged``, ``n_iter``,
-        ``residual`` and ``wall_time`` (always).
+        ``residual`` and ``elapsed_s`` (always).
 
     Notes
     -----
@@ -182,7 +182,7 @@ def compute_point(
     out: dict = {"converged": converged, "n_iter": int(n_iter), "residual": float(residual)}
     nan = math.nan
     for name in observables:
-        if name in out or name == "wall_time":
+        if name in out or name == "elapsed_s":
             continue
         needs_w = OBSERVABLES[name][2]
         if needs_w and not converged:
@@ -209,5 +209,5 @@ def compute_point(
                 exact_W = ExactSolver(n_probes=0).solve(H, beta=beta).W
             ex = np.asarray(exact_W, dtype=float)
             out[name] = float(np.linalg.norm(W - ex) / max(np.linalg.norm(ex), 1e-300))
-    out["wall_time"] = time.perf_counter() - t0
+    out["elapsed_s"] = time.perf_counter() - t0
     return out

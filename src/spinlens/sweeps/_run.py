@@ -132,9 +132,9 @@ def _run_chunk(point_fn_ref: str, chunk: list[dict], observables: list[str], opt
             values = _check_values(point_fn_ref, params, values)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         values = dict(values)
-        values.setdefault("wall_time", wall)
+        values.setdefault("elapsed_s", wall)
         meta = point_meta("", wall)
-        meta["cpu_time"] = cpu
+        meta["cpu_s"] = cpu
         out.append((params, values, meta))
     return out
 
@@ -406,7 +406,7 @@ def _run_locked(store, grid, settings, shash, point_fn, obs, jobs, scheduler, sc
             meta["run_id"] = run_id
             store.write_point(params, values, meta, shash)
             n_computed += 1
-            cpu_total += float(meta.get("cpu_time") or 0.0)
+            cpu_total += float(meta.get("cpu_s") or 0.0)
         bar.update(len(results))
 
     interrupted = False
@@ -450,8 +450,8 @@ def _run_locked(store, grid, settings, shash, point_fn, obs, jobs, scheduler, sc
         "n_computed": n_computed,
         "n_reused": n_reused,
         "n_converged": n_conv,
-        "wall_time_s": wall,
-        "cpu_time_points_s": cpu_total,
+        "elapsed_s": wall,
+        "points_cpu_s": cpu_total,
         "consolidate_s": t_cons,
         **(t_est.to_dict() if t_est is not None else {}),
         "started_at": t_start,

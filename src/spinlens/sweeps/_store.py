@@ -161,6 +161,10 @@ class SweepStore:
                 return None
             raise InvalidParameterError(f"The sweep point file {str(p)!r} is damaged ({_why(exc)}); pass --repair "
                                         "(with --resume) to compute that point again.") from None
+        for old, new in _OLD_KEYS.items():  # point files written before the keys of docs/vocabulary.md
+            for part in ("values", "meta"):
+                if isinstance(rec.get(part), dict) and old in rec[part] and new not in rec[part]:
+                    rec[part][new] = rec[part].pop(old)
         return rec
 
     def write_point(self, params: dict, values: dict, meta: dict, settings_hash: str) -> None:
@@ -319,6 +323,10 @@ def open_sweep(path: str | os.PathLike):
     raise InvalidParameterError(f"The 'path' {str(p)!r} is neither a sweep directory nor a results.nc file.")
 
 
-def point_meta(run_id: str, wall_time: float | None = None) -> dict:
+#: keys of point files written by older versions -> the key read now (one key per quantity)
+_OLD_KEYS = {"wall_time": "elapsed_s", "cpu_time": "cpu_s"}
+
+
+def point_meta(run_id: str, elapsed_s: float | None = None) -> dict:
     return {"run_id": run_id, "computed_at": time.time(), "pid": os.getpid(), "host": socket.gethostname(),
-            "wall_time": wall_time}
+            "elapsed_s": elapsed_s}

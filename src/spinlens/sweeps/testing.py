@@ -46,11 +46,11 @@ def toy_point(params: dict, observables, **options) -> dict:
     converged = bool(P >= 2 * N)
     out: dict = {"converged": converged, "n_iter": int(10 + (N * P + params["seed"]) % 90)}
     for i, name in enumerate(obs):
-        if name in out or name == "wall_time":
+        if name in out or name == "elapsed_s":
             continue
         if name == "contrast_ratio":
             out[name] = P / (P + 10.0 * N) + 0.01 * float(noise[0]) if converged else math.nan
         else:
             out[name] = float(noise[i + 1])
-    out["wall_time"] = time.perf_counter() - t0
+    out["elapsed_s"] = time.perf_counter() - t0
     return out

@@ -6,7 +6,7 @@ limit ``d → ∞`` with
 
 * ``alpha = ℓ/d`` (context length), ``tau = n/d²`` (pretraining sample size),
 * ``kappa = k/d`` (task diversity, ``inf`` for a fresh task per context),
-* ``rho`` (label-noise *variance*) and ``lam`` (ridge, objective ``(1/n)Σ(…)² + (λ/d)‖Γ‖²``)
+* ``rho`` (label-noise *variance*) and ``lam_lu`` (ridge, objective ``(1/n)Σ(…)² + (λ/d)‖Γ‖²``)
 
 fixed, the test errors on fresh tasks (ICL) and on the pretraining pool (IDG) are deterministic. This
 module implements them (conventions and formulas: ``docs/theory.md``):
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 INF = math.inf
-_PARAMS = ("alpha", "tau", "kappa", "rho", "lam")
+_PARAMS = ("alpha", "tau", "kappa", "rho", "lam_lu")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -67,17 +67,17 @@ def _check_kappa(kappa, owner: str = "") -> float:
     return k
 
 
-def validate_inputs(alpha, tau, kappa=INF, rho=0.0, lam=0.0, *, owner: str = "") -> tuple[float, ...]:
+def validate_inputs(alpha, tau, kappa=INF, rho=0.0, lam_lu=0.0, *, owner: str = "") -> tuple[float, ...]:
     """Check and convert the five theory parameters; raise `InvalidParameterError` naming the bad one.
 
     Allowed ranges: ``alpha > 0``, ``tau > 0`` (finite), ``kappa > 0`` or ``inf``, ``rho >= 0``,
-    ``lam >= 0``.
+    ``lam_lu >= 0``.
     """
     a = check_float("alpha", alpha, low=0.0, low_open=True, owner=owner)
     t = check_float("tau", tau, low=0.0, low_open=True, owner=owner)
     k = _check_kappa(kappa, owner)
     r = check_float("rho", rho, low=0.0, owner=owner)
-    lm = check_float("lam", lam, low=0.0, owner=owner)
+    lm = check_float("lam_lu", lam_lu, low=0.0, owner=owner)
     return a, t, k, r, lm
 
 
@@ -215,17 +215,17 @@ def _solve_eps(alpha: float, tau: float, kappa: float, rho: float, lam: float) -
     return _Eps(float(eps), True, f"Brent's method converged in {info.iterations} iterations")
 
 
-def solve_epsilon(alpha, tau, kappa=INF, rho=0.0, lam=0.0) -> float:
+def solve_epsilon(alpha, tau, kappa=INF, rho=0.0, lam_lu=0.0) -> float:
     r"""Effective regularisation ε of the pretrained Γ (docs/theory.md, 'Formulas implemented').
 
     ε > 0 is the unique root of :math:`1-\tau+\tau\lambda/\varepsilon-\varepsilon M_\kappa(x^*+\varepsilon)=0`,
-    :math:`x^* = (1+\rho)/\alpha`, found by bracketing and Brent's method. Ridgeless limits (``lam=0``):
+    :math:`x^* = (1+\rho)/\alpha`, found by bracketing and Brent's method. Ridgeless limits (``lam_lu=0``):
     ``0`` for ``tau > 1``; :math:`\xi=(1-\tau)/(\tau M_{\kappa/\tau}(x^*))` for ``tau < 1``; ``0`` at
     ``tau = 1`` (where the errors diverge, see `learning_curve_point`).
 
     Parameters
     ----------
-    alpha, tau, kappa, rho, lam : float
+    alpha, tau, kappa, rho, lam_lu : float
         See the module docstring; ranges are checked by `validate_inputs`.
 
     Returns
@@ -242,7 +242,7 @@ def solve_epsilon(alpha, tau, kappa=INF, rho=0.0, lam=0.0) -> float:
     >>> round(solve_epsilon(2.0, 0.5, float("inf"), 0.1, 0.0), 10)
     1.55
     """
-    a, t, k, r, lm = validate_inputs(alpha, tau, kappa, rho, lam, owner="solve_epsilon")
+    a, t, k, r, lm = validate_inputs(alpha, tau, kappa, rho, lam_lu, owner="solve_epsilon")
     res = _solve_eps(a, t, k, r, lm)
     if not res.converged:
         warnings.warn(f"solve_epsilon: {res.message}", SolverDidNotConvergeWarning, stacklevel=2)
@@ -270,10 +270,10 @@ class TheoryResult:
         Whether ε was found to tolerance (False: errors are NaN and ``message`` says why).
     message : str
         How ε was obtained, or why the errors diverge / were not computed.
-    alpha, tau, kappa, rho, lam : float
+    alpha, tau, kappa, rho, lam_lu : float
         The inputs (Lu et al. conventions, docs/theory.md).
     divergent : bool
-        True at the ridgeless interpolation threshold (``lam = 0``, ``tau = 1``), where both errors are +inf.
+        True at the ridgeless interpolation threshold (``lam_lu = 0``, ``tau = 1``), where both errors are +inf.
     """
 
     icl_error: float
@@ -286,7 +286,7 @@ class TheoryResult:
     tau: float = math.nan
     kappa: float = math.nan
     rho: float = math.nan
-    lam: float = math.nan
+    lam_lu: float = math.nan
     divergent: bool = False
 
     def to_dict(self) -> dict:
@@ -309,15 +309,15 @@ def _errors(alpha, tau, kappa, rho, lam, eps):
     return e_icl, e_idg, c
 
 
-def _point(alpha, tau, kappa, rho, lam) -> TheoryResult:
-    inputs = dict(alpha=alpha, tau=tau, kappa=kappa, rho=rho, lam=lam)
-    sol = _solve_eps(alpha, tau, kappa, rho, lam)
+def _point(alpha, tau, kappa, rho, lam_lu) -> TheoryResult:
+    inputs = dict(alpha=alpha, tau=tau, kappa=kappa, rho=rho, lam_lu=lam_lu)
+    sol = _solve_eps(alpha, tau, kappa, rho, lam_lu)
     if sol.divergent:
         return TheoryResult(INF, INF, math.nan, 0.0, True, sol.message + " (g_task undefined: NaN)", divergent=True, **inputs)
     if not sol.converged:
         return TheoryResult(math.nan, math.nan, math.nan, sol.value, False, sol.message, **inputs)
     try:
-        e_icl, e_idg, c = _errors(alpha, tau, kappa, rho, lam, sol.value)
+        e_icl, e_idg, c = _errors(alpha, tau, kappa, rho, lam_lu, sol.value)
     except (ZeroDivisionError, OverflowError):  # parameters so extreme that float64 loses the formula
         return TheoryResult(math.nan, math.nan, math.nan, sol.value, False,
                             "the error formulas are singular in float64 at these parameters (under/overflow)", **inputs)
@@ -329,7 +329,7 @@ def _point(alpha, tau, kappa, rho, lam) -> TheoryResult:
     return TheoryResult(e_icl, e_idg, e_icl - e_idg, sol.value, True, sol.message, **inputs)
 
 
-def learning_curve_point(alpha, tau, kappa=INF, rho=0.0, lam=0.0) -> TheoryResult:
+def learning_curve_point(alpha, tau, kappa=INF, rho=0.0, lam_lu=0.0) -> TheoryResult:
     r"""Asymptotic ICL/IDG errors at one point (docs/theory.md, 'Formulas implemented').
 
     With ε from `solve_epsilon`, :math:`\nu=x^*+\varepsilon`, :math:`M=M_\kappa(\nu)`, :math:`M'=M_\kappa'(\nu)`:
@@ -349,14 +349,14 @@ def learning_curve_point(alpha, tau, kappa=INF, rho=0.0, lam=0.0) -> TheoryResul
         Task-pool size over ``d``, in ``(0, inf]``.
     rho : float, default 0
         Label-noise variance, ``>= 0``.
-    lam : float, default 0
+    lam_lu : float, default 0
         Ridge strength (objective ``(1/n)Σ(…)² + (λ/d)‖Γ‖²``), ``>= 0``; ``0`` is the ridgeless limit.
 
     Returns
     -------
     TheoryResult
         ``converged=False`` (errors NaN, reason in ``message``, `SolverDidNotConvergeWarning`) if ε was
-        not found; ``divergent=True`` with infinite errors at ``lam = 0, tau = 1``.
+        not found; ``divergent=True`` with infinite errors at ``lam_lu = 0, tau = 1``.
 
     Raises
     ------
@@ -365,11 +365,11 @@ def learning_curve_point(alpha, tau, kappa=INF, rho=0.0, lam=0.0) -> TheoryResul
 
     Examples
     --------
-    >>> r = learning_curve_point(alpha=5, tau=2, kappa=float("inf"), rho=0, lam=0)
+    >>> r = learning_curve_point(alpha=5, tau=2, kappa=float("inf"), rho=0, lam_lu=0)
     >>> round(r.icl_error, 12)  # = tau / ((tau - 1)(1 + alpha))
     0.333333333333
     """
-    a, t, k, r, lm = validate_inputs(alpha, tau, kappa, rho, lam, owner="learning_curve_point")
+    a, t, k, r, lm = validate_inputs(alpha, tau, kappa, rho, lam_lu, owner="learning_curve_point")
     res = _point(a, t, k, r, lm)
     if not res.converged:
         warnings.warn(f"learning_curve_point: {res.message}", SolverDidNotConvergeWarning, stacklevel=2)
@@ -389,18 +389,18 @@ _COORD_ATTRS = {
     "tau": {"long_name": "pretraining size tau = n/d^2", "units": "1"},
     "kappa": {"long_name": "task diversity kappa = k/d", "units": "1"},
     "rho": {"long_name": "label-noise variance rho", "units": "1"},
-    "lam": {"long_name": "ridge strength lambda", "units": "1"},
+    "lam_lu": {"long_name": "Lu et al. ridge strength lambda_LU", "units": "1"},
 }
 
 
-def learning_curve(*, alpha, tau, kappa=INF, rho=0.0, lam=0.0):
+def learning_curve(*, alpha, tau, kappa=INF, rho=0.0, lam_lu=0.0):
     """Asymptotic errors on a grid: every array-valued parameter becomes a dimension.
 
     Parameters
     ----------
-    alpha, tau, kappa, rho, lam : float or 1-D array-like
+    alpha, tau, kappa, rho, lam_lu : float or 1-D array-like
         As in `learning_curve_point`. Scalars are stored as scalar coordinates; each 1-D input becomes a
-        dimension of the same name (outer product, in the order alpha, tau, kappa, rho, lam).
+        dimension of the same name (outer product, in the order alpha, tau, kappa, rho, lam_lu).
 
     Returns
     -------
@@ -411,13 +411,13 @@ def learning_curve(*, alpha, tau, kappa=INF, rho=0.0, lam=0.0):
 
     Examples
     --------
-    >>> ds = learning_curve(alpha=10, tau=[0.5, 2.0], kappa=0.5, rho=0.01, lam=0)
+    >>> ds = learning_curve(alpha=10, tau=[0.5, 2.0], kappa=0.5, rho=0.01, lam_lu=0)
     >>> ds.icl_error.dims
     ('tau',)
     """
     import xarray as xr
 
-    raw = dict(alpha=alpha, tau=tau, kappa=kappa, rho=rho, lam=lam)
+    raw = dict(alpha=alpha, tau=tau, kappa=kappa, rho=rho, lam_lu=lam_lu)
     values: dict[str, np.ndarray] = {}
     dims: list[str] = []
     for name in _PARAMS:
@@ -448,7 +448,7 @@ def learning_curve(*, alpha, tau, kappa=INF, rho=0.0, lam=0.0):
                 p[name] = float(values[name][idx[dims.index(name)]])
             else:
                 p[name] = float(values[name])
-        r = _point(p["alpha"], p["tau"], p["kappa"], p["rho"], p["lam"])
+        r = _point(p["alpha"], p["tau"], p["kappa"], p["rho"], p["lam_lu"])
         for k in out:
             out[k][idx] = getattr(r, k)
         conv[idx] = r.converged
@@ -541,20 +541,20 @@ def ridgeless_closed_form(alpha, tau, kappa=INF, rho=0.0) -> tuple[float, float]
 
 
 @_finite_or_refuse
-def infinite_diversity_closed_form(alpha, tau, rho=0.0, lam=0.0) -> tuple[float, float]:
+def infinite_diversity_closed_form(alpha, tau, rho=0.0, lam_lu=0.0) -> tuple[float, float]:
     r"""Fully explicit κ = ∞ formulas (Lu et al.): ε from a quadratic, then ``e_ICL = e_IDG``.
 
     Returns
     -------
     (error, epsilon) : tuple of float
-        The common ICL = IDG error and ε. ``(inf, 0)`` at ``lam = 0, tau = 1``.
+        The common ICL = IDG error and ε. ``(inf, 0)`` at ``lam_lu = 0, tau = 1``.
 
     Examples
     --------
     >>> [round(v, 7) for v in infinite_diversity_closed_form(2, 0.5, 0.1, 0)]
     [1.2322581, 1.55]
     """
-    a, t, _, r, lm = validate_inputs(alpha, tau, INF, rho, lam, owner="infinite_diversity_closed_form")
+    a, t, _, r, lm = validate_inputs(alpha, tau, INF, rho, lam_lu, owner="infinite_diversity_closed_form")
     xs = (1.0 + r) / a
     if lm == 0.0:
         if t == 1.0:

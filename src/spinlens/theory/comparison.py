@@ -122,7 +122,7 @@ def task_diversity_sweep(
             out["dmmse_icl"][i] = np.mean((dmmse_predict(test_new.Z, pool, sigma_eps) - y_new) ** 2)
             out["dmmse_idg"][i] = np.mean((dmmse_predict(test_pool.Z, pool, sigma_eps) - test_pool.y) ** 2)
         lu = to_lu(d, n_context, n_prompts, l2, n_tasks=None if fresh else int(K), sigma_eps=sigma_eps)
-        th = _point(lu["alpha"], lu["tau"], lu["kappa"], lu["rho"], lu["lam"])
+        th = _point(lu["alpha"], lu["tau"], lu["kappa"], lu["rho"], lu["lam_lu"])
         out["theory_icl"][i], out["theory_idg"][i] = th.icl_error, th.idg_error
     long = {
         "attention_icl": "linear attention (exact ridge), fresh tasks",
@@ -139,7 +139,7 @@ def task_diversity_sweep(
     attrs = {"d": d, "n_context": n_context, "n_prompts": n_prompts, "l2_strength": l2, "sigma_eps": sigma_eps,
              "n_test": n_test}
     if lu is not None:
-        attrs.update({f"lu_{k}": v for k, v in lu.items() if k != "kappa"})
+        attrs.update({(k if k == "lam_lu" else f"lu_{k}"): v for k, v in lu.items() if k != "kappa"})
     return xr.Dataset(data, coords={"n_tasks": ("n_tasks", np.array(grid), {"long_name": "task-pool size K"})},
                       attrs=attrs)
 
@@ -151,7 +151,7 @@ def diversity_theory_curve(ds, *, n_points: int = 200):
     ----------
     ds : xarray.Dataset
         Output of `task_diversity_sweep` (its attrs hold the Lu et al. parameters ``lu_alpha``, ``lu_tau``,
-        ``lu_rho``, ``lu_lam`` and ``d``).
+        ``lu_rho``, ``lam_lu`` and ``d``).
     n_points : int
         Grid points between the smallest and the largest finite K.
 
@@ -169,7 +169,7 @@ def diversity_theory_curve(ds, *, n_points: int = 200):
     d = ds.attrs["d"]
     kk = np.geomspace(K.min() / d, K.max() / d, n_points)
     th = learning_curve(alpha=ds.attrs["lu_alpha"], tau=ds.attrs["lu_tau"], kappa=kk, rho=ds.attrs["lu_rho"],
-                        lam=ds.attrs["lu_lam"])
+                        lam_lu=ds.attrs["lam_lu"] if "lam_lu" in ds.attrs else ds.attrs["lu_lam"])  # lu_lam: datasets made before lam_lu
     return xr.Dataset({"icl_error": ("n_tasks", np.asarray(th.icl_error, float)),
                        "idg_error": ("n_tasks", np.asarray(th.idg_error, float))}, coords={"n_tasks": kk * d})
 

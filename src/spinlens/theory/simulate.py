@@ -27,6 +27,7 @@ import scipy.linalg
 from spinlens.errors import check_int
 from spinlens.random import RNGLike, as_generator
 from spinlens.theory.asymptotic import validate_inputs
+from spinlens.verdict import mean_sd
 
 __all__ = [
     "SimulationResult",
@@ -107,16 +108,16 @@ def sample_contexts_naive(w: np.ndarray, n_context: int, rho: float, *, rng: RNG
     return X[:, ell], h, y[:, ell]
 
 
-def fit_gamma(x_query: np.ndarray, h: np.ndarray, y_query: np.ndarray, lam: float) -> np.ndarray:
+def fit_gamma(x_query: np.ndarray, h: np.ndarray, y_query: np.ndarray, lam_lu: float) -> np.ndarray:
     """Ridge fit ``Γ = argmin Σ (y_q − x_qᵀΓh)² + (n/d) λ ‖Γ‖_F²`` of shape (d, d+1).
 
     Uses the primal normal equations when ``n ≥ d(d+1)`` and the kernel (dual) form with Gram matrix
-    ``(X_q X_qᵀ) ∘ (H Hᵀ)`` otherwise; ``lam = 0`` gives least squares (``n ≥ p``) or the minimum-norm
+    ``(X_q X_qᵀ) ∘ (H Hᵀ)`` otherwise; ``lam_lu = 0`` gives least squares (``n ≥ p``) or the minimum-norm
     interpolator (``n < p``).
     """
     n, d = x_query.shape
     p = d * (d + 1)
-    reg = (n / d) * lam
+    reg = (n / d) * lam_lu
     if n >= p:
         G = np.zeros((p, p))
         b = np.zeros(p)
@@ -182,11 +183,11 @@ class SimulationResult:
     icl_error, idg_error, g_task : float
         Means over repeats (``idg_error = icl_error`` in expectation for ``kappa = inf``; it is then
         evaluated on fresh sphere tasks).
-    icl_std, idg_std : float
-        Standard deviations over repeats (0 for one repeat).
+    icl_sd, idg_sd : float
+        Standard deviations over repeats (`spinlens.verdict.mean_sd`: ddof 1, 0 for one repeat).
     d, n_context, n_prompts, n_tasks : int
         Realised sizes (``n_tasks = -1`` for a fresh task per context).
-    alpha, tau, kappa, rho, lam : float
+    alpha, tau, kappa, rho, lam_lu : float
         Nominal theory parameters.
     n_repeats : int
     """
@@ -194,8 +195,8 @@ class SimulationResult:
     icl_error: float
     idg_error: float
     g_task: float
-    icl_std: float
-    idg_std: float
+    icl_sd: float
+    idg_sd: float
     d: int
     n_context: int
     n_prompts: int
@@ -204,7 +205,7 @@ class SimulationResult:
     tau: float
     kappa: float
     rho: float
-    lam: float
+    lam_lu: float
     n_repeats: int
 
     def to_dict(self) -> dict:
@@ -217,7 +218,7 @@ def simulate_point(
     tau: float,
     kappa: float = math.inf,
     rho: float = 0.0,
-    lam: float = 0.0,
+    lam_lu: float = 0.0,
     *,
     n_repeats: int = 1,
     rng: RNGLike = None,
@@ -228,7 +229,7 @@ def simulate_point(
     ----------
     d : int
         Dimension (``>= 2``); the fit solves a ``d(d+1)``-dimensional ridge problem.
-    alpha, tau, kappa, rho, lam : float
+    alpha, tau, kappa, rho, lam_lu : float
         As in `spinlens.theory.learning_curve_point`; ``ℓ = round(alpha d)``, ``n = round(tau d²)``,
         ``k = round(kappa d)``.
     n_repeats : int, default 1
@@ -240,7 +241,7 @@ def simulate_point(
     -------
     SimulationResult
     """
-    a, t, k, r, lm = validate_inputs(alpha, tau, kappa, rho, lam, owner="simulate_point")
+    a, t, k, r, lm = validate_inputs(alpha, tau, kappa, rho, lam_lu, owner="simulate_point")
     d = check_int("d", d, low=2, owner="simulate_point")
     n_repeats = check_int("n_repeats", n_repeats, low=1, owner="simulate_point")
     ell = max(1, round(a * d))
@@ -265,8 +266,8 @@ def simulate_point(
         icl_error=float(icl_a.mean()),
         idg_error=float(idg_a.mean()),
         g_task=float((icl_a - idg_a).mean()),
-        icl_std=float(icl_a.std()),
-        idg_std=float(idg_a.std()),
+        icl_sd=mean_sd(icl_a)[1],
+        idg_sd=mean_sd(idg_a)[1],
         d=d,
         n_context=ell,
         n_prompts=n,
@@ -275,6 +276,6 @@ def simulate_point(
         tau=t,
         kappa=k,
         rho=r,
-        lam=lm,
+        lam_lu=lm,
         n_repeats=n_repeats,
     )
