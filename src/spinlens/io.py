@@ -24,6 +24,8 @@ function                    writes
 `package_versions`          versions of Python, spinlens and the scientific stack
 `check_out_dir/_file`       validate an output folder / file path before any work (one-line error)
 `folder_transaction`        context manager: a whole folder written as one transaction (staged, switched in)
+`run_folder`                a command's run folder (``--out``) as one transaction; paths printed as the user's
+`folder_update`             change several files of an existing folder in one atomic step (the rest kept)
 `write/read_manifest`       ``manifest.json``: SHA-256 of every file of a folder; `verify_files` checks it
 `check_regular_file`        refuse a FIFO / device / folder in place of an input file before opening it
 ==========================  ===========================================================================
@@ -68,6 +70,9 @@ __all__ = [
     "check_regular_file",
     "check_replaceable",
     "folder_transaction",
+    "run_folder",
+    "folder_update",
+    "public_text",
     "no_duplicate_keys",
     "read_manifest",
     "switch_folder",
@@ -193,7 +198,7 @@ def jsonable(obj):
 
 def write_json(path: str | os.PathLike, obj, *, indent: int | None = 2) -> Path:
     """Write ``obj`` as JSON (through `jsonable`; anything else becomes its ``str``) atomically."""
-    text = json.dumps(jsonable(obj), indent=indent, default=str)
+    text = public_text(json.dumps(jsonable(obj), indent=indent, default=str))
     return atomic_write_text(path, text + "\n")
 
 
@@ -276,33 +281,16 @@ def write_hf_model(out_dir: str | os.PathLike, model, *, tokenizer=None, record:
     """Write a Hugging Face model as a plain folder (``save_pretrained``, safetensors), loadable by transformers
     alone, with its tokenizer and ``run.json``; return the folder.
 
-    The folder is written next to its target under a temporary name and renamed onto it when complete: a
-    reader sees the old folder or the new one, never half of one.
+    The folder is one transaction (`folder_transaction`, kind ``"hf model"``): a reader sees the old folder or
+    the new one, never half of one; inside a run folder's transaction it is part of that one.
     """
-    import shutil
-
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        getattr(model, "hf", model).save_pretrained(str(tmp), safe_serialization=True)
+    with folder_transaction(out_dir, kind="hf model", name="save") as stage:
+        getattr(model, "hf", model).save_pretrained(str(stage), safe_serialization=True)
         if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(stage))
         if record is not None:
-            write_run_json(tmp, record)
-        os.chmod(tmp, 0o777 & ~_umask())
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return str(out)
+            write_run_json(stage, record)
+    return str(out_dir)
 
 
 def save_figure(fig, out_dir: str | os.PathLike, stem: str, *, formats=("png", "pdf"), close: bool = True,
@@ -534,15 +522,17 @@ def _tree_files(root: Path) -> list[str]:
     return out
 
 
-def write_manifest(folder: str | os.PathLike, *, kind: str) -> Path:
+def write_manifest(folder: str | os.PathLike, *, kind: str, exclude=()) -> Path:
     """Write ``folder/manifest.json``: the SHA-256 and size of every file under ``folder`` (itself excluded).
 
     Every folder written by `folder_transaction` gets one; `read_manifest` / `verify_files` read it back.
+    Top-level entries named in ``exclude`` (files a ``--force`` run kept) are not listed: they stay foreign.
     """
     folder = Path(folder)
+    exclude = set(exclude)
     files = {}
     for rel in _tree_files(folder):
-        if rel == MANIFEST_FILE:
+        if rel == MANIFEST_FILE or rel.split("/", 1)[0] in exclude:
             continue
         p = folder / rel
         files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
@@ -825,8 +815,13 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
     import tempfile as _tf
 
     path = Path(path)
+    if path.name in ("", ".", ".."):
+        path = path.resolve()  # `--out .`: the staging folder must be a sibling, not inside the target
     outer = _inside_stage(path)
     if outer is not None:
+        if path.absolute() in _CARRIED:  # a cache carried from the old state is rewritten: its links go first
+            shutil.rmtree(path)
+            _CARRIED.discard(path.absolute())
         path.mkdir(parents=True, exist_ok=True)  # everything inside a staging folder was written by this run
         yield path
         write_manifest(path, kind=kind)
@@ -839,9 +834,110 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
     try:
         _op("stage")
         yield stage
-        write_manifest(stage, kind=kind)
+        in_place = force and _holds_cwd(path)
+        kept = [] if in_place or not force else _link_others(path, stage, kind)
+        write_manifest(stage, kind=kind, exclude=kept)
         _op("manifest")
-        _commit(stage, path, kind=kind, force=force)
+        check_replaceable(name, path, kind=kind, force=force)  # again: another process may have written meanwhile
+        if in_place and path.exists() and any(path.iterdir()):
+            _commit_in_place(stage, path)
+        else:
+            switch_folder(stage, path)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    finally:
+        _ACTIVE_STAGES.remove(stage.absolute())
+        for c in [c for c in _CARRIED if c == stage.absolute() or stage.absolute() in c.parents]:
+            _CARRIED.discard(c)
+
+
+def _holds_cwd(path: Path) -> bool:
+    """Whether ``path`` is the working folder or one above it (it cannot be switched: the process stands in it)."""
+    try:
+        here, p = Path.cwd().resolve(), path.resolve()
+    except OSError:
+        return True
+    return here == p or p in here.parents
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Put ``src`` (file, symlink or folder tree) at ``dst`` as hard links (copies where links are refused);
+    the files themselves are not touched."""
+    import shutil
+
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(src, dst)
+
+
+def _link_or_copy(src, dst) -> None:
+    import shutil
+
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
+    _op(f"keep {Path(src).name}")
+
+
+def _link_others(path: Path, stage: Path, kind: str) -> list[str]:
+    """``--force``: put into ``stage`` (as hard links) every entry of ``path`` that the new state does not
+    replace and that an earlier run of ``kind`` did not write (those are stale); return their names."""
+    if not path.is_dir():
+        return []
+    owned, _ = _owned_entries(path, kind)
+    new = {e.name for e in os.scandir(stage)}
+    kept = []
+    for e in sorted(os.scandir(path), key=lambda e: e.name):
+        if e.name in new or e.name in owned or e.name == MANIFEST_FILE:
+            continue
+        _link_tree(path / e.name, stage / e.name)
+        kept.append(e.name)
+    return kept
+
+
+@contextlib.contextmanager
+def folder_update(path: str | os.PathLike, *, drop=()):
+    """Change several files of a folder in one atomic step: yield a staging copy of ``path`` (its entries as hard
+    links, less the top-level names in ``drop``), which replaces ``path`` when the block ends without an error.
+
+    Files written into the staging copy replace their links (`atomic_path` renames over them), so the old
+    state is never modified: an error, Ctrl-C or a kill leaves ``path`` as it was, and a reader sees the old
+    folder or the new one. No manifest is written (the folder keeps its own rules, e.g. a sweep's journal).
+    Used by `spinlens.sweeps` for the switches of a sweep folder (start over, finish).
+    """
+    import shutil
+    import tempfile as _tf
+
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        path = path.resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    _recover(path)
+    stage = Path(_tf.mkdtemp(dir=path.parent, prefix=f".{path.name}{_STAGE_TAG}{os.getpid()}-"))
+    os.chmod(stage, os.stat(path).st_mode & 0o7777)
+    _ACTIVE_STAGES.append(stage.absolute())
+    try:
+        _op("stage")
+        for e in sorted(os.scandir(path), key=lambda e: e.name):
+            if e.name not in set(drop):
+                _link_tree(path / e.name, stage / e.name)
+        yield stage
+        if _holds_cwd(path):  # cannot switch the folder the process stands in: entry by entry
+            for e in sorted(os.scandir(stage), key=lambda e: e.name):
+                dst = path / e.name
+                if dst.is_dir() and not dst.is_symlink():
+                    shutil.rmtree(dst)
+                os.replace(stage / e.name, dst)
+                _op(f"move {e.name}")
+            for name in set(drop) - {e.name for e in os.scandir(stage)}:
+                q = path / name
+                shutil.rmtree(q) if q.is_dir() and not q.is_symlink() else q.unlink(missing_ok=True)
+            shutil.rmtree(stage, ignore_errors=True)
+        else:
+            switch_folder(stage, path)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
@@ -849,13 +945,73 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
         _ACTIVE_STAGES.remove(stage.absolute())
 
 
-def _commit(stage: Path, path: Path, *, kind: str, force: bool) -> None:
+#: caches carried into an open run folder's staging folder from the old state (hard links; see `run_folder`)
+_CARRIED: set[Path] = set()
+#: staging folder name -> the name the user gave (`public_text`)
+_PUBLIC: dict[str, str] = {}
 
-    check_replaceable("out", path, kind=kind, force=force)  # again: another process may have written meanwhile
-    if path.exists() and any(path.iterdir()) and force:
-        _commit_in_place(stage, path)
-        return
-    switch_folder(stage, path)
+
+def public_text(text: str) -> str:
+    """``text`` with the staging folders of open run folders named as the folders they become.
+
+    >>> public_text("wrote out/figure.png")
+    'wrote out/figure.png'
+    """
+    for stage, final in _PUBLIC.items():
+        text = text.replace(stage, final)
+    return text
+
+
+class _PublicStream:
+    """A text stream that writes through `public_text` (what a command prints names the user's folder)."""
+
+    def __init__(self, raw):
+        self._raw = raw
+
+    def write(self, s):
+        return self._raw.write(public_text(s) if isinstance(s, str) else s)
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
+
+
+@contextlib.contextmanager
+def run_folder(path: str | os.PathLike, *, kind: str, force: bool = False, name: str = "out", carry=()):
+    """A command's run folder (``--out``) as one transaction (`folder_transaction`): yield the staging folder.
+
+    Everything the command writes goes into the staging folder, which replaces ``path`` in one atomic step
+    when the command succeeds; an error, Ctrl-C or a kill leaves ``path`` as it was. While it is open, what
+    the command prints and the JSON it writes name ``path``, not the staging folder (`public_text`).
+
+    ``carry`` names sub-folders that are caches of the run (``base``: a model trained once, validated and
+    retrained by the command when it does not fit): when the old state of ``path`` was written by ``kind``,
+    they are put into the staging folder as hard links before the command starts, so a re-run reuses them;
+    a cache the command writes again replaces its links, never the old files.
+    """
+    import shutil
+
+    path = Path(path)
+    with folder_transaction(path, kind=kind, force=force, name=name) as stage:
+        if stage == path or path.resolve() == stage.resolve():  # inside an open transaction: part of it
+            yield stage
+            return
+        owned, _ = _owned_entries(path, kind) if path.is_dir() else (set(), None)
+        for rel in carry:
+            src = path / rel
+            if rel in owned and src.is_dir() and not src.is_symlink() and (src / MANIFEST_FILE).is_file():
+                try:
+                    _link_tree(src, stage / rel)
+                    _CARRIED.add((stage / rel).absolute())
+                except OSError:
+                    shutil.rmtree(stage / rel, ignore_errors=True)  # no cache: the command builds it again
+        old_out, old_err = sys.stdout, sys.stderr
+        _PUBLIC[stage.name] = path.name
+        sys.stdout, sys.stderr = _PublicStream(old_out), _PublicStream(old_err)
+        try:
+            yield stage
+        finally:
+            sys.stdout, sys.stderr = old_out, old_err
+            _PUBLIC.pop(stage.name, None)
 
 
 def switch_folder(stage: str | os.PathLike, path: str | os.PathLike) -> None:
