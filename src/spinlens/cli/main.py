@@ -189,10 +189,11 @@ def _run_command(args, prog: str) -> int:
         return args.func(args)
     from spinlens.io import check_out_dir, run_folder
 
-    check_out_dir("out", out)  # a bad path is one line before anything is made
+    check_out_dir("--out", out)  # a bad path is one line before anything is made
     code = None
     try:
-        with run_folder(out, kind=kind, force=bool(getattr(args, "force", False)), carry=CARRY.get(kind, ())) as stage:
+        with run_folder(out, kind=kind, force=bool(getattr(args, "force", False)), carry=CARRY.get(kind, ()),
+                        name="--out") as stage:
             args.out = str(stage)
             code = int(args.func(args) or 0)
             if code not in (0, 3):
