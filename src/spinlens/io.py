@@ -522,11 +522,13 @@ def _tree_files(root: Path) -> list[str]:
     return out
 
 
-def write_manifest(folder: str | os.PathLike, *, kind: str, exclude=()) -> Path:
+def write_manifest(folder: str | os.PathLike, *, kind: str, exclude=(), owners: dict | None = None) -> Path:
     """Write ``folder/manifest.json``: the SHA-256 and size of every file under ``folder`` (itself excluded).
 
     Every folder written by `folder_transaction` gets one; `read_manifest` / `verify_files` read it back.
     Top-level entries named in ``exclude`` (files a ``--force`` run kept) are not listed: they stay foreign.
+    With ``owners`` (a shared run folder, `run_folder`) each file records the command that wrote it: its
+    top-level entry's owner in ``owners``, else ``kind``.
     """
     folder = Path(folder)
     exclude = set(exclude)
@@ -536,9 +538,13 @@ def write_manifest(folder: str | os.PathLike, *, kind: str, exclude=()) -> Path:
             continue
         p = folder / rel
         files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        if owners is not None:
+            files[rel]["kind"] = owners.get(rel.split("/", 1)[0], kind)
     from spinlens import __version__
 
     rec = {"format": MANIFEST_FORMAT, "kind": kind, "spinlens_version": __version__, "files": files}
+    if owners is not None:
+        rec["shared"] = True
     return Path(write_json(folder / MANIFEST_FILE, rec, indent=1))
 
 
@@ -652,23 +658,42 @@ def _top_entries(folder: Path) -> set[str]:
     return {e.name for e in os.scandir(folder)}
 
 
-def _owned_entries(folder: Path, kind: str) -> tuple[set[str], dict | None]:
-    """(top-level names of ``folder`` written by an earlier transaction of ``kind``, its manifest)."""
+def _owners(folder: Path) -> tuple[dict[str, str], dict | None]:
+    """(top-level name -> the kind that wrote it, per ``folder``'s manifest; the manifest), ``({}, None)`` without
+    a readable manifest."""
     try:
         man = read_manifest(folder)
     except Exception:  # noqa: BLE001 - an unreadable manifest owns nothing
-        return set(), None
-    if man is None or man.get("kind") != kind:
+        return {}, None
+    if man is None:
+        return {}, None
+    owners: dict[str, str] = {}
+    for rel, rec in man["files"].items():
+        owner = rec.get("kind") if man.get("shared") else None
+        owners.setdefault(rel.split("/", 1)[0], owner if isinstance(owner, str) else man.get("kind"))
+    return owners, man
+
+
+def _owned_entries(folder: Path, kind: str, shared: bool = False) -> tuple[set[str], dict | None]:
+    """(top-level names of ``folder`` a transaction may replace or keep: written by ``kind``, or with ``shared``
+    by any command of a shared run folder; its manifest)."""
+    owners, man = _owners(folder)
+    if man is None:
         return set(), man
-    owned = {MANIFEST_FILE} | {rel.split("/", 1)[0] for rel in man["files"]}
-    return owned, man
+    if shared and man.get("shared"):
+        return {MANIFEST_FILE} | set(owners), man
+    if man.get("kind") != kind:
+        return set(), man
+    return {MANIFEST_FILE} | set(owners), man
 
 
-def check_replaceable(name: str, path, *, kind: str, force: bool = False) -> Path:
+def check_replaceable(name: str, path, *, kind: str, force: bool = False, shared: bool = False) -> Path:
     """Refuse, before any work, an output folder that holds files a transaction of ``kind`` did not write.
 
     A missing or empty folder, or one whose ``manifest.json`` (of the same ``kind``) lists everything in it, is
-    replaced as a whole. Anything else is refused in one line unless ``force``.
+    replaced as a whole. With ``shared`` (a run folder, `run_folder`) a folder whose shared manifest lists
+    everything in it is accepted too: the files of other commands are kept. Anything else is refused in one
+    line unless ``force``.
     """
     from spinlens.errors import InvalidParameterError
 
@@ -683,14 +708,16 @@ def check_replaceable(name: str, path, *, kind: str, force: bool = False) -> Pat
     if force:
         return p
     present = _top_entries(p)
-    owned, man = _owned_entries(p, kind)
+    owned, man = _owned_entries(p, kind, shared)
     foreign = sorted(present - owned)
     if foreign:
-        why = (f"written by '{man.get('kind')}'" if man is not None and man.get("kind") != kind else
-               f"not written by '{kind}'")
+        why = (f"written by '{man.get('kind')}'" if man is not None and man.get("kind") != kind
+               and not (shared and man.get("shared")) else
+               "not written by a spinlens command" if shared else f"not written by '{kind}'")
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise InvalidParameterError(
-            f"The '{name}' parameter must be a new or empty folder, or one written earlier by '{kind}'. Got "
+            f"The '{name}' parameter must be a new or empty folder, or one written earlier by "
+            f"{'spinlens' if shared else repr(kind)}. Got "
             f"{str(path)!r}, which holds files {why} ({shown}); choose another folder or pass --force "
             "(other files are then kept, same-named ones replaced)."
         )
@@ -781,7 +808,8 @@ def _inside_stage(path: Path) -> Path | None:
 
 
 @contextlib.contextmanager
-def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = False, name: str = "out"):
+def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = False, name: str = "out",
+                       shared: bool = False):
     """Write a whole folder as one transaction: yield an empty staging folder, switch it in on success.
 
     The staging folder is a hidden sibling (``.NAME.spinlens-new-PID-XXXX``) on the same file system. On
@@ -801,6 +829,10 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
 
     A transaction on a path inside the staging folder of an open transaction writes there directly (the outer
     one switches the whole tree in) and only adds the inner folder's manifest.
+
+    ``shared`` (run folders, `run_folder`): the folder may also hold the files of other commands, listed with
+    their owner in its manifest; they are kept (as hard links, in the same switch) and only the files of an
+    earlier run of ``kind`` are replaced.
 
     Examples
     --------
@@ -826,7 +858,7 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
         yield path
         write_manifest(path, kind=kind)
         return
-    check_replaceable(name, path, kind=kind, force=force)
+    check_replaceable(name, path, kind=kind, force=force, shared=shared)
     path.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(_tf.mkdtemp(dir=path.parent, prefix=f".{path.name}{_STAGE_TAG}{os.getpid()}-"))
     os.chmod(stage, 0o777 & ~_umask())
@@ -835,10 +867,11 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
         _op("stage")
         yield stage
         in_place = force and _holds_cwd(path)
-        kept = [] if in_place or not force else _link_others(path, stage, kind)
-        write_manifest(stage, kind=kind, exclude=kept)
+        kept, owners = ([], {}) if in_place or not (force or shared) else _link_others(path, stage, kind, shared)
+        write_manifest(stage, kind=kind, exclude=kept, owners=owners if shared else None)
         _op("manifest")
-        check_replaceable(name, path, kind=kind, force=force)  # again: another process may have written meanwhile
+        # again: another process may have written meanwhile
+        check_replaceable(name, path, kind=kind, force=force, shared=shared)
         if in_place and path.exists() and any(path.iterdir()):
             _commit_in_place(stage, path)
         else:
@@ -882,20 +915,26 @@ def _link_or_copy(src, dst) -> None:
     _op(f"keep {Path(src).name}")
 
 
-def _link_others(path: Path, stage: Path, kind: str) -> list[str]:
-    """``--force``: put into ``stage`` (as hard links) every entry of ``path`` that the new state does not
-    replace and that an earlier run of ``kind`` did not write (those are stale); return their names."""
+def _link_others(path: Path, stage: Path, kind: str, shared: bool = False) -> tuple[list[str], dict[str, str]]:
+    """Put into ``stage`` (as hard links) every entry of ``path`` that the new state does not replace and that an
+    earlier run of ``kind`` did not write (those are stale); return (the names kept as foreign files, the
+    names kept as other commands' files of a shared run folder -> their owner)."""
     if not path.is_dir():
-        return []
-    owned, _ = _owned_entries(path, kind)
+        return [], {}
+    owners, man = _owners(path)
+    shared_man = shared and man is not None and man.get("shared")
     new = {e.name for e in os.scandir(stage)}
-    kept = []
+    foreign, others = [], {}
     for e in sorted(os.scandir(path), key=lambda e: e.name):
-        if e.name in new or e.name in owned or e.name == MANIFEST_FILE:
+        owner = owners.get(e.name)
+        if e.name in new or e.name == MANIFEST_FILE or (owner == kind and (shared_man or man.get("kind") == kind)):
             continue
         _link_tree(path / e.name, stage / e.name)
-        kept.append(e.name)
-    return kept
+        if shared_man and owner is not None:
+            others[e.name] = owner
+        else:
+            foreign.append(e.name)
+    return foreign, others
 
 
 @contextlib.contextmanager
@@ -983,6 +1022,11 @@ def run_folder(path: str | os.PathLike, *, kind: str, force: bool = False, name:
     when the command succeeds; an error, Ctrl-C or a kill leaves ``path`` as it was. While it is open, what
     the command prints and the JSON it writes name ``path``, not the staging folder (`public_text`).
 
+    A run folder is shared: several commands may write into one ``--out``. Its manifest records the command
+    that wrote each file; a run replaces the files of the earlier run of ``kind`` (stale ones go) and keeps the
+    other commands' files, all in the same switch. Files no spinlens command wrote are refused up front unless
+    ``force`` (then kept).
+
     ``carry`` names sub-folders that are caches of the run (``base``: a model trained once, validated and
     retrained by the command when it does not fit): when the old state of ``path`` was written by ``kind``,
     they are put into the staging folder as hard links before the command starts, so a re-run reuses them;
@@ -991,11 +1035,11 @@ def run_folder(path: str | os.PathLike, *, kind: str, force: bool = False, name:
     import shutil
 
     path = Path(path)
-    with folder_transaction(path, kind=kind, force=force, name=name) as stage:
+    with folder_transaction(path, kind=kind, force=force, name=name, shared=True) as stage:
         if stage == path or path.resolve() == stage.resolve():  # inside an open transaction: part of it
             yield stage
             return
-        owned, _ = _owned_entries(path, kind) if path.is_dir() else (set(), None)
+        owned, _ = _owned_entries(path, kind, shared=True) if path.is_dir() else (set(), None)
         for rel in carry:
             src = path / rel
             if rel in owned and src.is_dir() and not src.is_symlink() and (src / MANIFEST_FILE).is_file():

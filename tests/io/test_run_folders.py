@@ -39,27 +39,49 @@ def test_a_command_run_folder_is_one_transaction_named_as_the_user_gave_it(tmp_p
 
 
 def test_one_folder_several_commands(tmp_path, capsys):
-    """The documented rule: the same command replaces its folder whole; another one is refused unless --force,
-    which keeps the other files; a user's file is never lost."""
+    """The documented rule (docs/cli.md): commands share a run folder, each run replaces only the files of its
+    command's earlier run, in one switch; a file no spinlens command wrote is refused unless --force (kept)."""
     out = tmp_path / "r"
     assert main([*CURVE, "--out", str(out)]) == 0
     first = _state(out)
+    assert main([*DIVERSITY, "--out", str(out)]) == 0  # another command: its files join the folder
+    now = _state(out)
+    assert now["curve.csv"] == first["curve.csv"] and "diversity.csv" in now
+    owners = {k: v["kind"] for k, v in io.read_manifest(out)["files"].items()}
+    assert owners["curve.csv"] == "theory curve" and owners["diversity.csv"] == "theory diversity"
+    assert main([*CURVE, "--lam", "0.5", "--out", str(out)]) == 0  # a re-run replaces its own files only
+    again = _state(out)
+    assert again["curve.csv"] != first["curve.csv"] and again["diversity.csv"] == now["diversity.csv"]
     capsys.readouterr()
-    assert main([*DIVERSITY, "--out", str(out)]) == 2  # another command: refused up front, in one line
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "written by 'theory curve'" in err[0] and "--force" in err[0]
-    assert _state(out) == first
     (out / "notes.txt").write_text("mine")
-    assert main([*DIVERSITY, "--force", "--out", str(out)]) == 0
+    assert main([*CURVE, "--out", str(out)]) == 2  # a file no command wrote: refused up front, in one line
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "notes.txt" in err[0] and "--force" in err[0]
+    assert _state(out) == {**again, "notes.txt": b"mine"}
+    assert main([*CURVE, "--force", "--out", str(out)]) == 0
     now = _state(out)
-    assert now["notes.txt"] == b"mine" and now["curve.csv"] == first["curve.csv"] and "diversity.csv" in now
-    assert io.read_manifest(out)["kind"] == "theory diversity"
-    assert "curve.csv" not in io.read_manifest(out)["files"]  # the kept files stay foreign
-    assert main([*CURVE, "--out", str(out)]) == 2  # they belong to nobody now: --force again
-    assert main([*CURVE, "--lam", "0.5", "--force", "--out", str(out)]) == 0
-    now = _state(out)
-    assert now["notes.txt"] == b"mine" and now["curve.csv"] != first["curve.csv"]
-    assert "diversity.csv" in now and "diversity.csv" not in io.read_manifest(out)["files"]  # another's: kept
+    assert now["notes.txt"] == b"mine" and now["diversity.csv"] == again["diversity.csv"]
+    assert "notes.txt" not in io.read_manifest(out)["files"]  # kept, and still not ours
+
+
+def test_a_model_folder_is_not_a_run_folder(tmp_path, capsys):
+    out = tmp_path / "m"
+    with io.folder_transaction(out, kind="lm") as stage:
+        (stage / "model.safetensors").write_text("w")
+    assert main([*CURVE, "--out", str(out)]) == 2
+    assert "written by 'lm'" in capsys.readouterr().err
+
+
+def test_shared_run_folder_drops_the_stale_files_of_the_same_command_only(tmp_path):
+    out = tmp_path / "r"
+    with io.run_folder(out, kind="a") as stage:
+        (stage / "a1.csv").write_text("1")
+        (stage / "a-stale.csv").write_text("1")
+    with io.run_folder(out, kind="b") as stage:
+        (stage / "b1.csv").write_text("1")
+    with io.run_folder(out, kind="a") as stage:
+        (stage / "a1.csv").write_text("2")
+    assert _state(out).keys() == {"a1.csv", "b1.csv", io.MANIFEST_FILE}
 
 
 def test_a_rerun_replaces_the_earlier_run_whole(tmp_path):
