@@ -1,6 +1,6 @@
 """Bad model folders and output folders, run as a user would: counts per outcome class.
 
-    python benchmarks/bad_folders/run_corpus.py [--out results.tsv]
+    python benchmarks/bad_folders/run_corpus.py [--out results.tsv] [--timeout 120]
 
 Builds a tiny language model folder (`spinlens lm`) and a zoo model folder (`spinlens zoo train`), then
 damages copies of them in every way of the corpus below and runs a command that loads each one in this
@@ -44,13 +44,16 @@ def _alarm(*_):
     raise Hang
 
 
-def run_cli(argv, timeout=120):
+TIMEOUT = [120]  # seconds before a command counts as a hang (--timeout)
+
+
+def run_cli(argv, timeout=None):
     """(exit code, last stderr line) of ``spinlens argv`` run in this process; code None on a hang."""
     from spinlens.cli.main import main
 
     err = _io.StringIO()
     signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(timeout)
+    signal.alarm(timeout or TIMEOUT[0])
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(_io.StringIO()):
             code = main([str(a) for a in argv])
@@ -203,7 +206,10 @@ def _truncate(name):
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=None, help="TSV of every case (class, code, seconds, case, message)")
+    ap.add_argument("--timeout", type=int, default=120, help="seconds before a command counts as a hang (a loaded "
+                                                             "machine needs more)")
     args = ap.parse_args()
+    TIMEOUT[0] = args.timeout
     work = Path(tempfile.mkdtemp(prefix="spinlens-bad-folders-"))
     os.chdir(work)
     (work / "corpus.txt").write_text(TEXT)

@@ -74,6 +74,7 @@ __all__ = [
     "folder_update",
     "public_text",
     "no_duplicate_keys",
+    "strict_yaml_loader",
     "read_manifest",
     "switch_folder",
     "sha256_file",
@@ -618,6 +619,26 @@ def no_duplicate_keys(pairs) -> dict:
             raise ValueError(f"duplicate key {k!r}")
         out[k] = v
     return out
+
+
+def strict_yaml_loader():
+    """A YAML safe loader that refuses a key given twice in one mapping (PyYAML keeps the last one)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        keys = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in keys:
+                raise ValueError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+            keys.add(key)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
 
 
 def without_manifest(folder: str | os.PathLike) -> bool:
