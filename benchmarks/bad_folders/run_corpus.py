@@ -1,6 +1,6 @@
 """Bad model folders and output folders, run as a user would: counts per outcome class.
 
-    python benchmarks/bad_folders/run_corpus.py [--out results.tsv]
+    python benchmarks/bad_folders/run_corpus.py [--out results.tsv] [--timeout 120]
 
 Builds a tiny language model folder (`spinlens lm`) and a zoo model folder (`spinlens zoo train`), then
 damages copies of them in every way of the corpus below and runs a command that loads each one in this
@@ -11,7 +11,8 @@ untouched user folder; the outcome classes are
 * ``internal``: exit 1 (an internal error) or a traceback;
 * ``hang``: the alarm fired;
 * ``silent``: exit 0 on input that should have been refused (silent-wrong);
-* ``torn``/``lost``: an output folder left as a mix of two states / a user's file deleted.
+* ``torn``/``lost``: an output folder left as a mix of two states / a user's file deleted (``kill`` cases: a
+  re-run SIGKILLed after its k-th file operation, ``SPINLENS_KILL_AT_OP``).
 
 Run it against another checkout by putting its ``src`` first on PYTHONPATH.
 """
@@ -43,13 +44,16 @@ def _alarm(*_):
     raise Hang
 
 
-def run_cli(argv, timeout=120):
+TIMEOUT = [120]  # seconds before a command counts as a hang (--timeout)
+
+
+def run_cli(argv, timeout=None):
     """(exit code, last stderr line) of ``spinlens argv`` run in this process; code None on a hang."""
     from spinlens.cli.main import main
 
     err = _io.StringIO()
     signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(timeout)
+    signal.alarm(timeout or TIMEOUT[0])
     try:
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(_io.StringIO()):
             code = main([str(a) for a in argv])
@@ -202,7 +206,10 @@ def _truncate(name):
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=None, help="TSV of every case (class, code, seconds, case, message)")
+    ap.add_argument("--timeout", type=int, default=120, help="seconds before a command counts as a hang (a loaded "
+                                                             "machine needs more)")
     args = ap.parse_args()
+    TIMEOUT[0] = args.timeout
     work = Path(tempfile.mkdtemp(prefix="spinlens-bad-folders-"))
     os.chdir(work)
     (work / "corpus.txt").write_text(TEXT)
@@ -355,6 +362,81 @@ def _output_cases(work):
 
     case("lm re-run that fails keeps the earlier model", lm_done, ["lm", *tiny, "--n-ctx", "4096", "--out", "DIR/m"],
          failed_rerun)
+    rows += _run_folder_cases(work, case, user_files, kept, failed_rerun)
+    return rows
+
+
+CURVE = ["theory", "curve", "--vary", "tau", "--from", "0.1", "--to", "3", "--alpha", "2"]
+SWEEP = ["sweep", "--D", "2", "--P", "8", "--jobs", "1", "--no-progress"]
+
+
+def _killed(argv, k):
+    """Run ``spinlens argv`` in a child process SIGKILLed after its k-th file operation (spinlens.io hook)."""
+    import subprocess
+
+    env = {**os.environ, "SPINLENS_KILL_AT_OP": str(k)}
+    return subprocess.run([sys.executable, "-m", "spinlens.cli.main", *map(str, argv)], capture_output=True, text=True,
+                          timeout=300, env=env).returncode
+
+
+def _run_folder_cases(work, case, user_files, kept, failed_rerun):
+    """Run folders (issue 18): other commands' --out folders, sweeps; refusals, failed and killed re-runs."""
+    rows = []
+
+    case("theory curve into a folder of other files", user_files, [*CURVE, "--num", "4", "--out", "DIR"], kept)
+    case("sweep into a folder of other files (no sweep)", user_files, [*SWEEP, "--N", "2", "--out", "DIR"], kept)
+    case("interp lens into a folder of other files", user_files,
+         ["interp", "lens", "--planted", "regression", "--json", "--out", "DIR"], kept)
+    case("steer into a folder of other files", user_files,
+         ["steer", "--setting", "regression", "--D", "2", "--N", "4", "--base-steps", "20", "--out", "DIR"], kept)
+
+    def curve_done(d):
+        code, msg = run_cli([*CURVE, "--num", "5", "--out", d / "r"])
+        assert code == 0, msg
+
+    case("theory curve re-run that fails keeps the earlier run", curve_done,
+         [*CURVE, "--num", "5", "--alpha", "-1", "--out", "DIR/r"], failed_rerun)
+
+    def mix(d, before, code):  # a killed re-run: the old run whole, or the new one whole (its manifest lists all)
+        now = _snapshot(d)
+        if now == before:
+            return "clean"
+        man = json.loads((d / "r" / "manifest.json").read_text()) if (d / "r" / "manifest.json").is_file() else None
+        files = {k[2:] for k in now if k.startswith("r/") and k != "r/manifest.json"}
+        return "clean" if man is not None and set(man["files"]) == files else "torn"
+
+    def kill_case(name, setup, argv, k, check):
+        d = work / f"out-kill-{len(rows)}"
+        d.mkdir()
+        setup(d)
+        before = _snapshot(d)
+        t = time.perf_counter()
+        code = _killed([str(a).replace("DIR", str(d)) if str(a).startswith("DIR") else a for a in argv], k)
+        rows.append(("kill", name, check(d, before, code), code, time.perf_counter() - t, f"killed at operation {k}"))
+
+    for k in (2, 4, 6, 7, 8, 9):
+        kill_case(f"theory curve re-run killed at file operation {k}", curve_done,
+                  [*CURVE, "--num", "4", "--lam", "0.5", "--out", "DIR/r"], k, mix)
+
+    def sweep_done(d):
+        code, msg = run_cli([*SWEEP, "--N", "2,3", "--out", d / "s"])
+        assert code == 0, msg
+
+    def sweep_state(d, before, code):  # a valid sweep: the old one, or the new grid with whole points
+        spec = json.loads((d / "s" / "sweep.json").read_text())
+        now = {k: v for k, v in _snapshot(d).items() if not k.endswith(".lock")}
+        if now == {k: v for k, v in before.items() if not k.endswith(".lock")}:
+            return "clean"
+        if spec["grid"]["N"] != [2, 3, 4]:
+            return "torn"  # neither the old state nor the new sweep
+        if (d / "s" / "results.nc").exists() != (d / "s" / "run.json").exists():
+            return "torn"
+        code2, _ = run_cli([*SWEEP, "--N", "2,3,4", "--resume", "--out", d / "s"])
+        return "clean" if code2 == 0 else "torn"
+
+    for k in (2, 4, 5, 8, 12, 17, 18):
+        kill_case(f"sweep --force to a new grid killed at file operation {k}", sweep_done,
+                  [*SWEEP, "--N", "2,3,4", "--force", "--out", "DIR/s"], k, sweep_state)
     return rows
 
 

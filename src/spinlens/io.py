@@ -24,6 +24,8 @@ function                    writes
 `package_versions`          versions of Python, spinlens and the scientific stack
 `check_out_dir/_file`       validate an output folder / file path before any work (one-line error)
 `folder_transaction`        context manager: a whole folder written as one transaction (staged, switched in)
+`run_folder`                a command's run folder (``--out``) as one transaction; paths printed as the user's
+`folder_update`             change several files of an existing folder in one atomic step (the rest kept)
 `write/read_manifest`       ``manifest.json``: SHA-256 of every file of a folder; `verify_files` checks it
 `check_regular_file`        refuse a FIFO / device / folder in place of an input file before opening it
 ==========================  ===========================================================================
@@ -68,7 +70,11 @@ __all__ = [
     "check_regular_file",
     "check_replaceable",
     "folder_transaction",
+    "run_folder",
+    "folder_update",
+    "public_text",
     "no_duplicate_keys",
+    "strict_yaml_loader",
     "read_manifest",
     "switch_folder",
     "sha256_file",
@@ -193,7 +199,7 @@ def jsonable(obj):
 
 def write_json(path: str | os.PathLike, obj, *, indent: int | None = 2) -> Path:
     """Write ``obj`` as JSON (through `jsonable`; anything else becomes its ``str``) atomically."""
-    text = json.dumps(jsonable(obj), indent=indent, default=str)
+    text = public_text(json.dumps(jsonable(obj), indent=indent, default=str))
     return atomic_write_text(path, text + "\n")
 
 
@@ -276,33 +282,16 @@ def write_hf_model(out_dir: str | os.PathLike, model, *, tokenizer=None, record:
     """Write a Hugging Face model as a plain folder (``save_pretrained``, safetensors), loadable by transformers
     alone, with its tokenizer and ``run.json``; return the folder.
 
-    The folder is written next to its target under a temporary name and renamed onto it when complete: a
-    reader sees the old folder or the new one, never half of one.
+    The folder is one transaction (`folder_transaction`, kind ``"hf model"``): a reader sees the old folder or
+    the new one, never half of one; inside a run folder's transaction it is part of that one.
     """
-    import shutil
-
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        getattr(model, "hf", model).save_pretrained(str(tmp), safe_serialization=True)
+    with folder_transaction(out_dir, kind="hf model", name="save") as stage:
+        getattr(model, "hf", model).save_pretrained(str(stage), safe_serialization=True)
         if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(stage))
         if record is not None:
-            write_run_json(tmp, record)
-        os.chmod(tmp, 0o777 & ~_umask())
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return str(out)
+            write_run_json(stage, record)
+    return str(out_dir)
 
 
 def save_figure(fig, out_dir: str | os.PathLike, stem: str, *, formats=("png", "pdf"), close: bool = True,
@@ -534,21 +523,29 @@ def _tree_files(root: Path) -> list[str]:
     return out
 
 
-def write_manifest(folder: str | os.PathLike, *, kind: str) -> Path:
+def write_manifest(folder: str | os.PathLike, *, kind: str, exclude=(), owners: dict | None = None) -> Path:
     """Write ``folder/manifest.json``: the SHA-256 and size of every file under ``folder`` (itself excluded).
 
     Every folder written by `folder_transaction` gets one; `read_manifest` / `verify_files` read it back.
+    Top-level entries named in ``exclude`` (files a ``--force`` run kept) are not listed: they stay foreign.
+    With ``owners`` (a shared run folder, `run_folder`) each file records the command that wrote it: its
+    top-level entry's owner in ``owners``, else ``kind``.
     """
     folder = Path(folder)
+    exclude = set(exclude)
     files = {}
     for rel in _tree_files(folder):
-        if rel == MANIFEST_FILE:
+        if rel == MANIFEST_FILE or rel.split("/", 1)[0] in exclude:
             continue
         p = folder / rel
         files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        if owners is not None:
+            files[rel]["kind"] = owners.get(rel.split("/", 1)[0], kind)
     from spinlens import __version__
 
     rec = {"format": MANIFEST_FORMAT, "kind": kind, "spinlens_version": __version__, "files": files}
+    if owners is not None:
+        rec["shared"] = True
     return Path(write_json(folder / MANIFEST_FILE, rec, indent=1))
 
 
@@ -624,6 +621,26 @@ def no_duplicate_keys(pairs) -> dict:
     return out
 
 
+def strict_yaml_loader():
+    """A YAML safe loader that refuses a key given twice in one mapping (PyYAML keeps the last one)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node, deep=False):
+        keys = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in keys:
+                raise ValueError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
+            keys.add(key)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return StrictLoader
+
+
 def without_manifest(folder: str | os.PathLike) -> bool:
     """Whether ``folder`` is an existing folder without a readable manifest (written before spinlens kept one,
     or damaged): a cache spinlens owns by its name is then replaced with ``force`` (in place)."""
@@ -662,23 +679,42 @@ def _top_entries(folder: Path) -> set[str]:
     return {e.name for e in os.scandir(folder)}
 
 
-def _owned_entries(folder: Path, kind: str) -> tuple[set[str], dict | None]:
-    """(top-level names of ``folder`` written by an earlier transaction of ``kind``, its manifest)."""
+def _owners(folder: Path) -> tuple[dict[str, str], dict | None]:
+    """(top-level name -> the kind that wrote it, per ``folder``'s manifest; the manifest), ``({}, None)`` without
+    a readable manifest."""
     try:
         man = read_manifest(folder)
     except Exception:  # noqa: BLE001 - an unreadable manifest owns nothing
-        return set(), None
-    if man is None or man.get("kind") != kind:
+        return {}, None
+    if man is None:
+        return {}, None
+    owners: dict[str, str] = {}
+    for rel, rec in man["files"].items():
+        owner = rec.get("kind") if man.get("shared") else None
+        owners.setdefault(rel.split("/", 1)[0], owner if isinstance(owner, str) else man.get("kind"))
+    return owners, man
+
+
+def _owned_entries(folder: Path, kind: str, shared: bool = False) -> tuple[set[str], dict | None]:
+    """(top-level names of ``folder`` a transaction may replace or keep: written by ``kind``, or with ``shared``
+    by any command of a shared run folder; its manifest)."""
+    owners, man = _owners(folder)
+    if man is None:
         return set(), man
-    owned = {MANIFEST_FILE} | {rel.split("/", 1)[0] for rel in man["files"]}
-    return owned, man
+    if shared and man.get("shared"):
+        return {MANIFEST_FILE} | set(owners), man
+    if man.get("kind") != kind:
+        return set(), man
+    return {MANIFEST_FILE} | set(owners), man
 
 
-def check_replaceable(name: str, path, *, kind: str, force: bool = False) -> Path:
+def check_replaceable(name: str, path, *, kind: str, force: bool = False, shared: bool = False) -> Path:
     """Refuse, before any work, an output folder that holds files a transaction of ``kind`` did not write.
 
     A missing or empty folder, or one whose ``manifest.json`` (of the same ``kind``) lists everything in it, is
-    replaced as a whole. Anything else is refused in one line unless ``force``.
+    replaced as a whole. With ``shared`` (a run folder, `run_folder`) a folder whose shared manifest lists
+    everything in it is accepted too: the files of other commands are kept. Anything else is refused in one
+    line unless ``force``.
     """
     from spinlens.errors import InvalidParameterError
 
@@ -693,14 +729,16 @@ def check_replaceable(name: str, path, *, kind: str, force: bool = False) -> Pat
     if force:
         return p
     present = _top_entries(p)
-    owned, man = _owned_entries(p, kind)
+    owned, man = _owned_entries(p, kind, shared)
     foreign = sorted(present - owned)
     if foreign:
-        why = (f"written by '{man.get('kind')}'" if man is not None and man.get("kind") != kind else
-               f"not written by '{kind}'")
+        why = (f"written by '{man.get('kind')}'" if man is not None and man.get("kind") != kind
+               and not (shared and man.get("shared")) else
+               "not written by a spinlens command" if shared else f"not written by '{kind}'")
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise InvalidParameterError(
-            f"The '{name}' parameter must be a new or empty folder, or one written earlier by '{kind}'. Got "
+            f"The '{name}' parameter must be a new or empty folder, or one written earlier by "
+            f"{'spinlens' if shared else repr(kind)}. Got "
             f"{str(path)!r}, which holds files {why} ({shown}); choose another folder or pass --force "
             "(other files are then kept, same-named ones replaced)."
         )
@@ -791,7 +829,8 @@ def _inside_stage(path: Path) -> Path | None:
 
 
 @contextlib.contextmanager
-def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = False, name: str = "out"):
+def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = False, name: str = "out",
+                       shared: bool = False):
     """Write a whole folder as one transaction: yield an empty staging folder, switch it in on success.
 
     The staging folder is a hidden sibling (``.NAME.spinlens-new-PID-XXXX``) on the same file system. On
@@ -812,6 +851,10 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
     A transaction on a path inside the staging folder of an open transaction writes there directly (the outer
     one switches the whole tree in) and only adds the inner folder's manifest.
 
+    ``shared`` (run folders, `run_folder`): the folder may also hold the files of other commands, listed with
+    their owner in its manifest; they are kept (as hard links, in the same switch) and only the files of an
+    earlier run of ``kind`` are replaced.
+
     Examples
     --------
     >>> import tempfile, pathlib
@@ -825,13 +868,18 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
     import tempfile as _tf
 
     path = Path(path)
+    if path.name in ("", ".", ".."):
+        path = path.resolve()  # `--out .`: the staging folder must be a sibling, not inside the target
     outer = _inside_stage(path)
     if outer is not None:
+        if path.absolute() in _CARRIED:  # a cache carried from the old state is rewritten: its links go first
+            shutil.rmtree(path)
+            _CARRIED.discard(path.absolute())
         path.mkdir(parents=True, exist_ok=True)  # everything inside a staging folder was written by this run
         yield path
         write_manifest(path, kind=kind)
         return
-    check_replaceable(name, path, kind=kind, force=force)
+    check_replaceable(name, path, kind=kind, force=force, shared=shared)
     path.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(_tf.mkdtemp(dir=path.parent, prefix=f".{path.name}{_STAGE_TAG}{os.getpid()}-"))
     os.chmod(stage, 0o777 & ~_umask())
@@ -839,9 +887,117 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
     try:
         _op("stage")
         yield stage
-        write_manifest(stage, kind=kind)
+        in_place = force and _holds_cwd(path)
+        kept, owners = ([], {}) if in_place or not (force or shared) else _link_others(path, stage, kind, shared)
+        write_manifest(stage, kind=kind, exclude=kept, owners=owners if shared else None)
         _op("manifest")
-        _commit(stage, path, kind=kind, force=force)
+        # again: another process may have written meanwhile
+        check_replaceable(name, path, kind=kind, force=force, shared=shared)
+        if in_place and path.exists() and any(path.iterdir()):
+            _commit_in_place(stage, path)
+        else:
+            switch_folder(stage, path)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    finally:
+        _ACTIVE_STAGES.remove(stage.absolute())
+        for c in [c for c in _CARRIED if c == stage.absolute() or stage.absolute() in c.parents]:
+            _CARRIED.discard(c)
+
+
+def _holds_cwd(path: Path) -> bool:
+    """Whether ``path`` is the working folder or one above it (it cannot be switched: the process stands in it)."""
+    try:
+        here, p = Path.cwd().resolve(), path.resolve()
+    except OSError:
+        return True
+    return here == p or p in here.parents
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Put ``src`` (file, symlink or folder tree) at ``dst`` as hard links (copies where links are refused);
+    the files themselves are not touched."""
+    import shutil
+
+    if src.is_dir() and not src.is_symlink():
+        shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(src, dst)
+
+
+def _link_or_copy(src, dst) -> None:
+    import shutil
+
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except OSError:
+        shutil.copy2(src, dst, follow_symlinks=False)
+    _op(f"keep {Path(src).name}")
+
+
+def _link_others(path: Path, stage: Path, kind: str, shared: bool = False) -> tuple[list[str], dict[str, str]]:
+    """Put into ``stage`` (as hard links) every entry of ``path`` that the new state does not replace and that an
+    earlier run of ``kind`` did not write (those are stale); return (the names kept as foreign files, the
+    names kept as other commands' files of a shared run folder -> their owner)."""
+    if not path.is_dir():
+        return [], {}
+    owners, man = _owners(path)
+    shared_man = shared and man is not None and man.get("shared")
+    new = {e.name for e in os.scandir(stage)}
+    foreign, others = [], {}
+    for e in sorted(os.scandir(path), key=lambda e: e.name):
+        owner = owners.get(e.name)
+        if e.name in new or e.name == MANIFEST_FILE or (owner == kind and (shared_man or man.get("kind") == kind)):
+            continue
+        _link_tree(path / e.name, stage / e.name)
+        if shared_man and owner is not None:
+            others[e.name] = owner
+        else:
+            foreign.append(e.name)
+    return foreign, others
+
+
+@contextlib.contextmanager
+def folder_update(path: str | os.PathLike, *, drop=()):
+    """Change several files of a folder in one atomic step: yield a staging copy of ``path`` (its entries as hard
+    links, less the top-level names in ``drop``), which replaces ``path`` when the block ends without an error.
+
+    Files written into the staging copy replace their links (`atomic_path` renames over them), so the old
+    state is never modified: an error, Ctrl-C or a kill leaves ``path`` as it was, and a reader sees the old
+    folder or the new one. No manifest is written (the folder keeps its own rules, e.g. a sweep's journal).
+    Used by `spinlens.sweeps` for the switches of a sweep folder (start over, finish).
+    """
+    import shutil
+    import tempfile as _tf
+
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        path = path.resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    _recover(path)
+    stage = Path(_tf.mkdtemp(dir=path.parent, prefix=f".{path.name}{_STAGE_TAG}{os.getpid()}-"))
+    os.chmod(stage, os.stat(path).st_mode & 0o7777)
+    _ACTIVE_STAGES.append(stage.absolute())
+    try:
+        _op("stage")
+        for e in sorted(os.scandir(path), key=lambda e: e.name):
+            if e.name not in set(drop):
+                _link_tree(path / e.name, stage / e.name)
+        yield stage
+        if _holds_cwd(path):  # cannot switch the folder the process stands in: entry by entry
+            for e in sorted(os.scandir(stage), key=lambda e: e.name):
+                dst = path / e.name
+                if dst.is_dir() and not dst.is_symlink():
+                    shutil.rmtree(dst)
+                os.replace(stage / e.name, dst)
+                _op(f"move {e.name}")
+            for name in set(drop) - {e.name for e in os.scandir(stage)}:
+                q = path / name
+                shutil.rmtree(q) if q.is_dir() and not q.is_symlink() else q.unlink(missing_ok=True)
+            shutil.rmtree(stage, ignore_errors=True)
+        else:
+            switch_folder(stage, path)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
@@ -849,13 +1005,78 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
         _ACTIVE_STAGES.remove(stage.absolute())
 
 
-def _commit(stage: Path, path: Path, *, kind: str, force: bool) -> None:
+#: caches carried into an open run folder's staging folder from the old state (hard links; see `run_folder`)
+_CARRIED: set[Path] = set()
+#: staging folder name -> the name the user gave (`public_text`)
+_PUBLIC: dict[str, str] = {}
 
-    check_replaceable("out", path, kind=kind, force=force)  # again: another process may have written meanwhile
-    if path.exists() and any(path.iterdir()) and force:
-        _commit_in_place(stage, path)
-        return
-    switch_folder(stage, path)
+
+def public_text(text: str) -> str:
+    """``text`` with the staging folders of open run folders named as the folders they become.
+
+    >>> public_text("wrote out/figure.png")
+    'wrote out/figure.png'
+    """
+    for stage, final in _PUBLIC.items():
+        text = text.replace(stage, final)
+    return text
+
+
+class _PublicStream:
+    """A text stream that writes through `public_text` (what a command prints names the user's folder)."""
+
+    def __init__(self, raw):
+        self._raw = raw
+
+    def write(self, s):
+        return self._raw.write(public_text(s) if isinstance(s, str) else s)
+
+    def __getattr__(self, name):
+        return getattr(self._raw, name)
+
+
+@contextlib.contextmanager
+def run_folder(path: str | os.PathLike, *, kind: str, force: bool = False, name: str = "out", carry=()):
+    """A command's run folder (``--out``) as one transaction (`folder_transaction`): yield the staging folder.
+
+    Everything the command writes goes into the staging folder, which replaces ``path`` in one atomic step
+    when the command succeeds; an error, Ctrl-C or a kill leaves ``path`` as it was. While it is open, what
+    the command prints and the JSON it writes name ``path``, not the staging folder (`public_text`).
+
+    A run folder is shared: several commands may write into one ``--out``. Its manifest records the command
+    that wrote each file; a run replaces the files of the earlier run of ``kind`` (stale ones go) and keeps the
+    other commands' files, all in the same switch. Files no spinlens command wrote are refused up front unless
+    ``force`` (then kept).
+
+    ``carry`` names sub-folders that are caches of the run (``base``: a model trained once, validated and
+    retrained by the command when it does not fit): when the old state of ``path`` was written by ``kind``,
+    they are put into the staging folder as hard links before the command starts, so a re-run reuses them;
+    a cache the command writes again replaces its links, never the old files.
+    """
+    import shutil
+
+    path = Path(path)
+    with folder_transaction(path, kind=kind, force=force, name=name, shared=True) as stage:
+        if stage == path or path.resolve() == stage.resolve():  # inside an open transaction: part of it
+            yield stage
+            return
+        owned, _ = _owned_entries(path, kind, shared=True) if path.is_dir() else (set(), None)
+        for rel in carry:
+            src = path / rel
+            if rel in owned and src.is_dir() and not src.is_symlink() and (src / MANIFEST_FILE).is_file():
+                try:
+                    _link_tree(src, stage / rel)
+                    _CARRIED.add((stage / rel).absolute())
+                except OSError:
+                    shutil.rmtree(stage / rel, ignore_errors=True)  # no cache: the command builds it again
+        old_out, old_err = sys.stdout, sys.stderr
+        _PUBLIC[stage.name] = path.name
+        sys.stdout, sys.stderr = _PublicStream(old_out), _PublicStream(old_err)
+        try:
+            yield stage
+        finally:
+            sys.stdout, sys.stderr = old_out, old_err
+            _PUBLIC.pop(stage.name, None)
 
 
 def switch_folder(stage: str | os.PathLike, path: str | os.PathLike) -> None:

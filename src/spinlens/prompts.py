@@ -132,6 +132,9 @@ def load_prompts(path: str | os.PathLike, *, dtype=np.float64) -> Prompts:
         raise InvalidPromptsError(f"prompts file {str(path)!r} does not exist.")
     if path.is_dir():
         raise InvalidPromptsError(f"prompts file {str(path)!r} is a folder; expected an .npz file.")
+    from spinlens.io import check_regular_file
+
+    check_regular_file("data", path)  # a FIFO or device would block the read below
     with open(path, "rb") as fh:
         head = fh.read(6)
     if not head.startswith(b"PK"):  # np.load falls back to unpickling, whose message would mislead

@@ -108,7 +108,7 @@ def test_reproduce_announces_each_figure_before_it_runs(monkeypatch, capsys, tmp
 
     calls = []
 
-    def fake_run_figure(name, out_dir, *, quick=True, seed=0, echo=None):
+    def fake_run_figure(name, out_dir, *, quick=True, seed=0, echo=None, force=False):
         import sys
 
         calls.append(name)

@@ -79,6 +79,9 @@ def _hf_windows(tok, path, n_ctx: int, max_windows: int):
 
     from spinlens.errors import InvalidParameterError
 
+    from spinlens.io import check_regular_file
+
+    check_regular_file("text", path)  # a FIFO would block the read
     with open(path, encoding="utf-8") as f:
         ids = tok(f.read(), add_special_tokens=False)["input_ids"]
     n = min(max_windows, len(ids) // (n_ctx + 1))

@@ -21,6 +21,7 @@ def register(sub) -> None:
     )
     p.add_argument("--out", default="demo-out", help="output folder")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    p.add_argument("--force", action="store_true", help="write into an OUT/FIG folder that holds files the figure did not write (they are kept)")
 
 
 def _run(args) -> int:
@@ -34,7 +35,7 @@ def _run(args) -> int:
     check_int("--seed", args.seed, low=0)
     check_out_dir("--out", args.out)
     for name in DEMO_FIGURES:
-        check_out_dir("--out", Path(args.out) / name)
+        check_out_dir("--out", Path(args.out) / name, kind="reproduce", force=args.force)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import matplotlib
 
@@ -45,7 +46,7 @@ def _run(args) -> int:
     t0 = time.perf_counter()
     out = Path(args.out)
     print(f"spinlens demo: reproducing {', '.join(DEMO_FIGURES)} (quick mode) into {out}/")
-    results = [run_figure(name, out, quick=True, seed=args.seed, echo=print) for name in DEMO_FIGURES]
+    results = [run_figure(name, out, quick=True, seed=args.seed, echo=print, force=args.force) for name in DEMO_FIGURES]
     report = build_report(out, title="spinlens demo")
     print()
     print("outputs:")

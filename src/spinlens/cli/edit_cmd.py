@@ -259,6 +259,9 @@ def _pinpoint(args):
     if args.importance_file:
         import xarray as xr
 
+        from spinlens.io import check_regular_file
+
+        check_regular_file("importance_file", args.importance_file)  # a FIFO would block the read
         try:
             imp_da = xr.open_dataarray(args.importance_file)
         except (OSError, ValueError) as exc:

@@ -67,7 +67,24 @@ def build_parser() -> argparse.ArgumentParser:
     from ._common import apply_vocabulary
 
     apply_vocabulary(parser)  # the paper's symbols, long aliases and deprecated spellings on every command
+    _add_force(parser)
     return parser
+
+
+FORCE_HELP = ("write into an --out folder that holds files of another kind (your files, another command's "
+              "outputs): they are kept, same-named ones replaced; refused in one line otherwise")
+
+
+def _add_force(parser) -> None:
+    """Give every command with an ``--out`` run folder the ``--force`` flag of `spinlens.io.run_folder`."""
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            for sub in a.choices.values():
+                _add_force(sub)
+    dests = {a.dest for a in parser._actions}
+    kind = parser.prog.split(" ", 1)[1] if " " in parser.prog else ""
+    if "out" in dests and "force" not in dests and kind not in SELF_MANAGED:
+        parser.add_argument("--force", action="store_true", help=FORCE_HELP)
 
 
 def _command_prog(parser, argv) -> str:
@@ -132,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             if not debug:  # numpy's overflow chatter: the commands report non-finite results themselves
                 warnings.filterwarnings("ignore", category=RuntimeWarning,
                                         message=r"(overflow|invalid value|divide by zero|underflow) encountered")
-            code = args.func(args)
+            code = _run_command(args, prog)
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
@@ -149,6 +166,43 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: {msg}", file=sys.stderr)
         return code
     return int(code or 0)
+
+
+#: commands whose ``--out`` is not one run folder written by the dispatcher: they write their folders as
+#: transactions themselves (lm, train, zoo train; reproduce, demo and zoo figS8 one per figure, OUT/FIG; sweep
+#: a resumable journal) or take a file (report)
+SELF_MANAGED = {"lm", "train", "zoo train", "sweep", "reproduce", "demo", "zoo figS8", "report"}
+#: caches a re-run of a command reuses from its run folder (`spinlens.io.run_folder` ``carry``)
+CARRY = {"steer": ("base",), "pinpoint": ("base",), "merge": ("base",), "quantize": ("base",)}
+
+
+class _Abort(Exception):
+    """A command returned a bad-input or failure code without raising: its run folder is not switched in."""
+
+
+def _run_command(args, prog: str) -> int:
+    """Run ``args.func``; a command's ``--out`` run folder is one transaction (`spinlens.io.run_folder`): the
+    command writes into a staging folder that replaces OUT only when it ends with exit 0 or 3."""
+    kind = prog.split(" ", 1)[1] if " " in prog else prog
+    out = getattr(args, "out", None)
+    if not isinstance(out, str) or kind in SELF_MANAGED:
+        return args.func(args)
+    from spinlens.io import check_out_dir, run_folder
+
+    check_out_dir("--out", out)  # a bad path is one line before anything is made
+    code = None
+    try:
+        with run_folder(out, kind=kind, force=bool(getattr(args, "force", False)), carry=CARRY.get(kind, ()),
+                        name="--out") as stage:
+            args.out = str(stage)
+            code = int(args.func(args) or 0)
+            if code not in (0, 3):
+                raise _Abort
+    except _Abort:
+        pass
+    finally:
+        args.out = out
+    return code
 
 
 def describe_error(exc: BaseException) -> tuple[str, int]:

@@ -30,6 +30,7 @@ def register(sub) -> None:
                       help="the paper's parameters (slow: fig4a --full is 25000 cavity solves)")
     p.add_argument("--out", default="repro-out", help="output folder; the figure goes to OUT/FIG/")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    p.add_argument("--force", action="store_true", help="write into an OUT/FIG folder that holds files the figure did not write (they are kept)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of the tables")
 
 
@@ -58,12 +59,13 @@ def _run(args) -> int:
     check_int("--seed", args.seed, low=0)
     check_out_dir("--out", args.out)
     for name in names:
-        check_out_dir("--out", Path(args.out) / name)
+        check_out_dir("--out", Path(args.out) / name, kind="reproduce", force=args.force)
     echo = None if args.json else print
     summaries = []
     for k, name in enumerate(names, 1):
         announce(name, k, len(names), quick=not getattr(args, "full", False), description=FIGURES[name][1])
-        res = run_figure(name, args.out, quick=not getattr(args, "full", False), seed=args.seed, echo=echo)
+        res = run_figure(name, args.out, quick=not getattr(args, "full", False), seed=args.seed, echo=echo,
+                         force=args.force)
         summaries.append(
             {
                 "figure": name,

@@ -75,7 +75,7 @@ def register(sub) -> None:
                    help="seconds to wait for the Dask scheduler before giving up (default 5)" + _NO_DEFAULT)
     p.add_argument("--chunk-size", type=int, default=None, help="points per task (default: automatic)" + _NO_DEFAULT)
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out; finished points are kept")
-    p.add_argument("--force", action="store_true", help="delete the sweep in --out and start over")
+    p.add_argument("--force", action="store_true", help="replace the sweep in --out and start over (one switch: old or new; your other files are kept)")
     p.add_argument("--repair", action="store_true", help="with --resume: compute damaged point files again "
                                                           "(refused in one line otherwise)")
     p.add_argument("--point-fn", default=None, metavar="MODULE:FUNC",
@@ -90,6 +90,25 @@ def register(sub) -> None:
     add_strict(p)
 
 
+def _check_not_foreign(out: str, *, force: bool) -> None:
+    """Refuse, before any work, a folder that holds files but no sweep, unless ``--force`` (they are kept)."""
+    import os
+    from pathlib import Path
+
+    from spinlens.errors import InvalidParameterError
+
+    p = Path(out)
+    if force or not p.is_dir() or (p / "sweep.json").exists() or (p / "points").exists():
+        return
+    others = sorted(e.name for e in os.scandir(p) if e.name != ".lock")
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise InvalidParameterError(
+            f"The '--out' parameter must be a new or empty folder, or a sweep folder. Got {out!r}, which holds "
+            f"files that are not a sweep ({shown}); choose another folder or pass --force (they are then kept)."
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -100,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     from ._common import check_out_dir, map_exit
 
     check_out_dir("--out", args.out)
+    _check_not_foreign(args.out, force=args.force)
     if args.config is not None and not args.config.strip():
         raise InvalidParameterError("The 'config' parameter got an empty file name.")
     cfg = load_config(args.config) if args.config else {"grid": {}, "settings": {}}

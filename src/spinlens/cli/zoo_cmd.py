@@ -101,6 +101,7 @@ def register(sub):
                       help="4 values of N, short training (a few minutes on 2 CPU cores)")
     mode.add_argument("--full", dest="quick", action="store_false", help="10 values of N, 3 repeats, longer training")
     f.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    f.add_argument("--force", action="store_true", help="write into an OUT/FIG folder that holds files the figure did not write (they are kept)")
     f.add_argument("--device", default="cpu", help="torch device of the training (cpu, cuda, ...)")
     f.add_argument("--out", default="runs", help="parent output directory (the figure goes to OUT/figS8/)")
     f.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -257,6 +258,8 @@ def run_bridge(args) -> int:
 
 
 def run_figS8(args) -> int:
+    from pathlib import Path
+
     from spinlens.errors import check_int
     from spinlens.reproduce import figS8, run_figure
 
@@ -264,9 +267,11 @@ def run_figS8(args) -> int:
 
     seed = check_int("--seed", args.seed, low=0)
     check_out_dir("--out", args.out)
+    check_out_dir("--out", Path(args.out) / "figS8", kind="reproduce", force=args.force)
     check_device("--device", args.device)
     figS8.DEFAULT_DEVICE = args.device
-    res = run_figure("figS8", args.out, quick=args.quick, seed=seed, echo=None if args.json else print)
+    res = run_figure("figS8", args.out, quick=args.quick, seed=seed, echo=None if args.json else print,
+                     force=args.force)
     if args.json:
         print_json({"summary": res.get("summary", {}), "out_dir": res["out_dir"], "elapsed_s": res["elapsed_s"],
                     "max_deviation": res.get("max_deviation")})

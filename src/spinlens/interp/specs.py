@@ -43,20 +43,27 @@ def load_spec(path) -> dict:
     p = pathlib.Path(path)
     if not p.exists():
         raise InvalidParameterError(f"The 'spec' parameter must be an existing JSON/YAML file. Got {str(p)!r}.")
+    from spinlens.io import check_regular_file, no_duplicate_keys, strict_yaml_loader
+
+    check_regular_file("spec", p)  # a FIFO or device would block the read
     text = p.read_text()
     if p.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
         try:
-            spec = yaml.safe_load(text)
+            spec = yaml.load(text, Loader=strict_yaml_loader())  # a key given twice is refused
         except yaml.YAMLError as exc:
             where = getattr(exc, "problem_mark", None)
             at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
             raise InvalidParameterError(f"The 'spec' file {str(p)!r} is not valid YAML{at}.") from None
+        except ValueError as exc:
+            raise InvalidParameterError(f"The 'spec' file {str(p)!r} is not valid YAML: {exc}.") from None
     else:
         try:
-            spec = json.loads(text)
+            spec = json.loads(text, object_pairs_hook=no_duplicate_keys)
         except json.JSONDecodeError as exc:
+            raise InvalidParameterError(f"The 'spec' file {str(p)!r} is not valid JSON: {exc}.") from None
+        except ValueError as exc:  # a key given twice
             raise InvalidParameterError(f"The 'spec' file {str(p)!r} is not valid JSON: {exc}.") from None
     if isinstance(spec, list):
         spec = {"interventions": spec}

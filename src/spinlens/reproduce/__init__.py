@@ -46,7 +46,7 @@ def available() -> list[str]:
     return out
 
 
-def run_figure(name: str, out_dir, *, quick: bool = True, seed: int = 0, echo=None) -> dict:
+def run_figure(name: str, out_dir, *, quick: bool = True, seed: int = 0, echo=None, force: bool = False) -> dict:
     """Run one figure into ``out_dir/<name>/`` and write ``run.json`` and ``paper_vs_ours.csv``.
 
     Parameters
@@ -61,6 +61,10 @@ def run_figure(name: str, out_dir, *, quick: bool = True, seed: int = 0, echo=No
         Seed of every random draw of the run (stored in run.json).
     echo : callable, optional
         Called with text lines to show (the CLI passes ``print``).
+    force : bool
+        Write into an ``out_dir/<name>/`` that holds other files (kept). The folder is one transaction
+        (`spinlens.io.run_folder`, kind ``"reproduce"``): a figure folder is replaced whole or not at all, and
+        one holding files the figure did not write is refused unless ``force``.
 
     Returns
     -------
@@ -84,38 +88,41 @@ def run_figure(name: str, out_dir, *, quick: bool = True, seed: int = 0, echo=No
                 f"The figure {name!r} is not available in this installation (module {mod_name} is missing)."
             ) from None
         raise
-    fig_dir = Path(out_dir) / name
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    with fw.Timer() as timer:
-        result = mod.run(fig_dir, quick=quick, seed=seed)
-    result = dict(result or {})
-    rows = list(result.get("comparison") or [])
-    table = ""
-    if rows:
-        fw.write_comparison(rows, fig_dir)
-        table = fw.format_comparison(rows)
-    headline = result.get("headline_quantity")
-    worst = fw.max_deviation([r for r in rows if r["quantity"] == headline] if headline else rows)
-    files = sorted(str(p.relative_to(fig_dir)) for p in fig_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if fw.RUN_FILE not in files:
-        files.append(fw.RUN_FILE)
-    from spinlens.vocabulary import to_symbols
+    from spinlens.io import run_folder
 
-    record = {
-        "figure": name,
-        "description": FIGURES[name][1],
-        "mode": "quick" if quick else "full",
-        "seed": seed,
-        "parameters": to_symbols(result.get("parameters", {})),  # keys: docs/vocabulary.md
-        "summary": result.get("summary", {}),
-        "notes": result.get("notes", []),
-        "max_deviation": worst,
-        "elapsed_s": round(timer.seconds, 3),
-        "files": files,
-        "versions": fw.package_versions(),
-        "git_sha": fw.git_sha(),
-    }
-    fw.write_run_json(fig_dir, record)
+    final = Path(out_dir) / name
+    with run_folder(final, kind="reproduce", force=force) as fig_dir:
+        with fw.Timer() as timer:
+            result = mod.run(fig_dir, quick=quick, seed=seed)
+        result = dict(result or {})
+        rows = list(result.get("comparison") or [])
+        table = ""
+        if rows:
+            fw.write_comparison(rows, fig_dir)
+            table = fw.format_comparison(rows)
+        headline = result.get("headline_quantity")
+        worst = fw.max_deviation([r for r in rows if r["quantity"] == headline] if headline else rows)
+        files = sorted(str(p.relative_to(fig_dir)) for p in fig_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if fw.RUN_FILE not in files:
+            files.append(fw.RUN_FILE)
+        from spinlens.vocabulary import to_symbols
+
+        record = {
+            "figure": name,
+            "description": FIGURES[name][1],
+            "mode": "quick" if quick else "full",
+            "seed": seed,
+            "parameters": to_symbols(result.get("parameters", {})),  # keys: docs/vocabulary.md
+            "summary": result.get("summary", {}),
+            "notes": result.get("notes", []),
+            "max_deviation": worst,
+            "elapsed_s": round(timer.seconds, 3),
+            "files": files,
+            "versions": fw.package_versions(),
+            "git_sha": fw.git_sha(),
+        }
+        fw.write_run_json(fig_dir, record)
+    fig_dir = final
     out = {**result, **record, "out_dir": str(fig_dir), "table": table}
     if echo is not None:
         echo(f"== {name} ({record['mode']}): {FIGURES[name][1]}")

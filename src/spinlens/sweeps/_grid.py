@@ -391,8 +391,9 @@ def load_config(path: str | os.PathLike) -> dict:
     grid and anything else to the settings.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InvalidParameterError(f"The 'config' file {str(path)!r} does not exist.")
+    from spinlens.io import check_regular_file
+
+    check_regular_file("config", path)  # missing, a folder, a FIFO or a device: one line, before any read
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
@@ -450,23 +451,9 @@ def load_config(path: str | os.PathLike) -> dict:
 
 
 def _strict_yaml_loader():
-    """A YAML safe loader that refuses a key given twice in one mapping (PyYAML keeps the last one)."""
-    import yaml
+    from spinlens.io import strict_yaml_loader
 
-    class StrictLoader(yaml.SafeLoader):
-        pass
-
-    def construct_mapping(loader, node, deep=False):
-        keys = set()
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=deep)
-            if key in keys:
-                raise ValueError(f"duplicate key {key!r} (line {key_node.start_mark.line + 1})")
-            keys.add(key)
-        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-    StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    return StrictLoader
+    return strict_yaml_loader()
 
 
 def point_key(params: dict) -> str:

@@ -30,7 +30,7 @@ from spinlens.errors import InvalidParameterError, check_float, check_int
 from ._grid import SweepGrid, make_grid, point_key
 from ._lock import SweepLock, SweepLockedError
 from ._point import METHODS, SAMPLERS, check_observables
-from ._store import SweepStore, consolidate, point_meta, settings_hash, write_results
+from ._store import SweepStore, consolidate, point_meta, settings_hash
 
 __all__ = ["run_sweep", "SweepInterrupted", "SweepLockedError", "PointFunctionError", "BUILTIN_POINT_FNS",
            "check_point_fn"]
@@ -343,7 +343,7 @@ def run_sweep(
         if store.exists() and store.n_points_stored() > 0:
             old = None if force else store.read_spec()
             if force:
-                store.clear()
+                pass  # the new sweep replaces the old one in one switch (write_spec below)
             elif not resume:
                 what = "a different sweep" if old is None or old.get("settings") != settings or old.get("grid") != grid.to_dict() else "this sweep"
                 raise InvalidParameterError(
@@ -359,7 +359,7 @@ def run_sweep(
         elif store.exists():
             store.clear()  # a sweep.json with no point stored (e.g. died at its first point): nothing to keep
         store.clean_temporaries()
-        store.write_spec(grid, settings)
+        store.write_spec(grid, settings, start_over=force)
         created_spec = True
         return _run_locked(store, grid, settings, shash, point_fn, obs, jobs, scheduler, scheduler_timeout,
                            chunk_size, progress, log, t_start, t_est)
@@ -435,7 +435,6 @@ def _run_locked(store, grid, settings, shash, point_fn, obs, jobs, scheduler, sc
 
     t_cons = time.perf_counter()
     ds = consolidate(store)
-    write_results(ds, store.results_path)
     t_cons = time.perf_counter() - t_cons
     wall = time.time() - t_start
     n_conv = int(ds["converged"].sum())
@@ -461,9 +460,7 @@ def _run_locked(store, grid, settings, shash, point_fn, obs, jobs, scheduler, sc
         "git_sha": _git_sha(),
         "argv": sys.argv,
     }
-    from spinlens.io import write_json
-
-    write_json(store.run_path, record, indent=1)
+    store.write_products(ds, record)  # results.nc and run.json switched in together
     log(
         f"sweep done: {len(points)} points ({n_computed} computed, {n_reused} reused) in {wall:.1f} s; "
         f"{n_conv}/{len(points)} converged ({100.0 * n_conv / max(1, len(points)):.1f}%); "

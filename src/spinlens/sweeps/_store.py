@@ -2,17 +2,24 @@
 
 Layout of a sweep directory ``OUT``::
 
-    OUT/sweep.json          what is being swept (grid + settings); written once, atomically
+    OUT/sweep.json          what is being swept (grid + settings); written atomically
     OUT/points/<key>.json   one finished point: params, values, meta (run id, time stamp, pid, host)
     OUT/results.nc          the consolidated xarray Dataset (written at the end, atomically)
     OUT/run.json            the run record: settings, seeds, versions, timings, counts
     OUT/.lock               held while a run works on OUT (see `spinlens.sweeps._lock`)
 
 Consistency: ``sweep.json`` is the truth about what is swept, the point files about what is done.
-``results.nc`` and ``run.json`` are derived from them: a run deletes both before it (re)writes
-``sweep.json``, and `open_sweep` returns ``results.nc`` only if its grid and settings are those of
-``sweep.json`` and every point of the grid is on disk; otherwise it assembles the points afresh, with a
-``done`` mask.
+``results.nc`` and ``run.json`` are derived from them, and `open_sweep` returns ``results.nc`` only if its
+grid and settings are those of ``sweep.json`` and every point of the grid is on disk; otherwise it assembles
+the points afresh, with a ``done`` mask.
+
+Old or new: the folder is a journal whose every change is atomic. A point file appears whole. The switches
+that change more than one file go through `spinlens.io.folder_update` (the new folder is built beside the
+old one as hard links plus the changed files, then exchanged in one step): a new ``sweep.json`` together
+with dropping the derived files (grid extended on ``--resume``) or the old points (``--force``), and the
+finished run's ``results.nc`` with its ``run.json``. A kill at any moment therefore leaves a valid sweep:
+the old one, or the new one with the points finished so far, which ``--resume`` continues without losing or
+repeating a finished point. Files of the user in the folder are kept.
 
 Why one file per point: a point file is written to a temporary name in the same directory and then
 ``os.replace``-d onto its final name, and rename is atomic on POSIX file systems. Whatever kills the
@@ -79,13 +86,35 @@ class SweepStore:
                                         "to start the sweep over.") from None
         return rec
 
-    def write_spec(self, grid: SweepGrid, settings: dict) -> None:
-        """Write sweep.json; results.nc and run.json, derived from the previous spec, are deleted first."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.invalidate_results()
-        self.points_dir.mkdir(exist_ok=True)
+    def write_spec(self, grid: SweepGrid, settings: dict, *, start_over: bool = False) -> None:
+        """Write sweep.json (and an empty points/) in one atomic switch of the folder (`spinlens.io.folder_update`).
+
+        results.nc and run.json, derived from the previous spec, go in the same switch; with ``start_over`` the
+        points of the previous sweep too (``--force``): a kill leaves the old sweep whole or the new one. The
+        user's other files stay. A spec equal to the stored one is left as it is (nothing to switch).
+        """
+        from spinlens.io import folder_update
+
         spec = {"store_version": STORE_VERSION, "grid": grid.to_dict(), "settings": settings}
-        _atomic_write_text(self.spec_path, json.dumps(spec, indent=1, sort_keys=True) + "\n")
+        text = json.dumps(spec, indent=1, sort_keys=True) + "\n"
+        if not start_over and self.spec_path.is_file() and self.points_dir.is_dir():
+            try:
+                if self.spec_path.read_text(encoding="utf-8") == text:
+                    return
+            except (OSError, UnicodeDecodeError):
+                pass
+        own = {self.results_path.name, self.run_path.name} | ({self.points_dir.name} if start_over else set())
+        with folder_update(self.root, drop=own) as stage:
+            (stage / self.points_dir.name).mkdir(exist_ok=True)
+            _atomic_write_text(stage / self.spec_path.name, text)
+
+    def write_products(self, ds, record: dict) -> None:
+        """Write results.nc and run.json of a finished run together, in one atomic switch of the folder."""
+        from spinlens.io import folder_update, write_json
+
+        with folder_update(self.root) as stage:
+            write_results(ds, stage / self.results_path.name)
+            write_json(stage / self.run_path.name, record, indent=1)
 
     def invalidate_results(self) -> None:
         """Delete results.nc and run.json (derived files) so that no stale copy outlives a change."""
