@@ -7,6 +7,10 @@
   (flop/s), streaming a symmetric matrix through a matrix-vector product (bytes/s), normal draws (/s).
 * `TimeEstimate` and the estimators `estimate_solve_time`, `estimate_sweep_time`: a flop (and byte) count of
   the job, from its sizes, divided by the calibrated rates. The count of each method is in its function.
+* `estimate_training_time`: the same for a training run (`spinlens.training.fit`): the matrix-product flops,
+  the number of torch operations and the bytes they write in one forward and backward pass, counted on one
+  probe batch (torch's flop counter), times the steps, over the rates of `torch_rates` (torch's own GEMM
+  speed in the model's dtype and the cost of one torch function call, measured once per process).
 * `bar`: a tqdm bar over an iterable (or ``total`` steps) for loops that are not iterative solvers (reproduce
   targets, phase maps, LM training inside the edit commands, examples); same rule: shown only on a terminal.
 * `check_duration`: the rule for jobs estimated beyond an hour: refused unless ``yes`` (``--yes``), with one
@@ -26,7 +30,7 @@ import time
 from typing import IO
 
 __all__ = ["ProgressLine", "bar", "TimeEstimate", "check_duration", "estimate_solve_time", "estimate_sweep_time",
-           "format_seconds", "machine_rates", "LONG_JOB_S"]
+           "estimate_training_time", "count_step", "torch_rates", "format_seconds", "machine_rates", "LONG_JOB_S"]
 
 #: jobs estimated beyond this many seconds need ``yes=True`` (``--yes``)
 LONG_JOB_S = 3600.0
@@ -311,6 +315,143 @@ def estimate_sweep_time(points, *, method: str = "cavity", max_iter: int = 100, 
         total += cache[key]
         n += 1
     return TimeEstimate({"points": total / max(1, jobs), "bookkeeping": 0.005 * n})
+
+
+@functools.lru_cache(maxsize=4)
+def torch_rates(dtype: str = "float32") -> dict:
+    """Torch's speed on this machine, measured once per process and dtype (~0.1 s), at its current thread
+    setting: ``gemm_flops`` (a 256² matrix product, flop/s), ``op_s`` (seconds per torch function call of a
+    tiny forward and backward pass: the Python and dispatch overhead that dominates small models) and
+    ``stream_bytes`` (bytes/s written by large elementwise operations), each times the share of a core this
+    process gets (`machine_rates`)."""
+    import torch
+
+    dt = getattr(torch, dtype)
+    g = torch.Generator().manual_seed(0)
+
+    def best(f, n=3):
+        ts = []
+        for _ in range(n):
+            t = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t)
+        return max(min(ts), 1e-9)
+
+    n = 256
+    A, B = torch.randn(n, n, generator=g, dtype=dt), torch.randn(n, n, generator=g, dtype=dt)
+    gemm = 2.0 * n**3 / best(lambda: A @ B)
+    x = torch.randn(1 << 21, generator=g, dtype=dt)
+    stream = x.numel() * x.element_size() * 2 / best(lambda: torch.mul(x, 1.5))
+    w = torch.randn(4, 4, generator=g, dtype=dt, requires_grad=True)
+    z = torch.randn(2, 4, generator=g, dtype=dt)
+
+    def tiny():
+        for _ in range(20):
+            torch.softmax(torch.tanh(z @ w) * 2.0 + 1.0, -1)[:, 0].mean().backward()
+
+    _, n_ops, _ = count_step(lambda: torch.softmax(torch.tanh(z @ w) * 2.0 + 1.0, -1)[:, 0].mean())
+    op_s = best(tiny) / (20 * n_ops)  # seconds per function call of the forward pass, backward included
+    w.grad = None
+    share = machine_rates()["share"]
+    return {"gemm_flops": gemm * share, "stream_bytes": stream * share, "op_s": op_s / share}
+
+
+def _product_flops(name: str, args, out) -> float:
+    """Flops (2 per multiply-add) of a torch matrix-product function call, else 0."""
+    import torch
+
+    if name in ("matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "linear", "addmm", "baddbmm", "addbmm"):
+        a = args[1] if name in ("addmm", "baddbmm", "addbmm") else args[0]
+        if name == "__rmatmul__":
+            a = args[1]
+        if isinstance(a, torch.Tensor) and isinstance(out, torch.Tensor) and a.dim():
+            return 2.0 * out.numel() * a.shape[-1]
+        return 0.0
+    if name == "einsum":
+        eq = args[0].replace(" ", "")
+        ops = args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:]
+        sizes: dict = {}
+        for term, t in zip(eq.split("->")[0].split(","), ops):
+            if "..." in term or not isinstance(t, torch.Tensor):
+                return 2.0 * out.numel() if isinstance(out, torch.Tensor) else 0.0
+            sizes.update(zip(term, t.shape))
+        return 2.0 * math.prod(sizes.values())
+    if name == "scaled_dot_product_attention":
+        q, k = args[0], args[1]
+        return 4.0 * math.prod(q.shape[:-1]) * k.shape[-2] * q.shape[-1]
+    return 0.0
+
+
+def count_step(forward) -> tuple:
+    """``(flops, n_ops, bytes)`` of one training step whose forward pass is ``forward()`` (returning a tensor):
+    the matrix-product flops of the forward pass (matmul, linear, einsum, bmm, attention; 2 per
+    multiply-add) times 3 (the backward pass takes two products per product), the torch function calls of
+    the forward pass, and the bytes they write times 3. The backward pass of the output's sum is run (its
+    gradients are the caller's to clear). Counted with a `torch.overrides.TorchFunctionMode`."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    count = {"flops": 0.0, "n": 0, "bytes": 0.0}
+
+    class _Count(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            name = getattr(func, "__name__", "")
+            count["n"] += 1
+            count["flops"] += _product_flops(name, args, out)
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor):
+                    count["bytes"] += t.numel() * t.element_size()
+            return out
+
+    with _Count():
+        out = forward()
+    if out.requires_grad:
+        out.float().sum().backward()
+    return 3 * count["flops"], count["n"], 3 * count["bytes"]
+
+
+def estimate_training_time(model, probe, *, steps: int, eval_inputs: int = 0, eval_every: int | None = None,
+                           n_batch: int | None = None, overhead_s: float = 0.0, rates: dict | None = None
+                           ) -> TimeEstimate:
+    """Seconds of ``steps`` training steps of ``model`` (`spinlens.training.fit`), by part.
+
+    ``probe``: one training batch of inputs (``model(probe)``), or a callable ``model -> output`` that draws
+    nothing at random. One forward and backward pass of it is counted (`count_step`, in eval mode, so that
+    no dropout draws from torch's generator; gradients cleared after): per step, matrix-product flops over
+    torch's GEMM rate, torch function calls times the cost of one (forward and backward), and the bytes they
+    write over the streaming rate; plus the optimiser, ~12 passes over the trained entries. ``eval_inputs``: rows of
+    evaluation every ``eval_every`` steps, at a third of a step per batch (a forward pass only); ``n_batch``:
+    rows of the probe (default its first dimension).
+    """
+    import torch
+
+    was = model.training if isinstance(model, torch.nn.Module) else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    dtype = str(params[0].dtype).replace("torch.", "") if params else "float32"
+    r = torch_rates(dtype) if rates is None else rates
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    try:
+        fwd = (lambda: probe(model)) if callable(probe) and not isinstance(probe, torch.Tensor) else (lambda: model(probe))
+        flops, n_ops, nbytes = count_step(fwd)
+    finally:
+        for p in params:
+            p.grad = None
+        if was is not None:
+            model.train(was)
+    if n_batch is None:
+        n_batch = int(probe.shape[0]) if isinstance(probe, torch.Tensor) else 1
+    n_params = sum(p.numel() for p in params)
+    per_step = flops / r["gemm_flops"] + n_ops * r["op_s"] + nbytes / r["stream_bytes"]
+    opt_s = 12 * n_params * params[0].element_size() / r["stream_bytes"] + 12 * len(params) * r["op_s"] if params else 0.0
+    parts = {"steps": steps * per_step, "optimizer": steps * opt_s}
+    if eval_inputs and eval_every:
+        n_eval = steps // max(1, eval_every) + 1
+        parts["evaluation"] = n_eval * max(1.0, eval_inputs / max(1, n_batch)) * per_step / 3
+    if overhead_s:
+        parts["overhead"] = float(overhead_s)
+    return TimeEstimate(parts)
 
 
 def check_duration(est: TimeEstimate, *, yes: bool, what: str, shrink: str, limit_s: float = LONG_JOB_S) -> None:
