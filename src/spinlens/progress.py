@@ -196,21 +196,25 @@ def _measure_rates(np, dsymv, g) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class TimeEstimate:
-    """Estimated seconds of a job, by part (``parts``: name -> seconds)."""
+    """Estimated seconds of a job, by part (``parts``: name -> seconds); ``memory``: the job's
+    `spinlens.memory.MemoryEstimate` when the estimator makes one (training does)."""
 
     parts: dict
+    memory: object = None
 
     @property
     def seconds(self) -> float:
         return float(sum(self.parts.values()))
 
     def to_dict(self) -> dict:
-        """JSON-friendly: ``{"time_estimate_s": ..., "time_parts_s": {...}}``."""
+        """JSON-friendly: ``{"time_estimate_s": ..., "time_parts_s": {...}}`` (and the memory estimate's keys)."""
         return {"time_estimate_s": round(self.seconds, 4),
-                "time_parts_s": {k: round(v, 4) for k, v in self.parts.items()}}
+                "time_parts_s": {k: round(v, 4) for k, v in self.parts.items()},
+                **(self.memory.to_dict() if self.memory is not None else {})}
 
     def describe(self) -> str:
-        return f"about {format_seconds(self.seconds)}"
+        mem = f", {self.memory.gib:.2g} GiB" if self.memory is not None else ""
+        return f"about {format_seconds(self.seconds)}{mem}"
 
 
 def _features_s(d: int, n_context: int, n_prompts: int, sampler: str, r: dict) -> float:
@@ -322,8 +326,8 @@ def torch_rates(dtype: str = "float32") -> dict:
     """Torch's speed on this machine, measured once per process and dtype (~0.1 s), at its current thread
     setting: ``gemm_flops`` (a 256² matrix product, flop/s), ``op_s`` (seconds per torch function call of a
     tiny forward and backward pass: the Python and dispatch overhead that dominates small models) and
-    ``stream_bytes`` (bytes/s written by large elementwise operations), each times the share of a core this
-    process gets (`machine_rates`)."""
+    ``stream_bytes`` (bytes/s written by large elementwise operations), ``tensor_step_s`` (seconds of an Adam
+    step per small parameter tensor), each times the share of a core this process gets (`machine_rates`)."""
     import torch
 
     dt = getattr(torch, dtype)
@@ -352,8 +356,15 @@ def torch_rates(dtype: str = "float32") -> dict:
     _, n_ops, _ = count_step(lambda: torch.softmax(torch.tanh(z @ w) * 2.0 + 1.0, -1)[:, 0].mean())
     op_s = best(tiny) / (20 * n_ops)  # seconds per function call of the forward pass, backward included
     w.grad = None
+    ps = [torch.zeros(4, 4, dtype=dt, requires_grad=True) for _ in range(16)]
+    for p in ps:
+        p.grad = torch.ones_like(p)
+    opt = torch.optim.Adam(ps, lr=1e-3)
+    opt.step()
+    step_s = best(lambda: [opt.step() for _ in range(5)]) / (5 * len(ps))
     share = machine_rates()["share"]
-    return {"gemm_flops": gemm * share, "stream_bytes": stream * share, "op_s": op_s / share}
+    return {"gemm_flops": gemm * share, "stream_bytes": stream * share, "op_s": op_s / share,
+            "tensor_step_s": step_s / share}
 
 
 def _product_flops(name: str, args, out) -> float:
@@ -412,22 +423,28 @@ def count_step(forward) -> tuple:
 
 
 def estimate_training_time(model, probe, *, steps: int, eval_inputs: int = 0, eval_every: int | None = None,
-                           n_batch: int | None = None, overhead_s: float = 0.0, rates: dict | None = None
-                           ) -> TimeEstimate:
-    """Seconds of ``steps`` training steps of ``model`` (`spinlens.training.fit`), by part.
+                           n_batch: int | None = None, data_bytes: int = 0, overhead_s: float = 0.0,
+                           rates: dict | None = None) -> TimeEstimate:
+    """Seconds (and peak memory) of ``steps`` training steps of ``model`` (`spinlens.training.fit`), by part.
 
     ``probe``: one training batch of inputs (``model(probe)``), or a callable ``model -> output`` that draws
     nothing at random. One forward and backward pass of it is counted (`count_step`, in eval mode, so that
     no dropout draws from torch's generator; gradients cleared after): per step, matrix-product flops over
     torch's GEMM rate, torch function calls times the cost of one (forward and backward), and the bytes they
-    write over the streaming rate; plus the optimiser, ~12 passes over the trained entries. ``eval_inputs``: rows of
-    evaluation every ``eval_every`` steps, at a third of a step per batch (a forward pass only); ``n_batch``:
-    rows of the probe (default its first dimension).
+    write over the streaming rate; plus the optimiser, ~12 passes over the trained entries and the
+    measured cost of an Adam step per parameter tensor. ``eval_inputs``:
+    rows of evaluation every ``eval_every`` steps, at a third of a step per batch (a forward pass only);
+    ``n_batch``: rows of the probe (default its first dimension). Memory (``.memory``): the parameters, and
+    for the trained ones a gradient and two optimiser moments, the activations the forward pass writes, and
+    ``data_bytes`` of training data.
     """
     import torch
 
+    from .memory import BASE_BYTES, MemoryEstimate
+
     was = model.training if isinstance(model, torch.nn.Module) else None
-    params = [p for p in model.parameters() if p.requires_grad]
+    every = list(model.parameters())
+    params = [p for p in every if p.requires_grad]
     dtype = str(params[0].dtype).replace("torch.", "") if params else "float32"
     r = torch_rates(dtype) if rates is None else rates
     if isinstance(model, torch.nn.Module):
@@ -444,14 +461,19 @@ def estimate_training_time(model, probe, *, steps: int, eval_inputs: int = 0, ev
         n_batch = int(probe.shape[0]) if isinstance(probe, torch.Tensor) else 1
     n_params = sum(p.numel() for p in params)
     per_step = flops / r["gemm_flops"] + n_ops * r["op_s"] + nbytes / r["stream_bytes"]
-    opt_s = 12 * n_params * params[0].element_size() / r["stream_bytes"] + 12 * len(params) * r["op_s"] if params else 0.0
+    size = params[0].element_size() if params else 4
+    opt_s = 12 * n_params * size / r["stream_bytes"] + len(params) * r["tensor_step_s"]
     parts = {"steps": steps * per_step, "optimizer": steps * opt_s}
     if eval_inputs and eval_every:
         n_eval = steps // max(1, eval_every) + 1
         parts["evaluation"] = n_eval * max(1.0, eval_inputs / max(1, n_batch)) * per_step / 3
     if overhead_s:
         parts["overhead"] = float(overhead_s)
-    return TimeEstimate(parts)
+    mem = {"base": BASE_BYTES, "parameters": sum(p.numel() * p.element_size() for p in every),
+           "gradients_and_moments": 3 * n_params * size, "activations": int(nbytes / 3)}
+    if data_bytes:
+        mem["data"] = int(data_bytes)
+    return TimeEstimate(parts, MemoryEstimate("train", None, mem))
 
 
 def check_duration(est: TimeEstimate, *, yes: bool, what: str, shrink: str, limit_s: float = LONG_JOB_S) -> None:

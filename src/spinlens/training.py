@@ -117,7 +117,8 @@ def make_optimizer(params, optimizer: str = "adam", *, lr: float, weight_decay: 
 
 def fit(model, loss, *, steps: int, optimizer: str = "adam", lr: float = 1e-3, weight_decay: float = 0.0,
         betas=None, lr_at=None, grad_clip: float | None = None, params=None, masks: dict | None = None,
-        on_step=None, progress: bool = False, label: str = "train", time_estimate=None) -> FitResult:
+        on_step=None, progress: bool = False, label: str = "train", time_estimate=None,
+        on_estimate=None) -> FitResult:
     """The one training loop of spinlens (module docstring): ``steps`` optimiser steps on ``loss``.
 
     Parameters
@@ -148,6 +149,9 @@ def fit(model, loss, *, steps: int, optimizer: str = "adam", lr: float = 1e-3, w
         The progress line's name.
     time_estimate : spinlens.progress.TimeEstimate, optional
         Kept in the result beside the measured time.
+    on_estimate : callable ``TimeEstimate -> None``, optional
+        Called with ``time_estimate`` before the first step: the command line prints it there and refuses a
+        job beyond an hour without ``--yes`` (`spinlens.progress.check_duration`).
 
     Returns
     -------
@@ -170,6 +174,8 @@ def fit(model, loss, *, steps: int, optimizer: str = "adam", lr: float = 1e-3, w
     check_choice("optimizer", optimizer, OPTIMIZERS, owner=own)
     if params is not None and masks is not None:
         raise InvalidParameterError("The 'params' and 'masks' parameters of fit exclude each other; give one.")
+    if on_estimate is not None and time_estimate is not None:
+        on_estimate(time_estimate)
     module = model if isinstance(model, torch.nn.Module) else None
     named = dict(module.named_parameters()) if module is not None else {}
     if masks is not None:
@@ -276,6 +282,7 @@ def train_model(
     rng: RNGLike = None,
     progress: bool = True,
     eval_every: int = 1,
+    on_estimate=None,
 ) -> TrainResult:
     """Train ``model`` on ``train`` (a `Prompts`) with MSE loss.
 
@@ -290,6 +297,8 @@ def train_model(
         None: full batch.
     device : torch device string.
     rng : seed for the mini-batch order.
+    on_estimate : callable, optional
+        Called with the time (and memory) estimate before the start (`fit`).
     """
     import torch
     import xarray as xr
@@ -344,9 +353,9 @@ def train_model(
 
     est = estimate_training_time(model, Ztr[: min(P, batch_size or P)], steps=epochs * n_batches,
                                  eval_inputs=P + (test.n_prompts if test is not None else 0),
-                                 eval_every=n_batches * eval_every)
+                                 eval_every=n_batches * eval_every, data_bytes=2 * Ztr.nbytes)
     res = fit(model, batch_loss, steps=epochs * n_batches, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-              on_step=on_step, progress=progress, label="train", time_estimate=est)
+              on_step=on_step, progress=progress, label="train", time_estimate=est, on_estimate=on_estimate)
     if not res.converged:  # stopped at a non-finite loss: record where
         evaluate(model, -(-res.n_steps // n_batches))
     seconds = res.seconds

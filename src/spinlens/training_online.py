@@ -131,6 +131,7 @@ def train_online(
     device: str = "cpu",
     rng: RNGLike = None,
     progress: bool = False,
+    on_estimate=None,
 ):
     """Train ``model`` (``Z -> ŷ``) by mini-batch gradient descent on the mean squared error.
 
@@ -167,6 +168,8 @@ def train_online(
         ``rng`` of `spinlens.models.zoo.build_model`).
     progress : bool
         Show one updating progress line on a terminal.
+    on_estimate : callable, optional
+        Called with the time (and memory) estimate before the start (`spinlens.training.fit`).
 
     Returns
     -------
@@ -253,6 +256,9 @@ def train_online(
             model.train()
 
     def batch_loss(m, step):
+        if step == 0:  # the test loss before training (after the estimate: nothing runs before it)
+            evaluate(0)
+            m.train()
         if online:
             batch = data.sample(batch_size, rng=g_data, pool=pool)
             Z = torch.as_tensor(batch.Z, dtype=dtype, device=device)
@@ -273,12 +279,12 @@ def train_online(
 
     D1, N1 = d + 1, (data.n_context if online else data.Z.shape[2] - 1) + 1
     est = estimate_training_time(model, torch.zeros(batch_size, D1, N1, dtype=dtype, device=device), steps=n_steps,
-                                 eval_inputs=0 if test is None else test.n_prompts, eval_every=eval_every)
-    evaluate(0)
+                                 eval_inputs=0 if test is None else test.n_prompts, eval_every=eval_every,
+                                 data_bytes=0 if online else 2 * data.Z.nbytes)
     model.train()
     res = fit(model, batch_loss, steps=n_steps, optimizer=optimizer, lr=lr, weight_decay=weight_decay, lr_at=lr_at,
               grad_clip=grad_clip, on_step=on_step, progress=progress, label=f"train {type(model).__name__}",
-              time_estimate=est)
+              time_estimate=est, on_estimate=on_estimate)
     if not res.converged:
         raise FloatingPointError(f"{res.message}.")
     train_losses = res.losses

@@ -71,6 +71,7 @@ class LMResult:
     seconds : wall time of the training loop
     n_train_tokens, n_val_tokens : sizes of the split
     heldout : int64 array, the held-out token ids (what ``heldout_tokens.npy`` holds)
+    time_estimate : spinlens.progress.TimeEstimate, made before the first step (`estimate_lm_time`)
     """
 
     model: object
@@ -82,6 +83,7 @@ class LMResult:
     n_val_tokens: int = 0
     metadata: dict = field(default_factory=dict)
     heldout: np.ndarray | None = None
+    time_estimate: object = None
 
 
 def _lr_at(step: int, cfg: LMConfig) -> float:
@@ -210,7 +212,8 @@ def list_checkpoints(folder) -> list[tuple[int, Path]]:
 
 
 def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "cpu", corpus_name: str = "text",
-             tokenizer=None, progress: bool = False, callback=None, force: bool = False) -> LMResult:
+             tokenizer=None, progress: bool = False, callback=None, force: bool = False,
+             on_estimate=None) -> LMResult:
     """Train a tokenizer (unless given) and a causal LM on ``text``; save folders under ``out`` if given.
 
     Parameters
@@ -228,6 +231,9 @@ def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "
         Use this tokenizer instead of training one (fine-tuning on a new domain keeps the vocabulary).
     callback : callable(step, model), optional
         Called after every held-out evaluation.
+    on_estimate : callable, optional
+        Called with the time (and memory) estimate (`estimate_lm_time`) before the first step
+        (`spinlens.training.fit`).
     """
     from spinlens.lm.corpus import text_digest
     from spinlens.lm.data import eval_windows, split_tokens
@@ -255,19 +261,20 @@ def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "
     meta = {"corpus": corpus_name, "corpus_sha256": text_digest(text), "corpus_chars": len(text),
             "n_train_tokens": int(len(split.train)), "n_val_tokens": int(len(split.val)), "lm_config": cfg.to_dict()}
     if out is None:
-        return _train_loop(model, tokenizer, split, cfg, meta, None, device, progress, callback, V, rng, val, ck_steps)
+        return _train_loop(model, tokenizer, split, cfg, meta, None, device, progress, callback, V, rng, val, ck_steps,
+                           on_estimate)
     from spinlens.io import folder_transaction
 
     out = Path(out)
     with folder_transaction(out, kind=LM_KIND, force=force) as stage:  # the whole folder, or nothing
         save_heldout(stage, split.val)  # first: checkpoints read it from the run folder during training
         res = _train_loop(model, tokenizer, split, cfg, meta, stage, device, progress, callback, V, rng, val,
-                          ck_steps)
+                          ck_steps, on_estimate)
     res.checkpoints = [(step, out / CHECKPOINTS / d.name) for step, d in res.checkpoints]
     return res
 
 
-def estimate_lm_time(model, cfg: LMConfig, *, n_val_windows: int = 0, device: str = "cpu"):
+def estimate_lm_time(model, cfg: LMConfig, *, n_val_windows: int = 0, n_train_tokens: int = 0, device: str = "cpu"):
     """The time estimate of `train_lm` (`spinlens.progress.estimate_training_time`): ``cfg.steps`` steps of
     ``cfg.batch_size`` windows of ``cfg.n_ctx`` tokens, and the held-out evaluations."""
     from spinlens.progress import estimate_training_time
@@ -276,10 +283,11 @@ def estimate_lm_time(model, cfg: LMConfig, *, n_val_windows: int = 0, device: st
     n_eval = len(set(range(cfg.eval_every, cfg.steps + 1, cfg.eval_every)) | {1, cfg.steps}
                  | set(checkpoint_steps(cfg.steps, cfg.n_checkpoints)))
     return estimate_training_time(model, probe, steps=cfg.steps, eval_inputs=n_val_windows,
-                                  eval_every=max(1, cfg.steps // max(1, n_eval)))
+                                  eval_every=max(1, cfg.steps // max(1, n_eval)), data_bytes=n_train_tokens * 8)
 
 
-def _train_loop(model, tokenizer, split, cfg, meta, out, device, progress, callback, V, rng, val, ck_steps):
+def _train_loop(model, tokenizer, split, cfg, meta, out, device, progress, callback, V, rng, val, ck_steps,
+                on_estimate=None):
     from spinlens.lm.data import random_windows, token_losses
     from spinlens.training import fit
 
@@ -309,18 +317,18 @@ def _train_loop(model, tokenizer, split, cfg, meta, out, device, progress, callb
             save_lm(m, tokenizer, d, metadata={**meta, "step": step, "val_loss": history[-1]["val_loss"]})
             checkpoints.append((step, d))
 
-    est = estimate_lm_time(model, cfg, n_val_windows=int(val.shape[0]), device=device)
+    est = estimate_lm_time(model, cfg, n_val_windows=int(val.shape[0]), n_train_tokens=len(split.train), device=device)
     t0 = state["t0"] = time.perf_counter()
     res = fit(model, batch_loss, steps=cfg.steps, optimizer="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay,
               betas=(0.9, 0.98), lr_at=lambda step: _lr_at(step, cfg), grad_clip=1.0, on_step=on_step,
-              progress=progress, label="lm", time_estimate=est)
+              progress=progress, label="lm", time_estimate=est, on_estimate=on_estimate)
     if not res.converged:
         raise InvalidParameterError(f"Training diverged at step {res.n_steps} (loss {res.losses[-1]}); lower --lr "
                                     f"(now {cfg.lr}).")
     seconds = time.perf_counter() - t0
     model.eval()
-    meta.update(step=cfg.steps, val_loss=history[-1]["val_loss"], val_ppl=history[-1]["val_ppl"], train_seconds=seconds,
-                time_estimate_s=est.to_dict()["time_estimate_s"])
+    meta.update(step=cfg.steps, val_loss=history[-1]["val_loss"], val_ppl=history[-1]["val_ppl"], train_seconds=seconds)
     if out is not None:
         save_lm(model, tokenizer, out, metadata=meta)
-    return LMResult(model, tokenizer, history, checkpoints, seconds, len(split.train), len(split.val), meta, split.val)
+    return LMResult(model, tokenizer, history, checkpoints, seconds, len(split.train), len(split.val), meta, split.val,
+                    est)
