@@ -327,7 +327,7 @@ def torch_rates(dtype: str = "float32") -> dict:
     setting: ``gemm_flops`` (a 256² matrix product, flop/s), ``op_s`` (seconds per torch function call of a
     tiny forward and backward pass: the Python and dispatch overhead that dominates small models) and
     ``stream_bytes`` (bytes/s written by large elementwise operations), ``tensor_step_s`` (seconds of an Adam
-    step per small parameter tensor), each times the share of a core this process gets (`machine_rates`)."""
+    step per small parameter tensor), ``matrix_s`` (seconds per small product of a batched product), each times the share of a core this process gets (`machine_rates`)."""
     import torch
 
     dt = getattr(torch, dtype)
@@ -344,8 +344,9 @@ def torch_rates(dtype: str = "float32") -> dict:
     n = 256
     A, B = torch.randn(n, n, generator=g, dtype=dt), torch.randn(n, n, generator=g, dtype=dt)
     gemm = 2.0 * n**3 / best(lambda: A @ B)
-    x = torch.randn(1 << 21, generator=g, dtype=dt)
-    stream = x.numel() * x.element_size() * 2 / best(lambda: torch.mul(x, 1.5))
+    x = torch.randn(1 << 20, generator=g, dtype=dt)
+    y = torch.empty_like(x)
+    stream = x.numel() * x.element_size() * 2 / best(lambda: torch.mul(x, 1.5, out=y), n=5)
     w = torch.randn(4, 4, generator=g, dtype=dt, requires_grad=True)
     z = torch.randn(2, 4, generator=g, dtype=dt)
 
@@ -353,7 +354,7 @@ def torch_rates(dtype: str = "float32") -> dict:
         for _ in range(20):
             torch.softmax(torch.tanh(z @ w) * 2.0 + 1.0, -1)[:, 0].mean().backward()
 
-    _, n_ops, _ = count_step(lambda: torch.softmax(torch.tanh(z @ w) * 2.0 + 1.0, -1)[:, 0].mean())
+    n_ops = count_step(lambda: torch.softmax(torch.tanh(z @ w) * 2.0 + 1.0, -1)[:, 0].mean())[1]
     op_s = best(tiny) / (20 * n_ops)  # seconds per function call of the forward pass, backward included
     w.grad = None
     ps = [torch.zeros(4, 4, dtype=dt, requires_grad=True) for _ in range(16)]
@@ -362,54 +363,61 @@ def torch_rates(dtype: str = "float32") -> dict:
     opt = torch.optim.Adam(ps, lr=1e-3)
     opt.step()
     step_s = best(lambda: [opt.step() for _ in range(5)]) / (5 * len(ps))
+    a, b = torch.randn(4096, 2, 6, generator=g, dtype=dt), torch.randn(4096, 6, 8, generator=g, dtype=dt)
+    mat_s = best(lambda: torch.bmm(a, b), n=5) / 4096
     share = machine_rates()["share"]
     return {"gemm_flops": gemm * share, "stream_bytes": stream * share, "op_s": op_s / share,
-            "tensor_step_s": step_s / share}
+            "tensor_step_s": step_s / share, "matrix_s": mat_s / share}
 
 
-def _product_flops(name: str, args, out) -> float:
-    """Flops (2 per multiply-add) of a torch matrix-product function call, else 0."""
+def _product_cost(name: str, args, out) -> tuple:
+    """``(flops, matrices)`` of a torch matrix-product function call (2 flops per multiply-add; matrices: how
+    many separate products a batched call makes, each with a fixed overhead), else ``(0, 0)``."""
     import torch
 
     if name in ("matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "linear", "addmm", "baddbmm", "addbmm"):
-        a = args[1] if name in ("addmm", "baddbmm", "addbmm") else args[0]
-        if name == "__rmatmul__":
-            a = args[1]
+        a = args[1] if name in ("addmm", "baddbmm", "addbmm", "__rmatmul__") else args[0]
         if isinstance(a, torch.Tensor) and isinstance(out, torch.Tensor) and a.dim():
-            return 2.0 * out.numel() * a.shape[-1]
-        return 0.0
+            mats = math.prod(out.shape[:-2]) if out.dim() > 2 and name not in ("linear", "addmm") else 1
+            return 2.0 * out.numel() * a.shape[-1], mats
+        return 0.0, 0
     if name == "einsum":
         eq = args[0].replace(" ", "")
         ops = args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:]
+        terms = eq.split("->")
+        if len(terms) != 2 or "..." in eq or not all(isinstance(t, torch.Tensor) for t in ops):
+            return (2.0 * out.numel(), 1) if isinstance(out, torch.Tensor) else (0.0, 0)
         sizes: dict = {}
-        for term, t in zip(eq.split("->")[0].split(","), ops):
-            if "..." in term or not isinstance(t, torch.Tensor):
-                return 2.0 * out.numel() if isinstance(out, torch.Tensor) else 0.0
+        for term, t in zip(terms[0].split(","), ops):
             sizes.update(zip(term, t.shape))
-        return 2.0 * math.prod(sizes.values())
+        ins = [set(t) for t in terms[0].split(",")]
+        batch = set(terms[1]).intersection(*ins) if len(ins) > 1 else set()
+        return 2.0 * math.prod(sizes.values()), math.prod(sizes[c] for c in batch) if batch else 1
     if name == "scaled_dot_product_attention":
         q, k = args[0], args[1]
-        return 4.0 * math.prod(q.shape[:-1]) * k.shape[-2] * q.shape[-1]
-    return 0.0
+        return 4.0 * math.prod(q.shape[:-1]) * k.shape[-2] * q.shape[-1], 2 * math.prod(q.shape[:-2])
+    return 0.0, 0
 
 
 def count_step(forward) -> tuple:
-    """``(flops, n_ops, bytes)`` of one training step whose forward pass is ``forward()`` (returning a tensor):
-    the matrix-product flops of the forward pass (matmul, linear, einsum, bmm, attention; 2 per
+    """``(flops, n_ops, bytes, matrices)`` of one training step whose forward pass is ``forward()`` (returning a
+    tensor): the matrix-product flops of the forward pass (matmul, linear, einsum, bmm, attention; 2 per
     multiply-add) times 3 (the backward pass takes two products per product), the torch function calls of
-    the forward pass, and the bytes they write times 3. The backward pass of the output's sum is run (its
-    gradients are the caller's to clear). Counted with a `torch.overrides.TorchFunctionMode`."""
+    the forward pass, the bytes they write times 3, and the separate matrix products of batched calls times
+    3. The backward pass of the output's sum is run (its gradients are the caller's to clear). Counted with a
+    `torch.overrides.TorchFunctionMode`."""
     import torch
     from torch.overrides import TorchFunctionMode
 
-    count = {"flops": 0.0, "n": 0, "bytes": 0.0}
+    count = {"flops": 0.0, "n": 0, "bytes": 0.0, "mats": 0}
 
     class _Count(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            name = getattr(func, "__name__", "")
             count["n"] += 1
-            count["flops"] += _product_flops(name, args, out)
+            flops, mats = _product_cost(getattr(func, "__name__", ""), args, out)
+            count["flops"] += flops
+            count["mats"] += mats
             for t in out if isinstance(out, (tuple, list)) else (out,):
                 if isinstance(t, torch.Tensor):
                     count["bytes"] += t.numel() * t.element_size()
@@ -419,7 +427,7 @@ def count_step(forward) -> tuple:
         out = forward()
     if out.requires_grad:
         out.float().sum().backward()
-    return 3 * count["flops"], count["n"], 3 * count["bytes"]
+    return 3 * count["flops"], count["n"], 3 * count["bytes"], 3 * count["mats"]
 
 
 def estimate_training_time(model, probe, *, steps: int, eval_inputs: int = 0, eval_every: int | None = None,
@@ -430,8 +438,8 @@ def estimate_training_time(model, probe, *, steps: int, eval_inputs: int = 0, ev
     ``probe``: one training batch of inputs (``model(probe)``), or a callable ``model -> output`` that draws
     nothing at random. One forward and backward pass of it is counted (`count_step`, in eval mode, so that
     no dropout draws from torch's generator; gradients cleared after): per step, matrix-product flops over
-    torch's GEMM rate, torch function calls times the cost of one (forward and backward), and the bytes they
-    write over the streaming rate; plus the optimiser, ~12 passes over the trained entries and the
+    torch's GEMM rate, torch function calls times the cost of one (forward and backward), the bytes they
+    write over the streaming rate and the separate products of batched products times the cost of one; plus the optimiser, ~12 passes over the trained entries and the
     measured cost of an Adam step per parameter tensor. ``eval_inputs``:
     rows of evaluation every ``eval_every`` steps, at a third of a step per batch (a forward pass only);
     ``n_batch``: rows of the probe (default its first dimension). Memory (``.memory``): the parameters, and
@@ -451,7 +459,7 @@ def estimate_training_time(model, probe, *, steps: int, eval_inputs: int = 0, ev
         model.eval()
     try:
         fwd = (lambda: probe(model)) if callable(probe) and not isinstance(probe, torch.Tensor) else (lambda: model(probe))
-        flops, n_ops, nbytes = count_step(fwd)
+        flops, n_ops, nbytes, mats = count_step(fwd)
     finally:
         for p in params:
             p.grad = None
@@ -460,7 +468,7 @@ def estimate_training_time(model, probe, *, steps: int, eval_inputs: int = 0, ev
     if n_batch is None:
         n_batch = int(probe.shape[0]) if isinstance(probe, torch.Tensor) else 1
     n_params = sum(p.numel() for p in params)
-    per_step = flops / r["gemm_flops"] + n_ops * r["op_s"] + nbytes / r["stream_bytes"]
+    per_step = flops / r["gemm_flops"] + n_ops * r["op_s"] + nbytes / r["stream_bytes"] + mats * r["matrix_s"]
     size = params[0].element_size() if params else 4
     opt_s = 12 * n_params * size / r["stream_bytes"] + len(params) * r["tensor_step_s"]
     parts = {"steps": steps * per_step, "optimizer": steps * opt_s}
