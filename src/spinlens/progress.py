@@ -30,7 +30,7 @@ import time
 from typing import IO
 
 __all__ = ["ProgressLine", "bar", "TimeEstimate", "check_duration", "estimate_solve_time", "estimate_sweep_time",
-           "estimate_training_time", "count_step", "torch_rates", "format_seconds", "machine_rates", "LONG_JOB_S"]
+           "estimate_training_time", "count_step", "torch_rates", "format_seconds", "machine_rates", "LONG_JOB_S", "BYTE_CLASSES"]
 
 #: jobs estimated beyond this many seconds need ``yes=True`` (``--yes``)
 LONG_JOB_S = 3600.0
@@ -326,7 +326,8 @@ def torch_rates(dtype: str = "float32") -> dict:
     """Torch's speed on this machine, measured once per process and dtype (~0.1 s), at its current thread
     setting: ``gemm_flops`` (a 256² matrix product, flop/s), ``op_s`` (seconds per torch function call of a
     tiny forward and backward pass: the Python and dispatch overhead that dominates small models) and
-    ``stream_bytes`` (bytes/s written by large elementwise operations), ``tensor_step_s`` (seconds of an Adam
+    ``stream_bytes`` (bytes/s of an elementwise operation writing fresh memory, for outputs of 1, 6 and 24 MB,
+    the classes of `BYTE_CLASSES`: cached, heap, fresh pages), ``tensor_step_s`` (seconds of an Adam
     step per small parameter tensor), ``matrix_s`` (seconds per small product of a batched product), each times the share of a core this process gets (`machine_rates`)."""
     import torch
 
@@ -344,9 +345,10 @@ def torch_rates(dtype: str = "float32") -> dict:
     n = 256
     A, B = torch.randn(n, n, generator=g, dtype=dt), torch.randn(n, n, generator=g, dtype=dt)
     gemm = 2.0 * n**3 / best(lambda: A @ B)
-    x = torch.randn(1 << 20, generator=g, dtype=dt)
-    y = torch.empty_like(x)
-    stream = x.numel() * x.element_size() * 2 / best(lambda: torch.mul(x, 1.5, out=y), n=5)
+    stream = []  # bytes/s read and written by an elementwise operation into fresh memory, by output size
+    for nbytes in (1 << 20, 6 << 20, 24 << 20):
+        x = torch.ones(nbytes // torch.empty((), dtype=dt).element_size(), dtype=dt)
+        stream.append(2 * nbytes / best(lambda: torch.mul(x, 1.5), n=4))
     w = torch.randn(4, 4, generator=g, dtype=dt, requires_grad=True)
     z = torch.randn(2, 4, generator=g, dtype=dt)
 
@@ -354,7 +356,7 @@ def torch_rates(dtype: str = "float32") -> dict:
         for _ in range(20):
             torch.softmax(torch.tanh(z @ w) * 2.0 + 1.0, -1)[:, 0].mean().backward()
 
-    n_ops = count_step(lambda: torch.softmax(torch.tanh(z @ w) * 2.0 + 1.0, -1)[:, 0].mean())[1]
+    n_ops = count_step(lambda: torch.softmax(torch.tanh(z @ w) * 2.0 + 1.0, -1)[:, 0].mean())["calls"]
     op_s = best(tiny) / (20 * n_ops)  # seconds per function call of the forward pass, backward included
     w.grad = None
     ps = [torch.zeros(4, 4, dtype=dt, requires_grad=True) for _ in range(16)]
@@ -366,7 +368,7 @@ def torch_rates(dtype: str = "float32") -> dict:
     a, b = torch.randn(4096, 2, 6, generator=g, dtype=dt), torch.randn(4096, 6, 8, generator=g, dtype=dt)
     mat_s = best(lambda: torch.bmm(a, b), n=5) / 4096
     share = machine_rates()["share"]
-    return {"gemm_flops": gemm * share, "stream_bytes": stream * share, "op_s": op_s / share,
+    return {"gemm_flops": gemm * share, "stream_bytes": [b * share for b in stream], "op_s": op_s / share,
             "tensor_step_s": step_s / share, "matrix_s": mat_s / share}
 
 
@@ -399,51 +401,62 @@ def _product_cost(name: str, args, out) -> tuple:
     return 0.0, 0
 
 
-def count_step(forward) -> tuple:
-    """``(flops, n_ops, bytes, matrices)`` of one training step whose forward pass is ``forward()`` (returning a
-    tensor): the matrix-product flops of the forward pass (matmul, linear, einsum, bmm, attention; 2 per
-    multiply-add) times 3 (the backward pass takes two products per product), the torch function calls of
-    the forward pass, the bytes they write times 3, and the separate matrix products of batched calls times
-    3. The backward pass of the output's sum is run (its gradients are the caller's to clear). Counted with a
-    `torch.overrides.TorchFunctionMode`."""
+#: output sizes (bytes) that split the bytes a step writes into three classes with their own measured rates:
+#: in cache, fresh memory from the heap, and fresh pages from the system (page faults)
+BYTE_CLASSES = (2 << 20, 12 << 20)
+
+
+def count_step(forward) -> dict:
+    """What one training step costs, whose forward pass is ``forward()`` (returning a tensor): ``flops``, the
+    matrix-product flops of the forward pass (matmul, linear, einsum, bmm, attention; 2 per multiply-add)
+    times 3 (the backward pass takes two products per product); ``calls``, the torch function calls of the
+    forward pass; ``bytes``, the bytes they write times 3, by output size (``BYTE_CLASSES``: a list of three);
+    ``matrices``, the separate products of batched products times 3; ``sizes``, the bytes of each output of
+    the forward pass (for evaluations at another batch size, `estimate_training_time`). The backward pass of the output's sum is
+    run (its gradients are the caller's to clear). Counted with a `torch.overrides.TorchFunctionMode`."""
     import torch
     from torch.overrides import TorchFunctionMode
 
-    count = {"flops": 0.0, "n": 0, "bytes": 0.0, "mats": 0}
+    count: dict = {"flops": 0.0, "calls": 0, "bytes": [0.0, 0.0, 0.0], "matrices": 0, "sizes": []}
 
     class _Count(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            count["n"] += 1
+            count["calls"] += 1
             flops, mats = _product_cost(getattr(func, "__name__", ""), args, out)
             count["flops"] += flops
-            count["mats"] += mats
+            count["matrices"] += mats
             for t in out if isinstance(out, (tuple, list)) else (out,):
                 if isinstance(t, torch.Tensor):
-                    count["bytes"] += t.numel() * t.element_size()
+                    nb = t.numel() * t.element_size()
+                    count["bytes"][sum(nb >= c for c in BYTE_CLASSES)] += nb
+                    count["sizes"].append(nb)
             return out
 
     with _Count():
         out = forward()
     if out.requires_grad:
         out.float().sum().backward()
-    return 3 * count["flops"], count["n"], 3 * count["bytes"], 3 * count["mats"]
+    return {"flops": 3 * count["flops"], "calls": count["calls"], "bytes": [3 * b for b in count["bytes"]],
+            "matrices": 3 * count["matrices"], "sizes": count["sizes"]}
 
 
 def estimate_training_time(model, probe, *, steps: int, eval_inputs: int = 0, eval_every: int | None = None,
-                           n_batch: int | None = None, data_bytes: int = 0, overhead_s: float = 0.0,
-                           rates: dict | None = None) -> TimeEstimate:
+                           n_batch: int | None = None, eval_batch: int | None = None, data_bytes: int = 0,
+                           overhead_s: float = 0.0, rates: dict | None = None) -> TimeEstimate:
     """Seconds (and peak memory) of ``steps`` training steps of ``model`` (`spinlens.training.fit`), by part.
 
     ``probe``: one training batch of inputs (``model(probe)``), or a callable ``model -> output`` that draws
     nothing at random. One forward and backward pass of it is counted (`count_step`, in eval mode, so that
     no dropout draws from torch's generator; gradients cleared after): per step, matrix-product flops over
     torch's GEMM rate, torch function calls times the cost of one (forward and backward), the bytes they
-    write over the streaming rate and the separate products of batched products times the cost of one; plus the optimiser, ~12 passes over the trained entries and the
-    measured cost of an Adam step per parameter tensor. ``eval_inputs``:
-    rows of evaluation every ``eval_every`` steps, at a third of a step per batch (a forward pass only);
-    ``n_batch``: rows of the probe (default its first dimension). Memory (``.memory``): the parameters, and
-    for the trained ones a gradient and two optimiser moments, the activations the forward pass writes, and
+    write over the streaming rate of their size class, and the separate products of batched products times
+    the cost of one; plus the optimiser, ~12 passes over the trained entries and the measured cost of an
+    Adam step per parameter tensor. ``eval_inputs``: rows of evaluation every ``eval_every`` steps, in
+    forward passes of ``eval_batch`` rows (default ``n_batch``): the counted forward pass scaled to that
+    size, its outputs rated by their scaled sizes; ``n_batch``: rows of the probe (default its first
+    dimension). Memory (``.memory``): the parameters, and for the trained ones a gradient and two optimiser
+    moments, the activations the forward pass writes, and
     ``data_bytes`` of training data.
     """
     import torch
@@ -459,7 +472,7 @@ def estimate_training_time(model, probe, *, steps: int, eval_inputs: int = 0, ev
         model.eval()
     try:
         fwd = (lambda: probe(model)) if callable(probe) and not isinstance(probe, torch.Tensor) else (lambda: model(probe))
-        flops, n_ops, nbytes, mats = count_step(fwd)
+        c = count_step(fwd)
     finally:
         for p in params:
             p.grad = None
@@ -468,17 +481,22 @@ def estimate_training_time(model, probe, *, steps: int, eval_inputs: int = 0, ev
     if n_batch is None:
         n_batch = int(probe.shape[0]) if isinstance(probe, torch.Tensor) else 1
     n_params = sum(p.numel() for p in params)
-    per_step = flops / r["gemm_flops"] + n_ops * r["op_s"] + nbytes / r["stream_bytes"] + mats * r["matrix_s"]
+    per_step = (c["flops"] / r["gemm_flops"] + c["calls"] * r["op_s"] + c["matrices"] * r["matrix_s"]
+                + sum(b / rate for b, rate in zip(c["bytes"], r["stream_bytes"])))
     size = params[0].element_size() if params else 4
-    opt_s = 12 * n_params * size / r["stream_bytes"] + len(params) * r["tensor_step_s"]
+    opt_s = 12 * n_params * size / r["stream_bytes"][0] + len(params) * r["tensor_step_s"]
     parts = {"steps": steps * per_step, "optimizer": steps * opt_s}
-    if eval_inputs and eval_every:
+    if eval_inputs and eval_every:  # forward passes of eval_batch rows: the counted forward pass, scaled
         n_eval = steps // max(1, eval_every) + 1
-        parts["evaluation"] = n_eval * max(1.0, eval_inputs / max(1, n_batch)) * per_step / 3
+        rows = min(eval_inputs, eval_batch or n_batch)
+        x = rows / max(1, n_batch)
+        fwd = (x * c["flops"] / 3 / r["gemm_flops"] + c["calls"] * r["op_s"] / 3 + x * c["matrices"] / 3 * r["matrix_s"]
+               + sum(x * b / r["stream_bytes"][sum(x * b >= k for k in BYTE_CLASSES)] for b in c["sizes"]))
+        parts["evaluation"] = n_eval * math.ceil(eval_inputs / rows) * fwd
     if overhead_s:
         parts["overhead"] = float(overhead_s)
     mem = {"base": BASE_BYTES, "parameters": sum(p.numel() * p.element_size() for p in every),
-           "gradients_and_moments": 3 * n_params * size, "activations": int(nbytes / 3)}
+           "gradients_and_moments": 3 * n_params * size, "activations": int(sum(c["bytes"]) / 3)}
     if data_bytes:
         mem["data"] = int(data_bytes)
     return TimeEstimate(parts, MemoryEstimate("train", None, mem))

@@ -353,7 +353,7 @@ def train_model(
 
     est = estimate_training_time(model, Ztr[: min(P, batch_size or P)], steps=epochs * n_batches,
                                  eval_inputs=P + (test.n_prompts if test is not None else 0),
-                                 eval_every=n_batches * eval_every, data_bytes=2 * Ztr.nbytes)
+                                 eval_every=n_batches * eval_every, data_bytes=2 * Ztr.nbytes, eval_batch=P)
     res = fit(model, batch_loss, steps=epochs * n_batches, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
               on_step=on_step, progress=progress, label="train", time_estimate=est, on_estimate=on_estimate)
     if not res.converged:  # stopped at a non-finite loss: record where

@@ -280,6 +280,7 @@ def train_online(
     D1, N1 = d + 1, (data.n_context if online else data.Z.shape[2] - 1) + 1
     est = estimate_training_time(model, torch.zeros(batch_size, D1, N1, dtype=dtype, device=device), steps=n_steps,
                                  eval_inputs=0 if test is None else test.n_prompts, eval_every=eval_every,
+                                 eval_batch=4096,
                                  data_bytes=0 if online else 2 * data.Z.nbytes)
     model.train()
     res = fit(model, batch_loss, steps=n_steps, optimizer=optimizer, lr=lr, weight_decay=weight_decay, lr_at=lr_at,

@@ -114,15 +114,19 @@ def test_on_estimate_runs_before_the_first_step_and_the_line_on_a_terminal(monke
 def test_counted_flops_of_known_products():
     lin = torch.nn.Linear(7, 3, dtype=torch.float64)
     X = torch.zeros(11, 7, dtype=torch.float64)
-    flops, n_ops, nbytes = count_step(lambda: lin(X))
-    assert flops == 3 * 2 * 11 * 7 * 3 and n_ops == 1 and nbytes == 3 * 11 * 3 * 8
+    c = count_step(lambda: lin(X))
+    assert c["flops"] == 3 * 2 * 11 * 7 * 3 and c["calls"] == 1 and c["bytes"] == [3 * 11 * 3 * 8, 0, 0]
+    assert c["matrices"] == 3
     A, B = torch.zeros(4, 5, 6), torch.zeros(4, 6, 2, requires_grad=True)
-    assert count_step(lambda: torch.einsum("bij,bjk->bik", A, B))[0] == 3 * 2 * 4 * 5 * 6 * 2
-    assert count_step(lambda: A @ B)[0] == 3 * 2 * 4 * 5 * 6 * 2
+    for f in (lambda: torch.einsum("bij,bjk->bik", A, B), lambda: A @ B):
+        c = count_step(f)
+        assert c["flops"] == 3 * 2 * 4 * 5 * 6 * 2 and c["matrices"] == 3 * 4
+    big = torch.zeros(1 << 20, requires_grad=True)  # 4 MB outputs: the second class of bytes
+    assert count_step(lambda: big * 2.0)["bytes"] == [0, 3 * 4 * (1 << 20), 0]
 
 
 def test_training_estimate_scales_and_counts_memory():
-    rates = {"gemm_flops": 1e9, "stream_bytes": 1e9, "op_s": 1e-5, "tensor_step_s": 1e-5}
+    rates = {"gemm_flops": 1e9, "stream_bytes": [1e9] * 3, "op_s": 1e-5, "tensor_step_s": 1e-5, "matrix_s": 1e-7}
     m = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1))
     probe = torch.zeros(8, 16)
     a = estimate_training_time(m, probe, steps=100, rates=rates)

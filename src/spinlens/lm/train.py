@@ -283,7 +283,8 @@ def estimate_lm_time(model, cfg: LMConfig, *, n_val_windows: int = 0, n_train_to
     n_eval = len(set(range(cfg.eval_every, cfg.steps + 1, cfg.eval_every)) | {1, cfg.steps}
                  | set(checkpoint_steps(cfg.steps, cfg.n_checkpoints)))
     return estimate_training_time(model, probe, steps=cfg.steps, eval_inputs=n_val_windows,
-                                  eval_every=max(1, cfg.steps // max(1, n_eval)), data_bytes=n_train_tokens * 8)
+                                  eval_every=max(1, cfg.steps // max(1, n_eval)), data_bytes=n_train_tokens * 8,
+                                  eval_batch=64)
 
 
 def _train_loop(model, tokenizer, split, cfg, meta, out, device, progress, callback, V, rng, val, ck_steps,
