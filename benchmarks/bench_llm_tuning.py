@@ -33,6 +33,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--k-heads", type=int, default=6)
     ap.add_argument("--k-mlps", type=int, default=2)
+    ap.add_argument("--locate", choices=("study", "attribution"), default="study")
     ap.add_argument("--n-eval", type=int, default=32, help="prompts per held-out gain set")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--save-models", action="store_true", help="also write OUT/models/METHOD/seedS")
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
     t1 = time.perf_counter()
     res = tuning.precise_tuning(model, tok, data, methods=a.methods, seeds=a.seeds, steps=a.steps, lr=a.lr,
                                 batch_size=a.batch_size, eval_every=a.eval_every, k_heads=a.k_heads,
-                                k_mlps=a.k_mlps, save_dir=out / "models" if a.save_models else None,
+                                k_mlps=a.k_mlps, locate=a.locate, save_dir=out / "models" if a.save_models else None,
                                 progress=say, on_eval=on_eval)
     wall = time.perf_counter() - t1
     summary = summarize(res)

@@ -37,7 +37,11 @@ def attach_llm_edit(sub) -> None:
                    help="methods to compare (default all four; lora needs peft)")
     g.add_argument("--k-mlps", type=int, default=None, help="MLPs in the located set (default 2; --k: heads, default 6)")
     g.add_argument("--components", nargs="+", default=None,
-                   help="the located set, given (e.g. L20H3 L21.mlp) instead of attribution importance")
+                   help="the located set, given (e.g. L20H3 L21.mlp) instead of located by --locate")
+    g.add_argument("--locate", choices=("study", "attribution"), default=None,
+                   help="how the located set is found (default study): the skill's interpretability study (the "
+                        "arithmetic study's heads and MLPs; the function-vector heads for icl) or attribution "
+                        "importance of the answer loss (faster)")
     g.add_argument("--batch-size", type=int, default=None, help="prompts per step (default 8)")
     g.add_argument("--eval-every", type=int, default=None, help="evaluate gain and cost every N steps (default 10)")
     g.add_argument("--no-save-models", action="store_true", default=None,
@@ -109,6 +113,7 @@ def run_pinpoint(args) -> int:
     res = tuning.precise_tuning(
         model, tok, data, methods=methods, seeds=list(range(seed, seed + n_seeds)), steps=steps, lr=lr,
         batch_size=batch_size, eval_every=eval_every, k_heads=k, k_mlps=k_mlps, components=args.components,
+        locate=args.locate or "study",
         save_dir=None if (out is None or bool(args.no_save_models)) else out / "models", record=record, progress=say)
     summary = summarize(res)
     if out is not None:
@@ -122,12 +127,10 @@ def run_pinpoint(args) -> int:
 
 def summarize(res) -> dict:
     """``--json``: per method the target metrics (gain keys) and every general-ability metric, mean and sd."""
-    from spinlens.llm.general import GENERAL_KEYS
-
+    gk = res.settings["general_keys"]
     methods = {}
     for m, fin in res.final.items():
-        keys = [k for k in fin if k.startswith(("gain_", "accuracy_"))] + list(GENERAL_KEYS) + \
-               [f"d_{k}" for k in GENERAL_KEYS]
+        keys = [k for k in fin if k.startswith(("gain_", "accuracy_"))] + list(gk) + [f"d_{k}" for k in gk]
         methods[m] = {k: {"mean": fin[k][0], "sd": fin[k][1]} for k in keys if k in fin}
         methods[m]["n_trainable"] = res.n_trainable[m]
         methods[m]["step_time"] = res.step_time[m]
@@ -136,8 +139,6 @@ def summarize(res) -> dict:
 
 
 def headline(res) -> str:
-    from spinlens.llm.general import GENERAL_KEYS
-
     s = res.settings
     gains = [k for k in next(iter(res.final.values())) if k.startswith("gain_")]
     lines = [f"precise tuning: {res.skill}, {s['steps']} steps, lr {s['lr']:g}, batch {s['batch_size']}, "
@@ -146,7 +147,7 @@ def headline(res) -> str:
     for m, fin in res.final.items():
         lines.append(f"{m:8s} ({res.n_trainable[m]:,} params, {res.step_time[m]:.2f} s/step): "
                      + ", ".join(f"{g} {_fmt(fin[g])}" for g in gains) + " | "
-                     + ", ".join(f"{k} {_fmt(fin[k])}" for k in GENERAL_KEYS))
+                     + ", ".join(f"{k} {_fmt(fin[k])}" for k in s["general_keys"]))
     mt = res.matched
     if mt["levels"]:
         lines.append(f"cost at matched {mt['gain_key']} (levels {', '.join(f'{x:.3f}' for x in mt['levels'])}):")

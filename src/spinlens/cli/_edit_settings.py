@@ -119,7 +119,12 @@ def _dispatch(inner, name, defaults, shared, reg_shared):
         if src.setting == "hf" and name != "quantize":
             from spinlens.errors import InvalidParameterError
 
-            raise InvalidParameterError(f"The '--model' parameter (a Hugging Face model) is not yet supported by "
+            if name == "steer":
+                raise InvalidParameterError(
+                    "The '--model' parameter (a pretrained LM) is steered by 'spinlens interp control --model "
+                    f"{args.model}' (a prompt prefix, a residual vector, neurons, located heads; effect and cost); "
+                    "'steer' takes spinlens models (--checkpoint, --setting).")
+            raise InvalidParameterError(f"The '--model' parameter (a Hugging Face model) is not supported by "
                                         f"'{name}'; give a spinlens model folder under --checkpoint.")
         return inner(args)
 

@@ -43,7 +43,7 @@ __all__ = ["SkillData", "arithmetic_data", "icl_data", "encode_pairs", "answer_a
 
 METHODS = ("located", "random", "full", "lora")
 #: sizes of the general-ability suite evaluated along training (`spinlens.llm.general.build_suite`)
-ALONG_TRAINING_SUITE = {"n_windows": 8, "window": 32, "n_ioi": 12, "n_icl": 4}
+ALONG_TRAINING_SUITE = {"n_seq": 8, "seq_len": 32, "n_prompts": 12}
 
 
 @dataclass(frozen=True)
@@ -120,16 +120,41 @@ def arithmetic_data(*, n_train: int = 256, n_eval: int = 64, ops=("+",), digits:
         meta={"heldout_numbers": [int(x) for x in held]})
 
 
+#: the words of the first- and last-letter tasks (names and countries)
+LETTER_WORDS = ("Mary", "John", "Tom", "James", "Anna", "Paul", "Kate", "Mark", "Lisa", "David", "Sarah", "Peter",
+                "France", "Germany", "Italy", "Spain", "Japan", "Russia", "Egypt", "Greece", "Austria", "Poland",
+                "Portugal", "Norway", "Sweden", "Ireland", "Hungary", "Kenya", "Peru", "Cuba", "Thailand", "Finland",
+                "Denmark", "Belgium", "Canada", "China")
+
+
+def letter_tasks() -> dict:
+    """Generated few-shot tasks ``{name: [(input, output), ...]}`` on letters (single-token outputs in any
+    tokenizer that has the letters): case (``upper``, ``lower``), alphabet order (``next_letter``,
+    ``prev_letter``), and the first / last letter of `LETTER_WORDS`."""
+    import string
+
+    low = string.ascii_lowercase
+    words = sorted(LETTER_WORDS)
+    return {
+        "upper": [(c, c.upper()) for c in low],
+        "lower": [(c.upper(), c) for c in low],
+        "next_letter": [(low[i], low[i + 1]) for i in range(25)],
+        "prev_letter": [(low[i + 1], low[i]) for i in range(25)],
+        "first_letter": [(w, w[0]) for w in words],
+        "last_letter": [(w, w[-1]) for w in words],
+    }
+
+
 def icl_data(*, train_tasks=("lower", "prev_letter"), heldout_tasks=("last_letter",),
              n_train: int = 192, n_eval: int = 48, shots: int = 4, seed: int = 0) -> SkillData:
     """Few-shot in-context learning: train on few-shot prompts of ``train_tasks``, evaluate few-shot accuracy
     on ``heldout_tasks`` (never trained on; ``heldout_tasks``, the primary set) and on new prompts of the
-    training tasks (``train_tasks``). Tasks come from `spinlens.llm.general.icl_standin_tasks`."""
-    from spinlens.llm.general import few_shot_task, icl_standin_tasks
+    training tasks (``train_tasks``). Tasks come from `letter_tasks`."""
+    from spinlens.llm.tasks import few_shot_task
     from spinlens.random import as_generator
 
     g = as_generator(seed)
-    tasks = icl_standin_tasks()
+    tasks = letter_tasks()
     for t in (*train_tasks, *heldout_tasks):
         check_choice("task", t, tuple(tasks))
 
@@ -276,6 +301,35 @@ def locate_components(model, enc: EncodedPairs, *, k_heads: int = 6, k_mlps: int
     return picked, scores
 
 
+def locate_by_study(model, tokenizer, skill: str, *, k_heads: int = 6, k_mlps: int = 2, seed: int = 0):
+    """The located set of a skill from its interpretability study: for ``"arithmetic"`` the ``k_heads`` heads
+    and ``k_mlps`` MLPs with the largest scores of `spinlens.llm.arithmetic.locate_components` (heads that move
+    operand information to the answer position, by activation patching with corrupted operands; the MLPs after
+    them); for ``"icl"`` the ``k_heads`` heads of largest causal indirect effect of
+    `spinlens.llm.icl.locate_fv_heads` (the function-vector heads, which carry the input-label mapping) and no
+    MLP. Returns ``(components, {name: score})``; the scores are the study's."""
+    from spinlens.edit.components import Component
+
+    check_choice("skill", skill, ("arithmetic", "icl"))
+    if skill == "arithmetic":
+        from spinlens.llm.arithmetic import locate_components as study
+
+        loc = study(model, tokenizer, operations=("+",), n_digits=2, n_prompts=64, seed=seed)
+        hs = np.asarray(loc.head_scores.values, dtype=float)
+        ms = np.nan_to_num(np.asarray(loc.mlp_scores.values, dtype=float), nan=-np.inf)
+        heads = [divmod(int(i), hs.shape[1]) for i in np.argsort(-hs.reshape(-1), kind="stable")[:k_heads]]
+        mlps = [int(i) for i in np.argsort(-ms, kind="stable")[:k_mlps] if np.isfinite(ms[i])]
+        scores = {str(Component("head", L, h)): float(hs[L, h]) for L, h in heads}
+        scores.update({str(Component("mlp", L)): float(ms[L]) for L in mlps})
+        return [Component("head", L, h) for L, h in heads] + [Component("mlp", L) for L in mlps], scores
+    from spinlens.llm.icl import locate_fv_heads
+
+    loc = locate_fv_heads(model, tokenizer, top_k=k_heads, seeds=(seed,))
+    ie = loc.indirect_effect.values
+    return ([Component("head", int(L), int(h)) for L, h in loc.heads],
+            {str(Component("head", int(L), int(h))): float(ie[L, h]) for L, h in loc.heads})
+
+
 def _mask_count(masks) -> int:
     return int(sum(int(m.sum()) for m in masks.values()))
 
@@ -365,7 +419,7 @@ class TuningResult:
     skill : str
     curves : list of dict
         One row per (method, seed, step): ``accuracy_<set>`` per evaluation set, ``gain_<set>`` (accuracy −
-        before), every `spinlens.llm.general.GENERAL_KEYS` metric and its change ``d_<key>``, ``train_loss``.
+        before), every general-ability metric (``suite.keys``, `spinlens.llm.general`) and its change ``d_<key>``, ``train_loss``.
     final : dict {method: {key: (mean, sd)}}
         The same keys at the last step, over seeds.
     matched : dict
@@ -486,8 +540,8 @@ def _verdict(matched, cost_key: str, located: str = "located") -> str:
 
 def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=(0, 1, 2), steps: int = 30,
                    lr: float = 1e-4, batch_size: int = 8, eval_every: int = 10, k_heads: int = 6, k_mlps: int = 2,
-                   components=None, suite=None, save_dir=None, record: dict | None = None, progress=None,
-                   on_eval=None) -> TuningResult:
+                   components=None, locate: str = "study", suite=None, save_dir=None, record: dict | None = None,
+                   progress=None, on_eval=None) -> TuningResult:
     """Tune ``model`` on ``data`` with each method and seed; record gain and cost along training.
 
     Parameters
@@ -501,7 +555,11 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
     eval_every : evaluate gain and cost every this many steps (and at the last step)
     k_heads, k_mlps : size of the located set (when ``components`` is None)
     components : list of component names, optional
-        The located set, given (e.g. by the arithmetic study); default `locate_components`.
+        The located set, given; default: located by ``locate``.
+    locate : {"study", "attribution"}
+        ``"study"``: the skill's interpretability study (`locate_by_study`: the arithmetic study's heads and
+        MLPs, the function-vector heads for ICL); ``"attribution"``: attribution importance of the answer loss
+        (`locate_components`, faster).
     suite : GeneralSuite, optional
         Default: `spinlens.llm.general.build_suite` at the sizes of `ALONG_TRAINING_SUITE` (it runs at every
         evaluation of every run).
@@ -520,11 +578,12 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
     """
     from spinlens.edit.components import Component, all_masks, component_masks
     from spinlens.edit.pinpoint import masked_finetune
-    from spinlens.llm.general import GENERAL_KEYS, build_suite, general_ability
+    from spinlens.llm.general import TASKS, build_suite, general_ability
     from spinlens.random import torch_generator
 
     for m in methods:
         check_choice("method", m, METHODS)
+    check_choice("locate", locate, ("study", "attribution"))
     if not methods:
         raise InvalidParameterError("The 'methods' parameter must name at least one method.")
     steps = check_int("steps", steps, low=1)
@@ -541,7 +600,9 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
             raise InvalidParameterError("The 'lora' method needs peft: pip install 'spinlens[peft]' (or leave lora "
                                         "out of the methods).") from None
     say = progress or (lambda s: None)
-    suite = suite or build_suite(tokenizer, **ALONG_TRAINING_SUITE)
+    # the skill's own task is the gain, never counted as general ability
+    suite = suite or build_suite(tokenizer, tasks=[t for t in TASKS if t != data.name], **ALONG_TRAINING_SUITE)
+    general_keys = suite.keys
     train = encode_pairs(data.train, tokenizer)
     evals = {k: encode_pairs(v, tokenizer) for k, v in data.evals.items()}
     digit_mask = _digit_start_ids(tokenizer) if data.numeric else None
@@ -558,8 +619,12 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
     if components is not None:
         located = [Component.parse(c) for c in components]
     elif {"located", "random", "lora"} & set(methods):  # the last two match the located set's size
-        say("locating components (attribution importance of the answer loss)")
-        located, scores = locate_components(model, train, k_heads=k_heads, k_mlps=k_mlps)
+        if locate == "study":
+            say(f"locating components (the {data.name} study)")
+            located, scores = locate_by_study(model, tokenizer, data.name, k_heads=k_heads, k_mlps=k_mlps)
+        else:
+            say("locating components (attribution importance of the answer loss)")
+            located, scores = locate_components(model, train, k_heads=k_heads, k_mlps=k_mlps)
     n_located = _mask_count(component_masks(model, located)) if located else 0
 
     curves: list = []
@@ -600,13 +665,13 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
                      **general_ability(m, suite=suite)}
                 for k in evals:
                     r[f"gain_{k}"] = r[f"accuracy_{k}"] - before[f"accuracy_{k}"]
-                for k in GENERAL_KEYS:
+                for k in general_keys:
                     r[f"d_{k}"] = r[k] - before[k]
                 return r
 
             # step 0 is the untuned model for every method (a copy; LoRA starts with B = 0): reuse `before`
             r0 = {"method": method, "seed": seed, "step": 0, **before, "train_loss": float("nan"),
-                  **{f"gain_{k}": 0.0 for k in evals}, **{f"d_{k}": 0.0 for k in GENERAL_KEYS}}
+                  **{f"gain_{k}": 0.0 for k in evals}, **{f"d_{k}": 0.0 for k in general_keys}}
             curves.append(r0)
             if on_eval is not None:
                 on_eval(r0)
@@ -637,7 +702,7 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
             del new, masks
 
     gain_key = f"gain_{data.primary}"
-    cost_keys = [f"d_{k}" for k in GENERAL_KEYS]
+    cost_keys = [f"d_{k}" for k in general_keys]
     matched = matched_costs(curves, gain_key=gain_key, cost_keys=cost_keys)
     final: dict = {}
     for method in methods:
@@ -651,7 +716,9 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
         step_time={m: float(np.mean(v)) for m, v in stime.items()}, verdict=verdict, before=before,
         settings={"steps": steps, "lr": lr, "batch_size": batch_size, "eval_every": eval_every, "seeds": list(seeds),
                   "methods": list(methods), "located": [str(c) for c in located], "n_located": n_located,
-                  "data_source": data.source, "general_sources": suite.sources, "primary": data.primary},
+                  "located_by": "given" if components is not None else locate,
+                  "data_source": data.source, "general_sources": suite.sources, "general_keys": list(general_keys),
+                  "general_skipped": suite.skipped, "primary": data.primary},
         scores=scores, saved=saved)
 
 
