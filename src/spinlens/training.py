@@ -205,6 +205,10 @@ def fit(model, loss, *, steps: int, optimizer: str = "adam", lr: float = 1e-3, w
     losses: list = []
     converged, message = True, None
     line = ProgressLine(label, total=steps, enabled=None if progress else False)
+    if time_estimate is not None:
+        from .progress import format_seconds
+
+        line.fields["estimate"] = format_seconds(time_estimate.seconds)
     t0 = time.perf_counter()
     try:
         for step in range(steps):

@@ -140,14 +140,14 @@ def pinpoint_tune(
 
 
 def masked_finetune(model, masks, batch_loss, *, steps: int, lr: float, weight_decay: float = 0.0,
-                    progress: bool = False, on_step=None, probe=None):
+                    progress: bool = False, on_step=None, probe=None, on_estimate=None):
     """Adam on ``model`` in place, with every gradient multiplied by its parameter's mask (entries outside the
     masks never change, bit for bit): the one training loop `spinlens.training.fit` with ``masks``.
     ``batch_loss(model, step)`` draws a batch and returns the loss; decoupled weight decay acts on the masked
     entries only; ``on_step(model, step)``, if given, runs after each optimiser step (``step`` = 1..steps),
     e.g. to evaluate along training; ``probe``, if given (a batch of inputs, or ``model -> output`` drawing
     nothing at random), times one step beforehand (`spinlens.progress.estimate_training_time`), shown with the
-    progress. The run stops at the first non-finite loss. Returns ``(loss history (steps taken,), number of
+    progress and passed to ``on_estimate`` before the first step. The run stops at the first non-finite loss. Returns ``(loss history (steps taken,), number of
     trainable entries)``. Pinpoint tuning of regression prompts, trained language models and Hugging Face
     models alike runs here."""
     from spinlens.training import fit
@@ -159,7 +159,7 @@ def masked_finetune(model, masks, batch_loss, *, steps: int, lr: float, weight_d
         est = estimate_training_time(model, probe, steps=steps)
     res = fit(model, batch_loss, steps=steps, optimizer="adam", lr=lr, weight_decay=weight_decay, masks=masks,
               on_step=None if on_step is None else (lambda m, step, loss: on_step(m, step)), progress=progress,
-              label="pinpoint", time_estimate=est)
+              label="pinpoint", time_estimate=est, on_estimate=on_estimate)
     return res.losses, res.n_trainable
 
 
