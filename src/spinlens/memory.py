@@ -222,6 +222,7 @@ _HINTS = {
     "couplings": "the dense couplings of cavity/tap need (D+1)^4 numbers: use a smaller --D, or --method exact "
                  "(matrix-free CG)",
     "prompts": "use a smaller --P, or drop --save-prompts",
+    "train": "use a smaller --batch-size, a smaller model, or fewer prompts --P",
 }
 
 
@@ -232,7 +233,9 @@ def check_memory(estimate: MemoryEstimate, *, available: int | None = None, what
     if estimate.bytes <= SAFETY * avail:
         return estimate
     big = max((k for k in estimate.parts if k != "base"), key=lambda k: estimate.parts[k])
-    if big in ("dense", "exact_reference") and estimate.method == "exact":
+    if estimate.method == "train":  # a training run (spinlens.progress.estimate_training_time)
+        hint = _HINTS["train"]
+    elif big in ("dense", "exact_reference") and estimate.method == "exact":
         hint = _HINTS["dense"]
     elif big in ("couplings", "exact_reference", "dense"):
         hint = _HINTS["couplings"] if estimate.method in ("cavity", "tap") else _HINTS["dense"]

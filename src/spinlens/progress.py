@@ -7,6 +7,10 @@
   (flop/s), streaming a symmetric matrix through a matrix-vector product (bytes/s), normal draws (/s).
 * `TimeEstimate` and the estimators `estimate_solve_time`, `estimate_sweep_time`: a flop (and byte) count of
   the job, from its sizes, divided by the calibrated rates. The count of each method is in its function.
+* `estimate_training_time`: the same for a training run (`spinlens.training.fit`): the matrix-product flops,
+  the number of torch operations and the bytes they write in one forward and backward pass, counted on one
+  probe batch (torch's flop counter), times the steps, over the rates of `torch_rates` (torch's own GEMM
+  speed in the model's dtype and the cost of one torch function call, measured once per process).
 * `bar`: a tqdm bar over an iterable (or ``total`` steps) for loops that are not iterative solvers (reproduce
   targets, phase maps, LM training inside the edit commands, examples); same rule: shown only on a terminal.
 * `check_duration`: the rule for jobs estimated beyond an hour: refused unless ``yes`` (``--yes``), with one
@@ -26,7 +30,7 @@ import time
 from typing import IO
 
 __all__ = ["ProgressLine", "bar", "TimeEstimate", "check_duration", "estimate_solve_time", "estimate_sweep_time",
-           "format_seconds", "machine_rates", "LONG_JOB_S"]
+           "estimate_training_time", "count_step", "torch_rates", "format_seconds", "machine_rates", "LONG_JOB_S", "BYTE_CLASSES"]
 
 #: jobs estimated beyond this many seconds need ``yes=True`` (``--yes``)
 LONG_JOB_S = 3600.0
@@ -192,21 +196,25 @@ def _measure_rates(np, dsymv, g) -> dict:
 
 @dataclasses.dataclass(frozen=True)
 class TimeEstimate:
-    """Estimated seconds of a job, by part (``parts``: name -> seconds)."""
+    """Estimated seconds of a job, by part (``parts``: name -> seconds); ``memory``: the job's
+    `spinlens.memory.MemoryEstimate` when the estimator makes one (training does)."""
 
     parts: dict
+    memory: object = None
 
     @property
     def seconds(self) -> float:
         return float(sum(self.parts.values()))
 
     def to_dict(self) -> dict:
-        """JSON-friendly: ``{"time_estimate_s": ..., "time_parts_s": {...}}``."""
+        """JSON-friendly: ``{"time_estimate_s": ..., "time_parts_s": {...}}`` (and the memory estimate's keys)."""
         return {"time_estimate_s": round(self.seconds, 4),
-                "time_parts_s": {k: round(v, 4) for k, v in self.parts.items()}}
+                "time_parts_s": {k: round(v, 4) for k, v in self.parts.items()},
+                **(self.memory.to_dict() if self.memory is not None else {})}
 
     def describe(self) -> str:
-        return f"about {format_seconds(self.seconds)}"
+        mem = f", {self.memory.gib:.2g} GiB" if self.memory is not None else ""
+        return f"about {format_seconds(self.seconds)}{mem}"
 
 
 def _features_s(d: int, n_context: int, n_prompts: int, sampler: str, r: dict) -> float:
@@ -311,6 +319,187 @@ def estimate_sweep_time(points, *, method: str = "cavity", max_iter: int = 100, 
         total += cache[key]
         n += 1
     return TimeEstimate({"points": total / max(1, jobs), "bookkeeping": 0.005 * n})
+
+
+@functools.lru_cache(maxsize=4)
+def torch_rates(dtype: str = "float32") -> dict:
+    """Torch's speed on this machine, measured once per process and dtype (~0.1 s), at its current thread
+    setting: ``gemm_flops`` (a 256² matrix product, flop/s), ``op_s`` (seconds per torch function call of a
+    tiny forward and backward pass: the Python and dispatch overhead that dominates small models) and
+    ``stream_bytes`` (bytes/s of an elementwise operation writing fresh memory, for outputs of 1, 6 and 24 MB,
+    the classes of `BYTE_CLASSES`: cached, heap, fresh pages), ``tensor_step_s`` (seconds of an Adam
+    step per small parameter tensor), ``matrix_s`` (seconds per small product of a batched product), each times the share of a core this process gets (`machine_rates`)."""
+    import torch
+
+    dt = getattr(torch, dtype)
+    g = torch.Generator().manual_seed(0)
+
+    def best(f, n=3):
+        ts = []
+        for _ in range(n):
+            t = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t)
+        return max(min(ts), 1e-9)
+
+    n = 256
+    A, B = torch.randn(n, n, generator=g, dtype=dt), torch.randn(n, n, generator=g, dtype=dt)
+    gemm = 2.0 * n**3 / best(lambda: A @ B)
+    stream = []  # bytes/s read and written by an elementwise operation into fresh memory, by output size
+    for nbytes in (1 << 20, 6 << 20, 24 << 20):
+        x = torch.ones(nbytes // torch.empty((), dtype=dt).element_size(), dtype=dt)
+        stream.append(2 * nbytes / best(lambda: torch.mul(x, 1.5), n=4))
+    w = torch.randn(4, 4, generator=g, dtype=dt, requires_grad=True)
+    z = torch.randn(2, 4, generator=g, dtype=dt)
+
+    def tiny():
+        for _ in range(20):
+            torch.softmax(torch.tanh(z @ w) * 2.0 + 1.0, -1)[:, 0].mean().backward()
+
+    n_ops = count_step(lambda: torch.softmax(torch.tanh(z @ w) * 2.0 + 1.0, -1)[:, 0].mean())["calls"]
+    op_s = best(tiny) / (20 * n_ops)  # seconds per function call of the forward pass, backward included
+    w.grad = None
+    ps = [torch.zeros(4, 4, dtype=dt, requires_grad=True) for _ in range(16)]
+    for p in ps:
+        p.grad = torch.ones_like(p)
+    opt = torch.optim.Adam(ps, lr=1e-3)
+    opt.step()
+    step_s = best(lambda: [opt.step() for _ in range(5)]) / (5 * len(ps))
+    a, b = torch.randn(4096, 2, 6, generator=g, dtype=dt), torch.randn(4096, 6, 8, generator=g, dtype=dt)
+    mat_s = best(lambda: torch.bmm(a, b), n=5) / 4096
+    share = machine_rates()["share"]
+    return {"gemm_flops": gemm * share, "stream_bytes": [b * share for b in stream], "op_s": op_s / share,
+            "tensor_step_s": step_s / share, "matrix_s": mat_s / share}
+
+
+def _product_cost(name: str, args, out) -> tuple:
+    """``(flops, matrices)`` of a torch matrix-product function call (2 flops per multiply-add; matrices: how
+    many separate products a batched call makes, each with a fixed overhead), else ``(0, 0)``."""
+    import torch
+
+    if name in ("matmul", "__matmul__", "__rmatmul__", "mm", "bmm", "linear", "addmm", "baddbmm", "addbmm"):
+        a = args[1] if name in ("addmm", "baddbmm", "addbmm", "__rmatmul__") else args[0]
+        if isinstance(a, torch.Tensor) and isinstance(out, torch.Tensor) and a.dim():
+            mats = math.prod(out.shape[:-2]) if out.dim() > 2 and name not in ("linear", "addmm") else 1
+            return 2.0 * out.numel() * a.shape[-1], mats
+        return 0.0, 0
+    if name == "einsum":
+        eq = args[0].replace(" ", "")
+        ops = args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:]
+        terms = eq.split("->")
+        if len(terms) != 2 or "..." in eq or not all(isinstance(t, torch.Tensor) for t in ops):
+            return (2.0 * out.numel(), 1) if isinstance(out, torch.Tensor) else (0.0, 0)
+        sizes: dict = {}
+        for term, t in zip(terms[0].split(","), ops):
+            sizes.update(zip(term, t.shape))
+        ins = [set(t) for t in terms[0].split(",")]
+        batch = set(terms[1]).intersection(*ins) if len(ins) > 1 else set()
+        return 2.0 * math.prod(sizes.values()), math.prod(sizes[c] for c in batch) if batch else 1
+    if name == "scaled_dot_product_attention":
+        q, k = args[0], args[1]
+        return 4.0 * math.prod(q.shape[:-1]) * k.shape[-2] * q.shape[-1], 2 * math.prod(q.shape[:-2])
+    return 0.0, 0
+
+
+#: output sizes (bytes) that split the bytes a step writes into three classes with their own measured rates:
+#: in cache, fresh memory from the heap, and fresh pages from the system (page faults)
+BYTE_CLASSES = (2 << 20, 12 << 20)
+
+
+def count_step(forward) -> dict:
+    """What one training step costs, whose forward pass is ``forward()`` (returning a tensor): ``flops``, the
+    matrix-product flops of the forward pass (matmul, linear, einsum, bmm, attention; 2 per multiply-add)
+    times 3 (the backward pass takes two products per product); ``calls``, the torch function calls of the
+    forward pass; ``bytes``, the bytes they write times 3, by output size (``BYTE_CLASSES``: a list of three);
+    ``matrices``, the separate products of batched products times 3; ``sizes``, the bytes of each output of
+    the forward pass (for evaluations at another batch size, `estimate_training_time`). The backward pass of the output's sum is
+    run (its gradients are the caller's to clear). Counted with a `torch.overrides.TorchFunctionMode`."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    count: dict = {"flops": 0.0, "calls": 0, "bytes": [0.0, 0.0, 0.0], "matrices": 0, "sizes": []}
+
+    class _Count(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            count["calls"] += 1
+            flops, mats = _product_cost(getattr(func, "__name__", ""), args, out)
+            count["flops"] += flops
+            count["matrices"] += mats
+            for t in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(t, torch.Tensor):
+                    nb = t.numel() * t.element_size()
+                    count["bytes"][sum(nb >= c for c in BYTE_CLASSES)] += nb
+                    count["sizes"].append(nb)
+            return out
+
+    with _Count():
+        out = forward()
+    if out.requires_grad:
+        out.float().sum().backward()
+    return {"flops": 3 * count["flops"], "calls": count["calls"], "bytes": [3 * b for b in count["bytes"]],
+            "matrices": 3 * count["matrices"], "sizes": count["sizes"]}
+
+
+def estimate_training_time(model, probe, *, steps: int, eval_inputs: int = 0, eval_every: int | None = None,
+                           n_batch: int | None = None, eval_batch: int | None = None, data_bytes: int = 0,
+                           overhead_s: float = 0.0, rates: dict | None = None) -> TimeEstimate:
+    """Seconds (and peak memory) of ``steps`` training steps of ``model`` (`spinlens.training.fit`), by part.
+
+    ``probe``: one training batch of inputs (``model(probe)``), or a callable ``model -> output`` that draws
+    nothing at random. One forward and backward pass of it is counted (`count_step`, in eval mode, so that
+    no dropout draws from torch's generator; gradients cleared after): per step, matrix-product flops over
+    torch's GEMM rate, torch function calls times the cost of one (forward and backward), the bytes they
+    write over the streaming rate of their size class, and the separate products of batched products times
+    the cost of one; plus the optimiser, ~12 passes over the trained entries and the measured cost of an
+    Adam step per parameter tensor. ``eval_inputs``: rows of evaluation every ``eval_every`` steps, in
+    forward passes of ``eval_batch`` rows (default ``n_batch``): the counted forward pass scaled to that
+    size, its outputs rated by their scaled sizes; ``n_batch``: rows of the probe (default its first
+    dimension). Memory (``.memory``): the parameters, and for the trained ones a gradient and two optimiser
+    moments, the activations the forward pass writes, and
+    ``data_bytes`` of training data.
+    """
+    import torch
+
+    from .memory import BASE_BYTES, MemoryEstimate
+
+    was = model.training if isinstance(model, torch.nn.Module) else None
+    every = list(model.parameters())
+    params = [p for p in every if p.requires_grad]
+    dtype = str(params[0].dtype).replace("torch.", "") if params else "float32"
+    r = torch_rates(dtype) if rates is None else rates
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    try:
+        fwd = (lambda: probe(model)) if callable(probe) and not isinstance(probe, torch.Tensor) else (lambda: model(probe))
+        c = count_step(fwd)
+    finally:
+        for p in params:
+            p.grad = None
+        if was is not None:
+            model.train(was)
+    if n_batch is None:
+        n_batch = int(probe.shape[0]) if isinstance(probe, torch.Tensor) else 1
+    n_params = sum(p.numel() for p in params)
+    per_step = (c["flops"] / r["gemm_flops"] + c["calls"] * r["op_s"] + c["matrices"] * r["matrix_s"]
+                + sum(b / rate for b, rate in zip(c["bytes"], r["stream_bytes"])))
+    size = params[0].element_size() if params else 4
+    opt_s = 12 * n_params * size / r["stream_bytes"][0] + len(params) * r["tensor_step_s"]
+    parts = {"steps": steps * per_step, "optimizer": steps * opt_s}
+    if eval_inputs and eval_every:  # forward passes of eval_batch rows: the counted forward pass, scaled
+        n_eval = steps // max(1, eval_every) + 1
+        rows = min(eval_inputs, eval_batch or n_batch)
+        x = rows / max(1, n_batch)
+        fwd = (x * c["flops"] / 3 / r["gemm_flops"] + c["calls"] * r["op_s"] / 3 + x * c["matrices"] / 3 * r["matrix_s"]
+               + sum(x * b / r["stream_bytes"][sum(x * b >= k for k in BYTE_CLASSES)] for b in c["sizes"]))
+        parts["evaluation"] = n_eval * math.ceil(eval_inputs / rows) * fwd
+    if overhead_s:
+        parts["overhead"] = float(overhead_s)
+    mem = {"base": BASE_BYTES, "parameters": sum(p.numel() * p.element_size() for p in every),
+           "gradients_and_moments": 3 * n_params * size, "activations": int(sum(c["bytes"]) / 3)}
+    if data_bytes:
+        mem["data"] = int(data_bytes)
+    return TimeEstimate(parts, MemoryEstimate("train", None, mem))
 
 
 def check_duration(est: TimeEstimate, *, yes: bool, what: str, shrink: str, limit_s: float = LONG_JOB_S) -> None:

@@ -1,5 +1,7 @@
 """Training of any spinlens model ``Z -> ŷ`` on mini-batches: fresh prompts every step (online) or a fixed set.
 
+The loss of `train_online` on the one training loop, `spinlens.training.fit`.
+
 `train_online` is the zoo's trainer (Fig S8). With a `spinlens.prompts.PromptDistribution` as data, every
 step draws ``batch_size`` fresh prompts (fresh tasks, or tasks from one finite pool drawn once when the
 distribution has ``n_tasks``): the infinite-diversity limit P → ∞ of the paper. With `Prompts` as data it
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 
 import numpy as np
 
@@ -48,6 +49,8 @@ class OnlineTrainResult:
         The ``rng`` seed when an int was given.
     settings : dict
         Optimizer, lr, weight decay, schedule, device, online or fixed data, ...
+    time_estimate : spinlens.progress.TimeEstimate
+        The estimate made before the start (`spinlens.progress.estimate_training_time`).
     """
 
     model: object
@@ -59,6 +62,7 @@ class OnlineTrainResult:
     seconds: float
     seed: int | None
     settings: dict
+    time_estimate: object = None
 
     def to_dict(self) -> dict:
         """JSON-friendly summary (without the model and the history)."""
@@ -127,6 +131,7 @@ def train_online(
     device: str = "cpu",
     rng: RNGLike = None,
     progress: bool = False,
+    on_estimate=None,
 ):
     """Train ``model`` (``Z -> ŷ``) by mini-batch gradient descent on the mean squared error.
 
@@ -162,7 +167,9 @@ def train_online(
         Seeds the data stream, the test set and the shuffling (not the model's initialisation, which is the
         ``rng`` of `spinlens.models.zoo.build_model`).
     progress : bool
-        Show a tqdm progress bar.
+        Show one updating progress line on a terminal.
+    on_estimate : callable, optional
+        Called with the time (and memory) estimate before the start (`spinlens.training.fit`).
 
     Returns
     -------
@@ -178,9 +185,9 @@ def train_online(
     """
     import torch
     import xarray as xr
-    from tqdm.auto import tqdm
 
     from spinlens.prompts import PromptDistribution, Prompts
+    from spinlens.training import fit
 
     own = "train_online"
     n_steps = check_int("n_steps", n_steps, low=1, owner=own)
@@ -225,13 +232,6 @@ def train_online(
 
     model = model.to(device)
     dtype = next(model.parameters()).dtype
-    params = [p for p in model.parameters() if p.requires_grad]
-    if optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    elif optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    else:
-        opt = torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
 
     def lr_at(step: int) -> float:  # step = 0 .. n_steps-1
         if step < warmup_steps:
@@ -245,10 +245,8 @@ def train_online(
         Z_all = torch.as_tensor(data.Z, dtype=dtype, device=device)
         y_all = torch.as_tensor(data.y, dtype=dtype, device=device)
         torch_gen = torch.Generator().manual_seed(seed_from(g_shuffle))
-        order, cursor = torch.randperm(data.n_prompts, generator=torch_gen), 0
+        order = [torch.randperm(data.n_prompts, generator=torch_gen), 0]
 
-    train_losses = np.empty(n_steps)
-    lrs = np.empty(n_steps)
     eval_steps, test_losses = [], []
 
     def evaluate(step: int) -> None:
@@ -257,41 +255,42 @@ def train_online(
             test_losses.append(mse(model, test, device=device))
             model.train()
 
-    evaluate(0)
-    model.train()
-    t0 = time.perf_counter()
-    bar = tqdm(range(n_steps), disable=not progress, desc=f"train {type(model).__name__}", leave=False)
-    for step in bar:
+    def batch_loss(m, step):
+        if step == 0:  # the test loss before training (after the estimate: nothing runs before it)
+            evaluate(0)
+            m.train()
         if online:
             batch = data.sample(batch_size, rng=g_data, pool=pool)
             Z = torch.as_tensor(batch.Z, dtype=dtype, device=device)
             y = torch.as_tensor(batch.y, dtype=dtype, device=device)
         else:
-            if cursor + batch_size > data.n_prompts:
-                order, cursor = torch.randperm(data.n_prompts, generator=torch_gen), 0
-            idx = order[cursor : cursor + batch_size].to(device)
-            cursor += batch_size
+            if order[1] + batch_size > data.n_prompts:
+                order[:] = [torch.randperm(data.n_prompts, generator=torch_gen), 0]
+            idx = order[0][order[1] : order[1] + batch_size].to(device)
+            order[1] += batch_size
             Z, y = Z_all[idx], y_all[idx]
-        cur_lr = lr_at(step)
-        for group in opt.param_groups:
-            group["lr"] = cur_lr
-        loss = torch.mean((model(Z) - y) ** 2)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, grad_clip)
-        opt.step()
-        train_losses[step] = float(loss.detach())
-        lrs[step] = cur_lr
-        if not math.isfinite(train_losses[step]):
-            raise FloatingPointError(
-                f"training diverged at step {step + 1} (loss {train_losses[step]}); lower 'lr' (now {lr})."
-            )
-        if (step + 1) % eval_every == 0 or step + 1 == n_steps:
-            evaluate(step + 1)
-            if progress and test_losses:
-                bar.set_postfix(test=f"{test_losses[-1]:.3g}")
-    seconds = time.perf_counter() - t0
+        return torch.mean((m(Z) - y) ** 2)
+
+    def on_step(m, step, value):
+        if step % eval_every == 0 or step == n_steps:
+            evaluate(step)
+
+    from spinlens.progress import estimate_training_time
+
+    D1, N1 = d + 1, (data.n_context if online else data.Z.shape[2] - 1) + 1
+    est = estimate_training_time(model, torch.zeros(batch_size, D1, N1, dtype=dtype, device=device), steps=n_steps,
+                                 eval_inputs=0 if test is None else test.n_prompts, eval_every=eval_every,
+                                 eval_batch=4096,
+                                 data_bytes=0 if online else 2 * data.Z.nbytes)
+    model.train()
+    res = fit(model, batch_loss, steps=n_steps, optimizer=optimizer, lr=lr, weight_decay=weight_decay, lr_at=lr_at,
+              grad_clip=grad_clip, on_step=on_step, progress=progress, label=f"train {type(model).__name__}",
+              time_estimate=est, on_estimate=on_estimate)
+    if not res.converged:
+        raise FloatingPointError(f"{res.message}.")
+    train_losses = res.losses
+    lrs = np.array([lr_at(s) for s in range(n_steps)])
+    seconds = res.seconds
     model.eval()
 
     steps = np.arange(1, n_steps + 1)
@@ -329,4 +328,5 @@ def train_online(
         seconds=seconds,
         seed=None if seed is None else int(seed),
         settings=settings,
+        time_estimate=est,
     )

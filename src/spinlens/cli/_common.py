@@ -156,6 +156,29 @@ def add_strict(parser) -> None:
                         help="exit 3 if any point did not converge (default: exit 0; the 'converged' mask is the data)")
 
 
+def add_yes(group) -> None:
+    """``--yes``: run a job whose time estimate is beyond an hour (`spinlens.progress.check_duration`)."""
+    group.add_argument("--yes", action="store_true", help="run even if the time estimate is beyond an hour")
+
+
+def estimate_hook(prog: str, args, *, what: str, shrink: str):
+    """The ``on_estimate`` of a training command (`spinlens.training.fit`): before the first step, refuse a job
+    estimated beyond an hour without ``--yes`` and one that does not fit in memory (one line each, exit 2), and
+    print the estimate on stderr (``<prog>: estimate about 42 s, 0.2 GiB``; not with ``--json``, whose output
+    carries it)."""
+    def hook(est) -> None:
+        from spinlens.memory import check_memory
+        from spinlens.progress import check_duration
+
+        check_duration(est, yes=bool(getattr(args, "yes", False)), what=what, shrink=shrink)
+        if est.memory is not None:
+            check_memory(est.memory, what=what)
+        if not getattr(args, "json", False):
+            print(f"{prog}: estimate {est.describe()}", file=sys.stderr, flush=True)
+
+    return hook
+
+
 def all_finite(*values) -> bool:
     """True when every value (scalars or arrays; None counts as missing, not as non-finite) is finite."""
     import numpy as np

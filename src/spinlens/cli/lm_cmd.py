@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from ._common import add_command
+from ._common import add_command, add_yes
 
 EXAMPLES = """  spinlens lm --out runs/lm                               # stdlib docs, attention-only, 2 layers (a few CPU minutes)
   spinlens lm --variant mlp --out runs/lm-mlp             # blocks with MLPs
@@ -56,6 +56,7 @@ def register(sub) -> None:
                                                          "(they are kept; same-named ones replaced)")
     g.add_argument("--json", action="store_true", help="print one JSON object")
     g.add_argument("--no-progress", action="store_true")
+    add_yes(g)
 
 
 def _run(args) -> int:
@@ -68,7 +69,7 @@ def _run(args) -> int:
     from spinlens.lm.corpus import load_corpus
     from spinlens.lm.train import LM_KIND, LMConfig, train_lm
 
-    from ._common import check_device, check_out_dir, print_json
+    from ._common import check_device, check_out_dir, estimate_hook, print_json
 
     cfg = LMConfig(variant=args.variant, n_layers=args.n_layers, n_heads=args.n_heads, d_model=args.d_model,
                    n_ctx=args.n_ctx, vocab_size=args.vocab_size, steps=args.steps, batch_size=args.batch_size,
@@ -88,7 +89,9 @@ def _run(args) -> int:
     # the whole folder is one transaction: an error, Ctrl-C or a kill leaves it as it was
     with folder_transaction(out, kind=LM_KIND, force=args.force) as stage:
         res = train_lm(text, cfg, out=stage, device=args.device, corpus_name=str(args.corpus),
-                       progress=not args.no_progress and not args.json)
+                       progress=not args.no_progress and not args.json,
+                       on_estimate=estimate_hook("spinlens lm", args, what=f"spinlens lm of {cfg.steps} steps",
+                                                 shrink="fewer --steps, a smaller --batch-size, --n-ctx or --d-model"))
         summary = write_study_files(stage, res, cfg, device=args.device)
         summary.update(seconds_total=time.perf_counter() - t0, threads=torch.get_num_threads())
         from spinlens import io
@@ -141,4 +144,5 @@ def write_study_files(out, res, cfg, *, device="cpu") -> dict:
             "val_loss": res.history[-1]["val_loss"], "val_ppl": res.history[-1]["val_ppl"],
             "top_head": top, "repeated_loss": final.repeated_loss, "icl_score": final.icl["icl_score"],
             "induction_head_formed": final.formed, "phase_change_step": formed_at[0] if formed_at else None,
-            "n_checkpoints": len(res.checkpoints)}
+            "n_checkpoints": len(res.checkpoints),
+            **(res.time_estimate.to_dict() if res.time_estimate is not None else {})}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import add_command
+from ._common import add_command, add_yes
 from ._prompt_args import add_prompt_args
 
 EXAMPLES = """  spinlens train --D 10 --N 100 --P 1000 --epochs 300 --lr 0.01 --out runs/train
@@ -27,7 +27,8 @@ def register(sub):
                    "a spinlens model folder for --checkpoint), history.csv, run.json")
     g.add_argument("--force", action="store_true", help="write into an --out folder that holds files of another kind "
                                                          "(they are kept; same-named ones replaced)")
-    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress line")
+    add_yes(g)
 
 
 def run(args) -> int:
@@ -44,7 +45,7 @@ def run(args) -> int:
     from spinlens.random import spawn
     from spinlens.training import train_model
 
-    from ._common import check_device, check_out_dir, convergence_exit
+    from ._common import check_device, check_out_dir, convergence_exit, estimate_hook
     from ._prompt_args import prompts_from_args
 
     kind = check_choice("--model", args.model, ("merged", "separate"))
@@ -63,6 +64,9 @@ def run(args) -> int:
     res = train_model(
         model, train, test, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         epochs=args.epochs, batch_size=args.batch_size, device=args.device, rng=r_train, progress=not args.no_progress,
+        on_estimate=estimate_hook("spinlens train", args, what=f"spinlens train of {args.epochs} epochs at D={dist.d}, "
+                                  f"N={dist.n_context}, P={train.n_prompts}",
+                                  shrink="fewer --epochs, fewer prompts --P, or a larger --batch-size"),
     )
     out = Path(args.out)
     # the folder is one transaction (spinlens.io.folder_transaction): an error or a kill leaves it as it was
@@ -86,11 +90,13 @@ def run(args) -> int:
             "test_error_exact": ob.test_error(res.W, dist) if dist.isotropic else None,
             "contrast_ratio": ob.contrast_ratio(res.W),
             "elapsed_s": time.perf_counter() - t0,
+            "train_elapsed_s": res.seconds,
+            **res.time_estimate.to_dict(),
         }
         run_info = {"model": kind, "D": dist.d, "N": dist.n_context, "P": train.n_prompts,
                     **{k: v for k, v in res.config.items() if k != "seed"}, "summary": summary}
         io.write_run_json(stage, io.run_record("train", args=args, seed=args.seed, **run_info))
-    for k, v in summary.items():
+    for k, v in ((k, v) for k, v in summary.items() if not isinstance(v, dict)):
         print(f"{k:<18} {v:.6g}" if isinstance(v, float) else f"{k:<18} {v}")
     print(f"wrote {out}/model.safetensors, config.json, history.csv, run.json")
     return convergence_exit("spinlens train", diverged is None, diverged or "", what="training")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import Formatter, add_command
+from ._common import Formatter, add_command, add_yes
 
 EXAMPLES = """  spinlens zoo list
   spinlens zoo train --arch fla --D 20 --N 100 --P 10000 --steps 1000 --out runs/fla
@@ -72,7 +72,8 @@ def register(sub):
     g.add_argument("--force", action="store_true", help="write into an --out folder that holds files of another kind "
                                                          "(they are kept; same-named ones replaced)")
     g.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    g.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    g.add_argument("--no-progress", action="store_true", help="hide the progress line")
+    add_yes(g)
     t.set_defaults(func=run_train)
 
     b = zsub.add_parser("bridge", help="compare a trained linear model with W* and one GD step",
@@ -135,7 +136,7 @@ def run_train(args) -> int:
     from spinlens.random import seed_from, spawn
     from spinlens.training_online import train_online
 
-    from ._common import check_device, check_out_dir, convergence_exit, print_json, print_table
+    from ._common import check_device, check_out_dir, convergence_exit, estimate_hook, print_json, print_table
     from ._prompt_args import distribution_from_args, prompts_from_args
 
     check_out_dir("--out", args.out, kind="zoo train", force=args.force)
@@ -168,7 +169,10 @@ def run_train(args) -> int:
     try:
         res = train_online(model, data, test, n_steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer,
                            lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule, device=args.device,
-                           rng=seed_from(r_train), progress=not args.no_progress)
+                           rng=seed_from(r_train), progress=not args.no_progress and not args.json,
+                           on_estimate=estimate_hook("spinlens zoo train", args,
+                                                     what=f"spinlens zoo train --arch {cfg.arch} of {args.steps} steps",
+                                                     shrink="fewer --steps, a smaller --batch-size or a smaller model"))
     except FloatingPointError as exc:  # the loss became non-finite: nothing worth saving
         if args.json:
             print_json({"arch": cfg.arch, "converged": False, "message": str(exc)})
@@ -189,6 +193,7 @@ def run_train(args) -> int:
             "converged": diverged is None,
             "baseline_zero_prediction": zero_loss,
             **res.to_dict(),
+            **res.time_estimate.to_dict(),
             "seed": seed,
         }
         dist_info = {k: getattr(dist, k) for k in ("d", "n_context", "sigma_x", "sigma_w", "sigma_eps", "corr",

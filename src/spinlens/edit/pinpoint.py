@@ -135,53 +135,32 @@ def pinpoint_tune(
         return torch.mean((m(Zt[idx]) - yt[idx]) ** 2)
 
     hist, n_tr = masked_finetune(new, masks, batch_loss, steps=steps, lr=lr, weight_decay=weight_decay,
-                                 progress=progress)
+                                 progress=progress, probe=Zt[: min(batch_size, Zt.shape[0])] if progress else None)
     return PinpointResult(model=new, masks=masks, components=names_list, n_trainable=n_tr, history=hist)
 
 
 def masked_finetune(model, masks, batch_loss, *, steps: int, lr: float, weight_decay: float = 0.0,
-                    progress: bool = False, on_step=None):
+                    progress: bool = False, on_step=None, probe=None, on_estimate=None):
     """Adam on ``model`` in place, with every gradient multiplied by its parameter's mask (entries outside the
-    masks never change, bit for bit). ``batch_loss(model, step)`` draws a batch and returns the loss; decoupled
-    weight decay acts on the masked entries only; ``on_step(model, step)``, if given, runs after each
-    optimiser step (``step`` = 1..steps), e.g. to evaluate along training. Returns ``(loss history (steps,),
-    number of trainable entries)``. The one training loop of pinpoint tuning (regression prompts, trained
-    language models and Hugging Face models alike)."""
-    import torch
+    masks never change, bit for bit): the one training loop `spinlens.training.fit` with ``masks``.
+    ``batch_loss(model, step)`` draws a batch and returns the loss; decoupled weight decay acts on the masked
+    entries only; ``on_step(model, step)``, if given, runs after each optimiser step (``step`` = 1..steps),
+    e.g. to evaluate along training; ``probe``, if given (a batch of inputs, or ``model -> output`` drawing
+    nothing at random), times one step beforehand (`spinlens.progress.estimate_training_time`), shown with the
+    progress and passed to ``on_estimate`` before the first step. The run stops at the first non-finite loss. Returns ``(loss history (steps taken,), number of
+    trainable entries)``. Pinpoint tuning of regression prompts, trained language models and Hugging Face
+    models alike runs here."""
+    from spinlens.training import fit
 
-    params = dict(model.named_parameters())
-    unknown = set(masks) - set(params)
-    if unknown:
-        raise InvalidParameterError(f"Masks name unknown parameters: {sorted(unknown)}.")
-    train = [n for n, m in masks.items() if bool(m.any())]
-    for n, p in params.items():
-        p.requires_grad_(n in train)
-    opt = torch.optim.Adam([params[n] for n in train], lr=lr)
-    fmask = {n: masks[n].to(params[n].dtype) for n in train}
-    hist = np.zeros(steps)
-    it = range(steps)
-    if progress:
-        from tqdm.auto import tqdm
+    est = None
+    if probe is not None:
+        from spinlens.progress import estimate_training_time
 
-        it = tqdm(it, desc="pinpoint", leave=False)
-    for step in it:
-        loss = batch_loss(model, step)
-        opt.zero_grad(set_to_none=False)
-        loss.backward()
-        with torch.no_grad():
-            for n in train:
-                params[n].grad.mul_(fmask[n])
-        opt.step()
-        if weight_decay:
-            with torch.no_grad():
-                for n in train:
-                    params[n].sub_(lr * weight_decay * params[n] * fmask[n])
-        hist[step] = float(loss.detach())
-        if on_step is not None:
-            on_step(model, step + 1)
-    for p in params.values():
-        p.requires_grad_(True)
-    return hist, int(sum(int(masks[n].sum()) for n in train))
+        est = estimate_training_time(model, probe, steps=steps)
+    res = fit(model, batch_loss, steps=steps, optimizer="adam", lr=lr, weight_decay=weight_decay, masks=masks,
+              on_step=None if on_step is None else (lambda m, step, loss: on_step(m, step)), progress=progress,
+              label="pinpoint", time_estimate=est, on_estimate=on_estimate)
+    return res.losses, res.n_trainable
 
 
 # ------------------------------------------------------------------------------------------------ deltas

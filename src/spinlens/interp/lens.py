@@ -146,24 +146,24 @@ def fit_tuned_lens(model, inputs: torch.Tensor, *, position: int = -1, steps: in
         out, cache = model.run_with_cache(inputs, names_filter=[n for _, n in stages])
         res = torch.stack([cache[n][:, position] for _, n in stages])
         final = model.unembed(res[-1])
+    from spinlens.training import fit
+
     lens = TunedLens(len(stages), res.shape[-1], dtype=res.dtype)
-    opt = torch.optim.Adam(lens.parameters(), lr=lr)
     kind = getattr(model.cfg, "input_kind", "tokens")
+
+    def loss(ln, step):
+        dec = model.unembed(ln.apply(res))
+        if kind == "regression":
+            return ((dec - final) ** 2).mean()
+        lp = torch.log_softmax(dec, -1)
+        pf = torch.softmax(final, -1)
+        return (pf * (torch.log(pf + 1e-12) - lp)).sum(-1).mean()
+
     flags = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
     try:
-        for _ in range(steps):
-            opt.zero_grad()
-            dec = model.unembed(lens.apply(res))
-            if kind == "regression":
-                loss = ((dec - final) ** 2).mean()
-            else:
-                lp = torch.log_softmax(dec, -1)
-                pf = torch.softmax(final, -1)
-                loss = (pf * (torch.log(pf + 1e-12) - lp)).sum(-1).mean()
-            loss.backward()
-            opt.step()
+        fit(lens, loss, steps=steps, optimizer="adam", lr=lr, label="tuned lens")
     finally:
         for p, f in zip(model.parameters(), flags):
             p.requires_grad_(f)

@@ -85,33 +85,22 @@ def apply_edit(model, tok, case: EditCase, params: list, *, lr: float = 1e-3, ma
                target_prob: float = 0.9) -> dict:
     """Tune ``params`` (in place) until ``p(new | prompt) >= target_prob``; returns ``steps`` and ``p_new``."""
     from spinlens.llm.recall import last_logits
+    from spinlens.training import fit
 
     ids = torch.as_tensor([tok(case.prompt)["input_ids"]])
     new = _first(tok, case.new_object)
-    all_p = list(model.hf.parameters())
-    keep = {id(p) for p in params}
-    flags = [p.requires_grad for p in all_p]
-    for p in all_p:
-        p.requires_grad_(id(p) in keep)
-    opt = torch.optim.Adam(params, lr=lr)
-    p_new, step = 0.0, 0
-    try:
-        for step in range(1, max_steps + 1):
-            lp = torch.log_softmax(last_logits(model, ids)[0].float(), -1)[new]
-            p_new = float(lp.detach().exp())
-            if p_new >= target_prob:
-                step -= 1
-                break
-            opt.zero_grad()
-            (-lp).backward()
-            opt.step()
-        else:
-            with torch.no_grad():
-                p_new = float(torch.softmax(last_logits(model, ids)[0].float(), -1)[new])
-    finally:
-        for p, f in zip(all_p, flags):
-            p.requires_grad_(f)
-            p.grad = None
+    seen = {"p_new": 0.0}
+
+    def loss(m, step):  # stops (None) once the new object is likely enough
+        lp = torch.log_softmax(last_logits(model, ids)[0].float(), -1)[new]
+        seen["p_new"] = float(lp.detach().exp())
+        return None if seen["p_new"] >= target_prob else -lp
+
+    res = fit(model.hf, loss, steps=max_steps, optimizer="adam", lr=lr, params=params, label="edit")
+    step, p_new = res.n_steps, seen["p_new"]
+    if res.n_steps == max_steps or not res.converged:  # not stopped by the target: measure the last weights
+        with torch.no_grad():
+            p_new = float(torch.softmax(last_logits(model, ids)[0].float(), -1)[new])
     return {"steps": int(step), "p_new": p_new}
 
 

@@ -403,7 +403,17 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
 
             m.train()
             t2 = time.perf_counter()
-            hist, n_tr = masked_finetune(m, masks, batch_loss, steps=steps, lr=lr, progress=progress)
+            first = torch.arange(min(batch_size, len(x)))
+
+            def probe(mm, first=first):  # one counted step on the first batch (no random draw): the estimate
+                return mm(input_ids=x[first], attention_mask=mask[first], position_ids=pos[first],
+                          use_cache=False).logits[:, -1]
+
+            hist, n_tr = masked_finetune(m, masks, batch_loss, steps=steps, lr=lr, progress=progress,
+                                         probe=probe if (progress or log) else None,
+                                         on_estimate=(lambda e, method=method, s=s: log(
+                                             f"{method} seed {s}: {steps} steps, estimate {e.describe()}"))
+                                         if log else None)
             step_s = (time.perf_counter() - t2) / steps
             m.eval()
             after = evaluate(m)

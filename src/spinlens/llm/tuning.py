@@ -688,7 +688,17 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
                     getattr(m, "hf", m).train()
                 timer["t"] = time.perf_counter()
 
-            _, n = masked_finetune(new, masks, batch_loss, steps=steps, lr=lr, on_step=on_step)
+            probe = None
+            if progress:  # the estimate, from one counted step on the first batch (no random draw)
+                first = train.rows(torch.arange(min(batch_size, len(train))))
+
+                def probe(m, first=first):
+                    return answer_loss(m, first)
+
+            _, n = masked_finetune(new, masks, batch_loss, steps=steps, lr=lr, on_step=on_step, probe=probe,
+                                   on_estimate=lambda e, method=method, seed=seed: say(
+                                       f"{method} seed {seed}: {steps} steps, estimate {e.describe()} (without the "
+                                       f"evaluations)"))
             ntr.setdefault(method, []).append(n)
             stime.setdefault(method, []).append(timer["train"] / steps)
             getattr(new, "hf", new).eval()

@@ -71,6 +71,7 @@ class LMResult:
     seconds : wall time of the training loop
     n_train_tokens, n_val_tokens : sizes of the split
     heldout : int64 array, the held-out token ids (what ``heldout_tokens.npy`` holds)
+    time_estimate : spinlens.progress.TimeEstimate, made before the first step (`estimate_lm_time`)
     """
 
     model: object
@@ -82,6 +83,7 @@ class LMResult:
     n_val_tokens: int = 0
     metadata: dict = field(default_factory=dict)
     heldout: np.ndarray | None = None
+    time_estimate: object = None
 
 
 def _lr_at(step: int, cfg: LMConfig) -> float:
@@ -210,7 +212,8 @@ def list_checkpoints(folder) -> list[tuple[int, Path]]:
 
 
 def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "cpu", corpus_name: str = "text",
-             tokenizer=None, progress: bool = False, callback=None, force: bool = False) -> LMResult:
+             tokenizer=None, progress: bool = False, callback=None, force: bool = False,
+             on_estimate=None) -> LMResult:
     """Train a tokenizer (unless given) and a causal LM on ``text``; save folders under ``out`` if given.
 
     Parameters
@@ -228,6 +231,9 @@ def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "
         Use this tokenizer instead of training one (fine-tuning on a new domain keeps the vocabulary).
     callback : callable(step, model), optional
         Called after every held-out evaluation.
+    on_estimate : callable, optional
+        Called with the time (and memory) estimate (`estimate_lm_time`) before the first step
+        (`spinlens.training.fit`).
     """
     from spinlens.lm.corpus import text_digest
     from spinlens.lm.data import eval_windows, split_tokens
@@ -251,73 +257,79 @@ def train_lm(text: str, cfg: LMConfig = LMConfig(), *, out=None, device: str = "
         sinusoidal_positions_(model)
     model = model.to(device)
     val = eval_windows(split.val, cfg.n_ctx)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.98))
     ck_steps = set(checkpoint_steps(cfg.steps, cfg.n_checkpoints))
     meta = {"corpus": corpus_name, "corpus_sha256": text_digest(text), "corpus_chars": len(text),
             "n_train_tokens": int(len(split.train)), "n_val_tokens": int(len(split.val)), "lm_config": cfg.to_dict()}
     if out is None:
-        return _train_loop(model, tokenizer, split, cfg, meta, None, device, progress, callback, opt, V, rng, val,
-                           ck_steps)
+        return _train_loop(model, tokenizer, split, cfg, meta, None, device, progress, callback, V, rng, val, ck_steps,
+                           on_estimate)
     from spinlens.io import folder_transaction
 
     out = Path(out)
     with folder_transaction(out, kind=LM_KIND, force=force) as stage:  # the whole folder, or nothing
         save_heldout(stage, split.val)  # first: checkpoints read it from the run folder during training
-        res = _train_loop(model, tokenizer, split, cfg, meta, stage, device, progress, callback, opt, V, rng, val,
-                          ck_steps)
+        res = _train_loop(model, tokenizer, split, cfg, meta, stage, device, progress, callback, V, rng, val,
+                          ck_steps, on_estimate)
     res.checkpoints = [(step, out / CHECKPOINTS / d.name) for step, d in res.checkpoints]
     return res
 
 
-def _train_loop(model, tokenizer, split, cfg, meta, out, device, progress, callback, opt, V, rng, val, ck_steps):
+def estimate_lm_time(model, cfg: LMConfig, *, n_val_windows: int = 0, n_train_tokens: int = 0, device: str = "cpu"):
+    """The time estimate of `train_lm` (`spinlens.progress.estimate_training_time`): ``cfg.steps`` steps of
+    ``cfg.batch_size`` windows of ``cfg.n_ctx`` tokens, and the held-out evaluations."""
+    from spinlens.progress import estimate_training_time
+
+    probe = torch.zeros(cfg.batch_size, cfg.n_ctx, dtype=torch.long, device=device)
+    n_eval = len(set(range(cfg.eval_every, cfg.steps + 1, cfg.eval_every)) | {1, cfg.steps}
+                 | set(checkpoint_steps(cfg.steps, cfg.n_checkpoints)))
+    return estimate_training_time(model, probe, steps=cfg.steps, eval_inputs=n_val_windows,
+                                  eval_every=max(1, cfg.steps // max(1, n_eval)), data_bytes=n_train_tokens * 8,
+                                  eval_batch=64)
+
+
+def _train_loop(model, tokenizer, split, cfg, meta, out, device, progress, callback, V, rng, val, ck_steps,
+                on_estimate=None):
     from spinlens.lm.data import random_windows, token_losses
+    from spinlens.training import fit
 
     history, checkpoints = [], []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    state = {"ema": None, "t0": 0.0}
 
-        bar = tqdm(total=cfg.steps, desc="lm", unit="step", leave=False)
-    t0 = time.perf_counter()
-    train_loss = float("nan")
-    ema = None
-    for step in range(1, cfg.steps + 1):
-        model.train()
-        for gparam in opt.param_groups:
-            gparam["lr"] = _lr_at(step - 1, cfg)
+    def batch_loss(m, step):
+        m.train()
         w = random_windows(split.train, cfg.batch_size, cfg.n_ctx, rng=rng)
         if cfg.repeat_fraction > 0:
             w = repeat_spans(w, rng.random(cfg.batch_size) < cfg.repeat_fraction, rng=rng)
         w = w.to(device)
-        logits = model(w[:, :-1])
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V).float(), w[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        train_loss = float(loss.detach())
-        ema = train_loss if ema is None else 0.9 * ema + 0.1 * train_loss
-        if not math.isfinite(train_loss):
-            raise InvalidParameterError(f"Training diverged at step {step} (loss {train_loss}); lower --lr (now {cfg.lr}).")
-        if bar is not None:
-            bar.update(1)
-            bar.set_postfix(loss=f"{ema:.3f}")
+        logits = m(w[:, :-1])
+        return torch.nn.functional.cross_entropy(logits.reshape(-1, V).float(), w[:, 1:].reshape(-1))
+
+    def on_step(m, step, train_loss):
+        ema = state["ema"] = train_loss if state["ema"] is None else 0.9 * state["ema"] + 0.1 * train_loss
         if step % cfg.eval_every == 0 or step == cfg.steps or step == 1 or step in ck_steps:
-            model.eval()
-            vl = float(token_losses(model, val).mean())
+            m.eval()
+            vl = float(token_losses(m, val).mean())
             history.append({"step": step, "tokens_seen": step * cfg.batch_size * cfg.n_ctx, "train_loss": ema,
-                            "val_loss": vl, "val_ppl": math.exp(vl), "elapsed_s": time.perf_counter() - t0})
+                            "val_loss": vl, "val_ppl": math.exp(vl), "elapsed_s": time.perf_counter() - state["t0"]})
             if callback is not None:
-                callback(step, model)
+                callback(step, m)
         if out is not None and step in ck_steps:
             d = out / CHECKPOINTS / f"step-{step:06d}"
-            save_lm(model, tokenizer, d, metadata={**meta, "step": step, "val_loss": history[-1]["val_loss"]})
+            save_lm(m, tokenizer, d, metadata={**meta, "step": step, "val_loss": history[-1]["val_loss"]})
             checkpoints.append((step, d))
-    if bar is not None:
-        bar.close()
+
+    est = estimate_lm_time(model, cfg, n_val_windows=int(val.shape[0]), n_train_tokens=len(split.train), device=device)
+    t0 = state["t0"] = time.perf_counter()
+    res = fit(model, batch_loss, steps=cfg.steps, optimizer="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay,
+              betas=(0.9, 0.98), lr_at=lambda step: _lr_at(step, cfg), grad_clip=1.0, on_step=on_step,
+              progress=progress, label="lm", time_estimate=est, on_estimate=on_estimate)
+    if not res.converged:
+        raise InvalidParameterError(f"Training diverged at step {res.n_steps} (loss {res.losses[-1]}); lower --lr "
+                                    f"(now {cfg.lr}).")
     seconds = time.perf_counter() - t0
     model.eval()
     meta.update(step=cfg.steps, val_loss=history[-1]["val_loss"], val_ppl=history[-1]["val_ppl"], train_elapsed_s=seconds)
     if out is not None:
         save_lm(model, tokenizer, out, metadata=meta)
-    return LMResult(model, tokenizer, history, checkpoints, seconds, len(split.train), len(split.val), meta, split.val)
+    return LMResult(model, tokenizer, history, checkpoints, seconds, len(split.train), len(split.val), meta, split.val,
+                    est)

@@ -31,6 +31,7 @@ def train_on_features(C, Q, y, *, kind="merged", lr=0.01, epochs=3000, init_std=
     import torch
 
     from spinlens.random import torch_generator
+    from spinlens.training import fit
 
     D1 = C.shape[1]
     std = D1**-0.5 if init_std is None else init_std
@@ -46,13 +47,10 @@ def train_on_features(C, Q, y, *, kind="merged", lr=0.01, epochs=3000, init_std=
 
         def effective():
             return params[0].T @ params[1]
-    opt = torch.optim.Adam(params, lr=lr)
-    for _ in range(epochs):
-        opt.zero_grad(set_to_none=True)
-        pred = torch.einsum("pa,ab,pb->p", Ct, effective(), Qt)
-        loss = torch.mean((pred - yt) ** 2)
-        loss.backward()
-        opt.step()
+    def loss(ps, step):
+        return torch.mean((torch.einsum("pa,ab,pb->p", Ct, effective(), Qt) - yt) ** 2)
+
+    fit(params, loss, steps=epochs, optimizer="adam", lr=lr, label="figS1")
     with torch.no_grad():
         return effective().numpy().copy()
 
