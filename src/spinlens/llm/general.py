@@ -183,8 +183,10 @@ def lm_logits(model, ids: torch.Tensor, attention_mask: torch.Tensor | None = No
     kw = {"input_ids": ids, "use_cache": False}
     if attention_mask is not None:
         kw["attention_mask"] = attention_mask
-    if last_only or keep:
-        kw["logits_to_keep"] = 1 if last_only else int(keep)
+    if last_only:
+        kw["logits_to_keep"] = 1
+    elif keep:
+        kw["logits_to_keep"] = int(keep)
     return hf(**kw).logits
 
 

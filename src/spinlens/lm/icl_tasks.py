@@ -218,7 +218,7 @@ def heldout_text(folder, tokenizer) -> str:
     return tokenizer.decode([int(i) for i in ids])
 
 
-def text_fv_experiment(model, tokenizer, text: str, task: str, *, n_prompts: int = 128, n_pairs: int = 4,
+def text_fv_experiment(model, tokenizer, text: str | None, task,  *, n_prompts: int = 128, n_pairs: int = 4,
                        n_words: int = 200, top_k: int = 3, strength: float = 1.0, layers=None, seeds=(0, 1, 2),
                        progress: bool = False):
     """Function vectors on a natural-language task, over seeds.
