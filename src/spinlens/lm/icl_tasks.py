@@ -167,8 +167,8 @@ def text_task_prompts(n_prompts: int, words, tokenizer, task: str, *, n_pairs: i
         raise InvalidParameterError(f"The 'words' parameter needs at least n_pairs + 1 = {K + 1} words. Got {len(words)}.")
     q, a, end = template
     g = as_generator(rng)
-    rows = {"clean": [], "shuffled": [], "zero_shot": []}
-    texts = {k: [] for k in rows}
+    rows: dict[str, list[list[int]]] = {"clean": [], "shuffled": [], "zero_shot": []}
+    texts: dict[str, list[str]] = {k: [] for k in rows}
     answers, answer_ids, qwords = [], [], []
     for _ in range(n_prompts):
         pick = [words[i] for i in g.choice(len(words), K + 1, replace=False)]
