@@ -27,7 +27,6 @@ def main() -> None:
     a = ap.parse_args()
 
     import numpy as np
-    import torch
     from transformers import AutoTokenizer
 
     from spinlens import io
@@ -35,7 +34,6 @@ def main() -> None:
     from spinlens.llm import facts as F
     from spinlens.llm.editing import EditCase, editing_study
     from spinlens.llm.recall import known_facts
-    from spinlens.lm.corpus import builtin_corpus
     from spinlens.models.pretrained import resolve_model
 
     model = load_hf("smollm2-135m")
@@ -54,10 +52,8 @@ def main() -> None:
         cases.append(EditCase(t0.format(f.subject), " " + f.object, " " + other.object,
                               [t.format(f.subject) for t in F.TEMPLATES["capital"][1:]],
                               [(t0.format(known[j].subject), " " + known[j].object) for j in pick[a.n_cases:]]))
-    ids = tok(builtin_corpus("stdlib-docs", max_chars=200_000), add_special_tokens=False)["input_ids"]
-    windows = torch.as_tensor(ids[: 8 * 129]).reshape(8, 129)
     res = editing_study(model, tok, cases, layers=a.layers, other_layers=a.other_layers, max_steps=a.max_steps,
-                        windows=windows, progress=True)
+                        progress=True)
     os.makedirs(a.out, exist_ok=True)
     d = res.to_dict()
     d.update(n_known=len(known), n_facts=len(facts), source=F.facts_source(), seed=a.seed)

@@ -37,3 +37,30 @@ def byte_tok():
 @pytest.fixture
 def toy_corpus():
     return toy_corpus_of()
+
+
+@pytest.fixture(scope="session")
+def char_tok():
+    """A character-level Hugging Face tokenizer built offline, with the single-token answers of the
+    general-ability suite (IOI names, factual-recall capitals) and the letters as added tokens."""
+    import string
+
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from spinlens.llm.ioi import NAMES
+    from spinlens.llm.tuning import LETTER_WORDS
+
+    chars = ["[UNK]"] + sorted(set(string.printable))
+    t = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="[UNK]"))
+    t.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tk = PreTrainedTokenizerFast(tokenizer_object=t, unk_token="[UNK]", pad_token="[UNK]")
+    words = list(NAMES) + list(LETTER_WORDS)
+    try:
+        from spinlens.llm.recall import recall_task
+
+        words += [a.strip() for a in recall_task(500, rng=0).answers]
+    except ImportError:  # no countryinfo: the suite skips recall
+        pass
+    tk.add_tokens(sorted({" " + w for w in words}) + [" " + c for c in string.ascii_letters])
+    return tk

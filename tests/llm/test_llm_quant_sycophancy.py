@@ -9,7 +9,7 @@ pytest.importorskip("transformers")
 from spinlens.errors import InvalidParameterError  # noqa: E402
 from spinlens.interp.hf import tiny_hf  # noqa: E402
 from spinlens.llm import sycophancy as S  # noqa: E402
-from spinlens.llm.evaluation import arithmetic_standin, ioi_standin, perplexity  # noqa: E402
+from spinlens.llm.general import perplexity  # noqa: E402
 from spinlens.llm.quantization import _summarise, line_between  # noqa: E402
 
 
@@ -39,24 +39,17 @@ def test_head_masks_cover_one_heads_query_rows_and_output_columns():
 
 
 def test_line_between_and_summary():
-    lo = {"effective_bits": 3.5, "ppl": 20.0, "ioi_acc": 0.5}
-    hi = {"effective_bits": 4.5, "ppl": 10.0, "ioi_acc": 0.9}
-    mid = line_between(lo, hi, 3.9, ["ppl", "ioi_acc"])
-    assert mid["ppl"] == pytest.approx(16.0) and mid["ioi_acc"] == pytest.approx(0.66)
-    s = _summarise([{"method": "random", "group_size": 48, "ppl": 1.0}, {"method": "random", "group_size": 48, "ppl": 3.0},
+    lo = {"effective_bits": 3.5, "perplexity": 20.0, "ioi_accuracy": 0.5}
+    hi = {"effective_bits": 4.5, "perplexity": 10.0, "ioi_accuracy": 0.9}
+    mid = line_between(lo, hi, 3.9, ["perplexity", "ioi_accuracy"])
+    assert mid["perplexity"] == pytest.approx(16.0) and mid["ioi_accuracy"] == pytest.approx(0.66)
+    s = _summarise([{"method": "random", "group_size": 48, "perplexity": 1.0}, {"method": "random", "group_size": 48, "perplexity": 3.0},
                     {"method": "hqq4", "skipped": "no hqq"}])
-    assert s["random"]["ppl"] == 2.0 and s["random"]["ppl_sd"] == pytest.approx(np.sqrt(2)) and s["random"]["n"] == 2
+    assert s["random"]["perplexity"] == 2.0 and s["random"]["perplexity_sd"] == pytest.approx(np.sqrt(2)) and s["random"]["n"] == 2
     assert "skipped" in s["hqq4"]
 
 
-def test_standin_tasks_and_perplexity():
-    a = arithmetic_standin(20, rng=0, space_token=True)
-    for p, ans, w in zip(a.prompts, a.answers, a.wrong_answers):
-        x, y = (int(t) for t in p.splitlines()[-1].split(" = ")[0].split(" + "))
-        assert p.endswith("= ") and int(ans) == x + y and abs(int(w) - (x + y)) == 1
-    t = ioi_standin(6, rng=0)
-    for p, ans, w in zip(t.prompts, t.answers, t.wrong_answers):
-        assert p.count(ans.strip()) == 1 and p.count(w.strip()) == 2
+def test_perplexity_against_log_softmax():
     hf = tiny_hf("llama", n_layers=1, n_heads=4, d_model=32, d_vocab=50, rng=0).hf
     ids = torch.randint(0, 50, (3, 9), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():

@@ -231,11 +231,8 @@ def test_edit_reaches_the_new_object_and_restores_the_model(tiny, tok):
 
 def test_recall_task_for_the_general_evaluation():
     pytest.importorskip("countryinfo")
-    from spinlens.llm.evaluation import general_tasks
     from spinlens.llm.recall import recall_task
 
     t = recall_task(10, rng=1)
     assert len(t) == 10 and all(p.startswith("The capital of ") for p in t.prompts)
     assert t.source.startswith("countryinfo") and recall_task(10, rng=1).prompts == t.prompts
-    gt = general_tasks(8, rng=0)
-    assert "recall" in gt.tasks and gt.sources["recall"].startswith("countryinfo")

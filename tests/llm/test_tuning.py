@@ -12,25 +12,12 @@ from spinlens.edit.components import component_masks, component_slices  # noqa: 
 from spinlens.errors import InvalidParameterError  # noqa: E402
 from spinlens.interp.hf import tiny_hf  # noqa: E402
 from spinlens.llm import tuning as T  # noqa: E402
-from spinlens.llm.general import GENERAL_KEYS, build_suite, general_ability  # noqa: E402
+from spinlens.llm.general import TASKS, build_suite, general_ability, heldout_ids  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def tok():
-    import string
-
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    chars = ["[UNK]"] + sorted(set(string.printable))
-    t = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="[UNK]"))
-    t.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tk = PreTrainedTokenizerFast(tokenizer_object=t, unk_token="[UNK]", pad_token="[UNK]")
-    from spinlens.llm.general import _CAPITALS, _NAMES
-
-    # single-token answers of the general suite (names, capitals, letters), as added tokens
-    tk.add_tokens([" " + w for w in _NAMES + [c for _, c in _CAPITALS]] + [" " + c for c in string.ascii_letters])
-    return tk
+def tok(char_tok):
+    return char_tok
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +27,7 @@ def model(tok):
 
 @pytest.fixture(scope="module")
 def suite(tok):
-    return build_suite(tok, n_windows=2, window=16, n_ioi=4, n_icl=2)
+    return build_suite(tok, n_seq=2, seq_len=16, n_prompts=4)
 
 
 def _logits(m, ids, hooks=()):
@@ -141,24 +128,36 @@ def test_encode_and_accuracy_match_greedy_decoding(model, tok):
 
 def test_general_ability_against_plain_transformers(model, suite):
     got = general_ability(model, suite=suite)
-    assert set(got) == set(GENERAL_KEYS)
+    assert set(got) == set(suite.keys)
+    # every task is built or skipped with a reason
+    assert set(suite.tasks) | set(suite.skipped) == set(TASKS)
+    assert {"ioi_logit_diff", "arithmetic_logit_diff", "ioi_accuracy"} <= set(got)
     w = suite.text
     with torch.no_grad():
-        loss = float(model.hf(input_ids=w[:, :-1], labels=w[:, :-1]).loss)  # HF shifts labels itself
         lg = model.hf(input_ids=w[:, :-1]).logits
-    # HF averages positions 0..T-2 -> 1..T-1 of the input; add the last target by hand
     ce = torch.nn.functional.cross_entropy(lg.reshape(-1, lg.shape[-1]), w[:, 1:].reshape(-1))
     assert got["heldout_loss"] == pytest.approx(float(ce), rel=1e-5)
     assert got["perplexity"] == pytest.approx(np.exp(float(ce)), rel=1e-5)
-    assert loss > 0
-    ioi = suite.ioi.batches[0]
-    with torch.no_grad():
-        last = model.hf(input_ids=ioi.clean).logits[:, -1]
-    ld = (last.gather(1, ioi.answer[:, None]) - last.gather(1, ioi.wrong[:, None])).mean()
-    n0 = len(ioi)
-    if len(suite.ioi.batches) == 1:
-        assert got["ioi_logit_diff"] == pytest.approx(float(ld), rel=1e-4, abs=1e-6)
-    assert n0 > 0 and 0 <= got["recall_accuracy"] <= 1 and 0 <= got["icl_accuracy"] <= 1
+    for name in ("ioi", "arithmetic"):  # accuracy and logit difference by hand, prompt by prompt
+        hits, diffs = [], []
+        for b in suite.tasks[name].batches:
+            with torch.no_grad():
+                last = model.hf(input_ids=b.clean).logits[:, -1]
+            hits += (last.argmax(-1) == b.answer).tolist()
+            diffs += (last.gather(1, b.answer[:, None]) - last.gather(1, b.wrong[:, None]))[:, 0].tolist()
+        assert got[f"{name}_accuracy"] == pytest.approx(np.mean(hits))
+        assert got[f"{name}_logit_diff"] == pytest.approx(np.mean(diffs), rel=1e-4, abs=1e-6)
+    assert general_ability(model, suite=suite, text=False).keys() == set(got) - {"perplexity", "heldout_loss"}
+
+
+def test_heldout_rows_are_disjoint_halves(tok):
+    calib, ev = heldout_ids(tok, n_seq=4, seq_len=32, part="calib"), heldout_ids(tok, n_seq=4, seq_len=32)
+    assert calib.shape == ev.shape == (4, 32)
+    assert not any(torch.equal(a, b) for a in calib for b in ev)
+    with pytest.raises(InvalidParameterError, match="n_seq"):
+        heldout_ids(tok, n_seq=10**7, seq_len=32)
+    with pytest.raises(InvalidParameterError, match="tasks"):
+        build_suite(tok, tasks=("ioi", "poetry"))
 
 
 def test_matched_costs_interpolate_at_first_crossing():

@@ -13,28 +13,12 @@ from spinlens.cli.main import main  # noqa: E402
 pytestmark = pytest.mark.usefixtures("audit_figures")
 
 
-def _tok():
-    import string
-
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    from spinlens.llm.general import _CAPITALS, _NAMES
-
-    chars = ["[UNK]"] + sorted(set(string.printable))
-    t = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="[UNK]"))
-    t.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
-    tk = PreTrainedTokenizerFast(tokenizer_object=t, unk_token="[UNK]", pad_token="[UNK]")
-    tk.add_tokens([" " + w for w in _NAMES + [c for _, c in _CAPITALS]] + [" " + c for c in string.ascii_letters])
-    return tk
-
-
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
+def folders(tmp_path_factory, char_tok):
     from spinlens.interp.hf import tiny_hf
 
     root = tmp_path_factory.mktemp("hf")
-    tok = _tok()
+    tok = char_tok
     out = {}
     for name, n_layers in (("base", 2), ("other", 3)):
         m = tiny_hf("llama", n_layers=n_layers, n_heads=4, n_kv_heads=2, d_model=16, d_vocab=len(tok), max_pos=256,

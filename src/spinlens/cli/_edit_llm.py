@@ -122,12 +122,10 @@ def run_pinpoint(args) -> int:
 
 def summarize(res) -> dict:
     """``--json``: per method the target metrics (gain keys) and every general-ability metric, mean and sd."""
-    from spinlens.llm.general import GENERAL_KEYS
-
+    gk = res.settings["general_keys"]
     methods = {}
     for m, fin in res.final.items():
-        keys = [k for k in fin if k.startswith(("gain_", "accuracy_"))] + list(GENERAL_KEYS) + \
-               [f"d_{k}" for k in GENERAL_KEYS]
+        keys = [k for k in fin if k.startswith(("gain_", "accuracy_"))] + list(gk) + [f"d_{k}" for k in gk]
         methods[m] = {k: {"mean": fin[k][0], "sd": fin[k][1]} for k in keys if k in fin}
         methods[m]["n_trainable"] = res.n_trainable[m]
         methods[m]["step_time"] = res.step_time[m]
@@ -136,8 +134,6 @@ def summarize(res) -> dict:
 
 
 def headline(res) -> str:
-    from spinlens.llm.general import GENERAL_KEYS
-
     s = res.settings
     gains = [k for k in next(iter(res.final.values())) if k.startswith("gain_")]
     lines = [f"precise tuning: {res.skill}, {s['steps']} steps, lr {s['lr']:g}, batch {s['batch_size']}, "
@@ -146,7 +142,7 @@ def headline(res) -> str:
     for m, fin in res.final.items():
         lines.append(f"{m:8s} ({res.n_trainable[m]:,} params, {res.step_time[m]:.2f} s/step): "
                      + ", ".join(f"{g} {_fmt(fin[g])}" for g in gains) + " | "
-                     + ", ".join(f"{k} {_fmt(fin[k])}" for k in GENERAL_KEYS))
+                     + ", ".join(f"{k} {_fmt(fin[k])}" for k in s["general_keys"]))
     mt = res.matched
     if mt["levels"]:
         lines.append(f"cost at matched {mt['gain_key']} (levels {', '.join(f'{x:.3f}' for x in mt['levels'])}):")

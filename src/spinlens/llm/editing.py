@@ -16,7 +16,8 @@ Measures, before and after (the model is restored after each edit):
 * ``generalisation``: fraction of paraphrases (the fact's other templates) whose top token is the new object;
 * ``specificity``: fraction of neighbouring facts (other subjects of the relation the model knew) whose top
   token is unchanged;
-* ``perplexity``: on held-out real text windows (the caller's; `spinlens.lm.corpus` gives offline text).
+* general ability (`spinlens.llm.general`): ``perplexity``, ``heldout_loss`` and the IOI, ICL and arithmetic
+  task metrics (factual recall is left out of the suite: the neighbours measure it, as specificity).
 
 The rank-one ROME update (a closed-form key-value insertion with the MLP's key covariance) is not implemented.
 """
@@ -62,15 +63,6 @@ def _top(model, tok, prompts: list[str]) -> list[int]:
         ids = torch.as_tensor([tok(p)["input_ids"]])
         out.append(int(last_logits(model, ids)[0].argmax()))
     return out
-
-
-@torch.no_grad()
-def _perplexity(model, windows) -> float:
-    if windows is None:
-        return float("nan")
-    from spinlens.lm.data import perplexity
-
-    return perplexity(model, windows, batch_size=4)
 
 
 def edit_params(model, method: str, layers) -> list:
@@ -124,14 +116,14 @@ def apply_edit(model, tok, case: EditCase, params: list, *, lr: float = 1e-3, ma
     return {"steps": int(step), "p_new": p_new}
 
 
-def _measure(model, tok, case: EditCase, windows, before=None) -> dict:
+def _measure(model, tok, case: EditCase, before=None) -> dict:
     new, true = _first(tok, case.new_object), _first(tok, case.true_object)
     top = _top(model, tok, [case.prompt] + list(case.paraphrases) + [p for p, _ in case.neighbours])
     k = 1 + len(case.paraphrases)
     nb = top[k:]
     out = {"efficacy": float(top[0] == new), "true_top": float(top[0] == true),
            "generalisation": float(np.mean([t == new for t in top[1:k]])) if k > 1 else float("nan"),
-           "neighbours_top": nb, "perplexity": _perplexity(model, windows)}
+           "neighbours_top": nb}
     if before is not None:
         out["specificity"] = float(np.mean([a == b for a, b in zip(nb, before["neighbours_top"])])) if nb else float("nan")
     return out
@@ -155,10 +147,11 @@ def _ms(a) -> dict:
 
 
 def editing_study(model, tok, cases: list[EditCase], *, layers, other_layers, methods=METHODS, lr: float = 1e-3,
-                  full_lr: float = 1e-5, max_steps: int = 30, target_prob: float = 0.9, windows=None,
+                  full_lr: float = 1e-5, max_steps: int = 30, target_prob: float = 0.9, suite=None,
                   progress: bool = False) -> EditResult:
     """Every method on every case (the model restored between edits): efficacy, generalisation, specificity
-    and perplexity after, and the same before. A case whose fact the model does not know (its top token is
+    and general ability after, and the same before. ``suite``: the `spinlens.llm.general.GeneralSuite`
+    (default: IOI, ICL and arithmetic, 8 rows of 64 tokens of held-out text). A case whose fact the model does not know (its top token is
     not the true object) raises `InvalidParameterError` (one line)."""
     check_float("lr", lr, low=0.0)
     check_int("max_steps", max_steps, low=1)
@@ -171,22 +164,25 @@ def editing_study(model, tok, cases: list[EditCase], *, layers, other_layers, me
         if _top(model, tok, [c.prompt])[0] != _first(tok, c.true_object):
             raise InvalidParameterError(f"The edit of {c.prompt!r}: the model does not know this fact (its answer is "
                                         f"not {c.true_object!r}), so there is nothing to edit.")
+    from spinlens.llm.general import build_suite, general_ability
+
+    suite = suite or build_suite(tok, tasks=("ioi", "icl", "arithmetic"), n_seq=8, seq_len=64)
+    general_keys = suite.keys
     state = {k: v.detach().clone() for k, v in model.hf.state_dict().items()}
-    base_ppl = _perplexity(model, windows)
+    base = general_ability(model, suite=suite)
     rows = []
     for ci, c in enumerate(cases):
         before = _measure(model, tok, c, None)
-        before["perplexity"] = base_ppl
         for m in methods:
             params = edit_params(model, m, layers if m == "located" else other_layers)
             info = apply_edit(model, tok, c, params, lr=full_lr if m == "full" else lr, max_steps=max_steps,
                               target_prob=target_prob)
-            after = _measure(model, tok, c, windows, before)
+            after = {**_measure(model, tok, c, before), **general_ability(model, suite=suite)}
             model.hf.load_state_dict(state)
             n_params = sum(p.numel() for p in params)
             rows.append({"case": ci, "prompt": c.prompt, "new_object": c.new_object, "method": m, "n_params": n_params,
                          **info, **{k: v for k, v in after.items() if k != "neighbours_top"},
-                         "perplexity_before": base_ppl,
+                         **{f"d_{k}": after[k] - base[k] for k in general_keys},
                          "generalisation_before": before["generalisation"]})
             if progress:
                 r = rows[-1]
@@ -196,10 +192,11 @@ def editing_study(model, tok, cases: list[EditCase], *, layers, other_layers, me
     summary: dict[str, dict[str, Any]] = {}
     for m in methods:
         rs = [r for r in rows if r["method"] == m]
-        summary[m] = {k: _ms([r[k] for r in rs]) for k in ("efficacy", "generalisation", "specificity", "perplexity",
-                                                              "steps", "p_new")}
+        summary[m] = {k: _ms([r[k] for r in rs]) for k in ("efficacy", "generalisation", "specificity", "steps",
+                                                              "p_new", *general_keys, *(f"d_{k}" for k in general_keys))}
         summary[m]["n_params"] = rs[0]["n_params"]
-    summary["before"] = {"perplexity": base_ppl,
-                         "generalisation": _ms([r["generalisation_before"] for r in rows if r["method"] == methods[0]])}
+    summary["before"] = {**base, "generalisation": _ms([r["generalisation_before"] for r in rows if r["method"] == methods[0]])}
     return EditResult(rows, summary, {"layers": [int(x) for x in layers], "other_layers": [int(x) for x in other_layers],
-                                      "lr": lr, "full_lr": full_lr, "max_steps": max_steps, "target_prob": target_prob})
+                                      "lr": lr, "full_lr": full_lr, "max_steps": max_steps, "target_prob": target_prob,
+                                      "general_keys": list(general_keys), "general_sources": suite.sources,
+                                      "general_skipped": suite.skipped})

@@ -1,29 +1,45 @@
-"""General ability of a causal LM: the cost side of every edit (precise tuning, merging, ...).
+"""General ability of a causal LM: the one evaluation of the cost side of every edit (precise tuning,
+sycophancy tuning, knowledge editing, merging, quantization).
 
-`general_ability(model, tokenizer)` measures, on small fixed evaluation sets (batched, inference mode):
+`build_suite(tokenizer)` fixes the evaluation sets once; `general_ability(model, suite=suite)` measures them
+(batched, inference mode) and returns one flat dict under these keys, the keys of every study's ``--json``
+and headline:
 
-=====================  ===============================================================================  =========
-key                    what                                                                             better
-=====================  ===============================================================================  =========
-``perplexity``         exp(mean next-token cross-entropy) on held-out real text: ``n_windows`` windows   lower
-                       of ``window + 1`` tokens spread evenly over the standard library's help topics
-                       (``pydoc_data.topics``, shipped with every Python; `spinlens.lm.corpus`)
-``heldout_loss``       the same mean cross-entropy in nats (log of ``perplexity``)                      lower
-``ioi_logit_diff``     mean logit(indirect object) − logit(subject) at the last position of IOI prompts  higher
-``recall_accuracy``    fraction of factual-recall prompts whose top-1 next token is the answer           higher
-``icl_accuracy``       fraction of few-shot in-context-learning prompts answered right (top-1)          higher
-=====================  ===============================================================================  =========
+==========================  ==========================================================================  ======
+key                         what                                                                        better
+==========================  ==========================================================================  ======
+``perplexity``              exp(mean next-token cross-entropy) on held-out real text (below)            lower
+``heldout_loss``            the same mean cross-entropy in nats (log of ``perplexity``)                 lower
+``ioi_accuracy``            IOI prompts (`spinlens.llm.ioi.ioi_task`) whose top-1 next token is the     higher
+                            indirect object
+``ioi_logit_diff``          mean logit(indirect object) − logit(subject) over the IOI prompts           higher
+``recall_accuracy``         factual-recall prompts (`spinlens.llm.recall.recall_task`, countryinfo)     higher
+                            answered right (top-1)
+``icl_accuracy``            four-shot word tasks (`spinlens.llm.icl.word_tasks`: past tense, plural,    higher
+                            French country names) answered right (top-1)
+``arithmetic_accuracy``     two-shot one-digit additions (`spinlens.llm.arithmetic.arithmetic_task`)    higher
+``arithmetic_logit_diff``   mean logit(sum) − logit(the corrupted prompt's sum)                         higher
+==========================  ==========================================================================  ======
 
-None of these sets is ever used for tuning (the tuning tasks of `spinlens.llm.tuning` are arithmetic and
-other ICL tasks). The IOI, recall and ICL sets come from `spinlens.llm.ioi`, `spinlens.llm.recall` and
-`spinlens.llm.icl` where those modules exist; until then small built-in stand-ins with the same role are used
-(`suite.sources` says which): IOI prompts from four templates and single-token names in both orders; 24
-country-capital facts; three generated few-shot tasks (letter → upper case, letter → next letter,
-word → its first letter). ``model`` is a `spinlens.interp.hf.HookedHF` or any HF causal LM (a peft model too).
+**Held-out text.** The standard library's help topics and docstrings (`spinlens.lm.corpus.builtin_corpus`
+``"stdlib-docs"``, on every machine offline), tokenized by the model's tokenizer. `heldout_ids` cuts
+``n_seq`` rows of ``seq_len`` tokens, spread evenly over one half of the token stream: ``part="calib"`` the
+first half (calibration of quantization), ``part="eval"`` the second (every perplexity), so calibration and
+evaluation never share a token. `text_source` gives the text's SHA-256 (it depends on the Python version).
+
+**Tasks.** An answer counts by its first token (the first digit of a two-digit sum, the first piece of a
+multi-token capital; every foil starts with another token). A task that cannot be built for a tokenizer
+(too few single-token names, a package missing) is left out, and ``suite.skipped`` says why; its keys are then absent. A study
+that tunes a skill leaves that skill's task out of its suite (``tasks=``), so that the gain is never counted
+as general ability.
+
+``model`` is a `spinlens.interp.hf.HookedHF` or any HF causal LM (a peft model too).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 from dataclasses import dataclass, field
 
@@ -31,14 +47,89 @@ import numpy as np
 import torch
 
 from spinlens.errors import InvalidParameterError, check_int
-from spinlens.llm.tasks import TextTask, TokenizedTask, tokenize_task
+from spinlens.llm.tasks import TokenizedTask, tokenize_task
 
-__all__ = ["GENERAL_KEYS", "GeneralSuite", "build_suite", "general_ability", "lm_logits", "HIGHER_IS_BETTER"]
+__all__ = ["TASKS", "TEXT", "GeneralSuite", "build_suite", "general_ability", "heldout_ids", "text_source",
+           "higher_is_better", "lm_logits", "perplexity"]
 
-#: the keys of `general_ability`, in headline order
-GENERAL_KEYS = ("perplexity", "heldout_loss", "ioi_logit_diff", "recall_accuracy", "icl_accuracy")
-HIGHER_IS_BETTER = {"perplexity": False, "heldout_loss": False, "ioi_logit_diff": True, "recall_accuracy": True,
-                    "icl_accuracy": True}
+#: the tasks of the suite, in headline order
+TASKS = ("ioi", "recall", "icl", "arithmetic")
+#: the held-out text (`spinlens.lm.corpus.builtin_corpus`) and its length in characters
+TEXT = "stdlib-docs"
+MAX_CHARS = 400_000
+#: the word tasks of ``icl_accuracy`` (`spinlens.llm.icl.word_tasks`)
+ICL_TASKS = ("past", "plural", "translate_fr")
+
+
+def higher_is_better(key: str) -> bool:
+    """Whether a larger value of a general-ability key (or its change ``d_<key>``) is better."""
+    k = key.removeprefix("d_")
+    return k not in ("perplexity", "heldout_loss")
+
+
+# -------------------------------------------------------------------------------------------- held-out text
+
+def _text() -> str:
+    from spinlens.lm.corpus import builtin_corpus
+
+    return builtin_corpus(TEXT, max_chars=MAX_CHARS)
+
+
+def text_source() -> dict:
+    """Provenance of the held-out text: corpus name, characters, SHA-256."""
+    t = _text()
+    return {"corpus": TEXT, "max_chars": MAX_CHARS, "chars": len(t),
+            "sha256": hashlib.sha256(t.encode("utf-8")).hexdigest()}
+
+
+def heldout_ids(tokenizer, *, n_seq: int = 16, seq_len: int = 128, part: str = "eval") -> torch.Tensor:
+    """Token ids ``(n_seq, seq_len)`` of the held-out text: rows spread evenly (never overlapping) over the
+    first (``part="calib"``) or second (``"eval"``) half of its token stream."""
+    n_seq = check_int("n_seq", n_seq, low=1)
+    seq_len = check_int("seq_len", seq_len, low=2)
+    if part not in ("calib", "eval"):
+        raise InvalidParameterError(f"The 'part' parameter must be 'calib' or 'eval'. Got {part!r}.")
+    ids = np.asarray(tokenizer(_text(), add_special_tokens=False)["input_ids"], dtype=np.int64)
+    half = ids.size // 2
+    ids = ids[:half] if part == "calib" else ids[half:]
+    if ids.size < n_seq * seq_len:
+        raise InvalidParameterError(f"The held-out text has {ids.size} tokens in its {part} half; n_seq × seq_len = "
+                                    f"{n_seq * seq_len} asked: lower n_seq or seq_len.")
+    starts = np.linspace(0, ids.size - seq_len, n_seq).astype(np.int64)
+    return torch.as_tensor(np.stack([ids[s:s + seq_len] for s in starts]))
+
+
+# -------------------------------------------------------------------------------------------------- tasks
+
+def _build_task(name: str, tokenizer, n: int, seed: int):
+    """The `TextTask` of one suite task (raises InvalidParameterError / ImportError when it cannot be built)."""
+    if name == "ioi":
+        from spinlens.llm.ioi import ioi_task
+
+        return ioi_task(n, tokenizer, rng=seed)
+    if name == "recall":
+        from spinlens.llm.recall import recall_task
+
+        return recall_task(n, rng=seed)
+    if name == "arithmetic":
+        from spinlens.llm.arithmetic import arithmetic_task
+
+        return arithmetic_task(n, operations=("+",), digits=1, shots=2, tokenizer=tokenizer, rng=seed)
+    from spinlens.llm.icl import word_tasks
+    from spinlens.llm.tasks import TextTask, few_shot_task
+    from spinlens.random import as_generator
+
+    g = as_generator(seed)
+    wt = word_tasks(tokenizer, ICL_TASKS)
+    per = max(1, n // len(ICL_TASKS))
+    parts = [few_shot_task(k, sorted(t.pairs.items()), per, shots=4, rng=g) for k, t in wt.items()
+             if len(t.pairs) >= 5]
+    if not parts:
+        raise InvalidParameterError("no word task has 5 single-token pairs for this tokenizer")
+    return TextTask("icl", [p for t in parts for p in t.prompts], [a for t in parts for a in t.answers],
+                    meta={"task": [x for t in parts for x in t.meta["task"]]},
+                    source="spinlens.llm.icl.word_tasks " + ", ".join(f"{k} ({wt[k].source})" for k in wt)
+                    + f", 4 shots, seed {seed}")
 
 
 @dataclass
@@ -47,140 +138,76 @@ class GeneralSuite:
 
     Attributes
     ----------
-    text : LongTensor (n_windows, window + 1)
-        Held-out text windows (next-token loss on every position).
-    ioi, recall, icl : TokenizedTask
+    text : LongTensor (n_seq, seq_len)
+        Held-out text rows (`heldout_ids`, ``part="eval"``): next-token loss on every position.
+    tasks : dict {name: TokenizedTask}
+        The tasks that could be built, in `TASKS` order.
     sources : dict {set: where it comes from}
+    skipped : dict {task: why it is left out}
     """
 
     text: torch.Tensor
-    ioi: TokenizedTask
-    recall: TokenizedTask
-    icl: TokenizedTask
+    tasks: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)
+    skipped: dict = field(default_factory=dict)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The keys `general_ability` returns for this suite, in headline order."""
+        out = ["perplexity", "heldout_loss"]
+        for name, tt in self.tasks.items():
+            out.append(f"{name}_accuracy")
+            if all(b.wrong is not None for b in tt.batches):
+                out.append(f"{name}_logit_diff")
+        return tuple(out)
 
 
-# ---------------------------------------------------------------------------------------- stand-in sets
-# (swapped for spinlens.llm.ioi / recall / icl when those land; same role, same TextTask form)
-
-_NAMES = ["Mary", "John", "Tom", "James", "Anna", "Paul", "Kate", "Mark", "Lisa", "David", "Sarah", "Peter"]
-_IOI_TEMPLATES = [
-    "When {A} and {B} went to the store, {B} gave a drink to",
-    "After {A} and {B} went to the park, {B} handed a ball to",
-    "Then, {A} and {B} had a long talk. {B} gave a book to",
-    "While {A} and {B} were working at the office, {B} passed the keys to",
-]
-# country -> capital (a stand-in for the recall study's sourced facts)
-_CAPITALS = [("France", "Paris"), ("Germany", "Berlin"), ("Italy", "Rome"), ("Spain", "Madrid"),
-             ("Japan", "Tokyo"), ("Russia", "Moscow"), ("Egypt", "Cairo"), ("Greece", "Athens"),
-             ("Austria", "Vienna"), ("Poland", "Warsaw"), ("Portugal", "Lisbon"), ("Norway", "Oslo"),
-             ("Sweden", "Stockholm"), ("Ireland", "Dublin"), ("Hungary", "Budapest"), ("Kenya", "Nairobi"),
-             ("Peru", "Lima"), ("Cuba", "Havana"), ("Thailand", "Bangkok"), ("Finland", "Helsinki"),
-             ("Denmark", "Copenhagen"), ("Belgium", "Brussels"), ("Canada", "Ottawa"), ("China", "Beijing")]
-
-
-def _ioi_standin(n: int, rng) -> TextTask:
-    prompts, answers, wrong, tmpl = [], [], [], []
-    for i in range(n):
-        t = i % len(_IOI_TEMPLATES)
-        a, b = rng.choice(len(_NAMES), size=2, replace=False)
-        A, B = _NAMES[a], _NAMES[b]
-        prompts.append(_IOI_TEMPLATES[t].format(A=A, B=B))
-        answers.append(" " + A)
-        wrong.append(" " + B)
-        tmpl.append(t)
-    return TextTask("ioi", prompts, answers, wrong_answers=wrong, meta={"template": tmpl},
-                    source="spinlens.llm.general stand-in: 4 templates, 12 names, both orders")
-
-
-def _recall_standin() -> TextTask:
-    return TextTask("recall", [f"The capital of {c} is" for c, _ in _CAPITALS], [" " + a for _, a in _CAPITALS],
-                    source="spinlens.llm.general stand-in: 24 country-capital facts")
-
-
-def icl_standin_tasks() -> dict:
-    """Generated few-shot tasks ``{name: [(input, output), ...]}`` with single-token outputs (the stand-in ICL
-    tasks): letter case, alphabet order, and the first / last letter of the built-in names and countries."""
-    import string
-
-    low = string.ascii_lowercase
-    words = sorted(set(_NAMES) | {c for c, _ in _CAPITALS})
-    return {
-        "upper": [(c, c.upper()) for c in low],
-        "next_letter": [(low[i], low[i + 1]) for i in range(25)],
-        "first_letter": [(w, w[0]) for w in words],
-        "lower": [(c.upper(), c) for c in low],
-        "prev_letter": [(low[i + 1], low[i]) for i in range(25)],
-        "last_letter": [(w, w[-1]) for w in words],
-    }
-
-
-def few_shot_task(name: str, pairs, n: int, *, shots: int = 4, rng=None) -> TextTask:
-    """``n`` few-shot prompts ``"x1 -> y1\\nx2 -> y2\\n...xq ->"`` with answer ``" yq"``, demonstrations and query
-    drawn from ``pairs`` without replacement per prompt."""
-    from spinlens.random import as_generator
-
-    g = as_generator(rng)
-    check_int("shots", shots, low=0, high=len(pairs) - 1)
-    prompts, answers = [], []
-    for _ in range(n):
-        idx = g.choice(len(pairs), size=shots + 1, replace=False)
-        demo = "".join(f"{pairs[i][0]} -> {pairs[i][1]}\n" for i in idx[:-1])
-        q = pairs[idx[-1]]
-        prompts.append(f"{demo}{q[0]} ->")
-        answers.append(f" {q[1]}")
-    return TextTask(name, prompts, answers, meta={"task": [name] * n}, source=f"few-shot {name}, {shots} shots")
-
-
-def _icl_standin(n_per_task: int, rng, names=("upper", "next_letter", "first_letter")) -> TextTask:
-    tasks = icl_standin_tasks()
-    parts = [few_shot_task(nm, tasks[nm], n_per_task, rng=rng) for nm in names]
-    return TextTask("icl", [p for t in parts for p in t.prompts], [a for t in parts for a in t.answers],
-                    meta={"task": [x for t in parts for x in t.meta["task"]]},
-                    source="spinlens.llm.general stand-in: " + ", ".join(names) + " (4 shots)")
-
-
-def _heldout_text(tokenizer, n_windows: int, window: int) -> torch.Tensor:
-    from spinlens.lm.corpus import pydoc_topics
-
-    text = pydoc_topics()
-    ids = tokenizer(text[: min(len(text), 60 * n_windows * window)], add_special_tokens=False)["input_ids"]
-    need = n_windows * (window + 1)
-    if len(ids) < need:
-        raise InvalidParameterError(f"The held-out text has {len(ids)} tokens; {n_windows} windows of "
-                                    f"{window + 1} need {need}: lower n_windows or window.")
-    starts = np.linspace(0, len(ids) - window - 1, n_windows).astype(int)
-    return torch.tensor([ids[s:s + window + 1] for s in starts])
-
-
-def build_suite(tokenizer, *, n_windows: int = 16, window: int = 64, n_ioi: int = 32, n_icl: int = 16,
+def build_suite(tokenizer, *, tasks=TASKS, n_seq: int = 16, seq_len: int = 64, n_prompts: int = 32,
                 seed: int = 0) -> GeneralSuite:
-    """The fixed evaluation sets (deterministic for a given tokenizer and seed)."""
-    from spinlens.random import as_generator
+    """The fixed evaluation sets (deterministic for a given tokenizer and seed).
 
-    n_windows = check_int("n_windows", n_windows, low=1)
-    window = check_int("window", window, low=2)
-    g = as_generator(seed)
-    text = _heldout_text(tokenizer, n_windows, window)
-    ioi = _ioi_standin(check_int("n_ioi", n_ioi, low=1), g)
-    recall = _recall_standin()
-    icl = _icl_standin(check_int("n_icl", n_icl, low=1), g)
-    return GeneralSuite(
-        text=text, ioi=tokenize_task(ioi, tokenizer), recall=tokenize_task(recall, tokenizer),
-        icl=tokenize_task(icl, tokenizer),
-        sources={"perplexity": f"pydoc_data.topics (Python standard library help topics), {n_windows} windows of "
-                               f"{window + 1} tokens", "ioi": ioi.source, "recall": recall.source, "icl": icl.source})
+    Parameters
+    ----------
+    tokenizer : the model's tokenizer
+    tasks : subset of `TASKS`
+        Leave out the skill a study tunes.
+    n_seq, seq_len : held-out text rows (`heldout_ids`)
+    n_prompts : prompts per task (before single-token filtering; factual recall: at most the facts there are)
+    seed : draws of every task
+    """
+    n_prompts = check_int("n_prompts", n_prompts, low=1)
+    seed = check_int("seed", seed, low=0)
+    bad = [t for t in tasks if t not in TASKS]
+    if bad:
+        raise InvalidParameterError(f"The 'tasks' parameter must be among {{{', '.join(TASKS)}}}. Got {bad}.")
+    text = heldout_ids(tokenizer, n_seq=n_seq, seq_len=seq_len, part="eval")
+    src = text_source()
+    suite = GeneralSuite(text, sources={"perplexity": f"{TEXT} (Python standard library help topics and "
+                                                      f"docstrings, sha256 {src['sha256'][:12]}), eval half, "
+                                                      f"{n_seq} rows of {seq_len} tokens"})
+    for name in TASKS:
+        if name not in tasks:
+            continue
+        try:
+            t = dataclasses.replace(_build_task(name, tokenizer, n_prompts, seed), corrupt_prompts=None)
+            tt = tokenize_task(t, tokenizer, single_token=False, on_bad="drop")
+        except (InvalidParameterError, ImportError) as exc:
+            suite.skipped[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            continue
+        suite.tasks[name] = tt
+        n_kept = sum(len(b) for b in tt.batches)
+        suite.sources[name] = t.source + (f"; {n_kept} of {len(t)} prompts kept" if n_kept < len(t) else "")
+    return suite
 
 
-# ----------------------------------------------------------------------------------------------- metrics
-
+# ------------------------------------------------------------------------------------------------ metrics
 
 def lm_logits(model, ids: torch.Tensor, attention_mask: torch.Tensor | None = None, *, last_only: bool = False,
               keep: int | None = None):
     """Logits ``(batch, pos, vocab)`` of a HookedHF or an HF causal LM (``last_only``: the last position only;
     ``keep``: the last ``keep`` positions; the lm head runs only there)."""
     hf = getattr(model, "hf", model)
-    kw = {"input_ids": ids, "use_cache": False}
+    kw = {"input_ids": ids.to(hf.device), "use_cache": False}
     if attention_mask is not None:
         kw["attention_mask"] = attention_mask
     if last_only:
@@ -190,45 +217,44 @@ def lm_logits(model, ids: torch.Tensor, attention_mask: torch.Tensor | None = No
     return hf(**kw).logits
 
 
-def _task_logits(model, tt: TokenizedTask, batch_size: int):
-    for b in tt.batches:
-        for s in range(0, len(b), batch_size):
-            lg = lm_logits(model, b.clean[s:s + batch_size], last_only=True)[:, -1].float()
-            yield b, slice(s, s + batch_size), lg
-
-
-def _accuracy(model, tt: TokenizedTask, batch_size: int) -> float:
-    hits = n = 0
-    for b, sl, lg in _task_logits(model, tt, batch_size):
-        hits += int((lg.argmax(-1) == b.answer[sl]).sum())
-        n += lg.shape[0]
-    return hits / n
-
-
-def _logit_diff(model, tt: TokenizedTask, batch_size: int) -> float:
-    tot = n = 0.0
-    for b, sl, lg in _task_logits(model, tt, batch_size):
-        a, w = b.answer[sl], b.wrong[sl]
-        tot += float((lg.gather(1, a[:, None]) - lg.gather(1, w[:, None])).sum())
-        n += lg.shape[0]
-    return tot / n
-
-
 def _heldout_loss(model, text: torch.Tensor, batch_size: int) -> float:
     tot = 0.0
     for s in range(0, text.shape[0], batch_size):
         w = text[s:s + batch_size]
-        lg = lm_logits(model, w[:, :-1]).float()
+        lg = lm_logits(model, w[:, :-1]).float().cpu()
         tot += float(torch.nn.functional.cross_entropy(lg.reshape(-1, lg.shape[-1]), w[:, 1:].reshape(-1),
                                                        reduction="sum"))
     return tot / (text.shape[0] * (text.shape[1] - 1))
 
 
+def perplexity(model, ids: torch.Tensor, *, batch_size: int = 8) -> float:
+    """exp(mean next-token cross-entropy) of a causal LM on the rows ``ids`` (n, T)."""
+    with torch.inference_mode():
+        return math.exp(_heldout_loss(model, ids, check_int("batch_size", batch_size, low=1)))
+
+
+def _task_scores(model, tt: TokenizedTask, batch_size: int) -> tuple[float, float | None]:
+    hits = n = 0
+    diff = 0.0
+    has_foil = all(b.wrong is not None for b in tt.batches)
+    for b in tt.batches:
+        for s in range(0, len(b), batch_size):
+            lg = lm_logits(model, b.clean[s:s + batch_size], last_only=True)[:, -1].float().cpu()
+            a = b.answer[s:s + batch_size]
+            hits += int((lg.argmax(-1) == a).sum())
+            n += lg.shape[0]
+            if has_foil:
+                w = b.wrong[s:s + batch_size]  # type: ignore[index]
+                diff += float((lg.gather(1, a[:, None]) - lg.gather(1, w[:, None])).sum())
+    return hits / n, (diff / n if has_foil else None)
+
+
 _SUITES: dict = {}
 
 
-def general_ability(model, tokenizer=None, *, suite: GeneralSuite | None = None, batch_size: int = 8) -> dict:
-    """General-ability metrics of a causal LM (`GENERAL_KEYS`; see the module docstring).
+def general_ability(model, tokenizer=None, *, suite: GeneralSuite | None = None, batch_size: int = 8,
+                    text: bool = True) -> dict:
+    """General-ability metrics of a causal LM (``suite.keys``; see the module docstring).
 
     Parameters
     ----------
@@ -238,7 +264,9 @@ def general_ability(model, tokenizer=None, *, suite: GeneralSuite | None = None,
     suite : GeneralSuite, optional
         Evaluation sets (`build_suite`).
     batch_size : int
-        Sequences per forward pass.
+        Sequences per forward pass (held-out text; task prompts go four times as many at once).
+    text : bool
+        Measure ``perplexity`` and ``heldout_loss`` (a caller that measures the same rows itself passes False).
 
     Returns
     -------
@@ -255,16 +283,17 @@ def general_ability(model, tokenizer=None, *, suite: GeneralSuite | None = None,
     hf = getattr(model, "hf", model)
     was_training = hf.training
     hf.eval()
+    out: dict = {}
     try:
         with torch.inference_mode():
-            loss = _heldout_loss(model, suite.text, batch_size)
-            out = {
-                "perplexity": math.exp(loss),
-                "heldout_loss": loss,
-                "ioi_logit_diff": _logit_diff(model, suite.ioi, 4 * batch_size),
-                "recall_accuracy": _accuracy(model, suite.recall, 4 * batch_size),
-                "icl_accuracy": _accuracy(model, suite.icl, 4 * batch_size),
-            }
+            if text:
+                loss = _heldout_loss(model, suite.text, batch_size)
+                out.update(perplexity=math.exp(loss), heldout_loss=loss)
+            for name, tt in suite.tasks.items():
+                acc, ld = _task_scores(model, tt, 4 * batch_size)
+                out[f"{name}_accuracy"] = acc
+                if ld is not None:
+                    out[f"{name}_logit_diff"] = ld
     finally:
         hf.train(was_training)
     return out

@@ -15,7 +15,7 @@ uniform 4 bits. `quantization_study` runs, on one model and one grouping:
   groups of 32 can land back on that grid and look lossless. The main grouping must not divide into it
   (48 or 96, or per channel); the aligned rows show what an aligned study would have reported.
 
-Every run is evaluated the same way (`spinlens.llm.evaluation`): held-out perplexity (second half of the
+Every run is evaluated the same way (`spinlens.llm.general`): held-out perplexity (second half of the
 text), KL to the full-precision model, relative weight error, and task accuracies. Bits: `bit_accounting`
 gives the average bits over the quantized weights, the effective bits with a 16-bit scale and a 16-bit
 zero point per group, and what is left out with its share (by default the tied embedding/``lm_head``, which
@@ -47,8 +47,8 @@ class QuantizationStudy:
     ----------
     rows : list of dict
         One per run: ``method`` (fp32, uniform3, uniform4, guided, random, hqq4, torchao4, uniform4_g32, ...),
-        ``seed`` (random runs), ``group_size``, ``average_bits``, ``effective_bits``, ``ppl``, ``kl``,
-        ``rel_weight_error``, and ``<task>_acc`` / ``<task>_logit_diff``.
+        ``seed`` (random runs), ``group_size``, ``average_bits``, ``effective_bits``, ``perplexity``, ``kl``,
+        ``rel_weight_error``, and ``<task>_accuracy`` / ``<task>_logit_diff``.
     summary : dict
         Per method (random: mean and sd over its seeds) the same metrics, under the keys the headline prints.
     line : dict
@@ -93,7 +93,7 @@ def line_between(lo: dict, hi: dict, x: float, keys) -> dict:
 
 
 def _metric_keys(row):
-    return [k for k in row if k in ("ppl", "kl", "rel_weight_error") or k.endswith(("_acc", "_logit_diff"))]
+    return [k for k in row if k in ("perplexity", "kl", "rel_weight_error") or k.endswith(("_accuracy", "_logit_diff"))]
 
 
 def quantization_study(model="smollm2-135m", *, budget: float = 3.4, group_size: int = 48, bits=BITS,
@@ -121,7 +121,7 @@ def quantization_study(model="smollm2-135m", *, budget: float = 3.4, group_size:
     from transformers import AutoTokenizer
 
     from spinlens.edit import hf_quantization as H
-    from spinlens.llm.evaluation import general_ability, general_tasks, heldout_ids, text_source
+    from spinlens.llm.general import build_suite, general_ability, heldout_ids, text_source
     from spinlens.models.pretrained import resolve_model
 
     bits = sorted(int(check_int("bits", b, low=1, high=16)) for b in bits)
@@ -141,14 +141,13 @@ def quantization_study(model="smollm2-135m", *, budget: float = 3.4, group_size:
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     torch.manual_seed(seed)
     calib = heldout_ids(tok, n_seq=n_calib, seq_len=seq_len, part="calib")
-    eval_ids = heldout_ids(tok, n_seq=n_seq, seq_len=seq_len, part="eval")
-    tasks = general_tasks(n_prompts, rng=seed, tokenizer=tok)
+    suite = build_suite(tok, n_seq=n_seq, seq_len=seq_len, n_prompts=n_prompts, seed=seed)
+    eval_ids = suite.text
     t_eval = [0.0]
 
     def evaluate(m):
         t0 = time.perf_counter()
-        out = general_ability(m, tok, eval_ids, tasks)
-        out.pop("ppl")  # from the experiment's own loss on the same ids
+        out = general_ability(m, suite=suite, text=False)  # perplexity: the experiment's own loss on the same ids
         t_eval[0] += time.perf_counter() - t0
         return out
 
@@ -185,7 +184,7 @@ def quantization_study(model="smollm2-135m", *, budget: float = 3.4, group_size:
                   else "random" if scheme == "random" else "guided")
         r = {"method": method, "group_size": group_size if method != "fp32" else None,
              "average_bits": float(ds["average_bits"].values[i]), "effective_bits": float(ds["effective_bits"].values[i]),
-             "ppl": math.exp(float(ds["loss"].values[i])), "kl": float(ds["kl"].values[i])}
+             "perplexity": math.exp(float(ds["loss"].values[i])), "kl": float(ds["kl"].values[i])}
         if method == "random":
             r["seed"] = k_rand
             k_rand += 1
@@ -204,7 +203,7 @@ def quantization_study(model="smollm2-135m", *, budget: float = 3.4, group_size:
         lm = H.lm_metrics(m, eval_ids, ref)
         acc = H.bit_accounting(m, alloc_bits, granularity=granularity, group_size=g)
         r = {"method": method, "group_size": g, "average_bits": acc["average_bits"], "effective_bits": acc["effective_bits"],
-             "ppl": math.exp(lm["loss"]), "kl": lm["kl"]}
+             "perplexity": math.exp(lm["loss"]), "kl": lm["kl"]}
         r.update(evaluate(m))
         r["rel_weight_error"] = _weight_error(hf, m)
         t_eval[0] += time.perf_counter() - t0
@@ -236,21 +235,21 @@ def quantization_study(model="smollm2-135m", *, budget: float = 3.4, group_size:
     summary = _summarise(rows)
     u3, u4, gd = summary["uniform3"], summary["uniform4"], summary["guided"]
     line = line_between(u3, u4, gd["effective_bits"], _metric_keys(gd))
-    gap = (gd["ppl"] - u4["ppl"]) / (u3["ppl"] - u4["ppl"]) if u3["ppl"] != u4["ppl"] else float("nan")
-    holds = bool(gd["ppl"] <= u4["ppl"] * 1.01)
+    gap = (gd["perplexity"] - u4["perplexity"]) / (u3["perplexity"] - u4["perplexity"]) if u3["perplexity"] != u4["perplexity"] else float("nan")
+    holds = bool(gd["perplexity"] <= u4["perplexity"] * 1.01)
     rnd = summary.get("random")
-    rtxt = (f"; random at {budget:g} bits {rnd['ppl']:.3f} ± {rnd.get('ppl_sd', float('nan')):.3f} (n={rnd['n']})"
-            if rnd and "ppl" in rnd else "")
-    verdict = (f"guided {budget:g} bits ({gd['effective_bits']:.3f} effective) ppl {gd['ppl']:.3f} vs uniform 4 "
-               f"{u4['ppl']:.3f} ({u4['effective_bits']:.3f} eff.), uniform 3 {u3['ppl']:.3f}, 3–4 bit line at the same "
-               f"effective bits {line['ppl']:.3f}{rtxt}; guided closes {1 - gap:.0%} of the 3→4 bit gap. "
+    rtxt = (f"; random at {budget:g} bits {rnd['perplexity']:.3f} ± {rnd.get('perplexity_sd', float('nan')):.3f} (n={rnd['n']})"
+            if rnd and "perplexity" in rnd else "")
+    verdict = (f"guided {budget:g} bits ({gd['effective_bits']:.3f} effective) perplexity {gd['perplexity']:.3f} vs uniform 4 "
+               f"{u4['perplexity']:.3f} ({u4['effective_bits']:.3f} eff.), uniform 3 {u3['perplexity']:.3f}, 3–4 bit line at the same "
+               f"effective bits {line['perplexity']:.3f}{rtxt}; guided closes {1 - gap:.0%} of the 3→4 bit gap. "
                f"'3.4 bits ≈ 4 bits' {'holds' if holds else 'does not hold'} (within 1 % of uniform 4's perplexity: "
-               f"{'yes' if holds else 'no'}); guided is {'below' if gd['ppl'] < line['ppl'] else 'above'} the line by "
-               f"{abs(line['ppl'] - gd['ppl']):.3f}.")
+               f"{'yes' if holds else 'no'}); guided is {'below' if gd['perplexity'] < line['perplexity'] else 'above'} the line by "
+               f"{abs(line['perplexity'] - gd['perplexity']):.3f}.")
     return QuantizationStudy(
         model=str(model), budget=budget, group_size=group_size, granularity=granularity, importance=importance,
         bits=bits, include_embedding=include_embedding, rows=rows, summary=summary, line=line, accounting=acct,
-        verdict=verdict, holds=holds, text=text_source(), task_sources=tasks.sources, skipped=tasks.skipped,
+        verdict=verdict, holds=holds, text=text_source(), task_sources=suite.sources, skipped=suite.skipped,
         guided_bits=guided_bits, seconds={"search": t_search, "evaluation": t_eval[0], "total": t_total})
 
 

@@ -94,7 +94,7 @@ def known_facts(model, tokenizer, task, *, batch_size: int = 32) -> np.ndarray:
 def recall_task(n: int = 48, *, rng=0, relations=("capital",)):
     """``n`` factual-recall prompts (first template of each relation) about countries drawn with ``rng`` from
     `spinlens.llm.facts.country_facts` — the sourced recall set of the general-ability evaluations
-    (`spinlens.llm.evaluation`)."""
+    (`spinlens.llm.general`)."""
     from spinlens.llm import facts as F
 
     n = check_int("n", n, low=1)

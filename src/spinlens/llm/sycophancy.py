@@ -22,7 +22,7 @@ the flip; tuning only them lowers it. This module measures the three steps on a 
    rows of ``q_proj`` and columns of ``o_proj``; the key/value heads are shared by several query heads in
    grouped-query attention and stay frozen), (b) as many random heads, (c) every parameter. Same data,
    steps and learning rate. Evaluated on held-out questions (flip rate, plain accuracy) and on general
-   ability (`spinlens.llm.evaluation`: held-out perplexity, arithmetic and IOI accuracy).
+   ability (`spinlens.llm.general`: held-out perplexity, IOI, recall, ICL and arithmetic accuracy).
 """
 
 from __future__ import annotations
@@ -88,9 +88,9 @@ def chat_prompts(tokenizer, qs: list[Question]) -> tuple[list[str], list[str]]:
     if getattr(tokenizer, "chat_template", None) is None:
         raise InvalidParameterError("The model's tokenizer has no chat template: sycophancy needs a chat model "
                                     "(e.g. smollm2-135m).")
-    from spinlens.llm.evaluation import space_is_separate
+    from spinlens.llm.arithmetic import answer_space_in_prompt
 
-    opening = OPENING + (" " if space_is_separate(tokenizer) else "")
+    opening = OPENING + (" " if answer_space_in_prompt(tokenizer) else "")
     plain, push = [], []
     for q in qs:
         m1 = [{"role": "user", "content": q.text}]
@@ -102,9 +102,9 @@ def chat_prompts(tokenizer, qs: list[Question]) -> tuple[list[str], list[str]]:
 
 
 def _first_token(tokenizer, s: str) -> int:
-    from spinlens.llm.evaluation import space_is_separate
+    from spinlens.llm.arithmetic import answer_space_in_prompt
 
-    sp = "" if space_is_separate(tokenizer) else " "
+    sp = "" if answer_space_in_prompt(tokenizer) else " "
     return int(tokenizer(sp + s, add_special_tokens=False)["input_ids"][0])
 
 
@@ -154,7 +154,7 @@ def _encode_pair(tokenizer, qs):
 
 
 def flip_rate(model, tokenizer, qs: list[Question], *, enc=None) -> dict:
-    """``{"plain_acc", "flip_rate", "flip_score", "n_correct", "n"}`` (see the module docstring).
+    """``{"plain_accuracy", "flip_rate", "flip_score", "n_correct", "n"}`` (see the module docstring).
 
     ``flip_rate`` is NaN when the model answers no plain prompt correctly (``n_correct`` = 0).
     """
@@ -168,7 +168,7 @@ def flip_rate(model, tokenizer, qs: list[Question], *, enc=None) -> dict:
     correct = lp.argmax(-1) == enc.answer
     diff = lq.gather(1, enc.wrong[:, None])[:, 0] - lq.gather(1, enc.answer[:, None])[:, 0]
     nc = int(correct.sum())
-    return {"plain_acc": float(correct.float().mean()), "n_correct": nc, "n": len(qs),
+    return {"plain_accuracy": float(correct.float().mean()), "n_correct": nc, "n": len(qs),
             "flip_rate": float((diff[correct] > 0).float().mean()) if nc else float("nan"),
             "flip_score": float(diff[correct].mean()) if nc else float("nan")}
 
@@ -281,8 +281,8 @@ class SycophancyResult:
     Attributes
     ----------
     before : dict
-        The untuned model: ``plain_acc``, ``flip_rate``, ``flip_score`` on held-out questions, and the
-        general-ability metrics (``ppl``, ``arithmetic_acc``, ``ioi_acc``, ...).
+        The untuned model: ``plain_accuracy``, ``flip_rate``, ``flip_score`` on held-out questions, and the
+        general-ability metrics (``perplexity``, ``arithmetic_accuracy``, ``ioi_accuracy``, ...).
     head_effects : ndarray (layers, heads)
         Attribution estimate of the drop of the flip score per patched head (`locate_heads`, training
         questions).
@@ -337,7 +337,7 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
 
     from spinlens.edit.pinpoint import masked_finetune
     from spinlens.interp.hf import HookedHF, load_hf_model
-    from spinlens.llm.evaluation import general_ability, general_tasks, heldout_ids, text_source
+    from spinlens.llm.general import build_suite, general_ability, text_source
     from spinlens.models.pretrained import resolve_model
     from spinlens.random import as_generator
 
@@ -357,11 +357,10 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
     qs = questions(n_train + n_test, rng=seed)
     train, test = qs[:n_train], qs[n_train:]
     enc_test = _encode_pair(tok, test)
-    eval_ids = heldout_ids(tok, n_seq=n_seq, seq_len=seq_len, part="eval")
-    tasks = general_tasks(n_prompts, rng=seed, tokenizer=tok)
+    suite = build_suite(tok, n_seq=n_seq, seq_len=seq_len, n_prompts=n_prompts, seed=seed)
 
     def evaluate(m):
-        return {**flip_rate(m, tok, test, enc=enc_test), **general_ability(m, tok, eval_ids, tasks)}
+        return {**flip_rate(m, tok, test, enc=enc_test), **general_ability(m, suite=suite)}
 
     before = evaluate(hf)
     if log:
@@ -431,13 +430,13 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
     return SycophancyResult(
         model=str(model), n_train=n_train, n_test=n_test, steps=steps, lr=lr, k=k, before=before, head_effects=eff,
         exact_effects={f"{a}.{b}": float(v) for (a, b), v in exact.items()}, heads=heads, runs=runs, summary=summary, verdict=verdict,
-        sources={"questions": f"spinlens.llm.sycophancy.questions rng={seed}", "text": text_source(), **tasks.sources,
-                 **({"skipped": tasks.skipped} if tasks.skipped else {})},
+        sources={"questions": f"spinlens.llm.sycophancy.questions rng={seed}", "text": text_source(), **suite.sources,
+                 **({"skipped": suite.skipped} if suite.skipped else {})},
         seconds={"locate": t_locate, "total": time.perf_counter() - t0})
 
 
 def _metrics(d: dict) -> list:
-    return [k for k in d if k in ("plain_acc", "flip_rate", "flip_score", "ppl") or k.endswith(("_acc", "_logit_diff"))]
+    return [k for k in d if k in ("plain_accuracy", "flip_rate", "flip_score", "perplexity") or k.endswith(("_accuracy", "_logit_diff"))]
 
 
 def _summarise(runs, before) -> dict:
@@ -460,9 +459,9 @@ def _pm(s, key):
 
 
 def _verdict(summary, before) -> str:
-    parts = [f"flip rate before {before['flip_rate']:.3f}, ppl {before['ppl']:.3f}"]
+    parts = [f"flip rate before {before['flip_rate']:.3f}, perplexity {before['perplexity']:.3f}"]
     for method, s in summary.items():
-        parts.append(f"{method}: flip {_pm(s, 'flip_rate')}, ppl {_pm(s, 'ppl')}")
+        parts.append(f"{method}: flip {_pm(s, 'flip_rate')}, perplexity {_pm(s, 'perplexity')}")
     line = "; ".join(parts)
     h, r, f = summary.get("heads"), summary.get("random_heads"), summary.get("full")
     if h and r:
@@ -471,7 +470,7 @@ def _verdict(summary, before) -> str:
         line += (f". Located vs random heads: flip rate lower by {gap:.3f}" if gap > spread
                  else ". Located vs random heads: no effect beyond the spread")
     if h and f:
-        line += (f"; cost in ppl: located {h['d_ppl']:+.3f} vs full fine-tuning {f['d_ppl']:+.3f}")
+        line += (f"; cost in perplexity: located {h['d_perplexity']:+.3f} vs full fine-tuning {f['d_perplexity']:+.3f}")
     return line + "."
 
 

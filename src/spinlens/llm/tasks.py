@@ -18,7 +18,8 @@ import torch
 
 from spinlens.errors import InvalidParameterError
 
-__all__ = ["TextTask", "TokenBatch", "TokenizedTask", "tokenize_task", "answer_token", "load_model_and_tokenizer"]
+__all__ = ["TextTask", "TokenBatch", "TokenizedTask", "tokenize_task", "answer_token", "few_shot_task",
+           "load_model_and_tokenizer"]
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,24 @@ def tokenize_task(task: TextTask, tokenizer, *, single_token: bool = True, on_ba
             wrong=None if task.wrong_answers is None else torch.tensor([r[4] for r in rows]),
         ))
     return TokenizedTask(task, batches, dropped)
+
+
+def few_shot_task(name: str, pairs, n: int, *, shots: int = 4, rng=None) -> TextTask:
+    """``n`` few-shot prompts ``"x1 -> y1\\nx2 -> y2\\n...xq ->"`` with answer ``" yq"``; the demonstrations
+    and the query of each prompt are drawn from ``pairs`` (a list of ``(input, output)``) without replacement."""
+    from spinlens.errors import check_int
+    from spinlens.random import as_generator
+
+    g = as_generator(rng)
+    check_int("shots", shots, low=0, high=len(pairs) - 1)
+    prompts, answers = [], []
+    for _ in range(check_int("n", n, low=1)):
+        idx = g.choice(len(pairs), size=shots + 1, replace=False)
+        demo = "".join(f"{pairs[i][0]} -> {pairs[i][1]}\n" for i in idx[:-1])
+        q = pairs[idx[-1]]
+        prompts.append(f"{demo}{q[0]} ->")
+        answers.append(f" {q[1]}")
+    return TextTask(name, prompts, answers, meta={"task": [name] * n}, source=f"few-shot {name}, {shots} shots")
 
 
 def load_model_and_tokenizer(model: str):

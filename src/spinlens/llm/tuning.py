@@ -43,7 +43,7 @@ __all__ = ["SkillData", "arithmetic_data", "icl_data", "encode_pairs", "answer_a
 
 METHODS = ("located", "random", "full", "lora")
 #: sizes of the general-ability suite evaluated along training (`spinlens.llm.general.build_suite`)
-ALONG_TRAINING_SUITE = {"n_windows": 8, "window": 32, "n_ioi": 12, "n_icl": 4}
+ALONG_TRAINING_SUITE = {"n_seq": 8, "seq_len": 32, "n_prompts": 12}
 
 
 @dataclass(frozen=True)
@@ -120,16 +120,41 @@ def arithmetic_data(*, n_train: int = 256, n_eval: int = 64, ops=("+",), digits:
         meta={"heldout_numbers": [int(x) for x in held]})
 
 
+#: the words of the first- and last-letter tasks (names and countries)
+LETTER_WORDS = ("Mary", "John", "Tom", "James", "Anna", "Paul", "Kate", "Mark", "Lisa", "David", "Sarah", "Peter",
+                "France", "Germany", "Italy", "Spain", "Japan", "Russia", "Egypt", "Greece", "Austria", "Poland",
+                "Portugal", "Norway", "Sweden", "Ireland", "Hungary", "Kenya", "Peru", "Cuba", "Thailand", "Finland",
+                "Denmark", "Belgium", "Canada", "China")
+
+
+def letter_tasks() -> dict:
+    """Generated few-shot tasks ``{name: [(input, output), ...]}`` on letters (single-token outputs in any
+    tokenizer that has the letters): case (``upper``, ``lower``), alphabet order (``next_letter``,
+    ``prev_letter``), and the first / last letter of `LETTER_WORDS`."""
+    import string
+
+    low = string.ascii_lowercase
+    words = sorted(LETTER_WORDS)
+    return {
+        "upper": [(c, c.upper()) for c in low],
+        "lower": [(c.upper(), c) for c in low],
+        "next_letter": [(low[i], low[i + 1]) for i in range(25)],
+        "prev_letter": [(low[i + 1], low[i]) for i in range(25)],
+        "first_letter": [(w, w[0]) for w in words],
+        "last_letter": [(w, w[-1]) for w in words],
+    }
+
+
 def icl_data(*, train_tasks=("lower", "prev_letter"), heldout_tasks=("last_letter",),
              n_train: int = 192, n_eval: int = 48, shots: int = 4, seed: int = 0) -> SkillData:
     """Few-shot in-context learning: train on few-shot prompts of ``train_tasks``, evaluate few-shot accuracy
     on ``heldout_tasks`` (never trained on; ``heldout_tasks``, the primary set) and on new prompts of the
-    training tasks (``train_tasks``). Tasks come from `spinlens.llm.general.icl_standin_tasks`."""
-    from spinlens.llm.general import few_shot_task, icl_standin_tasks
+    training tasks (``train_tasks``). Tasks come from `letter_tasks`."""
+    from spinlens.llm.tasks import few_shot_task
     from spinlens.random import as_generator
 
     g = as_generator(seed)
-    tasks = icl_standin_tasks()
+    tasks = letter_tasks()
     for t in (*train_tasks, *heldout_tasks):
         check_choice("task", t, tuple(tasks))
 
@@ -366,7 +391,7 @@ class TuningResult:
     skill : str
     curves : list of dict
         One row per (method, seed, step): ``accuracy_<set>`` per evaluation set, ``gain_<set>`` (accuracy −
-        before), every `spinlens.llm.general.GENERAL_KEYS` metric and its change ``d_<key>``, ``train_loss``.
+        before), every general-ability metric (``suite.keys``, `spinlens.llm.general`) and its change ``d_<key>``, ``train_loss``.
     final : dict {method: {key: (mean, sd)}}
         The same keys at the last step, over seeds.
     matched : dict
@@ -521,7 +546,7 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
     """
     from spinlens.edit.components import Component, all_masks, component_masks
     from spinlens.edit.pinpoint import masked_finetune
-    from spinlens.llm.general import GENERAL_KEYS, build_suite, general_ability
+    from spinlens.llm.general import TASKS, build_suite, general_ability
     from spinlens.random import torch_generator
 
     for m in methods:
@@ -542,7 +567,9 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
             raise InvalidParameterError("The 'lora' method needs peft: pip install 'spinlens[peft]' (or leave lora "
                                         "out of the methods).") from None
     say = progress or (lambda s: None)
-    suite = suite or build_suite(tokenizer, **ALONG_TRAINING_SUITE)
+    # the skill's own task is the gain, never counted as general ability
+    suite = suite or build_suite(tokenizer, tasks=[t for t in TASKS if t != data.name], **ALONG_TRAINING_SUITE)
+    general_keys = suite.keys
     train = encode_pairs(data.train, tokenizer)
     evals = {k: encode_pairs(v, tokenizer) for k, v in data.evals.items()}
     digit_mask = _digit_start_ids(tokenizer) if data.numeric else None
@@ -601,13 +628,13 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
                      **general_ability(m, suite=suite)}
                 for k in evals:
                     r[f"gain_{k}"] = r[f"accuracy_{k}"] - before[f"accuracy_{k}"]
-                for k in GENERAL_KEYS:
+                for k in general_keys:
                     r[f"d_{k}"] = r[k] - before[k]
                 return r
 
             # step 0 is the untuned model for every method (a copy; LoRA starts with B = 0): reuse `before`
             r0 = {"method": method, "seed": seed, "step": 0, **before, "train_loss": float("nan"),
-                  **{f"gain_{k}": 0.0 for k in evals}, **{f"d_{k}": 0.0 for k in GENERAL_KEYS}}
+                  **{f"gain_{k}": 0.0 for k in evals}, **{f"d_{k}": 0.0 for k in general_keys}}
             curves.append(r0)
             if on_eval is not None:
                 on_eval(r0)
@@ -638,7 +665,7 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
             del new, masks
 
     gain_key = f"gain_{data.primary}"
-    cost_keys = [f"d_{k}" for k in GENERAL_KEYS]
+    cost_keys = [f"d_{k}" for k in general_keys]
     matched = matched_costs(curves, gain_key=gain_key, cost_keys=cost_keys)
     final: dict = {}
     for method in methods:
@@ -652,7 +679,8 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
         step_time={m: float(np.mean(v)) for m, v in stime.items()}, verdict=verdict, before=before,
         settings={"steps": steps, "lr": lr, "batch_size": batch_size, "eval_every": eval_every, "seeds": list(seeds),
                   "methods": list(methods), "located": [str(c) for c in located], "n_located": n_located,
-                  "data_source": data.source, "general_sources": suite.sources, "primary": data.primary},
+                  "data_source": data.source, "general_sources": suite.sources, "general_keys": list(general_keys),
+                  "general_skipped": suite.skipped, "primary": data.primary},
         scores=scores, saved=saved)
 
 

@@ -216,21 +216,21 @@ def plot_llm_quantization(result):
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     rows = [r for r in result.rows if "skipped" not in r and r["method"] != "fp32"]
     u = sorted((r for r in rows if r["method"] in ("uniform3", "uniform4")), key=lambda r: r["effective_bits"])
-    ax.plot([r["effective_bits"] for r in u], [r["ppl"] for r in u], "-o", color="k",
+    ax.plot([r["effective_bits"] for r in u], [r["perplexity"] for r in u], "-o", color="k",
             label=f"uniform 3 → 4 bits (group {result.group_size})")
     styles = {"guided": ("*", "C0", 12), "random": ("x", "C3", 7), "hqq4": ("D", "C2", 6), "torchao4": ("^", "C1", 6)}
     for method, (mk, col, ms) in styles.items():
         rs = [r for r in rows if r["method"] == method]
         if rs:
-            ax.plot([r["effective_bits"] for r in rs], [r["ppl"] for r in rs], mk, color=col, ms=ms, ls="none",
+            ax.plot([r["effective_bits"] for r in rs], [r["perplexity"] for r in rs], mk, color=col, ms=ms, ls="none",
                     label=f"{method} ({len(rs)})" if method == "random" else method)
     al = [r for r in rows if r["method"].startswith("uniform") and "_g" in r["method"]]
     for g in sorted({r["group_size"] for r in al}):
         rs = sorted((r for r in al if r["group_size"] == g), key=lambda r: r["effective_bits"])
-        ax.plot([r["effective_bits"] for r in rs], [r["ppl"] for r in rs], "--s", ms=4, alpha=0.7,
+        ax.plot([r["effective_bits"] for r in rs], [r["perplexity"] for r in rs], "--s", ms=4, alpha=0.7,
                 label=f"uniform 3 → 4, group {g} (aligned with Q4_1)")
     fp = next(r for r in result.rows if r["method"] == "fp32")
-    ax.axhline(fp["ppl"], color="gray", ls=":", lw=0.8, label="published weights")
+    ax.axhline(fp["perplexity"], color="gray", ls=":", lw=0.8, label="published weights")
     ax.set_xlabel("effective bits per quantized weight (with 16-bit scale + zero per group)")
     ax.set_ylabel("held-out perplexity")
     ax.set_yscale("log")
@@ -262,8 +262,8 @@ def plot_sycophancy(result):
     ax1.bar(x, fr, yerr=fr_sd, color=["gray"] + [f"C{i}" for i in range(len(names))])
     ax1.set_xticks(x, ["before", *names], fontsize=8)
     ax1.set_ylabel("flip rate (held-out questions)")
-    dp = [result.summary[n]["d_ppl"] for n in names]
-    dp_sd = [result.summary[n].get("ppl_sd", 0.0) for n in names]
+    dp = [result.summary[n]["d_perplexity"] for n in names]
+    dp_sd = [result.summary[n].get("perplexity_sd", 0.0) for n in names]
     ax2.bar(x[1:], dp, yerr=dp_sd, color=[f"C{i}" for i in range(len(names))])
     ax2.set_xticks(x[1:], names, fontsize=8)
     ax2.set_ylabel("Δ held-out perplexity")
