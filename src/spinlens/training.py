@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import check_choice, check_float, check_int
 from .random import RNGLike, as_generator, seed_from
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,9 +33,9 @@ class TrainResult:
     config : dict — optimizer settings and seed
     """
 
-    model: object
+    model: nn.Module
     W: np.ndarray | None
-    history: object
+    history: xr.Dataset
     seconds: float
     config: dict
 

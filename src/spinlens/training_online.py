@@ -226,6 +226,7 @@ def train_online(
     model = model.to(device)
     dtype = next(model.parameters()).dtype
     params = [p for p in model.parameters() if p.requires_grad]
+    opt: torch.optim.Optimizer
     if optimizer == "adam":
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     elif optimizer == "adamw":
