@@ -203,7 +203,7 @@ def _lu_point_args(args) -> dict:
         if getattr(args, name) is None:
             raise InvalidParameterError(f"The '{name}' parameter is required (--{name}), or use --spin-glass.")
     vals = {n: _one(n, getattr(args, n), allow_inf=(n == "kappa")) for n in _PARAMS}
-    a, t, k, r, lm = validate_inputs(**vals)
+    a, t, k, r, lm = validate_inputs(vals["alpha"], vals["tau"], vals["kappa"], vals["rho"], vals["lam"])
     return {"alpha": a, "tau": t, "kappa": k, "rho": r, "lam": lm}
 
 
@@ -350,15 +350,9 @@ def _run_diversity(args) -> int:
 
 def _grid_ints(name: str, text, flag: str) -> list[int]:
     from spinlens.errors import InvalidParameterError
+    from spinlens.sweeps import parse_values
 
-    try:
-        from spinlens.sweeps import parse_values
-    except ImportError:  # pragma: no cover - the sweep package ships with spinlens
-        parse_values = None
-    if parse_values is not None:
-        vals = parse_values(flag, text)
-    else:  # pragma: no cover
-        vals = tuple(int(round(v)) for v in _floats(name, text))
+    vals = parse_values(flag, text)
     if any(v is None for v in vals):
         raise InvalidParameterError(f"The '{name}' parameter must list finite integers >= 1 here (no 'inf'). Got {text!r}.")
     return [int(v) for v in vals]
