@@ -243,8 +243,8 @@ def _task_scores(model, tt: TokenizedTask, batch_size: int) -> tuple[float, floa
             a = b.answer[s:s + batch_size]
             hits += int((lg.argmax(-1) == a).sum())
             n += lg.shape[0]
-            if has_foil:
-                w = b.wrong[s:s + batch_size]  # type: ignore[index]
+            if has_foil and b.wrong is not None:
+                w = b.wrong[s:s + batch_size]
                 diff += float((lg.gather(1, a[:, None]) - lg.gather(1, w[:, None])).sum())
     return hits / n, (diff / n if has_foil else None)
 
