@@ -27,9 +27,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spinlens.errors import InvalidParameterError
 from spinlens.models.checkpoint import folder_kind
+
+if TYPE_CHECKING:
+    from spinlens.interp.hf import HookedHF
+    from spinlens.models.transformer import Transformer
 
 __all__ = ["SETTINGS", "SETTING_OPTIONS", "ModelSource", "folder_kind", "resolve_source", "check_setting_options",
            "open_regression", "open_lm", "load_spinlens_model", "InterpSetting", "interp_setting"]
@@ -269,8 +274,11 @@ def interp_setting(*, model=None, checkpoint=None, planted=None, n_prompts: int 
     given = [x for x in (model, checkpoint, planted) if x]
     if len(given) > 1:
         raise InvalidParameterError("Give at most one of --model, --checkpoint, --planted.")
+    from spinlens.models.transformer import TransformerConfig
+
     extras: dict = {}
     ck_n_context, ck_meta = None, {}
+    net: HookedHF | Transformer
     if model:
         from spinlens.interp.hf import load_hf
 
@@ -294,7 +302,8 @@ def interp_setting(*, model=None, checkpoint=None, planted=None, n_prompts: int 
     net.eval()
     cfg = net.cfg
     dtype = next(net.parameters()).dtype
-    if getattr(cfg, "input_kind", "tokens") == "regression":
+    if isinstance(cfg, TransformerConfig) and cfg.input_kind == "regression":
+        assert cfg.d_in is not None  # set for regression models (TransformerConfig checks it)
         d = cfg.d_in - 1
         N = n_context if n_context is not None else (ck_n_context or cfg.max_pos - 1)
         N = check_int("n-context", N, low=1, high=cfg.max_pos - 1)
@@ -305,7 +314,8 @@ def interp_setting(*, model=None, checkpoint=None, planted=None, n_prompts: int 
         extras.update(target=pr.y, quantities=tasks.task_quantities(clean, pr.y, pr.w), kind="regression")
     else:
         V = cfg.d_vocab
-        if source == "planted:copy":
+        assert V is not None  # set for token models (TransformerConfig checks it)
+        if source == "planted:copy" and isinstance(cfg, TransformerConfig):
             g = torch.Generator().manual_seed(seed)
             T = cfg.max_pos
             clean = torch.randint(0, V, (n, T), generator=g)

@@ -80,6 +80,18 @@ class Prompts:
             self.pool,
         )
 
+    @classmethod
+    def concatenate(cls, batches: list[Prompts]) -> Prompts:
+        """The prompts of ``batches`` in order, as one `Prompts` (``w`` and ``task_index`` when every batch has
+        them; the pool of the first batch, which the batches of one draw share)."""
+
+        def cat(parts: list[np.ndarray | None]) -> np.ndarray | None:
+            arrays = [a for a in parts if a is not None]
+            return np.concatenate(arrays) if len(arrays) == len(parts) else None
+
+        return cls(np.concatenate([b.Z for b in batches]), np.concatenate([b.y for b in batches]),
+                   cat([b.w for b in batches]), cat([b.task_index for b in batches]), batches[0].pool)
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write to ``.npz`` with keys Z, y and (when known) w, task_index, pool; atomically."""
         path = Path(path)
@@ -291,9 +303,7 @@ class PromptDistribution:
         batches = list(self.iter_batches(n_prompts, rng=rng, batch_size=batch_size, pool=pool))
         if len(batches) == 1:
             return batches[0]
-        first = batches[0]
-        cat = lambda k: None if getattr(first, k) is None else np.concatenate([getattr(b, k) for b in batches])  # noqa: E731
-        return Prompts(cat("Z"), cat("y"), cat("w"), cat("task_index"), first.pool)  # type: ignore[arg-type]
+        return Prompts.concatenate(batches)
 
     def sample(self, n_prompts: int, *, rng: RNGLike = None, pool: np.ndarray | None = None) -> Prompts:
         """Draw ``n_prompts`` prompts.

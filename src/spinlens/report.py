@@ -326,10 +326,9 @@ def _render_section(sec: dict) -> str:
 
 def _against_tolerance(row: dict) -> str:
     """``[tolerance ±0.02: within]`` / ``[tolerance ±0.02: OUTSIDE]`` / ``[no tolerance set]`` for one comparison row."""
-    tol = row.get("tolerance")
     try:
-        tol = float(tol)
-    except (TypeError, ValueError):
+        tol = float(row["tolerance"])
+    except (KeyError, TypeError, ValueError):
         return "[no tolerance set]"
     if not math.isfinite(tol):
         return "[no tolerance set]"

@@ -28,11 +28,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import InvalidParameterError, check_choice, check_float, check_int
 from .random import RNGLike, as_generator, seed_from
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from torch import nn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +54,9 @@ class TrainResult:
     time_estimate : spinlens.progress.TimeEstimate — made before the start (`estimate_training_time`)
     """
 
-    model: object
+    model: nn.Module
     W: np.ndarray | None
-    history: object
+    history: xr.Dataset
     seconds: float
     config: dict
     time_estimate: object = None

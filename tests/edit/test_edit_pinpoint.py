@@ -40,6 +40,8 @@ def test_components_and_masks():
     assert C.component_size(m, "L0N0", weights_only=False) == 17
     with pytest.raises(InvalidParameterError):
         C.component_slices(m, "L5H0")
+    with pytest.raises(InvalidParameterError, match="head must be in"):  # a head built without its index
+        C.component_slices(m, C.Component("head", 0))
 
 
 def test_pinpoint_touches_nothing_outside_mask_bit_for_bit():

@@ -207,6 +207,20 @@ def test_tuned_lens_improves_fit():
     assert all(p.requires_grad for p in m.parameters())
 
 
+def test_tuned_lens_is_a_plain_module():
+    # its map is forward(): nn.Module.apply (used by torch utilities on any parent module) is not shadowed
+    from spinlens.interp.lens import TunedLens
+
+    lens = TunedLens(3, 4, dtype=torch.float64)
+    seen = []
+    assert torch.nn.Sequential(lens).apply(seen.append) is not None and lens in seen
+    res = torch.randn(3, 2, 4, dtype=torch.float64)
+    assert torch.equal(lens(res), res)  # identity at initialisation
+    with torch.no_grad():
+        lens.b[1] = 1.0
+    assert torch.equal(lens(res)[1], res[1] + 1.0) and torch.equal(lens(res)[0], res[0])
+
+
 # ----------------------------------------------------------------------------- rollout
 def test_rollout_closed_form_and_planted(copy):
     cm, toks, _, _ = copy

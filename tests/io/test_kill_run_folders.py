@@ -9,10 +9,9 @@ import signal
 from pathlib import Path
 
 import pytest
+from test_kill_at_every_write import _complete, _every, _few, _run, _snapshot
 
 from spinlens import io
-
-from test_kill_at_every_write import _complete, _every, _few, _run, _snapshot
 
 CURVE = ["theory", "curve", "--vary", "tau", "--from", "0.1", "--to", "3", "--alpha", "2"]
 QUANTIZE = ["quantize", "--setting", "regression", "--D", "2", "--N", "4", "--base-steps", "30", "--n-random", "1",

@@ -8,6 +8,7 @@ The regression handlers stay in `spinlens.cli.edit_cmd`; the pretrained-LLM ones
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from spinlens.cli._common import write_experiment as _write
 
@@ -26,7 +27,7 @@ SETTING_HELP = ("lm (default): a small language model on text, the default one o
 # flags of both settings whose default differs: (language model, regression from the command's parser)
 # (fine-tuning on text: 100 Adam steps at lr 1e-3, the defaults of `spinlens.lm.experiments.finetune`, keep the
 # fine-tunes close to the base, where task vectors add up; docs/lm.md has 300 steps at 3e-3 too)
-LM_DEFAULTS = {"steer": {"strengths": [0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0]},
+LM_DEFAULTS: dict[str, dict[str, Any]] = {"steer": {"strengths": [0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0]},
                "pinpoint": {"steps": 100, "lr": 1e-3, "k": 1}, "merge": {"steps": 100, "lr": 1e-3}}
 _FLAGS: dict = {}  # (command, dest) -> its argparse action (the flag as the help spells it)
 

@@ -8,18 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from ._common import Formatter, print_json, print_table
-
-try:  # shared validator (added by the CLI error-handling audit); a local equivalent until it lands
-    from ._common import check_out_dir
-except ImportError:  # pragma: no cover
-
-    def check_out_dir(name: str, path):
-        from spinlens.errors import InvalidParameterError
-
-        if path is not None and os.path.exists(path) and not os.path.isdir(path):
-            raise InvalidParameterError(f"The '{name}' parameter must be a folder (existing or new). Got {str(path)!r}, an existing file.")
-        return path
+from ._common import Formatter, check_out_dir, print_json, print_table
 
 HELP = "Function vectors: head indirect effects, FV from the top heads, FV added to zero-shot/shuffled prompts."
 EXAMPLES = (

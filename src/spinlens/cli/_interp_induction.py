@@ -78,7 +78,6 @@ def _hf_windows(tok, path, n_ctx: int, max_windows: int):
     import torch
 
     from spinlens.errors import InvalidParameterError
-
     from spinlens.io import check_regular_file
 
     check_regular_file("text", path)  # a FIFO would block the read

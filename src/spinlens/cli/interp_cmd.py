@@ -264,20 +264,20 @@ def _run_interp(args) -> int:
             figs += P.save_figure(P.plot_lens(res), out, "lens")
             data.append(P.save_data(res.summary, out, "lens"))
     elif m == "patch":
-        res = I.activation_patch(model, clean, corrupt, metric=metric, component=args.component,
-                                 per_position=args.per_position, direction=args.direction, progress=not args.no_progress)
-        summary.update(component=args.component, metric_base=res.metric_base, metric_source=res.metric_source,
-                       top=[{**k, "score": v} for k, v in res.top(5)])
+        pr = I.activation_patch(model, clean, corrupt, metric=metric, component=args.component,
+                                per_position=args.per_position, direction=args.direction, progress=not args.no_progress)
+        summary.update(component=args.component, metric_base=pr.metric_base, metric_source=pr.metric_source,
+                       top=[{**k, "score": v} for k, v in pr.top(5)])
         if out:
-            figs += P.save_figure(P.plot_patching(res), out, "patch")
-            data.append(P.save_data(res.scores, out, "patch"))
+            figs += P.save_figure(P.plot_patching(pr), out, "patch")
+            data.append(P.save_data(pr.scores, out, "patch"))
     elif m == "path":
         rec = "output" if args.receivers == "output" else _parse_heads(args.receivers, model.cfg)
-        res = I.path_patch(model, clean, corrupt, metric=metric, receivers=rec, receiver_input=args.input)
-        summary.update(receivers=args.receivers, input=args.input, top=[{**k, "score": v} for k, v in res.top(5)])
+        pp = I.path_patch(model, clean, corrupt, metric=metric, receivers=rec, receiver_input=args.input)
+        summary.update(receivers=args.receivers, input=args.input, top=[{**k, "score": v} for k, v in pp.top(5)])
         if out:
-            figs += P.save_figure(P.plot_heatmap(res.scores, title=f"path patching → {args.receivers} ({args.input})"), out, "path")
-            data.append(P.save_data(res.scores, out, "path"))
+            figs += P.save_figure(P.plot_heatmap(pp.scores, title=f"path patching → {args.receivers} ({args.input})"), out, "path")
+            data.append(P.save_data(pp.scores, out, "path"))
     elif m == "circuit":
         c = I.find_circuit(model, clean, corrupt, metric=metric, threshold=args.threshold, progress=not args.no_progress)
         f = I.circuit_faithfulness(model, clean, corrupt, c.nodes, metric=metric)
@@ -313,12 +313,12 @@ def _run_interp(args) -> int:
             figs += P.save_figure(P.plot_units(rep, k=args.top), out, "neurons")
             data.append(P.save_data(rep.corr, out, "neurons"))
     elif m == "flow":
-        res = I.attention_rollout(model, clean, head=args.head, residual_weight=args.residual_weight)
-        qf = res.query_flow.values
+        flow = I.attention_rollout(model, clean, head=args.head, residual_weight=args.residual_weight)
+        qf = flow.query_flow.values
         summary.update(query_flow_last_layer=[float(v) for v in qf[-1]], top_source_position=int(np.argmax(qf[-1])))
         if out:
-            figs += P.save_figure(P.plot_flow(res), out, "flow")
-            data.append(P.save_data(res.rollout, out, "flow"))
+            figs += P.save_figure(P.plot_flow(flow), out, "flow")
+            data.append(P.save_data(flow.rollout, out, "flow"))
     summary["elapsed_s"] = time.perf_counter() - t0
     if out:
         summary["files"] = figs + data

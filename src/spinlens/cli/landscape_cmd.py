@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from spinlens.cli._common import add_command, add_deprecated_flag
 
 EXAMPLES = """  spinlens landscape --out land                          # D=10, N=50, P=10 and 1000 (the paper's Fig 3)
@@ -92,7 +94,7 @@ def _run(args) -> int:
             suptitle=f"energy landscape: D={args.d}, N={args.n_context}, λ={args.l2_strength}")
         fw.save_figure(fig, out, "landscape")
 
-    summary = {}
+    summary: dict[str, Any] = {}
     for k, P in enumerate(Ps):
         sub = ds.isel(n_prompts=k)
         mu = sub["eigenvalues"].values

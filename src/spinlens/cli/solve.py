@@ -66,6 +66,7 @@ def run(args) -> int:
     from spinlens.features import resolve_sampler, spin_features, stream_features
     from spinlens.hamiltonian import build_hamiltonian
     from spinlens.memory import check_memory, estimate_memory
+    from spinlens.prompts import Prompts
     from spinlens.random import spawn
     from spinlens.solvers import SOLVERS
     from spinlens.solvers.base import BETA_MIN
@@ -171,16 +172,13 @@ def run(args) -> int:
             fs = stream_features_torch(dist, P, seed=int(r_prompts.integers(2**62)), device="cpu" if device == "torch-cpu" else device)
             feats, y, pool = fs.features, fs.y, fs.pool
         else:
-            batches = [] if args.save_prompts else None
+            batches: list[Prompts] | None = [] if args.save_prompts else None
             progress = P >= 200_000 and sys.stderr.isatty() and not args.json
             fs = stream_features(dist, P, rng=r_prompts, sampler=sampler, on_batch=None if batches is None else batches.append,
                                  progress=progress)
             feats, y, pool = fs.features, fs.y, fs.pool
             if batches is not None:
-                from spinlens.prompts import Prompts
-
-                cat = lambda k: None if getattr(batches[0], k) is None else np.concatenate([getattr(b, k) for b in batches])  # noqa: E731
-                Prompts(cat("Z"), cat("y"), cat("w"), cat("task_index"), batches[0].pool).save(args.save_prompts)
+                Prompts.concatenate(batches).save(args.save_prompts)
                 del batches
         t_features = time.perf_counter() - t0
         H = build_hamiltonian(feats, y, l2_strength=lam)

@@ -388,15 +388,9 @@ def _run_diversity(args) -> int:
 
 def _grid_ints(name: str, text, flag: str) -> list[int]:
     from spinlens.errors import InvalidParameterError
+    from spinlens.sweeps import parse_values
 
-    try:
-        from spinlens.sweeps import parse_values
-    except ImportError:  # pragma: no cover - the sweep package ships with spinlens
-        parse_values = None
-    if parse_values is not None:
-        vals = parse_values(flag, text)
-    else:  # pragma: no cover
-        vals = tuple(int(round(v)) for v in _floats(name, text))
+    vals = parse_values(flag, text)
     if any(v is None for v in vals):
         raise InvalidParameterError(f"The '{name}' parameter must list finite integers >= 1 here (no 'inf'). Got {text!r}.")
     return [int(v) for v in vals]

@@ -186,7 +186,7 @@ def component_slices(model, component, *, weights_only: bool = False) -> list[Pa
     L = c.layer
     if c.kind in ("head", "neuron"):
         hi = s["n_heads"] if c.kind == "head" else s["d_mlp"]
-        if not 0 <= c.index < hi:
+        if c.index is None or not 0 <= c.index < hi:
             raise InvalidParameterError(f"Component {c}: {c.kind} must be in [0, {hi - 1}]. Got {c.index}.")
     hf = _hf_spec(model)
     if hf is not None:
@@ -195,12 +195,12 @@ def component_slices(model, component, *, weights_only: bool = False) -> list[Pa
             raise InvalidParameterError(f"Component {c} has no parameters in this model.")
         return [sl for sl in out if sl.param in names]
     if c.kind == "head":
-        if not 0 <= c.index < s["n_heads"]:
+        if c.index is None or not 0 <= c.index < s["n_heads"]:
             raise InvalidParameterError(f"Component {c}: head must be in [0, {s['n_heads'] - 1}]. Got {c.index}.")
         leaves = ["W_Q", "W_K", "W_V", "W_O"] + ([] if weights_only else ["b_Q", "b_K", "b_V"])
         out = [ParamSlice(f"blocks.{L}.attn.{leaf}", 0, c.index) for leaf in leaves]
     elif c.kind == "neuron":
-        if not 0 <= c.index < s["d_mlp"]:
+        if c.index is None or not 0 <= c.index < s["d_mlp"]:
             raise InvalidParameterError(f"Component {c}: neuron must be in [0, {s['d_mlp'] - 1}]. Got {c.index}.")
         out = [ParamSlice(f"blocks.{L}.mlp.W_in", 1, c.index), ParamSlice(f"blocks.{L}.mlp.W_out", 0, c.index)]
         if not weights_only:

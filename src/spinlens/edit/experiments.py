@@ -20,6 +20,7 @@ experiment takes ``n_context``, the context length the model was trained on (def
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 
@@ -116,7 +117,7 @@ def steering_experiment(model, *, n_context: int | None = None, strengths=(0, 0.
 # ----------------------------------------------------------------------------------------------- pinpoint
 
 
-TARGET_TASKS = {
+TARGET_TASKS: dict[str, dict[str, Any]] = {
     "corr": dict(corr=0.7),
     "noisy": dict(sigma_eps=0.5),
     "aniso": dict(task_cov="aniso"),
@@ -360,7 +361,7 @@ def headline(name: str, ds) -> dict:
         mse_ab = np.asarray(ds["mse"].values, float)[:, :2]  # the two tasks (the third column is the base task)
         worst = dict(zip(models, mse_ab.max(1)))
         merges = [m for m in models if m not in ("base", "expert_A", "expert_B")]
-        best = min(merges, key=worst.get)
+        best = min(merges, key=lambda m: worst[m])
         v = compare([worst[best]], [worst["expert_A"], worst["expert_B"]], what="worse task's MSE",
                     method=f"merge {best}", baseline="single fine-tunes", better="lower")
         text = (f"merge: worse task's MSE, best merge {best} {worst[best]:.4g} vs single fine-tunes "

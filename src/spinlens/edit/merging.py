@@ -25,6 +25,7 @@ wraps them for modules.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 
@@ -249,7 +250,9 @@ def merge_models(base, models, method: str = "task_arithmetic", **kwargs):
             f"The 'base' parameter of merge_models must be a torch module (for state dicts use task_arithmetic, "
             f"ties_merge or neuron_merge). Got {type(base).__name__} instead."
         )
-    fn = {"task_arithmetic": task_arithmetic, "ties": ties_merge, "neuron": neuron_merge}[method]
+    methods: dict[str, Callable[..., dict]] = {"task_arithmetic": task_arithmetic, "ties": ties_merge,
+                                               "neuron": neuron_merge}
+    fn = methods[method]
     sd = fn(base, models, **kwargs)
     out = copy.deepcopy(base)
     out.load_state_dict(sd)

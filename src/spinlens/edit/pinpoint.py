@@ -290,15 +290,15 @@ def pinpoint_comparison(
     for method, comps, g in runs:
         res = pinpoint_tune(model, comps, Ztr, ytr, lr=lr, steps=steps, batch_size=batch_size, rng=g, progress=progress)
         rec.append((method, ",".join(res.components), mse(res.model, Zte, yte), mse(res.model, Zg, yg), res.n_trainable))
-    meth, comps, tm, gm, ntr = zip(*rec)
-    tm, gm = np.array(tm), np.array(gm)
+    col_method, col_comps, col_tm, col_gm, col_ntr = zip(*rec)
+    tm, gm = np.array(col_tm), np.array(col_gm)
     return xr.Dataset(
         {
             "target_mse": ("run", tm),
             "general_mse": ("run", gm),
             "target_gain": ("run", t0 - tm),
             "general_change": ("run", gm - g0),
-            "n_trainable": ("run", np.array(ntr)),
+            "n_trainable": ("run", np.array(col_ntr)),
         },
-        coords={"run": np.arange(len(rec)), "method": ("run", list(meth)), "components": ("run", list(comps))},
+        coords={"run": np.arange(len(rec)), "method": ("run", list(col_method)), "components": ("run", list(col_comps))},
     )

@@ -299,6 +299,7 @@ def allocate_bits(cost, sizes: dict, budget: float, *, method: str = "greedy", g
         raise InvalidParameterError(f"The 'sizes' dict has no entry for component {exc.args[0]!r}.") from None
     budget = check_float("budget", budget, low=float(bits[0]), high=float(bits[-1]))
     cap = budget * n.sum()
+    choice: list[int] | None  # the bit-width index of each component
     if method == "brute":
         if len(comps) > 12:
             raise InvalidParameterError(f"method='brute' allows at most 12 components. Got {len(comps)}.")
@@ -308,7 +309,7 @@ def allocate_bits(cost, sizes: dict, budget: float, *, method: str = "greedy", g
             if used <= cap + 1e-9:
                 c = sum(vals[i, j] for i, j in enumerate(ch))
                 if c < best - 1e-15:
-                    best, choice = c, ch
+                    best, choice = c, list(ch)
     elif method == "dp":
         g = int(np.gcd.reduce(n))
         units = n // g

@@ -16,6 +16,7 @@ the output is linear in the patched path (e.g. linear attention without LayerNor
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ import torch
 from spinlens.errors import InvalidParameterError, check_float
 from spinlens.interp.patching import Circuit, _base_source, _check_pair, _ref_metrics, circuit_faithfulness
 from spinlens.vocabulary import act_name
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 @dataclass(frozen=True)
@@ -38,14 +42,14 @@ class EdgeAttribution:
     metric_base, metric_source : float
     """
 
-    edges: object
-    output: object
+    edges: xr.DataArray
+    output: xr.DataArray
     metric_base: float
     metric_source: float
 
     def edge_list(self, threshold: float = 0.0) -> list[tuple]:
         """``[(sender, receiver, input, score), ...]`` with ``|score| > threshold``, largest first."""
-        out = []
+        out: list[tuple] = []
         o = self.output.values
         for L in range(o.shape[0]):
             for h in range(o.shape[1]):

@@ -10,12 +10,16 @@ position ``q`` after layer L, averaged over the batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from spinlens.errors import check_float
 from spinlens.vocabulary import act_name
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 @dataclass(frozen=True)
@@ -32,9 +36,9 @@ class FlowResult:
         ``rollout[:, query_position, :]``: where the information at the query comes from.
     """
 
-    rollout: object
-    per_layer: object
-    query_flow: object
+    rollout: xr.DataArray
+    per_layer: xr.DataArray
+    query_flow: xr.DataArray
 
 
 @torch.no_grad()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -45,6 +46,9 @@ from spinlens.errors import InvalidParameterError, check_choice, check_float, ch
 from spinlens.interp.interventions import SetActivation, run_steered
 from spinlens.random import as_generator
 from spinlens.vocabulary import act_name
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = [
     "FixedTaskPrompts",
@@ -400,7 +404,8 @@ def top_heads(indirect_effect, k: int) -> list[tuple[int, int]]:
     ie = np.asarray(indirect_effect)
     k = check_int("k", k, low=1, high=ie.size)
     flat = np.argsort(-ie.ravel(), kind="stable")[:k]
-    return [tuple(int(i) for i in np.unravel_index(f, ie.shape)) for f in flat]
+    rows, cols = np.unravel_index(flat, ie.shape)
+    return [(int(L), int(h)) for L, h in zip(rows, cols)]
 
 
 @torch.no_grad()
@@ -418,9 +423,11 @@ def token_function_vector(model, clean: torch.Tensor, heads: Sequence[tuple[int,
     g, n_groups = _groups(groups, len(clean))
     names = sorted({hook_template.format(layer=int(L)) for L, _ in heads})
     _, cache = model.run_with_cache(clean, names_filter=names)
-    v = 0
-    for L, h in heads:
-        v = v + _group_means(_at(cache[hook_template.format(layer=int(L))], position)[:, int(h)], g, n_groups)
+    parts = [_group_means(_at(cache[hook_template.format(layer=int(L))], position)[:, int(h)], g, n_groups)
+             for L, h in heads]
+    v = parts[0]
+    for part in parts[1:]:
+        v = v + part
     return v
 
 
@@ -526,10 +533,10 @@ class FunctionVectorResult:
         ``clean_accuracy``, ``clean_prob``, ``clean_logprob`` (full in-context prompts, no intervention).
     """
 
-    indirect_effect: object
+    indirect_effect: xr.DataArray
     heads: list
     vectors: torch.Tensor
-    evaluation: object
+    evaluation: xr.Dataset
 
     def to_dict(self) -> dict:
         ev = self.evaluation

@@ -37,12 +37,16 @@ name                                    GPT-2 (``transformer.h.L``) / Llama (``m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
 
 from spinlens.errors import InvalidParameterError
-from spinlens.models.hooks import HookedModule, HookPoint, ReadOnlyHookPoint
+from spinlens.models.hooks import HookedModule, HookPoint, ModuleSeq, ReadOnlyHookPoint
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 # architecture family -> module paths (relative to the model root or to one decoder layer)
 ARCHITECTURES: dict[str, dict] = {
@@ -86,18 +90,27 @@ class AdapterConfig:
     layernorm: bool = True
 
 
-def _get(root: nn.Module, path: str) -> nn.Module:
+def _get(root: nn.Module, path: str) -> Any:  # a submodule (or ModuleList) of an HF model, by its dotted path
     mod = root
     for part in path.split("."):
         mod = getattr(mod, part)
     return mod
 
 
+class _Projection(Protocol):
+    """An output projection of an HF attention: ``nn.Linear`` or GPT-2's ``Conv1D``."""
+
+    weight: torch.Tensor
+
+
 class _AttnHooks(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        for n in ("hook_q", "hook_k", "hook_v", "hook_z", "hook_result"):
-            setattr(self, n, HookPoint())
+        self.hook_q = HookPoint()
+        self.hook_k = HookPoint()
+        self.hook_v = HookPoint()
+        self.hook_z = HookPoint()
+        self.hook_result = HookPoint()
         self.hook_pattern = ReadOnlyHookPoint()
 
 
@@ -148,9 +161,9 @@ class HookedHF(HookedModule):
         Force an adapter (``"gpt2"`` or ``"llama"``); None picks it from ``config.model_type``.
     """
 
-    def __init__(self, hf_model: nn.Module, *, arch: str | None = None) -> None:
+    def __init__(self, hf_model: PreTrainedModel, *, arch: str | None = None) -> None:
         super().__init__()
-        hc = hf_model.config
+        hc: Any = hf_model.config  # family-specific fields (hidden_size or n_embd, ...)
         if arch is None:
             mt = getattr(hc, "model_type", None)
             if mt not in MODEL_TYPES:
@@ -173,7 +186,7 @@ class HookedHF(HookedModule):
         n_kv = int(getattr(hc, "num_key_value_heads", None) or n_heads)
         d_mlp = int(getattr(hc, "intermediate_size", None) or getattr(hc, "n_inner", None) or 4 * d_model)
         self.cfg = AdapterConfig(arch, n_layers, n_heads, n_kv, d_model, d_head, d_mlp, int(hc.vocab_size))
-        self.blocks = nn.ModuleList([_BlockHooks() for _ in range(n_layers)])
+        self.blocks = ModuleSeq([_BlockHooks() for _ in range(n_layers)])
         self.hook_embed = HookPoint()
         self.hook_resid_final = HookPoint()
         self.readout = _ReadoutHooks()
@@ -276,7 +289,7 @@ class HookedHF(HookedModule):
         add(_get(self.hf, s["final_norm"]).register_forward_hook(guard(lambda m, i, o: self.hook_resid_final(o))))
         add(_get(self.hf, s["lm_head"]).register_forward_hook(guard(lambda m, i, o: self.readout.hook_out(o))))
 
-    def _W_O(self, mod: nn.Module) -> torch.Tensor:
+    def _W_O(self, mod: _Projection) -> torch.Tensor:
         """Per-head output projection ``[head, d_head, d_model]`` of ``c_proj`` / ``o_proj``."""
         H, dh = self.cfg.n_heads, self.cfg.d_head
         W = mod.weight
@@ -286,7 +299,7 @@ class HookedHF(HookedModule):
     def W_O(self, layer: int) -> torch.Tensor:
         return self._W_O(_get(_get(self.hf, self.spec["layers"])[layer], self.spec["o_proj"]))
 
-    def plain_copy(self) -> nn.Module:
+    def plain_copy(self) -> PreTrainedModel:
         """A deep copy of the wrapped HF model without this adapter's hooks (a plain transformers model)."""
         import copy
 
@@ -416,7 +429,8 @@ def load_hf_model(path, *, dtype: str = "float32", device: str = "cpu", allow_pi
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         msg = pickle_weights_hint(path, allow_pickle_weights) or msg
         raise InvalidParameterError(f"The 'model' parameter: cannot load an HF causal LM from {str(path)!r}: {msg}") from None
-    return m.to(device).eval()
+    # transformers declares PreTrainedModel.to with @wraps(nn.Module.to), which its stubs type as the unbound function
+    return m.to(device).eval()  # type: ignore[arg-type]
 
 
 def load_hf(path, *, arch: str | None = None, dtype: str = "float32", device: str = "cpu",
@@ -455,22 +469,22 @@ def tiny_hf(arch: str = "gpt2", *, n_layers: int = 2, n_heads: int = 4, d_model:
     with torch.random.fork_rng(devices=[]):  # HF init draws from the global torch RNG: fork it, seed, restore
         torch.manual_seed(seed_from(rng))
         if arch == "gpt2":
-            cfg = transformers.GPT2Config(
+            gpt2 = transformers.GPT2Config(
                 n_layer=n_layers, n_head=n_heads, n_embd=d_model, vocab_size=d_vocab, n_positions=max_pos,
                 resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
             )
-            m = transformers.GPT2LMHeadModel(cfg)
+            m: PreTrainedModel = transformers.GPT2LMHeadModel(gpt2)
         elif arch == "llama":
-            cfg = transformers.LlamaConfig(
+            llama = transformers.LlamaConfig(
                 num_hidden_layers=n_layers, num_attention_heads=n_heads, hidden_size=d_model,
                 intermediate_size=2 * d_model, vocab_size=d_vocab, max_position_embeddings=max_pos,
                 num_key_value_heads=n_kv_heads or n_heads,
             )
-            m = transformers.LlamaForCausalLM(cfg)
+            m = transformers.LlamaForCausalLM(llama)
         elif arch == "gemma3":
             # every Gemma 3 feature the adapter must handle: q/k norms, sandwich norms, scaled embeddings,
             # grouped kv heads, and sliding-window layers (window 4 < max_pos) mixed with global ones
-            cfg = transformers.Gemma3TextConfig(
+            gemma = transformers.Gemma3TextConfig(
                 num_hidden_layers=n_layers, num_attention_heads=n_heads, hidden_size=d_model,
                 head_dim=d_model // n_heads, intermediate_size=2 * d_model, vocab_size=d_vocab,
                 max_position_embeddings=max_pos, num_key_value_heads=n_kv_heads or max(1, n_heads // 2),
@@ -478,7 +492,7 @@ def tiny_hf(arch: str = "gpt2", *, n_layers: int = 2, n_heads: int = 4, d_model:
                                                for i in range(n_layers)],
                 query_pre_attn_scalar=d_model // n_heads, pad_token_id=0, bos_token_id=1, eos_token_id=2,
             )
-            m = transformers.Gemma3ForCausalLM(cfg)
+            m = transformers.Gemma3ForCausalLM(gemma)
         else:
             raise InvalidParameterError(f"The 'arch' parameter must be one of {{'gpt2', 'llama', 'gemma3'}}. "
                                         f"Got {arch!r} instead.")

@@ -10,12 +10,16 @@ per stage before decoding, Belrose et al. 2023) is available through `fit_tuned_
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from spinlens.errors import InvalidParameterError
 from spinlens.vocabulary import act_name
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 
 def lens_stages(model) -> list[tuple[str, str]]:
@@ -45,8 +49,8 @@ class LensResult:
     kind : {"regression", "tokens"}
     """
 
-    decoded: object
-    summary: object
+    decoded: xr.DataArray
+    summary: xr.Dataset
     kind: str
 
 
@@ -75,7 +79,7 @@ def logit_lens(model, inputs: torch.Tensor, *, target: torch.Tensor | None = Non
     labels = [s for s, _ in stages]
     res = torch.stack([cache[n][:, position] for _, n in stages])  # [stage, batch, d_model]
     if tuned is not None:
-        res = tuned.apply(res)
+        res = tuned(res)
     B = res.shape[1]
     kind = getattr(model.cfg, "input_kind", "tokens")
     if kind == "regression":
@@ -86,10 +90,10 @@ def logit_lens(model, inputs: torch.Tensor, *, target: torch.Tensor | None = Non
             "corr_to_final": ("stage", np.array([_corr(p, final) for p in pred])),
         }
         if target is not None:
-            t = np.asarray(target.detach().cpu(), dtype=np.float64)
-            if t.shape != (B,):
-                raise InvalidParameterError(f"The 'target' parameter must have shape ({B},). Got {t.shape} instead.")
-            ds["mse"] = ("stage", ((pred - t) ** 2).mean(1))
+            y = np.asarray(target.detach().cpu(), dtype=np.float64)
+            if y.shape != (B,):
+                raise InvalidParameterError(f"The 'target' parameter must have shape ({B},). Got {y.shape} instead.")
+            ds["mse"] = ("stage", ((pred - y) ** 2).mean(1))
         decoded = xr.DataArray(pred, dims=("stage", "prompt"), coords={"stage": labels}, name="prediction")
     else:
         # one stage at a time: a vocabulary of 50k-260k tokens makes [stage, batch, vocab] in float64 gigabytes
@@ -127,14 +131,15 @@ def _corr(a, b) -> float:
 
 class TunedLens(torch.nn.Module):
     """One affine map ``d_model -> d_model`` per stage (initialised at the identity), trained so that the
-    decoded stage matches the model's final output (`fit_tuned_lens`)."""
+    decoded stage matches the model's final output (`fit_tuned_lens`). ``lens(res)`` maps the residual
+    streams ``[stage, batch, d_model]`` stage by stage."""
 
     def __init__(self, n_stages: int, d_model: int, dtype=torch.float32) -> None:
         super().__init__()
         self.A = torch.nn.Parameter(torch.zeros(n_stages, d_model, d_model, dtype=dtype))
         self.b = torch.nn.Parameter(torch.zeros(n_stages, d_model, dtype=dtype))
 
-    def apply(self, res: torch.Tensor) -> torch.Tensor:  # [stage, batch, d]
+    def forward(self, res: torch.Tensor) -> torch.Tensor:  # [stage, batch, d]
         return res + torch.einsum("sbd,sde->sbe", res, self.A) + self.b[:, None]
 
 
@@ -152,7 +157,7 @@ def fit_tuned_lens(model, inputs: torch.Tensor, *, position: int = -1, steps: in
     kind = getattr(model.cfg, "input_kind", "tokens")
 
     def loss(ln, step):
-        dec = model.unembed(ln.apply(res))
+        dec = model.unembed(ln(res))
         if kind == "regression":
             return ((dec - final) ** 2).mean()
         lp = torch.log_softmax(dec, -1)

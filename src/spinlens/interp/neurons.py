@@ -13,12 +13,16 @@ position, and a "label token" indicator. Descriptions are templates, no language
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from spinlens.errors import InvalidParameterError, check_int
 from spinlens.vocabulary import act_name
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 STRONG, WEAK = 0.8, 0.5
 
@@ -37,7 +41,7 @@ class UnitReport:
     activations : ndarray ``(n_samples, n_units)``
     """
 
-    corr: object
+    corr: xr.DataArray
     best_quantity: list
     best_r: np.ndarray
     description: list

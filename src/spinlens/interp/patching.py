@@ -27,12 +27,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from spinlens.errors import InvalidParameterError, check_choice, check_int
 from spinlens.vocabulary import act_name
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 HEAD_COMPONENTS = {
     "z": "attn.hook_z",
@@ -144,7 +148,7 @@ def run_variants(
         chunks.append((st, order[i:j]))
         i = j
     outs: list = [None] * V
-    recs = {n: [None] * V for n in record}
+    recs: dict[str, list] = {n: [None] * V for n in record}
     it = chunks
     if progress:
         from tqdm.auto import tqdm
@@ -208,7 +212,7 @@ class PatchingResult:
     n_prompts : int
     """
 
-    scores: object
+    scores: xr.DataArray
     metric_base: float
     metric_source: float
     component: str
@@ -300,7 +304,7 @@ def activation_patch(
     with torch.no_grad():
         _, src_cache = model.run_with_cache(source, names_filter=names)
     a0 = src_cache[names[0]]
-    n_heads = (a0.shape[1] if component == "pattern" else a0.shape[2]) if is_head else None
+    n_heads = (a0.shape[1] if component == "pattern" else a0.shape[2]) if is_head else 0
     n_pos = a0.shape[2] if component == "pattern" else a0.shape[1]
     coords = {"layer": np.arange(n_layers)}
     keys = []
@@ -545,9 +549,9 @@ def find_circuit(
     added (and expanded in turn), until no new node appears; at most ``max_nodes`` nodes, strongest first.
     """
     queue = []
-    edges = []
+    edges: list[tuple] = []
     nodes: list = []
-    path_scores = {}
+    path_scores: dict[tuple, xr.DataArray] = {}
     res = path_patch(model, clean, corrupt, metric=metric, receivers="output", direction=direction, max_batch=max_batch)
     path_scores[("output", "out")] = res.scores
     for (L, h), v in _above(res.scores, threshold):
@@ -619,7 +623,8 @@ def cache_in_batches(model, inputs: torch.Tensor, *, names_filter=None, batch_si
     from spinlens.models.hooks import ActivationCache
 
     check_int("batch_size", batch_size, low=1)
-    outs, parts = [], {}
+    outs: list[torch.Tensor] = []
+    parts: dict[str, list[torch.Tensor]] = {}
     starts = range(0, inputs.shape[0], batch_size)
     if progress:
         from tqdm.auto import tqdm

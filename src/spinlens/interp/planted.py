@@ -174,10 +174,11 @@ def planted_task_model(n_inputs: int = 4, n_tasks: int = 2, labels_per_task: int
         for t in range(T):  # task head: label tokens of task t -> task slot t
             a0.W_V[1, I_ + t * M : I_ + (t + 1) * M, t] = 1.0
             a0.W_O[1, t, V + t] = (2 * K + 1) / K
-        a0.W_Q[0, :I_] = torch.randn(I_, cfg.d_head, generator=g, dtype=dt)
-        a0.W_K[0, :I_] = torch.randn(I_, cfg.d_head, generator=g, dtype=dt)
-        a0.W_V[0, :I_] = torch.randn(I_, cfg.d_head, generator=g, dtype=dt)
-        a0.W_O[0, :, V + T] = torch.randn(cfg.d_head, generator=g, dtype=dt)
+        dh = a0.d_head
+        a0.W_Q[0, :I_] = torch.randn(I_, dh, generator=g, dtype=dt)
+        a0.W_K[0, :I_] = torch.randn(I_, dh, generator=g, dtype=dt)
+        a0.W_V[0, :I_] = torch.randn(I_, dh, generator=g, dtype=dt)
+        a0.W_O[0, :, V + T] = torch.randn(dh, generator=g, dtype=dt)
         mlp = m.blocks[1].mlp
         for x in range(I_):
             for t in range(T):

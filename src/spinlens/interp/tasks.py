@@ -39,6 +39,7 @@ def regression_pairs(d: int, n_context: int, n_prompts: int, *, dtype=torch.floa
     g = as_generator(rng)
     dist = PromptDistribution(d, n_context)
     p = dist.sample(n_prompts, rng=g)
+    assert p.w is not None  # sample() always draws the tasks
     w2 = dist.sample_tasks(n_prompts, rng=g)
     Z2 = p.Z.copy()
     x = p.Z[:, :d, :n_context]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,6 +33,9 @@ from spinlens.errors import InvalidParameterError, check_choice, check_float, ch
 from spinlens.llm.tasks import TextTask, tokenize_task
 from spinlens.random import as_generator
 from spinlens.verdict import mean_sd
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["OPERATIONS", "FORMATS", "arithmetic_task", "arithmetic_accuracy", "LocatedComponents",
            "locate_components", "operand_attention", "answer_space_in_prompt", "ArithmeticResult", "arithmetic_study"]
@@ -237,8 +241,8 @@ class LocatedComponents:
 
     heads: tuple
     mlps: tuple
-    head_scores: object
-    mlp_scores: object
+    head_scores: xr.DataArray
+    mlp_scores: xr.DataArray
     attention: dict
     n_prompts: int
     n_heads_total: int
@@ -447,7 +451,8 @@ def locate_components(
     mlps = tuple(int(L) for L in range(first, nL) if mlp_v[L] >= mlp_threshold)
     attn = operand_attention(model, tokenizer, task, batches, heads)
 
-    rec, rand = float("nan"), ()
+    rec = float("nan")
+    rand: tuple[float, ...] = ()
     if heads:
         g = np.random.default_rng(seed)
         sets = [list(heads)] + [[(int(i) // nH, int(i) % nH) for i in g.choice(n_tot, size=len(heads), replace=False)]

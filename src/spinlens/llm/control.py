@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ def locate_heads(model, target_rows, source_rows, *, k: int, batch_size: int = 4
             scores[L] = torch.linalg.vector_norm(torch.einsum("he,hem->hm", diff[zs[L]], model.W_O(L)), dim=-1).numpy()
     order = np.argsort(-scores.ravel(), kind="stable")[:k]
     heads = [(int(i // cfg.n_heads), int(i % cfg.n_heads)) for i in order]
-    deltas = {(L, h): diff[zs[L]][h] for L, h in heads}
+    deltas: dict[tuple[int, int] | str, torch.Tensor] = {(L, h): diff[zs[L]][h] for L, h in heads}
     deltas.update({name: diff[name] for name in extra_hooks})
     return heads, deltas, scores
 
@@ -106,7 +107,7 @@ class ControlResult:
 
     def to_dict(self, effect_level: float = 0.5) -> dict:
         methods = list(dict.fromkeys(x["method"] for x in self.rows))
-        out = {"source": self.source, "target": self.target, "layer": self.layer, "heads": self.heads,
+        out: dict[str, Any] = {"source": self.source, "target": self.target, "layer": self.layer, "heads": self.heads,
                "lid_accuracy": self.lid_accuracy, "corpus": self.corpus, "config": self.config,
                "base_switch_rate": ML._ms([b["switch_rate"] for b in self.base]),
                "effect_level": effect_level, "methods": {}}

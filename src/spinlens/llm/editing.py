@@ -25,6 +25,7 @@ The rank-one ROME update (a closed-form key-value insertion with the MLP's key c
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -178,7 +179,7 @@ def editing_study(model, tok, cases: list[EditCase], *, layers, other_layers, me
                 print(f"  edit {ci} {m}: steps {r['steps']}, efficacy {r['efficacy']:.0f}, generalisation "
                       f"{r['generalisation']:.2f}, specificity {r['specificity']:.2f}, perplexity {r['perplexity']:.3f}",
                       flush=True)
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for m in methods:
         rs = [r for r in rows if r["method"] == m]
         summary[m] = {k: _ms([r[k] for r in rs]) for k in ("efficacy", "generalisation", "specificity", "steps",

@@ -210,8 +210,10 @@ def lm_logits(model, ids: torch.Tensor, attention_mask: torch.Tensor | None = No
     kw = {"input_ids": ids.to(hf.device), "use_cache": False}
     if attention_mask is not None:
         kw["attention_mask"] = attention_mask
-    if last_only or keep:
-        kw["logits_to_keep"] = 1 if last_only else int(keep)  # type: ignore[assignment]
+    if last_only:
+        kw["logits_to_keep"] = 1
+    elif keep:
+        kw["logits_to_keep"] = int(keep)
     return hf(**kw).logits
 
 
@@ -241,8 +243,8 @@ def _task_scores(model, tt: TokenizedTask, batch_size: int) -> tuple[float, floa
             a = b.answer[s:s + batch_size]
             hits += int((lg.argmax(-1) == a).sum())
             n += lg.shape[0]
-            if has_foil:
-                w = b.wrong[s:s + batch_size]  # type: ignore[index]
+            if has_foil and b.wrong is not None:
+                w = b.wrong[s:s + batch_size]
                 diff += float((lg.gather(1, a[:, None]) - lg.gather(1, w[:, None])).sum())
     return hits / n, (diff / n if has_foil else None)
 

@@ -33,10 +33,14 @@ the input of precise tuning for in-context learning.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spinlens.errors import InvalidParameterError, check_int
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["WORD_TASKS", "word_tasks", "FVStudyResult", "fv_study", "LocatedHeads", "locate_fv_heads"]
 
@@ -96,7 +100,7 @@ class FVStudyResult:
 
     datasets: dict
     summaries: dict
-    indirect_effect: object
+    indirect_effect: xr.DataArray
     heads: list
     skipped: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)
@@ -166,7 +170,7 @@ class LocatedHeads:
     `FVStudyResult`)."""
 
     heads: list
-    indirect_effect: object
+    indirect_effect: xr.DataArray
     tasks: list
     seeds: list
     study: FVStudyResult | None = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ from spinlens.llm.tasks import TextTask, tokenize_task
 from spinlens.random import as_generator
 from spinlens.verdict import mean_sd
 from spinlens.vocabulary import act_name
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["NAMES", "TEMPLATES", "single_token_names", "ioi_task", "IOIResult", "ioi_study", "logit_diffs",
            "mean_ablation_faithfulness"]
@@ -63,7 +67,8 @@ TEMPLATES = (
 
 def single_token_names(tokenizer, names: Sequence[str] = NAMES) -> tuple[list[str], list[str]]:
     """``(kept, refused)``: names whose form with a leading space (``" Mary"``) is exactly one token."""
-    kept, refused = [], []
+    kept: list[str] = []
+    refused: list[str] = []
     for n in names:
         ids = tokenizer(" " + n, add_special_tokens=False)["input_ids"]
         (kept if len(ids) == 1 else refused).append(n)
@@ -239,10 +244,10 @@ class IOIResult:
 
     logit_diff: dict
     logit_diff_corrupt: float
-    direct: object
-    to_name_movers_q: object
-    attention: object
-    head_scores: object
+    direct: xr.DataArray
+    to_name_movers_q: xr.DataArray | None
+    attention: xr.DataArray
+    head_scores: xr.DataArray
     roles: dict
     evidence: dict
     circuit: tuple
@@ -351,9 +356,9 @@ def ioi_study(
     check_int("n_prompts", n_prompts, low=2)
     check_int("n_prompts_patching", n_prompts_patching, low=1)
     check_int("n_random", n_random, low=2)
-    for nm, v in (("direct_threshold", direct_threshold), ("sinh_threshold", sinh_threshold),
-                  ("score_threshold", score_threshold)):
-        check_float(nm, v, low=0)
+    for name, v in (("direct_threshold", direct_threshold), ("sinh_threshold", sinh_threshold),
+                    ("score_threshold", score_threshold)):
+        check_float(name, v, low=0)
     seeds = tuple(int(s) for s in seeds)
     if not seeds:
         raise InvalidParameterError("The 'seeds' parameter must hold at least one seed.")
@@ -375,11 +380,13 @@ def ioi_study(
     if not np.isfinite(ld["over_seeds"]["mean"]) or ld["over_seeds"]["mean"] <= 0:
         raise InvalidParameterError(f"The model does not prefer the indirect object (mean logit difference "
                                     f"{ld['over_seeds']['mean']:.3f} <= 0): there is no IOI behaviour to explain.")
+    assert tt0 is not None  # seeds is not empty
     task, batches = tt0.task, tt0.batches
 
     # name movers: direct path to the logits, pooled over length groups
     parts = []
     for b in batches:
+        assert b.corrupt is not None and b.wrong is not None  # an IOI task has its ABC prompts and wrong names
         parts.append(direct_path_patch(model, b.clean, b.corrupt, metric=logit_diff_metric(b.answer, b.wrong)))
     direct, m_cor, m_cl = _pooled(parts)
     say("direct path patching to the logits: done")
@@ -427,7 +434,7 @@ def ioi_study(
     roles = {"name_mover": nm, "negative_name_mover": nnm, "s_inhibition": sinh, "induction": induction,
              "duplicate_token": duplicate, "previous_token": previous}
 
-    evidence = {}
+    evidence: dict[str, dict] = {}
     for role, hs in roles.items():
         for L, h in hs:
             e = evidence.setdefault(f"{L}.{h}", {"roles": []})
@@ -441,7 +448,7 @@ def ioi_study(
     # the circuit: movers, S-inhibition, and the induction / duplicate-token heads below the S-inhibition heads
     top_s = max((L for L, _ in sinh), default=0)
     circuit = sorted(set(nm) | set(nnm) | set(sinh) | {hd for hd in induction + duplicate if hd[0] < top_s})
-    edges = [(hd, "output", "out", float(direct[hd])) for hd in nm + nnm]
+    edges: list[tuple] = [(hd, "output", "out", float(direct[hd])) for hd in nm + nnm]
     for hd in sinh:
         for r in receivers:
             edges.append((hd, r, "q", float(sinh_scores[hd])))

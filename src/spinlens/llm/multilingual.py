@@ -46,7 +46,7 @@ import math
 import re
 import struct
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -167,7 +167,8 @@ def django_corpus(languages: Sequence[str] = DEFAULT_LANGUAGES, *, min_words: in
         for mo in sorted(root.glob(f"**/locale/{loc}/LC_MESSAGES/django.mo")):
             catalogs[c].update(read_mo(mo.read_bytes()))
             files += 1
-    keys, texts = [], {c: [] for c in langs}
+    keys: list[str] = []
+    texts: dict[str, list[str]] = {c: [] for c in langs}
     seen = set()
     for key in sorted(set.intersection(*(set(k) for k in catalogs.values())) if catalogs else []):
         en = _clean(key)
@@ -208,7 +209,7 @@ class LanguageIdentifier:
         t = " " + " ".join(text.lower().split()) + " "
         return [t[i: i + n] for n in range(1, self.n_max + 1) for i in range(len(t) - n + 1)]
 
-    def fit(self, texts: dict[str, Sequence[str]]) -> LanguageIdentifier:
+    def fit(self, texts: Mapping[str, Sequence[str]]) -> LanguageIdentifier:
         counts = {c: Counter(g for s in ts for g in self._grams(s)) for c, ts in texts.items()}
         vocab = set().union(*counts.values())
         self.languages = list(texts)
@@ -230,7 +231,7 @@ class LanguageIdentifier:
             out.append(self.languages[int(np.argmax(scores))])
         return out
 
-    def accuracy(self, texts: dict[str, Sequence[str]]) -> dict[str, float]:
+    def accuracy(self, texts: Mapping[str, Sequence[str]]) -> dict[str, float]:
         """Fraction of each language's texts labelled with that language."""
         return {c: float(np.mean([p == c for p in self.predict(ts)])) for c, ts in texts.items()}
 
@@ -338,8 +339,7 @@ def select_language_neurons(prob: np.ndarray, *, top_fraction: float = 0.01, fil
     chosen = np.zeros(cand.size, dtype=bool)
     if k > 0:
         chosen[np.argsort(cand, kind="stable")[:k]] = True
-    chosen = chosen.reshape(H.shape)
-    mask = chosen[None] & (p > bar)
+    mask = chosen.reshape(H.shape)[None] & (p > bar)
     cut = float(cand[np.argsort(cand, kind="stable")[k - 1]]) if k > 0 else float("nan")
     return mask, H, {"filter": filt, "bar": bar, "entropy_cut": cut, "n_selected": int(k)}
 
@@ -366,7 +366,7 @@ def _neuron_interventions(mask: np.ndarray, value: np.ndarray | float = 0.0) -> 
     for L in range(mask.shape[0]):
         idx = np.flatnonzero(mask[L])
         if idx.size:
-            v = float(value) if np.isscalar(value) else np.asarray(value)[L, idx]
+            v = float(value) if isinstance(value, (int, float, np.number)) else np.asarray(value)[L, idx]
             ivs.append(SetNeurons(f"blocks.{L}.mlp.hook_post", idx.tolist(), value=v))
     return ivs
 
@@ -440,7 +440,7 @@ def language_switch(model, tokenizer, prompts: dict, target_sets: dict | None, l
     src = list(prompts)
     tgt = list(target_sets) if target_sets is not None else list(targets or lid.languages)
     rate = np.zeros((len(src), len(tgt)))
-    texts = {}
+    texts: dict[tuple[str, str], list[str]] = {}
     for i, s in enumerate(src):
         for j, t in enumerate(tgt):
             if target_sets is None and j > 0:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ import torch
 from spinlens.errors import InvalidParameterError, check_float, check_int
 from spinlens.random import as_generator
 from spinlens.vocabulary import act_name
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 __all__ = ["CATEGORIES", "KINDS", "RecallResult", "recall_task", "known_facts", "subject_positions", "trace_fact", "causal_trace",
            "recall_study", "last_logits"]
@@ -167,7 +171,7 @@ def trace_fact(model, ids, subject: list[int], answer: int, noise: torch.Tensor,
     positions = list(range(subject[0], T))
     rows = [(k, L, p) for k in kinds for L in range(n_layers) for p in positions]
     sp = torch.as_tensor(subject)
-    out = {"p_clean": p_clean, "positions": positions, "p_corrupt": np.zeros(len(noise))}
+    out: dict[str, Any] = {"p_clean": p_clean, "positions": positions, "p_corrupt": np.zeros(len(noise))}
     for k in kinds:
         out[k] = np.zeros((len(noise), n_layers, len(positions)))
     emb = act_name("embed")
@@ -209,7 +213,7 @@ class RecallResult:
         token; ``attn``: last token): layer of the seed-mean curve, per-seed layers, the value mean ± sd.
     """
 
-    indirect_effect: object
+    indirect_effect: xr.Dataset
     known: dict
     peaks: dict
     p_clean: float
@@ -334,7 +338,7 @@ def recall_study(model, tokenizer, task, *, n_facts: int = 40, noise: float = 3.
     n_facts = check_int("n_facts", n_facts, low=1)
     ok = known_facts(model, tokenizer, task)
     meta = task.meta
-    known = {"n_prompts": len(task), "n_known": int(ok.sum()), "accuracy": float(ok.mean())}
+    known: dict[str, Any] = {"n_prompts": len(task), "n_known": int(ok.sum()), "accuracy": float(ok.mean())}
     for key in ("relation", "template"):
         if key in meta:
             vals = np.asarray(meta[key])

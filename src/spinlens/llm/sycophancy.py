@@ -31,11 +31,15 @@ import copy
 import math
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spinlens.errors import InvalidParameterError, check_float, check_int
 from spinlens.verdict import mean_sd
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["Question", "questions", "chat_prompts", "flip_rate", "locate_heads", "head_masks",
            "SycophancyResult", "sycophancy_tuning"]
@@ -139,8 +143,8 @@ def _last_logits(hf, x, mask, pos, batch_size=16):
 class _Encoded:
     plain: tuple
     push: tuple
-    answer: object
-    wrong: object
+    answer: torch.Tensor
+    wrong: torch.Tensor
 
 
 def _encode_pair(tokenizer, qs):
@@ -260,7 +264,7 @@ def head_masks(hf, heads) -> dict:
     cfg = hf.config
     dh = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     params = dict(hf.named_parameters())
-    masks = {}
+    masks: dict[str, torch.Tensor] = {}
     for layer, h in heads:
         qn = f"model.layers.{layer}.self_attn.q_proj.weight"
         on = f"model.layers.{layer}.self_attn.o_proj.weight"

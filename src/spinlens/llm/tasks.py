@@ -134,13 +134,14 @@ def tokenize_task(task: TextTask, tokenizer, *, single_token: bool = True, on_ba
     dropped: dict[int, str] = {}
     for i, prompt in enumerate(task.prompts):
         a, na = answer_token(tokenizer, task.answers[i])
-        w = nw = None
+        w = nw = wrong = None
         if task.wrong_answers is not None:
-            w, nw = answer_token(tokenizer, task.wrong_answers[i])
+            wrong = task.wrong_answers[i]
+            w, nw = answer_token(tokenizer, wrong)
         why = None
         if single_token and (na > 1 or (nw or 1) > 1):
             why = (f"answer {task.answers[i]!r} is {na} tokens" if na > 1
-                   else f"wrong answer {task.wrong_answers[i]!r} is {nw} tokens")  # type: ignore[index]
+                   else f"wrong answer {wrong!r} is {nw} tokens")
         ids = _encode(tokenizer, prompt)
         cids = None
         if why is None and task.corrupt_prompts is not None:

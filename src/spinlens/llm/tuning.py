@@ -337,12 +337,13 @@ def _mask_count(masks) -> int:
 def random_heads_like(model, n_params: int, *, rng=None):
     """Random heads (uniform order, without replacement) until their masked parameter count is closest to
     ``n_params``; returns ``(components, count)``."""
-    from spinlens.edit.components import component_masks, list_components
+    from spinlens.edit.components import Component, component_masks, list_components
     from spinlens.random import as_generator
 
     heads = list_components(model, "head")
     order = as_generator(rng).permutation(len(heads))
-    picked, prev = [], 0
+    picked: list[Component] = []
+    prev = 0
     for i in order:
         cand = picked + [heads[i]]
         cnt = _mask_count(component_masks(model, cand))

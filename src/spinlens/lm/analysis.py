@@ -129,7 +129,7 @@ def lens_on_text(model, windows: torch.Tensor, *, n_positions: int = 8):
     from spinlens.interp.lens import logit_lens
 
     T = windows.shape[1] - 1
-    acc = {}
+    acc: dict[str, dict[str, list[float]]] = {}
     for p in np.unique(np.linspace(T // 8, T - 1, n_positions).astype(int)):
         res = logit_lens(model, windows[:, :-1], target=windows[:, p + 1], position=int(p))
         for st in res.summary.coords["stage"].values:

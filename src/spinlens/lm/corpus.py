@@ -84,13 +84,13 @@ def stdlib_code(max_chars: int = DEFAULT_MAX_CHARS, *, comments: bool = False) -
             keep = [ln.strip()[1:].strip() for ln in lines if ln.strip().startswith("#") and len(ln.strip()) > 12
                     and not ln.strip().startswith("#!")]
         else:
-            drop = set()
+            drop: set[int] = set()
             for node in ast.walk(tree):
                 if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
                     first = node.body[0]
-                    if isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
+                    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
                             and isinstance(first.value.value, str):
-                        drop.update(range(first.lineno - 1, first.end_lineno))
+                        drop.update(range(first.lineno - 1, first.end_lineno or first.lineno))
             keep = [ln for i, ln in enumerate(lines) if i not in drop and ln.strip() and not ln.strip().startswith("#")]
         if keep:
             chunk = "\n".join(keep)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+from typing import Any
 
 import numpy as np
 import torch
@@ -134,12 +135,12 @@ def pinpoint_experiment(model, tokenizer, base_val, target_text: str, *, k: int 
                          ntr))
             if progress:
                 print(f"  pinpoint seed {seed} {name} {rows[-1][2]}: target {rows[-1][3]:.3f}", flush=True)
-    seed, meth, comps, tl, gl, ntr = zip(*rows)
-    tl, gl = np.array(tl), np.array(gl)
+    col_seed, col_method, col_comps, col_tl, col_gl, col_ntr = zip(*rows)
+    tl, gl = np.array(col_tl), np.array(col_gl)
     return xr.Dataset({"target_loss": ("run", tl), "general_loss": ("run", gl), "target_gain": ("run", t0 - tl),
-                       "general_change": ("run", gl - g0), "n_trainable": ("run", np.array(ntr))},
-                      coords={"run": np.arange(len(rows)), "seed": ("run", np.array(seed)), "method": ("run", list(meth)),
-                              "components": ("run", list(comps))},
+                       "general_change": ("run", gl - g0), "n_trainable": ("run", np.array(col_ntr))},
+                      coords={"run": np.arange(len(rows)), "seed": ("run", np.array(col_seed)),
+                              "method": ("run", list(col_method)), "components": ("run", list(col_comps))},
                       attrs={"k": k, "steps": steps, "lr": lr, "heads": ",".join(heads), "loss": "nats/token",
                              "importance": "|grad x activation| of the new domain's next-token loss per head",
                              **_convergence(diverged)})
@@ -386,14 +387,15 @@ def steering_experiment(model, tokenizer, val_windows, *, token_class_name: str 
         l_rep = float(token_losses(model, rep_w)[:, T:].mean())
         rows.append((seed, "token", "original text (second half)", np.nan, np.nan, l_orig, np.nan))
         rows.append((seed, "token", "first half repeated (second half)", np.nan, np.nan, l_rep, np.nan))
-    seed, level, what, strength, cp, loss, rl = zip(*rows)
-    top_share = np.full(len(rows), np.nan)
-    top_share[list(share_at)] = list(share_at.values())
-    return xr.Dataset({"strength": ("run", np.array(strength, dtype=float)), "class_prob": ("run", np.array(cp, dtype=float)),
-                       "loss": ("run", np.array(loss, dtype=float)), "repeat_loss": ("run", np.array(rl, dtype=float)),
-                       "top_context_class_share": ("run", top_share)},
-                      coords={"run": np.arange(len(rows)), "seed": ("run", np.array(seed)), "level": ("run", list(level)),
-                              "intervention": ("run", list(what))},
+    col_seed, col_level, col_what, col_strength, col_cp, col_loss, col_rl = zip(*rows)
+    share_col = np.full(len(rows), np.nan)
+    share_col[list(share_at)] = list(share_at.values())
+    return xr.Dataset({"strength": ("run", np.array(col_strength, dtype=float)),
+                       "class_prob": ("run", np.array(col_cp, dtype=float)),
+                       "loss": ("run", np.array(col_loss, dtype=float)), "repeat_loss": ("run", np.array(col_rl, dtype=float)),
+                       "top_context_class_share": ("run", share_col)},
+                      coords={"run": np.arange(len(rows)), "seed": ("run", np.array(col_seed)),
+                              "level": ("run", list(col_level)), "intervention": ("run", list(col_what))},
                       attrs={"token_class": token_class_name, "hook": hook,
                              "induction_heads": ",".join(f"{a}.{b}" for a, b in ind_heads),
                              "class_base_rate": float(mask.mean())})
@@ -454,7 +456,7 @@ def headline(name: str, ds, *, max_loss_increase: float = 0.5) -> dict:
         nonzero = sorted(s for s in by if s != 0)
         ok = [s for s in nonzero if by[s]["loss"].mean() - base_loss <= max_loss_increase]
         s = max(ok) if ok else (min(nonzero, key=abs) if nonzero else 0.0)
-        out = {"strength": s, "class_prob": _ms(by[s]["class_prob"]), "base_class_prob": _ms(by[0.0]["class_prob"]),
+        out: dict[str, Any] = {"strength": s, "class_prob": _ms(by[s]["class_prob"]), "base_class_prob": _ms(by[0.0]["class_prob"]),
                "loss": _ms(by[s]["loss"]), "base_loss": _ms(by[0.0]["loss"]),
                "class_base_rate": float(ds.attrs.get("class_base_rate", np.nan))}
         out["text"] = (f"steer: P(next token {tc}) {_pm(out['base_class_prob'])} unsteered -> {_pm(out['class_prob'])} "
@@ -592,6 +594,7 @@ def default_lm(base=None, *, base_steps: int | None = None, seed: int = 0, progr
     legacy = base is not None and without_manifest(base)  # written before manifests: replaced in place
     res = train_lm(text, cfg, out=base, corpus_name=corpus, progress=progress, force=legacy)
     # the windows `heldout_windows` reads from the folder (64 of the held-out split)
+    assert res.heldout is not None  # train_lm keeps its held-out split
     return res.model, res.tokenizer, eval_windows(res.heldout, cfg.n_ctx, max_windows=64), base, False
 
 

@@ -167,8 +167,8 @@ def text_task_prompts(n_prompts: int, words, tokenizer, task: str, *, n_pairs: i
         raise InvalidParameterError(f"The 'words' parameter needs at least n_pairs + 1 = {K + 1} words. Got {len(words)}.")
     q, a, end = template
     g = as_generator(rng)
-    rows = {"clean": [], "shuffled": [], "zero_shot": []}
-    texts = {k: [] for k in rows}
+    rows: dict[str, list[list[int]]] = {"clean": [], "shuffled": [], "zero_shot": []}
+    texts: dict[str, list[str]] = {k: [] for k in rows}
     answers, answer_ids, qwords = [], [], []
     for _ in range(n_prompts):
         pick = [words[i] for i in g.choice(len(words), K + 1, replace=False)]
@@ -218,7 +218,7 @@ def heldout_text(folder, tokenizer) -> str:
     return tokenizer.decode([int(i) for i in ids])
 
 
-def text_fv_experiment(model, tokenizer, text: str, task: str, *, n_prompts: int = 128, n_pairs: int = 4,
+def text_fv_experiment(model, tokenizer, text: str | None, task,  *, n_prompts: int = 128, n_pairs: int = 4,
                        n_words: int = 200, top_k: int = 3, strength: float = 1.0, layers=None, seeds=(0, 1, 2),
                        progress: bool = False):
     """Function vectors on a natural-language task, over seeds.

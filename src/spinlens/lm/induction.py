@@ -216,7 +216,7 @@ class InductionReport:
     induction: np.ndarray
     prev_token: np.ndarray
     repeated_loss: dict
-    icl: dict
+    icl: dict | None
     n_seq: int
     half: int
     seed: int

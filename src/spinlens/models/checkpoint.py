@@ -328,6 +328,7 @@ def read_checkpoint(path) -> Checkpoint:
         if cfg_file.is_file():
             record = read_json(cfg_file)
             tag, cfg = validate_record(record, repr(str(cfg_file)))
+            assert isinstance(record, dict)  # validate_record checked it
             return Checkpoint(p, tag, dict(cfg), dict(record.get("metadata") or {}), legacy)
         if not (p / WEIGHTS_FILE).is_file() and (p / LEGACY_TRAIN_WEIGHTS).is_file():
             return _legacy_train_checkpoint(p)

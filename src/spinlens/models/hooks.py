@@ -12,12 +12,43 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Generic, TypeVar, cast, overload
 
 import torch
 from torch import nn
 
 HookFn = Callable[..., "torch.Tensor | None"]
+M = TypeVar("M", bound=nn.Module)
+
+
+class ModuleSeq(nn.ModuleList, Generic[M]):
+    """An `nn.ModuleList` whose items are all of one module class ``M`` (the layers of a model).
+
+    The same module at run time (same state-dict keys); indexing and iteration are typed ``M``, so that
+    ``model.blocks[0].attn`` is known to the type checker.
+    """
+
+    def __init__(self, modules: Iterable[M] = ()) -> None:
+        super().__init__(modules)
+
+    def _get_name(self) -> str:
+        return "ModuleList"
+
+    @overload
+    def __getitem__(self, idx: slice) -> ModuleSeq[M]: ...
+
+    @overload
+    def __getitem__(self, idx: int) -> M: ...
+
+    # torch types the items as Module; the constructor only took M
+    def __getitem__(self, idx: int | slice) -> M | ModuleSeq[M]:
+        if isinstance(idx, slice):
+            return ModuleSeq(cast("list[M]", list(self._modules.values())[idx]))
+        return cast(M, super().__getitem__(idx))
+
+    def __iter__(self) -> Iterator[M]:
+        return cast("Iterator[M]", super().__iter__())
 
 
 class HookPoint(nn.Identity):

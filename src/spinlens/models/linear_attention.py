@@ -19,6 +19,8 @@ from .hooks import HookedModule, HookPoint
 
 class _SimplifiedLinearAttention(HookedModule):
     d: int
+    hook_attn_out: HookPoint
+    readout_hook_out: HookPoint
 
     def effective_W(self) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

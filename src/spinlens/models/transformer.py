@@ -43,12 +43,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from spinlens.errors import InvalidParameterError, check_choice, check_int
-from spinlens.models.hooks import HookedModule, HookPoint
+from spinlens.models.hooks import HookedModule, HookPoint, ModuleSeq
+
+if TYPE_CHECKING:
+    from spinlens.models.zoo import ZooConfig
 
 ACTIVATIONS = ("gelu", "relu", "silu", "tanh", "identity")
 ATTENTIONS = ("softmax", "linear")
@@ -158,7 +162,10 @@ class TransformerConfig:
 
     @property
     def n_out(self) -> int:
-        return 1 if self.input_kind == "regression" else int(self.d_vocab)
+        if self.input_kind == "regression":
+            return 1
+        assert self.d_vocab is not None  # checked in __post_init__
+        return self.d_vocab
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -201,10 +208,14 @@ class Attention(nn.Module):
     ``W_O`` ``(head, d_head, d_model)``, ``b_O`` ``(d_model,)``.
     """
 
+    ln: nn.Module  # the block's ln1, not registered here
+
     def __init__(self, cfg: TransformerConfig, ln: nn.Module) -> None:
         super().__init__()
         self.cfg = cfg
+        assert cfg.d_head is not None  # filled in by TransformerConfig.__post_init__
         h, dm, dh, dt = cfg.n_heads, cfg.d_model, cfg.d_head, cfg.torch_dtype
+        self.d_head = dh
         self.W_Q = nn.Parameter(torch.zeros(h, dm, dh, dtype=dt))
         self.W_K = nn.Parameter(torch.zeros(h, dm, dh, dtype=dt))
         self.W_V = nn.Parameter(torch.zeros(h, dm, dh, dtype=dt))
@@ -238,7 +249,7 @@ class Attention(nn.Module):
 
     def forward(self, resid: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
-        H, dh = cfg.n_heads, cfg.d_head
+        H, dh = cfg.n_heads, self.d_head
         if cfg.split_qkv_input:
             # three distinct per-head copies (separate autograd nodes, so gradients stay per route)
             def rep():
@@ -315,14 +326,15 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
-        dt = cfg.torch_dtype
-        self.W_in = nn.Parameter(torch.zeros(cfg.d_model, cfg.d_mlp, dtype=dt))
-        self.W_out = nn.Parameter(torch.zeros(cfg.d_mlp, cfg.d_model, dtype=dt))
+        dt, d_mlp = cfg.torch_dtype, cfg.d_mlp
+        assert d_mlp is not None  # filled in by TransformerConfig.__post_init__
+        self.W_in = nn.Parameter(torch.zeros(cfg.d_model, d_mlp, dtype=dt))
+        self.W_out = nn.Parameter(torch.zeros(d_mlp, cfg.d_model, dtype=dt))
         if cfg.mlp_bias:
-            self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp, dtype=dt))
+            self.b_in = nn.Parameter(torch.zeros(d_mlp, dtype=dt))
             self.b_out = nn.Parameter(torch.zeros(cfg.d_model, dtype=dt))
         else:
-            self.register_buffer("b_in", torch.zeros(cfg.d_mlp, dtype=dt), persistent=False)
+            self.register_buffer("b_in", torch.zeros(d_mlp, dtype=dt), persistent=False)
             self.register_buffer("b_out", torch.zeros(cfg.d_model, dtype=dt), persistent=False)
         self.act = _act(cfg.act)
         self.hook_pre = HookPoint()  # [batch, pos, d_mlp]
@@ -340,7 +352,7 @@ class Block(nn.Module):
         dt = cfg.torch_dtype
         self.ln1 = LayerNorm(cfg.d_model, dtype=dt) if cfg.layernorm else nn.Identity()
         self.attn = Attention(cfg, self.ln1)
-        self.has_mlp = cfg.d_mlp > 0
+        self.has_mlp = bool(cfg.d_mlp)
         if self.has_mlp:
             self.ln2 = LayerNorm(cfg.d_model, dtype=dt) if cfg.layernorm else nn.Identity()
             self.mlp = MLP(cfg)
@@ -396,6 +408,8 @@ class Transformer(HookedModule):
     torch.Size([3])
     """
 
+    config: ZooConfig  # set (only) on the zoo's "tf" models, by `spinlens.models.zoo.build_model`
+
     def __init__(self, config: TransformerConfig | None = None, *, rng=None, **overrides) -> None:
         super().__init__()
         if config is None:
@@ -405,14 +419,15 @@ class Transformer(HookedModule):
         self.cfg = config
         cfg, dt = config, config.torch_dtype
         if cfg.input_kind == "regression":
+            assert cfg.d_in is not None  # checked in TransformerConfig.__post_init__
             self.W_in = nn.Parameter(torch.zeros(cfg.d_in, cfg.d_model, dtype=dt))
             self.b_in = nn.Parameter(torch.zeros(cfg.d_model, dtype=dt))
         else:
-            self.W_E = nn.Parameter(torch.zeros(cfg.d_vocab, cfg.d_model, dtype=dt))
+            self.W_E = nn.Parameter(torch.zeros(cfg.n_out, cfg.d_model, dtype=dt))
         if cfg.positional == "learned":
             self.W_pos = nn.Parameter(torch.zeros(cfg.max_pos, cfg.d_model, dtype=dt))
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
-        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
+        self.blocks = ModuleSeq([Block(cfg) for _ in range(cfg.n_layers)])
         self.ln_final = LayerNorm(cfg.d_model, dtype=dt) if cfg.layernorm else nn.Identity()
         self.hook_resid_final = HookPoint()  # [batch, pos, d_model]
         self.readout = Readout(cfg.d_model, cfg.n_out, dtype=dt)

@@ -37,13 +37,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, asdict, dataclass, fields, replace
+from typing import Generic, TypeVar
 
 import torch
 from torch import nn
 
 from spinlens import conventions
 from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
-from spinlens.models.hooks import HookedModule, HookPoint
+from spinlens.models.hooks import HookedModule, HookPoint, ModuleSeq
 from spinlens.models.transformer import Transformer, TransformerConfig
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -127,31 +128,30 @@ class ZooConfig:
     def resolve(self) -> ZooConfig:
         """The config with every architecture default filled in (and unused fields set to None)."""
         a, d1 = self.arch, self.d + 1
-        c = {}
+        n_heads, d_head = self.n_heads, self.d_head
         if a == "sla":
-            c = dict(n_heads=None, d_head=None)
+            n_heads, d_head = None, None
         elif a == "sla-separate":
-            c = dict(n_heads=None, d_head=self.d_head or d1)
+            n_heads, d_head = None, self.d_head or d1
         elif a in ("fla", "mhla", "sa"):
-            c = dict(n_heads=self.n_heads or (4 if a == "mhla" else 1), d_head=self.d_head or d1)
+            n_heads, d_head = self.n_heads or (4 if a == "mhla" else 1), self.d_head or d1
         if a != "tf":
-            c.update(n_layers=None, d_model=None, d_mlp=None)
-        else:
-            d_model = self.d_model or 32
-            n_heads = self.n_heads or 2
-            if self.d_head is None and d_model % n_heads:
-                raise InvalidParameterError(
-                    f"The 'd_model' parameter of ZooConfig must be divisible by n_heads={n_heads} when d_head "
-                    f"is None. Got {d_model!r} instead."
-                )
-            c = dict(
-                n_heads=n_heads,
-                d_model=d_model,
-                d_head=self.d_head or d_model // n_heads,
-                n_layers=self.n_layers or 2,
-                d_mlp=4 * d_model if self.d_mlp is None else self.d_mlp,
+            return replace(self, n_heads=n_heads, d_head=d_head, n_layers=None, d_model=None, d_mlp=None)
+        d_model = self.d_model or 32
+        n_heads = self.n_heads or 2
+        if self.d_head is None and d_model % n_heads:
+            raise InvalidParameterError(
+                f"The 'd_model' parameter of ZooConfig must be divisible by n_heads={n_heads} when d_head "
+                f"is None. Got {d_model!r} instead."
             )
-        return replace(self, **c)
+        return replace(
+            self,
+            n_heads=n_heads,
+            d_model=d_model,
+            d_head=self.d_head or d_model // n_heads,
+            n_layers=self.n_layers or 2,
+            d_mlp=4 * d_model if self.d_mlp is None else self.d_mlp,
+        )
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -246,10 +246,15 @@ class AttentionHead(nn.Module):
         return result.sum(dim=2)
 
 
-class AttentionBlock(nn.Module):
+A = TypeVar("A", bound=nn.Module)
+
+
+class AttentionBlock(nn.Module, Generic[A]):
     """Residual block ``resid_post = resid_pre + attn(resid_pre)`` with the design's hook names."""
 
-    def __init__(self, attn: nn.Module) -> None:
+    attn: A
+
+    def __init__(self, attn: A) -> None:
         super().__init__()
         self.attn = attn
         self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
@@ -271,11 +276,12 @@ class _AttentionOnlyModel(HookedModule):
         cfg = config.resolve()
         self.config = cfg
         d1 = cfg.d + 1
+        assert cfg.n_heads is not None and cfg.d_head is not None  # set by resolve() for these architectures
         self.hook_embed = HookPoint()  # [batch, pos, D+1] the tokens (columns of Z)
         attn = AttentionHead(
             d1, cfg.n_heads, cfg.d_head, kind=self.kind, causal=cfg.causal, dtype=cfg.torch_dtype
         )
-        self.blocks = nn.ModuleList([AttentionBlock(attn)])
+        self.blocks = ModuleSeq([AttentionBlock(attn)])
         self.hook_resid_final = HookPoint()  # [batch, pos, D+1]
         self.readout = LabelReadout(cfg.d)
         self.reset_parameters(rng=rng)
@@ -382,13 +388,14 @@ class SimplifiedLinearAttention(HookedModule):
         self.config = cfg
         self.separate = cfg.arch == "sla-separate"
         std = cfg.init_scale / math.sqrt(cfg.d + 1)
+        core: la.MergedLinearAttention | la.SeparateLinearAttention
         if self.separate:
             core = la.SeparateLinearAttention(cfg.d, cfg.d_head, init_std=std, rng=rng, dtype=cfg.torch_dtype)
         else:
             core = la.MergedLinearAttention(cfg.d, init_std=std, rng=rng, dtype=cfg.torch_dtype)
         self.core = core
         self.hook_embed = HookPoint()  # [batch, pos, D+1]
-        self.blocks = nn.ModuleList([AttentionBlock(_SLAAttention(self))])
+        self.blocks = ModuleSeq([AttentionBlock(_SLAAttention(self))])
         self.hook_resid_final = HookPoint()  # [batch, pos, D+1]
         self.readout = LabelReadout(cfg.d)
         self.setup_hooks()
@@ -397,8 +404,10 @@ class SimplifiedLinearAttention(HookedModule):
 
     def qk_matrices(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(W̃_q, W̃_k)`` of shape ``(D+1, d_head)`` with ``W̃_q W̃_kᵀ = Wᵀ``."""
+        from spinlens.models.linear_attention import SeparateLinearAttention
+
         c = self.core
-        if self.separate:
+        if isinstance(c, SeparateLinearAttention):
             return c.W_k.T, c.W_q.T
         W = c.W
         return W.T, torch.eye(W.shape[0], dtype=W.dtype, device=W.device)
@@ -432,6 +441,8 @@ class SimplifiedLinearAttention(HookedModule):
 
 
 class _SLAAttention(nn.Module):
+    _owner: SimplifiedLinearAttention
+
     def __init__(self, owner: SimplifiedLinearAttention) -> None:
         super().__init__()
         self.__dict__["_owner"] = owner  # not a submodule (no parameter duplication)
@@ -459,6 +470,7 @@ def _any_hook_active(model: HookedModule) -> bool:
 
 
 def _build_tf(cfg: ZooConfig, rng) -> nn.Module:
+    assert cfg.n_layers is not None and cfg.n_heads is not None and cfg.d_model is not None  # cfg is resolved
     tcfg = TransformerConfig(
         n_layers=cfg.n_layers,
         n_heads=cfg.n_heads,

@@ -144,8 +144,8 @@ def plot_circuit(circuit, *, ax=None, title: str = "circuit", roles: dict | None
                     arrowprops=dict(arrowstyle="->", color=colors[inp], lw=0.8 + 3 * abs(v) / wmax), zorder=2)
     for k, c in colors.items():
         ax.plot([], [], color=c, label=k)
-    for role in roles or {}:
-        if any(hd in circuit.nodes for hd in roles[role]):
+    for role, heads in (roles or {}).items():
+        if any(hd in circuit.nodes for hd in heads):
             ax.scatter([], [], c=ROLE_COLORS.get(role, "#CC79A7"), edgecolors="k", label=role.replace("_", " "))
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
     ax.set_xlim(-0.7, nH - 0.3)

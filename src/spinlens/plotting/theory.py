@@ -192,7 +192,7 @@ def plot_phase_diagram(ds, panels=_PHASE_PANELS, *, ncols: int = 5, figsize=None
             return "err"
         return n
 
-    lims = {}
+    lims: dict[str, tuple[float, float]] = {}
     for n in names:
         finite = data[n][np.isfinite(data[n])]
         if finite.size:

@@ -69,7 +69,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     from spinlens.plotting.matrices import plot_histograms, plot_matrix
     from spinlens.plotting.style import paper_style
 
-    cfg = dict(paper.FIG1)
+    cfg = paper.FIG1.copy()
     ds = compute(rng=seed, **cfg)
     fw.save_dataset(ds, out_dir, "data")
     with paper_style():

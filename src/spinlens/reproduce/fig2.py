@@ -36,9 +36,9 @@ def identity_block_stats(W) -> dict:
     rest_live = rest[:, :D]
     return {
         "scale": c,
-        "rest_fraction_live": float(np.linalg.norm(rest_live) / max(np.linalg.norm(live), 1e-300)),
+        "rest_fraction_live": float(np.linalg.norm(rest_live) / max(float(np.linalg.norm(live)), 1e-300)),
         "block_residual": resid,
-        "rest_fraction": float(np.linalg.norm(rest) / max(np.linalg.norm(W), 1e-300)),
+        "rest_fraction": float(np.linalg.norm(rest) / max(float(np.linalg.norm(W)), 1e-300)),
         "contrast_ratio": contrast_ratio(W),
     }
 
@@ -110,7 +110,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     from spinlens.plotting.matrices import plot_matrix
     from spinlens.plotting.style import paper_style
 
-    cfg = dict(paper.FIG2)
+    cfg = paper.FIG2.copy()
     n_test = 1000 if quick else 10000
     ds = compute(rng=seed, n_test=n_test, **cfg)
     fw.save_dataset(ds, out_dir, "data")
@@ -125,13 +125,12 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
             {f"test, P={P}": ds["test_loss"].isel(n_prompts=k).values for k, P in enumerate(ds["n_prompts"].values)},
             xlabel="epoch", ylabel="MSE", title="test loss (fresh tasks)", logy=True, markers=False, ax=axes[0, 2],
         )
-        kw = dict(xlabel="column b", ylabel="row a")
         plot_matrix(ds["cavity_m"].values, title=f"cavity m, P={cfg['cavity_prompts']}", cbar_label="mean m_ab",
-                    ax=axes[1, 0], **kw)
+                    xlabel="column b", ylabel="row a", ax=axes[1, 0])
         plot_matrix(ds["cavity_v"].values, title="cavity v", diverging=False, cbar_label="variance v_ab",
-                    ax=axes[1, 1], **kw)
-        plot_matrix(ds["exact_m"].values, title="exact Boltzmann mean", cbar_label="mean ⟨W_ab⟩", ax=axes[1, 2],
-                    **kw)
+                    xlabel="column b", ylabel="row a", ax=axes[1, 1])
+        plot_matrix(ds["exact_m"].values, title="exact Boltzmann mean", cbar_label="mean ⟨W_ab⟩",
+                    xlabel="column b", ylabel="row a", ax=axes[1, 2])
         fig.suptitle(f"Fig 2: D={cfg['d']}, N={cfg['n_context']}")
         fig.tight_layout()
         fw.save_figure(fig, out_dir, "fig2")

@@ -21,7 +21,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     from spinlens.plotting.landscape import plot_landscape_grid
     from spinlens.plotting.style import paper_style
 
-    cfg = dict(paper.FIG3)
+    cfg = paper.FIG3.copy()
     n_samples, n_grid = (300, 60) if quick else (cfg["n_samples"], 200)
     ds = landscape_dataset(cfg["d"], cfg["n_context"], cfg["prompts"], l2_strength=cfg["l2_strength"],
                            n_samples=n_samples, n_grid=n_grid, rng=seed, progress=True)
@@ -32,7 +32,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
             ds, surface_title=lambda P, sub: f"P={P}: {int(sub['n_local_minima'])} local minima on the surface",
             suptitle=f"Fig 3: D={cfg['d']}, N={cfg['n_context']}, λ={cfg['l2_strength']}")
         fw.save_figure(fig, out_dir, "fig3")
-    summary = {}
+    summary: dict[str, float] = {}
     for k, P in enumerate(Ps):
         sub = ds.isel(n_prompts=k)
         summary[f"P{P}_n_zero_modes"] = int(sub["n_zero_modes"])

@@ -103,7 +103,9 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     from spinlens.plotting.phase import plot_phase_map
     from spinlens.plotting.style import paper_style
 
-    cfg = dict(paper.FIG4A)
+    cfg = paper.FIG4A.copy()
+    Ns: tuple[int, ...] | np.ndarray
+    Ps: tuple[int, ...] | np.ndarray
     if quick:
         Ns, Ps, repeats = QUICK_N, QUICK_P, 3
     else:

@@ -71,7 +71,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     from spinlens.plotting.curves import plot_series
     from spinlens.plotting.style import paper_style
 
-    cfg = dict(paper.FIG4B)
+    cfg = paper.FIG4B.copy()
     Ns = QUICK_N if quick else paper.FIG4B_N
     repeats = 1 if quick else 5
     data = compute(Ns, repeats=repeats, rng=seed, **cfg)

@@ -101,7 +101,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     from spinlens.plotting.curves import plot_series
     from spinlens.plotting.style import paper_style
 
-    cfg = dict(paper.FIGS1)
+    cfg = paper.FIGS1.copy()
     d = cfg["d"]
     peak = d * (d + 1) / d**2
     if quick:

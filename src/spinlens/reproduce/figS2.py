@@ -84,7 +84,8 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     from spinlens.plotting.curves import plot_series
     from spinlens.plotting.style import paper_style
 
-    cfg = dict(paper.FIGS2)
+    cfg = paper.FIGS2.copy()
+    Ns: tuple[int, ...]
     if quick:
         d, n_prompts, Ns, repeats = 10, 500, (20, 21, 40, 80, 160), 40
     else:

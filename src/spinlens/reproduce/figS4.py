@@ -102,7 +102,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     from spinlens.plotting.curves import plot_series
     from spinlens.plotting.style import paper_style
 
-    cfg = dict(paper.FIGS4)
+    cfg = paper.FIGS4.copy()
     corrs = (0.05, 0.35, 0.95) if quick else np.round(np.linspace(0.05, 0.95, 19), 4)
     repeats = 1 if quick else 5
     n_test = 3000 if quick else 10000

@@ -73,6 +73,7 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     from spinlens.plotting.spectrum import plot_mp_comparison
     from spinlens.plotting.style import paper_style
 
+    Ns: tuple[int, ...]
     if quick:
         d, n_prompts, Ns = 50, 100, (50, 100, 500, 2000)
     else:

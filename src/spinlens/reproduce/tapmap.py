@@ -65,6 +65,8 @@ def run(out_dir, quick: bool = True, seed: int = 0) -> dict:
     from spinlens.plotting.phase import plot_phase_map
     from spinlens.plotting.style import paper_style
 
+    Ns: tuple[int, ...] | np.ndarray
+    Ps: tuple[int, ...] | np.ndarray
     if quick:
         Ns, Ps, repeats = QUICK_N, QUICK_P, 2
     else:

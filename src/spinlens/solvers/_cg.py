@@ -18,7 +18,12 @@ Everything here works on numpy arrays or torch tensors (``xp`` is the module of 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _is_torch(x) -> bool:
@@ -76,6 +81,8 @@ class GramOperator:
 class KroneckerPreconditioner:
     """M⁻¹ for M = (CᵀC/P) ⊗ (QᵀQ/P) + λI (see the module docstring); ``diagonal`` is diag(M⁻¹)."""
 
+    inv: np.ndarray | torch.Tensor  # 1 / (λ_c,i λ_q,j + λ), zero below the cut-off
+
     def __init__(self, C, Q, l2_strength: float):
         P = C.shape[0]
         Cc, Cq = C.T @ C / P, Q.T @ Q / P
@@ -93,7 +100,7 @@ class KroneckerPreconditioner:
             den = np.clip(ec, 0, None)[:, None] * np.clip(eq, 0, None)[None, :] + l2_strength
             tiny = 1e-13 * float(den.max())
             with np.errstate(divide="ignore"):
-                self.inv = np.where(den > tiny, 1.0 / np.where(den > tiny, den, 1.0), 0.0)  # type: ignore[assignment]
+                self.inv = np.where(den > tiny, 1.0 / np.where(den > tiny, den, 1.0), 0.0)
         self.U, self.V, self.D1 = U, V, C.shape[1]
 
     def __call__(self, R):
@@ -115,6 +122,8 @@ class KroneckerPreconditioner:
 class JacobiPreconditioner:
     """M⁻¹ = diag(A)⁻¹ (zero where diag(A) = 0)."""
 
+    inv: np.ndarray | torch.Tensor  # 1 / diag(A), zero where diag(A) = 0
+
     def __init__(self, op: GramOperator):
         d = op.diagonal()
         if op.torch:
@@ -122,7 +131,7 @@ class JacobiPreconditioner:
 
             self.inv = torch.where(d > 0, 1.0 / torch.where(d > 0, d, torch.ones_like(d)), torch.zeros_like(d))
         else:
-            self.inv = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0)  # type: ignore[assignment]
+            self.inv = np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0)
 
     def __call__(self, R):
         return R * (self.inv if R.ndim == 1 else self.inv[:, None])

@@ -76,8 +76,8 @@ def is_stale(rec: dict) -> bool:
     if rec.get("host") != socket.gethostname():
         return False
     try:
-        pid = int(rec.get("pid"))
-    except (TypeError, ValueError):
+        pid = int(rec["pid"])
+    except (KeyError, TypeError, ValueError):
         return True
     if not _pid_alive(pid):
         return True

@@ -208,6 +208,6 @@ def compute_point(
             if exact_W is None:
                 exact_W = ExactSolver(n_probes=0).solve(H, beta=beta).W
             ex = np.asarray(exact_W, dtype=float)
-            out[name] = float(np.linalg.norm(W - ex) / max(np.linalg.norm(ex), 1e-300))
+            out[name] = float(np.linalg.norm(W - ex) / max(float(np.linalg.norm(ex)), 1e-300))
     out["elapsed_s"] = time.perf_counter() - t0
     return out

@@ -98,7 +98,7 @@ def _check_values(ref: str, params: dict, values) -> dict:
             f"The 'point_fn' {ref!r} must return a dict of observables with a 'converged' entry. "
             f"Got {type(values).__name__} at point {params}."
         )
-    out = {}
+    out: dict[str, bool | int | float | None] = {}
     for k, v in values.items():
         if v is None or isinstance(v, (bool, np.bool_)):
             out[str(k)] = None if v is None else bool(v)
@@ -312,6 +312,7 @@ def run_sweep(
     if not str(out).strip():
         raise InvalidParameterError("The 'out' parameter must name a folder. Got an empty string instead.")
     if scheduler is None:
+        assert jobs is not None  # set above for a local run
         _check_memory(grid, sampler, jobs, method)
     t_est = None
     if point_fn in BUILTIN_POINT_FNS and scheduler is None:
