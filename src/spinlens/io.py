@@ -46,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "RUN_FILE",
@@ -543,7 +544,7 @@ def write_manifest(folder: str | os.PathLike, *, kind: str, exclude=(), owners: 
             files[rel]["kind"] = owners.get(rel.split("/", 1)[0], kind)
     from spinlens import __version__
 
-    rec = {"format": MANIFEST_FORMAT, "kind": kind, "spinlens_version": __version__, "files": files}
+    rec: dict[str, Any] = {"format": MANIFEST_FORMAT, "kind": kind, "spinlens_version": __version__, "files": files}
     if owners is not None:
         rec["shared"] = True
     return Path(write_json(folder / MANIFEST_FILE, rec, indent=1))
@@ -691,7 +692,7 @@ def _owners(folder: Path) -> tuple[dict[str, str], dict | None]:
     owners: dict[str, str] = {}
     for rel, rec in man["files"].items():
         owner = rec.get("kind") if man.get("shared") else None
-        owners.setdefault(rel.split("/", 1)[0], owner if isinstance(owner, str) else man.get("kind"))
+        owners.setdefault(rel.split("/", 1)[0], owner if isinstance(owner, str) else str(man.get("kind")))
     return owners, man
 
 
@@ -948,7 +949,7 @@ def _link_others(path: Path, stage: Path, kind: str, shared: bool = False) -> tu
     foreign, others = [], {}
     for e in sorted(os.scandir(path), key=lambda e: e.name):
         owner = owners.get(e.name)
-        if e.name in new or e.name == MANIFEST_FILE or (owner == kind and (shared_man or man.get("kind") == kind)):
+        if e.name in new or e.name == MANIFEST_FILE or (owner == kind and (shared_man or (man is not None and man.get("kind") == kind))):
             continue
         _link_tree(path / e.name, stage / e.name)
         if shared_man and owner is not None:

@@ -27,7 +27,7 @@ import functools
 import math
 import sys
 import time
-from typing import IO
+from typing import IO, Any
 
 __all__ = ["ProgressLine", "bar", "TimeEstimate", "check_duration", "estimate_solve_time", "estimate_sweep_time",
            "estimate_training_time", "count_step", "torch_rates", "format_seconds", "machine_rates", "LONG_JOB_S", "BYTE_CLASSES"]
@@ -200,7 +200,7 @@ class TimeEstimate:
     `spinlens.memory.MemoryEstimate` when the estimator makes one (training does)."""
 
     parts: dict
-    memory: object = None
+    memory: Any = None
 
     @property
     def seconds(self) -> float:

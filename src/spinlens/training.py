@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -59,7 +59,7 @@ class TrainResult:
     history: xr.Dataset
     seconds: float
     config: dict
-    time_estimate: object = None
+    time_estimate: Any = None
 
     @property
     def final_train_loss(self) -> float:
@@ -101,7 +101,7 @@ class FitResult:
     message: str | None
     seconds: float
     n_trainable: int
-    time_estimate: object = None
+    time_estimate: Any = None
 
     def to_dict(self) -> dict:
         """JSON-friendly: steps, converged, message, measured and estimated seconds."""
@@ -331,7 +331,7 @@ def train_model(
     loss_fn = torch.nn.MSELoss()
     P = Ztr.shape[0]
     full = batch_size is None or batch_size >= P
-    n_batches = 1 if full else -(-P // batch_size)
+    n_batches = 1 if full or batch_size is None else -(-P // batch_size)
     tg = torch.Generator(device="cpu")
     tg.manual_seed(seed)
     tr_hist, te_hist, ep_hist = [], [], []

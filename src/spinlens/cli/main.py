@@ -190,7 +190,7 @@ def _run_command(args, prog: str) -> int:
     from spinlens.io import check_out_dir, run_folder
 
     check_out_dir("--out", out)  # a bad path is one line before anything is made
-    code = None
+    code = 0
     try:
         with run_folder(out, kind=kind, force=bool(getattr(args, "force", False)), carry=CARRY.get(kind, ()),
                         name="--out") as stage:

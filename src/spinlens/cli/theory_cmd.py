@@ -233,7 +233,7 @@ def _lu_point_args(args) -> dict:
             raise InvalidParameterError(f"The '{name}' parameter is required (--{name}), or use --spin-glass.")
     _check_no_lam(args)
     vals = {n: _one(n, getattr(args, n), allow_inf=(n == "kappa")) for n in _PARAMS}
-    a, t, k, r, lm = validate_inputs(**vals)
+    a, t, k, r, lm = validate_inputs(vals["alpha"], vals["tau"], vals["kappa"], vals["rho"], vals["lam_lu"])
     return {"alpha": a, "tau": t, "kappa": k, "rho": r, "lam_lu": lm}
 
 

@@ -314,9 +314,9 @@ def locate_by_study(model, tokenizer, skill: str, *, k_heads: int = 6, k_mlps: i
     if skill == "arithmetic":
         from spinlens.llm.arithmetic import locate_components as study
 
-        loc = study(model, tokenizer, operations=("+",), n_digits=2, n_prompts=64, seed=seed)
-        hs = np.asarray(loc.head_scores.values, dtype=float)
-        ms = np.nan_to_num(np.asarray(loc.mlp_scores.values, dtype=float), nan=-np.inf)
+        comps = study(model, tokenizer, operations=("+",), n_digits=2, n_prompts=64, seed=seed)
+        hs = np.asarray(comps.head_scores.values, dtype=float)
+        ms = np.nan_to_num(np.asarray(comps.mlp_scores.values, dtype=float), nan=-np.inf)
         heads = [divmod(int(i), hs.shape[1]) for i in np.argsort(-hs.reshape(-1), kind="stable")[:k_heads]]
         mlps = [int(i) for i in np.argsort(-ms, kind="stable")[:k_mlps] if np.isfinite(ms[i])]
         scores = {str(Component("head", L, h)): float(hs[L, h]) for L, h in heads}

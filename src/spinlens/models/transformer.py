@@ -310,6 +310,7 @@ class Attention(nn.Module):
         """
         cfg = self.cfg
         H, dh = cfg.n_heads, cfg.d_head
+        assert dh is not None  # set by the config
         x = self.ln(resid)
         q = torch.einsum("bd,hde->bhe", x[:, -1], self.W_Q) + self.b_Q  # [batch, head, d_head]
         k = torch.einsum("bpd,hde->bhpe", x, self.W_K) + self.b_K[:, None]  # [batch, head, pos, d_head]

@@ -25,6 +25,7 @@ longer and repeats.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 
@@ -269,7 +270,7 @@ def _job(job: dict, *, bar=None, report=None) -> dict:
     H = build_hamiltonian(train, l2_strength=l2_strength)
     cavity = CavitySolver(damping=0.9, max_iter=100, tol=1e-6, compare_exact=False)
     res = cavity.solve(H, beta=job["beta"], rng=g_cav, warn=False)
-    out = {"cavity": test_error(res.W, dist) if np.all(np.isfinite(res.W)) else np.nan,
+    out: dict[str, Any] = {"cavity": test_error(res.W, dist) if np.all(np.isfinite(res.W)) else np.nan,
            "converged": bool(res.converged),
            "exact_ridge": test_error(ExactSolver(n_probes=0).solve(H, beta=job["beta"]).W, dist)}
     W_star = limit.infinite_diversity_solution(dist, l2_strength)
