@@ -92,7 +92,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from spinlens.interp.attribution import head_attribution
     from spinlens.interp.metrics import logit_diff_metric
-    from spinlens.interp.patching import _hook_name, _index, _metric_means, run_variants
+    from spinlens.interp.patching import _hook_name, _index, _variant_means, run_variants
     from spinlens.llm.tasks import load_model_and_tokenizer
 
     t0 = time.perf_counter()
@@ -113,8 +113,8 @@ def main() -> None:
         names = [_hook_name("z", L) for L in layers]
         _, cache = model.run_with_cache(clean, names_filter=names)
         variants = [[(_hook_name("z", L), _index("z", h, None), cache[_hook_name("z", L)])] for L in layers for h in range(nH)]
-        outs, _ = run_variants(model, corrupt, variants, max_batch=args.max_batch)
-        sp = ((_metric_means(metric, outs) - m_b) / (m_s - m_b)).reshape(len(layers), nH)
+        outs, _ = run_variants(model, corrupt, variants, max_batch=args.max_batch, reduce=metric)
+        sp = ((_variant_means(outs) - m_b) / (m_s - m_b)).reshape(len(layers), nH)
     rec["spinlens_s"] = time.perf_counter() - t0
     rec["rss_after_spinlens_mib"] = _rss_mib()
     rec["logit_diff_clean"], rec["logit_diff_corrupt"] = m_s, m_b

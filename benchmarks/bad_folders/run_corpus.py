@@ -380,7 +380,7 @@ def _killed(argv, k):
 
 
 def _run_folder_cases(work, case, user_files, kept, failed_rerun):
-    """Run folders (issue 18): other commands' --out folders, sweeps; refusals, failed and killed re-runs."""
+    """Run folders: other commands' --out folders, sweeps; refusals, failed and killed re-runs."""
     rows = []
 
     case("theory curve into a folder of other files", user_files, [*CURVE, "--num", "4", "--out", "DIR"], kept)

@@ -146,7 +146,7 @@ def test_training_commands_carry_and_check_the_estimate(tmp_path, monkeypatch, c
     assert main(["zoo", "train", "--arch", "sla", "--D", "2", "--N", "4", "--P", "64", "--steps", "20",
                  "--test-prompts", "16", "--json", "--out", "z"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["time_estimate_s"] > 0 and out["seconds"] > 0 and out["memory_estimate_gib"] > 0
+    assert out["time_estimate_s"] > 0 and out["elapsed_s"] > 0 and out["memory_estimate_gib"] > 0
     # beyond an hour: refused before any work, one line naming --yes and how to shrink the job
     code = main(["zoo", "train", "--arch", "sla", "--D", "2", "--N", "4", "--P", "64", "--steps", "100000000",
                  "--test-prompts", "16", "--out", "z2"])

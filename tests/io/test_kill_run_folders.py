@@ -88,7 +88,7 @@ def test_theory_curve_killed_is_old_or_new(tmp_path):
     matplotlib.use("Agg")
     out = tmp_path / "out"
     first = [*CURVE, "--num", "5", "--out", str(out)]
-    second = [*CURVE, "--num", "4", "--lam", "0.5", "--out", str(out)]
+    second = [*CURVE, "--num", "4", "--lam-lu", "0.5", "--out", str(out)]
     from spinlens.cli.main import main
 
     assert main(first) == 0  # in this process: the forked children inherit its imports
@@ -106,7 +106,7 @@ def test_theory_curve_killed_is_old_or_new(tmp_path):
 
 @pytest.mark.slow
 def test_run_folder_killed_at_every_write(tmp_path):
-    seen = _old_or_new([*CURVE, "--num", "5"], [*CURVE, "--num", "4", "--lam", "0.5"], tmp_path, _every)
+    seen = _old_or_new([*CURVE, "--num", "5"], [*CURVE, "--num", "4", "--lam-lu", "0.5"], tmp_path, _every)
     assert seen == {"old", "new"}
 
 

@@ -49,7 +49,7 @@ def test_one_folder_several_commands(tmp_path, capsys):
     assert now["curve.csv"] == first["curve.csv"] and "diversity.csv" in now
     owners = {k: v["kind"] for k, v in io.read_manifest(out)["files"].items()}
     assert owners["curve.csv"] == "theory curve" and owners["diversity.csv"] == "theory diversity"
-    assert main([*CURVE, "--lam", "0.5", "--out", str(out)]) == 0  # a re-run replaces its own files only
+    assert main([*CURVE, "--lam-lu", "0.5", "--out", str(out)]) == 0  # a re-run replaces its own files only
     again = _state(out)
     assert again["curve.csv"] != first["curve.csv"] and again["diversity.csv"] == now["diversity.csv"]
     capsys.readouterr()
@@ -105,7 +105,7 @@ def test_an_error_or_a_bad_exit_code_keeps_the_old_run(tmp_path, monkeypatch, ca
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(io, "save_figure", half_then_fail)  # after the CSV is written: a half run
-    assert main([*CURVE, "--lam", "0.5", "--out", str(out)]) in (1, 2)
+    assert main([*CURVE, "--lam-lu", "0.5", "--out", str(out)]) in (1, 2)
     assert _state(out) == old
     assert [p.name for p in tmp_path.iterdir()] == ["r"]
 

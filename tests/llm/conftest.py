@@ -64,3 +64,16 @@ def char_tok():
         pass
     tk.add_tokens(sorted({" " + w for w in words}) + [" " + c for c in string.ascii_letters])
     return tk
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, char_tok):
+    """A tiny random Llama saved as a Hugging Face folder with the character tokenizer (what `--model DIR`
+    takes)."""
+    from spinlens.interp.hf import tiny_hf
+
+    d = tmp_path_factory.mktemp("tiny-llama")
+    m = tiny_hf("llama", n_layers=2, n_heads=4, n_kv_heads=2, d_model=16, d_vocab=len(char_tok), max_pos=256, rng=0)
+    m.hf.save_pretrained(str(d))
+    char_tok.save_pretrained(str(d))
+    return d

@@ -66,3 +66,38 @@ def test_quantize_study_budget_below_smallest_bits_is_one_line(tmp_path, capsys)
                "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "budget" in err[0] and not out.exists()
+
+
+def test_patch_effects_do_not_depend_on_the_batch_size():
+    """Each batch of prompts is patched with its own rows of the plain run (more prompts than one batch)."""
+    m = tiny_hf("llama", n_layers=2, n_heads=4, d_model=32, d_vocab=50, rng=0)
+    g = torch.Generator().manual_seed(1)
+    n, t = 7, 6
+    push = (torch.randint(0, 50, (n, t), generator=g), torch.ones(n, t, dtype=torch.long),
+            torch.arange(t).repeat(n, 1))
+    zs = {layer: torch.randn(n, 4, 8, generator=g) for layer in range(2)}
+    a, w = torch.randint(0, 50, (n,), generator=g), torch.randint(0, 50, (n,), generator=g)
+    heads = [(0, 1), (1, 3)]
+    one = S.patch_effects(m, push, zs, a, w, heads, batch_size=100)
+    few = S.patch_effects(m, push, zs, a, w, heads, batch_size=3)
+    assert set(one) == set(heads) and all(abs(one[k]) > 1e-6 for k in heads)
+    assert all(few[k] == pytest.approx(one[k], abs=1e-5) for k in heads)
+
+
+def test_quantize_study_writes_its_folder_and_models(tiny_llama_dir, tmp_path, capsys):
+    """The whole `quantize --study` on a tiny model folder: result, run record, figure and the saved models."""
+    import json
+
+    from spinlens.cli.main import main
+
+    out = tmp_path / "q"
+    rc = main(["quantize", "--model", str(tiny_llama_dir), "--study", "--budget", "3.4", "--bits", "2", "3", "4",
+               "--group-size", "8", "--n-random", "1", "--n-seq", "2", "--seq-len", "16", "--n-prompts", "4",
+               "--anchors", "--aligned", "--no-progress", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    names = {p.name for p in out.iterdir()}
+    assert {"result.json", "run.json", "quantization.png", "quantization.pdf", "models"} <= names
+    saved = {p.name for p in (out / "models").iterdir()}
+    assert "guided" in saved and "uniform4" in saved
+    rec = json.loads((out / "models" / "guided" / "run.json").read_text())
+    assert rec["method"] == "guided" and rec["group_size"] == 8

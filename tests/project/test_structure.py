@@ -148,3 +148,19 @@ def test_docs_refer_only_to_the_repository():
     hits = [f"{f.relative_to(root)}:{i}" for f in files if f.is_file()
             for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
     assert hits == []
+
+
+def test_every_plot_function_returns_its_figure():
+    """A ``plot_*`` function of spinlens.plotting hands its figure back (the commands save what it returns)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "src" / "spinlens" / "plotting"
+    silent = []
+    for path in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("plot_"):
+                own = [n for n in ast.walk(node) if isinstance(n, ast.Return) and n.value is not None]
+                if not own:
+                    silent.append(f"{path.name}:{node.lineno} {node.name}")
+    assert not silent, "plot functions without a returned figure: " + ", ".join(silent)

@@ -97,6 +97,7 @@ def run_variants(
     max_batch: int = 8192,
     skip_unpatched_layers: bool = True,
     progress: bool = False,
+    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ):
     """Run ``base`` once per variant (stacked on the batch dim) with each variant's patches applied.
 
@@ -111,6 +112,10 @@ def run_variants(
     record : names of hook points whose (patched) activations to return, ``(n_variants, batch, ...)``.
     max_batch : int
         Largest number of sequences per forward pass.
+    reduce : callable, optional
+        Applied to each variant's output ``(batch, ...)`` as soon as its chunk has run (e.g. the metric of a
+        patching experiment); only the reduced values are kept, so the outputs of all variants (a language
+        model's logits: batch × positions × vocabulary each) are never held at once.
     skip_unpatched_layers : bool
         For models with ``forward_from`` (`spinlens.models.transformer.Transformer`, `spinlens.interp.hf.HookedHF`
         of the Llama and Gemma families): variants whose patches
@@ -119,7 +124,7 @@ def run_variants(
 
     Returns
     -------
-    outputs : Tensor ``(n_variants, batch, ...)``
+    outputs : Tensor ``(n_variants, batch, ...)``, or ``(n_variants, ...)`` of the reduced values
     records : dict name -> Tensor ``(n_variants, batch, ...)``
     """
     B = base.shape[0]
@@ -186,14 +191,15 @@ def run_variants(
                 out = model(_repeat(base, Vc))
         out = out.reshape(Vc, B, *out.shape[1:])
         for k, i in enumerate(idxs):
-            outs[i] = out[k]
+            outs[i] = out[k] if reduce is None else reduce(out[k]).detach()
             for n in record:
                 recs[n][i] = saved[n][k]
     return torch.stack(outs), {n: torch.stack(v) for n, v in recs.items()}
 
 
-def _metric_means(metric, outs: torch.Tensor) -> np.ndarray:
-    return np.array([float(metric(o).mean()) for o in outs])
+def _variant_means(values: torch.Tensor) -> np.ndarray:
+    """The mean over the prompts of each variant's metric (``run_variants(..., reduce=metric)``)."""
+    return values.reshape(values.shape[0], -1).double().mean(1).numpy()
 
 
 @dataclass(frozen=True)
@@ -313,8 +319,8 @@ def activation_patch(
             for p in range(n_pos) if per_position else [None]:
                 keys.append((L, h, p))
     variants = [[(names[L], _index(component, h, p), src_cache[names[L]])] for L, h, p in keys]
-    outs, _ = run_variants(model, base, variants, max_batch=max_batch, progress=progress)
-    scores = (_metric_means(metric, outs) - m_b) / (m_s - m_b)
+    outs, _ = run_variants(model, base, variants, max_batch=max_batch, progress=progress, reduce=metric)
+    scores = (_variant_means(outs) - m_b) / (m_s - m_b)
     dims = ["layer"]
     shape = [n_layers]
     if is_head:
@@ -427,8 +433,8 @@ def path_patch(
     if not senders:
         pass
     elif rec_list is None:
-        outs, _ = run_variants(model, base, step1, max_batch=max_batch)
-        vals = (_metric_means(metric, outs) - m_b) / (m_s - m_b)
+        outs, _ = run_variants(model, base, step1, max_batch=max_batch, reduce=metric)
+        vals = (_variant_means(outs) - m_b) / (m_s - m_b)
         for (L, h), v in zip(senders, vals):
             scores[L, h] = v
     else:
@@ -440,8 +446,8 @@ def path_patch(
                 n = _hook_name(receiver_input, L)
                 patches.append((n, _index(receiver_input, _kv_head(cfg, h, receiver_input), None), recs[n][vi]))
             step2.append(patches)
-        outs, _ = run_variants(model, base, step2, max_batch=max_batch)
-        vals = (_metric_means(metric, outs) - m_b) / (m_s - m_b)
+        outs, _ = run_variants(model, base, step2, max_batch=max_batch, reduce=metric)
+        vals = (_variant_means(outs) - m_b) / (m_s - m_b)
         for (L, h), v in zip(senders, vals):
             scores[L, h] = v
     da = xr.DataArray(
@@ -612,8 +618,8 @@ def circuit_faithfulness(
     with torch.no_grad():
         _, cc = model.run_with_cache(corrupt, names_filter=names)
     patches = [(names[L], _index("z", h, None), cc[names[L]]) for L in range(nL) for h in range(nH) if (L, h) not in keep]
-    outs, _ = run_variants(model, clean, [patches])
-    return float((_metric_means(metric, outs)[0] - m_b) / (m_s - m_b))
+    outs, _ = run_variants(model, clean, [patches], reduce=metric)
+    return float((_variant_means(outs)[0] - m_b) / (m_s - m_b))
 
 
 def cache_in_batches(model, inputs: torch.Tensor, *, names_filter=None, batch_size: int = 256, device="cpu",

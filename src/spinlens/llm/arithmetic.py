@@ -342,15 +342,15 @@ def _pool(vals_per_batch, refs, sizes) -> np.ndarray:
 
 def _last_pos_head_patch(model, batch, heads, metric, refs, max_batch) -> np.ndarray:
     """Metric means with each head's clean ``z`` patched into the corrupted run at the last position only."""
-    from spinlens.interp.patching import _hook_name, _metric_means, run_variants
+    from spinlens.interp.patching import _hook_name, _variant_means, run_variants
 
     layers = sorted({L for L, _ in heads})
     names = {L: _hook_name("z", L) for L in layers}
     with torch.no_grad():
         _, cc = model.run_with_cache(batch.clean, names_filter=list(names.values()))
     outs, _ = run_variants(model, batch.corrupt, [[(names[L], (-1, h), cc[names[L]])] for L, h in heads],
-                           max_batch=max_batch)
-    return _metric_means(metric, outs)
+                           max_batch=max_batch, reduce=metric)
+    return _variant_means(outs)
 
 
 def locate_components(
@@ -367,7 +367,7 @@ def locate_components(
     mlp_threshold: float = 0.1,
     method: str = "total",
     n_candidates: int = 24,
-    max_batch: int = 1024,
+    max_batch: int = 256,
     n_random: int = 5,
     task: TextTask | None = None,
 ) -> LocatedComponents:
@@ -408,7 +408,7 @@ def locate_components(
 
     from spinlens.interp.attribution import head_attribution
     from spinlens.interp.metrics import logit_diff_metric
-    from spinlens.interp.patching import _hook_name, _metric_means, direct_path_patch, run_variants
+    from spinlens.interp.patching import _hook_name, _variant_means, direct_path_patch, run_variants
 
     check_float("head_threshold", head_threshold, low=0)
     check_float("mlp_threshold", mlp_threshold, low=0)
@@ -445,8 +445,8 @@ def locate_components(
         for b, m in zip(batches, metrics):
             with torch.no_grad():
                 _, cc = model.run_with_cache(b.clean, names_filter=names)
-            outs, _ = run_variants(model, b.corrupt, [[(n, (), cc[n])] for n in names], max_batch=max_batch)
-            per.append(_metric_means(m, outs))
+            outs, _ = run_variants(model, b.corrupt, [[(n, (), cc[n])] for n in names], max_batch=max_batch, reduce=m)
+            per.append(_variant_means(outs))
         mlp_v[first:] = _pool(per, refs, sizes)
     mlps = tuple(int(L) for L in range(first, nL) if mlp_v[L] >= mlp_threshold)
     attn = operand_attention(model, tokenizer, task, batches, heads)
@@ -471,7 +471,7 @@ def locate_components(
 
 def _joint_last_pos_patch(model, batch, head_sets, metric, max_batch) -> np.ndarray:
     """Metric means with all heads of each set given their clean ``z`` at the last position together."""
-    from spinlens.interp.patching import _hook_name, _metric_means, run_variants
+    from spinlens.interp.patching import _hook_name, _variant_means, run_variants
 
     layers = sorted({L for hs in head_sets for L, _ in hs})
     names = {L: _hook_name("z", L) for L in layers}
@@ -483,8 +483,8 @@ def _joint_last_pos_patch(model, batch, head_sets, metric, max_batch) -> np.ndar
         for L, h in hs:
             by.setdefault(L, []).append(h)
         variants.append([(names[L], (-1, sorted(h)), cc[names[L]]) for L, h in sorted(by.items())])
-    outs, _ = run_variants(model, batch.corrupt, variants, max_batch=max_batch)
-    return _metric_means(metric, outs)
+    outs, _ = run_variants(model, batch.corrupt, variants, max_batch=max_batch, reduce=metric)
+    return _variant_means(outs)
 
 
 # ------------------------------------------------------------------------------------------- study

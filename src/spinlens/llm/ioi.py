@@ -322,7 +322,7 @@ def ioi_study(
     score_threshold: float = 0.3,
     max_name_movers: int = 4,
     n_random: int = 5,
-    max_batch: int = 1024,
+    max_batch: int = 256,
     progress=None,
 ) -> IOIResult:
     """The IOI circuit of ``model`` (see the module doc).

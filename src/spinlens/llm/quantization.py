@@ -155,8 +155,9 @@ def quantization_study(model="smollm2-135m", *, budget: float = 3.4, group_size:
     def record(method, extra):
         from spinlens.io import run_record
 
-        return run_record("quantize", seed=seed, model=str(model), method=method, group_size=group_size,
-                          granularity=granularity, note="fake-quantized float weights", **extra)
+        return run_record("quantize", seed=seed, model=str(model), method=method,
+                          **{"group_size": group_size, "granularity": granularity, **extra},
+                          note="fake-quantized float weights")
 
     def save(method, m, extra):
         if save_dir is None or (save_methods is not None and method not in save_methods):

@@ -215,26 +215,46 @@ def locate_heads(hooked, tokenizer, qs: list[Question], *, n_exact: int = 16, pr
         p.grad = None
     zp.clear()
 
-    def score(hooks=()):
-        with torch.inference_mode(), hooked.hooks(hooks):
-            lq = _last_logits(hf, *push)
-        return float((lq.gather(1, w[:, None]) - lq.gather(1, a[:, None])).mean())
-
-    base = score()
     cand = [(int(i // H), int(i % H)) for i in np.argsort(-attr, axis=None)[:n_exact]]
     if progress:
         from tqdm.auto import tqdm
 
         cand = tqdm(cand, desc="patch heads", leave=False)
-    exact = {}
-    for layer, h in cand:
-        def patch(z, hook, layer=layer, h=h):
-            z = z.clone()
-            z[:, -1, h] = zs[layer][:, h]
-            return z
+    return attr, patch_effects(hooked, push, zs, a, w, cand)
 
-        exact[(layer, h)] = base - score([(f"blocks.{layer}.attn.hook_z", patch)])
-    return attr, exact
+
+def patch_effects(hooked, push, zs, answer, wrong, heads, *, batch_size: int = 16) -> dict:
+    """The drop of the flip score (mean over the prompts of logit(wrong) − logit(answer) at the last position of
+    the ``push`` prompts) when one head's output there (``blocks.L.attn.hook_z``) is replaced by ``zs[L][:, h]``
+    (from the plain prompts, row for row): ``{(layer, head): drop}`` for each of ``heads``. The prompts run in
+    batches of ``batch_size``; each batch is patched with its own rows of ``zs``."""
+    import torch
+
+    hf = hooked.hf
+
+    def score(head=None):
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(answer), batch_size):
+                sl = slice(i, i + batch_size)
+                hooks = []
+                if head is not None:
+                    layer, h = head
+
+                    def patch(z, hook, src=zs[layer][sl, h], h=h):
+                        z = z.clone()
+                        z[:, -1, h] = src
+                        return z
+
+                    hooks = [(f"blocks.{layer}.attn.hook_z", patch)]
+                with hooked.hooks(hooks):
+                    outs.append(hf(input_ids=push[0][sl], attention_mask=push[1][sl], position_ids=push[2][sl],
+                                   use_cache=False).logits[:, -1].float())
+        lq = torch.cat(outs)
+        return float((lq.gather(1, wrong[:, None]) - lq.gather(1, answer[:, None])).mean())
+
+    base = score()
+    return {(int(layer), int(h)): base - score((layer, h)) for layer, h in heads}
 
 
 def _z_last(hooked, plain) -> dict:

@@ -43,16 +43,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 from torch import nn
 
 from spinlens.errors import InvalidParameterError, check_choice, check_int
 from spinlens.models.hooks import HookedModule, HookPoint, ModuleSeq
-
-if TYPE_CHECKING:
-    from spinlens.models.zoo import ZooConfig
 
 ACTIVATIONS = ("gelu", "relu", "silu", "tanh", "identity")
 ATTENTIONS = ("softmax", "linear")
@@ -409,7 +406,7 @@ class Transformer(HookedModule):
     torch.Size([3])
     """
 
-    config: ZooConfig  # set (only) on the zoo's "tf" models, by `spinlens.models.zoo.build_model`
+    config: Any  # a ZooConfig, set (only) on the zoo's "tf" models, by `spinlens.models.zoo.build_model`
 
     def __init__(self, config: TransformerConfig | None = None, *, rng=None, **overrides) -> None:
         super().__init__()
@@ -500,11 +497,12 @@ class Transformer(HookedModule):
         """Run blocks ``start_layer, ...`` on the residual stream ``resid`` ``[batch, pos, d_model]`` (the input of
         ``blocks.{start_layer}.hook_resid_pre``) and return the model output; hooks of earlier layers do not fire."""
         blocks = list(self.blocks[start_layer:])
-        if self.cfg.input_kind == "regression" and blocks and not self.cfg.split_qkv_input and not any(
-            hp._forward_hooks for hp in self._hook_points.values()
-        ):
-            # only the query's prediction is returned: the last block runs at the last position only
-            # (same numbers up to rounding; about half the cost of a 2-layer model at N = 170)
+        if self.cfg.input_kind == "regression" and blocks and not self.cfg.split_qkv_input and torch.is_grad_enabled() \
+                and not any(hp._forward_hooks for hp in self._hook_points.values()):
+            # training: only the query's prediction is returned, so the last block runs at the last position
+            # only (same numbers up to rounding; about half the cost of a 2-layer model at N = 170). Without
+            # gradients (evaluation, interpretability) every run takes the full pass, so that a hooked run and
+            # an unhooked one differ only by what the hooks do
             for block in blocks[:-1]:
                 resid = block(resid)
             last = blocks[-1].forward_last(resid)

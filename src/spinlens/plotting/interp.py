@@ -252,6 +252,7 @@ def plot_arithmetic(result, *, title: str = "arithmetic"):
     axes[2].set_xlabel("layer")
     axes[2].set_ylabel("MLP activation-patching score")
     fig.suptitle(title)
+    return fig
 
 
 def plot_causal_trace(ds, *, title: str = "causal tracing"):

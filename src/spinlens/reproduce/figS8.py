@@ -212,7 +212,7 @@ def compute(
     bridge_rows = []
     for (i, r), res in zip(jobs, results, strict=True):
         cav[i, r], ridge[i, r], conv[i, r] = res["cavity"], res["exact_ridge"], res["converged"]
-        err[:, i, r], err_mc[:, i, r], secs[:, i, r] = res["test_error"], res["test_error_mc"], res["seconds"]
+        err[:, i, r], err_mc[:, i, r], secs[:, i, r] = res["test_error"], res["test_error_mc"], res["train_elapsed_s"]
         if r == 0:
             w_star[i] = res["w_star"]
             bridge_rows += res["bridge"]
@@ -313,7 +313,7 @@ def _job(job: dict, *, bar=None, report=None) -> dict:
             row["test_error_model_mc"] = errs_mc[-1]
             bridge_rows.append(row)
         tick(None, 1)
-    out.update(test_error=errs, test_error_mc=errs_mc, seconds=secs, bridge=bridge_rows)
+    out.update(test_error=errs, test_error_mc=errs_mc, train_elapsed_s=secs, bridge=bridge_rows)
     return out
 
 
