@@ -438,7 +438,7 @@ def path_patch(
         for (L, h), v in zip(senders, vals):
             scores[L, h] = v
     else:
-        _, recs = run_variants(model, base, step1, record=rec_names, max_batch=max_batch)
+        _, recs = run_variants(model, base, step1, record=rec_names, max_batch=max_batch, reduce=metric)  # outputs unused
         step2 = []
         for vi in range(len(senders)):
             patches = []
