@@ -158,6 +158,8 @@ def _check_lm_args(args, name) -> None:
         from spinlens.cli._common import check_hf_only_flags
 
         check_hf_only_flags(args, "language model")
+        if args.group_size is None:
+            args.group_size = 32
         check_int("group_size", args.group_size, low=1, high=1 << 20)
         check_int("n_random", args.n_random, low=0)
         for b in args.bits + args.uniform_bits:

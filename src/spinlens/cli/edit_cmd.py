@@ -109,7 +109,9 @@ def register(sub) -> None:
     p.add_argument("--budget", type=float, help="only this budget: print its guided allocation (with --json)")
     p.add_argument("--uniform-bits", type=int, nargs="+", default=[2, 3, 4, 5, 6, 8])
     p.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4, 5, 6, 8], help="bit widths to choose from")
-    p.add_argument("--group-size", type=int, default=32)
+    p.add_argument("--group-size", type=int, default=None,
+                   help="weights per quantization group (default: 32; with --study 48, off the published models' "
+                        "4-bit grid of 32)")
     p.add_argument("--granularity", choices=["head", "module", "layer", "linear"], default=None,
                    help="components: heads + MLPs (default), attention layers + MLPs, or blocks; for an HF "
                         "model: each Linear per layer (default), attention + MLP per layer, or layers")
@@ -393,6 +395,8 @@ def _quantize(args):
     from spinlens.errors import InvalidParameterError, check_float, check_int
     from spinlens.plotting.edit import plot_quantization
 
+    if args.group_size is None:
+        args.group_size = 32
     check_int("group_size", args.group_size, low=1, high=1 << 20)
     check_int("n_random", args.n_random, low=0)  # 0: no random baseline (e.g. only --save a quantized model)
     check_int("n_seq", args.n_seq, low=1, high=4096)
