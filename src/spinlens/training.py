@@ -167,7 +167,7 @@ def fit(model, loss, *, steps: int, optimizer: str = "adam", lr: float = 1e-3, w
     >>> import torch
     >>> w = torch.zeros(3, requires_grad=True)
     >>> res = fit([w], lambda ps, step: ((ps[0] - 1.0) ** 2).sum(), steps=200, lr=0.1)
-    >>> res.converged, round(float(w.sum()), 3)
+    >>> res.converged, round(float(w.detach().sum()), 3)
     (True, 3.0)
     """
     import torch
