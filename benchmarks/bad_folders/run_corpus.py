@@ -416,7 +416,7 @@ def _run_folder_cases(work, case, user_files, kept, failed_rerun):
 
     for k in (2, 4, 6, 7, 8, 9):
         kill_case(f"theory curve re-run killed at file operation {k}", curve_done,
-                  [*CURVE, "--num", "4", "--lam", "0.5", "--out", "DIR/r"], k, mix)
+                  [*CURVE, "--num", "4", "--lam-lu", "0.5", "--out", "DIR/r"], k, mix)
 
     def sweep_done(d):
         code, msg = run_cli([*SWEEP, "--N", "2,3", "--out", d / "s"])
@@ -424,8 +424,10 @@ def _run_folder_cases(work, case, user_files, kept, failed_rerun):
 
     def sweep_state(d, before, code):  # a valid sweep: the old one, or the new grid with whole points
         spec = json.loads((d / "s" / "sweep.json").read_text())
-        now = {k: v for k, v in _snapshot(d).items() if not k.endswith(".lock")}
-        if now == {k: v for k, v in before.items() if not k.endswith(".lock")}:
+        # the sweep folder itself; a killed run's hidden staging sibling (.s.spinlens-new-PID-*) is not part of
+        # it and is removed by the next transaction on the folder
+        now = {k: v for k, v in _snapshot(d).items() if k.startswith("s/") and not k.endswith(".lock")}
+        if now == {k: v for k, v in before.items() if k.startswith("s/") and not k.endswith(".lock")}:
             return "clean"
         if spec["grid"]["N"] != [2, 3, 4]:
             return "torn"  # neither the old state nor the new sweep
