@@ -44,7 +44,7 @@ def run_study(args: argparse.Namespace) -> int:
     gran = args.granularity or "linear"
     out = Path(args.out) if args.out else None
     log = None if args.json or args.no_progress else (lambda s: print(s, flush=True))
-    res = quantization_study(args.model, budget=budget, group_size=48 if args.group_size is None else args.group_size, bits=args.bits, granularity=gran,
+    res = quantization_study(args.model, budget=budget, group_size=args.group_size, bits=args.bits, granularity=gran,
                              importance=args.importance, n_random=args.n_random, anchors=tuple(args.anchors),
                              aligned=tuple(args.aligned), include_embedding=args.include_embedding,
                              n_calib=args.n_seq, seq_len=args.seq_len, n_prompts=args.n_prompts, seed=args.seed,

@@ -395,8 +395,9 @@ def _quantize(args):
     from spinlens.errors import InvalidParameterError, check_float, check_int
     from spinlens.plotting.edit import plot_quantization
 
+    study = bool(getattr(args, "study", False))
     if args.group_size is None:
-        args.group_size = 32
+        args.group_size = 48 if study else 32  # the study: off the published models' 4-bit grid of 32
     check_int("group_size", args.group_size, low=1, high=1 << 20)
     check_int("n_random", args.n_random, low=0)  # 0: no random baseline (e.g. only --save a quantized model)
     check_int("n_seq", args.n_seq, low=1, high=4096)
@@ -411,7 +412,7 @@ def _quantize(args):
         check_float("budget", b, low=min(args.bits), high=max(args.bits))
     if len(set(args.bits)) != len(args.bits):
         raise InvalidParameterError(f"The 'bits' parameter must not repeat values. Got {args.bits}.")
-    if getattr(args, "study", False):
+    if study:
         from spinlens.cli._quantize_llm import run_study
 
         return run_study(args)
