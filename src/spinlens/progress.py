@@ -172,15 +172,19 @@ def machine_rates() -> dict:
     return rates
 
 
+def _best_time(f, n: int = 3) -> float:
+    """The shortest of ``n`` timed calls of ``f`` (seconds, at least 1e-9): a machine rate's measurement."""
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t)
+    return max(min(ts), 1e-9)
+
+
 def _measure_rates(np, dsymv, g) -> dict:
 
-    def best(f, n=3):
-        ts = []
-        for _ in range(n):
-            t = time.perf_counter()
-            f()
-            ts.append(time.perf_counter() - t)
-        return max(min(ts), 1e-9)
+    best = _best_time
 
     n = 384
     A, B = g.standard_normal((n, n)), g.standard_normal((n, n))
@@ -334,13 +338,7 @@ def torch_rates(dtype: str = "float32") -> dict:
     dt = getattr(torch, dtype)
     g = torch.Generator().manual_seed(0)
 
-    def best(f, n=3):
-        ts = []
-        for _ in range(n):
-            t = time.perf_counter()
-            f()
-            ts.append(time.perf_counter() - t)
-        return max(min(ts), 1e-9)
+    best = _best_time
 
     n = 256
     A, B = torch.randn(n, n, generator=g, dtype=dt), torch.randn(n, n, generator=g, dtype=dt)
