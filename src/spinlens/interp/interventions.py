@@ -394,8 +394,7 @@ def steering_sweep(
     for i, hk in enumerate(hooks):
         vec = vector[hk] if isinstance(vector, dict) else vector
         for j, s in enumerate(strengths):
-            # strength 0 adds nothing: the unsteered run itself (the model may take a faster path without hooks)
-            pred = base if float(s) == 0.0 else run_steered(model, Zt, [AddVector(hk, vec, float(s), positions)])
+            pred = run_steered(model, Zt, [AddVector(hk, vec, float(s), positions)])
             shift[i, j] = float((pred - base).mean())
             ashift[i, j] = float((pred - base).abs().mean())
             if tt is not None:
