@@ -113,3 +113,57 @@ def test_quantize_study_groups_default_off_the_published_grid(monkeypatch, extra
     monkeypatch.setattr(_quantize_llm, "run_study", lambda args: seen.setdefault("g", args.group_size) and 0)
     assert main(["quantize", "--model", "smollm2-135m", "--study", *extra]) == 0
     assert seen["g"] == want
+
+
+def test_sycophancy_tuning_compares_methods_at_matched_falls_of_the_flip_rate(tiny_llama_dir, tmp_path, monkeypatch):
+    """Every run is evaluated every ``eval_every`` steps (and at the last); the curves start at the untuned
+    model, the final metrics are the last row, and the matched comparison reads the costs at equal falls of
+    the flip rate. The flip rate of the tiny random model is replaced by a function of how far its weights
+    moved (it answers nothing correctly), so that training lowers it."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    d = tmp_path / "chat"
+    shutil.copytree(tiny_llama_dir, d)
+    tok = AutoTokenizer.from_pretrained(str(d))
+    tok.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}assistant: {% endif %}")
+    tok.save_pretrained(str(d))
+    ref: dict = {}
+
+    def fake_flip_rate(model, tokenizer, qs, *, enc=None):
+        hf = getattr(model, "hf", model)
+        params = {n: p.detach().clone() for n, p in hf.named_parameters()}
+        ref.setdefault("p", params)
+        moved = sum(float((params[n] - p0).abs().sum()) for n, p0 in ref["p"].items())
+        fr = 0.9 * float(np.exp(-moved / 20.0))
+        return {"plain_accuracy": 0.5, "flip_rate": fr, "flip_score": fr - 0.5, "n_correct": 8, "n": 16}
+
+    def fake_locate(hooked, tokenizer, qs, *, n_exact=16, progress=False):
+        eff = np.arange(8.0).reshape(2, 4)
+        return eff, {(1, 3): 2.0, (1, 2): 1.0, (0, 1): 0.5}
+
+    monkeypatch.setattr(S, "flip_rate", fake_flip_rate)
+    monkeypatch.setattr(S, "locate_heads", fake_locate)
+    res = S.sycophancy_tuning(str(d), n_train=8, n_test=4, k=2, steps=4, lr=1e-2, batch_size=4, seeds=(0, 1),
+                              n_seq=2, seq_len=16, n_prompts=4, eval_every=2)
+    steps = sorted({(r["method"], r["seed"], r["step"]) for r in res.curves})
+    assert steps == sorted((m, s, t) for m in ("heads", "random_heads", "full") for s in (0, 1) for t in (0, 2, 4))
+    for run in res.runs:
+        last = [r for r in res.curves if r["method"] == run["method"] and r["seed"] == run["seed"] and r["step"] == 4][0]
+        assert run["flip_rate"] == last["flip_rate"] and run["perplexity"] == last["perplexity"]
+        assert last["gain_flip_rate"] == pytest.approx(res.before["flip_rate"] - last["flip_rate"])
+        assert last["d_perplexity"] == pytest.approx(last["perplexity"] - res.before["perplexity"])
+    for r in res.curves:
+        if r["step"] == 0:
+            assert r["gain_flip_rate"] == 0 and r["d_perplexity"] == 0
+    m = res.matched
+    assert m["gain_key"] == "gain_flip_rate" and len(m["levels"]) == 4
+    assert set(m["costs"]) == {"heads", "random_heads", "full"} and "d_perplexity" in m["costs"]["heads"]
+    assert "At matched falls of the flip rate" in res.verdict
+    assert torch.isfinite(torch.tensor([c[0] for c in m["costs"]["full"]["d_perplexity"]])).all()
+    from spinlens.plotting.edit import plot_sycophancy
+
+    fig, axes = plot_sycophancy(res)
+    assert len(axes) == 4 and len(axes[3].get_lines()) >= 3  # the matched-effect panel, a curve per method

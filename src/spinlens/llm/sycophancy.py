@@ -23,6 +23,11 @@ the flip; tuning only them lowers it. This module measures the three steps on a 
    grouped-query attention and stay frozen), (b) as many random heads, (c) every parameter. Same data,
    steps and learning rate. Evaluated on held-out questions (flip rate, plain accuracy) and on general
    ability (`spinlens.llm.general`: held-out perplexity, IOI, recall, ICL and arithmetic accuracy).
+5. **Matched effect**: every ``eval_every`` steps each run is evaluated again, so each method has a curve of
+   effect (``gain_flip_rate``: the fall of the flip rate from the untuned model) against cost (``d_<key>``:
+   the change of each general-ability metric). The methods' costs are compared where their effects are equal
+   (`spinlens.llm.tuning.matched_costs`: the cost where each run's fall first reaches a fraction of the
+   smallest best fall over methods), not only after an equal number of steps.
 """
 
 from __future__ import annotations
@@ -317,6 +322,14 @@ class SycophancyResult:
     summary : dict
         Per method, mean and sd over seeds of every metric and of its change from ``before`` (``d_...``).
     verdict : str
+        The comparison after ``steps`` steps, then the one at matched effect.
+    curves : list of dict
+        One row per (method, seed, step) evaluated, step 0 (the untuned model) included: the metrics of
+        ``before``, ``gain_flip_rate`` (before − now) and ``d_<key>`` for every general-ability key.
+    matched : dict
+        `spinlens.llm.tuning.matched_costs` of ``curves`` (gain ``gain_flip_rate``; costs ``d_perplexity``,
+        ``d_heldout_loss`` and the other general-ability changes): each method's costs at equal falls of the
+        flip rate.
     """
 
     model: str
@@ -334,6 +347,8 @@ class SycophancyResult:
     verdict: str
     sources: dict = field(default_factory=dict)
     seconds: dict = field(default_factory=dict)
+    curves: list = field(default_factory=list)
+    matched: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -346,7 +361,7 @@ class SycophancyResult:
 def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 48, k: int = 8, steps: int = 30,
                       lr: float = 1e-4, batch_size: int = 8, methods=("heads", "random_heads", "full"),
                       seeds=(0, 1, 2), n_seq: int = 16, seq_len: int = 128, n_prompts: int = 48, seed: int = 0,
-                      save_dir=None, progress: bool = False, log=None) -> SycophancyResult:
+                      eval_every: int = 5, save_dir=None, progress: bool = False, log=None) -> SycophancyResult:
     """Measure the flip rate, locate the heads that carry it, tune them, and compare (module docstring).
 
     ``seed`` draws the questions and the train/test split; each entry of ``seeds`` is one training run per
@@ -359,6 +374,7 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
     from spinlens.edit.pinpoint import masked_finetune
     from spinlens.interp.hf import HookedHF, load_hf_model
     from spinlens.llm.general import build_suite, general_ability, text_source
+    from spinlens.llm.tuning import matched_costs, matched_verdict
     from spinlens.models.pretrained import resolve_model
     from spinlens.random import as_generator
 
@@ -368,6 +384,7 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
     steps = check_int("steps", steps, low=1)
     lr = check_float("lr", lr, low=0.0, high=1.0, low_open=True)
     batch_size = check_int("batch_size", batch_size, low=1)
+    eval_every = check_int("eval_every", eval_every, low=1)
     for m in methods:
         if m not in ("heads", "random_heads", "full"):
             raise InvalidParameterError(f"The 'methods' parameter must be among heads, random_heads, full. Got {m!r}.")
@@ -384,6 +401,13 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
         return {**flip_rate(m, tok, test, enc=enc_test), **general_ability(m, suite=suite)}
 
     before = evaluate(hf)
+    cost_keys = [f"d_{key}" for key in suite.keys]
+
+    def curve_row(method, s, step, metrics):
+        return {"method": method, "seed": int(s), "step": int(step), **metrics,
+                "gain_flip_rate": before["flip_rate"] - metrics["flip_rate"],
+                **{f"d_{key}": metrics[key] - before[key] for key in suite.keys}}
+
     if log:
         log("before: " + _fmt(before))
     if not before["n_correct"] or before["flip_rate"] == 0:
@@ -405,6 +429,7 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
     target = enc_train.answer
 
     runs = []
+    curves: list = []
     for s in seeds:
         for method in methods:
             g = as_generator(np.random.SeedSequence([int(seed), int(s), 1]))
@@ -433,14 +458,28 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
                 return mm(input_ids=x[first], attention_mask=mask[first], position_ids=pos[first],
                           use_cache=False).logits[:, -1]
 
-            hist, n_tr = masked_finetune(m, masks, batch_loss, steps=steps, lr=lr, progress=progress,
+            curves.append(curve_row(method, s, 0, before))
+            last: dict = {}
+            t_eval = [0.0]
+
+            def on_step(mm, step, method=method, s=s, last=last, t_eval=t_eval):
+                if step % eval_every and step != steps:
+                    return
+                t = time.perf_counter()
+                mm.eval()
+                last.update(evaluate(mm))
+                mm.train()
+                curves.append(curve_row(method, s, step, last))
+                t_eval[0] += time.perf_counter() - t
+
+            hist, n_tr = masked_finetune(m, masks, batch_loss, steps=steps, lr=lr, progress=progress, on_step=on_step,
                                          probe=probe if (progress or log) else None,
                                          on_estimate=(lambda e, method=method, s=s: log(
                                              f"{method} seed {s}: {steps} steps, estimate {e.describe()}"))
                                          if log else None)
-            step_s = (time.perf_counter() - t2) / steps
+            step_s = (time.perf_counter() - t2 - t_eval[0]) / steps
             m.eval()
-            after = evaluate(m)
+            after = dict(last)  # the evaluation at the last step
             run = {"method": method, "seed": int(s), "heads": hs, "n_trainable": int(n_tr),
                    "final_train_loss": float(hist[-1]), "step_s": step_s, **after}
             runs.append(run)
@@ -457,13 +496,15 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
                                                  before=before, after=after))
             del m
     summary = _summarise(runs, before)
-    verdict = _verdict(summary, before)
+    matched = matched_costs(curves, gain_key="gain_flip_rate", cost_keys=cost_keys)
+    verdict = _verdict(summary, before) + " At matched falls of the flip rate, " + matched_verdict(
+        matched, "d_perplexity", located="heads")
     return SycophancyResult(
         model=str(model), n_train=n_train, n_test=n_test, steps=steps, lr=lr, k=k, before=before, head_effects=eff,
         exact_effects={f"{a}.{b}": float(v) for (a, b), v in exact.items()}, heads=heads, runs=runs, summary=summary, verdict=verdict,
         sources={"questions": f"spinlens.llm.sycophancy.questions rng={seed}", "text": text_source(), **suite.sources,
                  **({"skipped": suite.skipped} if suite.skipped else {})},
-        seconds={"locate": t_locate, "total": time.perf_counter() - t0})
+        seconds={"locate": t_locate, "total": time.perf_counter() - t0}, curves=curves, matched=matched)
 
 
 def _metrics(d: dict) -> list:

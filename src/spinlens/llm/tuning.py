@@ -38,7 +38,7 @@ import torch
 from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
 
 __all__ = ["SkillData", "arithmetic_data", "icl_data", "encode_pairs", "answer_accuracy", "answer_loss",
-           "locate_components", "random_heads_like", "precise_tuning", "TuningResult", "matched_costs",
+           "locate_components", "random_heads_like", "precise_tuning", "TuningResult", "matched_costs", "matched_verdict",
            "save_hf_model", "merge_experts", "METHODS"]
 
 METHODS = ("located", "random", "full", "lora")
@@ -507,7 +507,9 @@ def matched_costs(curves, *, gain_key: str, cost_keys, fractions=(0.25, 0.5, 0.7
     return out
 
 
-def _verdict(matched, cost_key: str, located: str = "located") -> str:
+def matched_verdict(matched, cost_key: str, located: str = "located") -> str:
+    """One line comparing the ``located`` method's cost curve (``cost_key`` of `matched_costs`) with every
+    other method's: below / ABOVE at all matched gains (mean ± sd apart), or not separated."""
     levels = matched["levels"]
     costs = matched["costs"]
     if not levels or located not in costs:
@@ -719,7 +721,7 @@ def precise_tuning(model, tokenizer, data: SkillData, *, methods=METHODS, seeds=
         last = [r for r in curves if r["method"] == method and r["step"] == steps]
         keys = [k for k in last[0] if k not in ("method", "seed", "step")]
         final[method] = {k: _mean_sd([r[k] for r in last]) for k in keys}
-    verdict = _verdict(matched, "d_heldout_loss") if "located" in methods else "no located method run"
+    verdict = matched_verdict(matched, "d_heldout_loss") if "located" in methods else "no located method run"
     return TuningResult(
         skill=data.name, curves=curves, final=final, matched=matched, components=comps,
         n_trainable={m: int(round(np.mean(v))) for m, v in ntr.items()},

@@ -245,7 +245,10 @@ def plot_sycophancy(result):
     """Left: drop of the flip score per patched head (layers × heads). Right: flip rate and held-out
     perplexity change per tuning method (mean ± sd over seeds) of a `SycophancyResult`."""
     plt = _plt()
-    fig, (ax0, ax1, ax2) = plt.subplots(1, 3, figsize=(13, 3.8), gridspec_kw={"width_ratios": [1.3, 1, 1]})
+    matched = getattr(result, "matched", None) or {}
+    n_ax = 4 if matched.get("levels") else 3
+    fig, axes = plt.subplots(1, n_ax, figsize=(4.3 * n_ax, 3.8), gridspec_kw={"width_ratios": [1.3] + [1] * (n_ax - 1)})
+    ax0, ax1, ax2 = axes[:3]
     eff = np.asarray(result.head_effects)
     v = float(np.abs(eff).max()) or 1.0
     im = ax0.imshow(eff.T, aspect="auto", cmap="RdBu_r", vmin=-v, vmax=v, origin="lower")
@@ -268,7 +271,17 @@ def plot_sycophancy(result):
     ax2.set_xticks(x[1:], names, fontsize=8)
     ax2.set_ylabel("Δ held-out perplexity")
     ax2.axhline(0, color="k", lw=0.6)
+    if n_ax == 4:  # cost at matched effect: Δ perplexity where each run's flip rate first fell by each level
+        ax3 = axes[3]
+        lv = np.asarray(matched["levels"])
+        for i, n in enumerate(names):
+            c = np.array([(m, sd) for m, sd, _ in matched["costs"][n]["d_perplexity"]], dtype=float)
+            ax3.errorbar(lv, c[:, 0], yerr=c[:, 1], marker="o", color=f"C{i}", label=n, capsize=2)
+        ax3.set_xlabel("fall of the flip rate (matched)")
+        ax3.set_ylabel("Δ held-out perplexity at that fall")
+        ax3.axhline(0, color="k", lw=0.6)
+        ax3.legend(fontsize=7)
     fig.suptitle(f"{result.model}: sycophancy under pushback, {result.k} located heads vs random heads vs full "
                  f"fine-tuning ({result.steps} steps, lr {result.lr:g})", fontsize=9)
     fig.tight_layout()
-    return fig, (ax0, ax1, ax2)
+    return fig, tuple(axes)
