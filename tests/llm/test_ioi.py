@@ -91,6 +91,49 @@ def test_faithfulness_is_one_with_every_head_and_matches_a_manual_mean_ablation(
     assert abs(I.mean_ablation_faithfulness(model, batches, []) - np.concatenate(vals).mean() / full) < 1e-5
 
 
+def _gated_f(model, batches, gates):
+    tot, n = 0.0, 0
+    with torch.no_grad():
+        for b in batches:
+            with model.hooks(I._gate_hooks(model, b, gates)):
+                lg = model(b.clean)[:, -1]
+            d = (lg.gather(-1, b.answer[:, None]) - lg.gather(-1, b.wrong[:, None]))[:, 0].double()
+            tot, n = tot + float(d.sum()), n + len(d)
+    return tot / n
+
+
+def test_circuit_search_gates_gradient_and_nested_circuits():
+    """Gates at 1 are the model and at 0 the mean ablation; the first step's attribution is the gradient of F
+    (a finite difference agrees); circuits have the asked sizes, are nested, and are measured exactly."""
+    tok = WordTok(size=60)
+    model = tiny_hf("llama", n_layers=2, n_heads=4, d_model=32, d_vocab=60, rng=0)
+    model.hf.double()
+    batches = _toy_batches(model, tok)
+    full = I.logit_diffs(model, batches).mean()
+    ones = torch.ones(2, 4, dtype=torch.float64)
+    assert abs(_gated_f(model, batches, ones) - full) < 1e-9
+    assert abs(_gated_f(model, batches, 0 * ones) / full - I.mean_ablation_faithfulness(model, batches, [])) < 1e-9
+    res = I.circuit_search(model, batches, sizes=(2, 8, 5), prune_fraction=0.3, n_random=3, rng=0)
+    assert res.sizes == [8, 5, 2] and [len(c) for c in res.circuits] == [8, 5, 2]
+    assert set(res.circuits[2]) <= set(res.circuits[1]) <= set(res.circuits[0])
+    assert len(res.removed) == 6 and not set(res.removed) & set(res.circuits[2])
+    assert res.faithfulness[0] == pytest.approx(1.0, abs=1e-9)  # nothing pruned at the full size
+    for c, f in zip(res.circuits, res.faithfulness):
+        assert f == pytest.approx(I.mean_ablation_faithfulness(model, batches, c), abs=1e-12)
+    assert all(len(r) == 3 for r in res.faithfulness_random)
+    eps = 1e-2  # central differences (the hooked forward is not float64 throughout: smaller steps are noise)
+    for L, h in [(0, 1), (1, 1), (1, 2)]:
+        hi, lo = ones.clone(), ones.clone()
+        hi[L, h] += eps
+        lo[L, h] -= eps
+        fd = (_gated_f(model, batches, hi) - _gated_f(model, batches, lo)) / (2 * eps)
+        assert res.attribution[L, h] == pytest.approx(fd, rel=0.02, abs=2e-5)
+    d = res.to_dict()
+    assert [x["size"] for x in d["by_size"]] == [8, 5, 2] and d["n_steps"] >= 2
+    with pytest.raises(InvalidParameterError, match="sizes"):
+        I.circuit_search(model, batches, sizes=(9,))
+
+
 def test_repeated_token_scores_find_a_planted_duplicate_pattern():
     model = tiny_hf("llama", n_layers=2, n_heads=2, d_model=16, d_vocab=500, rng=0)
     s = I.repeated_token_scores(model, n_seq=2, half=6, rng=0)
@@ -124,6 +167,11 @@ def test_study_pipeline_on_a_tiny_model(monkeypatch):
         e = d["evidence"][f"{hd[0]}.{hd[1]}"]
         assert e["attn_end_to_io"] > e["attn_end_to_s2"]
     assert len(d["faithfulness_random"]["values"]) == 2 and "verdict" in d
+    # the search by effect: sizes at or above the 12 heads are left out
+    assert [x["size"] for x in d["circuit_search"]["by_size"]] == [8] and "circuits by effect" in d["verdict"]
+    from spinlens.plotting.interp import plot_ioi_heads
+
+    assert len(plot_ioi_heads(res).axes) >= 5  # the faithfulness panel (and colour bars)
 
 
 # ------------------------------------------------------------------------------------------- real SmolLM2

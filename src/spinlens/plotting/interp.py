@@ -221,9 +221,27 @@ def plot_ioi_heads(result, *, title: str = "IOI: evidence per head"):
               (att.sel(target="io") - att.sel(target="s2"), "attention end→IO − end→S2", True),
               (result.head_scores.sel(kind="duplicate") + result.head_scores.sel(kind="induction"),
                "duplicate-token + induction score", False)]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 0.22 * result.n_layers + 2))
+    search = getattr(result, "search", None)
+    n = 5 if search is not None else 4
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 0.22 * result.n_layers + 2))
     for ax, (da, t, sym) in zip(axes, panels):
         plot_heatmap(da, ax=ax, title=t, symmetric=sym, annotate=False, cmap="RdBu_r" if sym else "viridis")
+    if search is not None:  # faithfulness against circuit size: by effect, random sets, the circuit by role
+        import numpy as np
+
+        ax = axes[4]
+        r = [np.asarray(x, dtype=float) for x in search.faithfulness_random]
+        ax.plot(search.sizes, search.faithfulness, "o-", color="C0", label="circuit by effect")
+        ax.errorbar(search.sizes, [x.mean() for x in r], yerr=[x.std(ddof=1) if len(x) > 1 else 0 for x in r],
+                    fmt="s--", color="gray", capsize=2, label="random heads")
+        if len(result.circuit):
+            ax.plot([len(result.circuit)], [result.faithfulness], "D", color="C3", label="circuit by role")
+        ax.axhline(1, color="k", lw=0.6)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("heads kept (others mean-ablated)")
+        ax.set_ylabel("F(circuit) / F(model)")
+        ax.set_title("faithfulness", fontsize=9)
+        ax.legend(fontsize=7)
     fig.suptitle(title)
     return fig
 
