@@ -1,12 +1,10 @@
 """``spinlens quantize --model NAME --study``: guided quantization of a pretrained LLM, bits counted honestly.
 
-Registered by `spinlens.cli.edit_cmd` (its own module so that the edit CLI stays small); the work is
-`spinlens.llm.quantization.quantization_study`.
+Registered by `spinlens.cli.edit_cmd`; the run is `spinlens.llm.quantization.run_study_command`
+(`spinlens.llm.quantization.quantization_study`).
 """
 
 from __future__ import annotations
-
-import argparse
 
 EXAMPLES = """  spinlens quantize --model smollm2-135m --study --out runs/q-smol       # guided 3.4 vs uniform 3/4, random, HQQ, torchao
   spinlens quantize --model smollm2-135m --study --budget 3.4 --group-size 96 --n-random 3 --json
@@ -26,41 +24,3 @@ def add_study_args(p) -> None:
                    help="quantize the (tied) embedding / lm_head as one more component")
     g.add_argument("--n-prompts", type=int, default=48, help="prompts per task of the general-ability evaluation")
     g.add_argument("--no-save", action="store_true", help="do not write OUT/models/METHOD folders")
-
-
-def run_study(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from spinlens.errors import check_int
-    from spinlens.io import check_out_dir, run_record, write_study
-    from spinlens.llm.quantization import quantization_study
-    from spinlens.plotting.edit import plot_llm_quantization
-
-    from ._common import print_json
-
-    check_out_dir("out", args.out)
-    check_int("n_prompts", args.n_prompts, low=1, high=10_000)
-    budget = args.budget if args.budget is not None else 3.4
-    gran = args.granularity or "linear"
-    out = Path(args.out) if args.out else None
-    log = None if args.json or args.no_progress else (lambda s: print(s, flush=True))
-    res = quantization_study(args.model, budget=budget, group_size=args.group_size, bits=args.bits, granularity=gran,
-                             importance=args.importance, n_random=args.n_random, anchors=tuple(args.anchors),
-                             aligned=tuple(args.aligned), include_embedding=args.include_embedding,
-                             n_calib=args.n_seq, seq_len=args.seq_len, n_prompts=args.n_prompts, seed=args.seed,
-                             save_dir=None if (out is None or args.no_save) else out / "models",
-                             progress=not (args.no_progress or args.json), log=log)
-    d = res.to_dict()
-    if out is not None:
-        write_study(out, d, run_record("quantize --study", args=args, seed=args.seed, summary=res.summary, verdict=res.verdict,
-                                       elapsed_s=res.seconds), fig=plot_llm_quantization(res)[0], stem="quantization")
-    if args.json:
-        print_json(d)
-    else:
-        print(res.verdict)
-        print(f"quantized {res.accounting['quantized_params']:,} of {res.accounting['total_params']:,} parameters "
-              f"({res.accounting['quantized_share']:.1%}); left out: "
-              f"{sum(res.accounting['left_out'].values()):,} ({', '.join(list(res.accounting['left_out'])[:3])}, ...)")
-        print(f"time: search {res.seconds['search']:.0f} s, evaluation {res.seconds['evaluation']:.0f} s, "
-              f"total {res.seconds['total']:.0f} s")
-    return 0
