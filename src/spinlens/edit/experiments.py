@@ -565,7 +565,7 @@ def _pinpoint_command(opts):
                                  steps=opts.steps, lr=opts.lr, importance=opts.importance, rng=opts.seed,
                                  progress=not opts.no_progress)
     head = headline("pinpoint", ds)
-    record: dict[str, Any] = {"headline": head}
+    record = {"headline": head}
     if out:
         record["delta"] = save_top_delta(model, ds, out, n_context=opts.n_context, target=opts.target, lr=opts.lr,
                                          steps=opts.steps, seed=opts.seed)
