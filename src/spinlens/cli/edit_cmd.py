@@ -5,8 +5,10 @@ Each command is parse → one library call → report, through the one experimen
 experiments of `spinlens.lm.experiments.run_edit` on held-out text of ``--checkpoint DIR`` from ``spinlens lm``
 or of the default LM trained here), ``regression`` (the ICL-regression transformer of `spinlens.edit.experiments`:
 ``--checkpoint DIR`` or a base trained here in seconds, cached in ``OUT/base``), or ``hf`` (``--model DIR|NAME``:
-a Hugging Face causal LM or a named pretrained model) — and `check_setting_options` refuses, in one line, the
-flags of another setting. Heavy imports happen inside the command functions.
+a Hugging Face causal LM or a named pretrained model: precise tuning and merging of `spinlens.llm.tuning`, the
+quantization study of `spinlens.llm.quantization`) — and `check_setting_options` refuses, in one line, the flags
+of another setting; the run is one call, `spinlens.experiment.run_edit_command` (`spinlens.cli._edit_settings`).
+Heavy imports happen inside the command functions.
 """
 
 from __future__ import annotations
@@ -47,15 +49,29 @@ QUANTIZE_EXAMPLES = """  spinlens quantize --out quant-out                   # d
   spinlens quantize --model ./tiny-gpt2 --granularity module --importance fisher --calib-tokens ids.npy --out quant-hf2
   spinlens quantize --model ./tiny-llama --crosscheck torchao hqq --json   # our RTN vs torchao / HQQ (if installed)
   spinlens quantize --model smollm2-135m --study --out runs/q-smol    # pretrained LLM: guided 3.4 vs uniform, random, HQQ, torchao
+  spinlens quantize --model smollm2-135m --study --budget 3.4 --group-size 96 --n-random 3 --json
+  spinlens quantize --model smollm2-135m --study --include-embedding --anchors hqq --aligned 32 --out runs/q-emb
+"""
+LLM_PINPOINT_EXAMPLES = """
+pretrained language model (--model NAME or a Hugging Face folder):
+  spinlens pinpoint --model smollm2-135m --task arithmetic --out pin-arith    # located heads+MLPs vs random heads, full, LoRA
+  spinlens pinpoint --model smollm2-135m --task arithmetic --methods located full --n-seeds 1 --steps 10 --json
+  spinlens pinpoint --model smollm2-135m --task icl --methods located random full --out pin-icl
+  spinlens pinpoint --model smollm2-135m --task arithmetic --components L20H3 L21.mlp --out pin-given
+"""
+LLM_MERGE_EXAMPLES = """
+pretrained language model (--model NAME: the base; --models: tuned Hugging Face folders, e.g. from pinpoint):
+  spinlens merge --model smollm2-135m --models pin-arith/models/full/seed0 pin-icl/models/full/seed0 --out merge-llm
+  spinlens merge --model smollm2-135m --models A B --method ties --density 0.3 --save merged-ties --json
 """
 
 
-def _common(p, *, steps_default=300):
+def _common(p, *, model_help="quantize: a Hugging Face causal-LM folder (a spinlens model here is deprecated: use "
+                                "--checkpoint)"):
     p.add_argument("--checkpoint", help="spinlens model folder: a language model from `spinlens lm`, or a regression "
                    "Transformer (e.g. from `spinlens zoo train --arch tf --out DIR`); default: train the base of "
                    "the setting, cached in OUT/base")
-    p.add_argument("--model", help="quantize: a Hugging Face causal-LM folder (a spinlens model here is deprecated: "
-                                    "use --checkpoint)")
+    p.add_argument("--model", help=model_help)
     p.add_argument("--allow-pickle-weights", action="store_true",
                    help="also load pickled PyTorch .bin weights of a Hugging Face --model folder (default: "
                         ".safetensors only; a pickle can run code, so only for folders you trust)")
@@ -78,8 +94,9 @@ def register(sub) -> None:
     p.add_argument("--n-prompts", type=int, default=256)
 
     p = add_command(sub, "pinpoint", "Pinpoint tuning of important heads vs random heads vs full fine-tuning",
-                    PINPOINT_EXAMPLES, None)
-    _common(p)
+                    PINPOINT_EXAMPLES + LLM_PINPOINT_EXAMPLES, None)
+    _common(p, model_help="a named pretrained LM (smollm2-135m, gemma3-270m) or a Hugging Face folder: precise "
+                          "tuning (--task); quantize: a Hugging Face causal-LM folder")
     p.add_argument("--target", choices=["corr", "noisy", "aniso"], default="corr",
                    help="shifted task: positions correlated (corr 0.7), noisy context labels (σ 0.5), anisotropic task prior")
     p.add_argument("--k", type=int, default=2, help="number of heads to tune")
@@ -88,9 +105,26 @@ def register(sub) -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--importance", choices=["patching", "attribution"], default="patching")
     p.add_argument("--importance-file", help="NetCDF DataArray (layer, head) of importance scores")
+    g = p.add_argument_group("pretrained language model (--model NAME or HF folder): precise tuning")
+    g.add_argument("--task", choices=("arithmetic", "icl"), default=None,
+                   help="skill to tune (default arithmetic): arithmetic (2-digit addition; gain on held-out numbers "
+                        "and a second prompt format) or icl (few-shot tasks; gain on held-out tasks)")
+    g.add_argument("--methods", nargs="+", choices=("located", "random", "full", "lora"), default=None,
+                   help="methods to compare (default all four; lora needs peft)")
+    g.add_argument("--k-mlps", type=int, default=None, help="MLPs in the located set (default 2; --k: heads, default 6)")
+    g.add_argument("--components", nargs="+", default=None,
+                   help="the located set, given (e.g. L20H3 L21.mlp) instead of located by --locate")
+    g.add_argument("--locate", choices=("study", "attribution"), default=None,
+                   help="how the located set is found (default study): the skill's interpretability study (the "
+                        "arithmetic study's heads and MLPs; the function-vector heads for icl) or attribution "
+                        "importance of the answer loss (faster)")
+    g.add_argument("--batch-size", type=int, default=None, help="prompts per step (default 8)")
+    g.add_argument("--eval-every", type=int, default=None, help="evaluate gain and cost every N steps (default 10)")
+    g.add_argument("--no-save-models", action="store_true", default=None,
+                   help="do not write the tuned models (default: OUT/models/METHOD/seedS, Hugging Face folders)")
 
     p = add_command(sub, "merge", "Merge fine-tunes of one base: task arithmetic, TIES, neuron-level merge",
-                    MERGE_EXAMPLES, None)
+                    MERGE_EXAMPLES + LLM_MERGE_EXAMPLES, None)
     _common(p)
     p.add_argument("--tasks", nargs=2, choices=["corr", "noisy", "aniso"], default=["corr", "aniso"])
     p.add_argument("--steps", type=int, default=300)
@@ -98,7 +132,9 @@ def register(sub) -> None:
     p.add_argument("--density", type=float, default=0.3, help="TIES: fraction of each task vector kept")
     p.add_argument("--base", help=argparse.SUPPRESS)  # deprecated spelling of --checkpoint
     p.add_argument("--models", nargs="+", help="fine-tuned spinlens model folders to merge into --checkpoint (the base)")
-    p.add_argument("--method", choices=["task_arithmetic", "ties"], default="task_arithmetic")
+    p.add_argument("--method", choices=["task_arithmetic", "ties", "module"], default="task_arithmetic",
+                   help="task_arithmetic | ties | module (heads and MLPs whole from one expert; pretrained LMs only); "
+                        "with --model NAME and no --method: all three")
     p.add_argument("--scale", type=float, default=None, help="λ (default 1/T for task arithmetic, 1 for TIES)")
     p.add_argument("--save", help="with --models: folder for the merged model")
 
@@ -131,15 +167,18 @@ def register(sub) -> None:
                     help="only compare our RTN with these libraries at --bits/--group-size (optional packages; "
                          "hqq-opt: HQQ with its half-quadratic optimisation)")
 
-    from spinlens.cli._edit_llm import (
-        attach_llm_edit,  # --model NAME|DIR: precise tuning / merging (spinlens.llm.tuning)
-    )
+    g = p.add_argument_group("pretrained LLM study (--model NAME --study)")
+    g.add_argument("--study", action="store_true", help="guided vs uniform 3/4 bits vs random vs library anchors, "
+                   "evaluated by held-out perplexity and task accuracies; models saved under OUT/models/METHOD")
+    g.add_argument("--anchors", nargs="*", default=["hqq", "torchao"], choices=["hqq", "hqq-rtn", "torchao"],
+                   help="library anchors at 4 bits (skipped, and said, where not installed)")
+    g.add_argument("--aligned", nargs="*", type=int, default=[32, 64],
+                   help="group sizes aligned with the published Q4_1 grid, run at uniform 4 and 3 bits")
+    g.add_argument("--include-embedding", action="store_true",
+                   help="quantize the (tied) embedding / lm_head as one more component")
+    g.add_argument("--n-prompts", type=int, default=48, help="prompts per task of the general-ability evaluation")
+    g.add_argument("--no-save", action="store_true", help="do not write OUT/models/METHOD folders")
 
-    attach_llm_edit(sub)
-
-    from spinlens.cli._quantize_llm import add_study_args  # --model NAME --study: pretrained LLM, own module
-
-    add_study_args(sub.choices["quantize"])
     from spinlens.cli._edit_settings import settings  # the settings (lm / regression / hf), parse -> run -> report
 
     for name in ("steer", "pinpoint", "merge", "quantize"):
