@@ -454,6 +454,25 @@ def check_base_options(opts) -> None:
     check_out_dir("out", opts.out)
 
 
+def check_edit_options(command: str, opts) -> None:
+    """The options of ``command`` that the regression and language-model settings share, checked before any work:
+    ``strengths`` (steer); ``k``, ``n_random`` (>= 1: the uninformed baseline is part of the result), ``steps``,
+    ``lr`` (pinpoint); ``density``, ``steps``, ``lr`` (merge)."""
+    from spinlens.errors import check_float, check_int
+
+    if command == "steer":
+        for s in opts.strengths:
+            check_float("strengths", s)
+    if command == "pinpoint":
+        check_int("k", opts.k, low=1)
+        check_int("n_random", opts.n_random, low=1)
+    if command == "merge":
+        check_float("density", opts.density, low=0, high=1, low_open=True)
+    if command in ("pinpoint", "merge"):
+        check_int("steps", opts.steps, low=1)
+        check_float("lr", opts.lr, low=0, low_open=True)
+
+
 def open_base(opts):
     """``(model, out)`` of the regression setting: ``opts.source`` (`spinlens.experiment.open_regression`: the
     ``--checkpoint`` transformer or the base trained here, cached in ``OUT/base``) and the output folder, created
@@ -486,14 +505,13 @@ def run_edit_command(command: str, opts):
 
 
 def _steer_command(opts):
-    from spinlens.errors import check_float, check_int
+    from spinlens.errors import check_int
     from spinlens.experiment import EditResult
 
     check_base_options(opts)
     check_int("n_prompts", opts.n_prompts, low=1, high=10**6)
     check_int("n_top_heads", opts.n_top_heads, low=1, high=10**4)
-    for s in opts.strengths:
-        check_float("strengths", s)
+    check_edit_options("steer", opts)
     spec = checked_spec(opts.spec) if opts.spec else None  # every entry checked before any model is trained
     model, out = open_base(opts)
     if spec is not None:
@@ -540,15 +558,12 @@ def read_importance_file(path):
 
 
 def _pinpoint_command(opts):
-    from spinlens.errors import check_float, check_int
+    from spinlens.errors import check_int
     from spinlens.experiment import EditResult
     from spinlens.plotting.edit import plot_pinpoint
 
     check_base_options(opts)
-    check_int("k", opts.k, low=1)
-    check_int("steps", opts.steps, low=1)
-    check_int("n_random", opts.n_random, low=1)  # the uninformed baseline is part of the result
-    check_float("lr", opts.lr, low=0, low_open=True)
+    check_edit_options("pinpoint", opts)
     imp_da = read_importance_file(opts.importance_file) if opts.importance_file else None
     model, out = open_base(opts)
     check_int("k", opts.k, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
@@ -613,12 +628,10 @@ def save_top_delta(model, ds, out, *, n_context: int, target: str, lr: float, st
 
 
 def _merge_command(opts):
-    from spinlens.errors import check_float, check_int
+    from spinlens.errors import check_float
     from spinlens.experiment import EditResult
 
-    check_float("density", opts.density, low=0, high=1, low_open=True)
-    check_int("steps", opts.steps, low=1)
-    check_float("lr", opts.lr, low=0, low_open=True)
+    check_edit_options("merge", opts)
     if opts.scale is not None:
         check_float("scale", opts.scale)
     if opts.models:

@@ -667,29 +667,20 @@ def run_edit(name: str, model, tokenizer, val, *, seeds, texts=(), token_class_n
 def check_edit_options(name: str, opts) -> None:
     """The options of the language-model setting of edit command ``name``, checked before any training (nothing
     is written when this raises); ``quantize`` fills ``opts.group_size``."""
-    from spinlens.errors import check_choice, check_float
+    from spinlens.edit.experiments import check_edit_options as check_shared
+    from spinlens.edit.experiments import check_quantize_options
+    from spinlens.errors import check_choice
 
     check_int("seed", opts.seed, low=0)
     check_int("n-seeds", opts.n_seeds, low=1, high=100)
     if opts.base_steps is not None:
         check_int("base-steps", opts.base_steps, low=1, high=10**7)
+    check_shared(name, opts)  # the options both settings share
     if name == "steer":
-        for s in opts.strengths:
-            check_float("strengths", s)
         check_choice("token-class", opts.token_class, ("capitalised", "digit", "newline"))
-    if name in ("pinpoint", "merge"):
-        check_int("steps", opts.steps, low=1)
-        check_float("lr", opts.lr, low=0, low_open=True)
-    if name == "pinpoint":
-        check_int("k", opts.k, low=1)
-        check_int("n_random", opts.n_random, low=1)
-    if name == "merge":
-        check_float("density", opts.density, low=0, high=1, low_open=True)
-        if opts.domains[0] == opts.domains[1]:
-            raise InvalidParameterError(f"The 'domains' parameter must name two different domains. Got {opts.domains}.")
+    if name == "merge" and opts.domains[0] == opts.domains[1]:
+        raise InvalidParameterError(f"The 'domains' parameter must name two different domains. Got {opts.domains}.")
     if name == "quantize":
-        from spinlens.edit.experiments import check_quantize_options
-
         check_quantize_options(opts, "lm")
 
 
