@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from spinlens.errors import InvalidParameterError
 from spinlens.models.checkpoint import folder_kind
@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from spinlens.models.transformer import Transformer
 
 __all__ = ["SETTINGS", "SETTING_OPTIONS", "ModelSource", "folder_kind", "resolve_source", "check_setting_options",
-           "open_regression", "open_lm", "load_spinlens_model", "InterpSetting", "interp_setting"]
+           "open_regression", "open_lm", "load_spinlens_model", "InterpSetting", "interp_setting", "EditResult",
+           "run_edit_command"]
 
 SETTINGS = ("regression", "lm", "hf")
 
@@ -345,3 +346,71 @@ def interp_setting(*, model=None, checkpoint=None, planted=None, n_prompts: int 
             cat["answer"] = ans[:, None].expand(-1, clean.shape[1]).reshape(-1).numpy()
         extras.update(target=ans, kind="tokens", categorical=cat)
     return InterpSetting(net, clean, corrupt, metric, extras, source)
+
+
+# ------------------------------------------------------------------------------------------------ edit commands
+
+
+@dataclass
+class EditResult:
+    """What one edit command (``steer``, ``pinpoint``, ``merge``, ``quantize``) computed, in any setting: the
+    command line prints it (``summary`` as JSON, or ``rows`` / ``text`` then the ``headline``) and writes
+    ``dataset`` with ``figure`` under ``OUT`` (``OUT/<stem>.csv/.nc/.png/.pdf`` and run.json with ``record``).
+
+    Attributes
+    ----------
+    command, setting : str
+    summary : dict
+        The ``--json`` output.
+    headline : dict or None
+        ``text`` (one line) and, where the experiment has an uninformed baseline, ``verdict``.
+    text : str
+        The table or lines printed without ``--json`` (before the headline); ``rows``: a two-column table instead.
+    dataset, figure, stem, record
+        The experiment's Dataset and figure, its file stem and the extra keys of its run.json; ``dataset`` None:
+        the setting wrote its own files (or none).
+    converged : bool
+        False when a fine-tune diverged (``divergence``: the reason); the command then exits 3.
+    """
+
+    command: str
+    setting: str
+    summary: dict
+    headline: dict | None = None
+    text: str = ""
+    rows: list | None = None
+    dataset: Any = None
+    figure: Any = None
+    stem: str = ""
+    record: dict | None = None
+    converged: bool = True
+    divergence: str = ""
+
+
+def run_edit_command(command: str, opts) -> EditResult:
+    """The one library call of an edit command: the experiment of ``opts.source``'s setting (`resolve_source`).
+
+    ``opts`` holds the command's options as attributes (an `argparse.Namespace`; every option of the setting
+    present, defaults filled; ``source``: the `ModelSource`). Options are checked before any model is trained or
+    anything written. Settings: ``lm`` → `spinlens.lm.experiments.run_edit_command`, ``regression`` →
+    `spinlens.edit.experiments.run_edit_command`, ``hf`` → `spinlens.llm.tuning.run_edit_command` (pinpoint, merge);
+    ``hf`` quantize goes through the regression setting's option checks to
+    `spinlens.edit.hf_quantization.run_quantize_command` (``--study``: `spinlens.llm.quantization.run_study_command`).
+    """
+    src = opts.source
+    if src.setting == "lm":
+        from spinlens.lm.experiments import run_edit_command as run_lm
+
+        return run_lm(command, opts)
+    if src.setting == "hf" and command in ("pinpoint", "merge"):
+        from spinlens.llm.tuning import run_edit_command as run_llm
+
+        return run_llm(command, opts)
+    if src.setting == "hf" and command == "steer":
+        raise InvalidParameterError(
+            "The '--model' parameter (a pretrained LM) is steered by 'spinlens interp control --model "
+            f"{opts.model}' (a prompt prefix, a residual vector, neurons, located heads; effect and cost); "
+            "'steer' takes spinlens models (--checkpoint, --setting).")
+    from spinlens.edit.experiments import run_edit_command as run_regression
+
+    return run_regression(command, opts)

@@ -65,3 +65,32 @@ def test_help_has_examples(capsys):
         with pytest.raises(SystemExit):
             main([cmd, "--help"])
         assert "examples:" in capsys.readouterr().out
+
+
+def test_library_call_is_what_the_cli_prints(tmp_path, capsys):
+    """`spinlens.experiment.run_edit_command` is the command: its summary is the --json line, its text the table."""
+    from argparse import Namespace
+
+    from spinlens.experiment import EditResult, ModelSource, run_edit_command
+
+    base = tmp_path / "b"
+    assert main(["steer", *SMALL, "--strengths", "0", "1", "--n-prompts", "16", "--n-top-heads", "1",
+                 "--out", str(base)]) == 0
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps([{"type": "scale", "hook": "blocks.1.hook_mlp_out", "factor": 2.0}]))
+    argv = ["steer", "--checkpoint", str(base / "base"), "--spec", str(spec), "--n-prompts", "16"]
+    capsys.readouterr()
+    assert main([*argv, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    opts = Namespace(source=ModelSource("regression", str(base / "base")), d=5, n_context=10, base_steps=2000, seed=0,
+                     out=None, n_prompts=16, n_top_heads=3, strengths=[0.0], spec=str(spec), no_progress=True)
+    res = run_edit_command("steer", opts)
+    assert isinstance(res, EditResult) and res.setting == "regression" and res.dataset is None
+    assert res.summary == printed and (opts.d, opts.n_context) == (3, 5)  # the checkpoint's D and N win
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip().splitlines()[0].split()[0] == res.rows[0][0]
+    opts.n_prompts = 0
+    from spinlens.errors import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match="n_prompts"):
+        run_edit_command("steer", opts)

@@ -106,11 +106,13 @@ def test_quantize_study_writes_its_folder_and_models(tiny_llama_dir, tmp_path, c
 @pytest.mark.parametrize("extra, want", [([], 48), (["--group-size", "64"], 64)])
 def test_quantize_study_groups_default_off_the_published_grid(monkeypatch, extra, want):
     """The study's default group (48) does not align with the published 4-bit grid of 32."""
-    from spinlens.cli import _quantize_llm
     from spinlens.cli.main import main
+    from spinlens.experiment import EditResult
+    from spinlens.llm import quantization
 
     seen = {}
-    monkeypatch.setattr(_quantize_llm, "run_study", lambda args: seen.setdefault("g", args.group_size) and 0)
+    monkeypatch.setattr(quantization, "run_study_command",
+                        lambda opts: seen.setdefault("g", opts.group_size) and EditResult("quantize", "hf", {}))
     assert main(["quantize", "--model", "smollm2-135m", "--study", *extra]) == 0
     assert seen["g"] == want
 

@@ -67,6 +67,7 @@ def _run(args) -> int:
     from spinlens.errors import InvalidParameterError, check_float, check_int
     from spinlens.io import folder_transaction
     from spinlens.lm.corpus import load_corpus
+    from spinlens.lm.study import induction_warning, study_text, write_study_files
     from spinlens.lm.train import LM_KIND, LMConfig, train_lm
 
     from ._common import check_device, check_out_dir, estimate_hook, print_json
@@ -98,51 +99,11 @@ def _run(args) -> int:
 
         io.write_run_json(stage, io.run_record("lm", args=args, seed=cfg.seed, device=args.device,
                                                config=cfg.to_dict(), summary=summary))
-    if not summary["induction_head_formed"]:
-        from spinlens.lm.induction import FORMED_ADVANTAGE, FORMED_SCORE
-
-        rl = summary["repeated_loss"]
-        print(f"warning: no induction head formed (top induction score {summary['top_head']['induction_score']:.3f}, "
-              f"needs >= {FORMED_SCORE}; repeat advantage {rl['first'] - rl['repeat']:.2f} nats, needs >= "
-              f"{FORMED_ADVANTAGE}): train longer (--steps) or try another --seed", file=sys.stderr)
+    warning = induction_warning(summary)
+    if warning:
+        print(warning, file=sys.stderr)
     if args.json:
         print_json(summary)
     else:
-        print(f"spinlens lm: {summary['corpus']} ({summary['n_train_tokens']} train / {summary['n_val_tokens']} held-out "
-              f"tokens), {cfg.variant}, {cfg.n_layers}x{cfg.n_heads} heads, {summary['n_params']} parameters")
-        print(f"  trained {cfg.steps} steps in {summary['train_elapsed_s']:.1f} s on {args.device}; held-out loss "
-              f"{summary['val_loss']:.3f} (perplexity {summary['val_ppl']:.1f})")
-        h = summary["top_head"]
-        print(f"  top induction head {h['layer']}.{h['head']}: induction score {h['induction_score']:.3f}, repeated loss "
-              f"first {summary['repeated_loss']['first']:.2f} / repeat {summary['repeated_loss']['repeat']:.2f}, "
-              f"icl_score {summary['icl_score']:+.3f}")
-        if summary["phase_change_step"] is not None:
-            print(f"  induction head formed by step {summary['phase_change_step']} (first checkpoint with induction "
-                  "score >= 0.1 and repeat advantage >= 1 nat)")
-        print(f"  wrote {out}/ (model, tokenizer.json, checkpoints/, curves.csv/png/pdf, induction_curve.csv/png/pdf)")
+        print(study_text(summary, cfg, out, device=args.device))
     return 0
-
-
-def write_study_files(out, res, cfg, *, device="cpu") -> dict:
-    """Curves and the induction scores over the checkpoints, written next to the model; returns the summary."""
-    from spinlens.io import save_figure
-    from spinlens.lm.study import checkpoint_curve, write_csv
-    from spinlens.plotting.lm import plot_lm_curves, plot_phase_change
-
-    write_csv(out / "curves.csv", res.history)
-    save_figure(plot_lm_curves(res.history)[0], out, "curves", bbox_inches="tight", dpi=150)
-    curve, final = checkpoint_curve(out, device=device)
-    write_csv(out / "induction_curve.csv", curve)
-    save_figure(plot_phase_change(curve)[0], out, "induction_curve", bbox_inches="tight", dpi=150)
-    top = final.heads()[0]
-    from spinlens.lm.induction import induction_formed
-
-    formed_at = [r["step"] for r in curve if induction_formed(r["max_induction_score"], {
-        "first": r["repeated_loss_first"], "repeat": r["repeated_loss_repeat"]})]
-    return {"corpus": res.metadata["corpus"], "n_train_tokens": res.n_train_tokens, "n_val_tokens": res.n_val_tokens,
-            "n_params": int(res.model.n_params()), "train_elapsed_s": res.seconds,
-            "val_loss": res.history[-1]["val_loss"], "val_ppl": res.history[-1]["val_ppl"],
-            "top_head": top, "repeated_loss": final.repeated_loss, "icl_score": final.icl["icl_score"],
-            "induction_head_formed": final.formed, "phase_change_step": formed_at[0] if formed_at else None,
-            "n_checkpoints": len(res.checkpoints),
-            **(res.time_estimate.to_dict() if res.time_estimate is not None else {})}

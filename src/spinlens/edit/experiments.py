@@ -436,3 +436,317 @@ def apply_spec(model, spec: dict, *, n_prompts: int, n_context: int, seed=0, nam
            "mean_abs_shift": float((steered - base).abs().mean()), "mse_before": float(((base - yt) ** 2).mean()),
            "mse_after": float(((steered - yt) ** 2).mean())}
     return res, {"target": y, "unsteered": base.numpy(), "steered": steered.numpy()}
+
+
+# ------------------------------------------------------------------------------------------------ one call per command
+
+
+def check_base_options(opts) -> None:
+    """The options every regression edit command shares (``d``, ``n_context``, ``base_steps``, ``seed``, ``out``),
+    checked before any work (nothing is written when this raises)."""
+    from spinlens.errors import check_int
+    from spinlens.io import check_out_dir
+
+    check_int("d", opts.d, low=1, high=64)
+    check_int("n_context", opts.n_context, low=1, high=512)
+    check_int("base_steps", opts.base_steps, low=0, high=10**6)
+    check_int("seed", opts.seed, low=0)
+    check_out_dir("out", opts.out)
+
+
+def check_edit_options(command: str, opts) -> None:
+    """The options of ``command`` that the regression and language-model settings share, checked before any work:
+    ``strengths`` (steer); ``k``, ``n_random`` (>= 1: the uninformed baseline is part of the result), ``steps``,
+    ``lr`` (pinpoint); ``density``, ``steps``, ``lr`` (merge)."""
+    from spinlens.errors import check_float, check_int
+
+    if command == "steer":
+        for s in opts.strengths:
+            check_float("strengths", s)
+    if command == "pinpoint":
+        check_int("k", opts.k, low=1)
+        check_int("n_random", opts.n_random, low=1)
+    if command == "merge":
+        check_float("density", opts.density, low=0, high=1, low_open=True)
+    if command in ("pinpoint", "merge"):
+        check_int("steps", opts.steps, low=1)
+        check_float("lr", opts.lr, low=0, low_open=True)
+
+
+def open_base(opts):
+    """``(model, out)`` of the regression setting: ``opts.source`` (`spinlens.experiment.open_regression`: the
+    ``--checkpoint`` transformer or the base trained here, cached in ``OUT/base``) and the output folder, created
+    once the model has loaded. Sets ``opts.d`` and ``opts.n_context`` to the model's."""
+    from pathlib import Path
+
+    from spinlens.experiment import open_regression
+
+    check_base_options(opts)
+    src = opts.source
+    out = Path(opts.out) if opts.out else None
+    if out and src.path is None:
+        out.mkdir(parents=True, exist_ok=True)
+    model, opts.d, opts.n_context = open_regression(src, d=opts.d, n_context=opts.n_context, out=out,
+                                                    base_steps=opts.base_steps, seed=opts.seed,
+                                                    progress=not opts.no_progress)
+    if out:  # a bad --checkpoint fails before OUT is created
+        out.mkdir(parents=True, exist_ok=True)
+    return model, out
+
+
+def run_edit_command(command: str, opts):
+    """The regression setting of an edit command (and the checks ``quantize`` shares with the ``hf`` setting):
+    a `spinlens.experiment.EditResult`. ``opts``: see `spinlens.experiment.run_edit_command`."""
+    runs = {"steer": _steer_command, "pinpoint": _pinpoint_command, "merge": _merge_command,
+            "quantize": _quantize_command}
+    if command not in runs:
+        raise InvalidParameterError(f"The 'command' parameter must be steer, pinpoint, merge or quantize. Got {command!r}.")
+    return runs[command](opts)
+
+
+def _steer_command(opts):
+    from spinlens.errors import check_int
+    from spinlens.experiment import EditResult
+
+    check_base_options(opts)
+    check_int("n_prompts", opts.n_prompts, low=1, high=10**6)
+    check_int("n_top_heads", opts.n_top_heads, low=1, high=10**4)
+    check_edit_options("steer", opts)
+    spec = checked_spec(opts.spec) if opts.spec else None  # every entry checked before any model is trained
+    model, out = open_base(opts)
+    if spec is not None:
+        res, cols = apply_spec(model, spec, n_prompts=opts.n_prompts, n_context=opts.n_context, seed=opts.seed,
+                               name=opts.spec)
+        if out:
+            from spinlens import io
+
+            io.save_columns(cols, out, "steered")
+            io.write_run_json(out, io.run_record("steer", args=opts, seed=opts.seed, result=res))
+        return EditResult("steer", "regression", res, rows=list(res.items()))
+    from spinlens.plotting.edit import plot_steering
+
+    check_int("n_top_heads", opts.n_top_heads, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
+    ds = steering_experiment(model, n_context=opts.n_context, strengths=opts.strengths, n_top_heads=opts.n_top_heads,
+                             n_prompts=opts.n_prompts, rng=opts.seed)
+    head = headline("steer", ds)
+    best = np.unravel_index(np.argmax(ds["recovery"].values), ds["recovery"].shape)
+    res = {"recovery_icl": ds.attrs["recovery_icl"], "best_function_vector_recovery": float(ds["recovery"].values[best]),
+           "best_layer": str(ds["layer"].values[best[0]]), "best_strength": float(ds["strength"].values[best[1]]),
+           "best_mean_diff_recovery": float(ds["recovery_mean_diff"].values.max()),
+           "best_task_vector_recovery": float(ds["recovery_task_vector"].values.max()), "fv_heads": ds.attrs["fv_heads"]}
+    return EditResult("steer", "regression", {**res, "headline": head}, head, rows=list(res.items()), dataset=ds,
+                      figure=plot_steering(ds)[0], stem="steering", record={"headline": head})
+
+
+def read_importance_file(path):
+    """The (layer, head) DataArray of importance scores in the NetCDF file ``path`` (one-line errors)."""
+    import xarray as xr
+
+    from spinlens.io import check_regular_file
+
+    check_regular_file("importance_file", path)  # a FIFO would block the read
+    try:
+        da = xr.open_dataarray(path)
+    except (OSError, ValueError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InvalidParameterError(f"The 'importance_file' parameter must be a NetCDF file holding one DataArray "
+                                    f"(layer, head): cannot read {path!r}: {msg}") from None
+    if da.ndim != 2:
+        raise InvalidParameterError(f"The 'importance_file' parameter must hold a 2-d DataArray (layer, head). "
+                                    f"Got dims {da.dims}.")
+    return da
+
+
+def _pinpoint_command(opts):
+    from spinlens.errors import check_int
+    from spinlens.experiment import EditResult
+    from spinlens.plotting.edit import plot_pinpoint
+
+    check_base_options(opts)
+    check_edit_options("pinpoint", opts)
+    imp_da = read_importance_file(opts.importance_file) if opts.importance_file else None
+    model, out = open_base(opts)
+    check_int("k", opts.k, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
+    if imp_da is not None:
+        shape = (model.cfg.n_layers, model.cfg.n_heads)
+        if tuple(imp_da.shape) != shape:
+            raise InvalidParameterError(f"The 'importance_file' parameter must hold a (layer, head) = {shape} array "
+                                        f"for this model. Got shape {tuple(imp_da.shape)}.")
+        ds = pinpoint_with_importance(model, imp_da, n_context=opts.n_context, target=opts.target, k=opts.k,
+                                      n_random=opts.n_random, steps=opts.steps, lr=opts.lr, seed=opts.seed,
+                                      name=str(opts.importance_file))
+    else:
+        ds = pinpoint_experiment(model, n_context=opts.n_context, target=opts.target, k=opts.k, n_random=opts.n_random,
+                                 steps=opts.steps, lr=opts.lr, importance=opts.importance, rng=opts.seed,
+                                 progress=not opts.no_progress)
+    head = headline("pinpoint", ds)
+    record = {"headline": head}
+    if out:
+        record["delta"] = save_top_delta(model, ds, out, n_context=opts.n_context, target=opts.target, lr=opts.lr,
+                                         steps=opts.steps, seed=opts.seed)
+    df = ds[["method", "components", "target_mse", "general_mse", "target_gain", "general_change", "n_trainable"]]
+    df = df.drop_vars([v for v in ("imp_layer", "head") if v in df.coords]).to_dataframe()
+    return EditResult("pinpoint", "regression", {**df.reset_index().to_dict(orient="list"), "headline": head}, head,
+                      text=df.to_string(float_format=lambda x: f"{x:.4g}"), dataset=ds, figure=plot_pinpoint(ds)[0],
+                      stem="pinpoint", record=record)
+
+
+def pinpoint_with_importance(model, importance, *, n_context: int, target: str = "corr", k: int = 2,
+                             n_random: int = 3, steps: int = 300, lr: float = 3e-3, seed: int = 0,
+                             name: str = "given"):
+    """`pinpoint_experiment` with given importance scores (a (layer, head) DataArray; ``name``: where they come
+    from, recorded as the ``importance`` attribute) instead of computed ones."""
+    from spinlens.edit.pinpoint import pinpoint_comparison
+
+    d, n = model.cfg.d_in - 1, n_context
+    g = spawn(seed, 4)
+    kw = _task_kwargs(target, d)
+    Ztr, ytr, _ = sample_regression_prompts(8192, d, n, rng=g[0], **kw)
+    Zte, yte, _ = sample_regression_prompts(2048, d, n, rng=g[1], **kw)
+    Zg, yg, _ = sample_regression_prompts(2048, d, n, rng=g[2])
+    ds = pinpoint_comparison(model, (Ztr, ytr, Zte, yte), (Zg, yg), importance=importance, kind="head", k=k,
+                             n_random=n_random, lr=lr, steps=steps, rng=g[3])
+    ds["importance"] = (("imp_layer", "head"), importance.values)
+    ds.attrs.update(target=target, importance=name, k=k)
+    return ds
+
+
+def save_top_delta(model, ds, out, *, n_context: int, target: str, lr: float, steps: int, seed: int = 0) -> dict:
+    """Tune the importance-chosen components of a pinpoint result again and save the weight delta as
+    ``OUT/pinpoint_delta.safetensors`` (`spinlens.edit.pinpoint.save_delta`); returns its run.json entry."""
+    from pathlib import Path
+
+    from spinlens.edit.pinpoint import pinpoint_tune, save_delta
+
+    comps = str(ds["components"].values[list(ds["method"].values).index("importance")]).split(",")
+    d = model.cfg.d_in - 1
+    Z, y, _ = sample_regression_prompts(8192, d, n_context, rng=seed, **_task_kwargs(target, d))
+    res = pinpoint_tune(model, comps, Z, y, lr=lr, steps=steps, rng=seed)
+    n_saved = save_delta(Path(out) / "pinpoint_delta.safetensors", model, res.model, res.masks,
+                         metadata={"components": comps, "target": target})
+    return {"file": "pinpoint_delta.safetensors", "components": comps, "n_entries": n_saved}
+
+
+def _merge_command(opts):
+    from spinlens.errors import check_float
+    from spinlens.experiment import EditResult
+
+    check_edit_options("merge", opts)
+    if opts.scale is not None:
+        check_float("scale", opts.scale)
+    if opts.models:
+        saved = merge_saved_models(opts)
+        return EditResult("merge", "regression", saved, text=f"saved {opts.save}")
+    from spinlens.plotting.edit import plot_merging
+
+    if opts.tasks[0] == opts.tasks[1]:
+        raise InvalidParameterError(f"The 'tasks' parameter must name two different task families. Got {opts.tasks}.")
+    if opts.save:
+        raise InvalidParameterError("The '--save' option needs '--models' (fine-tuned models to merge).")
+    model, out = open_base(opts)
+    ds = merging_experiment(model, n_context=opts.n_context, tasks=tuple(opts.tasks), steps=opts.steps, lr=opts.lr,
+                            density=opts.density, rng=opts.seed, progress=not opts.no_progress)
+    head = headline("merge", ds)
+    table = ds["mse"].to_pandas()
+    return EditResult("merge", "regression", {m: dict(zip(table.columns, table.loc[m].tolist())) for m in table.index},
+                      head, text=table.to_string(float_format=lambda x: f"{x:.4g}"), dataset=ds,
+                      figure=plot_merging(ds)[0], stem="merging", record={"headline": head})
+
+
+def merge_saved_models(opts) -> dict:
+    """``merge --checkpoint BASE --models A B ... --save DIR``: merge saved fine-tunes of one base
+    (`spinlens.edit.merging.merge_models`) and save the merged model folder; returns what was saved."""
+    from spinlens.edit.merging import merge_models
+    from spinlens.experiment import ModelSource, load_spinlens_model
+    from spinlens.io import check_out_dir
+    from spinlens.models.checkpoint import save_model
+
+    src = opts.source
+    if src.path is None or not opts.save:
+        raise InvalidParameterError("Merging saved models needs --checkpoint (the base) and --save (a folder).")
+    check_out_dir("save", opts.save)
+    base, ck = load_spinlens_model(src)
+    models = [load_spinlens_model(ModelSource("regression", str(p), "models"))[0] for p in opts.models]
+    if opts.save.endswith(".safetensors"):
+        import sys
+
+        print(f"spinlens: deprecated: --save {opts.save}: the merged model is written as a model folder", file=sys.stderr)
+    kw = {"density": opts.density, "scale": 1.0 if opts.scale is None else opts.scale} if opts.method == "ties" \
+        else {"scale": opts.scale}
+    merged = merge_models(base, models, opts.method, **kw)
+    save_model(merged, opts.save, metadata={**ck.metadata, "merge": {"method": opts.method, **kw,
+                                                                      "models": list(opts.models)}})
+    return {"saved": opts.save, "method": opts.method, **kw}
+
+
+def check_quantize_options(opts, setting: str = "regression") -> list:
+    """The options of ``quantize`` in every setting, checked before any work; fills ``opts.group_size`` (32; 48
+    for ``--study``) and returns the budgets to run. Outside the ``hf`` setting, the options for Hugging Face
+    models are refused (`spinlens.edit.hf_quantization.check_hf_only_options`)."""
+    from spinlens.errors import check_float, check_int
+    from spinlens.io import check_out_dir
+
+    study = bool(getattr(opts, "study", False))
+    if opts.group_size is None:
+        opts.group_size = 48 if study and setting != "lm" else 32  # the study: off the published 4-bit grid of 32
+    check_int("group_size", opts.group_size, low=1, high=1 << 20)
+    check_int("n_random", opts.n_random, low=0)  # 0: no random baseline (e.g. only --save a quantized model)
+    for b in opts.bits + opts.uniform_bits:
+        check_int("bits", b, low=1, high=16)
+    if len(set(opts.bits)) != len(opts.bits):
+        raise InvalidParameterError(f"The 'bits' parameter must not repeat values. Got {opts.bits}.")
+    budgets = [opts.budget] if opts.budget is not None else opts.budgets
+    for b in budgets:
+        check_float("budget", b, low=min(opts.bits), high=max(opts.bits))
+    if setting == "lm":
+        from spinlens.edit.hf_quantization import check_hf_only_options
+
+        check_hf_only_options(opts, "language model")
+        if opts.granularity not in (None, "head", "module", "layer"):
+            raise InvalidParameterError(f"The 'granularity' parameter must be head, module or layer for a spinlens "
+                                        f"language model. Got {opts.granularity!r}.")
+        return budgets
+    check_int("n_seq", opts.n_seq, low=1, high=4096)
+    check_int("seq_len", opts.seq_len, low=2)
+    check_base_options(opts)
+    check_out_dir("save", opts.save)
+    return budgets
+
+
+def _quantize_command(opts):
+    from spinlens.experiment import EditResult
+    from spinlens.plotting.edit import plot_quantization
+
+    setting = opts.source.setting
+    budgets = check_quantize_options(opts, setting)
+    if getattr(opts, "study", False):
+        from spinlens.llm.quantization import run_study_command
+
+        return run_study_command(opts)
+    if setting == "hf":
+        from spinlens.edit.hf_quantization import run_quantize_command
+
+        opts.model = opts.source.path
+        return run_quantize_command(opts, budgets)
+    from spinlens.edit.hf_quantization import check_hf_only_options
+
+    check_hf_only_options(opts)
+    if opts.granularity == "linear":
+        raise InvalidParameterError("The 'granularity' parameter 'linear' is for Hugging Face models; use head, module or layer.")
+    opts.granularity = opts.granularity or "head"
+    model, out = open_base(opts)
+    ds = quantization_experiment(model, n_context=opts.n_context, budgets=budgets, uniform_bits=opts.uniform_bits,
+                                 bits=sorted(opts.bits), group_size=opts.group_size, n_random=opts.n_random,
+                                 granularity=opts.granularity, rng=opts.seed, progress=not opts.no_progress)
+    head = headline("quantize", ds) if opts.n_random else None  # the verdict needs the random baseline
+    df = ds.drop_vars("bits_json").to_dataframe()
+    if opts.budget is not None:
+        i = int((ds["scheme"].values == "guided_ablation").nonzero()[0][0])
+        summary = {"budget": opts.budget, "average_bits": float(ds["average_bits"].values[i]),
+                   "mse": float(ds["mse"].values[i]), "fp_mse": ds.attrs["fp_mse"],
+                   "bits": json.loads(str(ds["bits_json"].values[i]))}
+    else:
+        summary = {**df.reset_index().to_dict(orient="list"), **({"headline": head} if head else {})}
+    return EditResult("quantize", "regression", summary, head, text=df.to_string(float_format=lambda x: f"{x:.4g}"),
+                      dataset=ds, figure=plot_quantization(ds)[0], stem="quantization",
+                      record={"headline": head} if head else None)

@@ -56,6 +56,9 @@ __all__ = [
     "torchao_crosscheck",
     "hqq_crosscheck",
     "library_quantized",
+    "check_hf_only_options",
+    "calibration_split",
+    "run_quantize_command",
 ]
 
 HF_GRANULARITIES = ("linear", "module", "layer")
@@ -603,3 +606,109 @@ def _compare(orig, ours, theirs, bits, group_size, dims, ours_model, their_model
         res.update(max_logit_diff=float((lo_ - lt_).abs().max()),
                    kl_ours=lm_metrics(ours_model, ids, ref)["kl"], kl_library=lm_metrics(their_model, ids, ref)["kl"])
     return res
+
+
+# ------------------------------------------------------------------------------------------------ the command
+
+
+def check_hf_only_options(opts, model: str = "regression transformer") -> None:
+    """``quantize`` without ``--model``: the options for Hugging Face models are refused (one line); ``model``
+    names what is quantized instead."""
+    hf_only = [flag for flag, given in (("--crosscheck", opts.crosscheck), ("--save", opts.save),
+                                         ("--calib-text", opts.calib_text), ("--calib-tokens", opts.calib_tokens),
+                                         ("--importance", opts.importance != "measured"),
+                                         ("--metric", opts.metric != "kl"), ("--n-seq", opts.n_seq != 8),
+                                         ("--seq-len", opts.seq_len != 32)) if given]
+    if hf_only:
+        raise InvalidParameterError(f"The '{hf_only[0]}' option needs '--model DIR', a Hugging Face model directory; "
+                                    f"without it spinlens quantizes its own {model} and would ignore it.")
+
+
+def calibration_split(model, n_seq: int, seq_len: int, *, calib_text=None, calib_tokens=None, rng=None):
+    """``(calibration, test)`` token ids, ``n_seq`` sequences each (`calibration_tokens` of ``2 * n_seq``): from
+    the text file ``calib_text``, the token-id file ``calib_tokens`` (.npy or whitespace-separated integers), or
+    random tokens."""
+    from pathlib import Path
+
+    n = 2 * n_seq  # first half calibrates, second half evaluates
+    if calib_text:
+        p = Path(calib_text)
+        if not p.is_file():
+            raise InvalidParameterError(f"The 'calib_text' parameter must be an existing text file. Got {str(p)!r}.")
+        ids = calibration_tokens(model, n, seq_len, text=p.read_text())
+    elif calib_tokens:
+        p = Path(calib_tokens)
+        if not p.is_file():
+            raise InvalidParameterError(f"The 'calib_tokens' parameter must be an existing file. Got {str(p)!r}.")
+        try:
+            arr = np.load(p) if p.suffix == ".npy" else np.loadtxt(p, dtype=np.int64).reshape(-1)
+        except ValueError as exc:
+            raise InvalidParameterError(f"Cannot read token ids from {str(p)!r}: {exc}") from None
+        ids = calibration_tokens(model, n, seq_len, tokens=arr)
+    else:
+        ids = calibration_tokens(model, n, seq_len, rng=rng)
+    if ids.shape[0] < 2:
+        raise InvalidParameterError(f"Need at least {2 * seq_len} calibration tokens (2 sequences of --seq-len).")
+    h = ids.shape[0] // 2
+    return ids[:h], ids[h:]
+
+
+def run_quantize_command(opts, budgets):
+    """``spinlens quantize --model DIR``: per-module mixed precision of a local HF causal LM
+    (`hf_quantization_experiment`), or ``--crosscheck`` of our RTN against torchao / HQQ; with ``--save`` the model
+    fake-quantized with the guided allocation at the first budget. Returns a `spinlens.experiment.EditResult`
+    (``opts``: see `spinlens.experiment.run_edit_command`; options checked by
+    `spinlens.edit.experiments.check_quantize_options`)."""
+    import json
+    from pathlib import Path
+
+    from spinlens.experiment import EditResult
+    from spinlens.io import check_out_dir, write_json
+    from spinlens.models.pretrained import resolve_model
+    from spinlens.plotting.edit import plot_quantization
+
+    gran = opts.granularity or "linear"
+    if gran == "head":
+        raise InvalidParameterError("The 'granularity' parameter must be linear, module or layer for a Hugging Face model.")
+    model = load_hf_causal_lm(opts.model, allow_pickle_weights=getattr(opts, "allow_pickle_weights", False))
+    calib, test = calibration_split(model, opts.n_seq, opts.seq_len, calib_text=opts.calib_text,
+                                    calib_tokens=opts.calib_tokens, rng=opts.seed)
+    if opts.crosscheck:
+        res = {}
+        for lib in opts.crosscheck:
+            fn = torchao_crosscheck if lib == "torchao" else hqq_crosscheck
+            kw = {"optimize": True} if lib == "hqq-opt" else {}
+            try:
+                res[lib] = [fn(model, b, group_size=opts.group_size, ids=test, **kw) for b in sorted(opts.bits)]
+            except ImportError as exc:
+                raise InvalidParameterError(f"--crosscheck {lib} needs the optional package: {exc}") from None
+        text = "\n".join(lib + " " + " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items())
+                         for lib, rows in res.items() for r in rows)
+        return EditResult("quantize", "hf", res, text=text)
+    out = Path(opts.out) if opts.out else None
+    if out:
+        check_out_dir("out", out)
+        out.mkdir(parents=True, exist_ok=True)
+    ds = hf_quantization_experiment(model, calib, test, budgets=budgets, uniform_bits=opts.uniform_bits,
+                                    bits=sorted(opts.bits), granularity=gran, importance=opts.importance,
+                                    metric=opts.metric, group_size=opts.group_size, n_random=opts.n_random,
+                                    rng=opts.seed, progress=not opts.no_progress)
+    i = int((ds["scheme"].values == f"guided_{opts.importance}").nonzero()[0][0])  # guided, first budget
+    guided = json.loads(str(ds["bits_json"].values[i]))
+    if opts.save:
+        q = quantize_hf(model, guided, granularity=gran, group_size=opts.group_size)
+        q.save_pretrained(opts.save)
+        write_json(Path(opts.save, "spinlens_quantization.json"),
+                   {"bits": guided, "granularity": gran, "group_size": opts.group_size, "budget": budgets[0],
+                    "average_bits": float(ds["average_bits"].values[i]), "note": "fake-quantized float weights"},
+                   indent=1)
+    df = ds.drop_vars("bits_json").to_dataframe()
+    if opts.budget is not None:
+        summary = {"budget": opts.budget, "average_bits": float(ds["average_bits"].values[i]),
+                   "kl": float(ds["kl"].values[i]), "loss": float(ds["loss"].values[i]),
+                   "fp_loss": ds.attrs["fp_loss"], "bits": guided}
+    else:
+        summary = df.reset_index().to_dict(orient="list")
+    return EditResult("quantize", "hf", summary, text=df.to_string(float_format=lambda x: f"{x:.4g}"), dataset=ds,
+                      figure=plot_quantization(ds)[0], stem="quantization",
+                      record={"model_dir": str(Path(resolve_model(opts.model)).resolve())})

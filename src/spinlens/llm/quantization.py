@@ -35,7 +35,7 @@ import numpy as np
 from spinlens.errors import InvalidParameterError, check_float, check_int
 from spinlens.verdict import mean_sd
 
-__all__ = ["QuantizationStudy", "quantization_study", "line_between"]
+__all__ = ["QuantizationStudy", "quantization_study", "line_between", "run_study_command"]
 
 BITS = (2, 3, 4, 5, 6, 8)
 
@@ -288,3 +288,38 @@ def _summarise(rows) -> dict:
 def _fmt_row(r) -> str:
     keys = [k for k in r if k not in ("method", "seed", "group_size")]
     return f"{r['method']:<14}" + " ".join(f"{k}={r[k]:.4g}" for k in keys if isinstance(r[k], float))
+
+
+def run_study_command(opts):
+    """``spinlens quantize --model NAME --study``: `quantization_study` with the command's options (``opts``: see
+    `spinlens.experiment.run_edit_command`, checked by `spinlens.edit.experiments.check_quantize_options`),
+    ``result.json``, run.json and the figure written under ``opts.out``; a `spinlens.experiment.EditResult`."""
+    from pathlib import Path
+
+    from spinlens.experiment import EditResult
+    from spinlens.io import check_out_dir, run_record, write_study
+    from spinlens.plotting.edit import plot_llm_quantization
+
+    check_out_dir("out", opts.out)
+    check_int("n_prompts", opts.n_prompts, low=1, high=10_000)
+    budget = opts.budget if opts.budget is not None else 3.4
+    out = Path(opts.out) if opts.out else None
+    log = None if opts.json or opts.no_progress else (lambda s: print(s, flush=True))
+    res = quantization_study(opts.model, budget=budget, group_size=opts.group_size, bits=opts.bits,
+                             granularity=opts.granularity or "linear", importance=opts.importance,
+                             n_random=opts.n_random, anchors=tuple(opts.anchors), aligned=tuple(opts.aligned),
+                             include_embedding=opts.include_embedding, n_calib=opts.n_seq, seq_len=opts.seq_len,
+                             n_prompts=opts.n_prompts, seed=opts.seed,
+                             save_dir=None if (out is None or opts.no_save) else out / "models",
+                             progress=not (opts.no_progress or opts.json), log=log)
+    d = res.to_dict()
+    if out is not None:
+        write_study(out, d, run_record("quantize --study", args=opts, seed=opts.seed, summary=res.summary,
+                                       verdict=res.verdict, elapsed_s=res.seconds),
+                    fig=plot_llm_quantization(res)[0], stem="quantization")
+    acc = res.accounting
+    text = (f"{res.verdict}\nquantized {acc['quantized_params']:,} of {acc['total_params']:,} parameters "
+            f"({acc['quantized_share']:.1%}); left out: {sum(acc['left_out'].values()):,} "
+            f"({', '.join(list(acc['left_out'])[:3])}, ...)\ntime: search {res.seconds['search']:.0f} s, "
+            f"evaluation {res.seconds['evaluation']:.0f} s, total {res.seconds['total']:.0f} s")
+    return EditResult("quantize", "hf", d, text=text)

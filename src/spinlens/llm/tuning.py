@@ -39,7 +39,8 @@ from spinlens.errors import InvalidParameterError, check_choice, check_float, ch
 
 __all__ = ["SkillData", "arithmetic_data", "icl_data", "encode_pairs", "answer_accuracy", "answer_loss",
            "locate_components", "random_heads_like", "precise_tuning", "TuningResult", "matched_costs", "matched_verdict",
-           "save_hf_model", "merge_experts", "METHODS"]
+           "save_hf_model", "merge_experts", "METHODS", "COMMAND_DEFAULTS", "tuning_summary", "tuning_headline",
+           "write_tuning_outputs", "run_edit_command"]
 
 METHODS = ("located", "random", "full", "lora")
 #: sizes of the general-ability suite evaluated along training (`spinlens.llm.general.build_suite`)
@@ -813,3 +814,172 @@ def merge_experts(base, experts, tokenizer, *, methods=("task_arithmetic", "ties
         out["methods"][m] = r
         out["models"][m] = merged
     return out
+
+
+# ------------------------------------------------------------------------------------------------ the commands
+
+#: defaults of ``pinpoint --model`` (fine-tuning a 135M model on a shared 2-core CPU: short prompts, few steps)
+COMMAND_DEFAULTS = {"steps": 30, "lr": 1e-4, "k": 6, "k_mlps": 2, "n_seeds": 3, "batch_size": 8, "eval_every": 10,
+                    "seed": 0}
+
+
+def run_edit_command(command: str, opts):
+    """The ``hf`` setting of ``pinpoint`` (`precise_tuning` of a pretrained LM on a skill) and ``merge``
+    (`merge_experts` of tuned folders into ``--model``): a `spinlens.experiment.EditResult`; outputs (curves,
+    figure, tuned or merged models, run.json) written under ``opts.out``. Options left None take
+    `COMMAND_DEFAULTS`; ``opts``: see `spinlens.experiment.run_edit_command`."""
+    if command == "pinpoint":
+        return _pinpoint_command(opts)
+    if command == "merge":
+        return _merge_command(opts)
+    raise InvalidParameterError(f"The '--model' parameter (a Hugging Face model) is not supported by "
+                                f"'{command}'; give a spinlens model folder under --checkpoint.")
+
+
+def _opt(opts, dest):
+    v = getattr(opts, dest, None)
+    return COMMAND_DEFAULTS[dest] if v is None else v
+
+
+def _tokenizer(name):
+    from transformers import AutoTokenizer
+
+    from spinlens.models.pretrained import resolve_model
+
+    return AutoTokenizer.from_pretrained(str(resolve_model(name)), local_files_only=True)
+
+
+def _pinpoint_command(opts):
+    import sys
+
+    from spinlens.experiment import EditResult
+    from spinlens.interp.hf import load_hf
+    from spinlens.io import check_out_dir, run_record
+
+    task = opts.task or "arithmetic"
+    steps, n_seeds, seed, k, k_mlps, batch_size, eval_every = (
+        check_int(d, _opt(opts, d), low=low) for d, low in (("steps", 1), ("n_seeds", 1), ("seed", 0), ("k", 0),
+                                                             ("k_mlps", 0), ("batch_size", 1), ("eval_every", 1)))
+    methods = tuple(opts.methods or METHODS)
+    check_out_dir("out", opts.out)
+    say = (lambda s: None) if opts.no_progress else (lambda s: print(f"spinlens pinpoint: {s}", flush=True,
+                                                                      file=sys.stderr))
+    say(f"loading {opts.model}")
+    model = load_hf(opts.model, allow_pickle_weights=bool(getattr(opts, "allow_pickle_weights", False)))
+    tok = _tokenizer(opts.model)
+    data = arithmetic_data(seed=0) if task == "arithmetic" else icl_data(seed=0)
+    out = Path(opts.out) if opts.out else None
+    record = run_record("pinpoint", args=opts, seed=seed, model=str(opts.model), task=task)
+    res = precise_tuning(
+        model, tok, data, methods=methods, seeds=list(range(seed, seed + n_seeds)), steps=steps, lr=_opt(opts, "lr"),
+        batch_size=batch_size, eval_every=eval_every, k_heads=k, k_mlps=k_mlps, components=opts.components,
+        locate=opts.locate or "study",
+        save_dir=None if (out is None or bool(opts.no_save_models)) else out / "models", record=record, progress=say)
+    summary = tuning_summary(res)
+    if out is not None:
+        write_tuning_outputs(res, out, record, summary)
+    return EditResult("pinpoint", "hf", summary, text=tuning_headline(res))
+
+
+def tuning_summary(res: TuningResult) -> dict:
+    """The summary of a `precise_tuning` result: per method the target metrics (gain keys) and every
+    general-ability metric, mean and sd; what was before, matched costs, verdict, settings, saved models."""
+    gk = res.settings["general_keys"]
+    methods = {}
+    for m, fin in res.final.items():
+        keys = [k for k in fin if k.startswith(("gain_", "accuracy_"))] + list(gk) + [f"d_{k}" for k in gk]
+        methods[m] = {k: {"mean": fin[k][0], "sd": fin[k][1]} for k in keys if k in fin}
+        methods[m]["n_trainable"] = res.n_trainable[m]
+        methods[m]["step_time"] = res.step_time[m]
+    return {"skill": res.skill, "before": res.before, "methods": methods, "matched": res.matched,
+            "verdict": res.verdict, "settings": res.settings, "components": res.components, "saved": res.saved}
+
+
+def _pm(ms, digits=3):
+    m, s = ms
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
+
+
+def tuning_headline(res: TuningResult) -> str:
+    """The lines printed for a `precise_tuning` result: settings, before, each method's gains and general
+    metrics, the costs at matched gain, the verdict."""
+    s = res.settings
+    gains = [k for k in next(iter(res.final.values())) if k.startswith("gain_")]
+    lines = [f"precise tuning: {res.skill}, {s['steps']} steps, lr {s['lr']:g}, batch {s['batch_size']}, "
+             f"seeds {s['seeds']} (mean ± sd); located: {', '.join(s['located'])}",
+             "before: " + ", ".join(f"{k} {v:.3f}" for k, v in res.before.items())]
+    for m, fin in res.final.items():
+        lines.append(f"{m:8s} ({res.n_trainable[m]:,} params, {res.step_time[m]:.2f} s/step): "
+                     + ", ".join(f"{g} {_pm(fin[g])}" for g in gains) + " | "
+                     + ", ".join(f"{k} {_pm(fin[k])}" for k in s["general_keys"]))
+    mt = res.matched
+    if mt["levels"]:
+        lines.append(f"cost at matched {mt['gain_key']} (levels {', '.join(f'{x:.3f}' for x in mt['levels'])}):")
+        for m, per in mt["costs"].items():
+            lines.append(f"  {m:8s} d_heldout_loss " + "  ".join(
+                f"{a:+.4f}±{sd:.4f} (n={n})" for a, sd, n in per["d_heldout_loss"]))
+    lines.append("verdict: " + res.verdict)
+    return "\n".join(lines)
+
+
+def write_tuning_outputs(res: TuningResult, out, record: dict, summary: dict) -> None:
+    """``OUT/pinpoint_curves.csv``, the cost-vs-gain figure and run.json (``record`` with ``summary``)."""
+    from spinlens import io
+    from spinlens.plotting.edit import plot_precise_tuning
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(res.curves[0])
+    io.save_columns({k: [r.get(k) for r in res.curves] for k in keys}, out, "pinpoint_curves")
+    fig, _ = plot_precise_tuning(res.curves, gain_key=res.matched["gain_key"], matched=res.matched)
+    io.save_figure(fig, out, "pinpoint_cost_vs_gain", dpi=150)
+    io.write_run_json(out, {**record, "summary": summary})
+
+
+def _skill_data(folder):
+    """The skill an expert folder was tuned for (its run.json ``skill``), as SkillData; None if unknown."""
+    import json
+
+    try:
+        skill = json.loads((Path(folder) / "run.json").read_text()).get("skill")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return {"arithmetic": arithmetic_data, "icl": icl_data}.get(skill, lambda **k: None)(seed=0)
+
+
+def _merge_command(opts):
+    from spinlens.experiment import EditResult
+    from spinlens.interp.hf import load_hf, load_hf_model
+    from spinlens.io import check_out_dir, run_record, write_run_json
+
+    if not opts.models or len(opts.models) < 2:
+        raise InvalidParameterError("The '--models' parameter must name at least two tuned Hugging Face folders "
+                                    "(the experts to merge into --model).")
+    check_out_dir("out", opts.out)
+    if opts.save:
+        check_out_dir("save", opts.save)
+    base = load_hf(opts.model)
+    experts = [load_hf_model(m) for m in opts.models]  # a folder that is no HF model fails here, in one line
+    tok = _tokenizer(opts.model)
+    methods = [opts.method] if getattr(opts, "method", None) else ["task_arithmetic", "ties", "module"]
+    skills = [_skill_data(m) for m in opts.models]
+    res = merge_experts(base, experts, tok, methods=methods, skills=skills, density=opts.density or 0.3,
+                        scale=opts.scale, expert_names=[str(m) for m in opts.models])
+    out = Path(opts.out) if opts.out else None
+    saved = {}
+    record = run_record("merge", args=opts, seed=getattr(opts, "seed", None), model=str(opts.model))
+    for m, model in res.pop("models").items():
+        target = Path(opts.save) if (opts.save and len(methods) == 1) else (out / "models" / f"merge-{m}" if out else None)
+        if target is not None:
+            saved[m] = save_hf_model(model, tok, target, {**record, "merge_method": m, "experts": list(opts.models),
+                                                           "metrics": res["methods"][m]})
+    res["saved"] = saved
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_run_json(out, {**record, "summary": res})
+    lines = []
+    for m, r in res["methods"].items():
+        kept = ", ".join(f"{k} {v:.2f}" for k, v in r.items() if k.startswith("kept_"))
+        gen = ", ".join(f"{k} {r[k]:.3f}" for k in ("perplexity", "ioi_logit_diff", "recall_accuracy", "icl_accuracy"))
+        lines.append(f"{m:16s} kept: {kept or '-'} | {gen}")
+    return EditResult("merge", "hf", res, text="\n".join(lines))

@@ -662,3 +662,96 @@ def run_edit(name: str, model, tokenizer, val, *, seeds, texts=(), token_class_n
     else:
         raise InvalidParameterError(f"The 'name' parameter must be steer, pinpoint, merge or quantize. Got {name!r}.")
     return ds, {"headline": headline(name, ds), "setting": "lm", **summary}
+
+
+def check_edit_options(name: str, opts) -> None:
+    """The options of the language-model setting of edit command ``name``, checked before any training (nothing
+    is written when this raises); ``quantize`` fills ``opts.group_size``."""
+    from spinlens.edit.experiments import check_edit_options as check_shared
+    from spinlens.edit.experiments import check_quantize_options
+    from spinlens.errors import check_choice
+
+    check_int("seed", opts.seed, low=0)
+    check_int("n-seeds", opts.n_seeds, low=1, high=100)
+    if opts.base_steps is not None:
+        check_int("base-steps", opts.base_steps, low=1, high=10**7)
+    check_shared(name, opts)  # the options both settings share
+    if name == "steer":
+        check_choice("token-class", opts.token_class, ("capitalised", "digit", "newline"))
+    if name == "merge" and opts.domains[0] == opts.domains[1]:
+        raise InvalidParameterError(f"The 'domains' parameter must name two different domains. Got {opts.domains}.")
+    if name == "quantize":
+        check_quantize_options(opts, "lm")
+
+
+def summary_text(name: str, summary: dict) -> str:
+    """The lines printed for the summary of an LM edit experiment (without its headline)."""
+    lines = [f"spinlens {name} (language model {summary['model']}), seeds {summary['seeds']}:"]
+    for k, v in summary.items():
+        if k in ("headline", "setting", "model"):
+            continue
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            lines.append(f"  {k}:")
+            for r in v:
+                key = ", ".join(f"{a}={b}" for a, b in r.items() if a not in ("mean", "sd", "n"))
+                lines.append(f"    {key}: {r['mean']:.4g} ± {r['sd']:.2g} (n={r['n']})")
+        elif k != "seeds":
+            lines.append(f"  {k}: {v}")
+    return "\n".join(lines)
+
+
+def run_edit_command(name: str, opts):
+    """The language-model setting of edit command ``name``: check the options (`check_edit_options`), open the
+    model (`spinlens.experiment.open_lm`: ``--checkpoint`` or the default LM, cached in ``OUT/base``), run
+    `run_edit` over the seeds ``seed, ..., seed + n_seeds - 1``; a `spinlens.experiment.EditResult` (``opts``: see
+    `spinlens.experiment.run_edit_command`)."""
+    from pathlib import Path
+
+    from spinlens.experiment import EditResult, open_lm
+    from spinlens.io import check_out_dir
+    from spinlens.lm.corpus import BUILTIN, load_corpus
+    from spinlens.plotting import lm as S
+
+    check_edit_options(name, opts)
+    seeds = tuple(range(opts.seed, opts.seed + opts.n_seeds))
+    check_out_dir("out", opts.out)
+    domains = [opts.domain] if name == "pinpoint" else opts.domains if name == "merge" else []
+    # 400000 characters of a built-in domain, a file whole; a bad file fails before any training
+    texts = [load_corpus(d, max_chars=400_000 if d in BUILTIN else None) for d in domains]
+    progress = not opts.no_progress and not opts.json
+    src = opts.source
+    if src.path is None:
+        if name == "pinpoint":
+            from spinlens.lm.config import LMConfig
+
+            c = LMConfig()
+            check_int("k", opts.k, low=1, high=c.n_layers * c.n_heads)
+        if opts.out:
+            Path(opts.out).mkdir(parents=True, exist_ok=True)
+    model, tok, val, label, reused = open_lm(src, out=opts.out, base_steps=opts.base_steps, seed=opts.seed,
+                                             progress=progress)
+    if src.path is None and not opts.json:
+        print(f"spinlens {name}: {'reused' if reused else 'trained'} the default language model"
+              + (f" in {label}" if opts.out else " (in memory; --out caches it in OUT/base)"), flush=True)
+    if name == "pinpoint":
+        check_int("k", opts.k, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
+    if name == "steer":
+        kw: dict[str, Any] = dict(token_class_name=opts.token_class, strengths=opts.strengths)
+    elif name == "pinpoint":
+        kw = dict(k=opts.k, n_random=opts.n_random, steps=opts.steps, lr=opts.lr)
+    elif name == "merge":
+        kw = dict(steps=opts.steps, lr=opts.lr, density=opts.density)
+    else:
+        kw = dict(budgets=tuple(opts.budgets) if opts.budget is None else (opts.budget,),
+                  uniform_bits=tuple(opts.uniform_bits), bits=tuple(opts.bits), group_size=opts.group_size,
+                  granularity=opts.granularity or "head", n_random=opts.n_random)
+    ds, summary = run_edit(name, model, tok, val, seeds=seeds, texts=texts, domains=domains, progress=progress, **kw)
+    summary = {"headline": summary.pop("headline"), "setting": "lm", "model": label, **summary}
+    if "converged" in ds.attrs:  # the fine-tunes of pinpoint and merge follow the divergence rule
+        summary["converged"] = bool(ds.attrs["converged"])
+    if opts.out:
+        Path(opts.out).mkdir(parents=True, exist_ok=True)
+    plot_name, stem = EDIT_OUTPUTS[name]
+    return EditResult(name, "lm", summary, summary["headline"], text=summary_text(name, summary), dataset=ds,
+                      figure=getattr(S, plot_name)(ds)[0], stem=stem, record={"summary": summary, "checkpoint": label},
+                      converged=summary.get("converged") is not False, divergence=ds.attrs.get("divergence", ""))
