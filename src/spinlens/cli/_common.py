@@ -277,17 +277,3 @@ def _to_csv(ds, out, name):
         df.insert(0, "variable", var)
         frames.append(df)
     save_dataframe(pd.concat(frames, ignore_index=True), out, name, index=False)
-
-
-def check_hf_only_flags(args, model="regression transformer") -> None:
-    """``quantize`` without ``--model``: the options for Hugging Face models are refused (one line)."""
-    from spinlens.errors import InvalidParameterError
-
-    hf_only = [flag for flag, given in (("--crosscheck", args.crosscheck), ("--save", args.save),
-                                         ("--calib-text", args.calib_text), ("--calib-tokens", args.calib_tokens),
-                                         ("--importance", args.importance != "measured"),
-                                         ("--metric", args.metric != "kl"), ("--n-seq", args.n_seq != 8),
-                                         ("--seq-len", args.seq_len != 32)) if given]
-    if hf_only:
-        raise InvalidParameterError(f"The '{hf_only[0]}' option needs '--model DIR', a Hugging Face model directory; "
-                                    f"without it spinlens quantizes its own {model} and would ignore it.")
