@@ -11,6 +11,7 @@ from ._grid import PARAMETERS as PARAMETERS
 from ._grid import SweepGrid as SweepGrid
 from ._grid import load_config as load_config
 from ._grid import make_grid as make_grid
+from ._grid import parse_int_values as parse_int_values
 from ._grid import parse_values as parse_values
 from ._grid import point_key as point_key
 from ._grid import point_seed_sequence as point_seed_sequence
@@ -36,6 +37,7 @@ __all__ = [
     "PointFunctionError",
     "make_grid",
     "parse_values",
+    "parse_int_values",
     "load_config",
     "point_key",
     "point_seed_sequence",
