@@ -22,6 +22,7 @@ from ._point import compute_point as compute_point
 from ._run import PointFunctionError as PointFunctionError
 from ._run import SweepInterrupted as SweepInterrupted
 from ._run import run_sweep as run_sweep
+from ._run import sweep_run as sweep_run
 from ._store import SweepStore as SweepStore
 from ._store import consolidate as consolidate
 from ._store import open_sweep as open_sweep
@@ -43,6 +44,7 @@ __all__ = [
     "point_seed_sequence",
     "compute_point",
     "run_sweep",
+    "sweep_run",
     "consolidate",
     "open_sweep",
 ]
