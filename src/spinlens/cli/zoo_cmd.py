@@ -177,22 +177,12 @@ def run_bridge(args) -> int:
 
 
 def run_figS8(args) -> int:
-    from pathlib import Path
+    from spinlens.reproduce import reproduce_run
 
-    from spinlens.errors import check_int
-    from spinlens.reproduce import figS8, run_figure
+    from ._common import print_json
 
-    from ._common import check_device, check_out_dir, print_json
-
-    seed = check_int("--seed", args.seed, low=0)
-    check_out_dir("--out", args.out)
-    check_out_dir("--out", Path(args.out) / "figS8", kind="reproduce", force=args.force)
-    check_device("--device", args.device)
-    figS8.DEFAULT_DEVICE = args.device
-    res = run_figure("figS8", args.out, quick=args.quick, seed=seed, echo=None if args.json else print,
-                     force=args.force)
+    res = reproduce_run("figS8", args.out, quick=args.quick, seed=args.seed, echo=None if args.json else print,
+                        force=args.force, announce=False, device=args.device)[0]
     if args.json:
-        print_json({"summary": res.get("summary", {}), "out_dir": res["out_dir"], "elapsed_s": res["elapsed_s"],
-                    "max_deviation": res.get("max_deviation")})
+        print_json({k: res[k] for k in ("summary", "out_dir", "elapsed_s", "max_deviation")})
     return 0
-
