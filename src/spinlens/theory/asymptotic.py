@@ -27,11 +27,15 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.optimize import brentq
 
 from spinlens.errors import InvalidParameterError, SolverDidNotConvergeWarning, check_float
+
+if TYPE_CHECKING:
+    from spinlens.theory.results import TheoryRun
 
 __all__ = [
     "TheoryResult",
@@ -577,7 +581,7 @@ def infinite_diversity_closed_form(alpha, tau, rho=0.0, lam_lu=0.0) -> tuple[flo
 # ----------------------------------------------------------------------------------------------------
 # the modes of `spinlens theory` (one call each, returning a TheoryRun)
 # ----------------------------------------------------------------------------------------------------
-def point_run(alpha, tau, kappa=INF, rho=0.0, lam_lu=0.0, *, spin_glass: dict | None = None):
+def point_run(alpha, tau, kappa=INF, rho=0.0, lam_lu=0.0, *, spin_glass: dict | None = None) -> TheoryRun:
     """One point of the theory as a `spinlens.theory.results.TheoryRun` (mode ``"point"``).
 
     ``summary``: ``spin_glass`` (when given: the spin-glass parameters the point was mapped from), the validated
@@ -596,9 +600,10 @@ def point_run(alpha, tau, kappa=INF, rho=0.0, lam_lu=0.0, *, spin_glass: dict | 
     return TheoryRun("point", out, converged=bool(res.converged), message=res.message)
 
 
-def spin_glass_point(d: int, n_context: int, n_prompts: int, l2_strength: float = 0.0, *, n_tasks: int | None = None,
-                     sigma_eps: float = 0.0):
-    """`point_run` at spin-glass parameters (D, N, P, λ of E(W), K or None for a fresh task per prompt, σ_ε),
+def spin_glass_point(d: int | float, n_context: int | float, n_prompts: int | float, l2_strength: float = 0.0, *,
+                     n_tasks: int | float | None = None, sigma_eps: float = 0.0) -> TheoryRun:
+    """`point_run` at spin-glass parameters (D, N, P, λ of E(W), K or None for a fresh task per prompt, σ_ε; the
+    counts may be integral floats, as parsed from text),
     mapped with `spinlens.conventions.to_lu`; ``summary["spin_glass"]`` holds them under their symbols."""
     from spinlens.conventions import to_lu
     from spinlens.errors import check_int
@@ -614,8 +619,8 @@ def spin_glass_point(d: int, n_context: int, n_prompts: int, l2_strength: float 
                      spin_glass={"D": D, "N": N, "P": P, "lam": l2, "K": K, "sigma_eps": sig})
 
 
-def curve_run(vary: str, start: float, stop: float, num: int, *, log: bool = False, logy: bool | None = None,
-              **fixed):
+def curve_run(vary: str, start: float, stop: float, num: int | float, *, log: bool = False, logy: bool | None = None,
+              **fixed) -> TheoryRun:
     """A learning curve: ``vary`` (one of alpha, tau, kappa, rho, lam_lu) over ``num`` points from ``start`` to
     ``stop`` (log-spaced with ``log``), the other parameters in ``fixed`` (a number, or a list: one line each).
 

@@ -16,11 +16,15 @@ Results are an ``xarray.Dataset`` over ``n_tasks`` (``inf`` for a fresh task per
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spinlens.errors import check_float, check_int
 from spinlens.random import RNGLike, as_generator, spawn
+
+if TYPE_CHECKING:
+    from spinlens.theory.results import TheoryRun
 
 __all__ = ["task_diversity_sweep", "diversity_theory_curve", "diversity_run"]
 
@@ -175,8 +179,8 @@ def diversity_theory_curve(ds, *, n_points: int = 200):
 
 
 
-def diversity_run(d: int, n_context: int, n_prompts: int, l2_strength: float, n_tasks, *, sigma_eps: float = 0.0,
-                  n_test: int = 4000, seed: int = 0, progress: bool = False):
+def diversity_run(d: int | float, n_context: int | float, n_prompts: int | float, l2_strength: float, n_tasks, *,
+                  sigma_eps: float = 0.0, n_test: int | float = 4000, seed: int = 0, progress: bool = False) -> TheoryRun:
     """`task_diversity_sweep` as a `spinlens.theory.results.TheoryRun` (mode ``"diversity"``): ``table`` its rows
     (columns under their symbols), ``dataset`` the sweep, ``summary`` ``{"config": {D, N, P, lam, sigma_eps,
     seed}, "rows": [...]}``, and the figure against `diversity_theory_curve`. ``d <= 60``."""

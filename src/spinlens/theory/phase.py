@@ -24,11 +24,15 @@ The memorisation-to-ICL transition sits near κ = K/D ≈ 1: for K ≪ D the sol
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spinlens.errors import InvalidParameterError, check_float, check_int
 from spinlens.random import RNGLike, as_generator
+
+if TYPE_CHECKING:
+    from spinlens.theory.results import TheoryRun
 
 __all__ = ["task_pool_phase_diagram", "phase_run"]
 
@@ -243,9 +247,9 @@ _PHASE_COLUMNS = ("icl_error", "pool_error", "g_task", "contrast_ratio", "conver
                   "exact_pool_error", "exact_g_task", "theory_icl_error", "theory_idg_error", "theory_g_task")
 
 
-def phase_run(d: int, n_context_values, n_tasks_values, n_prompts: int, l2_strength: float, *, beta: float = 100.0,
-              damping: float = 0.9, max_iter: int = 100, n_repeats: int = 2, sigma_eps: float = 0.0,
-              exact: bool = True, seed: int = 0, progress: bool = False):
+def phase_run(d: int | float, n_context_values, n_tasks_values, n_prompts: int | float, l2_strength: float, *,
+              beta: float = 100.0, damping: float = 0.9, max_iter: int | float = 100, n_repeats: int | float = 2,
+              sigma_eps: float = 0.0, exact: bool = True, seed: int = 0, progress: bool = False) -> TheoryRun:
     """`task_pool_phase_diagram` as a `spinlens.theory.results.TheoryRun` (mode ``"phase"``), ``d <= 40``.
 
     ``table``: one row per (K, N) cell with ``K, N, kappa, alpha`` and the averaged errors; ``dataset``: the

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg
@@ -28,6 +29,9 @@ from spinlens.errors import check_int
 from spinlens.random import RNGLike, as_generator
 from spinlens.theory.asymptotic import validate_inputs
 from spinlens.verdict import mean_sd
+
+if TYPE_CHECKING:
+    from spinlens.theory.results import TheoryRun
 
 __all__ = [
     "SimulationResult",
@@ -282,8 +286,8 @@ def simulate_point(
     )
 
 
-def simulate_run(d: int, alpha: float, tau: float, kappa: float = math.inf, rho: float = 0.0, lam_lu: float = 0.0, *,
-                 n_repeats: int = 1, seed: int = 0):
+def simulate_run(d: int | float, alpha: float, tau: float, kappa: float = math.inf, rho: float = 0.0, lam_lu: float = 0.0, *,
+                 n_repeats: int | float = 1, seed: int = 0) -> TheoryRun:
     """`simulate_point` next to the asymptotic theory at the same point, as a
     `spinlens.theory.results.TheoryRun` (mode ``"simulate"``).
 
