@@ -204,24 +204,12 @@ def solve_run(dist, method: str = "exact", *, prompts=None, n_prompts=None, samp
     out.update(t_est.to_dict())
     out["peak_memory_gib"] = _peak_rss_gib()
     out["elapsed_s"] = time.perf_counter() - t_start
-    if out["converged"] and not _all_finite(r.m, out.get("test_error"), out.get("train_error"), out.get("pool_error")):
+    answer = [r.m] + [out[k] for k in ("test_error", "train_error", "pool_error") if out.get(k) is not None]
+    if out["converged"] and not all(np.isfinite(np.asarray(x, dtype=float)).all() for x in answer):
         out["converged"] = False  # a non-finite answer is never a converged one
         out["message"] = ("non-finite result (test/train error or W is inf/NaN): the prompts or parameters "
                           "overflow float64; rescale the data or choose smaller sizes")
     return out
-
-
-def _all_finite(*values) -> bool:
-    """True when every value (scalars or arrays; None counts as missing) is finite."""
-    for v in values:
-        if v is None:
-            continue
-        try:
-            if not np.all(np.isfinite(np.asarray(v, dtype=float))):
-                return False
-        except (TypeError, ValueError):
-            return False
-    return True
 
 
 def _peak_rss_gib() -> float:
