@@ -311,3 +311,33 @@ def bridge_report(model, dist, *, l2_strength: float, n_prompts: int = 4096, rng
         test_error_gd=test_error(W_gd, test_dist, rng=rng),
         n_test_prompts=n_prompts,
     )
+
+
+def bridge_checkpoint(path, *, n_context: int | None = None, l2_strength: float | None = None, n_prompts: int = 4096,
+                      rng: RNGLike = 0, deprecated: str | None = None) -> BridgeReport:
+    """`bridge_report` of the linear model in the spinlens model folder ``path`` (``spinlens zoo train`` or
+    ``spinlens train``), on its stored prompt distribution with fresh tasks.
+
+    ``n_context``: default the context length stored in the folder; ``l2_strength``: the λ of W*, default the
+    model's weight decay / 2 (0 for adamw, whose decay is decoupled). ``deprecated``: a line printed once the
+    model has loaded (an old spelling of the folder argument).
+    """
+    from spinlens.experiment import ModelSource, load_spinlens_model
+    from spinlens.prompts import PromptDistribution
+
+    model, ck = load_spinlens_model(ModelSource("regression", str(path), "checkpoint", deprecated), transformer=False)
+    meta = ck.metadata
+    dist_info = dict(meta.get("distribution") or {})
+    N = n_context if n_context is not None else dist_info.get("n_context")
+    if N is None:
+        raise InvalidParameterError("The '--N' parameter is required: the checkpoint does not store its context length.")
+    dist_info.update(d=model.config.d, n_context=check_int("--N", N, low=1))
+    dist_info["n_tasks"] = None
+    dist = PromptDistribution(**dist_info)
+    if l2_strength is None:
+        wd = float(meta.get("weight_decay", 0.0) or 0.0)
+        lam = wd / 2 if meta.get("optimizer", "adam") != "adamw" else 0.0
+    else:
+        lam = check_float("--lam", l2_strength, low=0)
+    return bridge_report(model, dist, l2_strength=lam, n_prompts=check_int("--prompts", n_prompts, low=10),
+                         rng=check_int("--seed", rng, low=0))

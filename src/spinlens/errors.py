@@ -96,6 +96,38 @@ def check_choice(name: str, value, choices, *, owner: str = ""):
     return value
 
 
+def parse_floats(name: str, text, *, allow_inf: bool = False) -> list[float]:
+    """Parse a number or a comma-separated list of numbers (``"0.1"``, ``"0,0.1,1"``) given as text.
+
+    Every item must be a finite number (``allow_inf``: ``inf`` too, not ``-inf``); empty items and NaN are
+    refused with a message naming ``name`` and the value.
+    """
+    parts = [t.strip() for t in str(text).split(",")]
+    if not any(parts):
+        raise InvalidParameterError(f"The '{name}' parameter must be a number. Got {text!r} instead.")
+    if not all(parts):
+        raise InvalidParameterError(f"The '{name}' parameter must be a comma-separated list of numbers without empty "
+                                    f"items. Got {text!r} instead.")
+    out = []
+    for t in parts:
+        try:
+            v = float(t)
+        except ValueError:
+            raise InvalidParameterError(f"The '{name}' parameter must be a number. Got {t!r} instead.") from None
+        if v != v or (v in (float("inf"), float("-inf")) and not (allow_inf and v > 0)):
+            raise InvalidParameterError(f"The '{name}' parameter must be a finite number. Got {t!r} instead.")
+        out.append(v)
+    return out
+
+
+def parse_float(name: str, text, *, allow_inf: bool = False) -> float:
+    """Parse exactly one number given as text (`parse_floats` with a single item)."""
+    vals = parse_floats(name, text, allow_inf=allow_inf)
+    if len(vals) != 1:
+        raise InvalidParameterError(f"The '{name}' parameter must be a single number here. Got {text!r} instead.")
+    return vals[0]
+
+
 def _range(low, high) -> str:
     if low is None and high is None:
         return ""

@@ -270,3 +270,112 @@ def spectrum_dataset(d: int, n_context: int, n_prompts_list, *, rng: RNGLike = N
         coords={"n_prompts": ("n_prompts", np.asarray(Ps), {"long_name": "number of prompts P"})},
         attrs={"d": d, "n_context": n_context},
     )
+
+
+def landscape_run(d: int = 10, n_context: int = 50, n_prompts_list=(10, 1000), *, l2_strength: float = 0.01,
+                  n_samples: int = 300, n_grid: int = 60, n_directions: int = 3, spectrum_d=(5, 10, 15),
+                  spectrum: bool = True, out="landscape-out", seed: int = 0, progress: bool = True) -> dict:
+    """What ``spinlens landscape`` does: `landscape_dataset` for each P side by side (``landscape.nc``,
+    ``landscape.png/.pdf``) and, with ``spectrum``, the spectra of SᵀS/P (`spectrum_dataset`), the zero-mode
+    fraction vs P for each D of ``spectrum_d`` (`spinlens.reproduce.figS7.compute`) and the token covariance of
+    one prompt against Marchenko–Pastur (``spectrum.nc``, ``zero_modes.nc``, ``marchenko_pastur.csv``,
+    ``spectrum.png/.pdf``), then run.json, all under ``out``.
+
+    Returns the summary: for each P (key ``"P=<P>"``) ``zero_modes``, ``expected_zero_modes``,
+    ``local_minima_surface``, ``softest_nonzero_eigenvalue``, ``stiffest_eigenvalue``; with ``spectrum`` also
+    ``zero_mode_fraction_max_abs_difference_from_rank_formula``.
+    """
+    import time
+    from pathlib import Path
+    from typing import Any
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from spinlens.io import check_out_dir
+    from spinlens.plotting.landscape import plot_landscape_grid
+    from spinlens.plotting.spectrum import plot_eigen_density, plot_mp_comparison, plot_zero_mode_fraction
+    from spinlens.plotting.style import paper_style
+    from spinlens.random import spawn
+    from spinlens.reproduce import _framework as fw
+
+    check_int("--D", d, low=1, high=60)
+    check_int("--N", n_context, low=1, high=100_000)
+    for P in n_prompts_list:
+        check_int("--P", P, low=1, high=200000)
+    check_float("--lam", l2_strength, low=0.0)
+    check_int("samples", n_samples, low=10, high=20000)
+    check_int("grid", n_grid, low=4, high=1000)
+    check_int("directions", n_directions, low=1, high=(d + 1) ** 2 // 2)
+    for ds_d in spectrum_d:
+        check_int("spectrum_d", ds_d, low=1, high=60)
+    check_int("seed", seed, low=0)
+    check_out_dir("--out", out)
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    g_land, g_spec, g_zero, g_mp = spawn(seed, 4)
+    ds = landscape_dataset(d, n_context, n_prompts_list, l2_strength=l2_strength, n_samples=n_samples,
+                           n_grid=n_grid, n_directions=n_directions, rng=g_land, progress=progress)
+    fw.save_dataset(ds, out, "landscape")
+    Ps = list(ds["n_prompts"].values)
+    with paper_style():
+        fig, _ = plot_landscape_grid(
+            ds, surface_title=lambda P, sub: f"P={P}: t-SNE of {n_samples} random W",
+            suptitle=f"energy landscape: D={d}, N={n_context}, λ={l2_strength}")
+        fw.save_figure(fig, out, "landscape")
+
+    summary: dict[str, Any] = {}
+    for k, P in enumerate(Ps):
+        sub = ds.isel(n_prompts=k)
+        mu = sub["eigenvalues"].values
+        summary[f"P={P}"] = {
+            "zero_modes": int(sub["n_zero_modes"]), "expected_zero_modes": int(sub["expected_zero_modes"]),
+            "local_minima_surface": int(sub["n_local_minima"]),
+            "softest_nonzero_eigenvalue": float(mu[mu > 1e-9 * mu.max()].min()), "stiffest_eigenvalue": float(mu.max()),
+        }
+    if spectrum:
+        from spinlens.reproduce.figS7 import compute as zero_compute
+
+        k = d * (d + 1)
+        spec_P = sorted({max(1, k // 4), k // 2, k, 2 * k, *Ps})
+        spec = spectrum_dataset(d, n_context, spec_P, rng=g_spec)
+        zero = zero_compute(tuple(spectrum_d), n_context=n_context, n_points=10, rng=g_zero)
+        fw.save_dataset(spec, out, "spectrum")
+        fw.save_dataset(zero, out, "zero_modes")
+        # token covariance X Xᵀ/N of one prompt's inputs against Marchenko–Pastur (ratio D/N)
+        from spinlens.prompts import PromptDistribution
+
+        n_tok = max(n_context, 2)
+        X = PromptDistribution(d=d, n_context=n_tok).sample_inputs(max(20, 4000 // d), n_tok, rng=g_mp)
+        ev = np.linalg.eigvalsh(X @ X.transpose(0, 2, 1) / n_tok).ravel()
+        q = d / n_tok
+        mp_x = np.linspace(0, 1.1 * (1 + np.sqrt(q)) ** 2, 400)
+        fw.save_columns({"x": mp_x, "mp_density": marchenko_pastur_density(mp_x, q)}, out, "marchenko_pastur")
+        with paper_style():
+            fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+            plot_eigen_density({f"P={P}": spec["eigenvalues"].sel(n_prompts=P).values for P in spec_P},
+                               title=f"spectrum of SᵀS/P, D={d}", ax=axes[0])
+            plot_zero_mode_fraction(zero["zero_mode_fraction"], x="n_prompts", hue="d",
+                                    floors={x: 1 / (x + 1) for x in spectrum_d},
+                                    thresholds={x: x * (x + 1) for x in spectrum_d},
+                                    title="zero-mode fraction vs P and D", ax=axes[1])
+            plot_mp_comparison(ev, mp_x, marchenko_pastur_density(mp_x, q), label=f"X Xᵀ/N, D/N={q:.3g}",
+                               title="token covariance vs Marchenko–Pastur", ax=axes[2])
+            fig.tight_layout()
+            fw.save_figure(fig, out, "spectrum")
+        summary["zero_mode_fraction_max_abs_difference_from_rank_formula"] = float(
+            np.nanmax(np.abs(zero["zero_mode_fraction"].values - zero["zero_mode_fraction_expected"].values)))
+    record = {
+        "command": "landscape", "description": "energy landscape and spectra of S^T S/P", "mode": "custom",
+        "seed": seed,
+        "parameters": {"D": d, "N": n_context, "P": Ps, "lam": l2_strength, "samples": n_samples, "grid": n_grid,
+                       "directions": n_directions, "spectrum_d": list(spectrum_d)},
+        "summary": summary, "elapsed_s": round(time.perf_counter() - t0, 3),
+        "files": sorted(p.name for p in out.iterdir() if p.is_file() and not p.name.startswith(".")),
+        "versions": fw.package_versions(), "git_sha": fw.git_sha(),
+    }
+    fw.write_run_json(out, record)
+    return summary

@@ -385,3 +385,14 @@ def _render_page(title: str, root: Path, sections: list[dict]) -> str:
         f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_esc(title)}</title><link rel=\"icon\" href=\"data:,\">"
         f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
     )
+
+
+def report_run(root, out=None, *, title: str = "spinlens report") -> tuple[Path, int]:
+    """What ``spinlens report DIR`` does: `build_report`, refusing in one line a folder that holds no spinlens
+    outputs (run.json, figures or CSV files); returns the page and its number of sections."""
+    given, root = root, Path(root)
+    if root.is_dir() and not _run_folders(root, exclude=root / ".no-such-file"):
+        raise InvalidParameterError(f"The 'DIR' parameter must be a folder holding spinlens outputs (run.json, figures "
+                                    f"or CSV files, e.g. from `spinlens reproduce`). {given!r} holds none.")
+    path = build_report(given, out, title=title)
+    return path, len(_run_folders(root, exclude=path))

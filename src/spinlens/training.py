@@ -383,3 +383,64 @@ def train_model(
     config = dict(optimizer=optimizer, lr=lr, weight_decay=weight_decay, epochs=epochs, batch_size=batch_size,
                   device=str(device), seed=seed)
     return TrainResult(model=model, W=W, history=history, seconds=seconds, config=config, time_estimate=est)
+
+
+def distribution_info(dist) -> dict:
+    """The fields of a `spinlens.prompts.PromptDistribution` stored with a trained model (its metadata
+    ``distribution``): ``d, n_context, sigma_x, sigma_w, sigma_eps, corr, n_tasks``."""
+    return {k: getattr(dist, k) for k in ("d", "n_context", "sigma_x", "sigma_w", "sigma_eps", "corr", "n_tasks")}
+
+
+def train_run(dist, train, out, *, kind: str = "merged", n_test: int = 1000, optimizer: str = "adam", lr: float = 0.01,
+              weight_decay: float = 0.0, epochs: int = 300, batch_size: int | None = None, device: str = "cpu",
+              seed: int = 0, progress: bool = False, on_estimate=None, force: bool = False, record_args=None) -> dict:
+    """What ``spinlens train`` does: train a merged or separate linear attention on the prompts ``train`` of
+    ``dist`` (`train_model`, test error on ``n_test`` fresh prompts) and write ``out`` as one transaction
+    (`spinlens.io.folder_transaction`): the spinlens model folder (``model.safetensors`` + ``config.json``, for
+    ``--checkpoint OUT``), ``history.csv`` and run.json (``record_args``: the command's arguments).
+
+    Returns the summary: ``converged`` (False when the loss diverged, `divergence_reason`), ``message`` (why),
+    ``final_train_loss``, ``final_test_loss``, ``test_error_exact`` (isotropic prompts, else None),
+    ``contrast_ratio``, ``elapsed_s``, ``train_elapsed_s`` and the time estimate.
+    """
+    from pathlib import Path
+
+    from spinlens import io
+    from spinlens import observables as ob
+    from spinlens.models.checkpoint import save_model
+    from spinlens.models.linear_attention import MergedLinearAttention, SeparateLinearAttention
+    from spinlens.random import spawn
+
+    kind = check_choice("--model", kind, ("merged", "separate"))
+    n_test = check_int("--test-prompts", n_test, low=1)
+    _, r_test, r_init, r_train = spawn(seed, 4)
+    test = dist.replace(n_tasks=None).sample(n_test, rng=r_test)
+    model = (MergedLinearAttention if kind == "merged" else SeparateLinearAttention)(dist.d, rng=r_init)
+    t0 = time.perf_counter()
+    check_int("--epochs", epochs, low=1, high=10**9)
+    if batch_size is not None:
+        check_int("--batch-size", batch_size, low=1, high=max(1, train.n_prompts))
+    res = train_model(model, train, test, optimizer=optimizer, lr=lr, weight_decay=weight_decay, epochs=epochs,
+                      batch_size=batch_size, device=device, rng=r_train, progress=progress, on_estimate=on_estimate)
+    # the folder is one transaction (spinlens.io.folder_transaction): an error or a kill leaves it as it was
+    with io.folder_transaction(Path(out), kind="train", force=force) as stage:
+        # OUT is a spinlens model folder (the zoo's "sla" / "sla-separate"): --checkpoint OUT works everywhere
+        save_model(res.model.to("cpu"), stage, metadata={
+            "command": "train", "distribution": distribution_info(dist), "seed": seed, "optimizer": optimizer,
+            "weight_decay": weight_decay, "n_prompts": train.n_prompts})
+        io.save_dataframe(res.history.to_dataframe(), stage, "history")
+        diverged = divergence_reason(res.final_train_loss, float(np.mean(np.asarray(train.y, dtype=float) ** 2)))
+        summary = {
+            "converged": diverged is None,
+            "final_train_loss": res.final_train_loss,
+            "final_test_loss": res.final_test_loss,
+            "test_error_exact": ob.test_error(res.W, dist) if dist.isotropic else None,
+            "contrast_ratio": ob.contrast_ratio(res.W),
+            "elapsed_s": time.perf_counter() - t0,
+            "train_elapsed_s": res.seconds,
+            **res.time_estimate.to_dict(),
+        }
+        run_info = {"model": kind, "D": dist.d, "N": dist.n_context, "P": train.n_prompts,
+                    **{k: v for k, v in res.config.items() if k != "seed"}, "summary": summary}
+        io.write_run_json(stage, io.run_record("train", args=record_args, seed=seed, **run_info))
+    return {**summary, "message": diverged or ""}

@@ -330,3 +330,93 @@ def train_online(
         settings=settings,
         time_estimate=est,
     )
+
+
+@dataclasses.dataclass
+class ZooTrainRun:
+    """The result of `zoo_train_run`.
+
+    Attributes
+    ----------
+    summary : dict
+        ``arch, D, N, P`` (None online), ``n_params``, ``converged``, ``baseline_zero_prediction``, the
+        `OnlineTrainResult` summary, the time estimate and ``seed``; after a non-finite loss only ``arch``,
+        ``converged`` (False) and ``message``.
+    converged : bool
+    message : str
+        Why not converged (the divergence rule, or the non-finite loss: then nothing was written).
+    out : Path or None
+        The folder written (None when nothing was).
+    """
+
+    summary: dict
+    converged: bool
+    message: str
+    out: object = None
+
+
+def zoo_train_run(cfg_kwargs: dict, dist, data, out, *, steps: int = 1000, batch_size: int | None = None,
+                  optimizer: str = "adam", lr: float = 1e-2, weight_decay: float = 0.0, schedule: str = "cosine",
+                  n_test: int = 4096, device: str = "cpu", seed: int = 0, progress: bool = False, on_estimate=None,
+                  force: bool = False, record_args=None) -> ZooTrainRun:
+    """What ``spinlens zoo train`` does: build the zoo model of ``ZooConfig(**cfg_kwargs, d=dist.d)``, train it
+    with `train_online` on ``data`` (the distribution: online; `Prompts`: a fixed set; default batch
+    ``min(256, P)``), test on ``n_test`` fresh prompts, and write ``out`` as one transaction: the spinlens model
+    folder, ``history.nc``, ``train_loss.csv``, ``test_loss.csv``, ``loss.png/.pdf`` and run.json
+    (``record_args``: the command's arguments)."""
+    import time
+    from pathlib import Path
+
+    from spinlens import io
+    from spinlens.models.checkpoint import save_model
+    from spinlens.models.zoo import ZooConfig, build_model
+    from spinlens.training import distribution_info, divergence_reason
+    from spinlens.vocabulary import to_symbols
+
+    online = not hasattr(data, "n_prompts")
+    _, r_test, r_init, r_train = spawn(seed, 4)
+    n_test = check_int("--test-prompts", n_test, low=1, high=10**7)
+    check_int("--steps", steps, low=1, high=10**8)
+    # a batch is drawn from the P stored prompts (or fresh ones online); more than P would silently mean P
+    max_batch = 10**6 if online else data.n_prompts
+    batch_size = min(256, max_batch) if batch_size is None else batch_size
+    check_int("--batch-size", batch_size, low=1, high=max_batch)
+    test = dist.replace(n_tasks=None).sample(n_test, rng=r_test)
+    cfg = ZooConfig(**cfg_kwargs, d=dist.d, max_pos=max(512, dist.n_context + 1))
+    model = build_model(cfg, rng=r_init)
+    t0 = time.perf_counter()
+    try:
+        res = train_online(model, data, test, n_steps=steps, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                           weight_decay=weight_decay, schedule=schedule, device=device, rng=seed_from(r_train),
+                           progress=progress, on_estimate=on_estimate)
+    except FloatingPointError as exc:  # the loss became non-finite: nothing worth saving
+        return ZooTrainRun({"arch": cfg.arch, "converged": False, "message": str(exc)}, False,
+                           f"{exc} (nothing written)")
+    zero_loss = float(np.mean(test.y ** 2))
+    diverged = divergence_reason(res.train_loss, zero_loss)
+    # the folder is one transaction (spinlens.io.folder_transaction): an error or a kill leaves it as it was
+    with io.folder_transaction(Path(out), kind="zoo train", force=force) as stage:
+        summary = {"arch": cfg.arch, "D": dist.d, "N": dist.n_context, "P": None if online else data.n_prompts,
+                   "n_params": int(sum(p.numel() for p in model.parameters())), "converged": diverged is None,
+                   "baseline_zero_prediction": zero_loss, **res.to_dict(), **res.time_estimate.to_dict(), "seed": seed}
+        dist_info = distribution_info(dist)
+        # OUT itself is the model folder (--checkpoint OUT in every command)
+        save_model(model.to("cpu"), stage, metadata={**summary, "distribution": dist_info, "seed": seed})
+        hist = res.history
+        io.save_dataset(hist, stage, "history")
+        io.save_columns({"step": hist.step.values, "train_loss": hist.train_loss.values, "lr": hist.lr.values},
+                        stage, "train_loss")
+        io.save_columns({"step": hist.eval_step.values, "test_loss": hist.test_loss.values}, stage, "test_loss")
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from spinlens.plotting.curves import plot_training_history
+
+        fig, _ = plot_training_history(hist, title=f"{cfg.arch}: D={dist.d}, N={dist.n_context}")
+        io.save_figure(fig, stage, "loss")
+        rec_args = dict(vars(record_args) if record_args is not None and not isinstance(record_args, dict)
+                        else record_args or {}, batch_size=batch_size)
+        io.write_run_json(stage, io.run_record("zoo train", args=rec_args, seed=seed, config=cfg.to_dict(),
+                                               distribution=to_symbols(dist_info), summary=summary,
+                                               elapsed_s=time.perf_counter() - t0))
+    return ZooTrainRun(summary, diverged is None, diverged or "", Path(out))

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from spinlens.cli._common import add_command
+from spinlens.reproduce import DEMO_FIGURES
 
 EXAMPLES = """  spinlens demo --out demo-out          # about 20 s on 2 cores
   spinlens demo --out demo-out --seed 3
 """
-
-DEMO_FIGURES = ("fig4b", "fig2")
-
 
 def register(sub) -> None:
     p = add_command(
@@ -26,44 +24,13 @@ def register(sub) -> None:
 
 def _run(args) -> int:
     import os
-    import time
-    from pathlib import Path
 
-    from spinlens.cli._common import check_out_dir
-    from spinlens.errors import check_int
-
-    check_int("--seed", args.seed, low=0)
-    check_out_dir("--out", args.out)
-    for name in DEMO_FIGURES:
-        check_out_dir("--out", Path(args.out) / name, kind="reproduce", force=args.force)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import matplotlib
 
     matplotlib.use("Agg")
-    from spinlens.report import build_report
-    from spinlens.reproduce import run_figure
+    from spinlens.reproduce import demo_run
 
-    t0 = time.perf_counter()
-    out = Path(args.out)
-    print(f"spinlens demo: reproducing {', '.join(DEMO_FIGURES)} (quick mode) into {out}/")
-    results = [run_figure(name, out, quick=True, seed=args.seed, echo=print, force=args.force) for name in DEMO_FIGURES]
-    report = build_report(out, title="spinlens demo")
-    print()
-    print("outputs:")
-    for res in results:
-        figs = [f for f in res["files"] if f.endswith(".png")]
-        data = [f for f in res["files"] if f.endswith((".csv", ".nc"))]
-        print(f"  {res['figure']:<6} figures: {', '.join(str(Path(res['out_dir']) / f) for f in figs)}")
-        print(f"  {'':<6} data:    {', '.join(str(Path(res['out_dir']) / f) for f in data)}")
-        print(f"  {'':<6} run:     {Path(res['out_dir']) / 'run.json'}")
-    for res in results:
-        worst = res.get("max_deviation")
-        if worst:
-            tol = worst.get("tolerance")
-            verdict = ""
-            if tol not in ("", None):
-                verdict = f" (tolerance ±{tol:g}: {'ok' if worst.get('within') else 'NOT met'})"
-            print(f"{res['figure']}: largest |ours - paper| = {abs(worst['deviation']):.4f}{verdict}")
-    print(f"report: {report}")
-    print(f"total {time.perf_counter() - t0:.1f} s")
+    for line in demo_run(args.out, figures=DEMO_FIGURES, seed=args.seed, force=args.force, echo=print):
+        print(line)
     return 0

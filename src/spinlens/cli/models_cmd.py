@@ -47,26 +47,13 @@ def _list(args) -> int:
     import json
 
     from spinlens.io import jsonable
-    from spinlens.models.pretrained import list_models
+    from spinlens.models.pretrained import list_models, models_table
 
     rows = list_models(check_hashes=args.verify)
     if args.json:
         print(json.dumps(jsonable([r.to_dict() for r in rows])))
-        return 0
-    print(f"{'name':<14} {'installed':<10} {'prepared':<9} {'size':>8}  {'parameters':>11}  licence")
-    for r in rows:
-        size = f"{r.size_bytes / 1e6:.0f} MB" if r.size_bytes else "-"
-        inst = r.version if r.installed else "no"
-        print(f"{r.name:<14} {inst:<10} {'yes' if r.prepared else 'no':<9} {size:>8}  {r.n_params:>11,}  {r.licence}")
-    for r in rows:
-        if not r.installed:
-            print(f"  {r.name}: install with `{r.install}`")
-        elif not r.prepared:
-            why = f" ({r.problem})" if r.problem else ""
-            print(f"  {r.name}: not prepared{why}; run `spinlens models prepare {r.name}`")
-    from spinlens.models.pretrained import cache_dir
-
-    print(f"cache: {cache_dir()}")
+    else:
+        print("\n".join(models_table(rows)))
     return 0
 
 

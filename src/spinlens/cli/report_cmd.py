@@ -24,19 +24,11 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from pathlib import Path
-
     from spinlens.cli._common import check_out_file, print_json
-    from spinlens.report import _run_folders, build_report
+    from spinlens.report import report_run
 
     check_out_file("--out", args.out)
-    if Path(args.dir).is_dir() and not _run_folders(Path(args.dir), exclude=Path(args.dir) / ".no-such-file"):
-        from spinlens.errors import InvalidParameterError
-
-        raise InvalidParameterError(f"The 'DIR' parameter must be a folder holding spinlens outputs (run.json, figures "
-                                    f"or CSV files, e.g. from `spinlens reproduce`). {args.dir!r} holds none.")
-    path = build_report(args.dir, args.out, title=args.title)
-    n = len(_run_folders(Path(args.dir), exclude=path))
+    path, n = report_run(args.dir, args.out, title=args.title)
     if args.json:
         print_json({"path": str(path), "sections": n})
     else:

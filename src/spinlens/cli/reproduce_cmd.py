@@ -41,43 +41,13 @@ def _run(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from pathlib import Path
+    from spinlens.cli._common import print_json
+    from spinlens.reproduce import reproduce_run
 
-    from spinlens.cli._common import check_out_dir, print_json
-    from spinlens.errors import InvalidParameterError, check_int
-    from spinlens.reproduce import FIGURES, available, run_figure
-    from spinlens.reproduce._framework import announce
-
-    if args.figure == "all":
-        names = [n for n in FIGURES if n in available()]
-    elif args.figure in FIGURES:
-        names = [args.figure]
-    else:
-        raise InvalidParameterError(
-            f"The 'FIG' argument must be one of {{{', '.join(FIGURES)}, all}}. Got {args.figure!r} instead."
-        )
-    check_int("--seed", args.seed, low=0)
-    check_out_dir("--out", args.out)
-    for name in names:
-        check_out_dir("--out", Path(args.out) / name, kind="reproduce", force=args.force)
-    echo = None if args.json else print
-    summaries = []
-    for k, name in enumerate(names, 1):
-        announce(name, k, len(names), quick=not getattr(args, "full", False), description=FIGURES[name][1])
-        res = run_figure(name, args.out, quick=not getattr(args, "full", False), seed=args.seed, echo=echo,
-                         force=args.force)
-        summaries.append(
-            {
-                "figure": name,
-                "mode": res["mode"],
-                "out_dir": res["out_dir"],
-                "elapsed_s": res["elapsed_s"],
-                "max_deviation": res["max_deviation"],
-                "summary": res.get("summary", {}),
-            }
-        )
+    summaries = reproduce_run(args.figure, args.out, quick=not getattr(args, "full", False), seed=args.seed,
+                              echo=None if args.json else print, force=args.force)
     if args.json:
         print_json(summaries if len(summaries) != 1 else summaries[0])
-    elif len(names) > 1:
-        print(f"done: {len(names)} figures under {args.out}; view them with: spinlens report {args.out}")
+    elif len(summaries) > 1:
+        print(f"done: {len(summaries)} figures under {args.out}; view them with: spinlens report {args.out}")
     return 0

@@ -90,100 +90,18 @@ def register(sub) -> None:
     add_strict(p)
 
 
-def _check_not_foreign(out: str, *, force: bool) -> None:
-    """Refuse, before any work, a folder that holds files but no sweep, unless ``--force`` (they are kept)."""
-    import os
-    from pathlib import Path
-
-    from spinlens.errors import InvalidParameterError
-
-    p = Path(out)
-    if force or not p.is_dir() or (p / "sweep.json").exists() or (p / "points").exists():
-        return
-    others = sorted(e.name for e in os.scandir(p) if e.name != ".lock")
-    if others:
-        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
-        raise InvalidParameterError(
-            f"The '--out' parameter must be a new or empty folder, or a sweep folder. Got {out!r}, which holds "
-            f"files that are not a sweep ({shown}); choose another folder or pass --force (they are then kept)."
-        )
-
-
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from spinlens.errors import InvalidParameterError
-    from spinlens.sweeps import DEFAULT_OBSERVABLES, PARAMETERS, load_config, make_grid, run_sweep
-    from spinlens.sweeps._run import BUILTIN_POINT_FNS
+    from spinlens.sweeps import PARAMETERS, sweep_run
+    from spinlens.sweeps._run import SETTINGS
 
-    from ._common import check_out_dir, map_exit
+    from ._common import map_exit
 
-    check_out_dir("--out", args.out)
-    _check_not_foreign(args.out, force=args.force)
-    if args.config is not None and not args.config.strip():
-        raise InvalidParameterError("The 'config' parameter got an empty file name.")
-    cfg = load_config(args.config) if args.config else {"grid": {}, "settings": {}}
-    grid_spec = dict(cfg["grid"])
-    for name in PARAMETERS:
-        v = getattr(args, f"grid_{name}")
-        if v is not None:
-            grid_spec[name] = v
-    settings = dict(cfg["settings"])
-    allowed = {"observables", "method", "max_iter", "tol", "n_mc", "sampler", "jobs", "scheduler", "scheduler_timeout",
-               "chunk_size", "point_fn"}
-    unknown = sorted(set(settings) - allowed)
-    if unknown:
-        raise InvalidParameterError(
-            f"The 'config' file has unknown keys {unknown}; grid parameters are {', '.join(PARAMETERS)} "
-            f"and settings are {sorted(allowed)}."
-        )
-    for key in allowed:
-        v = getattr(args, key, None)
-        if v is not None:
-            settings[key] = v
-    point_fn = settings.get("point_fn")
-    if point_fn is not None:
-        if not isinstance(point_fn, str):
-            raise InvalidParameterError(f"The 'point_fn' setting must be a string 'module:function'. Got {point_fn!r} instead.")
-        if point_fn not in BUILTIN_POINT_FNS and not args.allow_point_fn:
-            where = "--point-fn" if args.point_fn is not None else f"the 'config' file {args.config!r}"
-            raise InvalidParameterError(
-                f"The 'point_fn' {point_fn!r} from {where} is not one of spinlens' own point functions "
-                f"({', '.join(BUILTIN_POINT_FNS)}); it would be imported and run with your rights: pass "
-                "--allow-point-fn if you trust it."
-            )
-    grid = make_grid(grid_spec)
-    obs = settings.get("observables", list(DEFAULT_OBSERVABLES))
-    if isinstance(obs, str):
-        obs = [o.strip() for o in obs.split(",")]
-    if not isinstance(obs, (list, tuple)) or not obs or not all(isinstance(o, str) and o.strip() for o in obs):
-        raise InvalidParameterError(f"The 'observables' setting must be a non-empty list of names (or a comma-separated "
-                                    f"string) without empty items. Got {settings.get('observables')!r} instead.")
-    if args.jobs is not None and args.jobs < 1:
-        raise InvalidParameterError(f"The 'jobs' parameter must be an integer >= 1. Got {args.jobs} instead.")
-    kwargs = {k: settings[k] for k in ("method", "max_iter", "tol", "n_mc", "sampler", "jobs", "scheduler",
-                                       "scheduler_timeout", "chunk_size", "point_fn") if k in settings}
-    custom_fn = point_fn if point_fn not in BUILTIN_POINT_FNS else None  # user code, not ours
-    from pathlib import Path
-
-    fresh = not Path(args.out).exists()
-    try:
-        ds = run_sweep(grid, obs, args.out, resume=args.resume, force=args.force, repair=args.repair,
-                       progress=not args.no_progress, yes=args.yes, **kwargs)
-    except (InvalidParameterError, KeyboardInterrupt, OSError, MemoryError):
-        raise
-    except Exception as exc:  # noqa: BLE001 - user code: a point function that fails is bad input, not our bug
-        if not custom_fn:
-            raise
-        points = Path(args.out) / "points"
-        if fresh and not (points.is_dir() and any(points.iterdir())):  # nothing finished: leave nothing behind
-            import shutil
-
-            shutil.rmtree(args.out, ignore_errors=True)
-        raise InvalidParameterError(
-            f"The 'point_fn' {custom_fn!r} failed: {type(exc).__name__}: {exc}; a point function takes "
-            "(params: dict, observables: list, **options) and returns a dict of observables."
-        ) from None
+    ds = sweep_run(args.out, config=args.config, grid={name: getattr(args, f"grid_{name}") for name in PARAMETERS},
+                   settings={key: getattr(args, key, None) for key in SETTINGS}, allow_point_fn=args.allow_point_fn,
+                   resume=args.resume, force=args.force, repair=args.repair, progress=not args.no_progress,
+                   yes=args.yes)
     if args.json:
         with open(f"{args.out}/run.json") as f:
             print(json.dumps(json.load(f)))

@@ -188,292 +188,131 @@ def register(subparsers) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------
-def _floats(name: str, text, *, allow_inf: bool = False) -> list[float]:
-    from spinlens.errors import InvalidParameterError
-
-    parts = [t.strip() for t in str(text).split(",")]
-    if not any(parts):
-        raise InvalidParameterError(f"The '{name}' parameter must be a number. Got {text!r} instead.")
-    if not all(parts):
-        raise InvalidParameterError(f"The '{name}' parameter must be a comma-separated list of numbers without empty "
-                                    f"items. Got {text!r} instead.")
-    out = []
-    for t in parts:
-        try:
-            v = float(t)
-        except ValueError:
-            raise InvalidParameterError(f"The '{name}' parameter must be a number. Got {t!r} instead.") from None
-        if v != v or (v in (float("inf"), float("-inf")) and not (allow_inf and v > 0)):
-            raise InvalidParameterError(f"The '{name}' parameter must be a finite number. Got {t!r} instead.")
-        out.append(v)
-    return out
-
-
-def _one(name: str, text, **kw) -> float:
-    from spinlens.errors import InvalidParameterError
-
-    vals = _floats(name, text, **kw)
-    if len(vals) != 1:
-        raise InvalidParameterError(f"The '{name}' parameter must be a single number here. Got {text!r} instead.")
-    return vals[0]
-
-
-def _check_seed(args) -> None:
-    from spinlens.errors import check_int
-
-    check_int("--seed", args.seed, low=0)
-
-
+# each mode: parse the text arguments (spinlens.errors.parse_float(s)) -> one call of spinlens.theory -> report
 def _lu_point_args(args) -> dict:
-    from spinlens.errors import InvalidParameterError
-    from spinlens.theory.asymptotic import validate_inputs
+    from spinlens.errors import InvalidParameterError, parse_float
 
     for name in ("alpha", "tau"):
         if getattr(args, name) is None:
             raise InvalidParameterError(f"The '{name}' parameter is required (--{name}), or use --spin-glass.")
     _check_no_lam(args)
-    vals = {n: _one(n, getattr(args, n), allow_inf=(n == "kappa")) for n in _PARAMS}
-    a, t, k, r, lm = validate_inputs(vals["alpha"], vals["tau"], vals["kappa"], vals["rho"], vals["lam_lu"])
-    return {"alpha": a, "tau": t, "kappa": k, "rho": r, "lam_lu": lm}
+    return {n: parse_float(n, getattr(args, n), allow_inf=(n == "kappa")) for n in _PARAMS}
+
+
+def _report(args, run, wrote: str) -> None:
+    """Print a map's table (or its JSON with --json), and write its files under --out."""
+    if args.json:
+        print_json(run.summary)
+    else:
+        print(run.table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+        if run.mode == "phase":
+            print(run.message)
+    if args.out is not None:
+        run.write(args.out, config=_config(args), seed=args.seed)
+        if not args.json:
+            print(f"wrote {args.out}/{wrote}, run.json")
+
+
+def _config(args) -> dict:
+    return {k: v for k, v in vars(args).items() if k != "func"}
 
 
 def _run_point(args) -> int:
-    from spinlens.errors import InvalidParameterError, check_float, check_int
-    from spinlens.theory.asymptotic import _point, validate_inputs
+    from spinlens.errors import InvalidParameterError, parse_float
+    from spinlens.theory.asymptotic import point_run, spin_glass_point
 
-    out: dict = {}
     if args.spin_glass:
-        from spinlens.conventions import to_lu
-
         missing = [n for n in ("D", "N", "P") if getattr(args, n) is None]
         if missing:
             raise InvalidParameterError(f"The '{missing[0]}' parameter is required with --spin-glass (--{missing[0]}).")
-        D = check_int("D", _one("D", args.D), low=1)
-        N = check_int("N", _one("N", args.N), low=1)
-        P = check_int("P", _one("P", args.P), low=1)
-        K = None if args.K is None or str(args.K).lower() in ("none", "inf") else check_int("K", _one("K", args.K), low=1)
         if args.lam_lu != "0":
             raise InvalidParameterError("With --spin-glass the ridge is --lam (the λ of E(W)); --lam-lu is Lu et al.'s "
                                         f"λ_LU, computed from it. Got --lam-lu {args.lam_lu} instead.")
-        l2 = check_float("lam", _one("lam", "0" if args.lam is None else args.lam), low=0.0)
-        sig = check_float("sigma_eps", _one("sigma_eps", args.sigma_eps), low=0.0)
-        lu = to_lu(D, N, P, l2, n_tasks=K, sigma_eps=sig)
-        a, t, k, r, lm = validate_inputs(lu["alpha"], lu["tau"], lu["kappa"], lu["rho"], lu["lam_lu"])
-        params = {"alpha": a, "tau": t, "kappa": k, "rho": r, "lam_lu": lm}
-        out["spin_glass"] = {"D": D, "N": N, "P": P, "lam": l2, "K": K, "sigma_eps": sig}
+        K = None if args.K is None or str(args.K).lower() in ("none", "inf") else parse_float("K", args.K)
+        run = spin_glass_point(parse_float("D", args.D), parse_float("N", args.N), parse_float("P", args.P),
+                               parse_float("lam", "0" if args.lam is None else args.lam), n_tasks=K,
+                               sigma_eps=parse_float("sigma_eps", args.sigma_eps))
     else:
-        params = _lu_point_args(args)
-    res = _point(**params)
-    out.update(params)
-    out.update(
-        icl_error=res.icl_error, idg_error=res.idg_error, g_task=res.g_task, epsilon=res.epsilon,
-        converged=res.converged, divergent=res.divergent, message=res.message,
-    )
+        run = point_run(**_lu_point_args(args))
+    out = run.summary
     if args.json:
         print_json(out)
     else:
-        rows = []
-        if "spin_glass" in out:
-            rows += [(f"spin glass {k}", v if v is not None else "fresh task per prompt") for k, v in out["spin_glass"].items()]
-        rows += [(k, v) for k, v in out.items() if k != "spin_glass"]
-        print_table(rows)
-    return convergence_exit("spinlens theory", bool(res.converged), res.message)
+        rows = [(f"spin glass {k}", v if v is not None else "fresh task per prompt")
+                for k, v in out.get("spin_glass", {}).items()]
+        print_table(rows + [(k, v) for k, v in out.items() if k != "spin_glass"])
+    return convergence_exit("spinlens theory", run.converged, run.message)
 
 
 def _run_curve(args) -> int:
-    _check_seed(args)
-    import numpy as np
+    from spinlens.errors import InvalidParameterError, check_int, parse_float, parse_floats
+    from spinlens.theory.asymptotic import curve_run
 
-    from spinlens.errors import InvalidParameterError, check_int
-    from spinlens.theory.asymptotic import learning_curve
-
+    check_int("--seed", args.seed, low=0)
     check_out_dir("--out", args.out)
     _check_no_lam(args)
-    num = check_int("num", _one("num", args.num), low=2, high=100_000)
-    start = _one("from", args.start, allow_inf=False)
-    stop = _one("to", args.stop, allow_inf=False)
-    if args.log:
-        if start <= 0 or stop <= 0:
-            raise InvalidParameterError(f"With --log the '--from'/'--to' values must be > 0. Got {start!r}, {stop!r}.")
-        grid = np.geomspace(start, stop, num)
-    else:
-        grid = np.linspace(start, stop, num)
-    vals: dict = {}
-    for n in _PARAMS:
-        if n == args.vary:
-            vals[n] = grid
-            continue
-        text = getattr(args, n)
-        if text is None:
+    num = parse_float("num", args.num)
+    start, stop = parse_float("from", args.start), parse_float("to", args.stop)
+    fixed = {}
+    for n in (n for n in _PARAMS if n != args.vary):
+        if getattr(args, n) is None:
             raise InvalidParameterError(f"The '{n}' parameter is required (--{n.replace('_', '-')}).")
-        v = _floats(n, text, allow_inf=(n == "kappa"))
-        vals[n] = v[0] if len(v) == 1 else np.array(v)
-    ds = learning_curve(**vals)
-    df = ds.to_dataframe().reset_index()
-    cols = [c for c in _PARAMS if c in df.columns] + ["icl_error", "idg_error", "g_task", "epsilon", "converged", "divergent"]
-    df = df[cols]
+        fixed[n] = parse_floats(n, getattr(args, n), allow_inf=(n == "kappa"))
+    run = curve_run(args.vary, start, stop, num, log=args.log, logy=args.logy, **fixed)
     if args.out is None:
-        print(df.to_string(index=False, float_format=lambda x: f"{x:.6g}"))
+        print(run.table.to_string(index=False, float_format=lambda x: f"{x:.6g}"))
     else:
-        from spinlens.plotting.theory import plot_learning_curve
-
-        _write_outputs(args, "curve", df, lambda: plot_learning_curve(ds, args.vary, logx=args.log, logy=args.logy or None))
-        print(f"wrote {args.out}/curve.csv, curve.png, curve.pdf, run.json ({len(df)} rows)")
-    n_bad = int((~ds.converged.values.astype(bool)).sum())
-    return map_exit("spinlens theory curve", n_bad, ds.converged.size, strict=args.strict,
-                    mask="the 'converged' column")
+        run.write(args.out, config=_config(args), seed=args.seed)
+        print(f"wrote {args.out}/curve.csv, curve.png, curve.pdf, run.json ({len(run.table)} rows)")
+    return map_exit("spinlens theory curve", run.n_bad, run.n_total, strict=args.strict, mask="the 'converged' column")
 
 
 def _run_simulate(args) -> int:
-    _check_seed(args)
-    from spinlens.errors import check_int
-    from spinlens.theory.asymptotic import _point
-    from spinlens.theory.simulate import simulate_point
+    from spinlens.errors import InvalidParameterError, check_int, parse_float
+    from spinlens.theory.simulate import simulate_run
 
+    check_int("--seed", args.seed, low=0)
     params = _lu_point_args(args)
     if args.d is None:
-        from spinlens.errors import InvalidParameterError
-
         raise InvalidParameterError("The 'D' parameter is required (--D).")
-    d = check_int("--D", _one("--D", args.d), low=2, high=200)
-    reps = check_int("repeats", _one("repeats", args.repeats), low=1, high=1000)
-    sim = simulate_point(d, **params, n_repeats=reps, rng=args.seed)
-    th = _point(**params)
-    out = dict(params)
-    out.update(
-        d=d, seed=args.seed, n_repeats=reps, n_context=sim.n_context, n_prompts=sim.n_prompts, n_tasks=sim.n_tasks,
-        sim_icl_error=sim.icl_error, sim_idg_error=sim.idg_error, sim_icl_sd=sim.icl_sd, sim_idg_sd=sim.idg_sd,
-        icl_error=th.icl_error, idg_error=th.idg_error, converged=th.converged,
-    )
-    from spinlens.vocabulary import to_symbols
-
-    out = to_symbols(out)  # D, N, P, K: the keys of docs/vocabulary.md
+    run = simulate_run(parse_float("--D", args.d), **params, n_repeats=parse_float("repeats", args.repeats),
+                       seed=args.seed)
     if args.json:
-        print_json(out)
+        print_json(run.summary)
     else:
-        print_table(list(out.items()))
-    return convergence_exit("spinlens theory simulate", bool(th.converged), th.message, what="theory")
+        print_table(list(run.summary.items()))
+    return convergence_exit("spinlens theory simulate", run.converged, run.message, what="theory")
 
 
 def _run_diversity(args) -> int:
-    _check_seed(args)
-    from spinlens.errors import check_float, check_int
-    from spinlens.theory.comparison import task_diversity_sweep
+    from spinlens.errors import check_int, parse_float, parse_floats
+    from spinlens.theory.comparison import diversity_run
 
+    check_int("--seed", args.seed, low=0)
     check_out_dir("--out", args.out)
-    D = check_int("D", _one("D", args.D), low=1, high=60)
-    N = check_int("N", _one("N", args.N), low=1)
-    P = check_int("P", _one("P", args.P), low=1)
-    l2 = check_float("lam", _one("lam", args.lam), low=0.0)
-    sig = check_float("sigma_eps", _one("sigma_eps", args.sigma_eps), low=0.0)
-    ks = [check_int("K", k, low=1) for k in _floats("K", args.K)]
-    n_test = check_int("n_test", _one("n_test", args.n_test), low=10)
-    ds = task_diversity_sweep(D, N, P, l2, ks, sigma_eps=sig, n_test=n_test, rng=args.seed, progress=True)
-    df = _symbol_columns(ds.to_dataframe().reset_index())
-    if args.json:
-        print_json({"config": {"D": D, "N": N, "P": P, "lam": l2, "sigma_eps": sig, "seed": args.seed},
-                    "rows": df.to_dict(orient="records")})
-    else:
-        print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-    if args.out is not None:
-        from spinlens.plotting.theory import plot_task_diversity
-        from spinlens.theory.comparison import diversity_theory_curve
-
-        curve = diversity_theory_curve(ds)
-        _write_outputs(args, "diversity", df, lambda: plot_task_diversity(ds, theory=curve), ds=ds)
-        if not args.json:
-            print(f"wrote {args.out}/diversity.csv, diversity.nc, diversity.png, diversity.pdf, run.json")
+    run = diversity_run(parse_float("D", args.D), parse_float("N", args.N), parse_float("P", args.P),
+                        parse_float("lam", args.lam), parse_floats("K", args.K),
+                        sigma_eps=parse_float("sigma_eps", args.sigma_eps), n_test=parse_float("n_test", args.n_test),
+                        seed=args.seed, progress=True)
+    _report(args, run, "diversity.csv, diversity.nc, diversity.png, diversity.pdf")
     return 0
 
 
-def _grid_ints(name: str, text, flag: str) -> list[int]:
-    from spinlens.errors import InvalidParameterError
-    from spinlens.sweeps import parse_values
-
-    vals = parse_values(flag, text)
-    if any(v is None for v in vals):
-        raise InvalidParameterError(f"The '{name}' parameter must list finite integers >= 1 here (no 'inf'). Got {text!r}.")
-    return [int(v) for v in vals]
-
-
 def _run_phase(args) -> int:
-    _check_seed(args)
-    import time
+    from spinlens.errors import check_int, parse_float
+    from spinlens.sweeps import parse_int_values
+    from spinlens.theory.phase import phase_run
 
-    from spinlens.errors import check_float, check_int
-    from spinlens.theory.phase import task_pool_phase_diagram
-
+    check_int("--seed", args.seed, low=0)
     check_out_dir("--out", args.out)
-    D = check_int("D", _one("D", args.D), low=1, high=40)
-    ns = _grid_ints("N", args.N, "N")
-    ks = _grid_ints("K", args.K, "K")
-    P = check_int("P", _one("P", args.P), low=1)
-    l2 = check_float("lam", _one("lam", args.lam), low=0.0)
-    sig = check_float("sigma_eps", _one("sigma_eps", args.sigma_eps), low=0.0)
-    beta = check_float("beta", _one("beta", args.beta), low=0.0, low_open=True)
-    damping = check_float("damping", _one("damping", args.damping), low=0.0, high=1.0, high_open=True)
-    max_iter = check_int("max_iter", _one("max_iter", args.max_iter), low=1)
-    reps = check_int("repeats", _one("repeats", args.repeats), low=1, high=1000)
-    t0 = time.perf_counter()
-    ds = task_pool_phase_diagram(D, ns, ks, P, l2, beta=beta, damping=damping, max_iter=max_iter, n_repeats=reps,
-                                 sigma_eps=sig, exact=not args.no_exact, rng=args.seed, progress=True)
-    seconds = time.perf_counter() - t0
-    cols = [v for v in ("icl_error", "pool_error", "g_task", "contrast_ratio", "converged_fraction",
-                        "exact_icl_error", "exact_pool_error", "exact_g_task", "theory_icl_error",
-                        "theory_idg_error", "theory_g_task") if v in ds]
-    df = ds[cols].to_dataframe().reset_index()
-    df = _symbol_columns(df[["n_tasks", "n_context", "kappa", "alpha"] + cols])
-    n_conv = int((ds.converged_fraction.values > 0).sum())
-    summary = (f"{ds.converged_fraction.size} cells, {n_conv} with a converged cavity run, "
-               f"{float(ds.converged.values.mean()):.0%} of runs converged, {seconds:.1f} s")
-    if args.json:
-        print_json({"config": {"D": D, "N": ns, "K": ks, "P": P, "lam": l2, "sigma_eps": sig, "beta": beta,
-                               "damping": damping, "max_iter": max_iter, "repeats": reps, "seed": args.seed},
-                    "rows": df.to_dict(orient="records")})
-    else:
-        print(df.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-        print(summary)
-    if args.out is not None:
-        from spinlens.plotting.theory import plot_phase_diagram
-
-        _write_outputs(args, "phase", df, lambda: plot_phase_diagram(ds), ds=ds,
-                       extra={"grid": {"D": D, "N": ns, "K": ks}, "elapsed_s": seconds, "summary": summary})
-        if not args.json:
-            print(f"wrote {args.out}/phase.nc, phase.csv, phase.png, phase.pdf, run.json")
-    n_bad = int((~ds.converged.values.astype(bool)).sum())
-    return map_exit("spinlens theory phase", n_bad, ds.converged.size, strict=args.strict, unit="cavity runs",
+    run = phase_run(parse_float("D", args.D), parse_int_values("N", args.N), parse_int_values("K", args.K),
+                    parse_float("P", args.P), parse_float("lam", args.lam), beta=parse_float("beta", args.beta),
+                    damping=parse_float("damping", args.damping), max_iter=parse_float("max_iter", args.max_iter),
+                    n_repeats=parse_float("repeats", args.repeats), sigma_eps=parse_float("sigma_eps", args.sigma_eps),
+                    exact=not args.no_exact, seed=args.seed, progress=True)
+    _report(args, run, "phase.nc, phase.csv, phase.png, phase.pdf")
+    return map_exit("spinlens theory phase", run.n_bad, run.n_total, strict=args.strict, unit="cavity runs",
                     mask="'converged' and 'converged_fraction' of phase.nc; blank cells of the figure")
 
 
-def _write_outputs(args, stem: str, df, make_figure, *, ds=None, extra: dict | None = None) -> list[str]:
-    """Write ``stem``.csv (and .nc when ``ds`` is given), the figure as PNG and PDF, and run.json under --out."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-
-    from spinlens import io
-
-    files = [f"{stem}.csv"]
-    io.save_dataframe(df, args.out, stem, index=False)
-    if ds is not None:
-        io.save_dataset(ds, args.out, stem)
-        files.append(f"{stem}.nc")
-    fig, _ = make_figure()
-    io.save_figure(fig, args.out, stem, dpi=150)
-    files += [f"{stem}.png", f"{stem}.pdf"]
-    from spinlens.vocabulary import to_symbols
-
-    cfg = to_symbols({k: v for k, v in vars(args).items() if k != "func"})  # run.json keys: docs/vocabulary.md
-    io.write_run_json(args.out, io.run_record(f"theory {stem}", seed=args.seed, config=cfg, **(extra or {}),
-                                              files=files))
-    return files
-
-
 __all__ = ["register"]
-
-
-def _symbol_columns(df):
-    """Table columns named by a quantity's Python name carry its symbol (n_context -> N), as in JSON and datasets."""
-    from spinlens.vocabulary import to_symbols
-
-    return df.rename(columns={c: next(iter(to_symbols({c: None}))) for c in df.columns})

@@ -32,71 +32,25 @@ def register(sub):
 
 
 def run(args) -> int:
-    import time
-    from pathlib import Path
-
-    from spinlens import io
-    from spinlens import observables as ob
-    from spinlens.errors import check_choice, check_int
-
-    check_int("--seed", args.seed, low=0)
-    from spinlens.models.checkpoint import save_model
-    from spinlens.models.linear_attention import MergedLinearAttention, SeparateLinearAttention
+    from spinlens.errors import check_int
     from spinlens.random import spawn
-    from spinlens.training import train_model
+    from spinlens.training import train_run
 
     from ._common import check_device, check_out_dir, convergence_exit, estimate_hook
     from ._prompt_args import prompts_from_args
 
-    kind = check_choice("--model", args.model, ("merged", "separate"))
-    n_test = check_int("--test-prompts", args.test_prompts, low=1)
+    check_int("--seed", args.seed, low=0)
     check_out_dir("--out", args.out, kind="train", force=args.force)
     check_device("--device", args.device)
-    r_prompts, r_test, r_init, r_train = spawn(args.seed, 4)
-    dist, train = prompts_from_args(args, r_prompts)
-    test = dist.replace(n_tasks=None).sample(n_test, rng=r_test)
-    Model = MergedLinearAttention if kind == "merged" else SeparateLinearAttention
-    model = Model(dist.d, rng=r_init)
-    t0 = time.perf_counter()
-    check_int("--epochs", args.epochs, low=1, high=10**9)
-    if args.batch_size is not None:
-        check_int("--batch-size", args.batch_size, low=1, high=max(1, train.n_prompts))
-    res = train_model(
-        model, train, test, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-        epochs=args.epochs, batch_size=args.batch_size, device=args.device, rng=r_train, progress=not args.no_progress,
+    dist, train = prompts_from_args(args, spawn(args.seed, 4)[0])
+    summary = train_run(
+        dist, train, args.out, kind=args.model, n_test=args.test_prompts, optimizer=args.optimizer, lr=args.lr,
+        weight_decay=args.weight_decay, epochs=args.epochs, batch_size=args.batch_size, device=args.device,
+        seed=args.seed, progress=not args.no_progress, force=args.force, record_args=args,
         on_estimate=estimate_hook("spinlens train", args, what=f"spinlens train of {args.epochs} epochs at D={dist.d}, "
                                   f"N={dist.n_context}, P={train.n_prompts}",
-                                  shrink="fewer --epochs, fewer prompts --P, or a larger --batch-size"),
-    )
-    out = Path(args.out)
-    # the folder is one transaction (spinlens.io.folder_transaction): an error or a kill leaves it as it was
-    with io.folder_transaction(out, kind="train", force=args.force) as stage:
-        dist_info = {k: getattr(dist, k) for k in ("d", "n_context", "sigma_x", "sigma_w", "sigma_eps", "corr",
-                                                   "n_tasks")}
-        # OUT is a spinlens model folder (the zoo's "sla" / "sla-separate"): --checkpoint OUT works everywhere
-        save_model(res.model.to("cpu"), stage, metadata={
-            "command": "train", "distribution": dist_info, "seed": args.seed, "optimizer": args.optimizer,
-            "weight_decay": args.weight_decay, "n_prompts": train.n_prompts})
-        io.save_dataframe(res.history.to_dataframe(), stage, "history")
-        import numpy as np
-
-        from spinlens.training import divergence_reason
-
-        diverged = divergence_reason(res.final_train_loss, float(np.mean(np.asarray(train.y, dtype=float) ** 2)))
-        summary = {
-            "converged": diverged is None,
-            "final_train_loss": res.final_train_loss,
-            "final_test_loss": res.final_test_loss,
-            "test_error_exact": ob.test_error(res.W, dist) if dist.isotropic else None,
-            "contrast_ratio": ob.contrast_ratio(res.W),
-            "elapsed_s": time.perf_counter() - t0,
-            "train_elapsed_s": res.seconds,
-            **res.time_estimate.to_dict(),
-        }
-        run_info = {"model": kind, "D": dist.d, "N": dist.n_context, "P": train.n_prompts,
-                    **{k: v for k, v in res.config.items() if k != "seed"}, "summary": summary}
-        io.write_run_json(stage, io.run_record("train", args=args, seed=args.seed, **run_info))
-    for k, v in ((k, v) for k, v in summary.items() if not isinstance(v, dict)):
+                                  shrink="fewer --epochs, fewer prompts --P, or a larger --batch-size"))
+    for k, v in ((k, v) for k, v in summary.items() if k != "message" and not isinstance(v, dict)):
         print(f"{k:<18} {v:.6g}" if isinstance(v, float) else f"{k:<18} {v}")
-    print(f"wrote {out}/model.safetensors, config.json, history.csv, run.json")
-    return convergence_exit("spinlens train", diverged is None, diverged or "", what="training")
+    print(f"wrote {args.out}/model.safetensors, config.json, history.csv, run.json")
+    return convergence_exit("spinlens train", summary["converged"], summary["message"], what="training")

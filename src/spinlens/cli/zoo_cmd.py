@@ -123,111 +123,39 @@ def run_list(args) -> int:
 
 
 def run_train(args) -> int:
-    import time
-    from pathlib import Path
-
-    import numpy as np
-
-    from spinlens import io
-    from spinlens.errors import check_int
-    from spinlens.models.checkpoint import save_model
-    from spinlens.models.zoo import ZooConfig, build_model
-    from spinlens.plotting.curves import plot_training_history
-    from spinlens.random import seed_from, spawn
-    from spinlens.training_online import train_online
+    from spinlens.errors import InvalidParameterError, check_int
+    from spinlens.random import spawn
+    from spinlens.training_online import zoo_train_run
 
     from ._common import check_device, check_out_dir, convergence_exit, estimate_hook, print_json, print_table
     from ._prompt_args import distribution_from_args, prompts_from_args
 
     check_out_dir("--out", args.out, kind="zoo train", force=args.force)
     check_device("--device", args.device)
-
     seed = check_int("--seed", args.seed, low=0)
-    r_prompts, r_test, r_init, r_train = spawn(seed, 4)
-    if args.online:
-        if args.data:
-            from spinlens.errors import InvalidParameterError
-
-            raise InvalidParameterError("--online and --data exclude each other (online training draws fresh prompts).")
-        dist = distribution_from_args(args)
-        data = dist
-    else:
-        dist, data = prompts_from_args(args, r_prompts)
-    n_test = check_int("--test-prompts", args.test_prompts, low=1, high=10**7)
-    check_int("--steps", args.steps, low=1, high=10**8)
-    # a batch is drawn from the P stored prompts (or fresh ones online); more than P would silently mean P
-    max_batch = 10**6 if args.online else data.n_prompts
-    if args.batch_size is None:
-        args.batch_size = min(256, max_batch)
-    check_int("--batch-size", args.batch_size, low=1, high=max_batch)
-    test = dist.replace(n_tasks=None).sample(n_test, rng=r_test)
-    cfg = ZooConfig(arch=args.arch, d=dist.d, n_heads=args.n_heads, d_head=args.d_head, n_layers=args.n_layers,
-                    d_model=args.d_model, d_mlp=args.d_mlp, causal=bool(args.causal), dtype=args.dtype,
-                    max_pos=max(512, dist.n_context + 1))
-    model = build_model(cfg, rng=r_init)
-    t0 = time.perf_counter()
-    try:
-        res = train_online(model, data, test, n_steps=args.steps, batch_size=args.batch_size, optimizer=args.optimizer,
-                           lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule, device=args.device,
-                           rng=seed_from(r_train), progress=not args.no_progress and not args.json,
-                           on_estimate=estimate_hook("spinlens zoo train", args,
-                                                     what=f"spinlens zoo train --arch {cfg.arch} of {args.steps} steps",
-                                                     shrink="fewer --steps, a smaller --batch-size or a smaller model"))
-    except FloatingPointError as exc:  # the loss became non-finite: nothing worth saving
-        if args.json:
-            print_json({"arch": cfg.arch, "converged": False, "message": str(exc)})
-        return convergence_exit("spinlens zoo train", False, f"{exc} (nothing written)", what="training")
-    from spinlens.training import divergence_reason
-
-    zero_loss = float(np.mean(test.y ** 2))
-    diverged = divergence_reason(res.train_loss, zero_loss)
-    out = Path(args.out)
-    # the folder is one transaction (spinlens.io.folder_transaction): an error or a kill leaves it as it was
-    with io.folder_transaction(out, kind="zoo train", force=args.force) as stage:
-        summary = {
-            "arch": cfg.arch,
-            "D": dist.d,
-            "N": dist.n_context,
-            "P": None if args.online else data.n_prompts,
-            "n_params": int(sum(p.numel() for p in model.parameters())),
-            "converged": diverged is None,
-            "baseline_zero_prediction": zero_loss,
-            **res.to_dict(),
-            **res.time_estimate.to_dict(),
-            "seed": seed,
-        }
-        dist_info = {k: getattr(dist, k) for k in ("d", "n_context", "sigma_x", "sigma_w", "sigma_eps", "corr",
-                                                   "n_tasks")}
-        # OUT itself is the model folder (--checkpoint OUT in every command)
-        save_model(model.to("cpu"), stage, metadata={**summary, "distribution": dist_info, "seed": seed})
-        hist = res.history
-        io.save_dataset(hist, stage, "history")
-        io.save_columns({"step": hist.step.values, "train_loss": hist.train_loss.values, "lr": hist.lr.values},
-                        stage, "train_loss")
-        io.save_columns({"step": hist.eval_step.values, "test_loss": hist.test_loss.values}, stage, "test_loss")
-        import matplotlib
-
-        matplotlib.use("Agg")
-        fig, _ = plot_training_history(hist, title=f"{cfg.arch}: D={dist.d}, N={dist.n_context}")
-        io.save_figure(fig, stage, "loss")
-        from spinlens.vocabulary import to_symbols
-
-        io.write_run_json(stage, io.run_record("zoo train", args=args, seed=seed, config=cfg.to_dict(),
-                                               distribution=to_symbols(dist_info), summary=summary,
-                                               elapsed_s=time.perf_counter() - t0))
+    if args.online and args.data:
+        raise InvalidParameterError("--online and --data exclude each other (online training draws fresh prompts).")
+    dist, data = (distribution_from_args(args),) * 2 if args.online else prompts_from_args(args, spawn(seed, 4)[0])
+    cfg = {k: getattr(args, k) for k in ("arch", "n_heads", "d_head", "n_layers", "d_model", "d_mlp", "dtype")}
+    run = zoo_train_run(
+        {**cfg, "causal": bool(args.causal)}, dist, data, args.out, steps=args.steps, batch_size=args.batch_size,
+        optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,
+        n_test=args.test_prompts, device=args.device, seed=seed, progress=not args.no_progress and not args.json,
+        force=args.force, record_args=args,
+        on_estimate=estimate_hook("spinlens zoo train", args, what=f"spinlens zoo train --arch {args.arch} of "
+                                  f"{args.steps} steps", shrink="fewer --steps, a smaller --batch-size or a smaller model"))
     if args.json:
-        print_json(summary)
-    else:
-        print_table([(k, v) for k, v in summary.items() if not isinstance(v, dict)] + [("out", str(out))])
-    return convergence_exit("spinlens zoo train", diverged is None, diverged or "", what="training")
+        print_json(run.summary)
+    elif run.out is not None:
+        print_table([(k, v) for k, v in run.summary.items() if not isinstance(v, dict)] + [("out", str(run.out))])
+    return convergence_exit("spinlens zoo train", run.converged, run.message, what="training")
 
 
 def run_bridge(args) -> int:
-    from spinlens.bridge import bridge_report
-    from spinlens.errors import InvalidParameterError, check_float, check_int
-    from spinlens.prompts import PromptDistribution
+    from spinlens.bridge import bridge_checkpoint
+    from spinlens.errors import InvalidParameterError
 
-    from ._common import load_checkpoint_arg, print_json, print_table
+    from ._common import print_json, print_table
 
     if args.checkpoint and args.checkpoint_flag:
         raise InvalidParameterError("Give the model folder once, under --checkpoint.")
@@ -237,48 +165,24 @@ def run_bridge(args) -> int:
     if not path:
         raise InvalidParameterError("The '--checkpoint' parameter is required: a model folder written by "
                                     "`spinlens zoo train` or `spinlens train`.")
-    model, ck = load_checkpoint_arg(path, transformer=False, deprecated=old)
-    meta = ck.metadata
-    dist_info = dict(meta.get("distribution") or {})
-    N = args.N if args.N is not None else dist_info.get("n_context")
-    if N is None:
-        raise InvalidParameterError("The '--N' parameter is required: the checkpoint does not store its context length.")
-    dist_info.update(d=model.config.d, n_context=check_int("--N", N, low=1))
-    dist_info["n_tasks"] = None
-    dist = PromptDistribution(**dist_info)
-    if args.l2_strength is None:
-        wd = float(meta.get("weight_decay", 0.0) or 0.0)
-        lam = wd / 2 if meta.get("optimizer", "adam") != "adamw" else 0.0
-    else:
-        lam = check_float("--lam", args.l2_strength, low=0)
-    rep = bridge_report(model, dist, l2_strength=lam, n_prompts=check_int("--prompts", args.prompts, low=10),
-                        rng=check_int("--seed", args.seed, low=0))
+    rep = bridge_checkpoint(path, n_context=args.N, l2_strength=args.l2_strength, n_prompts=args.prompts,
+                            rng=args.seed, deprecated=old).to_dict()
     if args.json:
         from spinlens.vocabulary import to_symbols
 
-        print_json(to_symbols(rep.to_dict()))
+        print_json(to_symbols(rep))
     else:
-        print_table(list(rep.to_dict().items()))
+        print_table(list(rep.items()))
     return 0
 
 
 def run_figS8(args) -> int:
-    from pathlib import Path
+    from spinlens.reproduce import reproduce_run
 
-    from spinlens.errors import check_int
-    from spinlens.reproduce import figS8, run_figure
+    from ._common import print_json
 
-    from ._common import check_device, check_out_dir, print_json
-
-    seed = check_int("--seed", args.seed, low=0)
-    check_out_dir("--out", args.out)
-    check_out_dir("--out", Path(args.out) / "figS8", kind="reproduce", force=args.force)
-    check_device("--device", args.device)
-    figS8.DEFAULT_DEVICE = args.device
-    res = run_figure("figS8", args.out, quick=args.quick, seed=seed, echo=None if args.json else print,
-                     force=args.force)
+    res = reproduce_run("figS8", args.out, quick=args.quick, seed=args.seed, echo=None if args.json else print,
+                        force=args.force, announce=False, device=args.device)[0]
     if args.json:
-        print_json({"summary": res.get("summary", {}), "out_dir": res["out_dir"], "elapsed_s": res["elapsed_s"],
-                    "max_deviation": res.get("max_deviation")})
+        print_json({k: res[k] for k in ("summary", "out_dir", "elapsed_s", "max_deviation")})
     return 0
-

@@ -47,6 +47,7 @@ __all__ = [
     "is_model_name",
     "model_status",
     "list_models",
+    "models_table",
     "prepare",
     "resolve_model",
     "verify_folder",
@@ -293,6 +294,24 @@ def model_status(name: str, *, check_hashes: bool = False) -> ModelStatus:
 def list_models(*, check_hashes: bool = False) -> list[ModelStatus]:
     """`model_status` of every named model."""
     return [model_status(n, check_hashes=check_hashes) for n in NAMED_MODELS]
+
+
+def models_table(rows: list[ModelStatus]) -> list[str]:
+    """The lines of ``spinlens models list``: one per model (installed? prepared? size, parameters, licence), then
+    what to do for each model not yet usable, then the cache folder."""
+    lines = [f"{'name':<14} {'installed':<10} {'prepared':<9} {'size':>8}  {'parameters':>11}  licence"]
+    for r in rows:
+        size = f"{r.size_bytes / 1e6:.0f} MB" if r.size_bytes else "-"
+        inst = r.version if r.installed else "no"
+        lines.append(f"{r.name:<14} {inst:<10} {'yes' if r.prepared else 'no':<9} {size:>8}  {r.n_params:>11,}  "
+                     f"{r.licence}")
+    for r in rows:
+        if not r.installed:
+            lines.append(f"  {r.name}: install with `{r.install}`")
+        elif not r.prepared:
+            why = f" ({r.problem})" if r.problem else ""
+            lines.append(f"  {r.name}: not prepared{why}; run `spinlens models prepare {r.name}`")
+    return lines + [f"cache: {cache_dir()}"]
 
 
 @contextlib.contextmanager

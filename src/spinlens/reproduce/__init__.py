@@ -132,3 +132,85 @@ def run_figure(name: str, out_dir, *, quick: bool = True, seed: int = 0, echo=No
             echo(f"note: {note}")
         echo(f"wrote {len(files)} files to {fig_dir} in {timer.seconds:.1f} s")
     return out
+
+
+def reproduce_run(figure: str, out_dir, *, quick: bool = True, seed: int = 0, echo=None, force: bool = False,
+                  announce: bool = True, device: str | None = None) -> list[dict]:
+    """What ``spinlens reproduce FIG`` does: `run_figure` for ``figure`` (a name of `FIGURES`, or ``"all"``:
+    every available one) into ``out_dir/<fig>/``, after checking the seed and every output folder (one line
+    each, before any work). ``announce``: a start line per figure on stderr (`_framework.announce`);
+    ``device``: the torch device of figS8's training.
+
+    Returns one summary per figure: ``figure``, ``mode``, ``out_dir``, ``elapsed_s``, ``max_deviation``,
+    ``summary``.
+    """
+    from spinlens.io import check_out_dir
+    from spinlens.reproduce._framework import announce as say
+
+    if figure == "all":
+        names = [n for n in FIGURES if n in available()]
+    elif figure in FIGURES:
+        names = [figure]
+    else:
+        raise InvalidParameterError(
+            f"The 'FIG' argument must be one of {{{', '.join(FIGURES)}, all}}. Got {figure!r} instead."
+        )
+    check_int("--seed", seed, low=0)
+    check_out_dir("--out", out_dir)
+    for name in names:
+        check_out_dir("--out", Path(out_dir) / name, kind="reproduce", force=force)
+    if device is not None:
+        from spinlens.errors import check_device
+        from spinlens.reproduce import figS8
+
+        figS8.DEFAULT_DEVICE = check_device("--device", device)
+    summaries = []
+    for k, name in enumerate(names, 1):
+        if announce:
+            say(name, k, len(names), quick=quick, description=FIGURES[name][1])
+        res = run_figure(name, out_dir, quick=quick, seed=seed, echo=echo, force=force)
+        summaries.append({"figure": name, "mode": res["mode"], "out_dir": res["out_dir"], "elapsed_s": res["elapsed_s"],
+                          "max_deviation": res["max_deviation"], "summary": res.get("summary", {})})
+    return summaries
+
+
+#: the figures of ``spinlens demo``
+DEMO_FIGURES = ("fig4b", "fig2")
+
+
+def demo_run(out_dir, *, figures=DEMO_FIGURES, seed: int = 0, force: bool = False, echo=print) -> list[str]:
+    """What ``spinlens demo`` does: ``figures`` in quick mode into ``out_dir`` and an HTML report of them
+    (`spinlens.report.build_report`). ``echo`` shows the progress; returns the closing lines: the files of each
+    figure, its largest deviation from the paper against the tolerance, the report and the total time."""
+    import time
+
+    from spinlens.io import check_out_dir
+    from spinlens.report import build_report
+
+    check_int("--seed", seed, low=0)
+    check_out_dir("--out", out_dir)
+    for name in figures:
+        check_out_dir("--out", Path(out_dir) / name, kind="reproduce", force=force)
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    echo(f"spinlens demo: reproducing {', '.join(figures)} (quick mode) into {out}/")
+    results = [run_figure(name, out, quick=True, seed=seed, echo=echo, force=force) for name in figures]
+    report = build_report(out, title="spinlens demo")
+    lines = ["", "outputs:"]
+    for res in results:
+        where = Path(res["out_dir"])
+        figs = [f for f in res["files"] if f.endswith(".png")]
+        data = [f for f in res["files"] if f.endswith((".csv", ".nc"))]
+        lines.append(f"  {res['figure']:<6} figures: {', '.join(str(where / f) for f in figs)}")
+        lines.append(f"  {'':<6} data:    {', '.join(str(where / f) for f in data)}")
+        lines.append(f"  {'':<6} run:     {where / 'run.json'}")
+    for res in results:
+        worst = res.get("max_deviation")
+        if worst:
+            tol = worst.get("tolerance")
+            verdict = ""
+            if tol not in ("", None):
+                verdict = f" (tolerance ±{tol:g}: {'ok' if worst.get('within') else 'NOT met'})"
+            lines.append(f"{res['figure']}: largest |ours - paper| = {abs(worst['deviation']):.4f}{verdict}")
+    lines += [f"report: {report}", f"total {time.perf_counter() - t0:.1f} s"]
+    return lines

@@ -297,6 +297,16 @@ def parse_values(name: str, value) -> tuple:
     return vals
 
 
+def parse_int_values(name: str, value, flag: str | None = None) -> list[int]:
+    """The finite integer values of a grid parameter (`parse_values` syntax: ``V``, ``V1,V2``, ``A:B:NUM``,
+    ``A:B:NUM:log``) for a caller that needs numbers only: ``inf`` (K) is refused, naming ``name``."""
+    vals = parse_values(flag or name, value)
+    if any(v is None for v in vals):
+        raise InvalidParameterError(f"The '{name}' parameter must list finite integers >= 1 here (no 'inf'). "
+                                    f"Got {value!r}.")
+    return [int(v) for v in vals]
+
+
 @dataclass(frozen=True)
 class SweepGrid:
     """A validated Cartesian grid over all sweep parameters.

@@ -33,7 +33,7 @@ from ._point import METHODS, SAMPLERS, check_observables
 from ._store import SweepStore, consolidate, point_meta, settings_hash
 
 __all__ = ["run_sweep", "SweepInterrupted", "SweepLockedError", "PointFunctionError", "BUILTIN_POINT_FNS",
-           "check_point_fn"]
+           "check_point_fn", "sweep_run"]
 
 #: spinlens' own point functions: a config file may name these without an explicit opt-in.
 BUILTIN_POINT_FNS = ("spinlens.sweeps._point:compute_point", "spinlens.sweeps.testing:toy_point")
@@ -574,3 +574,100 @@ def _run_dask(address, todo, point_fn, obs, options, chunk_size, save, *, timeou
             raise
     finally:
         client.close()
+
+
+#: the settings of a sweep (a config file's [settings] table, or the command's flags)
+SETTINGS = ("observables", "method", "max_iter", "tol", "n_mc", "sampler", "jobs", "scheduler", "scheduler_timeout",
+            "chunk_size", "point_fn")
+
+
+def _check_not_foreign(out: str, *, force: bool) -> None:
+    """Refuse, before any work, a folder that holds files but no sweep, unless ``force`` (they are kept)."""
+    from pathlib import Path
+
+    p = Path(out)
+    if force or not p.is_dir() or (p / "sweep.json").exists() or (p / "points").exists():
+        return
+    others = sorted(e.name for e in os.scandir(p) if e.name != ".lock")
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise InvalidParameterError(
+            f"The '--out' parameter must be a new or empty folder, or a sweep folder. Got {out!r}, which holds "
+            f"files that are not a sweep ({shown}); choose another folder or pass --force (they are then kept)."
+        )
+
+
+def sweep_run(out: str, *, config: str | None = None, grid: dict | None = None, settings: dict | None = None,
+              allow_point_fn: bool = False, resume: bool = False, force: bool = False, repair: bool = False,
+              progress: bool = True, yes: bool = False):
+    """What ``spinlens sweep`` does: `run_sweep` over the grid of a config file (`load_config`: its [grid] and
+    [settings]) with ``grid`` and ``settings`` (the command's flags, None = not given) taking precedence.
+
+    Refused in one line, before any work: an ``out`` folder that holds files but no sweep (unless ``force``),
+    unknown config keys, bad observables or jobs, and a point function outside spinlens without
+    ``allow_point_fn`` (it would run with the user's rights). A point function of the user that fails is
+    reported as bad input (nothing left behind when nothing finished). Returns the consolidated dataset.
+    """
+    from pathlib import Path
+
+    from spinlens.io import check_out_dir
+
+    from ._grid import PARAMETERS, load_config
+    from ._point import DEFAULT_OBSERVABLES
+
+    check_out_dir("--out", out)
+    _check_not_foreign(out, force=force)
+    if config is not None and not config.strip():
+        raise InvalidParameterError("The 'config' parameter got an empty file name.")
+    cfg = load_config(config) if config else {"grid": {}, "settings": {}}
+    grid_spec = dict(cfg["grid"])
+    grid_spec.update({k: v for k, v in (grid or {}).items() if v is not None})
+    merged = dict(cfg["settings"])
+    unknown = sorted(set(merged) - set(SETTINGS))
+    if unknown:
+        raise InvalidParameterError(
+            f"The 'config' file has unknown keys {unknown}; grid parameters are {', '.join(PARAMETERS)} "
+            f"and settings are {sorted(SETTINGS)}."
+        )
+    flags = {k: v for k, v in (settings or {}).items() if v is not None}
+    merged.update(flags)
+    point_fn = merged.get("point_fn")
+    if point_fn is not None:
+        if not isinstance(point_fn, str):
+            raise InvalidParameterError(f"The 'point_fn' setting must be a string 'module:function'. Got {point_fn!r} instead.")
+        if point_fn not in BUILTIN_POINT_FNS and not allow_point_fn:
+            where = "--point-fn" if "point_fn" in flags else f"the 'config' file {config!r}"
+            raise InvalidParameterError(
+                f"The 'point_fn' {point_fn!r} from {where} is not one of spinlens' own point functions "
+                f"({', '.join(BUILTIN_POINT_FNS)}); it would be imported and run with your rights: pass "
+                "--allow-point-fn if you trust it."
+            )
+    the_grid = make_grid(grid_spec)
+    obs = merged.get("observables", list(DEFAULT_OBSERVABLES))
+    if isinstance(obs, str):
+        obs = [o.strip() for o in obs.split(",")]
+    if not isinstance(obs, (list, tuple)) or not obs or not all(isinstance(o, str) and o.strip() for o in obs):
+        raise InvalidParameterError(f"The 'observables' setting must be a non-empty list of names (or a comma-separated "
+                                    f"string) without empty items. Got {merged.get('observables')!r} instead.")
+    if flags.get("jobs") is not None and flags["jobs"] < 1:
+        raise InvalidParameterError(f"The 'jobs' parameter must be an integer >= 1. Got {flags['jobs']} instead.")
+    kwargs = {k: merged[k] for k in SETTINGS if k in merged and k != "observables"}
+    custom_fn = point_fn if point_fn not in BUILTIN_POINT_FNS else None  # user code, not ours
+    fresh = not Path(out).exists()
+    try:
+        return run_sweep(the_grid, obs, out, resume=resume, force=force, repair=repair, progress=progress, yes=yes,
+                         **kwargs)
+    except (InvalidParameterError, KeyboardInterrupt, OSError, MemoryError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - user code: a point function that fails is bad input, not our bug
+        if not custom_fn:
+            raise
+        points = Path(out) / "points"
+        if fresh and not (points.is_dir() and any(points.iterdir())):  # nothing finished: leave nothing behind
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+        raise InvalidParameterError(
+            f"The 'point_fn' {custom_fn!r} failed: {type(exc).__name__}: {exc}; a point function takes "
+            "(params: dict, observables: list, **options) and returns a dict of observables."
+        ) from None

@@ -27,11 +27,15 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.optimize import brentq
 
 from spinlens.errors import InvalidParameterError, SolverDidNotConvergeWarning, check_float
+
+if TYPE_CHECKING:
+    from spinlens.theory.results import TheoryRun
 
 __all__ = [
     "TheoryResult",
@@ -43,6 +47,9 @@ __all__ = [
     "ridgeless_closed_form",
     "infinite_diversity_closed_form",
     "validate_inputs",
+    "point_run",
+    "spin_glass_point",
+    "curve_run",
 ]
 
 INF = math.inf
@@ -569,3 +576,87 @@ def infinite_diversity_closed_form(alpha, tau, rho=0.0, lam_lu=0.0) -> tuple[flo
     e_idg = t * (r + nu / (1 + nu) - eps / (1 + nu) ** 2) / (t - ((1 + xs) / (1 + nu)) ** 2)
     e_icl = 1 + r - 2 / (1 + nu) + (1 + xs) / (1 + nu) ** 2 + (e_idg / t) * (1 + xs) ** 2 / (1 + nu) ** 2
     return float(e_icl), float(eps)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the modes of `spinlens theory` (one call each, returning a TheoryRun)
+# ----------------------------------------------------------------------------------------------------
+def point_run(alpha, tau, kappa=INF, rho=0.0, lam_lu=0.0, *, spin_glass: dict | None = None) -> TheoryRun:
+    """One point of the theory as a `spinlens.theory.results.TheoryRun` (mode ``"point"``).
+
+    ``summary``: ``spin_glass`` (when given: the spin-glass parameters the point was mapped from), the validated
+    ``alpha, tau, kappa, rho, lam_lu``, then ``icl_error, idg_error, g_task, epsilon, converged, divergent,
+    message`` of `learning_curve_point`.
+    """
+    from spinlens.theory.results import TheoryRun
+
+    a, t, k, r, lm = validate_inputs(alpha, tau, kappa, rho, lam_lu)
+    params = {"alpha": a, "tau": t, "kappa": k, "rho": r, "lam_lu": lm}
+    res = _point(**params)
+    out: dict = {} if spin_glass is None else {"spin_glass": spin_glass}
+    out.update(params)
+    out.update(icl_error=res.icl_error, idg_error=res.idg_error, g_task=res.g_task, epsilon=res.epsilon,
+               converged=res.converged, divergent=res.divergent, message=res.message)
+    return TheoryRun("point", out, converged=bool(res.converged), message=res.message)
+
+
+def spin_glass_point(d: int | float, n_context: int | float, n_prompts: int | float, l2_strength: float = 0.0, *,
+                     n_tasks: int | float | None = None, sigma_eps: float = 0.0) -> TheoryRun:
+    """`point_run` at spin-glass parameters (D, N, P, λ of E(W), K or None for a fresh task per prompt, σ_ε; the
+    counts may be integral floats, as parsed from text),
+    mapped with `spinlens.conventions.to_lu`; ``summary["spin_glass"]`` holds them under their symbols."""
+    from spinlens.conventions import to_lu
+    from spinlens.errors import check_int
+
+    D = check_int("D", d, low=1)
+    N = check_int("N", n_context, low=1)
+    P = check_int("P", n_prompts, low=1)
+    K = None if n_tasks is None else check_int("K", n_tasks, low=1)
+    l2 = check_float("lam", l2_strength, low=0.0)
+    sig = check_float("sigma_eps", sigma_eps, low=0.0)
+    lu = to_lu(D, N, P, l2, n_tasks=K, sigma_eps=sig)
+    return point_run(**{n: lu[n] for n in _PARAMS},
+                     spin_glass={"D": D, "N": N, "P": P, "lam": l2, "K": K, "sigma_eps": sig})
+
+
+def curve_run(vary: str, start: float, stop: float, num: int | float, *, log: bool = False, logy: bool | None = None,
+              **fixed) -> TheoryRun:
+    """A learning curve: ``vary`` (one of alpha, tau, kappa, rho, lam_lu) over ``num`` points from ``start`` to
+    ``stop`` (log-spaced with ``log``), the other parameters in ``fixed`` (a number, or a list: one line each).
+
+    Returns a `spinlens.theory.results.TheoryRun` (mode ``"curve"``): ``table`` with the parameter columns and
+    ``icl_error, idg_error, g_task, epsilon, converged, divergent`` (every point: no dataset is written), the
+    count of points that did not converge, and the figure (`spinlens.plotting.theory.plot_learning_curve`; log y
+    axis with ``logy``, automatic when None).
+    """
+    from spinlens.errors import check_choice, check_int
+    from spinlens.theory.results import TheoryRun
+
+    check_choice("vary", vary, _PARAMS)
+    num = check_int("num", num, low=2, high=100_000)
+    if log:
+        if start <= 0 or stop <= 0:
+            raise InvalidParameterError(f"With --log the '--from'/'--to' values must be > 0. Got {start!r}, {stop!r}.")
+        grid = np.geomspace(start, stop, num)
+    else:
+        grid = np.linspace(start, stop, num)
+    vals: dict = {vary: grid}
+    for n in _PARAMS:
+        if n != vary:
+            v = fixed[n]
+            if isinstance(v, (list, tuple)):
+                v = v[0] if len(v) == 1 else np.asarray(v)
+            vals[n] = v
+    ds = learning_curve(**vals)
+    df = ds.to_dataframe().reset_index()
+    cols = [c for c in _PARAMS if c in df.columns] + ["icl_error", "idg_error", "g_task", "epsilon", "converged",
+                                                     "divergent"]
+
+    def figure():
+        from spinlens.plotting.theory import plot_learning_curve
+
+        return plot_learning_curve(ds, vary, logx=log, logy=logy or None)
+
+    n_bad = int((~ds.converged.values.astype(bool)).sum())
+    return TheoryRun("curve", {}, table=df[cols], n_bad=n_bad, n_total=int(ds.converged.size),
+                     converged=n_bad == 0, make_figure=figure)

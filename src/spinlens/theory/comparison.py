@@ -16,13 +16,17 @@ Results are an ``xarray.Dataset`` over ``n_tasks`` (``inf`` for a fresh task per
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spinlens.errors import check_float, check_int
 from spinlens.random import RNGLike, as_generator, spawn
 
-__all__ = ["task_diversity_sweep", "diversity_theory_curve"]
+if TYPE_CHECKING:
+    from spinlens.theory.results import TheoryRun
+
+__all__ = ["task_diversity_sweep", "diversity_theory_curve", "diversity_run"]
 
 
 def task_diversity_sweep(
@@ -173,3 +177,30 @@ def diversity_theory_curve(ds, *, n_points: int = 200):
     return xr.Dataset({"icl_error": ("n_tasks", np.asarray(th.icl_error, float)),
                        "idg_error": ("n_tasks", np.asarray(th.idg_error, float))}, coords={"n_tasks": kk * d})
 
+
+
+def diversity_run(d: int | float, n_context: int | float, n_prompts: int | float, l2_strength: float, n_tasks, *,
+                  sigma_eps: float = 0.0, n_test: int | float = 4000, seed: int = 0, progress: bool = False) -> TheoryRun:
+    """`task_diversity_sweep` as a `spinlens.theory.results.TheoryRun` (mode ``"diversity"``): ``table`` its rows
+    (columns under their symbols), ``dataset`` the sweep, ``summary`` ``{"config": {D, N, P, lam, sigma_eps,
+    seed}, "rows": [...]}``, and the figure against `diversity_theory_curve`. ``d <= 60``."""
+    from spinlens.theory.results import TheoryRun, symbol_columns
+
+    D = check_int("D", d, low=1, high=60)
+    N = check_int("N", n_context, low=1)
+    P = check_int("P", n_prompts, low=1)
+    l2 = check_float("lam", l2_strength, low=0.0)
+    sig = check_float("sigma_eps", sigma_eps, low=0.0)
+    ks = [check_int("K", k, low=1) for k in n_tasks]
+    n_test = check_int("n_test", n_test, low=10)
+    ds = task_diversity_sweep(D, N, P, l2, ks, sigma_eps=sig, n_test=n_test, rng=seed, progress=progress)
+    df = symbol_columns(ds.to_dataframe().reset_index())
+
+    def figure():
+        from spinlens.plotting.theory import plot_task_diversity
+
+        return plot_task_diversity(ds, theory=diversity_theory_curve(ds))
+
+    summary = {"config": {"D": D, "N": N, "P": P, "lam": l2, "sigma_eps": sig, "seed": seed},
+               "rows": df.to_dict(orient="records")}
+    return TheoryRun("diversity", summary, table=df, dataset=ds, make_figure=figure)

@@ -24,13 +24,17 @@ The memorisation-to-ICL transition sits near κ = K/D ≈ 1: for K ≪ D the sol
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spinlens.errors import InvalidParameterError, check_float, check_int
 from spinlens.random import RNGLike, as_generator
 
-__all__ = ["task_pool_phase_diagram"]
+if TYPE_CHECKING:
+    from spinlens.theory.results import TheoryRun
+
+__all__ = ["task_pool_phase_diagram", "phase_run"]
 
 _OWNER = "task_pool_phase_diagram"
 
@@ -237,3 +241,55 @@ def task_pool_phase_diagram(
              "max_iter": max_iter, "tol": tol, "n_repeats": R, "sigma_eps": sigma_eps, "solver": "cavity",
              "lu_tau": lu["tau"], "lu_rho": lu["rho"]}
     return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+_PHASE_COLUMNS = ("icl_error", "pool_error", "g_task", "contrast_ratio", "converged_fraction", "exact_icl_error",
+                  "exact_pool_error", "exact_g_task", "theory_icl_error", "theory_idg_error", "theory_g_task")
+
+
+def phase_run(d: int | float, n_context_values, n_tasks_values, n_prompts: int | float, l2_strength: float, *,
+              beta: float = 100.0, damping: float = 0.9, max_iter: int | float = 100, n_repeats: int | float = 2,
+              sigma_eps: float = 0.0, exact: bool = True, seed: int = 0, progress: bool = False) -> TheoryRun:
+    """`task_pool_phase_diagram` as a `spinlens.theory.results.TheoryRun` (mode ``"phase"``), ``d <= 40``.
+
+    ``table``: one row per (K, N) cell with ``K, N, kappa, alpha`` and the averaged errors; ``dataset``: the
+    diagram; ``summary``: ``{"config": {...}, "rows": [...]}``; ``record``: the grid, ``elapsed_s`` and the
+    one-line ``summary`` (cells, cells with a converged cavity run, share of converged runs, seconds);
+    ``n_bad`` / ``n_total``: cavity runs that did not converge / all.
+    """
+    import time
+
+    from spinlens.theory.results import TheoryRun, symbol_columns
+
+    D = check_int("D", d, low=1, high=40)
+    ns, ks = list(n_context_values), list(n_tasks_values)
+    P = check_int("P", n_prompts, low=1)
+    l2 = check_float("lam", l2_strength, low=0.0)
+    sig = check_float("sigma_eps", sigma_eps, low=0.0)
+    beta = check_float("beta", beta, low=0.0, low_open=True)
+    damping = check_float("damping", damping, low=0.0, high=1.0, high_open=True)
+    max_iter = check_int("max_iter", max_iter, low=1)
+    reps = check_int("repeats", n_repeats, low=1, high=1000)
+    t0 = time.perf_counter()
+    ds = task_pool_phase_diagram(D, ns, ks, P, l2, beta=beta, damping=damping, max_iter=max_iter, n_repeats=reps,
+                                 sigma_eps=sig, exact=exact, rng=seed, progress=progress)
+    seconds = time.perf_counter() - t0
+    cols = [v for v in _PHASE_COLUMNS if v in ds]
+    df = ds[cols].to_dataframe().reset_index()
+    df = symbol_columns(df[["n_tasks", "n_context", "kappa", "alpha"] + cols])
+    n_conv = int((ds.converged_fraction.values > 0).sum())
+    line = (f"{ds.converged_fraction.size} cells, {n_conv} with a converged cavity run, "
+            f"{float(ds.converged.values.mean()):.0%} of runs converged, {seconds:.1f} s")
+    summary = {"config": {"D": D, "N": ns, "K": ks, "P": P, "lam": l2, "sigma_eps": sig, "beta": beta,
+                          "damping": damping, "max_iter": max_iter, "repeats": reps, "seed": seed},
+               "rows": df.to_dict(orient="records")}
+
+    def figure():
+        from spinlens.plotting.theory import plot_phase_diagram
+
+        return plot_phase_diagram(ds)
+
+    n_bad = int((~ds.converged.values.astype(bool)).sum())
+    return TheoryRun("phase", summary, table=df, dataset=ds, converged=n_bad == 0, message=line, n_bad=n_bad,
+                     n_total=int(ds.converged.size), make_figure=figure,
+                     record={"grid": {"D": D, "N": ns, "K": ks}, "elapsed_s": seconds, "summary": line})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg
@@ -29,6 +30,9 @@ from spinlens.random import RNGLike, as_generator
 from spinlens.theory.asymptotic import validate_inputs
 from spinlens.verdict import mean_sd
 
+if TYPE_CHECKING:
+    from spinlens.theory.results import TheoryRun
+
 __all__ = [
     "SimulationResult",
     "sample_sphere_tasks",
@@ -37,6 +41,7 @@ __all__ = [
     "fit_gamma",
     "exact_error",
     "simulate_point",
+    "simulate_run",
 ]
 
 
@@ -279,3 +284,32 @@ def simulate_point(
         lam_lu=lm,
         n_repeats=n_repeats,
     )
+
+
+def simulate_run(d: int | float, alpha: float, tau: float, kappa: float = math.inf, rho: float = 0.0, lam_lu: float = 0.0, *,
+                 n_repeats: int | float = 1, seed: int = 0) -> TheoryRun:
+    """`simulate_point` next to the asymptotic theory at the same point, as a
+    `spinlens.theory.results.TheoryRun` (mode ``"simulate"``).
+
+    ``summary``: the validated ``alpha, tau, kappa, rho, lam_lu``, then ``D, seed, n_repeats, N, P, K``,
+    ``sim_icl_error, sim_idg_error, sim_icl_sd, sim_idg_sd`` (the simulation), ``icl_error, idg_error, converged``
+    (the theory); ``converged`` and ``message`` are the theory's.
+    """
+    from spinlens.theory.asymptotic import _point
+    from spinlens.theory.results import TheoryRun
+    from spinlens.vocabulary import to_symbols
+
+    a, t, k, r, lm = validate_inputs(alpha, tau, kappa, rho, lam_lu)
+    params = {"alpha": a, "tau": t, "kappa": k, "rho": r, "lam_lu": lm}
+    d = check_int("--D", d, low=2, high=200)
+    reps = check_int("repeats", n_repeats, low=1, high=1000)
+    sim = simulate_point(d, **params, n_repeats=reps, rng=seed)
+    th = _point(**params)
+    out = dict(params)
+    out.update(
+        d=d, seed=seed, n_repeats=reps, n_context=sim.n_context, n_prompts=sim.n_prompts, n_tasks=sim.n_tasks,
+        sim_icl_error=sim.icl_error, sim_idg_error=sim.idg_error, sim_icl_sd=sim.icl_sd, sim_idg_sd=sim.idg_sd,
+        icl_error=th.icl_error, idg_error=th.idg_error, converged=th.converged,
+    )
+    # D, N, P, K: the keys of docs/vocabulary.md
+    return TheoryRun("simulate", to_symbols(out), converged=bool(th.converged), message=th.message)
