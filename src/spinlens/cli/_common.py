@@ -179,21 +179,6 @@ def estimate_hook(prog: str, args, *, what: str, shrink: str):
     return hook
 
 
-def all_finite(*values) -> bool:
-    """True when every value (scalars or arrays; None counts as missing, not as non-finite) is finite."""
-    import numpy as np
-
-    for v in values:
-        if v is None:
-            continue
-        try:
-            if not np.all(np.isfinite(np.asarray(v, dtype=float))):
-                return False
-        except (TypeError, ValueError):
-            return False
-    return True
-
-
 # validators of output paths and devices live in the library (spinlens.io, spinlens.errors); re-exported here
 from spinlens.errors import check_device  # noqa: E402,F401
 from spinlens.io import (  # noqa: E402,F401
