@@ -41,6 +41,8 @@ from spinlens.verdict import mean_sd
 if TYPE_CHECKING:
     import torch
 
+    from spinlens.experiment import StudyReport
+
 __all__ = ["Question", "questions", "chat_prompts", "flip_rate", "locate_heads", "head_masks",
            "SycophancyResult", "sycophancy_tuning"]
 
@@ -342,6 +344,18 @@ class SycophancyResult:
         d["head_effects"] = np.asarray(self.head_effects).tolist()
         return d
 
+    def report(self) -> StudyReport:
+        """The `spinlens.experiment.StudyReport` of ``spinlens interp sycophancy``: `to_dict`, the verdict as
+        the headline, the figure ``sycophancy`` (`spinlens.plotting.edit.plot_sycophancy`); run.json holds the
+        summary, the verdict and the timings."""
+        from spinlens.experiment import StudyReport
+        from spinlens.plotting.edit import plot_sycophancy
+
+        return StudyReport("interp sycophancy", self.to_dict(), lines=[self.verdict],
+                           figures={"sycophancy": lambda: plot_sycophancy(self)},
+                           record={"summary": self.summary, "verdict": self.verdict, "elapsed_s": self.seconds},
+                           figure_kw={})
+
 
 def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 48, k: int = 8, steps: int = 30,
                       lr: float = 1e-4, batch_size: int = 8, methods=("heads", "random_heads", "full"),
@@ -368,6 +382,8 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
     steps = check_int("steps", steps, low=1)
     lr = check_float("lr", lr, low=0.0, high=1.0, low_open=True)
     batch_size = check_int("batch_size", batch_size, low=1)
+    for s in seeds:
+        check_int("seeds", s, low=0)
     for m in methods:
         if m not in ("heads", "random_heads", "full"):
             raise InvalidParameterError(f"The 'methods' parameter must be among heads, random_heads, full. Got {m!r}.")
