@@ -162,33 +162,12 @@ def _register_induction(isub) -> None:
 
 
 def _run_induction(args) -> int:
-    from ._interp_induction import induction_command
+    from spinlens.lm.analysis import induction_study_report
 
-    summary = induction_command(args)
-    if args.json:
-        print_json(summary)
-    else:
-        print(f"spinlens interp induction: {args.checkpoint or args.model}")
-        for r in summary["heads"][:6]:
-            print(f"  head {r['layer']}.{r['head']}: induction_score {r['induction_score']:.3f}, "
-                  f"prev_token_score {r['prev_token_score']:.3f}")
-        rl = summary["repeated_loss"]
-        print(f"  repeated_loss first {rl['first']:.3f}, repeat {rl['repeat']:.3f} (nats)")
-        print(f"  induction head formed: {'yes' if summary['induction_head_formed'] else 'no'} (top score >= 0.1, uniform "
-              f"attention gives {summary['uniform_baseline']:.3f}; repeat advantage >= 1 nat)")
-        if summary.get("icl_score") is not None:
-            print(f"  icl_score {summary['icl_score']:+.3f} (late minus early held-out loss; negative: uses context)")
-        if "ablation" in summary:
-            a = summary["ablation"]
-            print(f"  ablating {a['heads']}: repeat loss {a['repeated_loss']['repeat']:.3f} "
-                  f"(first {a['repeated_loss']['first']:.3f}); random heads: repeat {a['random_repeat_mean']:.3f}")
-        if "k_composition" in summary:
-            k = summary["k_composition"]
-            print(f"  path patching into {k['receiver']}: via k {k['k']['score']:.3f} from {k['k']['sender']}, "
-                  f"via q {k['q']['score']:.3f}, via v {k['v']['score']:.3f}")
-        for f in summary.get("files", []):
-            print(f"  wrote {f}")
-    return 0
+    return run_study(args, lambda log: induction_study_report(
+        args.checkpoint, args.model, n_seq=args.n_seq, half=args.half, text=args.text, threshold=args.threshold,
+        prev_threshold=args.prev_threshold, ablation=not args.no_ablation, path=not args.no_path, top_k=args.top_k,
+        seed=args.seed, device=args.device, out=args.out))
 
 
 # ------------------------------------------------------------------------------------------------ run
