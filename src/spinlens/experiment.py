@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from spinlens.errors import InvalidParameterError
 from spinlens.models.checkpoint import folder_kind
@@ -434,7 +434,7 @@ def _parse_heads(spec: str) -> list[tuple[int, int]]:
     return heads
 
 
-def interp_method(method: str, *, threshold: float = 0.1, top: int = 12, head: int | None = None, tuned: bool = False,
+def interp_method(method: str, *, threshold: float | None = 0.1, top: int | None = 12, head: int | None = None, tuned: bool = False,
                   component: str = "z", per_position: bool = False, direction: str = "denoise",
                   receivers: str = "output", receiver_input: str = "q", residual_weight: float = 0.5,
                   progress: bool = True, **setting) -> StudyReport:
@@ -458,8 +458,9 @@ def interp_method(method: str, *, threshold: float = 0.1, top: int = 12, head: i
         check_int("top", top, low=1)
     with torch.enable_grad():  # attribution needs gradients; restored for an in-process caller
         st = interp_setting(**setting)
+        net: Any = st.model
         if head is not None:
-            check_int("head", head, low=0, high=st.model.cfg.n_heads - 1)
+            check_int("head", head, low=0, high=net.cfg.n_heads - 1)
         rep = _interp_method(st, method, threshold=threshold, top=top, head=head, tuned=tuned, component=component,
                              per_position=per_position, direction=direction, receivers=receivers,
                              receiver_input=receiver_input, residual_weight=residual_weight, progress=progress)
@@ -468,7 +469,7 @@ def interp_method(method: str, *, threshold: float = 0.1, top: int = 12, head: i
     return rep
 
 
-def _interp_method(st: InterpSetting, m: str, *, threshold, top, head, tuned, component, per_position, direction,
+def _interp_method(st: Any, m: str, *, threshold, top, head, tuned, component, per_position, direction,
                    receivers, receiver_input, residual_weight, progress) -> StudyReport:
     import numpy as np
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -808,7 +808,7 @@ def function_vector_report(*, checkpoint=None, planted: bool = False, model=None
     check_float("strength", strength)
     if sum(bool(x) for x in (checkpoint, planted, model)) > 1:
         raise InvalidParameterError("Give at most one of --checkpoint, --planted, --model.")
-    common = dict(task=task, n_prompts=n, n_pairs=n_pairs, top_k=top_k, corruption=corruption, seed=seed,
+    common: dict[str, Any] = dict(task=task, n_prompts=n, n_pairs=n_pairs, top_k=top_k, corruption=corruption, seed=seed,
                   n_seeds=n_seeds, progress=progress)
     if model:
         from spinlens.llm.icl import fv_report

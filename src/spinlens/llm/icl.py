@@ -32,6 +32,7 @@ the input of precise tuning for in-context learning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -205,6 +206,8 @@ def fv_report(model: str, *, task: str | None = None, n_prompts: int = 256, n_pa
     Face folder, ``top_k`` heads, seeds ``seed .. seed + n_seeds - 1``, as a `spinlens.experiment.StudyReport`
     (``to_dict()`` with the model, the headline table, per task the figure and data ``function_vectors_TASK``,
     and the mean ``indirect_effect``)."""
+    from functools import partial
+
     import torch
 
     from spinlens.experiment import StudyReport
@@ -242,7 +245,8 @@ def fv_report(model: str, *, task: str | None = None, n_prompts: int = 256, n_pa
     from spinlens.plotting.interp import plot_heatmap
     from spinlens.plotting.lm import plot_lm_function_vectors
 
-    figures = {f"function_vectors_{name}": (lambda ds=ds: plot_lm_function_vectors(ds)) for name, ds in res.datasets.items()}
+    figures: dict[str, Callable[[], object]] = {f"function_vectors_{name}": partial(plot_lm_function_vectors, ds)
+                                                for name, ds in res.datasets.items()}
     figures["indirect_effect"] = lambda: plot_heatmap(res.indirect_effect, title="causal indirect effect, mean over tasks",
                                                       annotate=False)
     data = {f"function_vectors_{name}": ds for name, ds in res.datasets.items()}
