@@ -1,7 +1,7 @@
 """``spinlens interp control``: output-language control of a pretrained LLM at four levels (token, activation,
 neuron, module), effect and held-out-loss cost, sparse against dense at equal effect.
 
-Registered by `spinlens.cli.interp_cmd` (own module). The study is `spinlens.llm.control.language_control_study`;
+Registered by `spinlens.cli.interp_cmd` (own module). The study is `spinlens.llm.control.language_control_report`;
 its interventions are those of `spinlens.interp.interventions` (the ones `spinlens steer` applies).
 """
 

@@ -1,7 +1,7 @@
 """``spinlens interp languages``: language-specific neurons (Tang et al. 2024, LAPE) of a pretrained LLM.
 
 Registered by `spinlens.cli.interp_cmd` (kept in its own module so the interp CLI stays small). The study is
-`spinlens.llm.multilingual.language_neurons_study`; this module parses, calls it once and reports.
+`spinlens.llm.multilingual.language_neurons_report`; this module parses, calls it once and reports.
 """
 
 from __future__ import annotations
