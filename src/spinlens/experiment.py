@@ -25,7 +25,9 @@ turns the command-line model arguments into a `ModelSource` and refuses options 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SETTINGS", "SETTING_OPTIONS", "ModelSource", "folder_kind", "resolve_source", "check_setting_options",
            "open_regression", "open_lm", "load_spinlens_model", "InterpSetting", "interp_setting", "EditResult",
-           "run_edit_command"]
+           "run_edit_command", "StudyReport", "INTERP_METHODS", "interp_method"]
 
 SETTINGS = ("regression", "lm", "hf")
 
@@ -414,3 +416,210 @@ def run_edit_command(command: str, opts) -> EditResult:
     from spinlens.edit.experiments import run_edit_command as run_regression
 
     return run_regression(command, opts)
+
+
+# ------------------------------------------------------------------------------------------------ interp studies
+
+
+@dataclass
+class StudyReport:
+    """What a study (every ``interp`` method, ``interp ioi``, ``arithmetic``, ``recall``, ``fv``, ``induction``,
+    ``languages``, ``control``, ``sycophancy``) returns to its command: the result, its headline and its files.
+
+    Attributes
+    ----------
+    command : str
+        The command for run.json (``"interp ioi"``).
+    summary : dict
+        The result: ``result.json``, what ``--json`` prints, and run.json's ``summary``.
+    rows : list of (label, value)
+        The headline table (empty: no table).
+    lines : list of str
+        Lines printed after the table (a verdict line; the whole headline of the ``interp`` methods).
+    figures : dict
+        File stem → a function making the figure (a Figure, or a tuple whose first item is one); made only by
+        `write`, saved as PNG + PDF with ``figure_kw``.
+    data : dict
+        File stem → an xarray Dataset/DataArray (``stem.nc``), a dict of columns (``stem.csv``), or, for a stem
+        ending in ``.json``, an object written as that JSON file.
+    result_json : bool
+        Write ``summary`` as ``result.json``.
+    files_key : str or None
+        Keep the written paths in ``summary[files_key]`` (after any already there) and list each one in the
+        headline; otherwise a headline with a table ends with ``wrote OUT``.
+    record : dict or None
+        run.json fields after the standard ones (default ``{"summary": summary}``).
+    """
+
+    command: str
+    summary: dict
+    rows: list = field(default_factory=list)
+    lines: list = field(default_factory=list)
+    figures: dict[str, Callable[[], object]] = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    result_json: bool = True
+    files_key: str | None = None
+    record: dict | None = None
+    figure_kw: dict = field(default_factory=lambda: {"bbox_inches": "tight", "dpi": 150})
+
+    def write(self, out, args=None, *, seed: int | None = None) -> list[str]:
+        """Write the figures, the data, ``result.json`` and run.json (with ``args`` and ``seed``) under ``out``;
+        return the figure and data paths."""
+        import os
+
+        from spinlens import io
+
+        os.makedirs(out, exist_ok=True)
+        files: list[str] = []
+        for stem, make in self.figures.items():
+            fig = make()
+            files += io.save_figure(fig[0] if isinstance(fig, tuple) else fig, out, stem, **self.figure_kw)
+        for stem, obj in self.data.items():
+            if stem.endswith(".json"):
+                files.append(str(io.write_json(os.path.join(out, stem), obj)))
+            elif isinstance(obj, dict):
+                files.append(io.save_columns(obj, out, stem))
+            else:
+                files.append(io.save_dataset(obj, out, stem))
+        if self.files_key is not None:
+            self.summary[self.files_key] = [*self.summary.get(self.files_key, []), *files]
+        if self.result_json:
+            io.write_json(os.path.join(out, "result.json"), self.summary)
+        io.write_run_json(out, io.run_record(self.command, args=args, seed=seed,
+                                             **(self.record if self.record is not None else {"summary": self.summary})))
+        return files
+
+
+INTERP_METHODS = ("lens", "patch", "path", "circuit", "attribution", "neurons", "flow")
+
+
+def _parse_heads(spec: str) -> list[tuple[int, int]]:
+    heads = []
+    for part in spec.split(","):
+        try:
+            L, h = part.strip().split(".")
+            heads.append((int(L), int(h)))
+        except ValueError:
+            raise InvalidParameterError(f"The 'receivers' parameter must be 'output' or heads 'L.H,L.H'. Got {spec!r} "
+                                        "instead.") from None
+    return heads
+
+
+def interp_method(method: str, *, threshold: float | None = 0.1, top: int | None = 12, head: int | None = None, tuned: bool = False,
+                  component: str = "z", per_position: bool = False, direction: str = "denoise",
+                  receivers: str = "output", receiver_input: str = "q", residual_weight: float = 0.5,
+                  progress: bool = True, **setting) -> StudyReport:
+    """Run one ``interp`` method (`INTERP_METHODS`) on the setting `interp_setting` builds from ``setting``.
+
+    ``lens``: read-out lens (``tuned``: also a tuned lens); ``patch``: activation patching of ``component``;
+    ``path``: path patching into ``receivers`` (``"output"`` or ``"L.H,L.H"``) through ``receiver_input``;
+    ``circuit`` / ``attribution``: circuit discovery (exact / attribution patching) with edges above
+    ``threshold``; ``neurons``: the ``top`` unit descriptions; ``flow``: attention rollout (``head``: one head).
+    Returns the `StudyReport` of ``spinlens interp METHOD`` (no result.json; the files are listed in
+    ``summary["files"]``; the headline is its ``lines``).
+    """
+    import torch
+
+    from spinlens.errors import check_float, check_int
+
+    t0 = time.perf_counter()
+    if threshold is not None:
+        check_float("threshold", threshold, low=0.0)
+    if top is not None:
+        check_int("top", top, low=1)
+    with torch.enable_grad():  # attribution needs gradients; restored for an in-process caller
+        st = interp_setting(**setting)
+        net: Any = st.model
+        if head is not None:
+            check_int("head", head, low=0, high=net.cfg.n_heads - 1)
+        rep = _interp_method(st, method, threshold=threshold, top=top, head=head, tuned=tuned, component=component,
+                             per_position=per_position, direction=direction, receivers=receivers,
+                             receiver_input=receiver_input, residual_weight=residual_weight, progress=progress)
+    rep.summary["elapsed_s"] = time.perf_counter() - t0
+    rep.lines = _interp_headline(method, rep.summary)
+    return rep
+
+
+def _interp_method(st: Any, m: str, *, threshold, top, head, tuned, component, per_position, direction,
+                   receivers, receiver_input, residual_weight, progress) -> StudyReport:
+    import numpy as np
+
+    from spinlens import interp as I
+    from spinlens.plotting import interp as P
+
+    model, clean, corrupt, metric, extras = st.model, st.clean, st.corrupt, st.metric, st.extras
+    rep = StudyReport("interp " + m, {"model": st.source, "n_prompts": int(clean.shape[0])}, result_json=False,
+                      files_key="files")
+    summary, figs, data = rep.summary, rep.figures, rep.data
+    if m == "lens":
+        res = I.logit_lens(model, clean, target=extras.get("target"))
+        summary["stages"] = [str(s) for s in res.summary.coords["stage"].values]
+        for k in res.summary.data_vars:
+            summary[k] = [float(v) for v in res.summary[k].values]
+        if tuned:
+            tl = I.fit_tuned_lens(model, clean[: max(2, len(clean) // 2)])
+            rt = I.logit_lens(model, clean, target=extras.get("target"), tuned=tl)
+            summary["tuned"] = {k: [float(v) for v in rt.summary[k].values] for k in rt.summary.data_vars}
+        figs["lens"], data["lens"] = lambda: P.plot_lens(res), res.summary
+    elif m == "patch":
+        pr = I.activation_patch(model, clean, corrupt, metric=metric, component=component,
+                                per_position=per_position, direction=direction, progress=progress)
+        summary.update(component=component, metric_base=pr.metric_base, metric_source=pr.metric_source,
+                       top=[{**k, "score": v} for k, v in pr.top(5)])
+        figs["patch"], data["patch"] = lambda: P.plot_patching(pr), pr.scores
+    elif m == "path":
+        rec = "output" if receivers == "output" else _parse_heads(receivers)
+        pp = I.path_patch(model, clean, corrupt, metric=metric, receivers=rec, receiver_input=receiver_input)
+        summary.update(receivers=receivers, input=receiver_input, top=[{**k, "score": v} for k, v in pp.top(5)])
+        figs["path"] = lambda: P.plot_heatmap(pp.scores, title=f"path patching → {receivers} ({receiver_input})")
+        data["path"] = pp.scores
+    elif m == "circuit":
+        c = I.find_circuit(model, clean, corrupt, metric=metric, threshold=threshold, progress=progress)
+        f = I.circuit_faithfulness(model, clean, corrupt, c.nodes, metric=metric)
+        summary.update(c.to_dict(), faithfulness=f)
+        figs["circuit"] = lambda: P.plot_circuit(c, title=f"circuit (threshold {threshold}, faithfulness {f:.2f})")
+        data["circuit.json"] = c.to_dict() | {"faithfulness": f}
+    elif m == "attribution":
+        ac = I.attribution_circuit(model, clean, corrupt, metric=metric, threshold=threshold)
+        exact = I.path_patch(model, clean, corrupt, metric=metric, receivers="output")
+        a = ac.attribution.output.values.ravel()
+        e = exact.scores.values.ravel()
+        ok = np.isfinite(a) & np.isfinite(e)
+        r = (float(np.corrcoef(a[ok], e[ok])[0, 1]) if ok.sum() > 2 and np.std(a[ok]) > 0 and np.std(e[ok]) > 0
+             else float("nan"))
+        summary.update(ac.circuit.to_dict(), faithfulness=ac.faithfulness, faithfulness_empty=ac.faithfulness_empty,
+                       output_edges_corr_with_exact=r, output_edges_max_abs_diff=float(np.max(np.abs(a[ok] - e[ok]))))
+        figs["attribution_vs_exact"] = lambda: P.plot_attribution_vs_exact(a, e, title="head → output edges")
+        figs["attribution_circuit"] = lambda: P.plot_circuit(
+            ac.circuit, title=f"attribution circuit (faithfulness {ac.faithfulness:.2f})")
+        data["edge_attribution"], data["output_attribution"] = ac.attribution.edges, ac.attribution.output
+    elif m == "neurons":
+        if extras["kind"] == "regression":
+            units = I.describe_units(model, clean, extras["quantities"])
+        else:
+            units = I.describe_units(model, clean, None, position=None, categorical=extras["categorical"])
+        summary["units"] = [{"unit": u, "quantity": q, "r": r, "description": d} for u, q, r, d in units.table(top)]
+        figs["neurons"], data["neurons"] = lambda: P.plot_units(units, k=top), units.corr
+    elif m == "flow":
+        flow = I.attention_rollout(model, clean, head=head, residual_weight=residual_weight)
+        qf = flow.query_flow.values
+        summary.update(query_flow_last_layer=[float(v) for v in qf[-1]], top_source_position=int(np.argmax(qf[-1])))
+        figs["flow"], data["flow"] = lambda: P.plot_flow(flow), flow.rollout
+    return rep
+
+
+def _interp_headline(m: str, s: dict) -> list[str]:
+    lines = [f"spinlens interp {m}: {s['model']}, {s['n_prompts']} prompts, {s['elapsed_s']:.2f} s"]
+    for row in s.get("top", []):
+        lines.append("  " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    if "nodes" in s:
+        lines.append(f"  nodes: {s['nodes']}")
+        lines += [f"  {e['sender']} -> {e['receiver']} ({e['input']}): {e['score']:+.3f}" for e in s["edges"]]
+        lines.append(f"  faithfulness: {s['faithfulness']:.3f}")
+    lines += ["  " + u["description"] for u in s.get("units", [])]
+    for i, st in enumerate(s.get("stages", [])):
+        vals = ", ".join(f"{k}={s[k][i]:.4g}" for k in ("mse", "mse_to_final", "corr_to_final", "prob", "rank") if k in s)
+        lines.append(f"  {st:>8}: {vals}")
+    if "query_flow_last_layer" in s:
+        lines.append(f"  most information at the query comes from position {s['top_source_position']}")
+    return lines

@@ -326,3 +326,42 @@ class PromptDistribution:
             w = self.sample_tasks(n_prompts, rng=g)
         p = self.prompts_from_tasks(w, rng=g)
         return dataclasses.replace(p, task_index=task_index, pool=pool)
+
+
+def distribution_from_options(*, d: int, n_context: int, sigma_x: float = 1.0, sigma_w: float = 1.0,
+                              sigma_eps: float = 0.0, corr: float = 0.0, n_tasks: int | None = None) -> PromptDistribution:
+    """The `PromptDistribution` of the command line's prompt options, each checked under its flag (``--D``,
+    ``--N``, ``--K``, ``--sigma-x`` ...) with the command line's bounds: D <= 10^4 ((D+1)^2 spins: beyond that
+    no solver or model here holds them), N <= 10^7, K <= 10^12, scales in [1e-30, 1e30] (beyond them float64
+    overflows in the sixth powers of the theory, σ_x⁶σ_w², and in E(W))."""
+    d = check_int("--D", d, low=1, high=10_000)
+    n_context = check_int("--N", n_context, low=1, high=10**7)
+    n_tasks = None if n_tasks is None else check_int("--K", n_tasks, low=1, high=10**12)
+    return PromptDistribution(
+        d=d,
+        n_context=n_context,
+        sigma_x=check_float("--sigma-x", sigma_x, low=1e-30, high=1e30),
+        sigma_w=check_float("--sigma-w", sigma_w, low=1e-30, high=1e30),
+        sigma_eps=check_float("--sigma-eps", sigma_eps, low=0, high=1e30),
+        corr=check_float("--corr", corr, low=0, high=1, high_open=True),
+        n_tasks=n_tasks,
+    )
+
+
+def sample_prompts(dist: PromptDistribution, n_prompts: int, *, rng: RNGLike = None) -> Prompts:
+    """``n_prompts`` prompts of ``dist`` drawn in batches (`PromptDistribution.sample_batched`, the batches
+    ``spinlens solve --sampler core`` streams with the same generator), after refusing, before allocating, a
+    ``--P`` that does not fit in memory (the budget of `spinlens.memory`: Z (P, D+1, N+1), y (P,), w (P, D) in
+    float64, twice at the peak)."""
+    from spinlens.memory import BASE_BYTES, GIB, SAFETY, available_memory
+
+    P = check_int("--P", n_prompts, low=1)
+    d, n = dist.d, dist.n_context
+    need = BASE_BYTES + 2 * 8 * int(P) * ((d + 1) * (n + 1) + d + 1)
+    avail = available_memory()
+    if need > SAFETY * avail:
+        raise InvalidParameterError(
+            f"The '--P' parameter asks for {P} prompts at D={d}, N={n}: about {need / GIB:.2f} GiB, but only "
+            f"{avail / GIB:.2f} GiB is available (a job may use {SAFETY:.0%} of it); use a smaller --P, D or N."
+        )
+    return dist.sample_batched(P, rng=rng)

@@ -52,3 +52,21 @@ def test_bad_input_exit_2(capsys):
     assert main(["interp", "patch", "--component", "zz", "--n-prompts", "8"]) == 2
     assert main(["interp", "path", "--receivers", "1-1", "--n-prompts", "8"]) == 2
     assert main(["interp", "lens", "--n-prompts", "1"]) == 2
+
+
+def test_library_call_is_what_the_command_prints(tmp_path, capsys):
+    """`spinlens.experiment.interp_method` returns the summary `interp circuit --json` prints; its `write` puts the
+    figure, the data and run.json (with the written files) under OUT."""
+    from spinlens.experiment import StudyReport, interp_method
+
+    rep = interp_method("circuit", threshold=0.1, planted="regression", n_prompts=16, progress=False)
+    assert isinstance(rep, StudyReport) and rep.lines[0].startswith("spinlens interp circuit: planted:regression")
+    assert main(["interp", "circuit", "--planted", "regression", "--n-prompts", "16", "--json", "--no-progress"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {k: v for k, v in printed.items() if k != "elapsed_s"} == \
+        {k: v for k, v in rep.summary.items() if k != "elapsed_s"}
+    files = rep.write(tmp_path, seed=0)
+    assert sorted(p.rsplit("/", 1)[-1] for p in files) == ["circuit.json", "circuit.pdf", "circuit.png"]
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["command"] == "interp circuit" and run["summary"]["files"] == files
+    assert not (tmp_path / "result.json").exists()  # the interp methods write no result.json

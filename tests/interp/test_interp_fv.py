@@ -138,3 +138,17 @@ def test_cli_fv_planted(tmp_path, capsys):
     assert main(["interp", "fv", "--planted", "--top-k", "9"]) == 2
     assert "top-k" in capsys.readouterr().err
     assert main(["interp", "fv", "--checkpoint", str(tmp_path)]) == 2
+
+
+def test_function_vector_report_is_the_commands_result(tmp_path):
+    """The library call of `interp fv --planted`: its summary is result.json, its headline ends with the verdict."""
+    import json
+
+    from spinlens.interp.function_vectors import function_vector_report
+
+    rep = function_vector_report(planted=True, corruption="other_task", top_k=1, n_prompts=64)
+    assert rep.summary["heads"] == [[0, 1]] and rep.summary["source"] == "planted:task"
+    assert rep.lines == [rep.summary["verdict"]["line"]] and rep.rows[0] == ("source", "planted:task")
+    rep.write(tmp_path, seed=0)
+    assert json.loads((tmp_path / "result.json").read_text())["heads"] == [[0, 1]]
+    assert (tmp_path / "function_vectors_indirect_effect.nc").exists()

@@ -6,9 +6,9 @@ Registered by `spinlens.cli.interp_cmd` (own module).
 from __future__ import annotations
 
 import argparse
-import os
 
-from ._common import Formatter, check_out_dir, print_json, print_table
+from ._common import Formatter
+from .interp_cmd import run_study
 
 HELP = ("Arithmetic in a pretrained LM: accuracy by operation, digits and prompt format; the heads that move "
         "operand information to the answer (direct path patching with corrupted operands), their attention to "
@@ -39,63 +39,9 @@ def register_arithmetic(isub) -> None:
 
 
 def run_arithmetic(args: argparse.Namespace) -> int:
-    import sys
+    from spinlens.llm.arithmetic import arithmetic_report
 
-    import torch
-
-    from spinlens.errors import InvalidParameterError, check_float, check_int
-    from spinlens.llm import arithmetic as A
-
-    ops = tuple(o.strip() for o in args.operations.split(",") if o.strip())
-    for o in ops:
-        if o not in A.OPERATIONS:
-            raise InvalidParameterError(f"The 'operations' parameter must be a comma-separated subset of + - *. Got {args.operations!r} instead.")
-    try:
-        digits = tuple(int(x) for x in args.digits.split(","))
-    except ValueError:
-        raise InvalidParameterError(f"The 'digits' parameter must be comma-separated integers 1..4. Got {args.digits!r} instead.") from None
-    for x in digits:
-        check_int("digits", x, low=1, high=4)
-    check_int("locate-digits", args.locate_digits, low=1, high=4)
-    n = check_int("n-prompts", args.n_prompts, low=2)
-    check_int("shots", args.shots, low=0, high=16)
-    check_int("seed", args.seed, low=0)
-    ns = check_int("n-seeds", args.n_seeds, low=1, high=20)
-    check_float("head-threshold", args.head_threshold, low=0)
-    check_float("mlp-threshold", args.mlp_threshold, low=0)
-    check_out_dir("out", args.out)
-    from spinlens.llm.tasks import load_model_and_tokenizer
-
-    model, tok = load_model_and_tokenizer(args.model)
-    say = (lambda s: None) if args.json else (lambda s: print(f"  {s}", file=sys.stderr, flush=True))
-    with torch.no_grad():
-        res = A.arithmetic_study(model, tok, operations=ops, digits=digits, locate_digits=args.locate_digits,
-                                 n_prompts=n, shots=args.shots, seeds=tuple(range(args.seed, args.seed + ns)),
-                                 head_threshold=args.head_threshold, mlp_threshold=args.mlp_threshold, progress=say)
-    d = res.to_dict()
-    d["model"] = args.model
-    if args.out:
-        from spinlens import io
-        from spinlens.plotting import interp as P
-
-        os.makedirs(args.out, exist_ok=True)
-        P.save_figure(P.plot_arithmetic(res), args.out, "arithmetic")
-        P.save_data(res.dataset(), args.out, "arithmetic")
-        io.write_json(os.path.join(args.out, "result.json"), d)
-        io.write_run_json(args.out, io.run_record("interp arithmetic", args=args, seed=args.seed, summary=d))
-    if args.json:
-        print_json(d)
-        return 0
-    rows = [("model", args.model)]
-    for key, v in d["accuracy"].items():
-        rows.append((f"accuracy {key}", f"{v['mean']:.3f} ± {v['sd']:.3f}"))
-    for s, lc in d["located"].items():
-        rows.append((f"seed {s}: heads ({lc['fraction_heads']:.1%} of {lc['n_heads_total']})", " ".join(f"{L}.{h}" for L, h in lc["heads"]) or "-"))
-        rows.append((f"seed {s}: MLPs", " ".join(map(str, lc["mlps"])) or "-"))
-    rows += [("heads located in every seed", " ".join(d["heads_all_seeds"]) or "-"),
-             ("fraction of heads (mean ± sd)", f"{d['fraction_heads']['mean']:.3%} ± {d['fraction_heads']['sd']:.3%}"),
-             ("verdict", d["verdict"])]
-    print_table(rows)
-    if args.out:
-        print(f"wrote {args.out}")
-    return 0
+    return run_study(args, lambda log: arithmetic_report(
+        args.model, operations=args.operations, digits=args.digits, locate_digits=args.locate_digits,
+        n_prompts=args.n_prompts, shots=args.shots, seed=args.seed, n_seeds=args.n_seeds,
+        head_threshold=args.head_threshold, mlp_threshold=args.mlp_threshold, progress=log))

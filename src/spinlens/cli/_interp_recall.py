@@ -6,9 +6,9 @@ Registered by `spinlens.cli.interp_cmd` (one line); the study is `spinlens.llm.r
 from __future__ import annotations
 
 import argparse
-import os
 
-from ._common import Formatter, check_out_dir, print_json, print_table
+from ._common import Formatter
+from .interp_cmd import run_study
 
 HELP = ("Factual recall by causal tracing: corrupt the subject, restore single states and MLP/attention windows, "
         "indirect effect by layer and position over the facts the model knows.")
@@ -39,68 +39,8 @@ def register_recall(isub) -> None:
 
 
 def run_recall(args: argparse.Namespace) -> int:
-    import torch
+    from spinlens.llm.recall import recall_report
 
-    with torch.no_grad():
-        return _run(args)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from spinlens.errors import check_float, check_int
-    from spinlens.interp.hf import load_hf
-    from spinlens.llm import facts as F
-    from spinlens.llm.recall import recall_study
-    from spinlens.models.pretrained import resolve_model
-
-    check_int("n-facts", args.n_facts, low=1)
-    check_int("n-seeds", args.n_seeds, low=1, high=100)
-    check_float("noise", args.noise, low=0.0)
-    check_int("seed", args.seed, low=0)
-    if args.window is not None:
-        check_int("window", args.window, low=1)
-    check_out_dir("out", args.out)
-    rels = [r.strip() for r in args.relations.split(",") if r.strip()]
-    from spinlens.errors import InvalidParameterError
-
-    bad = [r for r in rels if r not in F.TEMPLATES]
-    if bad or not rels:
-        raise InvalidParameterError(f"The 'relations' parameter must list some of {{{', '.join(F.TEMPLATES)}}}. "
-                                    f"Got {args.relations!r}.")
-    task = F.recall_task(F.country_facts(rels))
-    model = load_hf(args.model)
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(resolve_model(args.model)), local_files_only=True)
-    if args.window is not None:
-        check_int("window", args.window, low=1, high=model.cfg.n_layers)
-    res = recall_study(model, tok, task, n_facts=args.n_facts, noise=args.noise, n_seeds=args.n_seeds,
-                       window=args.window, rng=args.seed, progress=not args.json)
-    d = res.to_dict()
-    d["model"] = str(args.model)
-    if args.out:
-        from spinlens import io
-        from spinlens.plotting.interp import plot_causal_trace, save_data, save_figure
-
-        os.makedirs(args.out, exist_ok=True)
-        save_figure(plot_causal_trace(res.indirect_effect), args.out, "causal_trace")
-        save_data(res.indirect_effect, args.out, "causal_trace")
-        io.write_json(os.path.join(args.out, "result.json"), d)
-        io.write_run_json(args.out, io.run_record("interp recall", args=args, seed=args.seed, summary=d))
-    if args.json:
-        print_json(d)
-        return 0
-    k = d["known"]
-    rows = [("model", d["model"]), ("facts", d["source"]),
-            ("known facts", f"{k['n_known']} of {k['n_prompts']} prompts ({k['accuracy']:.3f})"),
-            ("traced", f"{d['n_facts_traced']} facts x {d['n_seeds']} noise seeds, noise {d['noise']} x "
-                       f"sigma {d['sigma']:.4f}, window {d['window']}"),
-            ("p(answer) clean / corrupted", f"{d['p_clean']:.3f} / {d['p_corrupt']['mean']:.3f} ± "
-                                            f"{d['p_corrupt']['sd']:.3f}")]
-    for kind, p in d["peaks"].items():
-        ie = p["indirect_effect"]
-        rows.append((f"{kind} peak ({p['category']})", f"layer {p['layer']} of {d['n_layers']} (per seed "
-                     f"{p['layer_by_seed']}), indirect effect {ie['mean']:.3f} ± {ie['sd']:.3f}"))
-    print_table(rows)
-    if args.out:
-        print(f"wrote {args.out}")
-    return 0
+    return run_study(args, lambda log: recall_report(
+        args.model, relations=args.relations, n_facts=args.n_facts, n_seeds=args.n_seeds, noise=args.noise,
+        window=args.window, seed=args.seed, progress=log is not None))

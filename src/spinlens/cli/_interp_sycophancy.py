@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import Formatter, print_json
+from ._common import Formatter
+from .interp_cmd import run_study
 
 HELP = ("Sycophancy of a chat LM (Chen et al. 2024): flip rate under user pushback, heads located by patching, "
         "tuning only them vs random heads vs full fine-tuning, with the general-ability cost.")
@@ -34,6 +35,8 @@ def register_sycophancy(isub) -> None:
     q.add_argument("--n-seq", type=int, default=16, help="held-out text sequences for the perplexity")
     q.add_argument("--seq-len", type=int, default=128, help="tokens per held-out sequence")
     q.add_argument("--n-prompts", type=int, default=48, help="prompts per general-ability task")
+    q.add_argument("--eval-every", type=int, default=5, help="evaluate each run every this many steps (and at the "
+                   "last): the curves behind the comparison at matched falls of the flip rate")
     q.add_argument("--out", default=None, help="folder: sycophancy.png/.pdf, result.json, run.json, models/METHOD_seedS")
     q.add_argument("--no-save", action="store_true", help="do not write the tuned models")
     q.add_argument("--json", action="store_true", help="print one JSON object")
@@ -44,27 +47,12 @@ def register_sycophancy(isub) -> None:
 def run_sycophancy(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from spinlens.errors import check_int
-    from spinlens.io import check_out_dir, run_record, write_study
     from spinlens.llm.sycophancy import sycophancy_tuning
-    from spinlens.plotting.edit import plot_sycophancy
 
-    check_out_dir("out", args.out)
-    for s in args.seeds:
-        check_int("seeds", s, low=0)
-    out = Path(args.out) if args.out else None
-    log = None if args.json or args.no_progress else (lambda s: print(s, flush=True))
-    res = sycophancy_tuning(args.model, n_train=args.n_train, n_test=args.n_test, k=args.k, steps=args.steps,
-                            lr=args.lr, batch_size=args.batch_size, methods=tuple(args.methods), seeds=tuple(args.seeds),
-                            seed=args.seed, n_seq=args.n_seq, seq_len=args.seq_len, n_prompts=args.n_prompts,
-                            save_dir=None if (out is None or args.no_save) else out / "models",
-                            progress=not (args.no_progress or args.json), log=log)
-    d = res.to_dict()
-    if out is not None:
-        write_study(out, d, run_record("interp sycophancy", args=args, seed=args.seed, summary=res.summary, verdict=res.verdict,
-                                       elapsed_s=res.seconds), fig=plot_sycophancy(res)[0], stem="sycophancy")
-    if args.json:
-        print_json(d)
-    else:
-        print(res.verdict)
-    return 0
+    quiet = args.json or args.no_progress
+    return run_study(args, lambda _: sycophancy_tuning(
+        args.model, n_train=args.n_train, n_test=args.n_test, k=args.k, steps=args.steps, lr=args.lr,
+        batch_size=args.batch_size, methods=tuple(args.methods), seeds=tuple(args.seeds), seed=args.seed,
+        n_seq=args.n_seq, seq_len=args.seq_len, n_prompts=args.n_prompts, eval_every=args.eval_every,
+        save_dir=None if (args.out is None or args.no_save) else Path(args.out) / "models", progress=not quiet,
+        log=None if quiet else (lambda s: print(s, flush=True))).report())

@@ -26,24 +26,13 @@ def add_prompt_args(p, *, data: bool = True, P_default: int = 2000):
 
 
 def distribution_from_args(args, *, d=None, n_context=None):
-    from spinlens.errors import check_float, check_int
-    from spinlens.prompts import PromptDistribution
+    from spinlens.errors import check_int
+    from spinlens.prompts import distribution_from_options
 
     check_int("--seed", args.seed, low=0)
-    # (D+1)^2 spins: D beyond 10^4 is 10^8 spins and more, far past what any solver or model here can hold
-    d = check_int("--D", args.D if d is None else d, low=1, high=10_000)
-    n_context = check_int("--N", args.N if n_context is None else n_context, low=1, high=10**7)
-    K = None if args.K is None else check_int("--K", args.K, low=1, high=10**12)
-    return PromptDistribution(
-        d=d,
-        n_context=n_context,
-        # scales beyond 1e±30 overflow float64 in the sixth powers of the theory (σ_x⁶σ_w²) and in E(W)
-        sigma_x=check_float("--sigma-x", args.sigma_x, low=1e-30, high=1e30),
-        sigma_w=check_float("--sigma-w", args.sigma_w, low=1e-30, high=1e30),
-        sigma_eps=check_float("--sigma-eps", args.sigma_eps, low=0, high=1e30),
-        corr=check_float("--corr", args.corr, low=0, high=1, high_open=True),
-        n_tasks=K,
-    )
+    return distribution_from_options(d=args.D if d is None else d, n_context=args.N if n_context is None else n_context,
+                                     sigma_x=args.sigma_x, sigma_w=args.sigma_w, sigma_eps=args.sigma_eps,
+                                     corr=args.corr, n_tasks=args.K)
 
 
 def check_data_agrees(args, prompts) -> None:
@@ -59,9 +48,9 @@ def check_data_agrees(args, prompts) -> None:
 
 
 def prompts_from_args(args, rng):
-    """(distribution, prompts): from --data when given, else sampled with --P."""
-    from spinlens.errors import check_int
-    from spinlens.prompts import load_prompts
+    """(distribution, prompts): from --data when given, else sampled with --P (refused before allocating when it
+    does not fit in memory)."""
+    from spinlens.prompts import load_prompts, sample_prompts
 
     if getattr(args, "data", None):
         prompts = load_prompts(args.data)
@@ -69,25 +58,4 @@ def prompts_from_args(args, rng):
         dist = distribution_from_args(args, d=prompts.d, n_context=prompts.n_context)
         return dist, prompts
     dist = distribution_from_args(args)
-    P = check_int("--P", args.P, low=1)
-    check_prompts_memory(dist, P)
-    # the batches `spinlens solve --sampler core` streams with the same generator (one batch when P <= 4096)
-    return dist, dist.sample_batched(P, rng=rng)
-
-
-def check_prompts_memory(dist, n_prompts: int) -> None:
-    """Refuse, before allocating, P prompts that do not fit in memory (the budget of `spinlens.memory`).
-
-    The prompts are drawn in batches and joined: Z (P, D+1, N+1), y (P,), w (P, D) in float64, twice at the peak.
-    """
-    from spinlens.errors import InvalidParameterError
-    from spinlens.memory import BASE_BYTES, GIB, SAFETY, available_memory
-
-    d, n = dist.d, dist.n_context
-    need = BASE_BYTES + 2 * 8 * int(n_prompts) * ((d + 1) * (n + 1) + d + 1)
-    avail = available_memory()
-    if need > SAFETY * avail:
-        raise InvalidParameterError(
-            f"The '--P' parameter asks for {n_prompts} prompts at D={d}, N={n}: about {need / GIB:.2f} GiB, but only "
-            f"{avail / GIB:.2f} GiB is available (a job may use {SAFETY:.0%} of it); use a smaller --P, D or N."
-        )
+    return dist, sample_prompts(dist, args.P, rng=rng)

@@ -7,10 +7,8 @@ behind it (NetCDF / JSON) and run.json under ``--out``, and prints a short summa
 from __future__ import annotations
 
 import argparse
-import os
-import time
 
-from ._common import Formatter, add_command, check_out_dir, print_json
+from ._common import Formatter, add_command, check_out_dir, print_json, print_table
 
 EXAMPLES = """  spinlens interp patch --planted regression --out runs/interp-patch
   spinlens interp circuit --checkpoint runs/tf --n-prompts 256 --threshold 0.1 --out runs/circuit
@@ -164,190 +162,49 @@ def _register_induction(isub) -> None:
 
 
 def _run_induction(args) -> int:
-    from ._interp_induction import induction_command
+    from spinlens.lm.analysis import induction_study_report
 
-    summary = induction_command(args)
-    if args.json:
-        print_json(summary)
-    else:
-        print(f"spinlens interp induction: {args.checkpoint or args.model}")
-        for r in summary["heads"][:6]:
-            print(f"  head {r['layer']}.{r['head']}: induction_score {r['induction_score']:.3f}, "
-                  f"prev_token_score {r['prev_token_score']:.3f}")
-        rl = summary["repeated_loss"]
-        print(f"  repeated_loss first {rl['first']:.3f}, repeat {rl['repeat']:.3f} (nats)")
-        print(f"  induction head formed: {'yes' if summary['induction_head_formed'] else 'no'} (top score >= 0.1, uniform "
-              f"attention gives {summary['uniform_baseline']:.3f}; repeat advantage >= 1 nat)")
-        if summary.get("icl_score") is not None:
-            print(f"  icl_score {summary['icl_score']:+.3f} (late minus early held-out loss; negative: uses context)")
-        if "ablation" in summary:
-            a = summary["ablation"]
-            print(f"  ablating {a['heads']}: repeat loss {a['repeated_loss']['repeat']:.3f} "
-                  f"(first {a['repeated_loss']['first']:.3f}); random heads: repeat {a['random_repeat_mean']:.3f}")
-        if "k_composition" in summary:
-            k = summary["k_composition"]
-            print(f"  path patching into {k['receiver']}: via k {k['k']['score']:.3f} from {k['k']['sender']}, "
-                  f"via q {k['q']['score']:.3f}, via v {k['v']['score']:.3f}")
-        for f in summary.get("files", []):
-            print(f"  wrote {f}")
-    return 0
-
-
-# ------------------------------------------------------------------------------------------------ setup
-def _setup(args):
-    """Model, clean/corrupt inputs, metric and extras of the setting (`spinlens.experiment.interp_setting`)."""
-    from spinlens.errors import check_float, check_int
-    from spinlens.experiment import interp_setting
-
-    check_out_dir("out", args.out)
-    if getattr(args, "threshold", None) is not None:
-        check_float("threshold", args.threshold, low=0.0)
-    if getattr(args, "top", None) is not None:
-        check_int("top", args.top, low=1)
-    st = interp_setting(model=args.model, checkpoint=args.checkpoint, planted=args.planted, n_prompts=args.n_prompts,
-                        n_pairs=args.n_pairs, d=args.d, n_context=args.n_context, corruption=args.corruption,
-                        seed=args.seed, allow_pickle_weights=getattr(args, "allow_pickle_weights", False))
-    if getattr(args, "head", None) is not None:
-        check_int("head", args.head, low=0, high=st.model.cfg.n_heads - 1)
-    return st.model, st.clean, st.corrupt, st.metric, st.extras, st.source
-
-
-def _write_run(out, args, summary):
-    from spinlens import io
-
-    io.write_run_json(out, io.run_record("interp " + args.method, args=args, seed=args.seed, summary=summary))
-
-
-def _parse_heads(spec: str, cfg):
-    from spinlens.errors import InvalidParameterError
-
-    heads = []
-    for part in spec.split(","):
-        try:
-            L, h = part.strip().split(".")
-            heads.append((int(L), int(h)))
-        except ValueError:
-            raise InvalidParameterError(f"The 'receivers' parameter must be 'output' or heads 'L.H,L.H'. Got {spec!r} instead.") from None
-    return heads
+    return run_study(args, lambda log: induction_study_report(
+        args.checkpoint, args.model, n_seq=args.n_seq, half=args.half, text=args.text, threshold=args.threshold,
+        prev_threshold=args.prev_threshold, ablation=not args.no_ablation, path=not args.no_path, top_k=args.top_k,
+        seed=args.seed, device=args.device, out=args.out))
 
 
 # ------------------------------------------------------------------------------------------------ run
-def _run(args) -> int:
-    import torch
+def run_study(args, make, *, prefix: str = "  ") -> int:
+    """The one runner of every interp command: check ``--out``, ``make(log)`` the library's
+    `spinlens.experiment.StudyReport` (``log``: progress lines on stderr, None with ``--json``), write it under
+    ``--out``, print its summary (``--json``) or its headline."""
+    import sys
 
-    with torch.enable_grad():  # attribution needs gradients; restored for an in-process caller
-        return _run_interp(args)
-
-
-def _run_interp(args) -> int:
-    import numpy as np
-
-    from spinlens import interp as I
-    from spinlens.plotting import interp as P
-
-    t0 = time.perf_counter()
-    model, clean, corrupt, metric, extras, source = _setup(args)
-    out = args.out
-    figs, data = [], []
-    summary: dict = {"model": source, "n_prompts": int(clean.shape[0])}
-    m = args.method
-    if m == "lens":
-        res = I.logit_lens(model, clean, target=extras.get("target"))
-        summary["stages"] = [str(s) for s in res.summary.coords["stage"].values]
-        for k in res.summary.data_vars:
-            summary[k] = [float(v) for v in res.summary[k].values]
-        if args.tuned:
-            tl = I.fit_tuned_lens(model, clean[: max(2, len(clean) // 2)])
-            rt = I.logit_lens(model, clean, target=extras.get("target"), tuned=tl)
-            summary["tuned"] = {k: [float(v) for v in rt.summary[k].values] for k in rt.summary.data_vars}
-        if out:
-            figs += P.save_figure(P.plot_lens(res), out, "lens")
-            data.append(P.save_data(res.summary, out, "lens"))
-    elif m == "patch":
-        pr = I.activation_patch(model, clean, corrupt, metric=metric, component=args.component,
-                                per_position=args.per_position, direction=args.direction, progress=not args.no_progress)
-        summary.update(component=args.component, metric_base=pr.metric_base, metric_source=pr.metric_source,
-                       top=[{**k, "score": v} for k, v in pr.top(5)])
-        if out:
-            figs += P.save_figure(P.plot_patching(pr), out, "patch")
-            data.append(P.save_data(pr.scores, out, "patch"))
-    elif m == "path":
-        rec = "output" if args.receivers == "output" else _parse_heads(args.receivers, model.cfg)
-        pp = I.path_patch(model, clean, corrupt, metric=metric, receivers=rec, receiver_input=args.input)
-        summary.update(receivers=args.receivers, input=args.input, top=[{**k, "score": v} for k, v in pp.top(5)])
-        if out:
-            figs += P.save_figure(P.plot_heatmap(pp.scores, title=f"path patching → {args.receivers} ({args.input})"), out, "path")
-            data.append(P.save_data(pp.scores, out, "path"))
-    elif m == "circuit":
-        c = I.find_circuit(model, clean, corrupt, metric=metric, threshold=args.threshold, progress=not args.no_progress)
-        f = I.circuit_faithfulness(model, clean, corrupt, c.nodes, metric=metric)
-        summary.update(c.to_dict(), faithfulness=f)
-        if out:
-            figs += P.save_figure(P.plot_circuit(c, title=f"circuit (threshold {args.threshold}, faithfulness {f:.2f})"), out, "circuit")
-            os.makedirs(out, exist_ok=True)
-            from spinlens.io import write_json
-
-            write_json(os.path.join(out, "circuit.json"), c.to_dict() | {"faithfulness": f})
-            data.append(os.path.join(out, "circuit.json"))
-    elif m == "attribution":
-        ac = I.attribution_circuit(model, clean, corrupt, metric=metric, threshold=args.threshold)
-        exact = I.path_patch(model, clean, corrupt, metric=metric, receivers="output")
-        a = ac.attribution.output.values.ravel()
-        e = exact.scores.values.ravel()
-        ok = np.isfinite(a) & np.isfinite(e)
-        r = float(np.corrcoef(a[ok], e[ok])[0, 1]) if ok.sum() > 2 and np.std(a[ok]) > 0 and np.std(e[ok]) > 0 else float("nan")
-        summary.update(ac.circuit.to_dict(), faithfulness=ac.faithfulness, faithfulness_empty=ac.faithfulness_empty,
-                       output_edges_corr_with_exact=r, output_edges_max_abs_diff=float(np.max(np.abs(a[ok] - e[ok]))))
-        if out:
-            figs += P.save_figure(P.plot_attribution_vs_exact(a, e, title="head → output edges"), out, "attribution_vs_exact")
-            figs += P.save_figure(P.plot_circuit(ac.circuit, title=f"attribution circuit (faithfulness {ac.faithfulness:.2f})"), out, "attribution_circuit")
-            data.append(P.save_data(ac.attribution.edges, out, "edge_attribution"))
-            data.append(P.save_data(ac.attribution.output, out, "output_attribution"))
-    elif m == "neurons":
-        if extras["kind"] == "regression":
-            rep = I.describe_units(model, clean, extras["quantities"])
-        else:
-            rep = I.describe_units(model, clean, None, position=None, categorical=extras["categorical"])
-        summary["units"] = [{"unit": u, "quantity": q, "r": r, "description": d} for u, q, r, d in rep.table(args.top)]
-        if out:
-            figs += P.save_figure(P.plot_units(rep, k=args.top), out, "neurons")
-            data.append(P.save_data(rep.corr, out, "neurons"))
-    elif m == "flow":
-        flow = I.attention_rollout(model, clean, head=args.head, residual_weight=args.residual_weight)
-        qf = flow.query_flow.values
-        summary.update(query_flow_last_layer=[float(v) for v in qf[-1]], top_source_position=int(np.argmax(qf[-1])))
-        if out:
-            figs += P.save_figure(P.plot_flow(flow), out, "flow")
-            data.append(P.save_data(flow.rollout, out, "flow"))
-    summary["elapsed_s"] = time.perf_counter() - t0
-    if out:
-        summary["files"] = figs + data
-        _write_run(out, args, summary)
+    check_out_dir("out", args.out)
+    rep = make(None if args.json else (lambda s: print(f"{prefix}{s}", file=sys.stderr, flush=True)))
+    if args.out:
+        rep.write(args.out, args, seed=args.seed)
     if args.json:
-        print_json(summary)
-    else:
-        _print_summary(m, summary)
+        print_json(rep.summary)
+        return 0
+    if rep.rows:
+        print_table(rep.rows)
+    for line in rep.lines:
+        print(line)
+    if args.out and rep.files_key:
+        for f in rep.summary.get(rep.files_key, []):
+            print(f"  wrote {f}")
+    elif args.out and rep.rows:
+        print(f"wrote {args.out}")
     return 0
 
 
-def _print_summary(m, s) -> None:
-    print(f"spinlens interp {m}: {s['model']}, {s['n_prompts']} prompts, {s['elapsed_s']:.2f} s")
-    if "top" in s:
-        for row in s["top"]:
-            print("  " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-    if "nodes" in s:
-        print(f"  nodes: {s['nodes']}")
-        for e in s["edges"]:
-            print(f"  {e['sender']} -> {e['receiver']} ({e['input']}): {e['score']:+.3f}")
-        print(f"  faithfulness: {s['faithfulness']:.3f}")
-    if "units" in s:
-        for u in s["units"]:
-            print("  " + u["description"])
-    if "stages" in s:
-        for i, st in enumerate(s["stages"]):
-            vals = ", ".join(f"{k}={s[k][i]:.4g}" for k in ("mse", "mse_to_final", "corr_to_final", "prob", "rank") if k in s)
-            print(f"  {st:>8}: {vals}")
-    if "query_flow_last_layer" in s:
-        print(f"  most information at the query comes from position {s['top_source_position']}")
-    for f in s.get("files", []):
-        print(f"  wrote {f}")
+def _run(args) -> int:
+    from spinlens.experiment import interp_method
+
+    return run_study(args, lambda log: interp_method(
+        args.method, threshold=getattr(args, "threshold", None), top=getattr(args, "top", None),
+        head=getattr(args, "head", None), tuned=getattr(args, "tuned", False),
+        component=getattr(args, "component", "z"), per_position=getattr(args, "per_position", False),
+        direction=getattr(args, "direction", "denoise"), receivers=getattr(args, "receivers", "output"),
+        receiver_input=getattr(args, "input", "q"), residual_weight=getattr(args, "residual_weight", 0.5),
+        progress=not args.no_progress, model=args.model, checkpoint=args.checkpoint, planted=args.planted,
+        n_prompts=args.n_prompts, n_pairs=args.n_pairs, d=args.d, n_context=args.n_context,
+        corruption=args.corruption, seed=args.seed, allow_pickle_weights=args.allow_pickle_weights))

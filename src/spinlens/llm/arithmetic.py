@@ -37,8 +37,11 @@ from spinlens.verdict import mean_sd
 if TYPE_CHECKING:
     import xarray as xr
 
+    from spinlens.experiment import StudyReport
+
 __all__ = ["OPERATIONS", "FORMATS", "arithmetic_task", "arithmetic_accuracy", "LocatedComponents",
-           "locate_components", "operand_attention", "answer_space_in_prompt", "ArithmeticResult", "arithmetic_study"]
+           "locate_components", "operand_attention", "answer_space_in_prompt", "ArithmeticResult", "arithmetic_study",
+           "arithmetic_report"]
 
 OPERATIONS = {"+": "plus", "-": "minus", "*": "times"}
 FORMATS = {"symbolic": "{a} {op} {b} =", "words": "What is {a} {word} {b}? Answer:"}
@@ -568,3 +571,55 @@ def arithmetic_study(model, tokenizer, *, operations=("+", "-", "*"), digits=(1,
         say(f"seed {sd}: {len(located[sd].heads)} heads, {len(located[sd].mlps)} MLPs located on "
             f"{located[sd].n_prompts} correct prompts")
     return ArithmeticResult(acc, located, seeds, int(n_prompts), int(shots))
+
+
+def arithmetic_report(model: str, *, operations: str | Sequence[str] = "+,-,*", digits: str | Sequence[int] = "1,2",
+                      locate_digits: int = 2, n_prompts: int = 48, shots: int = 3, seed: int = 0, n_seeds: int = 3,
+                      head_threshold: float = 0.05, mlp_threshold: float = 0.1, progress=None) -> StudyReport:
+    """``spinlens interp arithmetic``: check the options (``operations``, ``digits``: comma-separated or
+    sequences), load ``model`` (a named pretrained model or a Hugging Face folder), run `arithmetic_study` on
+    seeds ``seed .. seed + n_seeds - 1`` and return its `spinlens.experiment.StudyReport` (``to_dict()`` with the
+    model, the headline table, the figure and data ``arithmetic``)."""
+    from spinlens.experiment import StudyReport
+    from spinlens.llm.tasks import load_model_and_tokenizer
+
+    spec = operations if isinstance(operations, str) else ",".join(operations)
+    ops = tuple(o.strip() for o in spec.split(",") if o.strip())
+    for o in ops:
+        if o not in OPERATIONS:
+            raise InvalidParameterError(f"The 'operations' parameter must be a comma-separated subset of + - *. Got {spec!r} instead.")
+    spec = digits if isinstance(digits, str) else ",".join(map(str, digits))
+    try:
+        ds = tuple(int(x) for x in spec.split(","))
+    except ValueError:
+        raise InvalidParameterError(f"The 'digits' parameter must be comma-separated integers 1..4. Got {spec!r} instead.") from None
+    for x in ds:
+        check_int("digits", x, low=1, high=4)
+    check_int("locate-digits", locate_digits, low=1, high=4)
+    n = check_int("n-prompts", n_prompts, low=2)
+    check_int("shots", shots, low=0, high=16)
+    check_int("seed", seed, low=0)
+    ns = check_int("n-seeds", n_seeds, low=1, high=20)
+    check_float("head-threshold", head_threshold, low=0)
+    check_float("mlp-threshold", mlp_threshold, low=0)
+    net, tok = load_model_and_tokenizer(model)
+    with torch.no_grad():
+        res = arithmetic_study(net, tok, operations=ops, digits=ds, locate_digits=locate_digits, n_prompts=n,
+                               shots=shots, seeds=tuple(range(seed, seed + ns)), head_threshold=head_threshold,
+                               mlp_threshold=mlp_threshold, progress=progress)
+    d = res.to_dict()
+    d["model"] = model
+    rows = [("model", model)]
+    for key, v in d["accuracy"].items():
+        rows.append((f"accuracy {key}", f"{v['mean']:.3f} ± {v['sd']:.3f}"))
+    for s, lc in d["located"].items():
+        rows.append((f"seed {s}: heads ({lc['fraction_heads']:.1%} of {lc['n_heads_total']})",
+                     " ".join(f"{L}.{h}" for L, h in lc["heads"]) or "-"))
+        rows.append((f"seed {s}: MLPs", " ".join(map(str, lc["mlps"])) or "-"))
+    rows += [("heads located in every seed", " ".join(d["heads_all_seeds"]) or "-"),
+             ("fraction of heads (mean ± sd)", f"{d['fraction_heads']['mean']:.3%} ± {d['fraction_heads']['sd']:.3%}"),
+             ("verdict", d["verdict"])]
+    from spinlens.plotting import interp as P
+
+    return StudyReport("interp arithmetic", d, rows, figures={"arithmetic": lambda: P.plot_arithmetic(res)},
+                       data={"arithmetic": res.dataset()})

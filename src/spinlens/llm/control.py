@@ -26,15 +26,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from spinlens.errors import InvalidParameterError, check_int
+from spinlens.errors import InvalidParameterError, check_float, check_int
 from spinlens.llm import multilingual as ML
 from spinlens.verdict import mean_sd
 
-__all__ = ["ControlResult", "language_control_study", "equal_effect_cost", "locate_heads"]
+if TYPE_CHECKING:
+    from spinlens.experiment import StudyReport
+
+__all__ = ["ControlResult", "language_control_study", "language_control_report", "equal_effect_cost", "locate_heads"]
 
 LEVELS = {"prefix": "token", "residual": "activation", "neurons": "neuron", "random_neurons": "neuron",
           "heads": "module", "none": "none"}
@@ -260,3 +263,58 @@ def language_control_study(model, tokenizer, corpus: ML.ParallelCorpus, *, sourc
                   fit_tokens=fit_tokens, eval_tokens=eval_tokens, n_prompts=n_prompts, prompt_tokens=prompt_tokens,
                   n_new=n_new, seeds=seeds, cost="Δ held-out loss (nats/token) of target-language text")
     return ControlResult(source, target, rows, base, heads_out, layer, lid_acc or {}, dict(corpus.source), config)
+
+
+def language_control_report(model: str, *, languages: Sequence[str] = ("en", "fr", "ru", "zh"), source: str = "en",
+                            target: str = "fr", layer: int | None = None, n_heads: int = 4,
+                            alphas: Sequence[float] = (1, 2, 4), head_alphas: Sequence[float] = (2, 4, 8),
+                            neuron_scales: Sequence[float] = (1, 4), prefix_messages: Sequence[int] = (1, 3),
+                            n_ctx: int = 64, fit_tokens: int = 512, eval_tokens: int = 64, n_prompts: int = 4,
+                            prompt_tokens: int = 8, new_tokens: int = 8, effect: float = 0.5, batch_size: int = 4,
+                            seed: int = 0, n_seeds: int = 3, progress=None) -> StudyReport:
+    """``spinlens interp control``: check the options, load ``model`` (a named pretrained model or a Hugging Face
+    folder) and the Django corpus of ``languages``, run `language_control_study` on seeds
+    ``seed .. seed + n_seeds - 1`` and return its `spinlens.experiment.StudyReport` (``to_dict(effect)`` with the
+    model, the headline table, the figure and the CSV rows ``language_control``)."""
+    from spinlens.experiment import StudyReport
+    from spinlens.llm.tasks import load_model_and_tokenizer
+
+    check_int("seed", seed, low=0)
+    n_seeds = check_int("n-seeds", n_seeds, low=1, high=100)
+    for name, v in (("n-ctx", n_ctx), ("fit-tokens", fit_tokens), ("eval-tokens", eval_tokens),
+                    ("n-prompts", n_prompts), ("prompt-tokens", prompt_tokens), ("new-tokens", new_tokens),
+                    ("batch-size", batch_size), ("n-heads", n_heads)):
+        check_int(name, v, low=1)
+    for k in prefix_messages:
+        check_int("prefix-messages", k, low=1)
+    for a in [*alphas, *head_alphas, *neuron_scales]:
+        check_float("alphas", a)
+    check_float("effect", effect, low=0.0, high=1.0)
+    corpus = ML.django_corpus(languages)
+    for name, code in (("source", source), ("target", target)):
+        if code not in corpus.languages:
+            raise InvalidParameterError(f"The '{name}' parameter must be one of --languages {list(corpus.languages)}. "
+                                        f"Got {code!r}.")
+    net, tok = load_model_and_tokenizer(model)
+    res = language_control_study(
+        net, tok, corpus, source=source, target=target, layer=layer, n_heads=n_heads, alphas=alphas,
+        head_alphas=head_alphas, neuron_scales=neuron_scales, prefix_messages=prefix_messages, n_ctx=n_ctx,
+        fit_tokens=fit_tokens, eval_tokens=eval_tokens, n_prompts=n_prompts, prompt_tokens=prompt_tokens,
+        n_new=new_tokens, seeds=range(seed, seed + n_seeds), batch_size=batch_size, progress=progress)
+    d = res.to_dict(effect)
+    d["model"] = str(model)
+    key = f"delta_loss_at_switch_{effect:g}"
+    rows = [("model", d["model"]), ("behaviour", f"output language {source} → {target}"),
+            ("switch rate, no intervention", f"{d['base_switch_rate']['mean']:.3f} ± {d['base_switch_rate']['sd']:.3f}")]
+    for m, e in d["methods"].items():
+        at = e[key]
+        rows.append((f"{m} ({e['level']}, {e['units']} units): max switch rate",
+                     f"{e['max_switch_rate']['mean']:.3f} ± {e['max_switch_rate']['sd']:.3f}"))
+        rows.append((f"{m}: Δ loss at switch rate {effect:g}",
+                     f"{at['mean']:.3f} ± {at['sd']:.3f} ({at['reached']} seeds reach it)"))
+    keys = ["method", "level", "strength", "units", "seed", "switch_rate", "loss", "delta_loss", "sample"]
+    from spinlens.plotting.multilingual import plot_language_control
+
+    return StudyReport("interp control", d, rows,
+                       figures={"language_control": lambda: plot_language_control(res, effect)},
+                       data={"language_control": {k: [r[k] for r in res.rows] for k in keys}})

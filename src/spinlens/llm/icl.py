@@ -32,6 +32,7 @@ the input of precise tuning for in-context learning.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,10 @@ from spinlens.errors import InvalidParameterError, check_int
 if TYPE_CHECKING:
     import xarray as xr
 
-__all__ = ["WORD_TASKS", "word_tasks", "FVStudyResult", "fv_study", "LocatedHeads", "locate_fv_heads"]
+    from spinlens.experiment import StudyReport
+
+__all__ = ["WORD_TASKS", "word_tasks", "FVStudyResult", "fv_study", "LocatedHeads", "locate_fv_heads",
+           "fv_report"]
 
 WORD_TASKS = ("capital", "continent", "translate_fr", "translate_de", "translate_es", "past", "plural", "uppercase")
 _COUNTRY = {"capital": "capital", "continent": "continent", "translate_fr": "name_fr", "translate_de": "name_de",
@@ -192,3 +196,59 @@ def locate_fv_heads(model, tokenizer, tasks=("capital", "translate_fr", "past", 
     st = fv_study(model, tokenizer, tasks, n_prompts=n_prompts, n_pairs=n_pairs, top_k=top_k, fv_heads=top_k,
                   seeds=seeds, layers=layers)
     return LocatedHeads(st.heads, st.indirect_effect, list(st.summaries), [int(s) for s in seeds], st)
+
+
+def fv_report(model: str, *, task: str | None = None, n_prompts: int = 256, n_pairs: int | None = None,
+              top_k: int = 3, corruption: str = "shuffled", seed: int = 0, n_seeds: int = 3,
+              progress: bool = True) -> StudyReport:
+    """``spinlens interp fv --model NAME|DIR --task T[,T...]``: `fv_study` on the word tasks ``task``
+    (comma-separated; default capital, translate_fr, past, uppercase) of a named pretrained model or a Hugging
+    Face folder, ``top_k`` heads, seeds ``seed .. seed + n_seeds - 1``, as a `spinlens.experiment.StudyReport`
+    (``to_dict()`` with the model, the headline table, per task the figure and data ``function_vectors_TASK``,
+    and the mean ``indirect_effect``)."""
+    from functools import partial
+
+    import torch
+
+    from spinlens.experiment import StudyReport
+    from spinlens.llm.tasks import load_model_and_tokenizer
+
+    tasks = [t.strip() for t in (task or "capital,translate_fr,past,uppercase").split(",") if t.strip()]
+    bad = [t for t in tasks if t not in WORD_TASKS]
+    if bad or not tasks:
+        raise InvalidParameterError(f"The 'task' parameter must list word tasks among {{{', '.join(WORD_TASKS)}}}. "
+                                    f"Got {task!r}.")
+    if corruption != "shuffled":
+        raise InvalidParameterError(f"The 'corruption' parameter must be shuffled for word tasks. Got {corruption!r}.")
+    n_seeds = check_int("n-seeds", n_seeds, low=1, high=100)
+    n_pairs = check_int("n-pairs", n_pairs if n_pairs is not None else 5, low=1, high=50)
+    net, tok = load_model_and_tokenizer(model)
+    check_int("top-k", top_k, low=1, high=net.cfg.n_layers * net.cfg.n_heads)
+    seeds = tuple(range(seed, seed + n_seeds))
+    with torch.no_grad():
+        res = fv_study(net, tok, tasks, n_prompts=n_prompts, n_pairs=n_pairs, top_k=top_k, fv_heads=top_k,
+                       seeds=seeds, progress=progress)
+    d = res.to_dict()
+    d["model"] = str(model)
+    f = lambda m: f"{m['mean']:.3f} ± {m['sd']:.3f}"  # noqa: E731
+    rows = [("model", d["model"]), ("seeds", " ".join(map(str, seeds)))]
+    for name, s in d["tasks"].items():
+        rows.append((f"{name}: few-shot / zero-shot accuracy", f"{f(s['few_shot_accuracy'])} / {f(s['zero_shot_accuracy'])}"))
+        if s["zero_shot_fv"] is not None:
+            z = s["zero_shot_fv"]
+            rows.append((f"{name}: zero-shot + FV before layer {s['best_layer']}: accuracy / gain",
+                         f"{f(z['accuracy'])} / {f(z['gain'])}"))
+    for name, why in d["skipped"].items():
+        rows.append((f"{name}: skipped", why))
+    rows.append(("heads (largest indirect effect, mean over tasks)",
+                 " ".join(f"{h['layer']}.{h['head']}" for h in d["heads"])))
+    from spinlens.plotting.interp import plot_heatmap
+    from spinlens.plotting.lm import plot_lm_function_vectors
+
+    figures: dict[str, Callable[[], object]] = {f"function_vectors_{name}": partial(plot_lm_function_vectors, ds)
+                                                for name, ds in res.datasets.items()}
+    figures["indirect_effect"] = lambda: plot_heatmap(res.indirect_effect, title="causal indirect effect, mean over tasks",
+                                                      annotate=False)
+    data = {f"function_vectors_{name}": ds for name, ds in res.datasets.items()}
+    data["indirect_effect"] = res.indirect_effect
+    return StudyReport("interp fv", d, rows, figures=figures, data=data)

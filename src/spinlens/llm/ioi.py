@@ -38,8 +38,10 @@ from spinlens.vocabulary import act_name
 if TYPE_CHECKING:
     import xarray as xr
 
+    from spinlens.experiment import StudyReport
+
 __all__ = ["NAMES", "TEMPLATES", "single_token_names", "ioi_task", "IOIResult", "ioi_study", "logit_diffs",
-           "mean_ablation_faithfulness", "circuit_search", "CircuitSearch"]
+           "mean_ablation_faithfulness", "circuit_search", "CircuitSearch", "ioi_report"]
 
 NAMES = (
     "Mary", "John", "Tom", "James", "Michael", "David", "Sarah", "Paul", "Emma", "Anna", "Peter", "Laura",
@@ -284,13 +286,14 @@ def circuit_search(model, batches, *, sizes: Sequence[int] = (64, 32, 16, 8, 4),
             gates = torch.tensor(alive, dtype=torch.float32, requires_grad=True)
             total = torch.zeros(())
             n = 0
-            for b in batches:
-                with model.hooks(_gate_hooks(model, b, gates)):
-                    lg = model(b.clean)[:, -1]
-                d = (lg.gather(-1, b.answer[:, None]) - lg.gather(-1, b.wrong[:, None]))[:, 0]
-                total = total + d.sum()
-                n += len(d)
-            (grad,) = torch.autograd.grad(total / n, gates)
+            with torch.enable_grad():  # the caller may run under no_grad
+                for b in batches:
+                    with model.hooks(_gate_hooks(model, b, gates)):
+                        lg = model(b.clean)[:, -1]
+                    d = (lg.gather(-1, b.answer[:, None]) - lg.gather(-1, b.wrong[:, None]))[:, 0]
+                    total = total + d.sum()
+                    n += len(d)
+                (grad,) = torch.autograd.grad(total / n, gates)
             gr = grad.double().numpy()
             if n_steps == 0:
                 attribution = gr.copy()
@@ -623,3 +626,57 @@ def ioi_study(
                          name="head_score")
     return IOIResult(ld, float(m_cor), direct_da, sinh_da, att_da, hs_da, roles, evidence, tuple(circuit), faith, rand,
                      empty, edges, seeds, int(n_prompts), len(pb), nL, nH, task.source, tt0.dropped, search)
+
+
+def ioi_report(model: str, *, n_prompts: int = 64, seed: int = 0, n_seeds: int = 3, n_patching: int = 16,
+               n_random: int = 5, search_sizes: Sequence[int] = (64, 32, 16, 8), progress=None) -> StudyReport:
+    """``spinlens interp ioi``: check the options, load ``model`` (a named pretrained model or a Hugging Face
+    folder), run `ioi_study` on seeds ``seed .. seed + n_seeds - 1`` and return its
+    `spinlens.experiment.StudyReport`: ``IOIResult.to_dict()`` with the model, the headline table, the figures
+    ``ioi_circuit`` and ``ioi_heads`` and the data ``ioi.nc``."""
+    from spinlens.experiment import StudyReport
+    from spinlens.llm.tasks import load_model_and_tokenizer
+
+    n = check_int("n-prompts", n_prompts, low=2)
+    check_int("seed", seed, low=0)
+    ns = check_int("n-seeds", n_seeds, low=1, high=20)
+    check_int("n-patching", n_patching, low=1)
+    check_int("n-random", n_random, low=2)
+    for k in search_sizes:
+        check_int("search-sizes", k, low=1)
+    net, tok = load_model_and_tokenizer(model)
+    with torch.no_grad():
+        res = ioi_study(net, tok, n_prompts=n, seeds=tuple(range(seed, seed + ns)), n_prompts_patching=n_patching,
+                        n_random=n_random, search_sizes=search_sizes, progress=progress)
+    d = res.to_dict()
+    d["model"] = model
+    ld = d["logit_diff"]
+    rows = [("model", model), ("prompts", f"{n} per seed, seeds {d['seeds']}")]
+    for s in d["seeds"]:
+        v = ld[str(s)]
+        rows.append((f"logit difference, seed {s}", f"{v['mean']:.3f} ± {v['sd']:.3f} (IO above S: {v['accuracy']:.2f})"))
+    rows.append(("logit difference over seeds", f"{ld['over_seeds']['mean']:.3f} ± {ld['over_seeds']['sd']:.3f}"))
+    rows.append(("logit difference, ABC prompts", f"{d['logit_diff_corrupt']:.3f}"))
+    for k, v in d["roles"].items():
+        rows.append((k.replace("_", " ") + " heads", " ".join(v[:12]) + (" ..." if len(v) > 12 else "") or "-"))
+    fr = d["faithfulness_random"]
+    rows += [("circuit", " ".join(d["circuit"])), ("faithfulness", f"{d['faithfulness']:.3f}"),
+             ("random circuits (same size)", f"{fr['mean']:.3f} ± {fr['sd']:.3f} over {len(fr['values'])}"),
+             ("no head kept", f"{d['faithfulness_empty']:.3f}")]
+    for x in d.get("circuit_search", {}).get("by_size", []):
+        r = x["faithfulness_random"]
+        rows.append((f"circuit by effect, {x['size']} heads", f"faithfulness {x['faithfulness']:.3f} (random "
+                     f"{r['mean']:.3f} ± {r['sd']:.3f})"))
+    rows.append(("verdict", d["verdict"]))
+
+    def dataset():
+        import xarray as xr
+
+        return xr.Dataset({"direct_path_score": res.direct, "q_path_score_to_name_movers": res.to_name_movers_q,
+                           "attention": res.attention, "head_score": res.head_scores})
+
+    from spinlens.plotting import interp as P
+
+    return StudyReport("interp ioi", d, rows, figures={
+        "ioi_circuit": lambda: P.plot_circuit(res.circuit_object(), roles=res.roles, title="IOI circuit"),
+        "ioi_heads": lambda: P.plot_ioi_heads(res)}, data={"ioi": dataset()})

@@ -48,11 +48,15 @@ import struct
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spinlens.errors import InvalidParameterError, check_float, check_int
 from spinlens.verdict import mean_sd
+
+if TYPE_CHECKING:
+    from spinlens.experiment import StudyReport
 
 __all__ = [
     "DJANGO_LOCALES",
@@ -70,6 +74,7 @@ __all__ = [
     "LanguageNeuronsResult",
     "result_dataset",
     "language_neurons_study",
+    "language_neurons_report",
 ]
 
 # spinlens language code -> Django locale folder
@@ -651,3 +656,52 @@ def language_neurons_study(model, tokenizer, corpus: ParallelCorpus, *, n_ctx: i
                   "eval": {c: int(eval_rows[c][:, 1:].numel()) for c in langs}},
         base_loss=base, off_loss=off, random_off_loss=rnd_off, switch_rate=rate, switch_base=base_rate,
         switch_random=rnd_rate, lid_accuracy=lid_acc, samples=samples, corpus=dict(corpus.source), config=config)
+
+
+def language_neurons_report(model: str, *, languages: Sequence[str] = DEFAULT_LANGUAGES, n_ctx: int = 128,
+                            fit_tokens: int = 4096, eval_tokens: int = 512, n_prompts: int = 8, prompt_tokens: int = 16,
+                            new_tokens: int = 16, top_fraction: float = 0.01, quantile: float = 0.95,
+                            batch_size: int = 4, parts: Sequence[str] = ("off", "on"), seed: int = 0, n_seeds: int = 3,
+                            progress=None) -> StudyReport:
+    """``spinlens interp languages``: check the options, load ``model`` (a named pretrained model or a Hugging
+    Face folder) and the Django corpus of ``languages``, run `language_neurons_study` (``quantile``: the filter
+    and the bar quantile; random controls on seeds ``seed .. seed + n_seeds - 1``) and return its
+    `spinlens.experiment.StudyReport` (``to_dict()`` with the model, the headline table, the figure and data
+    ``language_neurons``)."""
+    from spinlens.experiment import StudyReport
+    from spinlens.llm.tasks import load_model_and_tokenizer
+
+    check_int("seed", seed, low=0)
+    n_seeds = check_int("n-seeds", n_seeds, low=1, high=100)
+    for name, v in (("n-ctx", n_ctx), ("fit-tokens", fit_tokens), ("eval-tokens", eval_tokens),
+                    ("n-prompts", n_prompts), ("prompt-tokens", prompt_tokens), ("new-tokens", new_tokens),
+                    ("batch-size", batch_size)):
+        check_int(name, v, low=1)
+    check_float("top-fraction", top_fraction, low=0.0, high=1.0, low_open=True)
+    check_float("quantile", quantile, low=0.0, high=1.0)
+    corpus = django_corpus(languages)
+    net, tok = load_model_and_tokenizer(model)
+    res = language_neurons_study(
+        net, tok, corpus, n_ctx=n_ctx, fit_tokens=fit_tokens, eval_tokens=eval_tokens, n_prompts=n_prompts,
+        prompt_tokens=prompt_tokens, n_new=new_tokens, top_fraction=top_fraction, filter_quantile=quantile,
+        bar_quantile=quantile, seeds=range(seed, seed + n_seeds), batch_size=batch_size, parts=parts,
+        progress=progress)
+    d = res.to_dict()
+    d["model"] = str(model)
+    f = lambda m: f"{m['mean']:.3f} ± {m['sd']:.3f}"  # noqa: E731
+    rows = [("model", d["model"]), ("corpus", f"{d['corpus']['corpus']} (Django {d['corpus']['version']}, "
+                                              f"{d['corpus']['n_messages']} aligned messages)"),
+            ("language identifier accuracy", " ".join(f"{c} {a:.3f}" for c, a in d["lid_accuracy"].items())),
+            ("language-specific neurons", " ".join(f"{c} {v['total']}" for c, v in d["language_neurons"].items()))]
+    if "off" in parts:
+        rows += [("Δ loss, own language off (mean of diagonal)", f"{d['diagonal_delta_loss']:.3f} nats/token"),
+                 ("Δ loss, other languages (off-diagonal)", f"{d['off_diagonal_delta_loss']:.3f} nats/token"),
+                 ("Δ loss, random neurons, diagonal", f(d["random_diagonal_delta_loss"]))]
+    if "on" in parts:
+        rows += [("switch rate, neurons on (off-diagonal)", f"{d['switch_rate_mean']:.3f}"),
+                 ("switch rate, no intervention", f"{d['switch_base_mean']:.3f}"),
+                 ("switch rate, random neurons on", f(d["switch_random_mean"]))]
+    from spinlens.plotting.multilingual import plot_language_neurons
+
+    return StudyReport("interp languages", d, rows, figures={"language_neurons": lambda: plot_language_neurons(res)},
+                       data={"language_neurons": result_dataset(res)})

@@ -29,6 +29,7 @@ the model's depth (6 of 30 for SmolLM2).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +43,10 @@ from spinlens.vocabulary import act_name
 if TYPE_CHECKING:
     import xarray as xr
 
+    from spinlens.experiment import StudyReport
+
 __all__ = ["CATEGORIES", "KINDS", "RecallResult", "recall_task", "known_facts", "subject_positions", "trace_fact", "causal_trace",
-           "recall_study", "last_logits"]
+           "recall_study", "last_logits", "recall_report"]
 
 CATEGORIES = ("first subject token", "middle subject tokens", "last subject token", "first subsequent token",
               "further tokens", "last token")
@@ -358,3 +361,51 @@ def recall_study(model, tokenizer, task, *, n_facts: int = 40, noise: float = 3.
     return RecallResult(ds, known, _peaks(ds), float(np.mean([f["p_clean"] for f in per_fact])), _ms(p_corrupt_seed),
                         facts, {"noise": noise, "sigma": ds.attrs["sigma"], "window": ds.attrs["window"],
                                 "n_seeds": n_seeds, "n_layers": int(model.cfg.n_layers), "source": task.source})
+
+
+def recall_report(model: str, *, relations: str | Sequence[str] = "capital", n_facts: int = 40, n_seeds: int = 3,
+                  noise: float = 3.0, window: int | None = None, seed: int = 0, progress: bool = False) -> StudyReport:
+    """``spinlens interp recall``: check the options (``relations``: comma-separated or a sequence, among
+    `spinlens.llm.facts.TEMPLATES`), load ``model`` (a named pretrained model or a Hugging Face folder), run
+    `recall_study` on the country facts of ``relations`` and return its `spinlens.experiment.StudyReport`
+    (``to_dict()`` with the model, the headline table, the figure and data ``causal_trace``)."""
+    from spinlens.experiment import StudyReport
+    from spinlens.llm import facts as F
+    from spinlens.llm.tasks import load_model_and_tokenizer
+
+    check_int("n-facts", n_facts, low=1)
+    check_int("n-seeds", n_seeds, low=1, high=100)
+    check_float("noise", noise, low=0.0)
+    check_int("seed", seed, low=0)
+    if window is not None:
+        check_int("window", window, low=1)
+    spec = relations if isinstance(relations, str) else ",".join(relations)
+    rels = [r.strip() for r in spec.split(",") if r.strip()]
+    bad = [r for r in rels if r not in F.TEMPLATES]
+    if bad or not rels:
+        raise InvalidParameterError(f"The 'relations' parameter must list some of {{{', '.join(F.TEMPLATES)}}}. "
+                                    f"Got {spec!r}.")
+    task = F.recall_task(F.country_facts(rels))
+    net, tok = load_model_and_tokenizer(model)
+    if window is not None:
+        check_int("window", window, low=1, high=net.cfg.n_layers)
+    with torch.no_grad():
+        res = recall_study(net, tok, task, n_facts=n_facts, noise=noise, n_seeds=n_seeds, window=window, rng=seed,
+                           progress=progress)
+    d = res.to_dict()
+    d["model"] = str(model)
+    k = d["known"]
+    rows = [("model", d["model"]), ("facts", d["source"]),
+            ("known facts", f"{k['n_known']} of {k['n_prompts']} prompts ({k['accuracy']:.3f})"),
+            ("traced", f"{d['n_facts_traced']} facts x {d['n_seeds']} noise seeds, noise {d['noise']} x "
+                       f"sigma {d['sigma']:.4f}, window {d['window']}"),
+            ("p(answer) clean / corrupted", f"{d['p_clean']:.3f} / {d['p_corrupt']['mean']:.3f} ± "
+                                            f"{d['p_corrupt']['sd']:.3f}")]
+    for kind, p in d["peaks"].items():
+        ie = p["indirect_effect"]
+        rows.append((f"{kind} peak ({p['category']})", f"layer {p['layer']} of {d['n_layers']} (per seed "
+                     f"{p['layer_by_seed']}), indirect effect {ie['mean']:.3f} ± {ie['sd']:.3f}"))
+    from spinlens.plotting.interp import plot_causal_trace
+
+    return StudyReport("interp recall", d, rows, figures={"causal_trace": lambda: plot_causal_trace(res.indirect_effect)},
+                       data={"causal_trace": res.indirect_effect})

@@ -46,6 +46,8 @@ from spinlens.verdict import mean_sd
 if TYPE_CHECKING:
     import torch
 
+    from spinlens.experiment import StudyReport
+
 __all__ = ["Question", "questions", "chat_prompts", "flip_rate", "locate_heads", "head_masks",
            "SycophancyResult", "sycophancy_tuning"]
 
@@ -357,6 +359,18 @@ class SycophancyResult:
         d["head_effects"] = np.asarray(self.head_effects).tolist()
         return d
 
+    def report(self) -> StudyReport:
+        """The `spinlens.experiment.StudyReport` of ``spinlens interp sycophancy``: `to_dict`, the verdict as
+        the headline, the figure ``sycophancy`` (`spinlens.plotting.edit.plot_sycophancy`); run.json holds the
+        summary, the verdict and the timings."""
+        from spinlens.experiment import StudyReport
+        from spinlens.plotting.edit import plot_sycophancy
+
+        return StudyReport("interp sycophancy", self.to_dict(), lines=[self.verdict],
+                           figures={"sycophancy": lambda: plot_sycophancy(self)},
+                           record={"summary": self.summary, "verdict": self.verdict, "elapsed_s": self.seconds},
+                           figure_kw={})
+
 
 def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 48, k: int = 8, steps: int = 30,
                       lr: float = 1e-4, batch_size: int = 8, methods=("heads", "random_heads", "full"),
@@ -365,7 +379,8 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
     """Measure the flip rate, locate the heads that carry it, tune them, and compare (module docstring).
 
     ``seed`` draws the questions and the train/test split; each entry of ``seeds`` is one training run per
-    method (its batch order and, for ``random_heads``, its heads). ``save_dir``: each tuned model as a
+    method (its batch order and, for ``random_heads``, its heads). ``eval_every``: evaluate each run every
+    this many steps (and at the last) for the matched-effect comparison. ``save_dir``: each tuned model as a
     plain HF folder ``save_dir/METHOD_seedS`` with its run.json.
     """
     import torch
@@ -385,6 +400,8 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
     lr = check_float("lr", lr, low=0.0, high=1.0, low_open=True)
     batch_size = check_int("batch_size", batch_size, low=1)
     eval_every = check_int("eval_every", eval_every, low=1)
+    for s in seeds:
+        check_int("seeds", s, low=0)
     for m in methods:
         if m not in ("heads", "random_heads", "full"):
             raise InvalidParameterError(f"The 'methods' parameter must be among heads, random_heads, full. Got {m!r}.")

@@ -1,10 +1,12 @@
 """The LM study's analysis: induction circuit (scores, ablation, K-composition), logit lens on real text,
-unit descriptions with top-k text snippets. `induction_command` is ``spinlens interp induction``.
+unit descriptions with top-k text snippets. `induction_study_report` is ``spinlens interp induction``.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -12,6 +14,9 @@ import torch
 from spinlens.errors import InvalidParameterError
 from spinlens.lm.data import ICL_WINDOWS  # noqa: F401  (re-exported)
 from spinlens.random import as_generator
+
+if TYPE_CHECKING:
+    from spinlens.experiment import StudyReport
 
 
 def heldout_windows(model, tokenizer, folder, *, text_file=None, max_windows: int = 64):
@@ -177,3 +182,149 @@ def write_analysis(out, model, tok, rep, summary, val, *, top_k: int = 5, icl_wi
         units = describe_lm_units(model, tok, val[:32], top_k=top_k, roles=head_roles(rep))
         files.append(str(write_csv(out / "unit_snippets.csv", units)))
     return files
+
+
+def induction_study_report(checkpoint=None, model=None, *, n_seq: int = 64, half: int | None = None, text=None,
+                           threshold: float = 0.1, prev_threshold: float = 0.3, ablation: bool = True,
+                           path: bool = True, top_k: int = 5, seed: int = 0, device: str = "cpu",
+                           out=None) -> StudyReport:
+    """``spinlens interp induction``: induction and previous-token scores, repeated-token loss, ICL score,
+    ablation of the heads with induction score >= ``threshold`` against random heads (``ablation``) and
+    K-composition path patching (``path``) of one language model as a `spinlens.experiment.StudyReport`.
+
+    ``checkpoint``: a folder of ``spinlens lm`` (``half`` default n_ctx/2, at most 64; held-out text: the saved
+    split, or ``text``); ``model``: a named pretrained model or a Hugging Face folder (``half`` default 64; ICL
+    score only with ``text``; no K-composition). Exactly one of them. ``out``: the figures, CSVs and snippets of
+    `write_analysis` are written there (listed in ``summary["files"]``).
+    """
+    from spinlens.errors import check_device, check_float, check_int
+
+    t0 = time.perf_counter()
+    if (model is None) == (checkpoint is None):
+        raise InvalidParameterError("Give exactly one of --checkpoint (a language model from 'spinlens lm') and "
+                                    "--model (a named pretrained model or a Hugging Face folder).")
+    check_int("n-seq", n_seq, low=1, high=100_000)
+    check_int("seed", seed, low=0)
+    if model is None:
+        check_int("top-k", top_k, low=1, high=100)
+    check_float("threshold", threshold, low=0.0, high=1.0)
+    check_float("prev-threshold", prev_threshold, low=0.0, high=1.0)
+    check_device("device", device)
+    if model is not None:
+        summary = _hf_induction(model, n_seq=n_seq, half=half, text=text, threshold=threshold,
+                                prev_threshold=prev_threshold, ablation=ablation, top_k=top_k, seed=seed,
+                                device=device, out=out)
+    else:
+        summary = _lm_induction(checkpoint, n_seq=n_seq, half=half, text=text, threshold=threshold,
+                                prev_threshold=prev_threshold, ablation=ablation, path=path, top_k=top_k, seed=seed,
+                                device=device, out=out)
+    summary["elapsed_s"] = time.perf_counter() - t0
+    from spinlens.experiment import StudyReport
+
+    return StudyReport("interp induction", summary, lines=_induction_headline(summary, checkpoint or model),
+                       result_json=False, files_key="files")
+
+
+def _lm_induction(checkpoint, *, n_seq, half, text, threshold, prev_threshold, ablation, path, top_k, seed, device,
+                  out) -> dict:
+    from spinlens.errors import check_int
+    from spinlens.lm.induction import induction_report, k_composition
+    from spinlens.lm.train import load_lm
+    from spinlens.progress import bar
+
+    # six stages of a few seconds each (terminal only): load, held-out windows, scores, ablation, K-composition, files
+    stages = bar(total=6, desc="interp induction", unit="stage")
+    model, tok, meta = load_lm(checkpoint, device=device)
+    stages.update(1)
+    cfg = model.cfg
+    half = half if half is not None else max(2, min(64, cfg.max_pos // 2))
+    check_int("half", half, low=2, high=cfg.max_pos // 2)
+    val = heldout_windows(model, tok, checkpoint, text_file=text)
+    icl_val = heldout_windows(model, tok, checkpoint, text_file=text, max_windows=ICL_WINDOWS)
+    stages.update(1)
+    rep = induction_report(model, val_windows=icl_val, n_seq=n_seq, half=half, rng=seed)
+    stages.update(1)
+    summary = rep.to_dict()
+    summary["checkpoint"] = str(checkpoint)
+    summary["step"] = meta.get("step")
+    heads = rep.induction_heads(threshold) or [(rep.heads()[0]["layer"], rep.heads()[0]["head"])]
+    if ablation:
+        prev = [(r["layer"], r["head"]) for r in rep.heads() if r["prev_token_score"] >= prev_threshold]
+        summary["ablation"] = ablation_study(model, heads, n_seq=n_seq, half=half, val=icl_val, exclude=prev, rng=seed)
+    stages.update(1)
+    if path and cfg.n_layers >= 2:
+        top = [h for h in rep.heads() if h["layer"] >= 1][0]
+        kc = k_composition(model, n_seq=min(n_seq, 64), half=half, receivers=[(top["layer"], top["head"])], rng=seed)
+        summary["k_composition"] = {"receiver": f"{top['layer']}.{top['head']}",
+                                    **{inp: {"sender": f"{L}.{H}", "score": s} for inp, (L, H, s) in kc["top"].items()},
+                                    "scores": {inp: v.tolist() for inp, v in kc["scores"].items()}}
+    stages.update(1)
+    if out is not None:
+        summary["files"] = write_analysis(Path(out), model, tok, rep, summary, val, top_k=top_k, icl_windows=icl_val)
+    stages.update(1)
+    stages.close()
+    return summary
+
+
+def _hf_windows(tok, path, n_ctx: int, max_windows: int):
+    """Held-out windows ``(n, n_ctx + 1)`` of a UTF-8 text file under a Hugging Face tokenizer."""
+    from spinlens.io import check_regular_file
+
+    check_regular_file("text", path)  # a FIFO would block the read
+    with open(path, encoding="utf-8") as f:
+        ids = tok(f.read(), add_special_tokens=False)["input_ids"]
+    n = min(max_windows, len(ids) // (n_ctx + 1))
+    if n < 1:
+        raise InvalidParameterError(f"The 'text' parameter: {path!r} has {len(ids)} tokens, fewer than one window of "
+                                    f"{n_ctx + 1}.")
+    return torch.as_tensor(ids[: n * (n_ctx + 1)]).reshape(n, n_ctx + 1)
+
+
+def _hf_induction(name, *, n_seq, half, text, threshold, prev_threshold, ablation, top_k, seed, device, out) -> dict:
+    """The same report on a pretrained Hugging Face causal LM (induction and previous-token scores, repeated
+    loss, mean ablation against random heads; ICL score with ``text``; no K-composition path patching, which on
+    a 30-layer model is a long run)."""
+    from transformers import AutoTokenizer
+
+    from spinlens.errors import check_int
+    from spinlens.interp.hf import load_hf
+    from spinlens.lm.induction import induction_report
+    from spinlens.models.pretrained import resolve_model
+
+    half = check_int("half", half if half is not None else 64, low=2, high=1024)
+    model = load_hf(name, device=device)
+    tok = AutoTokenizer.from_pretrained(str(resolve_model(name)), local_files_only=True)
+    val = _hf_windows(tok, text, 2 * half, 32) if text else None
+    rep = induction_report(model, val_windows=val, n_seq=n_seq, half=half, rng=seed,
+                           exclude=tuple(tok.all_special_ids) or (0,))
+    summary = rep.to_dict()
+    summary["model"] = str(name)
+    heads = rep.induction_heads(threshold) or [(rep.heads()[0]["layer"], rep.heads()[0]["head"])]
+    if ablation:
+        prev = [(r["layer"], r["head"]) for r in rep.heads() if r["prev_token_score"] >= prev_threshold]
+        summary["ablation"] = ablation_study(model, heads, n_seq=n_seq, half=half, val=val, exclude=prev, rng=seed)
+    if out is not None:
+        summary["files"] = write_analysis(Path(out), model, tok, rep, summary, val, top_k=top_k)
+    return summary
+
+
+def _induction_headline(summary: dict, source) -> list[str]:
+    lines = [f"spinlens interp induction: {source}"]
+    for r in summary["heads"][:6]:
+        lines.append(f"  head {r['layer']}.{r['head']}: induction_score {r['induction_score']:.3f}, "
+                     f"prev_token_score {r['prev_token_score']:.3f}")
+    rl = summary["repeated_loss"]
+    lines.append(f"  repeated_loss first {rl['first']:.3f}, repeat {rl['repeat']:.3f} (nats)")
+    lines.append(f"  induction head formed: {'yes' if summary['induction_head_formed'] else 'no'} (top score >= 0.1, "
+                 f"uniform attention gives {summary['uniform_baseline']:.3f}; repeat advantage >= 1 nat)")
+    if summary.get("icl_score") is not None:
+        lines.append(f"  icl_score {summary['icl_score']:+.3f} (late minus early held-out loss; negative: uses context)")
+    if "ablation" in summary:
+        a = summary["ablation"]
+        lines.append(f"  ablating {a['heads']}: repeat loss {a['repeated_loss']['repeat']:.3f} "
+                     f"(first {a['repeated_loss']['first']:.3f}); random heads: repeat {a['random_repeat_mean']:.3f}")
+    if "k_composition" in summary:
+        k = summary["k_composition"]
+        lines.append(f"  path patching into {k['receiver']}: via k {k['k']['score']:.3f} from {k['k']['sender']}, "
+                     f"via q {k['q']['score']:.3f}, via v {k['v']['score']:.3f}")
+    return lines

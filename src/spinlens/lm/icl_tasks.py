@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,8 +30,11 @@ import torch
 from spinlens.errors import InvalidParameterError, check_choice, check_float, check_int
 from spinlens.random import as_generator
 
+if TYPE_CHECKING:
+    from spinlens.experiment import StudyReport
+
 __all__ = ["TEXT_TASKS", "TEMPLATE", "WordTask", "TextTaskPrompts", "task_pair", "task_words", "text_task_prompts",
-           "text_fv_experiment", "heldout_text"]
+           "text_fv_experiment", "heldout_text", "text_fv_report"]
 
 #: task name → (input form, answer form) of a lower-case word
 TEXT_TASKS = {
@@ -328,3 +332,43 @@ def fv_verdict(ds) -> dict:
     return compare(ds["accuracy"].sel(condition=cond, layer=layer).values, ds["base_accuracy"].sel(condition=cond).values,
                    what=f"{cond} accuracy", method=f"FV before layer {layer}", baseline="no FV",
                    better="higher").to_dict()
+
+
+def text_fv_report(checkpoint, *, task: str | None = None, n_prompts: int = 256, n_pairs: int | None = None,
+                   top_k: int = 3, corruption: str = "shuffled", strength: float = 1.0, seed: int = 0,
+                   n_seeds: int = 3, progress: bool = True) -> StudyReport:
+    """``spinlens interp fv --checkpoint LMDIR --task T``: `text_fv_experiment` on the held-out text of a
+    language model from ``spinlens lm`` (``task`` default ``copy``; seeds ``seed .. seed + n_seeds - 1``) as a
+    `spinlens.experiment.StudyReport`: `summarise_fv` with the source and `fv_verdict`, the headline table, the
+    figure and data ``function_vectors_lm``."""
+    from spinlens.experiment import StudyReport
+    from spinlens.lm.train import load_lm
+
+    task = check_choice("task", task or "copy", tuple(TEXT_TASKS))
+    n_seeds = check_int("n-seeds", n_seeds, low=1, high=100)
+    if corruption != "shuffled":
+        raise InvalidParameterError(f"The 'corruption' parameter must be shuffled for a language model task. Got {corruption!r}.")
+    model, tok, _ = load_lm(checkpoint)
+    n_pairs = check_int("n-pairs", n_pairs if n_pairs is not None else 4, low=1, high=(model.cfg.max_pos - 2) // 3)
+    check_int("top-k", top_k, low=1, high=model.cfg.n_layers * model.cfg.n_heads)
+    text = heldout_text(checkpoint, tok)
+    with torch.no_grad():
+        ds, _ = text_fv_experiment(model, tok, text, task, n_prompts=n_prompts, n_pairs=n_pairs, top_k=top_k,
+                                   strength=strength, seeds=tuple(range(seed, seed + n_seeds)), progress=progress)
+    d = summarise_fv(ds)
+    d["source"] = f"checkpoint:{checkpoint}"
+    d["verdict"] = fv_verdict(ds)
+    f = lambda m: f"{m['mean']:.3f} ± {m['sd']:.3f}"  # noqa: E731
+    rows = [("source", d["source"]), ("task", task), ("seeds", " ".join(map(str, d["seeds"]))),
+            ("heads (per seed)", " | ".join(d["heads"])), ("few-shot accuracy", f(d["few_shot_accuracy"])),
+            ("most frequent answer token (no-mapping baseline)", f(d["majority_accuracy"]))]
+    for c in ("zero_shot", "shuffled"):
+        rows.append((f"{c} accuracy (no FV)", f(d[f"{c}_accuracy"])))
+        for L, e in d[f"{c}_fv"].items():
+            where = f"before layer {L}" if L < model.cfg.n_layers else "after the last layer"
+            rows.append((f"{c} + FV {where}: accuracy / gain", f"{f(e['accuracy'])} / {f(e['gain'])}"))
+    from spinlens.plotting.lm import plot_lm_function_vectors
+
+    return StudyReport("interp fv", d, rows, [d["verdict"]["line"]],
+                       figures={"function_vectors_lm": lambda: plot_lm_function_vectors(ds)},
+                       data={"function_vectors_lm": ds})
