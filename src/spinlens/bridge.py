@@ -322,7 +322,7 @@ def bridge_checkpoint(path, *, n_context: int | None = None, l2_strength: float 
     model's weight decay / 2 (0 for adamw, whose decay is decoupled). ``deprecated``: a line printed once the
     model has loaded (an old spelling of the folder argument).
     """
-    from spinlens.experiment import ModelSource, load_spinlens_model
+    from spinlens.models.source import ModelSource, load_spinlens_model
     from spinlens.prompts import PromptDistribution
 
     model, ck = load_spinlens_model(ModelSource("regression", str(path), "checkpoint", deprecated), transformer=False)

@@ -21,207 +21,39 @@ turns the command-line model arguments into a `ModelSource` and refuses options 
 (`SETTING_OPTIONS`) in one line. Tasks: `spinlens.interp.tasks` (regression and token pairs),
 `spinlens.lm.icl_tasks`, `spinlens.llm.tasks` (text tasks of pretrained LLMs). Metrics:
 `spinlens.interp.metrics`.
+
+Where each piece lives (this module re-exports them, and holds the dispatchers above the settings): the
+sources and the one loader of spinlens folders in `spinlens.models.source`; `open_regression` in
+`spinlens.edit.experiments`; `open_lm` in `spinlens.lm.experiments`; the results `EditResult` and `StudyReport`
+in `spinlens.results`. The settings' modules import from those homes, never from here, so data flows one way.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from spinlens.errors import InvalidParameterError
 from spinlens.models.checkpoint import folder_kind
+from spinlens.models.source import (
+    SETTING_OPTIONS,
+    SETTINGS,
+    ModelSource,
+    check_setting_options,
+    load_spinlens_model,
+    resolve_source,
+)
+from spinlens.results import EditResult, StudyReport
 
 if TYPE_CHECKING:
     from spinlens.interp.hf import HookedHF
     from spinlens.models.transformer import Transformer
 
 __all__ = ["SETTINGS", "SETTING_OPTIONS", "ModelSource", "folder_kind", "resolve_source", "check_setting_options",
-           "open_regression", "open_lm", "load_spinlens_model", "InterpSetting", "interp_setting", "EditResult",
-           "run_edit_command", "StudyReport", "INTERP_METHODS", "interp_method"]
+           "load_spinlens_model", "InterpSetting", "interp_setting", "EditResult",
+           "run_edit_command", "StudyReport", "INTERP_METHODS", "interp_method", "function_vector_report"]
 
-SETTINGS = ("regression", "lm", "hf")
-
-#: options (argparse dest / keyword names) that only one setting of a command uses; given under another setting
-#: they are refused in one line (never silently dropped)
-SETTING_OPTIONS: dict[str, dict[str, tuple[str, ...]]] = {
-    "steer": {"regression": ("d", "n_context", "spec", "n_prompts", "n_top_heads"),
-              "lm": ("token_class", "n_seeds")},
-    "pinpoint": {"regression": ("d", "n_context", "target", "importance", "importance_file"),
-                 "lm": ("domain", "n_seeds"),
-                 "hf": ("task", "methods", "k_mlps", "components", "batch_size", "eval_every", "no_save_models",
-                        "n_seeds")},
-    "merge": {"regression": ("d", "n_context", "tasks", "models", "method", "scale", "save"),
-              "lm": ("domains", "n_seeds"), "hf": ("models", "method", "scale", "save")},
-    "quantize": {"regression": ("d", "n_context"), "lm": ("n_seeds",)},
-}
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a command's model comes from.
-
-    Attributes
-    ----------
-    setting : {"regression", "lm", "hf"}
-    path : str or None
-        The folder or model name; None: the setting's default model, trained here (cached in ``OUT/base``).
-    flag : str
-        The option that gave it (for messages): ``checkpoint``, ``model``, ``base``.
-    deprecated : str or None
-        A deprecation line to print once the model has loaded (an old spelling that still works).
-    """
-
-    setting: str
-    path: str | None = None
-    flag: str = "checkpoint"
-    deprecated: str | None = None
-
-    @property
-    def label(self) -> str:
-        return str(self.path) if self.path is not None else f"default {self.setting} model"
-
-
-def resolve_source(command: str, *, checkpoint=None, model=None, base=None, setting: str | None = None,
-                   base_steps=None) -> ModelSource:
-    """The model source of an edit command from its model arguments.
-
-    ``--model`` is a Hugging Face folder or a named model (a spinlens folder there still works, moved to
-    ``--checkpoint`` with a deprecation line); ``--checkpoint`` decides the setting by what it holds; otherwise
-    ``setting`` (default ``"lm"``). A ``setting`` that contradicts the folder, both ``--model`` and
-    ``--checkpoint``, or ``base_steps`` with a given model, is refused in one line.
-    """
-    flag, deprecated = "checkpoint", None
-    if base is not None:  # merge --base: the old spelling of --checkpoint
-        if checkpoint is not None:
-            raise InvalidParameterError("Give the base model once, under --checkpoint (--base is its old spelling).")
-        checkpoint, flag, deprecated = base, "base", "--base: the base model goes under --checkpoint DIR"
-    if model is not None:
-        kind = folder_kind(model)
-        if kind in ("lm", "regression") or (kind is None and Path(str(model)).is_file()):
-            if checkpoint is not None:
-                raise InvalidParameterError("Give the spinlens model once, under --checkpoint (not also --model).")
-            checkpoint, model, flag = model, None, "model"
-            deprecated = (f"--model {checkpoint}: a spinlens model goes under --checkpoint DIR (--model is for "
-                          "Hugging Face folders)")
-        elif checkpoint is not None:
-            raise InvalidParameterError("Give one model: --model (a Hugging Face folder or a named model) or "
-                                        "--checkpoint (a spinlens model folder), not both.")
-    if (checkpoint is not None or model is not None) and base_steps is not None:
-        raise InvalidParameterError("The '--base-steps' option sets how long the default base model trains; a given "
-                                    "model (--checkpoint / --model) is not trained again: drop --base-steps.")
-    if model is not None:
-        if setting is not None and setting != "hf":
-            raise InvalidParameterError(f"The '--setting {setting}' option contradicts --model {str(model)!r} (a Hugging "
-                                        "Face model); drop --setting.")
-        return ModelSource("hf", str(model), "model")
-    if checkpoint is not None:
-        kind = folder_kind(checkpoint) or "regression"  # an unreadable folder fails, with its reason, when loaded
-        if kind == "hf":
-            raise InvalidParameterError(f"The '--{flag}' parameter must be a spinlens model folder; "
-                                        f"{str(checkpoint)!r} is a Hugging Face model: give it under --model.")
-        if setting is not None and setting != kind:
-            raise InvalidParameterError(f"The '--setting {setting}' option contradicts --{flag} {str(checkpoint)!r}, "
-                                        f"which holds a {'language' if kind == 'lm' else 'regression'} model; "
-                                        "drop --setting (the checkpoint decides).")
-        return ModelSource(kind, str(checkpoint), flag, deprecated)
-    if setting is not None and setting not in ("regression", "lm"):
-        raise InvalidParameterError(f"The 'setting' parameter must be one of {{'lm', 'regression'}} without --model. "
-                                    f"Got {setting!r} instead.")
-    return ModelSource(setting or "lm")
-
-
-def check_setting_options(command: str, setting: str, given: dict, *, spell=None) -> None:
-    """Refuse, in one line, an option that ``setting`` does not use (``given``: option → value, None = not given).
-
-    ``spell(dest)`` gives the flag as the user typed it (default ``--dest-with-dashes``).
-    """
-    table = SETTING_OPTIONS.get(command, {})
-    own = {s: set(v) for s, v in table.items()}
-    used = own.get(setting, set())
-    spell = spell or (lambda d: "--" + d.replace("_", "-"))
-    for dest, value in given.items():
-        if value is None:
-            continue
-        owners = [s for s, v in own.items() if dest in v]
-        if owners and setting not in owners and dest not in used:
-            flag = spell(dest)
-            if owners == ["hf"]:
-                raise InvalidParameterError(f"The '{flag}' option is for a pretrained language model: give --model "
-                                            "NAME (e.g. smollm2-135m) or a Hugging Face folder.")
-            if setting == "lm":
-                raise InvalidParameterError(f"The '{flag}' option is for the regression setting; add '--setting "
-                                            "regression' (the default setting is a language model) or give a "
-                                            "regression --checkpoint.")
-            if setting == "hf":
-                raise InvalidParameterError(f"The '{flag}' option is for the {owners[0]} setting, not for a Hugging "
-                                            "Face --model.")
-            raise InvalidParameterError(f"The '{flag}' option is for the language-model setting (the default); drop "
-                                        "it, or drop '--setting regression' / the regression --checkpoint.")
-
-
-def open_regression(source: ModelSource, *, d: int, n_context: int, out=None, base_steps: int = 2000, seed: int = 0,
-                    progress: bool = True):
-    """``(model, d, n_context)`` of the regression setting: the ``--checkpoint`` transformer, or the base trained
-    here (cached in ``OUT/base``). The checkpoint's own D and N win over the arguments."""
-    from spinlens.edit.experiments import pretrained_base
-
-    if source.path is not None:
-        model, ck = load_spinlens_model(source)
-        if getattr(model.cfg, "input_kind", "regression") != "regression":
-            raise InvalidParameterError(f"The '--{source.flag}' parameter must hold a regression Transformer (prompt "
-                                        f"matrices in, a number out). Got a token Transformer in {source.path!r}.")
-        return model, model.cfg.d_in - 1, ck.n_context() or model.cfg.max_pos - 1
-    cache = Path(out) / "base" if out else None
-    model = pretrained_base(d, n_context, steps=base_steps, path=cache, rng=seed, progress=progress)
-    return model, d, n_context
-
-
-def load_spinlens_model(source: ModelSource, *, transformer: bool = True):
-    """``(model, Checkpoint)`` of a spinlens model folder, messages naming the flag that gave it; older layouts
-    load with a deprecation line on stderr."""
-    import sys
-    import warnings
-
-    from spinlens.models.checkpoint import load_model, read_checkpoint
-    from spinlens.models.transformer import Transformer
-
-    flag = source.flag
-    try:
-        ck = read_checkpoint(source.path)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", FutureWarning)
-            model = load_model(source.path, kind=Transformer if transformer else None)
-    except InvalidParameterError as exc:
-        raise InvalidParameterError(str(exc).replace("The 'checkpoint' parameter", f"The '{flag}' parameter")) from None
-    if source.deprecated:
-        print(f"spinlens: deprecated: {source.deprecated}", file=sys.stderr)
-    for w in caught:
-        if issubclass(w.category, FutureWarning):
-            print(f"spinlens: deprecated: --{flag} {source.path}: {w.message}", file=sys.stderr)
-    return model, ck
-
-
-def open_lm(source: ModelSource, *, out=None, base_steps: int | None = None, seed: int = 0, progress: bool = False):
-    """``(model, tokenizer, held-out windows, label, reused)`` of the language-model setting: the ``--checkpoint``
-    folder of ``spinlens lm``, or the default LM (`spinlens.lm.experiments.default_lm`, cached in ``OUT/base``)."""
-    if source.path is None:
-        from spinlens.lm.experiments import default_lm
-
-        base = Path(out) / "base" if out else None
-        model, tok, val, folder, reused = default_lm(base, base_steps=base_steps, seed=seed, progress=progress)
-        label = str(folder) if folder is not None else "default language model (in memory)"
-        return model, tok, val, label, reused
-    from spinlens.lm.analysis import heldout_windows
-    from spinlens.lm.train import load_lm
-
-    model, tok, _ = load_lm(source.path)
-    val = heldout_windows(model, tok, source.path)
-    if val is None:
-        raise InvalidParameterError(f"The checkpoint {source.path!r} has no held-out tokens (heldout_tokens.npy).")
-    return model, tok, val, str(source.path), True
 
 
 @dataclass
@@ -353,42 +185,6 @@ def interp_setting(*, model=None, checkpoint=None, planted=None, n_prompts: int 
 # ------------------------------------------------------------------------------------------------ edit commands
 
 
-@dataclass
-class EditResult:
-    """What one edit command (``steer``, ``pinpoint``, ``merge``, ``quantize``) computed, in any setting: the
-    command line prints it (``summary`` as JSON, or ``rows`` / ``text`` then the ``headline``) and writes
-    ``dataset`` with ``figure`` under ``OUT`` (``OUT/<stem>.csv/.nc/.png/.pdf`` and run.json with ``record``).
-
-    Attributes
-    ----------
-    command, setting : str
-    summary : dict
-        The ``--json`` output.
-    headline : dict or None
-        ``text`` (one line) and, where the experiment has an uninformed baseline, ``verdict``.
-    text : str
-        The table or lines printed without ``--json`` (before the headline); ``rows``: a two-column table instead.
-    dataset, figure, stem, record
-        The experiment's Dataset and figure, its file stem and the extra keys of its run.json; ``dataset`` None:
-        the setting wrote its own files (or none).
-    converged : bool
-        False when a fine-tune diverged (``divergence``: the reason); the command then exits 3.
-    """
-
-    command: str
-    setting: str
-    summary: dict
-    headline: dict | None = None
-    text: str = ""
-    rows: list | None = None
-    dataset: Any = None
-    figure: Any = None
-    stem: str = ""
-    record: dict | None = None
-    converged: bool = True
-    divergence: str = ""
-
-
 def run_edit_command(command: str, opts) -> EditResult:
     """The one library call of an edit command: the experiment of ``opts.source``'s setting (`resolve_source`).
 
@@ -419,75 +215,6 @@ def run_edit_command(command: str, opts) -> EditResult:
 
 
 # ------------------------------------------------------------------------------------------------ interp studies
-
-
-@dataclass
-class StudyReport:
-    """What a study (every ``interp`` method, ``interp ioi``, ``arithmetic``, ``recall``, ``fv``, ``induction``,
-    ``languages``, ``control``, ``sycophancy``) returns to its command: the result, its headline and its files.
-
-    Attributes
-    ----------
-    command : str
-        The command for run.json (``"interp ioi"``).
-    summary : dict
-        The result: ``result.json``, what ``--json`` prints, and run.json's ``summary``.
-    rows : list of (label, value)
-        The headline table (empty: no table).
-    lines : list of str
-        Lines printed after the table (a verdict line; the whole headline of the ``interp`` methods).
-    figures : dict
-        File stem → a function making the figure (a Figure, or a tuple whose first item is one); made only by
-        `write`, saved as PNG + PDF with ``figure_kw``.
-    data : dict
-        File stem → an xarray Dataset/DataArray (``stem.nc``), a dict of columns (``stem.csv``), or, for a stem
-        ending in ``.json``, an object written as that JSON file.
-    result_json : bool
-        Write ``summary`` as ``result.json``.
-    files_key : str or None
-        Keep the written paths in ``summary[files_key]`` (after any already there) and list each one in the
-        headline; otherwise a headline with a table ends with ``wrote OUT``.
-    record : dict or None
-        run.json fields after the standard ones (default ``{"summary": summary}``).
-    """
-
-    command: str
-    summary: dict
-    rows: list = field(default_factory=list)
-    lines: list = field(default_factory=list)
-    figures: dict[str, Callable[[], object]] = field(default_factory=dict)
-    data: dict = field(default_factory=dict)
-    result_json: bool = True
-    files_key: str | None = None
-    record: dict | None = None
-    figure_kw: dict = field(default_factory=lambda: {"bbox_inches": "tight", "dpi": 150})
-
-    def write(self, out, args=None, *, seed: int | None = None) -> list[str]:
-        """Write the figures, the data, ``result.json`` and run.json (with ``args`` and ``seed``) under ``out``;
-        return the figure and data paths."""
-        import os
-
-        from spinlens import io
-
-        os.makedirs(out, exist_ok=True)
-        files: list[str] = []
-        for stem, make in self.figures.items():
-            fig = make()
-            files += io.save_figure(fig[0] if isinstance(fig, tuple) else fig, out, stem, **self.figure_kw)
-        for stem, obj in self.data.items():
-            if stem.endswith(".json"):
-                files.append(str(io.write_json(os.path.join(out, stem), obj)))
-            elif isinstance(obj, dict):
-                files.append(io.save_columns(obj, out, stem))
-            else:
-                files.append(io.save_dataset(obj, out, stem))
-        if self.files_key is not None:
-            self.summary[self.files_key] = [*self.summary.get(self.files_key, []), *files]
-        if self.result_json:
-            io.write_json(os.path.join(out, "result.json"), self.summary)
-        io.write_run_json(out, io.run_record(self.command, args=args, seed=seed,
-                                             **(self.record if self.record is not None else {"summary": self.summary})))
-        return files
 
 
 INTERP_METHODS = ("lens", "patch", "path", "circuit", "attribution", "neurons", "flow")
@@ -623,3 +350,85 @@ def _interp_headline(m: str, s: dict) -> list[str]:
     if "query_flow_last_layer" in s:
         lines.append(f"  most information at the query comes from position {s['top_source_position']}")
     return lines
+
+
+def function_vector_report(*, checkpoint=None, planted: bool = False, model=None, task: str | None = None,
+                           n_prompts: int = 256, n_pairs: int | None = None, top_k: int = 3,
+                           corruption: str = "shuffled", strength: float = 1.0, seed: int = 0, n_seeds: int = 3,
+                           progress: bool = True) -> StudyReport:
+    """``spinlens interp fv``: function vectors on one model source, as a `spinlens.experiment.StudyReport`.
+
+    ``model`` (a named pretrained model or a Hugging Face folder): word tasks ``task`` (comma-separated) of
+    `spinlens.llm.icl` (`spinlens.llm.icl.fv_report`); ``checkpoint`` of a language model from ``spinlens lm``:
+    the text task ``task`` over seeds (`spinlens.lm.icl_tasks.text_fv_report`); ``checkpoint`` of a token
+    Transformer whose metadata holds the task table ``tasks``, or the planted task model (default):
+    `function_vector_experiment` with `fv_verdict`, the figure ``function_vectors`` and its data.
+    """
+    import numpy as np
+    import torch
+
+    from spinlens.errors import check_choice, check_float, check_int
+    from spinlens.interp.function_vectors import function_vector_experiment, fv_verdict
+
+    n = check_int("n-prompts", n_prompts, low=8)
+    check_int("--seed", seed, low=0)
+    if n_pairs is not None:
+        check_int("n-pairs", n_pairs, low=1)
+    check_int("top-k", top_k, low=1)
+    check_int("n-seeds", n_seeds, low=1, high=100)
+    check_choice("corruption", corruption, ("shuffled", "other_task"))
+    check_float("strength", strength)
+    if sum(bool(x) for x in (checkpoint, planted, model)) > 1:
+        raise InvalidParameterError("Give at most one of --checkpoint, --planted, --model.")
+    common: dict[str, Any] = dict(task=task, n_prompts=n, n_pairs=n_pairs, top_k=top_k, corruption=corruption, seed=seed,
+                  n_seeds=n_seeds, progress=progress)
+    if model:
+        from spinlens.llm.icl import fv_report
+
+        return fv_report(model, **common)
+    if checkpoint and folder_kind(checkpoint) == "lm":
+        from spinlens.lm.icl_tasks import text_fv_report
+
+        return text_fv_report(checkpoint, strength=strength, **common)
+    if task is not None:
+        raise InvalidParameterError("The 'task' parameter needs --checkpoint DIR of a language model from 'spinlens lm'. "
+                                    f"Got --task {task!r} without one.")
+    if checkpoint:
+        net, ck = load_spinlens_model(ModelSource("regression", str(checkpoint)))
+        meta = ck.metadata
+        if "tasks" not in meta or getattr(net.cfg, "input_kind", "") != "tokens":
+            raise InvalidParameterError(
+                "The 'checkpoint' parameter must be a token Transformer whose config.json metadata holds the task "
+                f"table 'tasks' (see examples/icl_circuit_tokens_fv.py). Got {checkpoint!r}."
+            )
+        tasks = np.asarray(meta["tasks"], dtype=np.int64)
+        n_pairs = n_pairs if n_pairs is not None else int(meta.get("n_pairs", 3))
+        source = f"checkpoint:{checkpoint}"
+    else:
+        from spinlens.interp.planted import planted_task_model
+
+        n_pairs = n_pairs if n_pairs is not None else 3
+        net, tasks = planted_task_model(n_pairs=check_int("n-pairs", n_pairs, low=1, high=3))
+        source = "planted:task"
+    check_int("n-pairs", n_pairs, low=1, high=min(tasks.shape[1] - 1, (net.cfg.max_pos - 1) // 2))
+    check_int("top-k", top_k, low=1, high=net.cfg.n_layers * net.cfg.n_heads)
+    net.eval()
+    with torch.no_grad():
+        res = function_vector_experiment(net, tasks, n_prompts=n, n_pairs=n_pairs, top_k=top_k,
+                                         corruption=corruption, strength=strength, rng=seed)
+    d = res.to_dict()
+    d["source"] = source
+    d["verdict"] = fv_verdict(res)
+    rows = [("source", source), ("heads", " ".join(f"{L}.{h}" for L, h in res.heads)),
+            ("clean accuracy", d["clean_accuracy"])]
+    for c in ("zero_shot", "shuffled"):
+        rows.append((f"{c} accuracy (no FV)", d[c]["base_accuracy"]))
+        for L, a in d[c]["accuracy_by_layer"].items():
+            where = f"before layer {L}" if L < net.cfg.n_layers else "after the last layer"
+            rows.append((f"{c} accuracy, FV {where}", a))
+    from spinlens.plotting.interp import plot_function_vectors
+
+    return StudyReport("interp fv", d, rows, [d["verdict"]["line"]],
+                       figures={"function_vectors": lambda: plot_function_vectors(res)},
+                       data={"function_vectors_eval": res.evaluation,
+                             "function_vectors_indirect_effect": res.indirect_effect})

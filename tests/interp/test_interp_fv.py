@@ -144,7 +144,7 @@ def test_function_vector_report_is_the_commands_result(tmp_path):
     """The library call of `interp fv --planted`: its summary is result.json, its headline ends with the verdict."""
     import json
 
-    from spinlens.interp.function_vectors import function_vector_report
+    from spinlens.experiment import function_vector_report
 
     rep = function_vector_report(planted=True, corruption="other_task", top_k=1, n_prompts=64)
     assert rep.summary["heads"] == [[0, 1]] and rep.summary["source"] == "planted:task"

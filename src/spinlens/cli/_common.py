@@ -262,3 +262,28 @@ def _to_csv(ds, out, name):
         df.insert(0, "variable", var)
         frames.append(df)
     save_dataframe(pd.concat(frames, ignore_index=True), out, name, index=False)
+
+
+def run_study(args, make, *, prefix: str = "  ") -> int:
+    """The one runner of every interp command: check ``--out``, ``make(log)`` the library's
+    `spinlens.experiment.StudyReport` (``log``: progress lines on stderr, None with ``--json``), write it under
+    ``--out``, print its summary (``--json``) or its headline."""
+    import sys
+
+    check_out_dir("out", args.out)
+    rep = make(None if args.json else (lambda s: print(f"{prefix}{s}", file=sys.stderr, flush=True)))
+    if args.out:
+        rep.write(args.out, args, seed=args.seed)
+    if args.json:
+        print_json(rep.summary)
+        return 0
+    if rep.rows:
+        print_table(rep.rows)
+    for line in rep.lines:
+        print(line)
+    if args.out and rep.files_key:
+        for f in rep.summary.get(rep.files_key, []):
+            print(f"  wrote {f}")
+    elif args.out and rep.rows:
+        print(f"wrote {args.out}")
+    return 0

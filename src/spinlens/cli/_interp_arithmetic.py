@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import Formatter
-from .interp_cmd import run_study
+from ._common import Formatter, run_study
 
 HELP = ("Arithmetic in a pretrained LM: accuracy by operation, digits and prompt format; the heads that move "
         "operand information to the answer (direct path patching with corrupted operands), their attention to "

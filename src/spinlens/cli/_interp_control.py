@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import Formatter
-from .interp_cmd import run_study
+from ._common import Formatter, run_study
 
 HELP = ("Control the output language at four levels: a prompt prefix, a residual mean-difference vector, the "
         "target language's LAPE neurons, a few located heads; effect (switch rate) and cost (Δ held-out loss).")

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import Formatter
-from .interp_cmd import run_study
+from ._common import Formatter, run_study
 
 HELP = "Function vectors: head indirect effects, FV from the top heads, FV added to zero-shot/shuffled prompts."
 EXAMPLES = (
@@ -55,7 +54,7 @@ def register_fv(isub) -> None:
 
 
 def run_fv(args: argparse.Namespace) -> int:
-    from spinlens.interp.function_vectors import function_vector_report
+    from spinlens.experiment import function_vector_report
 
     return run_study(args, lambda log: function_vector_report(
         checkpoint=args.checkpoint, planted=args.planted, model=args.model, task=args.task, n_prompts=args.n_prompts,

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import Formatter
-from .interp_cmd import run_study
+from ._common import Formatter, run_study
 
 HELP = ("IOI circuit of a pretrained LM: logit difference over seeds, name movers (direct path to the logits), "
         "S-inhibition heads (path patching into the name movers' queries), induction / duplicate-token / "

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import Formatter
-from .interp_cmd import run_study
+from ._common import Formatter, run_study
 
 HELP = ("Language-specific neurons (LAPE): activation probability per neuron and language, the neurons of low "
         "entropy, the loss change from switching them off, and the language switch from switching them on.")

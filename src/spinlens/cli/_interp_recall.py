@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import Formatter
-from .interp_cmd import run_study
+from ._common import Formatter, run_study
 
 HELP = ("Factual recall by causal tracing: corrupt the subject, restore single states and MLP/attention windows, "
         "indirect effect by layer and position over the facts the model knows.")

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import Formatter
-from .interp_cmd import run_study
+from ._common import Formatter, run_study
 
 HELP = ("Sycophancy of a chat LM (Chen et al. 2024): flip rate under user pushback, heads located by patching, "
         "tuning only them vs random heads vs full fine-tuning, with the general-ability cost.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import Formatter, add_command, check_out_dir, print_json, print_table
+from ._common import Formatter, add_command, run_study
 
 EXAMPLES = """  spinlens interp patch --planted regression --out runs/interp-patch
   spinlens interp circuit --checkpoint runs/tf --n-prompts 256 --threshold 0.1 --out runs/circuit
@@ -171,31 +171,6 @@ def _run_induction(args) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ run
-def run_study(args, make, *, prefix: str = "  ") -> int:
-    """The one runner of every interp command: check ``--out``, ``make(log)`` the library's
-    `spinlens.experiment.StudyReport` (``log``: progress lines on stderr, None with ``--json``), write it under
-    ``--out``, print its summary (``--json``) or its headline."""
-    import sys
-
-    check_out_dir("out", args.out)
-    rep = make(None if args.json else (lambda s: print(f"{prefix}{s}", file=sys.stderr, flush=True)))
-    if args.out:
-        rep.write(args.out, args, seed=args.seed)
-    if args.json:
-        print_json(rep.summary)
-        return 0
-    if rep.rows:
-        print_table(rep.rows)
-    for line in rep.lines:
-        print(line)
-    if args.out and rep.files_key:
-        for f in rep.summary.get(rep.files_key, []):
-            print(f"  wrote {f}")
-    elif args.out and rep.rows:
-        print(f"wrote {args.out}")
-    return 0
-
-
 def _run(args) -> int:
     from spinlens.experiment import interp_method
 

@@ -20,9 +20,12 @@ experiment takes ``n_context``, the context length the model was trained on (def
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from spinlens.models.source import ModelSource
 
 from spinlens.edit._data import mse, sample_regression_prompts
 
@@ -474,12 +477,11 @@ def check_edit_options(command: str, opts) -> None:
 
 
 def open_base(opts):
-    """``(model, out)`` of the regression setting: ``opts.source`` (`spinlens.experiment.open_regression`: the
+    """``(model, out)`` of the regression setting: ``opts.source`` (`open_regression`: the
     ``--checkpoint`` transformer or the base trained here, cached in ``OUT/base``) and the output folder, created
     once the model has loaded. Sets ``opts.d`` and ``opts.n_context`` to the model's."""
     from pathlib import Path
 
-    from spinlens.experiment import open_regression
 
     check_base_options(opts)
     src = opts.source
@@ -506,7 +508,7 @@ def run_edit_command(command: str, opts):
 
 def _steer_command(opts):
     from spinlens.errors import check_int
-    from spinlens.experiment import EditResult
+    from spinlens.results import EditResult
 
     check_base_options(opts)
     check_int("n_prompts", opts.n_prompts, low=1, high=10**6)
@@ -559,8 +561,8 @@ def read_importance_file(path):
 
 def _pinpoint_command(opts):
     from spinlens.errors import check_int
-    from spinlens.experiment import EditResult
     from spinlens.plotting.edit import plot_pinpoint
+    from spinlens.results import EditResult
 
     check_base_options(opts)
     check_edit_options("pinpoint", opts)
@@ -629,7 +631,7 @@ def save_top_delta(model, ds, out, *, n_context: int, target: str, lr: float, st
 
 def _merge_command(opts):
     from spinlens.errors import check_float
-    from spinlens.experiment import EditResult
+    from spinlens.results import EditResult
 
     check_edit_options("merge", opts)
     if opts.scale is not None:
@@ -657,9 +659,9 @@ def merge_saved_models(opts) -> dict:
     """``merge --checkpoint BASE --models A B ... --save DIR``: merge saved fine-tunes of one base
     (`spinlens.edit.merging.merge_models`) and save the merged model folder; returns what was saved."""
     from spinlens.edit.merging import merge_models
-    from spinlens.experiment import ModelSource, load_spinlens_model
     from spinlens.io import check_out_dir
     from spinlens.models.checkpoint import save_model
+    from spinlens.models.source import ModelSource, load_spinlens_model
 
     src = opts.source
     if src.path is None or not opts.save:
@@ -714,8 +716,8 @@ def check_quantize_options(opts, setting: str = "regression") -> list:
 
 
 def _quantize_command(opts):
-    from spinlens.experiment import EditResult
     from spinlens.plotting.edit import plot_quantization
+    from spinlens.results import EditResult
 
     setting = opts.source.setting
     budgets = check_quantize_options(opts, setting)
@@ -750,3 +752,22 @@ def _quantize_command(opts):
     return EditResult("quantize", "regression", summary, head, text=df.to_string(float_format=lambda x: f"{x:.4g}"),
                       dataset=ds, figure=plot_quantization(ds)[0], stem="quantization",
                       record={"headline": head} if head else None)
+
+
+def open_regression(source: ModelSource, *, d: int, n_context: int, out=None, base_steps: int = 2000, seed: int = 0,
+                    progress: bool = True):
+    """``(model, d, n_context)`` of the regression setting: the ``--checkpoint`` transformer, or the base trained
+    here (cached in ``OUT/base``). The checkpoint's own D and N win over the arguments."""
+    from pathlib import Path
+
+    from spinlens.models.source import load_spinlens_model
+
+    if source.path is not None:
+        model, ck = load_spinlens_model(source)
+        if getattr(model.cfg, "input_kind", "regression") != "regression":
+            raise InvalidParameterError(f"The '--{source.flag}' parameter must hold a regression Transformer (prompt "
+                                        f"matrices in, a number out). Got a token Transformer in {source.path!r}.")
+        return model, model.cfg.d_in - 1, ck.n_context() or model.cfg.max_pos - 1
+    cache = Path(out) / "base" if out else None
+    model = pretrained_base(d, n_context, steps=base_steps, path=cache, rng=seed, progress=progress)
+    return model, d, n_context

@@ -662,10 +662,10 @@ def run_quantize_command(opts, budgets):
     import json
     from pathlib import Path
 
-    from spinlens.experiment import EditResult
     from spinlens.io import check_out_dir, write_json
     from spinlens.models.pretrained import resolve_model
     from spinlens.plotting.edit import plot_quantization
+    from spinlens.results import EditResult
 
     gran = opts.granularity or "linear"
     if gran == "head":

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -49,8 +49,6 @@ from spinlens.vocabulary import act_name
 
 if TYPE_CHECKING:
     import xarray as xr
-
-    from spinlens.experiment import StudyReport
 
 __all__ = [
     "FixedTaskPrompts",
@@ -69,7 +67,6 @@ __all__ = [
     "function_vector",
     "task_vector",
     "head_indirect_effect",
-    "function_vector_report",
 ]
 
 
@@ -784,81 +781,3 @@ def head_indirect_effect(
         name="indirect_effect",
         attrs={"long_name": "MSE(corrupt) − MSE(patched)", "units": "squared label units"},
     )
-
-
-def function_vector_report(*, checkpoint=None, planted: bool = False, model=None, task: str | None = None,
-                           n_prompts: int = 256, n_pairs: int | None = None, top_k: int = 3,
-                           corruption: str = "shuffled", strength: float = 1.0, seed: int = 0, n_seeds: int = 3,
-                           progress: bool = True) -> StudyReport:
-    """``spinlens interp fv``: function vectors on one model source, as a `spinlens.experiment.StudyReport`.
-
-    ``model`` (a named pretrained model or a Hugging Face folder): word tasks ``task`` (comma-separated) of
-    `spinlens.llm.icl` (`spinlens.llm.icl.fv_report`); ``checkpoint`` of a language model from ``spinlens lm``:
-    the text task ``task`` over seeds (`spinlens.lm.icl_tasks.text_fv_report`); ``checkpoint`` of a token
-    Transformer whose metadata holds the task table ``tasks``, or the planted task model (default):
-    `function_vector_experiment` with `fv_verdict`, the figure ``function_vectors`` and its data.
-    """
-    n = check_int("n-prompts", n_prompts, low=8)
-    check_int("--seed", seed, low=0)
-    if n_pairs is not None:
-        check_int("n-pairs", n_pairs, low=1)
-    check_int("top-k", top_k, low=1)
-    check_int("n-seeds", n_seeds, low=1, high=100)
-    check_choice("corruption", corruption, ("shuffled", "other_task"))
-    check_float("strength", strength)
-    if sum(bool(x) for x in (checkpoint, planted, model)) > 1:
-        raise InvalidParameterError("Give at most one of --checkpoint, --planted, --model.")
-    common: dict[str, Any] = dict(task=task, n_prompts=n, n_pairs=n_pairs, top_k=top_k, corruption=corruption, seed=seed,
-                  n_seeds=n_seeds, progress=progress)
-    if model:
-        from spinlens.llm.icl import fv_report
-
-        return fv_report(model, **common)
-    from spinlens.experiment import ModelSource, StudyReport, folder_kind, load_spinlens_model
-
-    if checkpoint and folder_kind(checkpoint) == "lm":
-        from spinlens.lm.icl_tasks import text_fv_report
-
-        return text_fv_report(checkpoint, strength=strength, **common)
-    if task is not None:
-        raise InvalidParameterError("The 'task' parameter needs --checkpoint DIR of a language model from 'spinlens lm'. "
-                                    f"Got --task {task!r} without one.")
-    if checkpoint:
-        net, ck = load_spinlens_model(ModelSource("regression", str(checkpoint)))
-        meta = ck.metadata
-        if "tasks" not in meta or getattr(net.cfg, "input_kind", "") != "tokens":
-            raise InvalidParameterError(
-                "The 'checkpoint' parameter must be a token Transformer whose config.json metadata holds the task "
-                f"table 'tasks' (see examples/icl_circuit_tokens_fv.py). Got {checkpoint!r}."
-            )
-        tasks = np.asarray(meta["tasks"], dtype=np.int64)
-        n_pairs = n_pairs if n_pairs is not None else int(meta.get("n_pairs", 3))
-        source = f"checkpoint:{checkpoint}"
-    else:
-        from spinlens.interp.planted import planted_task_model
-
-        n_pairs = n_pairs if n_pairs is not None else 3
-        net, tasks = planted_task_model(n_pairs=check_int("n-pairs", n_pairs, low=1, high=3))
-        source = "planted:task"
-    check_int("n-pairs", n_pairs, low=1, high=min(tasks.shape[1] - 1, (net.cfg.max_pos - 1) // 2))
-    check_int("top-k", top_k, low=1, high=net.cfg.n_layers * net.cfg.n_heads)
-    net.eval()
-    with torch.no_grad():
-        res = function_vector_experiment(net, tasks, n_prompts=n, n_pairs=n_pairs, top_k=top_k,
-                                         corruption=corruption, strength=strength, rng=seed)
-    d = res.to_dict()
-    d["source"] = source
-    d["verdict"] = fv_verdict(res)
-    rows = [("source", source), ("heads", " ".join(f"{L}.{h}" for L, h in res.heads)),
-            ("clean accuracy", d["clean_accuracy"])]
-    for c in ("zero_shot", "shuffled"):
-        rows.append((f"{c} accuracy (no FV)", d[c]["base_accuracy"]))
-        for L, a in d[c]["accuracy_by_layer"].items():
-            where = f"before layer {L}" if L < net.cfg.n_layers else "after the last layer"
-            rows.append((f"{c} accuracy, FV {where}", a))
-    from spinlens.plotting.interp import plot_function_vectors
-
-    return StudyReport("interp fv", d, rows, [d["verdict"]["line"]],
-                       figures={"function_vectors": lambda: plot_function_vectors(res)},
-                       data={"function_vectors_eval": res.evaluation,
-                             "function_vectors_indirect_effect": res.indirect_effect})

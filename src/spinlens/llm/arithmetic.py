@@ -37,7 +37,7 @@ from spinlens.verdict import mean_sd
 if TYPE_CHECKING:
     import xarray as xr
 
-    from spinlens.experiment import StudyReport
+    from spinlens.results import StudyReport
 
 __all__ = ["OPERATIONS", "FORMATS", "arithmetic_task", "arithmetic_accuracy", "LocatedComponents",
            "locate_components", "operand_attention", "answer_space_in_prompt", "ArithmeticResult", "arithmetic_study",
@@ -580,8 +580,8 @@ def arithmetic_report(model: str, *, operations: str | Sequence[str] = "+,-,*", 
     sequences), load ``model`` (a named pretrained model or a Hugging Face folder), run `arithmetic_study` on
     seeds ``seed .. seed + n_seeds - 1`` and return its `spinlens.experiment.StudyReport` (``to_dict()`` with the
     model, the headline table, the figure and data ``arithmetic``)."""
-    from spinlens.experiment import StudyReport
     from spinlens.llm.tasks import load_model_and_tokenizer
+    from spinlens.results import StudyReport
 
     spec = operations if isinstance(operations, str) else ",".join(operations)
     ops = tuple(o.strip() for o in spec.split(",") if o.strip())

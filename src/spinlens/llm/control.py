@@ -35,7 +35,7 @@ from spinlens.llm import multilingual as ML
 from spinlens.verdict import mean_sd
 
 if TYPE_CHECKING:
-    from spinlens.experiment import StudyReport
+    from spinlens.results import StudyReport
 
 __all__ = ["ControlResult", "language_control_study", "language_control_report", "equal_effect_cost", "locate_heads"]
 
@@ -276,8 +276,8 @@ def language_control_report(model: str, *, languages: Sequence[str] = ("en", "fr
     folder) and the Django corpus of ``languages``, run `language_control_study` on seeds
     ``seed .. seed + n_seeds - 1`` and return its `spinlens.experiment.StudyReport` (``to_dict(effect)`` with the
     model, the headline table, the figure and the CSV rows ``language_control``)."""
-    from spinlens.experiment import StudyReport
     from spinlens.llm.tasks import load_model_and_tokenizer
+    from spinlens.results import StudyReport
 
     check_int("seed", seed, low=0)
     n_seeds = check_int("n-seeds", n_seeds, low=1, high=100)

@@ -43,7 +43,7 @@ from spinlens.errors import InvalidParameterError, check_int
 if TYPE_CHECKING:
     import xarray as xr
 
-    from spinlens.experiment import StudyReport
+    from spinlens.results import StudyReport
 
 __all__ = ["WORD_TASKS", "word_tasks", "FVStudyResult", "fv_study", "LocatedHeads", "locate_fv_heads",
            "fv_report"]
@@ -210,8 +210,8 @@ def fv_report(model: str, *, task: str | None = None, n_prompts: int = 256, n_pa
 
     import torch
 
-    from spinlens.experiment import StudyReport
     from spinlens.llm.tasks import load_model_and_tokenizer
+    from spinlens.results import StudyReport
 
     tasks = [t.strip() for t in (task or "capital,translate_fr,past,uppercase").split(",") if t.strip()]
     bad = [t for t in tasks if t not in WORD_TASKS]

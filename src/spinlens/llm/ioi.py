@@ -38,7 +38,7 @@ from spinlens.vocabulary import act_name
 if TYPE_CHECKING:
     import xarray as xr
 
-    from spinlens.experiment import StudyReport
+    from spinlens.results import StudyReport
 
 __all__ = ["NAMES", "TEMPLATES", "single_token_names", "ioi_task", "IOIResult", "ioi_study", "logit_diffs",
            "mean_ablation_faithfulness", "circuit_search", "CircuitSearch", "ioi_report"]
@@ -634,8 +634,8 @@ def ioi_report(model: str, *, n_prompts: int = 64, seed: int = 0, n_seeds: int =
     folder), run `ioi_study` on seeds ``seed .. seed + n_seeds - 1`` and return its
     `spinlens.experiment.StudyReport`: ``IOIResult.to_dict()`` with the model, the headline table, the figures
     ``ioi_circuit`` and ``ioi_heads`` and the data ``ioi.nc``."""
-    from spinlens.experiment import StudyReport
     from spinlens.llm.tasks import load_model_and_tokenizer
+    from spinlens.results import StudyReport
 
     n = check_int("n-prompts", n_prompts, low=2)
     check_int("seed", seed, low=0)

@@ -56,7 +56,7 @@ from spinlens.errors import InvalidParameterError, check_float, check_int
 from spinlens.verdict import mean_sd
 
 if TYPE_CHECKING:
-    from spinlens.experiment import StudyReport
+    from spinlens.results import StudyReport
 
 __all__ = [
     "DJANGO_LOCALES",
@@ -668,8 +668,8 @@ def language_neurons_report(model: str, *, languages: Sequence[str] = DEFAULT_LA
     and the bar quantile; random controls on seeds ``seed .. seed + n_seeds - 1``) and return its
     `spinlens.experiment.StudyReport` (``to_dict()`` with the model, the headline table, the figure and data
     ``language_neurons``)."""
-    from spinlens.experiment import StudyReport
     from spinlens.llm.tasks import load_model_and_tokenizer
+    from spinlens.results import StudyReport
 
     check_int("seed", seed, low=0)
     n_seeds = check_int("n-seeds", n_seeds, low=1, high=100)

@@ -296,9 +296,9 @@ def run_study_command(opts):
     ``result.json``, run.json and the figure written under ``opts.out``; a `spinlens.experiment.EditResult`."""
     from pathlib import Path
 
-    from spinlens.experiment import EditResult
     from spinlens.io import check_out_dir, run_record, write_study
     from spinlens.plotting.edit import plot_llm_quantization
+    from spinlens.results import EditResult
 
     check_out_dir("out", opts.out)
     check_int("n_prompts", opts.n_prompts, low=1, high=10_000)

@@ -43,7 +43,7 @@ from spinlens.vocabulary import act_name
 if TYPE_CHECKING:
     import xarray as xr
 
-    from spinlens.experiment import StudyReport
+    from spinlens.results import StudyReport
 
 __all__ = ["CATEGORIES", "KINDS", "RecallResult", "recall_task", "known_facts", "subject_positions", "trace_fact", "causal_trace",
            "recall_study", "last_logits", "recall_report"]
@@ -369,9 +369,9 @@ def recall_report(model: str, *, relations: str | Sequence[str] = "capital", n_f
     `spinlens.llm.facts.TEMPLATES`), load ``model`` (a named pretrained model or a Hugging Face folder), run
     `recall_study` on the country facts of ``relations`` and return its `spinlens.experiment.StudyReport`
     (``to_dict()`` with the model, the headline table, the figure and data ``causal_trace``)."""
-    from spinlens.experiment import StudyReport
     from spinlens.llm import facts as F
     from spinlens.llm.tasks import load_model_and_tokenizer
+    from spinlens.results import StudyReport
 
     check_int("n-facts", n_facts, low=1)
     check_int("n-seeds", n_seeds, low=1, high=100)

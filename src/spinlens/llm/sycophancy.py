@@ -46,7 +46,7 @@ from spinlens.verdict import mean_sd
 if TYPE_CHECKING:
     import torch
 
-    from spinlens.experiment import StudyReport
+    from spinlens.results import StudyReport
 
 __all__ = ["Question", "questions", "chat_prompts", "flip_rate", "locate_heads", "head_masks",
            "SycophancyResult", "sycophancy_tuning"]
@@ -363,8 +363,8 @@ class SycophancyResult:
         """The `spinlens.experiment.StudyReport` of ``spinlens interp sycophancy``: `to_dict`, the verdict as
         the headline, the figure ``sycophancy`` (`spinlens.plotting.edit.plot_sycophancy`); run.json holds the
         summary, the verdict and the timings."""
-        from spinlens.experiment import StudyReport
         from spinlens.plotting.edit import plot_sycophancy
+        from spinlens.results import StudyReport
 
         return StudyReport("interp sycophancy", self.to_dict(), lines=[self.verdict],
                            figures={"sycophancy": lambda: plot_sycophancy(self)},

@@ -852,9 +852,9 @@ def _tokenizer(name):
 def _pinpoint_command(opts):
     import sys
 
-    from spinlens.experiment import EditResult
     from spinlens.interp.hf import load_hf
     from spinlens.io import check_out_dir, run_record
+    from spinlens.results import EditResult
 
     task = opts.task or "arithmetic"
     steps, n_seeds, seed, k, k_mlps, batch_size, eval_every = (
@@ -948,9 +948,9 @@ def _skill_data(folder):
 
 
 def _merge_command(opts):
-    from spinlens.experiment import EditResult
     from spinlens.interp.hf import load_hf, load_hf_model
     from spinlens.io import check_out_dir, run_record, write_run_json
+    from spinlens.results import EditResult
 
     if not opts.models or len(opts.models) < 2:
         raise InvalidParameterError("The '--models' parameter must name at least two tuned Hugging Face folders "

@@ -16,7 +16,7 @@ from spinlens.lm.data import ICL_WINDOWS  # noqa: F401  (re-exported)
 from spinlens.random import as_generator
 
 if TYPE_CHECKING:
-    from spinlens.experiment import StudyReport
+    from spinlens.results import StudyReport
 
 
 def heldout_windows(model, tokenizer, folder, *, text_file=None, max_windows: int = 64):
@@ -219,7 +219,7 @@ def induction_study_report(checkpoint=None, model=None, *, n_seq: int = 64, half
                                 prev_threshold=prev_threshold, ablation=ablation, path=path, top_k=top_k, seed=seed,
                                 device=device, out=out)
     summary["elapsed_s"] = time.perf_counter() - t0
-    from spinlens.experiment import StudyReport
+    from spinlens.results import StudyReport
 
     return StudyReport("interp induction", summary, lines=_induction_headline(summary, checkpoint or model),
                        result_json=False, files_key="files")

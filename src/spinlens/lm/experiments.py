@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ import torch
 from spinlens.errors import InvalidParameterError, check_int
 from spinlens.random import as_generator, spawn
 from spinlens.vocabulary import act_name
+
+if TYPE_CHECKING:
+    from spinlens.models.source import ModelSource
 
 # ------------------------------------------------------------------------------------------------ data
 
@@ -702,15 +705,15 @@ def summary_text(name: str, summary: dict) -> str:
 
 def run_edit_command(name: str, opts):
     """The language-model setting of edit command ``name``: check the options (`check_edit_options`), open the
-    model (`spinlens.experiment.open_lm`: ``--checkpoint`` or the default LM, cached in ``OUT/base``), run
+    model (`open_lm`: ``--checkpoint`` or the default LM, cached in ``OUT/base``), run
     `run_edit` over the seeds ``seed, ..., seed + n_seeds - 1``; a `spinlens.experiment.EditResult` (``opts``: see
     `spinlens.experiment.run_edit_command`)."""
     from pathlib import Path
 
-    from spinlens.experiment import EditResult, open_lm
     from spinlens.io import check_out_dir
     from spinlens.lm.corpus import BUILTIN, load_corpus
     from spinlens.plotting import lm as S
+    from spinlens.results import EditResult
 
     check_edit_options(name, opts)
     seeds = tuple(range(opts.seed, opts.seed + opts.n_seeds))
@@ -755,3 +758,23 @@ def run_edit_command(name: str, opts):
     return EditResult(name, "lm", summary, summary["headline"], text=summary_text(name, summary), dataset=ds,
                       figure=getattr(S, plot_name)(ds)[0], stem=stem, record={"summary": summary, "checkpoint": label},
                       converged=summary.get("converged") is not False, divergence=ds.attrs.get("divergence", ""))
+
+
+def open_lm(source: ModelSource, *, out=None, base_steps: int | None = None, seed: int = 0, progress: bool = False):
+    """``(model, tokenizer, held-out windows, label, reused)`` of the language-model setting: the ``--checkpoint``
+    folder of ``spinlens lm``, or the default LM (`default_lm`, cached in ``OUT/base``)."""
+    from pathlib import Path
+
+    if source.path is None:
+        base = Path(out) / "base" if out else None
+        model, tok, val, folder, reused = default_lm(base, base_steps=base_steps, seed=seed, progress=progress)
+        label = str(folder) if folder is not None else "default language model (in memory)"
+        return model, tok, val, label, reused
+    from spinlens.lm.analysis import heldout_windows
+    from spinlens.lm.train import load_lm
+
+    model, tok, _ = load_lm(source.path)
+    val = heldout_windows(model, tok, source.path)
+    if val is None:
+        raise InvalidParameterError(f"The checkpoint {source.path!r} has no held-out tokens (heldout_tokens.npy).")
+    return model, tok, val, str(source.path), True

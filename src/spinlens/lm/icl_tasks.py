@@ -31,7 +31,7 @@ from spinlens.errors import InvalidParameterError, check_choice, check_float, ch
 from spinlens.random import as_generator
 
 if TYPE_CHECKING:
-    from spinlens.experiment import StudyReport
+    from spinlens.results import StudyReport
 
 __all__ = ["TEXT_TASKS", "TEMPLATE", "WordTask", "TextTaskPrompts", "task_pair", "task_words", "text_task_prompts",
            "text_fv_experiment", "heldout_text", "text_fv_report"]
@@ -341,8 +341,8 @@ def text_fv_report(checkpoint, *, task: str | None = None, n_prompts: int = 256,
     language model from ``spinlens lm`` (``task`` default ``copy``; seeds ``seed .. seed + n_seeds - 1``) as a
     `spinlens.experiment.StudyReport`: `summarise_fv` with the source and `fv_verdict`, the headline table, the
     figure and data ``function_vectors_lm``."""
-    from spinlens.experiment import StudyReport
     from spinlens.lm.train import load_lm
+    from spinlens.results import StudyReport
 
     task = check_choice("task", task or "copy", tuple(TEXT_TASKS))
     n_seeds = check_int("n-seeds", n_seeds, low=1, high=100)

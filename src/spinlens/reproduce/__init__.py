@@ -160,10 +160,13 @@ def reproduce_run(figure: str, out_dir, *, quick: bool = True, seed: int = 0, ec
     for name in names:
         check_out_dir("--out", Path(out_dir) / name, kind="reproduce", force=force)
     if device is not None:
-        from spinlens.errors import check_device
-        from spinlens.reproduce import figS8
+        import importlib
 
-        figS8.DEFAULT_DEVICE = check_device("--device", device)
+        from spinlens.errors import check_device
+
+        # through the registry, as `run_figure` loads every figure module (the package stays above them)
+        figS8 = importlib.import_module(FIGURES["figS8"][0])
+        setattr(figS8, "DEFAULT_DEVICE", check_device("--device", device))  # noqa: B010 (a module loaded by name)
     summaries = []
     for k, name in enumerate(names, 1):
         if announce:
