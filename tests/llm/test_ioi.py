@@ -130,6 +130,9 @@ def test_circuit_search_gates_gradient_and_nested_circuits():
         assert res.attribution[L, h] == pytest.approx(fd, rel=0.02, abs=2e-5)
     d = res.to_dict()
     assert [x["size"] for x in d["by_size"]] == [8, 5, 2] and d["n_steps"] >= 2
+    with torch.no_grad():  # the study runs under no_grad (ioi_report): the search takes its gradients anyway
+        again = I.circuit_search(model, batches, sizes=(2, 8, 5), prune_fraction=0.3, n_random=3, rng=0)
+    assert again.circuits == res.circuits and np.allclose(again.attribution, res.attribution)
     with pytest.raises(InvalidParameterError, match="sizes"):
         I.circuit_search(model, batches, sizes=(9,))
 
