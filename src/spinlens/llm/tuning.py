@@ -370,7 +370,11 @@ def _lora(hf_model, n_params: int, seed: int):
             per_rank += w.shape[0] + w.shape[1]
     r = max(1, int(round(n_params / max(per_rank, 1))))
     cfg = LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules="all-linear", bias="none")
-    with torch.random.fork_rng(devices=[]):
+    import warnings
+
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        # peft reads transformers' deprecated `is_gradient_checkpointing` (theirs to change; nothing to act on here)
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
         torch.manual_seed(seed)
         pm = get_peft_model(hf_model, cfg)
     masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in pm.named_parameters() if "lora_" in n}
