@@ -48,6 +48,45 @@ class EditResult:
     converged: bool = True
     divergence: str = ""
 
+    def write(self, out, args=None) -> None:
+        """Write ``dataset`` (CSV + NetCDF), ``figure`` (PNG + PDF) and run.json (with ``args`` and ``record``)
+        under ``out``; nothing when ``out`` is None or there is no dataset (the figure is closed either way)."""
+        from spinlens import io
+
+        ds, fig, stem = self.dataset, self.figure, self.stem
+        if out is None or ds is None:
+            if fig is not None:
+                import matplotlib.pyplot as plt
+
+                plt.close(fig)
+            return
+        if "run" in ds.dims:
+            run_vars = [v for v in ds.data_vars if ds[v].dims == ("run",)]
+            io.save_dataframe(ds[run_vars].to_dataframe(), out, stem)
+            rest = [v for v in ds.data_vars if v not in run_vars]
+            if rest:
+                _long_csv(ds[rest].drop_dims("run", errors="ignore"), out, f"{stem}_{'_'.join(rest)}")
+        else:
+            _long_csv(ds, out, stem)
+        io.save_dataset(ds, out, stem)
+        io.save_figure(fig, out, stem, dpi=150)
+        io.write_run_json(out, io.run_record(self.command, args=args, seed=getattr(args, "seed", None),
+                                             attrs=dict(ds.attrs), **(self.record or {})))
+
+
+def _long_csv(ds, out, name) -> None:
+    """Every variable of ``ds`` as rows ``variable, <coords>, value`` of one CSV."""
+    import pandas as pd
+
+    from spinlens.io import save_dataframe
+
+    frames = []
+    for var, da in ds.data_vars.items():
+        df = da.to_dataframe(name="value").reset_index()
+        df.insert(0, "variable", var)
+        frames.append(df)
+    save_dataframe(pd.concat(frames, ignore_index=True), out, name, index=False)
+
 
 @dataclass
 class StudyReport:

@@ -201,67 +201,11 @@ def print_table(rows: list[tuple[str, object]]) -> None:
         print(f"{k:<{width}}  {v}")
 
 
-def warn_deprecated(message: str) -> None:
-    """One line on stderr for an old spelling that still works (it will go in a later release)."""
-    print(f"spinlens: deprecated: {message}", file=sys.stderr)
-
-
-def load_checkpoint_arg(path, *, flag: str = "checkpoint", transformer: bool = True, deprecated: str | None = None):
-    """Load the spinlens model folder given under ``--flag``: ``(model, Checkpoint)``.
-
-    The command line's name for `spinlens.experiment.load_spinlens_model` (the one loader of spinlens model
-    folders): ``transformer=True`` requires a `spinlens.models.transformer.Transformer`; older layouts load with
-    a deprecation line on stderr; ``deprecated``: a deprecation message printed once the model has loaded.
-    """
-    from spinlens.experiment import ModelSource, load_spinlens_model
-
-    return load_spinlens_model(ModelSource("regression", str(path), flag, deprecated), transformer=transformer)
-
-
 def print_headline(headline: dict) -> None:
     """The last lines of an experiment: its one-line headline and its verdict (`spinlens.verdict`)."""
     print(headline["text"])
     if "verdict" in headline:
         print(headline["verdict"]["line"])
-
-
-def write_experiment(out, stem, ds, fig, args, extra=None):
-    """Write an experiment's Dataset (CSV + NetCDF), its figure (PNG + PDF) and run.json under ``out``
-    (nothing when ``out`` is None; the figure is closed either way)."""
-    from spinlens import io
-
-    if out is None:
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-        return
-    if "run" in ds.dims:
-        run_vars = [v for v in ds.data_vars if ds[v].dims == ("run",)]
-        io.save_dataframe(ds[run_vars].to_dataframe(), out, stem)
-        rest = [v for v in ds.data_vars if v not in run_vars]
-        if rest:
-            _to_csv(ds[rest].drop_dims("run", errors="ignore"), out, f"{stem}_{'_'.join(rest)}")
-    else:
-        _to_csv(ds, out, stem)
-    io.save_dataset(ds, out, stem)
-    io.save_figure(fig, out, stem, dpi=150)
-    base = stem.removesuffix("_lm")
-    command = {"steering": "steer", "merging": "merge", "quantization": "quantize"}.get(base, base)
-    io.write_run_json(out, io.run_record(command, args=args, seed=args.seed, attrs=dict(ds.attrs),
-                                         **(extra or {})))
-
-
-def _to_csv(ds, out, name):
-    import pandas as pd
-
-    from spinlens.io import save_dataframe
-
-    frames = []
-    for var, da in ds.data_vars.items():
-        df = da.to_dataframe(name="value").reset_index()
-        df.insert(0, "variable", var)
-        frames.append(df)
-    save_dataframe(pd.concat(frames, ignore_index=True), out, name, index=False)
 
 
 def run_study(args, make, *, prefix: str = "  ") -> int:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from spinlens.cli._common import write_experiment as _write
-
 # ------------------------------------------------------------------------------------------------ settings
 LM_EDIT_EXAMPLES = {
     "steer": "  spinlens steer --checkpoint runs/lm --out steer-lm          # a language model from 'spinlens lm'\n",
@@ -120,8 +118,7 @@ def report(res, args) -> int:
 
     from spinlens.cli._common import convergence_exit, print_headline, print_json, print_table
 
-    if res.dataset is not None:
-        _write(Path(args.out) if args.out else None, res.stem, res.dataset, res.figure, args, res.record)
+    res.write(Path(args.out) if args.out else None, args)
     if args.json:
         print_json(res.summary)
     else:
