@@ -153,25 +153,29 @@ def _pooled(parts) -> tuple[np.ndarray, float, float]:
     return num / den, m_b, m_s
 
 
-def _mean_ablation_hooks(model, batch, keep: set) -> list:
-    """Hooks that set every head's ``z`` outside ``keep`` to its mean over the batch's corrupted prompts."""
-    nL = model.cfg.n_layers
-    names = [act_name("z", L) for L in range(nL)]
+def _corrupt_z_means(model, batch) -> list:
+    """``[(hook name, mean z [pos, head, d])]`` per layer: every head's output averaged over the batch's
+    corrupted prompts (the value a mean-ablated head takes)."""
+    names = [act_name("z", L) for L in range(model.cfg.n_layers)]
     with torch.no_grad():
         _, cache = model.run_with_cache(batch.corrupt, names_filter=names)
+    return [(n, cache[n].mean(0)) for n in names]
+
+
+def _mean_ablation_hooks(model, batch, keep: set) -> list:
+    """Hooks that set every head's ``z`` outside ``keep`` to its mean over the batch's corrupted prompts."""
     hooks = []
-    for L in range(nL):
+    for L, (name, mean) in enumerate(_corrupt_z_means(model, batch)):
         heads = [h for h in range(model.cfg.n_heads) if (L, h) not in keep]
         if not heads:
             continue
-        mean = cache[names[L]].mean(0)  # [pos, head, d]
 
         def hook(act, hook, heads=heads, mean=mean):
             act = act.clone()
             act[:, :, heads] = mean[None, :, heads]
             return act
 
-        hooks.append((names[L], hook))
+        hooks.append((name, hook))
     return hooks
 
 
@@ -241,19 +245,14 @@ class CircuitSearch:
 def _gate_hooks(model, batch, gates):
     """Hooks that set each head's ``z`` to ``m + g (z - m)``, m its mean over the batch's corrupted prompts and
     g its entry of ``gates`` (layer, head): g = 1 keeps the head, g = 0 mean-ablates it."""
-    nL = model.cfg.n_layers
-    names = [act_name("z", L) for L in range(nL)]
-    with torch.no_grad():
-        _, cache = model.run_with_cache(batch.corrupt, names_filter=names)
     hooks = []
-    for L in range(nL):
-        mean = cache[names[L]].mean(0)  # [pos, head, d]
+    for L, (name, mean) in enumerate(_corrupt_z_means(model, batch)):
 
         def hook(act, hook, L=L, mean=mean):
             g = gates[L].to(act.dtype)[None, None, :, None]
             return mean[None] + g * (act - mean[None])
 
-        hooks.append((names[L], hook))
+        hooks.append((name, hook))
     return hooks
 
 
