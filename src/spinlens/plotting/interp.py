@@ -223,7 +223,7 @@ def plot_ioi_heads(result, *, title: str = "IOI: evidence per head"):
                "duplicate-token + induction score", False)]
     search = getattr(result, "search", None)
     n = 5 if search is not None else 4
-    fig, axes = plt.subplots(1, n, figsize=(4 * n, 0.22 * result.n_layers + 2))
+    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 0.22 * result.n_layers + 2), layout="constrained")
     for ax, (da, t, sym) in zip(axes, panels):
         plot_heatmap(da, ax=ax, title=t, symmetric=sym, annotate=False, cmap="RdBu_r" if sym else "viridis")
     if search is not None:  # faithfulness against circuit size: by effect, random sets, the circuit by role
