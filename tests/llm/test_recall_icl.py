@@ -236,3 +236,37 @@ def test_recall_task_for_the_general_evaluation():
     t = recall_task(10, rng=1)
     assert len(t) == 10 and all(p.startswith("The capital of ") for p in t.prompts)
     assert t.source.startswith("countryinfo") and recall_task(10, rng=1).prompts == t.prompts
+
+
+def test_fv_study_reports_the_best_layer_of_the_zero_shot_gain(monkeypatch):
+    """`fv_study` keeps, per task, the layer where the FV's zero-shot gain (mean over seeds) is largest and the
+    accuracy and gain there (the real SmolLM2 run crashed here: the per-layer table was overwritten first)."""
+    import types
+
+    import xarray as xr
+
+    from spinlens.llm import icl as ICL
+    from spinlens.lm import icl_tasks as IT
+
+    seeds, conds, layers, L, H = [0, 1], ["zero_shot", "shuffled"], [0, 1, 2], 3, 2
+    gain = np.zeros((2, 2, 3))
+    gain[:, 0, :] = [[0.1, 0.5, 0.2], [0.2, 0.3, 0.1]]  # zero-shot: best layer 1 (mean 0.4)
+    gain[:, 1, :] = [[0.9, 0.0, 0.0], [0.9, 0.0, 0.0]]  # shuffled: best layer 0, not the one reported
+    base = np.full((2, 2), 0.1)
+    ds = xr.Dataset(
+        {"clean_accuracy": ("seed", [0.5, 0.6]), "clean_logprob": ("seed", [-1.0, -1.1]),
+         "majority_accuracy": ("seed", [0.1, 0.1]), "heads": ("rank", ["1.0", "2.1"]),
+         "base_accuracy": (("seed", "condition"), base), "base_logprob": (("seed", "condition"), -base),
+         "accuracy": (("seed", "condition", "layer"), base[..., None] + gain), "gain": (("seed", "condition", "layer"), gain),
+         "logprob_gain": (("seed", "condition", "layer"), gain),
+         "indirect_effect": (("seed", "layer", "head"), np.ones((2, L, H)))},  # L = len(layers) here
+        coords={"seed": seeds, "condition": conds, "layer": layers},
+        attrs={"task": "capital", "n_pairs": 5, "n_words": 20, "example_prompt": "x"})
+    monkeypatch.setattr(IT, "text_fv_experiment", lambda *a, **k: (ds, None))
+    monkeypatch.setattr(ICL, "word_tasks", lambda tok, tasks: {"capital": types.SimpleNamespace(pairs=[1] * 20,
+                                                                                                 source="test")})
+    model = types.SimpleNamespace(cfg=types.SimpleNamespace(n_layers=L, n_heads=H))
+    res = ICL.fv_study(model, None, ["capital"], top_k=1, fv_heads=1, seeds=seeds)
+    s = res.summaries["capital"]
+    assert s["best_layer"] == 1
+    assert s["zero_shot_fv"]["gain"]["mean"] == pytest.approx(0.4)

@@ -149,11 +149,12 @@ def fv_study(model, tokenizer, tasks=("capital", "translate_fr", "past", "upperc
             continue
         s = summarise_fv(ds)
         s["source"] = task.source
+        by_layer = s.get("zero_shot_fv") or {}
         s["best_layer"], s["zero_shot_fv"] = None, None
         if ds.sizes["layer"]:
             gain = ds.gain.sel(condition="zero_shot").mean("seed")
-            Lb = int(ds.layer.values[int(gain.argmax())])
-            s["best_layer"], s["zero_shot_fv"] = Lb, s["zero_shot_fv"][Lb]
+            Lb = int(ds.layer.values[int(np.argmax(gain.values))])
+            s["best_layer"], s["zero_shot_fv"] = Lb, by_layer[Lb]
         datasets[name], summaries[name] = ds, s
     if not datasets:
         raise InvalidParameterError("No task is usable: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
