@@ -866,7 +866,6 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
     ['a.txt', 'manifest.json']
     """
     import shutil
-    import tempfile as _tf
 
     path = Path(path)
     if path.name in ("", ".", ".."):
@@ -882,11 +881,7 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
         return
     check_replaceable(name, path, kind=kind, force=force, shared=shared)
     path.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(_tf.mkdtemp(dir=path.parent, prefix=f".{path.name}{_STAGE_TAG}{os.getpid()}-"))
-    os.chmod(stage, 0o777 & ~_umask())
-    _ACTIVE_STAGES.append(stage.absolute())
-    try:
-        _op("stage")
+    with _staging(path, 0o777 & ~_umask()) as stage:
         yield stage
         in_place = force and _holds_cwd(path)
         kept, owners = ([], {}) if in_place or not (force or shared) else _link_others(path, stage, kind, shared)
@@ -898,6 +893,22 @@ def folder_transaction(path: str | os.PathLike, *, kind: str, force: bool = Fals
             _commit_in_place(stage, path)
         else:
             switch_folder(stage, path)
+
+
+@contextlib.contextmanager
+def _staging(path: Path, mode: int):
+    """A hidden staging sibling of ``path`` (``.NAME.spinlens-new-PID-XXXX``, permissions ``mode``), known to
+    the kill recovery while open; removed when the block fails (any exception, ``KeyboardInterrupt``
+    included). On success the block has moved it into place."""
+    import shutil
+    import tempfile as _tf
+
+    stage = Path(_tf.mkdtemp(dir=path.parent, prefix=f".{path.name}{_STAGE_TAG}{os.getpid()}-"))
+    os.chmod(stage, mode)
+    _ACTIVE_STAGES.append(stage.absolute())
+    try:
+        _op("stage")
+        yield stage
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
@@ -970,18 +981,13 @@ def folder_update(path: str | os.PathLike, *, drop=()):
     Used by `spinlens.sweeps` for the switches of a sweep folder (start over, finish).
     """
     import shutil
-    import tempfile as _tf
 
     path = Path(path)
     if path.name in ("", ".", ".."):
         path = path.resolve()
     path.mkdir(parents=True, exist_ok=True)
     _recover(path)
-    stage = Path(_tf.mkdtemp(dir=path.parent, prefix=f".{path.name}{_STAGE_TAG}{os.getpid()}-"))
-    os.chmod(stage, os.stat(path).st_mode & 0o7777)
-    _ACTIVE_STAGES.append(stage.absolute())
-    try:
-        _op("stage")
+    with _staging(path, os.stat(path).st_mode & 0o7777) as stage:
         for e in sorted(os.scandir(path), key=lambda e: e.name):
             if e.name not in set(drop):
                 _link_tree(path / e.name, stage / e.name)
@@ -999,11 +1005,6 @@ def folder_update(path: str | os.PathLike, *, drop=()):
             shutil.rmtree(stage, ignore_errors=True)
         else:
             switch_folder(stage, path)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    finally:
-        _ACTIVE_STAGES.remove(stage.absolute())
 
 
 #: caches carried into an open run folder's staging folder from the old state (hard links; see `run_folder`)
