@@ -186,6 +186,20 @@ def plot_attribution_vs_exact(attr: np.ndarray, exact: np.ndarray, *, ax=None, t
     return fig
 
 
+def fv_layer_ticks(ax, layers, n_layers: int) -> None:
+    """x ticks of a function-vector plot whose points are the insertion layers ``layers`` (at 0, 1, ...):
+    "before L", or "after last" for ``n_layers``; with many layers every few are labelled, so they stay legible."""
+    import numpy as np
+
+    layers = list(layers)
+    step = max(1, int(np.ceil(len(layers) / 8)))
+    show = list(range(0, len(layers), step))
+    if show[-1] != len(layers) - 1:  # the last point always labelled, never crowding its neighbour
+        show[-1 if len(layers) - 1 - show[-1] < step else len(show):] = [len(layers) - 1]
+    ax.set_xticks(show, [f"before {layers[i]}" if layers[i] < n_layers else "after last" for i in show],
+                  **({"fontsize": 7} if step > 1 else {}))
+
+
 def plot_function_vectors(result, *, title: str = "function vectors"):
     """Two panels for a `FunctionVectorResult`: head indirect effects (layer × head) and accuracy with / without
     the FV added before each layer (zero-shot and shuffled prompts; dashed: clean in-context accuracy)."""
@@ -199,8 +213,7 @@ def plot_function_vectors(result, *, title: str = "function vectors"):
         a2.plot(x, e["accuracy"], "o-", color=f"C{i}", label=f"{c} + FV")
         a2.axhline(float(e["base_accuracy"]), color=f"C{i}", ls=":", label=f"{c}, no FV")
     a2.axhline(ev.attrs["clean_accuracy"], color="k", ls="--", label="in-context (clean)")
-    nl = int(ev.attrs.get("n_layers", max(layers)))
-    a2.set_xticks(x, [f"before {L}" if L < nl else "after last" for L in layers])
+    fv_layer_ticks(a2, layers, int(ev.attrs.get("n_layers", max(layers))))
     a2.set_xlabel("where the FV is added (residual stream)")
     a2.set_ylabel("accuracy")
     a2.set_ylim(0, 1.02)

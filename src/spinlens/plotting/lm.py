@@ -212,8 +212,9 @@ def plot_lm_function_vectors(ds):
     if "majority_accuracy" in ds:
         ax[1].axhline(float(ds["majority_accuracy"].mean()), color="0.5", ls="-.", lw=0.8,
                       label="most frequent answer token")
-    nl = int(ds.attrs.get("n_layers", layers.max()))
-    ax[1].set_xticks(x, [f"before {L}" if L < nl else "after last" for L in layers])
+    from spinlens.plotting.interp import fv_layer_ticks
+
+    fv_layer_ticks(ax[1], layers, int(ds.attrs.get("n_layers", layers.max())))
     ax[1].set(xlabel="where the FV is added (residual stream)", ylabel="accuracy (first answer token)",
               ylim=(0, 1.02), title=f"task {ds.attrs.get('task')}: {ds.sizes['seed']} seeds")
     ax[1].legend(fontsize=7, loc="best")
