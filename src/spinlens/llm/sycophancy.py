@@ -26,7 +26,7 @@ the flip; tuning only them lowers it. This module measures the three steps on a 
 5. **Matched effect**: every ``eval_every`` steps each run is evaluated again, so each method has a curve of
    effect (``gain_flip_rate``: the fall of the flip rate from the untuned model) against cost (``d_<key>``:
    the change of each general-ability metric). The methods' costs are compared where their effects are equal
-   (`spinlens.llm.tuning.matched_costs`: the cost where each run's fall first reaches a fraction of the
+   (`spinlens.llm.matched.matched_costs`: the cost where each run's fall first reaches a fraction of the
    smallest best fall over methods), not only after an equal number of steps.
 """
 
@@ -329,7 +329,7 @@ class SycophancyResult:
         One row per (method, seed, step) evaluated, step 0 (the untuned model) included: the metrics of
         ``before``, ``gain_flip_rate`` (before − now) and ``d_<key>`` for every general-ability key.
     matched : dict
-        `spinlens.llm.tuning.matched_costs` of ``curves`` (gain ``gain_flip_rate``; costs ``d_perplexity``,
+        `spinlens.llm.matched.matched_costs` of ``curves`` (gain ``gain_flip_rate``; costs ``d_perplexity``,
         ``d_heldout_loss`` and the other general-ability changes): each method's costs at equal falls of the
         flip rate.
     """
@@ -389,7 +389,7 @@ def sycophancy_tuning(model="smollm2-135m", *, n_train: int = 48, n_test: int = 
     from spinlens.edit.pinpoint import masked_finetune
     from spinlens.interp.hf import HookedHF, load_hf_model
     from spinlens.llm.general import build_suite, general_ability, text_source
-    from spinlens.llm.tuning import matched_costs, matched_verdict
+    from spinlens.llm.matched import matched_costs, matched_verdict
     from spinlens.models.pretrained import resolve_model
     from spinlens.random import as_generator
 

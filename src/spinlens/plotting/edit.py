@@ -178,7 +178,7 @@ def plot_steering_sweep(ds, variable: str = "abs_shift", ax=None):
 def plot_precise_tuning(curves, *, gain_key: str, cost_keys=("d_heldout_loss", "d_ioi_logit_diff"), matched=None):
     """Cost against gain along training, one line per (method, seed) (`spinlens.llm.tuning.precise_tuning`
     curves: dicts with ``method``, ``seed``, ``step``, ``gain_key`` and the cost keys); with ``matched``
-    (`spinlens.llm.tuning.matched_costs`), the mean ± sd cost at each matched gain as error bars."""
+    (`spinlens.llm.matched.matched_costs`), the mean ± sd cost at each matched gain as error bars."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(cost_keys), figsize=(4.6 * len(cost_keys), 3.6), squeeze=False)
     methods = list(dict.fromkeys(r["method"] for r in curves))
